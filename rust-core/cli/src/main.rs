@@ -1,0 +1,38 @@
+//! `clat`: the Linux front end of the CLAT core.
+//!
+//! Each subcommand lives in a module of its own (`cmd_*.rs`) that owns its
+//! arguments and its behaviour; this file only dispatches.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+mod cmd_xlat;
+
+/// A 464XLAT customer-side translator (CLAT) and its tools.
+#[derive(Parser)]
+#[command(name = "clat", version, about, long_about = None)]
+struct Cli {
+    /// Log level: error, warn, info, debug or trace (RUST_LOG overrides).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Translate packets statelessly (RFC 7915) and print what comes out.
+    Xlat(cmd_xlat::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::new()
+        .parse_filters(&cli.log_level)
+        .parse_env("RUST_LOG")
+        .format_timestamp_millis()
+        .init();
+    match cli.command {
+        Command::Xlat(args) => cmd_xlat::main(args),
+    }
+}

@@ -1,0 +1,1 @@
+//! NAT64 prefix discovery (work in progress).

@@ -1,0 +1,1 @@
+//! The CLAT engine (work in progress).

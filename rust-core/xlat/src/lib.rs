@@ -1,0 +1,1 @@
+//! Stateless IPv4/IPv6 translation (work in progress).

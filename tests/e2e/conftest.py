@@ -1,0 +1,57 @@
+"""pytest fixtures for the lab end-to-end tests.
+
+- ``lab`` (session): brings the namespaces up once with tests/lab/lab.sh up and
+  tears them down at the end, unless KEEP_LAB=1 (handy while debugging).
+- ``clat`` (session): one ``clat run`` in phone shared by the tests that need
+  only the default configuration.  Tests that need special options (short
+  timeouts, SIGTERM) start their own ClatProcess on another TUN name or after
+  this one is stopped.
+
+Everything here needs root (namespaces, TUN); without root the tests are
+skipped with a clear reason rather than failing on a permission error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+import labutil
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() != 0:
+        skip = pytest.mark.skip(reason="the lab needs root (network namespaces, TUN)")
+        for item in items:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The three lab namespaces with all their servers running."""
+    if shutil.which("ip") is None:
+        pytest.fail("iproute2 (`ip`) is missing: run tests/lab/install-deps.sh")
+    labutil.lab("up")
+    yield labutil
+    if os.environ.get("KEEP_LAB") != "1":
+        labutil.lab("down", check=False)
+
+
+@pytest.fixture(scope="session")
+def clat_session(lab):
+    proc = labutil.ClatProcess()
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def clat(clat_session):
+    """The shared running CLAT; restarted if a previous test killed it."""
+    if not clat_session.running() or not clat_session.ready():
+        clat_session.stop()
+        clat_session.__init__()
+        clat_session.start()
+    return clat_session

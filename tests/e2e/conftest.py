@@ -33,7 +33,10 @@ def lab():
     """The three lab namespaces with all their servers running."""
     if shutil.which("ip") is None:
         pytest.fail("iproute2 (`ip`) is missing: run tests/lab/install-deps.sh")
-    labutil.lab("up")
+    # With KEEP_LAB=1 a lab that is already up and healthy is reused, which
+    # makes the edit-run loop fast while debugging; otherwise always rebuild.
+    if not (os.environ.get("KEEP_LAB") == "1" and labutil.lab("status", check=False).returncode == 0):
+        labutil.lab("up")
     yield labutil
     if os.environ.get("KEEP_LAB") != "1":
         labutil.lab("down", check=False)

@@ -58,3 +58,25 @@ def clat(clat_session):
         clat_session.__init__()
         clat_session.start()
     return clat_session
+
+
+@pytest.fixture
+def own_clat(lab, clat_session):
+    """For tests that run a CLAT with special options: the shared one is
+    stopped first (two CLATs would fight over the IPv4 default route) and
+    comes back for the next test that asks for ``clat``.
+
+    Returns a factory: ``own_clat("--udp-timeout", "2s")`` -> started ClatProcess,
+    stopped again at teardown.
+    """
+    clat_session.stop()
+    started = []
+
+    def start(*extra, **kw):
+        p = labutil.ClatProcess(*extra, **kw)
+        started.append(p)
+        return p.start()
+
+    yield start
+    for p in started:
+        p.stop()

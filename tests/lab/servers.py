@@ -102,6 +102,12 @@ def serve_http(addr, port, directory):
 def serve_udpecho(addr, port):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # No DF on answers: a full-size (1472-byte) answer becomes a 1520-byte
+    # IPv6 packet behind the NAT64, and with DF set the first one would be
+    # lost to path-MTU discovery (Tayga answers "fragmentation needed").
+    # Without DF the NAT64 fragments it, so every size class echoes at once.
+    s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_MTU_DISCOVER", 10),
+                 getattr(socket, "IP_PMTUDISC_DONT", 0))
     s.bind((addr, int(port)))
     while True:
         data, peer = s.recvfrom(65535)

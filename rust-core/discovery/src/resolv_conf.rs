@@ -1,0 +1,64 @@
+//! The system's resolvers, for `clat discover` without `--dns`.
+
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+
+/// `nameserver` lines of a resolv.conf text, port 53. Link-local IPv6
+/// servers keep their `%iface` zone (resolved to an index); lines that do
+/// not parse are skipped, as the C library does.
+pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("nameserver") {
+            continue;
+        }
+        let Some(addr) = words.next() else { continue };
+        let (ip, zone) = match addr.split_once('%') {
+            Some((ip, z)) => (ip, Some(z)),
+            None => (addr, None),
+        };
+        let Ok(ip) = ip.parse::<IpAddr>() else {
+            continue;
+        };
+        let sa = match (ip, zone) {
+            (IpAddr::V6(v6), Some(z)) => {
+                let idx = z
+                    .parse::<u32>()
+                    .ok()
+                    .or_else(|| crate::netlink::if_index(z).ok());
+                match idx {
+                    Some(i) => SocketAddr::V6(SocketAddrV6::new(v6, 53, 0, i)),
+                    None => continue,
+                }
+            }
+            _ => SocketAddr::new(ip, 53),
+        };
+        out.push(sa);
+    }
+    out
+}
+
+/// Reads `/etc/resolv.conf` (empty list when it is missing).
+pub fn system_resolvers() -> Vec<SocketAddr> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .map(|t| parse_resolv_conf(&t))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_nameservers() {
+        let t = "# comment\nsearch lab\nnameserver 2001:db8:1::53\nnameserver 192.0.2.53 \nnameserver fe80::1%7\nnameserver bogus\noptions edns0\n";
+        let got = parse_resolv_conf(t);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], "[2001:db8:1::53]:53".parse().unwrap());
+        assert_eq!(got[1], "192.0.2.53:53".parse().unwrap());
+        match got[2] {
+            SocketAddr::V6(v6) => assert_eq!(v6.scope_id(), 7),
+            _ => panic!(),
+        }
+    }
+}

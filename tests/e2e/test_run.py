@@ -1,0 +1,126 @@
+"""`clat run` as a process: refusals (bad configuration, packets a CLAT must
+not carry), `clat status`, and shutdown on SIGTERM with live flows.
+
+Needs `clat run` / `clat status` (rust-core/cli cmd_run.rs, cmd_status.rs) and
+the engine's drop counters (drop_multicast, drop_broadcast, drop_bad_source).
+"""
+
+import subprocess
+import time
+
+import pytest
+
+from labutil import (PHONE, SERVER, TUN, ClatProcess, clat_binary, default_route4, link_exists,
+                     ns, ns_popen, ns_python, status_int, wait_until)
+
+
+def send_udp(dst, port=5353, broadcast=False):
+    code = f"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+if {broadcast!r}:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+for _ in range(3):
+    s.sendto(b"must not leave", ("{dst}", {port}))
+print("sent")
+"""
+    assert ns_python(PHONE, code, timeout=10).stdout.strip() == "sent"
+
+
+def counter_rises(clat, key, action, at_least=1):
+    before = status_int(clat.status(), key)
+    action()
+    return wait_until(lambda: status_int(clat.status(), key) >= before + at_least,
+                      timeout=5, what=f"{key} to rise above {before}")
+
+
+def test_multicast_is_dropped_and_counted(clat):
+    counter_rises(clat, "drop_multicast", lambda: send_udp("224.0.0.251"))
+
+
+def test_broadcast_is_dropped_and_counted(clat):
+    # 192.0.0.7 is the broadcast address of the CLAT's 192.0.0.0/29;
+    # 255.255.255.255 is the limited broadcast.  Either must be refused.
+    counter_rises(clat, "drop_broadcast", lambda: send_udp("192.0.0.7", broadcast=True))
+
+
+SPOOF = """
+import socket, struct
+def csum(b):
+    s = sum(struct.unpack("!%%dH" %% (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+src, dst = socket.inet_aton("10.9.9.9"), socket.inet_aton("%s")
+payload = b"spoofed"
+udp = struct.pack("!HHHH", 4444, 7, 8 + len(payload), 0) + payload
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, src, dst)
+ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+for _ in range(3):
+    s.sendto(ip + udp, ("%s", 0))
+print("sent")
+""" % (SERVER, SERVER)
+
+
+def test_foreign_source_is_dropped_and_counted(clat):
+    """Packets whose source is not the CLAT address must not be translated."""
+    def spoof():
+        assert ns_python(PHONE, SPOOF, timeout=10).stdout.strip() == "sent"
+    counter_rises(clat, "drop_bad_source", spoof)
+
+
+def test_status_reflects_traffic(clat):
+    st = clat.status()
+    keys = ("tun_rx_packets", "tun_tx_bytes", "up_rx_bytes", "up_tx_bytes", "flows_tcp_total")
+    before = {k: status_int(st, k) for k in keys}
+    ns(PHONE, "curl", "-sS", "--fail", "-o", "/dev/null", "-m", "30", f"http://{SERVER}/1M")
+    after = {k: status_int(clat.status(), k) for k in keys}
+    assert after["flows_tcp_total"] >= before["flows_tcp_total"] + 1
+    assert after["up_rx_bytes"] >= before["up_rx_bytes"] + (1 << 20)
+    assert after["tun_tx_bytes"] >= before["tun_tx_bytes"] + (1 << 20)
+    assert after["tun_rx_packets"] > before["tun_rx_packets"]
+    assert after["up_tx_bytes"] > before["up_tx_bytes"]
+
+
+@pytest.mark.parametrize("bad", [
+    ["--pref64", "2001:db8:64::/80"],     # not an RFC 6052 length
+    ["--pref64", "not-a-prefix"],
+    ["--mtu", "100"],
+])
+def test_run_refuses_bad_configuration(own_clat, bad):
+    b = clat_binary()
+    args = ["run", "--tun", "clatbad"]
+    if "--pref64" not in bad:
+        args += ["--pref64", "2001:db8:64::/96"]
+    args += ["--dns", "2001:db8:1::53", *bad]
+    p = ns(PHONE, str(b), *args, check=False, timeout=10)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert p.stderr.strip(), "a refusal must say why"
+    assert "panicked" not in p.stderr
+    assert not link_exists(PHONE, "clatbad")
+
+
+def test_sigterm_with_live_flows(own_clat):
+    clat = own_clat()
+    # A slow download and a UDP flow that are still open when SIGTERM comes.
+    dl = ns_popen(PHONE, "curl", "-sS", "--limit-rate", "500k", "-o", "/dev/null",
+                  f"http://{SERVER}/100M", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ns_python(PHONE, f"""
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+s.sendto(b"x", ("{SERVER}", 7)); s.recvfrom(10); print("ok")
+""", timeout=10)
+        wait_until(lambda: status_int(clat.status(), "flows_tcp") >= 1, timeout=5,
+                   what="a live TCP flow")
+        t = time.monotonic()
+        clat.proc.terminate()
+        rc = clat.proc.wait(timeout=10)
+        took = time.monotonic() - t
+        assert took < 2.0, f"took {took:.2f}s to exit"
+        assert rc == 0, f"exit code {rc}\n{clat.log()}"
+        assert not link_exists(PHONE, TUN), "TUN still there after exit"
+        assert "default" not in default_route4(PHONE), "IPv4 default route left behind"
+    finally:
+        dl.kill()
+        dl.wait()

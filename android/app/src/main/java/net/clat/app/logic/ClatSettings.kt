@@ -1,0 +1,108 @@
+package net.clat.app.logic
+
+/** Fixed addresses of the CLAT side (RFC 7335 192.0.0.0/29; same as the Rust engine's defaults). */
+object ClatAddresses {
+    /** The apps' IPv4 source and the TUN's address (Android's own clat uses it too). */
+    const val CLAT_V4 = "192.0.0.4"
+    const val CLAT_PREFIX_LENGTH = 29
+
+    /** Internal NAT address the engine uses for the kernel-terminated TCP trick. */
+    const val NAT_V4 = "192.0.0.5"
+
+    /** The engine's DNS relay, advertised to apps as the VPN's DNS server. */
+    const val DNS_V4 = "192.0.0.6"
+}
+
+/** Limits and defaults shared by the parser, the builder and the UI. */
+object Limits {
+    /** 576: every IPv4 host must accept datagrams this large (RFC 791); smaller breaks DNS/TCP. */
+    const val MTU_MIN = 576
+    const val MTU_MAX = 65535
+    const val MTU_DEFAULT = 1500
+
+    /** RFC 4787 REQ-5: a UDP mapping must not expire in less than 2 minutes. */
+    const val UDP_TIMEOUT_MIN_SEC = 120
+    const val UDP_TIMEOUT_MAX_SEC = 86400
+    const val UDP_TIMEOUT_DEFAULT_SEC = 300
+
+    const val MAX_FLOWS_MIN = 16
+    const val MAX_FLOWS_MAX = 1_048_576
+    const val MAX_FLOWS_DEFAULT = 65536
+}
+
+/** The effective settings: managed configuration merged over the user's own choices. */
+data class ClatSettings(
+    val allowedApps: List<String> = emptyList(),
+    val disallowedApps: List<String> = emptyList(),
+    val prefixOverride: Nat64Prefix? = null,
+    val mtu: Int = Limits.MTU_DEFAULT,
+    val alwaysOnStart: Boolean = false,
+    val udpTimeoutSec: Int = Limits.UDP_TIMEOUT_DEFAULT_SEC,
+    val maxFlows: Int = Limits.MAX_FLOWS_DEFAULT,
+) {
+    companion object {
+        /**
+         * Managed values win over the user's: an enterprise that pins a prefix or an app list must
+         * not be overridden on the device. The user can only set the prefix override.
+         */
+        fun merge(managed: ManagedConfig, userPrefixOverride: Nat64Prefix?): ClatSettings = ClatSettings(
+            allowedApps = managed.allowedApps ?: emptyList(),
+            disallowedApps = managed.disallowedApps ?: emptyList(),
+            prefixOverride = managed.prefixOverride ?: userPrefixOverride,
+            mtu = managed.mtu ?: Limits.MTU_DEFAULT,
+            alwaysOnStart = managed.alwaysOnStart ?: false,
+            udpTimeoutSec = managed.udpTimeoutSec ?: Limits.UDP_TIMEOUT_DEFAULT_SEC,
+            maxFlows = managed.maxFlows ?: Limits.MAX_FLOWS_DEFAULT,
+        )
+    }
+}
+
+/** Settings plus the TUN plan they give, and what was rejected on the way. */
+data class ResolvedSettings(
+    val settings: ClatSettings,
+    val plan: PlanResult,
+    /** Rejected values that fell back to defaults (shown, not blocking). */
+    val warnings: List<String>,
+)
+
+object SettingsResolver {
+    /**
+     * Combines managed configuration and the user's prefix override into settings and a plan.
+     * Blocking managed errors (app lists, prefix) turn the plan invalid so the CLAT refuses to
+     * start and says why; the others are warnings.
+     */
+    fun resolve(managed: ParsedManagedConfig, userPrefixOverride: String?, ownPackage: String): ResolvedSettings {
+        val warnings = ArrayList<String>()
+        val userPrefix = userPrefixOverride?.trim()?.takeIf { it.isNotEmpty() }?.let { text ->
+            Nat64Prefix.parse(text).fold({ it }, { warnings.add("prefix override ignored: ${it.message}"); null })
+        }
+        val settings = ClatSettings.merge(managed.config, userPrefix)
+        val blocking = managed.blockingErrors
+        managed.errors.filter { it !in blocking }.forEach { warnings.add("managed configuration: $it (default used)") }
+        val plan = if (blocking.isNotEmpty()) {
+            PlanResult.Invalid(blocking.map { "managed configuration: $it" })
+        } else {
+            VpnConfigBuilder.build(settings, ownPackage)
+        }
+        return ResolvedSettings(settings, plan, warnings)
+    }
+}
+
+/** Parses the core's counters ("name=value") for display; malformed entries are skipped. */
+object Counters {
+    fun parse(entries: Array<String>): List<Pair<String, Long>> = entries.mapNotNull { e ->
+        val eq = e.indexOf('=')
+        if (eq <= 0) return@mapNotNull null
+        val v = e.substring(eq + 1).trim().toLongOrNull() ?: return@mapNotNull null
+        e.substring(0, eq).trim() to v
+    }
+
+    /** One short line for the notification: the counters that say traffic is flowing. */
+    fun summary(counters: List<Pair<String, Long>>, keys: List<String> = SUMMARY_KEYS): String {
+        val map = counters.toMap()
+        return keys.mapNotNull { k -> map[k]?.let { "${k.replace('_', ' ')} $it" } }.joinToString(" · ")
+            .ifEmpty { counters.take(3).joinToString(" · ") { "${it.first.replace('_', ' ')} ${it.second}" } }
+    }
+
+    private val SUMMARY_KEYS = listOf("tcp_flows", "udp_flows", "packets_in", "packets_out", "dns_queries")
+}

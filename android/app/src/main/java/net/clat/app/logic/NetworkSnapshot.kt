@@ -1,0 +1,59 @@
+package net.clat.app.logic
+
+/**
+ * What the app knows about the underlying (non-VPN) default network, copied out of Android's
+ * `Network`/`LinkProperties`/`NetworkCapabilities` so that decisions can be tested on the JVM.
+ */
+data class NetworkSnapshot(
+    /** Opaque identity of the network (Android's network handle); a change means a new network. */
+    val id: String,
+    val interfaceName: String? = null,
+    /** Addresses on the link, "2001:db8:1::2" or "2001:db8:1::2/64". */
+    val addresses: List<String> = emptyList(),
+    /** Whether the link has an IPv4 default route (0.0.0.0/0). */
+    val hasIpv4DefaultRoute: Boolean = false,
+    /** Whether the link has an IPv6 default route (::/0). */
+    val hasIpv6DefaultRoute: Boolean = false,
+    /** The network's resolvers, as address literals. */
+    val dnsServers: List<String> = emptyList(),
+    /** PREF64 from Router Advertisements, "64:ff9b::/96", when the platform exposes it (API 30+). */
+    val pref64: String? = null,
+) {
+    /**
+     * Native IPv4: a usable IPv4 address and an IPv4 default route. Link-local (169.254/16),
+     * loopback and the CLAT's own 192.0.0.0/29 do not count: they carry no Internet IPv4.
+     */
+    val hasNativeIpv4: Boolean
+        get() = hasIpv4DefaultRoute && addresses.any { isUsableIpv4(IpAddresses.hostPart(it)) }
+
+    /** IPv6 that can reach a NAT64: a non-link-local unicast address and an IPv6 default route. */
+    val hasIpv6: Boolean
+        get() = hasIpv6DefaultRoute && addresses.any { isUsableIpv6(IpAddresses.hostPart(it)) }
+
+    /** The IPv6-only case 464XLAT exists for. */
+    val isIpv6Only: Boolean get() = hasIpv6 && !hasNativeIpv4
+
+    companion object {
+        fun isUsableIpv4(text: String): Boolean {
+            val a = IpAddresses.parseIpv4(text) ?: return false
+            val b0 = a[0].toInt() and 0xff
+            val b1 = a[1].toInt() and 0xff
+            val b2 = a[2].toInt() and 0xff
+            val b3 = a[3].toInt() and 0xff
+            if (b0 == 0 || b0 == 127 || b0 >= 224) return false
+            if (b0 == 169 && b1 == 254) return false
+            if (b0 == 192 && b1 == 0 && b2 == 0 && b3 < 8) return false // RFC 7335 CLAT range
+            return true
+        }
+
+        fun isUsableIpv6(text: String): Boolean {
+            val a = IpAddresses.parseIpv6(text) ?: return false
+            val b0 = a[0].toInt() and 0xff
+            val b1 = a[1].toInt() and 0xff
+            if (b0 == 0xff) return false // multicast
+            if (b0 == 0xfe && (b1 and 0xc0) == 0x80) return false // link-local
+            if (a.copyOfRange(0, 15).all { it.toInt() == 0 }) return false // :: and ::1
+            return true
+        }
+    }
+}

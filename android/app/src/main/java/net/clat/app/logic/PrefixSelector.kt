@@ -1,0 +1,71 @@
+package net.clat.app.logic
+
+/** Where a NAT64 prefix came from, in order of precedence (DESIGN.md "NAT64 prefix discovery"). */
+enum class PrefixSource(val label: String) {
+    /** Managed configuration or the user's override: an explicit choice beats any discovery. */
+    CONFIG("configured"),
+
+    /** PREF64 option of the network's Router Advertisements (RFC 8781), Android 11+ hands it over. */
+    PREF64("router advertisement (PREF64, RFC 8781)"),
+
+    /** AAAA for ipv4only.arpa through the network's resolvers (RFC 7050 with RFC 8880). */
+    RFC7050("DNS discovery (RFC 7050)"),
+}
+
+/** The prefix candidates known for one network at one moment. */
+data class PrefixCandidates(
+    val configured: Nat64Prefix? = null,
+    val pref64: Nat64Prefix? = null,
+    /** Every distinct prefix RFC 7050 discovery found, in answer order. */
+    val rfc7050: List<Nat64Prefix> = emptyList(),
+)
+
+data class SelectedPrefix(
+    val prefix: Nat64Prefix,
+    val source: PrefixSource,
+    /** Other prefixes discovery found that were not chosen (shown in the UI, for diagnosis). */
+    val alternatives: List<Nat64Prefix> = emptyList(),
+) {
+    override fun toString(): String = "$prefix (${source.label})"
+}
+
+/**
+ * Chooses the NAT64 prefix: explicit configuration first, then PREF64, then RFC 7050.
+ *
+ * Why this order: an administrator who configures a prefix knows something the network does not
+ * say (or says wrongly); PREF64 is authenticated by the same trust as the default route and needs
+ * no DNS; RFC 7050 depends on the resolver (and breaks with DNSSEC-validating or encrypted DNS).
+ * Among several RFC 7050 answers the first is used (answer order, RFC 7050 section 3) and the rest
+ * are kept as alternatives, unlike Android's own resolver which also forces /96.
+ */
+object PrefixSelector {
+    fun select(c: PrefixCandidates): SelectedPrefix? {
+        c.configured?.let { return SelectedPrefix(it, PrefixSource.CONFIG) }
+        c.pref64?.let { return SelectedPrefix(it, PrefixSource.PREF64) }
+        val distinct = c.rfc7050.distinct()
+        val first = distinct.firstOrNull() ?: return null
+        return SelectedPrefix(first, PrefixSource.RFC7050, distinct.drop(1))
+    }
+
+    /** True when discovery over DNS is still worth running: nothing better is known. */
+    fun needsDiscovery(c: PrefixCandidates): Boolean = c.configured == null && c.pref64 == null
+
+    /**
+     * Parses the strings the core's RFC 7050 discovery returns. Each entry starts with the prefix
+     * ("2001:db8:64::/96"), optionally followed by details after whitespace, ',' or ';'
+     * (source, lifetime). Entries that do not parse are returned as errors, never thrown.
+     */
+    fun parseDiscovered(entries: Array<String>): Pair<List<Nat64Prefix>, List<String>> {
+        val ok = ArrayList<Nat64Prefix>()
+        val bad = ArrayList<String>()
+        for (e in entries) {
+            val token = e.trim().split(' ', '\t', ',', ';').firstOrNull().orEmpty()
+                .removePrefix("prefix=")
+            Nat64Prefix.parse(token).fold(
+                onSuccess = { if (it !in ok) ok.add(it) },
+                onFailure = { bad.add(it.message ?: e) },
+            )
+        }
+        return ok to bad
+    }
+}

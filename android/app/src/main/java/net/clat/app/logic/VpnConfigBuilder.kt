@@ -1,0 +1,99 @@
+package net.clat.app.logic
+
+/** An address or route: "192.0.0.4"/29, "0.0.0.0"/0. */
+data class IpPrefixSpec(val address: String, val prefixLength: Int) {
+    override fun toString(): String = "$address/$prefixLength"
+}
+
+/**
+ * Everything `VpnService.Builder` is told, as plain data. The Android glue applies it field by
+ * field; tests check it. Two equal plans give the same TUN, so a running TUN is only rebuilt when
+ * the plan changes.
+ */
+data class VpnPlan(
+    val session: String,
+    val addresses: List<IpPrefixSpec>,
+    val routes: List<IpPrefixSpec>,
+    val dnsServers: List<String>,
+    val mtu: Int,
+    /** `allowFamily(AF_INET6)`: native IPv6 bypasses the TUN, only IPv4 takes the CLAT path. */
+    val allowIpv6Bypass: Boolean,
+    /** A CLAT adds no cost of its own: the underlying network's meteredness applies. */
+    val metered: Boolean,
+    val allowedApps: List<String>,
+    val disallowedApps: List<String>,
+    /** What the builder changed in the settings and why (shown in the UI, not part of identity). */
+    val notes: List<String>,
+) {
+    override fun equals(other: Any?): Boolean =
+        other is VpnPlan && toIdentity() == other.toIdentity()
+    override fun hashCode(): Int = toIdentity().hashCode()
+    private fun toIdentity() = listOf(session, addresses, routes, dnsServers, mtu, allowIpv6Bypass, metered, allowedApps, disallowedApps)
+}
+
+sealed interface PlanResult {
+    data class Valid(val plan: VpnPlan) : PlanResult
+    data class Invalid(val errors: List<String>) : PlanResult
+}
+
+/**
+ * Turns settings into the VPN interface configuration.
+ *
+ * The own package matters: the engine terminates TCP in a kernel listener on the TUN address, so
+ * the app's own UID must route through its own VPN. Hence in allowed-apps mode the own package is
+ * added, and in disallowed-apps mode it is never disallowed. The engine's upstream sockets still
+ * leave through the real network because each is protected (`VpnService.protect`).
+ */
+object VpnConfigBuilder {
+    const val SESSION = "CLAT (464XLAT)"
+
+    fun build(settings: ClatSettings, ownPackage: String): PlanResult {
+        val errors = ArrayList<String>()
+        val notes = ArrayList<String>()
+        if (settings.mtu !in Limits.MTU_MIN..Limits.MTU_MAX) {
+            errors.add("MTU ${settings.mtu} is outside ${Limits.MTU_MIN}..${Limits.MTU_MAX}")
+        }
+        val allowed = settings.allowedApps.map { it.trim() }.filter { it.isNotEmpty() }.distinct()
+        val disallowed = settings.disallowedApps.map { it.trim() }.filter { it.isNotEmpty() }.distinct()
+        if (allowed.isNotEmpty() && disallowed.isNotEmpty()) {
+            errors.add("allowed and disallowed apps cannot be mixed (Android's VPN builder refuses it)")
+        }
+        (allowed + disallowed).filterNot { PackageNames.isValid(it) }.forEach {
+            errors.add("\"$it\" is not a valid package name")
+        }
+        if (errors.isNotEmpty()) return PlanResult.Invalid(errors)
+
+        val finalAllowed = if (allowed.isNotEmpty() && ownPackage !in allowed) {
+            notes.add("added $ownPackage to the allowed apps: its TCP listener lives on the TUN")
+            allowed + ownPackage
+        } else {
+            allowed
+        }
+        val finalDisallowed = if (ownPackage in disallowed) {
+            notes.add("$ownPackage cannot be disallowed: its TCP listener lives on the TUN")
+            disallowed - ownPackage
+        } else {
+            disallowed
+        }
+        return PlanResult.Valid(
+            VpnPlan(
+                session = SESSION,
+                addresses = listOf(IpPrefixSpec(ClatAddresses.CLAT_V4, ClatAddresses.CLAT_PREFIX_LENGTH)),
+                routes = listOf(IpPrefixSpec("0.0.0.0", 0)),
+                dnsServers = listOf(ClatAddresses.DNS_V4),
+                mtu = settings.mtu,
+                allowIpv6Bypass = true,
+                metered = false,
+                allowedApps = finalAllowed,
+                disallowedApps = finalDisallowed,
+                notes = notes,
+            ),
+        )
+    }
+}
+
+/** Android package names: two or more dot-separated Java-identifier-like segments. */
+object PackageNames {
+    private val PATTERN = Regex("^[A-Za-z][A-Za-z0-9_]*(\\.[A-Za-z][A-Za-z0-9_]*)+$")
+    fun isValid(name: String): Boolean = name.length <= 255 && PATTERN.matches(name)
+}

@@ -1,18 +1,18 @@
 //! Choosing one prefix among the sources.
 
-use crate::DiscoveredPrefix;
-use std::time::Duration;
+use crate::{DiscoveredPrefix, PrefixSource};
 
 /// The prefix the CLAT should use: configuration beats PREF64, which beats
 /// RFC 7050 (RFC 8781 section 5 prefers the RA because it comes from the
 /// router itself, is cheaper and cannot be spoofed by a DNS path). Within a
-/// source the first one wins (answer or arrival order). Candidates with a
-/// zero lifetime are withdrawn and never chosen.
+/// source the first one wins (answer or arrival order). A PREF64 with a
+/// zero lifetime is withdrawn (RFC 8781) and never chosen; an RFC 7050 TTL
+/// of zero only means "ask again soon" and still counts.
 pub fn select_prefix(candidates: &[DiscoveredPrefix]) -> Option<DiscoveredPrefix> {
     candidates
         .iter()
         .enumerate()
-        .filter(|(_, c)| c.lifetime > Duration::ZERO)
+        .filter(|(_, c)| !(c.source == PrefixSource::Pref64 && c.lifetime.is_zero()))
         .min_by_key(|(i, c)| (c.source, *i))
         .map(|(_, c)| *c)
 }
@@ -21,6 +21,7 @@ pub fn select_prefix(candidates: &[DiscoveredPrefix]) -> Option<DiscoveredPrefix
 mod tests {
     use super::*;
     use crate::PrefixSource::*;
+    use std::time::Duration;
 
     fn p(s: &str, source: crate::PrefixSource, secs: u64) -> DiscoveredPrefix {
         DiscoveredPrefix {
@@ -49,5 +50,11 @@ mod tests {
         let dns = p("2001:db8:64::/96", Rfc7050, 300);
         assert_eq!(select_prefix(&[ra0, dns]), Some(dns));
         assert_eq!(select_prefix(&[ra0]), None);
+        let dns0 = p("2001:db8:64::/96", Rfc7050, 0);
+        assert_eq!(
+            select_prefix(&[ra0, dns0]),
+            Some(dns0),
+            "TTL 0 is not a withdrawal"
+        );
     }
 }

@@ -1,1 +1,135 @@
-//! Stateless IPv4/IPv6 translation (work in progress).
+//! Stateless IP/ICMP translation (SIIT) with no I/O.
+//!
+//! - RFC 6052 address embedding ([`addr6052`]), RFC 7757 explicit address
+//!   mappings ([`eam`]), RFC 7915 header and ICMP translation in both
+//!   directions ([`Translator`]), RFC 6791 sources for ICMP errors from
+//!   routers with no address on the other side, RFC 1624 incremental
+//!   checksums ([`checksum`]).
+//! - The hot path does not allocate: packets are translated into an
+//!   [`OutBuf`] that the caller allocates once and reuses, and the result is
+//!   an [`Outcome`] (packets to forward, an ICMP error to send back, or a
+//!   drop with its [`DropReason`]).
+//!
+//! Invariants the engine can rely on:
+//! - every emitted packet has valid IPv4 header / ICMP / ICMPv6 checksums;
+//!   TCP and UDP checksums are adjusted incrementally, so a packet that came
+//!   in with a wrong transport checksum leaves with a wrong one (end-to-end
+//!   detection is kept);
+//! - IPv6 output never exceeds `mtu6` and IPv4 output never exceeds `mtu4`
+//!   (DF=1 IPv4 packets that would not fit become `Reply` errors instead);
+//! - `Outcome::Forward`/`Reply` always leave at least one packet in the
+//!   `OutBuf`, `Drop` leaves none; translation never panics on any input.
+
+pub mod addr6052;
+pub mod checksum;
+pub mod config;
+pub mod eam;
+mod fragment;
+mod headers;
+pub mod icmp_err;
+pub mod icmp_map;
+pub mod outcome;
+mod v4_to_v6;
+mod v6_to_v4;
+
+pub use addr6052::{embed, extract};
+pub use checksum::{update, update16};
+pub use config::{Config, ConfigError};
+pub use eam::{Eam, EamError, EamTable};
+pub use icmp_err::icmp6_error_to_icmp4;
+pub use outcome::{DropReason, IpVersion, OutBuf, Outcome};
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A configured translator. Shareable between threads (`&self` methods);
+/// the only mutable state is the IPv4 Identification counter.
+#[derive(Debug)]
+pub struct Translator {
+    cfg: Config,
+    wkp: bool,
+    id_counter: AtomicU32,
+}
+
+impl Translator {
+    /// Validates `cfg` and builds the translator.
+    pub fn new(cfg: Config) -> Result<Translator, ConfigError> {
+        cfg.validate()?;
+        let wkp = cfg.pool6.as_ref().is_some_and(addr6052::is_well_known);
+        Ok(Translator {
+            id_counter: AtomicU32::new(cfg.frag_id_seed),
+            cfg,
+            wkp,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Translates an IPv4 packet (starting at its header) to IPv6.
+    pub fn translate_4to6(&self, pkt: &[u8], out: &mut OutBuf) -> Outcome {
+        v4_to_v6::translate(self, pkt, out)
+    }
+
+    /// Translates an IPv6 packet (starting at its header) to IPv4.
+    pub fn translate_6to4(&self, pkt: &[u8], out: &mut OutBuf) -> Outcome {
+        v6_to_v4::translate(self, pkt, out)
+    }
+
+    /// Dispatches on the version nibble.
+    pub fn translate(&self, pkt: &[u8], out: &mut OutBuf) -> Outcome {
+        match pkt.first().map(|b| b >> 4) {
+            Some(4) => self.translate_4to6(pkt, out),
+            Some(6) => self.translate_6to4(pkt, out),
+            _ => {
+                out.clear();
+                Outcome::Drop(DropReason::WrongVersion)
+            }
+        }
+    }
+
+    /// IPv4 address -> IPv6: the EAMT first (RFC 7757), then pool6 (RFC
+    /// 6052), refusing non-global addresses with the Well-Known Prefix.
+    pub fn map_4to6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
+        if let Some(v6) = self.cfg.eam.map4(a) {
+            return Ok(v6);
+        }
+        let p = self
+            .cfg
+            .pool6
+            .as_ref()
+            .ok_or(DropReason::UntranslatableDst)?;
+        if self.wkp && self.cfg.refuse_non_global_wkp && addr6052::is_non_global(a) {
+            return Err(DropReason::NonGlobalWkp);
+        }
+        Ok(addr6052::embed(p, a))
+    }
+
+    /// IPv6 address -> IPv4: the EAMT first, then pool6.
+    pub fn map_6to4(&self, a: Ipv6Addr) -> Result<Ipv4Addr, DropReason> {
+        if let Some(v4) = self.cfg.eam.map6(a) {
+            return Ok(v4);
+        }
+        let p = self
+            .cfg
+            .pool6
+            .as_ref()
+            .ok_or(DropReason::UntranslatableDst)?;
+        let v4 = addr6052::extract(p, a).ok_or(DropReason::UntranslatableDst)?;
+        if self.wkp && self.cfg.refuse_non_global_wkp && addr6052::is_non_global(v4) {
+            return Err(DropReason::NonGlobalWkp);
+        }
+        Ok(v4)
+    }
+
+    /// Next IPv4 Identification for a packet that had no Fragment header
+    /// (RFC 7915 5.1). A counter multiplied by an odd constant: a
+    /// bijection modulo 2^16, so values never repeat within 65536 packets
+    /// and do not simply count up (RFC 7739 asks for unpredictable ones; the
+    /// seed shifts the sequence).
+    pub(crate) fn next_id(&self) -> u16 {
+        let n = self.id_counter.fetch_add(1, Ordering::Relaxed);
+        (n.wrapping_mul(0x9E37_79B9) as u16) ^ ((self.cfg.frag_id_seed >> 16) as u16)
+    }
+}

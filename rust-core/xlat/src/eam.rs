@@ -1,0 +1,207 @@
+//! RFC 7757: the Explicit Address Mapping Table (EAMT).
+//!
+//! Each entry maps an IPv4 prefix to an IPv6 prefix with the same number of
+//! suffix bits; the suffix is copied unchanged (section 3.2). Lookups pick
+//! the longest matching prefix (section 3.3), and the translator consults the
+//! table before the RFC 6052 prefix (section 3.4 / RFC 7915 section 4.1 "the
+//! EAMT is consulted first").
+
+use ipnet::{Ipv4Net, Ipv6Net};
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// One explicit address mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Eam {
+    pub v4: Ipv4Net,
+    pub v6: Ipv6Net,
+}
+
+/// Why an EAM entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EamError {
+    /// RFC 7757 section 3.2: both prefixes must leave the same number of suffix bits.
+    SuffixMismatch(Eam),
+    /// Bits after the prefix length are set.
+    HostBits(Eam),
+    /// The same IPv4 or IPv6 prefix is mapped twice, which makes lookups ambiguous.
+    Duplicate(Eam),
+}
+
+impl std::fmt::Display for EamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EamError::SuffixMismatch(e) => write!(
+                f,
+                "EAM {}={}: the suffix lengths differ ({} vs {} bits; RFC 7757 section 3.2)",
+                e.v4,
+                e.v6,
+                32 - e.v4.prefix_len(),
+                128 - e.v6.prefix_len()
+            ),
+            EamError::HostBits(e) => write!(
+                f,
+                "EAM {}={}: bits after a prefix length are set",
+                e.v4, e.v6
+            ),
+            EamError::Duplicate(e) => {
+                write!(f, "EAM {}={}: a prefix is already mapped", e.v4, e.v6)
+            }
+        }
+    }
+}
+impl std::error::Error for EamError {}
+
+impl Eam {
+    /// Checks the entry (RFC 7757 section 3.2).
+    pub fn new(v4: Ipv4Net, v6: Ipv6Net) -> Result<Eam, EamError> {
+        let e = Eam { v4, v6 };
+        if 32 - v4.prefix_len() as u32 != 128 - v6.prefix_len() as u32 {
+            return Err(EamError::SuffixMismatch(e));
+        }
+        if v4.addr() != v4.network() || v6.addr() != v6.network() {
+            return Err(EamError::HostBits(e));
+        }
+        Ok(e)
+    }
+
+    /// Number of suffix bits, the same on both sides.
+    fn suffix_bits(&self) -> u32 {
+        32 - self.v4.prefix_len() as u32
+    }
+
+    fn map4(&self, a: Ipv4Addr) -> Ipv6Addr {
+        let bits = self.suffix_bits();
+        let mask: u32 = if bits == 0 {
+            0
+        } else {
+            u32::MAX >> (32 - bits)
+        };
+        let suffix = (u32::from(a) & mask) as u128;
+        Ipv6Addr::from(u128::from(self.v6.network()) | suffix)
+    }
+
+    fn map6(&self, a: Ipv6Addr) -> Ipv4Addr {
+        let bits = self.suffix_bits();
+        let mask: u128 = if bits == 0 {
+            0
+        } else {
+            u128::MAX >> (128 - bits)
+        };
+        let suffix = (u128::from(a) & mask) as u32;
+        Ipv4Addr::from(u32::from(self.v4.network()) | suffix)
+    }
+}
+
+/// The table. Entries are kept in two orders (by IPv4 and by IPv6 prefix
+/// length, longest first) so that the first hit of a linear scan is the
+/// longest match. Tables are small (a CLAT has one or two entries), so a
+/// scan beats a trie.
+#[derive(Debug, Clone, Default)]
+pub struct EamTable {
+    by_v4: Vec<Eam>,
+    by_v6: Vec<Eam>,
+}
+
+impl EamTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an entry; refuses one whose IPv4 or IPv6 prefix is already mapped.
+    pub fn insert(&mut self, e: Eam) -> Result<(), EamError> {
+        if self.by_v4.iter().any(|x| x.v4 == e.v4 || x.v6 == e.v6) {
+            return Err(EamError::Duplicate(e));
+        }
+        self.by_v4.push(e);
+        self.by_v4
+            .sort_by_key(|x| std::cmp::Reverse(x.v4.prefix_len()));
+        self.by_v6.push(e);
+        self.by_v6
+            .sort_by_key(|x| std::cmp::Reverse(x.v6.prefix_len()));
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_v4.is_empty()
+    }
+
+    pub fn entries(&self) -> &[Eam] {
+        &self.by_v4
+    }
+
+    /// IPv4 -> IPv6 by longest IPv4 prefix match.
+    #[inline]
+    pub fn map4(&self, a: Ipv4Addr) -> Option<Ipv6Addr> {
+        self.by_v4
+            .iter()
+            .find(|e| e.v4.contains(&a))
+            .map(|e| e.map4(a))
+    }
+
+    /// IPv6 -> IPv4 by longest IPv6 prefix match.
+    #[inline]
+    pub fn map6(&self, a: Ipv6Addr) -> Option<Ipv4Addr> {
+        self.by_v6
+            .iter()
+            .find(|e| e.v6.contains(&a))
+            .map(|e| e.map6(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eam(a: &str, b: &str) -> Eam {
+        Eam::new(a.parse().unwrap(), b.parse().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rfc7757_example_and_longest_match() {
+        let mut t = EamTable::new();
+        // RFC 7757 section 3.3 style: a /24 and a more specific /32 inside it.
+        t.insert(eam("192.0.2.0/24", "2001:db8:aaaa::/120"))
+            .unwrap();
+        t.insert(eam("192.0.2.1/32", "2001:db8:bbbb::1/128"))
+            .unwrap();
+        assert_eq!(
+            t.map4("192.0.2.1".parse().unwrap()),
+            Some("2001:db8:bbbb::1".parse().unwrap())
+        );
+        assert_eq!(
+            t.map4("192.0.2.77".parse().unwrap()),
+            Some("2001:db8:aaaa::4d".parse().unwrap())
+        );
+        assert_eq!(t.map4("192.0.3.1".parse().unwrap()), None);
+        assert_eq!(
+            t.map6("2001:db8:bbbb::1".parse().unwrap()),
+            Some("192.0.2.1".parse().unwrap())
+        );
+        assert_eq!(
+            t.map6("2001:db8:aaaa::ff".parse().unwrap()),
+            Some("192.0.2.255".parse().unwrap())
+        );
+        assert_eq!(t.map6("2001:db8:aaaa::1:ff".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn refuses_bad_entries() {
+        assert!(matches!(
+            Eam::new(
+                "192.0.2.0/24".parse().unwrap(),
+                "2001:db8::/64".parse().unwrap()
+            ),
+            Err(EamError::SuffixMismatch(_))
+        ));
+        assert!(matches!(
+            Eam::new(
+                "192.0.2.1/24".parse().unwrap(),
+                "2001:db8::/120".parse().unwrap()
+            ),
+            Err(EamError::HostBits(_))
+        ));
+        let mut t = EamTable::new();
+        t.insert(eam("192.0.2.0/24", "2001:db8::/120")).unwrap();
+        assert!(t.insert(eam("192.0.2.0/24", "2001:db8:1::/120")).is_err());
+    }
+}

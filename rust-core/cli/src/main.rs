@@ -6,6 +6,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod cmd_discover;
 mod cmd_xlat;
 
 /// A 464XLAT customer-side translator (CLAT) and its tools.
@@ -23,6 +24,8 @@ struct Cli {
 enum Command {
     /// Translate packets statelessly (RFC 7915) and print what comes out.
     Xlat(cmd_xlat::Args),
+    /// Find the NAT64 prefix: RFC 7050 through resolvers, optionally PREF64 from an RA.
+    Discover(cmd_discover::Args),
 }
 
 fn main() -> ExitCode {
@@ -34,5 +37,6 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Xlat(args) => cmd_xlat::main(args),
+        Command::Discover(args) => cmd_discover::main(args),
     }
 }

@@ -1,0 +1,171 @@
+//! `clat discover`: find the network's NAT64 prefix(es) and print them.
+//!
+//! One line per prefix, most trusted source first:
+//! `2001:db8:64::/96 pref64 lifetime=600s` then `2001:db8:64::/96 rfc7050 ttl=300s`.
+//! Exit status 0 when at least one prefix was found, 1 (with the reason on
+//! stderr) when none was, 2 for bad arguments.
+
+use clat_discovery::netlink::{if_index, NdUserOptListener};
+use clat_discovery::{
+    discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, DiscoveryError, PrefixSource,
+};
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Resolver to ask for ipv4only.arpa (RFC 7050): ADDR, [ADDR]:PORT or
+    /// ADDR:PORT for IPv4; repeat for several (asked in parallel). Default:
+    /// the nameservers of /etc/resolv.conf.
+    #[arg(long = "dns", value_name = "ADDR", value_parser = parse_resolver)]
+    pub dns: Vec<SocketAddr>,
+    /// How long to wait for answers (and for an RA with --pref64-listen):
+    /// e.g. 2s, 500ms, 1m.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Also wait (up to the timeout) for a Router Advertisement carrying
+    /// PREF64 (RFC 8781) on this interface. The kernel forwards it only when
+    /// the interface accepts RAs (net.ipv6.conf.IFACE.accept_ra).
+    #[arg(long, value_name = "IFACE")]
+    pub pref64_listen: Option<String>,
+}
+
+/// `ADDR`, `[ADDR]`, `[ADDR]:PORT`, `ADDR:PORT`: port 53 when absent.
+pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 53))
+        .map_err(|_| format!("{s:?} is not an IP address or address:port"))
+}
+
+/// `10s`, `500ms`, `2m`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 2s, 500ms, 1m)"))?;
+    let d = match unit {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
+    };
+    if d.is_zero() {
+        return Err("the timeout must be more than zero".into());
+    }
+    Ok(d)
+}
+
+pub fn main(args: Args) -> ExitCode {
+    let resolvers = if args.dns.is_empty() {
+        resolv_conf::system_resolvers()
+    } else {
+        args.dns.clone()
+    };
+    let deadline = Instant::now() + args.timeout;
+
+    // Subscribe before asking DNS so that an RA arriving meanwhile is kept.
+    let listener = match &args.pref64_listen {
+        None => None,
+        Some(name) => match if_index(name).and_then(|i| NdUserOptListener::open(Some(i))) {
+            Ok(l) => Some((name.clone(), l)),
+            Err(e) => {
+                eprintln!("clat discover: cannot listen for RAs on {name}: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+
+    let timeout = args.timeout;
+    let dns =
+        std::thread::spawn(move || discover_rfc7050(&resolvers, timeout, &clat_protect::NoProtect));
+
+    let mut found: Vec<DiscoveredPrefix> = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    if let Some((name, mut l)) = listener {
+        match wait_for_pref64(&mut l, deadline) {
+            Ok(Some(p)) => found.push(p),
+            Ok(None) => problems.push(format!(
+                "no NAT64 prefix: no Router Advertisement with PREF64 on {name} within {}",
+                fmt_duration(args.timeout)
+            )),
+            Err(e) => problems.push(format!("listening for RAs on {name}: {e}")),
+        }
+    }
+    match dns.join() {
+        Ok(Ok(v)) => found.extend(v),
+        Ok(Err(DiscoveryError::NoResolvers)) if args.pref64_listen.is_some() => {}
+        Ok(Err(e)) => problems.push(e.to_string()),
+        Err(_) => problems.push("RFC 7050 discovery panicked".into()),
+    }
+
+    for p in &found {
+        println!("{p}");
+    }
+    for m in &problems {
+        eprintln!("clat discover: {m}");
+    }
+    if found.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The first PREF64 with a non-zero lifetime before `deadline`.
+fn wait_for_pref64(
+    l: &mut NdUserOptListener,
+    deadline: Instant,
+) -> std::io::Result<Option<DiscoveredPrefix>> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        for ev in l.recv(Some(left))? {
+            log::debug!("RA from {:?} on {}: {:?}", ev.router, ev.ifindex, ev.pref64);
+            if !ev.pref64.lifetime.is_zero() {
+                return Ok(Some(DiscoveredPrefix {
+                    prefix: ev.pref64.prefix,
+                    source: PrefixSource::Pref64,
+                    lifetime: ev.pref64.lifetime,
+                }));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolver_forms() {
+        let want: SocketAddr = "[2001:db8:1::53]:53".parse().unwrap();
+        assert_eq!(parse_resolver("2001:db8:1::53").unwrap(), want);
+        assert_eq!(parse_resolver("[2001:db8:1::53]").unwrap(), want);
+        assert_eq!(parse_resolver("[2001:db8:1::53]:53").unwrap(), want);
+        assert_eq!(
+            parse_resolver("192.0.2.53:5353").unwrap(),
+            "192.0.2.53:5353".parse::<SocketAddr>().unwrap()
+        );
+        assert!(parse_resolver("dns.example").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+}

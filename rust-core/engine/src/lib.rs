@@ -1,1 +1,181 @@
-//! The CLAT engine (work in progress).
+//! The CLAT engine: IPv4 packets from a TUN become flows re-originated over
+//! protected IPv6 sockets towards the NAT64 prefix (DESIGN.md, "data path").
+//!
+//! - TCP is terminated by the kernel: app packets are NATed onto the
+//!   engine's own listener on the TUN address ([`nat_tcp`]), the accepted
+//!   socket is relayed to an upstream IPv6 socket ([`tcp_relay`]).
+//! - UDP: one upstream socket per app source port (endpoint-independent
+//!   mapping and filtering, RFC 4787); ICMP echo through ping sockets;
+//!   ICMPv6 errors from the sockets' error queues become ICMPv4 errors.
+//! - DNS: a relay on the internal DNS address (UDP, TCP on truncation).
+//! - One thread, one mio `Poll`, sleeping until the next flow deadline.
+
+pub mod config;
+mod dns_wire;
+mod event_loop;
+mod icmp;
+mod nat_tcp;
+pub mod packet;
+mod stats;
+mod sys;
+mod tcp_relay;
+mod timers;
+
+pub use config::{ConfigError, EngineConfig};
+pub use stats::Stats;
+pub use sys::open_tun;
+
+use event_loop::{Command, Loop, Shared, WAKER};
+use ipnet::Ipv6Net;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Why an engine call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("I/O error: {0}")]
+    Io(#[from] io::Error),
+    #[error("the engine is not running")]
+    NotRunning,
+    #[error("the engine thread panicked")]
+    Panicked,
+}
+
+/// A running engine: its own thread, readiness-driven.
+pub struct Engine {
+    tx: Sender<Command>,
+    waker: Arc<mio::Waker>,
+    thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Starts the engine on `tun` (an IPv4 TUN whose address is
+    /// `config.clat_v4` in a /29, or at least routes `config.nat_v4` to the
+    /// TUN). Every upstream socket goes through `protector` before use.
+    pub fn start(
+        tun: OwnedFd,
+        config: EngineConfig,
+        protector: clat_protect::Protector,
+    ) -> Result<Engine, EngineError> {
+        config.validate()?;
+        sys::set_nonblocking(tun.as_raw_fd())?;
+        let poll = mio::Poll::new()?;
+        let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
+        let listener = bind_listener(&config)?;
+        let (tx, rx) = channel();
+        let shared = Arc::new(Shared::default());
+        shared.running.store(true, Ordering::SeqCst);
+        let lp = Loop::new(poll, tun, listener, config, shared.clone(), protector, rx)?;
+        let sh = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("clat-engine".into())
+            .spawn(move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run()));
+                if r.is_err() {
+                    *sh.exit.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some("engine thread panicked".into());
+                }
+                sh.running.store(false, Ordering::SeqCst);
+            })?;
+        Ok(Engine {
+            tx,
+            waker,
+            thread: Some(thread),
+            shared,
+        })
+    }
+
+    /// A snapshot of the counters (lock-free reads).
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    fn send(&self, c: Command) -> Result<(), EngineError> {
+        if !self.is_running() {
+            return Err(EngineError::NotRunning);
+        }
+        self.tx.send(c).map_err(|_| EngineError::NotRunning)?;
+        self.waker.wake()?;
+        Ok(())
+    }
+
+    /// Switches the NAT64 prefix; flows that used the old one are reset.
+    pub fn set_prefix(&self, prefix: Ipv6Net) -> Result<(), EngineError> {
+        config::validate_prefix(&prefix)?;
+        self.send(Command::SetPrefix(prefix))
+    }
+
+    /// Replaces the upstream resolvers of the DNS relay.
+    pub fn set_upstream_dns(&self, servers: Vec<SocketAddr>) -> Result<(), EngineError> {
+        self.send(Command::SetDns(servers))
+    }
+
+    /// The underlying network changed: reset upstream flows and DNS sockets.
+    pub fn network_changed(&self) -> Result<(), EngineError> {
+        self.send(Command::NetworkChanged)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.shared.running.load(Ordering::SeqCst)
+    }
+
+    /// Why the loop ended on its own (e.g. the TUN was closed).
+    pub fn exit_reason(&self) -> Option<String> {
+        self.shared
+            .exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Stops the loop, joins the thread; every socket and the TUN fd are
+    /// closed when this returns. Idempotent.
+    pub fn stop(&mut self) -> Result<(), EngineError> {
+        let Some(t) = self.thread.take() else {
+            return Ok(());
+        };
+        let _ = self.tx.send(Command::Stop);
+        let _ = self.waker.wake();
+        t.join().map_err(|_| EngineError::Panicked)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// The listener that the NATed app connections reach: bound to the CLAT
+/// address (IP_FREEBIND so that it works even before the address is up).
+fn bind_listener(cfg: &EngineConfig) -> io::Result<mio::net::TcpListener> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    let s = Socket::new(
+        Domain::IPV4,
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    let _ = s.set_freebind_v4(true);
+    s.bind(&SockAddr::from(SocketAddr::from((cfg.clat_v4, 0))))?;
+    s.listen(4096)?;
+    Ok(mio::net::TcpListener::from_std(
+        std::net::TcpListener::from(s),
+    ))
+}

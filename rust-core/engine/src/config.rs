@@ -1,0 +1,152 @@
+//! Engine configuration and its validation.
+
+use ipnet::Ipv6Net;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+/// What the engine needs to run. `Default` gives the documented values;
+/// construct with `EngineConfig { prefix, ..Default::default() }`.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The CLAT address: the apps' source and the TUN's address (192.0.0.4).
+    pub clat_v4: Ipv4Addr,
+    /// Internal address used as the source of rewritten TCP packets towards
+    /// the engine's own listener (192.0.0.5). Must be on-link on the TUN.
+    pub nat_v4: Ipv4Addr,
+    /// The DNS relay's address (192.0.0.6).
+    pub dns_v4: Ipv4Addr,
+    /// NAT64 prefix (RFC 6052 lengths 32/40/48/56/64/96).
+    pub prefix: Ipv6Net,
+    /// Resolvers of the underlying network, tried in order.
+    pub upstream_dns: Vec<SocketAddr>,
+    /// TUN MTU (default 1500).
+    pub mtu: u16,
+    /// Cap on live flows of all protocols together (default 16384: enough for
+    /// a phone, bounded memory: worst case ~ 2 x relay_buffer per TCP flow).
+    pub max_flows: usize,
+    /// RFC 5382 / 7857: established TCP idle timeout, at least 2 h 4 min.
+    pub tcp_established_timeout: Duration,
+    /// RFC 5382 / 7857: transitory TCP (SYN seen, not established; or after
+    /// close) timeout, 4 min.
+    pub tcp_transitory_timeout: Duration,
+    /// UDP mapping idle timeout (RFC 4787 >= 2 min, default 5 min).
+    pub udp_timeout: Duration,
+    /// ICMP echo mapping idle timeout (RFC 5508: 60 s).
+    pub icmp_timeout: Duration,
+    /// Refuse non-global IPv4 destinations with the well-known prefix
+    /// 64:ff9b::/96 (RFC 6052 section 3.1).
+    pub refuse_non_global_wkp: bool,
+    /// How long the DNS relay waits for one upstream resolver before trying
+    /// the next one (and answering SERVFAIL after the last).
+    pub dns_timeout: Duration,
+    /// Relay buffer per direction of a TCP flow, in bytes.
+    pub relay_buffer: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            clat_v4: Ipv4Addr::new(192, 0, 0, 4),
+            nat_v4: Ipv4Addr::new(192, 0, 0, 5),
+            dns_v4: Ipv4Addr::new(192, 0, 0, 6),
+            prefix: "64:ff9b::/96".parse().expect("constant"),
+            upstream_dns: Vec::new(),
+            mtu: 1500,
+            max_flows: 16384,
+            tcp_established_timeout: Duration::from_secs(2 * 3600 + 4 * 60),
+            tcp_transitory_timeout: Duration::from_secs(240),
+            udp_timeout: Duration::from_secs(300),
+            icmp_timeout: Duration::from_secs(60),
+            refuse_non_global_wkp: true,
+            dns_timeout: Duration::from_secs(2),
+            relay_buffer: 128 * 1024,
+        }
+    }
+}
+
+/// A configuration the engine cannot run with.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("prefix length /{0} is not one of RFC 6052's 32, 40, 48, 56, 64, 96")]
+    PrefixLength(u8),
+    #[error("clat, nat and dns addresses must be distinct and inside one /29")]
+    Addresses,
+    #[error("mtu {0} is out of range (576..=65535)")]
+    Mtu(u16),
+    #[error("max_flows must be at least 1")]
+    MaxFlows,
+    #[error("timeouts must be non-zero")]
+    Timeout,
+    #[error("relay_buffer must be between 4 KiB and 16 MiB")]
+    RelayBuffer,
+}
+
+impl EngineConfig {
+    /// Checks the configuration; the engine refuses to start otherwise.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_prefix(&self.prefix)?;
+        let net = |a: Ipv4Addr| u32::from(a) & !7;
+        if self.clat_v4 == self.nat_v4
+            || self.clat_v4 == self.dns_v4
+            || self.nat_v4 == self.dns_v4
+            || net(self.clat_v4) != net(self.nat_v4)
+            || net(self.clat_v4) != net(self.dns_v4)
+        {
+            return Err(ConfigError::Addresses);
+        }
+        if self.mtu < 576 {
+            return Err(ConfigError::Mtu(self.mtu));
+        }
+        if self.max_flows == 0 {
+            return Err(ConfigError::MaxFlows);
+        }
+        if [
+            self.tcp_established_timeout,
+            self.tcp_transitory_timeout,
+            self.udp_timeout,
+            self.icmp_timeout,
+            self.dns_timeout,
+        ]
+        .iter()
+        .any(|d| d.is_zero())
+        {
+            return Err(ConfigError::Timeout);
+        }
+        if !(4096..=16 << 20).contains(&self.relay_buffer) {
+            return Err(ConfigError::RelayBuffer);
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn validate_prefix(p: &Ipv6Net) -> Result<(), ConfigError> {
+    match p.prefix_len() {
+        32 | 40 | 48 | 56 | 64 | 96 => Ok(()),
+        n => Err(ConfigError::PrefixLength(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_bad_values_are_refused() {
+        assert_eq!(EngineConfig::default().validate(), Ok(()));
+        let c = EngineConfig {
+            prefix: "2001:db8::/80".parse().unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::PrefixLength(80)));
+        let c = EngineConfig {
+            nat_v4: Ipv4Addr::new(10, 0, 0, 5),
+            ..Default::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::Addresses));
+        let c = EngineConfig {
+            udp_timeout: Duration::ZERO,
+            ..Default::default()
+        };
+        assert_eq!(c.validate(), Err(ConfigError::Timeout));
+    }
+}

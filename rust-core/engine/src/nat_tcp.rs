@@ -1,0 +1,234 @@
+//! The TCP NAT table of the kernel-terminated TCP trick, and the in-place
+//! header rewrite (RFC 1624 incremental checksums) in both directions.
+//!
+//! App packet `clat:sp -> D:dp` becomes `nat:np -> clat:L` (L = the engine's
+//! listener) so that the kernel's own TCP answers it; the listener's packets
+//! `clat:L -> nat:np` become `D:dp -> clat:sp`. `np` identifies the flow.
+
+use crate::packet::csum_update;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+/// Lifecycle of a NAT entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatState {
+    /// The app's SYN was seen; the listener has not accepted yet.
+    SynSeen,
+    /// Accepted: a relay (slab slot) carries the bytes.
+    Active(usize),
+    /// Both sockets closed: kept for a grace period so late segments
+    /// (final ACKs, retransmitted FINs) still translate.
+    Closing,
+}
+
+#[derive(Debug, Clone)]
+pub struct NatEntry {
+    pub sp: u16,
+    pub dst: Ipv4Addr,
+    pub dp: u16,
+    pub state: NatState,
+    /// Current deadline in the timer set.
+    pub timer_at: Instant,
+}
+
+/// App-side key: (app source port, destination, destination port).
+pub type NatKey = (u16, Ipv4Addr, u16);
+
+const FIRST_PORT: u16 = 1024;
+
+#[derive(Debug)]
+pub struct NatTable {
+    by_np: HashMap<u16, NatEntry>,
+    by_key: HashMap<NatKey, u16>,
+    /// Next NAT port to try: ports cycle through the whole range so that a
+    /// port is reused as late as possible (the listener side's TIME_WAIT).
+    cursor: u16,
+}
+
+impl Default for NatTable {
+    fn default() -> Self {
+        NatTable {
+            by_np: HashMap::new(),
+            by_key: HashMap::new(),
+            cursor: FIRST_PORT,
+        }
+    }
+}
+
+impl NatTable {
+    pub fn lookup(&self, key: &NatKey) -> Option<u16> {
+        self.by_key.get(key).copied()
+    }
+    pub fn get(&self, np: u16) -> Option<&NatEntry> {
+        self.by_np.get(&np)
+    }
+    pub fn get_mut(&mut self, np: u16) -> Option<&mut NatEntry> {
+        self.by_np.get_mut(&np)
+    }
+    pub fn len(&self) -> usize {
+        self.by_np.len()
+    }
+    pub fn ports(&self) -> Vec<u16> {
+        self.by_np.keys().copied().collect()
+    }
+
+    /// New entry for `key`; `None` when every NAT port is taken.
+    pub fn insert(&mut self, key: NatKey, timer_at: Instant) -> Option<u16> {
+        let range = (u16::MAX - FIRST_PORT) as usize + 1;
+        for _ in 0..range {
+            let np = self.cursor;
+            self.cursor = if self.cursor == u16::MAX {
+                FIRST_PORT
+            } else {
+                self.cursor + 1
+            };
+            if let std::collections::hash_map::Entry::Vacant(v) = self.by_np.entry(np) {
+                v.insert(NatEntry {
+                    sp: key.0,
+                    dst: key.1,
+                    dp: key.2,
+                    state: NatState::SynSeen,
+                    timer_at,
+                });
+                self.by_key.insert(key, np);
+                return Some(np);
+            }
+        }
+        None
+    }
+
+    /// Forgets the app-side key (a new SYN for the same tuple will get a new
+    /// entry) while the entry itself lives on for late segments.
+    pub fn unlink_key(&mut self, np: u16) {
+        if let Some(e) = self.by_np.get(&np) {
+            let k = (e.sp, e.dst, e.dp);
+            if self.by_key.get(&k) == Some(&np) {
+                self.by_key.remove(&k);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, np: u16) -> Option<NatEntry> {
+        self.unlink_key(np);
+        self.by_np.remove(&np)
+    }
+
+    pub fn clear(&mut self) {
+        self.by_np.clear();
+        self.by_key.clear();
+    }
+}
+
+/// Rewrites addresses and ports of the IPv4+TCP packet `p` (header length
+/// `ihl`) in place, updating the IPv4 header checksum and the TCP checksum
+/// incrementally (RFC 1624). The caller has checked `p` holds a full TCP
+/// header.
+pub fn rewrite(p: &mut [u8], ihl: usize, src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) {
+    let mut old = [0u8; 12];
+    old[..8].copy_from_slice(&p[12..20]);
+    old[8..12].copy_from_slice(&p[ihl..ihl + 4]);
+    let mut new = [0u8; 12];
+    new[..4].copy_from_slice(&src.octets());
+    new[4..8].copy_from_slice(&dst.octets());
+    new[8..10].copy_from_slice(&sport.to_be_bytes());
+    new[10..12].copy_from_slice(&dport.to_be_bytes());
+    let ipc = csum_update(u16::from_be_bytes([p[10], p[11]]), &old[..8], &new[..8]);
+    p[10..12].copy_from_slice(&ipc.to_be_bytes());
+    p[12..20].copy_from_slice(&new[..8]);
+    let c = ihl + 16;
+    let tc = csum_update(u16::from_be_bytes([p[c], p[c + 1]]), &old, &new);
+    p[c..c + 2].copy_from_slice(&tc.to_be_bytes());
+    p[ihl..ihl + 4].copy_from_slice(&new[8..12]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{build_tcp, TCP_ACK, TCP_SYN};
+    use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
+
+    fn check(p: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
+        let h = PacketHeaders::from_ip_slice(p).unwrap();
+        let ip = match h.net.unwrap() {
+            NetHeaders::Ipv4(ip, _) => ip,
+            _ => panic!(),
+        };
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum(), "ip checksum");
+        let t = match h.transport.unwrap() {
+            TransportHeader::Tcp(t) => t,
+            _ => panic!(),
+        };
+        let payload = &p[20 + t.header_len()..];
+        assert_eq!(
+            t.checksum,
+            t.calc_checksum_ipv4(&ip, payload).unwrap(),
+            "tcp checksum"
+        );
+        (
+            ip.source.into(),
+            t.source_port,
+            ip.destination.into(),
+            t.destination_port,
+        )
+    }
+
+    #[test]
+    fn rewrite_both_ways_keeps_checksums_valid() {
+        let clat = Ipv4Addr::new(192, 0, 0, 4);
+        let nat = Ipv4Addr::new(192, 0, 0, 5);
+        let d = Ipv4Addr::new(203, 0, 113, 10);
+        for (sp, dp, np, l) in [
+            (40000u16, 80u16, 1024u16, 33333u16),
+            (1, 65535, 65535, 1),
+            (0xffff, 0, 4242, 0x8000),
+        ] {
+            // A segment with payload, so the checksum covers data too.
+            let mut p = vec![0u8; 40 + 333];
+            build_tcp(&mut p, clat, sp, d, dp, 7, 9, TCP_ACK);
+            p[2..4].copy_from_slice(&(373u16).to_be_bytes());
+            for (i, b) in p[40..].iter_mut().enumerate() {
+                *b = i as u8 ^ 0x5a;
+            }
+            // recompute from scratch after growing the payload
+            p[10..12].fill(0);
+            let c = crate::packet::checksum(0, &p[..20]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            p[36..38].fill(0);
+            let c = crate::packet::checksum(crate::packet::pseudo_v4(clat, d, 6, 353), &p[20..]);
+            p[36..38].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(check(&p), (clat, sp, d, dp));
+            rewrite(&mut p, 20, nat, np, clat, l);
+            assert_eq!(check(&p), (nat, np, clat, l));
+            rewrite(&mut p, 20, d, dp, clat, sp);
+            assert_eq!(check(&p), (d, dp, clat, sp));
+        }
+        let mut syn = [0u8; 40];
+        build_tcp(&mut syn, clat, 5, d, 6, 0, 0, TCP_SYN);
+        rewrite(&mut syn, 20, nat, 7, clat, 8);
+        assert_eq!(check(&syn), (nat, 7, clat, 8));
+    }
+
+    #[test]
+    fn table_allocates_distinct_ports_and_unlinks() {
+        let now = Instant::now();
+        let mut t = NatTable::default();
+        let d = Ipv4Addr::new(1, 2, 3, 4);
+        let a = t.insert((1, d, 80), now).unwrap();
+        let b = t.insert((2, d, 80), now).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(t.lookup(&(1, d, 80)), Some(a));
+        t.unlink_key(a);
+        assert_eq!(t.lookup(&(1, d, 80)), None);
+        assert!(t.get(a).is_some());
+        let c = t.insert((1, d, 80), now).unwrap();
+        assert_ne!(c, a);
+        t.remove(a);
+        assert_eq!(
+            t.lookup(&(1, d, 80)),
+            Some(c),
+            "removing the old entry keeps the new key"
+        );
+        assert_eq!(t.len(), 2);
+    }
+}

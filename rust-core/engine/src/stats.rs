@@ -1,0 +1,129 @@
+//! Counters of the engine: plain atomics written by the engine thread and
+//! read lock-free by anyone (CLI status, JNI, tests).
+//!
+//! The list of names is the contract with `clat status`, the e2e tests and
+//! the Android UI: keep names stable and add new ones at the end.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($($(#[$m:meta])* $name:ident,)*) => {
+        /// Live counters, shared between the engine thread and readers.
+        #[derive(Debug, Default)]
+        pub(crate) struct Counters { $(pub(crate) $name: AtomicU64,)* }
+
+        /// A snapshot of the counters.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        pub struct Stats { $($(#[$m])* pub $name: u64,)* }
+
+        impl Counters {
+            pub(crate) fn snapshot(&self) -> Stats {
+                Stats { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+        }
+
+        impl Stats {
+            /// Every counter as `(name, value)`, in a stable order.
+            pub fn pairs(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// IPv4 packets read from the TUN (from apps and from the kernel listener).
+    tun_rx_packets,
+    tun_rx_bytes,
+    /// IPv4 packets written to the TUN.
+    tun_tx_packets,
+    tun_tx_bytes,
+    /// Reads (datagrams or stream reads) from upstream sockets and their bytes.
+    up_rx_packets,
+    up_rx_bytes,
+    /// Writes (datagrams or stream writes) to upstream sockets and their bytes.
+    up_tx_packets,
+    up_tx_bytes,
+    /// Live flows by protocol (gauges).
+    flows_tcp,
+    flows_udp,
+    flows_icmp,
+    /// Flows created since start.
+    flows_tcp_total,
+    flows_udp_total,
+    flows_icmp_total,
+    /// Flows ended by an idle / transitory timeout.
+    flows_expired,
+    /// TCP resets the engine caused towards apps or upstream.
+    tcp_rst_sent,
+    /// ICMPv4 errors sent to apps (refusals and translated ICMPv6 errors).
+    icmp_errors_sent,
+    /// ICMPv6 errors read from upstream sockets' error queues.
+    icmp6_errors_received,
+    /// DNS relay.
+    dns_queries,
+    dns_answers,
+    dns_tcp_retries,
+    dns_truncated,
+    dns_servfail,
+    dns_upstream_timeouts,
+    /// Times the event loop woke up (poll returned).
+    loop_wakeups,
+    /// Drops, by reason.
+    drop_not_ipv4,
+    drop_malformed,
+    drop_bad_source,
+    drop_multicast,
+    drop_broadcast,
+    drop_non_global,
+    drop_internal_dst,
+    drop_fragment,
+    drop_unsupported_proto,
+    drop_flow_limit,
+    drop_tcp_no_flow,
+    drop_tun_write,
+    drop_upstream_send,
+    drop_upstream_socket,
+    drop_no_dns_upstream,
+    drop_icmp_type,
+    drop_foreign_source,
+}
+
+impl Counters {
+    #[inline]
+    pub(crate) fn add(c: &AtomicU64, v: u64) {
+        c.fetch_add(v, Ordering::Relaxed);
+    }
+    #[inline]
+    pub(crate) fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+    #[inline]
+    pub(crate) fn dec(c: &AtomicU64) {
+        // Gauges never go below zero even if a bug makes them try to.
+        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_are_in_declaration_order_and_reflect_values() {
+        let c = Counters::default();
+        Counters::inc(&c.tun_rx_packets);
+        Counters::add(&c.up_tx_bytes, 42);
+        Counters::dec(&c.flows_tcp);
+        let s = c.snapshot();
+        let p = s.pairs();
+        assert_eq!(p[0], ("tun_rx_packets", 1));
+        assert!(p.contains(&("up_tx_bytes", 42)));
+        assert!(p.contains(&("flows_tcp", 0)));
+        let names: Vec<_> = p.iter().map(|x| x.0).collect();
+        let mut sorted = names.clone();
+        sorted.dedup();
+        assert_eq!(names.len(), sorted.len());
+        assert!(names.iter().filter(|n| n.starts_with("drop_")).count() >= 10);
+    }
+}

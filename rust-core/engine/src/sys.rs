@@ -1,0 +1,171 @@
+//! The few raw libc calls the engine needs: TUN creation, the error queue of
+//! IPv6 sockets (ICMPv6 errors via IPV6_RECVERR) and ping sockets.
+
+use std::io;
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Opens (or attaches to) the Linux TUN device `name` (IFF_TUN|IFF_NO_PI:
+/// raw IP packets, no packet-info header). An empty name lets the kernel
+/// pick one. Returns the fd and the device's actual name.
+pub fn open_tun(name: &str) -> io::Result<(OwnedFd, String)> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "TUN name too long",
+        ));
+    }
+    // SAFETY: a plain open(2) of a constant NUL-terminated path.
+    let fd = cvt(unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) })?;
+    // SAFETY: fd was just returned by open and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // struct ifreq: 16 bytes of name, then a union whose first member here is
+    // `short ifr_flags`; 40 bytes in total on 64-bit Linux.
+    let mut ifr = [0u8; 40];
+    ifr[..name.len()].copy_from_slice(name.as_bytes());
+    let flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    ifr[16..18].copy_from_slice(&flags.to_ne_bytes());
+    const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+    // SAFETY: ifr is a properly sized ifreq buffer that outlives the call.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETIFF as _, ifr.as_mut_ptr()) })?;
+    let end = ifr[..16].iter().position(|&b| b == 0).unwrap_or(16);
+    let actual = String::from_utf8_lossy(&ifr[..end]).into_owned();
+    Ok((fd, actual))
+}
+
+pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we hold; the kernel validates it.
+    let fl = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) })?;
+    Ok(())
+}
+
+pub fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    v: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: v lives for the call; size matches.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// One ICMPv6 error taken from a socket's error queue.
+#[derive(Debug, Clone, Copy)]
+pub struct IcmpErr {
+    pub errno: u32,
+    pub icmp6: bool,
+    pub typ: u8,
+    pub code: u8,
+    /// ee_info: the MTU for Packet Too Big.
+    pub info: u32,
+    /// The node that sent the ICMPv6 error.
+    pub offender: Option<Ipv6Addr>,
+    /// The destination of the datagram that caused it (msg_name).
+    pub dest: Option<SocketAddrV6>,
+    /// Bytes of the original payload copied into the caller's buffer.
+    pub len: usize,
+}
+
+fn sockaddr6(sa: &libc::sockaddr_in6) -> SocketAddrV6 {
+    SocketAddrV6::new(
+        Ipv6Addr::from(sa.sin6_addr.s6_addr),
+        u16::from_be(sa.sin6_port),
+        sa.sin6_flowinfo,
+        sa.sin6_scope_id,
+    )
+}
+
+/// Reads one entry of the error queue (MSG_ERRQUEUE). `Ok(None)` when the
+/// queue is empty.
+pub fn recv_err(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<IcmpErr>> {
+    // SAFETY: all-zero is a valid value for these C structs.
+    let mut name: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    let mut ctrl = [0u64; 64];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctrl.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&ctrl) as _;
+    // SAFETY: msg points at live buffers of the declared sizes.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return Ok(None);
+        }
+        return Err(e);
+    }
+    let mut out = IcmpErr {
+        errno: 0,
+        icmp6: false,
+        typ: 0,
+        code: 0,
+        info: 0,
+        offender: None,
+        dest: if msg.msg_namelen as usize >= std::mem::size_of::<libc::sockaddr_in6>()
+            && name.sin6_family as i32 == libc::AF_INET6
+        {
+            Some(sockaddr6(&name))
+        } else {
+            None
+        },
+        len: n as usize,
+    };
+    // SAFETY: standard CMSG iteration over the control buffer the kernel filled.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let h = &*c;
+            if (h.cmsg_level == libc::SOL_IPV6 && h.cmsg_type == libc::IPV6_RECVERR)
+                || (h.cmsg_level == libc::SOL_IP && h.cmsg_type == libc::IP_RECVERR)
+            {
+                let ee =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::sock_extended_err);
+                out.errno = ee.ee_errno;
+                out.icmp6 = ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6;
+                out.typ = ee.ee_type;
+                out.code = ee.ee_code;
+                out.info = ee.ee_info;
+                let off = (libc::CMSG_DATA(c) as *const libc::sock_extended_err).add(1)
+                    as *const libc::sockaddr_in6;
+                let data_len = h.cmsg_len as usize - (libc::CMSG_DATA(c) as usize - c as usize);
+                if data_len
+                    >= std::mem::size_of::<libc::sock_extended_err>()
+                        + std::mem::size_of::<libc::sockaddr_in6>()
+                {
+                    let sa = std::ptr::read_unaligned(off);
+                    if sa.sin6_family as i32 == libc::AF_INET6 {
+                        out.offender = Some(Ipv6Addr::from(sa.sin6_addr.s6_addr));
+                    }
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(Some(out))
+}

@@ -58,11 +58,18 @@ listening() { # NETNS PROTO(t|u) ADDR PORT
   in_ns "$1" ss -Hln"$2" "src $3 and sport = :$4" | grep -q .
 }
 
+# alive PID: running and not a zombie (our servers are reparented to init,
+# which may reap them only later; a zombie has already exited).
+alive() {
+  local st
+  [ -n "$1" ] && st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) && [ -n "$st" ] && [ "$st" != Z ]
+}
+
 kill_pid() {
   local pid=$1
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  alive "$pid" || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  for _ in $(seq 50); do alive "$pid" || return 0; sleep 0.05; done
   kill -KILL "$pid" 2>/dev/null || true
 }
 
@@ -318,7 +325,7 @@ do_status() {
       [ -e "$f" ] || continue
       local name pid
       name=$(basename "$f" .pid); pid=$(cat "$f")
-      if kill -0 "$pid" 2>/dev/null; then echo "$name: running (pid $pid)"; else echo "$name: DEAD (pid $pid)"; rc=1; fi
+      if alive "$pid"; then echo "$name: running (pid $pid)"; else echo "$name: DEAD (pid $pid)"; rc=1; fi
     done
   else
     echo "no servers (runtime dir $LAB_RUN absent)"; rc=1

@@ -104,5 +104,6 @@ object Counters {
             .ifEmpty { counters.take(3).joinToString(" · ") { "${it.first.replace('_', ' ')} ${it.second}" } }
     }
 
-    private val SUMMARY_KEYS = listOf("tcp_flows", "udp_flows", "packets_in", "packets_out", "dns_queries")
+    // Names of the engine's counters (rust-core/engine/src/stats.rs).
+    private val SUMMARY_KEYS = listOf("flows_tcp", "flows_udp", "flows_icmp", "tun_rx_packets", "tun_tx_packets")
 }

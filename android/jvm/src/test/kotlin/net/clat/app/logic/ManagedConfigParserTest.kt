@@ -91,8 +91,8 @@ class ManagedConfigParserTest {
 
     @Test
     fun `counters parse name=value and summarise`() {
-        val c = Counters.parse(arrayOf("tcp_flows=3", "udp_flows = 2", "broken", "=5", "x=y", "packets_in=10"))
-        assertEquals(listOf("tcp_flows" to 3L, "udp_flows" to 2L, "packets_in" to 10L), c)
-        assertEquals("tcp flows 3 · udp flows 2 · packets in 10", Counters.summary(c))
+        val c = Counters.parse(arrayOf("flows_tcp=3", "flows_udp = 2", "broken", "=5", "x=y", "tun_rx_packets=10"))
+        assertEquals(listOf("flows_tcp" to 3L, "flows_udp" to 2L, "tun_rx_packets" to 10L), c)
+        assertEquals("flows tcp 3 · flows udp 2 · tun rx packets 10", Counters.summary(c))
     }
 }

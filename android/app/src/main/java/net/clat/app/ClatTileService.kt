@@ -1,0 +1,59 @@
+package net.clat.app
+
+import android.app.PendingIntent
+import android.content.Intent
+import android.graphics.drawable.Icon
+import android.net.VpnService
+import android.os.Build
+import android.service.quicksettings.Tile
+import android.service.quicksettings.TileService
+
+/** Quick-settings tile: shows whether the CLAT runs, toggles it. */
+class ClatTileService : TileService() {
+    private val listener: (ClatStatus) -> Unit = { update(it) }
+
+    override fun onStartListening() {
+        super.onStartListening()
+        StatusBoard.listen(listener)
+    }
+
+    override fun onStopListening() {
+        StatusBoard.unlisten(listener)
+        super.onStopListening()
+    }
+
+    override fun onClick() {
+        super.onClick()
+        if (UserPrefs(this).enabled) {
+            ClatVpnService.stop(this)
+            return
+        }
+        if (VpnService.prepare(this) != null) {
+            // Consent needs an activity: open the app, which asks and then starts.
+            val i = Intent(this, MainActivity::class.java)
+                .putExtra(MainActivity.EXTRA_START, true)
+                .addFlags(Intent.FLAG_ACTIVITY_NEW_TASK)
+            if (Build.VERSION.SDK_INT >= 34) {
+                startActivityAndCollapse(PendingIntent.getActivity(this, 0, i, PendingIntent.FLAG_IMMUTABLE))
+            } else {
+                @Suppress("DEPRECATION")
+                startActivityAndCollapse(i)
+            }
+            return
+        }
+        ClatVpnService.start(this)
+    }
+
+    private fun update(s: ClatStatus) {
+        val tile = qsTile ?: return
+        tile.state = when {
+            s.running -> Tile.STATE_ACTIVE
+            UserPrefs(this).enabled -> Tile.STATE_ACTIVE // on, waiting for an IPv6-only network
+            else -> Tile.STATE_INACTIVE
+        }
+        tile.label = "CLAT"
+        if (Build.VERSION.SDK_INT >= 29) tile.subtitle = if (s.running) s.prefix else s.reason.take(40)
+        tile.icon = Icon.createWithResource(this, Resources.icon(this))
+        tile.updateTile()
+    }
+}

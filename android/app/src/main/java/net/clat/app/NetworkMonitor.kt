@@ -1,0 +1,91 @@
+package net.clat.app
+
+import android.content.Context
+import android.net.ConnectivityManager
+import android.net.LinkProperties
+import android.net.Network
+import android.net.NetworkCapabilities
+import android.net.NetworkRequest
+import android.os.Build
+import android.os.Handler
+import android.os.Looper
+import java.net.Inet4Address
+import java.net.Inet6Address
+import net.clat.app.logic.NetworkSnapshot
+
+/**
+ * Follows the best network that is NOT a VPN (our own VPN included) and reports it as a
+ * [NetworkSnapshot] on the main thread.
+ *
+ * Why requestNetwork with NOT_VPN rather than the default network callback: once the CLAT runs,
+ * the default network of this app's own UID is its own VPN (the app routes through it, see
+ * VpnConfigBuilder), so the plain default-network callback would report the VPN itself. A request
+ * for INTERNET + NOT_VPN is satisfied by the same network the system would pick as default
+ * without a VPN, and it does not keep an extra radio up because the best network satisfies it.
+ */
+class NetworkMonitor(
+    context: Context,
+    private val onChange: (Network?, NetworkSnapshot?) -> Unit,
+) {
+    private val cm = context.getSystemService(Context.CONNECTIVITY_SERVICE) as ConnectivityManager
+    private val main = Handler(Looper.getMainLooper())
+    private var callback: ConnectivityManager.NetworkCallback? = null
+
+    @Volatile
+    var network: Network? = null
+        private set
+
+    fun start() {
+        if (callback != null) return
+        val request = NetworkRequest.Builder()
+            .addCapability(NetworkCapabilities.NET_CAPABILITY_INTERNET)
+            .addCapability(NetworkCapabilities.NET_CAPABILITY_NOT_VPN)
+            .build()
+        val cb = object : ConnectivityManager.NetworkCallback() {
+            override fun onAvailable(n: Network) = post(n, cm.getLinkProperties(n))
+            override fun onLinkPropertiesChanged(n: Network, lp: LinkProperties) = post(n, lp)
+            override fun onCapabilitiesChanged(n: Network, caps: NetworkCapabilities) = post(n, cm.getLinkProperties(n))
+            override fun onLost(n: Network) {
+                main.post {
+                    if (network == n) {
+                        network = null
+                        onChange(null, null)
+                    }
+                }
+            }
+        }
+        callback = cb
+        cm.requestNetwork(request, cb)
+    }
+
+    fun stop() {
+        callback?.let { runCatching { cm.unregisterNetworkCallback(it) } }
+        callback = null
+        network = null
+    }
+
+    private fun post(n: Network, lp: LinkProperties?) {
+        main.post {
+            network = n
+            onChange(n, lp?.let { snapshot(n, it) })
+        }
+    }
+
+    companion object {
+        fun snapshot(n: Network, lp: LinkProperties): NetworkSnapshot {
+            val routes = lp.routes
+            val dns = lp.dnsServers.mapNotNull { it.hostAddress }
+            // Scoped (link-local) resolvers only when there is nothing else: they need the zone.
+            val unscoped = dns.filterNot { it.contains('%') }
+            return NetworkSnapshot(
+                id = n.networkHandle.toString(),
+                interfaceName = lp.interfaceName,
+                addresses = lp.linkAddresses.map { "${it.address.hostAddress}/${it.prefixLength}" },
+                hasIpv4DefaultRoute = routes.any { it.isDefaultRoute && it.destination.address is Inet4Address },
+                hasIpv6DefaultRoute = routes.any { it.isDefaultRoute && it.destination.address is Inet6Address },
+                dnsServers = unscoped.ifEmpty { dns },
+                pref64 = if (Build.VERSION.SDK_INT >= 30) lp.nat64Prefix?.toString() else null,
+            )
+        }
+    }
+}

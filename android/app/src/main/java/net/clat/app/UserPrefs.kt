@@ -1,0 +1,30 @@
+package net.clat.app
+
+import android.content.Context
+import android.content.SharedPreferences
+
+/**
+ * The user's own choices (device-protected storage so that always-on and boot starts can read
+ * them before the first unlock). Managed configuration overrides them (see SettingsResolver).
+ */
+class UserPrefs(context: Context) {
+    private val prefs: SharedPreferences = storageContext(context).getSharedPreferences("clat", Context.MODE_PRIVATE)
+
+    /** The user switched the CLAT on (UI, tile) and has not switched it off since. */
+    var enabled: Boolean
+        get() = prefs.getBoolean(KEY_ENABLED, false)
+        set(v) = prefs.edit().putBoolean(KEY_ENABLED, v).apply()
+
+    /** The user's prefix override, validated on entry; null or empty for automatic. */
+    var prefixOverride: String?
+        get() = prefs.getString(KEY_PREFIX, null)
+        set(v) = prefs.edit().putString(KEY_PREFIX, v?.trim()?.ifEmpty { null }).apply()
+
+    private companion object {
+        const val KEY_ENABLED = "enabled"
+        const val KEY_PREFIX = "prefix_override"
+
+        fun storageContext(c: Context): Context =
+            if (android.os.Build.VERSION.SDK_INT >= 24) c.createDeviceProtectedStorageContext() else c
+    }
+}

@@ -1,0 +1,155 @@
+package net.clat.core
+
+import java.lang.reflect.InvocationTargetException
+import java.net.DatagramSocket
+import java.net.InetAddress
+import java.net.InetSocketAddress
+import kotlin.test.assertContains
+import kotlin.test.assertEquals
+import kotlin.test.assertFalse
+import kotlin.test.assertTrue
+import org.junit.jupiter.api.BeforeAll
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+
+/**
+ * The JNI contract that needs no lab: argument checking, stale handles, exceptions instead of
+ * crashes, discovery errors. Runs anywhere the host libclat.so loads.
+ */
+class ClatNativeContractTest {
+    companion object {
+        @JvmStatic
+        @BeforeAll
+        fun load() = JniTestSupport.load()
+    }
+
+    private val ok = JniTestSupport.labConfig()
+
+    @Test
+    fun `bad configurations throw IllegalArgumentException naming the problem`() {
+        val cases = listOf(
+            NativeConfig(prefix = "2001:db8::/33") to "/33",
+            NativeConfig(prefix = "not a prefix") to "not an IPv6 prefix",
+            NativeConfig(prefix = "2001:db8:64::1/96") to "bits set past",
+            NativeConfig(prefix = JniTestSupport.PREFIX, dnsServers = arrayOf("bogus")) to "\"bogus\"",
+            NativeConfig(prefix = JniTestSupport.PREFIX, mtu = 100) to "mtu 100",
+            NativeConfig(prefix = JniTestSupport.PREFIX, maxFlows = -1) to "maxFlows",
+            NativeConfig(prefix = JniTestSupport.PREFIX, udpTimeoutSec = -5) to "udpTimeoutSec",
+            NativeConfig(prefix = JniTestSupport.PREFIX, clatAddress = "300.1.2.3") to "clatAddress",
+        )
+        val before = ClatNative.engineCount()
+        for ((cfg, want) in cases) {
+            val e = assertThrows<IllegalArgumentException>(cfg.toString()) {
+                ClatNative.start(-1, cfg, CountingProtector())
+            }
+            assertContains(e.message ?: "", want, message = "for $cfg")
+        }
+        assertEquals(before, ClatNative.engineCount(), "no engine may be left behind")
+    }
+
+    @Test
+    fun `the engine's own validation is reported too`() {
+        // Same address for the CLAT and the internal NAT address: only the engine knows why
+        // that cannot work, and its message must come through.
+        val cfg = NativeConfig(prefix = JniTestSupport.PREFIX, clatAddress = "192.0.0.4", natAddress = "192.0.0.4")
+        val e = assertThrows<IllegalArgumentException> { ClatNative.start(-1, cfg, CountingProtector()) }
+        assertTrue((e.message ?: "").isNotBlank())
+    }
+
+    @Test
+    fun `a bad descriptor throws instead of crashing`() {
+        val e = assertThrows<IllegalArgumentException> { ClatNative.start(-1, ok, CountingProtector()) }
+        assertContains(e.message!!, "tunFd -1")
+        val e2 = assertThrows<IllegalArgumentException> { ClatNative.start(987_654, ok, CountingProtector()) }
+        assertContains(e2.message!!, "not open")
+    }
+
+    @Test
+    fun `calls on unknown handles throw IllegalStateException and stop is harmless`() {
+        for (h in listOf(0L, -7L, 123_456_789L)) {
+            val e = assertThrows<IllegalStateException> { ClatNative.stats(h) }
+            assertEquals("no engine with handle $h", e.message)
+            assertThrows<IllegalStateException> { ClatNative.isRunning(h) }
+            assertThrows<IllegalStateException> { ClatNative.exitReason(h) }
+            assertThrows<IllegalStateException> { ClatNative.setPrefix(h, "64:ff9b::/96") }
+            assertThrows<IllegalStateException> { ClatNative.networkChanged(h, null) }
+            assertFalse(ClatNative.stop(h))
+            assertFalse(ClatNative.stop(h))
+        }
+    }
+
+    @Test
+    fun `arguments are checked before the handle`() {
+        assertThrows<IllegalArgumentException> { ClatNative.setPrefix(42L, "2001:db8::/33") }
+        assertThrows<IllegalArgumentException> { ClatNative.networkChanged(42L, arrayOf("nope")) }
+        @Suppress("UNCHECKED_CAST")
+        val withNull = arrayOfNulls<String>(1) as Array<String>
+        val e = assertThrows<IllegalArgumentException> { ClatNative.networkChanged(42L, withNull) }
+        assertContains(e.message!!, "dnsServers[0] is null")
+    }
+
+    /** Kotlin's types forbid nulls; Java callers (reflection here) can still pass them. */
+    private fun invokeRaw(name: String, vararg args: Any?): Throwable {
+        val m = ClatNative::class.java.methods.single { it.name == name }
+        val e = assertThrows<InvocationTargetException> { m.invoke(null, *args) }
+        return e.targetException
+    }
+
+    @Test
+    fun `null arguments throw NullPointerException`() {
+        val e = invokeRaw("start", -1, null, CountingProtector())
+        assertTrue(e is NullPointerException, "$e")
+        assertContains(e.message!!, "config")
+        val e2 = invokeRaw("start", -1, ok, null)
+        assertTrue(e2 is NullPointerException, "$e2")
+        assertContains(e2.message!!, "protector")
+        assertTrue(invokeRaw("setPrefix", 1L, null) is NullPointerException)
+        assertTrue(invokeRaw("discover", null, 100, null) is NullPointerException)
+        assertTrue(invokeRaw("openTun", null) is NullPointerException)
+    }
+
+    @Test
+    fun `discover against a silent resolver fails with ClatException within the timeout`() {
+        DatagramSocket(InetSocketAddress(InetAddress.getByName("::1"), 0)).use { silent ->
+            val protector = CountingProtector()
+            val t0 = System.nanoTime()
+            val e = assertThrows<ClatException> {
+                ClatNative.discover(arrayOf("[::1]:${silent.localPort}"), 500, protector)
+            }
+            val ms = (System.nanoTime() - t0) / 1_000_000
+            assertContains(e.message!!, "discovery failed")
+            assertTrue(ms < 5000, "took $ms ms")
+            assertTrue(protector.calls.get() >= 1, "the query socket must be protected")
+        }
+    }
+
+    @Test
+    fun `discover against an unused port fails with ClatException`() {
+        val port = DatagramSocket(InetSocketAddress(InetAddress.getByName("::1"), 0)).use { it.localPort }
+        val e = assertThrows<ClatException> { ClatNative.discover(arrayOf("[::1]:$port"), 500, null) }
+        assertContains(e.message!!, "[::1]:$port")
+    }
+
+    @Test
+    fun `a protector that refuses or throws fails discovery, not the JVM`() {
+        DatagramSocket(InetSocketAddress(InetAddress.getByName("::1"), 0)).use { silent ->
+            for (answer in listOf(false, null)) {
+                val p = CountingProtector(answer)
+                val e = assertThrows<ClatException> {
+                    ClatNative.discover(arrayOf("[::1]:${silent.localPort}"), 500, p)
+                }
+                assertTrue(p.calls.get() >= 1)
+                assertTrue(e.message!!.isNotBlank())
+            }
+        }
+        // The JVM and the library still work afterwards.
+        assertFalse(ClatNative.stop(99_999L))
+    }
+
+    @Test
+    fun `discover checks its arguments`() {
+        assertThrows<IllegalArgumentException> { ClatNative.discover(arrayOf("[::1]:53"), 0, null) }
+        assertThrows<IllegalArgumentException> { ClatNative.discover(emptyArray(), 100, null) }
+        assertThrows<IllegalArgumentException> { ClatNative.discover(arrayOf("resolver.example"), 100, null) }
+    }
+}

@@ -1,0 +1,165 @@
+package net.clat.core
+
+import java.io.IOException
+import java.net.DatagramPacket
+import java.net.DatagramSocket
+import java.net.InetAddress
+import java.net.InetSocketAddress
+import java.net.Socket
+import kotlin.test.assertContains
+import kotlin.test.assertEquals
+import kotlin.test.assertFalse
+import kotlin.test.assertNull
+import kotlin.test.assertTrue
+import org.junit.jupiter.api.Assumptions.assumeTrue
+import org.junit.jupiter.api.BeforeAll
+import org.junit.jupiter.api.Test
+import org.junit.jupiter.api.assertThrows
+import net.clat.core.JniTestSupport.SERVER
+import net.clat.core.JniTestSupport.TUN
+import net.clat.core.JniTestSupport.eventually
+import net.clat.core.JniTestSupport.fdCount
+import net.clat.core.JniTestSupport.interfaceExists
+import net.clat.core.JniTestSupport.labConfig
+import net.clat.core.JniTestSupport.sh
+import net.clat.core.JniTestSupport.statsMap
+
+/**
+ * The bridge carrying real traffic: a real TUN in the lab's `phone` namespace (IPv6 only),
+ * the engine behind it, the lab's DNS64 + Tayga NAT64 beyond. Run the JVM under
+ * `ip netns exec phone` after `tests/lab/lab.sh up`; elsewhere these tests are skipped
+ * (assumption), the contract tests still run.
+ */
+class ClatNativeLabTest {
+    companion object {
+        @JvmStatic
+        @BeforeAll
+        fun setUp() {
+            assumeTrue(JniTestSupport.inPhoneNamespace(), "not in the lab's phone namespace")
+            JniTestSupport.load()
+        }
+    }
+
+    /** Opens and configures the TUN like the VpnService would, starts an engine on it. */
+    private fun startEngine(protector: SocketProtector): Long {
+        check(eventually { !interfaceExists(TUN) }) { "$TUN left over from an earlier test" }
+        val fd = ClatNative.openTun(TUN)
+        assertTrue(fd >= 0)
+        sh("ip", "addr", "add", "192.0.0.4/29", "dev", TUN)
+        sh("ip", "link", "set", TUN, "up")
+        sh("ip", "route", "add", "default", "dev", TUN)
+        return ClatNative.start(fd, labConfig(), protector)
+    }
+
+    private fun httpGet(path: String = "/index.html"): String =
+        Socket().use { s ->
+            s.soTimeout = 5000
+            s.connect(InetSocketAddress(SERVER, 80), 5000)
+            s.getOutputStream().write("GET $path HTTP/1.0\r\nHost: $SERVER\r\n\r\n".toByteArray())
+            s.getInputStream().readBytes().decodeToString()
+        }
+
+    private fun udpEcho(payload: String): String =
+        DatagramSocket().use { s ->
+            s.soTimeout = 3000
+            val out = payload.toByteArray()
+            s.send(DatagramPacket(out, out.size, InetSocketAddress(SERVER, 7)))
+            val buf = ByteArray(2048)
+            val p = DatagramPacket(buf, buf.size)
+            s.receive(p)
+            String(p.data, 0, p.length)
+        }
+
+    @Test
+    fun `an engine started through JNI carries HTTP and UDP and stops cleanly`() {
+        val baseline = fdCount()
+        val engineCount = ClatNative.engineCount()
+        val protector = CountingProtector()
+        val h = startEngine(protector)
+        try {
+            assertTrue(ClatNative.isRunning(h))
+            assertNull(ClatNative.exitReason(h))
+
+            val page = httpGet()
+            assertTrue(page.startsWith("HTTP/1."), page.take(200))
+            assertContains(page, "hello from 203.0.113.10")
+            assertEquals("jni-echo-1", udpEcho("jni-echo-1"))
+            val connections = 2
+
+            assertTrue(protector.calls.get() >= connections, "protect calls ${protector.calls.get()}")
+            val testThread = Thread.currentThread().name
+            assertTrue(
+                protector.threads.any { it != testThread },
+                "protect must be called back from the engine's native thread, was ${protector.threads}",
+            )
+            val s = statsMap(h)
+            assertTrue(s.getValue("tun_rx_packets") > 0, "$s")
+            assertTrue(s.getValue("tun_tx_packets") > 0, "$s")
+            assertTrue(s.getValue("flows_tcp_total") >= 1, "$s")
+            assertTrue(s.getValue("flows_udp_total") >= 1, "$s")
+            assertTrue(s.getValue("jni_protect_calls") >= connections, "$s")
+            assertEquals(protector.calls.get().toLong(), s.getValue("jni_protect_calls"))
+
+            // Reconfiguration keeps it working.
+            ClatNative.setPrefix(h, JniTestSupport.PREFIX)
+            ClatNative.networkChanged(h, arrayOf(JniTestSupport.DNS64))
+            assertContains(httpGet(), "hello from 203.0.113.10")
+            assertTrue(statsMap(h).getValue("flows_tcp_total") >= 2)
+        } finally {
+            assertTrue(ClatNative.stop(h))
+        }
+        assertFalse(ClatNative.stop(h), "second stop is harmless")
+        val e = assertThrows<IllegalStateException> { ClatNative.stats(h) }
+        assertEquals("no engine with handle $h", e.message)
+        assertThrows<IllegalStateException> { ClatNative.setPrefix(h, JniTestSupport.PREFIX) }
+        assertEquals(engineCount, ClatNative.engineCount())
+        assertTrue(eventually { !interfaceExists(TUN) }, "the TUN must go away with its descriptor")
+        assertTrue(eventually { fdCount() <= baseline + 2 }, "fds: baseline $baseline, now ${fdCount()}")
+    }
+
+    @Test
+    fun `repeated start and stop leaks no descriptors`() {
+        val baseline = fdCount()
+        repeat(3) {
+            val h = startEngine(CountingProtector())
+            assertTrue(ClatNative.stop(h))
+            assertTrue(eventually { !interfaceExists(TUN) })
+        }
+        assertTrue(eventually { fdCount() <= baseline + 2 }, "fds: baseline $baseline, now ${fdCount()}")
+    }
+
+    private fun flowFailsButJvmSurvives(protector: CountingProtector) {
+        val h = startEngine(protector)
+        try {
+            val outcome = try {
+                httpGet()
+            } catch (e: IOException) {
+                "failed: $e"
+            }
+            assertFalse(outcome.contains("hello from"), "the flow must fail: $outcome")
+            assertTrue(protector.calls.get() >= 1, "protector was not asked")
+            assertTrue(ClatNative.isRunning(h), "the engine must survive: ${ClatNative.exitReason(h)}")
+            assertTrue(statsMap(h).getValue("jni_protect_calls") >= 1)
+        } finally {
+            assertTrue(ClatNative.stop(h))
+        }
+        assertTrue(eventually { !interfaceExists(TUN) })
+    }
+
+    @Test
+    fun `a protector that returns false fails the flow only`() = flowFailsButJvmSurvives(CountingProtector(false))
+
+    @Test
+    fun `a protector that throws fails the flow only`() = flowFailsButJvmSurvives(CountingProtector(null))
+
+    @Test
+    fun `RFC 7050 discovery through JNI finds the lab prefix`() {
+        val p = CountingProtector()
+        val found = ClatNative.discover(arrayOf(JniTestSupport.DNS64), 3000, p)
+        assertTrue(found.isNotEmpty())
+        val parts = found[0].split(" ")
+        assertEquals(listOf(JniTestSupport.PREFIX, "rfc7050"), parts.take(2), found.joinToString())
+        assertTrue(parts[2].toLong() > 0)
+        assertTrue(p.calls.get() >= 1)
+    }
+}

@@ -1,0 +1,78 @@
+package net.clat.core
+
+import java.io.File
+import java.net.NetworkInterface
+import java.util.concurrent.TimeUnit
+import java.util.concurrent.atomic.AtomicInteger
+
+/**
+ * Helpers shared by the JNI tests. They load the host build of libclat.so through the same
+ * [ClatNative.load] the app uses (system property `clat.native.lib` or `clat.native.dir`).
+ */
+object JniTestSupport {
+    /** Lab constants (team brief). */
+    const val PREFIX = "2001:db8:64::/96"
+    const val DNS64 = "[2001:db8:1::53]:53"
+    const val SERVER = "203.0.113.10"
+    const val TUN = "clatjni0"
+
+    fun load() = ClatNative.load()
+
+    /** Open descriptors of this JVM. */
+    fun fdCount(): Int = File("/proc/self/fd").list()!!.size
+
+    /** True when the JVM runs in the lab's `phone` namespace (`ip netns exec phone ...`). */
+    fun inPhoneNamespace(): Boolean =
+        try {
+            NetworkInterface.getByName("ph0") != null
+        } catch (_: Exception) {
+            false
+        }
+
+    fun interfaceExists(name: String): Boolean = NetworkInterface.getByName(name) != null
+
+    /** Runs a command, failing the test with its output if it does not exit 0. */
+    fun sh(vararg cmd: String) {
+        val p = ProcessBuilder(*cmd).redirectErrorStream(true).start()
+        val out = p.inputStream.bufferedReader().readText()
+        check(p.waitFor(20, TimeUnit.SECONDS)) { "timeout: ${cmd.joinToString(" ")}" }
+        check(p.exitValue() == 0) { "${cmd.joinToString(" ")} -> exit ${p.exitValue()}: $out" }
+    }
+
+    /** Polls [cond] until it holds or [ms] pass; returns its last value. */
+    fun eventually(ms: Long = 3000, cond: () -> Boolean): Boolean {
+        val end = System.nanoTime() + ms * 1_000_000
+        while (System.nanoTime() < end) {
+            if (cond()) return true
+            Thread.sleep(50)
+        }
+        return cond()
+    }
+
+    /** `name=value` lines as a map. */
+    fun statsMap(handle: Long): Map<String, Long> =
+        ClatNative.stats(handle).associate { line ->
+            val i = line.indexOf('=')
+            check(i > 0) { "bad stats line $line" }
+            line.substring(0, i) to line.substring(i + 1).toLong()
+        }
+
+    /** A valid configuration for the lab. */
+    fun labConfig(
+        prefix: String = PREFIX,
+        dns: Array<String> = arrayOf(DNS64),
+    ) = NativeConfig(prefix = prefix, dnsServers = dns, mtu = 1500)
+}
+
+/** Counts calls, remembers the descriptors, answers [answer] (or throws when null). */
+class CountingProtector(private val answer: Boolean? = true) : SocketProtector {
+    val calls = AtomicInteger()
+    val threads: MutableSet<String> = java.util.concurrent.ConcurrentHashMap.newKeySet()
+
+    override fun protect(fd: Int): Boolean {
+        calls.incrementAndGet()
+        threads.add(Thread.currentThread().name)
+        check(fd >= 0) { "negative fd $fd" }
+        return answer ?: throw IllegalStateException("protector refuses by throwing (test)")
+    }
+}

@@ -1,0 +1,838 @@
+//! Per-section tests of RFC 7915 (and RFC 6791, RFC 4884, RFC 8021) with
+//! hand-built packets. Expected values are derived from the RFC text, not
+//! from the translator: outputs are parsed by etherparse and checksums are
+//! checked by the naive routine in `common`.
+
+mod common;
+use clat_xlat::{icmp6_error_to_icmp4, Config, DropReason, IpVersion, OutBuf, Outcome, Translator};
+use common::*;
+use etherparse::{Ipv6FragmentHeaderSlice, Ipv6Slice};
+
+fn udp4(src: &str, dst: &str, data: &[u8], ttl: u8, tos: u8, flags: u16) -> Vec<u8> {
+    let (s, d) = (a4(src), a4(dst));
+    let u = udp(40000, 53, data, &|l| pseudo4(s, d, 17, l));
+    ipv4(s, d, 17, ttl, tos, 0x1234, flags, &[], &u)
+}
+
+fn udp6(src: std::net::Ipv6Addr, dst: std::net::Ipv6Addr, data: &[u8], hop: u8) -> Vec<u8> {
+    let u = udp(53, 40000, data, &|l| pseudo6(src, dst, 17, l));
+    ipv6(src, dst, 17, hop, 0xb8, &[], &u)
+}
+
+fn run(t: &Translator, pkt: &[u8]) -> (Outcome, Vec<Vec<u8>>) {
+    let mut out = OutBuf::new();
+    let o = t.translate(pkt, &mut out);
+    (o, out.iter().map(|p| p.to_vec()).collect())
+}
+
+// ---- Section 4.1: IPv4 header -> IPv6 header ----
+
+#[test]
+fn s4_1_udp_header_fields() {
+    let t = translator();
+    let pkt = udp4(CLAT4, "203.0.113.10", b"hello world", 64, 0xb8, DF);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    assert_eq!(out.len(), 1);
+    let (h, proto, data) = check_v6(&out[0]);
+    assert_eq!(h.traffic_class, 0xb8, "traffic class copied from TOS");
+    assert_eq!(h.hop_limit, 64, "hop limit = TTL without decrement");
+    assert_eq!(proto, 17);
+    assert_eq!(h.source_addr(), a6(CLAT6), "EAM before pool6");
+    assert_eq!(h.destination_addr(), a6("2001:db8:64::cb00:710a"));
+    assert_eq!(&data[8..], b"hello world");
+    assert_eq!(&data[..6], &pkt[20..26], "ports and length untouched");
+    assert_eq!(out[0].len(), pkt.len() + 20);
+}
+
+#[test]
+fn s4_1_ttl_decrement_and_time_exceeded() {
+    let t = Translator::new(Config {
+        decrement_ttl: true,
+        ..config()
+    })
+    .unwrap();
+    let (o, out) = run(&t, &udp4(CLAT4, "203.0.113.10", b"x", 64, 0, DF));
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    assert_eq!(check_v6(&out[0]).0.hop_limit, 63);
+    let pkt = udp4(CLAT4, "203.0.113.10", b"x", 1, 0, DF);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Reply(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]);
+    assert_eq!(h.source, a4(SELF4).octets());
+    assert_eq!(h.destination, a4(CLAT4).octets());
+    assert_eq!((data[0], data[1]), (11, 0), "Time Exceeded in transit");
+    assert_eq!(&data[8..], &pkt[..], "the packet quoted");
+}
+
+#[test]
+fn s4_1_options_ignored_but_source_route_refused() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    let u = udp(1, 2, b"opt", &|l| pseudo4(s, d, 17, l));
+    // Record Route (7) is ignored.
+    let rr = [7, 7, 4, 0, 0, 0, 0, 1];
+    let (o, out) = run(&t, &ipv4(s, d, 17, 64, 0, 1, DF, &rr, &u));
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (_, _, data) = check_v6(&out[0]);
+    assert_eq!(&data[8..], b"opt");
+    // Loose Source Route (131) with pointer 4 <= length 7: unexpired.
+    let lsrr = [131, 7, 4, 198, 51, 100, 1, 0];
+    let pkt = ipv4(s, d, 17, 64, 0, 1, DF, &lsrr, &u);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Reply(IpVersion::V4));
+    let (_, data) = check_v4(&out[0]);
+    assert_eq!((data[0], data[1]), (3, 5), "Source Route Failed");
+}
+
+#[test]
+fn s4_1_df0_small_has_no_fragment_header_rfc8021() {
+    let t = translator();
+    let (o, out) = run(&t, &udp4(CLAT4, "203.0.113.10", &[7; 100], 64, 0, 0));
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (h, proto, _) = check_v6(&out[0]);
+    assert_eq!(h.next_header.0, 17, "no atomic fragment");
+    assert_eq!(proto, 17);
+}
+
+#[test]
+fn s4_1_df0_large_is_fragmented_to_lowest_ipv6_mtu() {
+    let t = translator();
+    let payload: Vec<u8> = (0..1400u32).map(|i| i as u8).collect();
+    let pkt = udp4(CLAT4, "203.0.113.10", &payload, 64, 0, 0);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    assert!(out.len() >= 2);
+    let mut reassembled = Vec::new();
+    for (i, f) in out.iter().enumerate() {
+        assert!(f.len() <= 1280, "fragment {i} is {} bytes", f.len());
+        let s = Ipv6Slice::from_slice(f).unwrap();
+        assert_eq!(s.header().next_header().0, 44);
+        let fh = Ipv6FragmentHeaderSlice::from_slice(&f[40..48]).unwrap();
+        assert_eq!(fh.identification(), 0x1234, "RFC 7915 4.1: ID from IPv4");
+        assert_eq!(fh.next_header().0, 17);
+        assert_eq!(fh.fragment_offset().value() as usize * 8, reassembled.len());
+        assert_eq!(fh.more_fragments(), i + 1 < out.len());
+        if i + 1 < out.len() {
+            assert_eq!((f.len() - 48) % 8, 0);
+        }
+        reassembled.extend_from_slice(&f[48..]);
+    }
+    assert_eq!(&reassembled[8..], &payload[..]);
+    let ps = pseudo6(a6(CLAT6), remote6("203.0.113.10"), 17, reassembled.len());
+    assert_eq!(
+        naive_sum(&[&ps, &reassembled]),
+        0xffff,
+        "UDP checksum over the reassembled datagram"
+    );
+}
+
+#[test]
+fn s4_1_lowest_ipv6_mtu_setting() {
+    let t = Translator::new(Config {
+        lowest_ipv6_mtu: 1500,
+        ..config()
+    })
+    .unwrap();
+    let pkt = udp4(CLAT4, "203.0.113.10", &[1; 1400], 64, 0, 0);
+    let (_, out) = run(&t, &pkt);
+    assert_eq!(out.len(), 1, "fits 1500 without fragmenting");
+    assert_eq!(out[0].len(), 1448);
+}
+
+#[test]
+fn s4_1_df1_too_big_answers_fragmentation_needed() {
+    let t = Translator::new(Config {
+        mtu6: 1280,
+        ..config()
+    })
+    .unwrap();
+    let pkt = udp4(CLAT4, "203.0.113.10", &[1; 1300], 64, 0, DF);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Reply(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]);
+    assert_eq!(h.destination, a4(CLAT4).octets());
+    assert_eq!((data[0], data[1]), (3, 4));
+    assert_eq!(
+        u16::from_be_bytes([data[6], data[7]]),
+        1260,
+        "IPv6 MTU - 20"
+    );
+    assert!(out[0].len() <= 576, "ICMPv4 errors are at most 576 bytes");
+}
+
+#[test]
+fn s4_1_ipv4_fragment_gets_fragment_header() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    // A middle fragment: offset 185 (1480 bytes), MF=1, arbitrary bytes.
+    let pkt = ipv4(s, d, 17, 64, 0, 0xbeef, MF | 185, &[], &[9; 64]);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let f = &out[0];
+    assert_eq!(f[6], 44);
+    let fh = Ipv6FragmentHeaderSlice::from_slice(&f[40..48]).unwrap();
+    assert_eq!(fh.identification(), 0xbeef);
+    assert_eq!(fh.fragment_offset().value(), 185);
+    assert!(fh.more_fragments());
+    assert_eq!(fh.next_header().0, 17);
+    assert_eq!(
+        &f[48..],
+        &[9; 64][..],
+        "payload of a non-first fragment untouched"
+    );
+}
+
+#[test]
+fn s4_1_unknown_protocol_carried_through() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    let pkt = ipv4(s, d, 47, 64, 0, 1, DF, &[], b"GRE-ish payload");
+    let (_, out) = run(&t, &pkt);
+    let (h, proto, data) = check_v6(&out[0]);
+    assert_eq!((h.next_header.0, proto), (47, 47));
+    assert_eq!(data, b"GRE-ish payload");
+    let (_, back) = run(&t, &out[0]);
+    let (h4, data4) = check_v4(&back[0]);
+    assert_eq!(h4.protocol.0, 47);
+    assert_eq!(data4, b"GRE-ish payload");
+}
+
+#[test]
+fn s4_1_bad_header_checksum_and_truncation_dropped() {
+    let t = translator();
+    let mut pkt = udp4(CLAT4, "203.0.113.10", b"x", 64, 0, DF);
+    pkt[10] ^= 0xff;
+    assert_eq!(run(&t, &pkt).0, Outcome::Drop(DropReason::BadIpv4Checksum));
+    let pkt = udp4(CLAT4, "203.0.113.10", b"xyz", 64, 0, DF);
+    assert_eq!(
+        run(&t, &pkt[..pkt.len() - 1]).0,
+        Outcome::Drop(DropReason::Malformed)
+    );
+}
+
+// ---- Section 4.2 / 4.5: ICMP and transport checksums ----
+
+#[test]
+fn s4_2_echo_request() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    let m = icmp(8, 0, [0x12, 0x34, 0, 7], b"ping data", &no_pseudo);
+    let (o, out) = run(&t, &ipv4(s, d, 1, 64, 0, 1, 0, &[], &m));
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (h, proto, data) = check_v6(&out[0]);
+    assert_eq!((h.next_header.0, proto), (58, 58));
+    assert_eq!((data[0], data[1]), (128, 0));
+    assert_eq!(&data[4..], &m[4..], "identifier, sequence and data kept");
+}
+
+#[test]
+fn s4_2_untranslatable_icmp_dropped() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    for typ in [13u8, 15, 17, 9, 10] {
+        let m = icmp(typ, 0, [0; 4], &[0; 12], &no_pseudo);
+        assert_eq!(
+            run(&t, &ipv4(s, d, 1, 64, 0, 1, 0, &[], &m)).0,
+            Outcome::Drop(DropReason::IcmpUntranslatable),
+            "type {typ}"
+        );
+    }
+}
+
+#[test]
+fn s4_5_tcp_checksum() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    let seg = tcp(40000, 80, 77, b"GET / HTTP/1.0\r\n\r\n", &|l| {
+        pseudo4(s, d, 6, l)
+    });
+    let (_, out) = run(&t, &ipv4(s, d, 6, 64, 0, 1, DF, &[], &seg));
+    let (_, proto, data) = check_v6(&out[0]);
+    assert_eq!(proto, 6);
+    assert_eq!(&data[20..], b"GET / HTTP/1.0\r\n\r\n");
+}
+
+#[test]
+fn s4_5_udp_zero_checksum() {
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    let mut u = udp(1, 2, b"nocsum", &|l| pseudo4(s, d, 17, l));
+    u[6] = 0;
+    u[7] = 0;
+    let pkt = ipv4(s, d, 17, 64, 0, 1, DF, &[], &u);
+    assert_eq!(
+        run(&translator(), &pkt).0,
+        Outcome::Drop(DropReason::UdpZeroChecksum)
+    );
+    let t = Translator::new(Config {
+        amend_udp_zero_checksum: true,
+        ..config()
+    })
+    .unwrap();
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (_, _, data) = check_v6(&out[0]); // checks the computed checksum
+    assert_ne!(&data[6..8], &[0, 0]);
+    // A fragment of such a datagram cannot be amended.
+    let frag = ipv4(s, d, 17, 64, 0, 1, MF, &[], &u);
+    assert_eq!(run(&t, &frag).0, Outcome::Drop(DropReason::UdpZeroChecksum));
+}
+
+// ---- Section 4.3 / 4.4: ICMPv4 errors ----
+
+fn icmp4_error(typ: u8, code: u8, rest: [u8; 4], inner: &[u8]) -> Vec<u8> {
+    let m = icmp(typ, code, rest, inner, &no_pseudo);
+    ipv4(a4("198.51.100.1"), a4(CLAT4), 1, 60, 0, 9, 0, &[], &m)
+}
+
+#[test]
+fn s4_3_port_unreachable_with_inner_packet() {
+    let t = Translator::new(Config {
+        refuse_non_global_wkp: true,
+        ..config()
+    })
+    .unwrap();
+    let inner = udp4(CLAT4, "203.0.113.10", b"query", 63, 0, DF);
+    let (o, out) = run(&t, &icmp4_error(3, 3, [0; 4], &inner));
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (h, proto, data) = check_v6(&out[0]);
+    assert_eq!(proto, 58);
+    assert_eq!(h.source_addr(), remote6("198.51.100.1"));
+    assert_eq!(h.destination_addr(), a6(CLAT6));
+    assert_eq!((data[0], data[1]), (1, 4), "Port Unreachable");
+    // The inner packet, translated and complete: a second check.
+    let (ih, iproto, idata) = check_v6(&data[8..]);
+    assert_eq!(iproto, 17);
+    assert_eq!(ih.source_addr(), a6(CLAT6));
+    assert_eq!(ih.destination_addr(), remote6("203.0.113.10"));
+    assert_eq!(ih.hop_limit, 63);
+    assert_eq!(&idata[8..], b"query");
+}
+
+#[test]
+fn s4_2_fragmentation_needed_to_packet_too_big() {
+    let t = translator();
+    let inner = udp4(CLAT4, "203.0.113.10", &[0; 1400], 63, 0, DF);
+    let (_, out) = run(&t, &icmp4_error(3, 4, [0, 0, 0x05, 0x78], &inner[..28])); // MTU 1400
+    let (_, _, data) = check_v6(&out[0]);
+    assert_eq!((data[0], data[1]), (2, 0));
+    assert_eq!(
+        u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+        1420
+    );
+    // MTU 0 (pre-RFC 1191 router): plateau below the Total Length 1428 -> 1006 -> floor 1280.
+    let (_, out) = run(&t, &icmp4_error(3, 4, [0; 4], &inner[..28]));
+    let (_, _, data) = check_v6(&out[0]);
+    assert_eq!(
+        u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+        1280
+    );
+}
+
+#[test]
+fn s4_2_parameter_problem_pointer() {
+    let t = translator();
+    let inner = udp4(CLAT4, "203.0.113.10", b"x", 63, 0, DF);
+    // Pointer 8 (TTL) -> 7 (Hop Limit); pointer 16 (destination) -> 24.
+    for (p4, p6) in [(8u8, 7u32), (16, 24), (0, 0), (9, 6)] {
+        let (_, out) = run(&t, &icmp4_error(12, 0, [p4, 0, 0, 0], &inner));
+        let (_, _, data) = check_v6(&out[0]);
+        assert_eq!((data[0], data[1]), (4, 0));
+        assert_eq!(u32::from_be_bytes([data[4], data[5], data[6], data[7]]), p6);
+    }
+    // Protocol unreachable -> Parameter Problem code 1 pointer 6.
+    let (_, out) = run(&t, &icmp4_error(3, 2, [0; 4], &inner));
+    let (_, _, data) = check_v6(&out[0]);
+    assert_eq!((data[0], data[1], data[7]), (4, 1, 6));
+}
+
+#[test]
+fn s4_3_error_in_error_and_bad_checksum_dropped() {
+    let t = translator();
+    let inner_err = icmp4_error(3, 3, [0; 4], &udp4(CLAT4, "203.0.113.10", b"q", 63, 0, DF));
+    // An ICMP error quoting an ICMP error.
+    let mut inner = inner_err.clone();
+    inner[12..16].copy_from_slice(&a4(CLAT4).octets());
+    inner[16..20].copy_from_slice(&a4("203.0.113.10").octets());
+    let (o, _) = run(&t, &icmp4_error(11, 0, [0; 4], &inner));
+    assert_eq!(o, Outcome::Drop(DropReason::IcmpErrorInError));
+    let mut bad = icmp4_error(3, 3, [0; 4], &udp4(CLAT4, "203.0.113.10", b"q", 63, 0, DF));
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    assert_eq!(run(&t, &bad).0, Outcome::Drop(DropReason::BadIcmpChecksum));
+}
+
+#[test]
+fn s4_4_truncated_to_1280() {
+    let t = translator();
+    let inner = udp4(CLAT4, "203.0.113.10", &[5; 1400], 63, 0, DF);
+    let (_, out) = run(&t, &icmp4_error(11, 0, [0; 4], &inner));
+    assert_eq!(out[0].len(), 1280);
+    check_v6(&out[0]);
+}
+
+#[test]
+fn rfc4884_extension_4to6() {
+    let t = translator();
+    let inner = udp4(CLAT4, "203.0.113.10", &[3; 100], 63, 0, DF); // 128 bytes
+    let ext = [0x20, 0, 0, 0, 0, 8, 1, 1, 0xde, 0xad, 0xbe, 0xef]; // version 2 header + one object
+    let mut body = inner.clone();
+    body.extend_from_slice(&ext);
+    let (_, out) = run(&t, &icmp4_error(11, 0, [0, 32, 0, 0], &body)); // length 32 words = 128
+    let (_, _, data) = check_v6(&out[0]);
+    let len6 = data[4] as usize * 8;
+    assert!(len6 >= 128 && len6 % 8 == 0);
+    assert_eq!(len6, 152, "148-byte IPv6 inner packet padded to 152");
+    assert_eq!(
+        &data[8 + len6..],
+        &ext[..],
+        "extension copied after the padded datagram"
+    );
+    assert!(
+        data[8 + 148..8 + len6].iter().all(|&b| b == 0),
+        "zero padding"
+    );
+}
+
+#[test]
+fn rfc6791_icmpv4_error_source_without_ipv6_form() {
+    // With the Well-Known Prefix, a router at 10.0.0.1 has no IPv6 form.
+    let mut cfg = config();
+    cfg.pool6 = Some("64:ff9b::/96".parse().unwrap());
+    cfg.pool6791_v6 = Some(a6("2001:db8:ffff::1"));
+    let t = Translator::new(cfg).unwrap();
+    let inner = udp4(CLAT4, "8.8.8.8", b"x", 63, 0, DF);
+    let m = icmp(11, 0, [0; 4], &inner, &no_pseudo);
+    let pkt = ipv4(a4("10.0.0.1"), a4(CLAT4), 1, 60, 0, 9, 0, &[], &m);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    assert_eq!(check_v6(&out[0]).0.source_addr(), a6("2001:db8:ffff::1"));
+}
+
+// ---- RFC 6052 section 3.1 through the translator ----
+
+#[test]
+fn rfc6052_wkp_refuses_non_global() {
+    let mut cfg = config();
+    cfg.pool6 = Some("64:ff9b::/96".parse().unwrap());
+    let t = Translator::new(cfg.clone()).unwrap();
+    assert_eq!(
+        run(&t, &udp4(CLAT4, "192.168.1.1", b"x", 64, 0, DF)).0,
+        Outcome::Drop(DropReason::NonGlobalWkp)
+    );
+    let (o, out) = run(&t, &udp4(CLAT4, "8.8.8.8", b"x", 64, 0, DF));
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    assert_eq!(
+        check_v6(&out[0]).0.destination_addr(),
+        a6("64:ff9b::808:808")
+    );
+    let back = udp6(a6("64:ff9b::c0a8:101"), a6(CLAT6), b"x", 64);
+    assert_eq!(run(&t, &back).0, Outcome::Drop(DropReason::NonGlobalWkp));
+    cfg.refuse_non_global_wkp = false;
+    let t = Translator::new(cfg).unwrap();
+    assert_eq!(
+        run(&t, &udp4(CLAT4, "192.168.1.1", b"x", 64, 0, DF)).0,
+        Outcome::Forward(IpVersion::V6)
+    );
+}
+
+// ---- Section 5.1: IPv6 header -> IPv4 header ----
+
+#[test]
+fn s5_1_udp_header_fields_and_df_rule() {
+    let t = translator();
+    let pkt = udp6(remote6("203.0.113.10"), a6(CLAT6), b"answer", 50);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]);
+    assert_eq!(h.source, a4("203.0.113.10").octets());
+    assert_eq!(h.destination, a4(CLAT4).octets());
+    assert_eq!(h.time_to_live, 50);
+    assert_eq!(
+        (h.dscp.value() << 2) | h.ecn.value(),
+        0xb8,
+        "TOS from traffic class"
+    );
+    assert!(!h.dont_fragment, "<= 1260 bytes: DF=0");
+    assert!(!h.more_fragments);
+    assert_eq!(&data[8..], b"answer");
+    let big = udp6(remote6("203.0.113.10"), a6(CLAT6), &[0; 1300], 50);
+    let (h, _) = check_v4(&run(&t, &big).1[0]);
+    assert!(h.dont_fragment, "> 1260 bytes: DF=1");
+    assert_eq!(h.identification, 0);
+}
+
+#[test]
+fn s5_1_extension_headers_skipped() {
+    let t = translator();
+    let (s, d) = (remote6("203.0.113.10"), a6(CLAT6));
+    let u = udp(53, 4000, b"ext", &|l| pseudo6(s, d, 17, l));
+    // Hop-by-Hop (PadN) -> Destination Options (PadN) -> UDP.
+    let ext = [60, 0, 1, 4, 0, 0, 0, 0, 17, 0, 1, 4, 0, 0, 0, 0];
+    let (o, out) = run(&t, &ipv6(s, d, 0, 64, 0, &ext, &u));
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]);
+    assert_eq!(h.protocol.0, 17);
+    assert_eq!(&data[8..], b"ext");
+    assert_eq!(out[0].len(), 20 + u.len());
+}
+
+#[test]
+fn s5_1_routing_header_with_segments_left() {
+    let t = translator();
+    let (s, d) = (remote6("203.0.113.10"), a6(CLAT6));
+    let u = udp(53, 4000, b"rh", &|l| pseudo6(s, d, 17, l));
+    let mut rh = vec![17, 2, 0, 1, 0, 0, 0, 0];
+    rh.extend_from_slice(&a6("2001:db8::99").octets());
+    let pkt = ipv6(s, d, 43, 64, 0, &rh, &u);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Reply(IpVersion::V6));
+    let (h, proto, data) = check_v6(&out[0]);
+    assert_eq!(proto, 58);
+    assert_eq!(h.source_addr(), a6(SELF6));
+    assert_eq!(h.destination_addr(), s);
+    assert_eq!((data[0], data[1]), (4, 0));
+    assert_eq!(
+        u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+        43,
+        "pointer to Segments Left"
+    );
+}
+
+#[test]
+fn s5_1_fragment_header() {
+    let t = translator();
+    let (s, d) = (remote6("203.0.113.10"), a6(CLAT6));
+    let pkt = ipv6(
+        s,
+        d,
+        44,
+        64,
+        0,
+        &frag_hdr(17, 100, true, 0xabcd1234),
+        &[4; 80],
+    );
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]);
+    assert_eq!(
+        h.identification, 0x1234,
+        "low 16 bits of the Identification"
+    );
+    assert!(!h.dont_fragment);
+    assert!(h.more_fragments);
+    assert_eq!(h.fragment_offset.value(), 100);
+    assert_eq!(data, vec![4; 80]);
+}
+
+#[test]
+fn s5_1_atomic_fragment_rfc8021() {
+    let t = translator();
+    let (s, d) = (remote6("203.0.113.10"), a6(CLAT6));
+    let u = udp(53, 4000, b"atomic", &|l| pseudo6(s, d, 17, l));
+    let pkt = ipv6(s, d, 44, 64, 0, &frag_hdr(17, 0, false, 0x55), &u);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]); // checksum verified: handled as a whole packet
+    assert!(!h.more_fragments && h.fragment_offset.value() == 0 && !h.dont_fragment);
+    assert_eq!(&data[8..], b"atomic");
+}
+
+#[test]
+fn s5_1_too_big_for_ipv4_mtu() {
+    let t = Translator::new(Config {
+        mtu4: 1400,
+        ..config()
+    })
+    .unwrap();
+    let pkt = udp6(remote6("203.0.113.10"), a6(CLAT6), &[0; 1450], 64);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Reply(IpVersion::V6));
+    let (_, _, data) = check_v6(&out[0]);
+    assert_eq!((data[0], data[1]), (2, 0));
+    assert_eq!(
+        u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+        1420
+    );
+    assert!(out[0].len() <= 1280);
+}
+
+#[test]
+fn s5_1_df0_fragmented_for_small_ipv4_mtu() {
+    let t = Translator::new(Config {
+        mtu4: 576,
+        ..config()
+    })
+    .unwrap();
+    let payload: Vec<u8> = (0..1200u32).map(|i| (i * 7) as u8).collect();
+    let (s, d) = (remote6("203.0.113.10"), a6(CLAT6));
+    let (o, out) = run(&t, &udp6(s, d, &payload, 64));
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    assert_eq!(out.len(), 3);
+    let mut re = Vec::new();
+    let id = check_v4(&out[0]).0.identification;
+    for (i, f) in out.iter().enumerate() {
+        let (h, data) = check_v4(f);
+        assert!(f.len() <= 576);
+        assert_eq!(h.identification, id);
+        assert_eq!(h.fragment_offset.value() as usize * 8, re.len());
+        assert_eq!(h.more_fragments, i + 1 < out.len());
+        re.extend_from_slice(&data);
+    }
+    assert_eq!(&re[8..], &payload[..]);
+    let ps = pseudo4(a4("203.0.113.10"), a4(CLAT4), 17, re.len());
+    assert_eq!(naive_sum(&[&ps, &re]), 0xffff);
+}
+
+#[test]
+fn s5_1_hop_limit_exhausted() {
+    let t = Translator::new(Config {
+        decrement_ttl: true,
+        ..config()
+    })
+    .unwrap();
+    let pkt = udp6(remote6("203.0.113.10"), a6(CLAT6), b"x", 1);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Reply(IpVersion::V6));
+    let (_, _, data) = check_v6(&out[0]);
+    assert_eq!((data[0], data[1]), (3, 0));
+    assert_eq!(&data[8..], &pkt[..]);
+}
+
+#[test]
+fn s5_1_untranslatable_addresses() {
+    let t = translator();
+    let pkt = udp6(a6("2001:db8:99::1"), a6(CLAT6), b"x", 64);
+    assert_eq!(
+        run(&t, &pkt).0,
+        Outcome::Drop(DropReason::UntranslatableSrc)
+    );
+    let pkt = udp6(remote6("203.0.113.10"), a6("2001:db8:99::1"), b"x", 64);
+    assert_eq!(
+        run(&t, &pkt).0,
+        Outcome::Drop(DropReason::UntranslatableDst)
+    );
+}
+
+// ---- Section 5.2 / 5.3: ICMPv6 ----
+
+#[test]
+fn s5_2_echo_reply() {
+    let t = translator();
+    let (s, d) = (remote6("203.0.113.10"), a6(CLAT6));
+    let m = icmp(129, 0, [0, 1, 0, 2], b"pong", &|l| pseudo6(s, d, 58, l));
+    let (o, out) = run(&t, &ipv6(s, d, 58, 64, 0, &[], &m));
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]);
+    assert_eq!(h.protocol.0, 1);
+    assert_eq!((data[0], data[1]), (0, 0));
+    assert_eq!(&data[4..], &m[4..]);
+}
+
+fn icmp6_error(src: std::net::Ipv6Addr, typ: u8, code: u8, rest: [u8; 4], inner: &[u8]) -> Vec<u8> {
+    let d = a6(CLAT6);
+    let m = icmp(typ, code, rest, inner, &|l| pseudo6(src, d, 58, l));
+    ipv6(src, d, 58, 60, 0, &[], &m)
+}
+
+fn inner6(data: &[u8]) -> Vec<u8> {
+    udp6(a6(CLAT6), remote6("203.0.113.10"), data, 63)
+}
+
+#[test]
+fn s5_3_packet_too_big_with_inner_packet() {
+    let t = translator();
+    let pkt = icmp6_error(
+        remote6("198.51.100.1"),
+        2,
+        0,
+        1400u32.to_be_bytes(),
+        &inner6(b"big"),
+    );
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]);
+    assert_eq!(h.source, a4("198.51.100.1").octets());
+    assert_eq!((data[0], data[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([data[6], data[7]]), 1380, "1400 - 20");
+    let (ih, idata) = check_v4(&data[8..]);
+    assert_eq!(ih.source, a4(CLAT4).octets());
+    assert_eq!(ih.destination, a4("203.0.113.10").octets());
+    assert_eq!(ih.time_to_live, 63);
+    assert_eq!(&idata[8..], b"big");
+}
+
+#[test]
+fn s5_2_ptb_inner_with_fragment_header() {
+    let t = translator();
+    let (s, d) = (a6(CLAT6), remote6("203.0.113.10"));
+    let inner = ipv6(s, d, 44, 63, 0, &frag_hdr(17, 0, true, 7), &[0; 64]);
+    let pkt = icmp6_error(remote6("198.51.100.1"), 2, 0, 1400u32.to_be_bytes(), &inner);
+    let (_, out) = run(&t, &pkt);
+    let (_, data) = check_v4(&out[0]);
+    assert_eq!(
+        u16::from_be_bytes([data[6], data[7]]),
+        1372,
+        "1400 - 28 with a Fragment header"
+    );
+}
+
+#[test]
+fn s5_2_type_code_and_pointer() {
+    let t = translator();
+    let inner = inner6(b"x");
+    for (typ, code, rest, want) in [
+        (1u8, 0u8, 0u32, (3u8, 1u8, 0u8)),
+        (1, 1, 0, (3, 10, 0)),
+        (1, 4, 0, (3, 3, 0)),
+        (3, 1, 0, (11, 1, 0)),
+        (4, 0, 7, (12, 0, 8)),
+        (4, 0, 24, (12, 0, 16)),
+        (4, 1, 6, (3, 2, 0)),
+    ] {
+        let (o, out) = run(
+            &t,
+            &icmp6_error(
+                remote6("198.51.100.1"),
+                typ,
+                code,
+                rest.to_be_bytes(),
+                &inner,
+            ),
+        );
+        assert_eq!(o, Outcome::Forward(IpVersion::V4), "{typ}/{code}");
+        let (_, data) = check_v4(&out[0]);
+        assert_eq!((data[0], data[1], data[4]), want, "{typ}/{code}");
+    }
+    for (typ, code) in [(1u8, 5u8), (4, 2), (130, 0), (135, 0)] {
+        let (o, _) = run(
+            &t,
+            &icmp6_error(remote6("198.51.100.1"), typ, code, [0; 4], &inner),
+        );
+        assert_eq!(
+            o,
+            Outcome::Drop(DropReason::IcmpUntranslatable),
+            "{typ}/{code}"
+        );
+    }
+}
+
+#[test]
+fn rfc6791_icmpv6_error_from_router_without_ipv4_form() {
+    let t = translator();
+    let pkt = icmp6_error(a6("2001:db8:ffff::1"), 3, 0, [0; 4], &inner6(b"x"));
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    assert_eq!(check_v4(&out[0]).0.source, a4(POOL6791_4).octets());
+    // Not an error: no RFC 6791 source.
+    let echo = udp6(a6("2001:db8:ffff::1"), a6(CLAT6), b"x", 64);
+    assert_eq!(
+        run(&t, &echo).0,
+        Outcome::Drop(DropReason::UntranslatableSrc)
+    );
+}
+
+#[test]
+fn s5_3_truncated_to_576() {
+    let t = translator();
+    let pkt = icmp6_error(remote6("198.51.100.1"), 3, 0, [0; 4], &inner6(&[1; 1100]));
+    let (_, out) = run(&t, &pkt);
+    assert_eq!(out[0].len(), 576);
+    check_v4(&out[0]);
+}
+
+#[test]
+fn rfc4884_extension_6to4() {
+    let t = translator();
+    let inner = inner6(&[3; 88]); // 40 + 8 + 88 = 136 bytes = 17 words of 8
+    let ext = [0x20, 0, 0, 0, 0, 8, 1, 1, 0xde, 0xad, 0xbe, 0xef];
+    let mut body = inner.clone();
+    body.extend_from_slice(&ext);
+    let pkt = icmp6_error(remote6("198.51.100.1"), 3, 0, [17, 0, 0, 0], &body);
+    let (_, out) = run(&t, &pkt);
+    let (_, data) = check_v4(&out[0]);
+    let len4 = data[5] as usize * 4;
+    assert_eq!(
+        len4, 128,
+        "116-byte IPv4 inner packet padded to 128 (RFC 4884 minimum)"
+    );
+    assert_eq!(&data[8 + len4..], &ext[..]);
+}
+
+#[test]
+fn s5_3_bad_icmpv6_checksum_dropped() {
+    let t = translator();
+    let mut pkt = icmp6_error(remote6("198.51.100.1"), 1, 4, [0; 4], &inner6(b"x"));
+    let n = pkt.len();
+    pkt[n - 1] ^= 0x40;
+    assert_eq!(run(&t, &pkt).0, Outcome::Drop(DropReason::BadIcmpChecksum));
+}
+
+#[test]
+fn fragmented_icmp_dropped() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    let m = icmp(8, 0, [0; 4], &[0; 100], &no_pseudo);
+    assert_eq!(
+        run(&t, &ipv4(s, d, 1, 64, 0, 1, MF, &[], &m)).0,
+        Outcome::Drop(DropReason::FragmentedIcmp)
+    );
+}
+
+// ---- The engine's helper ----
+
+#[test]
+fn engine_helper_icmp6_error_to_icmp4() {
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    let orig = ipv4(
+        s,
+        d,
+        17,
+        64,
+        0,
+        1,
+        DF,
+        &[],
+        &udp(40000, 9, &[0; 1400], &|l| pseudo4(s, d, 17, l)),
+    );
+    let mut buf = [0u8; 1500];
+    let n = icmp6_error_to_icmp4(2, 0, 1400, &orig, d, 1500, &mut buf).unwrap();
+    let (h, data) = check_v4(&buf[..n]);
+    assert!(n <= 576);
+    assert_eq!(h.source, d.octets());
+    assert_eq!(h.destination, s.octets());
+    assert_eq!((data[0], data[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([data[6], data[7]]), 1380);
+    assert_eq!(&data[8..28], &orig[..20]);
+    let n = icmp6_error_to_icmp4(1, 4, 0, &orig[..48], d, 1500, &mut buf).unwrap();
+    let (_, data) = check_v4(&buf[..n]);
+    assert_eq!((data[0], data[1]), (3, 3));
+    assert_eq!(&data[8..], &orig[..48]);
+    assert_eq!(
+        icmp6_error_to_icmp4(135, 0, 0, &orig, d, 1500, &mut buf),
+        Err(DropReason::IcmpUntranslatable)
+    );
+}
+
+#[test]
+fn s4_1_fragments_reassemble_after_refragmenting_a_fragment() {
+    // A 1480-byte first IPv4 fragment (DF=0, MF=1) becomes IPv6 fragments
+    // that must be cut again at 1280 with the original offsets.
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    let data: Vec<u8> = (0..1480u32).map(|i| i as u8).collect();
+    let pkt = ipv4(s, d, 17, 64, 0, 0x4242, MF, &[], &data);
+    let (_, out) = run(&t, &pkt);
+    assert_eq!(out.len(), 2);
+    let mut re = Vec::new();
+    for f in &out {
+        let fh = Ipv6FragmentHeaderSlice::from_slice(&f[40..48]).unwrap();
+        assert!(
+            fh.more_fragments(),
+            "the datagram continues after the last piece"
+        );
+        assert_eq!(fh.fragment_offset().value() as usize * 8, re.len());
+        re.extend_from_slice(&f[48..]);
+    }
+    assert_eq!(&re[8..], &data[8..], "UDP payload bytes");
+}

@@ -1,0 +1,112 @@
+package net.clat.core
+
+import java.io.File
+
+/**
+ * The Rust core (libclat.so, crate rust-core/jni) seen from Kotlin.
+ *
+ * A running engine is a `Long` handle. Calls on a stopped or unknown handle throw
+ * [IllegalStateException] ("no engine with handle N"); [stop] is idempotent. Errors of the
+ * core throw [ClatException], bad arguments [IllegalArgumentException] or
+ * [NullPointerException]; native code never crashes the process on bad input.
+ *
+ * Call [load] once before anything else.
+ */
+object ClatNative {
+    /** System property naming libclat.so's path, for host (JVM) tests. */
+    const val LIB_PROPERTY = "clat.native.lib"
+
+    /** System property naming a directory holding libclat.so, for host (JVM) tests. */
+    const val LIB_DIR_PROPERTY = "clat.native.dir"
+
+    @Volatile private var loaded = false
+
+    /**
+     * Loads libclat.so: the file named by the system property `clat.native.lib` (or
+     * `clat.native.dir`/libclat.so) when set, as host tests do, else `System.loadLibrary("clat")`
+     * as the app does (the APK ships it in lib/<abi>/). Idempotent, thread-safe.
+     */
+    @JvmStatic
+    fun load() {
+        if (loaded) return
+        synchronized(this) {
+            if (loaded) return
+            val path = System.getProperty(LIB_PROPERTY)?.takeIf { it.isNotBlank() }
+            val dir = System.getProperty(LIB_DIR_PROPERTY)?.takeIf { it.isNotBlank() }
+            when {
+                path != null -> System.load(File(path).absolutePath)
+                dir != null -> System.load(File(dir, "libclat.so").absolutePath)
+                else -> System.loadLibrary("clat")
+            }
+            loaded = true
+        }
+    }
+
+    /**
+     * Starts an engine on the TUN descriptor [tunFd] and returns its handle.
+     *
+     * Ownership of [tunFd] passes to the core at the call, whatever the outcome: pass
+     * `ParcelFileDescriptor.detachFd()`, never a descriptor something else will close.
+     * [protector] is called from the engine's thread for every upstream socket; the core
+     * keeps a global reference to it until [stop].
+     *
+     * @throws IllegalArgumentException bad configuration or descriptor (message names the field)
+     * @throws ClatException the engine could not start
+     */
+    @JvmStatic
+    external fun start(tunFd: Int, config: NativeConfig, protector: SocketProtector): Long
+
+    /**
+     * Stops the engine, closes the TUN descriptor and every socket, and releases the
+     * protector. Returns false if [handle] was already stopped or unknown (harmless).
+     */
+    @JvmStatic
+    external fun stop(handle: Long): Boolean
+
+    /** The engine's counters, each "name=value" (plus `jni_protect_calls`). */
+    @JvmStatic
+    external fun stats(handle: Long): Array<String>
+
+    /** Whether the engine's loop still runs (it ends by itself if the TUN goes away). */
+    @JvmStatic
+    external fun isRunning(handle: Long): Boolean
+
+    /** Why the engine's loop ended, or null while it runs. */
+    @JvmStatic
+    external fun exitReason(handle: Long): String?
+
+    /** Switches to a new NAT64 prefix (flows through the old one are reset). */
+    @JvmStatic
+    external fun setPrefix(handle: Long, prefix: String)
+
+    /**
+     * The underlying network changed: upstream flows are reset; [dnsServers], when not
+     * null, replace the resolvers (same syntax as [NativeConfig.dnsServers]).
+     */
+    @JvmStatic
+    external fun networkChanged(handle: Long, dnsServers: Array<String>?)
+
+    /**
+     * RFC 7050 NAT64 prefix discovery (ipv4only.arpa through [resolvers]), every prefix found
+     * as "prefix/len source ttlSeconds", e.g. "64:ff9b::/96 rfc7050 300". Blocks up to
+     * [timeoutMs]; call it off the main thread. [protector] protects the query sockets
+     * (pass the VpnService's while the VPN runs; null means none).
+     *
+     * @throws ClatException no prefix (no DNS64, timeout, ...), with the reason
+     */
+    @JvmStatic
+    external fun discover(resolvers: Array<String>, timeoutMs: Int, protector: SocketProtector?): Array<String>
+
+    /**
+     * TEST AID for Linux hosts only: opens (creating if needed) the TUN device [name] and returns
+     * its descriptor, which the caller owns (pass it to [start]). Needs CAP_NET_ADMIN. On Android
+     * the VpnService creates the TUN; the Android build of the library has no such function
+     * (calling it there throws UnsatisfiedLinkError).
+     */
+    @JvmStatic
+    external fun openTun(name: String): Int
+
+    /** Number of engines the core currently holds (diagnostics and leak tests). */
+    @JvmStatic
+    external fun engineCount(): Int
+}

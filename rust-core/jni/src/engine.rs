@@ -1,0 +1,339 @@
+//! The running engines behind the handles, and the calls Kotlin makes on
+//! them. JNI-free: takes and returns plain Rust values, so the logic (stale
+//! handles, idempotent stop, releasing the protector) reads on its own.
+
+use std::io;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Duration;
+
+use clat_discovery::{DiscoveredPrefix, PrefixSource};
+use clat_engine::{Engine, EngineConfig};
+use clat_protect::SocketProtector;
+
+use crate::config::{self, ConfigSpec};
+use crate::error::{BridgeError, BridgeResult};
+use crate::protector::JniProtector;
+use crate::registry::{handle_id, stale_message, Registry};
+
+/// One running engine and the Kotlin protector it calls.
+pub struct Running {
+    engine: Mutex<Engine>,
+    protector: Arc<JniProtector>,
+}
+
+impl Running {
+    fn engine(&self) -> MutexGuard<'_, Engine> {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Every engine started through the bridge.
+pub static ENGINES: LazyLock<Registry<Running>> = LazyLock::new(Registry::new);
+
+/// The engine's configuration: its defaults, overridden by what Kotlin set,
+/// then the engine's own validation.
+pub fn engine_config(spec: &ConfigSpec) -> Result<EngineConfig, String> {
+    let mut c = EngineConfig::default();
+    if let Some(v) = spec.clat_v4 {
+        c.clat_v4 = v;
+    }
+    if let Some(v) = spec.nat_v4 {
+        c.nat_v4 = v;
+    }
+    if let Some(v) = spec.dns_v4 {
+        c.dns_v4 = v;
+    }
+    c.prefix = spec.prefix;
+    c.upstream_dns = spec.upstream_dns.clone();
+    if let Some(v) = spec.mtu {
+        c.mtu = v;
+    }
+    if let Some(v) = spec.max_flows {
+        c.max_flows = v;
+    }
+    if let Some(v) = spec.udp_timeout {
+        c.udp_timeout = v;
+    }
+    if let Some(v) = spec.tcp_established_timeout {
+        c.tcp_established_timeout = v;
+    }
+    if let Some(v) = spec.tcp_transitory_timeout {
+        c.tcp_transitory_timeout = v;
+    }
+    if let Some(v) = spec.icmp_timeout {
+        c.icmp_timeout = v;
+    }
+    c.refuse_non_global_wkp = spec.refuse_non_global_wkp;
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+/// Takes ownership of a raw descriptor handed over by Kotlin, after
+/// checking that it is open (wrapping a closed or foreign number in an
+/// `OwnedFd` would later close somebody else's file).
+pub fn adopt_fd(fd: RawFd) -> BridgeResult<OwnedFd> {
+    if fd < 0 {
+        return Err(BridgeError::IllegalArgument(format!(
+            "tunFd {fd} is not a file descriptor"
+        )));
+    }
+    // SAFETY: F_GETFD only reads the descriptor flags.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(BridgeError::IllegalArgument(format!(
+            "tunFd {fd} is not open: {}",
+            io::Error::last_os_error()
+        )));
+    }
+    // SAFETY: the descriptor is open, and the API contract (ClatNative.start)
+    // transfers its ownership to us.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Starts an engine; the TUN descriptor is closed on failure too (ownership
+/// passed to us at the call).
+pub fn start(tun: OwnedFd, config: EngineConfig, protector: JniProtector) -> BridgeResult<i64> {
+    let prefix = config.prefix;
+    let protector = Arc::new(protector);
+    let dyn_protector: clat_protect::Protector = protector.clone();
+    let engine = match Engine::start(tun, config, dyn_protector) {
+        Ok(e) => e,
+        Err(e) => {
+            protector.release();
+            return Err(BridgeError::Clat(format!("engine failed to start: {e}")));
+        }
+    };
+    let id = ENGINES.insert(Running {
+        engine: Mutex::new(engine),
+        protector,
+    });
+    log::info!("engine {id} started (prefix {prefix})");
+    // Ids are issued from 1 upwards and never reach i64::MAX in practice.
+    Ok(id as i64)
+}
+
+fn running(handle: i64) -> BridgeResult<Arc<Running>> {
+    handle_id(handle)
+        .and_then(|id| ENGINES.get(id))
+        .ok_or_else(|| BridgeError::IllegalState(stale_message(handle)))
+}
+
+/// Stops and forgets the engine. `Ok(false)` if the handle was not running
+/// (stop is idempotent: a second stop, or a stop racing the first, is fine).
+pub fn stop(handle: i64) -> BridgeResult<bool> {
+    let Some(entry) = handle_id(handle).and_then(|id| ENGINES.remove(id)) else {
+        return Ok(false);
+    };
+    let result = entry.engine().stop();
+    // Whatever the engine said, Kotlin's object must not stay pinned.
+    entry.protector.release();
+    log::info!(
+        "engine {handle} stopped after {} protect calls",
+        entry.protector.calls()
+    );
+    result.map_err(|e| BridgeError::Clat(format!("engine stop failed: {e}")))?;
+    Ok(true)
+}
+
+/// The counters as `name=value`.
+pub fn stats(handle: i64) -> BridgeResult<Vec<String>> {
+    let entry = running(handle)?;
+    let stats = entry.engine().stats();
+    let mut out: Vec<String> = stats
+        .pairs()
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    out.push(format!("jni_protect_calls={}", entry.protector.calls()));
+    Ok(out)
+}
+
+/// Whether the engine's loop still runs (it ends on its own if the TUN
+/// closes).
+pub fn is_running(handle: i64) -> BridgeResult<bool> {
+    Ok(running(handle)?.engine().is_running())
+}
+
+/// Why the loop ended, if it has.
+pub fn exit_reason(handle: i64) -> BridgeResult<Option<String>> {
+    Ok(running(handle)?.engine().exit_reason())
+}
+
+/// Switches to a new NAT64 prefix.
+pub fn set_prefix(handle: i64, prefix: &str) -> BridgeResult<()> {
+    let net = config::parse_prefix(prefix).map_err(BridgeError::IllegalArgument)?;
+    let entry = running(handle)?;
+    let engine = entry.engine();
+    engine
+        .set_prefix(net)
+        .map_err(|e| BridgeError::Clat(format!("setPrefix failed: {e}")))
+}
+
+/// The underlying network changed: new resolvers (if given), and upstream
+/// flows reset.
+pub fn network_changed(handle: i64, dns: Option<&[String]>) -> BridgeResult<()> {
+    let servers = dns
+        .map(config::parse_resolvers)
+        .transpose()
+        .map_err(BridgeError::IllegalArgument)?;
+    let entry = running(handle)?;
+    let engine = entry.engine();
+    if let Some(servers) = servers {
+        engine
+            .set_upstream_dns(servers)
+            .map_err(|e| BridgeError::Clat(format!("setting DNS servers failed: {e}")))?;
+    }
+    engine
+        .network_changed()
+        .map_err(|e| BridgeError::Clat(format!("networkChanged failed: {e}")))
+}
+
+/// RFC 7050 discovery, each prefix as `"prefix/len source ttl_seconds"`.
+pub fn discover(
+    resolvers: &[String],
+    timeout_ms: i32,
+    protector: &dyn SocketProtector,
+) -> BridgeResult<Vec<String>> {
+    if timeout_ms <= 0 {
+        return Err(BridgeError::IllegalArgument(format!(
+            "timeoutMs {timeout_ms} must be positive"
+        )));
+    }
+    let resolvers = config::parse_resolvers(resolvers).map_err(BridgeError::IllegalArgument)?;
+    if resolvers.is_empty() {
+        return Err(BridgeError::IllegalArgument(
+            "at least one resolver is needed".into(),
+        ));
+    }
+    let found = clat_discovery::discover_rfc7050(
+        &resolvers,
+        Duration::from_millis(timeout_ms as u64),
+        protector,
+    )
+    .map_err(|e| BridgeError::Clat(format!("RFC 7050 discovery failed: {e}")))?;
+    Ok(found.iter().map(format_prefix).collect())
+}
+
+/// `"2001:db8:64::/96 rfc7050 300"`.
+pub fn format_prefix(p: &DiscoveredPrefix) -> String {
+    let source = match p.source {
+        PrefixSource::Config => "config",
+        PrefixSource::Pref64 => "pref64",
+        PrefixSource::Rfc7050 => "rfc7050",
+    };
+    format!("{} {} {}", p.prefix, source, p.lifetime.as_secs())
+}
+
+/// Test aid: a TUN device on Linux hosts (on Android the VpnService
+/// creates it). The caller owns the returned descriptor.
+#[cfg(target_os = "linux")]
+pub fn open_tun(name: &str) -> BridgeResult<RawFd> {
+    use std::os::fd::IntoRawFd;
+    let (fd, _actual) = clat_engine::open_tun(name)
+        .map_err(|e| BridgeError::Clat(format!("cannot open TUN {name:?}: {e}")))?;
+    Ok(fd.into_raw_fd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_config, RawConfig};
+
+    fn spec() -> ConfigSpec {
+        parse_config(&RawConfig {
+            prefix: Some("2001:db8:64::/96".into()),
+            dns_servers: vec!["[2001:db8:1::53]:53".into()],
+            udp_timeout_sec: 42,
+            refuse_non_global_wkp: true,
+            ..RawConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn engine_config_overrides_only_what_was_set() {
+        let c = engine_config(&spec()).unwrap();
+        let d = EngineConfig::default();
+        assert_eq!(c.prefix, "2001:db8:64::/96".parse().unwrap());
+        assert_eq!(c.upstream_dns, vec!["[2001:db8:1::53]:53".parse().unwrap()]);
+        assert_eq!(c.udp_timeout, Duration::from_secs(42));
+        assert_eq!(c.mtu, d.mtu);
+        assert_eq!(c.max_flows, d.max_flows);
+        assert_eq!(c.clat_v4, d.clat_v4);
+        assert_eq!(c.tcp_established_timeout, d.tcp_established_timeout);
+    }
+
+    #[test]
+    fn calls_on_unknown_handles_are_illegal_state() {
+        for h in [0, -1, 987_654_321] {
+            match stats(h) {
+                Err(BridgeError::IllegalState(m)) => assert_eq!(m, stale_message(h)),
+                other => panic!("handle {h}: {other:?}"),
+            }
+            assert!(matches!(
+                set_prefix(h, "64:ff9b::/96"),
+                Err(BridgeError::IllegalState(_))
+            ));
+            assert!(matches!(
+                network_changed(h, None),
+                Err(BridgeError::IllegalState(_))
+            ));
+            assert!(matches!(is_running(h), Err(BridgeError::IllegalState(_))));
+            // stop is idempotent: unknown is not an error.
+            assert!(!stop(h).unwrap());
+        }
+    }
+
+    #[test]
+    fn set_prefix_checks_the_prefix_before_the_handle() {
+        assert!(matches!(
+            set_prefix(12345, "2001:db8::/33"),
+            Err(BridgeError::IllegalArgument(_))
+        ));
+    }
+
+    #[test]
+    fn adopt_fd_rejects_negative_and_closed_descriptors() {
+        assert!(matches!(adopt_fd(-1), Err(BridgeError::IllegalArgument(_))));
+        // A descriptor number far above anything this process opened.
+        let e = adopt_fd(1_000_000).unwrap_err();
+        assert!(e.to_string().contains("not open"), "{e}");
+    }
+
+    #[test]
+    fn adopt_fd_takes_ownership_and_closes() {
+        use std::os::fd::IntoRawFd;
+        let raw = std::fs::File::open("/dev/null").unwrap().into_raw_fd();
+        let owned = adopt_fd(raw).unwrap();
+        drop(owned);
+        // SAFETY: F_GETFD only reads flags; the fd was just closed.
+        assert!(unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0);
+    }
+
+    #[test]
+    fn discover_rejects_bad_arguments_before_any_io() {
+        let p = clat_protect::NoProtect;
+        assert!(matches!(
+            discover(&["[::1]:53".into()], 0, &p),
+            Err(BridgeError::IllegalArgument(_))
+        ));
+        assert!(matches!(
+            discover(&[], 100, &p),
+            Err(BridgeError::IllegalArgument(_))
+        ));
+        assert!(matches!(
+            discover(&["x".into()], 100, &p),
+            Err(BridgeError::IllegalArgument(_))
+        ));
+    }
+
+    #[test]
+    fn discovered_prefixes_are_formatted_for_kotlin() {
+        let p = DiscoveredPrefix {
+            prefix: "2001:db8:64::/96".parse().unwrap(),
+            source: PrefixSource::Rfc7050,
+            lifetime: Duration::from_secs(300),
+        };
+        assert_eq!(format_prefix(&p), "2001:db8:64::/96 rfc7050 300");
+    }
+}

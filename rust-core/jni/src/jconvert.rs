@@ -1,0 +1,116 @@
+//! Reading Kotlin values through JNI: `NativeConfig` fields, string arrays.
+//!
+//! Only copying happens here; checking is `config::parse_config`'s job, so
+//! that it is tested without a JVM.
+
+use jni::objects::{JObject, JObjectArray, JString};
+use jni::signature::FieldSignature;
+use jni::strings::JNIStr;
+use jni::{jni_sig, jni_str, Env};
+
+use crate::config::RawConfig;
+use crate::error::{BridgeError, BridgeResult};
+
+/// Copies every `NativeConfig` field.
+pub fn read_native_config(env: &mut Env<'_>, cfg: &JObject<'_>) -> BridgeResult<RawConfig> {
+    if cfg.is_null() {
+        return Err(BridgeError::null("config"));
+    }
+    let dns = string_field(
+        env,
+        cfg,
+        jni_str!("dnsServers"),
+        jni_sig!("[Ljava/lang/String;"),
+    )?;
+    let dns_servers = match dns {
+        None => Vec::new(),
+        Some(obj) => {
+            let arr = env.cast_local::<JObjectArray<JString>>(obj)?;
+            string_array(env, &arr, "dnsServers")?
+        }
+    };
+    Ok(RawConfig {
+        clat_address: opt_string(env, cfg, jni_str!("clatAddress"))?,
+        nat_address: opt_string(env, cfg, jni_str!("natAddress"))?,
+        dns_relay_address: opt_string(env, cfg, jni_str!("dnsRelayAddress"))?,
+        prefix: opt_string(env, cfg, jni_str!("prefix"))?,
+        dns_servers,
+        mtu: int_field(env, cfg, jni_str!("mtu"))?,
+        max_flows: int_field(env, cfg, jni_str!("maxFlows"))?,
+        udp_timeout_sec: int_field(env, cfg, jni_str!("udpTimeoutSec"))?,
+        tcp_established_timeout_sec: int_field(env, cfg, jni_str!("tcpEstablishedTimeoutSec"))?,
+        tcp_transitory_timeout_sec: int_field(env, cfg, jni_str!("tcpTransitoryTimeoutSec"))?,
+        icmp_timeout_sec: int_field(env, cfg, jni_str!("icmpTimeoutSec"))?,
+        refuse_non_global_wkp: env
+            .get_field(cfg, jni_str!("refuseNonGlobalWkp"), jni_sig!("Z"))?
+            .z()?,
+    })
+}
+
+fn int_field(env: &mut Env<'_>, obj: &JObject<'_>, name: &JNIStr) -> BridgeResult<i32> {
+    Ok(env.get_field(obj, name, jni_sig!("I"))?.i()?)
+}
+
+fn string_field<'l>(
+    env: &mut Env<'l>,
+    obj: &JObject<'_>,
+    name: &JNIStr,
+    sig: FieldSignature<'_>,
+) -> BridgeResult<Option<JObject<'l>>> {
+    let v = env.get_field(obj, name, sig)?.l()?;
+    Ok(if v.is_null() { None } else { Some(v) })
+}
+
+fn opt_string(env: &mut Env<'_>, obj: &JObject<'_>, name: &JNIStr) -> BridgeResult<Option<String>> {
+    match string_field(env, obj, name, jni_sig!("Ljava/lang/String;"))? {
+        None => Ok(None),
+        Some(o) => {
+            let s = env.cast_local::<JString>(o)?;
+            Ok(Some(s.try_to_string(env)?))
+        }
+    }
+}
+
+/// A non-null string argument.
+pub fn string_arg(env: &Env<'_>, s: &JString<'_>, what: &str) -> BridgeResult<String> {
+    if s.is_null() {
+        return Err(BridgeError::null(what));
+    }
+    Ok(s.try_to_string(env)?)
+}
+
+/// Every element of a `String[]`; a null element is an argument error.
+pub fn string_array(
+    env: &mut Env<'_>,
+    arr: &JObjectArray<'_, JString<'_>>,
+    what: &str,
+) -> BridgeResult<Vec<String>> {
+    if arr.is_null() {
+        return Err(BridgeError::null(what));
+    }
+    let n = arr.len(env)?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let el = arr.get_element(env, i)?;
+        if el.is_null() {
+            return Err(BridgeError::IllegalArgument(format!("{what}[{i}] is null")));
+        }
+        out.push(el.try_to_string(env)?);
+        env.delete_local_ref(el);
+    }
+    Ok(out)
+}
+
+/// A new `String[]` holding `items`.
+pub fn new_string_array<'l>(
+    env: &mut Env<'l>,
+    items: &[String],
+) -> BridgeResult<JObjectArray<'l, JString<'l>>> {
+    let arr = JObjectArray::<JString>::new(env, items.len(), JString::null())?;
+    for (i, s) in items.iter().enumerate() {
+        let js = JString::new(env, s)?;
+        arr.set_element(env, i, &js)?;
+        env.delete_local_ref(js);
+    }
+    Ok(arr)
+}

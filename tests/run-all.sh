@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test of the project, in the order that lets each stage use the
+# previous one: Rust unit and namespace tests, then the lab (real Tayga NAT64
+# and BIND9 DNS64 in network namespaces), the Kotlin/JVM and JNI tests, and
+# the end-to-end tests through `clat run`. Needs root (namespaces, TUN).
+# Installs what it needs (Debian packages, pytest, Maven artifacts) first.
+# The last lines are pytest's own summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "run-all: needs root (network namespaces, TUN devices)" >&2
+    exit 2
+fi
+
+stage() { printf '\n==== %s ====\n' "$*"; }
+
+stage "dependencies"
+bash tests/lab/install-deps.sh
+python3 -c 'import pytest' 2>/dev/null || python3 -m pip install --quiet pytest
+
+stage "build"
+cargo build --workspace --all-targets
+cargo build --release -p clat-cli
+export CLAT_BIN=$ROOT/target/release/clat
+
+stage "rust tests"
+cargo test --workspace 2>&1 | tee /tmp/clat-cargo-test.log
+grep -E '^test result:' /tmp/clat-cargo-test.log | awk '{p+=$4; f+=$6} END {print "rust: " p " passed, " f " failed"}'
+
+stage "lab up"
+bash tests/lab/lab.sh down >/dev/null 2>&1 || true
+bash tests/lab/lab.sh up
+trap 'bash tests/lab/lab.sh down >/dev/null 2>&1 || true' EXIT
+
+stage "kotlin: compile against android-all, JVM unit tests"
+mvn -B -q -f android/jvm/pom.xml test
+
+stage "kotlin: JNI tests on a real JVM, in the lab's phone namespace"
+cargo build -p clat-jni
+mvn -B -q -f android/jvm/pom.xml -Pjni test-compile dependency:go-offline
+ip netns exec phone mvn -o -B -f android/jvm/pom.xml -Pjni test \
+    -Dclat.native.lib="$ROOT/target/debug/libclat.so"
+
+stage "end-to-end tests in the lab"
+KEEP_LAB=1 python3 -m pytest -v -rfE tests/e2e

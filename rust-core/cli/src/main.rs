@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cmd_discover;
+mod cmd_run;
+mod cmd_status;
 mod cmd_xlat;
 
 /// A 464XLAT customer-side translator (CLAT) and its tools.
@@ -26,6 +28,10 @@ enum Command {
     Xlat(cmd_xlat::Args),
     /// Find the NAT64 prefix: RFC 7050 through resolvers, optionally PREF64 from an RA.
     Discover(cmd_discover::Args),
+    /// Run the CLAT: TUN with the CLAT address, IPv4 default route, engine, until SIGINT/SIGTERM.
+    Run(cmd_run::Args),
+    /// Print a running instance's prefix, addresses and counters (`key value` lines).
+    Status(cmd_status::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +44,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Xlat(args) => cmd_xlat::main(args),
         Command::Discover(args) => cmd_discover::main(args),
+        Command::Run(args) => cmd_run::main(args),
+        Command::Status(args) => cmd_status::main(args),
     }
 }

@@ -1,0 +1,456 @@
+//! `clat run`: the CLAT on Linux. Creates the TUN, gives it the CLAT
+//! address and (unless told not to) the IPv4 default route, runs the engine
+//! until SIGINT/SIGTERM, serves `clat status` on a Unix control socket, and
+//! removes what it added on the way out.
+
+use clat_engine::{open_tun, Engine, EngineConfig};
+use clat_protect::{BindDeviceProtect, MarkProtect, NoProtect, Protector};
+use ipnet::Ipv6Net;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Name of the TUN device to create.
+    #[arg(long, default_value = "clat0")]
+    pub tun: String,
+    /// NAT64 prefix (RFC 6052 length /32, /40, /48, /56, /64 or /96), e.g. 64:ff9b::/96.
+    /// Required for now (prefix discovery will make it optional).
+    #[arg(long, value_name = "PREFIX")]
+    pub pref64: Option<Ipv6Net>,
+    /// Upstream resolver for the DNS relay (repeatable): an address or [v6]:port / v4:port.
+    /// Default: the nameservers of /etc/resolv.conf.
+    #[arg(long = "dns", value_name = "ADDR")]
+    pub dns: Vec<String>,
+    /// The CLAT IPv4 address; the next two addresses of its /29 become the internal
+    /// NAT address and the DNS relay.
+    #[arg(long, default_value = "192.0.0.4")]
+    pub clat_addr: Ipv4Addr,
+    /// MTU of the TUN.
+    #[arg(long, default_value_t = 1500)]
+    pub mtu: u16,
+    /// Do not add the IPv4 default route through the TUN.
+    #[arg(long)]
+    pub no_routes: bool,
+    /// Idle timeout of UDP mappings (e.g. 300s, 5m, 2s, 500ms).
+    #[arg(long, value_parser = parse_duration, default_value = "5m")]
+    pub udp_timeout: Duration,
+    /// Idle timeout of established TCP flows.
+    #[arg(long, value_parser = parse_duration, default_value = "2h4m")]
+    pub tcp_est_timeout: Duration,
+    /// Timeout of transitory TCP flows (handshake not finished).
+    #[arg(long, value_parser = parse_duration, default_value = "4m")]
+    pub tcp_trans_timeout: Duration,
+    /// Idle timeout of ICMP echo mappings.
+    #[arg(long, value_parser = parse_duration, default_value = "60s")]
+    pub icmp_timeout: Duration,
+    /// How long the DNS relay waits for one resolver before trying the next
+    /// (and answering SERVFAIL after the last).
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    pub dns_timeout: Duration,
+    /// Maximum number of live flows (TCP + UDP + ICMP).
+    #[arg(long, default_value_t = 16384)]
+    pub max_flows: usize,
+    /// Carry non-global IPv4 destinations even with the well-known prefix
+    /// 64:ff9b::/96 (RFC 6052 section 3.1 says not to).
+    #[arg(long)]
+    pub allow_non_global: bool,
+    /// Set this firewall mark (SO_MARK) on every upstream socket.
+    #[arg(long, value_name = "N", conflicts_with = "bind_device")]
+    pub mark: Option<u32>,
+    /// Bind every upstream socket to this interface (SO_BINDTODEVICE).
+    #[arg(long, value_name = "IFACE")]
+    pub bind_device: Option<String>,
+    /// Control socket for `clat status` (default /run/clat/<tun>.sock).
+    #[arg(long, value_name = "PATH")]
+    pub control: Option<PathBuf>,
+}
+
+/// Default control socket path for a TUN name.
+pub fn default_control(tun: &str) -> PathBuf {
+    PathBuf::from(format!("/run/clat/{tun}.sock"))
+}
+
+/// Parses `2h4m`, `5m`, `30s`, `500ms` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total = Duration::ZERO;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+        num.clear();
+        let secs = match unit.as_str() {
+            "ms" => v / 1000.0,
+            "s" => v,
+            "m" => v * 60.0,
+            "h" => v * 3600.0,
+            "d" => v * 86400.0,
+            _ => return Err(format!("bad unit {unit:?} in {s:?} (use ms, s, m, h, d)")),
+        };
+        total += Duration::from_secs_f64(secs);
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return Err(format!("bad duration {s:?} (e.g. 2s, 500ms, 5m, 2h4m)"));
+    }
+    Ok(total)
+}
+
+/// Parses a resolver: `2001:db8::53`, `[2001:db8::53]:5353`, `192.0.2.1`,
+/// `192.0.2.1:53`, `fe80::1%eth0`.
+pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    if let Some((addr, scope)) = s.split_once('%') {
+        if let Ok(ip) = addr.parse::<std::net::Ipv6Addr>() {
+            let c = std::ffi::CString::new(scope).map_err(|e| e.to_string())?;
+            // SAFETY: c is a valid NUL-terminated string.
+            let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+            if idx == 0 {
+                return Err(format!("unknown interface in {s:?}"));
+            }
+            return Ok(SocketAddr::V6(SocketAddrV6::new(ip, 53, 0, idx)));
+        }
+    }
+    Err(format!("bad resolver address {s:?}"))
+}
+
+fn resolv_conf() -> Vec<SocketAddr> {
+    let Ok(text) = std::fs::read_to_string("/etc/resolv.conf") else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| parse_resolver(a.trim()).ok())
+        .collect()
+}
+
+/// The seam for prefix discovery: today only `--pref64`; later PREF64 / RFC
+/// 7050 through the upstream resolvers.
+pub fn resolve_prefix(args: &Args, _resolvers: &[SocketAddr]) -> Result<Ipv6Net, String> {
+    args.pref64.ok_or_else(|| {
+        "--pref64 is required (prefix discovery is not wired into `clat run` yet)".to_string()
+    })
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn has_v4_default() -> bool {
+    Command::new("ip")
+        .args(["-4", "route", "show", "default"])
+        .output()
+        .map(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
+        .unwrap_or(false)
+}
+
+/// Makes sure ping sockets work for our group (per network namespace).
+fn ensure_ping_group() {
+    const P: &str = "/proc/sys/net/ipv4/ping_group_range";
+    // SAFETY: getegid has no preconditions.
+    let gid = unsafe { libc::getegid() };
+    let cur = std::fs::read_to_string(P).unwrap_or_default();
+    let v: Vec<u64> = cur
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() == 2 && v[0] <= gid as u64 && gid as u64 <= v[1] {
+        return;
+    }
+    match std::fs::write(P, format!("{} {}", gid, gid.max(1))) {
+        Ok(()) => log::info!("set {P} to include gid {gid} (ICMP echo through ping sockets)"),
+        Err(e) => log::warn!("cannot set {P} ({e}): ICMP echo will not work"),
+    }
+}
+
+/// The `key value` lines of `clat status`.
+pub fn status_lines(engine: &Engine, cfg: &EngineConfig, tun: &str) -> String {
+    let mut s = String::new();
+    let state = if engine.is_running() {
+        "running"
+    } else {
+        "stopped"
+    };
+    s.push_str(&format!("state {state}\n"));
+    if let Some(r) = engine.exit_reason() {
+        s.push_str(&format!("exit_reason {}\n", r.replace('\n', " ")));
+    }
+    s.push_str(&format!(
+        "tun {tun}\nprefix {}\nclat_v4 {}\nnat_v4 {}\ndns_v4 {}\nmtu {}\n",
+        cfg.prefix, cfg.clat_v4, cfg.nat_v4, cfg.dns_v4, cfg.mtu
+    ));
+    let dns: Vec<String> = cfg.upstream_dns.iter().map(|a| a.to_string()).collect();
+    s.push_str(&format!(
+        "upstream_dns {}\n",
+        if dns.is_empty() {
+            "-".into()
+        } else {
+            dns.join(",")
+        }
+    ));
+    s.push_str(&format!("max_flows {}\n", cfg.max_flows));
+    for (k, v) in engine.stats().pairs() {
+        s.push_str(&format!("{k} {v}\n"));
+    }
+    s
+}
+
+fn serve_control(
+    path: &Path,
+    engine: Arc<Mutex<Engine>>,
+    cfg: EngineConfig,
+    tun: String,
+) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(path);
+    let l =
+        UnixListener::bind(path).map_err(|e| format!("control socket {}: {e}", path.display()))?;
+    std::thread::Builder::new()
+        .name("clat-control".into())
+        .spawn(move || {
+            for conn in l.incoming() {
+                let Ok(mut c) = conn else { continue };
+                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut line = String::new();
+                let _ = BufReader::new(&c).read_line(&mut line);
+                let reply = match line.trim() {
+                    "status" | "" => {
+                        let e = engine.lock().unwrap_or_else(|e| e.into_inner());
+                        status_lines(&e, &cfg, &tun)
+                    }
+                    other => format!("error unknown request {other:?}\n"),
+                };
+                let _ = c.write_all(reply.as_bytes());
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Blocks SIGINT/SIGTERM in this thread (and the threads it starts) so
+/// that the main thread can wait for them with sigtimedwait.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset manipulation on a local set, then pthread_sigmask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+pub fn main(args: Args) -> ExitCode {
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("clat run: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let sigs = block_signals();
+    let resolvers = if args.dns.is_empty() {
+        resolv_conf()
+    } else {
+        args.dns
+            .iter()
+            .map(|d| parse_resolver(d))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    if resolvers.is_empty() {
+        log::warn!(
+            "no upstream resolvers (--dns or /etc/resolv.conf): the DNS relay will answer SERVFAIL"
+        );
+    }
+    let prefix = resolve_prefix(&args, &resolvers)?;
+    let base = u32::from(args.clat_addr);
+    let cfg = EngineConfig {
+        clat_v4: args.clat_addr,
+        nat_v4: Ipv4Addr::from(base + 1),
+        dns_v4: Ipv4Addr::from(base + 2),
+        prefix,
+        upstream_dns: resolvers,
+        mtu: args.mtu,
+        max_flows: args.max_flows,
+        tcp_established_timeout: args.tcp_est_timeout,
+        tcp_transitory_timeout: args.tcp_trans_timeout,
+        udp_timeout: args.udp_timeout,
+        icmp_timeout: args.icmp_timeout,
+        dns_timeout: args.dns_timeout,
+        refuse_non_global_wkp: !args.allow_non_global,
+        ..Default::default()
+    };
+    cfg.validate()
+        .map_err(|e| format!("invalid configuration: {e}"))?;
+    let protector: Protector = match (&args.mark, &args.bind_device) {
+        (Some(m), _) => Arc::new(MarkProtect(*m)),
+        (None, Some(d)) => Arc::new(BindDeviceProtect(d.clone())),
+        _ => Arc::new(NoProtect),
+    };
+    ensure_ping_group();
+
+    let (fd, tun) =
+        open_tun(&args.tun).map_err(|e| format!("cannot open TUN {}: {e}", args.tun))?;
+    ip(&["addr", "add", &format!("{}/29", cfg.clat_v4), "dev", &tun])?;
+    ip(&[
+        "link",
+        "set",
+        "dev",
+        &tun,
+        "mtu",
+        &cfg.mtu.to_string(),
+        "up",
+    ])?;
+    let mut route: Option<Vec<String>> = None;
+    if !args.no_routes {
+        let r: Vec<String> = if has_v4_default() {
+            // Native IPv4 exists: stay behind it.
+            log::warn!("an IPv4 default route exists; adding ours with metric 2048");
+            ["default", "dev", &tun, "metric", "2048"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            ["default", "dev", &tun]
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        };
+        let mut a = vec!["route", "add"];
+        a.extend(r.iter().map(String::as_str));
+        ip(&a)?;
+        route = Some(r);
+    }
+    let engine = Engine::start(fd, cfg.clone(), protector).map_err(|e| format!("engine: {e}"))?;
+    let engine = Arc::new(Mutex::new(engine));
+    let control = args
+        .control
+        .clone()
+        .unwrap_or_else(|| default_control(&tun));
+    if let Err(e) = serve_control(&control, engine.clone(), cfg.clone(), tun.clone()) {
+        log::warn!("{e}: `clat status` will not work");
+    }
+    log::info!(
+        "clat running on {tun}: {} prefix {} dns {:?}",
+        cfg.clat_v4,
+        cfg.prefix,
+        cfg.upstream_dns
+    );
+
+    let mut failure = None;
+    loop {
+        let ts = libc::timespec {
+            tv_sec: 5,
+            tv_nsec: 0,
+        };
+        // SAFETY: sigs is an initialised set; a null siginfo is allowed.
+        let sig = unsafe { libc::sigtimedwait(&sigs, std::ptr::null_mut(), &ts) };
+        if sig == libc::SIGINT || sig == libc::SIGTERM {
+            log::info!("signal {sig}: stopping");
+            break;
+        }
+        let e = engine.lock().unwrap_or_else(|e| e.into_inner());
+        if !e.is_running() {
+            failure = Some(e.exit_reason().unwrap_or_else(|| "engine stopped".into()));
+            break;
+        }
+    }
+    if let Some(r) = &route {
+        let mut a = vec!["route", "del"];
+        a.extend(r.iter().map(String::as_str));
+        if let Err(e) = ip(&a) {
+            log::debug!("{e}");
+        }
+    }
+    {
+        let mut e = engine.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(err) = e.stop() {
+            log::warn!("engine stop: {err}");
+        }
+    }
+    // The TUN is not persistent: closing its fd (engine stop) removed it.
+    let _ = ip(&["link", "del", "dev", &tun]);
+    let _ = std::fs::remove_file(&control);
+    match failure {
+        Some(f) => Err(format!("engine ended: {f}")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h4m"), Ok(Duration::from_secs(7440)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("5m3").is_err());
+    }
+
+    #[test]
+    fn resolvers() {
+        assert_eq!(
+            parse_resolver("2001:db8:1::53").unwrap(),
+            "[2001:db8:1::53]:53".parse().unwrap()
+        );
+        assert_eq!(parse_resolver("[2001:db8::1]:5353").unwrap().port(), 5353);
+        assert_eq!(
+            parse_resolver("192.0.2.1").unwrap(),
+            "192.0.2.1:53".parse().unwrap()
+        );
+        assert!(parse_resolver("nope").is_err());
+        assert!(parse_resolver("fe80::1%nosuchif0").is_err());
+    }
+}

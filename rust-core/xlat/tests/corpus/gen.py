@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Generates the `clat xlat` corpus: for each case a directory with `args`
+(one argument per line), packet files `NN.pkt`, and `expected` (the stdout
+that `clat xlat` must print).
+
+The expected packets are built here from the RFC 7915 rules for each case,
+with this script's own checksum code, not by running the translator: the
+corpus test (rust-core/cli/tests/xlat_corpus.rs) thus checks the binary
+against an independent derivation. Re-run after changing a case:
+    python3 rust-core/xlat/tests/corpus/gen.py
+"""
+import ipaddress
+import os
+import shutil
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+def a4(s): return ipaddress.IPv4Address(s).packed
+def a6(s): return ipaddress.IPv6Address(s).packed
+
+def embed96(prefix, v4):
+    return ipaddress.IPv6Network(prefix).network_address.packed[:12] + a4(v4)
+
+def ip4(src, dst, proto, payload, ttl=64, tos=0, ident=0x1234, flags=0x4000):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, tos, 20 + len(payload), ident, flags, ttl, proto, 0, src, dst)
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+
+def ip6(src, dst, nxt, payload, hop=64, tc=0, flow=0):
+    first = (6 << 28) | (tc << 20) | flow
+    return struct.pack("!IHBB16s16s", first, len(payload), nxt, hop, src, dst) + payload
+
+def ph4(src, dst, proto, n): return src + dst + struct.pack("!BBH", 0, proto, n)
+def ph6(src, dst, nxt, n): return src + dst + struct.pack("!I3xB", n, nxt)
+
+def with_csum(msg, at, pseudo, zero_to_ffff=False):
+    msg = msg[:at] + b"\0\0" + msg[at + 2:]
+    c = csum(pseudo + msg)
+    if zero_to_ffff and c == 0:
+        c = 0xFFFF
+    return msg[:at] + struct.pack("!H", c) + msg[at + 2:]
+
+def udp(sp, dp, data, pseudo_fn):
+    u = struct.pack("!HHHH", sp, dp, 8 + len(data), 0) + data
+    return with_csum(u, 6, pseudo_fn(len(u)), True)
+
+def tcp(sp, dp, seq, data, pseudo_fn):
+    t = struct.pack("!HHIIBBHHH", sp, dp, seq, 0, 5 << 4, 0x18, 65535, 0, 0) + data
+    return with_csum(t, 16, pseudo_fn(len(t)))
+
+def icmp(typ, code, rest, body, pseudo=b""):
+    m = struct.pack("!BBH", typ, code, 0) + rest + body
+    return with_csum(m, 2, pseudo)
+
+def ident(n):
+    """IPv4 Identification the translator gives to the n-th (from 0) IPv6
+    packet without a Fragment header that becomes DF=0 (seed 0): a counter
+    times 0x9E3779B9, low 16 bits (see Translator::next_id)."""
+    return (n * 0x9E3779B9) & 0xFFFF
+
+POOL6 = "2001:db8:64::/96"
+CLAT4, CLAT6 = a4("192.0.0.4"), a6("2001:db8:1::2")
+SELF4, SELF6 = a4("192.0.0.1"), a6("2001:db8:1::1")
+SRV4 = a4("203.0.113.10")
+SRV6 = embed96(POOL6, "203.0.113.10")
+RTR4 = a4("198.51.100.1")
+RTR6 = embed96(POOL6, "198.51.100.1")
+BASE = ["--pool6", POOL6, "--eam", "192.0.0.4=2001:db8:1::2", "--self-v4", "192.0.0.1",
+        "--self-v6", "2001:db8:1::1", "--pool6791-v4", "192.0.0.8"]
+
+cases = {}
+
+def case(name, args, items):
+    """items: list of (input packet, [expected lines])."""
+    cases[name] = (args, items)
+
+def v4(p): return "v4 " + p.hex()
+def v6(p): return "v6 " + p.hex()
+
+# --- IPv4 -> IPv6, RFC 7915 4.1 / 4.2 / 4.5 ---
+u4 = udp(40000, 53, b"hello", lambda n: ph4(CLAT4, SRV4, 17, n))
+u6 = udp(40000, 53, b"hello", lambda n: ph6(CLAT6, SRV6, 17, n))
+t4 = tcp(40001, 80, 1000, b"GET /", lambda n: ph4(CLAT4, SRV4, 6, n))
+t6 = tcp(40001, 80, 1000, b"GET /", lambda n: ph6(CLAT6, SRV6, 6, n))
+e4 = icmp(8, 0, b"\x00\x07\x00\x01", b"ping!")
+e6 = icmp(128, 0, b"\x00\x07\x00\x01", b"ping!", ph6(CLAT6, SRV6, 58, 8 + 5))
+case("4to6_basic", BASE, [
+    (ip4(CLAT4, SRV4, 17, u4, ttl=64, tos=0x10), [v6(ip6(CLAT6, SRV6, 17, u6, hop=64, tc=0x10))]),
+    (ip4(CLAT4, SRV4, 6, t4), [v6(ip6(CLAT6, SRV6, 6, t6))]),
+    (ip4(CLAT4, SRV4, 1, e4, flags=0), [v6(ip6(CLAT6, SRV6, 58, e6))]),
+    # Unknown protocol 253 (experimental): carried through.
+    (ip4(CLAT4, SRV4, 253, b"opaque"), [v6(ip6(CLAT6, SRV6, 253, b"opaque"))]),
+])
+
+# --- IPv6 -> IPv4, RFC 7915 5.1 / 5.2 ---
+ru6 = udp(53, 40000, b"answer", lambda n: ph6(SRV6, CLAT6, 17, n))
+ru4 = udp(53, 40000, b"answer", lambda n: ph4(SRV4, CLAT4, 17, n))
+re6 = icmp(129, 0, b"\x00\x07\x00\x01", b"pong", ph6(SRV6, CLAT6, 58, 12))
+re4 = icmp(0, 0, b"\x00\x07\x00\x01", b"pong")
+big6 = udp(53, 40000, bytes(1300), lambda n: ph6(SRV6, CLAT6, 17, n))
+big4 = udp(53, 40000, bytes(1300), lambda n: ph4(SRV4, CLAT4, 17, n))
+case("6to4_basic", BASE, [
+    # Small: DF=0, Identification from the generator; flow label dropped.
+    (ip6(SRV6, CLAT6, 17, ru6, hop=50, tc=0x20, flow=0x12345), [v4(ip4(SRV4, CLAT4, 17, ru4, ttl=50, tos=0x20, ident=ident(0), flags=0))]),
+    (ip6(SRV6, CLAT6, 58, re6), [v4(ip4(SRV4, CLAT4, 1, re4, ident=ident(1), flags=0))]),
+    # Over 1260 bytes: DF=1, Identification 0.
+    (ip6(SRV6, CLAT6, 17, big6), [v4(ip4(SRV4, CLAT4, 17, big4, ident=0, flags=0x4000))]),
+    # Fragment header: ID low 16 bits, MF and offset copied, DF=0.
+    (ip6(SRV6, CLAT6, 44, struct.pack("!BBHI", 17, 0, (2 << 3) | 1, 0xAAAA5555) + bytes(16)),
+     [v4(ip4(SRV4, CLAT4, 17, bytes(16), ident=0x5555, flags=0x2000 | 2))]),
+])
+
+# --- ICMP errors with the packet inside (RFC 7915 4.3 / 5.3) ---
+inner4 = ip4(CLAT4, SRV4, 17, u4, ttl=63)
+inner6_of4 = ip6(CLAT6, SRV6, 17, u6, hop=63)
+err4 = icmp(3, 3, bytes(4), inner4)
+err6 = icmp(1, 4, bytes(4), inner6_of4, ph6(SRV6, CLAT6, 58, 8 + len(inner6_of4)))
+ptb_inner6 = ip6(CLAT6, SRV6, 17, u6, hop=63)
+ptb6 = icmp(2, 0, struct.pack("!I", 1400), ptb_inner6, ph6(RTR6, CLAT6, 58, 8 + len(ptb_inner6)))
+ptb_inner4 = ip4(CLAT4, SRV4, 17, u4, ttl=63, ident=0, flags=0)  # inner: no Fragment header, <= 1260: DF=0, ID 0
+fn4 = icmp(3, 4, struct.pack("!HH", 0, 1380), ptb_inner4)
+case("icmp_errors", BASE, [
+    (ip4(SRV4, CLAT4, 1, err4, ttl=60, flags=0), [v6(ip6(SRV6, CLAT6, 58, err6, hop=60))]),
+    (ip6(RTR6, CLAT6, 58, ptb6, hop=60), [v4(ip4(RTR4, CLAT4, 1, fn4, ttl=60, ident=ident(0), flags=0))]),
+])
+
+# --- The translator's own errors ---
+big4_df = ip4(CLAT4, SRV4, 17, udp(40000, 53, bytes(1300), lambda n: ph4(CLAT4, SRV4, 17, n)))
+te_src = ip4(CLAT4, SRV4, 17, u4, ttl=1)
+case("own_errors", BASE + ["--mtu6", "1280", "--decrement-ttl"], [
+    # DF=1, 1348 bytes as IPv6 > 1280: Fragmentation Needed, MTU 1260, quoting up to 576 bytes.
+    (big4_df, [v4(ip4(SELF4, CLAT4, 1, icmp(3, 4, struct.pack("!HH", 0, 1260), big4_df[:548]), ident=0, flags=0))]),
+    # TTL 1 with --decrement-ttl: Time Exceeded.
+    (te_src, [v4(ip4(SELF4, CLAT4, 1, icmp(11, 0, bytes(4), te_src), ident=0, flags=0))]),
+])
+
+# --- Fragmenting DF=0 to the lowest IPv6 MTU (RFC 7915 4.1) ---
+data = bytes(range(256)) * 6  # 1536 bytes
+fu4 = udp(40000, 53, data, lambda n: ph4(CLAT4, SRV4, 17, n))
+fu6 = udp(40000, 53, data, lambda n: ph6(CLAT6, SRV6, 17, n))
+first_len = (1280 - 48) // 8 * 8  # 1232
+frags = []
+off = 0
+while off < len(fu6):
+    chunk = fu6[off:off + first_len]
+    more = off + len(chunk) < len(fu6)
+    fh = struct.pack("!BBHI", 17, 0, ((off // 8) << 3) | int(more), 0x1234)
+    frags.append(v6(ip6(CLAT6, SRV6, 44, fh + chunk)))
+    off += len(chunk)
+case("fragment_4to6", BASE, [(ip4(CLAT4, SRV4, 17, fu4, flags=0), frags)])
+
+# --- Drops ---
+bad = bytearray(ip4(CLAT4, SRV4, 17, u4))
+bad[10] ^= 0xFF
+zero = ip4(CLAT4, SRV4, 17, u4[:6] + b"\0\0" + u4[8:])
+case("drops", BASE, [
+    (bytes(bad), ["drop bad-ipv4-checksum"]),
+    (zero, ["drop udp-zero-checksum"]),
+    (ip6(a6("2001:db8:99::1"), CLAT6, 17, ru6), ["drop untranslatable-source"]),
+    (b"\x00\x01\x02", ["drop wrong-version"]),
+    (ip4(CLAT4, SRV4, 1, icmp(13, 0, bytes(4), bytes(12))), ["drop icmp-untranslatable"]),
+])
+case("wkp_non_global", ["--pool6", "64:ff9b::/96", "--eam", "192.0.0.4=2001:db8:1::2"], [
+    (ip4(CLAT4, a4("192.168.1.1"), 17, udp(1, 2, b"x", lambda n: ph4(CLAT4, a4("192.168.1.1"), 17, n))),
+     ["drop non-global-with-well-known-prefix"]),
+])
+# --amend-udp-zero-checksum computes the checksum.
+zu6 = udp(40000, 53, b"hello", lambda n: ph6(CLAT6, SRV6, 17, n))
+case("udp_zero_amended", BASE + ["--amend-udp-zero-checksum"], [(zero, [v6(ip6(CLAT6, SRV6, 17, zu6))])])
+
+def write():
+    for name in os.listdir(HERE):
+        p = os.path.join(HERE, name)
+        if os.path.isdir(p) and name != "pcap":
+            shutil.rmtree(p)
+    for name, (args, items) in cases.items():
+        d = os.path.join(HERE, name)
+        os.makedirs(d)
+        with open(os.path.join(d, "args"), "w") as f:
+            f.write("".join(a + "\n" for a in args))
+        lines = []
+        for i, (pkt, exp) in enumerate(items):
+            with open(os.path.join(d, "%02d.pkt" % i), "wb") as f:
+                f.write(pkt)
+            lines += exp
+        with open(os.path.join(d, "expected"), "w") as f:
+            f.write("".join(l + "\n" for l in lines))
+    # A pcap case: Ethernet in, raw IP out.
+    d = os.path.join(HERE, "pcap")
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    with open(os.path.join(d, "args"), "w") as f:
+        f.write("".join(a + "\n" for a in BASE))
+    pin = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    pout = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 101)
+    eth = bytes(6) + bytes.fromhex("020000000001")
+    pairs = [(ip4(CLAT4, SRV4, 17, u4), ip6(CLAT6, SRV6, 17, u6), 0x0800),
+             (ip6(SRV6, CLAT6, 17, ru6), ip4(SRV4, CLAT4, 17, ru4, ident=ident(0), flags=0), 0x86DD)]
+    for i, (src, dst, et) in enumerate(pairs):
+        frame = eth + struct.pack("!H", et) + src
+        pin += struct.pack("<IIII", 1700000000 + i, 500, len(frame), len(frame)) + frame
+        pout += struct.pack("<IIII", 1700000000 + i, 500, len(dst), len(dst)) + dst
+    # An ARP frame is skipped.
+    arp = eth + b"\x08\x06" + bytes(28)
+    pin += struct.pack("<IIII", 1700000009, 0, len(arp), len(arp)) + arp
+    open(os.path.join(d, "in.pcap"), "wb").write(pin)
+    open(os.path.join(d, "expected.pcap"), "wb").write(pout)
+
+write()

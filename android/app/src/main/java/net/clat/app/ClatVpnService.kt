@@ -116,6 +116,7 @@ class ClatVpnService : VpnService() {
             // process died (null intent, START_STICKY). Both mean "the CLAT should be on".
             null, SERVICE_INTERFACE, ACTION_START -> prefs.enabled = true
         }
+        if (intent?.hasExtra(EXTRA_FORCE) == true) prefs.force = intent.getBooleanExtra(EXTRA_FORCE, false)
         if (prepare(this) != null) {
             // No consent (or another app's VPN holds it): only the activity can ask the user.
             prefs.enabled = false
@@ -173,6 +174,7 @@ class ClatVpnService : VpnService() {
             prefix = PrefixSelector.select(candidates),
             discovering = discoveringFor == s?.id && s != null,
             plan = resolved.plan,
+            force = prefs.force,
         )
         val decision = RunDecider.decide(input, current)
         Log.i(TAG, "$trigger -> $decision")
@@ -422,6 +424,9 @@ class ClatVpnService : VpnService() {
         private const val TAG = "ClatVpnService"
         const val ACTION_START = "net.clat.app.START"
         const val ACTION_STOP = "net.clat.app.STOP"
+
+        /** Boolean extra of ACTION_START: sets [UserPrefs.force]. */
+        const val EXTRA_FORCE = "net.clat.app.extra.FORCE"
         private const val COUNTER_INTERVAL_MS = 5_000L
         private const val DISCOVERY_TIMEOUT_MS = 5_000
         private const val RETRY_DISCOVERY_MS = 60_000L

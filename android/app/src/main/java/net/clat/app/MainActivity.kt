@@ -9,6 +9,7 @@ import android.os.Bundle
 import android.text.InputType
 import android.view.View
 import android.widget.Button
+import android.widget.CheckBox
 import android.widget.EditText
 import android.widget.LinearLayout
 import android.widget.ScrollView
@@ -57,6 +58,14 @@ class MainActivity : Activity() {
             col.addView(this)
         }
         overrideError = text(14f)
+        col.addView(CheckBox(this).apply {
+            text = "Run even when the network has IPv4 or no IPv6 (testing)"
+            isChecked = UserPrefs(this@MainActivity).force
+            setOnCheckedChangeListener { _, on ->
+                UserPrefs(this@MainActivity).force = on
+                if (UserPrefs(this@MainActivity).enabled) ClatVpnService.start(this@MainActivity)
+            }
+        })
         col.addView(Button(this).apply { text = "Save prefix"; setOnClickListener { saveOverride() } })
         warnings = text(14f)
         text(14f, bold = true).text = "Counters"

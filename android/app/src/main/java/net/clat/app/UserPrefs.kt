@@ -20,7 +20,13 @@ class UserPrefs(context: Context) {
         get() = prefs.getString(KEY_PREFIX, null)
         set(v) = prefs.edit().putString(KEY_PREFIX, v?.trim()?.ifEmpty { null }).apply()
 
+    /** Run even when the network has native IPv4 or no IPv6 (developers, emulator tests). */
+    var force: Boolean
+        get() = prefs.getBoolean(KEY_FORCE, false)
+        set(v) = prefs.edit().putBoolean(KEY_FORCE, v).apply()
+
     private companion object {
+        const val KEY_FORCE = "force"
         const val KEY_ENABLED = "enabled"
         const val KEY_PREFIX = "prefix_override"
 

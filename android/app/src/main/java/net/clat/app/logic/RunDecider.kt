@@ -57,6 +57,11 @@ data class DecisionInput(
     val discovering: Boolean = false,
     /** The TUN configuration from the settings, or the errors that make it impossible. */
     val plan: PlanResult,
+    /**
+     * Run whatever IPv4/IPv6 the network has (a prefix is still required). For developers and
+     * emulator instrumentation tests, whose emulated networks have native IPv4.
+     */
+    val force: Boolean = false,
 )
 
 /**
@@ -75,13 +80,19 @@ object RunDecider {
             is PlanResult.Valid -> p.plan
         }
         val net = input.network ?: return Decision.Stop(StopReason.NO_NETWORK)
-        if (net.hasNativeIpv4) return Decision.Stop(StopReason.NATIVE_IPV4, net.interfaceName)
-        if (!net.hasIpv6) return Decision.Stop(StopReason.NO_IPV6, net.interfaceName)
+        if (!input.force) {
+            if (net.hasNativeIpv4) return Decision.Stop(StopReason.NATIVE_IPV4, net.interfaceName)
+            if (!net.hasIpv6) return Decision.Stop(StopReason.NO_IPV6, net.interfaceName)
+        }
         val prefix = input.prefix
             ?: return if (input.discovering) Decision.Stop(StopReason.DISCOVERING) else Decision.Stop(StopReason.NO_PREFIX)
 
         val target = RunTarget(net.id, prefix, net.dnsServers, plan)
-        val why = "${net.interfaceName ?: "network"} is IPv6-only, NAT64 prefix $prefix"
+        val why = if (input.force && !net.isIpv6Only) {
+            "forced on ${net.interfaceName ?: "network"} (not IPv6-only), NAT64 prefix $prefix"
+        } else {
+            "${net.interfaceName ?: "network"} is IPv6-only, NAT64 prefix $prefix"
+        }
         if (current == null) return Decision.Start(target, why)
         if (current.plan != plan) return Decision.Restart(target, "VPN settings changed; $why")
 

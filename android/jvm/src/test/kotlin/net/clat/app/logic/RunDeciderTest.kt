@@ -24,7 +24,8 @@ class RunDeciderTest {
         enabled: Boolean = true,
         discovering: Boolean = false,
         planResult: PlanResult = plan,
-    ) = DecisionInput(enabled, network, prefix, discovering, planResult)
+        force: Boolean = false,
+    ) = DecisionInput(enabled, network, prefix, discovering, planResult, force)
 
     private fun started(): RunTarget =
         (RunDecider.decide(input(), null) as Decision.Start).target
@@ -123,5 +124,16 @@ class RunDeciderTest {
         val d = RunDecider.decide(input(planResult = newPlan), started())
         d as Decision.Restart
         assertEquals(1400, d.target.plan.mtu)
+    }
+
+    @Test
+    fun `force runs on a dual-stack or IPv4-only network but still needs a prefix`() {
+        val emulator = NetworkSnapshot("7", "eth0", listOf("10.0.2.15/24"), hasIpv4DefaultRoute = true, dnsServers = listOf("10.0.2.3"))
+        val d = RunDecider.decide(input(network = emulator, force = true), null)
+        d as Decision.Start
+        assertTrue(d.reason.startsWith("forced"), d.reason)
+        assertEquals(StopReason.NO_PREFIX, (RunDecider.decide(input(network = emulator, prefix = null, force = true), null) as Decision.Stop).why)
+        assertEquals(StopReason.NO_NETWORK, (RunDecider.decide(input(network = null, force = true), null) as Decision.Stop).why)
+        assertEquals(StopReason.NATIVE_IPV4, (RunDecider.decide(input(network = emulator), null) as Decision.Stop).why)
     }
 }

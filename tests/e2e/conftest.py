@@ -80,3 +80,19 @@ def own_clat(lab, clat_session):
     yield start
     for p in started:
         p.stop()
+
+
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, attach the tail of the CLAT's log to the report: the
+    engine's own account is usually the fastest way to the cause."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.when == "call" and rep.failed:
+        for name in ("clat_session", "clat"):
+            proc = item.funcargs.get(name) if hasattr(item, "funcargs") else None
+            if isinstance(proc, labutil.ClatProcess):
+                rep.sections.append((f"clat log ({proc.log_path})", proc.log()[-4000:]))
+                break

@@ -22,8 +22,11 @@ RUN = labutil.LAB_RUN / "discovery"
 SEND_RA = labutil.REPO / "tests" / "lab" / "discovery" / "send_ra.py"
 ZONE_TTL = 120
 
-ZONE = f"""$TTL {ZONE_TTL}
-@  IN SOA ns.lab.example. hostmaster.lab.example. 1 3600 600 86400 {ZONE_TTL}
+
+
+def zone(ttl: int = ZONE_TTL) -> str:
+    return f"""$TTL {ttl}
+@  IN SOA ns.lab.example. hostmaster.lab.example. 1 3600 600 86400 {ttl}
 @  IN NS  ns.lab.example.
 @  IN A   192.0.0.170
 @  IN A   192.0.0.171
@@ -56,8 +59,8 @@ class Named:
     """One named in plat on ``addr`` (added to pl0) with the given dns64 prefixes
     (none: a plain resolver that answers ipv4only.arpa AAAA with no data)."""
 
-    def __init__(self, name: str, addr: str, prefixes: Sequence[str]):
-        self.name, self.addr, self.prefixes = name, addr, list(prefixes)
+    def __init__(self, name: str, addr: str, prefixes: Sequence[str], ttl: int = ZONE_TTL):
+        self.name, self.addr, self.prefixes, self.ttl = name, addr, list(prefixes), ttl
         self.dir = RUN / name
         self.proc: Optional[subprocess.Popen] = None
 
@@ -65,7 +68,7 @@ class Named:
         if prefixes is not None:
             self.prefixes = list(prefixes)
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "ipv4only.arpa.zone").write_text(ZONE)
+        (self.dir / "ipv4only.arpa.zone").write_text(zone(self.ttl))
         (self.dir / "named.conf").write_text(_conf(self.dir, self.addr, self.prefixes))
         chk = subprocess.run(["named-checkconf", str(self.dir / "named.conf")], capture_output=True, text=True)
         if chk.returncode != 0:
@@ -161,3 +164,39 @@ def ra_sender(prefix: str, lifetime: int, count: int = 15, interval: float = 1.0
     return labutil.ns_popen(labutil.PLAT, sys.executable, str(SEND_RA), "pl0", prefix, str(lifetime),
                             "--count", str(count), "--interval", str(interval), *extra,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+class Watch:
+    """``clat discover --watch ARGS`` in phone; its lines arrive on a queue."""
+
+    def __init__(self, *args: str):
+        import queue
+        import threading
+        self.lines: "queue.Queue[str]" = queue.Queue()
+        self.proc = labutil.ns_popen(labutil.PHONE, str(labutil.clat_binary()), "discover", "--watch", *args,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     stdin=subprocess.DEVNULL)
+        self.err: list[str] = []
+
+        def pump(stream, sink):
+            for line in stream:
+                sink(line.rstrip("\n"))
+
+        threading.Thread(target=pump, args=(self.proc.stdout, self.lines.put), daemon=True).start()
+        threading.Thread(target=pump, args=(self.proc.stderr, self.err.append), daemon=True).start()
+
+    def next_line(self, timeout: float) -> str:
+        import queue
+        try:
+            return self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no line from clat discover --watch within {timeout}s; stderr: {self.err[-10:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)

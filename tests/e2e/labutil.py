@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_SH = REPO / "tests" / "lab" / "lab.sh"
@@ -231,6 +231,23 @@ class ClatProcess:
 
     def status(self, *extra: str) -> dict[str, str]:
         return parse_status(self.status_text(*extra))
+
+    def wait_counter(self, key: str, at_least: int, timeout: float = 3.0) -> int:
+        """Wait until status counter ``key`` is >= ``at_least``; returns its value.
+
+        Counters may be published with a small delay (the engine thread
+        updates them, `clat status` reads a snapshot), so tests wait a little
+        instead of reading once.
+        """
+        val = wait_until(lambda: (v := status_int(self.status(), key)) >= at_least and v,
+                         timeout=timeout, interval=0.1,
+                         what=f"status {key} >= {at_least}")
+        return int(val)
+
+    def wait_counter_at_most(self, key: str, at_most: int, timeout: float) -> int:
+        wait_until(lambda: status_int(self.status(), key) <= at_most, timeout=timeout,
+                   interval=0.2, what=f"status {key} <= {at_most}")
+        return status_int(self.status(), key)
 
     def stop(self, timeout: float = 5.0) -> Optional[int]:
         """SIGTERM, wait; SIGKILL if it ignores that.  Returns the exit code."""

@@ -162,3 +162,58 @@ def test_no_ra_without_accept_ra(servers):
         sender.communicate(timeout=5)
     assert p.returncode == 1
     assert "no Router Advertisement with PREF64 on ph0" in p.stderr
+
+
+def test_watch_follows_a_dns64_reconfiguration(lab):
+    """RFC 7050 section 5: re-validate when the TTL runs out.  A named with a
+    2 s TTL changes its dns64 prefix under a running monitor; the monitor
+    reports the new prefix after the TTL, keeps it while the resolver is
+    unreachable, and drops it when the resolver says there is no DNS64."""
+    n = dl.Named("watch", "2001:db8:1::5310", ["2001:db8:64::/96"], ttl=2).start()
+    w = dl.Watch("--dns", n.addr, "--min-revalidate", "1s", "--timeout", "1s")
+    try:
+        assert w.next_line(10) == "2001:db8:64::/96 rfc7050 ttl=2s"
+        t = time.monotonic()
+        n.reconfigure(["2001:db8:a00::/40"])
+        assert w.next_line(15) == "2001:db8:a00::/40 rfc7050 ttl=2s"
+        assert time.monotonic() - t < 10
+        n.reconfigure([])
+        assert w.next_line(15) == "none"
+    finally:
+        w.stop()
+        n.stop()
+
+
+def test_watch_pref64_expires_with_its_lifetime(servers):
+    """RFC 8781: the prefix is used for the RA's lifetime, then dropped
+    (here 16 s, one RA only; the resolver has no DNS64 to fall back to)."""
+    plain, _ = SERVERS["plain"]
+    with dl.AcceptRa():
+        w = dl.Watch("--pref64-listen", "ph0", "--dns", plain, "--timeout", "1s")
+        try:
+            time.sleep(0.5)  # subscribed before the RA goes out
+            sender = dl.ra_sender("2001:db8:c56:5600::/56", 16, count=1)
+            sender.communicate(timeout=10)
+            t = time.monotonic()
+            assert w.next_line(5) == "2001:db8:c56:5600::/56 pref64 lifetime=16s"
+            assert w.next_line(25) == "none"
+            took = time.monotonic() - t
+            assert 14 <= took <= 19, f"expired after {took:.1f}s, lifetime 16s"
+        finally:
+            w.stop()
+
+
+def test_watch_pref64_beats_rfc7050_and_falls_back(servers):
+    """Order of sources: PREF64 over RFC 7050; when the RA prefix expires the
+    monitor falls back to the DNS64's prefix."""
+    addr, (dns_prefix,) = SERVERS["p48"]
+    with dl.AcceptRa():
+        w = dl.Watch("--pref64-listen", "ph0", "--dns", addr, "--timeout", "1s")
+        try:
+            assert w.next_line(5) == f"{dns_prefix} rfc7050 ttl={dl.ZONE_TTL}s"
+            sender = dl.ra_sender("2001:db8:64::/96", 8, count=1)
+            sender.communicate(timeout=10)
+            assert w.next_line(5) == "2001:db8:64::/96 pref64 lifetime=8s"
+            assert w.next_line(15) == f"{dns_prefix} rfc7050 ttl={dl.ZONE_TTL}s"
+        finally:
+            w.stop()

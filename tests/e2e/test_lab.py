@@ -6,7 +6,6 @@ If these fail, every CLAT test after them is meaningless, so they come first
 """
 
 import hashlib
-import socket
 
 import pytest
 

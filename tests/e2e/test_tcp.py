@@ -96,8 +96,7 @@ for e in errors[:20]: print(e)
 def test_200_concurrent_connections(clat):
     p = ns_python(PHONE, CONCURRENT, "200", timeout=120, check=False)
     assert p.returncode == 0 and p.stdout.startswith("0 errors"), p.stdout + p.stderr
-    st = clat.status()
-    assert int(st["flows_tcp_total"].split()[0]) >= 200, st
+    clat.wait_counter("flows_tcp_total", 200)
 
 
 def test_half_close_carries_data_after_fin(clat):

@@ -223,8 +223,8 @@ class ClatProcess:
     def status_text(self, *extra: str, timeout: float = 10) -> str:
         """Output of ``clat status`` (in the same namespace, for the same TUN)."""
         extra_env = shlex.split(os.environ.get("CLAT_STATUS_ARGS", ""))
-        p = ns(self.netns, str(self.binary), "status", *extra_env, *extra, timeout=timeout,
-               check=False)
+        p = ns(self.netns, str(self.binary), "status", "--tun", self.tun, *extra_env, *extra,
+               timeout=timeout, check=False)
         if p.returncode != 0:
             raise RuntimeError(f"clat status exited {p.returncode}: {p.stdout}\n{p.stderr}")
         return p.stdout

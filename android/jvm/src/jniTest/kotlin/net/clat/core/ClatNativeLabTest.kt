@@ -40,15 +40,27 @@ class ClatNativeLabTest {
         }
     }
 
-    /** Opens and configures the TUN like the VpnService would, starts an engine on it. */
+    /**
+     * Opens a TUN, starts an engine on it, then configures the TUN like the VpnService's
+     * builder would. The engine owns the descriptor from `start` on, so a failure while
+     * configuring stops it and the TUN goes away instead of leaking into the next test.
+     */
     private fun startEngine(protector: SocketProtector): Long {
         check(eventually { !interfaceExists(TUN) }) { "$TUN left over from an earlier test" }
+        JniTestSupport.awaitFreeIpv4DefaultRoute()
         val fd = ClatNative.openTun(TUN)
         assertTrue(fd >= 0)
-        sh("ip", "addr", "add", "192.0.0.4/29", "dev", TUN)
-        sh("ip", "link", "set", TUN, "up")
-        sh("ip", "route", "add", "default", "dev", TUN)
-        return ClatNative.start(fd, labConfig(), protector)
+        val h = ClatNative.start(fd, labConfig(), protector)
+        try {
+            sh("ip", "addr", "add", "192.0.0.4/29", "dev", TUN)
+            sh("ip", "link", "set", TUN, "up")
+            // Fails with "File exists" if another CLAT in `phone` holds the IPv4 default route.
+            sh("ip", "route", "add", "default", "dev", TUN)
+        } catch (e: Throwable) {
+            ClatNative.stop(h)
+            throw e
+        }
+        return h
     }
 
     private fun httpGet(path: String = "/index.html"): String =

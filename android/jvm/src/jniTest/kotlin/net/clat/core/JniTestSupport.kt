@@ -31,12 +31,22 @@ object JniTestSupport {
 
     fun interfaceExists(name: String): Boolean = NetworkInterface.getByName(name) != null
 
-    /** Runs a command, failing the test with its output if it does not exit 0. */
-    fun sh(vararg cmd: String) {
+    /** Runs a command, failing the test with its output if it does not exit 0; returns stdout. */
+    fun sh(vararg cmd: String): String {
         val p = ProcessBuilder(*cmd).redirectErrorStream(true).start()
         val out = p.inputStream.bufferedReader().readText()
         check(p.waitFor(20, TimeUnit.SECONDS)) { "timeout: ${cmd.joinToString(" ")}" }
         check(p.exitValue() == 0) { "${cmd.joinToString(" ")} -> exit ${p.exitValue()}: $out" }
+        return out
+    }
+
+    /**
+     * Waits until no other CLAT (e.g. an e2e test's `clat run`) holds the IPv4 default route of
+     * the shared `phone` namespace: two CLATs cannot both own it.
+     */
+    fun awaitFreeIpv4DefaultRoute(ms: Long = 90_000) {
+        val free = eventually(ms) { sh("ip", "-4", "route", "show", "default").isBlank() }
+        check(free) { "another CLAT holds phone's IPv4 default route: ${sh("ip", "-4", "route")}" }
     }
 
     /** Polls [cond] until it holds or [ms] pass; returns its last value. */

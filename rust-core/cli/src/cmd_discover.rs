@@ -7,7 +7,8 @@
 
 use clat_discovery::netlink::{if_index, NdUserOptListener};
 use clat_discovery::{
-    discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, DiscoveryError, PrefixSource,
+    discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, DiscoveryError, MonitorConfig,
+    PrefixMonitor, PrefixSource,
 };
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -29,6 +30,17 @@ pub struct Args {
     /// the interface accepts RAs (net.ipv6.conf.IFACE.accept_ra).
     #[arg(long, value_name = "IFACE")]
     pub pref64_listen: Option<String>,
+    /// Keep running (until killed) with the prefix monitor the CLAT uses:
+    /// print a line whenever the selected prefix changes, `none` when it is
+    /// lost. RFC 7050 answers are re-validated when their TTL runs out,
+    /// PREF64 prefixes expire with their lifetime.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: the shortest wait between two RFC 7050 re-validations,
+    /// however small the TTL (RFC 7050 section 5 asks to re-validate at TTL
+    /// expiry; this keeps a zero TTL from hammering the resolver).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub min_revalidate: Duration,
 }
 
 /// `ADDR`, `[ADDR]`, `[ADDR]:PORT`, `ADDR:PORT`: port 53 when absent.
@@ -68,6 +80,9 @@ pub fn main(args: Args) -> ExitCode {
     } else {
         args.dns.clone()
     };
+    if args.watch {
+        return watch(&args, resolvers);
+    }
     let deadline = Instant::now() + args.timeout;
 
     // Subscribe before asking DNS so that an RA arriving meanwhile is kept.
@@ -116,6 +131,37 @@ pub fn main(args: Args) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `--watch`: run a [`PrefixMonitor`] and print its changes as they come.
+fn watch(args: &Args, resolvers: Vec<SocketAddr>) -> ExitCode {
+    let mut cfg = MonitorConfig::new(resolvers, std::sync::Arc::new(clat_protect::NoProtect));
+    cfg.pref64_interface = args.pref64_listen.clone();
+    cfg.query_timeout = args.timeout;
+    cfg.min_revalidate = args.min_revalidate;
+    cfg.retry = cfg.retry.min(args.min_revalidate);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let monitor = match PrefixMonitor::start(
+        cfg,
+        Box::new(move |p| {
+            let _ = tx.send(p);
+        }),
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("clat discover: cannot start the prefix monitor: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // The monitor owns the sender; this loop ends only if its thread dies.
+    for change in rx {
+        match change {
+            Some(p) => println!("{p}"),
+            None => println!("none"),
+        }
+    }
+    monitor.stop();
+    ExitCode::from(1)
 }
 
 /// The first PREF64 with a non-zero lifetime before `deadline`.

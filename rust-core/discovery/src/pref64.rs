@@ -231,13 +231,14 @@ mod tests {
 /// does not flap between routers that advertise different prefixes.
 #[derive(Debug, Default, Clone)]
 pub struct Pref64Table {
-    entries: Vec<(Ipv6Net, std::time::Instant)>,
+    /// (prefix, expiry, lifetime as last advertised)
+    entries: Vec<(Ipv6Net, std::time::Instant, Duration)>,
 }
 
 impl Pref64Table {
     /// Applies one received option; returns true when the set of prefixes changed.
     pub fn update(&mut self, p: Pref64, now: std::time::Instant) -> bool {
-        let pos = self.entries.iter().position(|(n, _)| *n == p.prefix);
+        let pos = self.entries.iter().position(|(n, _, _)| *n == p.prefix);
         match (pos, p.lifetime.is_zero()) {
             (Some(i), true) => {
                 self.entries.remove(i);
@@ -246,10 +247,11 @@ impl Pref64Table {
             (None, true) => false,
             (Some(i), false) => {
                 self.entries[i].1 = now + p.lifetime;
+                self.entries[i].2 = p.lifetime;
                 false
             }
             (None, false) => {
-                self.entries.push((p.prefix, now + p.lifetime));
+                self.entries.push((p.prefix, now + p.lifetime, p.lifetime));
                 true
             }
         }
@@ -258,26 +260,27 @@ impl Pref64Table {
     /// Drops expired prefixes; returns true when one was dropped.
     pub fn expire(&mut self, now: std::time::Instant) -> bool {
         let before = self.entries.len();
-        self.entries.retain(|(_, exp)| *exp > now);
+        self.entries.retain(|(_, exp, _)| *exp > now);
         before != self.entries.len()
     }
 
-    /// The live prefixes with their remaining lifetime.
+    /// The live prefixes with the lifetime of their last RA (counted from
+    /// that RA, like an RFC 7050 TTL is counted from the answer).
     pub fn current(&self, now: std::time::Instant) -> Vec<crate::DiscoveredPrefix> {
         self.entries
             .iter()
-            .filter(|(_, exp)| *exp > now)
-            .map(|(n, exp)| crate::DiscoveredPrefix {
+            .filter(|(_, exp, _)| *exp > now)
+            .map(|(n, _, lifetime)| crate::DiscoveredPrefix {
                 prefix: *n,
                 source: crate::PrefixSource::Pref64,
-                lifetime: *exp - now,
+                lifetime: *lifetime,
             })
             .collect()
     }
 
     /// When the next prefix runs out.
     pub fn next_expiry(&self) -> Option<std::time::Instant> {
-        self.entries.iter().map(|(_, e)| *e).min()
+        self.entries.iter().map(|(_, e, _)| *e).min()
     }
 }
 
@@ -310,7 +313,7 @@ mod table_tests {
         let cur = t.current(t0 + Duration::from_secs(2));
         assert_eq!(cur.len(), 2);
         assert_eq!(cur[0].prefix, a, "first arrival first");
-        assert_eq!(cur[0].lifetime, Duration::from_secs(14));
+        assert_eq!(cur[0].lifetime, Duration::from_secs(16));
         // Refresh a at t0+10: lives until t0+26.
         assert!(!t.update(
             Pref64 {
@@ -319,6 +322,10 @@ mod table_tests {
             },
             t0 + Duration::from_secs(10)
         ));
+        assert_eq!(
+            t.current(t0 + Duration::from_secs(10))[0].lifetime,
+            Duration::from_secs(16)
+        );
         assert!(t.expire(t0 + Duration::from_secs(9)), "b ran out");
         assert_eq!(t.current(t0 + Duration::from_secs(20)).len(), 1);
         assert!(!t.expire(t0 + Duration::from_secs(20)));

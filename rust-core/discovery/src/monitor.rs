@@ -73,6 +73,10 @@ impl MonitorConfig {
 
 type OnChange = Box<dyn FnMut(Option<DiscoveredPrefix>) + Send>;
 
+/// Bytes written to the wake-up socket.
+const WAKE_STOP: u8 = 1;
+const WAKE_REVALIDATE: u8 = 2;
+
 /// Running prefix discovery; see the module documentation.
 pub struct PrefixMonitor {
     current: Arc<Mutex<Option<DiscoveredPrefix>>>,
@@ -111,6 +115,13 @@ impl PrefixMonitor {
         *self.current.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Asks the resolvers again now, whatever the TTL says: for when the
+    /// underlying network changed (a new network has its own DNS64, maybe
+    /// with another prefix). Does not wait for the answer.
+    pub fn revalidate_now(&self) {
+        let _ = (&self.wake).write_all(&[WAKE_REVALIDATE]);
+    }
+
     /// Stops the thread and waits for it.
     pub fn stop(mut self) {
         self.shutdown();
@@ -118,7 +129,7 @@ impl PrefixMonitor {
 
     fn shutdown(&mut self) {
         if let Some(t) = self.thread.take() {
-            let _ = self.wake.write_all(&[1]);
+            let _ = self.wake.write_all(&[WAKE_STOP]);
             if t.join().is_err() {
                 log::error!("prefix monitor thread panicked");
             }
@@ -195,8 +206,13 @@ fn run(
         match wait(&wake, listener.as_ref().map(|l| l.as_raw_fd()), timeout) {
             Ok((true, _)) => {
                 let mut b = [0u8; 16];
-                let _ = wake.read(&mut b);
-                return;
+                let n = wake.read(&mut b).unwrap_or(0);
+                // EOF (the monitor handle is gone) or a stop request.
+                if n == 0 || b[..n].contains(&WAKE_STOP) {
+                    return;
+                }
+                rfc.next = Instant::now();
+                rfc.backoff = cfg.retry;
             }
             Ok((false, true)) => {
                 if let Some(l) = listener.as_mut() {

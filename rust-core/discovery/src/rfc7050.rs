@@ -21,6 +21,10 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+/// A UDP query still unanswered after this long is sent again (until the
+/// deadline): one lost datagram must not cost the whole discovery.
+pub const RESEND_AFTER: Duration = Duration::from_secs(1);
+
 /// The name RFC 7050 queries.
 pub const IPV4ONLY_ARPA: &str = "ipv4only.arpa.";
 
@@ -129,12 +133,27 @@ pub fn discover_rfc7050(
     }
 
     let mut buf = vec![0u8; 4096];
+    let mut resend_at = Instant::now() + RESEND_AFTER;
     while !pending.is_empty() {
-        let left = deadline.saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let left = deadline.saturating_duration_since(now);
         if left.is_zero() {
             break;
         }
-        let ready = match poll_readable(&pending, left) {
+        if now >= resend_at {
+            // UDP may lose the query or the answer: ask again on the same
+            // socket with the same ID, so either answer counts.
+            for i in (0..pending.len()).rev() {
+                if let Err(e) = pending[i].1.send(&wire) {
+                    let (r, _) = pending.remove(i);
+                    errors.push(failed(r, "cannot send the query", &e));
+                }
+            }
+            resend_at = now + RESEND_AFTER;
+            continue;
+        }
+        let wait = left.min(resend_at.saturating_duration_since(now));
+        let ready = match poll_readable(&pending, wait) {
             Ok(r) => r,
             Err(e) => {
                 errors.push(failed(pending[0].0, "poll", &e));

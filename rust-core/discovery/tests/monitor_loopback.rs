@@ -71,3 +71,27 @@ fn respects_the_floor_for_a_zero_ttl() {
     assert!((2..=5).contains(&n), "{n} queries");
     m.stop();
 }
+
+#[test]
+fn revalidate_now_does_not_wait_for_the_ttl() {
+    let r = Responder::start("::1", Behaviour::Answer(synth("2001:db8:64::/96", 300)));
+    let cfg = MonitorConfig::new(vec![r.addr], Arc::new(clat_protect::NoProtect));
+    let (tx, rx) = mpsc::channel();
+    let m = PrefixMonitor::start(cfg, Box::new(move |p| tx.send(p).unwrap())).unwrap();
+    assert_eq!(
+        next(&rx, Duration::from_secs(3))
+            .unwrap()
+            .prefix
+            .to_string(),
+        "2001:db8:64::/96"
+    );
+    r.set(Behaviour::Answer(synth("2001:db8:a00::/40", 300)));
+    // Without a nudge nothing happens for 300 s...
+    assert!(rx.recv_timeout(Duration::from_millis(500)).is_err());
+    // ...with one, the new prefix comes at once.
+    m.revalidate_now();
+    let got = next(&rx, Duration::from_secs(2)).unwrap();
+    assert_eq!(got.prefix.to_string(), "2001:db8:a00::/40");
+    assert_eq!(got.lifetime, Duration::from_secs(300));
+    m.stop();
+}

@@ -182,3 +182,25 @@ fn no_resolvers() {
         DiscoveryError::NoResolvers
     );
 }
+
+#[test]
+fn a_lost_query_is_sent_again() {
+    let r = Responder::start("::1", Behaviour::DropFirst(synth("2001:db8:64::/96", 60)));
+    let t = Instant::now();
+    let got = discover_rfc7050(&[r.addr], Duration::from_secs(3), &NoProtect).unwrap();
+    let took = t.elapsed();
+    assert_eq!(got[0].prefix.to_string(), "2001:db8:64::/96");
+    assert_eq!(r.udp_queries.load(Ordering::SeqCst), 2);
+    assert!(
+        took >= clat_discovery::rfc7050::RESEND_AFTER && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn silence_is_asked_again_about_once_a_second() {
+    let r = Responder::start("::1", Behaviour::Silent);
+    let _ = discover_rfc7050(&[r.addr], Duration::from_millis(2500), &NoProtect).unwrap_err();
+    // t=0, 1 s, 2 s.
+    assert_eq!(r.udp_queries.load(Ordering::SeqCst), 3);
+}

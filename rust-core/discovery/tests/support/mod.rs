@@ -24,6 +24,8 @@ pub enum Behaviour {
     NxDomain,
     /// An answer that does not match the query ID, then silence.
     WrongId,
+    /// Drop the first UDP query (a lost datagram), answer the next ones.
+    DropFirst(Vec<(Ipv6Addr, u32)>),
 }
 
 pub struct Responder {
@@ -61,7 +63,13 @@ impl Responder {
                     };
                     n.fetch_add(1, Ordering::SeqCst);
                     let q = Message::from_vec(&buf[..len]).unwrap();
-                    let beh = b.lock().unwrap().clone();
+                    let mut beh = b.lock().unwrap().clone();
+                    if let Behaviour::DropFirst(v) = beh {
+                        if n.load(Ordering::SeqCst) == 1 {
+                            continue;
+                        }
+                        beh = Behaviour::Answer(v);
+                    }
                     if let Some(r) = reply(&q, &beh, false) {
                         udp.send_to(&r, peer).unwrap();
                     }
@@ -139,6 +147,7 @@ fn reply(q: &Message, b: &Behaviour, tcp: bool) -> Option<Vec<u8>> {
         Behaviour::Silent => return None,
         Behaviour::NxDomain => m.metadata.response_code = ResponseCode::NXDomain,
         Behaviour::WrongId => m.metadata.id = q.metadata.id.wrapping_add(1),
+        Behaviour::DropFirst(v) => recs(&mut m, v),
     }
     Some(m.to_vec().unwrap())
 }

@@ -52,6 +52,12 @@ def _conf(d: Path, addr: str, prefixes: Sequence[str]) -> str:
 controls {{ }};
 logging {{ channel default_stderr {{ stderr; severity info; }}; category default {{ default_stderr; }}; }};
 zone "ipv4only.arpa" {{ type primary; file "{d}/ipv4only.arpa.zone"; }};
+// Recursion never leaves the lab: the root is the lab's IPv4 resolver on inet.
+zone "." {{ type hint; file "{d}/root.hint"; }};
+"""
+
+ROOT_HINT = """.           3600000 NS a.root.
+a.root.     3600000 A  203.0.113.53
 """
 
 
@@ -69,6 +75,7 @@ class Named:
             self.prefixes = list(prefixes)
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "ipv4only.arpa.zone").write_text(zone(self.ttl))
+        (self.dir / "root.hint").write_text(ROOT_HINT)
         (self.dir / "named.conf").write_text(_conf(self.dir, self.addr, self.prefixes))
         chk = subprocess.run(["named-checkconf", str(self.dir / "named.conf")], capture_output=True, text=True)
         if chk.returncode != 0:

@@ -217,3 +217,31 @@ def test_watch_pref64_beats_rfc7050_and_falls_back(servers):
             assert w.next_line(15) == f"{dns_prefix} rfc7050 ttl={dl.ZONE_TTL}s"
         finally:
             w.stop()
+
+
+def _run_does_discovery() -> bool:
+    help_text = labutil.ns(labutil.PHONE, str(labutil.clat_binary()), "run", "--help", check=False).stdout
+    return "Required for now" not in help_text
+
+
+def test_clat_run_follows_a_prefix_change(lab, own_clat):
+    """`clat run` without --pref64 finds the prefix by RFC 7050 and follows
+    the DNS64 when its prefix changes (PrefixMonitor; the re-validation floor
+    is 60 s, so this waits up to 90 s)."""
+    if not _run_does_discovery():
+        pytest.skip("`clat run` still requires --pref64: discovery is not wired into it yet")
+    n = dl.Named("run", "2001:db8:1::5320", [labutil.PREF64], ttl=2).start()
+    try:
+        clat = own_clat(pref64=None, dns=n.addr)
+        assert clat.status().get("prefix") == labutil.PREF64, clat.status()
+        # Traffic flows through the NAT64 with the discovered prefix.
+        labutil.ns(labutil.PHONE, "ping", "-c", "1", "-W", "3", labutil.SERVER)
+        n.reconfigure(["2001:db8:a00::/40"])
+        labutil.wait_until(lambda: clat.status().get("prefix") == "2001:db8:a00::/40", 90,
+                           interval=1, what="clat run picks up the new prefix")
+        n.reconfigure([labutil.PREF64])
+        labutil.wait_until(lambda: clat.status().get("prefix") == labutil.PREF64, 90,
+                           interval=1, what="clat run picks up the old prefix again")
+        labutil.ns(labutil.PHONE, "ping", "-c", "1", "-W", "3", labutil.SERVER)
+    finally:
+        n.stop()

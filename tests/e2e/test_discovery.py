@@ -120,8 +120,7 @@ def test_pref64_from_a_real_router_advertisement(servers, prefix, lifetime):
         finally:
             sender.terminate()
             out = sender.communicate(timeout=5)[0]
-    assert "sent RA" in out, out
-    assert p.returncode == 0, p.stderr
+    assert p.returncode == 0, (p.stderr, out)
     assert lines(p) == [f"{prefix} pref64 lifetime={lifetime}s"], (p.stdout, p.stderr)
 
 

@@ -244,3 +244,12 @@ def test_clat_run_follows_a_prefix_change(lab, own_clat):
         labutil.ns(labutil.PHONE, "ping", "-c", "1", "-W", "3", labutil.SERVER)
     finally:
         n.stop()
+
+
+def test_default_resolvers_come_from_resolv_conf(clat):
+    """Without --dns, `clat discover` asks the nameservers of resolv.conf: in
+    phone that is the CLAT's own DNS relay 192.0.0.6 (through the running
+    CLAT to the DNS64), as an IPv4-only app on the phone would."""
+    p = dl.discover("--timeout", "3s")
+    assert p.returncode == 0, p.stderr
+    assert lines(p) == [f"{labutil.PREF64} rfc7050 ttl=300s"], (p.stdout, p.stderr)

@@ -30,18 +30,28 @@ class ClatTileService : TileService() {
         }
         if (VpnService.prepare(this) != null) {
             // Consent needs an activity: open the app, which asks and then starts.
-            val i = Intent(this, MainActivity::class.java)
-                .putExtra(MainActivity.EXTRA_START, true)
-                .addFlags(Intent.FLAG_ACTIVITY_NEW_TASK)
-            if (Build.VERSION.SDK_INT >= 34) {
-                startActivityAndCollapse(PendingIntent.getActivity(this, 0, i, PendingIntent.FLAG_IMMUTABLE))
-            } else {
-                @Suppress("DEPRECATION")
-                startActivityAndCollapse(i)
-            }
+            openApp()
             return
         }
-        ClatVpnService.start(this)
+        try {
+            ClatVpnService.start(this)
+        } catch (e: IllegalStateException) {
+            // Android 12+ may refuse a foreground-service start from here
+            // (ForegroundServiceStartNotAllowedException): the app's activity can start it.
+            openApp()
+        }
+    }
+
+    private fun openApp() {
+        val i = Intent(this, MainActivity::class.java)
+            .putExtra(MainActivity.EXTRA_START, true)
+            .addFlags(Intent.FLAG_ACTIVITY_NEW_TASK)
+        if (Build.VERSION.SDK_INT >= 34) {
+            startActivityAndCollapse(PendingIntent.getActivity(this, 0, i, PendingIntent.FLAG_IMMUTABLE))
+        } else {
+            @Suppress("DEPRECATION")
+            startActivityAndCollapse(i)
+        }
     }
 
     private fun update(s: ClatStatus) {

@@ -62,7 +62,9 @@ class ClatVpnService : VpnService() {
     private var tun: ParcelFileDescriptor? = null
     private var handle: Long = 0
     private var current: RunTarget? = null
+    /** Why the last start failed, and on which network: no retry on that network until it changes. */
     private var lastFailure: String? = null
+    private var failedNetwork: String? = null
     private var nativeError: String? = null
     private var lastStatus = ClatStatus()
 
@@ -74,6 +76,7 @@ class ClatVpnService : VpnService() {
     private val restrictionsReceiver = object : BroadcastReceiver() {
         override fun onReceive(c: Context, i: Intent) {
             managed = ManagedConfigReader.read(this@ClatVpnService)
+            lastFailure = null
             evaluate("managed configuration changed")
         }
     }
@@ -125,6 +128,7 @@ class ClatVpnService : VpnService() {
             shutdown(null)
             return START_NOT_STICKY
         }
+        lastFailure = null // an explicit start retries
         monitor.start()
         evaluate("started")
         goForeground()
@@ -150,7 +154,9 @@ class ClatVpnService : VpnService() {
     private fun onNetwork(n: Network?, s: NetworkSnapshot?) {
         network = n
         snapshot = s
-        if (s?.id != current?.networkId) lastFailure = null // a new network deserves a new try
+        // A new network deserves a new try; the same one (capabilities change often, e.g. signal
+        // strength) must not retry a failed start again and again.
+        if (lastFailure != null && s?.id != failedNetwork) lastFailure = null
         evaluate("network changed")
     }
 
@@ -290,6 +296,7 @@ class ClatVpnService : VpnService() {
     private fun fail(why: String) {
         Log.e(TAG, why)
         lastFailure = why
+        failedNetwork = snapshot?.id
         stopEngine()
     }
 
@@ -440,7 +447,13 @@ class ClatVpnService : VpnService() {
         }
 
         fun stop(context: Context) {
-            context.startService(Intent(context, ClatVpnService::class.java).setAction(ACTION_STOP))
+            try {
+                context.startService(Intent(context, ClatVpnService::class.java).setAction(ACTION_STOP))
+            } catch (e: IllegalStateException) {
+                // Background start not allowed, so the service is not running: just stay off.
+                UserPrefs(context).enabled = false
+                StatusBoard.publish(ClatStatus(reason = "switched off"))
+            }
         }
     }
 }

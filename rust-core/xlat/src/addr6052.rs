@@ -99,7 +99,8 @@ pub fn embed(prefix: &Ipv6Net, v4: Ipv4Addr) -> Ipv6Addr {
 #[inline]
 pub fn extract(prefix: &Ipv6Net, v6: Ipv6Addr) -> Option<Ipv4Addr> {
     let pos = positions(prefix.prefix_len())?;
-    if !prefix.contains(&v6) {
+    let shift = 128 - prefix.prefix_len() as u32;
+    if (u128::from(v6) ^ u128::from(prefix.network())) >> shift != 0 {
         return None;
     }
     let o = v6.octets();

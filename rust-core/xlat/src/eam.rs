@@ -16,6 +16,32 @@ pub struct Eam {
     pub v6: Ipv6Net,
 }
 
+/// An entry with its prefixes as integers and masks: lookups run per
+/// packet, and `ipnet`'s `contains` costs several times more.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    eam: Eam,
+    net4: u32,
+    mask4: u32,
+    net6: u128,
+    mask6: u128,
+}
+
+impl Entry {
+    fn new(eam: Eam) -> Entry {
+        let bits = eam.suffix_bits();
+        let mask4 = if bits >= 32 { 0 } else { u32::MAX << bits };
+        let mask6 = if bits >= 128 { 0 } else { u128::MAX << bits };
+        Entry {
+            eam,
+            net4: u32::from(eam.v4.network()),
+            mask4,
+            net6: u128::from(eam.v6.network()),
+            mask6,
+        }
+    }
+}
+
 /// Why an EAM entry was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EamError {
@@ -98,8 +124,9 @@ impl Eam {
 /// scan beats a trie.
 #[derive(Debug, Clone, Default)]
 pub struct EamTable {
-    by_v4: Vec<Eam>,
-    by_v6: Vec<Eam>,
+    by_v4: Vec<Entry>,
+    by_v6: Vec<Entry>,
+    entries: Vec<Eam>,
 }
 
 impl EamTable {
@@ -109,42 +136,46 @@ impl EamTable {
 
     /// Adds an entry; refuses one whose IPv4 or IPv6 prefix is already mapped.
     pub fn insert(&mut self, e: Eam) -> Result<(), EamError> {
-        if self.by_v4.iter().any(|x| x.v4 == e.v4 || x.v6 == e.v6) {
+        if self.entries.iter().any(|x| x.v4 == e.v4 || x.v6 == e.v6) {
             return Err(EamError::Duplicate(e));
         }
-        self.by_v4.push(e);
+        self.entries.push(e);
+        self.by_v4.push(Entry::new(e));
         self.by_v4
-            .sort_by_key(|x| std::cmp::Reverse(x.v4.prefix_len()));
-        self.by_v6.push(e);
+            .sort_by_key(|x| std::cmp::Reverse(x.eam.v4.prefix_len()));
+        self.by_v6.push(Entry::new(e));
         self.by_v6
-            .sort_by_key(|x| std::cmp::Reverse(x.v6.prefix_len()));
+            .sort_by_key(|x| std::cmp::Reverse(x.eam.v6.prefix_len()));
         Ok(())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_v4.is_empty()
+        self.entries.is_empty()
     }
 
+    /// The entries in insertion order.
     pub fn entries(&self) -> &[Eam] {
-        &self.by_v4
+        &self.entries
     }
 
-    /// IPv4 -> IPv6 by longest IPv4 prefix match.
+    /// IPv4 -> IPv6 by longest IPv4 prefix match; the suffix is copied.
     #[inline]
     pub fn map4(&self, a: Ipv4Addr) -> Option<Ipv6Addr> {
+        let x = u32::from(a);
         self.by_v4
             .iter()
-            .find(|e| e.v4.contains(&a))
-            .map(|e| e.map4(a))
+            .find(|e| x & e.mask4 == e.net4)
+            .map(|e| Ipv6Addr::from(e.net6 | (x & !e.mask4) as u128))
     }
 
-    /// IPv6 -> IPv4 by longest IPv6 prefix match.
+    /// IPv6 -> IPv4 by longest IPv6 prefix match; the suffix is copied.
     #[inline]
     pub fn map6(&self, a: Ipv6Addr) -> Option<Ipv4Addr> {
+        let x = u128::from(a);
         self.by_v6
             .iter()
-            .find(|e| e.v6.contains(&a))
-            .map(|e| e.map6(a))
+            .find(|e| x & e.mask6 == e.net6)
+            .map(|e| Ipv4Addr::from(e.net4 | (x & !e.mask6) as u32))
     }
 }
 

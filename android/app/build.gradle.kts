@@ -82,18 +82,22 @@ dependencies {
  * x86_64-linux-android; `cargo install cargo-ndk`; ANDROID_NDK_HOME (or the SDK's ndk/).
  * Skip with -Pclat.skipRust=true when the libraries are already there.
  */
+val skipRust = providers.gradleProperty("clat.skipRust").map { it.toBoolean() }.orElse(false)
+
 val cargoNdk by tasks.registering(Exec::class) {
     group = "build"
     description = "Builds the Rust core (clat-jni) for the Android ABIs with cargo-ndk"
     workingDir = rootDir
     val args = mutableListOf("cargo", "ndk")
     rustAbis.forEach { args += listOf("-t", it) }
+    // --platform: the minSdk, so the library links against no newer libc than the app allows.
+    args += listOf("--platform", libs.versions.minSdk.get())
     args += listOf("-o", jniLibsDir.asFile.absolutePath, "build", "--release", "-p", "clat-jni")
     commandLine(args)
     inputs.files(fileTree(rootDir.resolve("rust-core")) { include("**/*.rs", "**/Cargo.toml") })
     inputs.file(rootDir.resolve("Cargo.toml"))
     outputs.dir(jniLibsDir)
-    onlyIf { !(project.findProperty("clat.skipRust")?.toString()?.toBoolean() ?: false) }
+    onlyIf { !skipRust.get() }
 }
 
 tasks.named("preBuild") { dependsOn(cargoNdk) }

@@ -304,7 +304,7 @@ class ClatVpnService : VpnService() {
         stopEngine()
         monitor.stop()
         if (reason != null) publish(ClatStatus(reason = reason))
-        if (Build.VERSION.SDK_INT >= 24) stopForeground(STOP_FOREGROUND_REMOVE) else @Suppress("DEPRECATION") stopForeground(true)
+        stopForeground(STOP_FOREGROUND_REMOVE) // API 24 = minSdk
         stopSelf()
     }
 

@@ -30,7 +30,6 @@ class UserPrefs(context: Context) {
         const val KEY_ENABLED = "enabled"
         const val KEY_PREFIX = "prefix_override"
 
-        fun storageContext(c: Context): Context =
-            if (android.os.Build.VERSION.SDK_INT >= 24) c.createDeviceProtectedStorageContext() else c
+        fun storageContext(c: Context): Context = c.createDeviceProtectedStorageContext() // minSdk 24
     }
 }

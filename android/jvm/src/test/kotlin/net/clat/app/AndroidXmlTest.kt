@@ -66,6 +66,8 @@ class AndroidXmlTest {
             assertTrue(p in permissions, "type $t needs $p")
         }
         assertTrue("android.permission.FOREGROUND_SERVICE" in permissions)
+        // Without it, addAllowedApplication() cannot see the listed apps on API 30+.
+        assertTrue("android.permission.QUERY_ALL_PACKAGES" in permissions, "per-app VPN needs package visibility")
         if ("specialUse" in types) {
             val props = svc.children("property").associate { it.a("name") to it.a("value") }
             assertTrue(!props["android.app.PROPERTY_SPECIAL_USE_FGS_SUBTYPE"].isNullOrBlank(), "specialUse needs its subtype property")

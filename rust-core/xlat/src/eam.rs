@@ -94,28 +94,6 @@ impl Eam {
     fn suffix_bits(&self) -> u32 {
         32 - self.v4.prefix_len() as u32
     }
-
-    fn map4(&self, a: Ipv4Addr) -> Ipv6Addr {
-        let bits = self.suffix_bits();
-        let mask: u32 = if bits == 0 {
-            0
-        } else {
-            u32::MAX >> (32 - bits)
-        };
-        let suffix = (u32::from(a) & mask) as u128;
-        Ipv6Addr::from(u128::from(self.v6.network()) | suffix)
-    }
-
-    fn map6(&self, a: Ipv6Addr) -> Ipv4Addr {
-        let bits = self.suffix_bits();
-        let mask: u128 = if bits == 0 {
-            0
-        } else {
-            u128::MAX >> (128 - bits)
-        };
-        let suffix = (u128::from(a) & mask) as u32;
-        Ipv4Addr::from(u32::from(self.v4.network()) | suffix)
-    }
 }
 
 /// The table. Entries are kept in two orders (by IPv4 and by IPv6 prefix

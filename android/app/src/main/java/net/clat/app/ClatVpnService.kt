@@ -13,6 +13,7 @@ import android.os.Build
 import android.os.Handler
 import android.os.Looper
 import android.os.ParcelFileDescriptor
+import android.os.PowerManager
 import android.system.OsConstants
 import android.util.Log
 import java.util.concurrent.ExecutorService
@@ -61,10 +62,23 @@ class ClatVpnService : VpnService(), ClatPort {
         }
     }
 
+    /**
+     * Live counters for the notification and UI, only while the screen is on: nobody reads them
+     * otherwise, and a phone's battery pays for every wake-up. (Handler delays do not advance in
+     * deep sleep either.) SCREEN_ON resumes them.
+     */
     private val tick = object : Runnable {
         override fun run() {
             refreshCounters()
-            if (handle != 0L) main.postDelayed(this, COUNTER_INTERVAL_MS)
+            val interactive = (getSystemService(Context.POWER_SERVICE) as PowerManager).isInteractive
+            if (handle != 0L && interactive) main.postDelayed(this, COUNTER_INTERVAL_MS)
+        }
+    }
+
+    private val screenReceiver = object : BroadcastReceiver() {
+        override fun onReceive(c: Context, i: Intent) {
+            main.removeCallbacks(tick)
+            if (handle != 0L) main.post(tick)
         }
     }
 
@@ -84,13 +98,8 @@ class ClatVpnService : VpnService(), ClatPort {
             network = n
             show(controller.onNetwork(s))
         }
-        val filter = IntentFilter(Intent.ACTION_APPLICATION_RESTRICTIONS_CHANGED)
-        if (Build.VERSION.SDK_INT >= 33) {
-            registerReceiver(restrictionsReceiver, filter, Context.RECEIVER_NOT_EXPORTED)
-        } else {
-            @Suppress("UnspecifiedRegisterReceiverFlag")
-            registerReceiver(restrictionsReceiver, filter)
-        }
+        registerSystemReceiver(restrictionsReceiver, IntentFilter(Intent.ACTION_APPLICATION_RESTRICTIONS_CHANGED))
+        registerSystemReceiver(screenReceiver, IntentFilter(Intent.ACTION_SCREEN_ON))
     }
 
     override fun onStartCommand(intent: Intent?, flags: Int, startId: Int): Int {
@@ -132,9 +141,20 @@ class ClatVpnService : VpnService(), ClatPort {
         stopEngine()
         monitor.stop()
         runCatching { unregisterReceiver(restrictionsReceiver) }
+        runCatching { unregisterReceiver(screenReceiver) }
         worker.shutdownNow()
         main.removeCallbacksAndMessages(null)
         super.onDestroy()
+    }
+
+    /** System broadcasts reach NOT_EXPORTED receivers; API 33+ requires saying so. */
+    private fun registerSystemReceiver(r: BroadcastReceiver, filter: IntentFilter) {
+        if (Build.VERSION.SDK_INT >= 33) {
+            registerReceiver(r, filter, Context.RECEIVER_NOT_EXPORTED)
+        } else {
+            @Suppress("UnspecifiedRegisterReceiverFlag")
+            registerReceiver(r, filter)
+        }
     }
 
     // ---- ClatPort: what the controller asks of Android ----

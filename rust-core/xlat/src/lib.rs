@@ -19,6 +19,29 @@
 //!   (DF=1 IPv4 packets that would not fit become `Reply` errors instead);
 //! - `Outcome::Forward`/`Reply` always leave at least one packet in the
 //!   `OutBuf`, `Drop` leaves none; translation never panics on any input.
+//!
+//! ```
+//! use clat_xlat::{Config, Eam, EamTable, OutBuf, Outcome, IpVersion, Translator};
+//! let mut eam = EamTable::new();
+//! // The CLAT's IPv4 address maps to one IPv6 address of the host (RFC 7757).
+//! eam.insert(Eam::new("192.0.0.4/32".parse().unwrap(), "2001:db8:1::2/128".parse().unwrap()).unwrap()).unwrap();
+//! let t = Translator::new(Config {
+//!     pool6: Some("64:ff9b::/96".parse().unwrap()),
+//!     eam,
+//!     ..Config::default()
+//! }).unwrap();
+//! let mut out = OutBuf::new(); // once; reused for every packet
+//! // An ICMP echo request from 192.0.0.4 to 8.8.8.8.
+//! let mut pkt = vec![0x45, 0, 0, 28, 0, 1, 0, 0, 64, 1, 0, 0, 192, 0, 0, 4, 8, 8, 8, 8,
+//!                    8, 0, 0, 0, 0, 1, 0, 1];
+//! let c = clat_xlat::checksum::finish(clat_xlat::checksum::sum(&pkt[..20], 0));
+//! pkt[10..12].copy_from_slice(&c.to_be_bytes());
+//! let c = clat_xlat::checksum::finish(clat_xlat::checksum::sum(&pkt[20..], 0));
+//! pkt[22..24].copy_from_slice(&c.to_be_bytes());
+//! assert_eq!(t.translate_4to6(&pkt, &mut out), Outcome::Forward(IpVersion::V6));
+//! let v6 = out.get(0).unwrap();
+//! assert_eq!(&v6[24..40], &"64:ff9b::808:808".parse::<std::net::Ipv6Addr>().unwrap().octets());
+//! ```
 
 pub mod addr6052;
 pub mod checksum;

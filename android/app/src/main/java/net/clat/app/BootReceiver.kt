@@ -14,11 +14,7 @@ import android.util.Log
 class BootReceiver : BroadcastReceiver() {
     override fun onReceive(context: Context, intent: Intent) {
         val action = intent.action
-        if (action != Intent.ACTION_BOOT_COMPLETED && action != Intent.ACTION_LOCKED_BOOT_COMPLETED &&
-            action != Intent.ACTION_MY_PACKAGE_REPLACED
-        ) {
-            return
-        }
+        if (action != Intent.ACTION_BOOT_COMPLETED && action != Intent.ACTION_MY_PACKAGE_REPLACED) return
         val managed = ManagedConfigReader.read(context).config
         val wanted = managed.alwaysOnStart == true || UserPrefs(context).enabled
         if (!wanted) return
@@ -26,6 +22,11 @@ class BootReceiver : BroadcastReceiver() {
             Log.w("BootReceiver", "start at boot skipped: VPN consent not granted yet")
             return
         }
-        ClatVpnService.start(context)
+        try {
+            ClatVpnService.start(context)
+        } catch (e: IllegalStateException) {
+            // MY_PACKAGE_REPLACED is not exempt from Android 12's background-start limits.
+            Log.w("BootReceiver", "could not start the CLAT: ${e.message}")
+        }
     }
 }

@@ -112,6 +112,63 @@ impl Translator {
         }
     }
 
+    /// RFC 7915 section 4.4: after `translate_4to6` dropped `pkt` (for
+    /// example [`DropReason::UntranslatableDst`] or
+    /// [`DropReason::NonGlobalWkp`]), the translator SHOULD be able to answer
+    /// with ICMPv4 Destination Unreachable, Communication Administratively
+    /// Prohibited (type 3, code 13). This builds that answer into `out`
+    /// (`Outcome::Reply(V4)`), or says why none may be sent (the packet is an
+    /// ICMP error, a non-first fragment, from a broadcast source, or no
+    /// `self_v4` is configured). Separate from `translate_4to6` so that the
+    /// caller decides, and counts, which drops are answered.
+    pub fn refuse_4(&self, pkt: &[u8], out: &mut OutBuf) -> Outcome {
+        out.clear();
+        let ip = match headers::parse_v4(pkt, true) {
+            Ok(ip) => ip,
+            Err(r) => return Outcome::Drop(r),
+        };
+        let is_err = ip.proto == headers::PROTO_ICMP
+            && ip
+                .payload
+                .first()
+                .is_some_and(|&t| icmp_map::is_icmp4_error(t));
+        if ip.frag_off != 0 || is_err || !icmp_err::v4_answerable(ip.src) {
+            return Outcome::Drop(DropReason::ErrorNotAllowed);
+        }
+        let Some(src) = self.cfg.self_v4.or(self.cfg.pool6791_v4) else {
+            return Outcome::Drop(DropReason::NoErrorSource);
+        };
+        let quoted = &pkt[..pkt.len().min(ip.total_len as usize)];
+        let n = icmp_err::build_icmp4(&mut out.data, src, ip.src, 3, 13, [0; 4], quoted);
+        out.push(0, n);
+        Outcome::Reply(IpVersion::V4)
+    }
+
+    /// RFC 7915 section 5.4: the same for a packet `translate_6to4` dropped:
+    /// ICMPv6 Destination Unreachable, Communication with Destination
+    /// Administratively Prohibited (type 1, code 1), unless the packet is an
+    /// ICMPv6 message (the RFC exempts them all) or no `self_v6` is set.
+    pub fn refuse_6(&self, pkt: &[u8], out: &mut OutBuf) -> Outcome {
+        out.clear();
+        let ip = match headers::parse_v6(pkt, true) {
+            Ok(ip) => ip,
+            Err(r) => return Outcome::Drop(r),
+        };
+        if ip.proto == headers::PROTO_ICMPV6
+            || ip.frag.is_some_and(|f| f.off != 0)
+            || !icmp_err::v6_answerable(&ip.src)
+        {
+            return Outcome::Drop(DropReason::ErrorNotAllowed);
+        }
+        let Some(src) = self.cfg.self_v6.or(self.cfg.pool6791_v6) else {
+            return Outcome::Drop(DropReason::NoErrorSource);
+        };
+        let quoted = &pkt[..pkt.len().min(40 + ip.payload_len as usize)];
+        let n = icmp_err::build_icmp6(&mut out.data, &src, &ip.src, 1, 1, 0, quoted);
+        out.push(0, n);
+        Outcome::Reply(IpVersion::V6)
+    }
+
     /// IPv4 address -> IPv6: the EAMT first (RFC 7757), then pool6 (RFC
     /// 6052), refusing non-global addresses with the Well-Known Prefix.
     pub fn map_4to6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {

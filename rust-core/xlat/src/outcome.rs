@@ -67,6 +67,10 @@ pub enum DropReason {
     SourceRoute,
     /// IPv6 Routing header with Segments Left > 0 (RFC 7915 5.1), no error allowed.
     RoutingHeader,
+    /// `refuse_4`/`refuse_6`: no ICMP error may be sent about this packet
+    /// (an ICMP error or ICMPv6 message, a non-first fragment, a multicast
+    /// or broadcast source).
+    ErrorNotAllowed,
 }
 
 impl DropReason {
@@ -90,6 +94,7 @@ impl DropReason {
             DropReason::TruncatedTransport => "truncated-transport",
             DropReason::SourceRoute => "source-route",
             DropReason::RoutingHeader => "routing-header",
+            DropReason::ErrorNotAllowed => "error-not-allowed",
         }
     }
 }

@@ -836,3 +836,53 @@ fn s4_1_fragments_reassemble_after_refragmenting_a_fragment() {
     }
     assert_eq!(&re[8..], &data[8..], "UDP payload bytes");
 }
+
+#[test]
+fn s4_4_and_s5_4_refusals() {
+    let mut cfg = config();
+    cfg.pool6 = Some("64:ff9b::/96".parse().unwrap());
+    let t = Translator::new(cfg).unwrap();
+    let mut out = OutBuf::new();
+    let pkt = udp4(CLAT4, "192.168.1.1", b"x", 64, 0, DF);
+    assert_eq!(
+        t.translate_4to6(&pkt, &mut out),
+        Outcome::Drop(DropReason::NonGlobalWkp)
+    );
+    assert_eq!(t.refuse_4(&pkt, &mut out), Outcome::Reply(IpVersion::V4));
+    let (h, data) = check_v4(out.get(0).unwrap());
+    assert_eq!(h.source, a4(SELF4).octets());
+    assert_eq!(h.destination, a4(CLAT4).octets());
+    assert_eq!(
+        (data[0], data[1]),
+        (3, 13),
+        "Communication Administratively Prohibited"
+    );
+    assert_eq!(&data[8..], &pkt[..]);
+    // Never about an ICMP error.
+    let err = icmp4_error(3, 3, [0; 4], &pkt);
+    assert_eq!(
+        t.refuse_4(&err, &mut out),
+        Outcome::Drop(DropReason::ErrorNotAllowed)
+    );
+    assert!(out.is_empty());
+    let pkt6 = udp6(a6("2001:db8:99::1"), a6(CLAT6), b"x", 64);
+    assert_eq!(t.refuse_6(&pkt6, &mut out), Outcome::Reply(IpVersion::V6));
+    let (h, _, data) = check_v6(out.get(0).unwrap());
+    assert_eq!(h.destination_addr(), a6("2001:db8:99::1"));
+    assert_eq!((data[0], data[1]), (1, 1));
+    let echo6 = ipv6(
+        a6("2001:db8:99::1"),
+        a6(CLAT6),
+        58,
+        64,
+        0,
+        &[],
+        &icmp(128, 0, [0; 4], b"", &|l| {
+            pseudo6(a6("2001:db8:99::1"), a6(CLAT6), 58, l)
+        }),
+    );
+    assert_eq!(
+        t.refuse_6(&echo6, &mut out),
+        Outcome::Drop(DropReason::ErrorNotAllowed)
+    );
+}

@@ -51,7 +51,8 @@ pub enum EngineError {
 /// A running engine: its own thread, readiness-driven.
 pub struct Engine {
     tx: Sender<Command>,
-    waker: Arc<mio::Waker>,
+    /// Dropped by `stop` so that its eventfd closes with everything else.
+    waker: Option<Arc<mio::Waker>>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
 }
@@ -95,7 +96,7 @@ impl Engine {
             })?;
         Ok(Engine {
             tx,
-            waker,
+            waker: Some(waker),
             thread: Some(thread),
             shared,
         })
@@ -110,8 +111,9 @@ impl Engine {
         if !self.is_running() {
             return Err(EngineError::NotRunning);
         }
+        let waker = self.waker.as_ref().ok_or(EngineError::NotRunning)?;
         self.tx.send(c).map_err(|_| EngineError::NotRunning)?;
-        self.waker.wake()?;
+        waker.wake()?;
         Ok(())
     }
 
@@ -151,8 +153,13 @@ impl Engine {
             return Ok(());
         };
         let _ = self.tx.send(Command::Stop);
-        let _ = self.waker.wake();
-        t.join().map_err(|_| EngineError::Panicked)
+        if let Some(w) = &self.waker {
+            let _ = w.wake();
+        }
+        let r = t.join().map_err(|_| EngineError::Panicked);
+        // Only now: closing the eventfd earlier could drop the wake-up.
+        self.waker = None;
+        r
     }
 }
 

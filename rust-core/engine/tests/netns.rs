@@ -96,6 +96,9 @@ fn setup_ns() {
 fn start_engine(cfg: EngineConfig) -> Lab {
     let (fd, name) = open_tun("clat0").expect("open TUN");
     sh("ip", &["addr", "add", "192.0.0.4/29", "dev", &name]);
+    // IPv4-only TUN: no IPv6 autoconf chatter (RS, MLD) waking the engine.
+    std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1")
+        .expect("disable_ipv6");
     sh(
         "ip",
         &["link", "set", &name, "mtu", &cfg.mtu.to_string(), "up"],
@@ -270,4 +273,313 @@ fn tcp_refused_port_resets_promptly() {
         t0.elapsed()
     );
     assert!(stats(&l).tcp_rst_sent >= 1);
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < timeout, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// UDP echo server on `addr`: answers `[peer port (2 bytes)] + payload`,
+/// or, for a request starting with "BIG", `n` bytes (n in the request).
+fn udp_server(addr: &str) -> SocketAddr {
+    let s = UdpSocket::bind(addr).unwrap();
+    let a = s.local_addr().unwrap();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 70000];
+        loop {
+            let Ok((n, peer)) = s.recv_from(&mut buf) else {
+                return;
+            };
+            let req = buf[..n].to_vec();
+            let mut out = peer.port().to_be_bytes().to_vec();
+            if req.starts_with(b"BIG") {
+                let want: usize = String::from_utf8_lossy(&req[3..]).parse().unwrap();
+                out.extend((0..want).map(pattern));
+            } else {
+                out.extend_from_slice(&req);
+            }
+            let _ = s.send_to(&out, peer);
+        }
+    });
+    a
+}
+
+#[test]
+fn udp_echo_sizes_and_endpoint_independent_mapping() {
+    if !in_netns("udp_echo_sizes_and_endpoint_independent_mapping") {
+        return;
+    }
+    let l = lab();
+    let p1 = udp_server(&format!("[{SRV_V6}]:0")).port();
+    let p2 = udp_server(&format!("[{SRV2_V6}]:0")).port();
+    let c = UdpSocket::bind("0.0.0.0:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = vec![0u8; 70000];
+    let mut seen_ports = Vec::new();
+    for size in [0usize, 1, 2, 3, 100, 512, 1000, 1400, 1472] {
+        for (ip, port) in [(SRV_V4, p1), (SRV2_V4, p2)] {
+            let msg: Vec<u8> = (0..size).map(|i| pattern(i + size)).collect();
+            c.send_to(&msg, (ip, port)).unwrap();
+            let (n, from) = c
+                .recv_from(&mut buf)
+                .unwrap_or_else(|e| panic!("no echo of {size} bytes from {ip}: {e}"));
+            assert_eq!(
+                from,
+                SocketAddr::from((ip, port)),
+                "reply source is the embedded IPv4 address"
+            );
+            assert_eq!(&buf[2..n], &msg[..], "payload of size {size}");
+            seen_ports.push(u16::from_be_bytes([buf[0], buf[1]]));
+        }
+    }
+    seen_ports.dedup();
+    assert_eq!(
+        seen_ports.len(),
+        1,
+        "one upstream socket (same source port) for every destination: {seen_ports:?}"
+    );
+    // Replies larger than the TUN MTU still arrive whole.
+    for want in [1473usize, 4000, 20000, 65000] {
+        c.send_to(format!("BIG{want}").as_bytes(), (SRV_V4, p1))
+            .unwrap();
+        let (n, _) = c
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("no {want}-byte reply: {e}"));
+        assert_eq!(n, want + 2);
+        assert!(buf[2..n].iter().enumerate().all(|(i, &b)| b == pattern(i)));
+    }
+    let s = stats(&l);
+    assert_eq!(s.flows_udp, 1, "{s:?}");
+    assert_eq!(s.flows_udp_total, 1);
+}
+
+#[test]
+fn icmp_echo_through_ping_socket() {
+    if !in_netns("icmp_echo_through_ping_socket") {
+        return;
+    }
+    let l = lab();
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)).expect("v4 ping socket");
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let s: UdpSocket = s.into();
+    for seq in 1u16..=3 {
+        let mut req = vec![8u8, 0, 0, 0, 0, 0];
+        req.extend_from_slice(&seq.to_be_bytes());
+        req.extend((0..56).map(|i| (i as u8).wrapping_add(seq as u8)));
+        s.send_to(&req, (SRV_V4, 0)).unwrap();
+        let mut buf = [0u8; 200];
+        let (n, from) = s.recv_from(&mut buf).expect("echo reply through the CLAT");
+        assert_eq!(from.ip(), std::net::IpAddr::V4(SRV_V4));
+        assert_eq!(n, req.len());
+        assert_eq!(buf[0], 0, "echo reply");
+        assert_eq!(&buf[6..8], &seq.to_be_bytes());
+        assert_eq!(&buf[8..n], &req[8..]);
+    }
+    let st = stats(&l);
+    assert_eq!(st.flows_icmp_total, 1, "{st:?}");
+}
+
+#[test]
+fn tcp_and_udp_refusals_are_answered_and_counted() {
+    if !in_netns("tcp_and_udp_refusals_are_answered_and_counted") {
+        return;
+    }
+    setup_ns();
+    let l = start_engine(EngineConfig {
+        prefix: "64:ff9b::/96".parse().unwrap(),
+        ..base_cfg()
+    });
+    // Non-global destination with the well-known prefix: prompt RST.
+    let t0 = Instant::now();
+    let r = TcpStream::connect_timeout(&"10.1.2.3:80".parse().unwrap(), Duration::from_secs(3));
+    let e = r.expect_err("RFC 6052 3.1: must not carry 10/8 behind 64:ff9b::/96");
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    // UDP to a non-global address: ICMP admin prohibited reaches a connected socket.
+    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+    u.connect("192.168.1.1:9").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    u.send(b"x").unwrap();
+    let mut b = [0u8; 10];
+    let e = u.recv(&mut b).expect_err("ICMP error expected");
+    assert_ne!(
+        e.kind(),
+        ErrorKind::WouldBlock,
+        "got a timeout instead of the ICMP error"
+    );
+    // Multicast and broadcast: dropped and counted.
+    let m = UdpSocket::bind("0.0.0.0:0").unwrap();
+    m.send_to(b"m", "239.1.2.3:9").unwrap();
+    m.set_broadcast(true).unwrap();
+    m.send_to(b"b", "192.0.0.7:9").unwrap();
+    // A packet whose source is not the CLAT address (raw, spoofed).
+    use socket2::{Domain, Protocol, Socket, Type};
+    let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255))).unwrap();
+    raw.set_header_included_v4(true).unwrap();
+    let mut pkt = vec![0u8; 40];
+    let n = clat_engine::packet::finish_udp(
+        &mut pkt,
+        Ipv4Addr::new(10, 9, 9, 9),
+        1,
+        Ipv4Addr::new(8, 8, 8, 8),
+        2,
+        0,
+        1,
+    );
+    raw.send_to(&pkt[..n], &SocketAddr::from(([8, 8, 8, 8], 0)).into())
+        .unwrap();
+    let st = stats(&l);
+    wait_for("refusal counters", Duration::from_secs(2), || {
+        let s = stats(&l);
+        s.drop_non_global >= 2
+            && s.drop_multicast >= 1
+            && s.drop_broadcast >= 1
+            && s.drop_bad_source >= 1
+    });
+    assert!(st.tcp_rst_sent >= 1 && st.icmp_errors_sent >= 1, "{st:?}");
+}
+
+#[test]
+fn flow_cap_and_udp_idle_timeout() {
+    if !in_netns("flow_cap_and_udp_idle_timeout") {
+        return;
+    }
+    setup_ns();
+    let l = start_engine(EngineConfig {
+        max_flows: 2,
+        udp_timeout: Duration::from_secs(1),
+        ..base_cfg()
+    });
+    let port = udp_server(&format!("[{SRV_V6}]:0")).port();
+    let mut socks = Vec::new();
+    for _ in 0..2 {
+        let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        u.send_to(b"hi", (SRV_V4, port)).unwrap();
+        let mut b = [0u8; 16];
+        u.recv(&mut b).expect("echo while under the cap");
+        socks.push(u);
+    }
+    let third = UdpSocket::bind("0.0.0.0:0").unwrap();
+    third.connect((SRV_V4, port)).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    third.send(b"hi").unwrap();
+    let mut b = [0u8; 16];
+    assert!(third.recv(&mut b).is_err(), "over the cap: refused");
+    let tcp = TcpStream::connect_timeout(&(SRV_V4, port).into(), Duration::from_secs(2));
+    assert!(tcp.is_err(), "TCP over the cap: RST");
+    let s = stats(&l);
+    assert!(s.drop_flow_limit >= 2, "{s:?}");
+    assert_eq!(s.flows_udp, 2);
+    // Idle mappings expire after udp_timeout (1 s).
+    wait_for("UDP mappings to expire", Duration::from_secs(4), || {
+        stats(&l).flows_udp == 0
+    });
+    assert!(stats(&l).flows_expired >= 2);
+    // ...and a new flow is possible again.
+    third.send(b"again").unwrap();
+    third.recv(&mut b).expect("echo after expiry freed the cap");
+}
+
+fn fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+#[test]
+fn stop_closes_every_fd_and_idle_loop_sleeps() {
+    if !in_netns("stop_closes_every_fd_and_idle_loop_sleeps") {
+        return;
+    }
+    setup_ns();
+    let tport = echo_server(&format!("[{SRV_V6}]:0")).port();
+    let uport = udp_server(&format!("[{SRV_V6}]:0")).port();
+    let before = fd_count();
+    let mut l = start_engine(base_cfg());
+    {
+        let mut c = TcpStream::connect((SRV_V4, tport)).unwrap();
+        c.write_all(b"hello").unwrap();
+        let mut b = [0u8; 5];
+        c.read_exact(&mut b).unwrap();
+        let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        u.send_to(b"x", (SRV_V4, uport)).unwrap();
+        u.recv(&mut [0u8; 8]).unwrap();
+        // keep a TCP flow open while we measure idleness
+        let mut idle = TcpStream::connect((SRV_V4, tport)).unwrap();
+        idle.write_all(b"y").unwrap();
+        idle.read_exact(&mut b[..1]).unwrap();
+        thread::sleep(Duration::from_millis(200));
+        let w0 = stats(&l).loop_wakeups;
+        thread::sleep(Duration::from_secs(2));
+        let w1 = stats(&l).loop_wakeups;
+        println!("wake-ups over 2 s idle with live flows: {}", w1 - w0);
+        assert!(w1 - w0 <= 1, "the loop woke {} times while idle", w1 - w0);
+        let s = stats(&l);
+        assert!(s.flows_tcp >= 1 && s.flows_udp == 1, "{s:?}");
+        drop(idle);
+    }
+    let t0 = Instant::now();
+    l.engine.stop().unwrap();
+    l.engine.stop().unwrap(); // idempotent
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "stop took {:?}",
+        t0.elapsed()
+    );
+    assert!(!l.engine.is_running());
+    // Server-side sockets close once they see the upstream legs go away.
+    wait_for(
+        "fds back to the count before start",
+        Duration::from_secs(3),
+        || fd_count() == before,
+    );
+}
+
+#[test]
+fn non_ipv4_packets_are_counted() {
+    if !in_netns("non_ipv4_packets_are_counted") {
+        return;
+    }
+    setup_ns();
+    let l = start_engine(base_cfg());
+    std::fs::write("/proc/sys/net/ipv6/conf/clat0/disable_ipv6", "0").unwrap();
+    let s = UdpSocket::bind("[::]:0").unwrap();
+    let idx = std::fs::read_to_string("/sys/class/net/clat0/ifindex")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let to = std::net::SocketAddrV6::new("ff02::1".parse().unwrap(), 9, 0, idx);
+    wait_for(
+        "an IPv6 packet on the TUN to be counted",
+        Duration::from_secs(3),
+        || {
+            let _ = s.send_to(b"v6", to);
+            stats(&l).drop_not_ipv4 >= 1
+        },
+    );
+}
+
+#[test]
+fn tun_closed_ends_the_loop_with_a_reason() {
+    if !in_netns("tun_closed_ends_the_loop_with_a_reason") {
+        return;
+    }
+    setup_ns();
+    let l = start_engine(base_cfg());
+    // Deleting the device makes reads on the fd fail.
+    sh("ip", &["link", "del", "clat0"]);
+    wait_for(
+        "engine to notice the TUN is gone",
+        Duration::from_secs(3),
+        || !l.engine.is_running(),
+    );
+    assert!(l.engine.exit_reason().is_some());
 }

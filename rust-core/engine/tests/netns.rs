@@ -583,3 +583,135 @@ fn tun_closed_ends_the_loop_with_a_reason() {
     );
     assert!(l.engine.exit_reason().is_some());
 }
+
+mod dns {
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+    use hickory_proto::rr::{rdata::A, Name, RData, Record, RecordType};
+    use std::net::Ipv4Addr;
+
+    pub fn query(id: u16, name: &str, edns: Option<u16>) -> Vec<u8> {
+        let mut m = Message::new(id, MessageType::Query, OpCode::Query);
+        m.metadata.recursion_desired = true;
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), RecordType::A));
+        if let Some(sz) = edns {
+            let mut e = Edns::new();
+            e.set_max_payload(sz);
+            m.edns = Some(e);
+        }
+        m.to_vec().unwrap()
+    }
+
+    /// The test resolver: `small.test.` has one A record, `big.test.` 40;
+    /// over UDP `big.test.` only ever gets a truncated (TC) answer.
+    pub fn answer(q: &[u8], udp: bool) -> Vec<u8> {
+        let q = Message::from_vec(q).unwrap();
+        let mut r = Message::response(q.metadata.id, OpCode::Query);
+        r.metadata.recursion_desired = q.metadata.recursion_desired;
+        r.metadata.recursion_available = true;
+        r.queries = q.queries.clone();
+        let name = q.queries[0].name().clone();
+        let n = if name.to_ascii() == "big.test." { 40 } else { 1 };
+        if udp && n > 1 {
+            r.metadata.truncation = true;
+        } else {
+            for i in 0..n {
+                r.add_answer(Record::from_rdata(name.clone(), 60, RData::A(A(Ipv4Addr::new(198, 18, 0, i as u8 + 1)))));
+            }
+        }
+        r.to_vec().unwrap()
+    }
+
+    pub fn parse(b: &[u8]) -> Message {
+        Message::from_vec(b).unwrap()
+    }
+}
+
+fn dns_server(addr: &str) {
+    let u = UdpSocket::bind(addr).unwrap();
+    let t = TcpListener::bind(addr).unwrap();
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        loop {
+            let Ok((n, peer)) = u.recv_from(&mut buf) else { return };
+            let _ = u.send_to(&dns::answer(&buf[..n], true), peer);
+        }
+    });
+    thread::spawn(move || {
+        for s in t.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut len = [0u8; 2];
+            if s.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+            if s.read_exact(&mut q).is_err() {
+                continue;
+            }
+            let a = dns::answer(&q, false);
+            let _ = s.write_all(&(a.len() as u16).to_be_bytes());
+            let _ = s.write_all(&a);
+        }
+    });
+}
+
+#[test]
+fn dns_relay_udp_tcp_fallback_truncation_and_servfail() {
+    if !in_netns("dns_relay_udp_tcp_fallback_truncation_and_servfail") {
+        return;
+    }
+    setup_ns();
+    dns_server(&format!("[{DNS_V6}]:53"));
+    let l = start_engine(EngineConfig { dns_timeout: Duration::from_millis(400), ..base_cfg() });
+    let relay = (Ipv4Addr::new(192, 0, 0, 6), 53);
+    let c = UdpSocket::bind("0.0.0.0:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut buf = [0u8; 8192];
+    let mut ask = |id: u16, name: &str, edns: Option<u16>| {
+        c.send_to(&dns::query(id, name, edns), relay).unwrap();
+        let (n, from) = c.recv_from(&mut buf).expect("an answer from the relay");
+        assert_eq!(from, SocketAddr::from(relay));
+        dns::parse(&buf[..n])
+    };
+    let m = ask(0x1111, "small.test.", None);
+    assert_eq!(m.metadata.id, 0x1111);
+    assert_eq!(m.answers.len(), 1);
+    // Truncated over UDP: retried over TCP, full answer when the client takes it.
+    let m = ask(0x2222, "big.test.", Some(4096));
+    assert_eq!(m.metadata.id, 0x2222);
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 40);
+    // A 512-byte client gets the truncated answer (it will retry over TCP).
+    let m = ask(0x3333, "big.test.", None);
+    assert!(m.metadata.truncation);
+    assert_eq!(m.answers.len(), 0);
+    let s = stats(&l);
+    assert_eq!(s.dns_tcp_retries, 2, "{s:?}");
+    assert_eq!(s.dns_truncated, 1);
+    // DNS over TCP from the app to the relay address.
+    let mut t = TcpStream::connect(relay).expect("TCP to the DNS relay");
+    let q = dns::query(0x4444, "big.test.", None);
+    t.write_all(&(q.len() as u16).to_be_bytes()).unwrap();
+    t.write_all(&q).unwrap();
+    let mut len = [0u8; 2];
+    t.read_exact(&mut len).unwrap();
+    let mut a = vec![0u8; u16::from_be_bytes(len) as usize];
+    t.read_exact(&mut a).unwrap();
+    let m = dns::parse(&a);
+    assert_eq!((m.metadata.id, m.answers.len()), (0x4444, 40));
+    // First resolver dead: the second answers after the timeout.
+    let dead: SocketAddr = "[2001:db8:64::99]:53".parse().unwrap();
+    let good: SocketAddr = format!("[{DNS_V6}]:53").parse().unwrap();
+    l.engine.set_upstream_dns(vec![dead, good]).unwrap();
+    let t0 = Instant::now();
+    let m = ask(0x5555, "small.test.", None);
+    assert_eq!((m.metadata.id, m.answers.len()), (0x5555, 1));
+    assert!(t0.elapsed() >= Duration::from_millis(300), "answered by the fallback after the timeout");
+    // All resolvers dead: SERVFAIL promptly after the timeouts, never silence.
+    l.engine.set_upstream_dns(vec![dead]).unwrap();
+    let t0 = Instant::now();
+    let m = ask(0x6666, "small.test.", Some(1232));
+    assert_eq!(m.metadata.id, 0x6666);
+    assert_eq!(m.metadata.response_code, hickory_proto::op::ResponseCode::ServFail);
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert!(stats(&l).dns_servfail >= 1);
+}

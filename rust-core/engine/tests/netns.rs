@@ -715,3 +715,22 @@ fn dns_relay_udp_tcp_fallback_truncation_and_servfail() {
     assert!(t0.elapsed() < Duration::from_secs(2));
     assert!(stats(&l).dns_servfail >= 1);
 }
+
+#[test]
+fn icmpv6_port_unreachable_becomes_icmpv4() {
+    if !in_netns("icmpv6_port_unreachable_becomes_icmpv4") {
+        return;
+    }
+    let l = lab();
+    // A free port with nobody behind it: the IPv6 stack answers ICMPv6
+    // port unreachable, read from the error queue and translated.
+    let port = UdpSocket::bind(format!("[{SRV_V6}]:0")).unwrap().local_addr().unwrap().port();
+    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+    u.connect((SRV_V4, port)).unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    u.send(b"anyone?").unwrap();
+    let e = u.recv(&mut [0u8; 16]).expect_err("port unreachable");
+    assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
+    let s = stats(&l);
+    assert!(s.icmp6_errors_received >= 1 && s.icmp_errors_sent >= 1, "{s:?}");
+}

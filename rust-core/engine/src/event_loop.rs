@@ -124,6 +124,7 @@ pub(crate) struct Loop {
     pending: HashMap<u16, Pending>,
     next_dns_id: u16,
     timers: Timers,
+    reasm: crate::frag::Reassembler,
     rxbuf: Vec<u8>,
     txbuf: Vec<u8>,
     now: Instant,
@@ -204,6 +205,7 @@ impl Loop {
             pending: HashMap::new(),
             next_dns_id: 1,
             timers: Timers::default(),
+            reasm: Default::default(),
             rxbuf: vec![0u8; 65536],
             txbuf: vec![0u8; 65536 + 64],
             now: Instant::now(),
@@ -442,7 +444,11 @@ impl Loop {
             return self.tcp_from_listener(&ip, p);
         }
         if ip.fragment {
-            return Counters::inc(&self.c().drop_fragment);
+            return match self.reasm.add(&ip, p, self.now) {
+                Ok(mut whole) => self.on_packet(&mut whole),
+                Err(crate::frag::Frag::Pending) => {}
+                Err(crate::frag::Frag::Bad) => Counters::inc(&self.c().drop_fragment),
+            };
         }
         let internal = u32::from(ip.dst) & !7 == subnet;
         if internal && ip.dst != self.cfg.dns_v4 {

@@ -320,7 +320,11 @@ fn udp_echo_sizes_and_endpoint_independent_mapping() {
     c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut buf = vec![0u8; 70000];
     let mut seen_ports = Vec::new();
-    for size in [0usize, 1, 2, 3, 100, 512, 1000, 1400, 1472] {
+    // Up to 1472 fits the TUN MTU; above, the app's kernel fragments and
+    // the engine reassembles before sending over IPv6.
+    for size in [
+        0usize, 1, 2, 3, 100, 512, 1000, 1400, 1472, 1473, 3000, 8000, 30000, 60000,
+    ] {
         for (ip, port) in [(SRV_V4, p1), (SRV2_V4, p2)] {
             let msg: Vec<u8> = (0..size).map(|i| pattern(i + size)).collect();
             c.send_to(&msg, (ip, port)).unwrap();
@@ -367,12 +371,12 @@ fn icmp_echo_through_ping_socket() {
     let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)).expect("v4 ping socket");
     s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let s: UdpSocket = s.into();
-    for seq in 1u16..=3 {
+    for (seq, size) in [(1u16, 56usize), (2, 0), (3, 1472), (4, 3000)] {
         let mut req = vec![8u8, 0, 0, 0, 0, 0];
         req.extend_from_slice(&seq.to_be_bytes());
-        req.extend((0..56).map(|i| (i as u8).wrapping_add(seq as u8)));
+        req.extend((0..size).map(|i| (i as u8).wrapping_add(seq as u8)));
         s.send_to(&req, (SRV_V4, 0)).unwrap();
-        let mut buf = [0u8; 200];
+        let mut buf = [0u8; 4000];
         let (n, from) = s.recv_from(&mut buf).expect("echo reply through the CLAT");
         assert_eq!(from.ip(), std::net::IpAddr::V4(SRV_V4));
         assert_eq!(n, req.len());
@@ -610,12 +614,20 @@ mod dns {
         r.metadata.recursion_available = true;
         r.queries = q.queries.clone();
         let name = q.queries[0].name().clone();
-        let n = if name.to_ascii() == "big.test." { 40 } else { 1 };
+        let n = if name.to_ascii() == "big.test." {
+            40
+        } else {
+            1
+        };
         if udp && n > 1 {
             r.metadata.truncation = true;
         } else {
             for i in 0..n {
-                r.add_answer(Record::from_rdata(name.clone(), 60, RData::A(A(Ipv4Addr::new(198, 18, 0, i as u8 + 1)))));
+                r.add_answer(Record::from_rdata(
+                    name.clone(),
+                    60,
+                    RData::A(A(Ipv4Addr::new(198, 18, 0, i as u8 + 1))),
+                ));
             }
         }
         r.to_vec().unwrap()
@@ -632,7 +644,9 @@ fn dns_server(addr: &str) {
     thread::spawn(move || {
         let mut buf = [0u8; 4096];
         loop {
-            let Ok((n, peer)) = u.recv_from(&mut buf) else { return };
+            let Ok((n, peer)) = u.recv_from(&mut buf) else {
+                return;
+            };
             let _ = u.send_to(&dns::answer(&buf[..n], true), peer);
         }
     });
@@ -661,7 +675,10 @@ fn dns_relay_udp_tcp_fallback_truncation_and_servfail() {
     }
     setup_ns();
     dns_server(&format!("[{DNS_V6}]:53"));
-    let l = start_engine(EngineConfig { dns_timeout: Duration::from_millis(400), ..base_cfg() });
+    let l = start_engine(EngineConfig {
+        dns_timeout: Duration::from_millis(400),
+        ..base_cfg()
+    });
     let relay = (Ipv4Addr::new(192, 0, 0, 6), 53);
     let c = UdpSocket::bind("0.0.0.0:0").unwrap();
     c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
@@ -705,13 +722,19 @@ fn dns_relay_udp_tcp_fallback_truncation_and_servfail() {
     let t0 = Instant::now();
     let m = ask(0x5555, "small.test.", None);
     assert_eq!((m.metadata.id, m.answers.len()), (0x5555, 1));
-    assert!(t0.elapsed() >= Duration::from_millis(300), "answered by the fallback after the timeout");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "answered by the fallback after the timeout"
+    );
     // All resolvers dead: SERVFAIL promptly after the timeouts, never silence.
     l.engine.set_upstream_dns(vec![dead]).unwrap();
     let t0 = Instant::now();
     let m = ask(0x6666, "small.test.", Some(1232));
     assert_eq!(m.metadata.id, 0x6666);
-    assert_eq!(m.metadata.response_code, hickory_proto::op::ResponseCode::ServFail);
+    assert_eq!(
+        m.metadata.response_code,
+        hickory_proto::op::ResponseCode::ServFail
+    );
     assert!(t0.elapsed() < Duration::from_secs(2));
     assert!(stats(&l).dns_servfail >= 1);
 }
@@ -724,7 +747,11 @@ fn icmpv6_port_unreachable_becomes_icmpv4() {
     let l = lab();
     // A free port with nobody behind it: the IPv6 stack answers ICMPv6
     // port unreachable, read from the error queue and translated.
-    let port = UdpSocket::bind(format!("[{SRV_V6}]:0")).unwrap().local_addr().unwrap().port();
+    let port = UdpSocket::bind(format!("[{SRV_V6}]:0"))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let u = UdpSocket::bind("0.0.0.0:0").unwrap();
     u.connect((SRV_V4, port)).unwrap();
     u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -732,5 +759,8 @@ fn icmpv6_port_unreachable_becomes_icmpv4() {
     let e = u.recv(&mut [0u8; 16]).expect_err("port unreachable");
     assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
     let s = stats(&l);
-    assert!(s.icmp6_errors_received >= 1 && s.icmp_errors_sent >= 1, "{s:?}");
+    assert!(
+        s.icmp6_errors_received >= 1 && s.icmp_errors_sent >= 1,
+        "{s:?}"
+    );
 }

@@ -48,7 +48,7 @@ impl Reassembler {
         let more = ff & 0x2000 != 0;
         let data = &p[ip.ihl..ip.total_len];
         if off + data.len() > MAX_PAYLOAD
-            || (more && data.len() % 8 != 0)
+            || (more && data.len() & 7 != 0)
             || (more && data.is_empty())
         {
             return Err(Frag::Bad);

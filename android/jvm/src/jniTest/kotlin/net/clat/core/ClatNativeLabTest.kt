@@ -47,7 +47,7 @@ class ClatNativeLabTest {
      */
     private fun startEngine(protector: SocketProtector): Long {
         check(eventually { !interfaceExists(TUN) }) { "$TUN left over from an earlier test" }
-        JniTestSupport.awaitFreeIpv4DefaultRoute()
+        JniTestSupport.awaitNoOtherClat()
         val fd = ClatNative.openTun(TUN)
         assertTrue(fd >= 0)
         val h = ClatNative.start(fd, labConfig(), protector)

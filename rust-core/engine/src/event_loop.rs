@@ -670,6 +670,7 @@ impl Loop {
 
     fn on_relay(&mut self, slot: usize, side: usize, ev: &Event) {
         let buf_size = self.cfg.relay_buffer;
+        let mut just_connected = None;
         let Slot::Relay(r) = &mut self.slots[slot] else {
             return;
         };
@@ -705,6 +706,7 @@ impl Loop {
                 return self.close_relay(slot, true, false);
             }
             r.on_connected(buf_size);
+            just_connected = Some(r.np);
             r.up.readable = true;
             r.up.writable = true;
             r.app.readable = true;
@@ -719,6 +721,15 @@ impl Loop {
         Counters::add(&c.up_rx_bytes, m.to_app);
         Counters::add(&c.up_tx_packets, m.up_writes);
         Counters::add(&c.up_rx_packets, m.up_reads);
+        if let Some(np) = just_connected {
+            // Established now: the idle deadline is the established timeout.
+            let at = self.now + self.cfg.tcp_established_timeout;
+            if let Some(e) = self.nat.get_mut(np) {
+                let old = std::mem::replace(&mut e.timer_at, at);
+                self.timers.remove(old, TimerKey::Nat(np));
+                self.timers.insert(at, TimerKey::Nat(np));
+            }
+        }
         match out {
             Outcome::Open => {}
             Outcome::Done => self.close_relay(slot, false, false),

@@ -437,7 +437,6 @@ fn tcp_and_udp_refusals_are_answered_and_counted() {
     );
     raw.send_to(&pkt[..n], &SocketAddr::from(([8, 8, 8, 8], 0)).into())
         .unwrap();
-    let st = stats(&l);
     wait_for("refusal counters", Duration::from_secs(2), || {
         let s = stats(&l);
         s.drop_non_global >= 2
@@ -445,6 +444,7 @@ fn tcp_and_udp_refusals_are_answered_and_counted() {
             && s.drop_broadcast >= 1
             && s.drop_bad_source >= 1
     });
+    let st = stats(&l);
     assert!(st.tcp_rst_sent >= 1 && st.icmp_errors_sent >= 1, "{st:?}");
 }
 
@@ -758,9 +758,96 @@ fn icmpv6_port_unreachable_becomes_icmpv4() {
     u.send(b"anyone?").unwrap();
     let e = u.recv(&mut [0u8; 16]).expect_err("port unreachable");
     assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
-    let s = stats(&l);
+    // (counters are bumped right after the TUN write that the app may see first)
+    wait_for("ICMP error counters", Duration::from_secs(1), || {
+        let s = stats(&l);
+        s.icmp6_errors_received >= 1 && s.icmp_errors_sent >= 1
+    });
+}
+
+#[test]
+fn resets_are_carried_both_ways_and_on_network_change() {
+    if !in_netns("resets_are_carried_both_ways_and_on_network_change") {
+        return;
+    }
+    let l = lab();
+    let srv = TcpListener::bind(format!("[{SRV_V6}]:0")).unwrap();
+    let port = srv.local_addr().unwrap().port();
+    // 1. The server aborts (RST): the app sees a reset, not a clean EOF.
+    let mut c = TcpStream::connect((SRV_V4, port)).unwrap();
+    let (s, _) = srv.accept().unwrap();
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let e = c.read(&mut [0u8; 8]).expect_err("reset expected");
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+    // 2. The app aborts: the server sees a reset.
+    let c = TcpStream::connect((SRV_V4, port)).unwrap();
+    let (mut s, _) = srv.accept().unwrap();
+    socket2::SockRef::from(&c)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(c);
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let e = s.read(&mut [0u8; 8]).expect_err("reset expected upstream");
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+    // 3. network_changed resets live flows.
+    let mut c = TcpStream::connect((SRV_V4, port)).unwrap();
+    let (_s, _) = srv.accept().unwrap();
+    c.write_all(b"x").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    l.engine.network_changed().unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let e = c
+        .read(&mut [0u8; 8])
+        .expect_err("reset after network change");
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+    // 4. set_prefix: the new prefix is used for new flows (old one now unreachable).
+    l.engine
+        .set_prefix("2001:db8:65::/96".parse().unwrap())
+        .unwrap();
     assert!(
-        s.icmp6_errors_received >= 1 && s.icmp_errors_sent >= 1,
-        "{s:?}"
+        l.engine
+            .set_prefix("2001:db8::/80".parse().unwrap())
+            .is_err(),
+        "bad prefix length refused"
     );
+    thread::sleep(Duration::from_millis(100));
+    let r = TcpStream::connect((SRV_V4, port)).and_then(|mut c| {
+        c.set_read_timeout(Some(Duration::from_secs(2)))?;
+        c.read(&mut [0u8; 8])
+    });
+    assert!(
+        r.is_err(),
+        "no route to the new prefix: the flow must fail, got {r:?}"
+    );
+}
+
+#[test]
+fn idle_established_flow_times_out_with_rst() {
+    if !in_netns("idle_established_flow_times_out_with_rst") {
+        return;
+    }
+    setup_ns();
+    let l = start_engine(EngineConfig {
+        tcp_established_timeout: Duration::from_secs(1),
+        ..base_cfg()
+    });
+    let port = echo_server(&format!("[{SRV_V6}]:0")).port();
+    let mut c = TcpStream::connect((SRV_V4, port)).unwrap();
+    c.write_all(b"ping").unwrap();
+    let mut b = [0u8; 4];
+    c.read_exact(&mut b).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+    let t0 = Instant::now();
+    let e = c.read(&mut b).expect_err("idle timeout resets the flow");
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e:?}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert!(stats(&l).flows_expired >= 1);
+    // The NAT entry goes after its grace period; the gauge returns to zero.
+    wait_for("flows_tcp back to 0", Duration::from_secs(15), || {
+        stats(&l).flows_tcp == 0
+    });
 }

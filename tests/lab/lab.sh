@@ -83,11 +83,15 @@ do_down() {
       rm -f "$f"
     done
   fi
-  # Anything else still running inside a lab namespace (a CLAT or client a
-  # test left behind): end it by pid, so that the namespace can go.
+  # A `clat` a test left running in a lab namespace: end it by pid, so that
+  # its TUN and control socket go with the lab.  Other processes are left
+  # alone (they may belong to someone else sharing the machine); deleting a
+  # namespace only unlinks its name, so `down` works with them still there.
   for n in "${NAMESPACES[@]}"; do
     if ip netns list | grep -qw "^$n"; then
-      for pid in $(ip netns pids "$n" 2>/dev/null); do kill_pid "$pid"; done
+      for pid in $(ip netns pids "$n" 2>/dev/null); do
+        if [ "$(basename "$(readlink "/proc/$pid/exe" 2>/dev/null)")" = clat ]; then kill_pid "$pid"; fi
+      done
       ip netns del "$n" 2>/dev/null
     fi
   done

@@ -1,0 +1,660 @@
+#!/usr/bin/env python3
+"""The CLAT benchmark's measurements (run by tests/bench/run.sh, as root,
+with the lab up and tests/bench/setup.sh applied).
+
+Three paths from `phone` to the same server socket in `inet`, over IPv6:
+  (a) IPv6 direct to prefix+IPv4 (the ceiling),
+  (b) IPv4 through our CLAT (`clat run` in phone),
+  (c) IPv4 through Tayga as a CLAT in phone (the clatd way).
+(b) and (c) both want phone's IPv4 default route, so they run one after the
+other.  Engine-only figures (memory per flow, CPU per GB, idle wake-ups,
+TUN MTU) use fresh `clat run` instances so that one test's leftovers (TCP
+flows lingering after close, allocator growth) do not skew the next.
+
+A benchmark never fails on a number: it exits 1 only when something could
+not be measured (the CLAT did not start, a tool failed), and says which.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+PREFIX = "2001:db8:64::/96"
+DNS = "[2001:db8:1::53]:53"
+IPERF_PORT = int(os.environ.get("BENCH_IPERF_PORT", "5202"))
+TOOL_PORT = int(os.environ.get("BENCH_TOOL_PORT", "5301"))
+V4 = os.environ.get("BENCH_V4", "203.0.113.10")
+LAB_RUN = os.environ.get("CLAT_LAB_RUN", "/run/clat-lab")
+BENCH_RUN = os.path.join(LAB_RUN, "bench")
+TOOL = os.path.join(BENCH_RUN, "benchtool")
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def v6_of(v4):
+    a, b, c, d = (int(x) for x in v4.split("."))
+    return "2001:db8:64::%x:%x" % ((a << 8) | b, (c << 8) | d)
+
+
+V6 = v6_of(V4)
+PATHS = {"a": "IPv6 direct", "b": "our CLAT", "c": "Tayga CLAT"}
+
+errors = []  # what could not be measured
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def phone(*cmd):
+    return ["ip", "netns", "exec", "phone", *cmd]
+
+
+def run(cmd, timeout=None, check=True):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise RuntimeError("%s: exit %d: %s" % (" ".join(cmd), p.returncode,
+                                                (p.stderr or p.stdout).strip()[-400:]))
+    return p.stdout
+
+
+def raise_nofile():
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def nofile_hard():
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def measure(name, fn, *args, **kw):
+    """Runs one measurement; a failure is recorded, not raised."""
+    try:
+        return fn(*args, **kw)
+    except Exception as e:  # noqa: BLE001 - any failure means "not measured"
+        log("could not measure %s: %s" % (name, e))
+        errors.append("%s: %s" % (name, e))
+        return None
+
+
+# ------------------------------------------------------------------ tools
+
+def iperf(host, secs=None, nbytes=None, parallel=1, reverse=False, udp_len=None):
+    cmd = ["iperf3", "-c", host, "-p", str(IPERF_PORT), "-J"]
+    if nbytes:
+        cmd += ["-n", str(nbytes)]
+    else:
+        cmd += ["-t", str(secs)]
+    if parallel > 1:
+        cmd += ["-P", str(parallel)]
+    if reverse:
+        cmd += ["-R"]
+    if udp_len:
+        cmd += ["-u", "-b", "0", "-l", str(udp_len)]
+    last = None
+    limit = (secs or 60) * 3 + 30
+    for attempt in range(3):
+        p = subprocess.run(phone(*cmd), capture_output=True, text=True, timeout=limit)
+        try:
+            d = json.loads(p.stdout)
+        except ValueError:
+            d = {"error": (p.stderr or p.stdout).strip()[-300:] or "no output"}
+        if "error" not in d:
+            return d
+        last = d["error"]
+        # The server may still be finishing the previous test.
+        time.sleep(1 + attempt)
+    raise RuntimeError("iperf3 %s: %s" % (" ".join(cmd[1:]), last))
+
+
+def tcp_gbps(host, secs, parallel, reverse):
+    d = iperf(host, secs=secs, parallel=parallel, reverse=reverse)
+    return d["end"]["sum_received"]["bits_per_second"] / 1e9
+
+
+def udp_pps(host, secs, size, reverse):
+    d = iperf(host, secs=secs, reverse=reverse, udp_len=size)
+    r = d["end"]["sum_received"]
+    s = d["end"]["sum"]
+    pkts = r["bytes"] / size
+    return {"pps": pkts / max(r["seconds"], 1e-9), "loss": s.get("lost_percent", 0.0)}
+
+
+def latency(kind, host, n):
+    out = run(phone(TOOL, kind, host, str(TOOL_PORT), str(n)), timeout=n * 0.01 + 60)
+    f = out.split()
+    d = {f[i]: float(f[i + 1]) for i in range(0, len(f) - 1, 2)}
+    if d.get("n", 0) == 0:
+        raise RuntimeError("%s %s: no answers (lost %d)" % (kind, host, d.get("lost", 0)))
+    return d
+
+
+def cps(host, threads, secs):
+    out = run(phone(TOOL, "cps", host, str(TOOL_PORT + 1), str(threads), str(secs)),
+              timeout=secs + 60)
+    f = out.split()
+    d = {f[i]: float(f[i + 1]) for i in range(0, len(f) - 1, 2)}
+    if d["ok"] == 0:
+        raise RuntimeError("cps %s: no connection succeeded (%d failed)" % (host, d["fail"]))
+    return d
+
+
+class Hold:
+    """N idle flows held open by `benchtool hold` in phone."""
+
+    def __init__(self, proto, host, n):
+        port = TOOL_PORT + 2 if proto == "tcp" else TOOL_PORT
+        self.p = subprocess.Popen(phone(TOOL, "hold", proto, host, str(port), str(n)),
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True, preexec_fn=raise_nofile)
+        line = self.p.stdout.readline().split()
+        if len(line) != 2 or line[0] != "ready":
+            self.close()
+            raise RuntimeError("hold %s %d: client did not get ready" % (proto, n))
+        self.n = int(line[1])
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+
+
+# ------------------------------------------------------------- the CLATs
+
+class Clat:
+    """A `clat run` in phone, with the process-level probes we need."""
+
+    def __init__(self, binary, mtu=1500, max_flows=65536):
+        self.sock = os.path.join(BENCH_RUN, "clat.sock")
+        self.binary = binary
+        self.mtu = mtu
+        logf = open(os.path.join(BENCH_RUN, "clat-run.log"), "a")
+        cmd = phone(binary, "run", "--pref64", PREFIX, "--dns", DNS, "--mtu", str(mtu),
+                    "--max-flows", str(max_flows), "--control", self.sock)
+        logf.write("\n# %s %s\n" % (time.strftime("%H:%M:%S"), " ".join(cmd)))
+        logf.flush()
+        # `ip netns exec` execs the command: this pid is clat's own.
+        self.p = subprocess.Popen(cmd, stdout=logf, stderr=logf, preexec_fn=raise_nofile)
+        self.pid = self.p.pid
+        end = time.time() + 15
+        while time.time() < end:
+            if self.p.poll() is not None:
+                raise RuntimeError("clat run (mtu %d) exited with %d; see %s" %
+                                   (mtu, self.p.returncode, logf.name))
+            st = self.status(check=False)
+            if st.get("state") == "running":
+                break
+            time.sleep(0.1)
+        else:
+            self.stop()
+            raise RuntimeError("clat run (mtu %d) did not report running" % mtu)
+        # The first packets prove the path, not just the process.
+        end = time.time() + 10
+        while True:
+            try:
+                latency("tcplat", V4, 20)
+                break
+            except Exception:
+                if time.time() > end:
+                    self.stop()
+                    raise RuntimeError("no TCP through clat run (mtu %d)" % mtu)
+                time.sleep(0.2)
+
+    def status(self, check=True):
+        p = subprocess.run(phone(self.binary, "status", "--control", self.sock),
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            if check:
+                raise RuntimeError("clat status: " + p.stderr.strip())
+            return {}
+        d = {}
+        for line in p.stdout.splitlines():
+            k, _, v = line.partition(" ")
+            d[k] = v
+        return d
+
+    def counter(self, name):
+        v = self.status().get(name)
+        return int(v) if v is not None and v.isdigit() else None
+
+    def rss_kib(self):
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        # Lingering TUN (a crash): the next instance needs the name.
+        subprocess.run(phone("ip", "link", "del", "clat0"), capture_output=True)
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    # fields 14 and 15 (utime, stime) are rest[11], rest[12]
+    return (int(rest[11]) + int(rest[12])) / CLK_TCK
+
+
+def ctx_switches(pid):
+    total = 0
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+def tayga_clat_up():
+    run([os.path.join(HERE, "setup.sh"), "tayga-clat-up"], timeout=60)
+    with open(os.path.join(LAB_RUN, "pids", "bench-tayga-clat.pid")) as f:
+        return int(f.read().strip())
+
+
+def tayga_clat_down():
+    run([os.path.join(HERE, "setup.sh"), "tayga-clat-down"], timeout=60, check=False)
+
+
+# ------------------------------------------------------------ the phases
+
+def path_suite(path, host, cfg, res, cpu_pid=None):
+    """Every per-path measurement; cps last (it leaves closing flows)."""
+    r = res.setdefault(path, {})
+    t = cfg["secs"]
+    for par in (1, 8):
+        for rev, dname in ((False, "up"), (True, "down")):
+            key = "tcp_%s_%d" % (dname, par)
+            log("(%s) TCP %s, %d stream(s)" % (path, dname, par))
+            r[key] = measure("%s %s" % (path, key), tcp_gbps, host, t, par, rev)
+    for size in (64, 1400):
+        for rev, dname in ((False, "up"), (True, "down")):
+            key = "udp%d_%s" % (size, dname)
+            log("(%s) UDP %d bytes %s" % (path, size, dname))
+            r[key] = measure("%s %s" % (path, key), udp_pps, host, t, size, rev)
+    for kind in ("tcplat", "udplat"):
+        log("(%s) %s x %d" % (path, kind, cfg["lat_n"]))
+        r[kind] = measure("%s %s" % (path, kind), latency, kind, host, cfg["lat_n"])
+    if cpu_pid is not None:
+        log("(%s) CPU per GB (%d MB down, then up)" % (path, cfg["cpu_bytes"] >> 20))
+        r["cpu_per_gb"] = measure("%s cpu/GB" % path, cpu_per_gb, cpu_pid, host, cfg["cpu_bytes"])
+    log("(%s) new TCP connections/s, %d threads, %ds" % (path, cfg["cps_threads"], cfg["cps_secs"]))
+    r["cps"] = measure("%s cps" % path, cps, host, cfg["cps_threads"], cfg["cps_secs"])
+
+
+def cpu_per_gb(pid, host, nbytes):
+    out = {}
+    for rev, dname in ((True, "down"), (False, "up")):
+        c0 = cpu_seconds(pid)
+        d = iperf(host, nbytes=nbytes, reverse=rev)
+        c1 = cpu_seconds(pid)
+        carried = d["end"]["sum_received"]["bytes"]
+        out[dname] = (c1 - c0) / (carried / 1e9)
+    return out
+
+
+def wait_flows(clat, key, want, secs=20):
+    end = time.time() + secs
+    v = clat.counter(key)
+    while time.time() < end and (v is None or v < want):
+        time.sleep(0.2)
+        v = clat.counter(key)
+    return v
+
+
+def memory_suite(binary, cfg, res):
+    m = res.setdefault("mem", {})
+    # Two fds per TCP flow in the engine (accepted + upstream socket): the
+    # TCP count is capped by our RLIMIT_NOFILE hard limit.
+    hard = nofile_hard()
+    tcp_max = min(cfg["mem_flows"], (hard - 256) // 2)
+    if tcp_max < cfg["mem_flows"]:
+        m["tcp_note"] = ("%d TCP flows instead of %d: RLIMIT_NOFILE hard limit %d and "
+                         "2 fds per TCP flow in the engine" % (tcp_max, cfg["mem_flows"], hard))
+        log(m["tcp_note"])
+    c = Clat(binary)
+    try:
+        time.sleep(1)
+        base = c.rss_kib()
+        m["base_kib"] = base
+        held = []
+        for n in sorted({min(1000, tcp_max), tcp_max}):
+            have = sum(h.n for h in held)
+            log("memory: %d idle TCP flows" % n)
+            held.append(Hold("tcp", V4, n - have))
+            got = wait_flows(c, "flows_tcp", n)
+            time.sleep(1)
+            rss = c.rss_kib()
+            m["tcp_%d" % n] = {"flows": got, "rss_kib": rss,
+                               "bytes_per_flow": (rss - base) * 1024 / max(got or n, 1)}
+        for h in held:
+            h.close()
+    finally:
+        c.stop()
+    c = Clat(binary)
+    try:
+        time.sleep(1)
+        base = c.rss_kib()
+        n = min(cfg["mem_flows"], hard - 256)
+        log("memory: %d UDP flows" % n)
+        h = Hold("udp", V4, n)
+        got = wait_flows(c, "flows_udp", n)
+        time.sleep(1)
+        rss = c.rss_kib()
+        m["udp_%d" % n] = {"flows": got, "rss_kib": rss, "base_kib": base,
+                           "bytes_per_flow": (rss - base) * 1024 / max(got or n, 1)}
+        h.close()
+    finally:
+        c.stop()
+
+
+def wakeup_suite(binary, cfg, res):
+    c = Clat(binary)
+    try:
+        h = Hold("tcp", V4, 100)
+        wait_flows(c, "flows_tcp", 100)
+        time.sleep(2)  # let the handshakes' aftermath settle
+        w0, x0, t0 = c.counter("loop_wakeups"), ctx_switches(c.pid), time.time()
+        log("wake-ups: 100 idle TCP flows for %ds" % cfg["idle_secs"])
+        time.sleep(cfg["idle_secs"])
+        # ctx switches first: the status query itself wakes the process.
+        x1, t1 = ctx_switches(c.pid), time.time()
+        w1 = c.counter("loop_wakeups")
+        el = t1 - t0
+        res["wakeups"] = {"seconds": el, "flows": c.counter("flows_tcp"),
+                          "ctx_per_s": (x1 - x0) / el,
+                          "loop_per_s": None if w0 is None or w1 is None else (w1 - w0) / el}
+        h.close()
+    finally:
+        c.stop()
+
+
+def mtu_suite(binary, cfg, res):
+    out = res.setdefault("mtu", {})
+    for mtu in cfg["mtus"]:
+        try:
+            c = Clat(binary, mtu=mtu)
+        except Exception as e:  # noqa: BLE001
+            if mtu == 65535:
+                log("MTU 65535 did not work (%s), trying 65000" % e)
+                mtu = 65000
+                try:
+                    c = Clat(binary, mtu=mtu)
+                except Exception as e2:  # noqa: BLE001
+                    out[mtu] = {"error": str(e2)}
+                    continue
+            else:
+                out[mtu] = {"error": str(e)}
+                errors.append("mtu %d: %s" % (mtu, e))
+                continue
+        try:
+            r = {}
+            for rev, dname in ((False, "up"), (True, "down")):
+                log("MTU %d: TCP %s, 1 stream" % (mtu, dname))
+                r[dname] = measure("mtu %d %s" % (mtu, dname), tcp_gbps, V4, cfg["secs"], 1, rev)
+            out[mtu] = r
+        finally:
+            c.stop()
+
+
+# ------------------------------------------------------------ the report
+
+def fnum(v, unit="", digits=2):
+    if v is None:
+        return "n/a"
+    if abs(v) >= 1000 and unit != "us":
+        return "{:,.0f}{}".format(v, unit)
+    return "{:.{d}f}{}".format(v, unit, d=digits)
+
+
+def ratio(x, y):
+    if x is None or y is None or y == 0:
+        return "n/a"
+    return "%.2fx" % (x / y)
+
+
+def get(res, path, key, sub=None):
+    v = res.get(path, {}).get(key)
+    if v is not None and sub is not None:
+        v = v.get(sub)
+    return v
+
+
+def report(res, cfg, meta):
+    L = []
+    L.append("# CLAT benchmark %s%s" % (meta["date"], " (--quick)" if cfg["quick"] else ""))
+    L.append("")
+    L.append("- machine: %s, %s CPUs, kernel %s" % (meta["cpu"], meta["nproc"], meta["kernel"]))
+    L.append("- load average at start / end: %s / %s" % (meta["load_start"], meta["load_end"]))
+    L.append("- command: `%s`" % meta["command"])
+    L.append("- clat: `%s` (git %s)" % (meta["clat"], meta["git"]))
+    L.append("- paths: (a) IPv6 direct to [%s]; (b) our CLAT (`clat run --pref64 %s`) to %s; "
+             "(c) Tayga as a CLAT in phone to %s. All end at the same server in `inet` "
+             "over a native IPv6 path (no NAT64 in the way)." % (V6, PREFIX, V4, V4))
+    L.append("- durations: %ss per throughput test, %d latency samples, %ss of connections, "
+             "%ss idle" % (cfg["secs"], cfg["lat_n"], cfg["cps_secs"], cfg["idle_secs"]))
+    L.append("")
+    L.append("## Throughput, packet rate, connection rate")
+    L.append("")
+    L.append("| measurement | (a) IPv6 direct | (b) our CLAT | (c) Tayga CLAT | b/a | b/c |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for par in (1, 8):
+        for d in ("up", "down"):
+            k = "tcp_%s_%d" % (d, par)
+            a, b, c = (get(res, p, k) for p in "abc")
+            L.append("| TCP %s, %d stream%s (Gbit/s) | %s | %s | %s | %s | %s |" % (
+                d, par, "s" if par > 1 else "", fnum(a), fnum(b), fnum(c), ratio(b, a), ratio(b, c)))
+    for size in (64, 1400):
+        for d in ("up", "down"):
+            k = "udp%d_%s" % (size, d)
+            a, b, c = (get(res, p, k, "pps") for p in "abc")
+            la, lb, lc = (get(res, p, k, "loss") for p in "abc")
+            L.append("| UDP %d B %s (pkt/s received, loss %%) | %s (%s%%) | %s (%s%%) | %s (%s%%) "
+                     "| %s | %s |" % (size, d, fnum(a), fnum(la, digits=1), fnum(b),
+                                      fnum(lb, digits=1), fnum(c), fnum(lc, digits=1),
+                                      ratio(b, a), ratio(b, c)))
+    a, b, c = (get(res, p, "cps", "rate") for p in "abc")
+    fa, fb, fc = (get(res, p, "cps", "fail") for p in "abc")
+    L.append("| new TCP connections/s (failed) | %s (%s) | %s (%s) | %s (%s) | %s | %s |" % (
+        fnum(a), fnum(fa, digits=0), fnum(b), fnum(fb, digits=0), fnum(c), fnum(fc, digits=0),
+        ratio(b, a), ratio(b, c)))
+    cb, cc = get(res, "b", "cpu_per_gb"), get(res, "c", "cpu_per_gb")
+    for d in ("down", "up"):
+        L.append("| translator CPU s per GB, TCP %s (clat / tayga process) | - | %s | %s | - | %s |" % (
+            d, fnum(cb and cb.get(d), digits=3), fnum(cc and cc.get(d), digits=3),
+            ratio(cb and cb.get(d), cc and cc.get(d))))
+    L.append("")
+    L.append("## Round-trip latency (microseconds)")
+    L.append("")
+    L.append("| measurement | (a) IPv6 direct | (b) our CLAT | (c) Tayga CLAT | added by (b) | added by (c) |")
+    L.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for kind, name in (("tcplat", "TCP 1-byte ping-pong"), ("udplat", "UDP 1-byte ping-pong")):
+        for q in ("p50", "p99"):
+            a, b, c = (get(res, p, kind, q) for p in "abc")
+            L.append("| %s %s | %s | %s | %s | %s | %s |" % (
+                name, q, fnum(a, digits=1), fnum(b, digits=1), fnum(c, digits=1),
+                fnum(None if a is None or b is None else b - a, digits=1),
+                fnum(None if a is None or c is None else c - a, digits=1)))
+    L.append("")
+    L.append("## Engine resources (our CLAT)")
+    L.append("")
+    m = res.get("mem", {})
+    L.append("| measurement | value |")
+    L.append("| --- | ---: |")
+    if "base_kib" in m:
+        L.append("| RSS with 0 flows | %s KiB |" % fnum(m["base_kib"], digits=0))
+    for k in sorted((k for k in m if k.startswith(("tcp_", "udp_")) and isinstance(m[k], dict)),
+                    key=lambda k: (k[:3], int(k.split("_")[1]))):
+        v = m[k]
+        L.append("| %s idle %s flows (counted by the engine: %s) | RSS %s KiB, **%s bytes/flow** |" % (
+            k.split("_")[1], k[:3].upper(), v.get("flows"), fnum(v["rss_kib"], digits=0),
+            fnum(v["bytes_per_flow"], digits=0)))
+    if m.get("tcp_note"):
+        L.append("| note | %s |" % m["tcp_note"])
+    w = res.get("wakeups")
+    if w:
+        L.append("| idle wake-ups, 100 TCP flows, %.0f s: engine loop (`loop_wakeups`) | %s /s |" % (
+            w["seconds"], fnum(w["loop_per_s"])))
+        L.append("| idle context switches, all threads of `clat run` | %s /s |" % fnum(w["ctx_per_s"]))
+    L.append("")
+    mt = res.get("mtu", {})
+    if mt:
+        L.append("## Our CLAT against the TUN MTU (TCP, 1 stream, Gbit/s)")
+        L.append("")
+        L.append("| TUN MTU | up | down |")
+        L.append("| ---: | ---: | ---: |")
+        for mtu in sorted(mt):
+            v = mt[mtu]
+            if "error" in v:
+                L.append("| %d | failed: %s | |" % (mtu, v["error"][:80]))
+            else:
+                L.append("| %d | %s | %s |" % (mtu, fnum(v.get("up")), fnum(v.get("down"))))
+        L.append("")
+    L.append("## Targets")
+    L.append("")
+    L.append("| target | measured | |")
+    L.append("| --- | --- | --- |")
+    for name, val, ok in targets(res):
+        L.append("| %s | %s | %s |" % (name, val, "n/a" if ok is None else ("met" if ok else "**missed**")))
+    L.append("")
+    if errors:
+        L.append("## Not measured")
+        L.append("")
+        for e in errors:
+            L.append("- " + e.replace("\n", " ")[:300])
+        L.append("")
+    return "\n".join(L)
+
+
+def targets(res):
+    out = []
+    for d in ("up", "down"):
+        k = "tcp_%s_1" % d
+        a, b, c = (get(res, p, k) for p in "abc")
+        out.append(("(b) >= 0.5 x (a), TCP 1 stream %s" % d, "b/a = %s" % ratio(b, a),
+                    None if a is None or b is None else b >= 0.5 * a))
+        out.append(("(b) >= 3 x (c), TCP 1 stream %s" % d, "b/c = %s" % ratio(b, c),
+                    None if c is None or b is None else b >= 3 * c))
+    for kind, name in (("tcplat", "TCP"), ("udplat", "UDP")):
+        a, b = get(res, "a", kind, "p50"), get(res, "b", kind, "p50")
+        add = None if a is None or b is None else b - a
+        out.append(("added RTT p50 <= 30 us (%s)" % name, fnum(add, " us", 1),
+                    None if add is None else add <= 30))
+    b = get(res, "b", "cps", "rate")
+    out.append((">= 20,000 new TCP connections/s", fnum(b, "/s"), None if b is None else b >= 20000))
+    m = res.get("mem", {})
+    for k, v in sorted(m.items()):
+        if isinstance(v, dict) and "bytes_per_flow" in v and int(k.split("_")[1]) >= 1000:
+            out.append(("<= 2 KiB engine memory per idle flow (%s %s)" % (k.split("_")[1], k[:3].upper()),
+                        fnum(v["bytes_per_flow"], " B", 0), v["bytes_per_flow"] <= 2048))
+    w = res.get("wakeups")
+    lp = w and w.get("loop_per_s")
+    out.append(("idle wake-ups <= 1/s (engine loop)", fnum(lp, "/s"), None if lp is None else lp <= 1))
+    cx = w and w.get("ctx_per_s")
+    out.append(("idle wake-ups <= 1/s (whole process, context switches)", fnum(cx, "/s"),
+                None if cx is None else cx <= 1))
+    return out
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "nproc": os.cpu_count(), "kernel": platform.release()}
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clat", required=True)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", required=True, help="markdown file to write")
+    ap.add_argument("--command", default="tests/bench/run.sh")
+    ap.add_argument("--git", default="?")
+    ap.add_argument("--only", default="", help="comma list: paths,mem,wake,mtu (default all)")
+    a = ap.parse_args()
+    q = a.quick
+    cfg = {"quick": q, "secs": 2 if q else 10, "lat_n": 2000 if q else 20000,
+           "cps_secs": 2 if q else 10, "cps_threads": 8, "idle_secs": 5 if q else 30,
+           "mem_flows": 10000, "cpu_bytes": (256 << 20) if q else (2 << 30),
+           "mtus": [1500, 9000, 65535]}
+    only = set(filter(None, a.only.split(","))) or {"paths", "mem", "wake", "mtu"}
+    meta = machine()
+    meta.update(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                load_start=loadavg(), command=a.command, clat=a.clat, git=a.git)
+    res = {}
+    raise_nofile()
+    if "paths" in only:
+        log("(a) IPv6 direct to %s" % V6)
+        path_suite("a", V6, cfg, res)
+        try:
+            c = Clat(a.clat)
+        except Exception as e:  # noqa: BLE001
+            errors.append("(b) our CLAT: %s" % e)
+            c = None
+        if c:
+            try:
+                path_suite("b", V4, cfg, res, cpu_pid=c.pid)
+            finally:
+                c.stop()
+        try:
+            tpid = tayga_clat_up()
+        except Exception as e:  # noqa: BLE001
+            errors.append("(c) Tayga CLAT: %s" % e)
+            tpid = None
+        if tpid:
+            try:
+                path_suite("c", V4, cfg, res, cpu_pid=tpid)
+            finally:
+                tayga_clat_down()
+    for part, fn in (("mem", memory_suite), ("wake", wakeup_suite), ("mtu", mtu_suite)):
+        if part in only:
+            measure(part, fn, a.clat, cfg, res)
+    meta["load_end"] = loadavg()
+    text = report(res, cfg, meta)
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(text + "\n")
+    with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
+        json.dump({"meta": meta, "cfg": cfg, "results": res, "errors": errors}, f, indent=1,
+                  default=str)
+    log("wrote %s" % a.out)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -42,12 +42,27 @@ def lab():
         labutil.lab("down", check=False)
 
 
+_shared = {}
+
+
 @pytest.fixture(scope="session")
 def clat_session(lab):
     proc = labutil.ClatProcess()
     proc.start()
+    _shared["clat"] = proc
     yield proc
     proc.stop()
+    _shared.pop("clat", None)
+
+
+@pytest.fixture
+def no_clat(lab):
+    """The lab as it is without a CLAT: stops the shared one if it runs (the
+    next test that asks for ``clat`` gets it back)."""
+    proc = _shared.get("clat")
+    if proc is not None:
+        proc.stop()
+    return lab
 
 
 @pytest.fixture

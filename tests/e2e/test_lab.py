@@ -21,14 +21,14 @@ def sha256_file(path):
     return h.hexdigest()
 
 
-def test_phone_has_no_ipv4(lab):
+def test_phone_has_no_ipv4(no_clat):
     out = ns(PHONE, "ip", "-4", "addr", "show").stdout
     addrs = [l.split()[1] for l in out.splitlines() if l.strip().startswith("inet ")]
     assert addrs == ["127.0.0.1/8"], out
     assert ns(PHONE, "ip", "-4", "route", "show").stdout.strip() == ""
 
 
-def test_phone_cannot_reach_ipv4_directly(lab):
+def test_phone_cannot_reach_ipv4_directly(no_clat):
     p = ns(PHONE, "ping", "-4", "-c1", "-W1", SERVER, check=False)
     assert p.returncode != 0
 

@@ -338,6 +338,9 @@ fn run(args: Args) -> Result<(), String> {
 
     let (fd, tun) =
         open_tun(&args.tun).map_err(|e| format!("cannot open TUN {}: {e}", args.tun))?;
+    // IPv4-only TUN: without IPv6 on it the kernel sends no router
+    // solicitations or MLD reports into it (each would wake the engine).
+    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{tun}/disable_ipv6"), "1");
     ip(&["addr", "add", &format!("{}/29", cfg.clat_v4), "dev", &tun])?;
     ip(&[
         "link",

@@ -281,7 +281,7 @@ def tayga_clat_down():
 
 # ------------------------------------------------------------ the phases
 
-def path_suite(path, host, cfg, res, cpu_pid=None):
+def path_suite(path, host, cfg, res, cpu_pid=None, clat=None):
     """Every per-path measurement; cps last (it leaves closing flows)."""
     r = res.setdefault(path, {})
     t = cfg["secs"]
@@ -303,6 +303,12 @@ def path_suite(path, host, cfg, res, cpu_pid=None):
         r["cpu_per_gb"] = measure("%s cpu/GB" % path, cpu_per_gb, cpu_pid, host, cfg["cpu_bytes"])
     log("(%s) new TCP connections/s, %d threads, %ds" % (path, cfg["cps_threads"], cfg["cps_secs"]))
     r["cps"] = measure("%s cps" % path, cps, host, cfg["cps_threads"], cfg["cps_secs"])
+    if clat is not None:
+        # Closed flows the engine still keeps (their NAT port is not reused
+        # at once) and connections refused for want of a flow slot.
+        st = clat.status(check=False)
+        r["after_cps"] = {k: st.get(k) for k in ("flows_tcp", "flows_tcp_total",
+                                                 "drop_flow_limit", "tcp_rst_sent")}
 
 
 def cpu_per_gb(pid, host, nbytes):
@@ -414,8 +420,71 @@ def mtu_suite(binary, cfg, res):
             r = {}
             for rev, dname in ((False, "up"), (True, "down")):
                 log("MTU %d: TCP %s, 1 stream" % (mtu, dname))
-                r[dname] = measure("mtu %d %s" % (mtu, dname), tcp_gbps, V4, cfg["secs"], 1, rev)
+                c0 = cpu_seconds(c.pid)
+                d = measure("mtu %d %s" % (mtu, dname), iperf, V4, secs=cfg["secs"], reverse=rev)
+                if d:
+                    s = d["end"]["sum_received"]
+                    r[dname] = s["bits_per_second"] / 1e9
+                    r[dname + "_cpu_per_gb"] = (cpu_seconds(c.pid) - c0) / (s["bytes"] / 1e9)
             out[mtu] = r
+        finally:
+            c.stop()
+
+
+def perf_workload(name, clat, secs, work, outdir):
+    """perf record + syscall count of the clat process while `work` runs."""
+    c0 = {k: clat.counter(k) or 0 for k in ("tun_rx_packets", "tun_tx_packets",
+                                             "up_rx_packets", "up_tx_packets", "loop_wakeups")}
+    cpu0 = cpu_seconds(clat.pid)
+    data = os.path.join(BENCH_RUN, "perf-%s.data" % name)
+    rec = subprocess.Popen(["perf", "record", "-F", "1999", "-g", "-o", data, "-p", str(clat.pid),
+                            "--", "sleep", str(secs)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    sc = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(clat.pid),
+                           "--", "sleep", str(secs)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    work()
+    rec.wait()
+    _, err = sc.communicate()
+    cpu1 = cpu_seconds(clat.pid)
+    c1 = {k: clat.counter(k) or 0 for k in c0}
+    d = {k: c1[k] - c0[k] for k in c0}
+    syscalls = None
+    for line in err.splitlines():
+        f = line.split(",")
+        if len(f) > 2 and "raw_syscalls" in line and f[0].strip().isdigit():
+            syscalls = int(f[0])
+    pkts = d["tun_rx_packets"] + d["tun_tx_packets"]
+    rep = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol",
+               "--percent-limit", "1.5", "-g", "none"], check=False, timeout=120)
+    top = [l for l in rep.splitlines() if l.strip() and not l.startswith("#")][:25]
+    txt = os.path.join(outdir, "profile-%s.txt" % name)
+    with open(txt, "w") as f:
+        f.write("workload %s: counters %s, cpu %.2fs, syscalls %s\n\n" % (name, d, cpu1 - cpu0, syscalls))
+        f.write(rep)
+    return {"counters": d, "cpu_s": cpu1 - cpu0, "syscalls": syscalls,
+            "syscalls_per_tun_packet": None if not syscalls or not pkts else syscalls / pkts,
+            "top": top, "file": txt}
+
+
+def profile_suite(binary, cfg, res, outdir):
+    """Where the engine spends its time (not part of the default run)."""
+    out = res.setdefault("profile", {})
+    secs = 4 if cfg["quick"] else 8
+    os.makedirs(outdir, exist_ok=True)
+    works = {
+        "tcp_up_1": lambda: iperf(V4, secs=secs - 1),
+        "tcp_down_1": lambda: iperf(V4, secs=secs - 1, reverse=True),
+        "udp64_up": lambda: iperf(V4, secs=secs - 1, udp_len=64),
+        "cps": lambda: cps(V4, cfg["cps_threads"], secs - 1),
+        "tcplat": lambda: latency("tcplat", V4, 20000),
+    }
+    for name, work in works.items():
+        c = Clat(binary)
+        try:
+            log("profile: %s" % name)
+            out[name] = measure("profile " + name, perf_workload, name, c, secs, work, outdir)
         finally:
             c.stop()
 
@@ -481,6 +550,11 @@ def report(res, cfg, meta):
     L.append("| new TCP connections/s (failed) | %s (%s) | %s (%s) | %s (%s) | %s | %s |" % (
         fnum(a), fnum(fa, digits=0), fnum(b), fnum(fb, digits=0), fnum(c), fnum(fc, digits=0),
         ratio(b, a), ratio(b, c)))
+    ac = get(res, "b", "after_cps")
+    if ac:
+        L.append("| our CLAT right after the connection test: live TCP flows / created / "
+                 "refused (flow cap) | | %s / %s / %s | | | |" % (
+                     ac.get("flows_tcp"), ac.get("flows_tcp_total"), ac.get("drop_flow_limit")))
     cb, cc = get(res, "b", "cpu_per_gb"), get(res, "c", "cpu_per_gb")
     for d in ("down", "up"):
         L.append("| translator CPU s per GB, TCP %s (clat / tayga process) | - | %s | %s | - | %s |" % (
@@ -522,17 +596,33 @@ def report(res, cfg, meta):
     L.append("")
     mt = res.get("mtu", {})
     if mt:
-        L.append("## Our CLAT against the TUN MTU (TCP, 1 stream, Gbit/s)")
+        L.append("## Our CLAT against the TUN MTU (TCP, 1 stream, Gbit/s; CPU of the clat process)")
         L.append("")
-        L.append("| TUN MTU | up | down |")
-        L.append("| ---: | ---: | ---: |")
+        L.append("| TUN MTU | up | down | clat CPU s/GB up | clat CPU s/GB down |")
+        L.append("| ---: | ---: | ---: | ---: | ---: |")
         for mtu in sorted(mt):
             v = mt[mtu]
             if "error" in v:
                 L.append("| %d | failed: %s | |" % (mtu, v["error"][:80]))
             else:
-                L.append("| %d | %s | %s |" % (mtu, fnum(v.get("up")), fnum(v.get("down"))))
+                L.append("| %d | %s | %s | %s | %s |" % (
+                    mtu, fnum(v.get("up")), fnum(v.get("down")),
+                    fnum(v.get("up_cpu_per_gb"), digits=3), fnum(v.get("down_cpu_per_gb"), digits=3)))
         L.append("")
+    pr = res.get("profile")
+    if pr:
+        L.append("## Profile of `clat run` (perf, cpu-clock)")
+        L.append("")
+        for name, v in pr.items():
+            if not v:
+                continue
+            L.append("### %s: %s syscalls per TUN packet, %.2f CPU s, counters %s" % (
+                name, fnum(v["syscalls_per_tun_packet"]), v["cpu_s"], v["counters"]))
+            L.append("")
+            L.append("```")
+            L.extend(v["top"])
+            L.append("```")
+            L.append("")
     L.append("## Targets")
     L.append("")
     L.append("| target | measured | |")
@@ -604,7 +694,7 @@ def main():
     ap.add_argument("--out", required=True, help="markdown file to write")
     ap.add_argument("--command", default="tests/bench/run.sh")
     ap.add_argument("--git", default="?")
-    ap.add_argument("--only", default="", help="comma list: paths,mem,wake,mtu (default all)")
+    ap.add_argument("--only", default="", help="comma list: paths,mem,wake,mtu (default all), profile (perf; only when asked)")
     a = ap.parse_args()
     q = a.quick
     cfg = {"quick": q, "secs": 2 if q else 10, "lat_n": 2000 if q else 20000,
@@ -627,7 +717,7 @@ def main():
             c = None
         if c:
             try:
-                path_suite("b", V4, cfg, res, cpu_pid=c.pid)
+                path_suite("b", V4, cfg, res, cpu_pid=c.pid, clat=c)
             finally:
                 c.stop()
         try:
@@ -643,6 +733,9 @@ def main():
     for part, fn in (("mem", memory_suite), ("wake", wakeup_suite), ("mtu", mtu_suite)):
         if part in only:
             measure(part, fn, a.clat, cfg, res)
+    if "profile" in only:
+        measure("profile", profile_suite, a.clat, cfg, res,
+                os.path.splitext(os.path.abspath(a.out))[0] + "-profile")
     meta["load_end"] = loadavg()
     text = report(res, cfg, meta)
     print(text)

@@ -17,7 +17,9 @@
 #                  of the lab, and everything it started dies with it.
 #   --clat PATH    the binary to measure (default: cargo build --release
 #                  -p clat-cli, then $CARGO_TARGET_DIR or target/release/clat)
-#   --only LIST    comma list of paths,mem,wake,mtu (default: all)
+#   --only LIST    comma list of paths,mem,wake,mtu (default: all); "profile"
+#                  (only when named) records perf profiles and syscalls per
+#                  packet of clat run under load
 #   --out FILE     where to write the markdown
 #
 # Exit status: 0 when everything was measured, 1 when something could not be
@@ -38,7 +40,7 @@ while [ $# -gt 0 ]; do
     --clat) CLAT=$2; shift ;;
     --only) ONLY=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
   shift

@@ -126,6 +126,8 @@ pub(crate) struct Loop {
     timers: Timers,
     reasm: crate::frag::Reassembler,
     rxbuf: Vec<u8>,
+    /// Relay scratch: bytes pass through here when the destination keeps up.
+    scratch: Vec<u8>,
     txbuf: Vec<u8>,
     now: Instant,
     ip_id: u16,
@@ -186,6 +188,7 @@ impl Loop {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let n = cfg.upstream_dns.len();
+        let relay_buffer = cfg.relay_buffer;
         Ok(Loop {
             poll,
             tun,
@@ -207,6 +210,7 @@ impl Loop {
             timers: Timers::default(),
             reasm: Default::default(),
             rxbuf: vec![0u8; 65536],
+            scratch: vec![0u8; relay_buffer],
             txbuf: vec![0u8; 65536 + 64],
             now: Instant::now(),
             ip_id: 1,
@@ -705,14 +709,14 @@ impl Loop {
                 Counters::inc(&self.sh.counters.tcp_rst_sent);
                 return self.close_relay(slot, true, false);
             }
-            r.on_connected(buf_size);
+            r.on_connected();
             just_connected = Some(r.np);
             r.up.readable = true;
             r.up.writable = true;
             r.app.readable = true;
         }
         let mut m = Moved::default();
-        let out = r.pump(&mut m);
+        let out = r.pump(&mut m, &mut self.scratch, buf_size);
         if m.to_up + m.to_app > 0 {
             r.last = self.now;
         }

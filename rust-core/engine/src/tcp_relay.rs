@@ -12,7 +12,9 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-/// A fixed buffer with a read and a write cursor.
+/// The backlog of one direction: bytes read from the source that the
+/// destination could not take yet. Empty (no memory at all) while the
+/// destination keeps up, which is the common case and every idle flow.
 #[derive(Debug, Default)]
 pub struct Buf {
     data: Vec<u8>,
@@ -21,11 +23,6 @@ pub struct Buf {
 }
 
 impl Buf {
-    fn ensure(&mut self, cap: usize) {
-        if self.data.is_empty() {
-            self.data = vec![0u8; cap];
-        }
-    }
     fn is_empty(&self) -> bool {
         self.start == self.end
     }
@@ -43,11 +40,22 @@ impl Buf {
     fn pending(&self) -> &[u8] {
         &self.data[self.start..self.end]
     }
+    /// Starts a backlog (only called when empty) in a buffer of `cap` bytes.
+    fn push(&mut self, bytes: &[u8], cap: usize) {
+        if self.data.len() < cap.max(bytes.len()) {
+            self.data = vec![0u8; cap.max(bytes.len())];
+        }
+        self.data[..bytes.len()].copy_from_slice(bytes);
+        self.start = 0;
+        self.end = bytes.len();
+    }
     fn consumed(&mut self, n: usize) {
         self.start += n;
         if self.start == self.end {
+            // Drained: give the memory back (bounded memory per idle flow).
             self.start = 0;
             self.end = 0;
+            self.data = Vec::new();
         }
     }
 }
@@ -108,56 +116,92 @@ pub struct Relay {
     pub last: Instant,
 }
 
-fn is_reset(e: &io::Error) -> bool {
-    !matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
+/// Counters of one direction.
+struct Tally<'a> {
+    moved: &'a mut u64,
+    reads: &'a mut u64,
+    writes: &'a mut u64,
 }
 
-/// Moves bytes from `src` to `dst` through `buf`; returns Err(true) when the
-/// source failed, Err(false) when the destination failed.
+/// Writes `data` to `dst`; `Err` when the destination failed.
+fn write_some(dst: &mut Side, data: &[u8], t: &mut Tally) -> Result<usize, ()> {
+    match dst.sock.write(data) {
+        Ok(n) => {
+            *t.moved += n as u64;
+            *t.writes += 1;
+            Ok(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            dst.writable = false;
+            Ok(0)
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(_) => Err(()),
+    }
+}
+
+/// Moves bytes from `src` to `dst`: straight through the shared `scratch`
+/// buffer while `dst` keeps up, through the per-flow backlog `buf` (at most
+/// `cap` bytes) when it does not. Returns Err(true) when the source failed,
+/// Err(false) when the destination failed, else whether anything happened.
 fn one_way(
     src: &mut Side,
     dst: &mut Side,
     buf: &mut Buf,
-    moved: &mut u64,
-    reads: &mut u64,
-    writes: &mut u64,
+    scratch: &mut [u8],
+    cap: usize,
+    t: &mut Tally,
 ) -> Result<bool, bool> {
     let mut progress = false;
     loop {
         let mut step = false;
-        if src.readable && !src.eof && buf.has_space() {
-            match src.sock.read(buf.space()) {
-                Ok(0) => {
-                    src.eof = true;
-                    step = true;
-                }
-                Ok(n) => {
-                    buf.end += n;
-                    *reads += 1;
-                    step = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => src.readable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => step = true,
-                Err(_) => return Err(true),
-            }
-        }
-        if dst.writable && !buf.is_empty() {
-            match dst.sock.write(buf.pending()) {
-                Ok(n) => {
-                    buf.consumed(n);
-                    *moved += n as u64;
-                    *writes += 1;
-                    step = step || n > 0;
-                }
-                Err(e) if !is_reset(&e) => {
-                    if e.kind() == io::ErrorKind::WouldBlock {
-                        dst.writable = false
+        if buf.is_empty() {
+            if src.readable && !src.eof {
+                match src.sock.read(scratch) {
+                    Ok(0) => {
+                        src.eof = true;
+                        step = true;
                     }
+                    Ok(n) => {
+                        *t.reads += 1;
+                        step = true;
+                        let w = if dst.writable {
+                            write_some(dst, &scratch[..n], t).map_err(|_| false)?
+                        } else {
+                            0
+                        };
+                        if w < n {
+                            buf.push(&scratch[w..n], cap);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => src.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => step = true,
+                    Err(_) => return Err(true),
                 }
-                Err(_) => return Err(false),
+            }
+        } else {
+            if dst.writable {
+                let n = write_some(dst, buf.pending(), t).map_err(|_| false)?;
+                if n > 0 {
+                    buf.consumed(n);
+                    step = true;
+                }
+            }
+            if !buf.is_empty() && src.readable && !src.eof && buf.has_space() {
+                match src.sock.read(buf.space()) {
+                    Ok(0) => {
+                        src.eof = true;
+                        step = true;
+                    }
+                    Ok(n) => {
+                        buf.end += n;
+                        *t.reads += 1;
+                        step = true;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => src.readable = false,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => step = true,
+                    Err(_) => return Err(true),
+                }
             }
         }
         if src.eof && buf.is_empty() && !dst.wr_shut {
@@ -187,26 +231,31 @@ impl Relay {
     }
 
     /// Called once the upstream connect has completed.
-    pub fn on_connected(&mut self, buf_size: usize) {
+    pub fn on_connected(&mut self) {
         self.connected = true;
-        self.a2u.ensure(buf_size);
-        self.u2a.ensure(buf_size);
     }
 
     /// Moves whatever can be moved, until nothing more can without waiting.
-    pub fn pump(&mut self, moved: &mut Moved) -> Outcome {
+    /// `scratch` is the loop's shared buffer; `cap` bounds each backlog.
+    pub fn pump(&mut self, moved: &mut Moved, scratch: &mut [u8], cap: usize) -> Outcome {
         if !self.connected {
             return Outcome::Open;
         }
         let mut dummy = 0;
+        let mut dummy2 = 0;
         loop {
+            let mut t = Tally {
+                moved: &mut moved.to_up,
+                reads: &mut dummy,
+                writes: &mut moved.up_writes,
+            };
             let a = match one_way(
                 &mut self.app,
                 &mut self.up,
                 &mut self.a2u,
-                &mut moved.to_up,
-                &mut dummy,
-                &mut moved.up_writes,
+                scratch,
+                cap,
+                &mut t,
             ) {
                 Ok(p) => p,
                 Err(src_failed) => {
@@ -215,13 +264,18 @@ impl Relay {
                     }
                 }
             };
+            let mut t = Tally {
+                moved: &mut moved.to_app,
+                reads: &mut moved.up_reads,
+                writes: &mut dummy2,
+            };
             let b = match one_way(
                 &mut self.up,
                 &mut self.app,
                 &mut self.u2a,
-                &mut moved.to_app,
-                &mut moved.up_reads,
-                &mut dummy,
+                scratch,
+                cap,
+                &mut t,
             ) {
                 Ok(p) => p,
                 Err(src_failed) => {
@@ -254,9 +308,8 @@ mod tests {
     #[test]
     fn buffer_compacts_and_resets() {
         let mut b = Buf::default();
-        b.ensure(8);
-        b.space()[..8].copy_from_slice(b"abcdefgh");
-        b.end += 8;
+        assert_eq!(b.data.capacity(), 0);
+        b.push(b"abcdefgh", 8);
         assert!(!b.has_space());
         b.consumed(3);
         assert!(b.has_space());
@@ -264,6 +317,6 @@ mod tests {
         assert_eq!(b.pending(), b"defgh");
         b.consumed(5);
         assert!(b.is_empty());
-        assert_eq!(b.space().len(), 8);
+        assert_eq!(b.data.capacity(), 0, "drained backlog frees its memory");
     }
 }

@@ -22,10 +22,12 @@
  *        the handshake before its upstream connection exists, so a bare
  *        connect() would only measure the local accept.
  *        prints: ok fail seconds rate
- *   benchtool hold tcp|udp HOST PORT N
+ *   benchtool hold tcp|udp HOST PORT N [BURST]
  *        opens N TCP connections (or N UDP sockets, each sending one
  *        datagram and waiting for its echo), prints "ready OK", then holds
- *        them until stdin reaches EOF, then closes them.
+ *        them until stdin reaches EOF, then closes them.  With BURST (TCP,
+ *        to the echo port) each connection first sends BURST bytes and
+ *        reads them back.
  *
  * Exit status is non-zero only when the program cannot run at all; counts
  * of failures are part of the output.
@@ -329,7 +331,27 @@ static int cmd_cps(const char *host, const char *port, int threads, double secs)
 
 /* ------------------------------------------------------------ idle flows */
 
-static int cmd_hold(int tcp, const char *host, const char *port, int n) {
+/* Sends `len` bytes and reads them back (the echo service): a flow that
+   has carried a burst, as most real flows have before they go idle. */
+static int burst(int s, size_t len) {
+    static char buf[1 << 16];
+    size_t off = 0;
+    while (off < len) {
+        size_t k = len - off < sizeof buf ? len - off : sizeof buf;
+        ssize_t w = write(s, buf, k);
+        if (w <= 0) return -1;
+        off += w;
+    }
+    off = 0;
+    while (off < len) {
+        ssize_t r = read(s, buf, sizeof buf);
+        if (r <= 0) return -1;
+        off += r;
+    }
+    return 0;
+}
+
+static int cmd_hold(int tcp, const char *host, const char *port, int n, size_t burst_len) {
     raise_nofile();
     signal(SIGPIPE, SIG_IGN);
     struct sockaddr_storage ss;
@@ -348,6 +370,10 @@ static int cmd_hold(int tcp, const char *host, const char *port, int n) {
         setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
         if (connect(s, (struct sockaddr *)&ss, sl) < 0) {
+            close(s);
+            continue;
+        }
+        if (tcp && burst_len && burst(s, burst_len) < 0) {
             close(s);
             continue;
         }
@@ -380,9 +406,10 @@ int main(int argc, char **argv) {
     if (argc >= 6 && !strcmp(argv[1], "cps"))
         return cmd_cps(argv[2], argv[3], atoi(argv[4]), atof(argv[5]));
     if (argc >= 6 && !strcmp(argv[1], "hold"))
-        return cmd_hold(!strcmp(argv[2], "tcp"), argv[3], argv[4], atoi(argv[5]));
+        return cmd_hold(!strcmp(argv[2], "tcp"), argv[3], argv[4], atoi(argv[5]),
+                        argc >= 7 ? (size_t)atol(argv[6]) : 0);
     fprintf(stderr,
             "usage: benchtool server PORT | tcplat|udplat HOST PORT N |\n"
-            "       cps HOST PORT THREADS SECONDS | hold tcp|udp HOST PORT N\n");
+            "       cps HOST PORT THREADS SECONDS | hold tcp|udp HOST PORT N [BURST]\n");
     return 2;
 }

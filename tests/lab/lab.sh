@@ -11,7 +11,7 @@
 # Usage: lab.sh up|down|status     (root; idempotent; `up` removes leftovers
 # first and tears everything down again if any step fails).
 # Runtime state (configs, pidfiles, logs, served files) lives in $LAB_RUN.
-set -euo pipefail
+set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB_RUN=${CLAT_LAB_RUN:-/run/clat-lab}

@@ -121,3 +121,10 @@ s.sendto(b"x", ("{SERVER}", 7)); s.recvfrom(10); print("ok")
     finally:
         dl.kill()
         dl.wait()
+
+
+def test_status_without_instance_fails_clearly(lab):
+    p = ns(PHONE, str(clat_binary()), "status", "--tun", "nosuchclat", check=False, timeout=10)
+    assert p.returncode != 0
+    assert "nosuchclat" in p.stderr or "cannot" in p.stderr.lower(), p.stderr
+    assert "panicked" not in p.stderr

@@ -118,6 +118,8 @@ pub(crate) struct Loop {
     free: Vec<usize>,
     dead: Vec<usize>,
     nat: NatTable,
+    /// NAT entries in the Closing state.
+    closing_entries: usize,
     udp: HashMap<u16, usize>,
     icmp: HashMap<u16, usize>,
     dns_socks: Vec<Option<usize>>,
@@ -202,6 +204,7 @@ impl Loop {
             free: Vec::new(),
             dead: Vec::new(),
             nat: NatTable::default(),
+            closing_entries: 0,
             udp: HashMap::new(),
             icmp: HashMap::new(),
             dns_socks: vec![None; n],
@@ -280,6 +283,7 @@ impl Loop {
             g.store(0, Ordering::Relaxed);
         }
         self.nat.clear();
+        self.closing_entries = 0;
         self.udp.clear();
         self.icmp.clear();
         self.pending.clear();
@@ -303,31 +307,14 @@ impl Loop {
         if !matches!(s, Slot::Free | Slot::Dead) {
             self.dead.push(i);
         }
-        let reg = self.poll.registry();
-        match &s {
-            Slot::Relay(r) => {
-                let _ = reg.deregister(&mut SourceFd(&r.app.sock.as_raw_fd()));
-                let _ = reg.deregister(&mut SourceFd(&r.up.sock.as_raw_fd()));
-            }
-            Slot::DnsUdp(_, sock) => {
-                let _ = reg.deregister(&mut SourceFd(&sock.as_raw_fd()));
-            }
-            Slot::Udp(f) => {
-                let _ = reg.deregister(&mut SourceFd(&f.sock.as_raw_fd()));
-            }
-            Slot::Icmp(f) => {
-                let _ = reg.deregister(&mut SourceFd(&f.sock.as_raw_fd()));
-            }
-            Slot::DnsTcp(d) => {
-                let _ = reg.deregister(&mut SourceFd(&d.sock.as_raw_fd()));
-            }
-            _ => {}
-        }
+        // No deregister: the socket is dropped by the caller, and closing
+        // its (only) fd removes it from the epoll set; saves two syscalls
+        // per TCP flow.
         s
     }
 
     fn flows(&self) -> usize {
-        self.nat.len() + self.udp.len() + self.icmp.len()
+        self.nat.len() - self.closing_entries + self.udp.len() + self.icmp.len()
     }
 
     fn next_ip_id(&mut self) -> u16 {
@@ -763,6 +750,12 @@ impl Loop {
         let at = self.now + CLOSE_GRACE.min(self.cfg.tcp_transitory_timeout);
         if let Some(e) = self.nat.get_mut(np) {
             let old = e.timer_at;
+            if e.state != NatState::Closing {
+                // A closing entry only translates stragglers: it is not a
+                // live flow (gauge, cap) any more.
+                self.closing_entries += 1;
+                Counters::dec(&self.sh.counters.flows_tcp);
+            }
             e.state = NatState::Closing;
             e.timer_at = at;
             self.timers.remove(old, TimerKey::Nat(np));
@@ -773,7 +766,11 @@ impl Loop {
     fn remove_nat(&mut self, np: u16) {
         if let Some(e) = self.nat.remove(np) {
             self.timers.remove(e.timer_at, TimerKey::Nat(np));
-            Counters::dec(&self.sh.counters.flows_tcp);
+            if e.state == NatState::Closing {
+                self.closing_entries -= 1;
+            } else {
+                Counters::dec(&self.sh.counters.flows_tcp);
+            }
         }
     }
 

@@ -937,3 +937,40 @@ fn slow_reader_backpressure_loses_nothing() {
     }
     assert_eq!(got, N);
 }
+
+#[test]
+fn many_short_connections() {
+    if !in_netns("many_short_connections") {
+        return;
+    }
+    setup_ns();
+    // A small cap: closed flows waiting out their grace must not count.
+    let l = start_engine(EngineConfig {
+        max_flows: 64,
+        ..base_cfg()
+    });
+    let port = echo_server(&format!("[{SRV_V6}]:0")).port();
+    const N: usize = 3000;
+    let t0 = Instant::now();
+    for i in 0..N {
+        let mut c =
+            TcpStream::connect((SRV_V4, port)).unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        c.write_all(b"hi").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut v = Vec::new();
+        c.read_to_end(&mut v)
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        assert_eq!(v, b"hi");
+    }
+    let dt = t0.elapsed();
+    println!(
+        "{N} sequential connections in {dt:?}: {:.0}/s",
+        N as f64 / dt.as_secs_f64()
+    );
+    let s = stats(&l);
+    assert_eq!(s.flows_tcp_total, N as u64);
+    assert_eq!(s.drop_flow_limit, 0, "{s:?}");
+    wait_for("live TCP flows back to 0", Duration::from_secs(2), || {
+        stats(&l).flows_tcp == 0
+    });
+}

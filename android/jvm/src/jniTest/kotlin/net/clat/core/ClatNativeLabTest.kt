@@ -36,6 +36,7 @@ class ClatNativeLabTest {
         @BeforeAll
         fun setUp() {
             assumeTrue(JniTestSupport.inPhoneNamespace(), "not in the lab's phone namespace")
+            check(interfaceExists("ph0")) { "in netns phone but its uplink ph0 is missing: is the lab up?" }
             JniTestSupport.load()
         }
     }

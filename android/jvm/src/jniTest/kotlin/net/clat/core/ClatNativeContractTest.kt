@@ -146,6 +146,22 @@ class ClatNativeContractTest {
         assertFalse(ClatNative.stop(99_999L))
     }
 
+    /** Runs a failing discovery with a fresh protector; only a weak reference escapes. */
+    private fun discoverWithThrowawayProtector(port: Int): java.lang.ref.WeakReference<SocketProtector> {
+        val p = CountingProtector()
+        assertThrows<ClatException> { ClatNative.discover(arrayOf("[::1]:$port"), 200, p) }
+        assertTrue(p.calls.get() >= 1)
+        return java.lang.ref.WeakReference(p)
+    }
+
+    @Test
+    fun `discover releases its global reference to the protector`() {
+        DatagramSocket(InetSocketAddress(InetAddress.getByName("::1"), 0)).use { silent ->
+            val ref = discoverWithThrowawayProtector(silent.localPort)
+            assertTrue(JniTestSupport.collected(ref), "the protector is still pinned after discover returned")
+        }
+    }
+
     @Test
     fun `discover checks its arguments`() {
         assertThrows<IllegalArgumentException> { ClatNative.discover(arrayOf("[::1]:53"), 0, null) }

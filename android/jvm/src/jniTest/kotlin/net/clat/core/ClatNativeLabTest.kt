@@ -141,6 +141,23 @@ class ClatNativeLabTest {
         assertTrue(eventually { fdCount() <= baseline + 2 }, "fds: baseline $baseline, now ${fdCount()}")
     }
 
+    /** Starts and stops an engine with a fresh protector; only a weak reference escapes. */
+    private fun startStopWithThrowawayProtector(): java.lang.ref.WeakReference<SocketProtector> {
+        val p = CountingProtector()
+        val h = startEngine(p)
+        assertEquals("jni-echo-gc", udpEcho("jni-echo-gc"))
+        assertTrue(p.calls.get() >= 1)
+        assertTrue(ClatNative.stop(h))
+        return java.lang.ref.WeakReference(p)
+    }
+
+    @Test
+    fun `stop releases the global reference to the protector`() {
+        val ref = startStopWithThrowawayProtector()
+        assertTrue(JniTestSupport.collected(ref), "the protector is still pinned after stop")
+        assertTrue(eventually { !interfaceExists(TUN) })
+    }
+
     private fun flowFailsButJvmSurvives(protector: CountingProtector) {
         val h = startEngine(protector)
         try {

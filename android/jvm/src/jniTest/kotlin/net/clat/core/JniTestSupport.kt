@@ -63,6 +63,13 @@ object JniTestSupport {
         return cond()
     }
 
+    /** True once [ref]'s object has been garbage collected (nothing, native code included, pins it). */
+    fun collected(ref: java.lang.ref.WeakReference<*>): Boolean =
+        eventually(5000) {
+            System.gc()
+            ref.get() == null
+        }
+
     /** `name=value` lines as a map. */
     fun statsMap(handle: Long): Map<String, Long> =
         ClatNative.stats(handle).associate { line ->

@@ -278,61 +278,24 @@ pub fn build_rst_for(buf: &mut [u8], ip: &Ip4, seg: &[u8]) -> Option<usize> {
     }
 }
 
-/// RFC 6052 section 2.2: the IPv6 address for `v4` under `prefix`.
+/// RFC 6052 section 2.2: the IPv6 address for `v4` under `prefix`
+/// (clat-xlat's implementation, so the engine and the translator agree).
+#[inline]
 pub fn embed(prefix: &Ipv6Net, v4: Ipv4Addr) -> Ipv6Addr {
-    let mut o = prefix.network().octets();
-    let a = v4.octets();
-    let start = (prefix.prefix_len() / 8) as usize;
-    let mut j = start;
-    for b in a {
-        if j == 8 {
-            j = 9; // bits 64..71 stay zero
-        }
-        o[j] = b;
-        j += 1;
-    }
-    Ipv6Addr::from(o)
+    clat_xlat::addr6052::embed(prefix, v4)
 }
 
-/// RFC 6052 section 2.2, reverse: the IPv4 address inside `v6`, if `v6` is
-/// under `prefix`.
+/// RFC 6052 section 2.3: the IPv4 address inside `v6`, if `v6` is under
+/// `prefix` (and its u-octet is zero).
+#[inline]
 pub fn extract(prefix: &Ipv6Net, v6: &Ipv6Addr) -> Option<Ipv4Addr> {
-    if !prefix.contains(v6) {
-        return None;
-    }
-    let o = v6.octets();
-    let mut a = [0u8; 4];
-    let mut j = (prefix.prefix_len() / 8) as usize;
-    for b in &mut a {
-        if j == 8 {
-            j = 9;
-        }
-        *b = o[j];
-        j += 1;
-    }
-    Some(Ipv4Addr::from(a))
+    clat_xlat::addr6052::extract(prefix, *v6)
 }
 
-/// Global unicast by RFC 6890 / IANA special-purpose registry: what a WKP
-/// NAT64 may carry (RFC 6052 section 3.1).
+/// Global unicast (RFC 6890): what a WKP NAT64 may carry (RFC 6052 s3.1).
+#[inline]
 pub fn is_global_v4(a: Ipv4Addr) -> bool {
-    let o = a.octets();
-    let u = u32::from(a);
-    let in_net = |net: u32, len: u32| (u >> (32 - len)) == (net >> (32 - len));
-    !(o[0] == 0
-        || o[0] == 10
-        || o[0] == 127
-        || o[0] >= 224
-        || in_net(0x6440_0000, 10) // 100.64/10
-        || in_net(0xa9fe_0000, 16) // 169.254/16
-        || in_net(0xac10_0000, 12) // 172.16/12
-        || in_net(0xc000_0000, 24) // 192.0.0/24
-        || in_net(0xc000_0200, 24) // 192.0.2/24
-        || in_net(0xc058_6300, 24) // 192.88.99/24
-        || in_net(0xc0a8_0000, 16) // 192.168/16
-        || in_net(0xc612_0000, 15) // 198.18/15
-        || in_net(0xc633_6400, 24) // 198.51.100/24
-        || in_net(0xcb00_7100, 24)) // 203.0.113/24
+    !clat_xlat::addr6052::is_non_global(a)
 }
 
 /// The well-known prefix 64:ff9b::/96.

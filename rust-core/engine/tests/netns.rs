@@ -86,11 +86,31 @@ fn setup_ns() {
     for a in [SRV_V6, SRV2_V6, DNS_V6] {
         sh(
             "ip",
-            &["-6", "addr", "add", &format!("{a}/128"), "dev", "lo"],
+            &[
+                "-6",
+                "addr",
+                "add",
+                &format!("{a}/128"),
+                "dev",
+                "lo",
+                "nodad",
+            ],
         );
     }
     std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")
         .expect("ping_group_range");
+    // New addresses can take a moment to become usable (EADDRNOTAVAIL on
+    // bind while tentative): wait for them.
+    for a in [SRV_V6, SRV2_V6, DNS_V6] {
+        let t0 = Instant::now();
+        while UdpSocket::bind(format!("[{a}]:0")).is_err() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "{a} never became usable"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 fn start_engine(cfg: EngineConfig) -> Lab {

@@ -401,9 +401,22 @@ impl Loop {
                 }
             }
             if n == 0 {
-                self.set_exit("TUN closed".into());
-                self.stop = true;
-                return;
+                // An empty packet, or the end of the fd (a TUN never does
+                // this, other packet fds might): tell them apart by hang-up.
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN | libc::POLLRDHUP,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd, zero timeout.
+                let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+                if r > 0 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0 {
+                    self.set_exit("TUN closed".into());
+                    self.stop = true;
+                    return;
+                }
+                Counters::inc(&self.c().drop_malformed);
+                continue;
             }
             let n = n as usize;
             Counters::inc(&self.c().tun_rx_packets);

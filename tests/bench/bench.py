@@ -178,13 +178,16 @@ class Hold:
 class Clat:
     """A `clat run` in phone, with the process-level probes we need."""
 
-    def __init__(self, binary, mtu=1500, max_flows=65536):
+    def __init__(self, binary, mtu=None, max_flows=65536):
+        """mtu None: the TUN MTU `clat run` chooses by default (the product
+        as shipped); the MTU suite sets it explicitly."""
         self.sock = os.path.join(BENCH_RUN, "clat.sock")
         self.binary = binary
-        self.mtu = mtu
         logf = open(os.path.join(BENCH_RUN, "clat-run.log"), "a")
-        cmd = phone(binary, "run", "--pref64", PREFIX, "--dns", DNS, "--mtu", str(mtu),
+        cmd = phone(binary, "run", "--pref64", PREFIX, "--dns", DNS,
                     "--max-flows", str(max_flows), "--control", self.sock)
+        if mtu is not None:
+            cmd += ["--mtu", str(mtu)]
         logf.write("\n# %s %s\n" % (time.strftime("%H:%M:%S"), " ".join(cmd)))
         logf.flush()
         # `ip netns exec` execs the command: this pid is clat's own.
@@ -193,15 +196,15 @@ class Clat:
         end = time.time() + 15
         while time.time() < end:
             if self.p.poll() is not None:
-                raise RuntimeError("clat run (mtu %d) exited with %d; see %s" %
-                                   (mtu, self.p.returncode, logf.name))
+                raise RuntimeError("clat run (mtu %s) exited with %d; see %s" %
+                                   (mtu or "default", self.p.returncode, logf.name))
             st = self.status(check=False)
             if st.get("state") == "running":
                 break
             time.sleep(0.1)
         else:
             self.stop()
-            raise RuntimeError("clat run (mtu %d) did not report running" % mtu)
+            raise RuntimeError("clat run (mtu %s) did not report running" % (mtu or "default"))
         # The first packets prove the path, not just the process.
         end = time.time() + 10
         while True:
@@ -211,8 +214,9 @@ class Clat:
             except Exception:
                 if time.time() > end:
                     self.stop()
-                    raise RuntimeError("no TCP through clat run (mtu %d)" % mtu)
+                    raise RuntimeError("no TCP through clat run (mtu %s)" % (mtu or "default"))
                 time.sleep(0.2)
+        self.mtu = self.status(check=False).get("mtu", str(mtu))
 
     def status(self, check=True):
         p = subprocess.run(phone(self.binary, "status", "--control", self.sock),
@@ -421,18 +425,12 @@ def mtu_suite(binary, cfg, res):
         try:
             c = Clat(binary, mtu=mtu)
         except Exception as e:  # noqa: BLE001
-            if mtu == 65535:
-                log("MTU 65535 did not work (%s), trying 65000" % e)
-                mtu = 65000
-                try:
-                    c = Clat(binary, mtu=mtu)
-                except Exception as e2:  # noqa: BLE001
-                    out[mtu] = {"error": str(e2)}
-                    continue
-            else:
-                out[mtu] = {"error": str(e)}
+            # Above 65000 we probe for the largest MTU that works: a
+            # refusal there is a result, not a failure to measure.
+            out[mtu] = {"error": str(e)}
+            if mtu <= 65000:
                 errors.append("mtu %d: %s" % (mtu, e))
-                continue
+            continue
         try:
             r = {}
             for rev, dname in ((False, "up"), (True, "down")):
@@ -450,8 +448,20 @@ def mtu_suite(binary, cfg, res):
 
 def perf_workload(name, clat, secs, work, outdir):
     """perf record + syscall count of the clat process while `work` runs."""
-    c0 = {k: clat.counter(k) or 0 for k in ("tun_rx_packets", "tun_tx_packets",
-                                             "up_rx_packets", "up_tx_packets", "loop_wakeups")}
+    def counters():
+        st = clat.status(check=False)
+        return {k: int(v) for k, v in st.items() if v.isdigit() and not k.startswith("flows_")
+                and k not in ("mtu", "max_flows")}
+
+    def tun_drops():
+        # Packets the kernel could not queue to the engine (TUN tx queue full).
+        out = run(phone("ip", "-s", "-j", "link", "show", "clat0"), check=False)
+        try:
+            return json.loads(out)[0]["stats64"]["tx"]["dropped"]
+        except (ValueError, LookupError):
+            return 0
+    c0 = counters()
+    k0 = tun_drops()
     cpu0 = cpu_seconds(clat.pid)
     data = os.path.join(BENCH_RUN, "perf-%s.data" % name)
     rec = subprocess.Popen(["perf", "record", "-F", "1999", "-g", "-o", data, "-p", str(clat.pid),
@@ -465,21 +475,29 @@ def perf_workload(name, clat, secs, work, outdir):
     rec.wait()
     _, err = sc.communicate()
     cpu1 = cpu_seconds(clat.pid)
-    c1 = {k: clat.counter(k) or 0 for k in c0}
-    d = {k: c1[k] - c0[k] for k in c0}
+    c1 = counters()
+    d = {k: c1[k] - c0.get(k, 0) for k in c1 if c1[k] != c0.get(k, 0)}
+    d["kernel_tun_queue_drops"] = tun_drops() - k0
     syscalls = None
     for line in err.splitlines():
         f = line.split(",")
         if len(f) > 2 and "raw_syscalls" in line and f[0].strip().isdigit():
             syscalls = int(f[0])
-    pkts = d["tun_rx_packets"] + d["tun_tx_packets"]
+    pkts = d.get("tun_rx_packets", 0) + d.get("tun_tx_packets", 0)
     rep = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol",
                "--percent-limit", "1.5", "-g", "none"], check=False, timeout=120)
-    top = [l for l in rep.splitlines() if l.strip() and not l.startswith("#")][:25]
+    dso = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso",
+               "-g", "none"], check=False, timeout=120)
+    user = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol",
+                "--dsos", os.path.basename(clat.binary), "--percent-limit", "0.3", "-g", "none"],
+               check=False, timeout=120)
+    lines = lambda t, n: [" ".join(x.split()) for x in t.splitlines() if x.strip() and not x.startswith("#")][:n]
+    top = (["-- by binary:"] + lines(dso, 4) + ["-- hottest symbols (kernel [k], user [.]):"]
+           + lines(rep, 12) + ["-- hottest symbols inside clat:"] + lines(user, 8))
     txt = os.path.join(outdir, "profile-%s.txt" % name)
     with open(txt, "w") as f:
         f.write("workload %s: counters %s, cpu %.2fs, syscalls %s\n\n" % (name, d, cpu1 - cpu0, syscalls))
-        f.write(rep)
+        f.write(dso + "\n" + rep + "\n" + user)
     return {"counters": d, "cpu_s": cpu1 - cpu0, "syscalls": syscalls,
             "syscalls_per_tun_packet": None if not syscalls or not pkts else syscalls / pkts,
             "top": top, "file": txt}
@@ -497,8 +515,9 @@ def profile_suite(binary, cfg, res, outdir):
         "cps": lambda: cps(V4, cfg["cps_threads"], secs - 1),
         "tcplat": lambda: latency("tcplat", V4, 20000),
     }
+    works["tcp_up_1_mtu1500"] = works["tcp_up_1"]
     for name, work in works.items():
-        c = Clat(binary)
+        c = Clat(binary, mtu=1500 if name.endswith("mtu1500") else None)
         try:
             log("profile: %s" % name)
             out[name] = measure("profile " + name, perf_workload, name, c, secs, work, outdir)
@@ -537,9 +556,10 @@ def report(res, cfg, meta):
     L.append("- load average at start / end: %s / %s" % (meta["load_start"], meta["load_end"]))
     L.append("- command: `%s`" % meta["command"])
     L.append("- clat: `%s` (git %s)" % (meta["clat"], meta["git"]))
-    L.append("- paths: (a) IPv6 direct to [%s]; (b) our CLAT (`clat run --pref64 %s`) to %s; "
-             "(c) Tayga as a CLAT in phone to %s. All end at the same server in `inet` "
-             "over a native IPv6 path (no NAT64 in the way)." % (V6, PREFIX, V4, V4))
+    L.append("- paths: (a) IPv6 direct to [%s]; (b) our CLAT (`clat run --pref64 %s`, its "
+             "default TUN MTU: %s) to %s; (c) Tayga as a CLAT in phone (TUN MTU 1500) to %s. "
+             "All end at the same server in `inet` over a native IPv6 path (no NAT64 in the "
+             "way)." % (V6, PREFIX, get(res, "b", "mtu"), V4, V4))
     L.append("- durations: %ss per throughput test, %d latency samples, %ss of connections, "
              "%ss idle" % (cfg["secs"], cfg["lat_n"], cfg["cps_secs"], cfg["idle_secs"]))
     L.append("")
@@ -719,7 +739,7 @@ def main():
     cfg = {"quick": q, "secs": 2 if q else 10, "lat_n": 2000 if q else 20000,
            "cps_secs": 2 if q else 10, "cps_threads": 8, "idle_secs": 5 if q else 30,
            "mem_flows": 10000, "cpu_bytes": (256 << 20) if q else (2 << 30),
-           "mtus": [1500, 9000, 65535]}
+           "mtus": [1500, 9000, 65000, 65535]}
     only = set(filter(None, a.only.split(","))) or {"paths", "mem", "wake", "mtu"}
     meta = machine()
     meta.update(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -736,6 +756,7 @@ def main():
             c = None
         if c:
             try:
+                res.setdefault("b", {})["mtu"] = c.mtu
                 path_suite("b", V4, cfg, res, cpu_pid=c.pid, clat=c)
             finally:
                 c.stop()

@@ -157,6 +157,16 @@ fn tun_write(tun: &OwnedFd, c: &Counters, pkt: &[u8]) {
     }
 }
 
+/// ICMPv4 destination-unreachable code for a local send error.
+fn unreach_code(e: &io::Error) -> Option<u8> {
+    match e.raw_os_error()? {
+        libc::ENETUNREACH => Some(0),
+        libc::EHOSTUNREACH | libc::EADDRNOTAVAIL => Some(1),
+        libc::EACCES | libc::EPERM => Some(13),
+        _ => None,
+    }
+}
+
 fn udp_payload(p: &[u8], ip: &Ip4) -> Option<(u16, u16, std::ops::Range<usize>)> {
     let u = p.get(ip.ihl..ip.total_len)?;
     if u.len() < 8 {
@@ -878,7 +888,8 @@ impl Loop {
             return;
         };
         f.last = self.now;
-        match f.sock.send_to(&p[range], to) {
+        let res = f.sock.send_to(&p[range], to);
+        match res {
             Ok(n) => {
                 Counters::inc(&self.sh.counters.up_tx_packets);
                 Counters::add(&self.sh.counters.up_tx_bytes, n as u64);
@@ -886,6 +897,10 @@ impl Loop {
             Err(e) => {
                 log::debug!("udp send to {to}: {e}");
                 Counters::inc(&self.sh.counters.drop_upstream_send);
+                // Tell the app, as a router would, instead of silence.
+                if let Some(code) = unreach_code(&e) {
+                    self.refuse(ip, p, code);
+                }
             }
         }
     }

@@ -785,6 +785,35 @@ fn icmpv6_port_unreachable_becomes_icmpv4() {
     u.send(b"anyone?").unwrap();
     let e = u.recv(&mut [0u8; 16]).expect_err("port unreachable");
     assert_eq!(e.kind(), ErrorKind::ConnectionRefused, "{e:?}");
+    // No IPv6 route at all to this one: the local send fails (ENETUNREACH)
+    // and the app gets an ICMPv4 net unreachable, not silence.
+    let u2 = UdpSocket::bind("0.0.0.0:0").unwrap();
+    // Net unreachable is a "soft" error: Linux reports it with IP_RECVERR.
+    {
+        use std::os::fd::AsRawFd;
+        let one: libc::c_int = 1;
+        // SAFETY: valid fd and option buffer.
+        let r = unsafe {
+            libc::setsockopt(
+                u2.as_raw_fd(),
+                libc::SOL_IP,
+                libc::IP_RECVERR,
+                (&one as *const libc::c_int).cast(),
+                4,
+            )
+        };
+        assert_eq!(r, 0);
+    }
+    u2.connect((Ipv4Addr::new(198, 18, 0, 1), 9)).unwrap();
+    u2.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    u2.send(b"anyone?").unwrap();
+    let e = u2.recv(&mut [0u8; 16]).expect_err("network unreachable");
+    assert_ne!(
+        e.kind(),
+        ErrorKind::WouldBlock,
+        "silence instead of an ICMP error: {:?}",
+        stats(&l)
+    );
     // (counters are bumped right after the TUN write that the app may see first)
     wait_for("ICMP error counters", Duration::from_secs(1), || {
         let s = stats(&l);
@@ -993,4 +1022,48 @@ fn many_short_connections() {
     wait_for("live TCP flows back to 0", Duration::from_secs(2), || {
         stats(&l).flows_tcp == 0
     });
+}
+
+fn rss_kib() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let l = s.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    l.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn idle_tcp_flows_cost_little_memory() {
+    if !in_netns("idle_tcp_flows_cost_little_memory") {
+        return;
+    }
+    let l = lab();
+    const N: usize = 1000;
+    let srv = TcpListener::bind(format!("[{SRV_V6}]:0")).unwrap();
+    let port = srv.local_addr().unwrap().port();
+    let acceptor = thread::spawn(move || {
+        let mut v = Vec::new();
+        for _ in 0..N {
+            let (mut s, _) = srv.accept().unwrap();
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+            s.write_all(&b).unwrap();
+            v.push(s);
+        }
+        v
+    });
+    let mut clients = Vec::with_capacity(N);
+    let before = rss_kib();
+    for _ in 0..N {
+        let mut c = TcpStream::connect((SRV_V4, port)).unwrap();
+        c.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        clients.push(c);
+    }
+    let servers = acceptor.join().unwrap();
+    let after = rss_kib();
+    let per_flow = (after.saturating_sub(before)) * 1024 / N as u64;
+    println!("RSS {before} KiB -> {after} KiB with {N} idle flows: ~{per_flow} bytes per flow (whole test process)");
+    assert_eq!(stats(&l).flows_tcp, N as u64);
+    assert!(per_flow < 4096, "{per_flow} bytes per idle flow");
+    drop((clients, servers));
 }

@@ -178,14 +178,15 @@ class Hold:
 class Clat:
     """A `clat run` in phone, with the process-level probes we need."""
 
-    def __init__(self, binary, mtu=None, max_flows=65536):
+    def __init__(self, binary, mtu=None, max_flows=65536):  # max_flows None: clat's default
         """mtu None: the TUN MTU `clat run` chooses by default (the product
         as shipped); the MTU suite sets it explicitly."""
         self.sock = os.path.join(BENCH_RUN, "clat.sock")
         self.binary = binary
         logf = open(os.path.join(BENCH_RUN, "clat-run.log"), "a")
-        cmd = phone(binary, "run", "--pref64", PREFIX, "--dns", DNS,
-                    "--max-flows", str(max_flows), "--control", self.sock)
+        cmd = phone(binary, "run", "--pref64", PREFIX, "--dns", DNS, "--control", self.sock)
+        if max_flows is not None:
+            cmd += ["--max-flows", str(max_flows)]
         if mtu is not None:
             cmd += ["--mtu", str(mtu)]
         logf.write("\n# %s %s\n" % (time.strftime("%H:%M:%S"), " ".join(cmd)))
@@ -398,6 +399,22 @@ def memory_suite(binary, cfg, res):
         c.stop()
 
 
+def cap_suite(binary, cfg, res):
+    """Connection rate with clat run's default --max-flows, two rounds back
+    to back: closed TCP flows keep their slot for a while, so a burst of
+    short connections can exhaust the cap for the next round."""
+    c = Clat(binary, max_flows=None)
+    try:
+        out = {"max_flows": c.status(check=False).get("max_flows")}
+        for i in (1, 2):
+            log("connections/s with the default flow cap, round %d" % i)
+            out["round%d" % i] = cps(V4, cfg["cps_threads"], cfg["cps_secs"])
+        out["drop_flow_limit"] = c.counter("drop_flow_limit")
+        res["cap"] = out
+    finally:
+        c.stop()
+
+
 def wakeup_suite(binary, cfg, res):
     c = Clat(binary)
     try:
@@ -592,6 +609,13 @@ def report(res, cfg, meta):
         L.append("| our CLAT right after the connection test: live TCP flows / created / "
                  "refused (flow cap) | | %s / %s / %s | | | |" % (
                      ac.get("flows_tcp"), ac.get("flows_tcp_total"), ac.get("drop_flow_limit")))
+    cap = res.get("cap")
+    if cap:
+        r1, r2 = cap.get("round1") or {}, cap.get("round2") or {}
+        L.append("| our CLAT, default `--max-flows` (%s): connections/s round 1 / round 2 right "
+                 "after (failed) | | %s (%s) / %s (%s) | | | |" % (
+                     cap.get("max_flows"), fnum(r1.get("rate")), fnum(r1.get("fail"), digits=0),
+                     fnum(r2.get("rate")), fnum(r2.get("fail"), digits=0)))
     cb, cc = get(res, "b", "cpu_per_gb"), get(res, "c", "cpu_per_gb")
     for d in ("down", "up"):
         L.append("| translator CPU s per GB, TCP %s (clat / tayga process) | - | %s | %s | - | %s |" % (
@@ -733,14 +757,14 @@ def main():
     ap.add_argument("--out", required=True, help="markdown file to write")
     ap.add_argument("--command", default="tests/bench/run.sh")
     ap.add_argument("--git", default="?")
-    ap.add_argument("--only", default="", help="comma list: paths,mem,wake,mtu (default all), profile (perf; only when asked)")
+    ap.add_argument("--only", default="", help="comma list: paths,mem,wake,mtu,cap (default all), profile (perf; only when asked)")
     a = ap.parse_args()
     q = a.quick
     cfg = {"quick": q, "secs": 2 if q else 10, "lat_n": 2000 if q else 20000,
            "cps_secs": 2 if q else 10, "cps_threads": 8, "idle_secs": 5 if q else 30,
            "mem_flows": 10000, "cpu_bytes": (256 << 20) if q else (2 << 30),
            "mtus": [1500, 9000, 65000, 65535]}
-    only = set(filter(None, a.only.split(","))) or {"paths", "mem", "wake", "mtu"}
+    only = set(filter(None, a.only.split(","))) or {"paths", "mem", "wake", "mtu", "cap"}
     meta = machine()
     meta.update(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 load_start=loadavg(), command=a.command, clat=a.clat, git=a.git)
@@ -770,7 +794,8 @@ def main():
                 path_suite("c", V4, cfg, res, cpu_pid=tpid)
             finally:
                 tayga_clat_down()
-    for part, fn in (("mem", memory_suite), ("wake", wakeup_suite), ("mtu", mtu_suite)):
+    for part, fn in (("mem", memory_suite), ("wake", wakeup_suite), ("mtu", mtu_suite),
+                     ("cap", cap_suite)):
         if part in only:
             measure(part, fn, a.clat, cfg, res)
     if "profile" in only:

@@ -644,7 +644,7 @@ impl Loop {
                     continue;
                 }
             };
-            let _ = stream.set_nodelay(true);
+            // TCP_NODELAY is inherited from the listener.
             let slot = self.alloc_slot(Slot::Free);
             let mut r = Box::new(Relay::new(np, stream, up, self.now));
             let reg = self.poll.registry();
@@ -703,6 +703,9 @@ impl Loop {
             }
             let failed = match r.up.sock.take_error() {
                 Ok(Some(e)) | Err(e) => Some(e),
+                // Writable with no error: a non-blocking connect signals its
+                // completion exactly so (saves a getpeername per flow).
+                Ok(None) if ev.is_writable() && !ev.is_error() => None,
                 Ok(None) => match r.up.sock.peer_addr() {
                     Ok(_) => None,
                     Err(e)

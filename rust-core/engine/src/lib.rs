@@ -180,6 +180,8 @@ fn bind_listener(cfg: &EngineConfig) -> io::Result<mio::net::TcpListener> {
         Some(Protocol::TCP),
     )?;
     s.set_reuse_address(true)?;
+    // Accepted sockets inherit it: the app's own segmenting already happened.
+    let _ = s.set_tcp_nodelay(true);
     let _ = s.set_freebind_v4(true);
     s.bind(&SockAddr::from(SocketAddr::from((cfg.clat_v4, 0))))?;
     s.listen(4096)?;

@@ -181,6 +181,8 @@ class Clat:
     def __init__(self, binary, mtu=None, max_flows=65536):  # max_flows None: clat's default
         """mtu None: the TUN MTU `clat run` chooses by default (the product
         as shipped); the MTU suite sets it explicitly."""
+        # Leftovers of an earlier engine in phone would be this one's strays.
+        settle_phone(2)
         self.sock = os.path.join(BENCH_RUN, "clat.sock")
         self.binary = binary
         logf = open(os.path.join(BENCH_RUN, "clat-run.log"), "a")
@@ -301,6 +303,7 @@ def path_suite(path, host, cfg, res, cpu_pid=None, clat=None):
             key = "udp%d_%s" % (size, dname)
             log("(%s) UDP %d bytes %s" % (path, size, dname))
             r[key] = measure("%s %s" % (path, key), udp_pps, host, t, size, rev)
+    time.sleep(2)  # the UDP floods' tail (queued datagrams) must not skew latency
     for kind in ("tcplat", "udplat"):
         log("(%s) %s x %d" % (path, kind, cfg["lat_n"]))
         r[kind] = measure("%s %s" % (path, kind), latency, kind, host, cfg["lat_n"])
@@ -326,6 +329,33 @@ def cpu_per_gb(pid, host, nbytes):
         carried = d["end"]["sum_received"]["bytes"]
         out[dname] = (c1 - c0) / (carried / 1e9)
     return out
+
+
+def wait_drained(clat, key, secs=15):
+    end = time.time() + secs
+    while time.time() < end and (clat.counter(key) or 0) > 0:
+        time.sleep(0.2)
+
+
+CLOSING_STATES = ["state", "fin-wait-1", "state", "fin-wait-2", "state", "last-ack",
+                  "state", "closing", "state", "syn-sent"]
+
+
+def settle_phone(secs=10):
+    """Ends phone's TCP sockets left closing by earlier tests (orphans of a
+    stopped engine's listener side, apps' FIN retransmissions): they would
+    reach the next engine as strays and wake it.  Waits a little, then
+    destroys the rest (`ss -K`, lab namespace only)."""
+    end = time.time() + secs
+    out = ""
+    while time.time() < end:
+        out = run(phone("ss", "-Htan", *CLOSING_STATES), check=False)
+        if not out.strip():
+            return
+        time.sleep(0.5)
+    run(phone("ss", "-K", "-Htan", *CLOSING_STATES), check=False)
+    left = run(phone("ss", "-Htan", *CLOSING_STATES), check=False).splitlines()
+    log("destroyed %d closing TCP sockets in phone (left: %d)" % (len(out.splitlines()), len(left)))
 
 
 def wait_flows(clat, key, want, secs=20):
@@ -364,6 +394,7 @@ def memory_suite(binary, cfg, res):
                                "bytes_per_flow": (rss - base) * 1024 / max(got or n, 1)}
         for h in held:
             h.close()
+        wait_drained(c, "flows_tcp")
     finally:
         c.stop()
     # Real flows carry data before they idle: what stays resident then?
@@ -380,6 +411,7 @@ def memory_suite(binary, cfg, res):
         m["tcpburst_%d" % n] = {"flows": got, "rss_kib": rss, "base_kib": base,
                                 "bytes_per_flow": (rss - base) * 1024 / max(got or n, 1)}
         h.close()
+        wait_drained(c, "flows_tcp")
     finally:
         c.stop()
     c = Clat(binary)
@@ -421,6 +453,7 @@ def cap_suite(binary, cfg, res):
 
 
 def wakeup_suite(binary, cfg, res):
+    settle_phone()
     c = Clat(binary)
     try:
         h = Hold("tcp", V4, 100)

@@ -39,6 +39,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(10);
 const MAX_DNS_PENDING: usize = 4096;
 /// Largest UDP payload an IPv4 packet can carry.
 const MAX_UDP_PAYLOAD: usize = 65535 - 28;
+/// TUN packets handled per turn before sockets get theirs.
+const TUN_BATCH: usize = 256;
 
 /// Requests from the API threads.
 #[derive(Debug)]
@@ -134,6 +136,8 @@ pub(crate) struct Loop {
     now: Instant,
     ip_id: u16,
     stop: bool,
+    /// The last TUN read stopped at the batch limit, not at EAGAIN.
+    tun_more: bool,
 }
 
 fn tok(slot: usize, side: usize) -> Token {
@@ -228,6 +232,7 @@ impl Loop {
             now: Instant::now(),
             ip_id: 1,
             stop: false,
+            tun_more: false,
         })
     }
 
@@ -248,10 +253,13 @@ impl Loop {
             self.cfg.prefix
         );
         while !self.stop {
-            let timeout = self
-                .timers
-                .next()
-                .map(|t| t.saturating_duration_since(Instant::now()));
+            let timeout = if self.tun_more {
+                Some(Duration::ZERO)
+            } else {
+                self.timers
+                    .next()
+                    .map(|t| t.saturating_duration_since(Instant::now()))
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -261,13 +269,20 @@ impl Loop {
             }
             Counters::inc(&self.c().loop_wakeups);
             self.now = Instant::now();
+            let mut tun_done = false;
             for ev in events.iter() {
                 match ev.token() {
-                    TUN => self.on_tun(),
+                    TUN => {
+                        self.on_tun();
+                        tun_done = true;
+                    }
                     WAKER => self.on_commands(),
                     LISTENER => self.on_accept(),
                     Token(t) => self.on_socket(t / 2, t % 2, ev),
                 }
+            }
+            if self.tun_more && !tun_done {
+                self.on_tun();
             }
             self.run_timers();
             for s in self.dead.drain(..) {
@@ -393,8 +408,12 @@ impl Loop {
 
     // ---- TUN ---------------------------------------------------------
 
+    /// Reads TUN packets until EAGAIN, but at most a batch at a time so
+    /// that sockets get their turn under load (`tun_more` then makes the
+    /// next poll return at once).
     fn on_tun(&mut self) {
-        loop {
+        self.tun_more = false;
+        for _ in 0..TUN_BATCH {
             let fd = self.tun.as_raw_fd();
             // SAFETY: rxbuf is a valid writable buffer of its length.
             let n = unsafe { libc::read(fd, self.rxbuf.as_mut_ptr().cast(), self.rxbuf.len()) };
@@ -435,6 +454,7 @@ impl Loop {
             self.on_packet(&mut buf[..n]);
             self.rxbuf = buf;
         }
+        self.tun_more = true;
     }
 
     fn on_packet(&mut self, p: &mut [u8]) {
@@ -703,9 +723,8 @@ impl Loop {
             }
             let failed = match r.up.sock.take_error() {
                 Ok(Some(e)) | Err(e) => Some(e),
-                // Writable with no error: a non-blocking connect signals its
-                // completion exactly so (saves a getpeername per flow).
-                Ok(None) if ev.is_writable() && !ev.is_error() => None,
+                // getpeername, not just "writable": mio warns of spurious
+                // events, and a write before the connect completes fails.
                 Ok(None) => match r.up.sock.peer_addr() {
                     Ok(_) => None,
                     Err(e)
@@ -718,7 +737,11 @@ impl Loop {
                 },
             };
             if let Some(e) = failed {
-                log::debug!("upstream connect for nat port {} failed: {e}", r.np);
+                log::debug!(
+                    "upstream connect for nat port {} to {:?} failed: {e}",
+                    r.np,
+                    r.up.sock.peer_addr()
+                );
                 Counters::inc(&self.sh.counters.tcp_rst_sent);
                 return self.close_relay(slot, true, false);
             }

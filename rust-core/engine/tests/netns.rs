@@ -46,6 +46,10 @@ fn in_netns(name: &str) -> bool {
         0,
         "engine integration tests need root (network namespaces and TUN); run them as root"
     );
+    // One namespace test at a time: on a loaded 2-CPU machine, parallel
+    // namespace set-ups made loopback IPv6 routes flap (rare ENETUNREACH).
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let ns = format!(
         "clat-eng-{}-{}",
         std::process::id(),
@@ -82,6 +86,7 @@ struct Lab {
 }
 
 fn setup_ns() {
+    let _ = env_logger::builder().is_test(true).try_init();
     sh("ip", &["link", "set", "lo", "up"]);
     for a in [SRV_V6, SRV2_V6, DNS_V6] {
         sh(
@@ -99,11 +104,41 @@ fn setup_ns() {
     }
     std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647")
         .expect("ping_group_range");
-    // New addresses can take a moment to become usable (EADDRNOTAVAIL on
-    // bind while tentative): wait for them.
+    wait_addresses();
+}
+
+/// New loopback addresses take a moment to become usable, and their local
+/// routes come and go while the TUN is configured (kernel work queues):
+/// wait until bind and connect both work.
+fn wait_addresses() {
     for a in [SRV_V6, SRV2_V6, DNS_V6] {
         let t0 = Instant::now();
-        while UdpSocket::bind(format!("[{a}]:0")).is_err() {
+        // bind needs the address, connect its local route (added later,
+        // from a kernel work queue: ENETUNREACH until then).
+        let usable = || {
+            UdpSocket::bind(format!("[{a}]:0")).is_ok()
+                && UdpSocket::bind("[::]:0")
+                    .and_then(|u| u.connect(format!("[{a}]:9")))
+                    .is_ok()
+        };
+        let usable = || {
+            usable() && {
+                // and a TCP round trip works (local delivery, not only the route)
+                let l = TcpListener::bind(format!("[{a}]:0")).unwrap();
+                let ok = TcpStream::connect_timeout(
+                    &l.local_addr().unwrap(),
+                    Duration::from_millis(200),
+                )
+                .and_then(|mut c| {
+                    let (mut s, _) = l.accept()?;
+                    s.write_all(b"k")?;
+                    c.read_exact(&mut [0u8; 1])
+                })
+                .is_ok();
+                ok
+            }
+        };
+        while !usable() {
             assert!(
                 t0.elapsed() < Duration::from_secs(5),
                 "{a} never became usable"
@@ -125,6 +160,7 @@ fn start_engine(cfg: EngineConfig) -> Lab {
     );
     sh("ip", &["route", "add", "default", "dev", &name]);
     let engine = Engine::start(fd, cfg, Arc::new(clat_protect::NoProtect)).expect("engine start");
+    wait_addresses();
     Lab { engine }
 }
 
@@ -257,7 +293,7 @@ fn tcp_half_close_carries_fin_both_ways() {
     c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut ans = String::new();
     c.read_to_string(&mut ans)
-        .expect("answer after our FIN, then EOF");
+        .unwrap_or_else(|e| panic!("answer after our FIN, then EOF: {e}: {:?}", stats(&_l)));
     h.join().unwrap();
     assert!(ans.starts_with("got 100000 from "), "{ans}");
 }
@@ -930,7 +966,9 @@ fn tcp_download_throughput() {
     let mut got = 0usize;
     let mut bad = 0usize;
     loop {
-        let n = c.read(&mut buf).unwrap();
+        let n = c
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("after {got} bytes: {e}; {:?}", stats(&_l)));
         if n == 0 {
             break;
         }

@@ -1,0 +1,141 @@
+//! The engine's real ingress: a running `Engine` whose "TUN" is one end of
+//! a SOCK_SEQPACKET pair (packet boundaries like a TUN). Each input is a
+//! run of packets; each is written into the engine and the target waits
+//! until the engine has read it, so a panic (libFuzzer aborts on any panic,
+//! also in the engine thread) or a stall is blamed on the right input.
+//!
+//! Run as root, the target first moves into a fresh network namespace with
+//! only a down loopback: upstream sockets are really created (flow tables,
+//! timers, the DNS relay and the flow cap are exercised) but nothing can
+//! leave the machine. Without root, the protector refuses every upstream
+//! socket instead.
+//!
+//! Input: [flags][len_hi][len_lo][bytes...] repeated. Flags ask for fix-ups
+//! so that the fuzzer gets past the IPv4 header checks cheaply: bit 0
+//! version/IHL 0x45 when the version is not 4, bit 1 source 192.0.0.4, bit 2
+//! total length = packet length, bit 3 ICMP checksum, bit 4 destination in
+//! the CLAT's /29 (low 3 bits from the old destination); the header checksum
+//! is always recomputed when any bit is set.
+#![no_main]
+
+use clat_engine::packet::{checksum, PROTO_ICMP};
+use clat_engine::{Engine, EngineConfig};
+use libfuzzer_sys::fuzz_target;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+struct Rig {
+    ours: OwnedFd,
+    engine: Engine,
+    sent: u64,
+}
+
+fn packet_pair() -> (OwnedFd, OwnedFd) {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    let r = unsafe {
+        libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
+    };
+    assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
+    // SAFETY: both fds were just created and are owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+fn rig() -> &'static Mutex<Rig> {
+    static R: OnceLock<Mutex<Rig>> = OnceLock::new();
+    R.get_or_init(|| {
+        // SAFETY: unshare has no memory-safety preconditions.
+        let isolated = unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0;
+        let protector: clat_protect::Protector = if isolated {
+            let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
+            Arc::new(clat_protect::NoProtect)
+        } else {
+            eprintln!("ingress fuzz: not root, upstream sockets refused");
+            Arc::new(|_fd| -> io::Result<()> { Err(io::Error::other("fuzz: no upstream")) })
+        };
+        let (ours, tun) = packet_pair();
+        let cfg = EngineConfig {
+            prefix: "2001:db8:64::/96".parse().unwrap(),
+            upstream_dns: vec!["[2001:db8:1::53]:53".parse().unwrap()],
+            max_flows: 64,
+            udp_timeout: Duration::from_millis(500),
+            icmp_timeout: Duration::from_millis(500),
+            tcp_transitory_timeout: Duration::from_millis(500),
+            dns_timeout: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let engine = Engine::start(tun, cfg, protector).expect("engine on a socketpair");
+        Mutex::new(Rig { ours, engine, sent: 0 })
+    })
+}
+
+fn fixup(flags: u8, p: &mut Vec<u8>) {
+    if flags & 0x1f == 0 || p.len() < 20 {
+        return;
+    }
+    if flags & 1 != 0 && p[0] >> 4 != 4 {
+        p[0] = 0x45;
+    }
+    if flags & 2 != 0 {
+        p[12..16].copy_from_slice(&[192, 0, 0, 4]);
+    }
+    if flags & 16 != 0 {
+        p[16..19].copy_from_slice(&[192, 0, 0]);
+        p[19] &= 7;
+    }
+    if flags & 4 != 0 {
+        let n = p.len() as u16;
+        p[2..4].copy_from_slice(&n.to_be_bytes());
+    }
+    let ihl = ((p[0] & 15) as usize * 4).clamp(20, p.len());
+    if flags & 8 != 0 && p[9] == PROTO_ICMP && p.len() >= ihl + 4 {
+        p[ihl + 2] = 0;
+        p[ihl + 3] = 0;
+        let c = checksum(0, &p[ihl..]);
+        p[ihl + 2..ihl + 4].copy_from_slice(&c.to_be_bytes());
+    }
+    p[10] = 0;
+    p[11] = 0;
+    let c = checksum(0, &p[..ihl]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+}
+
+fn drain(fd: &OwnedFd, buf: &mut [u8]) {
+    // SAFETY: buf is valid for writes of its length.
+    while unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) } > 0 {}
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut r = rig().lock().unwrap();
+    let mut sink = vec![0u8; 70000];
+    let mut rest = data;
+    let mut batch = 0u64;
+    while rest.len() >= 3 {
+        let flags = rest[0];
+        let n = (usize::from(u16::from_be_bytes([rest[1], rest[2]])) % 2048).min(rest.len() - 3);
+        let mut p = rest[3..3 + n].to_vec();
+        rest = &rest[3 + n..];
+        if p.is_empty() {
+            continue; // an empty packet is a counted drop, tested elsewhere
+        }
+        fixup(flags, &mut p);
+        // SAFETY: p is valid for the call.
+        let w = unsafe { libc::send(r.ours.as_raw_fd(), p.as_ptr().cast(), p.len(), 0) };
+        assert_eq!(w as usize, p.len(), "send: {}", io::Error::last_os_error());
+        batch += 1;
+        drain(&r.ours, &mut sink);
+    }
+    r.sent += batch;
+    let want = r.sent;
+    let t0 = Instant::now();
+    while r.engine.stats().tun_rx_packets < want {
+        assert!(r.engine.is_running(), "engine ended: {:?}", r.engine.exit_reason());
+        assert!(t0.elapsed() < Duration::from_secs(5), "engine stalled");
+        drain(&r.ours, &mut sink);
+        std::thread::yield_now();
+    }
+    drain(&r.ours, &mut sink);
+    assert!(r.engine.is_running(), "engine ended: {:?}", r.engine.exit_reason());
+});

@@ -125,17 +125,13 @@ fn wait_addresses() {
             usable() && {
                 // and a TCP round trip works (local delivery, not only the route)
                 let l = TcpListener::bind(format!("[{a}]:0")).unwrap();
-                let ok = TcpStream::connect_timeout(
-                    &l.local_addr().unwrap(),
-                    Duration::from_millis(200),
-                )
-                .and_then(|mut c| {
-                    let (mut s, _) = l.accept()?;
-                    s.write_all(b"k")?;
-                    c.read_exact(&mut [0u8; 1])
-                })
-                .is_ok();
-                ok
+                TcpStream::connect_timeout(&l.local_addr().unwrap(), Duration::from_millis(200))
+                    .and_then(|mut c| {
+                        let (mut s, _) = l.accept()?;
+                        s.write_all(b"k")?;
+                        c.read_exact(&mut [0u8; 1])
+                    })
+                    .is_ok()
             }
         };
         while !usable() {

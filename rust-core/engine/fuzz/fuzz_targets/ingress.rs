@@ -36,7 +36,12 @@ fn packet_pair() -> (OwnedFd, OwnedFd) {
     let mut fds = [0; 2];
     // SAFETY: fds is a valid array of two ints.
     let r = unsafe {
-        libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, fds.as_mut_ptr())
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
     };
     assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
     // SAFETY: both fds were just created and are owned by nobody else.
@@ -67,7 +72,11 @@ fn rig() -> &'static Mutex<Rig> {
             ..Default::default()
         };
         let engine = Engine::start(tun, cfg, protector).expect("engine on a socketpair");
-        Mutex::new(Rig { ours, engine, sent: 0 })
+        Mutex::new(Rig {
+            ours,
+            engine,
+            sent: 0,
+        })
     })
 }
 
@@ -104,7 +113,15 @@ fn fixup(flags: u8, p: &mut Vec<u8>) {
 
 fn drain(fd: &OwnedFd, buf: &mut [u8]) {
     // SAFETY: buf is valid for writes of its length.
-    while unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) } > 0 {}
+    while unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    } > 0
+    {}
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -131,11 +148,19 @@ fuzz_target!(|data: &[u8]| {
     let want = r.sent;
     let t0 = Instant::now();
     while r.engine.stats().tun_rx_packets < want {
-        assert!(r.engine.is_running(), "engine ended: {:?}", r.engine.exit_reason());
+        assert!(
+            r.engine.is_running(),
+            "engine ended: {:?}",
+            r.engine.exit_reason()
+        );
         assert!(t0.elapsed() < Duration::from_secs(5), "engine stalled");
         drain(&r.ours, &mut sink);
         std::thread::yield_now();
     }
     drain(&r.ours, &mut sink);
-    assert!(r.engine.is_running(), "engine ended: {:?}", r.engine.exit_reason());
+    assert!(
+        r.engine.is_running(),
+        "engine ended: {:?}",
+        r.engine.exit_reason()
+    );
 });

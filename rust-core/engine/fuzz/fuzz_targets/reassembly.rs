@@ -40,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
             let c = packet::checksum(0, &p[..ihl]);
             p[10..12].copy_from_slice(&c.to_be_bytes());
         }
-        let Ok(ip) = packet::parse_ip4(&p) else { continue };
+        let Ok(ip) = packet::parse_ip4(&p) else {
+            continue;
+        };
         if !ip.fragment {
             continue;
         }

@@ -218,29 +218,28 @@ def test_watch_pref64_beats_rfc7050_and_falls_back(servers):
             w.stop()
 
 
-def _run_does_discovery() -> bool:
-    help_text = labutil.ns(labutil.PHONE, str(labutil.clat_binary()), "run", "--help", check=False).stdout
-    return "Required for now" not in help_text
-
-
 def test_clat_run_follows_a_prefix_change(lab, own_clat):
     """`clat run` without --pref64 finds the prefix by RFC 7050 and follows
-    the DNS64 when its prefix changes (PrefixMonitor; the re-validation floor
-    is 60 s, so this waits up to 90 s)."""
-    if not _run_does_discovery():
-        pytest.skip("`clat run` still requires --pref64: discovery is not wired into it yet")
+    the DNS64 when its prefix changes: re-validated at TTL expiry (2 s here,
+    with the floor lowered to 2 s), and new flows use the new prefix."""
     n = dl.Named("run", "2001:db8:1::5320", [labutil.PREF64], ttl=2).start()
     try:
-        clat = own_clat(pref64=None, dns=n.addr)
-        assert clat.status().get("prefix") == labutil.PREF64, clat.status()
+        clat = own_clat("--min-revalidate", "2s", pref64=None, dns=n.addr)
+        st = clat.status()
+        assert st.get("prefix") == labutil.PREF64, st
+        assert st.get("prefix_source") == "rfc7050", st
         # Traffic flows through the NAT64 with the discovered prefix.
         labutil.ns(labutil.PHONE, "ping", "-c", "1", "-W", "3", labutil.SERVER)
         n.reconfigure(["2001:db8:a00::/40"])
-        labutil.wait_until(lambda: clat.status().get("prefix") == "2001:db8:a00::/40", 90,
-                           interval=1, what="clat run picks up the new prefix")
+        labutil.wait_until(lambda: clat.status().get("prefix") == "2001:db8:a00::/40", 30,
+                           interval=0.5, what="clat run picks up the new prefix")
+        # New flows now go to 2001:db8:a00::/40, which no NAT64 here serves:
+        # the ping that worked a moment ago must fail.
+        p = labutil.ns(labutil.PHONE, "ping", "-c", "1", "-W", "2", labutil.SERVER, check=False)
+        assert p.returncode != 0, p.stdout
         n.reconfigure([labutil.PREF64])
-        labutil.wait_until(lambda: clat.status().get("prefix") == labutil.PREF64, 90,
-                           interval=1, what="clat run picks up the old prefix again")
+        labutil.wait_until(lambda: clat.status().get("prefix") == labutil.PREF64, 30,
+                           interval=0.5, what="clat run picks up the old prefix again")
         labutil.ns(labutil.PHONE, "ping", "-c", "1", "-W", "3", labutil.SERVER)
     finally:
         n.stop()

@@ -10,7 +10,7 @@ use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, DiscoveryError, MonitorConfig,
     PrefixMonitor, PrefixSource,
 };
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -19,11 +19,11 @@ pub struct Args {
     /// Resolver to ask for ipv4only.arpa (RFC 7050): ADDR, [ADDR]:PORT or
     /// ADDR:PORT for IPv4; repeat for several (asked in parallel). Default:
     /// the nameservers of /etc/resolv.conf.
-    #[arg(long = "dns", value_name = "ADDR", value_parser = parse_resolver)]
+    #[arg(long = "dns", value_name = "ADDR", value_parser = crate::args::parse_resolver)]
     pub dns: Vec<SocketAddr>,
     /// How long to wait for answers (and for an RA with --pref64-listen):
     /// e.g. 2s, 500ms, 1m.
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = crate::args::parse_positive_duration)]
     pub timeout: Duration,
     /// Also wait (up to the timeout) for a Router Advertisement carrying
     /// PREF64 (RFC 8781) on this interface. The kernel forwards it only when
@@ -39,39 +39,8 @@ pub struct Args {
     /// With --watch: the shortest wait between two RFC 7050 re-validations,
     /// however small the TTL (RFC 7050 section 5 asks to re-validate at TTL
     /// expiry; this keeps a zero TTL from hammering the resolver).
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = crate::args::parse_positive_duration)]
     pub min_revalidate: Duration,
-}
-
-/// `ADDR`, `[ADDR]`, `[ADDR]:PORT`, `ADDR:PORT`: port 53 when absent.
-pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(sa) = s.parse::<SocketAddr>() {
-        return Ok(sa);
-    }
-    let bare = s.trim_start_matches('[').trim_end_matches(']');
-    bare.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, 53))
-        .map_err(|_| format!("{s:?} is not an IP address or address:port"))
-}
-
-/// `10s`, `500ms`, `2m`, or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 2s, 500ms, 1m)"))?;
-    let d = match unit {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s or m)")),
-    };
-    if d.is_zero() {
-        return Err("the timeout must be more than zero".into());
-    }
-    Ok(d)
 }
 
 pub fn main(args: Args) -> ExitCode {
@@ -184,34 +153,5 @@ fn wait_for_pref64(
                 }));
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resolver_forms() {
-        let want: SocketAddr = "[2001:db8:1::53]:53".parse().unwrap();
-        assert_eq!(parse_resolver("2001:db8:1::53").unwrap(), want);
-        assert_eq!(parse_resolver("[2001:db8:1::53]").unwrap(), want);
-        assert_eq!(parse_resolver("[2001:db8:1::53]:53").unwrap(), want);
-        assert_eq!(
-            parse_resolver("192.0.2.53:5353").unwrap(),
-            "192.0.2.53:5353".parse::<SocketAddr>().unwrap()
-        );
-        assert!(parse_resolver("dns.example").is_err());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("2s").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("2h").is_err());
-        assert!(parse_duration("s").is_err());
     }
 }

@@ -3,16 +3,22 @@
 //! until SIGINT/SIGTERM, serves `clat status` on a Unix control socket, and
 //! removes what it added on the way out.
 
+use crate::args::{parse_duration, parse_positive_duration, parse_resolver};
+use clat_discovery::{
+    discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
+    PrefixSource,
+};
 use clat_engine::{open_tun, Engine, EngineConfig};
 use clat_protect::{BindDeviceProtect, MarkProtect, NoProtect, Protector};
 use ipnet::Ipv6Net;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -20,9 +26,22 @@ pub struct Args {
     #[arg(long, default_value = "clat0")]
     pub tun: String,
     /// NAT64 prefix (RFC 6052 length /32, /40, /48, /56, /64 or /96), e.g. 64:ff9b::/96.
-    /// Required for now (prefix discovery will make it optional).
+    /// Default: discovered (PREF64 from Router Advertisements on --pref64-listen,
+    /// then RFC 7050 through the upstream resolvers), re-validated when its
+    /// lifetime runs out, and followed when it changes.
     #[arg(long, value_name = "PREFIX")]
     pub pref64: Option<Ipv6Net>,
+    /// Listen for PREF64 (RFC 8781) in Router Advertisements on this uplink
+    /// interface (needs accept_ra on it); PREF64 is preferred over RFC 7050.
+    #[arg(long, value_name = "IFACE", conflicts_with = "pref64")]
+    pub pref64_listen: Option<String>,
+    /// How long to wait at start for a discovered prefix before giving up.
+    #[arg(long, value_parser = parse_positive_duration, default_value = "10s")]
+    pub discover_timeout: Duration,
+    /// Shortest wait between two RFC 7050 re-validations, however small the
+    /// TTL of the answer (RFC 7050 section 5).
+    #[arg(long, value_parser = parse_positive_duration, default_value = "60s")]
+    pub min_revalidate: Duration,
     /// Upstream resolver for the DNS relay (repeatable): an address or [v6]:port / v4:port.
     /// Default: the nameservers of /etc/resolv.conf.
     #[arg(long = "dns", value_name = "ADDR")]
@@ -80,88 +99,125 @@ pub fn default_control(tun: &str) -> PathBuf {
     PathBuf::from(format!("/run/clat/{tun}.sock"))
 }
 
-/// Parses `2h4m`, `5m`, `30s`, `500ms` or a plain number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(n));
-    }
-    let mut total = Duration::ZERO;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-        num.clear();
-        let secs = match unit.as_str() {
-            "ms" => v / 1000.0,
-            "s" => v,
-            "m" => v * 60.0,
-            "h" => v * 3600.0,
-            "d" => v * 86400.0,
-            _ => return Err(format!("bad unit {unit:?} in {s:?} (use ms, s, m, h, d)")),
-        };
-        total += Duration::from_secs_f64(secs);
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return Err(format!("bad duration {s:?} (e.g. 2s, 500ms, 5m, 2h4m)"));
-    }
-    Ok(total)
+/// The prefix in use, shared by the prefix monitor's thread and `clat status`.
+#[derive(Debug, Clone, Copy)]
+pub struct PrefixState {
+    pub current: DiscoveredPrefix,
+    /// The monitor lost every prefix (e.g. the DNS64 now says "no DNS64"):
+    /// the engine keeps the last one until a new one is found.
+    pub lost: bool,
 }
 
-/// Parses a resolver: `2001:db8::53`, `[2001:db8::53]:5353`, `192.0.2.1`,
-/// `192.0.2.1:53`, `fe80::1%eth0`.
-pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 53));
-    }
-    if let Some((addr, scope)) = s.split_once('%') {
-        if let Ok(ip) = addr.parse::<std::net::Ipv6Addr>() {
-            let c = std::ffi::CString::new(scope).map_err(|e| e.to_string())?;
-            // SAFETY: c is a valid NUL-terminated string.
-            let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-            if idx == 0 {
-                return Err(format!("unknown interface in {s:?}"));
-            }
-            return Ok(SocketAddr::V6(SocketAddrV6::new(ip, 53, 0, idx)));
-        }
-    }
-    Err(format!("bad resolver address {s:?}"))
+/// Where the prefix comes from: `--pref64`, or a [`PrefixMonitor`] whose
+/// changes arrive on the receiver.
+pub struct PrefixSeed {
+    pub first: DiscoveredPrefix,
+    pub monitor: Option<(PrefixMonitor, Receiver<Option<DiscoveredPrefix>>)>,
 }
 
-fn resolv_conf() -> Vec<SocketAddr> {
-    let Ok(text) = std::fs::read_to_string("/etc/resolv.conf") else {
-        return Vec::new();
+/// `--pref64` wins (explicit configuration first, as DESIGN.md orders the
+/// sources); otherwise start the monitor (PREF64 on `--pref64-listen`, then
+/// RFC 7050 through `resolvers`) and wait up to `--discover-timeout` for its
+/// first prefix. Without one, fail with the reason RFC 7050 gives.
+pub fn resolve_prefix(
+    args: &Args,
+    resolvers: &[SocketAddr],
+    protector: &Protector,
+) -> Result<PrefixSeed, String> {
+    if let Some(p) = args.pref64 {
+        return Ok(PrefixSeed {
+            first: DiscoveredPrefix {
+                prefix: p,
+                source: PrefixSource::Config,
+                lifetime: Duration::MAX,
+            },
+            monitor: None,
+        });
+    }
+    let mut cfg = MonitorConfig::new(resolvers.to_vec(), protector.clone());
+    cfg.pref64_interface = args.pref64_listen.clone();
+    cfg.min_revalidate = args.min_revalidate;
+    cfg.retry = cfg.retry.min(args.min_revalidate);
+    let (tx, rx) = mpsc::channel();
+    let monitor = PrefixMonitor::start(
+        cfg,
+        Box::new(move |p| {
+            let _ = tx.send(p);
+        }),
+    )
+    .map_err(|e| format!("cannot start prefix discovery: {e}"))?;
+    let deadline = Instant::now() + args.discover_timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Some(first)) => {
+                log::info!("NAT64 prefix {first}");
+                return Ok(PrefixSeed {
+                    first,
+                    monitor: Some((monitor, rx)),
+                });
+            }
+            Ok(None) => continue,
+            Err(_) => break,
+        }
+    }
+    monitor.stop();
+    // Ask once more, only to say why there is nothing.
+    let why = match discover_rfc7050(resolvers, Duration::from_secs(2), protector.as_ref()) {
+        Err(e) => e.to_string(),
+        Ok(_) => "the DNS64 answered only after the deadline".into(),
     };
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .filter_map(|a| parse_resolver(a.trim()).ok())
-        .collect()
+    let ra = match &args.pref64_listen {
+        Some(i) => format!(" and no PREF64 in Router Advertisements on {i}"),
+        None => String::new(),
+    };
+    Err(format!(
+        "no NAT64 prefix within {}: {why}{ra}; give one with --pref64",
+        fmt_duration(args.discover_timeout)
+    ))
 }
 
-/// The seam for prefix discovery: today only `--pref64`; later PREF64 / RFC
-/// 7050 through the upstream resolvers.
-pub fn resolve_prefix(args: &Args, _resolvers: &[SocketAddr]) -> Result<Ipv6Net, String> {
-    args.pref64.ok_or_else(|| {
-        "--pref64 is required (prefix discovery is not wired into `clat run` yet)".to_string()
-    })
+/// Applies the monitor's changes to the running engine: a new prefix resets
+/// the flows that used the old one (`Engine::set_prefix`); a lost prefix is
+/// logged and the last one kept, since flows through it may still work and
+/// there is nothing better to use.
+fn follow_prefix(
+    rx: Receiver<Option<DiscoveredPrefix>>,
+    engine: Arc<Mutex<Engine>>,
+    state: Arc<Mutex<PrefixState>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("clat-prefix-apply".into())
+        .spawn(move || {
+            // Ends when the monitor stops (it owns the sender).
+            for change in rx {
+                let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+                match change {
+                    Some(p) if p.prefix == st.current.prefix => {
+                        st.current = p;
+                        st.lost = false;
+                    }
+                    Some(p) => {
+                        log::info!("NAT64 prefix changed: {} -> {p}", st.current.prefix);
+                        let e = engine.lock().unwrap_or_else(|e| e.into_inner());
+                        match e.set_prefix(p.prefix) {
+                            Ok(()) => {
+                                st.current = p;
+                                st.lost = false;
+                            }
+                            Err(err) => log::error!("cannot switch to prefix {p}: {err}"),
+                        }
+                    }
+                    None => {
+                        log::warn!(
+                            "NAT64 prefix lost; keeping {} until another is found",
+                            st.current.prefix
+                        );
+                        st.lost = true;
+                    }
+                }
+            }
+        })
 }
 
 fn ip(args: &[&str]) -> Result<(), String> {
@@ -208,7 +264,12 @@ fn ensure_ping_group() {
 }
 
 /// The `key value` lines of `clat status`.
-pub fn status_lines(engine: &Engine, cfg: &EngineConfig, tun: &str) -> String {
+pub fn status_lines(
+    engine: &Engine,
+    cfg: &EngineConfig,
+    prefix: &PrefixState,
+    tun: &str,
+) -> String {
     let mut s = String::new();
     let state = if engine.is_running() {
         "running"
@@ -220,8 +281,20 @@ pub fn status_lines(engine: &Engine, cfg: &EngineConfig, tun: &str) -> String {
         s.push_str(&format!("exit_reason {}\n", r.replace('\n', " ")));
     }
     s.push_str(&format!(
-        "tun {tun}\nprefix {}\nclat_v4 {}\nnat_v4 {}\ndns_v4 {}\nmtu {}\n",
-        cfg.prefix, cfg.clat_v4, cfg.nat_v4, cfg.dns_v4, cfg.mtu
+        "tun {tun}\nprefix {}\nprefix_source {}\nprefix_state {}\n",
+        prefix.current.prefix,
+        prefix.current.source,
+        if prefix.lost { "lost" } else { "ok" }
+    ));
+    if prefix.current.source != PrefixSource::Config {
+        s.push_str(&format!(
+            "prefix_lifetime {}\n",
+            fmt_duration(prefix.current.lifetime)
+        ));
+    }
+    s.push_str(&format!(
+        "clat_v4 {}\nnat_v4 {}\ndns_v4 {}\nmtu {}\n",
+        cfg.clat_v4, cfg.nat_v4, cfg.dns_v4, cfg.mtu
     ));
     let dns: Vec<String> = cfg.upstream_dns.iter().map(|a| a.to_string()).collect();
     s.push_str(&format!(
@@ -243,6 +316,7 @@ fn serve_control(
     path: &Path,
     engine: Arc<Mutex<Engine>>,
     cfg: EngineConfig,
+    prefix: Arc<Mutex<PrefixState>>,
     tun: String,
 ) -> Result<(), String> {
     if let Some(dir) = path.parent() {
@@ -261,8 +335,9 @@ fn serve_control(
                 let _ = BufReader::new(&c).read_line(&mut line);
                 let reply = match line.trim() {
                     "status" | "" => {
+                        let p = *prefix.lock().unwrap_or_else(|e| e.into_inner());
                         let e = engine.lock().unwrap_or_else(|e| e.into_inner());
-                        status_lines(&e, &cfg, &tun)
+                        status_lines(&e, &cfg, &p, &tun)
                     }
                     other => format!("error unknown request {other:?}\n"),
                 };
@@ -300,26 +375,43 @@ pub fn main(args: Args) -> ExitCode {
 
 fn run(args: Args) -> Result<(), String> {
     let sigs = block_signals();
+    let base = u32::from(args.clat_addr);
     let resolvers = if args.dns.is_empty() {
-        resolv_conf()
+        resolv_conf::system_resolvers()
     } else {
         args.dns
             .iter()
             .map(|d| parse_resolver(d))
             .collect::<Result<Vec<_>, _>>()?
     };
+    // In a namespace or host whose resolv.conf already points at our own
+    // relay (as the lab's phone does for its apps), forwarding there would
+    // loop: upstream resolvers must be the network's, never our /29.
+    let own = ipnet::Ipv4Net::new(Ipv4Addr::from(base & !7), 29).expect("29 is a valid length");
+    let (resolvers, looped): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        resolvers.into_iter().partition(|r| match r {
+            SocketAddr::V4(a) => !own.contains(a.ip()),
+            SocketAddr::V6(_) => true,
+        });
+    for r in &looped {
+        log::warn!("ignoring resolver {r}: it is the CLAT's own address range");
+    }
     if resolvers.is_empty() {
         log::warn!(
             "no upstream resolvers (--dns or /etc/resolv.conf): the DNS relay will answer SERVFAIL"
         );
     }
-    let prefix = resolve_prefix(&args, &resolvers)?;
-    let base = u32::from(args.clat_addr);
+    let protector: Protector = match (&args.mark, &args.bind_device) {
+        (Some(m), _) => Arc::new(MarkProtect(*m)),
+        (None, Some(d)) => Arc::new(BindDeviceProtect(d.clone())),
+        _ => Arc::new(NoProtect),
+    };
+    let seed = resolve_prefix(&args, &resolvers, &protector)?;
     let cfg = EngineConfig {
         clat_v4: args.clat_addr,
         nat_v4: Ipv4Addr::from(base + 1),
         dns_v4: Ipv4Addr::from(base + 2),
-        prefix,
+        prefix: seed.first.prefix,
         upstream_dns: resolvers,
         mtu: args.mtu,
         max_flows: args.max_flows,
@@ -333,11 +425,10 @@ fn run(args: Args) -> Result<(), String> {
     };
     cfg.validate()
         .map_err(|e| format!("invalid configuration: {e}"))?;
-    let protector: Protector = match (&args.mark, &args.bind_device) {
-        (Some(m), _) => Arc::new(MarkProtect(*m)),
-        (None, Some(d)) => Arc::new(BindDeviceProtect(d.clone())),
-        _ => Arc::new(NoProtect),
-    };
+    let prefix_state = Arc::new(Mutex::new(PrefixState {
+        current: seed.first,
+        lost: false,
+    }));
     ensure_ping_group();
 
     let (fd, tun) =
@@ -381,8 +472,21 @@ fn run(args: Args) -> Result<(), String> {
         .control
         .clone()
         .unwrap_or_else(|| default_control(&tun));
-    if let Err(e) = serve_control(&control, engine.clone(), cfg.clone(), tun.clone()) {
+    if let Err(e) = serve_control(
+        &control,
+        engine.clone(),
+        cfg.clone(),
+        prefix_state.clone(),
+        tun.clone(),
+    ) {
         log::warn!("{e}: `clat status` will not work");
+    }
+    let mut monitor = None;
+    if let Some((m, rx)) = seed.monitor {
+        match follow_prefix(rx, engine.clone(), prefix_state.clone()) {
+            Ok(t) => monitor = Some((m, t)),
+            Err(e) => log::error!("cannot follow prefix changes: {e}"),
+        }
     }
     log::info!(
         "clat running on {tun}: {} prefix {} dns {:?}",
@@ -409,6 +513,10 @@ fn run(args: Args) -> Result<(), String> {
             break;
         }
     }
+    if let Some((m, t)) = monitor {
+        m.stop();
+        let _ = t.join();
+    }
     if let Some(r) = &route {
         let mut a = vec!["route", "del"];
         a.extend(r.iter().map(String::as_str));
@@ -428,36 +536,5 @@ fn run(args: Args) -> Result<(), String> {
     match failure {
         Some(f) => Err(format!("engine ended: {f}")),
         None => Ok(()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2h4m"), Ok(Duration::from_secs(7440)));
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("").is_err());
-        assert!(parse_duration("5m3").is_err());
-    }
-
-    #[test]
-    fn resolvers() {
-        assert_eq!(
-            parse_resolver("2001:db8:1::53").unwrap(),
-            "[2001:db8:1::53]:53".parse().unwrap()
-        );
-        assert_eq!(parse_resolver("[2001:db8::1]:5353").unwrap().port(), 5353);
-        assert_eq!(
-            parse_resolver("192.0.2.1").unwrap(),
-            "192.0.2.1:53".parse().unwrap()
-        );
-        assert!(parse_resolver("nope").is_err());
-        assert!(parse_resolver("fe80::1%nosuchif0").is_err());
     }
 }

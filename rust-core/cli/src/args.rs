@@ -1,0 +1,119 @@
+//! Parsers of the argument forms that several subcommands share: durations
+//! (`2h4m`, `500ms`) and resolver addresses (`2001:db8::53`, `[v6]:port`,
+//! `v4:port`, `fe80::1%eth0`).
+
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::time::Duration;
+
+/// Parses `2h4m`, `5m`, `30s`, `500ms` or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(n));
+    }
+    let mut total = Duration::ZERO;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+        num.clear();
+        let secs = match unit.as_str() {
+            "ms" => v / 1000.0,
+            "s" => v,
+            "m" => v * 60.0,
+            "h" => v * 3600.0,
+            "d" => v * 86400.0,
+            _ => return Err(format!("bad unit {unit:?} in {s:?} (use ms, s, m, h, d)")),
+        };
+        total += Duration::from_secs_f64(secs);
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return Err(format!("bad duration {s:?} (e.g. 2s, 500ms, 5m, 2h4m)"));
+    }
+    Ok(total)
+}
+
+/// Parses a resolver: `2001:db8::53`, `[2001:db8::53]:5353`, `192.0.2.1`,
+/// `192.0.2.1:53`, `fe80::1%eth0`.
+pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    // `[v6]` without a port.
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, 53));
+    }
+    if let Some((addr, scope)) = s.split_once('%') {
+        if let Ok(ip) = addr.parse::<std::net::Ipv6Addr>() {
+            let c = std::ffi::CString::new(scope).map_err(|e| e.to_string())?;
+            // SAFETY: c is a valid NUL-terminated string.
+            let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
+            if idx == 0 {
+                return Err(format!("unknown interface in {s:?}"));
+            }
+            return Ok(SocketAddr::V6(SocketAddrV6::new(ip, 53, 0, idx)));
+        }
+    }
+    Err(format!("bad resolver address {s:?}"))
+}
+
+/// A duration that must be more than zero (timeouts).
+pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be more than zero")),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2h4m"), Ok(Duration::from_secs(7440)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("5m3").is_err());
+        assert!(parse_positive_duration("0s").is_err());
+        assert_eq!(parse_positive_duration("10"), Ok(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn resolvers() {
+        let want: SocketAddr = "[2001:db8:1::53]:53".parse().unwrap();
+        assert_eq!(parse_resolver("2001:db8:1::53").unwrap(), want);
+        assert_eq!(parse_resolver("[2001:db8:1::53]").unwrap(), want);
+        assert_eq!(parse_resolver("[2001:db8:1::53]:53").unwrap(), want);
+        assert_eq!(parse_resolver("[2001:db8::1]:5353").unwrap().port(), 5353);
+        assert_eq!(
+            parse_resolver("192.0.2.1").unwrap(),
+            "192.0.2.1:53".parse().unwrap()
+        );
+        assert_eq!(parse_resolver("192.0.2.53:5353").unwrap().port(), 5353);
+        assert!(parse_resolver("nope").is_err());
+        assert!(parse_resolver("dns.example").is_err());
+        assert!(parse_resolver("fe80::1%nosuchif0").is_err());
+    }
+}

@@ -57,10 +57,13 @@ step "phone has no IPv4: an IPv4 literal is unreachable before the CLAT runs"
 show ip netns exec phone ip -4 route
 show ip netns exec phone curl -sS -m 3 http://203.0.113.10/index.html || true
 
-step "start the CLAT in phone"
+step "find the NAT64 prefix: RFC 7050 (ipv4only.arpa) through the network's DNS64"
+inphone "$BIN" discover --dns 2001:db8:1::53
+
+step "start the CLAT in phone (it discovers the prefix itself and keeps it current)"
 mkdir -p "$RUN"
-echo "\$ ip netns exec phone $BIN run --tun clat0 --pref64 2001:db8:64::/96 --dns 2001:db8:1::53 &"
-ip netns exec phone "$BIN" run --tun clat0 --pref64 2001:db8:64::/96 --dns 2001:db8:1::53 \
+echo "\$ ip netns exec phone $BIN run --tun clat0 --dns 2001:db8:1::53 &"
+ip netns exec phone "$BIN" run --tun clat0 --dns 2001:db8:1::53 \
   >"$RUN/demo-clat.log" 2>&1 &
 CLAT_PID=$!
 for _ in $(seq 100); do

@@ -483,3 +483,57 @@ def test_many_icmp_identifiers(own_clat):
     assert fd_count(clat.pid) <= fds0 + 2
     p = ns(PHONE, "ping", "-c", "2", "-W", "2", "-i", "0.2", SERVER, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+FD_EXHAUST = """
+import socket, sys, time
+n, n_udp = int(sys.argv[1]), int(sys.argv[2])
+conns, outcome = [], {"ok": 0, "refused": 0, "hang": 0}
+# UDP mappings first: each holds one of the CLAT's descriptors, so that
+# even accept() on its listener finds none left.
+udp = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n_udp)]
+for u in udp:
+    u.sendto(b"hold", ("%(srv)s", 7))
+    time.sleep(0.002)
+for i in range(n):
+    try:
+        s = socket.create_connection(("%(srv)s", 7), timeout=4)
+        s.settimeout(4)
+        s.sendall(b"fd-%%d" %% i)
+        if s.recv(64) == b"fd-%%d" %% i:
+            outcome["ok"] += 1
+        else:
+            outcome["refused"] += 1
+        conns.append(s)
+    except (ConnectionResetError, ConnectionRefusedError, BrokenPipeError):
+        outcome["refused"] += 1
+    except socket.timeout:
+        outcome["hang"] += 1
+print(outcome, flush=True)
+for s in conns:
+    s.close()
+""" % {"srv": SERVER}
+
+
+@pytest.mark.parametrize("udp_first", ["0", "40"], ids=["tcp_only", "udp_holds_all_fds"])
+def test_fd_exhaustion_refuses_instead_of_hanging(own_clat, udp_first):
+    """With its file descriptors exhausted (a low RLIMIT_NOFILE, as on
+    systems whose default is 1024 against --max-flows 16384) the CLAT must
+    refuse new TCP flows promptly (RST, counted) rather than leave apps
+    hanging on connections it can never relay, and must serve again once
+    descriptors are free."""
+    clat = own_clat("--udp-timeout", "3s")
+    limit = fd_count(clat.pid) + 24          # room for about 10 relayed flows
+    soft0 = ns(PHONE, "prlimit", f"--pid={clat.pid}", "--nofile", "-o", "SOFT",
+               "--noheadings").stdout.strip()
+    ns(PHONE, "prlimit", f"--pid={clat.pid}", f"--nofile={limit}:")
+    p = ns_python(PHONE, FD_EXHAUST, "30", udp_first, timeout=200)
+    outcome = eval(p.stdout.strip())  # noqa: S307 - our own script's dict literal
+    print(outcome, status_int(clat.status(), "drop_upstream_socket"))
+    assert outcome["ok"] >= (5 if udp_first == "0" else 0), outcome
+    assert outcome["hang"] == 0, f"{outcome}: apps left hanging\n{clat.log()[-1500:]}"
+    assert clat.running()
+    ns(PHONE, "prlimit", f"--pid={clat.pid}", f"--nofile={soft0}:")
+    wait_until(lambda: ns(PHONE, "curl", "-sS", "--fail", "-o", "/dev/null", "-m", "5",
+                          f"http://{SERVER}/index.html", check=False).returncode == 0,
+               timeout=15, interval=0.5, what="HTTP after descriptors are free again")

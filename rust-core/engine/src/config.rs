@@ -75,7 +75,7 @@ pub enum ConfigError {
     Mtu(u16),
     #[error("max_flows must be at least 1")]
     MaxFlows,
-    #[error("timeouts must be non-zero")]
+    #[error("timeouts must be non-zero and at most 365 days")]
     Timeout,
     #[error("relay_buffer must be between 4 KiB and 16 MiB")]
     RelayBuffer,
@@ -108,7 +108,7 @@ impl EngineConfig {
             self.dns_timeout,
         ]
         .iter()
-        .any(|d| d.is_zero())
+        .any(|d| d.is_zero() || *d > MAX_TIMEOUT)
         {
             return Err(ConfigError::Timeout);
         }
@@ -125,6 +125,12 @@ pub(crate) fn validate_prefix(p: &Ipv6Net) -> Result<(), ConfigError> {
         n => Err(ConfigError::PrefixLength(n)),
     }
 }
+
+/// Upper bound of every timeout. Deadlines are `Instant + timeout`, which
+/// panics on overflow (a `--udp-timeout 4000000000000000h` made the engine
+/// thread panic on the first UDP packet); a year is far beyond any useful
+/// idle timeout and far below any overflow.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 #[cfg(test)]
 mod tests {
@@ -148,5 +154,42 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::Timeout));
+    }
+
+    #[test]
+    fn huge_timeouts_are_refused_not_overflowed() {
+        // Regression: these passed validation and the engine thread then
+        // panicked computing `Instant::now() + timeout` for the first flow.
+        let huge = Duration::from_secs(4_000_000_000_000_000 * 3600);
+        for c in [
+            EngineConfig {
+                udp_timeout: huge,
+                ..Default::default()
+            },
+            EngineConfig {
+                icmp_timeout: Duration::MAX,
+                ..Default::default()
+            },
+            EngineConfig {
+                tcp_established_timeout: MAX_TIMEOUT + Duration::from_secs(1),
+                ..Default::default()
+            },
+            EngineConfig {
+                tcp_transitory_timeout: huge,
+                ..Default::default()
+            },
+            EngineConfig {
+                dns_timeout: huge,
+                ..Default::default()
+            },
+        ] {
+            assert_eq!(c.validate(), Err(ConfigError::Timeout));
+        }
+        let c = EngineConfig {
+            udp_timeout: MAX_TIMEOUT,
+            ..Default::default()
+        };
+        assert_eq!(c.validate(), Ok(()));
+        assert!(std::time::Instant::now().checked_add(MAX_TIMEOUT).is_some());
     }
 }

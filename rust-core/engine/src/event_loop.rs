@@ -37,6 +37,8 @@ const LISTENER: Token = Token(usize::MAX - 3);
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 /// Cap on DNS queries in flight (answered SERVFAIL beyond).
 const MAX_DNS_PENDING: usize = 4096;
+/// Minimum interval between two warn-level logs of socket-creation failures.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Largest UDP payload an IPv4 packet can carry.
 const MAX_UDP_PAYLOAD: usize = 65535 - 28;
 /// TUN packets handled per turn before sockets get theirs.
@@ -138,6 +140,15 @@ pub(crate) struct Loop {
     stop: bool,
     /// The last TUN read stopped at the batch limit, not at EAGAIN.
     tun_more: bool,
+    /// A descriptor held in reserve: when accept() fails for lack of
+    /// descriptors, closing it lets us accept the waiting connection just
+    /// to reset it, so the app learns at once instead of sitting in the
+    /// listen backlog (edge-triggered: nothing would retry the accept).
+    spare_fd: Option<OwnedFd>,
+    /// When a socket-creation failure was last logged at warn level: such
+    /// failures come per app packet (e.g. EMFILE under a flood), so they
+    /// are warned about at most every [`WARN_EVERY`] and counted always.
+    last_socket_warn: Option<Instant>,
 }
 
 fn tok(slot: usize, side: usize) -> Token {
@@ -169,6 +180,11 @@ fn unreach_code(e: &io::Error) -> Option<u8> {
         libc::EACCES | libc::EPERM => Some(13),
         _ => None,
     }
+}
+
+/// The reserve descriptor of [`Loop::refuse_backlogged`].
+fn open_spare_fd() -> Option<OwnedFd> {
+    std::fs::File::open("/dev/null").ok().map(OwnedFd::from)
 }
 
 fn udp_payload(p: &[u8], ip: &Ip4) -> Option<(u16, u16, std::ops::Range<usize>)> {
@@ -233,6 +249,8 @@ impl Loop {
             ip_id: 1,
             stop: false,
             tun_more: false,
+            spare_fd: open_spare_fd(),
+            last_socket_warn: None,
         })
     }
 
@@ -619,6 +637,13 @@ impl Loop {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    if !self.refuse_backlogged() {
+                        log::debug!("accept failed: {e} (no spare descriptor)");
+                        return;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     log::warn!("accept failed: {e}");
                     return;
@@ -683,6 +708,48 @@ impl Loop {
                 e.state = NatState::Active(slot);
             }
         }
+    }
+
+    /// Logs a socket-creation failure: warn at most every [`WARN_EVERY`]
+    /// (it is reachable per app packet), debug otherwise.
+    fn socket_warn(&mut self, msg: std::fmt::Arguments<'_>) {
+        let now = Instant::now();
+        if self
+            .last_socket_warn
+            .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
+        {
+            self.last_socket_warn = Some(now);
+            log::warn!("{msg} (further failures counted in drop_upstream_socket)");
+        } else {
+            log::debug!("{msg}");
+        }
+    }
+
+    /// Out of descriptors: frees the spare one, accepts the next waiting
+    /// connection and resets it (counted like any upstream socket failure),
+    /// then takes the spare back. False when there is no spare to use.
+    fn refuse_backlogged(&mut self) -> bool {
+        if self.spare_fd.take().is_none() {
+            self.spare_fd = open_spare_fd();
+            return false;
+        }
+        let ok = match self.listener.accept() {
+            Ok((stream, peer)) => {
+                set_rst_on_close(&stream);
+                drop(stream);
+                Counters::inc(&self.c().tcp_rst_sent);
+                Counters::inc(&self.c().drop_upstream_socket);
+                if let SocketAddr::V4(a) = peer {
+                    if *a.ip() == self.cfg.nat_v4 && self.nat.get(a.port()).is_some() {
+                        self.nat_closing(a.port());
+                    }
+                }
+                true
+            }
+            Err(_) => false,
+        };
+        self.spare_fd = open_spare_fd();
+        ok
     }
 
     /// A protected, non-blocking TCP socket connecting to `to`.
@@ -875,7 +942,7 @@ impl Loop {
                 let mut sock = match self.upstream_dgram(Domain::IPV6, Protocol::UDP, true) {
                     Ok(s) => s,
                     Err(e) => {
-                        log::warn!("upstream UDP socket: {e}");
+                        self.socket_warn(format_args!("upstream UDP socket: {e}"));
                         return Counters::inc(&self.c().drop_upstream_socket);
                     }
                 };
@@ -1079,7 +1146,9 @@ impl Loop {
                 let mut sock = match self.upstream_dgram(Domain::IPV6, Protocol::ICMPV6, true) {
                     Ok(s) => s,
                     Err(e) => {
-                        log::warn!("ping socket (check net.ipv4.ping_group_range): {e}");
+                        self.socket_warn(format_args!(
+                            "ping socket (check net.ipv4.ping_group_range): {e}"
+                        ));
                         return Counters::inc(&self.c().drop_upstream_socket);
                     }
                 };
@@ -1249,7 +1318,7 @@ impl Loop {
         {
             Ok(s) => s,
             Err(e) => {
-                log::warn!("DNS upstream socket: {e}");
+                self.socket_warn(format_args!("DNS upstream socket: {e}"));
                 Counters::inc(&self.c().drop_upstream_socket);
                 return None;
             }

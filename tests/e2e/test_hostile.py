@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from labutil import (CLAT_V4, DNS_V4, LAB_RUN, NAT_V4, PHONE, PORT_ECHO, PORT_HTTP, SERVER, TUN,
+from labutil import (CLAT_V4, DNS_V4, LAB_RUN, NAT_V4, PHONE, PLAT, PORT_ECHO, PORT_HTTP, SERVER, TUN,
                      ns, ns_popen, ns_python, status_int, wait_until)
 
 HERE = Path(__file__).resolve().parent
@@ -541,3 +541,53 @@ def test_fd_exhaustion_refuses_instead_of_hanging(own_clat, udp_first):
     wait_until(lambda: ns(PHONE, "curl", "-sS", "--fail", "-o", "/dev/null", "-m", "5",
                           f"http://{SERVER}/index.html", check=False).returncode == 0,
                timeout=15, interval=0.5, what="HTTP after descriptors are free again")
+
+
+DNS_SNIFF = """
+import socket, struct, sys, time
+cap = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x86DD))
+cap.bind(("pl0", 0x86DD))
+cap.settimeout(0.2)
+print("ready", flush=True)
+ids, end = [], time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    try:
+        d = cap.recv(4096)
+    except socket.timeout:
+        continue
+    # IPv6 / UDP to port 53 from the phone: the relay's upstream queries
+    if len(d) >= 50 and d[6] == 17 and struct.unpack("!H", d[42:44])[0] == 53:
+        ids.append(struct.unpack("!H", d[48:50])[0])
+print(" ".join(map(str, ids)), flush=True)
+"""
+
+DNS_ASK = """
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+for i in range(16):
+    q = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0)
+    q += b"\\x06v4only\\x03lab\\x07example\\x00" + struct.pack("!HH", 1, 1)
+    s.sendto(q, ("192.0.0.6", 53))
+    a = s.recvfrom(2048)[0]
+    assert a[:2] == b"\\x42\\x42", "the app gets its own id back"
+print("ok")
+"""
+
+
+def test_dns_relay_upstream_ids_are_unpredictable(clat):
+    """The relay forwards queries from one long-lived socket (one source
+    port), so its query ids are all an off-path attacker must guess to
+    forge answers (RFC 5452): they must not be sequential."""
+    sniff = ns_popen(PLAT, sys.executable, "-c", DNS_SNIFF, "4", stdout=subprocess.PIPE,
+                     text=True)
+    try:
+        assert sniff.stdout.readline().strip() == "ready"
+        assert ns_python(PHONE, DNS_ASK, timeout=60).stdout.strip() == "ok"
+        ids = [int(x) for x in sniff.stdout.readline().split()]
+    finally:
+        sniff.kill()
+        sniff.wait()
+    assert len(ids) >= 16, ids
+    steps = sum(1 for a, b in zip(ids, ids[1:]) if (b - a) & 0xFFFF == 1)
+    assert steps <= 2, f"sequential relay ids: {ids}"
+    assert len(set(ids)) >= 14, ids

@@ -182,6 +182,24 @@ fn unreach_code(e: &io::Error) -> Option<u8> {
     }
 }
 
+/// An unpredictable id for a relayed query. The relay's upstream socket
+/// keeps one source port, so the id is all an off-path spoofer has to
+/// guess (RFC 5452): sequential ids made forged answers easy. The raw
+/// syscall rather than libc's wrapper: older Android libcs lack the latter.
+fn random_dns_id() -> Option<u16> {
+    let mut b = [0u8; 2];
+    // SAFETY: b is valid for writes of 2 bytes.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_getrandom,
+            b.as_mut_ptr(),
+            2usize,
+            libc::GRND_NONBLOCK,
+        )
+    };
+    (n == 2).then(|| u16::from_ne_bytes(b))
+}
+
 /// The reserve descriptor of [`Loop::refuse_backlogged`].
 fn open_spare_fd() -> Option<OwnedFd> {
     std::fs::File::open("/dev/null").ok().map(OwnedFd::from)
@@ -1284,7 +1302,7 @@ impl Loop {
             }
             return;
         }
-        let mut uid = self.next_dns_id;
+        let mut uid = random_dns_id().unwrap_or(self.next_dns_id);
         while self.pending.contains_key(&uid) {
             uid = uid.wrapping_add(1);
         }

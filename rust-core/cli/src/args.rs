@@ -39,7 +39,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             "d" => v * 86400.0,
             _ => return Err(format!("bad unit {unit:?} in {s:?} (use ms, s, m, h, d)")),
         };
-        total += Duration::from_secs_f64(secs);
+        // Absurd values (1e30h) are an error, not a panic.
+        total = Duration::try_from_secs_f64(secs)
+            .ok()
+            .and_then(|d| total.checked_add(d))
+            .ok_or_else(|| format!("duration {s:?} is too large"))?;
         any = true;
     }
     if !num.is_empty() || !any {
@@ -97,6 +101,8 @@ mod tests {
         assert!(parse_duration("s").is_err());
         assert!(parse_duration("5m3").is_err());
         assert!(parse_positive_duration("0s").is_err());
+        assert!(parse_duration("99999999999999999999999h").is_err());
+        assert!(parse_duration("1e400s").is_err());
         assert_eq!(parse_positive_duration("10"), Ok(Duration::from_secs(10)));
     }
 

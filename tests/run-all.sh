@@ -29,6 +29,9 @@ stage "rust tests"
 cargo test --workspace 2>&1 | tee /tmp/clat-cargo-test.log
 grep -E '^test result:' /tmp/clat-cargo-test.log | awk '{p+=$4; f+=$6} END {print "rust: " p " passed, " f " failed"}'
 
+stage "fuzz: short cargo-fuzz runs of every target"
+bash tests/fuzz-short.sh
+
 stage "lab up"
 bash tests/lab/lab.sh down >/dev/null 2>&1 || true
 bash tests/lab/lab.sh up

@@ -245,7 +245,10 @@ fn has_v4_default() -> bool {
 }
 
 /// Makes sure ping sockets work for our group (per network namespace).
-fn ensure_ping_group() {
+/// Ping sockets need the process's group inside
+/// net.ipv4.ping_group_range. Widens it when needed and returns the old
+/// value, which is put back at exit.
+fn ensure_ping_group() -> Option<String> {
     const P: &str = "/proc/sys/net/ipv4/ping_group_range";
     // SAFETY: getegid has no preconditions.
     let gid = unsafe { libc::getegid() };
@@ -255,11 +258,61 @@ fn ensure_ping_group() {
         .filter_map(|x| x.parse().ok())
         .collect();
     if v.len() == 2 && v[0] <= gid as u64 && gid as u64 <= v[1] {
-        return;
+        return None;
     }
     match std::fs::write(P, format!("{} {}", gid, gid.max(1))) {
-        Ok(()) => log::info!("set {P} to include gid {gid} (ICMP echo through ping sockets)"),
-        Err(e) => log::warn!("cannot set {P} ({e}): ICMP echo will not work"),
+        Ok(()) => {
+            log::info!("set {P} to include gid {gid} (ICMP echo through ping sockets)");
+            Some(cur)
+        }
+        Err(e) => {
+            log::warn!("cannot set {P} ({e}): ICMP echo will not work");
+            None
+        }
+    }
+}
+
+/// Puts the old ping_group_range back when `clat run` ends, whichever way.
+struct PingGroupRestore(Option<String>);
+
+impl Drop for PingGroupRestore {
+    fn drop(&mut self) {
+        if let Some(v) = self.0.take() {
+            let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", v.trim());
+        }
+    }
+}
+
+/// A TCP flow holds two descriptors (the accepted socket and the upstream
+/// one), a datagram flow one: raise the soft RLIMIT_NOFILE (often 1024) so
+/// that `--max-flows` is the limit, not the descriptor table.
+fn raise_fd_limit(max_flows: usize) {
+    let want = (max_flows as u64).saturating_mul(2).saturating_add(256);
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: r is a valid rlimit to fill in / read from.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return;
+    }
+    if r.rlim_cur >= want {
+        return;
+    }
+    let new = libc::rlimit {
+        rlim_cur: want.min(r.rlim_max),
+        rlim_max: r.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+        log::debug!("RLIMIT_NOFILE {} -> {}", r.rlim_cur, new.rlim_cur);
+    }
+    if new.rlim_cur < want {
+        log::warn!(
+            "the descriptor limit ({}) allows about {} TCP flows, fewer than --max-flows {max_flows}",
+            new.rlim_cur,
+            new.rlim_cur.saturating_sub(256) / 2
+        );
     }
 }
 
@@ -429,7 +482,8 @@ fn run(args: Args) -> Result<(), String> {
         current: seed.first,
         lost: false,
     }));
-    ensure_ping_group();
+    let _ping_group = PingGroupRestore(ensure_ping_group());
+    raise_fd_limit(cfg.max_flows);
 
     let (fd, tun) =
         open_tun(&args.tun).map_err(|e| format!("cannot open TUN {}: {e}", args.tun))?;

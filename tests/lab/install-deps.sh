@@ -16,6 +16,9 @@ declare -A PKGS=(
   [python3]=python3
   [procps]=sysctl
   [kmod]=modprobe
+  [util-linux]=prlimit
+  [maven]=mvn
+  [openjdk-17-jdk-headless]=javac
 )
 
 missing=()

@@ -1426,7 +1426,9 @@ impl Loop {
                 self.start_dns_tcp(uid, from, &q);
                 continue;
             }
-            let p = self.pending.remove(&uid).expect("present");
+            let Some(p) = self.pending.remove(&uid) else {
+                continue;
+            };
             self.timers.remove(p.timer_at, TimerKey::Dns(uid));
             self.dns_answer(p.app_sp, p.app_id, msg);
         }
@@ -1559,7 +1561,9 @@ impl Loop {
             self.timers.insert(at, TimerKey::Dns(uid));
             return self.send_dns(uid);
         }
-        let p = self.pending.remove(&uid).expect("present");
+        let Some(p) = self.pending.remove(&uid) else {
+            return;
+        };
         if let Some(r) = dns_wire::servfail(&p.query) {
             Counters::inc(&self.c().dns_servfail);
             self.dns_answer(p.app_sp, p.app_id, &r);

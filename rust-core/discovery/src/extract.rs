@@ -19,44 +19,25 @@ pub const WKAS: [Ipv4Addr; 2] = [Ipv4Addr::new(192, 0, 0, 170), Ipv4Addr::new(19
 /// Prefix lengths RFC 6052 section 2.2 allows.
 pub const RFC6052_LENGTHS: [u8; 6] = [32, 40, 48, 56, 64, 96];
 
-/// Byte positions of the 4 IPv4 octets for a prefix length (the u octet,
-/// byte 8, is always skipped).
-fn v4_positions(len: u8) -> Option<[usize; 4]> {
-    Some(match len {
-        32 => [4, 5, 6, 7],
-        40 => [5, 6, 7, 9],
-        48 => [6, 7, 9, 10],
-        56 => [7, 9, 10, 11],
-        64 => [9, 10, 11, 12],
-        96 => [12, 13, 14, 15],
-        _ => return None,
-    })
-}
-
 /// The IPv4 address embedded in `addr` for prefix length `len` (RFC 6052
 /// section 2.2), or `None` for a length RFC 6052 does not allow or a
-/// non-zero u octet (which RFC 6052 forbids for lengths below 96).
+/// non-zero u octet. The bit layout is the translator's (`clat_xlat::extract`).
 pub fn embedded_v4(addr: Ipv6Addr, len: u8) -> Option<Ipv4Addr> {
-    let pos = v4_positions(len)?;
-    let o = addr.octets();
-    if len < 96 && o[8] != 0 {
+    if !RFC6052_LENGTHS.contains(&len) {
         return None;
     }
-    Some(Ipv4Addr::new(o[pos[0]], o[pos[1]], o[pos[2]], o[pos[3]]))
+    let prefix = Ipv6Net::new(addr, len).ok()?.trunc();
+    clat_xlat::extract(&prefix, addr)
 }
 
-/// Builds the RFC 6052 address for `v4` under `prefix` (suffix zero). Used
-/// by the tests and handy for callers that want to show an example.
+/// Builds the RFC 6052 address for `v4` under `prefix` (suffix zero), with
+/// the translator's `clat_xlat::embed`. Used by the tests and handy for
+/// callers that want to show an example.
 pub fn synthesize(prefix: Ipv6Net, v4: Ipv4Addr) -> Option<Ipv6Addr> {
-    let pos = v4_positions(prefix.prefix_len())?;
-    let mut o = prefix.network().octets();
-    for b in o.iter_mut().skip(usize::from(prefix.prefix_len() / 8)) {
-        *b = 0;
+    if !RFC6052_LENGTHS.contains(&prefix.prefix_len()) {
+        return None;
     }
-    for (i, p) in pos.iter().enumerate() {
-        o[*p] = v4.octets()[i];
-    }
-    Some(Ipv6Addr::from(o))
+    Some(clat_xlat::embed(&prefix.trunc(), v4))
 }
 
 /// One place where a WKA was found in one address.

@@ -77,22 +77,50 @@ def send(s: socket.socket, tun: str, pkt: bytes) -> bool:
         return False       # e.g. ENOBUFS while the TUN queue is full: count, go on
 
 
-def pace(n: int, every: int) -> None:
-    """A short pause every ``every`` packets: the TUN's queue holds 500
-    packets, and a burst beyond that is dropped by the kernel before the
-    engine ever sees it (which would make counter checks meaningless)."""
-    if every and n % every == 0:
-        time.sleep(0.002)
+class Pacer:
+    """Keeps at most ``window`` injected packets waiting in the TUN's queue.
+
+    The queue holds 500 packets; a burst beyond that is dropped by the kernel
+    before the engine sees it, which would make counter checks meaningless.
+    A fixed sleep is not enough on a busy machine (the engine may be off the
+    CPU for tens of milliseconds), so this watches the TUN's own statistics:
+    ``tx_packets`` counts what the engine has read and ``tx_dropped`` what
+    the queue refused; what we sent minus both is still queued."""
+
+    def __init__(self, tun: str, window: int) -> None:
+        self.stats = f"/sys/class/net/{tun}/statistics/"
+        self.window = window
+        self.sent = 0
+        self.base = self._left_queue()
+
+    def _left_queue(self) -> int:
+        total = 0
+        for name in ("tx_packets", "tx_dropped"):
+            with open(self.stats + name) as f:
+                total += int(f.read())
+        return total
+
+    def one_sent(self) -> None:
+        self.sent += 1
+        if not self.window or self.sent % max(1, self.window // 4):
+            return
+        deadline = time.monotonic() + 5.0
+        while self.sent - (self._left_queue() - self.base) >= self.window:
+            if time.monotonic() > deadline:
+                return      # the engine stopped reading: let the test see it
+            time.sleep(0.0005)
 
 
 def cmd_inject(a) -> dict:
     s = open_tun_socket(a.tun)
     pkts = [bytes.fromhex(line.strip()) for line in sys.stdin if line.strip()]
+    pacer = Pacer(a.tun, a.pace)
     sent = 0
     for p in pkts:
         for _ in range(a.repeat):
-            sent += send(s, a.tun, p)
-            pace(sent, a.pace)
+            if send(s, a.tun, p):
+                sent += 1
+                pacer.one_sent()
     replies = []
     deadline = time.monotonic() + a.listen
     s.settimeout(0.05)
@@ -130,6 +158,7 @@ def cmd_synflood(a) -> dict:
 def cmd_icmpids(a) -> dict:
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
     s.bind((a.tun, ETH_P_IP))
+    pacer = Pacer(a.tun, a.pace)
     sent = 0
     for i in range(a.count):
         ident = (i * 7 + 1) & 0xFFFF
@@ -138,7 +167,7 @@ def cmd_icmpids(a) -> dict:
         try:
             s.send(ip4(CLAT, a.dst, 1, icmp, ident=i & 0xFFFF))
             sent += 1
-            pace(sent, a.pace)
+            pacer.one_sent()
         except OSError:
             time.sleep(0.001)
     return {"sent": sent}
@@ -151,7 +180,8 @@ def main() -> None:
     p.add_argument("--tun", default="clat0")
     p.add_argument("--listen", type=float, default=0.0)
     p.add_argument("--repeat", type=int, default=1)
-    p.add_argument("--pace", type=int, default=64)
+    p.add_argument("--pace", type=int, default=128,
+                   help="most packets queued in the TUN at once (0: no pacing)")
     p = sub.add_parser("synflood")
     p.add_argument("--tun", default="clat0")
     p.add_argument("--dst", required=True)
@@ -161,7 +191,8 @@ def main() -> None:
     p.add_argument("--tun", default="clat0")
     p.add_argument("--dst", required=True)
     p.add_argument("--count", type=int, required=True)
-    p.add_argument("--pace", type=int, default=64)
+    p.add_argument("--pace", type=int, default=128,
+                   help="most packets queued in the TUN at once (0: no pacing)")
     a = ap.parse_args()
     out = {"inject": cmd_inject, "synflood": cmd_synflood, "icmpids": cmd_icmpids}[a.cmd](a)
     print(json.dumps(out))

@@ -8,9 +8,10 @@ refusal, unreachable upstream).
 
 import hashlib
 import os
+import re
 
-from labutil import (LAB_RUN, PHONE, PORT_CLOSED, PORT_ECHO, PORT_HALFCLOSE, PORT_RESET,
-                     PORT_SINK, SERVER, UNREACHABLE, ns, ns_python)
+from labutil import (LAB_RUN, PHONE, PORT_CLOSED, PORT_ECHO, PORT_HALFCLOSE, PORT_HTTP,
+                     PORT_RESET, PORT_SINK, SERVER, UNREACHABLE, ns, ns_python, status_int)
 
 
 def served_sha256(name):
@@ -118,6 +119,59 @@ assert back == data[:200000], len(back)
 print("ok")
 """
     assert ns_python(PHONE, code, timeout=60).stdout.strip() == "ok"
+
+
+SERVER_CLOSES_FIRST = f"""
+import socket, sys, time
+n, ref = int(sys.argv[1]), None
+for i in range(n):
+    s = socket.create_connection(("{SERVER}", {PORT_HTTP}), timeout=10)
+    # HTTP/1.0: the server sends the file and closes first
+    s.sendall(b"GET /index.html HTTP/1.0\\r\\nHost: lab\\r\\n\\r\\n")
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    body = got.split(b"\\r\\n\\r\\n", 1)[1]
+    assert ref is None or body == ref, (i, len(body), len(ref))
+    ref = body
+    if i % 2:
+        s.close()
+        continue
+    # Half-close after EOF and keep the socket: our FIN must be acknowledged
+    # (LAST_ACK -> CLOSE) with no reset on the way (SO_ERROR stays 0).
+    s.shutdown(socket.SHUT_WR)
+    deadline = time.monotonic() + 5
+    while s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] != 7:   # TCP_CLOSE
+        assert time.monotonic() < deadline, "our FIN was never acknowledged"
+        time.sleep(0.001)
+    err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    assert err == 0, f"connection {{i}} ended with {{err}}, not an orderly close"
+    assert s.recv(10) == b""
+    s.close()
+print("ok", len(ref))
+"""
+
+
+def test_server_closing_first_leaves_no_time_wait(own_clat):
+    """The server closes first, so the engine's side of the local leg sends
+    the first FIN: without the fast close its socket would sit 60 s in
+    TIME_WAIT and hold the NAT port. Every close stays orderly for the app
+    (a plain close and a half-close that waits for the ACK of its FIN)."""
+    n = 200
+    clat = own_clat()
+    lport = re.search(r"listener port (\d+)", clat.log()).group(1)
+    p = ns_python(PHONE, SERVER_CLOSES_FIRST, str(n), timeout=120)
+    assert p.stdout.split()[0] == "ok", p.stdout + p.stderr
+    assert int(p.stdout.split()[1]) > 0
+    tw = ns(PHONE, "ss", "-Htan", "state", "time-wait", "sport", "=", f":{lport}").stdout
+    assert tw.strip() == "", f"listener-side TIME_WAIT left: {len(tw.splitlines())}"
+    st = clat.status()
+    assert status_int(st, "tcp_fast_closes") == n, st
+    assert status_int(st, "tcp_rst_sent") == 0, st
+    clat.wait_counter_at_most("flows_tcp", 0, timeout=10)
 
 
 def test_server_reset_reaches_client(clat):

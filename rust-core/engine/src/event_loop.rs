@@ -7,7 +7,8 @@ use crate::dns_wire;
 use crate::icmp::map_icmp6_error;
 use crate::nat_tcp::{self, NatState, NatTable};
 use crate::packet::{
-    self, Ip4, ParseError, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_RST, TCP_SYN,
+    self, Ip4, ParseError, TcpSeg, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST,
+    TCP_SYN,
 };
 use crate::stats::Counters;
 use crate::sys;
@@ -33,8 +34,14 @@ pub(crate) const TUN: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 const LISTENER: Token = Token(usize::MAX - 3);
 
-/// How long a closed TCP flow's NAT entry keeps translating late segments.
-const CLOSE_GRACE: Duration = Duration::from_secs(10);
+/// How long a closed TCP flow's NAT entry keeps translating late segments
+/// (the final ACK of a passive close, a retransmitted FIN): both ends are
+/// in this host, so they come within milliseconds.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long the NAT port of a flow whose listener side may sit in
+/// TIME_WAIT stays unused: Linux's TCP_TIMEWAIT_LEN. A new flow on that
+/// tuple sooner would have its SYN refused by PAWS (see nat_tcp).
+const TIME_WAIT_HOLD: Duration = Duration::from_secs(60);
 /// Cap on DNS queries in flight (answered SERVFAIL beyond).
 const MAX_DNS_PENDING: usize = 4096;
 /// Minimum interval between two warn-level logs of socket-creation failures.
@@ -586,7 +593,10 @@ impl Loop {
         }
         let sp = u16::from_be_bytes([t[0], t[1]]);
         let dp = u16::from_be_bytes([t[2], t[3]]);
-        let flags = t[13];
+        let Some(seg) = packet::tcp_seg(t) else {
+            return Counters::inc(&self.c().drop_malformed);
+        };
+        let flags = seg.flags;
         let is_syn = flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN;
         let key = (sp, ip.dst, dp);
         if ip.dst == self.cfg.dns_v4 && dp != 53 {
@@ -617,7 +627,7 @@ impl Loop {
                     self.nat.unlink_key(old);
                 }
                 let at = self.now + self.cfg.tcp_transitory_timeout;
-                let Some(np) = self.nat.insert(key, at) else {
+                let Some(np) = self.nat.insert(key, seg.seq, at) else {
                     Counters::inc(&self.c().drop_flow_limit);
                     return self.refuse(ip, p, 13);
                 };
@@ -628,8 +638,81 @@ impl Loop {
                 np
             }
         };
+        if flags & (TCP_FIN | TCP_SYN | TCP_RST) == TCP_FIN
+            && self.app_fin(np, &seg, ip.dst, dp, sp)
+        {
+            return;
+        }
         nat_tcp::rewrite(p, ip.ihl, self.cfg.nat_v4, np, self.cfg.clat_v4, self.lport);
         tun_write(&self.tun, &self.sh.counters, p);
+    }
+
+    /// The app sent a FIN on flow `np`. Closes the local leg without
+    /// TIME_WAIT when that is safe (see nat_tcp's module doc) and returns
+    /// true: the FIN is then answered here and not carried to the kernel.
+    fn app_fin(&mut self, np: u16, seg: &TcpSeg, d: Ipv4Addr, dp: u16, sp: u16) -> bool {
+        let Some(e) = self.nat.get_mut(np) else {
+            return false;
+        };
+        e.app_fin = true;
+        let slot = match e.state {
+            NatState::Active(slot) => slot,
+            // A retransmission of a FIN answered here: answer it again.
+            NatState::Closing if e.fast_closed => {
+                self.final_ack(seg, d, dp, sp);
+                return true;
+            }
+            _ => return false,
+        };
+        // The FIN acknowledges ours (so every byte we sent, too) and
+        // carries nothing.
+        if seg.flags & TCP_ACK == 0 || seg.payload != 0 || e.fin_end != Some(seg.ack) {
+            return false;
+        }
+        let isn = e.app_isn;
+        let Slot::Relay(r) = &self.slots[slot] else {
+            return false;
+        };
+        if !r.app.wr_shut || !r.nothing_for_up() {
+            return false;
+        }
+        // Every byte the app sent before its FIN arrived and was read.
+        let fd = r.app.sock.as_raw_fd();
+        match sys::tcp_recv_state(fd) {
+            Ok(st)
+                if st.unread == 0
+                    && isn.wrapping_add(1).wrapping_add(st.bytes_received as u32) == seg.seq => {}
+            _ => return false,
+        }
+        set_rst_on_close(&r.app.sock);
+        if let Some(e) = self.nat.get_mut(np) {
+            e.fast_closed = true;
+        }
+        self.final_ack(seg, d, dp, sp);
+        Counters::inc(&self.c().tcp_fast_closes);
+        // Upstream has sent its FIN and has nothing left from the app:
+        // dropping it closes it in order (its FIN follows).
+        self.close_relay(slot, false, false);
+        true
+    }
+
+    /// The ACK of the app's FIN `seg` that the listener side would have
+    /// sent, from `d:dp` to the app's port `sp`; timestamps echoed (RFC
+    /// 7323) when the FIN had them, our TSval being the one it echoes.
+    fn final_ack(&mut self, seg: &TcpSeg, d: Ipv4Addr, dp: u16, sp: u16) {
+        let mut out = std::mem::take(&mut self.txbuf);
+        let n = packet::build_tcp_with(
+            &mut out,
+            (d, dp),
+            (self.cfg.clat_v4, sp),
+            seg.ack,
+            seg.seq.wrapping_add(1),
+            TCP_ACK,
+            u16::MAX,
+            seg.ts.map(|(val, ecr)| (ecr, val)),
+        );
+        tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        self.txbuf = out;
     }
 
     fn tcp_from_listener(&mut self, ip: &Ip4, p: &mut [u8]) {
@@ -639,8 +722,20 @@ impl Loop {
         }
         let sp = u16::from_be_bytes([t[0], t[1]]);
         let np = u16::from_be_bytes([t[2], t[3]]);
-        match self.nat.get(np) {
+        let seg = packet::tcp_seg(t);
+        match self.nat.get_mut(np) {
             Some(e) if sp == self.lport => {
+                if let Some(seg) = seg {
+                    if seg.flags & TCP_RST != 0 && e.fast_closed {
+                        // The abort that ended a fast-closed flow: the app
+                        // has its ACK already.
+                        return;
+                    }
+                    if seg.flags & TCP_FIN != 0 {
+                        e.fin_end = Some(seg.seq.wrapping_add(seg.payload as u32 + 1));
+                        e.engine_fin_first |= !e.app_fin;
+                    }
+                }
                 let (dst, dp, asp) = (e.dst, e.dp, e.sp);
                 nat_tcp::rewrite(p, ip.ihl, dst, dp, self.cfg.clat_v4, asp);
                 tun_write(&self.tun, &self.sh.counters, p);
@@ -876,13 +971,28 @@ impl Loop {
             }
             let np = r.np;
             drop(r);
-            self.nat_closing(np);
+            // Only an orderly close can leave the listener side in TIME_WAIT.
+            let tw = !rst_app && !rst_up;
+            self.nat_closing_after(np, tw);
         }
     }
 
+    /// The flow `np` has no sockets any more (or never had): its entry
+    /// only translates stragglers until it goes.
     fn nat_closing(&mut self, np: u16) {
-        let at = self.now + CLOSE_GRACE.min(self.cfg.tcp_transitory_timeout);
+        self.nat_closing_after(np, false);
+    }
+
+    /// As [`Self::nat_closing`]; `orderly` when the relay ended without a
+    /// reset, so the listener side may be in TIME_WAIT.
+    fn nat_closing_after(&mut self, np: u16, orderly: bool) {
+        let grace = CLOSE_GRACE.min(self.cfg.tcp_transitory_timeout);
         if let Some(e) = self.nat.get_mut(np) {
+            let at = if orderly && e.engine_fin_first && !e.fast_closed {
+                self.now + TIME_WAIT_HOLD
+            } else {
+                self.now + grace
+            };
             let old = e.timer_at;
             if e.state != NatState::Closing {
                 // A closing entry only translates stragglers: it is not a

@@ -4,6 +4,19 @@
 //! App packet `clat:sp -> D:dp` becomes `nat:np -> clat:L` (L = the engine's
 //! listener) so that the kernel's own TCP answers it; the listener's packets
 //! `clat:L -> nat:np` become `D:dp -> clat:sp`. `np` identifies the flow.
+//!
+//! Closing without TIME_WAIT: when the server closes first, the listener
+//! side sends the first FIN, so its socket would spend 60 s in TIME_WAIT
+//! on the tuple `nat:np <-> clat:L`, and a new flow given `np` within that
+//! time has its SYN refused by PAWS (the app's timestamps are random per
+//! connection) and retried a second later. A burst of short connections
+//! used up all 64,512 ports that way. So when the app's own FIN arrives
+//! and it acknowledges ours, with every byte of the app received and read,
+//! the engine answers that FIN itself (the ACK the kernel would have sent)
+//! and closes the listener side with a RST that it does not carry: the app
+//! sees an orderly close, and no TIME_WAIT is left behind. Where any of
+//! this cannot be checked, the FIN goes to the kernel as usual and the NAT
+//! port is held for the TIME_WAIT time instead.
 
 use crate::packet::csum_update;
 use std::collections::HashMap;
@@ -30,6 +43,18 @@ pub struct NatEntry {
     pub state: NatState,
     /// Current deadline in the timer set.
     pub timer_at: Instant,
+    /// The app's initial sequence number (from its SYN).
+    pub app_isn: u32,
+    /// The sequence number just after the listener side's FIN, once seen.
+    pub fin_end: Option<u32>,
+    /// The app has sent its FIN.
+    pub app_fin: bool,
+    /// The listener side sent its FIN before the app did, so its socket
+    /// ends in TIME_WAIT (60 s on Linux) unless the flow was fast-closed.
+    pub engine_fin_first: bool,
+    /// Closed by the engine answering the app's FIN itself: no TIME_WAIT
+    /// on the listener side; stray RSTs from there are not carried.
+    pub fast_closed: bool,
 }
 
 /// App-side key: (app source port, destination, destination port).
@@ -73,8 +98,9 @@ impl NatTable {
         self.by_np.keys().copied().collect()
     }
 
-    /// New entry for `key`; `None` when every NAT port is taken.
-    pub fn insert(&mut self, key: NatKey, timer_at: Instant) -> Option<u16> {
+    /// New entry for `key` (the app's SYN carried `app_isn`); `None` when
+    /// every NAT port is taken.
+    pub fn insert(&mut self, key: NatKey, app_isn: u32, timer_at: Instant) -> Option<u16> {
         let range = (u16::MAX - FIRST_PORT) as usize + 1;
         for _ in 0..range {
             let np = self.cursor;
@@ -90,6 +116,11 @@ impl NatTable {
                     dp: key.2,
                     state: NatState::SynSeen,
                     timer_at,
+                    app_isn,
+                    fin_end: None,
+                    app_fin: false,
+                    engine_fin_first: false,
+                    fast_closed: false,
                 });
                 self.by_key.insert(key, np);
                 return Some(np);
@@ -214,14 +245,14 @@ mod tests {
         let now = Instant::now();
         let mut t = NatTable::default();
         let d = Ipv4Addr::new(1, 2, 3, 4);
-        let a = t.insert((1, d, 80), now).unwrap();
-        let b = t.insert((2, d, 80), now).unwrap();
+        let a = t.insert((1, d, 80), 0, now).unwrap();
+        let b = t.insert((2, d, 80), 0, now).unwrap();
         assert_ne!(a, b);
         assert_eq!(t.lookup(&(1, d, 80)), Some(a));
         t.unlink_key(a);
         assert_eq!(t.lookup(&(1, d, 80)), None);
         assert!(t.get(a).is_some());
-        let c = t.insert((1, d, 80), now).unwrap();
+        let c = t.insert((1, d, 80), 0, now).unwrap();
         assert_ne!(c, a);
         t.remove(a);
         assert_eq!(

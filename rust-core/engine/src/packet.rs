@@ -215,7 +215,7 @@ pub fn build_icmp_error(
     finish_icmp(buf, src, dst, 8 + q, id)
 }
 
-/// Builds a bare TCP segment (no options, no payload).
+/// Builds a bare TCP segment (no options, no payload, window 0).
 #[allow(clippy::too_many_arguments)]
 pub fn build_tcp(
     buf: &mut [u8],
@@ -227,20 +227,99 @@ pub fn build_tcp(
     ack: u32,
     flags: u8,
 ) -> usize {
-    let total = 40;
+    build_tcp_with(buf, (src, sport), (dst, dport), seq, ack, flags, 0, None)
+}
+
+/// Builds a TCP segment without payload, with `window` and, when `ts` is
+/// given, a timestamps option (RFC 7323: NOP, NOP, kind 8 = TSval, TSecr).
+#[allow(clippy::too_many_arguments)]
+pub fn build_tcp_with(
+    buf: &mut [u8],
+    (src, sport): (Ipv4Addr, u16),
+    (dst, dport): (Ipv4Addr, u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    ts: Option<(u32, u32)>,
+) -> usize {
+    let tlen = if ts.is_some() { 32 } else { 20 };
+    let total = 20 + tlen;
     write_ip4(buf, src, dst, PROTO_TCP, total, 0);
-    let t = &mut buf[20..40];
+    let t = &mut buf[20..total];
     t[0..2].copy_from_slice(&sport.to_be_bytes());
     t[2..4].copy_from_slice(&dport.to_be_bytes());
     t[4..8].copy_from_slice(&seq.to_be_bytes());
     t[8..12].copy_from_slice(&ack.to_be_bytes());
-    t[12] = 5 << 4;
+    t[12] = ((tlen / 4) as u8) << 4;
     t[13] = flags;
-    t[14..16].copy_from_slice(&0u16.to_be_bytes());
+    t[14..16].copy_from_slice(&window.to_be_bytes());
     t[16..20].fill(0);
-    let c = checksum(pseudo_v4(src, dst, PROTO_TCP, 20), t);
+    if let Some((val, ecr)) = ts {
+        t[20..24].copy_from_slice(&[1, 1, 8, 10]);
+        t[24..28].copy_from_slice(&val.to_be_bytes());
+        t[28..32].copy_from_slice(&ecr.to_be_bytes());
+    }
+    let c = checksum(pseudo_v4(src, dst, PROTO_TCP, tlen), t);
     t[16..18].copy_from_slice(&c.to_be_bytes());
     total
+}
+
+/// The fields of a TCP segment that the local leg's NAT looks at beyond
+/// its ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSeg {
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    /// Payload length (bytes after the TCP header).
+    pub payload: usize,
+    /// The timestamps option (TSval, TSecr), if present.
+    pub ts: Option<(u32, u32)>,
+}
+
+/// Reads a TCP header (`t` = header and payload); `None` when the data
+/// offset does not fit. Malformed options end the option scan, nothing
+/// more: the segment is still forwarded to a kernel that judges it.
+pub fn tcp_seg(t: &[u8]) -> Option<TcpSeg> {
+    if t.len() < 20 {
+        return None;
+    }
+    let doff = ((t[12] >> 4) as usize) * 4;
+    if doff < 20 || doff > t.len() {
+        return None;
+    }
+    let mut ts = None;
+    let opts = &t[20..doff];
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let Some(&len) = opts.get(i + 1) else { break };
+                let len = len as usize;
+                if len < 2 || i + len > opts.len() {
+                    break;
+                }
+                if kind == 8 && len == 10 {
+                    let o = &opts[i + 2..i + 10];
+                    ts = Some((
+                        u32::from_be_bytes([o[0], o[1], o[2], o[3]]),
+                        u32::from_be_bytes([o[4], o[5], o[6], o[7]]),
+                    ));
+                }
+                i += len;
+            }
+        }
+    }
+    Some(TcpSeg {
+        seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+        ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
+        flags: t[13],
+        payload: t.len() - doff,
+        ts,
+    })
 }
 
 /// The RST a host sends in answer to segment `seg` (RFC 793 "reset
@@ -310,6 +389,63 @@ mod tests {
 
     fn a(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn tcp_with_timestamps_reads_back_through_etherparse_and_tcp_seg() {
+        let mut buf = [0u8; 64];
+        for ts in [None, Some((7u32, 0xfedc_ba98u32))] {
+            let n = build_tcp_with(
+                &mut buf,
+                (a("203.0.113.10"), 80),
+                (a("192.0.0.4"), 40000),
+                0xffff_fff0,
+                12345,
+                TCP_ACK,
+                4096,
+                ts,
+            );
+            let h = PacketHeaders::from_ip_slice(&buf[..n]).unwrap();
+            let ip = match h.net.unwrap() {
+                etherparse::NetHeaders::Ipv4(ip, _) => ip,
+                _ => panic!(),
+            };
+            assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+            let Some(TransportHeader::Tcp(t)) = h.transport else {
+                panic!()
+            };
+            assert_eq!(t.checksum, t.calc_checksum_ipv4(&ip, &[]).unwrap());
+            assert_eq!((t.window_size, t.ack, t.fin), (4096, true, false));
+            let seg = tcp_seg(&buf[20..n]).unwrap();
+            assert_eq!(
+                seg,
+                TcpSeg {
+                    seq: 0xffff_fff0,
+                    ack: 12345,
+                    flags: TCP_ACK,
+                    payload: 0,
+                    ts
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn tcp_seg_survives_bad_options_and_offsets() {
+        let mut t = [0u8; 40];
+        t[12] = 10 << 4;
+        // MSS, then an option whose length runs past the header
+        t[20..24].copy_from_slice(&[2, 4, 5, 0xb4]);
+        t[24..26].copy_from_slice(&[8, 30]);
+        let s = tcp_seg(&t).unwrap();
+        assert_eq!((s.ts, s.payload), (None, 0));
+        t[24..26].copy_from_slice(&[8, 0]); // zero length: stop, no loop
+        assert_eq!(tcp_seg(&t).unwrap().ts, None);
+        t[12] = 15 << 4; // data offset beyond the segment
+        assert_eq!(tcp_seg(&t), None);
+        t[12] = 4 << 4;
+        assert_eq!(tcp_seg(&t), None);
+        assert_eq!(tcp_seg(&t[..19]), None);
     }
 
     #[test]

@@ -87,6 +87,9 @@ counters! {
     drop_no_dns_upstream,
     drop_icmp_type,
     drop_foreign_source,
+    /// TCP flows whose local leg closed without TIME_WAIT: the app's FIN
+    /// answered by the engine after the server had closed first.
+    tcp_fast_closes,
 }
 
 impl Counters {

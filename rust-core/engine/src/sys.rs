@@ -169,3 +169,97 @@ pub fn recv_err(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<IcmpErr>> {
     }
     Ok(Some(out))
 }
+
+/// The receive side of a TCP socket as the kernel sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpRecvState {
+    /// Bytes the socket has received in sequence since the handshake
+    /// (`tcpi_bytes_received`, Linux 4.1+): its rcv_nxt is the peer's
+    /// ISN + 1 + this, modulo 2^32, until a FIN arrives.
+    pub bytes_received: u64,
+    /// Bytes received and not yet read by us (SIOCINQ).
+    pub unread: usize,
+}
+
+/// Reads [`TcpRecvState`] of `fd`. `struct tcp_info` is read as bytes at
+/// the offsets of include/uapi/linux/tcp.h, because the libc crate does
+/// not define it for Android: 8 bytes of u8 fields, 24 u32 fields (up to
+/// tcpi_total_retrans), then u64 pacing_rate, max_pacing_rate,
+/// bytes_acked, bytes_received: bytes_received sits at 128..136.
+pub fn tcp_recv_state(fd: RawFd) -> io::Result<TcpRecvState> {
+    const BYTES_RECEIVED: usize = 128;
+    let mut info = [0u64; 32];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes; the kernel writes at most
+    // `len` bytes and updates `len`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    if (len as usize) < BYTES_RECEIVED + 8 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "tcp_info without tcpi_bytes_received",
+        ));
+    }
+    let mut unread: libc::c_int = 0;
+    // SAFETY: SIOCINQ (= FIONREAD) writes one int.
+    cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) })?;
+    Ok(TcpRecvState {
+        bytes_received: info[BYTES_RECEIVED / 8],
+        unread: unread.max(0) as usize,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn tcp_recv_state_counts_received_and_unread_bytes() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut s, _) = l.accept().unwrap();
+        let st = tcp_recv_state(s.as_raw_fd()).unwrap();
+        assert_eq!(
+            st,
+            TcpRecvState {
+                bytes_received: 0,
+                unread: 0
+            }
+        );
+        c.write_all(&[7u8; 1000]).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut st = tcp_recv_state(s.as_raw_fd()).unwrap();
+        while st.bytes_received < 1000 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            st = tcp_recv_state(s.as_raw_fd()).unwrap();
+        }
+        assert_eq!(
+            st,
+            TcpRecvState {
+                bytes_received: 1000,
+                unread: 1000
+            }
+        );
+        let mut buf = [0u8; 600];
+        s.read_exact(&mut buf).unwrap();
+        let st = tcp_recv_state(s.as_raw_fd()).unwrap();
+        assert_eq!(
+            st,
+            TcpRecvState {
+                bytes_received: 1000,
+                unread: 400
+            }
+        );
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(tcp_recv_state(u.as_raw_fd()).is_err(), "not a TCP socket");
+    }
+}

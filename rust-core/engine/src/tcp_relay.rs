@@ -230,6 +230,11 @@ impl Relay {
         }
     }
 
+    /// No byte from the app waits to be written upstream.
+    pub fn nothing_for_up(&self) -> bool {
+        self.a2u.is_empty()
+    }
+
     /// Called once the upstream connect has completed.
     pub fn on_connected(&mut self) {
         self.connected = true;

@@ -1,0 +1,109 @@
+//! ICMP echo: one ping socket per echo identifier, so that the kernel
+//! matches the replies to it. Requests and replies are translated
+//! ICMPv4 <-> ICMPv6 here; errors come back through `datagram`.
+
+use super::datagram::Datagram;
+use super::{tun_write, Loop, Slot};
+use crate::packet::{self, Ip4};
+use crate::stats::Counters;
+use mio::event::Event;
+use mio::net::UdpSocket;
+use std::io;
+use std::net::{SocketAddr, SocketAddrV6};
+use std::time::Instant;
+
+/// One echo mapping: the app's echo identifier and its ping socket.
+pub(super) struct IcmpFlow {
+    pub(super) id: u16,
+    pub(super) sock: UdpSocket,
+    pub(super) last: Instant,
+    pub(super) timer_at: Instant,
+}
+
+impl Loop {
+    pub(super) fn icmp_from_app(&mut self, ip: &Ip4, p: &mut [u8]) {
+        let ihl = ip.ihl;
+        if p.len() < ihl + 8 || packet::checksum(0, &p[ihl..]) != 0 {
+            return Counters::inc(&self.c().drop_malformed);
+        }
+        if p[ihl] != 8 || p[ihl + 1] != 0 {
+            return Counters::inc(&self.c().drop_icmp_type);
+        }
+        let id = u16::from_be_bytes([p[ihl + 4], p[ihl + 5]]);
+        let slot = match self.icmp.get(&id) {
+            Some(&s) => s,
+            None => match self.new_datagram_flow(Datagram::Echo, id, ip, p) {
+                Some(s) => s,
+                None => return,
+            },
+        };
+        // ICMPv4 echo request -> ICMPv6 echo request (the kernel fills in the
+        // checksum and its own identifier).
+        p[ihl] = 128;
+        let to = SocketAddr::V6(SocketAddrV6::new(
+            packet::embed(&self.cfg.prefix, ip.dst),
+            0,
+            0,
+            0,
+        ));
+        let Slot::Icmp(f) = &mut self.slots[slot] else {
+            return;
+        };
+        f.last = self.now;
+        match f.sock.send_to(&p[ihl..], to) {
+            Ok(n) => {
+                Counters::inc(&self.sh.counters.up_tx_packets);
+                Counters::add(&self.sh.counters.up_tx_bytes, n as u64);
+            }
+            Err(e) => {
+                log::debug!("ping send to {to}: {e}");
+                Counters::inc(&self.sh.counters.drop_upstream_send);
+            }
+        }
+    }
+
+    pub(super) fn on_icmp(&mut self, slot: usize, ev: &Event) {
+        if ev.is_error() {
+            self.drain_errors(slot);
+        }
+        let mut out = std::mem::take(&mut self.txbuf);
+        for _ in 0..1024 {
+            let Slot::Icmp(f) = &mut self.slots[slot] else {
+                break;
+            };
+            match f.sock.recv_from(&mut out[20..20 + 65515]) {
+                Ok((n, from)) => {
+                    let id = f.id;
+                    f.last = self.now;
+                    Counters::inc(&self.sh.counters.up_rx_packets);
+                    Counters::add(&self.sh.counters.up_rx_bytes, n as u64);
+                    let src = match from {
+                        SocketAddr::V6(a) => packet::extract(&self.cfg.prefix, a.ip()),
+                        SocketAddr::V4(_) => None,
+                    };
+                    let Some(src) = src else {
+                        Counters::inc(&self.sh.counters.drop_foreign_source);
+                        continue;
+                    };
+                    if n < 8 || out[20] != 129 {
+                        Counters::inc(&self.sh.counters.drop_icmp_type);
+                        continue;
+                    }
+                    out[20] = 0;
+                    out[21] = 0;
+                    out[24..26].copy_from_slice(&id.to_be_bytes());
+                    self.ip_id = self.ip_id.wrapping_add(1);
+                    let len = packet::finish_icmp(&mut out, src, self.cfg.clat_v4, n, self.ip_id);
+                    tun_write(&self.tun, &self.sh.counters, &out[..len]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.txbuf = out;
+                    self.drain_errors(slot);
+                    out = std::mem::take(&mut self.txbuf);
+                }
+            }
+        }
+        self.txbuf = out;
+    }
+}

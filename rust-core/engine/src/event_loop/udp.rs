@@ -1,0 +1,143 @@
+//! UDP: one upstream socket per app source port (endpoint-independent
+//! mapping and filtering, RFC 4787). Datagrams to the internal DNS
+//! address go to the DNS relay instead.
+
+use super::datagram::Datagram;
+use super::{tun_write, Loop, Slot, MAX_UDP_PAYLOAD};
+use crate::packet::{self, Ip4};
+use crate::stats::Counters;
+use mio::event::Event;
+use mio::net::UdpSocket;
+use std::io;
+use std::net::{SocketAddr, SocketAddrV6};
+use std::time::Instant;
+
+/// One UDP mapping: the app's source port and its upstream socket.
+pub(super) struct UdpFlow {
+    pub(super) sp: u16,
+    pub(super) sock: UdpSocket,
+    pub(super) last: Instant,
+    pub(super) timer_at: Instant,
+}
+
+/// ICMPv4 destination-unreachable code for a local send error.
+fn unreach_code(e: &io::Error) -> Option<u8> {
+    match e.raw_os_error()? {
+        libc::ENETUNREACH => Some(0),
+        libc::EHOSTUNREACH | libc::EADDRNOTAVAIL => Some(1),
+        libc::EACCES | libc::EPERM => Some(13),
+        _ => None,
+    }
+}
+
+fn udp_payload(p: &[u8], ip: &Ip4) -> Option<(u16, u16, std::ops::Range<usize>)> {
+    let u = p.get(ip.ihl..ip.total_len)?;
+    if u.len() < 8 {
+        return None;
+    }
+    let ulen = u16::from_be_bytes([u[4], u[5]]) as usize;
+    if ulen < 8 || ulen > u.len() {
+        return None;
+    }
+    Some((
+        u16::from_be_bytes([u[0], u[1]]),
+        u16::from_be_bytes([u[2], u[3]]),
+        ip.ihl + 8..ip.ihl + ulen,
+    ))
+}
+
+impl Loop {
+    pub(super) fn udp_from_app(&mut self, ip: &Ip4, p: &mut [u8]) {
+        let Some((sp, dp, range)) = udp_payload(p, ip) else {
+            return Counters::inc(&self.c().drop_malformed);
+        };
+        if ip.dst == self.cfg.dns_v4 {
+            if dp == 53 {
+                return self.dns_query(sp, &p[range]);
+            }
+            Counters::inc(&self.c().drop_internal_dst);
+            return self.refuse(ip, p, 3);
+        }
+        let slot = match self.udp.get(&sp) {
+            Some(&s) => s,
+            None => match self.new_datagram_flow(Datagram::Udp, sp, ip, p) {
+                Some(s) => s,
+                None => return,
+            },
+        };
+        let to = SocketAddr::V6(SocketAddrV6::new(
+            packet::embed(&self.cfg.prefix, ip.dst),
+            dp,
+            0,
+            0,
+        ));
+        let Slot::Udp(f) = &mut self.slots[slot] else {
+            return;
+        };
+        f.last = self.now;
+        let res = f.sock.send_to(&p[range], to);
+        match res {
+            Ok(n) => {
+                Counters::inc(&self.sh.counters.up_tx_packets);
+                Counters::add(&self.sh.counters.up_tx_bytes, n as u64);
+            }
+            Err(e) => {
+                log::debug!("udp send to {to}: {e}");
+                Counters::inc(&self.sh.counters.drop_upstream_send);
+                // Tell the app, as a router would, instead of silence.
+                if let Some(code) = unreach_code(&e) {
+                    self.refuse(ip, p, code);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_udp(&mut self, slot: usize, ev: &Event) {
+        if ev.is_error() {
+            self.drain_errors(slot);
+        }
+        let mut out = std::mem::take(&mut self.txbuf);
+        for _ in 0..1024 {
+            let Slot::Udp(f) = &mut self.slots[slot] else {
+                break;
+            };
+            match f.sock.recv_from(&mut out[28..28 + MAX_UDP_PAYLOAD]) {
+                Ok((n, from)) => {
+                    let sp = f.sp;
+                    f.last = self.now;
+                    let c = &self.sh.counters;
+                    Counters::inc(&c.up_rx_packets);
+                    Counters::add(&c.up_rx_bytes, n as u64);
+                    let src = match from {
+                        SocketAddr::V6(a) => {
+                            packet::extract(&self.cfg.prefix, a.ip()).map(|v4| (v4, a.port()))
+                        }
+                        SocketAddr::V4(_) => None,
+                    };
+                    let Some((src, sport)) = src else {
+                        Counters::inc(&c.drop_foreign_source);
+                        continue;
+                    };
+                    self.ip_id = self.ip_id.wrapping_add(1);
+                    let len = packet::finish_udp(
+                        &mut out,
+                        src,
+                        sport,
+                        self.cfg.clat_v4,
+                        sp,
+                        n,
+                        self.ip_id,
+                    );
+                    tun_write(&self.tun, &self.sh.counters, &out[..len]);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.txbuf = out;
+                    self.drain_errors(slot);
+                    out = std::mem::take(&mut self.txbuf);
+                }
+            }
+        }
+        self.txbuf = out;
+    }
+}

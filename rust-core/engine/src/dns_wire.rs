@@ -2,7 +2,8 @@
 //! ids (by hand, they are fixed offsets), EDNS0 payload size and SERVFAIL
 //! answers (through hickory-proto, so that no DNS parser is hand-written).
 
-use hickory_proto::op::{Message, Metadata, ResponseCode};
+use hickory_proto::op::{Message, Metadata, Query, ResponseCode};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 /// Smallest DNS message: the 12-byte header.
 pub const HEADER_LEN: usize = 12;
@@ -25,6 +26,36 @@ pub fn is_response(msg: &[u8]) -> bool {
 /// TC bit: was the answer truncated?
 pub fn is_truncated(msg: &[u8]) -> bool {
     msg.len() >= HEADER_LEN && msg[2] & 0x02 != 0
+}
+
+/// The question section of `msg` (RFC 1035 4.1.2), read with hickory;
+/// `None` when it does not parse.
+fn questions(msg: &[u8]) -> Option<Vec<Query>> {
+    if msg.len() < HEADER_LEN {
+        return None;
+    }
+    let count = u16::from_be_bytes([msg[4], msg[5]]);
+    // Over the whole message: a name may point back into it.
+    let mut d = BinDecoder::new(msg);
+    d.read_slice(HEADER_LEN).ok()?;
+    (0..count).map(|_| Query::read(&mut d).ok()).collect()
+}
+
+/// Does `answer` answer the question of `query` (names compared without
+/// regard to case, as RFC 4343 says)? RFC 5452 section 9.1: an answer is
+/// accepted only when id, addresses and question all match; the relay
+/// checks the first two by its sockets and random ids, this the third. A
+/// query this cannot read is judged by id alone; an error answer may omit
+/// the question (RFC 6891 7: FORMERR to an EDNS query).
+pub fn same_question(query: &[u8], answer: &[u8]) -> bool {
+    let Some(q) = questions(query) else {
+        return true;
+    };
+    match questions(answer) {
+        Some(a) if a.is_empty() => answer[3] & 0x0f != 0,
+        Some(a) => a == q,
+        None => false,
+    }
 }
 
 /// Largest UDP answer the client accepts: its EDNS0 payload size, else 512
@@ -94,6 +125,46 @@ mod tests {
             m.edns = Some(e);
         }
         m.to_vec().unwrap()
+    }
+
+    fn answer_to(q: &[u8], name: &str, rtype: RecordType) -> Vec<u8> {
+        let q = Message::from_vec(q).unwrap();
+        let mut m = Message::new(q.metadata.id, MessageType::Response, OpCode::Query);
+        m.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+        m.to_vec().unwrap()
+    }
+
+    #[test]
+    fn answers_must_carry_the_question_asked() {
+        let q = query(Some(1232));
+        assert!(same_question(
+            &q,
+            &answer_to(&q, "big.lab.example.", RecordType::A)
+        ));
+        // 0x20 case randomisation by resolvers is not a mismatch
+        assert!(same_question(
+            &q,
+            &answer_to(&q, "BiG.Lab.EXAMPLE.", RecordType::A)
+        ));
+        assert!(!same_question(
+            &q,
+            &answer_to(&q, "evil.example.", RecordType::A)
+        ));
+        assert!(!same_question(
+            &q,
+            &answer_to(&q, "big.lab.example.", RecordType::AAAA)
+        ));
+        // a forged answer with no question is refused unless it is an error
+        let mut empty = answer_to(&q, "big.lab.example.", RecordType::A)[..HEADER_LEN].to_vec();
+        empty[4..6].fill(0);
+        assert!(!same_question(&q, &empty));
+        empty[3] |= 1; // FORMERR
+        assert!(same_question(&q, &empty));
+        // truncated or garbage answers are refused; unreadable queries are not judged
+        let a = answer_to(&q, "big.lab.example.", RecordType::A);
+        assert!(!same_question(&q, &a[..a.len() - 2]));
+        assert!(!same_question(&q, b"garbage"));
+        assert!(same_question(b"garbage-query", &a));
     }
 
     #[test]

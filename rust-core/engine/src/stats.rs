@@ -90,6 +90,9 @@ counters! {
     /// TCP flows whose local leg closed without TIME_WAIT: the app's FIN
     /// answered by the engine after the server had closed first.
     tcp_fast_closes,
+    /// Upstream DNS answers whose question was not the one asked (RFC 5452
+    /// 9.1): dropped, the relay keeps waiting for the real answer.
+    drop_dns_mismatch,
 }
 
 impl Counters {

@@ -692,6 +692,21 @@ mod dns {
         r.to_vec().unwrap()
     }
 
+    /// What an off-path spoofer who guessed the id would send: the right
+    /// id, another question and its own address for it.
+    pub fn forged(q: &[u8]) -> Vec<u8> {
+        let q = Message::from_vec(q).unwrap();
+        let mut r = Message::response(q.metadata.id, OpCode::Query);
+        let name = Name::from_ascii("evil.test.").unwrap();
+        r.add_query(Query::query(name.clone(), RecordType::A));
+        r.add_answer(Record::from_rdata(
+            name,
+            60,
+            RData::A(A(Ipv4Addr::new(203, 0, 113, 66))),
+        ));
+        r.to_vec().unwrap()
+    }
+
     pub fn parse(b: &[u8]) -> Message {
         Message::from_vec(b).unwrap()
     }
@@ -706,7 +721,12 @@ fn dns_server(addr: &str) {
             let Ok((n, peer)) = u.recv_from(&mut buf) else {
                 return;
             };
-            let _ = u.send_to(&dns::answer(&buf[..n], true), peer);
+            let q = &buf[..n];
+            if dns::parse(q).queries[0].name().to_ascii() == "forged.test." {
+                let _ = u.send_to(&dns::forged(q), peer);
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = u.send_to(&dns::answer(q, true), peer);
         }
     });
     thread::spawn(move || {
@@ -751,6 +771,13 @@ fn dns_relay_udp_tcp_fallback_truncation_and_servfail() {
     let m = ask(0x1111, "small.test.", None);
     assert_eq!(m.metadata.id, 0x1111);
     assert_eq!(m.answers.len(), 1);
+    // An answer with the right id and another question (a spoofer who
+    // guessed the id) is dropped; the real answer after it gets through.
+    let m = ask(0x1112, "forged.test.", None);
+    assert_eq!(m.metadata.id, 0x1112);
+    assert_eq!(m.queries[0].name().to_ascii(), "forged.test.");
+    assert_eq!(m.answers.len(), 1);
+    assert_eq!(stats(&l).drop_dns_mismatch, 1);
     // Truncated over UDP: retried over TCP, full answer when the client takes it.
     let m = ask(0x2222, "big.test.", Some(4096));
     assert_eq!(m.metadata.id, 0x2222);

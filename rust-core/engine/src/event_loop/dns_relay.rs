@@ -205,6 +205,11 @@ impl Loop {
             if p.tcp_slot.is_some() {
                 continue;
             }
+            if !dns_wire::same_question(&p.query, msg) {
+                // A forged or stray answer: keep waiting for the real one.
+                Counters::inc(&self.sh.counters.drop_dns_mismatch);
+                continue;
+            }
             if dns_wire::is_truncated(msg) {
                 p.truncated = Some(msg.to_vec());
                 let q = p.query.clone();
@@ -303,7 +308,13 @@ impl Loop {
         if let Some(s) = p.tcp_slot {
             self.kill_slot(s);
         }
-        let ans = ans.filter(|a| dns_wire::id(a) == Some(uid));
+        let ans = ans.filter(|a| {
+            let ok = dns_wire::same_question(&p.query, a);
+            if !ok {
+                Counters::inc(&self.sh.counters.drop_dns_mismatch);
+            }
+            ok && dns_wire::id(a) == Some(uid)
+        });
         let trunc = p.truncated.unwrap_or_default();
         let pick = dns_wire::pick_answer(ans.as_deref(), &trunc, p.client_max);
         if pick.len() < dns_wire::HEADER_LEN {

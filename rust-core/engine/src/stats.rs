@@ -93,6 +93,9 @@ counters! {
     /// Upstream DNS answers whose question was not the one asked (RFC 5452
     /// 9.1): dropped, the relay keeps waiting for the real answer.
     drop_dns_mismatch,
+    /// Upstream UDP datagrams larger than an IPv4 datagram can carry
+    /// (65,507 bytes of payload): dropped whole, never delivered cut short.
+    drop_udp_too_big,
 }
 
 impl Counters {

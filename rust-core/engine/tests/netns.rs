@@ -415,7 +415,19 @@ fn udp_echo_sizes_and_endpoint_independent_mapping() {
         assert_eq!(n, want + 2);
         assert!(buf[2..n].iter().enumerate().all(|(i, &b)| b == pattern(i)));
     }
+    // IPv6 carries UDP payloads up to 65,527 bytes, IPv4 up to 65,507: the
+    // largest that fits arrives whole, a larger one is dropped and counted,
+    // never cut short.
+    for (want, arrives) in [(65505usize, true), (65520, false), (10, true)] {
+        c.send_to(format!("BIG{want}").as_bytes(), (SRV_V4, p1))
+            .unwrap();
+        if arrives {
+            let (n, _) = c.recv_from(&mut buf).expect("a reply that fits IPv4");
+            assert_eq!(n, want + 2, "the 65,522-byte reply must not arrive");
+        }
+    }
     let s = stats(&l);
+    assert_eq!(s.drop_udp_too_big, 1, "{s:?}");
     assert_eq!(s.flows_udp, 1, "{s:?}");
     assert_eq!(s.flows_udp_total, 1);
 }

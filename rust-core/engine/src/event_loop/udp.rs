@@ -101,13 +101,20 @@ impl Loop {
             let Slot::Udp(f) = &mut self.slots[slot] else {
                 break;
             };
-            match f.sock.recv_from(&mut out[28..28 + MAX_UDP_PAYLOAD]) {
+            // One byte more than IPv4 can carry: an IPv6 datagram that
+            // big (up to 65,527 bytes) shows as longer than the limit
+            // instead of arriving cut short.
+            match f.sock.recv_from(&mut out[28..28 + MAX_UDP_PAYLOAD + 1]) {
                 Ok((n, from)) => {
                     let sp = f.sp;
                     f.last = self.now;
                     let c = &self.sh.counters;
                     Counters::inc(&c.up_rx_packets);
                     Counters::add(&c.up_rx_bytes, n as u64);
+                    if n > MAX_UDP_PAYLOAD {
+                        Counters::inc(&c.drop_udp_too_big);
+                        continue;
+                    }
                     let src = match from {
                         SocketAddr::V6(a) => {
                             packet::extract(&self.cfg.prefix, a.ip()).map(|v4| (v4, a.port()))

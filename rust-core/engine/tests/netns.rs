@@ -759,6 +759,20 @@ fn dns_server(addr: &str) {
     });
 }
 
+/// One DNS query over TCP (RFC 1035 4.2.2 length prefix) to `to`.
+fn ask_tcp(to: SocketAddr, id: u16, name: &str) -> hickory_proto::op::Message {
+    let mut t = TcpStream::connect_timeout(&to, Duration::from_secs(3)).expect("TCP to the relay");
+    t.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let q = dns::query(id, name, None);
+    t.write_all(&(q.len() as u16).to_be_bytes()).unwrap();
+    t.write_all(&q).unwrap();
+    let mut len = [0u8; 2];
+    t.read_exact(&mut len).expect("an answer over TCP");
+    let mut a = vec![0u8; u16::from_be_bytes(len) as usize];
+    t.read_exact(&mut a).unwrap();
+    dns::parse(&a)
+}
+
 #[test]
 fn dns_relay_udp_tcp_fallback_truncation_and_servfail() {
     if !in_netns("dns_relay_udp_tcp_fallback_truncation_and_servfail") {
@@ -803,15 +817,7 @@ fn dns_relay_udp_tcp_fallback_truncation_and_servfail() {
     assert_eq!(s.dns_tcp_retries, 2, "{s:?}");
     assert_eq!(s.dns_truncated, 1);
     // DNS over TCP from the app to the relay address.
-    let mut t = TcpStream::connect(relay).expect("TCP to the DNS relay");
-    let q = dns::query(0x4444, "big.test.", None);
-    t.write_all(&(q.len() as u16).to_be_bytes()).unwrap();
-    t.write_all(&q).unwrap();
-    let mut len = [0u8; 2];
-    t.read_exact(&mut len).unwrap();
-    let mut a = vec![0u8; u16::from_be_bytes(len) as usize];
-    t.read_exact(&mut a).unwrap();
-    let m = dns::parse(&a);
+    let m = ask_tcp(relay.into(), 0x4444, "big.test.");
     assert_eq!((m.metadata.id, m.answers.len()), (0x4444, 40));
     // First resolver dead: the second answers after the timeout.
     let dead: SocketAddr = "[2001:db8:64::99]:53".parse().unwrap();
@@ -823,6 +829,21 @@ fn dns_relay_udp_tcp_fallback_truncation_and_servfail() {
     assert!(
         t0.elapsed() >= Duration::from_millis(300),
         "answered by the fallback after the timeout"
+    );
+    // The resolver that answered is asked first from now on, over UDP and
+    // TCP: a dead one ahead of it in the list costs one timeout, not one
+    // per query.
+    let timeouts = stats(&l).dns_upstream_timeouts;
+    for id in [0x5556u16, 0x5557] {
+        let m = ask(id, "small.test.", None);
+        assert_eq!((m.metadata.id, m.answers.len()), (id, 1));
+    }
+    let m = ask_tcp(relay.into(), 0x5558, "small.test.");
+    assert_eq!((m.metadata.id, m.answers.len()), (0x5558, 1));
+    assert_eq!(
+        stats(&l).dns_upstream_timeouts,
+        timeouts,
+        "dead resolver asked again"
     );
     // All resolvers dead: SERVFAIL promptly after the timeouts, never silence.
     l.engine.set_upstream_dns(vec![dead]).unwrap();

@@ -37,6 +37,8 @@ pub(super) struct Pending {
     /// The query with the upstream id already in place.
     pub(super) query: Vec<u8>,
     pub(super) server: usize,
+    /// How many servers this query has been sent to (each once).
+    pub(super) tried: usize,
     pub(super) timer_at: Instant,
     pub(super) client_max: usize,
     pub(super) truncated: Option<Vec<u8>>,
@@ -62,6 +64,15 @@ fn random_dns_id() -> Option<u16> {
 }
 
 impl Loop {
+    /// Index of the resolver to ask first (see `dns_preferred`).
+    pub(super) fn dns_preferred_index(&self) -> usize {
+        if self.dns_preferred < self.cfg.upstream_dns.len() {
+            self.dns_preferred
+        } else {
+            0
+        }
+    }
+
     fn dns_answer(&mut self, app_sp: u16, app_id: u16, msg: &[u8]) {
         let mut out = std::mem::take(&mut self.txbuf);
         let n = msg.len().min(MAX_UDP_PAYLOAD);
@@ -111,7 +122,8 @@ impl Loop {
                 app_sp: sp,
                 app_id,
                 query,
-                server: 0,
+                server: self.dns_preferred_index(),
+                tried: 1,
                 timer_at: at,
                 client_max: dns_wire::client_max_payload(q),
                 truncated: None,
@@ -220,6 +232,7 @@ impl Loop {
                 continue;
             };
             self.timers.remove(p.timer_at, TimerKey::Dns(uid));
+            self.dns_preferred = server_idx;
             self.dns_answer(p.app_sp, p.app_id, msg);
         }
         self.rxbuf = buf;
@@ -339,8 +352,10 @@ impl Loop {
         if p.tcp_slot.is_some() {
             return self.finish_dns_tcp(uid, None);
         }
-        if p.server + 1 < self.cfg.upstream_dns.len() {
-            p.server += 1;
+        let n = self.cfg.upstream_dns.len();
+        if p.tried < n {
+            p.server = (p.server + 1) % n;
+            p.tried += 1;
             let at = self.now + self.cfg.dns_timeout;
             p.timer_at = at;
             self.timers.insert(at, TimerKey::Dns(uid));

@@ -97,6 +97,10 @@ pub(crate) struct Loop {
     icmp: HashMap<u16, usize>,
     dns_socks: Vec<Option<usize>>,
     pending: HashMap<u16, Pending>,
+    /// The upstream resolver that answered last: new queries (UDP and
+    /// TCP) go there first, so a dead resolver ahead of it in the list
+    /// costs one timeout, not one per query.
+    dns_preferred: usize,
     next_dns_id: u16,
     timers: Timers,
     reasm: crate::frag::Reassembler,
@@ -177,6 +181,7 @@ impl Loop {
             icmp: HashMap::new(),
             dns_socks: vec![None; n],
             pending: HashMap::new(),
+            dns_preferred: 0,
             next_dns_id: 1,
             timers: Timers::default(),
             reasm: Default::default(),
@@ -367,6 +372,7 @@ impl Loop {
             }
         }
         self.dns_socks = vec![None; self.cfg.upstream_dns.len()];
+        self.dns_preferred = 0;
         let uids: Vec<u16> = self.pending.keys().copied().collect();
         for uid in uids {
             if let Some(t) = self.pending.get_mut(&uid).and_then(|p| p.tcp_slot.take()) {
@@ -374,6 +380,7 @@ impl Loop {
             }
             if let Some(p) = self.pending.get_mut(&uid) {
                 p.server = 0;
+                p.tried = 1;
             }
             self.send_dns(uid);
         }

@@ -228,7 +228,10 @@ impl Loop {
                 continue;
             }
             let target = if e.dst == self.cfg.dns_v4 {
-                self.cfg.upstream_dns.first().copied()
+                self.cfg
+                    .upstream_dns
+                    .get(self.dns_preferred_index())
+                    .copied()
             } else {
                 Some(SocketAddr::V6(SocketAddrV6::new(
                     packet::embed(&self.cfg.prefix, e.dst),

@@ -212,7 +212,8 @@ def test_tun_deleted_under_engine(own_clat):
     assert rc != 0, log
     assert "TUN" in log, log
     assert "panicked" not in log, log
-    assert took < 7, f"exit took {took:.1f}s"
+    # the engine watcher signals the main thread: no wait for its 5 s poll
+    assert took < 2.5, f"exit took {took:.1f}s"
     assert not link_exists(PHONE, TUN)
     assert "default" not in default_route4(PHONE)
     assert not os.path.exists(f"/run/clat/{TUN}.sock"), "control socket left behind"

@@ -401,8 +401,9 @@ fn serve_control(
     Ok(())
 }
 
-/// Blocks SIGINT/SIGTERM in this thread (and the threads it starts) so
-/// that the main thread can wait for them with sigtimedwait.
+/// Blocks SIGINT/SIGTERM, and SIGUSR1 (raised by the engine watcher when
+/// the engine ends on its own), in this thread and the threads it starts,
+/// so that the main thread can wait for them with sigtimedwait.
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local set, then pthread_sigmask.
     unsafe {
@@ -410,6 +411,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -521,6 +523,16 @@ fn run(args: Args) -> Result<(), String> {
         route = Some(r);
     }
     let engine = Engine::start(fd, cfg.clone(), protector).map_err(|e| format!("engine: {e}"))?;
+    let watch = engine.exit_watch();
+    std::thread::Builder::new()
+        .name("engine-watch".into())
+        .spawn(move || {
+            watch.wait();
+            // SAFETY: kill on our own pid; SIGUSR1 is blocked in every
+            // thread, so it stays pending for the main thread's sigtimedwait.
+            unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+        })
+        .map_err(|e| format!("engine watcher: {e}"))?;
     let engine = Arc::new(Mutex::new(engine));
     let control = args
         .control

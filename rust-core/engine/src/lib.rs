@@ -94,6 +94,8 @@ impl Engine {
                         Some("engine thread panicked".into());
                 }
                 sh.running.store(false, Ordering::SeqCst);
+                *sh.ended.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                sh.ended_cv.notify_all();
             })?;
         Ok(Engine {
             tx,
@@ -134,6 +136,11 @@ impl Engine {
         self.send(Command::NetworkChanged)
     }
 
+    /// A handle that waits for this engine's thread to end.
+    pub fn exit_watch(&self) -> ExitWatch {
+        ExitWatch(self.shared.clone())
+    }
+
     pub fn is_running(&self) -> bool {
         self.shared.running.load(Ordering::SeqCst)
     }
@@ -161,6 +168,27 @@ impl Engine {
         // Only now: closing the eventfd earlier could drop the wake-up.
         self.waker = None;
         r
+    }
+}
+
+/// Waits for an engine's thread to end, from any thread and without the
+/// [`Engine`] itself (its owner may keep it behind a lock): `clat run`
+/// turns the end into a signal, so that it reacts at once when the engine
+/// stops on its own (the TUN went away) instead of at its next poll.
+#[derive(Clone)]
+pub struct ExitWatch(Arc<Shared>);
+
+impl ExitWatch {
+    /// Blocks until the engine thread has ended (returns at once if it has).
+    pub fn wait(&self) {
+        let mut ended = self.0.ended.lock().unwrap_or_else(|e| e.into_inner());
+        while !*ended {
+            ended = self
+                .0
+                .ended_cv
+                .wait(ended)
+                .unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 

@@ -649,14 +649,26 @@ fn tun_closed_ends_the_loop_with_a_reason() {
     }
     setup_ns();
     let l = start_engine(base_cfg());
+    // Someone holding only an ExitWatch (clat run's watcher thread) learns
+    // of the end without polling.
+    let watch = l.engine.exit_watch();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        watch.wait();
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(200)).is_err(),
+        "the watch must not return while the engine runs"
+    );
     // Deleting the device makes reads on the fd fail.
     sh("ip", &["link", "del", "clat0"]);
-    wait_for(
-        "engine to notice the TUN is gone",
-        Duration::from_secs(3),
-        || !l.engine.is_running(),
-    );
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("the exit watch returns when the engine ends");
+    assert!(!l.engine.is_running());
     assert!(l.engine.exit_reason().is_some());
+    // and it returns at once for an engine that has ended already
+    l.engine.exit_watch().wait();
 }
 
 mod dns {

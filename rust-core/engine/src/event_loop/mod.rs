@@ -33,7 +33,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tcp::open_spare_fd;
 use udp::UdpFlow;
@@ -64,6 +64,10 @@ pub(crate) struct Shared {
     pub counters: Counters,
     pub exit: Mutex<Option<String>>,
     pub running: AtomicBool,
+    /// Set (and `ended_cv` notified) when the engine thread has ended and
+    /// every socket is closed: what [`crate::ExitWatch`] waits for.
+    pub ended: Mutex<bool>,
+    pub ended_cv: Condvar,
 }
 
 enum Slot {

@@ -5,13 +5,14 @@ Needs `clat run` / `clat status` (rust-core/cli cmd_run.rs, cmd_status.rs) and
 the engine's drop counters (drop_multicast, drop_broadcast, drop_bad_source).
 """
 
+import os
 import subprocess
 import time
 
 import pytest
 
-from labutil import (PHONE, SERVER, TUN, clat_binary, default_route4, link_exists, ns, ns_popen,
-                     ns_python, status_int)
+from labutil import (DNS64, DNS_V4, PHONE, RESOLVER4, SERVER, TUN, clat_binary, default_route4,
+                     link_exists, ns, ns_popen, ns_python, status_int, synth)
 
 
 def send_udp(dst, port=5353, broadcast=False):
@@ -128,3 +129,46 @@ def test_status_without_instance_fails_clearly(lab):
     assert p.returncode != 0
     assert "nosuchclat" in p.stderr or "cannot" in p.stderr.lower(), p.stderr
     assert "panicked" not in p.stderr
+
+
+def wait_status(clat, key, want, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = clat.status().get(key)
+        if got == want:
+            return
+        assert time.monotonic() < deadline, f"{key} is {got!r}, not {want!r}"
+        time.sleep(0.1)
+
+
+def test_run_follows_resolv_conf(own_clat, tmp_path):
+    """Without --dns, `clat run` takes its resolvers from --resolv-conf and
+    follows the file when it changes (written in place or replaced by
+    rename): the relay forwards to the new resolvers and prefix discovery
+    asks them at once."""
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(f"nameserver {DNS64}\n")
+    clat = own_clat("--resolv-conf", str(conf), "--min-revalidate", "300s",
+                    pref64=None, dns=None)
+    st = clat.status()
+    assert st["upstream_dns"] == f"[{DNS64}]:53", st
+    assert (st["prefix"], st["prefix_state"]) == ("2001:db8:64::/96", "ok"), st
+    # Another network: its resolver has no DNS64 (the lab's IPv4 resolver,
+    # reached through the NAT64). Written in place.
+    plain = synth(RESOLVER4)
+    with open(conf, "w") as f:
+        f.write(f"# another network\nnameserver {plain}\n")
+    wait_status(clat, "upstream_dns", f"[{plain}]:53")
+    out = ns(PHONE, "dig", "+time=3", "+tries=2", "+short", f"@{DNS_V4}", "A",
+             "v4only.lab.example").stdout.split()
+    assert out == [SERVER], "the relay forwards to the new resolver"
+    # Asked at once (not after --min-revalidate): no DNS64 there, so the
+    # prefix is marked lost and kept.
+    wait_status(clat, "prefix_state", "lost")
+    # Back, by rename as NetworkManager writes it.
+    tmp = tmp_path / "resolv.conf.new"
+    tmp.write_text(f"nameserver {DNS64}\n")
+    os.replace(tmp, conf)
+    wait_status(clat, "upstream_dns", f"[{DNS64}]:53")
+    wait_status(clat, "prefix_state", "ok")
+    assert "upstream resolvers changed" in clat.log()

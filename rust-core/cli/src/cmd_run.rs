@@ -4,6 +4,7 @@
 //! removes what it added on the way out.
 
 use crate::args::{parse_duration, parse_positive_duration, parse_resolver};
+use crate::resolv_watch;
 use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
     PrefixSource,
@@ -43,9 +44,15 @@ pub struct Args {
     #[arg(long, value_parser = parse_positive_duration, default_value = "60s")]
     pub min_revalidate: Duration,
     /// Upstream resolver for the DNS relay (repeatable): an address or [v6]:port / v4:port.
-    /// Default: the nameservers of /etc/resolv.conf.
+    /// Default: the nameservers of --resolv-conf, followed when the file changes.
     #[arg(long = "dns", value_name = "ADDR")]
     pub dns: Vec<String>,
+    /// Where the upstream resolvers come from without --dns; watched, and
+    /// the relay and prefix discovery follow when it changes (another
+    /// network). Behind systemd-resolved, /run/systemd/resolve/resolv.conf
+    /// lists the network's own resolvers.
+    #[arg(long, value_name = "PATH", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
     /// The CLAT IPv4 address; the next two addresses of its /29 become the internal
     /// NAT address and the DNS relay.
     #[arg(long, default_value = "192.0.0.4")]
@@ -99,13 +106,16 @@ pub fn default_control(tun: &str) -> PathBuf {
     PathBuf::from(format!("/run/clat/{tun}.sock"))
 }
 
-/// The prefix in use, shared by the prefix monitor's thread and `clat status`.
-#[derive(Debug, Clone, Copy)]
+/// What `clat run` follows: the prefix in use (written by the prefix
+/// monitor's thread) and the upstream resolvers (by the main thread when
+/// resolv.conf changes); read by `clat status`.
+#[derive(Debug, Clone)]
 pub struct PrefixState {
     pub current: DiscoveredPrefix,
     /// The monitor lost every prefix (e.g. the DNS64 now says "no DNS64"):
     /// the engine keeps the last one until a new one is found.
     pub lost: bool,
+    pub upstream_dns: Vec<SocketAddr>,
 }
 
 /// Where the prefix comes from: `--pref64`, or a [`PrefixMonitor`] whose
@@ -175,6 +185,32 @@ pub fn resolve_prefix(
         "no NAT64 prefix within {}: {why}{ra}; give one with --pref64",
         fmt_duration(args.discover_timeout)
     ))
+}
+
+/// The nameservers of a resolv.conf file (none when it cannot be read).
+fn file_resolvers(path: &Path) -> Vec<SocketAddr> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => resolv_conf::parse_resolv_conf(&text),
+        Err(e) => {
+            log::warn!("cannot read {}: {e}", path.display());
+            Vec::new()
+        }
+    }
+}
+
+/// `resolvers` without those in the CLAT's own /29: in a namespace or host
+/// whose resolv.conf points at our relay (as the lab's phone does for its
+/// apps), forwarding there would loop.
+fn upstream_only(resolvers: Vec<SocketAddr>, own: ipnet::Ipv4Net) -> Vec<SocketAddr> {
+    let (keep, looped): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        resolvers.into_iter().partition(|r| match r {
+            SocketAddr::V4(a) => !own.contains(a.ip()),
+            SocketAddr::V6(_) => true,
+        });
+    for r in &looped {
+        log::warn!("ignoring resolver {r}: it is the CLAT's own address range");
+    }
+    keep
 }
 
 /// Applies the monitor's changes to the running engine: a new prefix resets
@@ -349,7 +385,7 @@ pub fn status_lines(
         "clat_v4 {}\nnat_v4 {}\ndns_v4 {}\nmtu {}\n",
         cfg.clat_v4, cfg.nat_v4, cfg.dns_v4, cfg.mtu
     ));
-    let dns: Vec<String> = cfg.upstream_dns.iter().map(|a| a.to_string()).collect();
+    let dns: Vec<String> = prefix.upstream_dns.iter().map(|a| a.to_string()).collect();
     s.push_str(&format!(
         "upstream_dns {}\n",
         if dns.is_empty() {
@@ -388,7 +424,7 @@ fn serve_control(
                 let _ = BufReader::new(&c).read_line(&mut line);
                 let reply = match line.trim() {
                     "status" | "" => {
-                        let p = *prefix.lock().unwrap_or_else(|e| e.into_inner());
+                        let p = prefix.lock().unwrap_or_else(|e| e.into_inner()).clone();
                         let e = engine.lock().unwrap_or_else(|e| e.into_inner());
                         status_lines(&e, &cfg, &p, &tun)
                     }
@@ -401,9 +437,10 @@ fn serve_control(
     Ok(())
 }
 
-/// Blocks SIGINT/SIGTERM, and SIGUSR1 (raised by the engine watcher when
-/// the engine ends on its own), in this thread and the threads it starts,
-/// so that the main thread can wait for them with sigtimedwait.
+/// Blocks SIGINT/SIGTERM, SIGUSR1 (raised by the engine watcher when the
+/// engine ends on its own) and SIGUSR2 (raised by the resolv.conf watcher)
+/// in this thread and the threads it starts, so that the main thread can
+/// wait for them with sigtimedwait.
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local set, then pthread_sigmask.
     unsafe {
@@ -412,6 +449,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGUSR1);
+        libc::sigaddset(&mut set, libc::SIGUSR2);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -431,26 +469,18 @@ pub fn main(args: Args) -> ExitCode {
 fn run(args: Args) -> Result<(), String> {
     let sigs = block_signals();
     let base = u32::from(args.clat_addr);
-    let resolvers = if args.dns.is_empty() {
-        resolv_conf::system_resolvers()
+    let own = ipnet::Ipv4Net::new(Ipv4Addr::from(base & !7), 29).expect("29 is a valid length");
+    let follow_resolv_conf = args.dns.is_empty();
+    let resolvers = if follow_resolv_conf {
+        upstream_only(file_resolvers(&args.resolv_conf), own)
     } else {
-        args.dns
+        let given = args
+            .dns
             .iter()
             .map(|d| parse_resolver(d))
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()?;
+        upstream_only(given, own)
     };
-    // In a namespace or host whose resolv.conf already points at our own
-    // relay (as the lab's phone does for its apps), forwarding there would
-    // loop: upstream resolvers must be the network's, never our /29.
-    let own = ipnet::Ipv4Net::new(Ipv4Addr::from(base & !7), 29).expect("29 is a valid length");
-    let (resolvers, looped): (Vec<SocketAddr>, Vec<SocketAddr>) =
-        resolvers.into_iter().partition(|r| match r {
-            SocketAddr::V4(a) => !own.contains(a.ip()),
-            SocketAddr::V6(_) => true,
-        });
-    for r in &looped {
-        log::warn!("ignoring resolver {r}: it is the CLAT's own address range");
-    }
     if resolvers.is_empty() {
         log::warn!(
             "no upstream resolvers (--dns or /etc/resolv.conf): the DNS relay will answer SERVFAIL"
@@ -483,6 +513,7 @@ fn run(args: Args) -> Result<(), String> {
     let prefix_state = Arc::new(Mutex::new(PrefixState {
         current: seed.first,
         lost: false,
+        upstream_dns: cfg.upstream_dns.clone(),
     }));
     let _ping_group = PingGroupRestore(ensure_ping_group());
     raise_fd_limit(cfg.max_flows);
@@ -561,6 +592,15 @@ fn run(args: Args) -> Result<(), String> {
         cfg.upstream_dns
     );
 
+    if follow_resolv_conf {
+        if let Err(e) = resolv_watch::spawn(args.resolv_conf.clone(), libc::SIGUSR2) {
+            log::warn!(
+                "cannot watch {}: {e}; resolver changes will not be followed",
+                args.resolv_conf.display()
+            );
+        }
+    }
+    let mut resolvers = cfg.upstream_dns.clone();
     let mut failure = None;
     loop {
         let ts = libc::timespec {
@@ -572,6 +612,27 @@ fn run(args: Args) -> Result<(), String> {
         if sig == libc::SIGINT || sig == libc::SIGTERM {
             log::info!("signal {sig}: stopping");
             break;
+        }
+        if sig == libc::SIGUSR2 {
+            let now = upstream_only(file_resolvers(&args.resolv_conf), own);
+            if now != resolvers {
+                log::info!("upstream resolvers changed: {resolvers:?} -> {now:?}");
+                if let Err(e) = engine
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .set_upstream_dns(now.clone())
+                {
+                    log::warn!("cannot give the relay the new resolvers: {e}");
+                }
+                if let Some((m, _)) = &monitor {
+                    m.set_resolvers(now.clone());
+                }
+                prefix_state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .upstream_dns = now.clone();
+                resolvers = now;
+            }
         }
         let e = engine.lock().unwrap_or_else(|e| e.into_inner());
         if !e.is_running() {

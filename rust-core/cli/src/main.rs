@@ -11,6 +11,7 @@ mod cmd_discover;
 mod cmd_run;
 mod cmd_status;
 mod cmd_xlat;
+mod resolv_watch;
 
 /// A 464XLAT customer-side translator (CLAT) and its tools.
 #[derive(Parser)]

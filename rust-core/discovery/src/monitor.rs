@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 pub struct MonitorConfig {
     /// An explicit prefix: used as is, nothing else is asked.
     pub configured: Option<Ipv6Net>,
-    /// Resolvers for RFC 7050; empty disables RFC 7050.
+    /// Resolvers for RFC 7050 at start ([`PrefixMonitor::set_resolvers`]
+    /// replaces them); none: no RFC 7050.
     pub resolvers: Vec<SocketAddr>,
     /// Listen for PREF64 in RAs on this interface (Linux netlink).
     pub pref64_interface: Option<String>,
@@ -80,6 +81,8 @@ const WAKE_REVALIDATE: u8 = 2;
 /// Running prefix discovery; see the module documentation.
 pub struct PrefixMonitor {
     current: Arc<Mutex<Option<DiscoveredPrefix>>>,
+    /// The RFC 7050 resolvers, replaceable while running.
+    resolvers: Arc<Mutex<Vec<SocketAddr>>>,
     wake: UnixStream,
     thread: Option<JoinHandle<()>>,
 }
@@ -100,11 +103,14 @@ impl PrefixMonitor {
         };
         let current = Arc::new(Mutex::new(None));
         let shared = current.clone();
+        let resolvers = Arc::new(Mutex::new(cfg.resolvers.clone()));
+        let theirs = resolvers.clone();
         let thread = std::thread::Builder::new()
             .name("clat-prefix".into())
-            .spawn(move || run(cfg, on_change, shared, wake_rx, listener))?;
+            .spawn(move || run(cfg, theirs, on_change, shared, wake_rx, listener))?;
         Ok(PrefixMonitor {
             current,
+            resolvers,
             wake,
             thread: Some(thread),
         })
@@ -120,6 +126,13 @@ impl PrefixMonitor {
     /// with another prefix). Does not wait for the answer.
     pub fn revalidate_now(&self) {
         let _ = (&self.wake).write_all(&[WAKE_REVALIDATE]);
+    }
+
+    /// Replaces the resolvers that RFC 7050 asks (the network's resolvers
+    /// changed) and asks the new ones at once.
+    pub fn set_resolvers(&self, resolvers: Vec<SocketAddr>) {
+        *self.resolvers.lock().unwrap_or_else(|e| e.into_inner()) = resolvers;
+        self.revalidate_now();
     }
 
     /// Stops the thread and waits for it.
@@ -151,6 +164,7 @@ struct Rfc7050State {
 
 fn run(
     cfg: MonitorConfig,
+    resolvers: Arc<Mutex<Vec<SocketAddr>>>,
     mut on_change: OnChange,
     shared: Arc<Mutex<Option<DiscoveredPrefix>>>,
     mut wake: UnixStream,
@@ -162,13 +176,16 @@ fn run(
         next: Instant::now(),
         backoff: cfg.retry,
     };
-    let use_rfc7050 = cfg.configured.is_none() && !cfg.resolvers.is_empty();
     let mut selected: Option<DiscoveredPrefix> = None;
     let mut first = true;
     loop {
         let now = Instant::now();
+        let asked = resolvers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let use_rfc7050 = cfg.configured.is_none() && !asked.is_empty();
         if use_rfc7050 && now >= rfc.next {
-            revalidate(&cfg, &mut rfc);
+            revalidate(&cfg, &asked, &mut rfc);
+        } else if !use_rfc7050 {
+            rfc.prefixes.clear();
         }
         let now = Instant::now();
         pref64.expire(now);
@@ -245,8 +262,8 @@ fn run(
     }
 }
 
-fn revalidate(cfg: &MonitorConfig, st: &mut Rfc7050State) {
-    match discover_rfc7050(&cfg.resolvers, cfg.query_timeout, &*cfg.protector) {
+fn revalidate(cfg: &MonitorConfig, resolvers: &[SocketAddr], st: &mut Rfc7050State) {
+    match discover_rfc7050(resolvers, cfg.query_timeout, &*cfg.protector) {
         Ok(found) => {
             let ttl = found.iter().map(|p| p.lifetime).min().unwrap_or_default();
             st.next = Instant::now() + cfg.revalidate_after(ttl);

@@ -95,3 +95,34 @@ fn revalidate_now_does_not_wait_for_the_ttl() {
     assert_eq!(got.lifetime, Duration::from_secs(300));
     m.stop();
 }
+
+#[test]
+fn new_resolvers_are_asked_at_once() {
+    // Two networks' DNS64s with different prefixes (long TTLs: only the
+    // change of resolvers can make the monitor ask again).
+    let a = Responder::start("::1", Behaviour::Answer(synth("2001:db8:64::/96", 300)));
+    let b = Responder::start("::1", Behaviour::Answer(synth("2001:db8:b00::/40", 300)));
+    let cfg = MonitorConfig::new(vec![a.addr], Arc::new(clat_protect::NoProtect));
+    let (tx, rx) = mpsc::channel();
+    let m = PrefixMonitor::start(cfg, Box::new(move |p| tx.send(p).unwrap())).unwrap();
+    let first = next(&rx, Duration::from_secs(3)).unwrap();
+    assert_eq!(first.prefix.to_string(), "2001:db8:64::/96");
+    m.set_resolvers(vec![b.addr]);
+    let got = next(&rx, Duration::from_secs(3)).unwrap();
+    assert_eq!(got.prefix.to_string(), "2001:db8:b00::/40");
+    let asked_a = a.udp_queries.load(std::sync::atomic::Ordering::SeqCst);
+    m.revalidate_now();
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "same prefix: no change"
+    );
+    assert_eq!(
+        a.udp_queries.load(std::sync::atomic::Ordering::SeqCst),
+        asked_a,
+        "the old resolver is not asked any more"
+    );
+    // No resolvers left: the RFC 7050 prefix is not kept as if current.
+    m.set_resolvers(Vec::new());
+    assert_eq!(next(&rx, Duration::from_secs(3)), None);
+    m.stop();
+}

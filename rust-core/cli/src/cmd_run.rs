@@ -483,7 +483,13 @@ fn run(args: Args) -> Result<(), String> {
     };
     if resolvers.is_empty() {
         log::warn!(
-            "no upstream resolvers (--dns or /etc/resolv.conf): the DNS relay will answer SERVFAIL"
+            "no upstream resolvers (--dns or {}): the DNS relay will answer SERVFAIL{}",
+            args.resolv_conf.display(),
+            if follow_resolv_conf {
+                " until the file lists some"
+            } else {
+                ""
+            }
         );
     }
     let protector: Protector = match (&args.mark, &args.bind_device) {

@@ -205,6 +205,8 @@ CASES = [
     ("subnet_broadcast", lambda: udp(CLAT_V4, "192.0.0.7", 9, 9, b"bc"), "drop_broadcast", None),
     ("internal_icmp_to_nat_address", lambda: icmp(CLAT_V4, NAT_V4, 8, rest=b"\0\1\0\1"),
      "drop_internal_dst", None),
+    ("internal_icmp_timestamp_to_dns_address",
+     lambda: icmp(CLAT_V4, DNS_V4, 13, rest=b"\0\1\0\1" + bytes(12)), "drop_internal_dst", None),
     ("internal_udp_to_dns_wrong_port", lambda: udp(CLAT_V4, DNS_V4, 40004, 54, b"q"),
      "drop_internal_dst", ("icmp", 3, 3)),
     ("internal_tcp_to_dns_wrong_port", lambda: tcp(CLAT_V4, DNS_V4, 40005, 80, 0x02),

@@ -6,7 +6,7 @@ datagram sockets, so the identifier it uses upstream differs; the app must
 still see its own identifier and sequence numbers in the replies.
 """
 
-from labutil import PHONE, SERVER, UNREACHABLE, ns, ns_python
+from labutil import DNS_V4, PHONE, SERVER, UNREACHABLE, ns, ns_python, status_int
 
 RAW_PING = """
 import os, socket, struct, time
@@ -84,6 +84,17 @@ def test_ping_tool(clat):
     p = ns(PHONE, "ping", "-4", "-c", "3", "-i", "0.2", "-W", "2", SERVER, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "3 received" in p.stdout, p.stdout
+
+
+def test_ping_the_dns_relay_address(clat):
+    """Apps and network diagnostics ping the DNS server they were given
+    (192.0.0.6): the engine answers it itself, payload intact (ping checks
+    it), at 56 and 2,000 bytes; nothing is counted as a drop."""
+    before = status_int(clat.status(), "drop_internal_dst")
+    for size in ("56", "2000"):
+        p = ns(PHONE, "ping", "-c", "3", "-i", "0.2", "-W", "2", "-s", size, DNS_V4, check=False)
+        assert p.returncode == 0 and " 0% packet loss" in p.stdout, p.stdout + p.stderr
+    assert status_int(clat.status(), "drop_internal_dst") == before
 
 
 def test_unreachable_destination_yields_icmp_error(clat):

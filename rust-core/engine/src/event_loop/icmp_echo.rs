@@ -21,6 +21,28 @@ pub(super) struct IcmpFlow {
 }
 
 impl Loop {
+    /// An echo request to the DNS relay's address, answered here: apps and
+    /// network diagnostics ping the DNS server they were given, and a
+    /// silent one looks like a broken network. Other ICMP to the CLAT's
+    /// internal addresses is dropped and counted.
+    pub(super) fn icmp_to_relay(&mut self, ip: &Ip4, p: &[u8]) {
+        let ihl = ip.ihl;
+        if p.len() < ihl + 8 || packet::checksum(0, &p[ihl..]) != 0 {
+            return Counters::inc(&self.c().drop_malformed);
+        }
+        if p[ihl] != 8 || p[ihl + 1] != 0 {
+            return Counters::inc(&self.c().drop_internal_dst);
+        }
+        let msg = &p[ihl..];
+        let mut out = std::mem::take(&mut self.txbuf);
+        out[20..20 + msg.len()].copy_from_slice(msg);
+        out[20] = 0; // echo reply; code, identifier, sequence and data as sent
+        let id = self.next_ip_id();
+        let n = packet::finish_icmp(&mut out, ip.dst, ip.src, msg.len(), id);
+        tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        self.txbuf = out;
+    }
+
     pub(super) fn icmp_from_app(&mut self, ip: &Ip4, p: &mut [u8]) {
         let ihl = ip.ihl;
         if p.len() < ihl + 8 || packet::checksum(0, &p[ihl..]) != 0 {

@@ -484,6 +484,7 @@ impl Loop {
             PROTO_TCP => self.tcp_from_app(&ip, p),
             PROTO_UDP => self.udp_from_app(&ip, p),
             PROTO_ICMP if !internal => self.icmp_from_app(&ip, p),
+            PROTO_ICMP if ip.dst == self.cfg.dns_v4 => self.icmp_to_relay(&ip, p),
             PROTO_ICMP => Counters::inc(&self.c().drop_internal_dst),
             _ => {
                 Counters::inc(&self.c().drop_unsupported_proto);

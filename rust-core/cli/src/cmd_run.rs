@@ -469,7 +469,7 @@ pub fn main(args: Args) -> ExitCode {
 fn run(args: Args) -> Result<(), String> {
     let sigs = block_signals();
     let base = u32::from(args.clat_addr);
-    let own = ipnet::Ipv4Net::new(Ipv4Addr::from(base & !7), 29).expect("29 is a valid length");
+    let own = ipnet::Ipv4Net::new(Ipv4Addr::from(base & !7), 29).map_err(|e| e.to_string())?;
     let follow_resolv_conf = args.dns.is_empty();
     let resolvers = if follow_resolv_conf {
         upstream_only(file_resolvers(&args.resolv_conf), own)

@@ -266,7 +266,7 @@ pub fn build_tcp_with(
 }
 
 /// The fields of a TCP segment that the local leg's NAT looks at beyond
-/// its ports.
+/// its ports (read for every segment: fixed offsets only, no option scan).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TcpSeg {
     pub seq: u32,
@@ -274,13 +274,10 @@ pub struct TcpSeg {
     pub flags: u8,
     /// Payload length (bytes after the TCP header).
     pub payload: usize,
-    /// The timestamps option (TSval, TSecr), if present.
-    pub ts: Option<(u32, u32)>,
 }
 
-/// Reads a TCP header (`t` = header and payload); `None` when the data
-/// offset does not fit. Malformed options end the option scan, nothing
-/// more: the segment is still forwarded to a kernel that judges it.
+/// Reads a TCP header (`t` = header and payload); `None` when it is shorter
+/// than 20 bytes or its data offset does not fit.
 pub fn tcp_seg(t: &[u8]) -> Option<TcpSeg> {
     if t.len() < 20 {
         return None;
@@ -289,37 +286,24 @@ pub fn tcp_seg(t: &[u8]) -> Option<TcpSeg> {
     if doff < 20 || doff > t.len() {
         return None;
     }
-    let mut ts = None;
-    let opts = &t[20..doff];
-    let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => break,
-            1 => i += 1,
-            kind => {
-                let Some(&len) = opts.get(i + 1) else { break };
-                let len = len as usize;
-                if len < 2 || i + len > opts.len() {
-                    break;
-                }
-                if kind == 8 && len == 10 {
-                    let o = &opts[i + 2..i + 10];
-                    ts = Some((
-                        u32::from_be_bytes([o[0], o[1], o[2], o[3]]),
-                        u32::from_be_bytes([o[4], o[5], o[6], o[7]]),
-                    ));
-                }
-                i += len;
-            }
-        }
-    }
     Some(TcpSeg {
         seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
         ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
         flags: t[13],
         payload: t.len() - doff,
-        ts,
     })
+}
+
+/// The timestamps option (TSval, TSecr) of the TCP segment `t`, read with
+/// etherparse; `None` without one or when the options do not parse. Only
+/// needed for the segments the engine answers itself.
+pub fn tcp_timestamps(t: &[u8]) -> Option<(u32, u32)> {
+    let h = etherparse::TcpHeaderSlice::from_slice(t).ok()?;
+    let found = h.options_iterator().find_map(|o| match o {
+        Ok(etherparse::TcpOptionElement::Timestamp(val, ecr)) => Some((val, ecr)),
+        _ => None,
+    });
+    found
 }
 
 /// The RST a host sends in answer to segment `seg` (RFC 793 "reset
@@ -424,25 +408,26 @@ mod tests {
                     ack: 12345,
                     flags: TCP_ACK,
                     payload: 0,
-                    ts
                 }
             );
+            assert_eq!(tcp_timestamps(&buf[20..n]), ts);
         }
     }
 
     #[test]
-    fn tcp_seg_survives_bad_options_and_offsets() {
+    fn tcp_seg_and_timestamps_survive_bad_options_and_offsets() {
         let mut t = [0u8; 40];
         t[12] = 10 << 4;
         // MSS, then an option whose length runs past the header
         t[20..24].copy_from_slice(&[2, 4, 5, 0xb4]);
         t[24..26].copy_from_slice(&[8, 30]);
-        let s = tcp_seg(&t).unwrap();
-        assert_eq!((s.ts, s.payload), (None, 0));
+        assert_eq!(tcp_seg(&t).unwrap().payload, 0);
+        assert_eq!(tcp_timestamps(&t), None);
         t[24..26].copy_from_slice(&[8, 0]); // zero length: stop, no loop
-        assert_eq!(tcp_seg(&t).unwrap().ts, None);
+        assert_eq!(tcp_timestamps(&t), None);
         t[12] = 15 << 4; // data offset beyond the segment
         assert_eq!(tcp_seg(&t), None);
+        assert_eq!(tcp_timestamps(&t), None);
         t[12] = 4 << 4;
         assert_eq!(tcp_seg(&t), None);
         assert_eq!(tcp_seg(&t[..19]), None);

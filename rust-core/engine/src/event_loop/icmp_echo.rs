@@ -114,8 +114,8 @@ impl Loop {
                     out[20] = 0;
                     out[21] = 0;
                     out[24..26].copy_from_slice(&id.to_be_bytes());
-                    self.ip_id = self.ip_id.wrapping_add(1);
-                    let len = packet::finish_icmp(&mut out, src, self.cfg.clat_v4, n, self.ip_id);
+                    let ip_id = self.next_ip_id();
+                    let len = packet::finish_icmp(&mut out, src, self.cfg.clat_v4, n, ip_id);
                     tun_write(&self.tun, &self.sh.counters, &out[..len]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

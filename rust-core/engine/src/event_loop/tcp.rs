@@ -37,15 +37,11 @@ pub(super) fn open_spare_fd() -> Option<OwnedFd> {
 impl Loop {
     pub(super) fn tcp_from_app(&mut self, ip: &Ip4, p: &mut [u8]) {
         let t = &p[ip.ihl..];
-        if t.len() < 20 || ((t[12] >> 4) as usize) * 4 < 20 || ((t[12] >> 4) as usize) * 4 > t.len()
-        {
-            return Counters::inc(&self.c().drop_malformed);
-        }
-        let sp = u16::from_be_bytes([t[0], t[1]]);
-        let dp = u16::from_be_bytes([t[2], t[3]]);
         let Some(seg) = packet::tcp_seg(t) else {
             return Counters::inc(&self.c().drop_malformed);
         };
+        let sp = u16::from_be_bytes([t[0], t[1]]);
+        let dp = u16::from_be_bytes([t[2], t[3]]);
         let flags = seg.flags;
         let is_syn = flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN;
         let key = (sp, ip.dst, dp);
@@ -88,10 +84,11 @@ impl Loop {
                 np
             }
         };
-        if flags & (TCP_FIN | TCP_SYN | TCP_RST) == TCP_FIN
-            && self.app_fin(np, &seg, ip.dst, dp, sp)
-        {
-            return;
+        if flags & (TCP_FIN | TCP_SYN | TCP_RST) == TCP_FIN {
+            let ts = packet::tcp_timestamps(&p[ip.ihl..]);
+            if self.app_fin(np, &seg, ts, ip.dst, dp, sp) {
+                return;
+            }
         }
         nat_tcp::rewrite(p, ip.ihl, self.cfg.nat_v4, np, self.cfg.clat_v4, self.lport);
         tun_write(&self.tun, &self.sh.counters, p);
@@ -100,7 +97,16 @@ impl Loop {
     /// The app sent a FIN on flow `np`. Closes the local leg without
     /// TIME_WAIT when that is safe (see nat_tcp's module doc) and returns
     /// true: the FIN is then answered here and not carried to the kernel.
-    fn app_fin(&mut self, np: u16, seg: &TcpSeg, d: Ipv4Addr, dp: u16, sp: u16) -> bool {
+    /// `ts`: the FIN's timestamps option, echoed in our answer.
+    fn app_fin(
+        &mut self,
+        np: u16,
+        seg: &TcpSeg,
+        ts: Option<(u32, u32)>,
+        d: Ipv4Addr,
+        dp: u16,
+        sp: u16,
+    ) -> bool {
         let Some(e) = self.nat.get_mut(np) else {
             return false;
         };
@@ -109,7 +115,7 @@ impl Loop {
             NatState::Active(slot) => slot,
             // A retransmission of a FIN answered here: answer it again.
             NatState::Closing if e.fast_closed => {
-                self.final_ack(seg, d, dp, sp);
+                self.final_ack(seg, ts, d, dp, sp);
                 return true;
             }
             _ => return false,
@@ -138,7 +144,7 @@ impl Loop {
         if let Some(e) = self.nat.get_mut(np) {
             e.fast_closed = true;
         }
-        self.final_ack(seg, d, dp, sp);
+        self.final_ack(seg, ts, d, dp, sp);
         Counters::inc(&self.c().tcp_fast_closes);
         // Upstream has sent its FIN and has nothing left from the app:
         // dropping it closes it in order (its FIN follows).
@@ -149,7 +155,7 @@ impl Loop {
     /// The ACK of the app's FIN `seg` that the listener side would have
     /// sent, from `d:dp` to the app's port `sp`; timestamps echoed (RFC
     /// 7323) when the FIN had them, our TSval being the one it echoes.
-    fn final_ack(&mut self, seg: &TcpSeg, d: Ipv4Addr, dp: u16, sp: u16) {
+    fn final_ack(&mut self, seg: &TcpSeg, ts: Option<(u32, u32)>, d: Ipv4Addr, dp: u16, sp: u16) {
         let mut out = std::mem::take(&mut self.txbuf);
         let n = packet::build_tcp_with(
             &mut out,
@@ -159,7 +165,7 @@ impl Loop {
             seg.seq.wrapping_add(1),
             TCP_ACK,
             u16::MAX,
-            seg.ts.map(|(val, ecr)| (ecr, val)),
+            ts.map(|(val, ecr)| (ecr, val)),
         );
         tun_write(&self.tun, &self.sh.counters, &out[..n]);
         self.txbuf = out;

@@ -125,16 +125,8 @@ impl Loop {
                         Counters::inc(&c.drop_foreign_source);
                         continue;
                     };
-                    self.ip_id = self.ip_id.wrapping_add(1);
-                    let len = packet::finish_udp(
-                        &mut out,
-                        src,
-                        sport,
-                        self.cfg.clat_v4,
-                        sp,
-                        n,
-                        self.ip_id,
-                    );
+                    let id = self.next_ip_id();
+                    let len = packet::finish_udp(&mut out, src, sport, self.cfg.clat_v4, sp, n, id);
                     tun_write(&self.tun, &self.sh.counters, &out[..len]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

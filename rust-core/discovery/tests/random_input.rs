@@ -18,42 +18,32 @@ use ipnet::Ipv6Net;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-    fn mutate(&mut self, mut v: Vec<u8>) -> Vec<u8> {
-        for _ in 0..self.below(6) {
-            match self.below(4) {
-                0 if !v.is_empty() => {
-                    let i = self.below(v.len());
-                    v[i] = self.next() as u8;
-                }
-                1 if !v.is_empty() => {
-                    let i = self.below(v.len());
-                    v[i] ^= 1 << self.below(8);
-                }
-                2 => v.truncate(self.below(v.len() + 1)),
-                _ => {
-                    let i = self.below(v.len() + 1);
-                    let n = self.below(8);
-                    let extra = self.bytes(n);
-                    v.splice(i..i, extra);
-                }
+fn bytes(rng: &mut fastrand::Rng, n: usize) -> Vec<u8> {
+    std::iter::repeat_with(|| rng.u8(..)).take(n).collect()
+}
+
+/// A few random edits: overwrite or flip a byte, truncate, insert bytes.
+fn mutate(rng: &mut fastrand::Rng, mut v: Vec<u8>) -> Vec<u8> {
+    for _ in 0..rng.usize(..6) {
+        match rng.usize(..4) {
+            0 if !v.is_empty() => {
+                let i = rng.usize(..v.len());
+                v[i] = rng.u8(..);
+            }
+            1 if !v.is_empty() => {
+                let i = rng.usize(..v.len());
+                v[i] ^= 1 << rng.u32(..8);
+            }
+            2 => v.truncate(rng.usize(..=v.len())),
+            _ => {
+                let i = rng.usize(..=v.len());
+                let n = rng.usize(..8);
+                let extra = bytes(rng, n);
+                v.splice(i..i, extra);
             }
         }
-        v
     }
+    v
 }
 
 fn resolver() -> SocketAddr {
@@ -67,8 +57,8 @@ fn backed(p: &Ipv6Net, recs: &[(Ipv6Addr, u32)]) -> bool {
 }
 
 /// A DNS64 answer for ipv4only.arpa under `prefixes`, as bytes.
-fn dns64_answer(rng: &mut Rng, prefixes: &[Ipv6Net]) -> Vec<u8> {
-    let mut m = Message::new(rng.next() as u16, MessageType::Response, OpCode::Query);
+fn dns64_answer(rng: &mut fastrand::Rng, prefixes: &[Ipv6Net]) -> Vec<u8> {
+    let mut m = Message::new(rng.u16(..), MessageType::Response, OpCode::Query);
     let name = Name::from_ascii("ipv4only.arpa.").unwrap();
     m.add_query(Query::query(name.clone(), RecordType::AAAA));
     for p in prefixes {
@@ -80,25 +70,25 @@ fn dns64_answer(rng: &mut Rng, prefixes: &[Ipv6Net]) -> Vec<u8> {
     m.to_vec().unwrap()
 }
 
-fn random_prefix(rng: &mut Rng) -> Ipv6Net {
-    let len = RFC6052_LENGTHS[rng.below(RFC6052_LENGTHS.len())];
+fn random_prefix(rng: &mut fastrand::Rng) -> Ipv6Net {
+    let len = RFC6052_LENGTHS[rng.usize(..RFC6052_LENGTHS.len())];
     let mut o = [0u8; 16];
-    o[..8].copy_from_slice(&rng.next().to_be_bytes());
+    o[..8].copy_from_slice(&rng.u64(..).to_be_bytes());
     Ipv6Net::new(Ipv6Addr::from(o), len).unwrap().trunc()
 }
 
 #[test]
 fn dns_answers_random_and_mutated() {
-    let mut rng = Rng(0x5eed_0001);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0001);
     let mut interpreted = 0;
     for i in 0..20_000 {
         let bytes = if i % 4 == 0 {
             {
-                let n = rng.below(300);
-                rng.bytes(n)
+                let n = rng.usize(..300);
+                bytes(&mut rng, n)
             }
         } else {
-            let prefixes: Vec<Ipv6Net> = (0..1 + rng.below(3))
+            let prefixes: Vec<Ipv6Net> = (0..1 + rng.usize(..3))
                 .map(|_| random_prefix(&mut rng))
                 .collect();
             let clean = dns64_answer(&mut rng, &prefixes);
@@ -113,7 +103,7 @@ fn dns_answers_random_and_mutated() {
                     );
                 }
             }
-            rng.mutate(clean)
+            mutate(&mut rng, clean)
         };
         let Ok(m) = Message::from_vec(&bytes) else {
             continue;
@@ -143,24 +133,24 @@ fn dns_answers_random_and_mutated() {
 
 #[test]
 fn record_sets_random() {
-    let mut rng = Rng(0x5eed_0002);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0002);
     for _ in 0..20_000 {
         let mut recs = Vec::new();
-        for _ in 0..rng.below(6) {
-            let a = if rng.below(2) == 0 {
+        for _ in 0..rng.usize(..6) {
+            let a = if rng.usize(..2) == 0 {
                 let p = random_prefix(&mut rng);
-                let v4 = if rng.below(3) == 0 {
-                    Ipv4Addr::from(rng.next() as u32)
+                let v4 = if rng.usize(..3) == 0 {
+                    Ipv4Addr::from(rng.u32(..))
                 } else {
-                    WKAS[rng.below(2)]
+                    WKAS[rng.usize(..2)]
                 };
                 synthesize(p, v4).unwrap()
             } else {
                 let mut o = [0u8; 16];
-                o.copy_from_slice(&rng.bytes(16));
+                o.copy_from_slice(&bytes(&mut rng, 16));
                 Ipv6Addr::from(o)
             };
-            recs.push((a, rng.next() as u32));
+            recs.push((a, rng.u32(..)));
         }
         if let Ok(found) = extract_prefixes(&recs) {
             for f in found {
@@ -172,10 +162,10 @@ fn record_sets_random() {
 
 #[test]
 fn rfc6052_synthesis_round_trips() {
-    let mut rng = Rng(0x5eed_0003);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0003);
     for _ in 0..20_000 {
         let p = random_prefix(&mut rng);
-        let v4 = Ipv4Addr::from(rng.next() as u32);
+        let v4 = Ipv4Addr::from(rng.u32(..));
         let a = synthesize(p, v4).unwrap();
         assert!(p.contains(&a));
         assert_eq!(embedded_v4(a, p.prefix_len()), Some(v4), "{p} {v4} {a}");
@@ -184,21 +174,21 @@ fn rfc6052_synthesis_round_trips() {
 
 #[test]
 fn pref64_random_and_round_trip() {
-    let mut rng = Rng(0x5eed_0004);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0004);
     for i in 0..50_000 {
         let p = random_prefix(&mut rng);
-        let life = Duration::from_secs(rng.below(70_000) as u64);
+        let life = Duration::from_secs(rng.usize(..70_000) as u64);
         let enc = encode_pref64(p, life).unwrap();
         let back = parse_pref64(&enc).unwrap();
         assert_eq!(back.prefix, p);
         assert!(back.lifetime >= life.min(Duration::from_secs(65528)));
         assert!(back.lifetime < life + Duration::from_secs(8) || life > Duration::from_secs(65528));
         let bytes = if i % 2 == 0 {
-            rng.mutate(enc.to_vec())
+            mutate(&mut rng, enc.to_vec())
         } else {
             {
-                let n = rng.below(64);
-                rng.bytes(n)
+                let n = rng.usize(..64);
+                bytes(&mut rng, n)
             }
         };
         let mut parsed: Vec<_> = pref64_options(&bytes).into_iter().flatten().collect();
@@ -213,7 +203,7 @@ fn pref64_random_and_round_trip() {
 
 #[test]
 fn resolv_conf_random_text() {
-    let mut rng = Rng(0x5eed_0005);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0005);
     let words = [
         "nameserver",
         "search",
@@ -233,15 +223,15 @@ fn resolv_conf_random_text() {
         "ndots:2",
     ];
     for _ in 0..20_000 {
-        let text: String = (0..rng.below(30))
-            .map(|_| words[rng.below(words.len())])
+        let text: String = (0..rng.usize(..30))
+            .map(|_| words[rng.usize(..words.len())])
             .collect();
         for a in parse_resolv_conf(&text) {
             assert_eq!(a.port(), 53);
         }
         let raw = {
-            let n = rng.below(100);
-            rng.bytes(n)
+            let n = rng.usize(..100);
+            bytes(&mut rng, n)
         };
         let _ = parse_resolv_conf(&String::from_utf8_lossy(&raw));
     }

@@ -7,26 +7,16 @@ use clat_engine::packet::{build_tcp, finish_icmp, finish_udp, TCP_ACK, TCP_SYN};
 use clat_engine::{Engine, EngineConfig};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A SOCK_SEQPACKET pair: packet boundaries like a TUN, and a hang-up when
 /// one end closes. Returns (test end, engine end).
 fn packet_pair() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
-    // SAFETY: both fds were just created and are owned by nobody else.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    let (a, b) = socket2::Socket::pair(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None)
+        .expect("a SOCK_SEQPACKET socketpair");
+    (a.into(), b.into())
 }
 
 fn send(fd: &OwnedFd, p: &[u8]) -> bool {
@@ -50,19 +40,6 @@ fn recv(fd: &OwnedFd, b: &mut [u8]) -> bool {
             b.len(),
             libc::MSG_DONTWAIT,
         ) > 0
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
     }
 }
 
@@ -114,25 +91,25 @@ fn random_and_mutated_packets_never_stop_the_engine() {
     };
     let mut e = Engine::start(tun, cfg, refuse).expect("engine on a socketpair");
     let t = templates();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     let mut sink = vec![0u8; 70000];
     let mut sent = 0u64;
     for i in 0..30_000 {
         let mut p = if i % 5 == 0 {
-            (0..rng.below(200))
-                .map(|_| rng.next() as u8)
+            (0..rng.usize(..200))
+                .map(|_| rng.u8(..))
                 .collect::<Vec<u8>>()
         } else {
-            t[rng.below(t.len())].clone()
+            t[rng.usize(..t.len())].clone()
         };
-        for _ in 0..rng.below(4) {
+        for _ in 0..rng.usize(..4) {
             if !p.is_empty() {
-                let j = rng.below(p.len());
-                p[j] = rng.next() as u8;
+                let j = rng.usize(..p.len());
+                p[j] = rng.u8(..);
             }
         }
-        if rng.below(4) == 0 {
-            p.truncate(rng.below(p.len() + 1));
+        if rng.usize(..4) == 0 {
+            p.truncate(rng.usize(..=p.len()));
         }
         if send(&ours, &p) {
             sent += 1;

@@ -22,40 +22,18 @@ use clat_engine::packet::{checksum, pseudo_v4};
 use clat_engine::{Engine, EngineConfig};
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn packet_pair() -> (OwnedFd, OwnedFd) {
-    let mut fds = [0; 2];
-    // SAFETY: fds is a valid array of two ints.
-    let r = unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    };
-    assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
-    // SAFETY: both fds were just created and are owned by nobody else.
-    unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    let (a, b) = socket2::Socket::pair(socket2::Domain::UNIX, socket2::Type::SEQPACKET, None)
+        .expect("a SOCK_SEQPACKET socketpair");
+    (a.into(), b.into())
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-    fn pick<T: Copy>(&mut self, v: &[T]) -> T {
-        v[self.below(v.len())]
-    }
+fn pick<T: Copy>(rng: &mut fastrand::Rng, v: &[T]) -> T {
+    v[rng.usize(..v.len())]
 }
 
 const CLAT: Ipv4Addr = Ipv4Addr::new(192, 0, 0, 4);
@@ -77,53 +55,59 @@ fn l4_checksum(p: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, at: usize)
 }
 
 /// One structured random packet (before mutation).
-fn packet(rng: &mut Rng) -> Vec<u8> {
-    let src = if rng.below(20) == 0 {
-        Ipv4Addr::from(rng.next() as u32)
+fn packet(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let src = if rng.usize(..20) == 0 {
+        Ipv4Addr::from(rng.u32(..))
     } else {
         CLAT
     };
-    let dst = rng.pick(&[
-        Ipv4Addr::new(203, 0, 113, 10),
-        Ipv4Addr::new(203, 0, 113, 11),
-        Ipv4Addr::new(192, 0, 0, 5),
-        Ipv4Addr::new(192, 0, 0, 6),
-        Ipv4Addr::new(192, 0, 0, 7),
-        Ipv4Addr::new(192, 0, 0, 1),
-        Ipv4Addr::new(224, 0, 0, 251),
-        Ipv4Addr::new(255, 255, 255, 255),
-        Ipv4Addr::new(10, 0, 0, 1),
-        Ipv4Addr::new(198, 51, 100, 7),
-    ]);
-    let proto = rng.pick(&[6u8, 6, 6, 17, 17, 17, 1, 1, 47, 132, 0]);
-    let payload_len = match rng.below(4) {
+    let dst = pick(
+        rng,
+        &[
+            Ipv4Addr::new(203, 0, 113, 10),
+            Ipv4Addr::new(203, 0, 113, 11),
+            Ipv4Addr::new(192, 0, 0, 5),
+            Ipv4Addr::new(192, 0, 0, 6),
+            Ipv4Addr::new(192, 0, 0, 7),
+            Ipv4Addr::new(192, 0, 0, 1),
+            Ipv4Addr::new(224, 0, 0, 251),
+            Ipv4Addr::new(255, 255, 255, 255),
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(198, 51, 100, 7),
+        ],
+    );
+    let proto = pick(rng, &[6u8, 6, 6, 17, 17, 17, 1, 1, 47, 132, 0]);
+    let payload_len = match rng.usize(..4) {
         0 => 0,
-        1 => rng.below(16),
-        2 => rng.below(600),
-        _ => rng.below(3000),
+        1 => rng.usize(..16),
+        2 => rng.usize(..600),
+        _ => rng.usize(..3000),
     };
     let mut l4 = Vec::new();
-    let sport = rng.pick(&[1024u16, 40000, 40001, 53, 5353, 65535, 0]) ^ (rng.below(64) as u16);
-    let dport = rng.pick(&[80u16, 7, 53, 9, 0, 65535, 443]);
+    let sport = pick(rng, &[1024u16, 40000, 40001, 53, 5353, 65535, 0]) ^ (rng.usize(..64) as u16);
+    let dport = pick(rng, &[80u16, 7, 53, 9, 0, 65535, 443]);
     match proto {
         6 => {
             l4.extend_from_slice(&sport.to_be_bytes());
             l4.extend_from_slice(&dport.to_be_bytes());
-            l4.extend_from_slice(&(rng.next() as u32).to_be_bytes());
-            l4.extend_from_slice(&(rng.next() as u32).to_be_bytes());
-            let doff = rng.pick(&[5u8, 5, 5, 6, 8, 15, 4, 0]);
+            l4.extend_from_slice(&(rng.u32(..)).to_be_bytes());
+            l4.extend_from_slice(&(rng.u32(..)).to_be_bytes());
+            let doff = pick(rng, &[5u8, 5, 5, 6, 8, 15, 4, 0]);
             l4.push(doff << 4);
-            l4.push(rng.pick(&[
-                0x02u8, 0x02, 0x10, 0x12, 0x11, 0x04, 0x14, 0x18, 0x01, 0x3f, 0,
-            ]));
+            l4.push(pick(
+                rng,
+                &[
+                    0x02u8, 0x02, 0x10, 0x12, 0x11, 0x04, 0x14, 0x18, 0x01, 0x3f, 0,
+                ],
+            ));
             l4.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
             let opts = (usize::from(doff) * 4).saturating_sub(20);
             l4.extend((0..opts).map(|_| 1u8));
         }
         17 => {
             let len = (8 + payload_len) as u16;
-            let len = if rng.below(10) == 0 {
-                rng.next() as u16
+            let len = if rng.usize(..10) == 0 {
+                rng.u16(..)
             } else {
                 len
             };
@@ -131,36 +115,36 @@ fn packet(rng: &mut Rng) -> Vec<u8> {
             l4.extend_from_slice(&dport.to_be_bytes());
             l4.extend_from_slice(&len.to_be_bytes());
             l4.extend_from_slice(&[0, 0]);
-            if dport == 53 && rng.below(2) == 0 {
+            if dport == 53 && rng.usize(..2) == 0 {
                 // a DNS query header with a random question
-                l4.extend_from_slice(&(rng.next() as u16).to_be_bytes());
-                l4.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, rng.below(2) as u8]);
+                l4.extend_from_slice(&(rng.u16(..)).to_be_bytes());
+                l4.extend_from_slice(&[1, 0, 0, 1, 0, 0, 0, 0, 0, rng.usize(..2) as u8]);
             }
         }
         1 => {
-            l4.push(rng.pick(&[8u8, 8, 8, 0, 3, 11, 13]));
-            l4.push(rng.pick(&[0u8, 0, 1, 4]));
+            l4.push(pick(rng, &[8u8, 8, 8, 0, 3, 11, 13]));
+            l4.push(pick(rng, &[0u8, 0, 1, 4]));
             l4.extend_from_slice(&[0, 0]);
             l4.extend_from_slice(
-                &(rng.pick(&[1u16, 2, 3, 7, 65535]) ^ rng.below(300) as u16).to_be_bytes(),
+                &(pick(rng, &[1u16, 2, 3, 7, 65535]) ^ rng.usize(..300) as u16).to_be_bytes(),
             );
-            l4.extend_from_slice(&(rng.next() as u16).to_be_bytes());
+            l4.extend_from_slice(&(rng.u16(..)).to_be_bytes());
         }
         _ => {}
     }
-    l4.extend((0..payload_len).map(|_| rng.next() as u8));
+    l4.extend((0..payload_len).map(|_| rng.u8(..)));
     let total = 20 + l4.len();
     let mut p = vec![0u8; 20];
     p[0] = 0x45;
     p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-    p[4..6].copy_from_slice(&(rng.below(8) as u16).to_be_bytes());
-    if rng.below(8) == 0 {
+    p[4..6].copy_from_slice(&(rng.usize(..8) as u16).to_be_bytes());
+    if rng.usize(..8) == 0 {
         // a fragment: MF and/or an offset
-        let off = rng.pick(&[0u16, 0, 1, 8, 100, 0x1fff]);
-        let mf = if rng.below(2) == 0 { 0x2000 } else { 0 };
+        let off = pick(rng, &[0u16, 0, 1, 8, 100, 0x1fff]);
+        let mf = if rng.usize(..2) == 0 { 0x2000 } else { 0 };
         p[6..8].copy_from_slice(&(off | mf).to_be_bytes());
     }
-    p[8] = rng.pick(&[64u8, 1, 0, 255]);
+    p[8] = pick(rng, &[64u8, 1, 0, 255]);
     p[9] = proto;
     p[12..16].copy_from_slice(&src.octets());
     p[16..20].copy_from_slice(&dst.octets());
@@ -173,19 +157,19 @@ fn packet(rng: &mut Rng) -> Vec<u8> {
     p
 }
 
-fn finish(rng: &mut Rng, mut p: Vec<u8>) -> Vec<u8> {
+fn finish(rng: &mut fastrand::Rng, mut p: Vec<u8>) -> Vec<u8> {
     // mutate some
-    if rng.below(4) == 0 {
-        for _ in 0..1 + rng.below(4) {
-            let i = rng.below(p.len());
-            p[i] = rng.next() as u8;
+    if rng.usize(..4) == 0 {
+        for _ in 0..1 + rng.usize(..4) {
+            let i = rng.usize(..p.len());
+            p[i] = rng.u8(..);
         }
     }
-    if rng.below(10) == 0 {
-        p.truncate(rng.below(p.len() + 1).max(1));
+    if rng.usize(..10) == 0 {
+        p.truncate(rng.usize(..=p.len()).max(1));
     }
     // mostly a right header checksum, so that deeper code is reached
-    if p.len() >= 20 && rng.below(10) != 0 {
+    if p.len() >= 20 && rng.usize(..10) != 0 {
         let ihl = (usize::from(p[0] & 15) * 4).clamp(20, p.len());
         p[10] = 0;
         p[11] = 0;
@@ -237,7 +221,7 @@ fn random_structured_packets_through_a_real_engine() {
     };
     let (ours, tun) = packet_pair();
     let mut e = Engine::start(tun, cfg, protector).expect("engine on a socketpair");
-    let mut rng = Rng(0x00dd_ba11_c0ff_ee00);
+    let mut rng = fastrand::Rng::with_seed(0x00dd_ba11_c0ff_ee00);
     let mut sink = vec![0u8; 70000];
     let mut sent = 0u64;
     let mut answers = 0u64;

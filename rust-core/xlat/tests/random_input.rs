@@ -6,20 +6,6 @@ mod common;
 use clat_xlat::{Config, OutBuf, Outcome, Translator};
 use common::*;
 
-/// xorshift64*: a deterministic generator, so a failure is reproducible.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn seeds() -> Vec<Vec<u8>> {
     let (s4, d4) = (a4(CLAT4), a4("203.0.113.10"));
     let (s6, d6) = (remote6("203.0.113.10"), a6(CLAT6));
@@ -132,42 +118,42 @@ fn random_and_mutated_packets_never_panic() {
     cfg.mtu6 = 1280;
     let t = Translator::new(cfg.clone()).unwrap();
     let mut out = OutBuf::new();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
     let seeds = seeds();
     let iterations = 200_000;
     let (mut forwarded, mut replied, mut dropped) = (0u32, 0u32, 0u32);
     for i in 0..iterations {
         let mut pkt = if i % 4 == 0 {
             // Pure random bytes with a plausible version nibble.
-            let n = rng.below(200);
-            let mut p: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+            let n = rng.usize(..200);
+            let mut p: Vec<u8> = (0..n).map(|_| rng.u8(..)).collect();
             if let Some(b) = p.first_mut() {
-                *b = (*b & 0x0f) | if rng.next() & 1 == 0 { 0x40 } else { 0x60 };
+                *b = (*b & 0x0f) | if rng.bool() { 0x40 } else { 0x60 };
             }
             p
         } else {
-            seeds[rng.below(seeds.len())].clone()
+            seeds[rng.usize(..seeds.len())].clone()
         };
         if i % 4 != 0 {
             // Mutate: flip bytes, truncate, or extend.
-            for _ in 0..1 + rng.below(4) {
+            for _ in 0..1 + rng.usize(..4) {
                 if pkt.is_empty() {
                     break;
                 }
-                match rng.below(4) {
+                match rng.usize(..4) {
                     0 | 1 => {
-                        let j = rng.below(pkt.len());
-                        pkt[j] = rng.next() as u8;
+                        let j = rng.usize(..pkt.len());
+                        pkt[j] = rng.u8(..);
                     }
                     2 => {
-                        let n = rng.below(pkt.len() + 1);
+                        let n = rng.usize(..=pkt.len());
                         pkt.truncate(n);
                     }
-                    _ => pkt.extend((0..rng.below(64)).map(|_| rng.next() as u8)),
+                    _ => pkt.extend((0..rng.usize(..64)).map(|_| rng.u8(..))),
                 }
             }
         }
-        let o = if rng.next() & 1 == 0 {
+        let o = if rng.bool() {
             t.translate(&pkt, &mut out)
         } else if pkt.first().is_some_and(|b| b >> 4 == 4) {
             t.translate_4to6(&pkt, &mut out)

@@ -110,7 +110,7 @@ pub fn default_control(tun: &str) -> PathBuf {
 /// monitor's thread) and the upstream resolvers (by the main thread when
 /// resolv.conf changes); read by `clat status`.
 #[derive(Debug, Clone)]
-pub struct PrefixState {
+pub struct RunState {
     pub current: DiscoveredPrefix,
     /// The monitor lost every prefix (e.g. the DNS64 now says "no DNS64"):
     /// the engine keeps the last one until a new one is found.
@@ -220,7 +220,7 @@ fn upstream_only(resolvers: Vec<SocketAddr>, own: ipnet::Ipv4Net) -> Vec<SocketA
 fn follow_prefix(
     rx: Receiver<Option<DiscoveredPrefix>>,
     engine: Arc<Mutex<Engine>>,
-    state: Arc<Mutex<PrefixState>>,
+    state: Arc<Mutex<RunState>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("clat-prefix-apply".into())
@@ -353,12 +353,7 @@ fn raise_fd_limit(max_flows: usize) {
 }
 
 /// The `key value` lines of `clat status`.
-pub fn status_lines(
-    engine: &Engine,
-    cfg: &EngineConfig,
-    prefix: &PrefixState,
-    tun: &str,
-) -> String {
+pub fn status_lines(engine: &Engine, cfg: &EngineConfig, run: &RunState, tun: &str) -> String {
     let mut s = String::new();
     let state = if engine.is_running() {
         "running"
@@ -371,21 +366,21 @@ pub fn status_lines(
     }
     s.push_str(&format!(
         "tun {tun}\nprefix {}\nprefix_source {}\nprefix_state {}\n",
-        prefix.current.prefix,
-        prefix.current.source,
-        if prefix.lost { "lost" } else { "ok" }
+        run.current.prefix,
+        run.current.source,
+        if run.lost { "lost" } else { "ok" }
     ));
-    if prefix.current.source != PrefixSource::Config {
+    if run.current.source != PrefixSource::Config {
         s.push_str(&format!(
             "prefix_lifetime {}\n",
-            fmt_duration(prefix.current.lifetime)
+            fmt_duration(run.current.lifetime)
         ));
     }
     s.push_str(&format!(
         "clat_v4 {}\nnat_v4 {}\ndns_v4 {}\nmtu {}\n",
         cfg.clat_v4, cfg.nat_v4, cfg.dns_v4, cfg.mtu
     ));
-    let dns: Vec<String> = prefix.upstream_dns.iter().map(|a| a.to_string()).collect();
+    let dns: Vec<String> = run.upstream_dns.iter().map(|a| a.to_string()).collect();
     s.push_str(&format!(
         "upstream_dns {}\n",
         if dns.is_empty() {
@@ -405,7 +400,7 @@ fn serve_control(
     path: &Path,
     engine: Arc<Mutex<Engine>>,
     cfg: EngineConfig,
-    prefix: Arc<Mutex<PrefixState>>,
+    run: Arc<Mutex<RunState>>,
     tun: String,
 ) -> Result<(), String> {
     if let Some(dir) = path.parent() {
@@ -424,7 +419,7 @@ fn serve_control(
                 let _ = BufReader::new(&c).read_line(&mut line);
                 let reply = match line.trim() {
                     "status" | "" => {
-                        let p = prefix.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                        let p = run.lock().unwrap_or_else(|e| e.into_inner()).clone();
                         let e = engine.lock().unwrap_or_else(|e| e.into_inner());
                         status_lines(&e, &cfg, &p, &tun)
                     }
@@ -516,7 +511,7 @@ fn run(args: Args) -> Result<(), String> {
     };
     cfg.validate()
         .map_err(|e| format!("invalid configuration: {e}"))?;
-    let prefix_state = Arc::new(Mutex::new(PrefixState {
+    let run_state = Arc::new(Mutex::new(RunState {
         current: seed.first,
         lost: false,
         upstream_dns: cfg.upstream_dns.clone(),
@@ -579,14 +574,14 @@ fn run(args: Args) -> Result<(), String> {
         &control,
         engine.clone(),
         cfg.clone(),
-        prefix_state.clone(),
+        run_state.clone(),
         tun.clone(),
     ) {
         log::warn!("{e}: `clat status` will not work");
     }
     let mut monitor = None;
     if let Some((m, rx)) = seed.monitor {
-        match follow_prefix(rx, engine.clone(), prefix_state.clone()) {
+        match follow_prefix(rx, engine.clone(), run_state.clone()) {
             Ok(t) => monitor = Some((m, t)),
             Err(e) => log::error!("cannot follow prefix changes: {e}"),
         }
@@ -633,7 +628,7 @@ fn run(args: Args) -> Result<(), String> {
                 if let Some((m, _)) = &monitor {
                     m.set_resolvers(now.clone());
                 }
-                prefix_state
+                run_state
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .upstream_dns = now.clone();

@@ -74,7 +74,7 @@ pub fn parse_pref64(opt: &[u8]) -> Result<Pref64, Pref64Error> {
     let mut octets = [0u8; 16];
     octets[..12].copy_from_slice(&opt[4..16]);
     let prefix = Ipv6Net::new(Ipv6Addr::from(octets), len)
-        .expect("RFC 6052 lengths are <= 128")
+        .map_err(|_| Pref64Error::BadPlc(plc))?
         .trunc();
     Ok(Pref64 {
         prefix,

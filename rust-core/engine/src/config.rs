@@ -1,7 +1,7 @@
 //! Engine configuration and its validation.
 
 use ipnet::Ipv6Net;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 /// What the engine needs to run. `Default` gives the documented values;
@@ -43,13 +43,17 @@ pub struct EngineConfig {
     pub relay_buffer: usize,
 }
 
+/// 64:ff9b::/96 (RFC 6052 section 2.1), checked when compiled.
+const WELL_KNOWN_PREFIX: Ipv6Net =
+    Ipv6Net::new_assert(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96);
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             clat_v4: Ipv4Addr::new(192, 0, 0, 4),
             nat_v4: Ipv4Addr::new(192, 0, 0, 5),
             dns_v4: Ipv4Addr::new(192, 0, 0, 6),
-            prefix: "64:ff9b::/96".parse().expect("constant"),
+            prefix: WELL_KNOWN_PREFIX,
             upstream_dns: Vec::new(),
             mtu: 1500,
             max_flows: 16384,

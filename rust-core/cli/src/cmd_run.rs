@@ -323,7 +323,11 @@ impl Drop for PingGroupRestore {
 /// one), a datagram flow one: raise the soft RLIMIT_NOFILE (often 1024) so
 /// that `--max-flows` is the limit, not the descriptor table.
 fn raise_fd_limit(max_flows: usize) {
-    let want = (max_flows as u64).saturating_mul(2).saturating_add(256);
+    // rlim_t is 32 bits on 32-bit Android (armv7): saturate there too.
+    let want = libc::rlim_t::try_from(max_flows)
+        .unwrap_or(libc::rlim_t::MAX)
+        .saturating_mul(2)
+        .saturating_add(256);
     let mut r = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

@@ -22,6 +22,14 @@ use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
+/// The route-netlink multicast group of ND user options (`enum rtnetlink_groups` in the kernel's
+/// `include/uapi/linux/rtnetlink.h`, value 20 since Linux 2.6.24). The `libc` crate defines it
+/// for `target_os = "linux"` only, not for Android, whose kernel has the same group: so it is
+/// spelled out here once and checked against `libc` where `libc` has it.
+const RTNLGRP_ND_USEROPT: libc::c_uint = 20;
+#[cfg(target_os = "linux")]
+const _: () = assert!(RTNLGRP_ND_USEROPT == libc::RTNLGRP_ND_USEROPT);
+
 const NLMSG_HDRLEN: usize = 16;
 const NDUSEROPTMSG_LEN: usize = 16;
 const NDUSEROPT_SRCADDR: u16 = 1;
@@ -89,7 +97,7 @@ impl NdUserOptListener {
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        let group: libc::c_uint = libc::RTNLGRP_ND_USEROPT;
+        let group: libc::c_uint = RTNLGRP_ND_USEROPT;
         // SAFETY: `group` is a valid c_uint for NETLINK_ADD_MEMBERSHIP.
         let rc = unsafe {
             libc::setsockopt(

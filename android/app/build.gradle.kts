@@ -8,20 +8,27 @@ plugins {
     alias(libs.plugins.kotlin.android)
 }
 
+/**
+ * The app's identity, version and API levels, shared with the SDK-less build
+ * (android/nosdk/build-apk.sh): one source of truth.
+ */
+val appProps = java.util.Properties().apply { file("app.properties").inputStream().use { load(it) } }
+fun appProp(key: String): String = appProps.getProperty(key) ?: error("android/app/app.properties lacks $key")
+
 /** The ABIs the APK ships libclat.so for (phones, old phones, emulators). */
 val rustAbis = listOf("arm64-v8a", "armeabi-v7a", "x86_64")
 val jniLibsDir = layout.projectDirectory.dir("src/main/jniLibs")
 
 android {
-    namespace = "net.clat.app"
-    compileSdk = libs.versions.compileSdk.get().toInt()
+    namespace = appProp("applicationId")
+    compileSdk = appProp("compileSdk").toInt()
 
     defaultConfig {
-        applicationId = "net.clat.app"
-        minSdk = libs.versions.minSdk.get().toInt()
-        targetSdk = libs.versions.targetSdk.get().toInt()
-        versionCode = 1
-        versionName = "0.1.0"
+        applicationId = appProp("applicationId")
+        minSdk = appProp("minSdk").toInt()
+        targetSdk = appProp("targetSdk").toInt()
+        versionCode = appProp("versionCode").toInt()
+        versionName = appProp("versionName")
         testInstrumentationRunner = "androidx.test.runner.AndroidJUnitRunner"
         ndk { abiFilters += rustAbis }
     }
@@ -51,7 +58,8 @@ android {
     }
 
     packaging {
-        // Stored uncompressed and page-aligned: loaded straight from the APK.
+        // Stored uncompressed and page-aligned: loaded straight from the APK. AGP 8.5.1+ aligns
+        // them to 16 KiB in the zip (devices with 16 KiB pages, Android 15+).
         jniLibs.useLegacyPackaging = false
     }
 
@@ -91,9 +99,12 @@ val cargoNdk by tasks.registering(Exec::class) {
     val args = mutableListOf("cargo", "ndk")
     rustAbis.forEach { args += listOf("-t", it) }
     // --platform: the minSdk, so the library links against no newer libc than the app allows.
-    args += listOf("--platform", libs.versions.minSdk.get())
+    args += listOf("--platform", appProp("minSdk"))
     args += listOf("-o", jniLibsDir.asFile.absolutePath, "build", "--release", "-p", "clat-jni")
     commandLine(args)
+    // 16 KiB-aligned LOAD segments for devices with 16 KiB pages (NDK r27 still links for 4 KiB
+    // by default); with --target, RUSTFLAGS reach the Android artifacts only, not build scripts.
+    environment("RUSTFLAGS", "-C link-arg=-Wl,-z,max-page-size=16384")
     inputs.files(fileTree(rootDir.resolve("rust-core")) { include("**/*.rs", "**/Cargo.toml") })
     inputs.file(rootDir.resolve("Cargo.toml"))
     outputs.dir(jniLibsDir)

@@ -224,14 +224,26 @@ pub fn format_prefix(p: &DiscoveredPrefix) -> String {
     format!("{} {} {}", p.prefix, source, p.lifetime.as_secs())
 }
 
-/// Test aid: a TUN device on Linux hosts (on Android the VpnService
-/// creates it). The caller owns the returned descriptor.
+/// Test aid: a TUN device on Linux hosts. The caller owns the returned
+/// descriptor.
 #[cfg(target_os = "linux")]
 pub fn open_tun(name: &str) -> BridgeResult<RawFd> {
     use std::os::fd::IntoRawFd;
     let (fd, _actual) = clat_engine::open_tun(name)
         .map_err(|e| BridgeError::Clat(format!("cannot open TUN {name:?}: {e}")))?;
     Ok(fd.into_raw_fd())
+}
+
+/// On Android the VpnService creates the TUN (`VpnService.Builder.establish`);
+/// an app cannot open `/dev/net/tun` itself. The function still exists, so
+/// that every `external fun` of `ClatNative` has its export in every build of
+/// the library (checked on the APK), and says so instead of
+/// `UnsatisfiedLinkError`.
+#[cfg(not(target_os = "linux"))]
+pub fn open_tun(name: &str) -> BridgeResult<RawFd> {
+    Err(BridgeError::Clat(format!(
+        "cannot open TUN {name:?}: on Android the TUN comes from VpnService.Builder.establish()"
+    )))
 }
 
 #[cfg(test)]

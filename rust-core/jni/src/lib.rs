@@ -167,9 +167,9 @@ pub extern "system" fn Java_net_clat_core_ClatNative_discover<'l>(
     })
 }
 
-/// `ClatNative.openTun(name): Int` — host test aid (Linux only; on Android
-/// the VpnService creates the TUN). The caller owns the descriptor.
-#[cfg(target_os = "linux")]
+/// `ClatNative.openTun(name): Int` — host test aid (on Android the
+/// VpnService creates the TUN, and this throws `ClatException`). The caller
+/// owns the descriptor.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_net_clat_core_ClatNative_openTun<'l>(
     mut env: EnvUnowned<'l>,

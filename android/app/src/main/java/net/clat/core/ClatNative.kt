@@ -100,8 +100,7 @@ object ClatNative {
     /**
      * TEST AID for Linux hosts only: opens (creating if needed) the TUN device [name] and returns
      * its descriptor, which the caller owns (pass it to [start]). Needs CAP_NET_ADMIN. On Android
-     * the VpnService creates the TUN; the Android build of the library has no such function
-     * (calling it there throws UnsatisfiedLinkError).
+     * the VpnService creates the TUN, and this throws [ClatException].
      */
     @JvmStatic
     external fun openTun(name: String): Int

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project, in the order that lets each stage use the
-# previous one: Rust unit and namespace tests, then the lab (real Tayga NAT64
+# previous one: Rust unit and namespace tests, the APK built without the SDK
+# and checked, then the lab (real Tayga NAT64
 # and BIND9 DNS64 in network namespaces), the Kotlin/JVM and JNI tests, and
 # the end-to-end tests through `clat run`. Needs root (namespaces, TUN).
 # Installs what it needs (Debian packages, pytest, Maven artifacts) first.
@@ -29,6 +30,14 @@ stage "rust tests"
 cargo test --workspace 2>&1 | tee /tmp/clat-cargo-test.log
 grep -E '^test result:' /tmp/clat-cargo-test.log | awk '{p+=$4; f+=$6} END {print "rust: " p " passed, " f " failed"}'
 
+stage "android: the APK built without the SDK, and checked (android/nosdk)"
+bash android/nosdk/native/check-elf.sh --self-test
+python3 android/nosdk/contract/check-platform-contract.py --self-test
+bash android/nosdk/build-apk.sh "$ROOT/target/apk"
+# The unwinder built from rust-src catches panics on each ABI (x86_64 natively, arm64 and armv7
+# under qemu-user), linked exactly like libclat.so: catch_unwind at the JNI boundary needs it.
+bash android/nosdk/native/test-unwind.sh
+
 stage "fuzz: short cargo-fuzz runs of every target"
 bash tests/fuzz-short.sh
 
@@ -43,7 +52,7 @@ mvn -B -q -f android/jvm/pom.xml test
 stage "kotlin: JNI tests on a real JVM, in the lab's phone namespace"
 cargo build -p clat-jni
 mvn -B -q -f android/jvm/pom.xml -Pjni test-compile dependency:go-offline
-ip netns exec phone mvn -o -B -f android/jvm/pom.xml -Pjni test \
+CLAT_LAB_REQUIRED=1 ip netns exec phone mvn -o -B -f android/jvm/pom.xml -Pjni test \
     -Dclat.native.lib="$ROOT/target/debug/libclat.so"
 
 stage "end-to-end tests in the lab"

@@ -7,8 +7,8 @@
   timeouts, SIGTERM) start their own ClatProcess on another TUN name or after
   this one is stopped.
 
-Everything here needs root (namespaces, TUN); without root the tests are
-skipped with a clear reason rather than failing on a permission error.
+Everything here needs root (namespaces, TUN); without root the run stops with a
+usage error (exit status 4) instead of skipping every test and passing.
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ import labutil
 
 
 def pytest_collection_modifyitems(config, items):
-    if os.geteuid() != 0:
-        skip = pytest.mark.skip(reason="the lab needs root (network namespaces, TUN)")
-        for item in items:
-            item.add_marker(skip)
+    if os.geteuid() != 0 and items:
+        raise pytest.UsageError("the lab tests need root (network namespaces, TUN): run them as root")
 
 
 @pytest.fixture(scope="session")

@@ -28,14 +28,19 @@ import net.clat.core.JniTestSupport.statsMap
  * The bridge carrying real traffic: a real TUN in the lab's `phone` namespace (IPv6 only),
  * the engine behind it, the lab's DNS64 + Tayga NAT64 beyond. Run the JVM under
  * `ip netns exec phone` after `tests/lab/lab.sh up`; elsewhere these tests are skipped
- * (assumption), the contract tests still run.
+ * (assumption), the contract tests still run. With CLAT_LAB_REQUIRED=1 in the environment (as
+ * tests/run-all.sh sets it) they fail instead: CI must never pass without running them.
  */
 class ClatNativeLabTest {
     companion object {
         @JvmStatic
         @BeforeAll
         fun setUp() {
-            assumeTrue(JniTestSupport.inPhoneNamespace(), "not in the lab's phone namespace")
+            if (System.getenv("CLAT_LAB_REQUIRED") == "1") {
+                check(JniTestSupport.inPhoneNamespace()) { "CLAT_LAB_REQUIRED=1 but not in the lab's phone namespace" }
+            } else {
+                assumeTrue(JniTestSupport.inPhoneNamespace(), "not in the lab's phone namespace")
+            }
             check(interfaceExists("ph0")) { "in netns phone but its uplink ph0 is missing: is the lab up?" }
             JniTestSupport.load()
         }

@@ -49,6 +49,9 @@ class ClatVpnService : VpnService(), ClatPort {
     private var network: Network? = null
     private var tun: ParcelFileDescriptor? = null
     private var handle: Long = 0
+
+    /** [clearUnderlyingNetworks] was called and no network has been set since. */
+    private var underlyingCleared = false
     private var lastStatus = ClatStatus()
 
     /** The network upstream sockets must use; read by the engine's thread through [protector]. */
@@ -85,7 +88,7 @@ class ClatVpnService : VpnService(), ClatPort {
     override fun onCreate() {
         super.onCreate()
         prefs = UserPrefs(this)
-        controller = ClatController(this, packageName)
+        controller = ClatController(this, packageName, HandlerScheduler(main), ::show)
         controller.setUserChoices(prefs.enabled, prefs.prefixOverride, prefs.force)
         controller.nativeError = try {
             ClatNative.load()
@@ -95,8 +98,10 @@ class ClatVpnService : VpnService(), ClatPort {
         }
         controller.onManagedConfig(ManagedConfigReader.read(this))
         monitor = NetworkMonitor(this) { n, s ->
-            network = n
-            show(controller.onNetwork(s))
+            // On a loss the last network is kept: the controller debounces it and may still
+            // rebuild the TUN for it meanwhile.
+            if (n != null) network = n
+            controller.onNetwork(s)?.let { show(it) }
         }
         registerSystemReceiver(restrictionsReceiver, IntentFilter(Intent.ACTION_APPLICATION_RESTRICTIONS_CHANGED))
         registerSystemReceiver(screenReceiver, IntentFilter(Intent.ACTION_SCREEN_ON))
@@ -162,6 +167,7 @@ class ClatVpnService : VpnService(), ClatPort {
     override fun startEngine(target: RunTarget): String? {
         val n = network ?: return "no network to run on"
         upstream = n
+        underlyingCleared = false
         val pfd = try {
             buildTun(target.plan, n)
         } catch (e: Exception) {
@@ -197,12 +203,44 @@ class ClatVpnService : VpnService(), ClatPort {
         tun = null
     }
 
+    /**
+     * Make-before-break: `establish()` for the new interface while the old engine still runs,
+     * then the old engine is stopped (which closes its descriptor). The platform keeps the VPN
+     * network and moves it to the new interface ("The existing interface is deactivated when a
+     * new one is created", developer.android.com/reference/android/net/VpnService; AOSP
+     * frameworks/base services/core/java/com/android/server/connectivity/Vpn.java establish():
+     * updateLinkPropertiesInPlaceIfPossible, then jniReset(oldInterface)), so apps never see the
+     * VPN disconnect. Closing the old descriptor first would tear the VPN network down.
+     */
+    override fun replaceEngine(target: RunTarget): String? {
+        val oldHandle = handle
+        val oldTun = tun
+        handle = 0
+        tun = null
+        val error = startEngine(target)
+        if (oldHandle != 0L) runCatching { ClatNative.stop(oldHandle) }.onFailure { Log.w(TAG, "stop failed", it) }
+        oldTun?.let { runCatching { it.close() } }
+        return error
+    }
+
+    /**
+     * setUnderlyingNetworks(emptyArray()): "null to allow any underlying network, an empty array
+     * for none" (developer.android.com/reference/android/net/VpnService.Builder#setUnderlyingNetworks),
+     * so while a loss is debounced the platform does not attribute the VPN's traffic, metering or
+     * transport to a network that is gone, and the TUN stays.
+     */
+    override fun clearUnderlyingNetworks() {
+        underlyingCleared = true
+        setUnderlyingNetworks(emptyArray())
+    }
+
     override fun reconfigure(target: RunTarget, changes: Set<Change>): String? {
         val h = handle
         if (h == 0L) return "the engine is not running"
         return try {
-            if (Change.NETWORK in changes) {
+            if (Change.NETWORK in changes || underlyingCleared) {
                 upstream = network
+                underlyingCleared = false
                 setUnderlyingNetworks(network?.let { arrayOf(it) })
             }
             if (Change.PREFIX in changes) ClatNative.setPrefix(h, target.prefix.prefix.toString())

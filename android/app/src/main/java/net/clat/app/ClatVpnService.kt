@@ -36,7 +36,8 @@ import net.clat.core.SocketProtector
  * Android's events, implements [ClatPort] with VpnService.Builder and the Rust engine, and
  * publishes the status.
  *
- * All state lives on the main thread; only RFC 7050 discovery (blocking DNS) runs on [worker].
+ * All state lives on the main thread; only RFC 7050 discovery (blocking DNS) runs on [worker],
+ * and each engine has an exit-watch thread that posts its end back to the main thread.
  */
 class ClatVpnService : VpnService(), ClatPort {
     private val main = Handler(Looper.getMainLooper())
@@ -185,6 +186,7 @@ class ClatVpnService : VpnService(), ClatPort {
             // The core owns the descriptor from here on, whatever happens.
             handle = ClatNative.start(pfd.detachFd(), cfg, protector)
             tun = pfd
+            watchExit(handle)
             main.removeCallbacks(tick)
             main.postDelayed(tick, COUNTER_INTERVAL_MS)
             null
@@ -192,6 +194,26 @@ class ClatVpnService : VpnService(), ClatPort {
             runCatching { pfd.close() }
             "the CLAT engine did not start: ${e.message}"
         }
+    }
+
+    /**
+     * Sees the engine end at once, screen on or off: a thread blocked in [ClatNative.awaitExit]
+     * (no polling, no wake-ups). A stop of ours also ends the wait; then [handle] no longer
+     * names this engine and nothing is reported.
+     */
+    private fun watchExit(h: Long) {
+        Thread({
+            val reason = try {
+                ClatNative.awaitExit(h)
+            } catch (e: IllegalStateException) {
+                null // already stopped and forgotten
+            } catch (e: Exception) {
+                "exit watch failed: ${e.message}"
+            }
+            main.post {
+                if (handle == h) show(controller.onEngineExit(reason ?: "unknown reason"))
+            }
+        }, "clat-exit-watch-$h").apply { isDaemon = true }.start()
     }
 
     override fun stopEngine() {
@@ -244,8 +266,12 @@ class ClatVpnService : VpnService(), ClatPort {
                 setUnderlyingNetworks(network?.let { arrayOf(it) })
             }
             if (Change.PREFIX in changes) ClatNative.setPrefix(h, target.prefix.prefix.toString())
-            if (Change.NETWORK in changes || Change.DNS in changes) {
+            if (Change.NETWORK in changes) {
+                // A new network: every upstream socket is bound to the old one, reset them.
                 ClatNative.networkChanged(h, target.dnsServers.toTypedArray())
+            } else if (Change.DNS in changes) {
+                // Same network, other resolvers: only the DNS relay changes, no flow is reset.
+                ClatNative.setDns(h, target.dnsServers.toTypedArray())
             }
             null
         } catch (e: Exception) {
@@ -311,10 +337,6 @@ class ClatVpnService : VpnService(), ClatPort {
         val h = handle
         if (h == 0L) return
         try {
-            if (!ClatNative.isRunning(h)) {
-                show(controller.onEngineExit(ClatNative.exitReason(h) ?: "unknown reason"))
-                return
-            }
             publish(lastStatus.copy(counters = Counters.parse(ClatNative.stats(h))))
         } catch (e: Exception) {
             Log.w(TAG, "stats failed", e)

@@ -190,6 +190,16 @@ impl ExitWatch {
                 .unwrap_or_else(|e| e.into_inner());
         }
     }
+
+    /// Why the loop ended on its own, once it has ([`Engine::exit_reason`]
+    /// without the engine); `None` while it runs or after a plain stop.
+    pub fn reason(&self) -> Option<String> {
+        self.0
+            .exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 impl Drop for Engine {

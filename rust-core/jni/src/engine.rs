@@ -188,6 +188,28 @@ pub fn network_changed(handle: i64, dns: Option<&[String]>) -> BridgeResult<()> 
         .map_err(|e| BridgeError::Clat(format!("networkChanged failed: {e}")))
 }
 
+/// Replaces the DNS relay's upstream resolvers and nothing else: unlike
+/// [`network_changed`], no app flow is reset (only the relay's own upstream
+/// sockets, whose queries are re-sent to the new resolvers).
+pub fn set_dns(handle: i64, dns: &[String]) -> BridgeResult<()> {
+    let servers = config::parse_resolvers(dns).map_err(BridgeError::IllegalArgument)?;
+    let entry = running(handle)?;
+    let engine = entry.engine();
+    engine
+        .set_upstream_dns(servers)
+        .map_err(|e| BridgeError::Clat(format!("setDns failed: {e}")))
+}
+
+/// Blocks until the engine's loop has ended, then says why: `Some(reason)`
+/// when it ended by itself, `None` when it was stopped. Neither the engine
+/// lock nor the registry entry is held while waiting, so `stop` (which ends
+/// the wait) and every other call go on meanwhile.
+pub fn await_exit(handle: i64) -> BridgeResult<Option<String>> {
+    let watch = running(handle)?.engine().exit_watch();
+    watch.wait();
+    Ok(watch.reason())
+}
+
 /// RFC 7050 discovery, each prefix as `"prefix/len source ttl_seconds"`.
 pub fn discover(
     resolvers: &[String],
@@ -291,6 +313,11 @@ mod tests {
                 Err(BridgeError::IllegalState(_))
             ));
             assert!(matches!(is_running(h), Err(BridgeError::IllegalState(_))));
+            assert!(matches!(
+                set_dns(h, &["[2001:db8::53]:53".into()]),
+                Err(BridgeError::IllegalState(_))
+            ));
+            assert!(matches!(await_exit(h), Err(BridgeError::IllegalState(_))));
             // stop is idempotent: unknown is not an error.
             assert!(!stop(h).unwrap());
         }
@@ -300,6 +327,14 @@ mod tests {
     fn set_prefix_checks_the_prefix_before_the_handle() {
         assert!(matches!(
             set_prefix(12345, "2001:db8::/33"),
+            Err(BridgeError::IllegalArgument(_))
+        ));
+    }
+
+    #[test]
+    fn set_dns_checks_the_resolvers_before_the_handle() {
+        assert!(matches!(
+            set_dns(12345, &["not an address".into()]),
             Err(BridgeError::IllegalArgument(_))
         ));
     }

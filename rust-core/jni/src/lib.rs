@@ -142,6 +142,35 @@ pub extern "system" fn Java_net_clat_core_ClatNative_networkChanged<'l>(
     })
 }
 
+/// `ClatNative.setDns(handle, dnsServers: Array<String>)` — new resolvers for
+/// the DNS relay, no flow reset (unlike `networkChanged`).
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_net_clat_core_ClatNative_setDns<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+    dns_servers: JObjectArray<'l, JString<'l>>,
+) {
+    entry(&mut env, |env| {
+        let dns = jconvert::string_array(env, &dns_servers, "dnsServers")?;
+        engine::set_dns(handle, &dns)
+    })
+}
+
+/// `ClatNative.awaitExit(handle): String?` — blocks until the engine ends;
+/// its reason, or null when it was stopped. Call it on a thread of its own.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_net_clat_core_ClatNative_awaitExit<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+) -> JString<'l> {
+    entry(&mut env, |env| match engine::await_exit(handle)? {
+        None => Ok(JString::null()),
+        Some(r) => Ok(JString::new(env, r)?),
+    })
+}
+
 /// `ClatNative.discover(resolvers, timeoutMs, protector?): Array<String>`,
 /// each `"prefix/len source ttl"`. A null protector means no protection
 /// (host use; on Android pass the VpnService's).

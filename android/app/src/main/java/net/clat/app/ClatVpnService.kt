@@ -36,7 +36,8 @@ import net.clat.core.SocketProtector
  * Android's events, implements [ClatPort] with VpnService.Builder and the Rust engine, and
  * publishes the status.
  *
- * All state lives on the main thread; only RFC 7050 discovery (blocking DNS) runs on [worker].
+ * All state lives on the main thread; only RFC 7050 discovery (blocking DNS) runs on [worker],
+ * and each engine has an exit-watch thread that posts its end back to the main thread.
  */
 class ClatVpnService : VpnService(), ClatPort {
     private val main = Handler(Looper.getMainLooper())
@@ -49,6 +50,9 @@ class ClatVpnService : VpnService(), ClatPort {
     private var network: Network? = null
     private var tun: ParcelFileDescriptor? = null
     private var handle: Long = 0
+
+    /** [clearUnderlyingNetworks] was called and no network has been set since. */
+    private var underlyingCleared = false
     private var lastStatus = ClatStatus()
 
     /** The network upstream sockets must use; read by the engine's thread through [protector]. */
@@ -85,7 +89,7 @@ class ClatVpnService : VpnService(), ClatPort {
     override fun onCreate() {
         super.onCreate()
         prefs = UserPrefs(this)
-        controller = ClatController(this, packageName)
+        controller = ClatController(this, packageName, HandlerScheduler(main), ::show)
         controller.setUserChoices(prefs.enabled, prefs.prefixOverride, prefs.force)
         controller.nativeError = try {
             ClatNative.load()
@@ -95,8 +99,10 @@ class ClatVpnService : VpnService(), ClatPort {
         }
         controller.onManagedConfig(ManagedConfigReader.read(this))
         monitor = NetworkMonitor(this) { n, s ->
-            network = n
-            show(controller.onNetwork(s))
+            // On a loss the last network is kept: the controller debounces it and may still
+            // rebuild the TUN for it meanwhile.
+            if (n != null) network = n
+            controller.onNetwork(s)?.let { show(it) }
         }
         registerSystemReceiver(restrictionsReceiver, IntentFilter(Intent.ACTION_APPLICATION_RESTRICTIONS_CHANGED))
         registerSystemReceiver(screenReceiver, IntentFilter(Intent.ACTION_SCREEN_ON))
@@ -162,6 +168,7 @@ class ClatVpnService : VpnService(), ClatPort {
     override fun startEngine(target: RunTarget): String? {
         val n = network ?: return "no network to run on"
         upstream = n
+        underlyingCleared = false
         val pfd = try {
             buildTun(target.plan, n)
         } catch (e: Exception) {
@@ -179,6 +186,7 @@ class ClatVpnService : VpnService(), ClatPort {
             // The core owns the descriptor from here on, whatever happens.
             handle = ClatNative.start(pfd.detachFd(), cfg, protector)
             tun = pfd
+            watchExit(handle)
             main.removeCallbacks(tick)
             main.postDelayed(tick, COUNTER_INTERVAL_MS)
             null
@@ -186,6 +194,26 @@ class ClatVpnService : VpnService(), ClatPort {
             runCatching { pfd.close() }
             "the CLAT engine did not start: ${e.message}"
         }
+    }
+
+    /**
+     * Sees the engine end at once, screen on or off: a thread blocked in [ClatNative.awaitExit]
+     * (no polling, no wake-ups). A stop of ours also ends the wait; then [handle] no longer
+     * names this engine and nothing is reported.
+     */
+    private fun watchExit(h: Long) {
+        Thread({
+            val reason = try {
+                ClatNative.awaitExit(h)
+            } catch (e: IllegalStateException) {
+                null // already stopped and forgotten
+            } catch (e: Exception) {
+                "exit watch failed: ${e.message}"
+            }
+            main.post {
+                if (handle == h) show(controller.onEngineExit(reason ?: "unknown reason"))
+            }
+        }, "clat-exit-watch-$h").apply { isDaemon = true }.start()
     }
 
     override fun stopEngine() {
@@ -197,17 +225,53 @@ class ClatVpnService : VpnService(), ClatPort {
         tun = null
     }
 
+    /**
+     * Make-before-break: `establish()` for the new interface while the old engine still runs,
+     * then the old engine is stopped (which closes its descriptor). The platform keeps the VPN
+     * network and moves it to the new interface ("The existing interface is deactivated when a
+     * new one is created", developer.android.com/reference/android/net/VpnService; AOSP
+     * frameworks/base services/core/java/com/android/server/connectivity/Vpn.java establish():
+     * updateLinkPropertiesInPlaceIfPossible, then jniReset(oldInterface)), so apps never see the
+     * VPN disconnect. Closing the old descriptor first would tear the VPN network down.
+     */
+    override fun replaceEngine(target: RunTarget): String? {
+        val oldHandle = handle
+        val oldTun = tun
+        handle = 0
+        tun = null
+        val error = startEngine(target)
+        if (oldHandle != 0L) runCatching { ClatNative.stop(oldHandle) }.onFailure { Log.w(TAG, "stop failed", it) }
+        oldTun?.let { runCatching { it.close() } }
+        return error
+    }
+
+    /**
+     * setUnderlyingNetworks(emptyArray()): "null to allow any underlying network, an empty array
+     * for none" (developer.android.com/reference/android/net/VpnService.Builder#setUnderlyingNetworks),
+     * so while a loss is debounced the platform does not attribute the VPN's traffic, metering or
+     * transport to a network that is gone, and the TUN stays.
+     */
+    override fun clearUnderlyingNetworks() {
+        underlyingCleared = true
+        setUnderlyingNetworks(emptyArray())
+    }
+
     override fun reconfigure(target: RunTarget, changes: Set<Change>): String? {
         val h = handle
         if (h == 0L) return "the engine is not running"
         return try {
-            if (Change.NETWORK in changes) {
+            if (Change.NETWORK in changes || underlyingCleared) {
                 upstream = network
+                underlyingCleared = false
                 setUnderlyingNetworks(network?.let { arrayOf(it) })
             }
             if (Change.PREFIX in changes) ClatNative.setPrefix(h, target.prefix.prefix.toString())
-            if (Change.NETWORK in changes || Change.DNS in changes) {
+            if (Change.NETWORK in changes) {
+                // A new network: every upstream socket is bound to the old one, reset them.
                 ClatNative.networkChanged(h, target.dnsServers.toTypedArray())
+            } else if (Change.DNS in changes) {
+                // Same network, other resolvers: only the DNS relay changes, no flow is reset.
+                ClatNative.setDns(h, target.dnsServers.toTypedArray())
             }
             null
         } catch (e: Exception) {
@@ -273,10 +337,6 @@ class ClatVpnService : VpnService(), ClatPort {
         val h = handle
         if (h == 0L) return
         try {
-            if (!ClatNative.isRunning(h)) {
-                show(controller.onEngineExit(ClatNative.exitReason(h) ?: "unknown reason"))
-                return
-            }
             publish(lastStatus.copy(counters = Counters.parse(ClatNative.stats(h))))
         } catch (e: Exception) {
             Log.w(TAG, "stats failed", e)

@@ -41,10 +41,15 @@ class NetworkMonitor(
             .addCapability(NetworkCapabilities.NET_CAPABILITY_INTERNET)
             .addCapability(NetworkCapabilities.NET_CAPABILITY_NOT_VPN)
             .build()
+        // Each callback passes what changed and asks for the other half, so that a snapshot holds
+        // both. Many of them change nothing the snapshot holds (signal strength, bandwidth
+        // estimates): ClatController.onNetwork drops equal snapshots, so those cost no update.
         val cb = object : ConnectivityManager.NetworkCallback() {
-            override fun onAvailable(n: Network) = post(n, cm.getLinkProperties(n))
-            override fun onLinkPropertiesChanged(n: Network, lp: LinkProperties) = post(n, lp)
-            override fun onCapabilitiesChanged(n: Network, caps: NetworkCapabilities) = post(n, cm.getLinkProperties(n))
+            override fun onAvailable(n: Network) = post(n, cm.getLinkProperties(n), cm.getNetworkCapabilities(n))
+            override fun onLinkPropertiesChanged(n: Network, lp: LinkProperties) =
+                post(n, lp, cm.getNetworkCapabilities(n))
+            override fun onCapabilitiesChanged(n: Network, caps: NetworkCapabilities) =
+                post(n, cm.getLinkProperties(n), caps)
             override fun onLost(n: Network) {
                 main.post {
                     if (network == n) {
@@ -64,15 +69,19 @@ class NetworkMonitor(
         network = null
     }
 
-    private fun post(n: Network, lp: LinkProperties?) {
+    private fun post(n: Network, lp: LinkProperties?, caps: NetworkCapabilities?) {
+        // Without LinkProperties the network is already gone (getLinkProperties returns null for
+        // a network ConnectivityService no longer knows); its onLost follows.
+        if (lp == null) return
+        val s = snapshot(n, lp, caps)
         main.post {
             network = n
-            onChange(n, lp?.let { snapshot(n, it) })
+            onChange(n, s)
         }
     }
 
     companion object {
-        fun snapshot(n: Network, lp: LinkProperties): NetworkSnapshot {
+        fun snapshot(n: Network, lp: LinkProperties, caps: NetworkCapabilities?): NetworkSnapshot {
             val routes = lp.routes
             val dns = lp.dnsServers.mapNotNull { it.hostAddress }
             // Scoped (link-local) resolvers only when there is nothing else: they need the zone.
@@ -85,6 +94,7 @@ class NetworkMonitor(
                 hasIpv6DefaultRoute = routes.any { it.isDefaultRoute && it.destination.address is Inet6Address },
                 dnsServers = unscoped.ifEmpty { dns },
                 pref64 = if (Build.VERSION.SDK_INT >= 30) lp.nat64Prefix?.toString() else null,
+                validated = caps?.hasCapability(NetworkCapabilities.NET_CAPABILITY_VALIDATED) == true,
             )
         }
     }

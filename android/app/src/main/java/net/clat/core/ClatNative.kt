@@ -87,6 +87,22 @@ object ClatNative {
     external fun networkChanged(handle: Long, dnsServers: Array<String>?)
 
     /**
+     * Replaces the DNS relay's upstream resolvers (same syntax as [NativeConfig.dnsServers]) and
+     * nothing else: no app flow is reset, unlike [networkChanged]. For a resolver list that
+     * changed on the same network.
+     */
+    @JvmStatic
+    external fun setDns(handle: Long, dnsServers: Array<String>)
+
+    /**
+     * Blocks until the engine's loop ends, then returns why it ended by itself, or null when
+     * [stop] ended it. Returns at once if it has already ended. Call it on a thread of its own:
+     * it is how the app sees an engine die at once, screen on or off, without polling.
+     */
+    @JvmStatic
+    external fun awaitExit(handle: Long): String?
+
+    /**
      * RFC 7050 NAT64 prefix discovery (ipv4only.arpa through [resolvers]), every prefix found
      * as "prefix/len source ttlSeconds", e.g. "64:ff9b::/96 rfc7050 300". Blocks up to
      * [timeoutMs]; call it off the main thread. [protector] protects the query sockets

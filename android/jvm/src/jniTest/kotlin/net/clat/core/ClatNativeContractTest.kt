@@ -73,6 +73,8 @@ class ClatNativeContractTest {
             assertThrows<IllegalStateException> { ClatNative.exitReason(h) }
             assertThrows<IllegalStateException> { ClatNative.setPrefix(h, "64:ff9b::/96") }
             assertThrows<IllegalStateException> { ClatNative.networkChanged(h, null) }
+            assertThrows<IllegalStateException> { ClatNative.setDns(h, arrayOf(JniTestSupport.DNS64)) }
+            assertThrows<IllegalStateException> { ClatNative.awaitExit(h) }
             assertFalse(ClatNative.stop(h))
             assertFalse(ClatNative.stop(h))
         }
@@ -86,6 +88,9 @@ class ClatNativeContractTest {
         val withNull = arrayOfNulls<String>(1) as Array<String>
         val e = assertThrows<IllegalArgumentException> { ClatNative.networkChanged(42L, withNull) }
         assertContains(e.message!!, "dnsServers[0] is null")
+        assertThrows<IllegalArgumentException> { ClatNative.setDns(42L, arrayOf("nope")) }
+        val e2 = assertThrows<IllegalArgumentException> { ClatNative.setDns(42L, withNull) }
+        assertContains(e2.message!!, "dnsServers[0] is null")
     }
 
     /** Kotlin's types forbid nulls; Java callers (reflection here) can still pass them. */
@@ -104,6 +109,7 @@ class ClatNativeContractTest {
         assertTrue(e2 is NullPointerException, "$e2")
         assertContains(e2.message!!, "protector")
         assertTrue(invokeRaw("setPrefix", 1L, null) is NullPointerException)
+        assertTrue(invokeRaw("setDns", 1L, null) is NullPointerException)
         assertTrue(invokeRaw("discover", null, 100, null) is NullPointerException)
         assertTrue(invokeRaw("openTun", null) is NullPointerException)
     }

@@ -139,6 +139,41 @@ class ClatNativeLabTest {
         assertTrue(eventually { fdCount() <= baseline + 2 }, "fds: baseline $baseline, now ${fdCount()}")
     }
 
+    /** Echo through one socket, so that a second echo reuses the engine's UDP mapping. */
+    private fun udpEcho(s: DatagramSocket, payload: String): String {
+        s.soTimeout = 3000
+        val out = payload.toByteArray()
+        s.send(DatagramPacket(out, out.size, InetSocketAddress(SERVER, 7)))
+        val buf = ByteArray(2048)
+        val p = DatagramPacket(buf, buf.size)
+        s.receive(p)
+        return String(p.data, 0, p.length)
+    }
+
+    @Test
+    fun `setDns keeps flows, awaitExit blocks until the engine stops`() {
+        val h = startEngine(CountingProtector())
+        val exit = java.util.concurrent.CompletableFuture<String?>()
+        val watcher = Thread({ exit.complete(runCatching { ClatNative.awaitExit(h) }.getOrElse { "threw $it" }) }, "exit-watch")
+        watcher.start()
+        try {
+            DatagramSocket().use { s ->
+                assertEquals("dns-1", udpEcho(s, "dns-1"))
+                val before = statsMap(h).getValue("flows_udp_total")
+                ClatNative.setDns(h, arrayOf(JniTestSupport.DNS64))
+                assertEquals("dns-2", udpEcho(s, "dns-2"))
+                assertEquals(before, statsMap(h).getValue("flows_udp_total"), "setDns must not reset the mapping")
+            }
+            Thread.sleep(200)
+            assertFalse(exit.isDone, "awaitExit must block while the engine runs")
+        } finally {
+            assertTrue(ClatNative.stop(h))
+        }
+        assertNull(exit.get(5, java.util.concurrent.TimeUnit.SECONDS), "a stopped engine has no exit reason")
+        watcher.join(5000)
+        assertTrue(eventually { !interfaceExists(TUN) })
+    }
+
     @Test
     fun `repeated start and stop leaks no descriptors`() {
         val baseline = fdCount()

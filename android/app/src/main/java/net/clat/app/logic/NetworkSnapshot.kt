@@ -18,6 +18,11 @@ data class NetworkSnapshot(
     val dnsServers: List<String> = emptyList(),
     /** PREF64 from Router Advertisements, "64:ff9b::/96", when the platform exposes it (API 30+). */
     val pref64: String? = null,
+    /**
+     * NET_CAPABILITY_VALIDATED: the platform's probe reached the Internet. Turning true is a
+     * moment to ask DNS64 again (a captive portal was passed, a late DNS64 came up).
+     */
+    val validated: Boolean = false,
 ) {
     /**
      * Native IPv4: a usable IPv4 address and an IPv4 default route. Link-local (169.254/16),

@@ -33,6 +33,14 @@ sealed interface Decision {
     /** Running and nothing relevant changed. */
     data class Keep(val target: RunTarget, override val reason: String) : Decision
 
+    /**
+     * Running, and the network changed to one whose prefix is still being discovered: the TUN and
+     * the engine stay as they are ([target] is what runs), so that apps do not see the VPN go
+     * away; the new network's prefix is applied live once known. The old network's discovered
+     * prefix is never applied to the new network.
+     */
+    data class Hold(val target: RunTarget, override val reason: String) : Decision
+
     /** Running; tell the engine (set_prefix / network_changed / DNS) without a new TUN. */
     data class Reconfigure(val target: RunTarget, val changes: Set<Change>, override val reason: String) : Decision
 
@@ -85,7 +93,13 @@ object RunDecider {
             if (!net.hasIpv6) return Decision.Stop(StopReason.NO_IPV6, net.interfaceName)
         }
         val prefix = input.prefix
-            ?: return if (input.discovering) Decision.Stop(StopReason.DISCOVERING) else Decision.Stop(StopReason.NO_PREFIX)
+        if (prefix == null) {
+            if (!input.discovering) return Decision.Stop(StopReason.NO_PREFIX)
+            if (current != null && current.plan == plan) {
+                return Decision.Hold(current, "${StopReason.DISCOVERING.text} on ${net.interfaceName ?: "the new network"}; the VPN stays up meanwhile")
+            }
+            return Decision.Stop(StopReason.DISCOVERING)
+        }
 
         val target = RunTarget(net.id, prefix, net.dnsServers, plan)
         val why = if (input.force && !net.isIpv6Only) {
@@ -99,10 +113,12 @@ object RunDecider {
         val changes = HashSet<Change>()
         if (current.networkId != net.id) changes.add(Change.NETWORK)
         if (current.prefix.prefix != prefix.prefix) changes.add(Change.PREFIX)
-        if (current.dnsServers != net.dnsServers) changes.add(Change.DNS)
+        // A set: the platform may report the same resolvers in another order, which changes
+        // nothing for the relay (it tries them all) and must not touch a flow.
+        if (current.dnsServers.toSet() != net.dnsServers.toSet()) changes.add(Change.DNS)
         if (changes.isEmpty()) {
-            // Same prefix from a different source (e.g. PREF64 after RFC 7050) needs no action
-            // but the UI should show the new source, hence the new target.
+            // Same resolvers in another order, or the same prefix from a different source (e.g.
+            // PREF64 after RFC 7050), needs no action; the UI shows the new target.
             return Decision.Keep(target, why)
         }
         val what = changes.sorted().joinToString(", ") { it.name.lowercase() }

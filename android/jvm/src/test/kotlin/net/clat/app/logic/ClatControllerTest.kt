@@ -25,6 +25,13 @@ class ClatControllerTest {
             if (running) calls.add("stop")
             running = false
         }
+        override fun replaceEngine(target: RunTarget): String? {
+            calls.add("replace ${target.networkId} ${target.prefix.prefix}")
+            return startError.also { running = it == null }
+        }
+        override fun clearUnderlyingNetworks() {
+            calls.add("clearUnderlying")
+        }
         override fun reconfigure(target: RunTarget, changes: Set<Change>): String? {
             calls.add("reconfigure ${changes.sorted()} ${target.prefix.prefix}")
             return reconfigureError
@@ -38,7 +45,9 @@ class ClatControllerTest {
     }
 
     private val port = FakePort()
-    private val c = ClatController(port, "net.clat.app")
+    private val clock = FakeScheduler()
+    private val published = ArrayList<ControllerView>()
+    private val c = ClatController(port, "net.clat.app", clock, { published.add(it) })
     private val wifi = NetworkSnapshot("1", "wlan0", listOf("2001:db8:1::2/64"), hasIpv6DefaultRoute = true, dnsServers = listOf("2001:db8:1::53"))
     private val cell = NetworkSnapshot("2", "rmnet0", listOf("2001:db8:9::2/64"), hasIpv6DefaultRoute = true, dnsServers = listOf("2001:db8:9::53"))
 
@@ -106,10 +115,10 @@ class ClatControllerTest {
         c.onNetwork(wifi)
         c.onStartRequested()
         val dual = wifi.copy(addresses = wifi.addresses + "192.168.1.5/24", hasIpv4DefaultRoute = true)
-        val v = c.onNetwork(dual)
+        val v = c.onNetwork(dual)!!
         assertFalse(v.running)
         assertEquals(StopReason.NATIVE_IPV4, (v.decision as Decision.Stop).why)
-        assertTrue(c.onNetwork(wifi).running)
+        assertTrue(c.onNetwork(wifi)!!.running)
         assertEquals(listOf("start 1 64:ff9b::/96", "stop", "start 1 64:ff9b::/96"), port.calls)
     }
 
@@ -134,7 +143,7 @@ class ClatControllerTest {
         val v = c.onManagedConfig(ManagedConfigParser.parse(mapOf("allowed_apps" to "com.example.legacy")))
         assertInstanceOf(Decision.Restart::class.java, v.decision)
         assertEquals(listOf("com.example.legacy", "net.clat.app"), v.target!!.plan.allowedApps)
-        assertEquals(listOf("start 1 64:ff9b::/96", "stop", "start 1 64:ff9b::/96"), port.calls)
+        assertEquals(listOf("start 1 64:ff9b::/96", "replace 1 64:ff9b::/96"), port.calls, "make-before-break, no stop first")
     }
 
     @Test
@@ -155,11 +164,12 @@ class ClatControllerTest {
         c.onNetwork(wifi)
         val v = c.onStartRequested()
         assertFalse(v.running)
-        assertTrue(c.onNetwork(wifi).reason.contains("establish failed"))
-        c.onNetwork(wifi)
+        assertTrue(c.evaluate("capability update").reason.contains("establish failed"))
+        assertNull(c.onNetwork(wifi), "the same snapshot again is ignored")
+        c.onNetwork(wifi.copy(validated = true))
         assertEquals(1, port.calls.count { it.startsWith("start") }, "no retry loop on capability updates")
         port.startError = null
-        assertTrue(c.onNetwork(cell).running, "a new network retries")
+        assertTrue(c.onNetwork(cell)!!.running, "a new network retries")
         assertEquals(2, port.calls.count { it.startsWith("start") })
     }
 
@@ -173,7 +183,7 @@ class ClatControllerTest {
         assertTrue(v.reason.contains("TUN closed"), v.reason)
         assertTrue(c.onStartRequested().running)
         port.reconfigureError = "boom"
-        val r = c.onNetwork(cell)
+        val r = c.onNetwork(cell)!!
         assertFalse(r.running)
         assertTrue(r.reason.contains("boom"), r.reason)
     }
@@ -191,5 +201,213 @@ class ClatControllerTest {
         assertFalse(n.running)
         assertEquals("native library not available", n.reason)
         assertNull(n.target)
+    }
+
+    // ---- seamless network changes (issue 11 item 2) ----
+
+    private val a = "2001:db8:64::/96"
+    private val b = "2001:db8:65::/96"
+
+    /** Running on wifi with prefix [a] from RFC 7050. */
+    private fun runningOnWifiByRfc7050() {
+        c.onNetwork(wifi)
+        c.onStartRequested()
+        c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300")))
+        assertEquals(listOf("start 1 $a"), port.calls)
+    }
+
+    @Test
+    fun `re-validation that confirms the prefix leaves the engine alone`() {
+        runningOnWifiByRfc7050()
+        val during = c.onRediscover("1")!!
+        assertEquals(listOf("1", "1"), port.discoveries, "asks DNS64 again")
+        assertTrue(during.running, "the known prefix is kept while asking")
+        val after = c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300")))
+        assertTrue(after.running)
+        assertEquals(listOf("start 1 $a"), port.calls, "no stop, no start, no reconfigure")
+    }
+
+    @Test
+    fun `a prefix changed at re-validation is applied live`() {
+        runningOnWifiByRfc7050()
+        c.onRediscover("1")
+        val v = c.onDiscovery("1", Result.success(arrayOf("$b rfc7050 300")))
+        assertTrue(v.running)
+        assertEquals(listOf("start 1 $a", "reconfigure [PREFIX] $b"), port.calls)
+    }
+
+    @Test
+    fun `a failed re-validation keeps the prefix, repeated failures give it up`() {
+        runningOnWifiByRfc7050()
+        repeat(ClatController.MAX_FAILED_REVALIDATIONS - 1) {
+            c.onRediscover("1")
+            val v = c.onDiscovery("1", Result.failure(RuntimeException("timeout")))
+            assertTrue(v.running)
+            assertTrue(v.warnings.any { it.contains("keeping") }, v.warnings.toString())
+        }
+        assertEquals(listOf("start 1 $a"), port.calls)
+        c.onRediscover("1")
+        val v = c.onDiscovery("1", Result.failure(RuntimeException("timeout")))
+        assertFalse(v.running)
+        assertEquals(StopReason.NO_PREFIX, (v.decision as Decision.Stop).why)
+        assertEquals(listOf("start 1 $a", "stop"), port.calls)
+    }
+
+    @Test
+    fun `a network switch keeps the TUN while discovering and never reuses the old prefix`() {
+        runningOnWifiByRfc7050()
+        val hold = c.onNetwork(cell)!!
+        assertInstanceOf(Decision.Hold::class.java, hold.decision)
+        assertTrue(hold.running)
+        assertEquals(listOf("1", "2"), port.discoveries, "the new network is asked, not assumed")
+        assertEquals(listOf("start 1 $a"), port.calls, "the engine is left alone meanwhile")
+        c.onRediscover("1") // the old network's TTL timer fires late: ignored
+        assertEquals(listOf("1", "2"), port.discoveries)
+        val v = c.onDiscovery("2", Result.success(arrayOf("$b rfc7050 300")))
+        assertTrue(v.running)
+        assertEquals(listOf("start 1 $a", "reconfigure [PREFIX, NETWORK, DNS] $b"), port.calls)
+    }
+
+    @Test
+    fun `a network switch to a network without a prefix stops after its discovery fails`() {
+        runningOnWifiByRfc7050()
+        c.onNetwork(cell)
+        val v = c.onDiscovery("2", Result.failure(RuntimeException("no DNS64")))
+        assertFalse(v.running)
+        assertEquals(listOf("start 1 $a", "stop"), port.calls)
+    }
+
+    @Test
+    fun `the resolver list compared as a set`() {
+        runningOnWifiByRfc7050()
+        val two = wifi.copy(dnsServers = listOf("2001:db8:1::53", "2001:db8:1::54"))
+        c.onNetwork(two)
+        c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300"))) // link change re-validates
+        val swapped = two.copy(dnsServers = two.dnsServers.reversed())
+        c.onNetwork(swapped)
+        c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300")))
+        assertEquals(listOf("start 1 $a", "reconfigure [DNS] $a"), port.calls, "order alone changes nothing")
+    }
+
+    @Test
+    fun `unchanged snapshots are skipped, VALIDATED and link changes re-discover`() {
+        runningOnWifiByRfc7050()
+        assertNull(c.onNetwork(wifi), "a capability update that changes nothing we use")
+        assertEquals(listOf("1"), port.discoveries)
+        c.onNetwork(wifi.copy(validated = true))
+        assertEquals(listOf("1", "1"), port.discoveries, "became VALIDATED: ask DNS64 again")
+        // A link change while that discovery runs: asked again once it ends.
+        val moved = wifi.copy(validated = true, addresses = listOf("2001:db8:1::3/64"))
+        c.onNetwork(moved)
+        assertEquals(listOf("1", "1"), port.discoveries)
+        c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300")))
+        assertEquals(listOf("1", "1", "1"), port.discoveries)
+        c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300")))
+        c.onNetwork(moved.copy(validated = false))
+        c.onNetwork(moved)
+        assertEquals(listOf("1", "1", "1", "1"), port.discoveries, "losing VALIDATED does not, regaining it does")
+        assertEquals(listOf("start 1 $a"), port.calls)
+    }
+
+    @Test
+    fun `a configured prefix is not re-discovered on link changes`() {
+        c.setUserChoices(false, "64:ff9b::/96", false)
+        c.onNetwork(wifi)
+        c.onStartRequested()
+        c.onNetwork(wifi.copy(validated = true))
+        assertTrue(port.discoveries.isEmpty())
+    }
+
+    @Test
+    fun `a loss is debounced with no underlying network, the next network takes over live`() {
+        runningOnWifiByRfc7050()
+        val lost = c.onNetwork(null)!!
+        assertTrue(lost.running)
+        assertTrue(lost.reason.contains("stays up"), lost.reason)
+        assertEquals(listOf("start 1 $a", "clearUnderlying"), port.calls)
+        clock.advance(ClatController.LOSS_GRACE_MS - 1)
+        c.onNetwork(cell.copy(pref64 = b))
+        clock.advance(ClatController.LOSS_GRACE_MS)
+        assertEquals(listOf("start 1 $a", "clearUnderlying", "reconfigure [PREFIX, NETWORK, DNS] $b"), port.calls)
+        assertTrue(published.isEmpty(), "the loss timer was cancelled")
+    }
+
+    @Test
+    fun `a loss that lasts stops the engine when the grace runs out`() {
+        runningOnWifiByRfc7050()
+        c.onNetwork(null)
+        c.onNetwork(null) // a second report does not extend the grace
+        clock.advance(ClatController.LOSS_GRACE_MS)
+        assertEquals(listOf("start 1 $a", "clearUnderlying", "stop"), port.calls)
+        val v = published.single()
+        assertFalse(v.running)
+        assertEquals(StopReason.NO_NETWORK, (v.decision as Decision.Stop).why)
+    }
+
+    @Test
+    fun `a loss while nothing runs is not debounced`() {
+        c.onNetwork(wifi)
+        val v = c.onNetwork(null)!!
+        assertEquals(StopReason.DISABLED, (v.decision as Decision.Stop).why)
+        assertNull(c.network)
+        assertTrue(clock.pending().isEmpty())
+    }
+
+    @Test
+    fun `the lost network coming back within the grace is a network change`() {
+        runningOnWifiByRfc7050()
+        c.onNetwork(null)
+        c.onNetwork(wifi)
+        assertEquals(listOf("start 1 $a", "clearUnderlying", "reconfigure [NETWORK] $a"), port.calls)
+    }
+
+    @Test
+    fun `only a change of the TUN's own configuration rebuilds it`() {
+        runningOnWifiByRfc7050()
+        c.onNetwork(cell.copy(pref64 = a))
+        c.onNetwork(cell.copy(pref64 = a, dnsServers = listOf("2001:db8:9::54")))
+        assertTrue(port.calls.none { it.startsWith("replace") || it == "stop" }, port.calls.toString())
+        c.onManagedConfig(ManagedConfigParser.parse(mapOf("mtu" to "1400")))
+        assertEquals("replace 2 $a", port.calls.last())
+    }
+
+    // ---- engine death (issue 11 item 3) ----
+
+    @Test
+    fun `an engine that dies is restarted after a growing delay, then given up`() {
+        c.setUserChoices(false, "64:ff9b::/96", false)
+        c.onNetwork(wifi)
+        c.onStartRequested()
+        port.calls.clear()
+        val v = c.onEngineExit("TUN closed")
+        assertFalse(v.running)
+        assertTrue(v.reason.contains("TUN closed") && v.reason.contains("restarting in 1 s"), v.reason)
+        assertEquals(listOf(1_000L), clock.pending())
+        clock.advance(1_000)
+        assertTrue(published.last().running)
+        assertEquals(listOf("stop", "start 1 64:ff9b::/96"), port.calls)
+        // Dies at once every time: 2 s, 4 s, ... then no more.
+        var delays = ArrayList<Long>()
+        while (true) {
+            c.onEngineExit("crash")
+            val p = clock.pending()
+            if (p.isEmpty()) break
+            delays.add(p.single())
+            clock.advance(p.single())
+        }
+        assertEquals(listOf(2_000L, 4_000L, 8_000L, 16_000L, 32_000L), delays)
+        assertTrue(c.evaluate("x").reason.contains("gave up"), c.evaluate("x").reason)
+        assertTrue(c.onStartRequested().running, "an explicit start tries again")
+    }
+
+    @Test
+    fun `a stop cancels a pending restart`() {
+        c.setUserChoices(false, "64:ff9b::/96", false)
+        c.onNetwork(wifi)
+        c.onStartRequested()
+        c.onEngineExit("TUN closed")
+        c.onStopRequested()
+        clock.advance(60_000)
+        assertEquals(listOf("start 1 64:ff9b::/96", "stop"), port.calls)
     }
 }

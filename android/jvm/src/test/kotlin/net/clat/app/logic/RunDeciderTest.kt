@@ -136,4 +136,28 @@ class RunDeciderTest {
         assertEquals(StopReason.NO_NETWORK, (RunDecider.decide(input(network = null, force = true), null) as Decision.Stop).why)
         assertEquals(StopReason.NATIVE_IPV4, (RunDecider.decide(input(network = emulator), null) as Decision.Stop).why)
     }
+
+    @Test
+    fun `a new network still being discovered holds the running TUN, a stopped one waits`() {
+        val cell = v6only.copy(id = "200", interfaceName = "rmnet0")
+        val running = started()
+        val d = RunDecider.decide(input(network = cell, prefix = null, discovering = true), running)
+        assertInstanceOf(Decision.Hold::class.java, d)
+        assertEquals(running, (d as Decision.Hold).target, "what runs stays as it is, old prefix never moved to the new network")
+        val idle = RunDecider.decide(input(network = cell, prefix = null, discovering = true), null)
+        assertEquals(StopReason.DISCOVERING, (idle as Decision.Stop).why)
+        val none = RunDecider.decide(input(network = cell, prefix = null, discovering = false), running)
+        assertEquals(StopReason.NO_PREFIX, (none as Decision.Stop).why)
+    }
+
+    @Test
+    fun `resolvers are compared as a set`() {
+        val two = v6only.copy(dnsServers = listOf("2001:db8:1::53", "2001:db8:1::54"))
+        val running = (RunDecider.decide(input(network = two), null) as Decision.Start).target
+        val swapped = two.copy(dnsServers = two.dnsServers.reversed())
+        assertInstanceOf(Decision.Keep::class.java, RunDecider.decide(input(network = swapped), running))
+        val other = two.copy(dnsServers = listOf("2001:db8:1::55"))
+        val d = RunDecider.decide(input(network = other), running)
+        assertEquals(setOf(Change.DNS), (d as Decision.Reconfigure).changes)
+    }
 }

@@ -23,9 +23,12 @@ import net.clat.app.logic.ClatController
 import net.clat.app.logic.ClatPort
 import net.clat.app.logic.ControllerView
 import net.clat.app.logic.Counters
+import net.clat.app.logic.InternalAddressPicker
+import net.clat.app.logic.InternalAddresses
 import net.clat.app.logic.NetworkSnapshot
 import net.clat.app.logic.RunTarget
 import net.clat.app.logic.VpnPlan
+import net.clat.app.logic.withInternalAddresses
 import net.clat.core.ClatNative
 import net.clat.core.NativeConfig
 import net.clat.core.SocketProtector
@@ -49,6 +52,9 @@ class ClatVpnService : VpnService(), ClatPort {
     private var network: Network? = null
     private var tun: ParcelFileDescriptor? = null
     private var handle: Long = 0
+
+    /** The internal addresses of the running TUN (kept across rebuilds when still free). */
+    private var internal: InternalAddresses? = null
     private var lastStatus = ClatStatus()
 
     /** The network upstream sockets must use; read by the engine's thread through [protector]. */
@@ -162,15 +168,22 @@ class ClatVpnService : VpnService(), ClatPort {
     override fun startEngine(target: RunTarget): String? {
         val n = network ?: return "no network to run on"
         upstream = n
+        // Addresses no clatd holds now, and that a clatd started later will not take first.
+        val addrs = InternalAddressPicker.pick(LocalAddresses.inClatRange(), internal)
+            ?: return "no free address in 192.0.0.0/29 (Android's CLATs hold them)"
         val pfd = try {
-            buildTun(target.plan, n)
+            buildTun(target.plan.withInternalAddresses(addrs), n)
         } catch (e: Exception) {
             return "could not create the VPN interface: ${e.message}"
         } ?: return "VPN permission missing (establish() returned null)"
+        internal = addrs
         val settings = controller.resolved().settings
         val cfg = NativeConfig(
             prefix = target.prefix.prefix.toString(),
             dnsServers = target.dnsServers.toTypedArray(),
+            clatAddress = addrs.clat,
+            natAddress = addrs.nat,
+            dnsRelayAddress = addrs.dns,
             mtu = target.plan.mtu,
             maxFlows = settings.maxFlows,
             udpTimeoutSec = settings.udpTimeoutSec,

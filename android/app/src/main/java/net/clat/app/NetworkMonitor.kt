@@ -11,6 +11,7 @@ import android.os.Handler
 import android.os.Looper
 import java.net.Inet4Address
 import java.net.Inet6Address
+import net.clat.app.logic.Ipv4Route
 import net.clat.app.logic.NetworkSnapshot
 
 /**
@@ -65,14 +66,17 @@ class NetworkMonitor(
     }
 
     private fun post(n: Network, lp: LinkProperties?) {
+        // On the callback thread, not main: the route lookup is a connect() (Ipv4RouteProber).
+        // A stacked clatd link coming up changes the LinkProperties, so this runs again then.
+        val route = if (lp != null) Ipv4RouteProber.probe(n) else Ipv4Route.Unknown
         main.post {
             network = n
-            onChange(n, lp?.let { snapshot(n, it) })
+            onChange(n, lp?.let { snapshot(n, it, route) })
         }
     }
 
     companion object {
-        fun snapshot(n: Network, lp: LinkProperties): NetworkSnapshot {
+        fun snapshot(n: Network, lp: LinkProperties, ipv4Route: Ipv4Route = Ipv4Route.Unknown): NetworkSnapshot {
             val routes = lp.routes
             val dns = lp.dnsServers.mapNotNull { it.hostAddress }
             // Scoped (link-local) resolvers only when there is nothing else: they need the zone.
@@ -85,6 +89,7 @@ class NetworkMonitor(
                 hasIpv6DefaultRoute = routes.any { it.isDefaultRoute && it.destination.address is Inet6Address },
                 dnsServers = unscoped.ifEmpty { dns },
                 pref64 = if (Build.VERSION.SDK_INT >= 30) lp.nat64Prefix?.toString() else null,
+                ipv4Route = ipv4Route,
             )
         }
     }

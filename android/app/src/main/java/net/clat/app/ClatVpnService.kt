@@ -5,7 +5,6 @@ import android.content.BroadcastReceiver
 import android.content.Context
 import android.content.Intent
 import android.content.IntentFilter
-import android.content.pm.PackageManager
 import android.content.pm.ServiceInfo
 import android.net.Network
 import android.net.VpnService
@@ -18,6 +17,7 @@ import android.system.OsConstants
 import android.util.Log
 import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
+import net.clat.app.logic.AppListWatch
 import net.clat.app.logic.Change
 import net.clat.app.logic.ClatController
 import net.clat.app.logic.ClatPort
@@ -81,6 +81,16 @@ class ClatVpnService : VpnService(), ClatPort {
         }
     }
 
+    /** Re-establishes the VPN when an app named in its lists is installed or removed. */
+    private val packageReceiver = object : BroadcastReceiver() {
+        override fun onReceive(c: Context, i: Intent) {
+            val plan = controller.current?.plan
+            if (AppListWatch.needsRebuild(plan, i.data?.schemeSpecificPart, i.getBooleanExtra(Intent.EXTRA_REPLACING, false))) {
+                show(controller.onListedPackageChanged())
+            }
+        }
+    }
+
     private val screenReceiver = object : BroadcastReceiver() {
         override fun onReceive(c: Context, i: Intent) {
             main.removeCallbacks(tick)
@@ -106,6 +116,13 @@ class ClatVpnService : VpnService(), ClatPort {
         }
         registerSystemReceiver(restrictionsReceiver, IntentFilter(Intent.ACTION_APPLICATION_RESTRICTIONS_CHANGED))
         registerSystemReceiver(screenReceiver, IntentFilter(Intent.ACTION_SCREEN_ON))
+        registerSystemReceiver(
+            packageReceiver,
+            IntentFilter(Intent.ACTION_PACKAGE_ADDED).apply {
+                addAction(Intent.ACTION_PACKAGE_REMOVED)
+                addDataScheme("package")
+            },
+        )
     }
 
     override fun onStartCommand(intent: Intent?, flags: Int, startId: Int): Int {
@@ -148,6 +165,7 @@ class ClatVpnService : VpnService(), ClatPort {
         monitor.stop()
         runCatching { unregisterReceiver(restrictionsReceiver) }
         runCatching { unregisterReceiver(screenReceiver) }
+        runCatching { unregisterReceiver(packageReceiver) }
         worker.shutdownNow()
         main.removeCallbacksAndMessages(null)
         super.onDestroy()
@@ -251,20 +269,14 @@ class ClatVpnService : VpnService(), ClatPort {
         if (plan.allowIpv6Bypass) b.allowFamily(OsConstants.AF_INET6)
         if (Build.VERSION.SDK_INT >= 29) b.setMetered(plan.metered)
         b.setUnderlyingNetworks(arrayOf(n))
-        for (app in plan.allowedApps) {
-            try {
-                b.addAllowedApplication(app)
-            } catch (e: PackageManager.NameNotFoundException) {
-                Log.w(TAG, "allowed app $app is not installed")
-            }
-        }
-        for (app in plan.disallowedApps) {
-            try {
-                b.addDisallowedApplication(app)
-            } catch (e: PackageManager.NameNotFoundException) {
-                Log.w(TAG, "disallowed app $app is not installed")
-            }
-        }
+        // The platform resolves the names, not this process: Builder.verifyApp ignores the
+        // (visibility-filtered) getApplicationInfo result and never throws NameNotFoundException
+        // (frameworks/base core/java/android/net/VpnService.java); Vpn.getAppUid in system_server
+        // resolves with its own identity and skips names not installed (services/core/java/com/
+        // android/server/connectivity/Vpn.java). A ROM that did throw would fail establish() here
+        // and the caller reports it. Installs and removals of listed apps: packageReceiver.
+        plan.allowedApps.forEach { b.addAllowedApplication(it) }
+        plan.disallowedApps.forEach { b.addDisallowedApplication(it) }
         b.setConfigureIntent(
             PendingIntent.getActivity(this, 0, Intent(this, MainActivity::class.java), PendingIntent.FLAG_IMMUTABLE),
         )

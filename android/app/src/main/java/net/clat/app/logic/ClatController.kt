@@ -149,6 +149,17 @@ class ClatController(private val port: ClatPort, private val ownPackage: String)
         return evaluate("engine stopped")
     }
 
+    /**
+     * A package named in the running TUN's app lists was installed or removed: the platform
+     * resolved the names to UIDs at establish() ([AppListWatch]), so the TUN is built again.
+     */
+    fun onListedPackageChanged(): ControllerView {
+        if (current == null) return evaluate("listed app installed or removed")
+        port.stopEngine()
+        current = null
+        return evaluate("a listed app was installed or removed: VPN re-established")
+    }
+
     fun resolved(): ResolvedSettings = SettingsResolver.resolve(managed, userPrefixOverride, ownPackage)
 
     fun evaluate(@Suppress("UNUSED_PARAMETER") trigger: String): ControllerView {

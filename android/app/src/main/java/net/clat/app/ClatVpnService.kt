@@ -6,6 +6,7 @@ import android.content.Context
 import android.content.Intent
 import android.content.IntentFilter
 import android.content.pm.ServiceInfo
+import android.net.IpPrefix
 import android.net.Network
 import android.net.VpnService
 import android.os.Build
@@ -15,6 +16,7 @@ import android.os.ParcelFileDescriptor
 import android.os.PowerManager
 import android.system.OsConstants
 import android.util.Log
+import java.net.InetAddress
 import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
 import net.clat.app.logic.AppListWatch
@@ -25,6 +27,7 @@ import net.clat.app.logic.ControllerView
 import net.clat.app.logic.Counters
 import net.clat.app.logic.InternalAddressPicker
 import net.clat.app.logic.InternalAddresses
+import net.clat.app.logic.IpAddresses
 import net.clat.app.logic.NetworkSnapshot
 import net.clat.app.logic.RunTarget
 import net.clat.app.logic.VpnPlan
@@ -264,7 +267,16 @@ class ClatVpnService : VpnService(), ClatPort {
     private fun buildTun(plan: VpnPlan, n: Network): ParcelFileDescriptor? {
         val b = Builder().setSession(plan.session).setMtu(plan.mtu)
         plan.addresses.forEach { b.addAddress(it.address, it.prefixLength) }
-        plan.routes.forEach { b.addRoute(it.address, it.prefixLength) }
+        if (Build.VERSION.SDK_INT >= 33) {
+            plan.routes.forEach { b.addRoute(it.address, it.prefixLength) }
+            // excludeRoute (API 33): the excluded prefixes leave through the underlying network.
+            plan.excludedRoutes.forEach {
+                val a = InetAddress.getByAddress(IpAddresses.parseIpv4(it.address)) // a literal: no DNS
+                b.excludeRoute(IpPrefix(a, it.prefixLength))
+            }
+        } else {
+            plan.routesBelowApi33.forEach { b.addRoute(it.address, it.prefixLength) }
+        }
         plan.dnsServers.forEach { b.addDnsServer(it) }
         if (plan.allowIpv6Bypass) b.allowFamily(OsConstants.AF_INET6)
         if (Build.VERSION.SDK_INT >= 29) b.setMetered(plan.metered)

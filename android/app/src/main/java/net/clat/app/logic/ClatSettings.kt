@@ -39,6 +39,8 @@ data class ClatSettings(
     val alwaysOnStart: Boolean = false,
     val udpTimeoutSec: Int = Limits.UDP_TIMEOUT_DEFAULT_SEC,
     val maxFlows: Int = Limits.MAX_FLOWS_DEFAULT,
+    /** Keep IPv4 link-local, multicast and broadcast out of the TUN ([LocalRoutes]); on by default. */
+    val excludeLocalTraffic: Boolean = true,
 ) {
     companion object {
         /**
@@ -53,6 +55,7 @@ data class ClatSettings(
             alwaysOnStart = managed.alwaysOnStart ?: false,
             udpTimeoutSec = managed.udpTimeoutSec ?: Limits.UDP_TIMEOUT_DEFAULT_SEC,
             maxFlows = managed.maxFlows ?: Limits.MAX_FLOWS_DEFAULT,
+            excludeLocalTraffic = managed.excludeLocalTraffic ?: true,
         )
     }
 }

@@ -149,9 +149,11 @@ class ClatVpnService : VpnService(), ClatPort {
             return START_NOT_STICKY
         }
         controller.setUserChoices(true, prefs.prefixOverride, prefs.force)
+        // Foreground first: startForegroundService() gives the service a few seconds to call
+        // startForeground(), and onStartRequested() may establish() the VPN and start the engine.
+        goForeground()
         monitor.start()
         show(controller.onStartRequested())
-        goForeground()
         return START_STICKY
     }
 

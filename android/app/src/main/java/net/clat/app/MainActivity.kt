@@ -71,7 +71,9 @@ class MainActivity : Activity() {
         text(14f, bold = true).text = "Counters"
         counters = text(13f).apply { typeface = Typeface.MONOSPACE }
         setContentView(ScrollView(this).apply { addView(col) })
-        if (intent?.getBooleanExtra(EXTRA_START, false) == true) requestStart()
+        // Only on a fresh start: after a rotation (or process recreation) the same launch intent
+        // is delivered again with a saved state, and must not restart a CLAT the user stopped.
+        if (savedInstanceState == null && intent?.getBooleanExtra(EXTRA_START, false) == true) requestStart()
     }
 
     override fun onStart() {

@@ -106,6 +106,7 @@ class ClatVpnService : VpnService(), ClatPort {
         prefs = UserPrefs(this)
         controller = ClatController(this, packageName)
         controller.setUserChoices(prefs.enabled, prefs.prefixOverride, prefs.force)
+        controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
         controller.nativeError = try {
             ClatNative.load()
             null
@@ -149,6 +150,7 @@ class ClatVpnService : VpnService(), ClatPort {
             return START_NOT_STICKY
         }
         controller.setUserChoices(true, prefs.prefixOverride, prefs.force)
+        controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
         // Foreground first: startForegroundService() gives the service a few seconds to call
         // startForeground(), and onStartRequested() may establish() the VPN and start the engine.
         goForeground()

@@ -66,6 +66,14 @@ class MainActivity : Activity() {
                 if (UserPrefs(this@MainActivity).enabled) ClatVpnService.start(this@MainActivity)
             }
         })
+        col.addView(CheckBox(this).apply {
+            text = "Keep local traffic local (link-local, multicast, broadcast bypass the CLAT)"
+            isChecked = UserPrefs(this@MainActivity).excludeLocalTraffic
+            setOnCheckedChangeListener { _, on ->
+                UserPrefs(this@MainActivity).excludeLocalTraffic = on
+                if (UserPrefs(this@MainActivity).enabled) ClatVpnService.start(this@MainActivity)
+            }
+        })
         col.addView(Button(this).apply { text = "Save prefix"; setOnClickListener { saveOverride() } })
         warnings = text(14f)
         text(14f, bold = true).text = "Counters"

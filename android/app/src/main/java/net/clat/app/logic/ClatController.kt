@@ -160,7 +160,11 @@ class ClatController(private val port: ClatPort, private val ownPackage: String)
         return evaluate("a listed app was installed or removed: VPN re-established")
     }
 
-    fun resolved(): ResolvedSettings = SettingsResolver.resolve(managed, userPrefixOverride, ownPackage)
+    /** The user's "keep local traffic local" choice ([LocalRoutes]); managed configuration wins. */
+    var userExcludeLocalTraffic: Boolean = true
+
+    fun resolved(): ResolvedSettings =
+        SettingsResolver.resolve(managed, userPrefixOverride, ownPackage, userExcludeLocalTraffic)
 
     fun evaluate(@Suppress("UNUSED_PARAMETER") trigger: String): ControllerView {
         val resolved = resolved()

@@ -55,4 +55,14 @@ class LocalRoutesTest {
         assertEquals(true, ManagedConfigParser.parse(mapOf("exclude_local_traffic" to "yes")).config.excludeLocalTraffic)
         assertEquals(1, ManagedConfigParser.parse(mapOf("exclude_local_traffic" to "maybe")).errors.size)
     }
+
+    @Test
+    fun `the user's choice applies unless the managed configuration sets it`() {
+        val none = ManagedConfigParser.parse(emptyMap())
+        val userOff = SettingsResolver.resolve(none, null, "net.clat.app", userExcludeLocalTraffic = false)
+        assertEquals(emptyList<IpPrefixSpec>(), (userOff.plan as PlanResult.Valid).plan.excludedRoutes)
+        val managedOn = ManagedConfigParser.parse(mapOf("exclude_local_traffic" to true))
+        val r = SettingsResolver.resolve(managedOn, null, "net.clat.app", userExcludeLocalTraffic = false)
+        assertEquals(LocalRoutes.IPV4_LOCAL, (r.plan as PlanResult.Valid).plan.excludedRoutes)
+    }
 }

@@ -272,6 +272,7 @@ pub fn open_tun(name: &str) -> BridgeResult<RawFd> {
 mod tests {
     use super::*;
     use crate::config::{parse_config, RawConfig};
+    use std::net::Ipv4Addr;
 
     fn spec() -> ConfigSpec {
         parse_config(&RawConfig {
@@ -295,6 +296,31 @@ mod tests {
         assert_eq!(c.max_flows, d.max_flows);
         assert_eq!(c.clat_v4, d.clat_v4);
         assert_eq!(c.tcp_established_timeout, d.tcp_established_timeout);
+    }
+
+    #[test]
+    fn internal_addresses_chosen_by_the_app_reach_the_engine() {
+        // The Android app picks them apart from clatd's (InternalAddressPicker): .3, .2, .1.
+        let spec = parse_config(&RawConfig {
+            clat_address: Some("192.0.0.3".into()),
+            nat_address: Some("192.0.0.2".into()),
+            dns_relay_address: Some("192.0.0.1".into()),
+            prefix: Some("2001:db8:64::/96".into()),
+            ..RawConfig::default()
+        })
+        .unwrap();
+        let c = engine_config(&spec).unwrap();
+        assert_eq!(c.clat_v4, Ipv4Addr::new(192, 0, 0, 3));
+        assert_eq!(c.nat_v4, Ipv4Addr::new(192, 0, 0, 2));
+        assert_eq!(c.dns_v4, Ipv4Addr::new(192, 0, 0, 1));
+        // Outside the CLAT's /29 the engine refuses them (the NAT address must be on-link).
+        let apart = parse_config(&RawConfig {
+            nat_address: Some("192.0.0.9".into()),
+            prefix: Some("2001:db8:64::/96".into()),
+            ..RawConfig::default()
+        })
+        .unwrap();
+        assert!(engine_config(&apart).is_err());
     }
 
     #[test]

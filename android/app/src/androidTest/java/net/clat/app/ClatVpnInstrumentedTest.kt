@@ -13,8 +13,10 @@ import androidx.test.ext.junit.runners.AndroidJUnit4
 import androidx.test.platform.app.InstrumentationRegistry
 import java.io.FileInputStream
 import java.net.Inet4Address
+import java.net.InetAddress
 import java.net.InetSocketAddress
 import java.net.Socket
+import net.clat.app.logic.InternalAddressPicker
 import org.junit.After
 import org.junit.Assert.assertEquals
 import org.junit.Assert.assertNotNull
@@ -91,10 +93,16 @@ class ClatVpnInstrumentedTest {
         val lp: LinkProperties = cm.getLinkProperties(vpnNetwork())!!
         val v4 = lp.linkAddresses.firstOrNull { it.address is Inet4Address }
         assertNotNull("no IPv4 address on the VPN: $lp", v4)
-        assertEquals("192.0.0.4", v4!!.address.hostAddress)
+        // One of 192.0.0.0/29's addresses that no clatd holds (InternalAddressPicker), as a /29.
+        assertTrue("TUN address outside 192.0.0.0/29: $v4", InternalAddressPicker.inClatRange(v4!!.address.hostAddress!!))
         assertEquals(29, v4.prefixLength)
-        assertTrue("DNS relay not advertised: $lp", lp.dnsServers.any { it.hostAddress == "192.0.0.6" })
-        assertTrue("no IPv4 default route: $lp", lp.routes.any { it.isDefaultRoute && it.destination.address is Inet4Address })
+        assertTrue(
+            "DNS relay not advertised: $lp",
+            lp.dnsServers.any { it is Inet4Address && InternalAddressPicker.inClatRange(it.hostAddress!!) },
+        )
+        // 0.0.0.0/0 (API 33+, with excludeRoute) or its complement without the local prefixes (below).
+        val global = InetAddress.getByAddress(byteArrayOf(8, 8, 8, 8))
+        assertTrue("no IPv4 route to the Internet: $lp", lp.routes.any { it.destination.address is Inet4Address && it.matches(global) })
         assertEquals(args.getString("clatPrefix") ?: "64:ff9b::/96", StatusBoard.status.prefix)
     }
 

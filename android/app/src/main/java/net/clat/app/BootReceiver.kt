@@ -23,9 +23,17 @@ class BootReceiver : BroadcastReceiver() {
             return
         }
         try {
+            // Both broadcasts are exemptions from Android 12's background-start restriction on
+            // foreground services ("the device reboots and receives ACTION_BOOT_COMPLETED,
+            // ACTION_LOCKED_BOOT_COMPLETED or ACTION_MY_PACKAGE_REPLACED in a broadcast receiver":
+            // developer.android.com/develop/background-work/services/fgs/restrictions-bg-start,
+            // "Exemptions from background start restrictions"). Android 15's BOOT_COMPLETED limits
+            // name other types (dataSync, camera, mediaPlayback, phoneCall, mediaProjection,
+            // microphone), not systemExempted or specialUse. The catch stays for what is not
+            // exempt: a ROM that narrows the exemptions, or a start after the exemption window
+            // (ForegroundServiceStartNotAllowedException is an IllegalStateException).
             ClatVpnService.start(context)
         } catch (e: IllegalStateException) {
-            // MY_PACKAGE_REPLACED is not exempt from Android 12's background-start limits.
             Log.w("BootReceiver", "could not start the CLAT: ${e.message}")
         }
     }

@@ -5,8 +5,8 @@ import android.content.BroadcastReceiver
 import android.content.Context
 import android.content.Intent
 import android.content.IntentFilter
-import android.content.pm.PackageManager
 import android.content.pm.ServiceInfo
+import android.net.IpPrefix
 import android.net.Network
 import android.net.VpnService
 import android.os.Build
@@ -16,16 +16,22 @@ import android.os.ParcelFileDescriptor
 import android.os.PowerManager
 import android.system.OsConstants
 import android.util.Log
+import java.net.InetAddress
 import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
+import net.clat.app.logic.AppListWatch
 import net.clat.app.logic.Change
 import net.clat.app.logic.ClatController
 import net.clat.app.logic.ClatPort
 import net.clat.app.logic.ControllerView
 import net.clat.app.logic.Counters
+import net.clat.app.logic.InternalAddressPicker
+import net.clat.app.logic.InternalAddresses
+import net.clat.app.logic.IpAddresses
 import net.clat.app.logic.NetworkSnapshot
 import net.clat.app.logic.RunTarget
 import net.clat.app.logic.VpnPlan
+import net.clat.app.logic.withInternalAddresses
 import net.clat.core.ClatNative
 import net.clat.core.NativeConfig
 import net.clat.core.SocketProtector
@@ -53,6 +59,9 @@ class ClatVpnService : VpnService(), ClatPort {
 
     /** [clearUnderlyingNetworks] was called and no network has been set since. */
     private var underlyingCleared = false
+
+    /** The internal addresses of the running TUN (kept across rebuilds when still free). */
+    private var internal: InternalAddresses? = null
     private var lastStatus = ClatStatus()
 
     /** The network upstream sockets must use; read by the engine's thread through [protector]. */
@@ -79,6 +88,16 @@ class ClatVpnService : VpnService(), ClatPort {
         }
     }
 
+    /** Re-establishes the VPN when an app named in its lists is installed or removed. */
+    private val packageReceiver = object : BroadcastReceiver() {
+        override fun onReceive(c: Context, i: Intent) {
+            val plan = controller.current?.plan
+            if (AppListWatch.needsRebuild(plan, i.data?.schemeSpecificPart, i.getBooleanExtra(Intent.EXTRA_REPLACING, false))) {
+                show(controller.onListedPackageChanged())
+            }
+        }
+    }
+
     private val screenReceiver = object : BroadcastReceiver() {
         override fun onReceive(c: Context, i: Intent) {
             main.removeCallbacks(tick)
@@ -91,6 +110,7 @@ class ClatVpnService : VpnService(), ClatPort {
         prefs = UserPrefs(this)
         controller = ClatController(this, packageName, HandlerScheduler(main), ::show)
         controller.setUserChoices(prefs.enabled, prefs.prefixOverride, prefs.force)
+        controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
         controller.nativeError = try {
             ClatNative.load()
             null
@@ -106,6 +126,13 @@ class ClatVpnService : VpnService(), ClatPort {
         }
         registerSystemReceiver(restrictionsReceiver, IntentFilter(Intent.ACTION_APPLICATION_RESTRICTIONS_CHANGED))
         registerSystemReceiver(screenReceiver, IntentFilter(Intent.ACTION_SCREEN_ON))
+        registerSystemReceiver(
+            packageReceiver,
+            IntentFilter(Intent.ACTION_PACKAGE_ADDED).apply {
+                addAction(Intent.ACTION_PACKAGE_REMOVED)
+                addDataScheme("package")
+            },
+        )
     }
 
     override fun onStartCommand(intent: Intent?, flags: Int, startId: Int): Int {
@@ -129,9 +156,12 @@ class ClatVpnService : VpnService(), ClatPort {
             return START_NOT_STICKY
         }
         controller.setUserChoices(true, prefs.prefixOverride, prefs.force)
+        controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
+        // Foreground first: startForegroundService() gives the service a few seconds to call
+        // startForeground(), and onStartRequested() may establish() the VPN and start the engine.
+        goForeground()
         monitor.start()
         show(controller.onStartRequested())
-        goForeground()
         return START_STICKY
     }
 
@@ -148,6 +178,7 @@ class ClatVpnService : VpnService(), ClatPort {
         monitor.stop()
         runCatching { unregisterReceiver(restrictionsReceiver) }
         runCatching { unregisterReceiver(screenReceiver) }
+        runCatching { unregisterReceiver(packageReceiver) }
         worker.shutdownNow()
         main.removeCallbacksAndMessages(null)
         super.onDestroy()
@@ -169,15 +200,22 @@ class ClatVpnService : VpnService(), ClatPort {
         val n = network ?: return "no network to run on"
         upstream = n
         underlyingCleared = false
+        // Addresses no clatd holds now, and that a clatd started later will not take first.
+        val addrs = InternalAddressPicker.pick(LocalAddresses.inClatRange(), internal)
+            ?: return "no free address in 192.0.0.0/29 (Android's CLATs hold them)"
         val pfd = try {
-            buildTun(target.plan, n)
+            buildTun(target.plan.withInternalAddresses(addrs), n)
         } catch (e: Exception) {
             return "could not create the VPN interface: ${e.message}"
         } ?: return "VPN permission missing (establish() returned null)"
+        internal = addrs
         val settings = controller.resolved().settings
         val cfg = NativeConfig(
             prefix = target.prefix.prefix.toString(),
             dnsServers = target.dnsServers.toTypedArray(),
+            clatAddress = addrs.clat,
+            natAddress = addrs.nat,
+            dnsRelayAddress = addrs.dns,
             mtu = target.plan.mtu,
             maxFlows = settings.maxFlows,
             udpTimeoutSec = settings.udpTimeoutSec,
@@ -297,25 +335,28 @@ class ClatVpnService : VpnService(), ClatPort {
     private fun buildTun(plan: VpnPlan, n: Network): ParcelFileDescriptor? {
         val b = Builder().setSession(plan.session).setMtu(plan.mtu)
         plan.addresses.forEach { b.addAddress(it.address, it.prefixLength) }
-        plan.routes.forEach { b.addRoute(it.address, it.prefixLength) }
+        if (Build.VERSION.SDK_INT >= 33) {
+            plan.routes.forEach { b.addRoute(it.address, it.prefixLength) }
+            // excludeRoute (API 33): the excluded prefixes leave through the underlying network.
+            plan.excludedRoutes.forEach {
+                val a = InetAddress.getByAddress(IpAddresses.parseIpv4(it.address)) // a literal: no DNS
+                b.excludeRoute(IpPrefix(a, it.prefixLength))
+            }
+        } else {
+            plan.routesBelowApi33.forEach { b.addRoute(it.address, it.prefixLength) }
+        }
         plan.dnsServers.forEach { b.addDnsServer(it) }
         if (plan.allowIpv6Bypass) b.allowFamily(OsConstants.AF_INET6)
         if (Build.VERSION.SDK_INT >= 29) b.setMetered(plan.metered)
         b.setUnderlyingNetworks(arrayOf(n))
-        for (app in plan.allowedApps) {
-            try {
-                b.addAllowedApplication(app)
-            } catch (e: PackageManager.NameNotFoundException) {
-                Log.w(TAG, "allowed app $app is not installed")
-            }
-        }
-        for (app in plan.disallowedApps) {
-            try {
-                b.addDisallowedApplication(app)
-            } catch (e: PackageManager.NameNotFoundException) {
-                Log.w(TAG, "disallowed app $app is not installed")
-            }
-        }
+        // The platform resolves the names, not this process: Builder.verifyApp ignores the
+        // (visibility-filtered) getApplicationInfo result and never throws NameNotFoundException
+        // (frameworks/base core/java/android/net/VpnService.java); Vpn.getAppUid in system_server
+        // resolves with its own identity and skips names not installed (services/core/java/com/
+        // android/server/connectivity/Vpn.java). A ROM that did throw would fail establish() here
+        // and the caller reports it. Installs and removals of listed apps: packageReceiver.
+        plan.allowedApps.forEach { b.addAllowedApplication(it) }
+        plan.disallowedApps.forEach { b.addDisallowedApplication(it) }
         b.setConfigureIntent(
             PendingIntent.getActivity(this, 0, Intent(this, MainActivity::class.java), PendingIntent.FLAG_IMMUTABLE),
         )

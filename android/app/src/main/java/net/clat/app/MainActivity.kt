@@ -66,12 +66,22 @@ class MainActivity : Activity() {
                 if (UserPrefs(this@MainActivity).enabled) ClatVpnService.start(this@MainActivity)
             }
         })
+        col.addView(CheckBox(this).apply {
+            text = "Keep local traffic local (link-local, multicast, broadcast bypass the CLAT)"
+            isChecked = UserPrefs(this@MainActivity).excludeLocalTraffic
+            setOnCheckedChangeListener { _, on ->
+                UserPrefs(this@MainActivity).excludeLocalTraffic = on
+                if (UserPrefs(this@MainActivity).enabled) ClatVpnService.start(this@MainActivity)
+            }
+        })
         col.addView(Button(this).apply { text = "Save prefix"; setOnClickListener { saveOverride() } })
         warnings = text(14f)
         text(14f, bold = true).text = "Counters"
         counters = text(13f).apply { typeface = Typeface.MONOSPACE }
         setContentView(ScrollView(this).apply { addView(col) })
-        if (intent?.getBooleanExtra(EXTRA_START, false) == true) requestStart()
+        // Only on a fresh start: after a rotation (or process recreation) the same launch intent
+        // is delivered again with a saved state, and must not restart a CLAT the user stopped.
+        if (savedInstanceState == null && intent?.getBooleanExtra(EXTRA_START, false) == true) requestStart()
     }
 
     override fun onStart() {

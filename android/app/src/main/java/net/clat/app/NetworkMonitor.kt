@@ -11,6 +11,7 @@ import android.os.Handler
 import android.os.Looper
 import java.net.Inet4Address
 import java.net.Inet6Address
+import net.clat.app.logic.Ipv4Route
 import net.clat.app.logic.NetworkSnapshot
 
 /**
@@ -73,7 +74,9 @@ class NetworkMonitor(
         // Without LinkProperties the network is already gone (getLinkProperties returns null for
         // a network ConnectivityService no longer knows); its onLost follows.
         if (lp == null) return
-        val s = snapshot(n, lp, caps)
+        // On the callback thread, not main: the route lookup is a connect() (Ipv4RouteProber).
+        // A stacked clatd link coming up changes the LinkProperties, so this runs again then.
+        val s = snapshot(n, lp, caps, Ipv4RouteProber.probe(n))
         main.post {
             network = n
             onChange(n, s)
@@ -81,7 +84,12 @@ class NetworkMonitor(
     }
 
     companion object {
-        fun snapshot(n: Network, lp: LinkProperties, caps: NetworkCapabilities?): NetworkSnapshot {
+        fun snapshot(
+            n: Network,
+            lp: LinkProperties,
+            caps: NetworkCapabilities?,
+            ipv4Route: Ipv4Route = Ipv4Route.Unknown,
+        ): NetworkSnapshot {
             val routes = lp.routes
             val dns = lp.dnsServers.mapNotNull { it.hostAddress }
             // Scoped (link-local) resolvers only when there is nothing else: they need the zone.
@@ -95,6 +103,7 @@ class NetworkMonitor(
                 dnsServers = unscoped.ifEmpty { dns },
                 pref64 = if (Build.VERSION.SDK_INT >= 30) lp.nat64Prefix?.toString() else null,
                 validated = caps?.hasCapability(NetworkCapabilities.NET_CAPABILITY_VALIDATED) == true,
+                ipv4Route = ipv4Route,
             )
         }
     }

@@ -25,7 +25,13 @@ class UserPrefs(context: Context) {
         get() = prefs.getBoolean(KEY_FORCE, false)
         set(v) = prefs.edit().putBoolean(KEY_FORCE, v).apply()
 
+    /** Keep IPv4 link-local, multicast and broadcast out of the CLAT (default on). */
+    var excludeLocalTraffic: Boolean
+        get() = prefs.getBoolean(KEY_EXCLUDE_LOCAL, true)
+        set(v) = prefs.edit().putBoolean(KEY_EXCLUDE_LOCAL, v).apply()
+
     private companion object {
+        const val KEY_EXCLUDE_LOCAL = "exclude_local_traffic"
         const val KEY_FORCE = "force"
         const val KEY_ENABLED = "enabled"
         const val KEY_PREFIX = "prefix_override"

@@ -4,6 +4,7 @@ import java.io.File
 import javax.xml.parsers.DocumentBuilderFactory
 import net.clat.app.logic.ManagedConfigParser
 import org.junit.jupiter.api.Assertions.assertEquals
+import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertNotNull
 import org.junit.jupiter.api.Assertions.assertTrue
 import org.junit.jupiter.api.Test
@@ -66,8 +67,17 @@ class AndroidXmlTest {
             assertTrue(p in permissions, "type $t needs $p")
         }
         assertTrue("android.permission.FOREGROUND_SERVICE" in permissions)
-        // Without it, addAllowedApplication() cannot see the listed apps on API 30+.
-        assertTrue("android.permission.QUERY_ALL_PACKAGES" in permissions, "per-app VPN needs package visibility")
+        // The platform resolves the per-app lists (Vpn.getAppUid in system_server): no
+        // QUERY_ALL_PACKAGES; launcher apps are made visible for their install/remove broadcasts.
+        assertFalse("android.permission.QUERY_ALL_PACKAGES" in permissions, "the platform resolves the app lists")
+        val queries = manifest.children("queries").flatMap { it.children("intent") }
+        assertTrue(
+            queries.any { q ->
+                q.children("action").any { it.a("name") == "android.intent.action.MAIN" } &&
+                    q.children("category").any { it.a("name") == "android.intent.category.LAUNCHER" }
+            },
+            "a <queries> intent for launcher apps",
+        )
         if ("specialUse" in types) {
             val props = svc.children("property").associate { it.a("name") to it.a("value") }
             assertTrue(!props["android.app.PROPERTY_SPECIAL_USE_FGS_SUBTYPE"].isNullOrBlank(), "specialUse needs its subtype property")

@@ -255,7 +255,22 @@ class ClatController(
         return evaluate("engine stopped")
     }
 
-    fun resolved(): ResolvedSettings = SettingsResolver.resolve(managed, userPrefixOverride, ownPackage)
+    /**
+     * A package named in the running TUN's app lists was installed or removed: the platform
+     * resolved the names to UIDs at establish() ([AppListWatch]), so the TUN is built again.
+     */
+    fun onListedPackageChanged(): ControllerView {
+        if (current == null) return evaluate("listed app installed or removed")
+        port.stopEngine()
+        current = null
+        return evaluate("a listed app was installed or removed: VPN re-established")
+    }
+
+    /** The user's "keep local traffic local" choice ([LocalRoutes]); managed configuration wins. */
+    var userExcludeLocalTraffic: Boolean = true
+
+    fun resolved(): ResolvedSettings =
+        SettingsResolver.resolve(managed, userPrefixOverride, ownPackage, userExcludeLocalTraffic)
 
     fun evaluate(@Suppress("UNUSED_PARAMETER") trigger: String): ControllerView {
         val resolved = resolved()

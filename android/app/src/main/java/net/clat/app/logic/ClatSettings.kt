@@ -39,13 +39,19 @@ data class ClatSettings(
     val alwaysOnStart: Boolean = false,
     val udpTimeoutSec: Int = Limits.UDP_TIMEOUT_DEFAULT_SEC,
     val maxFlows: Int = Limits.MAX_FLOWS_DEFAULT,
+    /** Keep IPv4 link-local, multicast and broadcast out of the TUN ([LocalRoutes]); on by default. */
+    val excludeLocalTraffic: Boolean = true,
 ) {
     companion object {
         /**
          * Managed values win over the user's: an enterprise that pins a prefix or an app list must
          * not be overridden on the device. The user can only set the prefix override.
          */
-        fun merge(managed: ManagedConfig, userPrefixOverride: Nat64Prefix?): ClatSettings = ClatSettings(
+        fun merge(
+            managed: ManagedConfig,
+            userPrefixOverride: Nat64Prefix?,
+            userExcludeLocalTraffic: Boolean = true,
+        ): ClatSettings = ClatSettings(
             allowedApps = managed.allowedApps ?: emptyList(),
             disallowedApps = managed.disallowedApps ?: emptyList(),
             prefixOverride = managed.prefixOverride ?: userPrefixOverride,
@@ -53,6 +59,7 @@ data class ClatSettings(
             alwaysOnStart = managed.alwaysOnStart ?: false,
             udpTimeoutSec = managed.udpTimeoutSec ?: Limits.UDP_TIMEOUT_DEFAULT_SEC,
             maxFlows = managed.maxFlows ?: Limits.MAX_FLOWS_DEFAULT,
+            excludeLocalTraffic = managed.excludeLocalTraffic ?: userExcludeLocalTraffic,
         )
     }
 }
@@ -71,12 +78,17 @@ object SettingsResolver {
      * Blocking managed errors (app lists, prefix) turn the plan invalid so the CLAT refuses to
      * start and says why; the others are warnings.
      */
-    fun resolve(managed: ParsedManagedConfig, userPrefixOverride: String?, ownPackage: String): ResolvedSettings {
+    fun resolve(
+        managed: ParsedManagedConfig,
+        userPrefixOverride: String?,
+        ownPackage: String,
+        userExcludeLocalTraffic: Boolean = true,
+    ): ResolvedSettings {
         val warnings = ArrayList<String>()
         val userPrefix = userPrefixOverride?.trim()?.takeIf { it.isNotEmpty() }?.let { text ->
             Nat64Prefix.parse(text).fold({ it }, { warnings.add("prefix override ignored: ${it.message}"); null })
         }
-        val settings = ClatSettings.merge(managed.config, userPrefix)
+        val settings = ClatSettings.merge(managed.config, userPrefix, userExcludeLocalTraffic)
         val blocking = managed.blockingErrors
         managed.errors.filter { it !in blocking }.forEach { warnings.add("managed configuration: $it (default used)") }
         val plan = if (blocking.isNotEmpty()) {

@@ -12,6 +12,7 @@ data class ManagedConfig(
     val alwaysOnStart: Boolean? = null,
     val udpTimeoutSec: Int? = null,
     val maxFlows: Int? = null,
+    val excludeLocalTraffic: Boolean? = null,
 )
 
 /** One rejected value, with the key so the admin can find it. */
@@ -43,10 +44,11 @@ object ManagedConfigParser {
     const val KEY_ALWAYS_ON_START = "always_on_start"
     const val KEY_UDP_TIMEOUT = "udp_timeout_sec"
     const val KEY_MAX_FLOWS = "max_flows"
+    const val KEY_EXCLUDE_LOCAL_TRAFFIC = "exclude_local_traffic"
 
     val KNOWN_KEYS: Set<String> = setOf(
         KEY_ALLOWED_APPS, KEY_DISALLOWED_APPS, KEY_NAT64_PREFIX, KEY_MTU,
-        KEY_ALWAYS_ON_START, KEY_UDP_TIMEOUT, KEY_MAX_FLOWS,
+        KEY_ALWAYS_ON_START, KEY_UDP_TIMEOUT, KEY_MAX_FLOWS, KEY_EXCLUDE_LOCAL_TRAFFIC,
     )
     val BLOCKING_KEYS: Set<String> = setOf(KEY_ALLOWED_APPS, KEY_DISALLOWED_APPS, KEY_NAT64_PREFIX)
 
@@ -72,6 +74,7 @@ object ManagedConfigParser {
                 alwaysOnStart = bool(values, KEY_ALWAYS_ON_START, errors),
                 udpTimeoutSec = int(values, KEY_UDP_TIMEOUT, Limits.UDP_TIMEOUT_MIN_SEC, Limits.UDP_TIMEOUT_MAX_SEC, errors),
                 maxFlows = int(values, KEY_MAX_FLOWS, Limits.MAX_FLOWS_MIN, Limits.MAX_FLOWS_MAX, errors),
+                excludeLocalTraffic = bool(values, KEY_EXCLUDE_LOCAL_TRAFFIC, errors),
             ),
             errors,
         )

@@ -16,13 +16,20 @@ data class NetworkSnapshot(
     val hasIpv6DefaultRoute: Boolean = false,
     /** The network's resolvers, as address literals. */
     val dnsServers: List<String> = emptyList(),
-    /** PREF64 from Router Advertisements, "64:ff9b::/96", when the platform exposes it (API 30+). */
+    /**
+     * The platform's NAT64 prefix, "64:ff9b::/96": `LinkProperties.getNat64Prefix()` (API 30+).
+     * Not necessarily PREF64: ConnectivityService fills it from the RA's PREF64 option when there
+     * is one, else from its resolver's DNS64 discovery (RFC 7050): Nat464Xlat.selectNat64Prefix
+     * and fixupLinkProperties in packages/modules/Connectivity.
+     */
     val pref64: String? = null,
     /**
      * NET_CAPABILITY_VALIDATED: the platform's probe reached the Internet. Turning true is a
      * moment to ask DNS64 again (a captive portal was passed, a late DNS64 came up).
      */
     val validated: Boolean = false,
+    /** The route lookup for IPv4 on this network, which sees Android's own CLAT ([Ipv4Route]). */
+    val ipv4Route: Ipv4Route = Ipv4Route.Unknown,
 ) {
     /**
      * Native IPv4: a usable IPv4 address and an IPv4 default route. Link-local (169.254/16),
@@ -34,6 +41,10 @@ data class NetworkSnapshot(
     /** IPv6 that can reach a NAT64: a non-link-local unicast address and an IPv6 default route. */
     val hasIpv6: Boolean
         get() = hasIpv6DefaultRoute && addresses.any { isUsableIpv6(IpAddresses.hostPart(it)) }
+
+    /** Android's own clatd gives this network IPv4 (its stacked link answered the route lookup). */
+    val platformClat: Boolean
+        get() = !hasNativeIpv4 && (ipv4Route as? Ipv4Route.Via)?.isPlatformClat == true
 
     /** The IPv6-only case 464XLAT exists for. */
     val isIpv6Only: Boolean get() = hasIpv6 && !hasNativeIpv4

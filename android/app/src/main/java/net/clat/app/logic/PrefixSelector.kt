@@ -5,8 +5,14 @@ enum class PrefixSource(val label: String) {
     /** Managed configuration or the user's override: an explicit choice beats any discovery. */
     CONFIG("configured"),
 
-    /** PREF64 option of the network's Router Advertisements (RFC 8781), Android 11+ hands it over. */
-    PREF64("router advertisement (PREF64, RFC 8781)"),
+    /**
+     * The platform's prefix, `LinkProperties.getNat64Prefix()` (Android 11+). Named after PREF64,
+     * but not necessarily PREF64: ConnectivityService takes the RA's PREF64 option (RFC 8781) when
+     * there is one and otherwise the prefix its resolver found by DNS64 discovery (RFC 7050, which
+     * assumes /96); Nat464Xlat.selectNat64Prefix in packages/modules/Connectivity. The
+     * label says so rather than claim an RA.
+     */
+    PREF64("Android (Router Advertisement PREF64 or DNS64 discovery)"),
 
     /** AAAA for ipv4only.arpa through the network's resolvers (RFC 7050 with RFC 8880). */
     RFC7050("DNS discovery (RFC 7050)"),
@@ -30,7 +36,8 @@ data class SelectedPrefix(
 }
 
 /**
- * Chooses the NAT64 prefix: explicit configuration first, then PREF64, then RFC 7050.
+ * Chooses the NAT64 prefix: explicit configuration first, then the platform's (PREF64 or its own
+ * DNS64 discovery), then the app's RFC 7050 discovery.
  *
  * Why this order: an administrator who configures a prefix knows something the network does not
  * say (or says wrongly); PREF64 is authenticated by the same trust as the default route and needs

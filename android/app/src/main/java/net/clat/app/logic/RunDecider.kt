@@ -6,9 +6,10 @@ enum class StopReason(val text: String) {
     CONFIG_INVALID("the configuration is invalid"),
     NO_NETWORK("no network (other than a VPN) is connected"),
     NATIVE_IPV4("the network has native IPv4: no CLAT needed"),
+    PLATFORM_CLAT("Android's own CLAT serves this network"),
     NO_IPV6("the network has no IPv6 connectivity, so there is no NAT64 to reach"),
     DISCOVERING("looking for the network's NAT64 prefix"),
-    NO_PREFIX("no NAT64 prefix: none configured, no PREF64 in Router Advertisements, RFC 7050 found none"),
+    NO_PREFIX("no NAT64 prefix: none configured, none from Android (PREF64 or DNS64), RFC 7050 found none"),
 }
 
 /** What the running engine was configured with; compared against the wanted state. */
@@ -75,9 +76,12 @@ data class DecisionInput(
 /**
  * Decides whether the CLAT should run, given the network, the prefix and the settings.
  *
- * Rules (DESIGN.md "The Android layer"): run only when the underlying network is IPv6-only and a
- * NAT64 prefix is known; stop when native IPv4 appears (the CLAT would only add a translation
- * hop and hide the real IPv4); on a new network or a new prefix reconfigure the running engine
+ * Rules (DESIGN.md "The Android layer", "When the app runs"): run only when the underlying network
+ * is IPv6-only, Android's own CLAT does not serve it (see [Ipv4Route]) and a NAT64 prefix is known;
+ * so the app runs where the platform's clatd does not: prefixes other than /96 (ClatCoordinator
+ * .clatStart refuses them), prefixes known only from configuration or the app's RFC 7050 discovery,
+ * ROMs or carriers that disable clatd, and when forced. Stop when native IPv4 appears (the CLAT
+ * would only add a translation hop and hide the real IPv4); on a new network or a new prefix reconfigure the running engine
  * rather than tearing down the TUN, because a new TUN makes Android drop every app socket.
  */
 object RunDecider {
@@ -90,6 +94,17 @@ object RunDecider {
         val net = input.network ?: return Decision.Stop(StopReason.NO_NETWORK)
         if (!input.force) {
             if (net.hasNativeIpv4) return Decision.Stop(StopReason.NATIVE_IPV4, net.interfaceName)
+            // Android's clatd already translates in the kernel path: a second CLAT in user space
+            // would only cost battery (and, before the addresses were chosen apart, collide with it).
+            val route = net.ipv4Route
+            if (route is Ipv4Route.Via) {
+                return if (route.isPlatformClat) {
+                    Decision.Stop(StopReason.PLATFORM_CLAT, "${net.interfaceName ?: "network"}, IPv4 source ${route.source}")
+                } else {
+                    // An IPv4 route the LinkProperties do not show (another stacked link): IPv4 works.
+                    Decision.Stop(StopReason.NATIVE_IPV4, "${net.interfaceName ?: "network"}, IPv4 source ${route.source}")
+                }
+            }
             if (!net.hasIpv6) return Decision.Stop(StopReason.NO_IPV6, net.interfaceName)
         }
         val prefix = input.prefix

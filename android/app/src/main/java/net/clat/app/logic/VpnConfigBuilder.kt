@@ -14,6 +14,11 @@ data class VpnPlan(
     val session: String,
     val addresses: List<IpPrefixSpec>,
     val routes: List<IpPrefixSpec>,
+    /**
+     * Prefixes kept out of the TUN although [routes] cover them ([LocalRoutes]): given to
+     * `Builder.excludeRoute` on API 33+, folded into [routesBelowApi33] before.
+     */
+    val excludedRoutes: List<IpPrefixSpec>,
     val dnsServers: List<String>,
     val mtu: Int,
     /** `allowFamily(AF_INET6)`: native IPv6 bypasses the TUN, only IPv4 takes the CLAT path. */
@@ -28,7 +33,10 @@ data class VpnPlan(
     override fun equals(other: Any?): Boolean =
         other is VpnPlan && toIdentity() == other.toIdentity()
     override fun hashCode(): Int = toIdentity().hashCode()
-    private fun toIdentity() = listOf(session, addresses, routes, dnsServers, mtu, allowIpv6Bypass, metered, allowedApps, disallowedApps)
+    /** The routes for Android below 13: [routes] minus [excludedRoutes], as plain routes. */
+    val routesBelowApi33: List<IpPrefixSpec> get() = LocalRoutes.subtract(routes, excludedRoutes)
+
+    private fun toIdentity() = listOf(session, addresses, routes, excludedRoutes, dnsServers, mtu, allowIpv6Bypass, metered, allowedApps, disallowedApps)
 }
 
 sealed interface PlanResult {
@@ -80,6 +88,7 @@ object VpnConfigBuilder {
                 session = SESSION,
                 addresses = listOf(IpPrefixSpec(ClatAddresses.CLAT_V4, ClatAddresses.CLAT_PREFIX_LENGTH)),
                 routes = listOf(IpPrefixSpec("0.0.0.0", 0)),
+                excludedRoutes = if (settings.excludeLocalTraffic) LocalRoutes.IPV4_LOCAL else emptyList(),
                 dnsServers = listOf(ClatAddresses.DNS_V4),
                 mtu = settings.mtu,
                 allowIpv6Bypass = true,

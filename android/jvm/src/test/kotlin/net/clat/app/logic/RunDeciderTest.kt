@@ -160,4 +160,37 @@ class RunDeciderTest {
         val d = RunDecider.decide(input(network = other), running)
         assertEquals(setOf(Change.DNS), (d as Decision.Reconfigure).changes)
     }
+
+    @Test
+    fun `Android's own CLAT on the network makes the app stand down, saying why`() {
+        // Wi-Fi, IPv6-only in its LinkProperties, but the route lookup finds clatd's v4-wlan0.
+        val clatd = v6only.copy(ipv4Route = Ipv4Route.Via("192.0.0.4"))
+        val d = RunDecider.decide(input(network = clatd), null) as Decision.Stop
+        assertEquals(StopReason.PLATFORM_CLAT, d.why)
+        assertTrue(d.reason.startsWith("Android's own CLAT serves this network"), d.reason)
+        // A running CLAT stops when clatd comes up late.
+        assertEquals(StopReason.PLATFORM_CLAT, (RunDecider.decide(input(network = clatd), started()) as Decision.Stop).why)
+    }
+
+    @Test
+    fun `the app runs where the platform's CLAT does not`() {
+        // No IPv4 route (a non-/96 prefix clatd refuses, a ROM without clatd, a prefix known only
+        // from configuration or RFC 7050): the route lookup says so and the app starts.
+        val none = v6only.copy(ipv4Route = Ipv4Route.None)
+        val nonWkp = SelectedPrefix(Nat64Prefix.of("2001:db8:64::/64"), PrefixSource.CONFIG)
+        assertInstanceOf(Decision.Start::class.java, RunDecider.decide(input(network = none, prefix = nonWkp), null))
+        // Not looked up: decided from the LinkProperties, as before.
+        assertInstanceOf(Decision.Start::class.java, RunDecider.decide(input(network = v6only), null))
+        // Forced: runs on top of clatd (developers' tests).
+        val clatd = v6only.copy(ipv4Route = Ipv4Route.Via("192.0.0.4"))
+        assertInstanceOf(Decision.Start::class.java, RunDecider.decide(input(network = clatd, force = true), null))
+    }
+
+    @Test
+    fun `an IPv4 route the LinkProperties do not show counts as IPv4`() {
+        val hidden = v6only.copy(ipv4Route = Ipv4Route.Via("100.64.1.2"))
+        assertEquals(StopReason.NATIVE_IPV4, (RunDecider.decide(input(network = hidden), null) as Decision.Stop).why)
+        assertFalse(hidden.platformClat)
+        assertTrue(v6only.copy(ipv4Route = Ipv4Route.Via("192.0.0.5")).platformClat)
+    }
 }

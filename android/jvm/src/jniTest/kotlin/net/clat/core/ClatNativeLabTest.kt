@@ -174,6 +174,32 @@ class ClatNativeLabTest {
         assertTrue(eventually { !interfaceExists(TUN) })
     }
 
+    /**
+     * Engine death through JNI: the TUN deleted under a running engine (what a fatal TUN error
+     * is), and the thread blocked in awaitExit wakes with the reason, which exitReason repeats.
+     * The app's exit watch (ClatVpnService.watchExit) relies on exactly this.
+     */
+    @Test
+    fun `awaitExit wakes with the reason when the TUN is deleted under the engine`() {
+        val h = startEngine(CountingProtector())
+        val exit = java.util.concurrent.CompletableFuture<String?>()
+        val watcher = Thread({ exit.complete(runCatching { ClatNative.awaitExit(h) }.getOrElse { "threw $it" }) }, "exit-watch")
+        watcher.start()
+        try {
+            assertEquals("jni-echo-death", udpEcho("jni-echo-death"))
+            Thread.sleep(200)
+            assertFalse(exit.isDone, "awaitExit must block while the engine runs")
+            sh("ip", "link", "del", TUN)
+            val reason = exit.get(10, java.util.concurrent.TimeUnit.SECONDS)
+            assertTrue(reason != null && reason.contains("TUN"), "exit reason: $reason")
+            assertFalse(ClatNative.isRunning(h))
+            assertEquals(reason, ClatNative.exitReason(h))
+        } finally {
+            ClatNative.stop(h)
+        }
+        watcher.join(5000)
+    }
+
     @Test
     fun `repeated start and stop leaks no descriptors`() {
         val baseline = fdCount()

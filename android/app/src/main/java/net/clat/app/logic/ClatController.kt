@@ -257,12 +257,12 @@ class ClatController(
 
     /**
      * A package named in the running TUN's app lists was installed or removed: the platform
-     * resolved the names to UIDs at establish() ([AppListWatch]), so the TUN is built again.
+     * resolved the names to UIDs at establish() ([AppListWatch]), so the TUN is built again,
+     * make-before-break ([ClatPort.replaceEngine]) like any other rebuild.
      */
     fun onListedPackageChanged(): ControllerView {
-        if (current == null) return evaluate("listed app installed or removed")
-        port.stopEngine()
-        current = null
+        val running = current ?: return evaluate("listed app installed or removed")
+        started(running, port.replaceEngine(running))
         return evaluate("a listed app was installed or removed: VPN re-established")
     }
 

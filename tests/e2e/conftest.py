@@ -65,12 +65,21 @@ def no_clat(lab):
 
 @pytest.fixture
 def clat(clat_session):
-    """The shared running CLAT; restarted if a previous test killed it."""
+    """The shared running CLAT, started again when a test stopped it on purpose
+    (``no_clat``, ``own_clat``). A CLAT that exited on its own is never
+    restarted silently: it fails the test during which it died (teardown), or
+    the next test that asks for it when it died in between."""
+    if clat_session.proc is not None and not clat_session.running() and not clat_session.stopped:
+        pytest.fail(f"the shared clat exited on its own ({clat_session.proc.returncode}) "
+                    f"since the last test that used it:\n{clat_session.log()}")
     if not clat_session.running() or not clat_session.ready():
         clat_session.stop()
         clat_session.__init__()
         clat_session.start()
-    return clat_session
+    yield clat_session
+    if not clat_session.running() and not clat_session.stopped:
+        pytest.fail(f"the shared clat exited on its own ({clat_session.proc.returncode}) "
+                    f"during this test:\n{clat_session.log()}")
 
 
 @pytest.fixture

@@ -184,6 +184,8 @@ class ClatProcess:
         LAB_RUN.mkdir(parents=True, exist_ok=True)
         self.log_path = log_path or (LAB_RUN / f"clat-{tun}-{os.getpid()}-{int(time.time()*1000)}.log")
         self.proc: Optional[subprocess.Popen] = None
+        # True once stop() was called: an exit before that is the CLAT's own doing (a crash).
+        self.stopped = False
 
     def start(self, timeout: float = 15.0) -> "ClatProcess":
         self._log = open(self.log_path, "wb")
@@ -251,6 +253,7 @@ class ClatProcess:
 
     def stop(self, timeout: float = 5.0) -> Optional[int]:
         """SIGTERM, wait; SIGKILL if it ignores that.  Returns the exit code."""
+        self.stopped = True
         if self.proc is None:
             return None
         if self.proc.poll() is None:

@@ -536,9 +536,15 @@ def test_fd_exhaustion_refuses_instead_of_hanging(own_clat, udp_first):
     ns(PHONE, "prlimit", f"--pid={clat.pid}", f"--nofile={limit}:")
     p = ns_python(PHONE, FD_EXHAUST, "30", udp_first, timeout=200)
     outcome = eval(p.stdout.strip())  # noqa: S307 - our own script's dict literal
-    print(outcome, status_int(clat.status(), "drop_upstream_socket"))
+    refused_counted = status_int(clat.status(), "drop_upstream_socket")
+    print(outcome, refused_counted)
     assert outcome["ok"] >= (5 if udp_first == "0" else 0), outcome
     assert outcome["hang"] == 0, f"{outcome}: apps left hanging\n{clat.log()[-1500:]}"
+    # Exhaustion really happened: 30 connections against room for about 10,
+    # so some were refused, by RST, and counted.
+    assert outcome["refused"] >= 1, f"{outcome}: descriptors were never exhausted"
+    assert outcome["ok"] + outcome["refused"] == 30, outcome
+    assert refused_counted >= 1, "refusals for want of descriptors are counted"
     assert clat.running()
     # Socket failures come per app packet: counted always, warned about
     # rarely (a flood must not become a log flood).

@@ -2,12 +2,16 @@
 
 Needs the engine and `clat run` (and `clat status` for the expiry test).
 Checks every datagram size class up to the TUN MTU, endpoint-independent
-mapping/filtering (one app socket, two servers) and idle expiry of flows.
+mapping and filtering as the servers see them (one app socket, two servers
+that report the source port they saw, a third endpoint never contacted) and
+idle expiry of flows.
 """
 
 import json
+import subprocess
+import sys
 
-from labutil import PHONE, SERVER, SERVER2, ns_python, status_int
+from labutil import INET, PHONE, SERVER, SERVER2, ns_popen, ns_python, status_int
 
 SIZES = [0, 1, 100, 512, 1000, 1400, 1472]   # 1472 = 1500 - 20 (IPv4) - 8 (UDP)
 
@@ -71,6 +75,67 @@ def test_one_socket_two_servers(clat):
     source addresses."""
     out = ns_python(PHONE, EIM, timeout=30).stdout.strip()
     assert out == str(sorted([SERVER, SERVER2]))
+
+
+# In `inet`: two "who am I" servers, on SERVER and SERVER2, that answer each
+# datagram with the source address and port they saw; a "poke" to the first
+# makes a third endpoint (SERVER2, another port), never contacted by the app,
+# send to that source: what endpoint-independent filtering must let through.
+WHOAMI = """
+import selectors, socket, sys
+port = int(sys.argv[1])
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.bind(("%s", port))
+b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); b.bind(("%s", port))
+third = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); third.bind(("%s", port + 1))
+sel = selectors.DefaultSelector()
+sel.register(a, selectors.EVENT_READ); sel.register(b, selectors.EVENT_READ)
+print("ready", flush=True)
+while True:
+    for key, _ in sel.select():
+        d, src = key.fileobj.recvfrom(100)
+        if d == b"poke":
+            third.sendto(b"unsolicited", src)
+        else:
+            key.fileobj.sendto(("%%s:%%d" %% src).encode(), src)
+""" % (SERVER, SERVER2, SERVER2)
+
+EIM_EIF = """
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+def ask(host, msg=b"who"):
+    for _ in range(3):
+        s.sendto(msg, (host, port))
+        try:
+            return s.recvfrom(100)
+        except socket.timeout:
+            pass
+    raise SystemExit("no answer from %%s" %% host)
+seen1, src1 = ask("%s")
+seen2, src2 = ask("%s")
+unsolicited = ask("%s", b"poke")
+print(repr((seen1.decode(), src1, seen2.decode(), src2, unsolicited)))
+""" % (SERVER, SERVER2, SERVER)
+
+
+def test_endpoint_independent_mapping_and_filtering(clat):
+    """RFC 4787 REQ-1 and REQ-8 as the servers see them: one app socket sends
+    to two servers, and both see the same source address and port (one
+    mapping, not one per destination); then an endpoint the app never sent to
+    reaches the app through that mapping (endpoint-independent filtering)."""
+    port = 40007
+    srv = ns_popen(INET, sys.executable, "-c", WHOAMI, str(port), stdout=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().strip() == "ready"
+        out = ns_python(PHONE, EIM_EIF, str(port), timeout=30).stdout.strip()
+        seen1, src1, seen2, src2, (data, third) = eval(out)  # noqa: S307 - our own script's tuple
+        assert src1 == (SERVER, port) and src2 == (SERVER2, port), out
+        assert seen1 == seen2, f"one app socket, two mappings: {seen1} vs {seen2}"
+        assert (data, third) == (b"unsolicited", (SERVER2, port + 1)), out
+    finally:
+        srv.kill()
+        srv.wait()
 
 
 ONE_FLOW = """

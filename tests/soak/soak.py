@@ -165,6 +165,9 @@ def soak(seconds: float) -> int:
             if r["kind"] in TCP_KINDS or r["kind"] == "?":
                 if r["fail"]:
                     failures.append(f"{r['kind']}: {r['fail']} failures {r['errors']}")
+            elif any(not e.endswith("timeout") for e in r["errors"]):
+                # Only losses (timeouts) have an allowance; corruption or a wrong source has none.
+                failures.append(f"{r['kind']}: {r['errors']}")
             elif r["fail"] > max(1, (r["ok"] + r["fail"]) // 50):
                 failures.append(f"{r['kind']}: {r['fail']} of {r['ok'] + r['fail']} failed "
                                 f"{r['errors']}")

@@ -99,16 +99,21 @@ def churn(t: Tally, _):
 def udp(t: Tally, _):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.settimeout(2)
+    sent = set()
     try:
         for _ in range(20):
             dst = random.choice((SERVER, SERVER2))
             m = os.urandom(random.choice((1, 64, 512, 1400, 4000, 8000)))
+            sent.add(m)
             s.sendto(m, (dst, 7))
             try:
                 while True:
                     d, a = s.recvfrom(65536)
                     if d == m:
                         break
+                    if d not in sent:
+                        # Not a late echo of an earlier datagram: corrupted, never allowed.
+                        t.error("udp corrupt")
             except socket.timeout:
                 t.error("udp timeout")
                 continue
@@ -125,9 +130,11 @@ def udp(t: Tally, _):
 def icmp(t: Tally, _):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
     s.settimeout(2)
+    sent = set()
     try:
         for seq in range(10):
             payload = os.urandom(56)
+            sent.add(payload)
             m = struct.pack("!BBHHH", 8, 0, 0, 0, seq) + payload
             m = m[:2] + struct.pack("!H", csum(m)) + m[4:]
             s.sendto(m, (SERVER, 0))
@@ -136,6 +143,9 @@ def icmp(t: Tally, _):
                     d, _ = s.recvfrom(2048)
                     if d[0] == 0 and d[8:] == payload:
                         break
+                    if d[0] == 0 and d[8:] not in sent:
+                        # An echo reply carrying what no request of ours carried: corrupted.
+                        t.error("ping corrupt")
             except socket.timeout:
                 t.error("ping timeout")
                 continue

@@ -400,6 +400,71 @@ mod tests {
         ));
     }
 
+    /// A link-local address of this host and its interface name, from
+    /// /proc/net/if_inet6 (scope 0x20 = link), or None.
+    fn host_link_local() -> Option<(std::net::Ipv6Addr, String)> {
+        let text = std::fs::read_to_string("/proc/net/if_inet6").ok()?;
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 6 || f[3] != "20" || f[5] == "lo" {
+                return None;
+            }
+            let bits = u128::from_str_radix(f[0], 16).ok()?;
+            Some((std::net::Ipv6Addr::from(bits), f[5].to_string()))
+        })
+    }
+
+    /// Discovery through a resolver known only as `fe80::...%ifname`, on a
+    /// real socket: the zone reaches the query socket as its scope id. A
+    /// one-shot DNS64 stand-in on the host's own link-local address answers
+    /// ipv4only.arpa AAAA with 64:ff9b::192.0.0.170. Skipped on hosts
+    /// without a link-local address.
+    #[test]
+    fn discovery_works_through_a_link_local_resolver() {
+        let Some((ll, ifname)) = host_link_local() else {
+            eprintln!("skipped: no link-local address on this host");
+            return;
+        };
+        let std::net::SocketAddr::V6(resolver) =
+            config::parse_resolver(&format!("{ll}%{ifname}")).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_ne!(resolver.scope_id(), 0);
+        let server =
+            std::net::UdpSocket::bind(std::net::SocketAddrV6::new(ll, 0, 0, resolver.scope_id()));
+        let Ok(server) = server else {
+            eprintln!("skipped: cannot bind {ll}%{ifname} (DAD pending?)");
+            return;
+        };
+        let port = server.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            let mut r = buf[..n].to_vec();
+            r[2] |= 0x80; // QR
+            r[7] = 1; // ANCOUNT = 1
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 28, 0, 1, 0, 0, 0x01, 0x2c, 0, 16]);
+            r.extend_from_slice(
+                &"64:ff9b::c000:aa"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            );
+            server.send_to(&r, from).unwrap();
+            from
+        });
+        let found = discover(
+            &[format!("[{ll}%{ifname}]:{port}")],
+            3000,
+            &clat_protect::NoProtect,
+        )
+        .unwrap();
+        assert_eq!(found, vec!["64:ff9b::/96 rfc7050 300".to_string()]);
+        let from = t.join().unwrap();
+        assert_eq!(from.ip(), std::net::IpAddr::V6(ll));
+    }
+
     #[test]
     fn discovered_prefixes_are_formatted_for_kotlin() {
         let p = DiscoveredPrefix {

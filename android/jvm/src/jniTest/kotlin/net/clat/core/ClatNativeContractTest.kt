@@ -93,6 +93,34 @@ class ClatNativeContractTest {
         assertContains(e2.message!!, "dnsServers[0] is null")
     }
 
+    @Test
+    fun `link-local resolvers are taken with their zone and refused without one`() {
+        // Accepted: the check passes and the stale handle is what fails.
+        for (r in listOf("fe80::1%lo", "[fe80::1%lo]:53", "fe80::1%1")) {
+            assertThrows<IllegalStateException>(r) { ClatNative.setDns(42L, arrayOf(r)) }
+        }
+        val e = assertThrows<IllegalArgumentException> { ClatNative.setDns(42L, arrayOf("fe80::1")) }
+        assertContains(e.message!!, "link-local")
+        val e2 = assertThrows<IllegalArgumentException> { ClatNative.setDns(42L, arrayOf("fe80::1%nosuchif9")) }
+        assertContains(e2.message!!, "no interface named")
+    }
+
+    @Test
+    fun `discover asks a link-local resolver on its interface`() {
+        // A link-local address of this host, spelt as NetworkMonitor passes it: "fe80::...%ifname".
+        val (nif, ll) = java.net.NetworkInterface.networkInterfaces().toList().flatMap { n ->
+            n.inetAddresses.toList().filter { it is java.net.Inet6Address && it.isLinkLocalAddress }.map { n to it }
+        }.firstOrNull() ?: return println("skipped: no link-local address on this host")
+        DatagramSocket(InetSocketAddress(ll, 0)).use { silent ->
+            val literal = ll.hostAddress.substringBefore('%') + "%" + nif.name
+            val p = CountingProtector()
+            val e = assertThrows<ClatException> { ClatNative.discover(arrayOf("[$literal]:${silent.localPort}"), 300, p) }
+            // Sent (the query socket was protected) and then silence: no EINVAL for a missing scope.
+            assertContains(e.message!!, "discovery failed")
+            assertTrue(p.calls.get() >= 1)
+        }
+    }
+
     /** Kotlin's types forbid nulls; Java callers (reflection here) can still pass them. */
     private fun invokeRaw(name: String, vararg args: Any?): Throwable {
         val m = ClatNative::class.java.methods.single { it.name == name }

@@ -25,6 +25,7 @@ import net.clat.app.logic.ClatController
 import net.clat.app.logic.ClatPort
 import net.clat.app.logic.ControllerView
 import net.clat.app.logic.Counters
+import net.clat.app.logic.DnsPolicy
 import net.clat.app.logic.InternalAddressPicker
 import net.clat.app.logic.InternalAddresses
 import net.clat.app.logic.IpAddresses
@@ -122,6 +123,7 @@ class ClatVpnService : VpnService(), ClatPort {
             // On a loss the last network is kept: the controller debounces it and may still
             // rebuild the TUN for it meanwhile.
             if (n != null) network = n
+            controller.lockdown = lockdownEnabled()
             controller.onNetwork(s)?.let { show(it) }
         }
         registerSystemReceiver(restrictionsReceiver, IntentFilter(Intent.ACTION_APPLICATION_RESTRICTIONS_CHANGED))
@@ -157,6 +159,10 @@ class ClatVpnService : VpnService(), ClatPort {
         }
         controller.setUserChoices(true, prefs.prefixOverride, prefs.force)
         controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
+        // Re-read here: turning lockdown on or off for the always-on app restarts it with
+        // SERVICE_INTERFACE (Vpn.setAlwaysOnPackage, then startAlwaysOnVpn), so a change arrives as
+        // a start command, and the plan's DNS mode follows (DnsPolicy).
+        controller.lockdown = lockdownEnabled()
         // Foreground first: startForegroundService() gives the service a few seconds to call
         // startForeground(), and onStartRequested() may establish() the VPN and start the engine.
         goForeground()
@@ -345,6 +351,7 @@ class ClatVpnService : VpnService(), ClatPort {
         } else {
             plan.routesBelowApi33.forEach { b.addRoute(it.address, it.prefixLength) }
         }
+        // None in DnsMode.NETWORK: apps keep the network's resolvers and Private DNS (DnsPolicy).
         plan.dnsServers.forEach { b.addDnsServer(it) }
         if (plan.allowIpv6Bypass) b.allowFamily(OsConstants.AF_INET6)
         if (Build.VERSION.SDK_INT >= 29) b.setMetered(plan.metered)
@@ -403,7 +410,7 @@ class ClatVpnService : VpnService(), ClatPort {
         Log.i(TAG, "${v.decision}")
         val t = v.target
         val warnings = ArrayList(v.warnings)
-        val lockdown = Build.VERSION.SDK_INT >= 29 && isLockdownEnabled
+        val lockdown = lockdownEnabled()
         if (lockdown && t == null) warnings.add("lockdown is on: while the CLAT is idle Android blocks all traffic")
         publish(
             ClatStatus(
@@ -416,9 +423,13 @@ class ClatVpnService : VpnService(), ClatPort {
                 warnings = warnings,
                 alwaysOn = Build.VERSION.SDK_INT >= 29 && isAlwaysOn,
                 lockdown = lockdown,
+                dns = t?.plan?.dnsMode?.let { DnsPolicy.describe(it, lockdown) },
             ),
         )
     }
+
+    /** `VpnService.isLockdownEnabled()` (API 29+; before, lockdown is not visible to the app). */
+    private fun lockdownEnabled(): Boolean = Build.VERSION.SDK_INT >= 29 && isLockdownEnabled
 
     private fun publish(s: ClatStatus) {
         lastStatus = s

@@ -269,8 +269,14 @@ class ClatController(
     /** The user's "keep local traffic local" choice ([LocalRoutes]); managed configuration wins. */
     var userExcludeLocalTraffic: Boolean = true
 
+    /**
+     * `VpnService.isLockdownEnabled()` as last read: under lockdown DNS goes through the relay
+     * ([DnsPolicy]), so a change rebuilds the TUN (the plan's DNS servers differ).
+     */
+    var lockdown: Boolean = false
+
     fun resolved(): ResolvedSettings =
-        SettingsResolver.resolve(managed, userPrefixOverride, ownPackage, userExcludeLocalTraffic)
+        SettingsResolver.resolve(managed, userPrefixOverride, ownPackage, userExcludeLocalTraffic, lockdown)
 
     fun evaluate(@Suppress("UNUSED_PARAMETER") trigger: String): ControllerView {
         val resolved = resolved()

@@ -41,6 +41,8 @@ data class ClatSettings(
     val maxFlows: Int = Limits.MAX_FLOWS_DEFAULT,
     /** Keep IPv4 link-local, multicast and broadcast out of the TUN ([LocalRoutes]); on by default. */
     val excludeLocalTraffic: Boolean = true,
+    /** Send apps' DNS through the engine's relay even outside lockdown ([DnsPolicy]); off by default. */
+    val dnsThroughVpn: Boolean = false,
 ) {
     companion object {
         /**
@@ -60,6 +62,7 @@ data class ClatSettings(
             udpTimeoutSec = managed.udpTimeoutSec ?: Limits.UDP_TIMEOUT_DEFAULT_SEC,
             maxFlows = managed.maxFlows ?: Limits.MAX_FLOWS_DEFAULT,
             excludeLocalTraffic = managed.excludeLocalTraffic ?: userExcludeLocalTraffic,
+            dnsThroughVpn = managed.dnsThroughVpn ?: false,
         )
     }
 }
@@ -83,6 +86,7 @@ object SettingsResolver {
         userPrefixOverride: String?,
         ownPackage: String,
         userExcludeLocalTraffic: Boolean = true,
+        lockdown: Boolean = false,
     ): ResolvedSettings {
         val warnings = ArrayList<String>()
         val userPrefix = userPrefixOverride?.trim()?.takeIf { it.isNotEmpty() }?.let { text ->
@@ -94,7 +98,7 @@ object SettingsResolver {
         val plan = if (blocking.isNotEmpty()) {
             PlanResult.Invalid(blocking.map { "managed configuration: $it" })
         } else {
-            VpnConfigBuilder.build(settings, ownPackage)
+            VpnConfigBuilder.build(settings, ownPackage, lockdown)
         }
         return ResolvedSettings(settings, plan, warnings)
     }

@@ -104,15 +104,8 @@ object SettingsResolver {
     }
 }
 
-/** Parses the core's counters ("name=value") for display; malformed entries are skipped. */
+/** The core's counters for display (ClatEngine.namedCounters gives them as name/value pairs). */
 object Counters {
-    fun parse(entries: Array<String>): List<Pair<String, Long>> = entries.mapNotNull { e ->
-        val eq = e.indexOf('=')
-        if (eq <= 0) return@mapNotNull null
-        val v = e.substring(eq + 1).trim().toLongOrNull() ?: return@mapNotNull null
-        e.substring(0, eq).trim() to v
-    }
-
     /** One short line for the notification: the counters that say traffic is flowing. */
     fun summary(counters: List<Pair<String, Long>>, keys: List<String> = SUMMARY_KEYS): String {
         val map = counters.toMap()

@@ -20,7 +20,9 @@ enum class DnsMode {
      * app's UID (AOSP packages/modules/DnsResolver resolv_private.h, resolv_tag_socket:
      * fchown(sock, uid), Android 11+), and lockdown blocks that UID everywhere but the VPN, so with
      * no resolver of its own the VPN would leave apps without DNS. Private DNS is then not used
-     * for the apps' lookups.
+     * for the apps' lookups. Before API 29 the app cannot read lockdown; there the resolver's
+     * sockets belonged to the dns user (the same function chowned them to the app's UID only from
+     * Android 11), so lockdown's UID rules did not catch them (to be confirmed on such a device).
      */
     RELAY,
 }

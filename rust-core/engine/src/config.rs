@@ -123,6 +123,33 @@ impl EngineConfig {
     }
 }
 
+/// Whether a datagram from `from` is the answer of the resolver
+/// `resolver`: same address and port, and for a link-local resolver the same
+/// interface. The kernel reports a link-local source with the arriving
+/// interface as `sin6_scope_id` and any other source with scope 0
+/// (RFC 4007 s6), and never a flow label unless asked (IPV6_FLOWINFO), so
+/// the flow label is ignored and the scope compared only where it means
+/// something. A link-local resolver is configured with its interface
+/// (`fe80::1%wlan0`), so an answer from the same address on another link is
+/// not taken for it.
+pub fn same_resolver(from: &SocketAddr, resolver: &SocketAddr) -> bool {
+    match (from, resolver) {
+        (SocketAddr::V4(a), SocketAddr::V4(b)) => a == b,
+        (SocketAddr::V6(a), SocketAddr::V6(b)) => {
+            a.ip() == b.ip()
+                && a.port() == b.port()
+                && (!scoped(b.ip()) || a.scope_id() == b.scope_id())
+        }
+        _ => false,
+    }
+}
+
+/// Link-local unicast (fe80::/10): an address that names a host only
+/// together with an interface.
+fn scoped(a: &Ipv6Addr) -> bool {
+    (a.segments()[0] & 0xffc0) == 0xfe80
+}
+
 pub(crate) fn validate_prefix(p: &Ipv6Net) -> Result<(), ConfigError> {
     match p.prefix_len() {
         32 | 40 | 48 | 56 | 64 | 96 => Ok(()),
@@ -139,6 +166,32 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddrV6;
+
+    #[test]
+    fn answers_of_link_local_resolvers_match_on_their_interface_only() {
+        let sa = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let r = sa("[fe80::1%3]:53");
+        assert!(same_resolver(&sa("[fe80::1%3]:53"), &r));
+        assert!(!same_resolver(&sa("[fe80::1%4]:53"), &r), "other link");
+        assert!(!same_resolver(&sa("[fe80::1%3]:5353"), &r), "other port");
+        assert!(!same_resolver(&sa("[fe80::2%3]:53"), &r), "other host");
+        // A flow label in the source does not matter.
+        let mut labelled = SocketAddrV6::new("fe80::1".parse().unwrap(), 53, 7, 3);
+        assert!(same_resolver(&SocketAddr::V6(labelled), &r));
+        labelled.set_scope_id(0);
+        assert!(!same_resolver(&SocketAddr::V6(labelled), &r));
+        // Global and IPv4 resolvers: address and port.
+        assert!(same_resolver(
+            &sa("[2001:db8::53]:53"),
+            &sa("[2001:db8::53]:53")
+        ));
+        assert!(same_resolver(&sa("192.0.2.1:53"), &sa("192.0.2.1:53")));
+        assert!(!same_resolver(
+            &sa("192.0.2.1:53"),
+            &sa("[::ffff:192.0.2.1]:53")
+        ));
+    }
 
     #[test]
     fn default_is_valid_and_bad_values_are_refused() {

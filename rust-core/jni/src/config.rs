@@ -6,7 +6,7 @@
 //! JVM. Zero in a numeric field means "the engine's default", so Kotlin
 //! never duplicates defaults that the engine owns.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::time::Duration;
 
 use ipnet::Ipv6Net;
@@ -126,24 +126,93 @@ pub fn parse_prefix(s: &str) -> Result<Ipv6Net, String> {
 }
 
 /// A resolver: `[2001:db8::53]:53`, `2001:db8::53`, `192.0.2.1:53` or
-/// `192.0.2.1` (port 53 when none is given).
+/// `192.0.2.1` (port 53 when none is given), and link-local IPv6 with its
+/// zone: `fe80::1%wlan0`, `fe80::1%3`, `[fe80::1%wlan0]:53`.
+///
+/// The zone (interface name or index) becomes the `sin6_scope_id` of the
+/// socket address: a link-local address means nothing without it, and the
+/// kernel refuses to send to one whose scope is 0 (EINVAL). A network whose
+/// only resolver is `fe80::1%wlan0` (a home router announcing itself in
+/// RDNSS) is common; Android's `Inet6Address.getHostAddress()` spells such
+/// a resolver with its zone. A zone on an address that needs none (global
+/// unicast) is dropped: the kernel ignores it there, and replies would come
+/// back with scope 0.
 pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
+    let bad =
+        || format!("DNS server {s:?} is not an address like [2001:db8::53]:53 or 2001:db8::53");
     let t = s.trim();
-    if let Ok(sa) = t.parse::<SocketAddr>() {
-        if sa.port() == 0 {
-            return Err(format!("DNS server {s:?}: port 0 is not a port"));
-        }
-        return Ok(sa);
+    let (host, port) = if let Some(inner) = t.strip_prefix('[') {
+        let close = inner.find(']').ok_or_else(bad)?;
+        let rest = &inner[close + 1..];
+        let port = match rest {
+            "" => DNS_PORT,
+            r => r
+                .strip_prefix(':')
+                .and_then(|p| p.parse::<u16>().ok())
+                .ok_or_else(bad)?,
+        };
+        (&inner[..close], port)
+    } else if t.matches(':').count() == 1 {
+        // IPv4 with a port: a bare IPv6 address has at least two colons.
+        let (h, p) = t.split_once(':').ok_or_else(bad)?;
+        (h, p.parse::<u16>().map_err(|_| bad())?)
+    } else {
+        (t, DNS_PORT)
+    };
+    if port == 0 {
+        return Err(format!("DNS server {s:?}: port 0 is not a port"));
     }
-    let bare = t
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .unwrap_or(t);
-    bare.parse::<IpAddr>()
-        .map(|ip| SocketAddr::new(ip, DNS_PORT))
-        .map_err(|_| {
-            format!("DNS server {s:?} is not an address like [2001:db8::53]:53 or 2001:db8::53")
-        })
+    let (addr, zone) = match host.split_once('%') {
+        Some((a, z)) => (a, Some(z)),
+        None => (host, None),
+    };
+    match addr.parse::<IpAddr>().map_err(|_| bad())? {
+        IpAddr::V4(v4) => match zone {
+            None => Ok(SocketAddr::new(IpAddr::V4(v4), port)),
+            Some(_) => Err(format!("DNS server {s:?}: an IPv4 address has no zone")),
+        },
+        IpAddr::V6(v6) => {
+            let scope = match zone {
+                None => 0,
+                Some(z) => zone_index(z).map_err(|e| format!("DNS server {s:?}: {e}"))?,
+            };
+            if !needs_scope(&v6) {
+                return Ok(SocketAddr::V6(SocketAddrV6::new(v6, port, 0, 0)));
+            }
+            if scope == 0 {
+                return Err(format!(
+                    "DNS server {s:?} is link-local: give its interface, like {v6}%wlan0"
+                ));
+            }
+            Ok(SocketAddr::V6(SocketAddrV6::new(v6, port, 0, scope)))
+        }
+    }
+}
+
+/// Whether an IPv6 address only means something together with an interface
+/// (RFC 4007 s6): link-local unicast fe80::/10, and interface- or link-local
+/// multicast (ff01::/16, ff02::/16).
+pub fn needs_scope(a: &Ipv6Addr) -> bool {
+    let s0 = a.segments()[0];
+    (s0 & 0xffc0) == 0xfe80 || (s0 & 0xff0f) == 0xff01 || (s0 & 0xff0f) == 0xff02
+}
+
+/// An RFC 4007 zone: an interface index (`3`) or name (`wlan0`, looked up
+/// with `if_nametoindex`, an ioctl that apps may make).
+fn zone_index(zone: &str) -> Result<u32, String> {
+    if let Ok(i) = zone.parse::<u32>() {
+        return if i == 0 {
+            Err("zone 0 names no interface".into())
+        } else {
+            Ok(i)
+        };
+    }
+    let name = std::ffi::CString::new(zone).map_err(|_| format!("zone {zone:?} is not a name"))?;
+    // SAFETY: `name` is a valid NUL-terminated string for the call.
+    match unsafe { libc::if_nametoindex(name.as_ptr()) } {
+        0 => Err(format!("no interface named {zone:?}")),
+        i => Ok(i),
+    }
 }
 
 /// All resolvers, in order; duplicates are kept out (they would only
@@ -275,6 +344,68 @@ mod tests {
         assert!(parse_resolver("dns.example").is_err());
         assert!(parse_resolver("[::1]:0").unwrap_err().contains("port 0"));
         assert!(parse_resolver("").is_err());
+    }
+
+    #[test]
+    fn link_local_resolvers_keep_their_zone_as_scope_id() {
+        // "lo" exists on every Linux host and on Android, index 1 in practice.
+        let lo = zone_index("lo").unwrap();
+        for s in [
+            "fe80::1%lo",
+            "[fe80::1%lo]:53",
+            &format!("fe80::1%{lo}"),
+            &format!("[fe80::1%{lo}]:53"),
+        ] {
+            match parse_resolver(s).unwrap() {
+                SocketAddr::V6(a) => {
+                    assert_eq!(*a.ip(), "fe80::1".parse::<Ipv6Addr>().unwrap(), "{s}");
+                    assert_eq!((a.port(), a.scope_id()), (53, lo), "{s}");
+                }
+                other => panic!("{s}: {other}"),
+            }
+        }
+        assert_eq!(parse_resolver("[fe80::1%lo]:5353").unwrap().port(), 5353);
+        // Java's long form, as Inet6Address.getHostAddress() gives it on a JVM.
+        assert_eq!(
+            parse_resolver("fe80:0:0:0:0:0:0:1%lo").unwrap(),
+            parse_resolver("fe80::1%lo").unwrap()
+        );
+    }
+
+    #[test]
+    fn link_local_resolvers_without_a_usable_zone_are_refused_with_the_reason() {
+        let e = parse_resolver("fe80::1").unwrap_err();
+        assert!(e.contains("link-local") && e.contains("%wlan0"), "{e}");
+        let e = parse_resolver("fe80::1%no-such-if0").unwrap_err();
+        assert!(e.contains("no interface named"), "{e}");
+        assert!(parse_resolver("fe80::1%0").unwrap_err().contains("zone 0"));
+        assert!(parse_resolver("192.0.2.1%lo")
+            .unwrap_err()
+            .contains("no zone"));
+        assert!(parse_resolver("[fe80::1%lo]:0")
+            .unwrap_err()
+            .contains("port 0"));
+        assert!(parse_resolver("[fe80::1%lo").is_err());
+    }
+
+    #[test]
+    fn a_zone_on_a_global_address_is_dropped() {
+        // The kernel ignores it there, and answers come back with scope 0.
+        assert_eq!(
+            parse_resolver("2001:db8::53%lo").unwrap(),
+            "[2001:db8::53]:53".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn the_same_link_local_resolver_by_name_and_index_is_one() {
+        let lo = zone_index("lo").unwrap();
+        let l = vec![
+            "fe80::1%lo".to_string(),
+            format!("[fe80::1%{lo}]:53"),
+            "2001:db8::1".into(),
+        ];
+        assert_eq!(parse_resolvers(&l).unwrap().len(), 2);
     }
 
     #[test]

@@ -136,15 +136,30 @@ pub fn stop(handle: i64) -> BridgeResult<bool> {
 }
 
 /// The counters as `name=value`.
-pub fn stats(handle: i64) -> BridgeResult<Vec<String>> {
-    let entry = running(handle)?;
-    let stats = entry.engine().stats();
-    let mut out: Vec<String> = stats
+/// Names of the values [`counters`] returns, in their order: the engine's
+/// counters (`Stats::pairs`, a stable order) and `jni_protect_calls`. Kotlin
+/// fetches them once.
+pub fn counter_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = clat_engine::Stats::default()
         .pairs()
         .into_iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, _)| k)
         .collect();
-    out.push(format!("jni_protect_calls={}", entry.protector.calls()));
+    names.push("jni_protect_calls");
+    names
+}
+
+/// The engine's counters, in the order of [`counter_names`] (no strings
+/// built or parsed per update: the UI asks every few seconds).
+pub fn counters(handle: i64) -> BridgeResult<Vec<i64>> {
+    let entry = running(handle)?;
+    let stats = entry.engine().stats();
+    let mut out: Vec<i64> = stats
+        .pairs()
+        .into_iter()
+        .map(|(_, v)| i64::try_from(v).unwrap_or(i64::MAX))
+        .collect();
+    out.push(i64::try_from(entry.protector.calls()).unwrap_or(i64::MAX));
     Ok(out)
 }
 
@@ -210,12 +225,13 @@ pub fn await_exit(handle: i64) -> BridgeResult<Option<String>> {
     Ok(watch.reason())
 }
 
-/// RFC 7050 discovery, each prefix as `"prefix/len source ttl_seconds"`.
+/// RFC 7050 discovery: every prefix found (Kotlin gets them as
+/// `DiscoveredPrefix` objects).
 pub fn discover(
     resolvers: &[String],
     timeout_ms: i32,
     protector: &dyn SocketProtector,
-) -> BridgeResult<Vec<String>> {
+) -> BridgeResult<Vec<DiscoveredPrefix>> {
     if timeout_ms <= 0 {
         return Err(BridgeError::IllegalArgument(format!(
             "timeoutMs {timeout_ms} must be positive"
@@ -233,17 +249,16 @@ pub fn discover(
         protector,
     )
     .map_err(|e| BridgeError::Clat(format!("RFC 7050 discovery failed: {e}")))?;
-    Ok(found.iter().map(format_prefix).collect())
+    Ok(found)
 }
 
-/// `"2001:db8:64::/96 rfc7050 300"`.
-pub fn format_prefix(p: &DiscoveredPrefix) -> String {
-    let source = match p.source {
+/// The name Kotlin sees for where a prefix came from.
+pub fn source_name(s: PrefixSource) -> &'static str {
+    match s {
         PrefixSource::Config => "config",
         PrefixSource::Pref64 => "pref64",
         PrefixSource::Rfc7050 => "rfc7050",
-    };
-    format!("{} {} {}", p.prefix, source, p.lifetime.as_secs())
+    }
 }
 
 /// Test aid: a TUN device on Linux hosts. The caller owns the returned
@@ -326,7 +341,7 @@ mod tests {
     #[test]
     fn calls_on_unknown_handles_are_illegal_state() {
         for h in [0, -1, 987_654_321] {
-            match stats(h) {
+            match counters(h) {
                 Err(BridgeError::IllegalState(m)) => assert_eq!(m, stale_message(h)),
                 other => panic!("handle {h}: {other:?}"),
             }
@@ -400,13 +415,90 @@ mod tests {
         ));
     }
 
+    /// A link-local address of this host and its interface name, from
+    /// /proc/net/if_inet6 (scope 0x20 = link), or None.
+    fn host_link_local() -> Option<(std::net::Ipv6Addr, String)> {
+        let text = std::fs::read_to_string("/proc/net/if_inet6").ok()?;
+        text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 6 || f[3] != "20" || f[5] == "lo" {
+                return None;
+            }
+            let bits = u128::from_str_radix(f[0], 16).ok()?;
+            Some((std::net::Ipv6Addr::from(bits), f[5].to_string()))
+        })
+    }
+
+    /// Discovery through a resolver known only as `fe80::...%ifname`, on a
+    /// real socket: the zone reaches the query socket as its scope id. A
+    /// one-shot DNS64 stand-in on the host's own link-local address answers
+    /// ipv4only.arpa AAAA with 64:ff9b::192.0.0.170. Skipped on hosts
+    /// without a link-local address.
     #[test]
-    fn discovered_prefixes_are_formatted_for_kotlin() {
-        let p = DiscoveredPrefix {
-            prefix: "2001:db8:64::/96".parse().unwrap(),
-            source: PrefixSource::Rfc7050,
-            lifetime: Duration::from_secs(300),
+    fn discovery_works_through_a_link_local_resolver() {
+        let Some((ll, ifname)) = host_link_local() else {
+            eprintln!("skipped: no link-local address on this host");
+            return;
         };
-        assert_eq!(format_prefix(&p), "2001:db8:64::/96 rfc7050 300");
+        let std::net::SocketAddr::V6(resolver) =
+            config::parse_resolver(&format!("{ll}%{ifname}")).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_ne!(resolver.scope_id(), 0);
+        let server =
+            std::net::UdpSocket::bind(std::net::SocketAddrV6::new(ll, 0, 0, resolver.scope_id()));
+        let Ok(server) = server else {
+            eprintln!("skipped: cannot bind {ll}%{ifname} (DAD pending?)");
+            return;
+        };
+        let port = server.local_addr().unwrap().port();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            let mut r = buf[..n].to_vec();
+            r[2] |= 0x80; // QR
+            r[7] = 1; // ANCOUNT = 1
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 28, 0, 1, 0, 0, 0x01, 0x2c, 0, 16]);
+            r.extend_from_slice(
+                &"64:ff9b::c000:aa"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            );
+            server.send_to(&r, from).unwrap();
+            from
+        });
+        let found = discover(
+            &[format!("[{ll}%{ifname}]:{port}")],
+            3000,
+            &clat_protect::NoProtect,
+        )
+        .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].prefix, "64:ff9b::/96".parse().unwrap());
+        assert_eq!(found[0].source, PrefixSource::Rfc7050);
+        assert_eq!(found[0].lifetime, Duration::from_secs(300));
+        let from = t.join().unwrap();
+        assert_eq!(from.ip(), std::net::IpAddr::V6(ll));
+    }
+
+    #[test]
+    fn prefix_sources_have_kotlin_names() {
+        assert_eq!(source_name(PrefixSource::Rfc7050), "rfc7050");
+        assert_eq!(source_name(PrefixSource::Pref64), "pref64");
+        assert_eq!(source_name(PrefixSource::Config), "config");
+    }
+
+    #[test]
+    fn counter_names_are_stable_and_end_with_the_bridge_s_own() {
+        let names = counter_names();
+        assert_eq!(names.first(), Some(&"tun_rx_packets"));
+        assert_eq!(names.last(), Some(&"jni_protect_calls"));
+        assert!(names.contains(&"flows_tcp"));
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "duplicate counter names");
     }
 }

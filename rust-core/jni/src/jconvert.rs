@@ -1,9 +1,11 @@
-//! Reading Kotlin values through JNI: `NativeConfig` fields, string arrays.
+//! Kotlin values through JNI: `NativeConfig` fields and string arrays read,
+//! arrays and `DiscoveredPrefix` objects made.
 //!
 //! Only copying happens here; checking is `config::parse_config`'s job, so
 //! that it is tested without a JVM.
 
-use jni::objects::{JObject, JObjectArray, JString};
+use clat_discovery::DiscoveredPrefix;
+use jni::objects::{JLongArray, JObject, JObjectArray, JString, JValue};
 use jni::signature::FieldSignature;
 use jni::strings::JNIStr;
 use jni::{jni_sig, jni_str, Env};
@@ -111,6 +113,45 @@ pub fn new_string_array<'l>(
         let js = JString::new(env, s)?;
         arr.set_element(env, i, &js)?;
         env.delete_local_ref(js);
+    }
+    Ok(arr)
+}
+
+/// A new `long[]` holding `values`.
+pub fn new_long_array<'l>(env: &mut Env<'l>, values: &[i64]) -> BridgeResult<JLongArray<'l>> {
+    let arr = JLongArray::new(env, values.len())?;
+    arr.set_region(env, 0, values)?;
+    Ok(arr)
+}
+
+/// A new `net.clat.core.DiscoveredPrefix[]`: each `DiscoveredPrefix(prefix,
+/// source, ttlSeconds)` (keep the constructor in step with the Kotlin class).
+/// Called on the Java thread of the native call, so `FindClass` sees the
+/// app's classes.
+pub fn new_discovered_prefix_array<'l>(
+    env: &mut Env<'l>,
+    found: &[DiscoveredPrefix],
+) -> BridgeResult<JObjectArray<'l>> {
+    let class = env.find_class(jni_str!("net/clat/core/DiscoveredPrefix"))?;
+    let n = i32::try_from(found.len()).unwrap_or(i32::MAX);
+    let arr = env.new_object_array(n, &class, JObject::null())?;
+    for (i, p) in found.iter().enumerate().take(n as usize) {
+        let prefix = JString::new(env, p.prefix.to_string())?;
+        let source = JString::new(env, crate::engine::source_name(p.source))?;
+        let ttl = i64::try_from(p.lifetime.as_secs()).unwrap_or(i64::MAX);
+        let obj = env.new_object(
+            &class,
+            jni_sig!("(Ljava/lang/String;Ljava/lang/String;J)V"),
+            &[
+                JValue::Object(&prefix),
+                JValue::Object(&source),
+                JValue::Long(ttl),
+            ],
+        )?;
+        arr.set_element(env, i, &obj)?;
+        env.delete_local_ref(obj);
+        env.delete_local_ref(prefix);
+        env.delete_local_ref(source);
     }
     Ok(arr)
 }

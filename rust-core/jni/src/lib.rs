@@ -20,7 +20,7 @@ pub mod logging;
 pub mod protector;
 pub mod registry;
 
-use jni::objects::{JClass, JObject, JObjectArray, JString};
+use jni::objects::{JClass, JLongArray, JObject, JObjectArray, JString};
 use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, EnvUnowned};
 
@@ -74,16 +74,34 @@ pub extern "system" fn Java_net_clat_core_ClatNative_stop<'l>(
     entry(&mut env, |_| engine::stop(handle))
 }
 
-/// `ClatNative.stats(handle): Array<String>` of `name=value`.
+/// `ClatNative.counterNames(): Array<String>` — the names of the values
+/// `counters` returns, in their order; the same for every engine, so Kotlin
+/// fetches them once.
 #[unsafe(no_mangle)]
-pub extern "system" fn Java_net_clat_core_ClatNative_stats<'l>(
+pub extern "system" fn Java_net_clat_core_ClatNative_counterNames<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+) -> JObjectArray<'l, JString<'l>> {
+    entry(&mut env, |env| {
+        let names: Vec<String> = engine::counter_names()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        jconvert::new_string_array(env, &names)
+    })
+}
+
+/// `ClatNative.counters(handle): LongArray` — the counters' values, in the
+/// order of `counterNames`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_net_clat_core_ClatNative_counters<'l>(
     mut env: EnvUnowned<'l>,
     _class: JClass<'l>,
     handle: jlong,
-) -> JObjectArray<'l, JString<'l>> {
+) -> JLongArray<'l> {
     entry(&mut env, |env| {
-        let lines = engine::stats(handle)?;
-        jconvert::new_string_array(env, &lines)
+        let values = engine::counters(handle)?;
+        jconvert::new_long_array(env, &values)
     })
 }
 
@@ -171,9 +189,9 @@ pub extern "system" fn Java_net_clat_core_ClatNative_awaitExit<'l>(
     })
 }
 
-/// `ClatNative.discover(resolvers, timeoutMs, protector?): Array<String>`,
-/// each `"prefix/len source ttl"`. A null protector means no protection
-/// (host use; on Android pass the VpnService's).
+/// `ClatNative.discover(resolvers, timeoutMs, protector?):
+/// Array<DiscoveredPrefix>`. A null protector means no protection (host use;
+/// on Android pass the VpnService's).
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_net_clat_core_ClatNative_discover<'l>(
     mut env: EnvUnowned<'l>,
@@ -181,7 +199,7 @@ pub extern "system" fn Java_net_clat_core_ClatNative_discover<'l>(
     resolvers: JObjectArray<'l, JString<'l>>,
     timeout_ms: jint,
     protector: JObject<'l>,
-) -> JObjectArray<'l, JString<'l>> {
+) -> JObjectArray<'l> {
     entry(&mut env, |env| {
         let resolvers = jconvert::string_array(env, &resolvers, "resolvers")?;
         let found = if protector.is_null() {
@@ -192,7 +210,7 @@ pub extern "system" fn Java_net_clat_core_ClatNative_discover<'l>(
             p.release();
             r
         }?;
-        jconvert::new_string_array(env, &found)
+        jconvert::new_discovered_prefix_array(env, &found)
     })
 }
 

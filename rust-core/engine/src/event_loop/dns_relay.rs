@@ -203,7 +203,9 @@ impl Loop {
             Counters::inc(&self.c().up_rx_packets);
             Counters::add(&self.c().up_rx_bytes, n as u64);
             let msg = &buf[..n];
-            if Some(&from) != self.cfg.upstream_dns.get(server_idx) {
+            // Scope-aware: a link-local resolver's answer carries its interface.
+            let ours = self.cfg.upstream_dns.get(server_idx);
+            if !ours.is_some_and(|r| crate::config::same_resolver(&from, r)) {
                 Counters::inc(&self.c().drop_foreign_source);
                 continue;
             }

@@ -96,10 +96,12 @@ class ClatVpnInstrumentedTest {
         // One of 192.0.0.0/29's addresses that no clatd holds (InternalAddressPicker), as a /29.
         assertTrue("TUN address outside 192.0.0.0/29: $v4", InternalAddressPicker.inClatRange(v4!!.address.hostAddress!!))
         assertEquals(29, v4.prefixLength)
-        assertTrue(
-            "DNS relay not advertised: $lp",
-            lp.dnsServers.any { it is Inet4Address && InternalAddressPicker.inClatRange(it.hostAddress!!) },
-        )
+        // Outside lockdown the VPN has no resolver of its own, so apps keep the network's and its
+        // Private DNS (DnsPolicy); under lockdown the relay is the VPN's resolver.
+        val relay = lp.dnsServers.any { it is Inet4Address && InternalAddressPicker.inClatRange(it.hostAddress!!) }
+        assertEquals("DNS relay advertised: $relay, status: ${StatusBoard.status.dns}", StatusBoard.status.lockdown, relay)
+        if (!StatusBoard.status.lockdown) assertTrue("VPN has resolvers: $lp", lp.dnsServers.isEmpty())
+        assertNotNull("no DNS mode in the status", StatusBoard.status.dns)
         // 0.0.0.0/0 (API 33+, with excludeRoute) or its complement without the local prefixes (below).
         val global = InetAddress.getByAddress(byteArrayOf(8, 8, 8, 8))
         assertTrue("no IPv4 route to the Internet: $lp", lp.routes.any { it.destination.address is Inet4Address && it.matches(global) })

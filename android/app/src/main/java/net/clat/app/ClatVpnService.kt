@@ -24,7 +24,7 @@ import net.clat.app.logic.Change
 import net.clat.app.logic.ClatController
 import net.clat.app.logic.ClatPort
 import net.clat.app.logic.ControllerView
-import net.clat.app.logic.Counters
+import net.clat.app.logic.DnsPolicy
 import net.clat.app.logic.InternalAddressPicker
 import net.clat.app.logic.InternalAddresses
 import net.clat.app.logic.IpAddresses
@@ -32,6 +32,7 @@ import net.clat.app.logic.NetworkSnapshot
 import net.clat.app.logic.RunTarget
 import net.clat.app.logic.VpnPlan
 import net.clat.app.logic.withInternalAddresses
+import net.clat.core.ClatEngine
 import net.clat.core.ClatNative
 import net.clat.core.NativeConfig
 import net.clat.core.SocketProtector
@@ -55,7 +56,7 @@ class ClatVpnService : VpnService(), ClatPort {
     /** The Android network behind [ClatController.network] (same id). */
     private var network: Network? = null
     private var tun: ParcelFileDescriptor? = null
-    private var handle: Long = 0
+    private var engine: ClatEngine? = null
 
     /** [clearUnderlyingNetworks] was called and no network has been set since. */
     private var underlyingCleared = false
@@ -84,7 +85,7 @@ class ClatVpnService : VpnService(), ClatPort {
         override fun run() {
             refreshCounters()
             val interactive = (getSystemService(Context.POWER_SERVICE) as PowerManager).isInteractive
-            if (handle != 0L && interactive) main.postDelayed(this, COUNTER_INTERVAL_MS)
+            if (engine != null && interactive) main.postDelayed(this, COUNTER_INTERVAL_MS)
         }
     }
 
@@ -101,7 +102,7 @@ class ClatVpnService : VpnService(), ClatPort {
     private val screenReceiver = object : BroadcastReceiver() {
         override fun onReceive(c: Context, i: Intent) {
             main.removeCallbacks(tick)
-            if (handle != 0L) main.post(tick)
+            if (engine != null) main.post(tick)
         }
     }
 
@@ -122,6 +123,7 @@ class ClatVpnService : VpnService(), ClatPort {
             // On a loss the last network is kept: the controller debounces it and may still
             // rebuild the TUN for it meanwhile.
             if (n != null) network = n
+            controller.lockdown = lockdownEnabled()
             controller.onNetwork(s)?.let { show(it) }
         }
         registerSystemReceiver(restrictionsReceiver, IntentFilter(Intent.ACTION_APPLICATION_RESTRICTIONS_CHANGED))
@@ -157,6 +159,10 @@ class ClatVpnService : VpnService(), ClatPort {
         }
         controller.setUserChoices(true, prefs.prefixOverride, prefs.force)
         controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
+        // Re-read here: turning lockdown on or off for the always-on app restarts it with
+        // SERVICE_INTERFACE (Vpn.setAlwaysOnPackage, then startAlwaysOnVpn), so a change arrives as
+        // a start command, and the plan's DNS mode follows (DnsPolicy).
+        controller.lockdown = lockdownEnabled()
         // Foreground first: startForegroundService() gives the service a few seconds to call
         // startForeground(), and onStartRequested() may establish() the VPN and start the engine.
         goForeground()
@@ -222,9 +228,10 @@ class ClatVpnService : VpnService(), ClatPort {
         )
         return try {
             // The core owns the descriptor from here on, whatever happens.
-            handle = ClatNative.start(pfd.detachFd(), cfg, protector)
+            val e = ClatEngine.start(pfd.detachFd(), cfg, protector)
+            engine = e
             tun = pfd
-            watchExit(handle)
+            watchExit(e)
             main.removeCallbacks(tick)
             main.postDelayed(tick, COUNTER_INTERVAL_MS)
             null
@@ -235,30 +242,30 @@ class ClatVpnService : VpnService(), ClatPort {
     }
 
     /**
-     * Sees the engine end at once, screen on or off: a thread blocked in [ClatNative.awaitExit]
-     * (no polling, no wake-ups). A stop of ours also ends the wait; then [handle] no longer
-     * names this engine and nothing is reported.
+     * Sees the engine end at once, screen on or off: a thread blocked in [ClatEngine.awaitExit]
+     * (no polling, no wake-ups). A stop of ours also ends the wait; then [engine] is no longer
+     * this engine and nothing is reported.
      */
-    private fun watchExit(h: Long) {
+    private fun watchExit(e: ClatEngine) {
         Thread({
             val reason = try {
-                ClatNative.awaitExit(h)
-            } catch (e: IllegalStateException) {
+                e.awaitExit()
+            } catch (x: IllegalStateException) {
                 null // already stopped and forgotten
-            } catch (e: Exception) {
-                "exit watch failed: ${e.message}"
+            } catch (x: Exception) {
+                "exit watch failed: ${x.message}"
             }
             main.post {
-                if (handle == h) show(controller.onEngineExit(reason ?: "unknown reason"))
+                if (engine === e) show(controller.onEngineExit(reason ?: "unknown reason"))
             }
-        }, "clat-exit-watch-$h").apply { isDaemon = true }.start()
+        }, "clat-exit-watch-${e.handle}").apply { isDaemon = true }.start()
     }
 
     override fun stopEngine() {
         main.removeCallbacks(tick)
-        val h = handle
-        handle = 0
-        if (h != 0L) runCatching { ClatNative.stop(h) }.onFailure { Log.w(TAG, "stop failed", it) }
+        val e = engine
+        engine = null
+        e?.let { runCatching { it.close() }.onFailure { x -> Log.w(TAG, "stop failed", x) } }
         tun?.let { runCatching { it.close() } }
         tun = null
     }
@@ -273,12 +280,12 @@ class ClatVpnService : VpnService(), ClatPort {
      * VPN disconnect. Closing the old descriptor first would tear the VPN network down.
      */
     override fun replaceEngine(target: RunTarget): String? {
-        val oldHandle = handle
+        val oldEngine = engine
         val oldTun = tun
-        handle = 0
+        engine = null
         tun = null
         val error = startEngine(target)
-        if (oldHandle != 0L) runCatching { ClatNative.stop(oldHandle) }.onFailure { Log.w(TAG, "stop failed", it) }
+        oldEngine?.let { runCatching { it.close() }.onFailure { x -> Log.w(TAG, "stop failed", x) } }
         oldTun?.let { runCatching { it.close() } }
         return error
     }
@@ -295,25 +302,24 @@ class ClatVpnService : VpnService(), ClatPort {
     }
 
     override fun reconfigure(target: RunTarget, changes: Set<Change>): String? {
-        val h = handle
-        if (h == 0L) return "the engine is not running"
+        val e = engine ?: return "the engine is not running"
         return try {
             if (Change.NETWORK in changes || underlyingCleared) {
                 upstream = network
                 underlyingCleared = false
                 setUnderlyingNetworks(network?.let { arrayOf(it) })
             }
-            if (Change.PREFIX in changes) ClatNative.setPrefix(h, target.prefix.prefix.toString())
+            if (Change.PREFIX in changes) e.setPrefix(target.prefix.prefix.toString())
             if (Change.NETWORK in changes) {
                 // A new network: every upstream socket is bound to the old one, reset them.
-                ClatNative.networkChanged(h, target.dnsServers.toTypedArray())
+                e.networkChanged(target.dnsServers.toTypedArray())
             } else if (Change.DNS in changes) {
                 // Same network, other resolvers: only the DNS relay changes, no flow is reset.
-                ClatNative.setDns(h, target.dnsServers.toTypedArray())
+                e.setDns(target.dnsServers.toTypedArray())
             }
             null
-        } catch (e: Exception) {
-            e.message ?: e.toString()
+        } catch (x: Exception) {
+            x.message ?: x.toString()
         }
     }
 
@@ -323,7 +329,7 @@ class ClatVpnService : VpnService(), ClatPort {
         val resolvers = network.dnsServers.toTypedArray()
         val discoveryProtector = SocketProtector { fd -> protectAndBind(fd, n) }
         worker.execute {
-            val result = runCatching { ClatNative.discover(resolvers, DISCOVERY_TIMEOUT_MS, discoveryProtector) }
+            val result = runCatching { ClatNative.discover(resolvers, DISCOVERY_TIMEOUT_MS, discoveryProtector).asList() }
             main.post { show(controller.onDiscovery(network.id, result)) }
         }
     }
@@ -345,6 +351,7 @@ class ClatVpnService : VpnService(), ClatPort {
         } else {
             plan.routesBelowApi33.forEach { b.addRoute(it.address, it.prefixLength) }
         }
+        // None in DnsMode.NETWORK: apps keep the network's resolvers and Private DNS (DnsPolicy).
         plan.dnsServers.forEach { b.addDnsServer(it) }
         if (plan.allowIpv6Bypass) b.allowFamily(OsConstants.AF_INET6)
         if (Build.VERSION.SDK_INT >= 29) b.setMetered(plan.metered)
@@ -375,12 +382,11 @@ class ClatVpnService : VpnService(), ClatPort {
     }
 
     private fun refreshCounters() {
-        val h = handle
-        if (h == 0L) return
+        val e = engine ?: return
         try {
-            publish(lastStatus.copy(counters = Counters.parse(ClatNative.stats(h))))
-        } catch (e: Exception) {
-            Log.w(TAG, "stats failed", e)
+            publish(lastStatus.copy(counters = e.namedCounters()))
+        } catch (x: Exception) {
+            Log.w(TAG, "counters failed", x)
         }
     }
 
@@ -403,11 +409,11 @@ class ClatVpnService : VpnService(), ClatPort {
         Log.i(TAG, "${v.decision}")
         val t = v.target
         val warnings = ArrayList(v.warnings)
-        val lockdown = Build.VERSION.SDK_INT >= 29 && isLockdownEnabled
+        val lockdown = lockdownEnabled()
         if (lockdown && t == null) warnings.add("lockdown is on: while the CLAT is idle Android blocks all traffic")
         publish(
             ClatStatus(
-                running = v.running && handle != 0L,
+                running = v.running && engine != null,
                 reason = v.reason,
                 prefix = t?.prefix?.prefix?.toString(),
                 prefixSource = t?.prefix?.source?.label,
@@ -416,9 +422,13 @@ class ClatVpnService : VpnService(), ClatPort {
                 warnings = warnings,
                 alwaysOn = Build.VERSION.SDK_INT >= 29 && isAlwaysOn,
                 lockdown = lockdown,
+                dns = t?.plan?.dnsMode?.let { DnsPolicy.describe(it, lockdown) },
             ),
         )
     }
+
+    /** `VpnService.isLockdownEnabled()` (API 29+; before, lockdown is not visible to the app). */
+    private fun lockdownEnabled(): Boolean = Build.VERSION.SDK_INT >= 29 && isLockdownEnabled
 
     private fun publish(s: ClatStatus) {
         lastStatus = s

@@ -13,6 +13,7 @@ import java.net.Inet4Address
 import java.net.Inet6Address
 import net.clat.app.logic.Ipv4Route
 import net.clat.app.logic.NetworkSnapshot
+import net.clat.app.logic.ResolverLiterals
 
 /**
  * Follows the best network that is NOT a VPN (our own VPN included) and reports it as a
@@ -91,16 +92,16 @@ class NetworkMonitor(
             ipv4Route: Ipv4Route = Ipv4Route.Unknown,
         ): NetworkSnapshot {
             val routes = lp.routes
-            val dns = lp.dnsServers.mapNotNull { it.hostAddress }
-            // Scoped (link-local) resolvers only when there is nothing else: they need the zone.
-            val unscoped = dns.filterNot { it.contains('%') }
+            // Every resolver, link-local ones with their zone (ResolverLiterals): the core gives
+            // the zone to its sockets as the scope id, so "fe80::1%wlan0" alone is enough.
+            val dns = ResolverLiterals.all(lp.dnsServers.mapNotNull { it.hostAddress }, lp.interfaceName)
             return NetworkSnapshot(
                 id = n.networkHandle.toString(),
                 interfaceName = lp.interfaceName,
                 addresses = lp.linkAddresses.map { "${it.address.hostAddress}/${it.prefixLength}" },
                 hasIpv4DefaultRoute = routes.any { it.isDefaultRoute && it.destination.address is Inet4Address },
                 hasIpv6DefaultRoute = routes.any { it.isDefaultRoute && it.destination.address is Inet6Address },
-                dnsServers = unscoped.ifEmpty { dns },
+                dnsServers = dns,
                 pref64 = if (Build.VERSION.SDK_INT >= 30) lp.nat64Prefix?.toString() else null,
                 validated = caps?.hasCapability(NetworkCapabilities.NET_CAPABILITY_VALIDATED) == true,
                 ipv4Route = ipv4Route,

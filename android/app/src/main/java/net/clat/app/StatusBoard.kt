@@ -22,6 +22,8 @@ data class ClatStatus(
     val warnings: List<String> = emptyList(),
     val alwaysOn: Boolean = false,
     val lockdown: Boolean = false,
+    /** Which resolvers apps use and why (DnsPolicy.describe), one line; null while idle. */
+    val dns: String? = null,
 )
 
 object StatusBoard {

@@ -5,7 +5,7 @@ import java.io.File
 /**
  * The Rust core (libclat.so, crate rust-core/jni) seen from Kotlin.
  *
- * A running engine is a `Long` handle. Calls on a stopped or unknown handle throw
+ * The app uses it through [ClatEngine], which owns one handle. A running engine is a `Long` handle. Calls on a stopped or unknown handle throw
  * [IllegalStateException] ("no engine with handle N"); [stop] is idempotent. Errors of the
  * core throw [ClatException], bad arguments [IllegalArgumentException] or
  * [NullPointerException]; native code never crashes the process on bad input.
@@ -63,9 +63,16 @@ object ClatNative {
     @JvmStatic
     external fun stop(handle: Long): Boolean
 
-    /** The engine's counters, each "name=value" (plus `jni_protect_calls`). */
+    /**
+     * Names of the values [counters] returns, in their order (the engine's counters, then
+     * `jni_protect_calls`). The same for every engine: fetch them once ([ClatEngine.counterNames]).
+     */
     @JvmStatic
-    external fun stats(handle: Long): Array<String>
+    external fun counterNames(): Array<String>
+
+    /** The engine's counters, in the order of [counterNames]. */
+    @JvmStatic
+    external fun counters(handle: Long): LongArray
 
     /** Whether the engine's loop still runs (it ends by itself if the TUN goes away). */
     @JvmStatic
@@ -103,15 +110,15 @@ object ClatNative {
     external fun awaitExit(handle: Long): String?
 
     /**
-     * RFC 7050 NAT64 prefix discovery (ipv4only.arpa through [resolvers]), every prefix found
-     * as "prefix/len source ttlSeconds", e.g. "64:ff9b::/96 rfc7050 300". Blocks up to
+     * RFC 7050 NAT64 prefix discovery (ipv4only.arpa through [resolvers]), every prefix found,
+     * e.g. DiscoveredPrefix("64:ff9b::/96", "rfc7050", 300). Blocks up to
      * [timeoutMs]; call it off the main thread. [protector] protects the query sockets
      * (pass the VpnService's while the VPN runs; null means none).
      *
      * @throws ClatException no prefix (no DNS64, timeout, ...), with the reason
      */
     @JvmStatic
-    external fun discover(resolvers: Array<String>, timeoutMs: Int, protector: SocketProtector?): Array<String>
+    external fun discover(resolvers: Array<String>, timeoutMs: Int, protector: SocketProtector?): Array<DiscoveredPrefix>
 
     /**
      * TEST AID for Linux hosts only: opens (creating if needed) the TUN device [name] and returns

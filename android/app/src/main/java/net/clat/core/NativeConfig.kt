@@ -12,7 +12,10 @@ package net.clat.core
 class NativeConfig(
     /** NAT64 prefix, RFC 6052 length (/32, /40, /48, /56, /64, /96), e.g. "64:ff9b::/96". */
     @JvmField val prefix: String,
-    /** Resolvers of the underlying network: "[2001:db8::53]:53", "2001:db8::53" (port 53). */
+    /**
+     * Resolvers of the underlying network: "[2001:db8::53]:53", "2001:db8::53" (port 53), and
+     * link-local ones with their zone (interface name or index): "fe80::1%wlan0", "[fe80::1%3]:53".
+     */
     @JvmField val dnsServers: Array<String> = emptyArray(),
     /** The CLAT's IPv4 address (the apps' source, the TUN's address). */
     @JvmField val clatAddress: String? = null,

@@ -67,7 +67,7 @@ class ClatNativeContractTest {
     @Test
     fun `calls on unknown handles throw IllegalStateException and stop is harmless`() {
         for (h in listOf(0L, -7L, 123_456_789L)) {
-            val e = assertThrows<IllegalStateException> { ClatNative.stats(h) }
+            val e = assertThrows<IllegalStateException> { ClatNative.counters(h) }
             assertEquals("no engine with handle $h", e.message)
             assertThrows<IllegalStateException> { ClatNative.isRunning(h) }
             assertThrows<IllegalStateException> { ClatNative.exitReason(h) }
@@ -91,6 +91,83 @@ class ClatNativeContractTest {
         assertThrows<IllegalArgumentException> { ClatNative.setDns(42L, arrayOf("nope")) }
         val e2 = assertThrows<IllegalArgumentException> { ClatNative.setDns(42L, withNull) }
         assertContains(e2.message!!, "dnsServers[0] is null")
+    }
+
+    @Test
+    fun `link-local resolvers are taken with their zone and refused without one`() {
+        // Accepted: the check passes and the stale handle is what fails.
+        for (r in listOf("fe80::1%lo", "[fe80::1%lo]:53", "fe80::1%1")) {
+            assertThrows<IllegalStateException>(r) { ClatNative.setDns(42L, arrayOf(r)) }
+        }
+        val e = assertThrows<IllegalArgumentException> { ClatNative.setDns(42L, arrayOf("fe80::1")) }
+        assertContains(e.message!!, "link-local")
+        val e2 = assertThrows<IllegalArgumentException> { ClatNative.setDns(42L, arrayOf("fe80::1%nosuchif9")) }
+        assertContains(e2.message!!, "no interface named")
+    }
+
+    @Test
+    fun `discover asks a link-local resolver on its interface`() {
+        // A link-local address of this host, spelt as NetworkMonitor passes it: "fe80::...%ifname".
+        val (nif, ll) = java.net.NetworkInterface.networkInterfaces().toList().flatMap { n ->
+            n.inetAddresses.toList().filter { it is java.net.Inet6Address && it.isLinkLocalAddress }.map { n to it }
+        }.firstOrNull() ?: return println("skipped: no link-local address on this host")
+        DatagramSocket(InetSocketAddress(ll, 0)).use { silent ->
+            val literal = ll.hostAddress.substringBefore('%') + "%" + nif.name
+            val p = CountingProtector()
+            val e = assertThrows<ClatException> { ClatNative.discover(arrayOf("[$literal]:${silent.localPort}"), 300, p) }
+            // Sent (the query socket was protected) and then silence: no EINVAL for a missing scope.
+            assertContains(e.message!!, "discovery failed")
+            assertTrue(p.calls.get() >= 1)
+        }
+    }
+
+    @Test
+    fun `counter names come once, stable, unique, ending with the bridge's own`() {
+        val names = ClatNative.counterNames().toList()
+        assertEquals(names, ClatNative.counterNames().toList())
+        assertEquals(names.size, names.toSet().size)
+        assertEquals("tun_rx_packets", names.first())
+        assertEquals("jni_protect_calls", names.last())
+        assertTrue("flows_tcp" in names)
+        assertEquals(names, ClatEngine.counterNames)
+    }
+
+    @Test
+    fun `discover returns DiscoveredPrefix objects`() {
+        // A one-shot DNS64 on ::1: answers ipv4only.arpa AAAA with 64:ff9b::192.0.0.170, TTL 300.
+        DatagramSocket(InetSocketAddress(InetAddress.getByName("::1"), 0)).use { server ->
+            val t = Thread {
+                val buf = ByteArray(512)
+                val q = java.net.DatagramPacket(buf, buf.size)
+                server.receive(q)
+                val r = buf.copyOf(q.length).toMutableList()
+                r[2] = (r[2].toInt() or 0x80).toByte() // QR
+                r[7] = 1 // ANCOUNT
+                val rr = byteArrayOf(0xc0.toByte(), 0x0c, 0, 28, 0, 1, 0, 0, 0x01, 0x2c, 0, 16) +
+                    InetAddress.getByName("64:ff9b::c000:aa").address
+                val out = (r + rr.toList()).toByteArray()
+                server.send(java.net.DatagramPacket(out, out.size, q.socketAddress))
+            }.apply { start() }
+            val found = ClatNative.discover(arrayOf("[::1]:${server.localPort}"), 3000, null)
+            t.join(5000)
+            assertEquals(listOf(DiscoveredPrefix("64:ff9b::/96", "rfc7050", 300)), found.toList())
+        }
+    }
+
+    @Test
+    fun `ClatEngine over a stale handle throws like the core, and closing twice is harmless`() {
+        val start = ClatEngine::class.java.getDeclaredConstructor(Long::class.javaPrimitiveType).apply { isAccessible = true }
+        val engine = start.newInstance(55_555L)
+        engine.use { e ->
+            assertThrows<IllegalStateException> { e.counters() }
+            assertThrows<IllegalStateException> { e.isRunning }
+            assertThrows<IllegalStateException> { e.setDns(arrayOf("fe80::1%lo")) }
+            assertThrows<IllegalArgumentException> { e.setPrefix("2001:db8::/33") }
+        }
+        engine.close()
+        assertFalse(engine.stop())
+        val bad = assertThrows<IllegalArgumentException> { ClatEngine.start(-1, ok, CountingProtector()) }
+        assertContains(bad.message!!, "tunFd -1")
     }
 
     /** Kotlin's types forbid nulls; Java callers (reflection here) can still pass them. */

@@ -131,7 +131,7 @@ class ClatNativeLabTest {
             assertTrue(ClatNative.stop(h))
         }
         assertFalse(ClatNative.stop(h), "second stop is harmless")
-        val e = assertThrows<IllegalStateException> { ClatNative.stats(h) }
+        val e = assertThrows<IllegalStateException> { ClatNative.counters(h) }
         assertEquals("no engine with handle $h", e.message)
         assertThrows<IllegalStateException> { ClatNative.setPrefix(h, JniTestSupport.PREFIX) }
         assertEquals(engineCount, ClatNative.engineCount())
@@ -257,9 +257,9 @@ class ClatNativeLabTest {
         val p = CountingProtector()
         val found = ClatNative.discover(arrayOf(JniTestSupport.DNS64), 3000, p)
         assertTrue(found.isNotEmpty())
-        val parts = found[0].split(" ")
-        assertEquals(listOf(JniTestSupport.PREFIX, "rfc7050"), parts.take(2), found.joinToString())
-        assertTrue(parts[2].toLong() > 0)
+        assertEquals(JniTestSupport.PREFIX, found[0].prefix, found.joinToString())
+        assertEquals("rfc7050", found[0].source)
+        assertTrue(found[0].ttlSeconds > 0)
         assertTrue(p.calls.get() >= 1)
     }
 }

@@ -70,13 +70,13 @@ object JniTestSupport {
             ref.get() == null
         }
 
-    /** `name=value` lines as a map. */
-    fun statsMap(handle: Long): Map<String, Long> =
-        ClatNative.stats(handle).associate { line ->
-            val i = line.indexOf('=')
-            check(i > 0) { "bad stats line $line" }
-            line.substring(0, i) to line.substring(i + 1).toLong()
-        }
+    /** The counters by name: [ClatNative.counterNames] paired with [ClatNative.counters]. */
+    fun statsMap(handle: Long): Map<String, Long> {
+        val names = ClatNative.counterNames()
+        val values = ClatNative.counters(handle)
+        check(names.size == values.size) { "${names.size} names for ${values.size} values" }
+        return names.zip(values.asList()).toMap()
+    }
 
     /** A valid configuration for the lab. */
     fun labConfig(

@@ -1,5 +1,7 @@
 package net.clat.app.logic
 
+import net.clat.core.DiscoveredPrefix
+
 /**
  * What the controller needs from the platform. ClatVpnService implements it with
  * VpnService.Builder, the JNI bridge and a worker thread; tests implement it with fakes.
@@ -190,8 +192,8 @@ class ClatController(
         return evaluate("network lost, waiting for another")
     }
 
-    /** RFC 7050 finished for [networkId]: entries as ClatNative.discover returns them. */
-    fun onDiscovery(networkId: String, result: Result<Array<String>>): ControllerView {
+    /** RFC 7050 finished for [networkId]: the prefixes ClatNative.discover returned, or its error. */
+    fun onDiscovery(networkId: String, result: Result<List<DiscoveredPrefix>>): ControllerView {
         if (discoveringFor == networkId) discoveringFor = null
         if (network?.id != networkId) return evaluate("stale discovery result ignored")
         discoveredFor = networkId
@@ -203,8 +205,7 @@ class ClatController(
             discovered = ok
             failedRevalidations = 0
             discoveryNote = bad.takeIf { it.isNotEmpty() }?.joinToString("; ", "ignored discovery answers: ")
-            val ttl = result.getOrNull()
-                ?.mapNotNull { it.trim().split(Regex("\\s+")).getOrNull(2)?.toLongOrNull() }?.minOrNull()
+            val ttl = result.getOrNull()?.minOfOrNull { it.ttlSeconds }
             if (ttl != null) port.scheduleRediscovery(networkId, ttl.coerceIn(MIN_REVALIDATE_S, MAX_REVALIDATE_S))
         } else {
             val why = bad.joinToString("; ").ifEmpty { "RFC 7050 discovery found no prefix" }
@@ -269,8 +270,14 @@ class ClatController(
     /** The user's "keep local traffic local" choice ([LocalRoutes]); managed configuration wins. */
     var userExcludeLocalTraffic: Boolean = true
 
+    /**
+     * `VpnService.isLockdownEnabled()` as last read: under lockdown DNS goes through the relay
+     * ([DnsPolicy]), so a change rebuilds the TUN (the plan's DNS servers differ).
+     */
+    var lockdown: Boolean = false
+
     fun resolved(): ResolvedSettings =
-        SettingsResolver.resolve(managed, userPrefixOverride, ownPackage, userExcludeLocalTraffic)
+        SettingsResolver.resolve(managed, userPrefixOverride, ownPackage, userExcludeLocalTraffic, lockdown)
 
     fun evaluate(@Suppress("UNUSED_PARAMETER") trigger: String): ControllerView {
         val resolved = resolved()

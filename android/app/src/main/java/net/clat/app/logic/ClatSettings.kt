@@ -41,6 +41,8 @@ data class ClatSettings(
     val maxFlows: Int = Limits.MAX_FLOWS_DEFAULT,
     /** Keep IPv4 link-local, multicast and broadcast out of the TUN ([LocalRoutes]); on by default. */
     val excludeLocalTraffic: Boolean = true,
+    /** Send apps' DNS through the engine's relay even outside lockdown ([DnsPolicy]); off by default. */
+    val dnsThroughVpn: Boolean = false,
 ) {
     companion object {
         /**
@@ -60,6 +62,7 @@ data class ClatSettings(
             udpTimeoutSec = managed.udpTimeoutSec ?: Limits.UDP_TIMEOUT_DEFAULT_SEC,
             maxFlows = managed.maxFlows ?: Limits.MAX_FLOWS_DEFAULT,
             excludeLocalTraffic = managed.excludeLocalTraffic ?: userExcludeLocalTraffic,
+            dnsThroughVpn = managed.dnsThroughVpn ?: false,
         )
     }
 }
@@ -83,6 +86,7 @@ object SettingsResolver {
         userPrefixOverride: String?,
         ownPackage: String,
         userExcludeLocalTraffic: Boolean = true,
+        lockdown: Boolean = false,
     ): ResolvedSettings {
         val warnings = ArrayList<String>()
         val userPrefix = userPrefixOverride?.trim()?.takeIf { it.isNotEmpty() }?.let { text ->
@@ -94,21 +98,14 @@ object SettingsResolver {
         val plan = if (blocking.isNotEmpty()) {
             PlanResult.Invalid(blocking.map { "managed configuration: $it" })
         } else {
-            VpnConfigBuilder.build(settings, ownPackage)
+            VpnConfigBuilder.build(settings, ownPackage, lockdown)
         }
         return ResolvedSettings(settings, plan, warnings)
     }
 }
 
-/** Parses the core's counters ("name=value") for display; malformed entries are skipped. */
+/** The core's counters for display (ClatEngine.namedCounters gives them as name/value pairs). */
 object Counters {
-    fun parse(entries: Array<String>): List<Pair<String, Long>> = entries.mapNotNull { e ->
-        val eq = e.indexOf('=')
-        if (eq <= 0) return@mapNotNull null
-        val v = e.substring(eq + 1).trim().toLongOrNull() ?: return@mapNotNull null
-        e.substring(0, eq).trim() to v
-    }
-
     /** One short line for the notification: the counters that say traffic is flowing. */
     fun summary(counters: List<Pair<String, Long>>, keys: List<String> = SUMMARY_KEYS): String {
         val map = counters.toMap()

@@ -55,5 +55,5 @@ object InternalAddressPicker {
 /** The TUN plan with the chosen internal addresses: the TUN's address and the apps' resolver. */
 fun VpnPlan.withInternalAddresses(a: InternalAddresses): VpnPlan = copy(
     addresses = listOf(IpPrefixSpec(a.clat, ClatAddresses.CLAT_PREFIX_LENGTH)),
-    dnsServers = listOf(a.dns),
+    dnsServers = if (dnsMode == DnsMode.RELAY) listOf(a.dns) else emptyList(),
 )

@@ -13,6 +13,7 @@ data class ManagedConfig(
     val udpTimeoutSec: Int? = null,
     val maxFlows: Int? = null,
     val excludeLocalTraffic: Boolean? = null,
+    val dnsThroughVpn: Boolean? = null,
 )
 
 /** One rejected value, with the key so the admin can find it. */
@@ -45,10 +46,11 @@ object ManagedConfigParser {
     const val KEY_UDP_TIMEOUT = "udp_timeout_sec"
     const val KEY_MAX_FLOWS = "max_flows"
     const val KEY_EXCLUDE_LOCAL_TRAFFIC = "exclude_local_traffic"
+    const val KEY_DNS_THROUGH_VPN = "dns_through_vpn"
 
     val KNOWN_KEYS: Set<String> = setOf(
         KEY_ALLOWED_APPS, KEY_DISALLOWED_APPS, KEY_NAT64_PREFIX, KEY_MTU,
-        KEY_ALWAYS_ON_START, KEY_UDP_TIMEOUT, KEY_MAX_FLOWS, KEY_EXCLUDE_LOCAL_TRAFFIC,
+        KEY_ALWAYS_ON_START, KEY_UDP_TIMEOUT, KEY_MAX_FLOWS, KEY_EXCLUDE_LOCAL_TRAFFIC, KEY_DNS_THROUGH_VPN,
     )
     val BLOCKING_KEYS: Set<String> = setOf(KEY_ALLOWED_APPS, KEY_DISALLOWED_APPS, KEY_NAT64_PREFIX)
 
@@ -75,6 +77,7 @@ object ManagedConfigParser {
                 udpTimeoutSec = int(values, KEY_UDP_TIMEOUT, Limits.UDP_TIMEOUT_MIN_SEC, Limits.UDP_TIMEOUT_MAX_SEC, errors),
                 maxFlows = int(values, KEY_MAX_FLOWS, Limits.MAX_FLOWS_MIN, Limits.MAX_FLOWS_MAX, errors),
                 excludeLocalTraffic = bool(values, KEY_EXCLUDE_LOCAL_TRAFFIC, errors),
+                dnsThroughVpn = bool(values, KEY_DNS_THROUGH_VPN, errors),
             ),
             errors,
         )

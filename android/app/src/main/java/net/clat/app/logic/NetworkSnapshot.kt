@@ -14,7 +14,7 @@ data class NetworkSnapshot(
     val hasIpv4DefaultRoute: Boolean = false,
     /** Whether the link has an IPv6 default route (::/0). */
     val hasIpv6DefaultRoute: Boolean = false,
-    /** The network's resolvers, as address literals. */
+    /** The network's resolvers, as address literals; link-local ones with their zone, "fe80::1%wlan0". */
     val dnsServers: List<String> = emptyList(),
     /**
      * The platform's NAT64 prefix, "64:ff9b::/96": `LinkProperties.getNat64Prefix()` (API 30+).

@@ -1,5 +1,7 @@
 package net.clat.app.logic
 
+import net.clat.core.DiscoveredPrefix
+
 /** Where a NAT64 prefix came from, in order of precedence (DESIGN.md "NAT64 prefix discovery"). */
 enum class PrefixSource(val label: String) {
     /** Managed configuration or the user's override: an explicit choice beats any discovery. */
@@ -58,19 +60,17 @@ object PrefixSelector {
     fun needsDiscovery(c: PrefixCandidates): Boolean = c.configured == null && c.pref64 == null
 
     /**
-     * Parses the strings the core's RFC 7050 discovery returns. Each entry starts with the prefix
-     * ("2001:db8:64::/96"), optionally followed by details after whitespace, ',' or ';'
-     * (source, lifetime). Entries that do not parse are returned as errors, never thrown.
+     * The prefixes the core's RFC 7050 discovery found, as [Nat64Prefix] (distinct, in the
+     * answer's order). The core already checked them; one this app's rules refuse anyway is
+     * returned as an error, never thrown.
      */
-    fun parseDiscovered(entries: Array<String>): Pair<List<Nat64Prefix>, List<String>> {
+    fun parseDiscovered(entries: List<DiscoveredPrefix>): Pair<List<Nat64Prefix>, List<String>> {
         val ok = ArrayList<Nat64Prefix>()
         val bad = ArrayList<String>()
         for (e in entries) {
-            val token = e.trim().split(' ', '\t', ',', ';').firstOrNull().orEmpty()
-                .removePrefix("prefix=")
-            Nat64Prefix.parse(token).fold(
+            Nat64Prefix.parse(e.prefix).fold(
                 onSuccess = { if (it !in ok) ok.add(it) },
-                onFailure = { bad.add(it.message ?: e) },
+                onFailure = { bad.add(it.message ?: e.prefix) },
             )
         }
         return ok to bad

@@ -19,7 +19,9 @@ data class VpnPlan(
      * `Builder.excludeRoute` on API 33+, folded into [routesBelowApi33] before.
      */
     val excludedRoutes: List<IpPrefixSpec>,
+    /** The VPN's own resolvers (`addDnsServer`): the relay in [DnsMode.RELAY], none otherwise. */
     val dnsServers: List<String>,
+    val dnsMode: DnsMode,
     val mtu: Int,
     /** `allowFamily(AF_INET6)`: native IPv6 bypasses the TUN, only IPv4 takes the CLAT path. */
     val allowIpv6Bypass: Boolean,
@@ -36,7 +38,7 @@ data class VpnPlan(
     /** The routes for Android below 13: [routes] minus [excludedRoutes], as plain routes. */
     val routesBelowApi33: List<IpPrefixSpec> get() = LocalRoutes.subtract(routes, excludedRoutes)
 
-    private fun toIdentity() = listOf(session, addresses, routes, excludedRoutes, dnsServers, mtu, allowIpv6Bypass, metered, allowedApps, disallowedApps)
+    private fun toIdentity() = listOf(session, addresses, routes, excludedRoutes, dnsServers, dnsMode, mtu, allowIpv6Bypass, metered, allowedApps, disallowedApps)
 }
 
 sealed interface PlanResult {
@@ -55,7 +57,8 @@ sealed interface PlanResult {
 object VpnConfigBuilder {
     const val SESSION = "CLAT (464XLAT)"
 
-    fun build(settings: ClatSettings, ownPackage: String): PlanResult {
+    /** [lockdown]: `VpnService.isLockdownEnabled()`, which decides the [DnsMode] ([DnsPolicy]). */
+    fun build(settings: ClatSettings, ownPackage: String, lockdown: Boolean = false): PlanResult {
         val errors = ArrayList<String>()
         val notes = ArrayList<String>()
         if (settings.mtu !in Limits.MTU_MIN..Limits.MTU_MAX) {
@@ -83,13 +86,15 @@ object VpnConfigBuilder {
         } else {
             disallowed
         }
+        val dnsMode = DnsPolicy.decide(lockdown, settings.dnsThroughVpn)
         return PlanResult.Valid(
             VpnPlan(
                 session = SESSION,
                 addresses = listOf(IpPrefixSpec(ClatAddresses.CLAT_V4, ClatAddresses.CLAT_PREFIX_LENGTH)),
                 routes = listOf(IpPrefixSpec("0.0.0.0", 0)),
                 excludedRoutes = if (settings.excludeLocalTraffic) LocalRoutes.IPV4_LOCAL else emptyList(),
-                dnsServers = listOf(ClatAddresses.DNS_V4),
+                dnsServers = if (dnsMode == DnsMode.RELAY) listOf(ClatAddresses.DNS_V4) else emptyList(),
+                dnsMode = dnsMode,
                 mtu = settings.mtu,
                 allowIpv6Bypass = true,
                 metered = false,

@@ -1,5 +1,7 @@
 package net.clat.app.logic
 
+import net.clat.core.DiscoveredPrefix
+
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertInstanceOf
@@ -60,7 +62,7 @@ class ClatControllerTest {
         c.onNetwork(wifi) // capability/link updates must not start a second discovery
         assertEquals(listOf("1"), port.discoveries)
 
-        val v = c.onDiscovery("1", Result.success(arrayOf("2001:db8:64::/96 rfc7050 300", "64:ff9b::/96 rfc7050 600")))
+        val v = c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix("2001:db8:64::/96", "rfc7050", 300), DiscoveredPrefix("64:ff9b::/96", "rfc7050", 600))))
         assertTrue(v.running)
         assertEquals(listOf("start 1 2001:db8:64::/96"), port.calls)
         assertEquals(PrefixSource.RFC7050, v.target!!.prefix.source)
@@ -103,7 +105,7 @@ class ClatControllerTest {
         c.onNetwork(wifi)
         c.onStartRequested()
         c.onNetwork(cell)
-        val v = c.onDiscovery("1", Result.success(arrayOf("64:ff9b::/96 rfc7050 300")))
+        val v = c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix("64:ff9b::/96", "rfc7050", 300))))
         assertFalse(v.running)
         assertTrue(port.calls.isEmpty())
         assertEquals(listOf("1", "2"), port.discoveries)
@@ -212,7 +214,7 @@ class ClatControllerTest {
     private fun runningOnWifiByRfc7050() {
         c.onNetwork(wifi)
         c.onStartRequested()
-        c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300")))
+        c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix("$a", "rfc7050", 300))))
         assertEquals(listOf("start 1 $a"), port.calls)
     }
 
@@ -222,7 +224,7 @@ class ClatControllerTest {
         val during = c.onRediscover("1")!!
         assertEquals(listOf("1", "1"), port.discoveries, "asks DNS64 again")
         assertTrue(during.running, "the known prefix is kept while asking")
-        val after = c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300")))
+        val after = c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix("$a", "rfc7050", 300))))
         assertTrue(after.running)
         assertEquals(listOf("start 1 $a"), port.calls, "no stop, no start, no reconfigure")
     }
@@ -231,7 +233,7 @@ class ClatControllerTest {
     fun `a prefix changed at re-validation is applied live`() {
         runningOnWifiByRfc7050()
         c.onRediscover("1")
-        val v = c.onDiscovery("1", Result.success(arrayOf("$b rfc7050 300")))
+        val v = c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix("$b", "rfc7050", 300))))
         assertTrue(v.running)
         assertEquals(listOf("start 1 $a", "reconfigure [PREFIX] $b"), port.calls)
     }
@@ -263,7 +265,7 @@ class ClatControllerTest {
         assertEquals(listOf("start 1 $a"), port.calls, "the engine is left alone meanwhile")
         c.onRediscover("1") // the old network's TTL timer fires late: ignored
         assertEquals(listOf("1", "2"), port.discoveries)
-        val v = c.onDiscovery("2", Result.success(arrayOf("$b rfc7050 300")))
+        val v = c.onDiscovery("2", Result.success(listOf(DiscoveredPrefix("$b", "rfc7050", 300))))
         assertTrue(v.running)
         assertEquals(listOf("start 1 $a", "reconfigure [PREFIX, NETWORK, DNS] $b"), port.calls)
     }
@@ -282,10 +284,10 @@ class ClatControllerTest {
         runningOnWifiByRfc7050()
         val two = wifi.copy(dnsServers = listOf("2001:db8:1::53", "2001:db8:1::54"))
         c.onNetwork(two)
-        c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300"))) // link change re-validates
+        c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix("$a", "rfc7050", 300)))) // link change re-validates
         val swapped = two.copy(dnsServers = two.dnsServers.reversed())
         c.onNetwork(swapped)
-        c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300")))
+        c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix("$a", "rfc7050", 300))))
         assertEquals(listOf("start 1 $a", "reconfigure [DNS] $a"), port.calls, "order alone changes nothing")
     }
 
@@ -300,9 +302,9 @@ class ClatControllerTest {
         val moved = wifi.copy(validated = true, addresses = listOf("2001:db8:1::3/64"))
         c.onNetwork(moved)
         assertEquals(listOf("1", "1"), port.discoveries)
-        c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300")))
+        c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix("$a", "rfc7050", 300))))
         assertEquals(listOf("1", "1", "1"), port.discoveries)
-        c.onDiscovery("1", Result.success(arrayOf("$a rfc7050 300")))
+        c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix("$a", "rfc7050", 300))))
         c.onNetwork(moved.copy(validated = false))
         c.onNetwork(moved)
         assertEquals(listOf("1", "1", "1", "1"), port.discoveries, "losing VALIDATED does not, regaining it does")

@@ -40,7 +40,8 @@ class InternalAddressPickerTest {
 
     @Test
     fun `the plan carries the chosen TUN address and resolver`() {
-        val plan = (VpnConfigBuilder.build(ClatSettings(), "net.clat.app") as PlanResult.Valid).plan
+        // The relay is the VPN's resolver under lockdown (DnsPolicy).
+        val plan = (VpnConfigBuilder.build(ClatSettings(), "net.clat.app", lockdown = true) as PlanResult.Valid).plan
         val p = plan.withInternalAddresses(InternalAddresses("192.0.0.3", "192.0.0.2", "192.0.0.1"))
         assertEquals(listOf(IpPrefixSpec("192.0.0.3", 29)), p.addresses)
         assertEquals(listOf("192.0.0.1"), p.dnsServers)

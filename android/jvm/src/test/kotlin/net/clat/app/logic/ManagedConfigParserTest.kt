@@ -90,9 +90,8 @@ class ManagedConfigParserTest {
     }
 
     @Test
-    fun `counters parse name=value and summarise`() {
-        val c = Counters.parse(arrayOf("flows_tcp=3", "flows_udp = 2", "broken", "=5", "x=y", "tun_rx_packets=10"))
-        assertEquals(listOf("flows_tcp" to 3L, "flows_udp" to 2L, "tun_rx_packets" to 10L), c)
+    fun `counters summarise`() {
+        val c = listOf("flows_tcp" to 3L, "flows_udp" to 2L, "tun_rx_packets" to 10L)
         assertEquals("flows tcp 3 · flows udp 2 · tun rx packets 10", Counters.summary(c))
     }
 }

@@ -1,5 +1,7 @@
 package net.clat.app.logic
 
+import net.clat.core.DiscoveredPrefix
+
 import org.junit.jupiter.api.Assertions.assertEquals
 import org.junit.jupiter.api.Assertions.assertFalse
 import org.junit.jupiter.api.Assertions.assertNull
@@ -43,9 +45,10 @@ class PrefixSelectorTest {
     }
 
     @Test
-    fun `discovered strings are parsed leniently and bad ones reported`() {
+    fun `discovered prefixes become Nat64Prefix, duplicates dropped, bad ones reported`() {
         val (ok, bad) = PrefixSelector.parseDiscovered(
-            arrayOf("2001:db8:64::/96 rfc7050 ttl=300", "64:ff9b::/96;lifetime=60", "2001:db8:64::/96", "2001:db8::1/96", "nonsense"),
+            listOf("2001:db8:64::/96", "64:ff9b::/96", "2001:db8:64::/96", "2001:db8::1/96", "nonsense")
+                .map { DiscoveredPrefix(it, "rfc7050", 300) },
         )
         assertEquals(listOf(dns1, dns2), ok)
         assertEquals(2, bad.size)

@@ -23,7 +23,8 @@ class VpnConfigBuilderTest {
         val p = valid(ClatSettings())
         assertEquals(listOf(IpPrefixSpec("192.0.0.4", 29)), p.addresses)
         assertEquals(listOf(IpPrefixSpec("0.0.0.0", 0)), p.routes)
-        assertEquals(listOf("192.0.0.6"), p.dnsServers)
+        // Outside lockdown the VPN has no resolver of its own (DnsPolicyTest).
+        assertEquals(emptyList<String>(), p.dnsServers)
         assertEquals(1500, p.mtu)
         assertTrue(p.allowIpv6Bypass)
         assertFalse(p.metered)

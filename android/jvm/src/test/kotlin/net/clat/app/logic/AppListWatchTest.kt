@@ -27,7 +27,9 @@ class AppListWatchTest {
         override fun stopEngine() {
             calls.add("stop")
         }
+        override fun replaceEngine(target: RunTarget): String? = null.also { calls.add("replace") }
         override fun reconfigure(target: RunTarget, changes: Set<Change>): String? = null
+        override fun clearUnderlyingNetworks() {}
         override fun startDiscovery(network: NetworkSnapshot) {}
         override fun scheduleRediscovery(networkId: String, delaySeconds: Long) {}
     }
@@ -35,7 +37,7 @@ class AppListWatchTest {
     @Test
     fun `the controller establishes the VPN again when a listed package changes`() {
         val port = Port()
-        val c = ClatController(port, own)
+        val c = ClatController(port, own, FakeScheduler())
         c.onManagedConfig(ParsedManagedConfig(ManagedConfig(allowedApps = listOf("org.example.mail")), emptyList()))
         c.setUserChoices(true, "64:ff9b::/96", false)
         c.onNetwork(NetworkSnapshot("1", "wlan0", listOf("2001:db8:1::2/64"), hasIpv6DefaultRoute = true))
@@ -48,7 +50,7 @@ class AppListWatchTest {
     @Test
     fun `nothing happens when the CLAT is not running`() {
         val port = Port()
-        val c = ClatController(port, own)
+        val c = ClatController(port, own, FakeScheduler())
         c.onListedPackageChanged()
         assertEquals(emptyList<String>(), port.calls)
     }

@@ -111,6 +111,7 @@ class ClatVpnService : VpnService(), ClatPort {
         controller = ClatController(this, packageName, HandlerScheduler(main), ::show)
         controller.setUserChoices(prefs.enabled, prefs.prefixOverride, prefs.force)
         controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
+        controller.userApps = prefs.appSelection
         controller.nativeError = try {
             ClatNative.load()
             null
@@ -157,6 +158,7 @@ class ClatVpnService : VpnService(), ClatPort {
         }
         controller.setUserChoices(true, prefs.prefixOverride, prefs.force)
         controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
+        controller.userApps = prefs.appSelection
         // Foreground first: startForegroundService() gives the service a few seconds to call
         // startForeground(), and onStartRequested() may establish() the VPN and start the engine.
         goForeground()

@@ -269,8 +269,11 @@ class ClatController(
     /** The user's "keep local traffic local" choice ([LocalRoutes]); managed configuration wins. */
     var userExcludeLocalTraffic: Boolean = true
 
+    /** The user's per-app selection ([AppSelection]); managed app lists win. */
+    var userApps: AppSelection = AppSelection.ALL
+
     fun resolved(): ResolvedSettings =
-        SettingsResolver.resolve(managed, userPrefixOverride, ownPackage, userExcludeLocalTraffic)
+        SettingsResolver.resolve(managed, userPrefixOverride, ownPackage, userExcludeLocalTraffic, userApps)
 
     fun evaluate(@Suppress("UNUSED_PARAMETER") trigger: String): ControllerView {
         val resolved = resolved()

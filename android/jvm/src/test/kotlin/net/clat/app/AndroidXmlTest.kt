@@ -104,6 +104,12 @@ class AndroidXmlTest {
     }
 
     @Test
+    fun `a long press on the tile opens the app`() {
+        val actions = component("activity", ".MainActivity").children("action").mapNotNull { it.a("name") }
+        assertTrue("android.service.quicksettings.action.QS_TILE_PREFERENCES" in actions, actions.toString())
+    }
+
+    @Test
     fun `the adb receiver admits only the shell and the system`() {
         val r = component("receiver", ".AdbCommandReceiver")
         assertEquals("android.permission.DUMP", r.a("permission"), "another app must not set the prefix")

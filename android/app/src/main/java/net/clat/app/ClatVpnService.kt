@@ -20,6 +20,7 @@ import java.net.InetAddress
 import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
 import net.clat.app.logic.AppListWatch
+import net.clat.app.logic.AppSelection
 import net.clat.app.logic.Change
 import net.clat.app.logic.ClatController
 import net.clat.app.logic.ClatPort
@@ -418,6 +419,10 @@ class ClatVpnService : VpnService(), ClatPort {
                 warnings = warnings,
                 alwaysOn = Build.VERSION.SDK_INT >= 29 && isAlwaysOn,
                 lockdown = lockdown,
+                addresses = internal?.takeIf { t != null }?.let { "CLAT ${it.clat}, NAT ${it.nat}, DNS relay ${it.dns}" },
+                mtu = t?.plan?.mtu,
+                resolvers = t?.dnsServers ?: emptyList(),
+                apps = t?.plan?.let { AppSelection.ofLists(it.allowedApps, it.disallowedApps).describe() },
             ),
         )
     }

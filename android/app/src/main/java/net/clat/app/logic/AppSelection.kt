@@ -34,6 +34,13 @@ data class AppSelection(val mode: Mode = Mode.ALL, val packages: List<String> = 
             return if (m == Mode.ALL) ALL else AppSelection(m, list)
         }
 
+        /** The selection a plan's lists (Android's builder takes one of them) amount to. */
+        fun ofLists(allowed: List<String>, disallowed: List<String>): AppSelection = when {
+            allowed.isNotEmpty() -> AppSelection(Mode.ONLY, allowed)
+            disallowed.isNotEmpty() -> AppSelection(Mode.EXCEPT, disallowed)
+            else -> ALL
+        }
+
         /** Comma, semicolon or whitespace separated, as in the managed configuration. */
         fun splitPackages(text: String): List<String> =
             text.split(',', ';', ' ', '\n', '\t', '\r').map { it.trim() }.filter { it.isNotEmpty() }.distinct()

@@ -70,7 +70,10 @@ class AppPickerDialog(
             setPadding(pad, pad / 2, pad, 0)
             addView(modes)
             addView(filter)
-            addView(list, LinearLayout.LayoutParams(LinearLayout.LayoutParams.MATCH_PARENT, 0, 1f))
+            // A fixed height: a dialog's custom view wraps its content, so a weighted list would
+            // get no room at all.
+            val listHeight = (320 * activity.resources.displayMetrics.density).toInt()
+            addView(list, LinearLayout.LayoutParams(LinearLayout.LayoutParams.MATCH_PARENT, listHeight, 0f))
         }
         AlertDialog.Builder(activity)
             .setTitle("Apps through the CLAT")

@@ -115,6 +115,8 @@ class MainActivity : Activity() {
     override fun onStart() {
         super.onStart()
         StatusBoard.listen(listener)
+        // Here rather than per status update: reading the managed configuration is a binder call.
+        showApps()
     }
 
     override fun onStop() {
@@ -138,7 +140,6 @@ class MainActivity : Activity() {
             s.apps?.let { "Apps: $it" },
         ).joinToString("\n")
         details.visibility = if (details.text.isEmpty()) View.GONE else View.VISIBLE
-        showApps()
         warnings.text = s.warnings.joinToString("\n") { "⚠ $it" }
         warnings.visibility = if (s.warnings.isEmpty()) View.GONE else View.VISIBLE
     }
@@ -244,8 +245,8 @@ class MainActivity : Activity() {
                 "Android's own CLAT already serves it.",
             "Tethered devices (hotspot, USB) get no IPv4 from it: Android routes only this phone's " +
                 "apps through a VPN app, never tethered traffic.",
-            "Android runs one VPN at a time: starting another VPN app stops this one, and this one " +
-                "cannot start while another holds the VPN.",
+            "Android runs one VPN at a time: starting another VPN app stops this one, and starting " +
+                "this one (after your consent) stops the other.",
             "The quick-settings tile shows \"unavailable\" until you allow the VPN here; long-press " +
                 "it to open this screen.",
             "The IPv4 check connects to an IPv4 address (not a name: DNS64 would answer a name with " +

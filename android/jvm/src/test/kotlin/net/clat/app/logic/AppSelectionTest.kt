@@ -42,4 +42,32 @@ class AppSelectionTest {
         assertEquals("only 1 app(s): com.a.b", AppSelection(AppSelection.Mode.ONLY, listOf("com.a.b")).describe())
         assertEquals("all apps except 1: com.a.b", AppSelection(AppSelection.Mode.EXCEPT, listOf("com.a.b")).describe())
     }
+
+    private class Port : ClatPort {
+        val calls = ArrayList<String>()
+        var lastPlan: VpnPlan? = null
+        override fun startEngine(target: RunTarget): String? = null.also { calls.add("start"); lastPlan = target.plan }
+        override fun stopEngine() {
+            calls.add("stop")
+        }
+        override fun replaceEngine(target: RunTarget): String? = null.also { calls.add("replace"); lastPlan = target.plan }
+        override fun reconfigure(target: RunTarget, changes: Set<Change>): String? = null
+        override fun clearUnderlyingNetworks() {}
+        override fun startDiscovery(network: NetworkSnapshot) {}
+        override fun scheduleRediscovery(networkId: String, delaySeconds: Long) {}
+    }
+
+    @Test
+    fun `a new selection while running rebuilds the TUN with the new lists (what the service does on a start intent)`() {
+        val port = Port()
+        val c = ClatController(port, own, FakeScheduler())
+        c.setUserChoices(true, "64:ff9b::/96", false)
+        c.onNetwork(NetworkSnapshot("1", "wlan0", listOf("2001:db8:1::2/64"), hasIpv6DefaultRoute = true))
+        assertEquals(listOf("start"), port.calls)
+        assertEquals(emptyList<String>(), port.lastPlan!!.allowedApps)
+        c.userApps = AppSelection(AppSelection.Mode.ONLY, listOf("com.a.b"))
+        c.onStartRequested()
+        assertEquals(listOf("start", "replace"), port.calls)
+        assertEquals(listOf("com.a.b", own), port.lastPlan!!.allowedApps)
+    }
 }

@@ -8,7 +8,7 @@ import android.os.Build
 import android.service.quicksettings.Tile
 import android.service.quicksettings.TileService
 
-/** Quick-settings tile: shows whether the CLAT runs, toggles it. */
+/** Quick-settings tile: shows whether the CLAT runs (or that it cannot, without consent), toggles it. */
 class ClatTileService : TileService() {
     private val listener: (ClatStatus) -> Unit = { update(it) }
 
@@ -56,13 +56,25 @@ class ClatTileService : TileService() {
 
     private fun update(s: ClatStatus) {
         val tile = qsTile ?: return
+        // No consent (or another app's VPN holds it): the tile cannot start the CLAT, so it says
+        // so. SystemUI does not deliver clicks to an unavailable tile; a long press opens
+        // MainActivity (its QS_TILE_PREFERENCES filter, developer.android.com/reference/android/
+        // service/quicksettings/TileService#ACTION_QS_TILE_PREFERENCES), which asks for consent.
+        val consent = VpnService.prepare(this) == null
         tile.state = when {
+            !consent && !s.running -> Tile.STATE_UNAVAILABLE
             s.running -> Tile.STATE_ACTIVE
             UserPrefs(this).enabled -> Tile.STATE_ACTIVE // on, waiting for an IPv6-only network
             else -> Tile.STATE_INACTIVE
         }
         tile.label = "CLAT"
-        if (Build.VERSION.SDK_INT >= 29) tile.subtitle = if (s.running) s.prefix else s.reason.take(40)
+        if (Build.VERSION.SDK_INT >= 29) {
+            tile.subtitle = when {
+                s.running -> s.prefix
+                !consent -> "VPN not allowed: long-press"
+                else -> s.reason.take(40)
+            }
+        }
         tile.icon = Icon.createWithResource(this, Resources.icon(this))
         tile.updateTile()
     }

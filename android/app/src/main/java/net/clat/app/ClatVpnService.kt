@@ -20,6 +20,7 @@ import java.net.InetAddress
 import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
 import net.clat.app.logic.AppListWatch
+import net.clat.app.logic.AppSelection
 import net.clat.app.logic.Change
 import net.clat.app.logic.ClatController
 import net.clat.app.logic.ClatPort
@@ -112,6 +113,7 @@ class ClatVpnService : VpnService(), ClatPort {
         controller = ClatController(this, packageName, HandlerScheduler(main), ::show)
         controller.setUserChoices(prefs.enabled, prefs.prefixOverride, prefs.force)
         controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
+        controller.userApps = prefs.appSelection
         controller.nativeError = try {
             ClatNative.load()
             null
@@ -163,6 +165,7 @@ class ClatVpnService : VpnService(), ClatPort {
         // SERVICE_INTERFACE (Vpn.setAlwaysOnPackage, then startAlwaysOnVpn), so a change arrives as
         // a start command, and the plan's DNS mode follows (DnsPolicy).
         controller.lockdown = lockdownEnabled()
+        controller.userApps = prefs.appSelection
         // Foreground first: startForegroundService() gives the service a few seconds to call
         // startForeground(), and onStartRequested() may establish() the VPN and start the engine.
         goForeground()
@@ -423,6 +426,10 @@ class ClatVpnService : VpnService(), ClatPort {
                 alwaysOn = Build.VERSION.SDK_INT >= 29 && isAlwaysOn,
                 lockdown = lockdown,
                 dns = t?.plan?.dnsMode?.let { DnsPolicy.describe(it, lockdown) },
+                addresses = internal?.takeIf { t != null }?.let { "CLAT ${it.clat}, NAT ${it.nat}, DNS relay ${it.dns}" },
+                mtu = t?.plan?.mtu,
+                resolvers = t?.dnsServers ?: emptyList(),
+                apps = t?.plan?.let { AppSelection.ofLists(it.allowedApps, it.disallowedApps).describe() },
             ),
         )
     }

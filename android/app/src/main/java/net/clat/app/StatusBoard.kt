@@ -3,6 +3,7 @@ package net.clat.app
 import android.os.Handler
 import android.os.Looper
 import java.util.concurrent.CopyOnWriteArrayList
+import net.clat.app.logic.StatusLog
 
 /**
  * What the UI, the tile and the notification show, published by [ClatVpnService] in the same
@@ -24,7 +25,19 @@ data class ClatStatus(
     val lockdown: Boolean = false,
     /** Which resolvers apps use and why (DnsPolicy.describe), one line; null while idle. */
     val dns: String? = null,
-)
+    /** The TUN's internal addresses in force (CLAT source, NAT, DNS relay), when running. */
+    val addresses: String? = null,
+    val mtu: Int? = null,
+    /** The upstream resolvers the DNS relay uses. */
+    val resolvers: List<String> = emptyList(),
+    /** The app selection in force ("all apps", "only 2 app(s): ..."). */
+    val apps: String? = null,
+) {
+    /** One line for the history ([StatusBoard.log]): what changed, never the counters. */
+    fun logLine(): String = (if (running) "running" else "not running") + ": " + reason +
+        (prefix?.let { "; prefix $it from $prefixSource" } ?: "") + (network?.let { " on $it" } ?: "") +
+        (if (warnings.isEmpty()) "" else "; warnings: " + warnings.joinToString(" | "))
+}
 
 object StatusBoard {
     private val main = Handler(Looper.getMainLooper())
@@ -34,9 +47,13 @@ object StatusBoard {
     var status: ClatStatus = ClatStatus()
         private set
 
+    /** The history exported from the UI (the app's own lines; no READ_LOGS). */
+    val log = StatusLog()
+
     /** Publishes [s]; listeners are called on the main thread. */
     fun publish(s: ClatStatus) {
         status = s
+        log.record(System.currentTimeMillis(), s.logLine())
         main.post { listeners.forEach { it(s) } }
     }
 

@@ -2,6 +2,7 @@ package net.clat.app
 
 import android.content.Context
 import android.content.SharedPreferences
+import net.clat.app.logic.AppSelection
 
 /**
  * The user's own choices (device-protected storage so that always-on and boot starts can read
@@ -30,7 +31,14 @@ class UserPrefs(context: Context) {
         get() = prefs.getBoolean(KEY_EXCLUDE_LOCAL, true)
         set(v) = prefs.edit().putBoolean(KEY_EXCLUDE_LOCAL, v).apply()
 
+    /** The user's per-app selection; ignored while managed configuration names app lists. */
+    var appSelection: AppSelection
+        get() = AppSelection.fromStored(prefs.getString(KEY_APPS_MODE, null), prefs.getString(KEY_APPS, null))
+        set(v) = prefs.edit().putString(KEY_APPS_MODE, v.mode.name).putString(KEY_APPS, v.storedPackages()).apply()
+
     private companion object {
+        const val KEY_APPS_MODE = "apps_mode"
+        const val KEY_APPS = "apps"
         const val KEY_EXCLUDE_LOCAL = "exclude_local_traffic"
         const val KEY_FORCE = "force"
         const val KEY_ENABLED = "enabled"

@@ -86,7 +86,8 @@ class AndroidXmlTest {
 
     @Test
     fun `nothing is exported without need`() {
-        val systemOnly = setOf("android.permission.BIND_VPN_SERVICE", "android.permission.BIND_QUICK_SETTINGS_TILE")
+        // DUMP: signature|privileged|development, held by the shell and the system (AdbCommandReceiver).
+        val systemOnly = setOf("android.permission.BIND_VPN_SERVICE", "android.permission.BIND_QUICK_SETTINGS_TILE", "android.permission.DUMP")
         for (tag in listOf("activity", "service", "receiver", "provider")) {
             for (c in manifest.children(tag)) {
                 val name = c.a("name")
@@ -100,6 +101,20 @@ class AndroidXmlTest {
         }
         val tile = component("service", ".ClatTileService")
         assertEquals("android.permission.BIND_QUICK_SETTINGS_TILE", tile.a("permission"))
+    }
+
+    @Test
+    fun `a long press on the tile opens the app`() {
+        val actions = component("activity", ".MainActivity").children("action").mapNotNull { it.a("name") }
+        assertTrue("android.service.quicksettings.action.QS_TILE_PREFERENCES" in actions, actions.toString())
+    }
+
+    @Test
+    fun `the adb receiver admits only the shell and the system`() {
+        val r = component("receiver", ".AdbCommandReceiver")
+        assertEquals("android.permission.DUMP", r.a("permission"), "another app must not set the prefix")
+        assertTrue(r.children("intent-filter").isEmpty(), "explicit broadcasts only")
+        assertFalse("android.permission.DUMP" in permissions, "the app itself does not request DUMP")
     }
 
     @Test

@@ -276,8 +276,12 @@ class ClatController(
      */
     var lockdown: Boolean = false
 
-    fun resolved(): ResolvedSettings =
-        SettingsResolver.resolve(managed, userPrefixOverride, ownPackage, userExcludeLocalTraffic, lockdown)
+    /** The user's per-app selection ([AppSelection]); managed app lists win. */
+    var userApps: AppSelection = AppSelection.ALL
+
+    fun resolved(): ResolvedSettings = SettingsResolver.resolve(
+        managed, userPrefixOverride, ownPackage, userExcludeLocalTraffic, lockdown = lockdown, userApps = userApps,
+    )
 
     fun evaluate(@Suppress("UNUSED_PARAMETER") trigger: String): ControllerView {
         val resolved = resolved()

@@ -47,15 +47,17 @@ data class ClatSettings(
     companion object {
         /**
          * Managed values win over the user's: an enterprise that pins a prefix or an app list must
-         * not be overridden on the device. The user can only set the prefix override.
+         * not be overridden on the device. The user's app selection applies only when the
+         * managed configuration names neither list (an admin's list replaces it whole).
          */
         fun merge(
             managed: ManagedConfig,
             userPrefixOverride: Nat64Prefix?,
             userExcludeLocalTraffic: Boolean = true,
+            userApps: AppSelection = AppSelection.ALL,
         ): ClatSettings = ClatSettings(
-            allowedApps = managed.allowedApps ?: emptyList(),
-            disallowedApps = managed.disallowedApps ?: emptyList(),
+            allowedApps = if (managed.managesApps) managed.allowedApps.orEmpty() else userApps.allowedApps,
+            disallowedApps = if (managed.managesApps) managed.disallowedApps.orEmpty() else userApps.disallowedApps,
             prefixOverride = managed.prefixOverride ?: userPrefixOverride,
             mtu = managed.mtu ?: Limits.MTU_DEFAULT,
             alwaysOnStart = managed.alwaysOnStart ?: false,
@@ -87,12 +89,13 @@ object SettingsResolver {
         ownPackage: String,
         userExcludeLocalTraffic: Boolean = true,
         lockdown: Boolean = false,
+        userApps: AppSelection = AppSelection.ALL,
     ): ResolvedSettings {
         val warnings = ArrayList<String>()
         val userPrefix = userPrefixOverride?.trim()?.takeIf { it.isNotEmpty() }?.let { text ->
             Nat64Prefix.parse(text).fold({ it }, { warnings.add("prefix override ignored: ${it.message}"); null })
         }
-        val settings = ClatSettings.merge(managed.config, userPrefix, userExcludeLocalTraffic)
+        val settings = ClatSettings.merge(managed.config, userPrefix, userExcludeLocalTraffic, userApps)
         val blocking = managed.blockingErrors
         managed.errors.filter { it !in blocking }.forEach { warnings.add("managed configuration: $it (default used)") }
         val plan = if (blocking.isNotEmpty()) {

@@ -14,7 +14,10 @@ data class ManagedConfig(
     val maxFlows: Int? = null,
     val excludeLocalTraffic: Boolean? = null,
     val dnsThroughVpn: Boolean? = null,
-)
+) {
+    /** The admin fixed the per-app lists: the user's own selection is not offered. */
+    val managesApps: Boolean get() = allowedApps != null || disallowedApps != null
+}
 
 /** One rejected value, with the key so the admin can find it. */
 data class ConfigError(val key: String, val message: String) {

@@ -71,10 +71,14 @@ print("ok")
 """, timeout=timeout + 10, check=check)
 
 
+def curl_rc(url=f"http://{SERVER}/index.html", timeout=5) -> int:
+    """curl's exit status: 0 success, 7 connection refused or unreachable, 28 timed out."""
+    return ns(PHONE, "curl", "-sS", "--fail", "-o", "/dev/null", "-m", str(timeout), url,
+              check=False, timeout=timeout + 10).returncode
+
+
 def curl_ok(url=f"http://{SERVER}/index.html", timeout=5) -> bool:
-    p = ns(PHONE, "curl", "-sS", "--fail", "-o", "/dev/null", "-m", str(timeout), url,
-           check=False, timeout=timeout + 10)
-    return p.returncode == 0
+    return curl_rc(url, timeout) == 0
 
 
 def test_server_dies_mid_transfer(clat):
@@ -115,9 +119,13 @@ def test_nat64_down_and_back(clat):
     assert curl_ok()
     try:
         ns(PLAT, "ip", "link", "set", "nat64", "down")
-        t = time.monotonic()
-        assert not curl_ok(timeout=8), "carried with the NAT64 down?"
-        took = time.monotonic() - t
+        # The PLAT answers "no route" (ICMPv6 unreachable): the app's flow must
+        # fail at once, not time out (curl 28). Today the engine completes the
+        # app's handshake before the upstream connect resolves, so the app sees
+        # a reset after connecting (curl 56); a real IPv4 path fails connect()
+        # itself (curl 7), which is what holding the SYN will give.
+        rc = curl_rc(timeout=8)
+        assert rc in (7, 56), f"curl exit {rc} with the NAT64 down (7/56: failed at once, 28: hung)"
         assert udp_echo(timeout=1.0, check=False).returncode != 0
         assert clat.running(), clat.log()
     finally:
@@ -125,7 +133,6 @@ def test_nat64_down_and_back(clat):
     # New flows work again once it is back.
     wait_until(curl_ok, timeout=20, interval=0.5, what="HTTP through the NAT64 again")
     udp_echo()
-    assert took < 9
 
 
 def _named_plat_pid() -> int:
@@ -173,8 +180,8 @@ def _uplink_up():
 def test_uplink_down_and_up(clat):
     """While ph0 is down, new flows fail (counted, answered), the engine keeps
     running; afterwards new flows work again and a download started before
-    either completes intact or fails, but never hangs past its deadline."""
-    dl = ns_popen(PHONE, "curl", "-sS", "-o", "/dev/null", "-m", "40", "--limit-rate", "2M",
+    resumes and completes whole."""
+    dl = ns_popen(PHONE, "curl", "-sS", "-o", "/dev/null", "-m", "50", "--limit-rate", "5M",
                   "-w", "%{http_code} %{size_download}", f"http://{SERVER}/100M",
                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -195,8 +202,10 @@ def test_uplink_down_and_up(clat):
         _uplink_up()
     wait_until(curl_ok, timeout=20, interval=0.5, what="HTTP after the uplink came back")
     udp_echo()
-    out, err = dl.communicate(timeout=60)
-    assert dl.returncode is not None   # ended within curl's own -m 40
+    out, err = dl.communicate(timeout=70)
+    # TCP on both legs retransmits across the outage: the download resumes and
+    # completes whole (20 s at 5 MB/s plus the outage, within curl's -m 50).
+    assert (dl.returncode, out) == (0, "200 104857600"), f"curl exit {dl.returncode}: {out} {err}"
 
 
 def test_tun_deleted_under_engine(own_clat):

@@ -1,19 +1,8 @@
 package net.clat.app
 
-import android.content.Context
-import android.content.Intent
-import android.net.ConnectivityManager
-import android.net.Network
 import android.net.NetworkCapabilities
-import android.net.VpnService
-import android.os.Build
-import android.os.ParcelFileDescriptor
 import androidx.test.ext.junit.runners.AndroidJUnit4
-import androidx.test.platform.app.InstrumentationRegistry
-import java.io.FileInputStream
 import java.net.Inet4Address
-import java.net.InetSocketAddress
-import java.net.Socket
 import net.clat.app.logic.StopReason
 import org.junit.After
 import org.junit.Assert.assertEquals
@@ -38,68 +27,29 @@ import org.junit.runner.RunWith
  */
 @RunWith(AndroidJUnit4::class)
 class ClatBehaviourInstrumentedTest {
-    private val instrumentation = InstrumentationRegistry.getInstrumentation()
-    private val context: Context = instrumentation.targetContext
-    private val args = InstrumentationRegistry.getArguments()
-    private val cm = context.getSystemService(ConnectivityManager::class.java)
-
-    private fun shell(cmd: String): String {
-        val pfd: ParcelFileDescriptor = instrumentation.uiAutomation.executeShellCommand(cmd)
-        return FileInputStream(pfd.fileDescriptor).use { it.readBytes().decodeToString() }.also { pfd.close() }
-    }
+    private val t = ClatTestSupport()
+    private val context = t.context
+    private val args = t.args
+    private val cm = t.cm
 
     @Before
     fun grantVpnConsent() {
-        shell("appops set ${context.packageName} ACTIVATE_VPN allow")
-        assertNull("VPN consent still needed after appops", VpnService.prepare(context))
+        t.grantVpnConsent()
         UserPrefs(context).prefixOverride = args.getString("clatPrefix") ?: "64:ff9b::/96"
     }
 
     @After
     fun restore() {
-        shell("svc wifi enable")
+        t.shell("svc wifi enable")
         ClatVpnService.stop(context)
-        waitFor(10_000) { vpnNetwork() == null }
+        t.waitFor(10_000) { t.vpnNetwork() == null }
         UserPrefs(context).prefixOverride = null
         UserPrefs(context).force = false
-    }
-
-    private fun start(force: Boolean) {
-        val i = Intent(context, ClatVpnService::class.java)
-            .setAction(ClatVpnService.ACTION_START)
-            .putExtra(ClatVpnService.EXTRA_FORCE, force)
-        if (Build.VERSION.SDK_INT >= 26) context.startForegroundService(i) else context.startService(i)
-    }
-
-    private fun vpnNetwork(): Network? = cm.allNetworks.firstOrNull {
-        cm.getNetworkCapabilities(it)?.hasTransport(NetworkCapabilities.TRANSPORT_VPN) == true
     }
 
     private fun hasTransport(transport: Int): Boolean = cm.allNetworks.any {
         val caps = cm.getNetworkCapabilities(it)
         caps != null && caps.hasTransport(transport) && !caps.hasTransport(NetworkCapabilities.TRANSPORT_VPN)
-    }
-
-    private fun waitFor(timeoutMs: Long, cond: () -> Boolean): Boolean {
-        val end = System.currentTimeMillis() + timeoutMs
-        while (System.currentTimeMillis() < end) {
-            if (cond()) return true
-            Thread.sleep(200)
-        }
-        return cond()
-    }
-
-    /** A TCP exchange through the CLAT with `clatIpv4Target`, or a skip without one. */
-    private fun assertIpv4Works() {
-        val target = args.getString("clatIpv4Target")
-        assumeTrue("set clatIpv4Target (and clatPrefix) to a server behind a reachable NAT64", target != null)
-        val (host, port) = target!!.substringBeforeLast(':') to target.substringAfterLast(':').toInt()
-        Socket().use { s ->
-            s.connect(InetSocketAddress(host, port), 10_000)
-            s.getOutputStream().write("GET / HTTP/1.0\r\nHost: $host\r\n\r\n".toByteArray())
-            val head = s.getInputStream().bufferedReader().readLine()
-            assertTrue("unexpected answer: $head", head != null && head.startsWith("HTTP/"))
-        }
     }
 
     /**
@@ -113,15 +63,15 @@ class ClatBehaviourInstrumentedTest {
         assumeTrue("no default network", default != null)
         val v4 = cm.getLinkProperties(default)?.linkAddresses.orEmpty().any { it.address is Inet4Address }
         assumeTrue("this device's default network has no native IPv4", v4)
-        start(force = false)
+        t.start(force = false)
         val reasons = setOf(StopReason.NATIVE_IPV4.text, StopReason.PLATFORM_CLAT.text)
         assertTrue(
             "no stand-down reason shown: ${StatusBoard.status.reason}",
-            waitFor(10_000) { reasons.any { StatusBoard.status.reason.contains(it) } },
+            t.waitFor(10_000) { reasons.any { StatusBoard.status.reason.contains(it) } },
         )
         Thread.sleep(2_000)
         assertTrue("the CLAT runs on a network with IPv4", !StatusBoard.status.running)
-        assertNull("a VPN came up on a network with IPv4", vpnNetwork())
+        assertNull("a VPN came up on a network with IPv4", t.vpnNetwork())
     }
 
     /**
@@ -137,20 +87,20 @@ class ClatBehaviourInstrumentedTest {
             "needs Wi-Fi and mobile data (the emulator's AndroidWifi and its cellular network)",
             hasTransport(NetworkCapabilities.TRANSPORT_WIFI) && hasTransport(NetworkCapabilities.TRANSPORT_CELLULAR),
         )
-        start(force = true)
-        assertTrue("CLAT did not start: ${StatusBoard.status.reason}", waitFor(20_000) { StatusBoard.status.running })
-        val vpn = vpnNetwork()
+        t.start(force = true)
+        assertTrue("CLAT did not start: ${StatusBoard.status.reason}", t.waitFor(20_000) { StatusBoard.status.running })
+        val vpn = t.vpnNetwork()
         assertTrue("no VPN network", vpn != null)
-        shell("svc wifi disable")
-        assertTrue("Wi-Fi still up", waitFor(15_000) { !hasTransport(NetworkCapabilities.TRANSPORT_WIFI) })
-        assertTrue("CLAT not running on mobile data: ${StatusBoard.status.reason}", waitFor(20_000) {
+        t.shell("svc wifi disable")
+        assertTrue("Wi-Fi still up", t.waitFor(15_000) { !hasTransport(NetworkCapabilities.TRANSPORT_WIFI) })
+        assertTrue("CLAT not running on mobile data: ${StatusBoard.status.reason}", t.waitFor(20_000) {
             StatusBoard.status.running && StatusBoard.status.network != null
         })
-        assertEquals("the VPN network was torn down and built again", vpn, vpnNetwork())
-        shell("svc wifi enable")
-        assertTrue("Wi-Fi did not come back", waitFor(30_000) { hasTransport(NetworkCapabilities.TRANSPORT_WIFI) })
-        assertTrue(waitFor(20_000) { StatusBoard.status.running })
-        assertEquals("the VPN network was torn down and built again", vpn, vpnNetwork())
-        assertIpv4Works()
+        assertEquals("the VPN network was torn down and built again", vpn, t.vpnNetwork())
+        t.shell("svc wifi enable")
+        assertTrue("Wi-Fi did not come back", t.waitFor(30_000) { hasTransport(NetworkCapabilities.TRANSPORT_WIFI) })
+        assertTrue(t.waitFor(20_000) { StatusBoard.status.running })
+        assertEquals("the VPN network was torn down and built again", vpn, t.vpnNetwork())
+        t.assertIpv4Works()
     }
 }

@@ -1,21 +1,9 @@
 package net.clat.app
 
-import android.content.Context
-import android.content.Intent
-import android.net.ConnectivityManager
 import android.net.LinkProperties
-import android.net.Network
-import android.net.NetworkCapabilities
-import android.net.VpnService
-import android.os.Build
-import android.os.ParcelFileDescriptor
 import androidx.test.ext.junit.runners.AndroidJUnit4
-import androidx.test.platform.app.InstrumentationRegistry
-import java.io.FileInputStream
 import java.net.Inet4Address
 import java.net.InetAddress
-import java.net.InetSocketAddress
-import java.net.Socket
 import net.clat.app.logic.InternalAddressPicker
 import org.junit.After
 import org.junit.Assert.assertEquals
@@ -40,57 +28,31 @@ import org.junit.runner.RunWith
  */
 @RunWith(AndroidJUnit4::class)
 class ClatVpnInstrumentedTest {
-    private val instrumentation = InstrumentationRegistry.getInstrumentation()
-    private val context: Context = instrumentation.targetContext
-    private val args = InstrumentationRegistry.getArguments()
-    private val cm = context.getSystemService(ConnectivityManager::class.java)
-
-    private fun shell(cmd: String): String {
-        val pfd: ParcelFileDescriptor = instrumentation.uiAutomation.executeShellCommand(cmd)
-        return FileInputStream(pfd.fileDescriptor).use { it.readBytes().decodeToString() }.also { pfd.close() }
-    }
+    private val t = ClatTestSupport()
+    private val context = t.context
+    private val args = t.args
+    private val cm = t.cm
 
     @Before
     fun grantVpnConsent() {
-        shell("appops set ${context.packageName} ACTIVATE_VPN allow")
-        assertEquals("VPN consent still needed after appops", null, VpnService.prepare(context))
+        t.grantVpnConsent()
         UserPrefs(context).prefixOverride = args.getString("clatPrefix") ?: "64:ff9b::/96"
     }
 
     @After
     fun stopVpn() {
         ClatVpnService.stop(context)
-        waitFor(10_000) { vpnNetwork() == null }
+        t.waitFor(10_000) { t.vpnNetwork() == null }
         UserPrefs(context).prefixOverride = null
         UserPrefs(context).force = false
     }
 
-    private fun start() {
-        val i = Intent(context, ClatVpnService::class.java)
-            .setAction(ClatVpnService.ACTION_START)
-            .putExtra(ClatVpnService.EXTRA_FORCE, true)
-        if (Build.VERSION.SDK_INT >= 26) context.startForegroundService(i) else context.startService(i)
-    }
-
-    private fun vpnNetwork(): Network? = cm.allNetworks.firstOrNull {
-        cm.getNetworkCapabilities(it)?.hasTransport(NetworkCapabilities.TRANSPORT_VPN) == true
-    }
-
-    private fun waitFor(timeoutMs: Long, cond: () -> Boolean): Boolean {
-        val end = System.currentTimeMillis() + timeoutMs
-        while (System.currentTimeMillis() < end) {
-            if (cond()) return true
-            Thread.sleep(200)
-        }
-        return cond()
-    }
-
     @Test
     fun vpnComesUpWithTheClatInterface() {
-        start()
-        assertTrue("CLAT did not start: ${StatusBoard.status.reason}", waitFor(20_000) { StatusBoard.status.running })
-        assertTrue("no VPN network appeared", waitFor(10_000) { vpnNetwork() != null })
-        val lp: LinkProperties = cm.getLinkProperties(vpnNetwork())!!
+        t.start(force = true)
+        assertTrue("CLAT did not start: ${StatusBoard.status.reason}", t.waitFor(20_000) { StatusBoard.status.running })
+        assertTrue("no VPN network appeared", t.waitFor(10_000) { t.vpnNetwork() != null })
+        val lp: LinkProperties = cm.getLinkProperties(t.vpnNetwork())!!
         val v4 = lp.linkAddresses.firstOrNull { it.address is Inet4Address }
         assertNotNull("no IPv4 address on the VPN: $lp", v4)
         // One of 192.0.0.0/29's addresses that no clatd holds (InternalAddressPicker), as a /29.
@@ -110,30 +72,22 @@ class ClatVpnInstrumentedTest {
 
     @Test
     fun stopTakesTheVpnDown() {
-        start()
-        assertTrue(waitFor(20_000) { vpnNetwork() != null })
+        t.start(force = true)
+        assertTrue(t.waitFor(20_000) { t.vpnNetwork() != null })
         ClatVpnService.stop(context)
-        assertTrue("VPN still up after stop", waitFor(10_000) { vpnNetwork() == null })
+        assertTrue("VPN still up after stop", t.waitFor(10_000) { t.vpnNetwork() == null })
         assertTrue(!StatusBoard.status.running)
     }
 
     @Test
     fun ipv4ConnectionThroughTheClat() {
-        val target = args.getString("clatIpv4Target")
-        assumeTrue("set clatIpv4Target (and clatPrefix) to a server behind a reachable NAT64", target != null)
-        val (host, port) = target!!.substringBeforeLast(':') to target.substringAfterLast(':').toInt()
-        start()
-        assertTrue("CLAT did not start: ${StatusBoard.status.reason}", waitFor(20_000) { StatusBoard.status.running })
+        assumeTrue("set clatIpv4Target (and clatPrefix) to a server behind a reachable NAT64", args.getString("clatIpv4Target") != null)
+        t.start(force = true)
+        assertTrue("CLAT did not start: ${StatusBoard.status.reason}", t.waitFor(20_000) { StatusBoard.status.running })
         // This app's own UID routes through its VPN (it must: the engine's TCP listener is on the TUN).
-        Socket().use { s ->
-            s.connect(InetSocketAddress(host, port), 10_000)
-            s.getOutputStream().write("GET / HTTP/1.0\r\nHost: $host\r\n\r\n".toByteArray())
-            val head = s.getInputStream().bufferedReader().readLine()
-            assertTrue("unexpected answer: $head", head != null && head.startsWith("HTTP/"))
-        }
-        val tcp = StatusBoard.status.counters.toMap()["flows_tcp_total"]
-        assertTrue("engine counted no TCP flow: ${StatusBoard.status.counters}", waitFor(10_000) {
+        t.assertIpv4Works()
+        assertTrue("engine counted no TCP flow: ${StatusBoard.status.counters}", t.waitFor(10_000) {
             (StatusBoard.status.counters.toMap()["flows_tcp_total"] ?: 0L) > 0L
-        } || (tcp ?: 0L) > 0L)
+        })
     }
 }

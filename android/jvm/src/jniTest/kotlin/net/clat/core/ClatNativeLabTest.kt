@@ -77,16 +77,7 @@ class ClatNativeLabTest {
             s.getInputStream().readBytes().decodeToString()
         }
 
-    private fun udpEcho(payload: String): String =
-        DatagramSocket().use { s ->
-            s.soTimeout = 3000
-            val out = payload.toByteArray()
-            s.send(DatagramPacket(out, out.size, InetSocketAddress(SERVER, 7)))
-            val buf = ByteArray(2048)
-            val p = DatagramPacket(buf, buf.size)
-            s.receive(p)
-            String(p.data, 0, p.length)
-        }
+    private fun udpEcho(payload: String): String = DatagramSocket().use { s -> udpEcho(s, payload) }
 
     @Test
     fun `an engine started through JNI carries HTTP and UDP and stops cleanly`() {

@@ -37,6 +37,20 @@ class ClatTestSupport {
         assertNull("VPN consent still needed after appops", VpnService.prepare(context))
     }
 
+    /** Before each test: consent, and the prefix the runner passed (else the well-known one). */
+    fun setUp() {
+        grantVpnConsent()
+        UserPrefs(context).prefixOverride = args.getString("clatPrefix") ?: "64:ff9b::/96"
+    }
+
+    /** After each test: the VPN down and the settings as a user would have them. */
+    fun tearDown() {
+        ClatVpnService.stop(context)
+        waitFor(10_000) { vpnNetwork() == null }
+        UserPrefs(context).prefixOverride = null
+        UserPrefs(context).force = false
+    }
+
     fun start(force: Boolean) {
         val i = Intent(context, ClatVpnService::class.java)
             .setAction(ClatVpnService.ACTION_START)

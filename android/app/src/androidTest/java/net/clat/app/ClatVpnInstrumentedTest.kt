@@ -34,17 +34,11 @@ class ClatVpnInstrumentedTest {
     private val cm = t.cm
 
     @Before
-    fun grantVpnConsent() {
-        t.grantVpnConsent()
-        UserPrefs(context).prefixOverride = args.getString("clatPrefix") ?: "64:ff9b::/96"
-    }
+    fun setUp() = t.setUp()
 
     @After
     fun stopVpn() {
-        ClatVpnService.stop(context)
-        t.waitFor(10_000) { t.vpnNetwork() == null }
-        UserPrefs(context).prefixOverride = null
-        UserPrefs(context).force = false
+        t.tearDown()
     }
 
     @Test

@@ -29,6 +29,7 @@ import net.clat.app.logic.DnsPolicy
 import net.clat.app.logic.InternalAddressPicker
 import net.clat.app.logic.InternalAddresses
 import net.clat.app.logic.IpAddresses
+import net.clat.app.logic.MtuNote
 import net.clat.app.logic.NetworkSnapshot
 import net.clat.app.logic.RunTarget
 import net.clat.app.logic.VpnPlan
@@ -428,6 +429,7 @@ class ClatVpnService : VpnService(), ClatPort {
                 dns = t?.plan?.dnsMode?.let { DnsPolicy.describe(it, lockdown) },
                 addresses = internal?.takeIf { t != null }?.let { "CLAT ${it.clat}, NAT ${it.nat}, DNS relay ${it.dns}" },
                 mtu = t?.plan?.mtu,
+                mtuNote = t?.plan?.mtu?.let { MtuNote.describe(it, controller.managed.config.mtu != null) },
                 resolvers = t?.dnsServers ?: emptyList(),
                 apps = t?.plan?.let { AppSelection.ofLists(it.allowedApps, it.disallowedApps).describe() },
             ),

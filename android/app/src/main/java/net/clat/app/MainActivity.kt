@@ -135,7 +135,8 @@ class MainActivity : Activity() {
         counters.text = s.counters.joinToString("\n") { "${it.first.padEnd(24)} ${it.second}" }.ifEmpty { "-" }
         details.text = listOfNotNull(
             s.addresses?.let { "Addresses: $it" },
-            s.mtu?.let { "MTU: $it" },
+            (s.mtuNote ?: s.mtu?.toString())?.let { "MTU: $it" },
+            s.dns?.let { "DNS: $it" },
             s.resolvers.takeIf { it.isNotEmpty() }?.let { "Resolvers (upstream of the DNS relay): ${it.joinToString(", ")}" },
             s.apps?.let { "Apps: $it" },
         ).joinToString("\n")

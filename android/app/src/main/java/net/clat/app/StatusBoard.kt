@@ -28,6 +28,8 @@ data class ClatStatus(
     /** The TUN's internal addresses in force (CLAT source, NAT, DNS relay), when running. */
     val addresses: String? = null,
     val mtu: Int? = null,
+    /** The MTU and why it is that value ([net.clat.app.logic.MtuNote]). */
+    val mtuNote: String? = null,
     /** The upstream resolvers the DNS relay uses. */
     val resolvers: List<String> = emptyList(),
     /** The app selection in force ("all apps", "only 2 app(s): ..."). */

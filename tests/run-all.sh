@@ -48,8 +48,9 @@ bash tests/lab/lab.sh down >/dev/null 2>&1 || true
 bash tests/lab/lab.sh up
 trap 'bash tests/lab/lab.sh down >/dev/null 2>&1 || true' EXIT
 
-stage "kotlin: compile against android-all, JVM unit tests"
+stage "kotlin: compile against android-all, JVM unit tests, instrumentation tests type-checked"
 mvn -B -q -f android/jvm/pom.xml test
+mvn -B -q -f android/jvm/pom.xml -PandroidTest test-compile
 
 stage "kotlin: JNI tests on a real JVM, in the lab's phone namespace"
 cargo build -p clat-jni

@@ -109,13 +109,19 @@ python3 "$HERE/prepare_manifest.py" "$APP/src/main/AndroidManifest.xml" "$APP/ap
     "$WORK/AndroidManifest.xml"
 aapt2 compile --dir "$APP/src/main/res" -o "$WORK/res.zip"
 link() { # OUT [--debug-mode]
-    # --warn-manifest-validation: this aapt2 predates <property> (API 31) in <service>.
+    # --warn-manifest-validation: this aapt2 predates <property> (API 31) and <queries> (API 30).
+    # Its own exit status decides; only its known, harmless warnings are left out of the log.
+    local rc=0
     aapt2 link -o "$1" -I "$ANDROID_ALL" --manifest "$WORK/AndroidManifest.xml" \
         --min-sdk-version "$MIN_SDK" --target-sdk-version "$TARGET_SDK" \
         --version-code "$VERSION_CODE" --version-name "$VERSION_NAME" \
-        --warn-manifest-validation "${@:2}" "$WORK/res.zip" 2>&1 |
-        grep -v -e "LoadedArsc.cpp.*Unknown chunk type" -e "unexpected element <property>" || true
-    [[ -s $1 ]]
+        --warn-manifest-validation "${@:2}" "$WORK/res.zip" >"$WORK/aapt2.log" 2>&1 || rc=$?
+    grep -v -e "LoadedArsc.cpp.*Unknown chunk type" -e "unexpected element <property>" \
+        -e "unexpected element <queries>" "$WORK/aapt2.log" || true
+    if ((rc != 0)); then
+        echo "build-apk: aapt2 link failed (exit $rc)" >&2
+        return "$rc"
+    fi
 }
 link "$WORK/resources-debug.apk" --debug-mode
 

@@ -1,0 +1,228 @@
+//! The control socket through which `clat status` asks a running `clat run`.
+//!
+//! One per instance, never shared (issue 12): by default an abstract Unix
+//! socket `@clat/<tun>`. Linux scopes abstract names to the network
+//! namespace (unix(7)), so `clat run --tun clat0` in two namespaces gets two
+//! sockets, `clat status --tun clat0` reaches the one of its own namespace,
+//! a second instance in the same namespace fails to bind instead of taking
+//! the name over, and the name goes away with the process: nothing to
+//! delete, so nothing of another instance's to delete by mistake.
+//!
+//! A filesystem path (`--control /run/clat/x.sock`) is guarded by an
+//! exclusive `flock` on `<path>.lock` held for the instance's life: only
+//! the holder replaces a stale socket file or removes it at exit.
+
+use anyhow::{bail, Context, Result};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where an instance's control socket is: `@name` (abstract) or a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlAddr {
+    Abstract(String),
+    Path(PathBuf),
+}
+
+impl ControlAddr {
+    /// The default for a TUN name: `@clat/<tun>`, scoped to the network
+    /// namespace.
+    pub fn default_for(tun: &str) -> ControlAddr {
+        ControlAddr::Abstract(format!("clat/{tun}"))
+    }
+
+    fn socket_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            ControlAddr::Abstract(n) => SocketAddr::from_abstract_name(n.as_bytes()),
+            ControlAddr::Path(p) => SocketAddr::from_pathname(p),
+        }
+    }
+
+    /// Connects to the instance (what `clat status` does).
+    pub fn connect(&self) -> std::io::Result<UnixStream> {
+        UnixStream::connect_addr(&self.socket_addr()?)
+    }
+}
+
+impl FromStr for ControlAddr {
+    type Err = String;
+    /// `@name` is abstract, anything else a path; an empty name is an error.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.strip_prefix('@') {
+            Some("") => Err("an abstract socket needs a name after @".into()),
+            Some(n) => Ok(ControlAddr::Abstract(n.to_string())),
+            None if s.is_empty() => Err("empty control socket path".into()),
+            None => Ok(ControlAddr::Path(PathBuf::from(s))),
+        }
+    }
+}
+
+impl fmt::Display for ControlAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlAddr::Abstract(n) => write!(f, "@{n}"),
+            ControlAddr::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A bound control socket; on drop a path socket is removed (an abstract
+/// one goes with its descriptor).
+pub struct ControlSocket {
+    addr: ControlAddr,
+    /// The `flock` on `<path>.lock` (path sockets only), released on drop
+    /// after the socket file is gone.
+    _lock: Option<File>,
+}
+
+impl ControlSocket {
+    /// Binds `addr` and answers each connection with `status()` on a thread
+    /// of its own (requests: `status` or an empty line).
+    ///
+    /// Errors: the name or path is in use by another live instance, or
+    /// cannot be bound.
+    pub fn serve<F>(addr: &ControlAddr, status: F) -> Result<ControlSocket>
+    where
+        F: Fn() -> String + Send + 'static,
+    {
+        let lock = match addr {
+            ControlAddr::Abstract(_) => None,
+            ControlAddr::Path(p) => {
+                if let Some(dir) = p.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                let lock_path = PathBuf::from(format!("{}.lock", p.display()));
+                let f = File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .with_context(|| format!("cannot open {}", lock_path.display()))?;
+                // SAFETY: flock on a descriptor we own.
+                if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                    bail!(
+                        "control socket {} belongs to another running `clat run` (it holds {}); \
+                         give this one its own with --control",
+                        p.display(),
+                        lock_path.display()
+                    );
+                }
+                // Ours now: a socket file left here is stale.
+                let _ = std::fs::remove_file(p);
+                Some(f)
+            }
+        };
+        let l = UnixListener::bind_addr(&addr.socket_addr()?).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow::anyhow!(
+                    "control socket {addr} is in use: another `clat run` with this TUN name runs \
+                     in this network namespace"
+                )
+            } else {
+                anyhow::anyhow!("cannot bind control socket {addr}: {e}")
+            }
+        })?;
+        std::thread::Builder::new()
+            .name("clat-control".into())
+            .spawn(move || {
+                for conn in l.incoming() {
+                    let Ok(mut c) = conn else { continue };
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut line = String::new();
+                    let _ = BufReader::new(&c).read_line(&mut line);
+                    let reply = match line.trim() {
+                        "status" | "" => status(),
+                        other => format!("error unknown request {other:?}\n"),
+                    };
+                    let _ = c.write_all(reply.as_bytes());
+                }
+            })
+            .context("cannot start the control thread")?;
+        Ok(ControlSocket {
+            addr: addr.clone(),
+            _lock: lock,
+        })
+    }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        if let ControlAddr::Path(p) = &self.addr {
+            // We hold the lock, so the file is ours.
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn ask(a: &ControlAddr) -> String {
+        let mut s = a.connect().unwrap();
+        s.write_all(b"status\n").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn parses_and_prints() {
+        assert_eq!(
+            "@clat/clat0".parse::<ControlAddr>().unwrap(),
+            ControlAddr::default_for("clat0")
+        );
+        assert_eq!(ControlAddr::default_for("x").to_string(), "@clat/x");
+        assert_eq!(
+            "/run/clat/a.sock".parse::<ControlAddr>().unwrap(),
+            ControlAddr::Path("/run/clat/a.sock".into())
+        );
+        assert!("@".parse::<ControlAddr>().is_err());
+        assert!("".parse::<ControlAddr>().is_err());
+    }
+
+    #[test]
+    fn abstract_socket_is_not_taken_over() {
+        let a: ControlAddr = format!("@clat-test/{}", std::process::id())
+            .parse()
+            .unwrap();
+        let first = ControlSocket::serve(&a, || "state one\n".into()).unwrap();
+        let err = ControlSocket::serve(&a, || "state two\n".into())
+            .err()
+            .unwrap();
+        assert!(format!("{err:#}").contains("in use"), "{err:#}");
+        assert_eq!(ask(&a), "state one\n");
+        drop(first);
+    }
+
+    #[test]
+    fn path_socket_is_locked_and_never_deleted_by_another() {
+        let dir = std::env::temp_dir().join(format!("clat-control-test-{}", std::process::id()));
+        let p = dir.join("c.sock");
+        let a = ControlAddr::Path(p.clone());
+        let first = ControlSocket::serve(&a, || "state one\n".into()).unwrap();
+        let second = ControlSocket::serve(&a, || "state two\n".into());
+        let err = second.err().unwrap();
+        assert!(format!("{err:#}").contains("another running"), "{err:#}");
+        // The refused second instance left the first one's socket alone.
+        assert!(p.exists());
+        assert_eq!(ask(&a), "state one\n");
+        drop(first);
+        assert!(!p.exists());
+        // A stale file left by a dead instance is replaced.
+        std::fs::write(&p, b"stale").unwrap();
+        let third = ControlSocket::serve(&a, || "state three\n".into()).unwrap();
+        assert_eq!(ask(&a), "state three\n");
+        drop(third);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -526,7 +526,13 @@ fn run(args: Args) -> Result<()> {
         },
     }));
 
-    // Guards, undone in reverse order when `run` returns.
+    // Guards, undone in reverse order when `run` returns. The control
+    // socket first: a second instance with the same one stops here.
+    let control_addr = args
+        .control
+        .clone()
+        .unwrap_or_else(|| ControlAddr::default_for(&args.tun));
+    let control = ControlSocket::bind(&control_addr)?;
     let _ping_group = PingGroupRange::ensure();
     raise_fd_limit(cfg.max_flows);
     let (fd, tun) = open_tun(&args.tun).with_context(|| format!("cannot open TUN {}", args.tun))?;
@@ -585,22 +591,18 @@ fn run(args: Args) -> Result<()> {
             Err(e) => log::error!("cannot follow prefix changes: {e}"),
         }
     }
-    let control_addr = args
-        .control
-        .clone()
-        .unwrap_or_else(|| ControlAddr::default_for(&tun));
-    let _control = {
+    {
         let (engine, cfg, run_state, tun) = (
             engine.0.clone(),
             cfg.clone(),
             run_state.clone(),
             tun.clone(),
         );
-        ControlSocket::serve(&control_addr, move || {
+        control.serve(move || {
             let st = lock(&run_state).clone();
             status_lines(&lock(&engine), &cfg, &st, &tun)
-        })?
-    };
+        })?;
+    }
     log::info!(
         "clat running on {tun}: {} prefix {} dns {:?} control {control_addr}",
         cfg.clat_v4,

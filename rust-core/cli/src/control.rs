@@ -76,21 +76,20 @@ impl fmt::Display for ControlAddr {
 /// one goes with its descriptor).
 pub struct ControlSocket {
     addr: ControlAddr,
+    listener: UnixListener,
     /// The `flock` on `<path>.lock` (path sockets only), released on drop
     /// after the socket file is gone.
     _lock: Option<File>,
 }
 
 impl ControlSocket {
-    /// Binds `addr` and answers each connection with `status()` on a thread
-    /// of its own (requests: `status` or an empty line).
+    /// Binds `addr`, before anything else is set up, so that a second
+    /// instance stops at once with a clear error; [`ControlSocket::serve`]
+    /// starts answering.
     ///
     /// Errors: the name or path is in use by another live instance, or
     /// cannot be bound.
-    pub fn serve<F>(addr: &ControlAddr, status: F) -> Result<ControlSocket>
-    where
-        F: Fn() -> String + Send + 'static,
-    {
+    pub fn bind(addr: &ControlAddr) -> Result<ControlSocket> {
         let lock = match addr {
             ControlAddr::Abstract(_) => None,
             ControlAddr::Path(p) => {
@@ -119,7 +118,7 @@ impl ControlSocket {
                 Some(f)
             }
         };
-        let l = UnixListener::bind_addr(&addr.socket_addr()?).map_err(|e| {
+        let listener = UnixListener::bind_addr(&addr.socket_addr()?).map_err(|e| {
             if e.kind() == std::io::ErrorKind::AddrInUse {
                 anyhow::anyhow!(
                     "control socket {addr} is in use: another `clat run` with this TUN name runs \
@@ -129,6 +128,23 @@ impl ControlSocket {
                 anyhow::anyhow!("cannot bind control socket {addr}: {e}")
             }
         })?;
+        Ok(ControlSocket {
+            addr: addr.clone(),
+            listener,
+            _lock: lock,
+        })
+    }
+
+    /// Answers each connection with `status()` on a thread of its own
+    /// (requests: `status` or an empty line). Connections made before this
+    /// wait in the backlog.
+    ///
+    /// Errors: the thread cannot start.
+    pub fn serve<F>(&self, status: F) -> Result<()>
+    where
+        F: Fn() -> String + Send + 'static,
+    {
+        let l = self.listener.try_clone().context("control socket")?;
         std::thread::Builder::new()
             .name("clat-control".into())
             .spawn(move || {
@@ -145,10 +161,7 @@ impl ControlSocket {
                 }
             })
             .context("cannot start the control thread")?;
-        Ok(ControlSocket {
-            addr: addr.clone(),
-            _lock: lock,
-        })
+        Ok(())
     }
 }
 
@@ -165,6 +178,12 @@ impl Drop for ControlSocket {
 mod tests {
     use super::*;
     use std::io::Read;
+
+    fn serve(a: &ControlAddr, answer: &'static str) -> Result<ControlSocket> {
+        let c = ControlSocket::bind(a)?;
+        c.serve(move || answer.to_string())?;
+        Ok(c)
+    }
 
     fn ask(a: &ControlAddr) -> String {
         let mut s = a.connect().unwrap();
@@ -195,10 +214,8 @@ mod tests {
         let a: ControlAddr = format!("@clat-test/{}", std::process::id())
             .parse()
             .unwrap();
-        let first = ControlSocket::serve(&a, || "state one\n".into()).unwrap();
-        let err = ControlSocket::serve(&a, || "state two\n".into())
-            .err()
-            .unwrap();
+        let first = serve(&a, "state one\n").unwrap();
+        let err = serve(&a, "state two\n").err().unwrap();
         assert!(format!("{err:#}").contains("in use"), "{err:#}");
         assert_eq!(ask(&a), "state one\n");
         drop(first);
@@ -209,8 +226,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("clat-control-test-{}", std::process::id()));
         let p = dir.join("c.sock");
         let a = ControlAddr::Path(p.clone());
-        let first = ControlSocket::serve(&a, || "state one\n".into()).unwrap();
-        let second = ControlSocket::serve(&a, || "state two\n".into());
+        let first = serve(&a, "state one\n").unwrap();
+        let second = serve(&a, "state two\n");
         let err = second.err().unwrap();
         assert!(format!("{err:#}").contains("another running"), "{err:#}");
         // The refused second instance left the first one's socket alone.
@@ -220,7 +237,7 @@ mod tests {
         assert!(!p.exists());
         // A stale file left by a dead instance is replaced.
         std::fs::write(&p, b"stale").unwrap();
-        let third = ControlSocket::serve(&a, || "state three\n".into()).unwrap();
+        let third = serve(&a, "state three\n").unwrap();
         assert_eq!(ask(&a), "state three\n");
         drop(third);
         let _ = std::fs::remove_dir_all(&dir);

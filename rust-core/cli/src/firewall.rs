@@ -430,8 +430,8 @@ pub fn blocked_message(tun: &str, verdict: &str, blockers: &[Blocker]) -> String
     if blockers.is_empty() {
         return format!(
             "the host firewall blocks TCP from {tun} to the CLAT's own listener ({verdict}), \
-             and no nftables, iptables or firewalld rule that drops it was found; \
-             allow input on {tun}, e.g. `nft insert rule inet filter input iifname \"{tun}\" accept`, \
+             and no nftables, iptables or firewalld rule that drops it was found \
+             (is the CLAT's /29 on another interface too?); allow input on {tun}, e.g. `nft insert rule inet filter input iifname \"{tun}\" accept`, \
              or see `nft list ruleset`"
         );
     }

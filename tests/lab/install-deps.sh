@@ -17,6 +17,9 @@ declare -A PKGS=(
   [procps]=sysctl
   [kmod]=modprobe
   [util-linux]=prlimit
+  # host firewalls for tests/e2e/test_firewall.py (nft; iptables-nft and iptables-legacy)
+  [nftables]=nft
+  [iptables]=iptables-legacy
   [maven]=mvn
   [openjdk-17-jdk-headless]=javac
 )

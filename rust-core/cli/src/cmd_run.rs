@@ -285,6 +285,11 @@ fn follow_prefix(
         })
 }
 
+/// Metric of the CLAT's default route when it must stay behind native
+/// IPv4 (without `--auto`, when native IPv4 exists at start) or must not
+/// collide with a native route added later (`--auto`).
+const AUTO_METRIC: u32 = 2048;
+
 /// Locks a mutex, taking the data even if another thread panicked while
 /// holding it (the state stays readable for `clat status` and shutdown).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -554,15 +559,17 @@ fn run(args: Args) -> Result<()> {
     let mut route = if args.no_routes {
         None
     } else if args.auto {
-        // Installed by the first evaluation in the signal loop.
-        Some(Ipv4DefaultRoute::new(&tun, None))
+        // Installed by the first evaluation in the signal loop. Metric
+        // 2048: a native default route added later (by a DHCP client, at
+        // metric 0 or NetworkManager's 100, 600) must not collide with ours.
+        Some(Ipv4DefaultRoute::new(&tun, Some(AUTO_METRIC)))
     } else if let Some(native) = &native_at_start {
         // Native IPv4 exists: stay behind it.
         log::warn!(
-            "an IPv4 default route exists ({}); adding ours with metric 2048",
+            "an IPv4 default route exists ({}); adding ours with metric {AUTO_METRIC}",
             native.describe()
         );
-        Some(Ipv4DefaultRoute::new(&tun, Some(2048)))
+        Some(Ipv4DefaultRoute::new(&tun, Some(AUTO_METRIC)))
     } else {
         Some(Ipv4DefaultRoute::new(&tun, None))
     };

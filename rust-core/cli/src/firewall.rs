@@ -41,8 +41,8 @@ pub enum FirewallMode {
 /// A ruleset that can drop the TUN's packets on INPUT, and how to open it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Blocker {
-    /// firewalld runs; the TUN is in `zone` (or in none, the default zone).
-    Firewalld { zone: Option<String> },
+    /// firewalld runs (its own nftables table is left to it).
+    Firewalld,
     /// An nftables base chain on the input hook.
     Nft {
         family: String,
@@ -58,11 +58,7 @@ pub enum Blocker {
 impl fmt::Display for Blocker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Blocker::Firewalld { zone } => write!(
-                f,
-                "firewalld (zone {})",
-                zone.as_deref().unwrap_or("default")
-            ),
+            Blocker::Firewalld => write!(f, "firewalld"),
             Blocker::Nft {
                 family,
                 table,
@@ -78,7 +74,7 @@ impl Blocker {
     /// The command that opens it for `tun`, as a user would type it.
     pub fn fix_command(&self, tun: &str) -> String {
         match self {
-            Blocker::Firewalld { .. } => {
+            Blocker::Firewalld => {
                 format!("firewall-cmd --zone=trusted --add-interface={tun}")
             }
             Blocker::Nft {
@@ -98,7 +94,7 @@ pub fn find_blockers() -> Vec<Blocker> {
     let mut found = Vec::new();
     let firewalld = firewalld_running();
     if firewalld {
-        found.push(Blocker::Firewalld { zone: None });
+        found.push(Blocker::Firewalld);
     }
     if let Ok(o) = run(&["nft", "-j", "list", "ruleset"]) {
         if o.success {
@@ -298,7 +294,7 @@ impl Openings {
     fn open_one(&self, b: &Blocker) -> Result<Opened> {
         let tun = &self.tun;
         match b {
-            Blocker::Firewalld { .. } => {
+            Blocker::Firewalld => {
                 let zone = run(&["firewall-cmd", &format!("--get-zone-of-interface={tun}")])?;
                 if zone.success && !zone.stdout.trim().is_empty() {
                     bail!("{tun} is already in firewalld zone {}", zone.stdout.trim());
@@ -568,7 +564,7 @@ mod tests {
             "{m}"
         );
         assert_eq!(
-            Blocker::Firewalld { zone: None }.fix_command("clat1"),
+            Blocker::Firewalld.fix_command("clat1"),
             "firewall-cmd --zone=trusted --add-interface=clat1"
         );
         assert!(blocked_message("clat0", "dropped", &[]).contains("no nftables"));

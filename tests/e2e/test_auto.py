@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from labutil import INET, PHONE, SERVER, TUN, default_route4, ns, ns_popen, status_int
+from labutil import (CLAT_V4, DNS64, INET, PHONE, SERVER, TUN, ClatProcess, default_route4,
+                     link_addrs, ns, ns_popen, status_int)
 
 CONTROL = "@clat-e2e/auto"
 PH_DEV, IN_DEV = "v4ph", "v4in"
@@ -135,3 +136,42 @@ def test_auto_steps_aside_for_native_ipv4_and_comes_back(own_clat, native_path):
     clat.stop()
     assert clat.proc.returncode == 0
     assert "default" not in default_route4(PHONE)
+
+
+class StandbyClat(ClatProcess):
+    """A `clat run --auto` that starts in standby: ready once its TUN has
+    the CLAT address and its control socket answers (no route expected)."""
+
+    def ready(self) -> bool:
+        if f"inet {CLAT_V4}/" not in link_addrs(self.netns, self.tun):
+            return False
+        try:
+            self.status()
+            return True
+        except RuntimeError:
+            return False
+
+
+def test_auto_waits_for_a_prefix_instead_of_failing(own_clat, tmp_path):
+    """Where no NAT64 prefix can be found (no DNS64 among the resolvers),
+    `clat run --auto` stands by instead of exiting, and becomes active as
+    soon as discovery finds one (here: resolv.conf names the DNS64)."""
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("nameserver 2001:db8:1::99\n")  # nobody there
+    clat = StandbyClat("--auto", "--resolv-conf", str(conf), "--discover-timeout", "1s",
+                       pref64=None, dns=None, control=CONTROL)
+    try:
+        clat.start(timeout=20)
+        st = clat.status()
+        assert (st["activity"], st["activity_reason"], st["prefix"], st["prefix_state"]) == \
+            ("standby", "no NAT64 prefix known", "-", "none"), st
+        assert f"dev {TUN}" not in default_route4(PHONE)
+        t = time.monotonic()
+        conf.write_text(f"nameserver {DNS64}\n")
+        took, st = wait_state(clat, "active", True, timeout=10)
+        assert st["prefix"] == "2001:db8:64::/96" and st["prefix_source"] != "-", st
+        assert curl_ok()
+        print(f"\nauto: prefix found {took * 1000:.0f} ms after resolv.conf named the DNS64")
+    finally:
+        clat.stop()
+    assert clat.proc.returncode == 0, clat.log()

@@ -22,7 +22,6 @@ tests/lab/install-deps.sh.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 
 import pytest

@@ -133,7 +133,8 @@ pub struct Args {
 /// resolv.conf changes); read by `clat status`.
 #[derive(Debug, Clone)]
 pub struct RunState {
-    pub current: DiscoveredPrefix,
+    /// `None` only with `--auto` before the first prefix is found.
+    pub current: Option<DiscoveredPrefix>,
     /// The monitor lost every prefix (e.g. the DNS64 now says "no DNS64"):
     /// the engine keeps the last one until a new one is found.
     pub lost: bool,
@@ -145,14 +146,18 @@ pub struct RunState {
 /// Where the prefix comes from: `--pref64`, or a [`PrefixMonitor`] whose
 /// changes arrive on the receiver.
 pub struct PrefixSeed {
-    pub first: DiscoveredPrefix,
+    /// `None` only with `--auto`, when none came within
+    /// `--discover-timeout`: the monitor keeps looking.
+    pub first: Option<DiscoveredPrefix>,
     pub monitor: Option<(PrefixMonitor, Receiver<Option<DiscoveredPrefix>>)>,
 }
 
 /// `--pref64` wins (explicit configuration first, as DESIGN.md orders the
 /// sources); otherwise start the monitor (PREF64 on `--pref64-listen`, then
 /// RFC 7050 through `resolvers`) and wait up to `--discover-timeout` for its
-/// first prefix. Without one, fail with the reason RFC 7050 gives.
+/// first prefix. Without one, fail with the reason RFC 7050 gives, except
+/// with `--auto`: a host with native IPv4 and no NAT64 is where `--auto`
+/// stands by, so the monitor keeps looking and the CLAT waits for it.
 pub fn resolve_prefix(
     args: &Args,
     resolvers: &[SocketAddr],
@@ -160,11 +165,11 @@ pub fn resolve_prefix(
 ) -> Result<PrefixSeed> {
     if let Some(p) = args.pref64 {
         return Ok(PrefixSeed {
-            first: DiscoveredPrefix {
+            first: Some(DiscoveredPrefix {
                 prefix: p,
                 source: PrefixSource::Config,
                 lifetime: Duration::MAX,
-            },
+            }),
             monitor: None,
         });
     }
@@ -187,13 +192,23 @@ pub fn resolve_prefix(
             Ok(Some(first)) => {
                 log::info!("NAT64 prefix {first}");
                 return Ok(PrefixSeed {
-                    first,
+                    first: Some(first),
                     monitor: Some((monitor, rx)),
                 });
             }
             Ok(None) => continue,
             Err(_) => break,
         }
+    }
+    if args.auto {
+        log::info!(
+            "no NAT64 prefix within {}; standing by until one is found",
+            fmt_duration(args.discover_timeout)
+        );
+        return Ok(PrefixSeed {
+            first: None,
+            monitor: Some((monitor, rx)),
+        });
     }
     monitor.stop();
     // Ask once more, only to say why there is nothing.
@@ -254,26 +269,31 @@ fn follow_prefix(
             for change in rx {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                 match change {
-                    Some(p) if p.prefix == st.current.prefix => {
-                        st.current = p;
+                    Some(p) if st.current.as_ref().map(|c| c.prefix) == Some(p.prefix) => {
+                        st.current = Some(p);
                         st.lost = false;
                     }
                     Some(p) => {
-                        log::info!("NAT64 prefix changed: {} -> {p}", st.current.prefix);
+                        match &st.current {
+                            Some(c) => log::info!("NAT64 prefix changed: {} -> {p}", c.prefix),
+                            None => log::info!("NAT64 prefix {p}"),
+                        }
                         let e = engine.lock().unwrap_or_else(|e| e.into_inner());
                         match e.set_prefix(p.prefix) {
                             Ok(()) => {
-                                st.current = p;
+                                st.current = Some(p);
                                 st.lost = false;
                             }
                             Err(err) => log::error!("cannot switch to prefix {p}: {err}"),
                         }
                     }
                     None => {
-                        log::warn!(
-                            "NAT64 prefix lost; keeping {} until another is found",
-                            st.current.prefix
-                        );
+                        if let Some(c) = &st.current {
+                            log::warn!(
+                                "NAT64 prefix lost; keeping {} until another is found",
+                                c.prefix
+                            );
+                        }
                         st.lost = true;
                     }
                 }
@@ -289,6 +309,9 @@ fn follow_prefix(
 /// IPv4 (without `--auto`, when native IPv4 exists at start) or must not
 /// collide with a native route added later (`--auto`).
 const AUTO_METRIC: u32 = 2048;
+
+/// The well-known prefix 64:ff9b::/96 (RFC 6052 section 2.1).
+const WKP: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
 
 /// Locks a mutex, taking the data even if another thread panicked while
 /// holding it (the state stays readable for `clat status` and shutdown).
@@ -313,17 +336,20 @@ pub fn status_lines(engine: &Engine, cfg: &EngineConfig, run: &RunState, tun: &s
         run.activity.activity.as_str(),
         run.activity.reason.replace('\n', " ")
     ));
-    s.push_str(&format!(
-        "tun {tun}\nprefix {}\nprefix_source {}\nprefix_state {}\n",
-        run.current.prefix,
-        run.current.source,
-        if run.lost { "lost" } else { "ok" }
-    ));
-    if run.current.source != PrefixSource::Config {
-        s.push_str(&format!(
-            "prefix_lifetime {}\n",
-            fmt_duration(run.current.lifetime)
-        ));
+    s.push_str(&format!("tun {tun}\n"));
+    match &run.current {
+        Some(c) => {
+            s.push_str(&format!(
+                "prefix {}\nprefix_source {}\nprefix_state {}\n",
+                c.prefix,
+                c.source,
+                if run.lost { "lost" } else { "ok" }
+            ));
+            if c.source != PrefixSource::Config {
+                s.push_str(&format!("prefix_lifetime {}\n", fmt_duration(c.lifetime)));
+            }
+        }
+        None => s.push_str("prefix -\nprefix_source -\nprefix_state none\n"),
     }
     s.push_str(&format!(
         "clat_v4 {}\nnat_v4 {}\ndns_v4 {}\nmtu {}\n",
@@ -504,7 +530,13 @@ fn run(args: Args) -> Result<()> {
         clat_v4: args.clat_addr,
         nat_v4: Ipv4Addr::from(base + 1),
         dns_v4: Ipv4Addr::from(base + 2),
-        prefix: seed.first.prefix,
+        // Without a prefix yet (`--auto` only) the engine starts with the
+        // well-known one, but carries nothing: the CLAT's route stays
+        // withdrawn until the monitor finds the network's prefix.
+        prefix: seed
+            .first
+            .as_ref()
+            .map_or(Ipv6Net::new(WKP, 96).expect("/96"), |p| p.prefix),
         upstream_dns: resolvers,
         mtu: args.mtu,
         max_flows: args.max_flows,
@@ -723,7 +755,7 @@ impl SignalLoop<'_> {
         let native = route_watch::native_default(&routes, self.tun_index);
         let prefix = {
             let st = lock(self.run_state);
-            (!st.lost).then_some(st.current.prefix)
+            st.current.as_ref().filter(|_| !st.lost).map(|c| c.prefix)
         };
         let next = auto_mode::decide(native, prefix.as_ref());
         let before = lock(self.run_state).activity.clone();

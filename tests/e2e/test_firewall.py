@@ -11,22 +11,26 @@ opens the TUN alone and removes that at exit, leaving the ruleset as it was)
 or, with `--firewall check`, stops within 10 s naming the firewall and the
 command that opens it.
 
-firewalld is not tested: it needs a D-Bus system bus and manages the whole
-host's ruleset, which a network namespace of the shared lab machine cannot
-give it (`clat run` handles it through `firewall-cmd`, untested here).
+firewalld runs in phone too, on a D-Bus system bus of its own (a private
+dbus-daemon whose address `clat run` and `firewall-cmd` get from
+DBUS_SYSTEM_BUS_ADDRESS), so that it manages the phone's ruleset only.
 
-Needs the Debian package `iptables` (and `nftables`), see
+Needs the Debian packages `nftables`, `iptables` and `firewalld`, see
 tests/lab/install-deps.sh.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
 import time
 
 import pytest
 
-from labutil import PHONE, SERVER, TUN, clat_binary, link_exists, ns
+from labutil import (LAB_RUN, PHONE, SERVER, TUN, ClatProcess, clat_binary, link_exists, ns,
+                     ns_popen, wait_until)
 
 CONTROL = "@clat-e2e/firewall"
 
@@ -184,3 +188,85 @@ def test_no_firewall_changes_nothing(hostfw):
     assert nft_ruleset().strip() == ""
     assert "opened" not in clat.log()
     clat.stop()
+
+
+BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=%s</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+@pytest.fixture
+def firewalld(hostfw, monkeypatch):
+    """firewalld (default zone public: new connections on unknown interfaces
+    rejected) running in phone on a private system bus."""
+    d = LAB_RUN / f"firewalld-{os.getpid()}"
+    d.mkdir(parents=True, exist_ok=True)
+    sock = d / "bus.sock"
+    (d / "bus.conf").write_text(BUS_CONF % sock)
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={sock}"}
+    bus = ns_popen(PHONE, "dbus-daemon", "--config-file", str(d / "bus.conf"), "--nofork",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(sock.exists, timeout=10, what="the private D-Bus socket")
+    log = open(d / "firewalld.log", "wb")
+    fwd = ns_popen(PHONE, "firewalld", "--nofork", "--nopid", env=env, stdout=log,
+                   stderr=subprocess.STDOUT)
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", env["DBUS_SYSTEM_BUS_ADDRESS"])
+    try:
+        wait_until(lambda: ns(PHONE, "firewall-cmd", "--state", check=False, env=env)
+                   .stdout.strip() == "running", timeout=60, interval=0.5,
+                   what="firewalld running in phone")
+        yield env
+    finally:
+        for p in (fwd, bus):
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        log.close()
+
+
+def fw_cmd(env, *args):
+    return ns(PHONE, "firewall-cmd", *args, check=False, env=env).stdout.strip()
+
+
+def test_firewalld_check_mode_names_it(firewalld):
+    t = time.monotonic()
+    p = ns(PHONE, str(clat_binary()), "run", "--tun", TUN, "--pref64", "2001:db8:64::/96",
+           "--dns", "2001:db8:1::53", "--control", CONTROL, "--firewall", "check",
+           check=False, timeout=15, env=firewalld)
+    took = time.monotonic() - t
+    assert p.returncode == 1 and took < 10, (took, p.stderr)
+    assert "firewalld" in p.stderr, p.stderr
+    assert f"firewall-cmd --zone=trusted --add-interface={TUN}" in p.stderr, p.stderr
+    print(f"\nfirewalld check mode: refused in {took:.2f}s")
+
+
+def test_firewalld_trusts_the_tun_until_exit(firewalld):
+    t = time.monotonic()
+    clat = ClatProcess(control=CONTROL)
+    clat.start()
+    started = time.monotonic() - t
+    try:
+        assert fw_cmd(firewalld, f"--get-zone-of-interface={TUN}") == "trusted"
+        assert curl().stdout == "200"
+    finally:
+        t = time.monotonic()
+        clat.stop(timeout=10)
+        stopped = time.monotonic() - t
+    assert clat.proc.returncode == 0, clat.log()
+    assert TUN not in fw_cmd(firewalld, "--zone=trusted", "--list-interfaces")
+    print(f"\nfirewalld: started in {started:.2f}s, stopped in {stopped:.2f}s")

@@ -156,6 +156,34 @@ def test_nftables_opening_reloaded_away_is_not_deleted_at_exit(hostfw):
     assert "no longer ours; left alone" in clat.log(), clat.log()
 
 
+@pytest.mark.parametrize("backend", ["nft", "iptables-legacy"])
+def test_an_opening_left_by_a_killed_instance_is_removed_by_the_next(hostfw, backend):
+    """SIGKILL runs no guard: the rule stays, tagged with a dead pid; the
+    next `clat run` for the same TUN removes it."""
+    if backend == "nft":
+        nft_ufw_like()
+        listing = nft_ruleset
+    else:
+        iptables_drop(backend)
+        def listing():
+            return iptables_s(backend)
+    before = listing()
+    first = hostfw(control=CONTROL)
+    first.proc.kill()
+    first.proc.wait(5)
+    assert f"clat run {TUN} pid {first.pid}" in listing()
+    ns(PHONE, "ip", "link", "del", TUN, check=False)
+    ns(PHONE, "ip", "route", "del", "default", "dev", TUN, check=False)
+    second = hostfw(control=CONTROL)
+    now = listing()
+    assert f"clat run {TUN} pid {first.pid}" not in now, now
+    assert f"clat run {TUN} pid {second.pid}" in now, now
+    assert "removed the stale opening of pid" in second.log(), second.log()
+    assert curl().stdout == "200"
+    second.stop()
+    assert listing() == before
+
+
 @pytest.mark.parametrize("tool", ["iptables-nft", "iptables-legacy"])
 def test_iptables_drop_policy_is_opened_and_closed(hostfw, tool):
     iptables_drop(tool)

@@ -450,6 +450,9 @@ fn check_firewall(
     if mode == FirewallMode::Off {
         return Ok(None);
     }
+    if mode == FirewallMode::Auto {
+        firewall::remove_stale(tun);
+    }
     let probe = || {
         listener_probe::probe(tun_fd, cfg.clat_v4, cfg.nat_v4, WAIT)
             .context("cannot probe the path from the TUN to the listener")

@@ -421,6 +421,134 @@ impl Drop for Openings {
     }
 }
 
+/// An nftables rule that an instance for the same TUN added, by the pid in
+/// its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedNftRule {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub handle: u64,
+    pub pid: u32,
+}
+
+/// The rules tagged `clat run <tun> pid N` in `nft -a list ruleset` output.
+pub fn tagged_nft_rules(listing: &str, tun: &str) -> Vec<TaggedNftRule> {
+    let prefix = format!("comment \"clat run {tun} pid ");
+    let (mut family, mut table, mut chain) = (String::new(), String::new(), String::new());
+    let mut out = Vec::new();
+    for line in listing.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["table", f, t, ..] => {
+                (family, table) = (f.to_string(), t.to_string());
+                continue;
+            }
+            ["chain", c, ..] => {
+                chain = c.to_string();
+                continue;
+            }
+            _ => {}
+        }
+        let Some(rest) = line.split_once(&prefix).map(|(_, r)| r) else {
+            continue;
+        };
+        let pid = rest.split('"').next().and_then(|p| p.parse().ok());
+        let handle = line
+            .rsplit_once("# handle ")
+            .and_then(|(_, h)| h.trim().parse().ok());
+        if let (Some(pid), Some(handle)) = (pid, handle) {
+            out.push(TaggedNftRule {
+                family: family.clone(),
+                table: table.clone(),
+                chain: chain.clone(),
+                handle,
+                pid,
+            });
+        }
+    }
+    out
+}
+
+/// The pids in the tags `clat run <tun> pid N` of an `iptables -S INPUT`
+/// listing.
+pub fn tagged_iptables_pids(listing: &str, tun: &str) -> Vec<u32> {
+    let prefix = format!("--comment \"clat run {tun} pid ");
+    listing
+        .lines()
+        .filter_map(|l| l.split_once(&prefix))
+        .filter_map(|(_, r)| r.split('"').next()?.parse().ok())
+        .collect()
+}
+
+/// Whether `pid` is a running `clat` (the process that tagged a rule).
+fn clat_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "clat")
+}
+
+/// Removes what instances for `tun` that no longer run left open (killed
+/// with SIGKILL, their guards never ran): nftables and iptables rules
+/// tagged with `tun` and the pid of a process that is not a running `clat`.
+pub fn remove_stale(tun: &str) {
+    if let Ok(listing) = run_ok(&["nft", "-a", "list", "ruleset"]) {
+        for r in tagged_nft_rules(&listing, tun) {
+            if clat_alive(r.pid) {
+                continue;
+            }
+            let h = r.handle.to_string();
+            let argv = [
+                "nft", "delete", "rule", &r.family, &r.table, &r.chain, "handle", &h,
+            ];
+            match run_ok(&argv) {
+                Ok(_) => log::info!(
+                    "removed the stale opening of pid {} from nftables chain {} {} {}",
+                    r.pid,
+                    r.family,
+                    r.table,
+                    r.chain
+                ),
+                Err(e) => log::warn!("{e:#}"),
+            }
+        }
+    }
+    for tool in ["iptables-nft", "iptables-legacy"] {
+        if tool == "iptables-legacy"
+            && !std::fs::read_to_string("/proc/net/ip_tables_names")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.trim() == "filter")
+        {
+            continue;
+        }
+        let Ok(listing) = run_ok(&[tool, "-S", "INPUT"]) else {
+            continue;
+        };
+        for pid in tagged_iptables_pids(&listing, tun) {
+            if clat_alive(pid) {
+                continue;
+            }
+            let tag = format!("clat run {tun} pid {pid}");
+            let argv = [
+                tool,
+                "-D",
+                "INPUT",
+                "-i",
+                tun,
+                "-m",
+                "comment",
+                "--comment",
+                &tag,
+                "-j",
+                "ACCEPT",
+            ];
+            match run_ok(&argv) {
+                Ok(_) => log::info!("removed the stale opening of pid {pid} from {tool} INPUT"),
+                Err(e) => log::warn!("{e:#}"),
+            }
+        }
+    }
+}
+
 /// The error of a closed path: what closes it and how to open it.
 pub fn blocked_message(tun: &str, verdict: &str, blockers: &[Blocker]) -> String {
     if blockers.is_empty() {
@@ -534,6 +662,35 @@ mod tests {
         // "# handle 3" must not match "# handle 33".
         let l33 = listing.replace("# handle 3\n", "# handle 33\n");
         assert!(!nft_rule_is_ours(&l33, 3, "clat run clat0 pid 7"));
+    }
+
+    #[test]
+    fn tagged_rules_of_earlier_instances() {
+        let nft = "table inet filter { # handle 1\n\tchain input { # handle 1\n\t\ttype filter hook input priority filter; policy drop;\n\t\tiifname \"clat0\" accept comment \"clat run clat0 pid 41\" # handle 7\n\t\tiifname \"clat1\" accept comment \"clat run clat1 pid 42\" # handle 8\n\t\tiifname \"lo\" accept # handle 2\n\t}\n}\ntable ip fw { # handle 2\n\tchain in { # handle 1\n\t\tiifname \"clat0\" accept comment \"clat run clat0 pid 43\" # handle 4\n\t}\n}\n";
+        assert_eq!(
+            tagged_nft_rules(nft, "clat0"),
+            vec![
+                TaggedNftRule {
+                    family: "inet".into(),
+                    table: "filter".into(),
+                    chain: "input".into(),
+                    handle: 7,
+                    pid: 41
+                },
+                TaggedNftRule {
+                    family: "ip".into(),
+                    table: "fw".into(),
+                    chain: "in".into(),
+                    handle: 4,
+                    pid: 43
+                },
+            ]
+        );
+        assert_eq!(tagged_nft_rules(nft, "clat9"), Vec::new());
+        let ipt = "-P INPUT DROP\n-A INPUT -i clat0 -m comment --comment \"clat run clat0 pid 41\" -j ACCEPT\n-A INPUT -i clat1 -m comment --comment \"clat run clat1 pid 42\" -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n";
+        assert_eq!(tagged_iptables_pids(ipt, "clat0"), vec![41]);
+        assert_eq!(tagged_iptables_pids(ipt, "clat1"), vec![42]);
+        assert!(tagged_iptables_pids("", "clat0").is_empty());
     }
 
     #[test]

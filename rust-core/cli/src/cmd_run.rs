@@ -496,10 +496,11 @@ fn check_firewall(
     }
 }
 
-fn run(args: Args) -> Result<()> {
-    let sigs = block_signals();
-    let base = u32::from(args.clat_addr);
-    let own = ipnet::Ipv4Net::new(Ipv4Addr::from(base & !7), 29)?;
+/// The upstream resolvers at start: `--dns`, else the resolv.conf's (both
+/// without the CLAT's own /29 `own`).
+///
+/// Errors: a `--dns` value that is no address.
+fn initial_resolvers(args: &Args, own: ipnet::Ipv4Net) -> Result<Vec<SocketAddr>> {
     let follow_resolv_conf = args.dns.is_empty();
     let resolvers = if follow_resolv_conf {
         upstream_only(file_resolvers(&args.resolv_conf), own)
@@ -523,23 +524,25 @@ fn run(args: Args) -> Result<()> {
             }
         );
     }
-    let protector: Protector = match (&args.mark, &args.bind_device) {
-        (Some(m), _) => Arc::new(MarkProtect(*m)),
-        (None, Some(d)) => Arc::new(BindDeviceProtect(d.clone())),
-        _ => Arc::new(NoProtect),
-    };
-    let seed = resolve_prefix(&args, &resolvers, &protector)?;
-    let cfg = EngineConfig {
+    Ok(resolvers)
+}
+
+/// The engine's configuration from the arguments, the first prefix (`None`
+/// only with `--auto`) and the resolvers.
+fn engine_config(
+    args: &Args,
+    first: Option<&DiscoveredPrefix>,
+    resolvers: Vec<SocketAddr>,
+) -> EngineConfig {
+    let base = u32::from(args.clat_addr);
+    EngineConfig {
         clat_v4: args.clat_addr,
         nat_v4: Ipv4Addr::from(base + 1),
         dns_v4: Ipv4Addr::from(base + 2),
         // Without a prefix yet (`--auto` only) the engine starts with the
         // well-known one, but carries nothing: the CLAT's route stays
         // withdrawn until the monitor finds the network's prefix.
-        prefix: seed
-            .first
-            .as_ref()
-            .map_or(Ipv6Net::new(WKP, 96).expect("/96"), |p| p.prefix),
+        prefix: first.map_or(Ipv6Net::new(WKP, 96).expect("/96"), |p| p.prefix),
         upstream_dns: resolvers,
         mtu: args.mtu,
         max_flows: args.max_flows,
@@ -550,7 +553,57 @@ fn run(args: Args) -> Result<()> {
         dns_timeout: args.dns_timeout,
         refuse_non_global_wkp: !args.allow_non_global,
         ..Default::default()
+    }
+}
+
+/// The CLAT's IPv4 default route (`None` with `--no-routes`): installed
+/// now without `--auto` (behind a native one, if there is one), left to
+/// the signal loop's first evaluation with `--auto`.
+///
+/// Errors: the route cannot be added.
+fn default_route(args: &Args, tun: &str, tun_index: u32) -> Result<Option<Ipv4DefaultRoute>> {
+    if args.no_routes {
+        return Ok(None);
+    }
+    if args.auto {
+        // Metric 2048: a native default route added later (by a DHCP
+        // client, at metric 0 or NetworkManager's 100, 600) must not
+        // collide with ours.
+        return Ok(Some(Ipv4DefaultRoute::new(tun, Some(AUTO_METRIC))));
+    }
+    let native = route_watch::default_routes()
+        .map(|r| route_watch::native_default(&r, tun_index).cloned())
+        .unwrap_or_else(|e| {
+            log::warn!("cannot read the IPv4 routes: {e}");
+            None
+        });
+    let mut route = match native {
+        Some(native) => {
+            // Native IPv4 exists: stay behind it.
+            log::warn!(
+                "an IPv4 default route exists ({}); adding ours with metric {AUTO_METRIC}",
+                native.describe()
+            );
+            Ipv4DefaultRoute::new(tun, Some(AUTO_METRIC))
+        }
+        None => Ipv4DefaultRoute::new(tun, None),
     };
+    route.install()?;
+    Ok(Some(route))
+}
+
+fn run(args: Args) -> Result<()> {
+    let sigs = block_signals();
+    let own = ipnet::Ipv4Net::new(Ipv4Addr::from(u32::from(args.clat_addr) & !7), 29)?;
+    let follow_resolv_conf = args.dns.is_empty();
+    let resolvers = initial_resolvers(&args, own)?;
+    let protector: Protector = match (&args.mark, &args.bind_device) {
+        (Some(m), _) => Arc::new(MarkProtect(*m)),
+        (None, Some(d)) => Arc::new(BindDeviceProtect(d.clone())),
+        _ => Arc::new(NoProtect),
+    };
+    let seed = resolve_prefix(&args, &resolvers, &protector)?;
+    let cfg = engine_config(&args, seed.first.as_ref(), resolvers);
     cfg.validate().context("invalid configuration")?;
     let run_state = Arc::new(Mutex::new(RunState {
         current: seed.first,
@@ -585,34 +638,7 @@ fn run(args: Args) -> Result<()> {
     ip(&["link", "set", "dev", &tun, "mtu", &mtu, "up"])?;
     let tun_index = if_index(&tun)?;
     let _firewall = check_firewall(args.firewall, fd.as_fd(), &tun, &cfg)?;
-    let native_at_start = route_watch::default_routes()
-        .map(|r| route_watch::native_default(&r, tun_index).cloned())
-        .unwrap_or_else(|e| {
-            log::warn!("cannot read the IPv4 routes: {e}");
-            None
-        });
-    let mut route = if args.no_routes {
-        None
-    } else if args.auto {
-        // Installed by the first evaluation in the signal loop. Metric
-        // 2048: a native default route added later (by a DHCP client, at
-        // metric 0 or NetworkManager's 100, 600) must not collide with ours.
-        Some(Ipv4DefaultRoute::new(&tun, Some(AUTO_METRIC)))
-    } else if let Some(native) = &native_at_start {
-        // Native IPv4 exists: stay behind it.
-        log::warn!(
-            "an IPv4 default route exists ({}); adding ours with metric {AUTO_METRIC}",
-            native.describe()
-        );
-        Some(Ipv4DefaultRoute::new(&tun, Some(AUTO_METRIC)))
-    } else {
-        Some(Ipv4DefaultRoute::new(&tun, None))
-    };
-    if !args.auto {
-        if let Some(r) = &mut route {
-            r.install()?;
-        }
-    }
+    let route = default_route(&args, &tun, tun_index)?;
 
     let engine = Engine::start(fd, cfg.clone(), protector).context("cannot start the engine")?;
     let watch = engine.exit_watch();

@@ -74,6 +74,11 @@ def test_same_tun_name_in_two_namespaces(two_netns):
     assert p.returncode == 1, p.stderr
     assert "control socket @clat/clat0 is in use" in p.stderr, p.stderr
     assert field(status(a).stdout, "mtu") == "1400"
+    # An abstract socket has no file permissions: only root (and clat's own
+    # user) are answered, as with the root-owned socket file before.
+    p = ns(a, "setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+           str(clat_binary()), "status", check=False, timeout=10)
+    assert p.returncode == 1 and "may not ask" in p.stderr and p.stdout == "", p
     # The first to exit takes only its own socket with it.
     assert ca.stop() == 0
     assert status(a, check=False).returncode != 0

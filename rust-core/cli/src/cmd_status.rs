@@ -32,6 +32,13 @@ pub fn main(args: Args) -> ExitCode {
         Ok(out)
     })();
     match r {
+        Ok(text) if text.starts_with("error ") => {
+            eprintln!(
+                "clat status: {addr} answered: {}",
+                text["error ".len()..].trim()
+            );
+            ExitCode::FAILURE
+        }
         Ok(text) if !text.is_empty() => {
             print!("{text}");
             ExitCode::SUCCESS

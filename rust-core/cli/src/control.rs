@@ -11,6 +11,10 @@
 //! A filesystem path (`--control /run/clat/x.sock`) is guarded by an
 //! exclusive `flock` on `<path>.lock` held for the instance's life: only
 //! the holder replaces a stale socket file or removes it at exit.
+//!
+//! An abstract socket has no file permissions, so the peer's credentials
+//! (`SO_PEERCRED`) decide: root and the instance's own user are answered,
+//! as only they could connect to the root-owned socket file before.
 
 use anyhow::{bail, Context, Result};
 use std::fmt;
@@ -153,9 +157,13 @@ impl ControlSocket {
                     let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
                     let mut line = String::new();
                     let _ = BufReader::new(&c).read_line(&mut line);
-                    let reply = match line.trim() {
-                        "status" | "" => status(),
-                        other => format!("error unknown request {other:?}\n"),
+                    let denied = peer_uid(&c).filter(|u| !may_ask(*u));
+                    let reply = match (denied, line.trim()) {
+                        (Some(uid), _) => {
+                            format!("error uid {uid} may not ask: run clat status as root\n")
+                        }
+                        (None, "status" | "") => status(),
+                        (None, other) => format!("error unknown request {other:?}\n"),
                     };
                     let _ = c.write_all(reply.as_bytes());
                 }
@@ -163,6 +171,33 @@ impl ControlSocket {
             .context("cannot start the control thread")?;
         Ok(())
     }
+}
+
+/// The uid of the process at the other end (`SO_PEERCRED`, unix(7)).
+fn peer_uid(c: &UnixStream) -> Option<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for getsockopt to fill in.
+    let rc = unsafe {
+        libc::getsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
+}
+
+/// Root and the instance's own user may ask.
+fn may_ask(uid: u32) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    uid == 0 || uid == unsafe { libc::geteuid() }
 }
 
 impl Drop for ControlSocket {

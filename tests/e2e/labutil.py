@@ -170,15 +170,20 @@ class ClatProcess:
 
     def __init__(self, *extra: str, tun: str = TUN, netns: str = PHONE,
                  pref64: Optional[str] = PREF64, dns: Optional[str] = DNS64,
-                 log_path: Optional[Path] = None):
+                 log_path: Optional[Path] = None, control: Optional[str] = None):
         self.tun = tun
         self.netns = netns
+        # The control socket (`--control`, given to `clat status` too);
+        # None: the default, @clat/<tun> in the instance's namespace.
+        self.control = control
         self.binary = clat_binary()
         args = ["run", "--tun", tun]
         if pref64:
             args += ["--pref64", pref64]
         if dns:
             args += ["--dns", dns]
+        if control:
+            args += ["--control", control]
         args += list(extra)
         self.args = args
         LAB_RUN.mkdir(parents=True, exist_ok=True)
@@ -225,7 +230,8 @@ class ClatProcess:
     def status_text(self, *extra: str, timeout: float = 10) -> str:
         """Output of ``clat status`` (in the same namespace, for the same TUN)."""
         extra_env = shlex.split(os.environ.get("CLAT_STATUS_ARGS", ""))
-        p = ns(self.netns, str(self.binary), "status", "--tun", self.tun, *extra_env, *extra,
+        ctl = ["--control", self.control] if self.control else []
+        p = ns(self.netns, str(self.binary), "status", "--tun", self.tun, *ctl, *extra_env, *extra,
                timeout=timeout, check=False)
         if p.returncode != 0:
             raise RuntimeError(f"clat status exited {p.returncode}: {p.stdout}\n{p.stderr}")

@@ -1,28 +1,29 @@
 //! `clat status`: asks a running `clat run` (through its control socket)
 //! for its prefix, addresses and counters, printed as `key value` lines.
 
+use crate::control::ControlAddr;
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// TUN name of the instance (selects the default control socket).
+    /// TUN name of the instance (selects the default control socket, that
+    /// of the instance in this network namespace).
     #[arg(long, default_value = "clat0")]
     pub tun: String,
-    /// Control socket of the instance (default /run/clat/<tun>.sock).
-    #[arg(long, value_name = "PATH")]
-    pub control: Option<PathBuf>,
+    /// Control socket of the instance: `@NAME` (abstract) or a path
+    /// (default @clat/<tun>).
+    #[arg(long, value_name = "@NAME|PATH")]
+    pub control: Option<ControlAddr>,
 }
 
 pub fn main(args: Args) -> ExitCode {
-    let path = args
+    let addr = args
         .control
-        .unwrap_or_else(|| crate::cmd_run::default_control(&args.tun));
+        .unwrap_or_else(|| ControlAddr::default_for(&args.tun));
     let r = (|| -> std::io::Result<String> {
-        let mut s = UnixStream::connect(&path)?;
+        let mut s = addr.connect()?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         s.write_all(b"status\n")?;
         s.shutdown(std::net::Shutdown::Write)?;
@@ -31,18 +32,25 @@ pub fn main(args: Args) -> ExitCode {
         Ok(out)
     })();
     match r {
+        Ok(text) if text.starts_with("error ") => {
+            eprintln!(
+                "clat status: {addr} answered: {}",
+                text["error ".len()..].trim()
+            );
+            ExitCode::FAILURE
+        }
         Ok(text) if !text.is_empty() => {
             print!("{text}");
             ExitCode::SUCCESS
         }
         Ok(_) => {
-            eprintln!("clat status: empty answer from {}", path.display());
+            eprintln!("clat status: empty answer from {}", addr);
             ExitCode::FAILURE
         }
         Err(e) => {
             eprintln!(
                 "clat status: cannot reach a running `clat run` at {}: {e}",
-                path.display()
+                addr
             );
             ExitCode::FAILURE
         }

@@ -7,11 +7,18 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod args;
+mod auto_mode;
 mod cmd_discover;
 mod cmd_run;
 mod cmd_status;
 mod cmd_xlat;
+mod control;
+mod firewall;
+mod host_cmd;
+mod host_setup;
+mod listener_probe;
 mod resolv_watch;
+mod route_watch;
 
 /// A 464XLAT customer-side translator (CLAT) and its tools.
 #[derive(Parser)]

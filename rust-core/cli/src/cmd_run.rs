@@ -30,7 +30,7 @@ pub struct Args {
     /// Default: discovered (PREF64 from Router Advertisements on --pref64-listen,
     /// then RFC 7050 through the upstream resolvers), re-validated when its
     /// lifetime runs out, and followed when it changes.
-    #[arg(long, value_name = "PREFIX")]
+    #[arg(long, value_name = "PREFIX", value_parser = crate::args::parse_prefix)]
     pub pref64: Option<Ipv6Net>,
     /// Listen for PREF64 (RFC 8781) in Router Advertisements on this uplink
     /// interface (needs accept_ra on it); PREF64 is preferred over RFC 7050.

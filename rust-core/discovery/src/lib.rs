@@ -22,6 +22,7 @@ pub mod monitor;
 pub mod netlink;
 pub mod pref64;
 pub mod resolv_conf;
+pub mod resolver;
 pub mod rfc7050;
 pub mod select;
 
@@ -100,6 +101,14 @@ pub enum DiscoveryError {
         resolver: SocketAddr,
         detail: String,
     },
+    /// Every synthesis in the answer uses a prefix that RFC 6052 does not
+    /// allow (a /96 with bits 64-71 set): the prefixes are skipped, since
+    /// replies through them could not be mapped back.
+    #[error("no NAT64 prefix: resolver {resolver} synthesized only under prefixes RFC 6052 does not allow: {detail}")]
+    UnusablePrefix {
+        resolver: SocketAddr,
+        detail: String,
+    },
     /// The resolver could not be asked or gave an unusable answer
     /// (connection refused, SERVFAIL, malformed message...).
     #[error("no NAT64 prefix: resolver {resolver}: {detail}")]
@@ -115,7 +124,9 @@ impl DiscoveryError {
     pub fn is_definite(&self) -> bool {
         matches!(
             self,
-            DiscoveryError::NoDns64 { .. } | DiscoveryError::Inconsistent { .. }
+            DiscoveryError::NoDns64 { .. }
+                | DiscoveryError::Inconsistent { .. }
+                | DiscoveryError::UnusablePrefix { .. }
         )
     }
 }

@@ -91,7 +91,15 @@ impl PrefixMonitor {
     /// Starts the thread. `on_change` runs on that thread whenever the
     /// selected prefix changes (a new prefix, or `None` when it is lost);
     /// a mere lifetime refresh is not a change.
+    ///
+    /// Errors: `InvalidInput` when [`MonitorConfig::configured`] fails the
+    /// RFC 6052 check ([`clat_xlat::addr6052::validate_prefix`]); the
+    /// errors of opening the PREF64 listener.
     pub fn start(cfg: MonitorConfig, on_change: OnChange) -> io::Result<Self> {
+        if let Some(p) = &cfg.configured {
+            clat_xlat::addr6052::validate_prefix(p)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        }
         let (wake, wake_rx) = UnixStream::pair()?;
         wake_rx.set_nonblocking(true)?;
         let listener = match &cfg.pref64_interface {
@@ -361,5 +369,16 @@ mod tests {
             t.elapsed()
         );
         assert!(rx.try_recv().is_err(), "no second callback");
+    }
+
+    #[test]
+    fn a_configured_prefix_that_rfc_6052_forbids_is_refused_at_start() {
+        let mut cfg = MonitorConfig::new(vec![], Arc::new(clat_protect::NoProtect));
+        cfg.configured = Some("2001:db8:0:0:ff00::/96".parse().unwrap());
+        let e = PrefixMonitor::start(cfg, Box::new(|_| {}))
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("bits 64-71"), "{e}");
     }
 }

@@ -98,6 +98,9 @@ pub fn interpret(
         Err(ExtractError::Inconsistent(detail)) => {
             Err(DiscoveryError::Inconsistent { resolver, detail })
         }
+        Err(ExtractError::Unusable(detail)) => {
+            Err(DiscoveryError::UnusablePrefix { resolver, detail })
+        }
     }
 }
 
@@ -222,7 +225,7 @@ fn pick_error(
     timeout: Duration,
 ) -> DiscoveryError {
     let rank = |e: &DiscoveryError| match e {
-        DiscoveryError::Inconsistent { .. } => 0,
+        DiscoveryError::Inconsistent { .. } | DiscoveryError::UnusablePrefix { .. } => 0,
         DiscoveryError::NoDns64 { .. } => 1,
         DiscoveryError::Failed { .. } => 2,
         _ => 3,
@@ -391,6 +394,37 @@ mod tests {
         let sf = interpret(r, &resp_for(&q, ResponseCode::ServFail, &[])).unwrap_err();
         assert!(matches!(sf, DiscoveryError::Failed { .. }), "{sf}");
         assert!(!sf.is_definite());
+    }
+
+    /// A DNS64 synthesizing under 2001:db8:0:0:ff00::/96 (bits 64-71 set,
+    /// which RFC 6052 section 2.2 forbids): the prefix is skipped and the
+    /// outcome says which and why; beside a valid prefix, the valid one wins.
+    #[test]
+    fn a_prefix_with_a_nonzero_u_octet_is_skipped_and_said() {
+        let q = build_query();
+        let r: SocketAddr = R.parse().unwrap();
+        let bad = [
+            ("2001:db8:0:0:ff00::c000:aa", 300),
+            ("2001:db8:0:0:ff00::c000:ab", 300),
+        ];
+        let e = interpret(r, &resp_for(&q, ResponseCode::NoError, &bad)).unwrap_err();
+        assert!(matches!(e, DiscoveryError::UnusablePrefix { .. }), "{e:?}");
+        assert!(e.is_definite());
+        let msg = e.to_string();
+        assert!(
+            msg.contains("2001:db8:0:0:ff00::/96 skipped")
+                && msg.contains("bits 64-71 must be zero"),
+            "{msg}"
+        );
+        let mixed = [
+            bad[0],
+            bad[1],
+            ("2001:db8:64::c000:aa", 60),
+            ("2001:db8:64::c000:ab", 60),
+        ];
+        let ok = interpret(r, &resp_for(&q, ResponseCode::NoError, &mixed)).unwrap();
+        let got: Vec<String> = ok.iter().map(|p| p.prefix.to_string()).collect();
+        assert_eq!(got, ["2001:db8:64::/96"]);
     }
 
     #[test]

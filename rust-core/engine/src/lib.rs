@@ -121,8 +121,10 @@ impl Engine {
     }
 
     /// Switches the NAT64 prefix; flows that used the old one are reset.
+    /// Errors: [`ConfigError::Prefix`] for a prefix RFC 6052 does not
+    /// allow (the check of [`EngineConfig::validate`]), `NotRunning`.
     pub fn set_prefix(&self, prefix: Ipv6Net) -> Result<(), EngineError> {
-        config::validate_prefix(&prefix)?;
+        clat_xlat::addr6052::validate_prefix(&prefix).map_err(ConfigError::Prefix)?;
         self.send(Command::SetPrefix(prefix))
     }
 

@@ -55,8 +55,7 @@ pub extern "system" fn Java_net_clat_core_ClatNative_start<'l>(
         // the more useful message.
         let tun = engine::adopt_fd(tun_fd);
         let raw = jconvert::read_native_config(env, &config)?;
-        let spec = config::parse_config(&raw).map_err(BridgeError::IllegalArgument)?;
-        let engine_config = engine::engine_config(&spec).map_err(BridgeError::IllegalArgument)?;
+        let engine_config = config::parse_config(&raw).map_err(BridgeError::IllegalArgument)?;
         let protector = JniProtector::new(env, &protector)?;
         let tun = tun?;
         engine::start(tun, engine_config, protector)

@@ -4,7 +4,7 @@
 //! removes what it added on the way out.
 
 use crate::args::{parse_duration, parse_positive_duration, parse_resolver};
-use crate::resolv_watch;
+use crate::{resolv_watch, sys};
 use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
     PrefixSource,
@@ -286,8 +286,7 @@ fn has_v4_default() -> bool {
 /// value, which is put back at exit.
 fn ensure_ping_group() -> Option<String> {
     const P: &str = "/proc/sys/net/ipv4/ping_group_range";
-    // SAFETY: getegid has no preconditions.
-    let gid = unsafe { libc::getegid() };
+    let gid = sys::egid();
     let cur = std::fs::read_to_string(P).unwrap_or_default();
     let v: Vec<u64> = cur
         .split_whitespace()
@@ -328,30 +327,20 @@ fn raise_fd_limit(max_flows: usize) {
         .unwrap_or(libc::rlim_t::MAX)
         .saturating_mul(2)
         .saturating_add(256);
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Some((cur, max)) = sys::nofile_limit() else {
+        return;
     };
-    // SAFETY: r is a valid rlimit to fill in / read from.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+    if cur >= want {
         return;
     }
-    if r.rlim_cur >= want {
-        return;
+    let new = want.min(max);
+    if sys::set_nofile_limit(new, max) {
+        log::debug!("RLIMIT_NOFILE {cur} -> {new}");
     }
-    let new = libc::rlimit {
-        rlim_cur: want.min(r.rlim_max),
-        rlim_max: r.rlim_max,
-    };
-    // SAFETY: as above.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-        log::debug!("RLIMIT_NOFILE {} -> {}", r.rlim_cur, new.rlim_cur);
-    }
-    if new.rlim_cur < want {
+    if new < want {
         log::warn!(
-            "the descriptor limit ({}) allows about {} TCP flows, fewer than --max-flows {max_flows}",
-            new.rlim_cur,
-            new.rlim_cur.saturating_sub(256) / 2
+            "the descriptor limit ({new}) allows about {} TCP flows, fewer than --max-flows {max_flows}",
+            new.saturating_sub(256) / 2
         );
     }
 }
@@ -440,18 +429,8 @@ fn serve_control(
 /// engine ends on its own) and SIGUSR2 (raised by the resolv.conf watcher)
 /// in this thread and the threads it starts, so that the main thread can
 /// wait for them with sigtimedwait.
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset manipulation on a local set, then pthread_sigmask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGUSR1);
-        libc::sigaddset(&mut set, libc::SIGUSR2);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
+fn block_signals() -> sys::SigSet {
+    sys::block_signals(&[libc::SIGINT, libc::SIGTERM, libc::SIGUSR1, libc::SIGUSR2])
 }
 
 pub fn main(args: Args) -> ExitCode {
@@ -564,9 +543,9 @@ fn run(args: Args) -> Result<(), String> {
         .name("engine-watch".into())
         .spawn(move || {
             watch.wait();
-            // SAFETY: kill on our own pid; SIGUSR1 is blocked in every
-            // thread, so it stays pending for the main thread's sigtimedwait.
-            unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+            // SIGUSR1 is blocked in every thread, so it stays pending for
+            // the main thread's sigtimedwait.
+            sys::raise_to_self(libc::SIGUSR1);
         })
         .map_err(|e| format!("engine watcher: {e}"))?;
     let engine = Arc::new(Mutex::new(engine));
@@ -608,12 +587,7 @@ fn run(args: Args) -> Result<(), String> {
     let mut resolvers = cfg.upstream_dns.clone();
     let mut failure = None;
     loop {
-        let ts = libc::timespec {
-            tv_sec: 5,
-            tv_nsec: 0,
-        };
-        // SAFETY: sigs is an initialised set; a null siginfo is allowed.
-        let sig = unsafe { libc::sigtimedwait(&sigs, std::ptr::null_mut(), &ts) };
+        let sig = sys::wait_signal(&sigs, Duration::from_secs(5)).unwrap_or(0);
         if sig == libc::SIGINT || sig == libc::SIGTERM {
             log::info!("signal {sig}: stopping");
             break;

@@ -11,6 +11,14 @@
 //! [`PrefixMonitor`] keeps the choice current: it re-validates RFC 7050
 //! answers when their TTL runs out, expires PREF64 prefixes with their
 //! lifetime, and calls back when the selected prefix changes.
+//!
+//! Every prefix, whatever its source, passes the translator's RFC 6052
+//! check (`clat_xlat::addr6052::validate_prefix`); one that fails is
+//! skipped and said (a log line, or the error of the discovery).
+//!
+//! `unsafe` is denied in the crate except in [`netlink`].
+
+#![deny(unsafe_code)]
 
 use ipnet::Ipv6Net;
 use std::fmt;

@@ -7,8 +7,8 @@
 //! [`SocketProtector`] before it sends anything: on Android the query must
 //! leave through the real network, not the CLAT's own VPN.
 //!
-//! The wait is a `poll(2)` on all sockets with the remaining time as its
-//! timeout: no busy polling, one thread.
+//! The wait is a `poll(2)` (rustix's safe wrapper) on all sockets with the
+//! remaining time as its timeout: no busy polling, one thread.
 
 use crate::extract::{extract_prefixes, ExtractError};
 use crate::{DiscoveredPrefix, DiscoveryError, PrefixSource};
@@ -16,6 +16,7 @@ use clat_protect::SocketProtector;
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use rustix::event::{PollFd, PollFlags, Timespec};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -166,7 +167,7 @@ pub fn discover_rfc7050(
         // Walk backwards so that removing an entry keeps the indices valid.
         for i in ready.into_iter().rev() {
             let r = pending[i].0;
-            let n = match pending[i].1.recv(uninit(&mut buf)) {
+            let n = match (&pending[i].1).read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
@@ -254,37 +255,24 @@ fn udp_send(r: SocketAddr, wire: &[u8], protector: &dyn SocketProtector) -> io::
 
 /// Indices of the sockets that are readable (or have a pending error).
 fn poll_readable(socks: &[(SocketAddr, Socket)], left: Duration) -> io::Result<Vec<usize>> {
-    let mut fds: Vec<libc::pollfd> = socks
+    let mut fds: Vec<PollFd<'_>> = socks
         .iter()
-        .map(|(_, s)| libc::pollfd {
-            fd: s.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .map(|(_, s)| PollFd::new(s, PollFlags::IN))
         .collect();
-    // Round up so that a sub-millisecond remainder still waits.
-    let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-    // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(Vec::new());
-        }
-        return Err(e);
+    // At least a millisecond, so that a sub-millisecond remainder still waits.
+    let wait = Timespec::try_from(left.max(Duration::from_millis(1)))
+        .unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
+    match rustix::event::poll(&mut fds, Some(&wait)) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
     }
     Ok(fds
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.revents != 0)
+        .filter(|(_, p)| !p.revents().is_empty())
         .map(|(i, _)| i)
         .collect())
-}
-
-fn uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
-    // SAFETY: u8 and MaybeUninit<u8> have the same layout; the buffer is
-    // already initialised, and recv only writes to it.
-    unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) }
 }
 
 /// One query over TCP (2-byte length framing, RFC 1035 section 4.2.2),

@@ -9,6 +9,11 @@
 //!   ICMPv6 errors from the sockets' error queues become ICMPv4 errors.
 //! - DNS: a relay on the internal DNS address (UDP, TCP on truncation).
 //! - One thread, one mio `Poll`, sleeping until the next flow deadline.
+//!
+//! `unsafe` is denied in the crate except in `sys`, its one module of raw
+//! system calls.
+
+#![deny(unsafe_code)]
 
 pub mod config;
 mod dns_wire;

@@ -40,9 +40,10 @@ fn in_netns(name: &str) -> bool {
     if std::env::var_os(INNER).is_some() {
         return true;
     }
-    // SAFETY: geteuid has no preconditions.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
+        euid,
         0,
         "engine integration tests need root (network namespaces and TUN); run them as root"
     );

@@ -44,12 +44,15 @@ pub const MIN_MTU: i32 = 576;
 /// Kotlin set, then [`EngineConfig::validate`]. The error names the field
 /// and the value (for the engine's own checks, the rule broken).
 pub fn parse_config(raw: &RawConfig) -> Result<EngineConfig, String> {
-    let mut c = EngineConfig::default();
-    c.prefix = match raw.prefix.as_deref() {
-        None => return Err("prefix must be set (e.g. \"64:ff9b::/96\")".into()),
-        Some(p) => parse_prefix(p)?,
+    let mut c = EngineConfig {
+        prefix: match raw.prefix.as_deref() {
+            None => return Err("prefix must be set (e.g. \"64:ff9b::/96\")".into()),
+            Some(p) => parse_prefix(p)?,
+        },
+        upstream_dns: parse_resolvers(&raw.dns_servers)?,
+        refuse_non_global_wkp: raw.refuse_non_global_wkp,
+        ..EngineConfig::default()
     };
-    c.upstream_dns = parse_resolvers(&raw.dns_servers)?;
     if let Some(v) = parse_v4("clatAddress", raw.clat_address.as_deref())? {
         c.clat_v4 = v;
     }
@@ -91,7 +94,6 @@ pub fn parse_config(raw: &RawConfig) -> Result<EngineConfig, String> {
             *slot = d;
         }
     }
-    c.refuse_non_global_wkp = raw.refuse_non_global_wkp;
     c.validate().map_err(|e| e.to_string())?;
     Ok(c)
 }

@@ -2,8 +2,7 @@
 //! them. JNI-free: takes and returns plain Rust values, so the logic (stale
 //! handles, idempotent stop, releasing the protector) reads on its own.
 
-use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,27 +29,6 @@ impl Running {
 
 /// Every engine started through the bridge.
 pub static ENGINES: LazyLock<Registry<Running>> = LazyLock::new(Registry::new);
-
-/// Takes ownership of a raw descriptor handed over by Kotlin, after
-/// checking that it is open (wrapping a closed or foreign number in an
-/// `OwnedFd` would later close somebody else's file).
-pub fn adopt_fd(fd: RawFd) -> BridgeResult<OwnedFd> {
-    if fd < 0 {
-        return Err(BridgeError::IllegalArgument(format!(
-            "tunFd {fd} is not a file descriptor"
-        )));
-    }
-    // SAFETY: F_GETFD only reads the descriptor flags.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(BridgeError::IllegalArgument(format!(
-            "tunFd {fd} is not open: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: the descriptor is open, and the API contract (ClatNative.start)
-    // transfers its ownership to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
 
 /// Starts an engine; the TUN descriptor is closed on failure too (ownership
 /// passed to us at the call).
@@ -291,24 +269,6 @@ mod tests {
             set_dns(12345, &["not an address".into()]),
             Err(BridgeError::IllegalArgument(_))
         ));
-    }
-
-    #[test]
-    fn adopt_fd_rejects_negative_and_closed_descriptors() {
-        assert!(matches!(adopt_fd(-1), Err(BridgeError::IllegalArgument(_))));
-        // A descriptor number far above anything this process opened.
-        let e = adopt_fd(1_000_000).unwrap_err();
-        assert!(e.to_string().contains("not open"), "{e}");
-    }
-
-    #[test]
-    fn adopt_fd_takes_ownership_and_closes() {
-        use std::os::fd::IntoRawFd;
-        let raw = std::fs::File::open("/dev/null").unwrap().into_raw_fd();
-        let owned = adopt_fd(raw).unwrap();
-        drop(owned);
-        // SAFETY: F_GETFD only reads flags; the fd was just closed.
-        assert!(unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0);
     }
 
     #[test]

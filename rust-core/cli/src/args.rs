@@ -114,8 +114,12 @@ mod tests {
         assert!(parse_resolver("dns.example").is_err());
         assert!(parse_resolver("fe80::1%nosuchif0").is_err());
         // What the JNI bridge refused and the CLI used to take.
-        assert!(parse_resolver("[2001:db8::53]:0").unwrap_err().contains("port 0"));
-        assert!(parse_resolver("fe80::1").unwrap_err().contains("link-local"));
+        assert!(parse_resolver("[2001:db8::53]:0")
+            .unwrap_err()
+            .contains("port 0"));
+        assert!(parse_resolver("fe80::1")
+            .unwrap_err()
+            .contains("link-local"));
         // What the JNI bridge took and the CLI used to refuse.
         assert_eq!(parse_resolver("[fe80::1%lo]:5353").unwrap().port(), 5353);
     }
@@ -127,6 +131,9 @@ mod tests {
             Ok("2001:db8:64::/96".parse().unwrap())
         );
         let e = parse_prefix("2001:db8:0:0:ff00::/96").unwrap_err();
-        assert!(e.contains("bits 64-71 must be zero (RFC 6052 section 2.2)"), "{e}");
+        assert!(
+            e.contains("bits 64-71 must be zero (RFC 6052 section 2.2)"),
+            "{e}"
+        );
     }
 }

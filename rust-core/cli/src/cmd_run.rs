@@ -125,7 +125,7 @@ pub struct PrefixSeed {
     pub monitor: Option<(PrefixMonitor, Receiver<Option<DiscoveredPrefix>>)>,
 }
 
-/// `--pref64` wins (explicit configuration first, as DESIGN.md orders the
+/// `--pref64` wins (explicit configuration first, as docs/ARCHITECTURE.md orders the
 /// sources); otherwise start the monitor (PREF64 on `--pref64-listen`, then
 /// RFC 7050 through `resolvers`) and wait up to `--discover-timeout` for its
 /// first prefix. Without one, fail with the reason RFC 7050 gives.

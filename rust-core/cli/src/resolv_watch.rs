@@ -198,10 +198,7 @@ mod tests {
             b.extend_from_slice(name);
         }
         let got: Vec<(i32, &OsStr)> = parse_events(&b).collect();
-        assert_eq!(
-            got,
-            [(1, OsStr::new("")), (2, OsStr::new("resolv.conf"))]
-        );
+        assert_eq!(got, [(1, OsStr::new("")), (2, OsStr::new("resolv.conf"))]);
         // A cut-off head ends the walk instead of reading past the end.
         assert_eq!(parse_events(&b[..EVENT_HEAD - 1]).count(), 0);
     }

@@ -68,7 +68,8 @@ pub fn nofile_limit() -> Option<(libc::rlim_t, libc::rlim_t)> {
         rlim_max: 0,
     };
     // SAFETY: `r` is a valid rlimit for the kernel to fill in.
-    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0).then_some((r.rlim_cur, r.rlim_max))
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0)
+        .then_some((r.rlim_cur, r.rlim_max))
 }
 
 /// Sets RLIMIT_NOFILE; whether the kernel took it.

@@ -37,7 +37,8 @@ fn clat(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn clat_run_refuses_a_pref64_with_a_nonzero_u_octet() {
-    let control = std::env::temp_dir().join(format!("clat-prefix-args-{}.sock", std::process::id()));
+    let control =
+        std::env::temp_dir().join(format!("clat-prefix-args-{}.sock", std::process::id()));
     let (code, err) = clat(&[
         "run",
         "--pref64",
@@ -62,7 +63,10 @@ fn clat_run_refuses_a_pref64_with_a_nonzero_u_octet() {
 #[test]
 fn clat_run_names_the_other_rfc_6052_rules() {
     for (p, why) in [
-        ("2001:db8:64::/80", "/80 is not one of 32, 40, 48, 56, 64, 96"),
+        (
+            "2001:db8:64::/80",
+            "/80 is not one of 32, 40, 48, 56, 64, 96",
+        ),
         ("2001:db8:64::1/96", "did you mean 2001:db8:64::/96?"),
         ("192.0.2.0/24", "is not an IPv6 prefix"),
     ] {

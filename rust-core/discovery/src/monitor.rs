@@ -310,8 +310,12 @@ fn wait(
     }
     // Round up to the millisecond: waking a hair early would only loop once more.
     let t = timeout.map(|t| {
-        let ms = Duration::from_millis(u64::try_from(t.as_micros().div_ceil(1000)).unwrap_or(u64::MAX));
-        Timespec::try_from(ms).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 })
+        let ms =
+            Duration::from_millis(u64::try_from(t.as_micros().div_ceil(1000)).unwrap_or(u64::MAX));
+        Timespec::try_from(ms).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        })
     });
     match rustix::event::poll(&mut fds, t.as_ref()) {
         Ok(_) => {}

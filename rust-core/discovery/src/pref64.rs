@@ -182,8 +182,8 @@ mod tests {
         );
         assert!(e.to_string().contains("bits 64-71 must be zero"), "{e}");
         // Among other options: the bad one is reported, the good one kept.
-        let good = encode_pref64("2001:db8:64::/96".parse().unwrap(), Duration::from_secs(8))
-            .unwrap();
+        let good =
+            encode_pref64("2001:db8:64::/96".parse().unwrap(), Duration::from_secs(8)).unwrap();
         let mut buf = bad.to_vec();
         buf.extend_from_slice(&good);
         let got = pref64_options(&buf);

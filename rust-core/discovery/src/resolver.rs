@@ -209,7 +209,9 @@ mod tests {
         assert!(parse_resolver("192.0.2.1%lo")
             .unwrap_err()
             .contains("no zone"));
-        assert!(parse_resolver("ff02::fb").unwrap_err().contains("link-local"));
+        assert!(parse_resolver("ff02::fb")
+            .unwrap_err()
+            .contains("link-local"));
     }
 
     #[test]
@@ -249,9 +251,14 @@ mod tests {
             parse_nameserver("2001:db8::53").unwrap(),
             "[2001:db8::53]:53".parse().unwrap()
         );
-        assert_eq!(parse_nameserver("fe80::1%7").unwrap().to_string(), "[fe80::1%7]:53");
+        assert_eq!(
+            parse_nameserver("fe80::1%7").unwrap().to_string(),
+            "[fe80::1%7]:53"
+        );
         assert!(parse_nameserver("192.0.2.1:53").is_err());
         assert!(parse_nameserver("[2001:db8::53]").is_err());
-        assert!(parse_nameserver("fe80::1").unwrap_err().contains("link-local"));
+        assert!(parse_nameserver("fe80::1")
+            .unwrap_err()
+            .contains("link-local"));
     }
 }

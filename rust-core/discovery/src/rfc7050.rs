@@ -15,8 +15,8 @@ use crate::{DiscoveredPrefix, DiscoveryError, PrefixSource};
 use clat_protect::SocketProtector;
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use rustix::event::{PollFd, PollFlags, Timespec};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -260,8 +260,10 @@ fn poll_readable(socks: &[(SocketAddr, Socket)], left: Duration) -> io::Result<V
         .map(|(_, s)| PollFd::new(s, PollFlags::IN))
         .collect();
     // At least a millisecond, so that a sub-millisecond remainder still waits.
-    let wait = Timespec::try_from(left.max(Duration::from_millis(1)))
-        .unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
+    let wait = Timespec::try_from(left.max(Duration::from_millis(1))).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    });
     match rustix::event::poll(&mut fds, Some(&wait)) {
         Ok(_) => {}
         Err(rustix::io::Errno::INTR) => return Ok(Vec::new()),

@@ -1,5 +1,5 @@
 //! The CLAT engine: IPv4 packets from a TUN become flows re-originated over
-//! protected IPv6 sockets towards the NAT64 prefix (DESIGN.md, "data path").
+//! protected IPv6 sockets towards the NAT64 prefix (docs/ARCHITECTURE.md, "The data path").
 //!
 //! - TCP is terminated by the kernel: app packets are NATed onto the
 //!   engine's own listener on the TUN address ([`nat_tcp`]), the accepted

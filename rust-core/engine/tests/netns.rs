@@ -43,8 +43,7 @@ fn in_netns(name: &str) -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        euid,
-        0,
+        euid, 0,
         "engine integration tests need root (network namespaces and TUN); run them as root"
     );
     // One namespace test at a time: on a loaded 2-CPU machine, parallel

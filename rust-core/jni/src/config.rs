@@ -143,18 +143,23 @@ mod tests {
         assert_eq!(c.prefix, "2001:db8:64::/96".parse::<Ipv6Net>().unwrap());
         assert_eq!(c.upstream_dns, vec!["[2001:db8:1::53]:53".parse().unwrap()]);
         assert_eq!((c.mtu, c.max_flows), (d.mtu, d.max_flows));
-        assert_eq!((c.clat_v4, c.nat_v4, c.dns_v4), (d.clat_v4, d.nat_v4, d.dns_v4));
+        assert_eq!(
+            (c.clat_v4, c.nat_v4, c.dns_v4),
+            (d.clat_v4, d.nat_v4, d.dns_v4)
+        );
         assert_eq!(c.udp_timeout, d.udp_timeout);
         assert_eq!(c.tcp_established_timeout, d.tcp_established_timeout);
         assert_eq!(c.tcp_transitory_timeout, d.tcp_transitory_timeout);
         assert_eq!(c.icmp_timeout, d.icmp_timeout);
         assert!(c.refuse_non_global_wkp);
-        assert!(!parse_config(&RawConfig {
-            refuse_non_global_wkp: false,
-            ..lab()
-        })
-        .unwrap()
-        .refuse_non_global_wkp);
+        assert!(
+            !parse_config(&RawConfig {
+                refuse_non_global_wkp: false,
+                ..lab()
+            })
+            .unwrap()
+            .refuse_non_global_wkp
+        );
     }
 
     #[test]
@@ -287,7 +292,10 @@ mod tests {
             let e = parse_config(&raw).unwrap_err();
             assert!(e.contains(want), "want {want:?} in {e:?}");
         }
-        assert_eq!(parse_config(&RawConfig { mtu: 576, ..lab() }).unwrap().mtu, 576);
+        assert_eq!(
+            parse_config(&RawConfig { mtu: 576, ..lab() }).unwrap().mtu,
+            576
+        );
         assert_eq!(
             parse_config(&RawConfig {
                 mtu: 65535,

@@ -8,7 +8,12 @@ use std::os::fd::RawFd;
 
 /// `setsockopt(fd, level, name, val)`. Errors: the kernel's (`EBADF` for a
 /// closed descriptor, `EPERM` without `CAP_NET_ADMIN`/`CAP_NET_RAW`).
-pub(crate) fn set_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &[u8]) -> io::Result<()> {
+pub(crate) fn set_opt(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: &[u8],
+) -> io::Result<()> {
     // SAFETY: `val` is a valid buffer of the given length for the duration
     // of the call; the kernel validates `fd`.
     let rc = unsafe {

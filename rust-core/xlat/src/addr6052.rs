@@ -226,7 +226,12 @@ mod tests {
             parse_prefix(" 2001:db8:64::/96 "),
             Ok(net("2001:db8:64::/96"))
         );
-        for ok in ["64:ff9b::/96", "2001:db8::/32", "2001:db8:100::/40", "2001:db8::/64"] {
+        for ok in [
+            "64:ff9b::/96",
+            "2001:db8::/32",
+            "2001:db8:100::/40",
+            "2001:db8::/64",
+        ] {
             assert_eq!(parse_prefix(ok), Ok(net(ok)), "{ok}");
         }
         for (bad, why) in [

@@ -39,7 +39,8 @@ pub fn block_signals(signals: &[libc::c_int]) -> SigSet {
 pub fn wait_signal(set: &SigSet, timeout: Duration) -> Option<libc::c_int> {
     let ts = libc::timespec {
         tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-        tv_nsec: timeout.subsec_nanos().into(),
+        // Below 10^9, so it fits a 32-bit c_long (armv7) too.
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
     };
     // SAFETY: `set` was initialised by block_signals, `ts` is a valid
     // timespec, both outlive the call; a null siginfo pointer is allowed.

@@ -48,15 +48,10 @@ struct Candidate {
     wka: usize,
 }
 
-/// A prefix under which an address carries a WKA, but which RFC 6052 does
-/// not allow (a /96 whose bits 64-71 are not zero): skipped, and said.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Skipped {
-    prefix: Ipv6Net,
-    why: PrefixError,
-}
-
-fn candidates(addr: Ipv6Addr, skipped: &mut Vec<Skipped>) -> Vec<Candidate> {
+/// The WKA positions of `addr`. A prefix under which it carries a WKA but
+/// which RFC 6052 does not allow (a /96 whose bits 64-71 are not zero) is
+/// added to `skipped` instead, with the reason (the error names the prefix).
+fn candidates(addr: Ipv6Addr, skipped: &mut Vec<PrefixError>) -> Vec<Candidate> {
     let mut out = Vec::new();
     for len in RFC6052_LENGTHS {
         if let Some(v4) = embedded_v4(addr, len) {
@@ -84,13 +79,13 @@ fn candidates(addr: Ipv6Addr, skipped: &mut Vec<Skipped>) -> Vec<Candidate> {
 /// ([`clat_xlat::addr6052::validate_prefix`]); only a /96 can, as only a /96
 /// covers bits 64-71. Such a synthesis could be used to reach IPv4 hosts,
 /// but replies from them could not be mapped back.
-fn unusable(addr: Ipv6Addr, len: u8) -> Option<Skipped> {
+fn unusable(addr: Ipv6Addr, len: u8) -> Option<PrefixError> {
     let prefix = Ipv6Net::new(addr, len).ok()?.trunc();
     let why = clat_xlat::addr6052::validate_prefix(&prefix).err()?;
     let mut o = addr.octets();
     o[8] = 0;
     let v4 = embedded_v4(Ipv6Addr::from(o), len)?;
-    WKAS.contains(&v4).then_some(Skipped { prefix, why })
+    WKAS.contains(&v4).then_some(why)
 }
 
 /// A prefix found in an answer, with the smallest TTL of the records that
@@ -173,14 +168,12 @@ pub fn extract_prefixes(records: &[(Ipv6Addr, u32)]) -> Result<Vec<FoundPrefix>,
             }
         }
     }
-    let said: Vec<String> = skipped
-        .iter()
-        .map(|s| format!("{} skipped: {}", s.prefix, s.why))
-        .collect();
+    let said: Vec<String> = skipped.iter().map(|why| format!("skipped {why}")).collect();
     if found.is_empty() {
-        return Err(match said.is_empty() {
-            true => ExtractError::NoWka,
-            false => ExtractError::Unusable(said.join("; ")),
+        return Err(if said.is_empty() {
+            ExtractError::NoWka
+        } else {
+            ExtractError::Unusable(said.join("; "))
         });
     }
     for s in &said {

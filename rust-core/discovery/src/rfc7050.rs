@@ -402,8 +402,7 @@ mod tests {
         assert!(e.is_definite());
         let msg = e.to_string();
         assert!(
-            msg.contains("2001:db8:0:0:ff00::/96 skipped")
-                && msg.contains("bits 64-71 must be zero"),
+            msg.contains("skipped 2001:db8:0:0:ff00::/96: bits 64-71 must be zero"),
             "{msg}"
         );
         let mixed = [

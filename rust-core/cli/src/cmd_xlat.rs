@@ -20,7 +20,8 @@ pub struct Args {
     /// RFC 6052 prefix (lengths 32, 40, 48, 56, 64, 96).
     #[arg(long, value_name = "PREFIX", value_parser = crate::args::parse_prefix)]
     pub pool6: Option<Ipv6Net>,
-    /// Explicit address mapping (RFC 7757), repeatable; equal suffix lengths.
+    /// Explicit address mapping (RFC 7757), repeatable; the IPv6 prefix
+    /// leaves at least as many suffix bits as the IPv4 one (section 3.2).
     #[arg(long, value_name = "V4PREFIX=V6PREFIX", value_parser = parse_eam)]
     pub eam: Vec<Eam>,
     /// Source of ICMPv4 errors whose IPv6 source has no IPv4 form (RFC 6791).
@@ -47,7 +48,8 @@ pub struct Args {
     /// Act as a router: decrement TTL and hop limit.
     #[arg(long = "decrement-ttl")]
     pub decrement_ttl: bool,
-    /// Compute a checksum for IPv4 UDP with checksum 0 instead of dropping it.
+    /// Compute a checksum for whole IPv4 UDP datagrams with checksum 0 instead
+    /// of refusing them (RFC 7915 4.5; fragments are always refused).
     #[arg(long = "amend-udp-zero-checksum")]
     pub amend_udp_zero_checksum: bool,
     /// Translate every packet of this pcap file (raw IP or Ethernet) instead of FILEs.

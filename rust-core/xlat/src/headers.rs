@@ -148,6 +148,9 @@ pub struct V6<'a> {
     /// Offset (from the start of the IPv6 header) of the Segments Left byte
     /// of a Routing header whose Segments Left is not zero.
     pub unexpired_routing: Option<u32>,
+    /// A Hop-by-Hop, Routing or Destination Options header follows the
+    /// Fragment header (RFC 7915 section 5.1.1: "SHOULD be dropped").
+    pub ext_after_frag: bool,
 }
 
 impl V6<'_> {
@@ -178,8 +181,11 @@ pub fn parse_v6(pkt: &[u8], inner: bool) -> Result<V6<'_>, DropReason> {
     let end = if inner {
         pkt.len().min(40 + payload_len as usize)
     } else {
-        if payload_len == 0 {
-            // A jumbogram (RFC 2675) cannot become IPv4.
+        if payload_len == 0 && pkt[6] == PROTO_HOPOPT {
+            // A jumbogram (RFC 2675: Payload Length 0 and a Jumbo Payload
+            // option in Hop-by-Hop) cannot become IPv4. Payload Length 0
+            // with any other Next Header is an empty packet (for example
+            // Next Header 59, "no next header"), translated like any other.
             return Err(DropReason::TooBig);
         }
         if pkt.len() < 40 + payload_len as usize {
@@ -192,10 +198,15 @@ pub fn parse_v6(pkt: &[u8], inner: bool) -> Result<V6<'_>, DropReason> {
     let mut off = 40usize;
     let mut frag = None;
     let mut unexpired_routing = None;
+    let mut ext_after_frag = false;
     loop {
         match next {
             PROTO_HOPOPT | PROTO_ROUTING | PROTO_DSTOPTS => {
-                if next == PROTO_HOPOPT && off != 40 {
+                if frag.is_some() {
+                    // Walked over like the others, so that an inner packet
+                    // still finds its upper layer; the outer one is refused.
+                    ext_after_frag = true;
+                } else if next == PROTO_HOPOPT && off != 40 {
                     // Hop-by-Hop must come first (RFC 8200 section 4.3).
                     return Err(DropReason::Malformed);
                 }
@@ -253,6 +264,7 @@ pub fn parse_v6(pkt: &[u8], inner: bool) -> Result<V6<'_>, DropReason> {
         dst,
         frag,
         unexpired_routing,
+        ext_after_frag,
     })
 }
 

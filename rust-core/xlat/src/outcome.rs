@@ -14,6 +14,8 @@ pub enum IpVersion {
 pub enum Outcome {
     /// `out` holds one or more packets (more than one when the result was
     /// fragmented) to send on the other side; they are of this IP version.
+    /// `Forward(V6)` from `translate_6to4` is a hairpinned packet (RFC 7757
+    /// section 4): it goes back out on the IPv6 side.
     Forward(IpVersion),
     /// `out` holds exactly one ICMP error to send back toward the packet's
     /// source, on the side the packet came from (so of the same IP version as
@@ -50,7 +52,9 @@ pub enum DropReason {
     /// A fragmented ICMP message: its checksum needs the whole message.
     FragmentedIcmp,
     /// IPv4 UDP with checksum 0 and `amend_udp_zero_checksum` off, or a
-    /// fragment of one (the checksum needs the whole datagram; RFC 7915 4.5).
+    /// fragment of one (the checksum needs the whole datagram; RFC 7915 4.5),
+    /// when no ICMPv4 error may be sent about it (otherwise the outcome is
+    /// `Reply` with Communication Administratively Prohibited, RFC 7915 4.4).
     UdpZeroChecksum,
     /// IPv6 jumbogram or a result that does not fit in 65535 bytes.
     TooBig,
@@ -67,6 +71,14 @@ pub enum DropReason {
     SourceRoute,
     /// IPv6 Routing header with Segments Left > 0 (RFC 7915 5.1), no error allowed.
     RoutingHeader,
+    /// Hop-by-Hop, Routing or Destination Options after the Fragment header
+    /// (RFC 7915 5.1.1 "SHOULD be dropped"), no error allowed (otherwise the
+    /// outcome is `Reply` with the RFC 7915 5.4 error).
+    ExtensionAfterFragment,
+    /// An ICMPv6 error that would be hairpinned (RFC 7757 section 4): the
+    /// packet inside it would need its addresses mapped back as well, which
+    /// the translator does not do.
+    HairpinIcmpError,
     /// `refuse_4`/`refuse_6`: no ICMP error may be sent about this packet
     /// (an ICMP error or ICMPv6 message, a non-first fragment, a multicast
     /// or broadcast source).
@@ -94,6 +106,8 @@ impl DropReason {
             DropReason::TruncatedTransport => "truncated-transport",
             DropReason::SourceRoute => "source-route",
             DropReason::RoutingHeader => "routing-header",
+            DropReason::ExtensionAfterFragment => "extension-after-fragment",
+            DropReason::HairpinIcmpError => "hairpin-icmp-error",
             DropReason::ErrorNotAllowed => "error-not-allowed",
         }
     }

@@ -79,14 +79,33 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
     }
 
     let is_frag = ip.is_fragment();
+    // RFC 7915 4.5: a UDP checksum of zero is computed when configured to
+    // and the datagram is whole; otherwise the packet is dropped, and 4.4's
+    // Communication Administratively Prohibited tells the source.
+    if ip.proto == PROTO_UDP
+        && first
+        && ip.payload.get(6..8) == Some(&[0, 0])
+        && (is_frag || !cfg.amend_udp_zero_checksum)
+    {
+        if !may_answer {
+            return Err(DropReason::UdpZeroChecksum);
+        }
+        return reply_v4(t, out, &ip, icmp_map::ICMP4_DEST_UNREACH, 13, [0; 4], whole)
+            .or(Err(DropReason::UdpZeroChecksum));
+    }
     let plen = ip.payload.len();
     let hdr_len = if is_frag { 48 } else { 40 };
     let total6 = hdr_len + plen;
     // RFC 7915 section 4: DF=0 packets are cut to fit the lowest IPv6 MTU
-    // (configurable, default 1280); DF=1 packets that do not fit the egress
-    // MTU are refused with Fragmentation Needed (RFC 1191 path MTU discovery).
+    // (configurable, default 1280). RFC 7915 4.1: "If the DF bit is set and
+    // the MTU of the next-hop interface is less than the total length value
+    // of the IPv4 packet plus 20", Fragmentation Needed (RFC 1191 path MTU
+    // discovery) -- whole packets and fragments alike; the size compared is
+    // the packet's as IPv6 without a Fragment header, so that a fragment sent
+    // again at the advertised MTU is not refused once more (its Fragment
+    // header may make it be cut below).
     let lim = cfg.mtu6.min(cfg.lowest_ipv6_mtu) as usize;
-    if !is_frag && ip.df && total6 > cfg.mtu6 as usize {
+    if ip.df && 40 + plen > cfg.mtu6 as usize {
         if !may_answer {
             return Err(DropReason::TooBigNoReply);
         }
@@ -271,9 +290,16 @@ fn icmp_error(
         // (RFC 4884 section 5.1), leaving room for the extension.
         let room = (ICMP6_ERROR_MAX - 48).saturating_sub(e.len()) / 8 * 8;
         if room >= 128 && e.len() <= ICMP6_ERROR_MAX - 48 - 128 {
-            let padded = inner_len.div_ceil(8).max(16) * 8;
-            let padded = padded.min(room);
-            inner_len = inner_len.min(padded);
+            // RFC 4884 section 5.1: the field is whole 64-bit words, at least
+            // 128 bytes. The translated datagram (20 bytes longer than the
+            // 32-bit-word IPv4 one, its IPv4 padding left out) is cut to whole
+            // words -- the original datagram may be truncated anyway -- and
+            // only padded with zeros up to the 128-byte minimum.
+            inner_len = inner_len.min(room);
+            if inner_len >= 128 {
+                inner_len = inner_len / 8 * 8;
+            }
+            let padded = inner_len.max(128);
             out[48 + inner_len..48 + padded].fill(0);
             out[48 + padded..48 + padded + e.len()].copy_from_slice(e);
             total = 48 + padded + e.len();

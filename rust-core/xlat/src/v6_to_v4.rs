@@ -57,6 +57,17 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
         }
         return reply_v6(t, out, &ip, icmp_map::ICMP6_PARAM_PROBLEM, 0, ptr, whole);
     }
+    // RFC 7915 5.1.1: an extension header after the Fragment header "SHOULD
+    // be dropped"; as for every drop, RFC 7915 5.4's Destination Unreachable,
+    // Communication Administratively Prohibited (1/1) tells the source,
+    // unless the packet is an ICMPv6 message.
+    if ip.ext_after_frag {
+        if !may_answer || ip.proto == PROTO_ICMPV6 {
+            return Err(DropReason::ExtensionAfterFragment);
+        }
+        return reply_v6(t, out, &ip, icmp_map::ICMP6_DEST_UNREACH, 1, 0, whole)
+            .or(Err(DropReason::ExtensionAfterFragment));
+    }
     let dst4 = t.map_6to4(ip.dst)?;
     let src4 = match t.map_6to4(ip.src) {
         Ok(a) => a,
@@ -71,6 +82,12 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
     };
     if ip.proto == PROTO_ICMPV6 && ip.is_fragment() {
         return Err(DropReason::FragmentedIcmp);
+    }
+    if let Some(dst6) = hairpin_dst(t, &ip, dst4) {
+        if is_icmp_err {
+            return Err(DropReason::HairpinIcmpError);
+        }
+        return hairpin(t, &ip, whole, ttl, src4, dst6, out);
     }
     if is_icmp_err {
         let n = icmp_error(t, &ip, ttl, src4, dst4, &mut out.data)?;
@@ -95,7 +112,11 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
             (df, if df { 0 } else { t.next_id() }, false, 0)
         }
     };
-    if total4 > cfg.mtu4 as usize && df {
+    // A real fragment does not fit either: the translator cannot cut it
+    // for IPv6 hosts that do path MTU discovery, so it answers like for a
+    // whole packet (RFC 7915 section 1.4: "MUST send a Packet Too Big error
+    // message or fragment"; RFC 8021: no atomic fragments are asked for).
+    if total4 > cfg.mtu4 as usize && (df || ip.is_fragment()) {
         if !may_answer {
             return Err(DropReason::TooBigNoReply);
         }
@@ -278,11 +299,17 @@ fn icmp_error(
             [0, len_field, m[0], m[1]]
         }
     };
+    // RFC 7915 5.1.1: with a Fragment header (an atomic one: fragmented
+    // ICMPv6 is dropped above), Identification comes from it.
+    let id = match ip.frag {
+        Some(f) => f.id as u16,
+        None => t.next_id(),
+    };
     write_v4(
         out,
         ip.tc,
         total as u16,
-        t.next_id(),
+        id,
         false,
         false,
         0,
@@ -386,4 +413,77 @@ fn reply_v6(
     let n = icmp_err::build_icmp6(&mut out.data, &src, &ip.src, typ, code, rest, whole);
     out.push(0, n);
     Ok(Outcome::Reply(IpVersion::V6))
+}
+
+/// RFC 7757 section 4: a packet from an IPv6 host to the pool6 address of
+/// an IPv4 address that the EAMT maps back to IPv6 is hairpinned. Returns
+/// the EAM destination, or `None` for a packet that goes to IPv4.
+fn hairpin_dst(t: &Translator, ip: &V6<'_>, dst4: Ipv4Addr) -> Option<Ipv6Addr> {
+    let eam = &t.config().eam;
+    if eam.map6(ip.dst).is_some() {
+        return None; // the destination is an EAM address, not a pool6 one
+    }
+    eam.map4(dst4)
+}
+
+/// Writes a hairpinned packet (RFC 7757 section 4): what translating to
+/// IPv4 and back would give, done in one step. The source is the pool6
+/// address of its IPv4 form (section 4: "translated using [RFC 6052]"; the
+/// destination sees the sender as the address it would itself use for it),
+/// the destination its EAM address; the flow label becomes 0 and the hop
+/// limit is the translated TTL; extension headers and payload are copied;
+/// TCP, UDP and ICMPv6 checksums are adjusted for the new addresses. The packet is as long as it came, so it fits the IPv6 side.
+fn hairpin(
+    t: &Translator,
+    ip: &V6<'_>,
+    whole: &[u8],
+    hop: u8,
+    src4: Ipv4Addr,
+    dst6: Ipv6Addr,
+    out: &mut OutBuf,
+) -> Result<Outcome, DropReason> {
+    let pool6 = t
+        .config()
+        .pool6
+        .as_ref()
+        .ok_or(DropReason::UntranslatableSrc)?;
+    let src6 = crate::addr6052::embed(pool6, src4);
+    let buf = &mut out.data[..whole.len()];
+    buf.copy_from_slice(whole);
+    // Flow label 0, as after the round trip through IPv4 (RFC 7915 4.1).
+    buf[1] &= 0xf0;
+    buf[2] = 0;
+    buf[3] = 0;
+    buf[7] = hop;
+    buf[8..24].copy_from_slice(&src6.octets());
+    buf[24..40].copy_from_slice(&dst6.octets());
+    if ip.frag.is_none_or(|f| f.off == 0) {
+        let old = checksum::sum(&ip.src.octets(), checksum::sum(&ip.dst.octets(), 0));
+        let new = checksum::sum(&src6.octets(), checksum::sum(&dst6.octets(), 0));
+        let field = match ip.proto {
+            PROTO_TCP => Some(16),
+            PROTO_UDP => Some(6),
+            PROTO_ICMPV6 => Some(2),
+            _ => None,
+        };
+        if let Some(f) = field {
+            let at = ip.hdrs.len() + f;
+            let b = buf
+                .get_mut(at..at + 2)
+                .ok_or(DropReason::TruncatedTransport)?;
+            let c = u16::from_be_bytes([b[0], b[1]]);
+            // A UDP checksum of 0 stays 0 (invalid in IPv6 either way).
+            if !(ip.proto == PROTO_UDP && c == 0) {
+                let c2 = checksum::adjust(c, old, new);
+                let c2 = if c2 == 0 && ip.proto == PROTO_UDP {
+                    0xffff
+                } else {
+                    c2
+                };
+                b.copy_from_slice(&c2.to_be_bytes());
+            }
+        }
+    }
+    out.push(0, whole.len());
+    Ok(Outcome::Forward(IpVersion::V6))
 }

@@ -260,8 +260,20 @@ fn s4_5_udp_zero_checksum() {
     u[6] = 0;
     u[7] = 0;
     let pkt = ipv4(s, d, 17, 64, 0, 1, DF, &[], &u);
+    // Not amending: dropped, and RFC 7915 4.4's Destination Unreachable,
+    // Communication Administratively Prohibited (3/13) quoting the packet.
+    let (o, out) = run(&translator(), &pkt);
+    assert_eq!(o, Outcome::Reply(IpVersion::V4));
+    assert_admin_prohibited_4(&out[0], &pkt);
+    // With no address to send the error from, the drop is counted as such.
+    let quiet = Translator::new(Config {
+        self_v4: None,
+        pool6791_v4: None,
+        ..config()
+    })
+    .unwrap();
     assert_eq!(
-        run(&translator(), &pkt).0,
+        run(&quiet, &pkt).0,
         Outcome::Drop(DropReason::UdpZeroChecksum)
     );
     let t = Translator::new(Config {
@@ -273,9 +285,25 @@ fn s4_5_udp_zero_checksum() {
     assert_eq!(o, Outcome::Forward(IpVersion::V6));
     let (_, _, data) = check_v6(&out[0]); // checks the computed checksum
     assert_ne!(&data[6..8], &[0, 0]);
-    // A fragment of such a datagram cannot be amended.
+    // The first fragment of such a datagram cannot be amended: refused with
+    // the same error even when amending is on.
     let frag = ipv4(s, d, 17, 64, 0, 1, MF, &[], &u);
-    assert_eq!(run(&t, &frag).0, Outcome::Drop(DropReason::UdpZeroChecksum));
+    let (o, out) = run(&t, &frag);
+    assert_eq!(o, Outcome::Reply(IpVersion::V4));
+    assert_admin_prohibited_4(&out[0], &frag);
+}
+
+/// An ICMPv4 Destination Unreachable, Communication Administratively
+/// Prohibited (RFC 7915 4.4: type 3, code 13) from SELF4 to the source of
+/// `orig`, quoting all of it.
+fn assert_admin_prohibited_4(err: &[u8], orig: &[u8]) {
+    let (h, data) = check_v4(err);
+    assert_eq!(h.source, a4(SELF4).octets());
+    assert_eq!(h.destination, orig[12..16]);
+    assert_eq!(h.protocol.0, 1);
+    assert_eq!(&data[..2], &[3, 13]);
+    assert_eq!(&data[4..8], &[0; 4]);
+    assert_eq!(&data[8..], orig);
 }
 
 // ---- Section 4.3 / 4.4: ICMPv4 errors ----
@@ -380,18 +408,62 @@ fn rfc4884_extension_4to6() {
     body.extend_from_slice(&ext);
     let (_, out) = run(&t, &icmp4_error(11, 0, [0, 32, 0, 0], &body)); // length 32 words = 128
     let (_, _, data) = check_v6(&out[0]);
-    let len6 = data[4] as usize * 8;
-    assert!(len6 >= 128 && (len6 & 7) == 0);
-    assert_eq!(len6, 152, "148-byte IPv6 inner packet padded to 152");
+    // RFC 4884 section 5.1: whole 64-bit words. The 128-byte IPv4 datagram
+    // (32 words of 32 bits) is 148 bytes as IPv6: cut to 144 (18 words of
+    // 64 bits), not padded to 152.
+    assert_eq!(data[4], 18);
+    assert_eq!(data.len(), 8 + 144 + ext.len());
+    assert_eq!(&data[8 + 144..], &ext[..], "extension after the datagram");
+    let (ih, _, _) = check_v6_inner(&data[8..8 + 144]);
     assert_eq!(
-        &data[8 + len6..],
-        &ext[..],
-        "extension copied after the padded datagram"
+        ih.payload_length, 108,
+        "inner length as the original claimed"
     );
+}
+
+/// The inner packet of an ICMPv6 error, which may be cut short: parsed with
+/// etherparse's lax slice.
+fn check_v6_inner(p: &[u8]) -> (etherparse::Ipv6Header, u8, Vec<u8>) {
+    let (s, _) = etherparse::LaxIpv6Slice::from_slice(p).expect("inner IPv6 parses");
+    let h = s.header().to_header();
+    let proto = s.payload().ip_number.0;
+    (h, proto, s.payload().payload.to_vec())
+}
+
+#[test]
+fn rfc4884_extension_4to6_ipv4_padding_and_minimum() {
+    let t = translator();
+    let ext = [0x20, 0, 0, 0, 0, 8, 1, 1, 0xde, 0xad, 0xbe, 0xef];
+    // A 126-byte datagram and 2 bytes of IPv4 padding (length 32 words):
+    // 146 bytes as IPv6, cut to 144 (18 words); the padding is not carried.
+    let inner = udp4(CLAT4, "203.0.113.10", &[3; 98], 63, 0, DF);
+    assert_eq!(inner.len(), 126);
+    let mut body = inner.clone();
+    body.extend_from_slice(&[0, 0]);
+    body.extend_from_slice(&ext);
+    let (_, out) = run(&t, &icmp4_error(3, 3, [0, 32, 0, 0], &body));
+    let (_, _, data) = check_v6(&out[0]);
+    assert_eq!(data[4], 18);
+    assert_eq!(&data[8 + 144..], &ext[..]);
+    // A 60-byte datagram padded to 128 (length 32): 80 bytes as IPv6, padded
+    // with zeros to the 128-byte minimum (16 words).
+    let inner = udp4(CLAT4, "203.0.113.10", &[3; 32], 63, 0, DF);
+    assert_eq!(inner.len(), 60);
+    let mut body = inner.clone();
+    body.resize(128, 0);
+    body.extend_from_slice(&ext);
+    let (_, out) = run(&t, &icmp4_error(3, 3, [0, 32, 0, 0], &body));
+    let (_, _, data) = check_v6(&out[0]);
+    assert_eq!(data[4], 16);
+    assert_eq!(data.len(), 8 + 128 + ext.len());
+    let (ih, iproto, idata) = check_v6(&data[8..8 + 80]);
+    assert_eq!((iproto, ih.hop_limit), (17, 63));
+    assert_eq!(&idata[8..], &[3; 32]);
     assert!(
-        data[8 + 148..8 + len6].iter().all(|&b| b == 0),
+        data[8 + 80..8 + 128].iter().all(|&b| b == 0),
         "zero padding"
     );
+    assert_eq!(&data[8 + 128..], &ext[..]);
 }
 
 #[test]
@@ -885,4 +957,245 @@ fn s4_4_and_s5_4_refusals() {
         t.refuse_6(&echo6, &mut out),
         Outcome::Drop(DropReason::ErrorNotAllowed)
     );
+}
+
+// ---- Issue 13: the classes a SIIT conformance suite found ----
+
+#[test]
+fn s4_1_df_fragment_too_big_answers_fragmentation_needed() {
+    // RFC 7915 4.1: DF set and Total Length + 20 above the next-hop MTU:
+    // Fragmentation Needed, for a fragment as for a whole packet.
+    let t = Translator::new(Config {
+        mtu6: 1280,
+        ..config()
+    })
+    .unwrap();
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    let pkt = ipv4(s, d, 6, 64, 0, 1234, DF | MF, &[], &[7; 1241]); // 1261 bytes
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Reply(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]);
+    assert_eq!((h.source, h.destination), (a4(SELF4).octets(), s.octets()));
+    assert_eq!((data[0], data[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([data[6], data[7]]), 1260, "MTU - 20");
+    assert_eq!(out[0].len(), 576);
+    assert_eq!(&data[8..], &pkt[..548]);
+    // At the advertised size (1260 + 20 = 1280) it is translated: with its
+    // Fragment header it is 1288 bytes, so it is cut to fit.
+    let pkt = ipv4(s, d, 6, 64, 0, 1234, DF | MF, &[], &[7; 1240]);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    assert!(out.len() == 2 && out.iter().all(|p| p.len() <= 1280));
+}
+
+#[test]
+fn s5_1_fragment_too_big_answers_packet_too_big() {
+    // An IPv6 fragment whose IPv4 form (20 + 1381 bytes) exceeds mtu4 1400:
+    // Packet Too Big with mtu4 + 20, quoting the fragment.
+    let t = Translator::new(Config {
+        mtu4: 1400,
+        ..config()
+    })
+    .unwrap();
+    let (s, d) = (remote6("203.0.113.10"), a6(CLAT6));
+    let pkt = ipv6(s, d, 44, 64, 0, &frag_hdr(6, 0, true, 1234), &[9; 1381]);
+    assert_eq!(pkt.len(), 1429);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Reply(IpVersion::V6));
+    let (h, proto, data) = check_v6(&out[0]);
+    assert_eq!(proto, 58);
+    assert_eq!((h.source_addr(), h.destination_addr()), (a6(SELF6), s));
+    assert_eq!((data[0], data[1]), (2, 0));
+    assert_eq!(
+        u32::from_be_bytes([data[4], data[5], data[6], data[7]]),
+        1420
+    );
+    assert_eq!(out[0].len(), 1280);
+    assert_eq!(&data[8..], &pkt[..1232]);
+    // One byte less fits: translated, not cut.
+    let pkt = ipv6(s, d, 44, 64, 0, &frag_hdr(6, 0, true, 1234), &[9; 1380]);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    assert_eq!(out[0].len(), 1400);
+}
+
+#[test]
+fn s5_1_1_extension_header_after_fragment_header_refused() {
+    // RFC 7915 5.1.1: an extension header after the Fragment header "SHOULD
+    // be dropped"; RFC 7915 5.4: ICMPv6 Destination Unreachable, Communication
+    // with Destination Administratively Prohibited (type 1, code 1).
+    let t = translator();
+    let (s, d) = (remote6("203.0.113.10"), a6(CLAT6));
+    let u = udp(53, 4000, b"ext", &|l| pseudo6(s, d, 17, l));
+    let opts = |next: u8| vec![next, 0, 1, 4, 0, 0, 0, 0]; // PadN
+    let rh0 = |next: u8| vec![next, 0, 0, 0, 0, 0, 0, 0]; // Segments Left 0
+    let cat = |parts: &[Vec<u8>]| parts.concat();
+    let cases: Vec<(u8, Vec<u8>)> = vec![
+        (44, cat(&[frag_hdr(0, 0, true, 1), opts(17)])),
+        (44, cat(&[frag_hdr(60, 0, true, 1), opts(17)])),
+        (44, cat(&[frag_hdr(43, 0, true, 1), rh0(17)])),
+        (0, cat(&[opts(44), frag_hdr(0, 0, true, 1), opts(17)])),
+        (60, cat(&[opts(44), frag_hdr(60, 0, true, 1), opts(17)])),
+        (43, cat(&[rh0(44), frag_hdr(43, 0, true, 1), rh0(17)])),
+    ];
+    for (i, (first, ext)) in cases.iter().enumerate() {
+        let pkt = ipv6(s, d, *first, 64, 0, ext, &u);
+        let (o, out) = run(&t, &pkt);
+        assert_eq!(o, Outcome::Reply(IpVersion::V6), "case {i}");
+        let (h, proto, data) = check_v6(&out[0]);
+        assert_eq!(proto, 58);
+        assert_eq!((h.source_addr(), h.destination_addr()), (a6(SELF6), s));
+        assert_eq!(&data[..2], &[1, 1], "case {i}");
+        assert_eq!(&data[4..8], &[0; 4]);
+        assert_eq!(&data[8..], &pkt[..], "case {i}: the packet quoted");
+    }
+    // The same headers before the Fragment header are skipped as before.
+    let pkt = ipv6(
+        s,
+        d,
+        60,
+        64,
+        0,
+        &cat(&[opts(44), frag_hdr(17, 0, false, 1)]),
+        &u,
+    );
+    assert_eq!(run(&t, &pkt).0, Outcome::Forward(IpVersion::V4));
+    // No error about an ICMPv6 message (RFC 7915 5.4).
+    let e = icmp(128, 0, [0, 1, 0, 1], b"x", &|l| pseudo6(s, d, 58, l));
+    let pkt = ipv6(
+        s,
+        d,
+        44,
+        64,
+        0,
+        &cat(&[frag_hdr(60, 0, false, 1), opts(58)]),
+        &e,
+    );
+    assert_eq!(
+        run(&t, &pkt).0,
+        Outcome::Drop(DropReason::ExtensionAfterFragment)
+    );
+}
+
+#[test]
+fn s5_1_no_next_header_translated() {
+    // RFC 8200 section 4.7: Next Header 59 and nothing after the header.
+    // RFC 7915 5.1: Protocol copied (59), Total Length 20.
+    let t = translator();
+    let (s, d) = (remote6("203.0.113.10"), a6(CLAT6));
+    let pkt = ipv6(s, d, 59, 64, 0, &[], &[]);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]);
+    assert_eq!((h.protocol.0, h.total_len), (59, 20));
+    assert!(data.is_empty());
+    // With a Fragment header (an atomic fragment): Identification from it.
+    let pkt = ipv6(s, d, 44, 64, 0, &frag_hdr(59, 0, false, 0x0102_0304), &[]);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, _) = check_v4(&out[0]);
+    assert_eq!((h.protocol.0, h.identification), (59, 0x0304));
+    // A real jumbogram (RFC 2675: Payload Length 0 and Hop-by-Hop) stays
+    // untranslatable: it cannot fit IPv4.
+    let jumbo = [59, 0, 0xc2, 4, 0, 1, 0, 0];
+    let mut pkt = ipv6(s, d, 0, 64, 0, &jumbo, &[]);
+    pkt[4..6].copy_from_slice(&[0, 0]);
+    assert_eq!(run(&t, &pkt).0, Outcome::Drop(DropReason::TooBig));
+}
+
+#[test]
+fn s5_1_1_icmpv6_error_identification_from_fragment_header() {
+    // An ICMPv6 error in an atomic fragment: the IPv4 Identification is the
+    // low 16 bits of the Fragment header's.
+    let t = translator();
+    let src = remote6("198.51.100.1");
+    let d = a6(CLAT6);
+    let m = icmp(1, 4, [0; 4], &inner6(b"q"), &|l| pseudo6(src, d, 58, l));
+    let pkt = ipv6(src, d, 44, 60, 0, &frag_hdr(58, 0, false, 0xa1b2_c3d4), &m);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]);
+    assert_eq!(h.identification, 0xc3d4);
+    assert!(!h.dont_fragment && !h.more_fragments);
+    assert_eq!((data[0], data[1]), (3, 3), "Port Unreachable");
+}
+
+#[test]
+fn rfc7757_3_2_eam_with_longer_ipv6_suffix_translates() {
+    // 198.51.100.0/24 = 2001:db8:1c6:3364::/72: the IPv4 suffix (one byte)
+    // lands in bits 72..80, written out here by hand.
+    let mut cfg = config();
+    cfg.eam
+        .insert(
+            clat_xlat::Eam::new(
+                "198.51.100.0/24".parse().unwrap(),
+                "2001:db8:1c6:3364::/72".parse().unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let t = Translator::new(cfg).unwrap();
+    let pkt = udp4("198.51.100.2", "203.0.113.10", b"eam", 64, 0, DF);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (h, _, data) = check_v6(&out[0]);
+    assert_eq!(h.source_addr(), a6("2001:db8:1c6:3364:2::"));
+    assert_eq!(&data[8..], b"eam");
+    // And back.
+    let back = udp6(
+        remote6("203.0.113.10"),
+        a6("2001:db8:1c6:3364:2::"),
+        b"r",
+        64,
+    );
+    let (o, out) = run(&t, &back);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, _) = check_v4(&out[0]);
+    assert_eq!(h.destination, a4("198.51.100.2").octets());
+}
+
+#[test]
+fn rfc7757_4_hairpinning() {
+    // RFC 7757 section 4 / appendix B.1 style: pool6 2001:db8:100::/40, EAM
+    // 2001:db8:3::/120 = 1.0.0.0/24. 2001:db8:3::8 (1.0.0.8) sends to the
+    // pool6 address of 1.0.0.9, 2001:db8:101:0:9:: (RFC 6052 /40: bytes
+    // 5..8 = 1.0.0, byte 8 the u-octet, byte 9 = 9). It comes back as IPv6
+    // from the pool6 address of 1.0.0.8 to the EAM address of 1.0.0.9.
+    let mut eam = clat_xlat::EamTable::new();
+    eam.insert(
+        clat_xlat::Eam::new(
+            "1.0.0.0/24".parse().unwrap(),
+            "2001:db8:3::/120".parse().unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let t = Translator::new(Config {
+        pool6: Some("2001:db8:100::/40".parse().unwrap()),
+        eam,
+        decrement_ttl: true,
+        ..Config::default()
+    })
+    .unwrap();
+    let (s, d) = (a6("2001:db8:3::8"), a6("2001:db8:101:0:9::"));
+    let pkt = udp6(s, d, b"hair", 64);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (h, proto, data) = check_v6(&out[0]); // checks the UDP checksum
+    assert_eq!(h.source_addr(), a6("2001:db8:101:0:8::"));
+    assert_eq!(h.destination_addr(), a6("2001:db8:3::9"));
+    assert_eq!((proto, h.hop_limit), (17, 63));
+    assert_eq!(&data[8..], b"hair");
+    // An echo request: the ICMPv6 checksum (pseudo-header) is adjusted too.
+    let e = icmp(128, 0, [0, 1, 0, 1], b"ping", &|l| pseudo6(s, d, 58, l));
+    let (o, out) = run(&t, &ipv6(s, d, 58, 64, 0, &[], &e));
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (_, proto, data) = check_v6(&out[0]);
+    assert_eq!((proto, data[0]), (58, 128));
+    // To an EAM address directly: no hairpin, ordinary translation to IPv4.
+    let pkt = udp6(s, a6("2001:db8:3::9"), b"x", 64);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, _) = check_v4(&out[0]);
+    assert_eq!((h.source, h.destination), ([1, 0, 0, 8], [1, 0, 0, 9]));
 }

@@ -163,7 +163,6 @@ bad[10] ^= 0xFF
 zero = ip4(CLAT4, SRV4, 17, u4[:6] + b"\0\0" + u4[8:])
 case("drops", BASE, [
     (bytes(bad), ["drop bad-ipv4-checksum"]),
-    (zero, ["drop udp-zero-checksum"]),
     (ip6(a6("2001:db8:99::1"), CLAT6, 17, ru6), ["drop untranslatable-source"]),
     (b"\x00\x01\x02", ["drop wrong-version"]),
     (ip4(CLAT4, SRV4, 1, icmp(13, 0, bytes(4), bytes(12))), ["drop icmp-untranslatable"]),
@@ -174,7 +173,81 @@ case("wkp_non_global", ["--pool6", "64:ff9b::/96", "--eam", "192.0.0.4=2001:db8:
 ])
 # --amend-udp-zero-checksum computes the checksum.
 zu6 = udp(40000, 53, b"hello", lambda n: ph6(CLAT6, SRV6, 17, n))
-case("udp_zero_amended", BASE + ["--amend-udp-zero-checksum"], [(zero, [v6(ip6(CLAT6, SRV6, 17, zu6))])])
+# RFC 7915 4.5 / 4.4: not amending, or a first fragment even when amending:
+# Destination Unreachable, Communication Administratively Prohibited (3/13),
+# quoting the packet, from our own address (TTL 64, Identification 0, DF=0).
+zero_frag = ip4(CLAT4, SRV4, 17, u4[:6] + b"\0\0" + u4[8:], flags=0x2000)
+def admin_prohibited4(p): return v4(ip4(SELF4, CLAT4, 1, icmp(3, 13, bytes(4), p), ident=0, flags=0))
+case("udp_zero_amended", BASE + ["--amend-udp-zero-checksum"], [
+    (zero, [v6(ip6(CLAT6, SRV6, 17, zu6))]),
+    (zero_frag, [admin_prohibited4(zero_frag)]),
+])
+case("udp_zero_refused", BASE, [(zero, [admin_prohibited4(zero)]), (zero_frag, [admin_prohibited4(zero_frag)])])
+
+# --- Issue 13: the classes a SIIT conformance suite found ---
+def frag6(nxt, off8, more, ident): return struct.pack("!BBHI", nxt, 0, (off8 << 3) | int(more), ident)
+padn = lambda nxt: struct.pack("!BBBB4x", nxt, 0, 1, 4)    # Hop-by-Hop / Destination Options, PadN
+rh0 = lambda nxt: struct.pack("!BBBB4x", nxt, 0, 0, 0)     # Routing type 0, Segments Left 0
+def admin_prohibited6(p): return v6(ip6(SELF6, SRV6, 58, icmp(1, 1, bytes(4), p, ph6(SELF6, SRV6, 58, 8 + len(p)))))
+ext_cases = [ip6(SRV6, CLAT6, 44, frag6(h, 0, True, 1) + ext(17) + ru6)
+             for h, ext in ((0, padn), (60, padn), (43, rh0))]
+# RFC 7915 5.1.1 ("SHOULD be dropped") and 5.4 (the 1/1 error).
+case("ext_after_fragment", BASE, [(p, [admin_prohibited6(p)]) for p in ext_cases])
+
+# RFC 7915 4.1: DF fragment whose Total Length + 20 exceeds mtu6: Fragmentation Needed.
+dff = ip4(CLAT4, SRV4, 6, bytes(1241), ident=1234, flags=0x4000 | 0x2000)
+case("df_fragment_too_big", BASE + ["--mtu6", "1280"], [
+    (dff, [v4(ip4(SELF4, CLAT4, 1, icmp(3, 4, struct.pack("!HH", 0, 1260), dff[:548]), ident=0, flags=0))]),
+])
+# An IPv6 fragment too big for mtu4 1400: Packet Too Big, MTU 1420, quoting 1232 bytes.
+f6 = ip6(SRV6, CLAT6, 44, frag6(6, 0, True, 1234) + bytes(1381))
+ptb = icmp(2, 0, struct.pack("!I", 1420), f6[:1232], ph6(SELF6, SRV6, 58, 8 + 1232))
+case("v6_fragment_too_big", BASE + ["--mtu4", "1400"], [(f6, [v6(ip6(SELF6, SRV6, 58, ptb))])])
+
+# RFC 8200 4.7 Next Header 59, nothing after it: Protocol 59 (RFC 7915 5.1);
+# with an (atomic) Fragment header the Identification is its low 16 bits.
+case("no_next_header", BASE, [
+    (ip6(SRV6, CLAT6, 59, b""), [v4(ip4(SRV4, CLAT4, 59, b"", ident=ident(0), flags=0))]),
+    (ip6(SRV6, CLAT6, 44, frag6(59, 0, False, 0x01020304)), [v4(ip4(SRV4, CLAT4, 59, b"", ident=0x0304, flags=0))]),
+])
+
+# An ICMPv6 error in an atomic fragment: Identification from the Fragment header.
+perr6 = icmp(1, 4, bytes(4), inner6_of4, ph6(RTR6, CLAT6, 58, 8 + len(inner6_of4)))
+perr4 = icmp(3, 3, bytes(4), ip4(CLAT4, SRV4, 17, u4, ttl=63, ident=0, flags=0))
+case("icmp6_error_in_fragment", BASE, [
+    (ip6(RTR6, CLAT6, 44, frag6(58, 0, False, 0xA1B2C3D4) + perr6, hop=60),
+     [v4(ip4(RTR4, CLAT4, 1, perr4, ttl=60, ident=0xC3D4, flags=0))]),
+])
+
+# RFC 4884 5.1, IPv4 -> IPv6: a 128-byte datagram (length 32 words of 32 bits)
+# is 148 bytes as IPv6, carried as 144 (18 words of 64 bits), then the extension.
+ext = bytes.fromhex("2000000000080101deadbeef")
+u4x = udp(40000, 53, bytes(100), lambda n: ph4(CLAT4, SRV4, 17, n))
+u6x = udp(40000, 53, bytes(100), lambda n: ph6(CLAT6, SRV6, 17, n))
+in4x = ip4(CLAT4, SRV4, 17, u4x, ttl=63)
+in6x = ip6(CLAT6, SRV6, 17, u6x, hop=63)[:144]
+te4 = icmp(11, 0, bytes([0, 32, 0, 0]), in4x + ext)
+te6 = icmp(3, 0, bytes([18, 0, 0, 0]), in6x + ext, ph6(SRV6, CLAT6, 58, 8 + 144 + len(ext)))
+case("rfc4884_4to6", BASE, [(ip4(SRV4, CLAT4, 1, te4, ttl=60, flags=0), [v6(ip6(SRV6, CLAT6, 58, te6, hop=60))])])
+
+# RFC 7757 3.2: 198.51.100.0/24 = 2001:db8:1c6:3364::/72; 198.51.100.2 is
+# 2001:db8:1c6:3364:2:: (the IPv4 suffix in bits 72..80).
+E4, E6 = a4("198.51.100.2"), a6("2001:db8:1c6:3364:2::")
+ue4 = udp(40000, 53, b"eam", lambda n: ph4(E4, SRV4, 17, n))
+ue6 = udp(40000, 53, b"eam", lambda n: ph6(E6, SRV6, 17, n))
+case("eam_longer_ipv6_suffix", ["--pool6", POOL6, "--eam", "198.51.100.0/24=2001:db8:1c6:3364::/72"], [
+    (ip4(E4, SRV4, 17, ue4), [v6(ip6(E6, SRV6, 17, ue6))]),
+])
+
+# RFC 7757 4: hairpinning. pool6 2001:db8:100::/40, EAM 2001:db8:3::/120 =
+# 1.0.0.0/24. 2001:db8:3::8 to 2001:db8:101:0:9:: (1.0.0.9 under the /40)
+# comes back from 2001:db8:101:0:8:: to 2001:db8:3::9.
+HS, HD = a6("2001:db8:3::8"), a6("2001:db8:101:0:9::")
+NS, ND = a6("2001:db8:101:0:8::"), a6("2001:db8:3::9")
+case("hairpin", ["--pool6", "2001:db8:100::/40", "--eam", "1.0.0.0/24=2001:db8:3::/120"], [
+    (ip6(HS, HD, 17, udp(1000, 2000, b"hair", lambda n: ph6(HS, HD, 17, n))),
+     [v6(ip6(NS, ND, 17, udp(1000, 2000, b"hair", lambda n: ph6(NS, ND, 17, n))))]),
+])
 
 def write():
     for name in os.listdir(HERE):

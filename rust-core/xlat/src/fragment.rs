@@ -8,8 +8,9 @@
 //! ... so that the resulting IPv6 packets (with Fragment Header added to
 //! each fragment) are less than or equal to" the MTU).
 
-use crate::headers::{write_frag, write_v4, PROTO_FRAGMENT};
+use crate::headers::PROTO_FRAGMENT;
 use crate::outcome::OutBuf;
+use crate::wire::{Ipv4Repr, Ipv6FragmentRepr};
 use std::net::Ipv4Addr;
 
 /// Where the payload of a packet to be cut into IPv6 fragments starts in
@@ -46,7 +47,13 @@ pub fn fragment_v6(
             d[4..6].copy_from_slice(&((8 + chunk) as u16).to_be_bytes());
             d[6] = PROTO_FRAGMENT;
             let off = base_off + (done / 8) as u16;
-            write_frag(&mut d[40..48], next, off, more || !last, id);
+            Ipv6FragmentRepr {
+                next_header: next,
+                offset: off,
+                more: more || !last,
+                ident: id,
+            }
+            .emit(&mut d[40..48]);
             d[48..].copy_from_slice(&scratch[V6_PAYLOAD_AT + done..V6_PAYLOAD_AT + done + chunk]);
         }
         out.push(pos, pos + len);
@@ -82,19 +89,19 @@ pub fn fragment_v4(
             let (data, scratch) = (&mut out.data, &out.scratch);
             let d = &mut data[pos..pos + len];
             let off = base_off + (done / 8) as u16;
-            write_v4(
-                d,
-                tos,
-                len as u16,
-                id,
-                false,
-                more || !last,
-                off,
-                ttl,
-                proto,
+            Ipv4Repr {
                 src,
                 dst,
-            );
+                protocol: proto,
+                payload_len: chunk as u16,
+                ttl,
+                tos,
+                ident: id,
+                dont_frag: false,
+                more_frags: more || !last,
+                frag_offset: off,
+            }
+            .emit(d);
             d[20..].copy_from_slice(&scratch[V4_PAYLOAD_AT + done..V4_PAYLOAD_AT + done + chunk]);
         }
         out.push(pos, pos + len);

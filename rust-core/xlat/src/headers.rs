@@ -1,22 +1,21 @@
-//! Minimal, allocation-free views of IPv4 and IPv6 headers, and writers.
+//! The translator's views of a packet: the IPv4 header (parsed by
+//! [`crate::wire::Ipv4Repr`]) or the IPv6 header chain, with the slices of
+//! header and upper-layer bytes the translation copies.
 //!
-//! The translator needs a few fields and exact control over what counts as
-//! malformed (a truncated packet inside an ICMP error is fine, an outer one is
-//! not), so it reads the fixed headers by hand; the tests check the results
-//! with `etherparse` as an independent second parser.
+//! The translator needs exact control over what counts as malformed (a
+//! truncated packet inside an ICMP error is fine, an outer one is not); the
+//! tests check the results with `etherparse` as an independent second
+//! parser. Packets are written with the `wire` reprs' `emit`.
 
-use crate::checksum;
 use crate::outcome::DropReason;
+use crate::wire::{Ipv4Repr, WireError};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-pub const PROTO_HOPOPT: u8 = 0;
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_ROUTING: u8 = 43;
-pub const PROTO_FRAGMENT: u8 = 44;
-pub const PROTO_ICMPV6: u8 = 58;
-pub const PROTO_DSTOPTS: u8 = 60;
+pub use crate::wire::ip_proto::{
+    DSTOPTS as PROTO_DSTOPTS, FRAGMENT as PROTO_FRAGMENT, HOPOPT as PROTO_HOPOPT,
+    ICMP as PROTO_ICMP, ICMPV6 as PROTO_ICMPV6, ROUTING as PROTO_ROUTING, TCP as PROTO_TCP,
+    UDP as PROTO_UDP,
+};
 
 /// An IPv4 header and what follows it.
 #[derive(Debug, Clone, Copy)]
@@ -49,46 +48,38 @@ impl V4<'_> {
     }
 }
 
-/// Parses an IPv4 header. `inner`: the packet is a (possibly truncated) copy
-/// inside an ICMP error, so Total Length may exceed what is present and the
-/// header checksum is not checked.
+/// Parses an IPv4 header with [`Ipv4Repr`]. `inner`: the packet is a
+/// (possibly truncated) copy inside an ICMP error, so Total Length may
+/// exceed what is present and the header checksum is not checked.
 pub fn parse_v4(pkt: &[u8], inner: bool) -> Result<V4<'_>, DropReason> {
-    if pkt.len() < 20 {
+    if pkt.len() < Ipv4Repr::HEADER_LEN {
         return Err(DropReason::Malformed);
     }
-    if pkt[0] >> 4 != 4 {
-        return Err(DropReason::WrongVersion);
-    }
-    let ihl = (pkt[0] & 0xf) as usize * 4;
-    let total_len = u16::from_be_bytes([pkt[2], pkt[3]]);
-    if ihl < 20 || pkt.len() < ihl || (total_len as usize) < ihl {
-        return Err(DropReason::Malformed);
-    }
-    let end = if inner {
-        pkt.len().min(total_len as usize)
+    let parsed = if inner {
+        Ipv4Repr::parse_quoted(pkt)
     } else {
-        if pkt.len() < total_len as usize {
-            return Err(DropReason::Malformed);
-        }
-        if !checksum::verify(&pkt[..ihl], 0) {
-            return Err(DropReason::BadIpv4Checksum);
-        }
-        total_len as usize
+        Ipv4Repr::parse(pkt)
     };
-    let flags = u16::from_be_bytes([pkt[6], pkt[7]]);
+    let (r, ihl) = parsed.map_err(|e| match e {
+        WireError::WrongVersion => DropReason::WrongVersion,
+        WireError::BadChecksum => DropReason::BadIpv4Checksum,
+        WireError::Truncated | WireError::Malformed => DropReason::Malformed,
+    })?;
+    let total_len = ihl as u16 + r.payload_len;
+    let end = pkt.len().min(total_len as usize);
     Ok(V4 {
         hdr: &pkt[..ihl],
         payload: &pkt[ihl..end],
-        tos: pkt[1],
+        tos: r.tos,
         total_len,
-        id: u16::from_be_bytes([pkt[4], pkt[5]]),
-        df: flags & 0x4000 != 0,
-        mf: flags & 0x2000 != 0,
-        frag_off: flags & 0x1fff,
-        ttl: pkt[8],
-        proto: pkt[9],
-        src: Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]),
-        dst: Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]),
+        id: r.ident,
+        df: r.dont_frag,
+        mf: r.more_frags,
+        frag_off: r.frag_offset,
+        ttl: r.ttl,
+        proto: r.protocol,
+        src: r.src,
+        dst: r.dst,
     })
 }
 
@@ -266,67 +257,4 @@ pub fn parse_v6(pkt: &[u8], inner: bool) -> Result<V6<'_>, DropReason> {
         unexpired_routing,
         ext_after_frag,
     })
-}
-
-/// Writes a 20-byte IPv4 header with its checksum into `out[..20]`.
-#[allow(clippy::too_many_arguments)]
-pub fn write_v4(
-    out: &mut [u8],
-    tos: u8,
-    total_len: u16,
-    id: u16,
-    df: bool,
-    mf: bool,
-    frag_off: u16,
-    ttl: u8,
-    proto: u8,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-) {
-    let h = &mut out[..20];
-    h[0] = 0x45;
-    h[1] = tos;
-    h[2..4].copy_from_slice(&total_len.to_be_bytes());
-    h[4..6].copy_from_slice(&id.to_be_bytes());
-    let flags = ((df as u16) << 14) | ((mf as u16) << 13) | (frag_off & 0x1fff);
-    h[6..8].copy_from_slice(&flags.to_be_bytes());
-    h[8] = ttl;
-    h[9] = proto;
-    h[10] = 0;
-    h[11] = 0;
-    h[12..16].copy_from_slice(&src.octets());
-    h[16..20].copy_from_slice(&dst.octets());
-    let c = checksum::finish(checksum::sum(h, 0));
-    h[10..12].copy_from_slice(&c.to_be_bytes());
-}
-
-/// Writes a 40-byte IPv6 header into `out[..40]`. Flow label is always 0
-/// (RFC 7915 section 4.1).
-pub fn write_v6(
-    out: &mut [u8],
-    tc: u8,
-    payload_len: u16,
-    next: u8,
-    hop: u8,
-    src: &Ipv6Addr,
-    dst: &Ipv6Addr,
-) {
-    let h = &mut out[..40];
-    h[0] = 0x60 | (tc >> 4);
-    h[1] = tc << 4;
-    h[2] = 0;
-    h[3] = 0;
-    h[4..6].copy_from_slice(&payload_len.to_be_bytes());
-    h[6] = next;
-    h[7] = hop;
-    h[8..24].copy_from_slice(&src.octets());
-    h[24..40].copy_from_slice(&dst.octets());
-}
-
-/// Writes an 8-byte Fragment header.
-pub fn write_frag(out: &mut [u8], next: u8, off: u16, more: bool, id: u32) {
-    out[0] = next;
-    out[1] = 0;
-    out[2..4].copy_from_slice(&((off << 3) | more as u16).to_be_bytes());
-    out[4..8].copy_from_slice(&id.to_be_bytes());
 }

@@ -6,16 +6,16 @@
 //! fits in 576 bytes (RFC 1812 section 4.3.2.3), an ICMPv6 error as much as
 //! fits in 1280 bytes (RFC 4443 section 2.4 (c)).
 
-use crate::checksum;
-use crate::headers::{parse_v4, write_v4, write_v6, PROTO_ICMP, PROTO_ICMPV6};
+use crate::headers::{parse_v4, PROTO_ICMP};
 use crate::icmp_map::{self, Info, Mapped};
 use crate::outcome::DropReason;
+use crate::wire::{Icmpv4ErrorRepr, Icmpv4Message, Icmpv6ErrorRepr, Ipv4Repr, Ipv6Repr};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Largest ICMPv4 error we emit.
-pub const ICMP4_ERROR_MAX: usize = 576;
+pub const ICMP4_ERROR_MAX: usize = Icmpv4ErrorRepr::MAX_PACKET_LEN;
 /// Largest ICMPv6 error we emit.
-pub const ICMP6_ERROR_MAX: usize = 1280;
+pub const ICMP6_ERROR_MAX: usize = Icmpv6ErrorRepr::MAX_PACKET_LEN;
 
 /// True if an ICMPv4 error may be sent to `a` (RFC 1812 section 4.3.2.7:
 /// not to broadcast, multicast, unspecified or loopback sources).
@@ -28,79 +28,26 @@ pub fn v6_answerable(a: &Ipv6Addr) -> bool {
     !(a.is_multicast() || a.is_unspecified())
 }
 
-/// Writes an ICMPv4 error into `out`: IPv4 header (TTL 64), ICMP header with
-/// `rest` as bytes 4..8, then the start of `orig`. Returns its length.
-/// `out` must hold at least 576 bytes.
-pub fn build_icmp4(
-    out: &mut [u8],
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    typ: u8,
-    code: u8,
-    rest: [u8; 4],
-    orig: &[u8],
-) -> usize {
-    let n = orig
-        .len()
-        .min(ICMP4_ERROR_MAX - 28)
-        .min(out.len().saturating_sub(28));
-    let total = 28 + n;
-    write_v4(
-        out,
-        0,
-        total as u16,
-        0,
-        false,
-        false,
-        0,
-        64,
-        PROTO_ICMP,
-        src,
-        dst,
-    );
-    let m = &mut out[20..total];
-    m[0] = typ;
-    m[1] = code;
-    m[2] = 0;
-    m[3] = 0;
-    m[4..8].copy_from_slice(&rest);
-    m[8..].copy_from_slice(&orig[..n]);
-    let c = checksum::finish(checksum::sum(m, 0));
-    m[2..4].copy_from_slice(&c.to_be_bytes());
-    total
+/// The ICMPv4 error the translator sends from `src` to `dst` (TTL 64,
+/// Identification 0: at most 576 bytes, it is not fragmented on any IPv4
+/// link). `message`/`code`/`rest`/`quote` as in [`Icmpv4ErrorRepr`]; `out`
+/// holds at least 576 bytes. Returns the packet's length.
+pub fn emit_icmp4(out: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, e: &Icmpv4ErrorRepr<'_>) -> usize {
+    e.emit(Ipv4Repr::new(src, dst, PROTO_ICMP, 0, 0), out)
 }
 
-/// Writes an ICMPv6 error into `out`: IPv6 header (hop limit 64), ICMPv6
-/// header with `rest` as bytes 4..8, then the start of `orig`. Returns its
-/// length. `out` must hold at least 1280 bytes.
-pub fn build_icmp6(
-    out: &mut [u8],
-    src: &Ipv6Addr,
-    dst: &Ipv6Addr,
-    typ: u8,
-    code: u8,
-    rest: u32,
-    orig: &[u8],
-) -> usize {
-    let n = orig
-        .len()
-        .min(ICMP6_ERROR_MAX - 48)
-        .min(out.len().saturating_sub(48));
-    let total = 48 + n;
-    write_v6(out, 0, (total - 40) as u16, PROTO_ICMPV6, 64, src, dst);
-    let m = &mut out[40..total];
-    m[0] = typ;
-    m[1] = code;
-    m[2] = 0;
-    m[3] = 0;
-    m[4..8].copy_from_slice(&rest.to_be_bytes());
-    m[8..].copy_from_slice(&orig[..n]);
-    let c = checksum::finish(checksum::sum(
-        m,
-        checksum::pseudo_v6(src, dst, PROTO_ICMPV6, m.len() as u32),
-    ));
-    m[2..4].copy_from_slice(&c.to_be_bytes());
-    total
+/// The ICMPv6 error the translator sends from `src` to `dst` (hop limit
+/// 64); `out` holds at least 1280 bytes. Returns the packet's length.
+pub fn emit_icmp6(out: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, e: &Icmpv6ErrorRepr<'_>) -> usize {
+    let ip = Ipv6Repr {
+        src,
+        dst,
+        next_header: 0,
+        payload_len: 0,
+        hop_limit: 64,
+        traffic_class: 0,
+    };
+    e.emit(ip, out)
 }
 
 /// For the engine: it sent `orig_v4`'s payload over an IPv6 socket on the
@@ -147,6 +94,7 @@ pub fn icmp6_error_to_icmp4(
         Mapped::Error { typ, code, info } => (typ, code, info),
         _ => return Err(DropReason::IcmpUntranslatable),
     };
+    let message = Icmpv4Message::from_type(typ).ok_or(DropReason::IcmpUntranslatable)?;
     let rest = match info {
         Info::Zero => [0; 4],
         Info::Pointer(p) => [p, 0, 0, 0],
@@ -157,5 +105,11 @@ pub fn icmp6_error_to_icmp4(
         }
     };
     let quoted = &orig_v4[..orig_v4.len().min(orig.total_len as usize)];
-    Ok(build_icmp4(out, src, orig.src, typ, code, rest, quoted))
+    let e = Icmpv4ErrorRepr {
+        message,
+        code,
+        rest,
+        quote: quoted,
+    };
+    Ok(emit_icmp4(out, src, orig.src, &e))
 }

@@ -1,6 +1,11 @@
 //! ICMPv4 <-> ICMPv6 type, code and pointer tables (RFC 7915 sections 4.2
 //! and 5.2) and the Packet Too Big / Fragmentation Needed MTU arithmetic.
 
+use crate::wire::icmp::{
+    Icmpv4DstUnreachable, Icmpv4Message, Icmpv4ParamProblem, Icmpv6DstUnreachable, Icmpv6Message,
+    Icmpv6ParamProblem,
+};
+
 /// What an ICMP message becomes on the other side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mapped {
@@ -24,27 +29,28 @@ pub enum Info {
     Pointer(u8),
 }
 
-pub const ICMP4_ECHO_REPLY: u8 = 0;
-pub const ICMP4_DEST_UNREACH: u8 = 3;
-pub const ICMP4_ECHO_REQUEST: u8 = 8;
-pub const ICMP4_TIME_EXCEEDED: u8 = 11;
-pub const ICMP4_PARAM_PROBLEM: u8 = 12;
-pub const ICMP6_DEST_UNREACH: u8 = 1;
-pub const ICMP6_PACKET_TOO_BIG: u8 = 2;
-pub const ICMP6_TIME_EXCEEDED: u8 = 3;
-pub const ICMP6_PARAM_PROBLEM: u8 = 4;
-pub const ICMP6_ECHO_REQUEST: u8 = 128;
-pub const ICMP6_ECHO_REPLY: u8 = 129;
+// The type numbers as `u8` patterns, from the `wire` enums.
+pub const ICMP4_ECHO_REPLY: u8 = Icmpv4Message::EchoReply as u8;
+pub const ICMP4_DEST_UNREACH: u8 = Icmpv4Message::DstUnreachable as u8;
+pub const ICMP4_ECHO_REQUEST: u8 = Icmpv4Message::EchoRequest as u8;
+pub const ICMP4_TIME_EXCEEDED: u8 = Icmpv4Message::TimeExceeded as u8;
+pub const ICMP4_PARAM_PROBLEM: u8 = Icmpv4Message::ParamProblem as u8;
+pub const ICMP6_DEST_UNREACH: u8 = Icmpv6Message::DstUnreachable as u8;
+pub const ICMP6_PACKET_TOO_BIG: u8 = Icmpv6Message::PktTooBig as u8;
+pub const ICMP6_TIME_EXCEEDED: u8 = Icmpv6Message::TimeExceeded as u8;
+pub const ICMP6_PARAM_PROBLEM: u8 = Icmpv6Message::ParamProblem as u8;
+pub const ICMP6_ECHO_REQUEST: u8 = Icmpv6Message::EchoRequest as u8;
+pub const ICMP6_ECHO_REPLY: u8 = Icmpv6Message::EchoReply as u8;
 
 /// True for ICMPv4 error types (RFC 792, RFC 1812 4.3.2.3: never answer an
 /// error with an error). Redirect and Source Quench count as errors.
 pub fn is_icmp4_error(typ: u8) -> bool {
-    matches!(typ, 3 | 4 | 5 | 11 | 12)
+    Icmpv4Message::from_type(typ).is_some_and(Icmpv4Message::is_error)
 }
 
 /// ICMPv6 error types are 0..=127 (RFC 4443 section 2.1).
 pub fn is_icmp6_error(typ: u8) -> bool {
-    typ < 128
+    Icmpv6Message::is_error_type(typ)
 }
 
 /// RFC 7915 section 4.2: ICMPv4 -> ICMPv6. `pointer` is the ICMPv4
@@ -66,20 +72,20 @@ pub fn map_4to6(typ: u8, code: u8, pointer: u8) -> Mapped {
             // "Set the Code to 0 (No route to destination)".
             0 | 1 | 5 | 6 | 7 | 8 | 11 | 12 => Error {
                 typ: ICMP6_DEST_UNREACH,
-                code: 0,
+                code: Icmpv6DstUnreachable::NoRoute as u8,
                 info: self::Info::Zero,
             },
             // Protocol unreachable: Parameter Problem, code 1, pointer to the
             // Next Header field (6).
             2 => Error {
                 typ: ICMP6_PARAM_PROBLEM,
-                code: 1,
+                code: Icmpv6ParamProblem::UnrecognizedNextHeader as u8,
                 info: self::Info::Pointer(6),
             },
             // Port unreachable.
             3 => Error {
                 typ: ICMP6_DEST_UNREACH,
-                code: 4,
+                code: Icmpv6DstUnreachable::PortUnreachable as u8,
                 info: self::Info::Zero,
             },
             // Fragmentation needed: Packet Too Big.
@@ -91,7 +97,7 @@ pub fn map_4to6(typ: u8, code: u8, pointer: u8) -> Mapped {
             // Administratively prohibited (9, 10, 13) and precedence cutoff (15).
             9 | 10 | 13 | 15 => Error {
                 typ: ICMP6_DEST_UNREACH,
-                code: 1,
+                code: Icmpv6DstUnreachable::AdminProhibited as u8,
                 info: self::Info::Zero,
             },
             // 14 (host precedence violation) and unknown codes: drop.
@@ -107,7 +113,7 @@ pub fn map_4to6(typ: u8, code: u8, pointer: u8) -> Mapped {
             0 | 2 => match pointer_4to6(pointer) {
                 Some(p) => Error {
                     typ: ICMP6_PARAM_PROBLEM,
-                    code: 0,
+                    code: Icmpv6ParamProblem::ErroneousHeaderField as u8,
                     info: self::Info::Pointer(p),
                 },
                 None => Drop,
@@ -155,26 +161,26 @@ pub fn map_6to4(typ: u8, code: u8, pointer: u32) -> Mapped {
             // No route, beyond scope of source, address unreachable: host unreachable.
             0 | 2 | 3 => Error {
                 typ: ICMP4_DEST_UNREACH,
-                code: 1,
+                code: Icmpv4DstUnreachable::HostUnreachable as u8,
                 info: self::Info::Zero,
             },
             // Administratively prohibited: code 10.
             1 => Error {
                 typ: ICMP4_DEST_UNREACH,
-                code: 10,
+                code: Icmpv4DstUnreachable::HostProhibited as u8,
                 info: self::Info::Zero,
             },
             // Port unreachable.
             4 => Error {
                 typ: ICMP4_DEST_UNREACH,
-                code: 3,
+                code: Icmpv4DstUnreachable::PortUnreachable as u8,
                 info: self::Info::Zero,
             },
             _ => Drop,
         },
         ICMP6_PACKET_TOO_BIG if code == 0 => Error {
             typ: ICMP4_DEST_UNREACH,
-            code: 4,
+            code: Icmpv4DstUnreachable::FragRequired as u8,
             info: self::Info::Mtu,
         },
         ICMP6_TIME_EXCEEDED if code <= 1 => Error {
@@ -187,7 +193,7 @@ pub fn map_6to4(typ: u8, code: u8, pointer: u32) -> Mapped {
             0 => match pointer_6to4(pointer) {
                 Some(p) => Error {
                     typ: ICMP4_PARAM_PROBLEM,
-                    code: 0,
+                    code: Icmpv4ParamProblem::PointerIndicatesError as u8,
                     info: self::Info::Pointer(p),
                 },
                 None => Drop,
@@ -195,7 +201,7 @@ pub fn map_6to4(typ: u8, code: u8, pointer: u32) -> Mapped {
             // Unrecognized Next Header: Protocol Unreachable.
             1 => Error {
                 typ: ICMP4_DEST_UNREACH,
-                code: 2,
+                code: Icmpv4DstUnreachable::ProtoUnreachable as u8,
                 info: self::Info::Zero,
             },
             // Unrecognized IPv6 option, unknown codes: drop.

@@ -58,6 +58,7 @@ pub mod icmp_map;
 pub mod outcome;
 mod v4_to_v6;
 mod v6_to_v4;
+pub mod wire;
 
 pub use addr6052::{embed, extract};
 pub use checksum::{update, update16};
@@ -143,7 +144,13 @@ impl Translator {
             return Outcome::Drop(DropReason::NoErrorSource);
         };
         let quoted = &pkt[..pkt.len().min(ip.total_len as usize)];
-        let n = icmp_err::build_icmp4(&mut out.data, src, ip.src, 3, 13, [0; 4], quoted);
+        let e = wire::Icmpv4ErrorRepr {
+            message: wire::Icmpv4Message::DstUnreachable,
+            code: wire::Icmpv4DstUnreachable::CommProhibited as u8,
+            rest: [0; 4],
+            quote: quoted,
+        };
+        let n = icmp_err::emit_icmp4(&mut out.data, src, ip.src, &e);
         out.push(0, n);
         Outcome::Reply(IpVersion::V4)
     }
@@ -168,7 +175,13 @@ impl Translator {
             return Outcome::Drop(DropReason::NoErrorSource);
         };
         let quoted = &pkt[..pkt.len().min(40 + ip.payload_len as usize)];
-        let n = icmp_err::build_icmp6(&mut out.data, &src, &ip.src, 1, 1, 0, quoted);
+        let e = wire::Icmpv6ErrorRepr {
+            message: wire::Icmpv6Message::DstUnreachable,
+            code: wire::Icmpv6DstUnreachable::AdminProhibited as u8,
+            rest: 0,
+            quote: quoted,
+        };
+        let n = icmp_err::emit_icmp6(&mut out.data, src, ip.src, &e);
         out.push(0, n);
         Outcome::Reply(IpVersion::V6)
     }

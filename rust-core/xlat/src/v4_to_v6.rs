@@ -6,6 +6,10 @@ use crate::headers::*;
 use crate::icmp_err::{self, ICMP6_ERROR_MAX};
 use crate::icmp_map::{self, Info, Mapped};
 use crate::outcome::{DropReason, IpVersion, OutBuf, Outcome};
+use crate::wire::{
+    Icmpv4DstUnreachable, Icmpv4ErrorRepr, Icmpv4Message, Icmpv4TimeExceeded, Icmpv6Message,
+    Ipv6FragmentRepr, Ipv6Repr,
+};
 use crate::Translator;
 use std::net::Ipv6Addr;
 
@@ -42,7 +46,15 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
             if !may_answer {
                 return Err(DropReason::TtlExpired);
             }
-            return reply_v4(t, out, &ip, icmp_map::ICMP4_TIME_EXCEEDED, 0, [0; 4], whole);
+            return reply_v4(
+                t,
+                out,
+                &ip,
+                Icmpv4Message::TimeExceeded,
+                Icmpv4TimeExceeded::TtlExpired as u8,
+                [0; 4],
+                whole,
+            );
         }
         ttl -= 1;
     }
@@ -52,7 +64,15 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
         if !may_answer {
             return Err(DropReason::SourceRoute);
         }
-        return reply_v4(t, out, &ip, icmp_map::ICMP4_DEST_UNREACH, 5, [0; 4], whole);
+        return reply_v4(
+            t,
+            out,
+            &ip,
+            Icmpv4Message::DstUnreachable,
+            Icmpv4DstUnreachable::SrcRouteFailed as u8,
+            [0; 4],
+            whole,
+        );
     }
     let dst6 = t.map_4to6(ip.dst)?;
     let src6 = match t.map_4to6(ip.src) {
@@ -90,8 +110,16 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
         if !may_answer {
             return Err(DropReason::UdpZeroChecksum);
         }
-        return reply_v4(t, out, &ip, icmp_map::ICMP4_DEST_UNREACH, 13, [0; 4], whole)
-            .or(Err(DropReason::UdpZeroChecksum));
+        return reply_v4(
+            t,
+            out,
+            &ip,
+            Icmpv4Message::DstUnreachable,
+            Icmpv4DstUnreachable::CommProhibited as u8,
+            [0; 4],
+            whole,
+        )
+        .or(Err(DropReason::UdpZeroChecksum));
     }
     let plen = ip.payload.len();
     let hdr_len = if is_frag { 48 } else { 40 };
@@ -114,8 +142,8 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
             t,
             out,
             &ip,
-            icmp_map::ICMP4_DEST_UNREACH,
-            4,
+            Icmpv4Message::DstUnreachable,
+            Icmpv4DstUnreachable::FragRequired as u8,
             [0, 0, mtu[0], mtu[1]],
             whole,
         );
@@ -146,15 +174,15 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
             is_frag,
         )?;
     }
-    write_v6(
-        buf,
-        ip.tos,
-        (total6 - 40) as u16,
-        if is_frag { PROTO_FRAGMENT } else { next },
-        ttl,
-        &src6,
-        &dst6,
-    );
+    Ipv6Repr {
+        src: src6,
+        dst: dst6,
+        next_header: if is_frag { PROTO_FRAGMENT } else { next },
+        payload_len: (total6 - 40) as u16,
+        hop_limit: ttl,
+        traffic_class: ip.tos,
+    }
+    .emit(buf);
     if need_frag {
         // RFC 7915 4.1: Identification's low 16 bits from IPv4, high bits zero.
         fragment::fragment_v6(
@@ -168,7 +196,13 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
         );
     } else {
         if is_frag {
-            write_frag(&mut buf[40..48], next, ip.frag_off, ip.mf, ip.id as u32);
+            Ipv6FragmentRepr {
+                next_header: next,
+                offset: ip.frag_off,
+                more: ip.mf,
+                ident: ip.id as u32,
+            }
+            .emit(&mut buf[40..48]);
         }
         out.push(0, total6);
     }
@@ -275,7 +309,7 @@ fn icmp_error(
         (body, None)
     };
     // RFC 4884 exists for ICMPv6 Destination Unreachable and Time Exceeded only.
-    if typ != icmp_map::ICMP6_DEST_UNREACH && typ != icmp_map::ICMP6_TIME_EXCEEDED {
+    if typ != Icmpv6Message::DstUnreachable as u8 && typ != Icmpv6Message::TimeExceeded as u8 {
         ext = None;
     }
     let inner = parse_v4(orig, true).map_err(|_| DropReason::Malformed)?;
@@ -321,15 +355,15 @@ fn icmp_error(
             cfg.mtu6,
         ),
     };
-    write_v6(
-        out,
-        ip.tos,
-        (total - 40) as u16,
-        PROTO_ICMPV6,
-        ttl,
-        src6,
-        dst6,
-    );
+    Ipv6Repr {
+        src: *src6,
+        dst: *dst6,
+        next_header: PROTO_ICMPV6,
+        payload_len: (total - 40) as u16,
+        hop_limit: ttl,
+        traffic_class: ip.tos,
+    }
+    .emit(out);
     let m = &mut out[40..total];
     m[0] = typ;
     m[1] = code;
@@ -396,23 +430,23 @@ fn inner_4to6(t: &Translator, inner: &V4<'_>, out: &mut [u8]) -> Result<usize, D
         }
     }
     let plen = inner.upper_len() as usize + hdr - 40;
-    write_v6(
-        out,
-        inner.tos,
-        plen as u16,
-        if is_frag { PROTO_FRAGMENT } else { next },
-        inner.ttl,
-        &src6,
-        &dst6,
-    );
+    Ipv6Repr {
+        src: src6,
+        dst: dst6,
+        next_header: if is_frag { PROTO_FRAGMENT } else { next },
+        payload_len: plen as u16,
+        hop_limit: inner.ttl,
+        traffic_class: inner.tos,
+    }
+    .emit(out);
     if is_frag {
-        write_frag(
-            &mut out[40..48],
-            next,
-            inner.frag_off,
-            inner.mf,
-            inner.id as u32,
-        );
+        Ipv6FragmentRepr {
+            next_header: next,
+            offset: inner.frag_off,
+            more: inner.mf,
+            ident: inner.id as u32,
+        }
+        .emit(&mut out[40..48]);
     }
     Ok(hdr + n)
 }
@@ -422,7 +456,7 @@ fn reply_v4(
     t: &Translator,
     out: &mut OutBuf,
     ip: &V4<'_>,
-    typ: u8,
+    message: Icmpv4Message,
     code: u8,
     rest: [u8; 4],
     whole: &[u8],
@@ -432,7 +466,13 @@ fn reply_v4(
         .self_v4
         .or(cfg.pool6791_v4)
         .ok_or(DropReason::NoErrorSource)?;
-    let n = icmp_err::build_icmp4(&mut out.data, src, ip.src, typ, code, rest, whole);
+    let e = Icmpv4ErrorRepr {
+        message,
+        code,
+        rest,
+        quote: whole,
+    };
+    let n = icmp_err::emit_icmp4(&mut out.data, src, ip.src, &e);
     out.push(0, n);
     Ok(Outcome::Reply(IpVersion::V4))
 }

@@ -6,6 +6,10 @@ use crate::headers::*;
 use crate::icmp_err::{self, ICMP4_ERROR_MAX};
 use crate::icmp_map::{self, Info, Mapped};
 use crate::outcome::{DropReason, IpVersion, OutBuf, Outcome};
+use crate::wire::{
+    Icmpv4Message, Icmpv6DstUnreachable, Icmpv6ErrorRepr, Icmpv6Message, Icmpv6ParamProblem,
+    Icmpv6TimeExceeded, Ipv4Repr,
+};
 use crate::Translator;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -45,7 +49,15 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
             if !may_answer {
                 return Err(DropReason::TtlExpired);
             }
-            return reply_v6(t, out, &ip, icmp_map::ICMP6_TIME_EXCEEDED, 0, 0, whole);
+            return reply_v6(
+                t,
+                out,
+                &ip,
+                Icmpv6Message::TimeExceeded,
+                Icmpv6TimeExceeded::HopLimitExceeded as u8,
+                0,
+                whole,
+            );
         }
         ttl -= 1;
     }
@@ -55,7 +67,15 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
         if !may_answer {
             return Err(DropReason::RoutingHeader);
         }
-        return reply_v6(t, out, &ip, icmp_map::ICMP6_PARAM_PROBLEM, 0, ptr, whole);
+        return reply_v6(
+            t,
+            out,
+            &ip,
+            Icmpv6Message::ParamProblem,
+            Icmpv6ParamProblem::ErroneousHeaderField as u8,
+            ptr,
+            whole,
+        );
     }
     // RFC 7915 5.1.1: an extension header after the Fragment header "SHOULD
     // be dropped"; as for every drop, RFC 7915 5.4's Destination Unreachable,
@@ -65,8 +85,16 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
         if !may_answer || ip.proto == PROTO_ICMPV6 {
             return Err(DropReason::ExtensionAfterFragment);
         }
-        return reply_v6(t, out, &ip, icmp_map::ICMP6_DEST_UNREACH, 1, 0, whole)
-            .or(Err(DropReason::ExtensionAfterFragment));
+        return reply_v6(
+            t,
+            out,
+            &ip,
+            Icmpv6Message::DstUnreachable,
+            Icmpv6DstUnreachable::AdminProhibited as u8,
+            0,
+            whole,
+        )
+        .or(Err(DropReason::ExtensionAfterFragment));
     }
     let dst4 = t.map_6to4(ip.dst)?;
     let src4 = match t.map_6to4(ip.src) {
@@ -123,7 +151,7 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
         // Packet Too Big with the IPv6 MTU that makes the packet fit; never
         // below 1280 (smaller packets get DF=0 and are fragmented below).
         let mtu = (cfg.mtu4 as u32 + 20).max(1280);
-        return reply_v6(t, out, &ip, icmp_map::ICMP6_PACKET_TOO_BIG, 0, mtu, whole);
+        return reply_v6(t, out, &ip, Icmpv6Message::PktTooBig, 0, mtu, whole);
     }
     let need_frag = total4 > cfg.mtu4 as usize;
     let proto = if ip.proto == PROTO_ICMPV6 {
@@ -147,19 +175,19 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
             out, plen, ip.tc, id, ttl, proto, src4, dst4, off, mf, cfg.mtu4,
         );
     } else {
-        write_v4(
-            buf,
-            ip.tc,
-            total4 as u16,
-            id,
-            df,
-            mf,
-            off,
+        Ipv4Repr {
+            src: src4,
+            dst: dst4,
+            protocol: proto,
+            payload_len: plen as u16,
             ttl,
-            proto,
-            src4,
-            dst4,
-        );
+            tos: ip.tc,
+            ident: id,
+            dont_frag: df,
+            more_frags: mf,
+            frag_offset: off,
+        }
+        .emit(buf);
         out.push(0, total4);
     }
     Ok(Outcome::Forward(IpVersion::V4))
@@ -252,22 +280,25 @@ fn icmp_error(
     let body = &icmp[8..];
     // RFC 4884: ICMPv6 Destination Unreachable and Time Exceeded carry the
     // original datagram's length in 64-bit words in byte 4.
-    let len6 =
-        if icmp[0] == icmp_map::ICMP6_DEST_UNREACH || icmp[0] == icmp_map::ICMP6_TIME_EXCEEDED {
-            icmp[4] as usize * 8
-        } else {
-            0
-        };
+    let len6 = if icmp[0] == Icmpv6Message::DstUnreachable as u8
+        || icmp[0] == Icmpv6Message::TimeExceeded as u8
+    {
+        icmp[4] as usize * 8
+    } else {
+        0
+    };
     let (orig, mut ext) = if len6 != 0 && len6 + 4 <= body.len() {
         (&body[..len6], Some(&body[len6..]))
     } else {
         (body, None)
     };
     if !matches!(
-        typ,
-        icmp_map::ICMP4_DEST_UNREACH
-            | icmp_map::ICMP4_TIME_EXCEEDED
-            | icmp_map::ICMP4_PARAM_PROBLEM
+        Icmpv4Message::from_type(typ),
+        Some(
+            Icmpv4Message::DstUnreachable
+                | Icmpv4Message::TimeExceeded
+                | Icmpv4Message::ParamProblem
+        )
     ) {
         ext = None;
     }
@@ -305,19 +336,12 @@ fn icmp_error(
         Some(f) => f.id as u16,
         None => t.next_id(),
     };
-    write_v4(
-        out,
-        ip.tc,
-        total as u16,
-        id,
-        false,
-        false,
-        0,
+    Ipv4Repr {
+        tos: ip.tc,
         ttl,
-        PROTO_ICMP,
-        src4,
-        dst4,
-    );
+        ..Ipv4Repr::new(src4, dst4, PROTO_ICMP, (total - 20) as u16, id)
+    }
+    .emit(out);
     let m = &mut out[20..total];
     m[0] = typ;
     m[1] = code;
@@ -389,9 +413,19 @@ fn inner_6to4(t: &Translator, inner: &V6<'_>, out: &mut [u8]) -> Result<usize, D
     } else {
         inner.proto
     };
-    write_v4(
-        out, inner.tc, total, id, df, mf, off, inner.hop, proto, src4, dst4,
-    );
+    Ipv4Repr {
+        src: src4,
+        dst: dst4,
+        protocol: proto,
+        payload_len: total - 20,
+        ttl: inner.hop,
+        tos: inner.tc,
+        ident: id,
+        dont_frag: df,
+        more_frags: mf,
+        frag_offset: off,
+    }
+    .emit(out);
     Ok(20 + n)
 }
 
@@ -400,7 +434,7 @@ fn reply_v6(
     t: &Translator,
     out: &mut OutBuf,
     ip: &V6<'_>,
-    typ: u8,
+    message: Icmpv6Message,
     code: u8,
     rest: u32,
     whole: &[u8],
@@ -410,7 +444,13 @@ fn reply_v6(
         .self_v6
         .or(cfg.pool6791_v6)
         .ok_or(DropReason::NoErrorSource)?;
-    let n = icmp_err::build_icmp6(&mut out.data, &src, &ip.src, typ, code, rest, whole);
+    let e = Icmpv6ErrorRepr {
+        message,
+        code,
+        rest,
+        quote: whole,
+    };
+    let n = icmp_err::emit_icmp6(&mut out.data, src, ip.src, &e);
     out.push(0, n);
     Ok(Outcome::Reply(IpVersion::V6))
 }

@@ -1,0 +1,291 @@
+//! ICMPv4 (RFC 792) and ICMPv6 (RFC 4443) message types and codes, and the
+//! one builder of ICMP error messages in the core.
+
+use super::{ip_proto, Ipv4Repr, Ipv6Repr};
+use crate::checksum;
+
+/// ICMPv4 types the core translates or sends (RFC 792; Source Quench and
+/// Redirect only to recognise them as errors, RFC 1812 section 4.3.2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Icmpv4Message {
+    EchoReply = 0,
+    DstUnreachable = 3,
+    SourceQuench = 4,
+    Redirect = 5,
+    EchoRequest = 8,
+    TimeExceeded = 11,
+    ParamProblem = 12,
+}
+
+impl Icmpv4Message {
+    /// The message of type `t`, if it is one of these.
+    pub fn from_type(t: u8) -> Option<Icmpv4Message> {
+        use Icmpv4Message::*;
+        Some(match t {
+            0 => EchoReply,
+            3 => DstUnreachable,
+            4 => SourceQuench,
+            5 => Redirect,
+            8 => EchoRequest,
+            11 => TimeExceeded,
+            12 => ParamProblem,
+            _ => return None,
+        })
+    }
+
+    /// An error message: never to be answered with another error (RFC
+    /// 1812 section 4.3.2.7).
+    pub fn is_error(self) -> bool {
+        !matches!(self, Icmpv4Message::EchoReply | Icmpv4Message::EchoRequest)
+    }
+}
+
+/// ICMPv4 Destination Unreachable codes (RFC 792, RFC 1122 section
+/// 3.2.2.1, RFC 1812 section 5.2.7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Icmpv4DstUnreachable {
+    NetUnreachable = 0,
+    HostUnreachable = 1,
+    ProtoUnreachable = 2,
+    PortUnreachable = 3,
+    /// Fragmentation Needed and DF set (RFC 1191: Next-Hop MTU in bytes 6-7).
+    FragRequired = 4,
+    SrcRouteFailed = 5,
+    DstNetUnknown = 6,
+    DstHostUnknown = 7,
+    SrcHostIsolated = 8,
+    NetProhibited = 9,
+    HostProhibited = 10,
+    NetUnreachToS = 11,
+    HostUnreachToS = 12,
+    /// Communication Administratively Prohibited: RFC 7915 sections 4.4's
+    /// default refusal.
+    CommProhibited = 13,
+    HostPrecedenceViolation = 14,
+    PrecedenceCutoff = 15,
+}
+
+/// ICMPv4 Time Exceeded codes (RFC 792).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Icmpv4TimeExceeded {
+    TtlExpired = 0,
+    FragReassembly = 1,
+}
+
+/// ICMPv4 Parameter Problem codes (RFC 792, RFC 1108).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Icmpv4ParamProblem {
+    /// The pointer (byte 4) indicates the error.
+    PointerIndicatesError = 0,
+    MissingOption = 1,
+    BadLength = 2,
+}
+
+/// ICMPv6 types the core translates or sends (RFC 4443).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Icmpv6Message {
+    DstUnreachable = 1,
+    PktTooBig = 2,
+    TimeExceeded = 3,
+    ParamProblem = 4,
+    EchoRequest = 128,
+    EchoReply = 129,
+}
+
+impl Icmpv6Message {
+    /// Types 0 to 127 are errors (RFC 4443 section 2.1).
+    pub fn is_error_type(t: u8) -> bool {
+        t < 128
+    }
+}
+
+/// ICMPv6 Destination Unreachable codes (RFC 4443 section 3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Icmpv6DstUnreachable {
+    NoRoute = 0,
+    /// Communication with destination administratively prohibited: RFC
+    /// 7915 section 5.4's default refusal.
+    AdminProhibited = 1,
+    BeyondScope = 2,
+    AddrUnreachable = 3,
+    PortUnreachable = 4,
+}
+
+/// ICMPv6 Time Exceeded codes (RFC 4443 section 3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Icmpv6TimeExceeded {
+    HopLimitExceeded = 0,
+    FragReassembly = 1,
+}
+
+/// ICMPv6 Parameter Problem codes (RFC 4443 section 3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Icmpv6ParamProblem {
+    ErroneousHeaderField = 0,
+    UnrecognizedNextHeader = 1,
+    UnrecognizedOption = 2,
+}
+
+/// An ICMPv4 error message: type, code, the four bytes after the checksum
+/// (pointer, length, MTU) and the start of the datagram it is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Icmpv4ErrorRepr<'a> {
+    pub message: Icmpv4Message,
+    pub code: u8,
+    pub rest: [u8; 4],
+    pub quote: &'a [u8],
+}
+
+impl Icmpv4ErrorRepr<'_> {
+    /// RFC 1812 section 4.3.2.3: an ICMPv4 error is at most 576 bytes.
+    pub const MAX_PACKET_LEN: usize = 576;
+
+    /// Writes `ip` (protocol and payload length are set here) and the
+    /// message into `buf`, quoting as much of `quote` as fits in 576 bytes
+    /// and in `buf`. Returns the packet's length. Panics if `buf` is shorter
+    /// than 28 bytes.
+    pub fn emit(&self, ip: Ipv4Repr, buf: &mut [u8]) -> usize {
+        let room = buf.len().min(Self::MAX_PACKET_LEN) - 28;
+        let q = self.quote.len().min(room);
+        let ip = Ipv4Repr {
+            protocol: ip_proto::ICMP,
+            payload_len: (8 + q) as u16,
+            ..ip
+        };
+        let n = ip.emit(buf);
+        let m = &mut buf[n..n + 8 + q];
+        m[0] = self.message as u8;
+        m[1] = self.code;
+        m[2..4].fill(0);
+        m[4..8].copy_from_slice(&self.rest);
+        m[8..].copy_from_slice(&self.quote[..q]);
+        fill_icmpv4_checksum(m);
+        n + 8 + q
+    }
+}
+
+/// An ICMPv6 error message: type, code, the 32 bits after the checksum (MTU,
+/// pointer, RFC 4884 length) and the start of the packet it is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Icmpv6ErrorRepr<'a> {
+    pub message: Icmpv6Message,
+    pub code: u8,
+    pub rest: u32,
+    pub quote: &'a [u8],
+}
+
+impl Icmpv6ErrorRepr<'_> {
+    /// RFC 4443 section 2.4 (c): an ICMPv6 error must not exceed the
+    /// minimum IPv6 MTU, 1280 bytes.
+    pub const MAX_PACKET_LEN: usize = 1280;
+
+    /// Writes `ip` (next header and payload length are set here) and the
+    /// message with its checksum into `buf`, quoting as much of `quote` as
+    /// fits in 1280 bytes and in `buf`. Returns the packet's length. Panics
+    /// if `buf` is shorter than 48 bytes.
+    pub fn emit(&self, ip: Ipv6Repr, buf: &mut [u8]) -> usize {
+        let room = buf.len().min(Self::MAX_PACKET_LEN) - 48;
+        let q = self.quote.len().min(room);
+        let ip = Ipv6Repr {
+            next_header: ip_proto::ICMPV6,
+            payload_len: (8 + q) as u16,
+            ..ip
+        };
+        let n = ip.emit(buf);
+        let m = &mut buf[n..n + 8 + q];
+        m[0] = self.message as u8;
+        m[1] = self.code;
+        m[2..4].fill(0);
+        m[4..8].copy_from_slice(&self.rest.to_be_bytes());
+        m[8..].copy_from_slice(&self.quote[..q]);
+        let pseudo = checksum::pseudo_v6(&ip.src, &ip.dst, ip_proto::ICMPV6, m.len() as u32);
+        let c = checksum::finish(checksum::sum(m, pseudo));
+        m[2..4].copy_from_slice(&c.to_be_bytes());
+        n + 8 + q
+    }
+}
+
+/// Computes and stores the checksum of the ICMPv4 message `msg` (type
+/// first, RFC 792: over the whole message, no pseudo-header).
+pub fn fill_icmpv4_checksum(msg: &mut [u8]) {
+    msg[2..4].fill(0);
+    let c = checksum::finish(checksum::sum(msg, 0));
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn icmpv4_error_is_at_most_576_bytes_and_verifies() {
+        let quote = [0xabu8; 1000];
+        let e = Icmpv4ErrorRepr {
+            message: Icmpv4Message::DstUnreachable,
+            code: Icmpv4DstUnreachable::CommProhibited as u8,
+            rest: [0; 4],
+            quote: &quote,
+        };
+        let ip = Ipv4Repr::new(
+            Ipv4Addr::new(192, 0, 0, 1),
+            Ipv4Addr::new(192, 0, 0, 4),
+            0,
+            0,
+            7,
+        );
+        let mut buf = [0u8; 2000];
+        let n = e.emit(ip, &mut buf);
+        assert_eq!(n, 576);
+        let s = etherparse::Ipv4Slice::from_slice(&buf[..n]).unwrap();
+        let h = s.header().to_header();
+        assert_eq!(h.header_checksum, h.calc_header_checksum());
+        assert_eq!((h.protocol.0, h.identification, h.time_to_live), (1, 7, 64));
+        let m = s.payload().payload;
+        assert_eq!(&m[..2], &[3, 13]);
+        assert_eq!(crate::checksum::fold(crate::checksum::sum(m, 0)), 0xffff);
+        // A short buffer quotes less instead of panicking.
+        assert_eq!(e.emit(ip, &mut buf[..100]), 100);
+    }
+
+    #[test]
+    fn icmpv6_error_is_at_most_1280_bytes_and_verifies() {
+        let quote = [0xcdu8; 2000];
+        let e = Icmpv6ErrorRepr {
+            message: Icmpv6Message::PktTooBig,
+            code: 0,
+            rest: 1420,
+            quote: &quote,
+        };
+        let ip = Ipv6Repr {
+            src: "2001:db8::1".parse().unwrap(),
+            dst: "2001:db8::2".parse().unwrap(),
+            next_header: 0,
+            payload_len: 0,
+            hop_limit: 64,
+            traffic_class: 0,
+        };
+        let mut buf = [0u8; 1500];
+        let n = e.emit(ip, &mut buf);
+        assert_eq!(n, 1280);
+        let s = etherparse::Ipv6Slice::from_slice(&buf[..n]).unwrap();
+        let m = s.payload().payload;
+        assert_eq!(s.header().payload_length(), 1240);
+        assert_eq!(&m[..2], &[2, 0]);
+        assert_eq!(&m[4..8], &1420u32.to_be_bytes());
+        assert_eq!(&m[8..], &quote[..1232]);
+        let pseudo = crate::checksum::pseudo_v6(&ip.src, &ip.dst, 58, m.len() as u32);
+        assert_eq!(
+            crate::checksum::fold(crate::checksum::sum(m, pseudo)),
+            0xffff
+        );
+    }
+}

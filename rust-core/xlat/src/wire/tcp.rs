@@ -1,0 +1,249 @@
+//! The TCP header (RFC 9293 section 3.1) and sequence-number arithmetic.
+
+use super::WireError;
+use crate::checksum;
+use std::cmp::Ordering;
+use std::net::Ipv4Addr;
+
+/// A TCP sequence or acknowledgment number: arithmetic modulo 2^32 and
+/// comparison by serial-number order (RFC 9293 section 3.4, RFC 1982), so
+/// that `a + 1 > a` holds across the wrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TcpSeqNumber(pub u32);
+
+impl std::ops::Add<u32> for TcpSeqNumber {
+    type Output = TcpSeqNumber;
+    fn add(self, n: u32) -> TcpSeqNumber {
+        TcpSeqNumber(self.0.wrapping_add(n))
+    }
+}
+
+impl std::ops::Sub for TcpSeqNumber {
+    /// Signed distance from `rhs` to `self` (valid within 2^31).
+    type Output = i32;
+    fn sub(self, rhs: TcpSeqNumber) -> i32 {
+        self.0.wrapping_sub(rhs.0) as i32
+    }
+}
+
+impl PartialOrd for TcpSeqNumber {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some((*self - *other).cmp(&0))
+    }
+}
+
+impl std::fmt::Display for TcpSeqNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The control bits of byte 13 (RFC 9293 section 3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TcpFlags(pub u8);
+
+impl TcpFlags {
+    pub const FIN: TcpFlags = TcpFlags(0x01);
+    pub const SYN: TcpFlags = TcpFlags(0x02);
+    pub const RST: TcpFlags = TcpFlags(0x04);
+    pub const PSH: TcpFlags = TcpFlags(0x08);
+    pub const ACK: TcpFlags = TcpFlags(0x10);
+
+    /// True if every bit of `f` is set.
+    pub fn contains(self, f: TcpFlags) -> bool {
+        self.0 & f.0 == f.0
+    }
+
+    /// True if any bit of `f` is set.
+    pub fn intersects(self, f: TcpFlags) -> bool {
+        self.0 & f.0 != 0
+    }
+
+    /// The bits of `mask` that are set.
+    pub fn masked(self, mask: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 & mask.0)
+    }
+}
+
+impl std::ops::BitOr for TcpFlags {
+    type Output = TcpFlags;
+    fn bitor(self, rhs: TcpFlags) -> TcpFlags {
+        TcpFlags(self.0 | rhs.0)
+    }
+}
+
+/// The fixed part of a received TCP segment, read at fixed offsets (no
+/// option scan: it is read for every segment the engine's NAT carries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSegment {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: TcpSeqNumber,
+    pub ack: TcpSeqNumber,
+    pub flags: TcpFlags,
+    pub window: u16,
+    /// Data Offset in bytes (20 to 60).
+    pub header_len: usize,
+    /// Bytes after the header.
+    pub payload_len: usize,
+}
+
+impl TcpSegment {
+    /// Reads the header of `buf` (header and payload, nothing after).
+    /// Errors: [`WireError::Truncated`] below 20 bytes or when the Data
+    /// Offset runs past `buf`, [`WireError::Malformed`] for a Data Offset
+    /// below 5 words.
+    pub fn parse(buf: &[u8]) -> Result<TcpSegment, WireError> {
+        if buf.len() < TcpRepr::HEADER_LEN {
+            return Err(WireError::Truncated);
+        }
+        let doff = (buf[12] >> 4) as usize * 4;
+        if doff < TcpRepr::HEADER_LEN {
+            return Err(WireError::Malformed);
+        }
+        if doff > buf.len() {
+            return Err(WireError::Truncated);
+        }
+        let u32_at = |i: usize| u32::from_be_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+        Ok(TcpSegment {
+            src_port: u16::from_be_bytes([buf[0], buf[1]]),
+            dst_port: u16::from_be_bytes([buf[2], buf[3]]),
+            seq: TcpSeqNumber(u32_at(4)),
+            ack: TcpSeqNumber(u32_at(8)),
+            flags: TcpFlags(buf[13]),
+            window: u16::from_be_bytes([buf[14], buf[15]]),
+            header_len: doff,
+            payload_len: buf.len() - doff,
+        })
+    }
+
+    /// Sequence space the segment occupies: its payload, plus one for SYN
+    /// and one for FIN (RFC 9293 section 3.4).
+    pub fn seq_len(&self) -> u32 {
+        self.payload_len as u32
+            + self.flags.intersects(TcpFlags::SYN) as u32
+            + self.flags.intersects(TcpFlags::FIN) as u32
+    }
+}
+
+/// A TCP header to emit, with no payload: the segments a host answers with
+/// itself (RST, ACK). The only option is Timestamps (RFC 7323 section 3),
+/// laid out NOP, NOP, TSopt as RFC 7323 appendix A suggests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpRepr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: TcpSeqNumber,
+    pub ack: TcpSeqNumber,
+    pub flags: TcpFlags,
+    pub window: u16,
+    /// (TSval, TSecr).
+    pub timestamps: Option<(u32, u32)>,
+}
+
+impl TcpRepr {
+    /// Length of a header without options.
+    pub const HEADER_LEN: usize = 20;
+
+    /// Length of the header [`emit`](Self::emit) writes: 20, or 32 with
+    /// timestamps.
+    pub fn header_len(&self) -> usize {
+        if self.timestamps.is_some() {
+            32
+        } else {
+            Self::HEADER_LEN
+        }
+    }
+
+    /// Writes the header into `buf[..header_len()]` with its checksum for an
+    /// IPv4 pseudo-header from `src` to `dst`, and returns its length.
+    /// Panics if `buf` is shorter.
+    pub fn emit(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> usize {
+        let len = self.header_len();
+        let t = &mut buf[..len];
+        t[0..2].copy_from_slice(&self.src_port.to_be_bytes());
+        t[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
+        t[4..8].copy_from_slice(&self.seq.0.to_be_bytes());
+        t[8..12].copy_from_slice(&self.ack.0.to_be_bytes());
+        t[12] = ((len / 4) as u8) << 4;
+        t[13] = self.flags.0;
+        t[14..16].copy_from_slice(&self.window.to_be_bytes());
+        t[16..20].fill(0);
+        if let Some((val, ecr)) = self.timestamps {
+            // NOP, NOP, kind 8, length 10.
+            t[20..24].copy_from_slice(&[1, 1, 8, 10]);
+            t[24..28].copy_from_slice(&val.to_be_bytes());
+            t[28..32].copy_from_slice(&ecr.to_be_bytes());
+        }
+        let pseudo = checksum::pseudo_v4(src, dst, super::ip_proto::TCP, len as u16);
+        let c = checksum::finish(checksum::sum(t, pseudo));
+        t[16..18].copy_from_slice(&c.to_be_bytes());
+        len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_wrap_and_compare_in_serial_order() {
+        let a = TcpSeqNumber(0xffff_fff0);
+        let b = a + 0x20;
+        assert_eq!(b, TcpSeqNumber(0x10));
+        assert!(b > a);
+        assert!(a < TcpSeqNumber(0x7fff_ffef), "less than half the space ahead");
+        assert!(a > TcpSeqNumber(0x7fff_fff1), "more than half the space ahead is behind");
+        assert_eq!(b - a, 0x20);
+        assert_eq!(a - b, -0x20);
+        assert_eq!(a.partial_cmp(&a), Some(Ordering::Equal));
+    }
+
+    #[test]
+    fn emit_reads_back_through_etherparse_and_parse() {
+        let (s, d) = (Ipv4Addr::new(203, 0, 113, 10), Ipv4Addr::new(192, 0, 0, 4));
+        for ts in [None, Some((7u32, 0xfedc_ba98u32))] {
+            let r = TcpRepr {
+                src_port: 80,
+                dst_port: 40000,
+                seq: TcpSeqNumber(0xffff_fff0),
+                ack: TcpSeqNumber(12345),
+                flags: TcpFlags::ACK | TcpFlags::FIN,
+                window: 4096,
+                timestamps: ts,
+            };
+            let mut buf = [0u8; 40];
+            let n = r.emit(&mut buf, s, d);
+            assert_eq!(n, r.header_len());
+            let h = etherparse::TcpHeaderSlice::from_slice(&buf[..n]).unwrap();
+            assert_eq!(
+                h.checksum(),
+                h.to_header()
+                    .calc_checksum_ipv4_raw(s.octets(), d.octets(), &[])
+                    .unwrap()
+            );
+            assert!(h.ack() && h.fin() && !h.syn());
+            assert_eq!((h.sequence_number(), h.window_size()), (0xffff_fff0, 4096));
+            let found = h.options_iterator().find_map(|o| match o {
+                Ok(etherparse::TcpOptionElement::Timestamp(v, e)) => Some((v, e)),
+                _ => None,
+            });
+            assert_eq!(found, ts);
+            let seg = TcpSegment::parse(&buf[..n]).unwrap();
+            assert_eq!((seg.seq, seg.ack, seg.flags), (r.seq, r.ack, r.flags));
+            assert_eq!((seg.header_len, seg.payload_len, seg.seq_len()), (n, 0, 1));
+        }
+    }
+
+    #[test]
+    fn parse_refuses_bad_offsets() {
+        let mut t = [0u8; 40];
+        t[12] = 10 << 4;
+        assert_eq!(TcpSegment::parse(&t).unwrap().payload_len, 0);
+        t[12] = 15 << 4;
+        assert_eq!(TcpSegment::parse(&t), Err(WireError::Truncated));
+        t[12] = 4 << 4;
+        assert_eq!(TcpSegment::parse(&t), Err(WireError::Malformed));
+        assert_eq!(TcpSegment::parse(&t[..19]), Err(WireError::Truncated));
+    }
+}

@@ -4,7 +4,7 @@
 //! dropped after a few seconds; the oldest is evicted when all are busy.
 //! Expiry is checked when fragments arrive, so it costs no wake-ups.
 
-use crate::packet::{self, Ip4};
+use crate::packet::{Ip4, Ipv4Repr};
 use std::time::{Duration, Instant};
 
 /// Reassemblies in progress at most (the oldest is evicted for a new one).
@@ -16,6 +16,9 @@ pub const MAX_PAYLOAD: usize = 65535 - 20;
 struct Slot {
     key: (std::net::Ipv4Addr, std::net::Ipv4Addr, u8, u16),
     started: Instant,
+    /// The header of the first fragment seen: the datagram's, once its
+    /// fragmentation fields are cleared.
+    hdr: Ipv4Repr,
     /// 20-byte header space followed by the payload.
     buf: Vec<u8>,
     /// One bit per 8-byte block received.
@@ -53,18 +56,16 @@ impl Reassembler {
     pub fn add(&mut self, ip: &Ip4, p: &[u8], now: Instant) -> Result<Vec<u8>, Frag> {
         self.slots
             .retain(|s| now.duration_since(s.started) < TIMEOUT);
-        let id = u16::from_be_bytes([p[4], p[5]]);
-        let ff = u16::from_be_bytes([p[6], p[7]]);
-        let off = ((ff & 0x1fff) as usize) * 8;
-        let more = ff & 0x2000 != 0;
-        let data = &p[ip.ihl..ip.total_len];
+        let off = ip.frag_offset as usize * 8;
+        let more = ip.more_frags;
+        let data = &p[ip.ihl..ip.total_len()];
         if off + data.len() > MAX_PAYLOAD
             || (more && data.len() & 7 != 0)
             || (more && data.is_empty())
         {
             return Err(Frag::Bad);
         }
-        let key = (ip.src, ip.dst, ip.proto, id);
+        let key = (ip.src, ip.dst, ip.protocol, ip.ident);
         let i = match self.slots.iter().position(|s| s.key == key) {
             Some(i) => i,
             None => {
@@ -74,12 +75,11 @@ impl Reassembler {
                         .unwrap_or(0);
                     self.slots.swap_remove(oldest);
                 }
-                let mut buf = vec![0u8; 20];
-                buf[..20].copy_from_slice(&p[..20]);
                 self.slots.push(Slot {
                     key,
                     started: now,
-                    buf,
+                    hdr: ip.repr,
+                    buf: vec![0u8; Ipv4Repr::HEADER_LEN],
                     blocks: vec![0u64; 128],
                     total: None,
                 });
@@ -106,15 +106,14 @@ impl Reassembler {
         }
         let mut s = self.slots.swap_remove(i);
         s.buf.truncate(20 + total);
-        let h = &mut s.buf;
-        h[0] = 0x45;
-        h[2..4].copy_from_slice(&((20 + total) as u16).to_be_bytes());
-        h[6] = 0;
-        h[7] = 0;
-        h[10] = 0;
-        h[11] = 0;
-        let c = packet::checksum(0, &h[..20]);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
+        Ipv4Repr {
+            payload_len: total as u16,
+            dont_frag: false,
+            more_frags: false,
+            frag_offset: 0,
+            ..s.hdr
+        }
+        .emit(&mut s.buf);
         Ok(s.buf)
     }
 }
@@ -122,10 +121,11 @@ impl Reassembler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{finish_udp, parse_ip4};
-    use std::net::Ipv4Addr;
+    use crate::packet::{emit_udp4, parse_ip4};
+    use std::net::{Ipv4Addr, SocketAddrV4};
 
-    /// Splits `pkt` into IPv4 fragments of at most `mtu` bytes.
+    /// Splits `pkt` into IPv4 fragments of at most `mtu` bytes (header
+    /// fields written out here, checksum by etherparse).
     fn fragment(pkt: &[u8], mtu: usize) -> Vec<Vec<u8>> {
         let payload = &pkt[20..];
         let step = (mtu - 20) / 8 * 8;
@@ -139,14 +139,18 @@ mod tests {
             let fl = f.len() as u16;
             f[2..4].copy_from_slice(&fl.to_be_bytes());
             f[6..8].copy_from_slice(&((off / 8) as u16 | mf).to_be_bytes());
-            f[10] = 0;
-            f[11] = 0;
-            let c = packet::checksum(0, &f[..20]);
-            f[10..12].copy_from_slice(&c.to_be_bytes());
+            set_header_checksum(&mut f);
             out.push(f);
             off = end;
         }
         out
+    }
+
+    fn set_header_checksum(f: &mut [u8]) {
+        let h = etherparse::Ipv4HeaderSlice::from_slice(f)
+            .unwrap()
+            .to_header();
+        f[10..12].copy_from_slice(&h.calc_header_checksum().to_be_bytes());
     }
 
     #[test]
@@ -155,15 +159,11 @@ mod tests {
         for (i, b) in pkt[28..].iter_mut().enumerate() {
             *b = i as u8;
         }
-        let n = finish_udp(
-            &mut pkt,
-            Ipv4Addr::new(192, 0, 0, 4),
-            1,
-            Ipv4Addr::new(203, 0, 113, 10),
-            7,
-            4000,
-            77,
+        let ends = (
+            SocketAddrV4::new(Ipv4Addr::new(192, 0, 0, 4), 1),
+            SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 7),
         );
+        let n = emit_udp4(&mut pkt, ends, 4000, 77);
         let mut frags = fragment(&pkt[..n], 1500);
         assert_eq!(frags.len(), 3);
         frags.reverse();
@@ -172,7 +172,7 @@ mod tests {
         let mut done = None;
         for f in &frags {
             let ip = parse_ip4(f).unwrap();
-            assert!(ip.fragment);
+            assert!(ip.is_fragment());
             match r.add(&ip, f, now) {
                 Ok(p) => done = Some(p),
                 Err(e) => assert_eq!(e, Frag::Pending),
@@ -181,8 +181,13 @@ mod tests {
         let whole = done.expect("complete");
         assert_eq!(&whole[20..], &pkt[20..n]);
         let ip = parse_ip4(&whole).unwrap();
-        assert!(!ip.fragment);
-        assert_eq!(ip.total_len, n);
+        assert!(!ip.is_fragment());
+        assert_eq!(ip.total_len(), n);
+        assert_eq!(
+            &whole[..20],
+            &pkt[..20],
+            "the header as it was before fragmenting"
+        );
         // Missing middle piece: never completes; times out.
         let mut r = Reassembler::default();
         for f in [&frags[0], &frags[2]] {
@@ -199,10 +204,7 @@ mod tests {
         // Offset beyond 64 KiB.
         let mut bad = frags[0].clone();
         bad[6..8].copy_from_slice(&0x1fffu16.to_be_bytes());
-        bad[10] = 0;
-        bad[11] = 0;
-        let c = packet::checksum(0, &bad[..20]);
-        bad[10..12].copy_from_slice(&c.to_be_bytes());
+        set_header_checksum(&mut bad);
         assert_eq!(
             r.add(&parse_ip4(&bad).unwrap(), &bad, later),
             Err(Frag::Bad)

@@ -19,7 +19,6 @@ pub mod config;
 mod dns_wire;
 mod event_loop;
 mod frag;
-mod icmp;
 mod nat_tcp;
 pub mod packet;
 mod stats;

@@ -18,7 +18,8 @@
 //! this cannot be checked, the FIN goes to the kernel as usual and the NAT
 //! port is held for the TIME_WAIT time instead.
 
-use crate::packet::csum_update;
+use crate::packet::checksum;
+use clat_xlat::wire::TcpSeqNumber;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Instant;
@@ -44,9 +45,9 @@ pub struct NatEntry {
     /// Current deadline in the timer set.
     pub timer_at: Instant,
     /// The app's initial sequence number (from its SYN).
-    pub app_isn: u32,
+    pub app_isn: TcpSeqNumber,
     /// The sequence number just after the listener side's FIN, once seen.
-    pub fin_end: Option<u32>,
+    pub fin_end: Option<TcpSeqNumber>,
     /// The app has sent its FIN.
     pub app_fin: bool,
     /// The listener side sent its FIN before the app did, so its socket
@@ -100,7 +101,7 @@ impl NatTable {
 
     /// New entry for `key` (the app's SYN carried `app_isn`); `None` when
     /// every NAT port is taken.
-    pub fn insert(&mut self, key: NatKey, app_isn: u32, timer_at: Instant) -> Option<u16> {
+    pub fn insert(&mut self, key: NatKey, app_isn: TcpSeqNumber, timer_at: Instant) -> Option<u16> {
         let range = (u16::MAX - FIRST_PORT) as usize + 1;
         for _ in 0..range {
             let np = self.cursor;
@@ -164,11 +165,11 @@ pub fn rewrite(p: &mut [u8], ihl: usize, src: Ipv4Addr, sport: u16, dst: Ipv4Add
     new[4..8].copy_from_slice(&dst.octets());
     new[8..10].copy_from_slice(&sport.to_be_bytes());
     new[10..12].copy_from_slice(&dport.to_be_bytes());
-    let ipc = csum_update(u16::from_be_bytes([p[10], p[11]]), &old[..8], &new[..8]);
+    let ipc = checksum::update(u16::from_be_bytes([p[10], p[11]]), &old[..8], &new[..8]);
     p[10..12].copy_from_slice(&ipc.to_be_bytes());
     p[12..20].copy_from_slice(&new[..8]);
     let c = ihl + 16;
-    let tc = csum_update(u16::from_be_bytes([p[c], p[c + 1]]), &old, &new);
+    let tc = checksum::update(u16::from_be_bytes([p[c], p[c + 1]]), &old, &new);
     p[c..c + 2].copy_from_slice(&tc.to_be_bytes());
     p[ihl..ihl + 4].copy_from_slice(&new[8..12]);
 }
@@ -176,8 +177,38 @@ pub fn rewrite(p: &mut [u8], ihl: usize, src: Ipv4Addr, sport: u16, dst: Ipv4Add
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{build_tcp, TCP_ACK, TCP_SYN};
+    use clat_xlat::wire::{Ipv4Repr, TcpFlags, TcpRepr};
     use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
+
+    /// An IPv4+TCP segment with `len` bytes of payload and valid checksums.
+    fn segment(
+        (src, sp): (Ipv4Addr, u16),
+        (dst, dp): (Ipv4Addr, u16),
+        flags: TcpFlags,
+        len: usize,
+    ) -> Vec<u8> {
+        let mut p = vec![0u8; 40 + len];
+        for (i, b) in p[40..].iter_mut().enumerate() {
+            *b = i as u8 ^ 0x5a;
+        }
+        let t = TcpRepr {
+            src_port: sp,
+            dst_port: dp,
+            seq: TcpSeqNumber(7),
+            ack: TcpSeqNumber(9),
+            flags,
+            window: 0,
+            timestamps: None,
+        };
+        t.emit(&mut p[20..], src, dst);
+        // The header's checksum covered no payload: cover it.
+        p[36..38].fill(0);
+        let pseudo = checksum::pseudo_v4(src, dst, 6, (20 + len) as u16);
+        let c = checksum::finish(checksum::sum(&p[20..], pseudo));
+        p[36..38].copy_from_slice(&c.to_be_bytes());
+        Ipv4Repr::new(src, dst, 6, (20 + len) as u16, 0).emit(&mut p);
+        p
+    }
 
     fn check(p: &[u8]) -> (Ipv4Addr, u16, Ipv4Addr, u16) {
         let h = PacketHeaders::from_ip_slice(p).unwrap();
@@ -215,27 +246,14 @@ mod tests {
             (0xffff, 0, 4242, 0x8000),
         ] {
             // A segment with payload, so the checksum covers data too.
-            let mut p = vec![0u8; 40 + 333];
-            build_tcp(&mut p, clat, sp, d, dp, 7, 9, TCP_ACK);
-            p[2..4].copy_from_slice(&(373u16).to_be_bytes());
-            for (i, b) in p[40..].iter_mut().enumerate() {
-                *b = i as u8 ^ 0x5a;
-            }
-            // recompute from scratch after growing the payload
-            p[10..12].fill(0);
-            let c = crate::packet::checksum(0, &p[..20]);
-            p[10..12].copy_from_slice(&c.to_be_bytes());
-            p[36..38].fill(0);
-            let c = crate::packet::checksum(crate::packet::pseudo_v4(clat, d, 6, 353), &p[20..]);
-            p[36..38].copy_from_slice(&c.to_be_bytes());
+            let mut p = segment((clat, sp), (d, dp), TcpFlags::ACK, 333);
             assert_eq!(check(&p), (clat, sp, d, dp));
             rewrite(&mut p, 20, nat, np, clat, l);
             assert_eq!(check(&p), (nat, np, clat, l));
             rewrite(&mut p, 20, d, dp, clat, sp);
             assert_eq!(check(&p), (d, dp, clat, sp));
         }
-        let mut syn = [0u8; 40];
-        build_tcp(&mut syn, clat, 5, d, 6, 0, 0, TCP_SYN);
+        let mut syn = segment((clat, 5), (d, 6), TcpFlags::SYN, 0);
         rewrite(&mut syn, 20, nat, 7, clat, 8);
         assert_eq!(check(&syn), (nat, 7, clat, 8));
     }
@@ -245,14 +263,14 @@ mod tests {
         let now = Instant::now();
         let mut t = NatTable::default();
         let d = Ipv4Addr::new(1, 2, 3, 4);
-        let a = t.insert((1, d, 80), 0, now).unwrap();
-        let b = t.insert((2, d, 80), 0, now).unwrap();
+        let a = t.insert((1, d, 80), TcpSeqNumber(0), now).unwrap();
+        let b = t.insert((2, d, 80), TcpSeqNumber(0), now).unwrap();
         assert_ne!(a, b);
         assert_eq!(t.lookup(&(1, d, 80)), Some(a));
         t.unlink_key(a);
         assert_eq!(t.lookup(&(1, d, 80)), None);
         assert!(t.get(a).is_some());
-        let c = t.insert((1, d, 80), 0, now).unwrap();
+        let c = t.insert((1, d, 80), TcpSeqNumber(0), now).unwrap();
         assert_ne!(c, a);
         t.remove(a);
         assert_eq!(

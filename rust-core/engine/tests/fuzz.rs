@@ -3,10 +3,12 @@
 //! whole packets), so no root is needed; the protector refuses every
 //! upstream socket, so nothing ever leaves the machine.
 
-use clat_engine::packet::{build_tcp, finish_icmp, finish_udp, TCP_ACK, TCP_SYN};
+use clat_engine::packet::wire::{TcpFlags, TcpRepr, TcpSeqNumber};
+use clat_engine::packet::{emit_icmp4, emit_tcp4, emit_udp4};
 use clat_engine::{Engine, EngineConfig};
 use std::io;
 use std::net::Ipv4Addr;
+use std::net::SocketAddrV4;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,31 +50,38 @@ fn templates() -> Vec<Vec<u8>> {
     let d = Ipv4Addr::new(203, 0, 113, 10);
     let mut out = Vec::new();
     let mut b = vec![0u8; 1600];
-    let n = build_tcp(&mut b, clat, 40000, d, 80, 1, 0, TCP_SYN);
+    let tcp = |sport, dport, ack, flags| TcpRepr {
+        src_port: sport,
+        dst_port: dport,
+        seq: TcpSeqNumber(1),
+        ack: TcpSeqNumber(ack),
+        flags,
+        window: 0,
+        timestamps: None,
+    };
+    let n = emit_tcp4(&mut b, clat, d, &tcp(40000, 80, 0, TcpFlags::SYN));
     out.push(b[..n].to_vec());
-    let n = build_tcp(&mut b, clat, 40000, d, 80, 1, 1, TCP_ACK);
+    let n = emit_tcp4(&mut b, clat, d, &tcp(40000, 80, 1, TcpFlags::ACK));
     out.push(b[..n].to_vec());
-    let n = build_tcp(
-        &mut b,
-        clat,
-        33333,
-        Ipv4Addr::new(192, 0, 0, 5),
-        1024,
-        1,
-        1,
-        TCP_ACK,
-    );
+    let nat = Ipv4Addr::new(192, 0, 0, 5);
+    let n = emit_tcp4(&mut b, clat, nat, &tcp(33333, 1024, 1, TcpFlags::ACK));
     out.push(b[..n].to_vec());
-    let n = finish_udp(&mut b, clat, 5000, d, 7, 100, 1);
+    let udp = |sport, dst, dport| {
+        (
+            SocketAddrV4::new(clat, sport),
+            SocketAddrV4::new(dst, dport),
+        )
+    };
+    let n = emit_udp4(&mut b, udp(5000, d, 7), 100, 1);
     out.push(b[..n].to_vec());
-    let n = finish_udp(&mut b, clat, 5001, Ipv4Addr::new(192, 0, 0, 6), 53, 40, 2);
+    let n = emit_udp4(&mut b, udp(5001, Ipv4Addr::new(192, 0, 0, 6), 53), 40, 2);
     out.push(b[..n].to_vec());
     b[20] = 8;
     b[21] = 0;
-    let n = finish_icmp(&mut b, clat, d, 64, 3);
+    let n = emit_icmp4(&mut b, clat, d, 64, 3);
     out.push(b[..n].to_vec());
     // a first fragment
-    let n = finish_udp(&mut b, clat, 5002, d, 7, 1000, 4);
+    let n = emit_udp4(&mut b, udp(5002, d, 7), 1000, 4);
     let mut f = b[..n].to_vec();
     f[6] = 0x20;
     out.push(f);

@@ -497,15 +497,11 @@ fn tcp_and_udp_refusals_are_answered_and_counted() {
     let raw = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(255))).unwrap();
     raw.set_header_included_v4(true).unwrap();
     let mut pkt = vec![0u8; 40];
-    let n = clat_engine::packet::finish_udp(
-        &mut pkt,
-        Ipv4Addr::new(10, 9, 9, 9),
-        1,
-        Ipv4Addr::new(8, 8, 8, 8),
-        2,
-        0,
-        1,
+    let spoofed = (
+        std::net::SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 1),
+        std::net::SocketAddrV4::new(Ipv4Addr::new(8, 8, 8, 8), 2),
     );
+    let n = clat_engine::packet::emit_udp4(&mut pkt, spoofed, 0, 1);
     raw.send_to(&pkt[..n], &SocketAddr::from(([8, 8, 8, 8], 0)).into())
         .unwrap();
     wait_for("refusal counters", Duration::from_secs(2), || {

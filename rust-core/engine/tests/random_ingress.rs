@@ -18,7 +18,7 @@
 //! stops, UDP and ICMP mappings expire (state does not leak); a requested
 //! stop is clean.
 
-use clat_engine::packet::{checksum, pseudo_v4};
+use clat_engine::packet::checksum;
 use clat_engine::{Engine, EngineConfig};
 use std::io;
 use std::net::Ipv4Addr;
@@ -48,9 +48,9 @@ fn l4_checksum(p: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, proto: u8, at: usize)
     let init = if proto == 1 {
         0
     } else {
-        pseudo_v4(src, dst, proto, seg_len)
+        checksum::pseudo_v4(src, dst, proto, seg_len as u16)
     };
-    let c = checksum(init, &p[20..]);
+    let c = checksum::finish(checksum::sum(&p[20..], init));
     p[20 + at..22 + at].copy_from_slice(&c.to_be_bytes());
 }
 
@@ -173,7 +173,7 @@ fn finish(rng: &mut fastrand::Rng, mut p: Vec<u8>) -> Vec<u8> {
         let ihl = (usize::from(p[0] & 15) * 4).clamp(20, p.len());
         p[10] = 0;
         p[11] = 0;
-        let c = checksum(0, &p[..ihl]);
+        let c = checksum::finish(checksum::sum(&p[..ihl], 0));
         p[10..12].copy_from_slice(&c.to_be_bytes());
     }
     p

@@ -887,6 +887,47 @@ fn engine_helper_icmp6_error_to_icmp4() {
 }
 
 #[test]
+fn s5_2_engine_helper_follows_the_table() {
+    // The cases where the engine's own mapping used to differ from RFC 7915
+    // section 5.2 (issue 13); the engine now calls this helper.
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    let orig = udp4(CLAT4, "203.0.113.10", b"x", 64, 0, DF);
+    let mut buf = [0u8; 600];
+    // Time Exceeded: codes 0 and 1 map one to one; RFC 4443 defines no
+    // other, and 5.2 translates only those: code 2 is dropped, not made 1.
+    for code in [0u8, 1] {
+        let n = icmp6_error_to_icmp4(3, code, 0, &orig, d, 1500, &mut buf).unwrap();
+        let (h, data) = check_v4(&buf[..n]);
+        assert_eq!(h.destination, s.octets());
+        assert_eq!((data[0], data[1]), (11, code));
+    }
+    assert_eq!(
+        icmp6_error_to_icmp4(3, 2, 0, &orig, d, 1500, &mut buf),
+        Err(DropReason::IcmpUntranslatable)
+    );
+    // Packet Too Big is defined with code 0 only (RFC 4443 section 3.2).
+    assert_eq!(
+        icmp6_error_to_icmp4(2, 1, 1400, &orig, d, 1500, &mut buf),
+        Err(DropReason::IcmpUntranslatable)
+    );
+    // Its MTU is the IPv6 one less 20, capped by the TUN MTU passed in.
+    let n = icmp6_error_to_icmp4(2, 0, 9000, &orig, d, 1500, &mut buf).unwrap();
+    let (_, data) = check_v4(&buf[..n]);
+    assert_eq!(u16::from_be_bytes([data[6], data[7]]), 1500);
+    // Parameter Problem code 0 (erroneous header field) is translated, its
+    // pointer mapped by figure 6: 7 (Hop Limit) -> 8 (TTL), 24 -> 16.
+    for (p6, p4) in [(7u32, 8u8), (24, 16)] {
+        let n = icmp6_error_to_icmp4(4, 0, p6, &orig, d, 1500, &mut buf).unwrap();
+        let (_, data) = check_v4(&buf[..n]);
+        assert_eq!((data[0], data[1], data[4]), (12, 0, p4));
+    }
+    // Code 1 (unrecognised Next Header) is Protocol Unreachable.
+    let n = icmp6_error_to_icmp4(4, 1, 6, &orig, d, 1500, &mut buf).unwrap();
+    let (_, data) = check_v4(&buf[..n]);
+    assert_eq!((data[0], data[1]), (3, 2));
+}
+
+#[test]
 fn s4_1_fragments_reassemble_after_refragmenting_a_fragment() {
     // A 1480-byte first IPv4 fragment (DF=0, MF=1) becomes IPv6 fragments
     // that must be cut again at 1280 with the original offsets.

@@ -26,6 +26,10 @@
 #![no_main]
 
 use clat_engine::packet::{checksum, PROTO_ICMP};
+
+fn internet_checksum(data: &[u8]) -> u16 {
+    checksum::finish(checksum::sum(data, 0))
+}
 use clat_engine::{Engine, EngineConfig};
 use libfuzzer_sys::fuzz_target;
 use std::io;
@@ -99,12 +103,12 @@ fn fixup(flags: u8, p: &mut Vec<u8>) {
     if flags & 8 != 0 && p[9] == PROTO_ICMP && p.len() >= ihl + 4 {
         p[ihl + 2] = 0;
         p[ihl + 3] = 0;
-        let c = checksum(0, &p[ihl..]);
+        let c = internet_checksum(&p[ihl..]);
         p[ihl + 2..ihl + 4].copy_from_slice(&c.to_be_bytes());
     }
     p[10] = 0;
     p[11] = 0;
-    let c = checksum(0, &p[..ihl]);
+    let c = internet_checksum(&p[..ihl]);
     p[10..12].copy_from_slice(&c.to_be_bytes());
 }
 

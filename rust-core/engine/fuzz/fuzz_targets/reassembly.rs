@@ -39,17 +39,17 @@ fuzz_target!(|data: &[u8]| {
             p[10] = 0;
             p[11] = 0;
             let ihl = usize::from(p[0] & 0x0f) * 4;
-            let c = packet::checksum(0, &p[..ihl]);
+            let c = packet::checksum::finish(packet::checksum::sum(&p[..ihl], 0));
             p[10..12].copy_from_slice(&c.to_be_bytes());
         }
         let Ok(ip) = packet::parse_ip4(&p) else {
             continue;
         };
-        if !ip.fragment {
+        if !ip.is_fragment() {
             continue;
         }
         let now = t0 + Duration::from_millis(step * 50);
-        let added = r.add(&ip, &p[..ip.total_len], now);
+        let added = r.add(&ip, &p[..ip.total_len()], now);
         let (slots, largest) = r.footprint();
         assert!(slots <= frag::MAX_SLOTS, "{slots} reassemblies");
         assert!(
@@ -59,9 +59,9 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(whole) = added {
             let w = packet::parse_ip4(&whole).expect("reassembled datagram parses");
             assert_eq!(w.ihl, 20);
-            assert_eq!(w.total_len, whole.len());
-            assert!(!w.fragment);
-            assert_eq!(w.proto, ip.proto);
+            assert_eq!(w.total_len(), whole.len());
+            assert!(!w.is_fragment());
+            assert_eq!(w.protocol, ip.protocol);
         }
     }
 });

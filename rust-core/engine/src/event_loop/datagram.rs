@@ -6,11 +6,11 @@
 use super::icmp_echo::IcmpFlow;
 use super::udp::UdpFlow;
 use super::{tun_write, Loop, Slot};
-use crate::icmp::map_icmp6_error;
 use crate::packet::{self, Ip4, PROTO_ICMP, PROTO_UDP};
 use crate::stats::Counters;
 use crate::sys;
 use crate::timers::TimerKey;
+use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message, Ipv4Repr, UdpRepr};
 use mio::net::UdpSocket;
 use mio::Interest;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -70,7 +70,7 @@ impl Loop {
     ) -> Option<usize> {
         if self.flows() >= self.cfg.max_flows {
             Counters::inc(&self.c().drop_flow_limit);
-            self.refuse(ip, p, 13);
+            self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
             return None;
         }
         let (proto, what, idle) = match kind {
@@ -146,9 +146,6 @@ impl Loop {
             if !err.icmp6 {
                 continue;
             }
-            let Some((typ, code, rest)) = map_icmp6_error(err.typ, err.code, err.info) else {
-                continue;
-            };
             let Some(dest) = err.dest else { continue };
             let Some(d4) = packet::extract(&self.cfg.prefix, dest.ip()) else {
                 continue;
@@ -161,32 +158,41 @@ impl Loop {
             // The original packet, as the app sent it: IPv4 header + 8 bytes.
             let mut q = [0u8; 28];
             let id = self.next_ip_id();
+            let h = Ipv4Repr::HEADER_LEN;
             if is_udp {
-                packet::write_ip4(&mut q, self.cfg.clat_v4, d4, PROTO_UDP, 28 + err.len, id);
-                q[20..22].copy_from_slice(&app_port.to_be_bytes());
-                q[22..24].copy_from_slice(&dest.port().to_be_bytes());
-                q[24..26].copy_from_slice(&((8 + err.len) as u16).to_be_bytes());
+                let udp = UdpRepr {
+                    src_port: app_port,
+                    dst_port: dest.port(),
+                };
+                let n = udp.emit_quoted(&mut q[h..], err.len);
+                Ipv4Repr::new(self.cfg.clat_v4, d4, PROTO_UDP, (n + err.len) as u16, id)
+                    .emit(&mut q);
             } else {
-                packet::write_ip4(
-                    &mut q,
-                    self.cfg.clat_v4,
-                    d4,
-                    PROTO_ICMP,
-                    20 + err.len.max(8),
-                    id,
-                );
-                q[20] = 8;
-                q[24..26].copy_from_slice(&app_port.to_be_bytes());
+                let len = err.len.max(8) as u16;
+                Ipv4Repr::new(self.cfg.clat_v4, d4, PROTO_ICMP, len, id).emit(&mut q);
+                q[h] = Icmpv4Message::EchoRequest as u8;
+                q[h + 4..h + 6].copy_from_slice(&app_port.to_be_bytes());
                 if ll >= 8 {
-                    q[26..28].copy_from_slice(&data[6..8]);
+                    q[h + 6..h + 8].copy_from_slice(&data[6..8]);
                 }
             }
+            // RFC 7915 section 5.2, as a translator on the path would have
+            // done it (clat-xlat's mapping: errors it drops are not passed on).
             let mut out = std::mem::take(&mut self.txbuf);
-            let n =
-                packet::build_icmp_error(&mut out, src, self.cfg.clat_v4, typ, code, rest, &q, id);
-            tun_write(&self.tun, &self.sh.counters, &out[..n]);
+            let made = clat_xlat::icmp6_error_to_icmp4(
+                err.typ,
+                err.code,
+                err.info,
+                &q,
+                src,
+                self.cfg.mtu,
+                &mut out,
+            );
+            if let Ok(n) = made {
+                tun_write(&self.tun, &self.sh.counters, &out[..n]);
+                Counters::inc(&self.c().icmp_errors_sent);
+            }
             self.txbuf = out;
-            Counters::inc(&self.c().icmp_errors_sent);
         }
     }
 

@@ -13,7 +13,7 @@ use mio::net::{TcpStream, UdpSocket};
 use mio::Interest;
 use socket2::{Domain, Protocol};
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::time::Instant;
 
 /// Cap on DNS queries in flight (answered SERVFAIL beyond).
@@ -73,15 +73,11 @@ impl Loop {
         out[28..28 + n].copy_from_slice(&msg[..n]);
         dns_wire::set_id(&mut out[28..28 + n], app_id);
         let id = self.next_ip_id();
-        let len = packet::finish_udp(
-            &mut out,
-            self.cfg.dns_v4,
-            53,
-            self.cfg.clat_v4,
-            app_sp,
-            n,
-            id,
+        let ends = (
+            SocketAddrV4::new(self.cfg.dns_v4, 53),
+            SocketAddrV4::new(self.cfg.clat_v4, app_sp),
         );
+        let len = packet::emit_udp4(&mut out, ends, n, id);
         tun_write(&self.tun, &self.sh.counters, &out[..len]);
         self.txbuf = out;
         Counters::inc(&self.c().dns_answers);

@@ -4,8 +4,9 @@
 
 use super::datagram::Datagram;
 use super::{tun_write, Loop, Slot};
-use crate::packet::{self, Ip4};
+use crate::packet::{self, checksum, Ip4};
 use crate::stats::Counters;
+use clat_xlat::wire::{Icmpv4Message, Icmpv6Message};
 use mio::event::Event;
 use mio::net::UdpSocket;
 use std::io;
@@ -27,28 +28,29 @@ impl Loop {
     /// internal addresses is dropped and counted.
     pub(super) fn icmp_to_relay(&mut self, ip: &Ip4, p: &[u8]) {
         let ihl = ip.ihl;
-        if p.len() < ihl + 8 || packet::checksum(0, &p[ihl..]) != 0 {
+        if p.len() < ihl + 8 || !checksum::verify(&p[ihl..], 0) {
             return Counters::inc(&self.c().drop_malformed);
         }
-        if p[ihl] != 8 || p[ihl + 1] != 0 {
+        if p[ihl] != Icmpv4Message::EchoRequest as u8 || p[ihl + 1] != 0 {
             return Counters::inc(&self.c().drop_internal_dst);
         }
         let msg = &p[ihl..];
         let mut out = std::mem::take(&mut self.txbuf);
         out[20..20 + msg.len()].copy_from_slice(msg);
-        out[20] = 0; // echo reply; code, identifier, sequence and data as sent
+        // Echo reply; code, identifier, sequence and data as sent.
+        out[20] = Icmpv4Message::EchoReply as u8;
         let id = self.next_ip_id();
-        let n = packet::finish_icmp(&mut out, ip.dst, ip.src, msg.len(), id);
+        let n = packet::emit_icmp4(&mut out, ip.dst, ip.src, msg.len(), id);
         tun_write(&self.tun, &self.sh.counters, &out[..n]);
         self.txbuf = out;
     }
 
     pub(super) fn icmp_from_app(&mut self, ip: &Ip4, p: &mut [u8]) {
         let ihl = ip.ihl;
-        if p.len() < ihl + 8 || packet::checksum(0, &p[ihl..]) != 0 {
+        if p.len() < ihl + 8 || !checksum::verify(&p[ihl..], 0) {
             return Counters::inc(&self.c().drop_malformed);
         }
-        if p[ihl] != 8 || p[ihl + 1] != 0 {
+        if p[ihl] != Icmpv4Message::EchoRequest as u8 || p[ihl + 1] != 0 {
             return Counters::inc(&self.c().drop_icmp_type);
         }
         let id = u16::from_be_bytes([p[ihl + 4], p[ihl + 5]]);
@@ -61,7 +63,7 @@ impl Loop {
         };
         // ICMPv4 echo request -> ICMPv6 echo request (the kernel fills in the
         // checksum and its own identifier).
-        p[ihl] = 128;
+        p[ihl] = Icmpv6Message::EchoRequest as u8;
         let to = SocketAddr::V6(SocketAddrV6::new(
             packet::embed(&self.cfg.prefix, ip.dst),
             0,
@@ -107,15 +109,15 @@ impl Loop {
                         Counters::inc(&self.sh.counters.drop_foreign_source);
                         continue;
                     };
-                    if n < 8 || out[20] != 129 {
+                    if n < 8 || out[20] != Icmpv6Message::EchoReply as u8 {
                         Counters::inc(&self.sh.counters.drop_icmp_type);
                         continue;
                     }
-                    out[20] = 0;
+                    out[20] = Icmpv4Message::EchoReply as u8;
                     out[21] = 0;
                     out[24..26].copy_from_slice(&id.to_be_bytes());
                     let ip_id = self.next_ip_id();
-                    let len = packet::finish_icmp(&mut out, src, self.cfg.clat_v4, n, ip_id);
+                    let len = packet::emit_icmp4(&mut out, src, self.cfg.clat_v4, n, ip_id);
                     tun_write(&self.tun, &self.sh.counters, &out[..len]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -20,6 +20,7 @@ use crate::stats::Counters;
 use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use clat_protect::Protector;
+use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message};
 use dns_relay::{DnsTcp, Pending};
 use icmp_echo::IcmpFlow;
 use ipnet::Ipv6Net;
@@ -433,7 +434,7 @@ impl Loop {
             Err(ParseError::NotIpv4) => return Counters::inc(&self.c().drop_not_ipv4),
             Err(ParseError::Malformed) => return Counters::inc(&self.c().drop_malformed),
         };
-        let p = &mut p[..ip.total_len];
+        let p = &mut p[..ip.total_len()];
         if ip.src != self.cfg.clat_v4 {
             return Counters::inc(&self.c().drop_bad_source);
         }
@@ -447,7 +448,7 @@ impl Loop {
         if ip.dst == self.cfg.nat_v4 {
             return self.tcp_from_listener(&ip, p);
         }
-        if ip.fragment {
+        if ip.is_fragment() {
             return match self.reasm.add(&ip, p, self.now) {
                 Ok(mut whole) => self.on_packet(&mut whole),
                 Err(crate::frag::Frag::Pending) => {}
@@ -460,13 +461,13 @@ impl Loop {
         }
         if !internal
             && self.cfg.refuse_non_global_wkp
-            && packet::is_wkp(&self.cfg.prefix)
+            && clat_xlat::addr6052::is_well_known(&self.cfg.prefix)
             && !packet::is_global_v4(ip.dst)
         {
             Counters::inc(&self.c().drop_non_global);
-            return self.refuse(&ip, p, 13);
+            return self.refuse(&ip, p, Icmpv4DstUnreachable::CommProhibited);
         }
-        match ip.proto {
+        match ip.protocol {
             PROTO_TCP => self.tcp_from_app(&ip, p),
             PROTO_UDP => self.udp_from_app(&ip, p),
             PROTO_ICMP if !internal => self.icmp_from_app(&ip, p),
@@ -474,34 +475,27 @@ impl Loop {
             PROTO_ICMP => Counters::inc(&self.c().drop_internal_dst),
             _ => {
                 Counters::inc(&self.c().drop_unsupported_proto);
-                self.refuse(&ip, p, 2);
+                self.refuse(&ip, p, Icmpv4DstUnreachable::ProtoUnreachable);
             }
         }
     }
 
     /// Answers a packet we will not carry: RST for TCP, else ICMPv4
-    /// destination unreachable with `code` (never about an ICMP error).
-    fn refuse(&mut self, ip: &Ip4, p: &[u8], code: u8) {
+    /// Destination Unreachable with `code` (about an ICMP message only when
+    /// it is an echo request: never about an error, RFC 1812 4.3.2.7).
+    fn refuse(&mut self, ip: &Ip4, p: &[u8], code: Icmpv4DstUnreachable) {
         let mut out = std::mem::take(&mut self.txbuf);
-        let n = if ip.proto == PROTO_TCP {
-            packet::build_rst_for(&mut out, ip, &p[ip.ihl..])
-        } else if ip.proto == PROTO_ICMP && p.get(ip.ihl).is_none_or(|&t| t != 8) {
+        let echo_request = Icmpv4Message::EchoRequest as u8;
+        let n = if ip.protocol == PROTO_TCP {
+            packet::emit_rst_for(&mut out, ip, &p[ip.ihl..])
+        } else if ip.protocol == PROTO_ICMP && p.get(ip.ihl) != Some(&echo_request) {
             None
         } else {
             let id = self.next_ip_id();
-            Some(packet::build_icmp_error(
-                &mut out,
-                ip.dst,
-                ip.src,
-                3,
-                code,
-                [0; 4],
-                &p[..p.len().min(ip.ihl + 8)],
-                id,
-            ))
+            Some(packet::emit_unreachable(&mut out, ip, p, code, id))
         };
         if let Some(n) = n {
-            if ip.proto == PROTO_TCP {
+            if ip.protocol == PROTO_TCP {
                 Counters::inc(&self.c().tcp_rst_sent);
             } else {
                 Counters::inc(&self.c().icmp_errors_sent);

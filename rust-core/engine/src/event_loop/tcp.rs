@@ -6,11 +6,12 @@
 
 use super::{tok, tun_write, Loop, Slot};
 use crate::nat_tcp::{self, NatState};
-use crate::packet::{self, Ip4, TcpSeg, PROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN};
+use crate::packet::{self, Ip4, PROTO_TCP};
 use crate::stats::Counters;
 use crate::sys;
 use crate::tcp_relay::{set_rst_on_close, Moved, Outcome, Relay};
 use crate::timers::TimerKey;
+use clat_xlat::wire::{Icmpv4DstUnreachable, TcpFlags, TcpRepr, TcpSegment};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::Interest;
@@ -37,17 +38,16 @@ pub(super) fn open_spare_fd() -> Option<OwnedFd> {
 impl Loop {
     pub(super) fn tcp_from_app(&mut self, ip: &Ip4, p: &mut [u8]) {
         let t = &p[ip.ihl..];
-        let Some(seg) = packet::tcp_seg(t) else {
+        let Ok(seg) = TcpSegment::parse(t) else {
             return Counters::inc(&self.c().drop_malformed);
         };
-        let sp = u16::from_be_bytes([t[0], t[1]]);
-        let dp = u16::from_be_bytes([t[2], t[3]]);
+        let (sp, dp) = (seg.src_port, seg.dst_port);
         let flags = seg.flags;
-        let is_syn = flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN;
+        let is_syn = flags.masked(TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST) == TcpFlags::SYN;
         let key = (sp, ip.dst, dp);
         if ip.dst == self.cfg.dns_v4 && dp != 53 {
             Counters::inc(&self.c().drop_internal_dst);
-            return self.refuse(ip, p, 3);
+            return self.refuse(ip, p, Icmpv4DstUnreachable::PortUnreachable);
         }
         let existing = self.nat.lookup(&key);
         let np = match existing {
@@ -60,14 +60,14 @@ impl Loop {
             _ => {
                 if !is_syn {
                     Counters::inc(&self.c().drop_tcp_no_flow);
-                    if flags & TCP_RST == 0 {
-                        self.refuse(ip, p, 3);
+                    if !flags.intersects(TcpFlags::RST) {
+                        self.refuse(ip, p, Icmpv4DstUnreachable::PortUnreachable);
                     }
                     return;
                 }
                 if self.flows() >= self.cfg.max_flows {
                     Counters::inc(&self.c().drop_flow_limit);
-                    return self.refuse(ip, p, 13);
+                    return self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
                 }
                 if let Some(old) = existing {
                     self.nat.unlink_key(old);
@@ -75,7 +75,7 @@ impl Loop {
                 let at = self.now + self.cfg.tcp_transitory_timeout;
                 let Some(np) = self.nat.insert(key, seg.seq, at) else {
                     Counters::inc(&self.c().drop_flow_limit);
-                    return self.refuse(ip, p, 13);
+                    return self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
                 };
                 self.timers.insert(at, TimerKey::Nat(np));
                 Counters::inc(&self.c().flows_tcp);
@@ -84,7 +84,7 @@ impl Loop {
                 np
             }
         };
-        if flags & (TCP_FIN | TCP_SYN | TCP_RST) == TCP_FIN {
+        if flags.masked(TcpFlags::FIN | TcpFlags::SYN | TcpFlags::RST) == TcpFlags::FIN {
             let ts = packet::tcp_timestamps(&p[ip.ihl..]);
             if self.app_fin(np, &seg, ts, ip.dst, dp, sp) {
                 return;
@@ -101,7 +101,7 @@ impl Loop {
     fn app_fin(
         &mut self,
         np: u16,
-        seg: &TcpSeg,
+        seg: &TcpSegment,
         ts: Option<(u32, u32)>,
         d: Ipv4Addr,
         dp: u16,
@@ -122,7 +122,10 @@ impl Loop {
         };
         // The FIN acknowledges ours (so every byte we sent, too) and
         // carries nothing.
-        if seg.flags & TCP_ACK == 0 || seg.payload != 0 || e.fin_end != Some(seg.ack) {
+        if !seg.flags.intersects(TcpFlags::ACK)
+            || seg.payload_len != 0
+            || e.fin_end != Some(seg.ack)
+        {
             return false;
         }
         let isn = e.app_isn;
@@ -135,9 +138,7 @@ impl Loop {
         // Every byte the app sent before its FIN arrived and was read.
         let fd = r.app.sock.as_raw_fd();
         match sys::tcp_recv_state(fd) {
-            Ok(st)
-                if st.unread == 0
-                    && isn.wrapping_add(1).wrapping_add(st.bytes_received as u32) == seg.seq => {}
+            Ok(st) if st.unread == 0 && isn + 1 + st.bytes_received as u32 == seg.seq => {}
             _ => return false,
         }
         set_rst_on_close(&r.app.sock);
@@ -155,40 +156,47 @@ impl Loop {
     /// The ACK of the app's FIN `seg` that the listener side would have
     /// sent, from `d:dp` to the app's port `sp`; timestamps echoed (RFC
     /// 7323) when the FIN had them, our TSval being the one it echoes.
-    fn final_ack(&mut self, seg: &TcpSeg, ts: Option<(u32, u32)>, d: Ipv4Addr, dp: u16, sp: u16) {
+    fn final_ack(
+        &mut self,
+        seg: &TcpSegment,
+        ts: Option<(u32, u32)>,
+        d: Ipv4Addr,
+        dp: u16,
+        sp: u16,
+    ) {
         let mut out = std::mem::take(&mut self.txbuf);
-        let n = packet::build_tcp_with(
-            &mut out,
-            (d, dp),
-            (self.cfg.clat_v4, sp),
-            seg.ack,
-            seg.seq.wrapping_add(1),
-            TCP_ACK,
-            u16::MAX,
-            ts.map(|(val, ecr)| (ecr, val)),
-        );
+        let ack = TcpRepr {
+            src_port: dp,
+            dst_port: sp,
+            seq: seg.ack,
+            ack: seg.seq + 1,
+            flags: TcpFlags::ACK,
+            window: u16::MAX,
+            timestamps: ts.map(|(val, ecr)| (ecr, val)),
+        };
+        let n = packet::emit_tcp4(&mut out, d, self.cfg.clat_v4, &ack);
         tun_write(&self.tun, &self.sh.counters, &out[..n]);
         self.txbuf = out;
     }
 
     pub(super) fn tcp_from_listener(&mut self, ip: &Ip4, p: &mut [u8]) {
         let t = &p[ip.ihl..];
-        if ip.proto != PROTO_TCP || t.len() < 20 {
+        if ip.protocol != PROTO_TCP || t.len() < TcpRepr::HEADER_LEN {
             return Counters::inc(&self.c().drop_internal_dst);
         }
         let sp = u16::from_be_bytes([t[0], t[1]]);
         let np = u16::from_be_bytes([t[2], t[3]]);
-        let seg = packet::tcp_seg(t);
+        let seg = TcpSegment::parse(t).ok();
         match self.nat.get_mut(np) {
             Some(e) if sp == self.lport => {
                 if let Some(seg) = seg {
-                    if seg.flags & TCP_RST != 0 && e.fast_closed {
+                    if seg.flags.intersects(TcpFlags::RST) && e.fast_closed {
                         // The abort that ended a fast-closed flow: the app
                         // has its ACK already.
                         return;
                     }
-                    if seg.flags & TCP_FIN != 0 {
-                        e.fin_end = Some(seg.seq.wrapping_add(seg.payload as u32 + 1));
+                    if seg.flags.intersects(TcpFlags::FIN) {
+                        e.fin_end = Some(seg.seq + seg.payload_len as u32 + 1);
                         e.engine_fin_first |= !e.app_fin;
                     }
                 }

@@ -6,10 +6,11 @@ use super::datagram::Datagram;
 use super::{tun_write, Loop, Slot, MAX_UDP_PAYLOAD};
 use crate::packet::{self, Ip4};
 use crate::stats::Counters;
+use clat_xlat::wire::Icmpv4DstUnreachable;
 use mio::event::Event;
 use mio::net::UdpSocket;
 use std::io;
-use std::net::{SocketAddr, SocketAddrV6};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Instant;
 
 /// One UDP mapping: the app's source port and its upstream socket.
@@ -21,17 +22,17 @@ pub(super) struct UdpFlow {
 }
 
 /// ICMPv4 destination-unreachable code for a local send error.
-fn unreach_code(e: &io::Error) -> Option<u8> {
+fn unreach_code(e: &io::Error) -> Option<Icmpv4DstUnreachable> {
     match e.raw_os_error()? {
-        libc::ENETUNREACH => Some(0),
-        libc::EHOSTUNREACH | libc::EADDRNOTAVAIL => Some(1),
-        libc::EACCES | libc::EPERM => Some(13),
+        libc::ENETUNREACH => Some(Icmpv4DstUnreachable::NetUnreachable),
+        libc::EHOSTUNREACH | libc::EADDRNOTAVAIL => Some(Icmpv4DstUnreachable::HostUnreachable),
+        libc::EACCES | libc::EPERM => Some(Icmpv4DstUnreachable::CommProhibited),
         _ => None,
     }
 }
 
 fn udp_payload(p: &[u8], ip: &Ip4) -> Option<(u16, u16, std::ops::Range<usize>)> {
-    let u = p.get(ip.ihl..ip.total_len)?;
+    let u = p.get(ip.ihl..ip.total_len())?;
     if u.len() < 8 {
         return None;
     }
@@ -56,7 +57,7 @@ impl Loop {
                 return self.dns_query(sp, &p[range]);
             }
             Counters::inc(&self.c().drop_internal_dst);
-            return self.refuse(ip, p, 3);
+            return self.refuse(ip, p, Icmpv4DstUnreachable::PortUnreachable);
         }
         let slot = match self.udp.get(&sp) {
             Some(&s) => s,
@@ -126,7 +127,11 @@ impl Loop {
                         continue;
                     };
                     let id = self.next_ip_id();
-                    let len = packet::finish_udp(&mut out, src, sport, self.cfg.clat_v4, sp, n, id);
+                    let ends = (
+                        SocketAddrV4::new(src, sport),
+                        SocketAddrV4::new(self.cfg.clat_v4, sp),
+                    );
+                    let len = packet::emit_udp4(&mut out, ends, n, id);
                     tun_write(&self.tun, &self.sh.counters, &out[..len]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

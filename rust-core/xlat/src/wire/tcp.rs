@@ -192,8 +192,14 @@ mod tests {
         let b = a + 0x20;
         assert_eq!(b, TcpSeqNumber(0x10));
         assert!(b > a);
-        assert!(a < TcpSeqNumber(0x7fff_ffef), "less than half the space ahead");
-        assert!(a > TcpSeqNumber(0x7fff_fff1), "more than half the space ahead is behind");
+        assert!(
+            a < TcpSeqNumber(0x7fff_ffef),
+            "less than half the space ahead"
+        );
+        assert!(
+            a > TcpSeqNumber(0x7fff_fff1),
+            "more than half the space ahead is behind"
+        );
         assert_eq!(b - a, 0x20);
         assert_eq!(a - b, -0x20);
         assert_eq!(a.partial_cmp(&a), Some(Ordering::Equal));

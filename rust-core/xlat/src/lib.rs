@@ -56,6 +56,7 @@ mod headers;
 pub mod icmp_err;
 pub mod icmp_map;
 pub mod outcome;
+mod transport;
 mod v4_to_v6;
 mod v6_to_v4;
 pub mod wire;

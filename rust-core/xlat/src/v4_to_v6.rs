@@ -6,6 +6,7 @@ use crate::headers::*;
 use crate::icmp_err::{self, ICMP6_ERROR_MAX};
 use crate::icmp_map::{self, Info, Mapped};
 use crate::outcome::{DropReason, IpVersion, OutBuf, Outcome};
+use crate::transport;
 use crate::wire::{
     Icmpv4DstUnreachable, Icmpv4ErrorRepr, Icmpv4Message, Icmpv4TimeExceeded, Icmpv6Message,
     Ipv6FragmentRepr, Ipv6Repr,
@@ -220,57 +221,40 @@ fn fix_transport(
     dst6: &Ipv6Addr,
     is_frag: bool,
 ) -> Result<(), DropReason> {
-    let old = checksum::sum(&ip.src.octets(), checksum::sum(&ip.dst.octets(), 0));
-    let new = checksum::sum(&src6.octets(), checksum::sum(&dst6.octets(), 0));
+    let old = transport::addr_sum(&ip.src.octets(), &ip.dst.octets());
+    let new = transport::addr_sum(&src6.octets(), &dst6.octets());
     match proto {
-        PROTO_TCP => {
-            if pay.len() < 18 {
-                return Err(DropReason::TruncatedTransport);
+        PROTO_UDP if pay.get(6..8) == Some(&[0, 0]) => {
+            // RFC 7915 4.5: IPv6 requires a UDP checksum. Computed for a
+            // whole datagram when configured to (`run` refuses the others).
+            if is_frag || !t.config().amend_udp_zero_checksum {
+                return Err(DropReason::UdpZeroChecksum);
             }
-            let c = u16::from_be_bytes([pay[16], pay[17]]);
-            pay[16..18].copy_from_slice(&checksum::adjust(c, old, new).to_be_bytes());
-        }
-        PROTO_UDP => {
-            if pay.len() < 8 {
-                return Err(DropReason::TruncatedTransport);
-            }
-            let c = u16::from_be_bytes([pay[6], pay[7]]);
-            let c2 = if c == 0 {
-                // RFC 7915 4.5: IPv6 requires a UDP checksum. Compute it for a
-                // whole datagram if configured to; a fragment cannot be done.
-                if is_frag || !t.config().amend_udp_zero_checksum {
-                    return Err(DropReason::UdpZeroChecksum);
-                }
-                let init = checksum::pseudo_v6(src6, dst6, PROTO_UDP, pay.len() as u32);
-                checksum::finish(checksum::sum(pay, init))
-            } else {
-                checksum::adjust(c, old, new)
-            };
+            let init = checksum::pseudo_v6(src6, dst6, PROTO_UDP, pay.len() as u32);
             // A computed 0 is sent as all ones (RFC 768, RFC 8200 8.1).
-            let c2 = if c2 == 0 { 0xffff } else { c2 };
-            pay[6..8].copy_from_slice(&c2.to_be_bytes());
+            let c = match checksum::finish(checksum::sum(pay, init)) {
+                0 => 0xffff,
+                c => c,
+            };
+            pay[6..8].copy_from_slice(&c.to_be_bytes());
         }
         PROTO_ICMP => {
             if pay.len() < 8 {
                 return Err(DropReason::Malformed);
             }
             match icmp_map::map_4to6(pay[0], pay[1], 0) {
+                // RFC 7915 4.2: the ICMPv6 checksum also covers the
+                // pseudo-header; adjust for it and the new type.
                 Mapped::Info { typ, code } => {
-                    // RFC 7915 4.2: the ICMPv6 checksum also covers the
-                    // pseudo-header; adjust for it and the new type.
-                    let old = u16::from_be_bytes([pay[0], pay[1]]) as u32;
-                    let new = u16::from_be_bytes([typ, code]) as u32
-                        + checksum::pseudo_v6(src6, dst6, PROTO_ICMPV6, ip.upper_len() as u32);
-                    let c = u16::from_be_bytes([pay[2], pay[3]]);
-                    pay[0] = typ;
-                    pay[1] = code;
-                    pay[2..4].copy_from_slice(&checksum::adjust(c, old, new).to_be_bytes());
+                    let pseudo =
+                        checksum::pseudo_v6(src6, dst6, PROTO_ICMPV6, ip.upper_len() as u32);
+                    transport::retype_icmp(pay, typ, code, 0, pseudo);
                 }
                 _ => return Err(DropReason::IcmpUntranslatable),
             }
         }
         // RFC 7915 4.1 / 4.5: other protocols are carried through unchanged.
-        _ => {}
+        _ => transport::readdress(proto, pay, old, new).ok_or(DropReason::TruncatedTransport)?,
     }
     Ok(())
 }
@@ -398,35 +382,23 @@ fn inner_4to6(t: &Translator, inner: &V4<'_>, out: &mut [u8]) -> Result<usize, D
     out[hdr..hdr + n].copy_from_slice(inner.payload);
     if inner.frag_off == 0 {
         let pay = &mut out[hdr..hdr + n];
-        let old = checksum::sum(&inner.src.octets(), checksum::sum(&inner.dst.octets(), 0));
-        let new = checksum::sum(&src6.octets(), checksum::sum(&dst6.octets(), 0));
+        let old = transport::addr_sum(&inner.src.octets(), &inner.dst.octets());
+        let new = transport::addr_sum(&src6.octets(), &dst6.octets());
         match inner.proto {
-            PROTO_TCP if n >= 18 => {
-                let c = u16::from_be_bytes([pay[16], pay[17]]);
-                pay[16..18].copy_from_slice(&checksum::adjust(c, old, new).to_be_bytes());
-            }
-            PROTO_UDP if n >= 8 => {
-                let c = u16::from_be_bytes([pay[6], pay[7]]);
-                if c != 0 {
-                    let c2 = checksum::adjust(c, old, new);
-                    pay[6..8].copy_from_slice(&(if c2 == 0 { 0xffff } else { c2 }).to_be_bytes());
-                }
-            }
             PROTO_ICMP if n >= 4 => {
                 if icmp_map::is_icmp4_error(pay[0]) {
                     return Err(DropReason::IcmpErrorInError);
                 }
                 if let Mapped::Info { typ, code } = icmp_map::map_4to6(pay[0], pay[1], 0) {
-                    let old = u16::from_be_bytes([pay[0], pay[1]]) as u32;
-                    let new = u16::from_be_bytes([typ, code]) as u32
-                        + checksum::pseudo_v6(&src6, &dst6, PROTO_ICMPV6, inner.upper_len() as u32);
-                    let c = u16::from_be_bytes([pay[2], pay[3]]);
-                    pay[0] = typ;
-                    pay[1] = code;
-                    pay[2..4].copy_from_slice(&checksum::adjust(c, old, new).to_be_bytes());
+                    let pseudo =
+                        checksum::pseudo_v6(&src6, &dst6, PROTO_ICMPV6, inner.upper_len() as u32);
+                    transport::retype_icmp(pay, typ, code, 0, pseudo);
                 }
             }
-            _ => {}
+            // A quoted segment too short for its checksum is quoted as it is.
+            proto => {
+                let _ = transport::readdress(proto, pay, old, new);
+            }
         }
     }
     let plen = inner.upper_len() as usize + hdr - 40;

@@ -6,6 +6,7 @@ use crate::headers::*;
 use crate::icmp_err::{self, ICMP4_ERROR_MAX};
 use crate::icmp_map::{self, Info, Mapped};
 use crate::outcome::{DropReason, IpVersion, OutBuf, Outcome};
+use crate::transport;
 use crate::wire::{
     Icmpv4Message, Icmpv6DstUnreachable, Icmpv6ErrorRepr, Icmpv6Message, Icmpv6ParamProblem,
     Icmpv6TimeExceeded, Ipv4Repr,
@@ -201,52 +202,28 @@ fn fix_transport(
     src4: Ipv4Addr,
     dst4: Ipv4Addr,
 ) -> Result<(), DropReason> {
-    let old = checksum::sum(&ip.src.octets(), checksum::sum(&ip.dst.octets(), 0));
-    let new = checksum::sum(&src4.octets(), checksum::sum(&dst4.octets(), 0));
+    let old = transport::addr_sum(&ip.src.octets(), &ip.dst.octets());
+    let new = transport::addr_sum(&src4.octets(), &dst4.octets());
     match ip.proto {
-        PROTO_TCP => {
-            if pay.len() < 18 {
-                return Err(DropReason::TruncatedTransport);
-            }
-            let c = u16::from_be_bytes([pay[16], pay[17]]);
-            pay[16..18].copy_from_slice(&checksum::adjust(c, old, new).to_be_bytes());
-        }
-        PROTO_UDP => {
-            if pay.len() < 8 {
-                return Err(DropReason::TruncatedTransport);
-            }
-            let c = u16::from_be_bytes([pay[6], pay[7]]);
-            // A zero checksum is invalid in IPv6; carried as "no checksum"
-            // in IPv4 rather than turned into a wrong one.
-            if c != 0 {
-                let c2 = checksum::adjust(c, old, new);
-                pay[6..8].copy_from_slice(&(if c2 == 0 { 0xffff } else { c2 }).to_be_bytes());
-            }
-        }
         PROTO_ICMPV6 => {
             if pay.len() < 8 {
                 return Err(DropReason::Malformed);
             }
             match icmp_map::map_6to4(pay[0], pay[1], 0) {
+                // ICMPv4 has no pseudo-header: take it out with the old type.
                 Mapped::Info { typ, code } => {
-                    // ICMPv4 has no pseudo-header: take it out with the old type.
-                    let old = u16::from_be_bytes([pay[0], pay[1]]) as u32
-                        + checksum::pseudo_v6(
-                            &ip.src,
-                            &ip.dst,
-                            PROTO_ICMPV6,
-                            ip.upper_len() as u32,
-                        );
-                    let new = u16::from_be_bytes([typ, code]) as u32;
-                    let c = u16::from_be_bytes([pay[2], pay[3]]);
-                    pay[0] = typ;
-                    pay[1] = code;
-                    pay[2..4].copy_from_slice(&checksum::adjust(c, old, new).to_be_bytes());
+                    let pseudo =
+                        checksum::pseudo_v6(&ip.src, &ip.dst, PROTO_ICMPV6, ip.upper_len() as u32);
+                    transport::retype_icmp(pay, typ, code, pseudo, 0);
                 }
                 _ => return Err(DropReason::IcmpUntranslatable),
             }
         }
-        _ => {}
+        // A zero UDP checksum is invalid in IPv6; carried as "no checksum"
+        // in IPv4 rather than turned into a wrong one.
+        proto => {
+            transport::readdress(proto, pay, old, new).ok_or(DropReason::TruncatedTransport)?
+        }
     }
     Ok(())
 }
@@ -367,40 +344,23 @@ fn inner_6to4(t: &Translator, inner: &V6<'_>, out: &mut [u8]) -> Result<usize, D
     let first = inner.frag.is_none_or(|f| f.off == 0);
     if first {
         let pay = &mut out[20..20 + n];
-        let old = checksum::sum(&inner.src.octets(), checksum::sum(&inner.dst.octets(), 0));
-        let new = checksum::sum(&src4.octets(), checksum::sum(&dst4.octets(), 0));
+        let old = transport::addr_sum(&inner.src.octets(), &inner.dst.octets());
+        let new = transport::addr_sum(&src4.octets(), &dst4.octets());
         match inner.proto {
-            PROTO_TCP if n >= 18 => {
-                let c = u16::from_be_bytes([pay[16], pay[17]]);
-                pay[16..18].copy_from_slice(&checksum::adjust(c, old, new).to_be_bytes());
-            }
-            PROTO_UDP if n >= 8 => {
-                let c = u16::from_be_bytes([pay[6], pay[7]]);
-                if c != 0 {
-                    let c2 = checksum::adjust(c, old, new);
-                    pay[6..8].copy_from_slice(&(if c2 == 0 { 0xffff } else { c2 }).to_be_bytes());
-                }
-            }
             PROTO_ICMPV6 if n >= 4 => {
                 if icmp_map::is_icmp6_error(pay[0]) {
                     return Err(DropReason::IcmpErrorInError);
                 }
                 if let Mapped::Info { typ, code } = icmp_map::map_6to4(pay[0], pay[1], 0) {
-                    let old = u16::from_be_bytes([pay[0], pay[1]]) as u32
-                        + checksum::pseudo_v6(
-                            &inner.src,
-                            &inner.dst,
-                            PROTO_ICMPV6,
-                            inner.upper_len() as u32,
-                        );
-                    let new = u16::from_be_bytes([typ, code]) as u32;
-                    let c = u16::from_be_bytes([pay[2], pay[3]]);
-                    pay[0] = typ;
-                    pay[1] = code;
-                    pay[2..4].copy_from_slice(&checksum::adjust(c, old, new).to_be_bytes());
+                    let len = inner.upper_len() as u32;
+                    let pseudo = checksum::pseudo_v6(&inner.src, &inner.dst, PROTO_ICMPV6, len);
+                    transport::retype_icmp(pay, typ, code, pseudo, 0);
                 }
             }
-            _ => {}
+            // A quoted segment too short for its checksum is quoted as it is.
+            proto => {
+                let _ = transport::readdress(proto, pay, old, new);
+            }
         }
     }
     let total = (20 + inner.upper_len() as usize).min(65535) as u16;
@@ -498,29 +458,17 @@ fn hairpin(
     buf[8..24].copy_from_slice(&src6.octets());
     buf[24..40].copy_from_slice(&dst6.octets());
     if ip.frag.is_none_or(|f| f.off == 0) {
-        let old = checksum::sum(&ip.src.octets(), checksum::sum(&ip.dst.octets(), 0));
-        let new = checksum::sum(&src6.octets(), checksum::sum(&dst6.octets(), 0));
-        let field = match ip.proto {
-            PROTO_TCP => Some(16),
-            PROTO_UDP => Some(6),
-            PROTO_ICMPV6 => Some(2),
-            _ => None,
-        };
-        if let Some(f) = field {
-            let at = ip.hdrs.len() + f;
-            let b = buf
-                .get_mut(at..at + 2)
-                .ok_or(DropReason::TruncatedTransport)?;
-            let c = u16::from_be_bytes([b[0], b[1]]);
-            // A UDP checksum of 0 stays 0 (invalid in IPv6 either way).
-            if !(ip.proto == PROTO_UDP && c == 0) {
-                let c2 = checksum::adjust(c, old, new);
-                let c2 = if c2 == 0 && ip.proto == PROTO_UDP {
-                    0xffff
-                } else {
-                    c2
-                };
-                b.copy_from_slice(&c2.to_be_bytes());
+        let old = transport::addr_sum(&ip.src.octets(), &ip.dst.octets());
+        let new = transport::addr_sum(&src6.octets(), &dst6.octets());
+        let seg = &mut buf[ip.hdrs.len()..];
+        match ip.proto {
+            PROTO_ICMPV6 if seg.len() >= 4 => {
+                let (typ, code) = (seg[0], seg[1]);
+                transport::retype_icmp(seg, typ, code, old, new);
+            }
+            PROTO_ICMPV6 => return Err(DropReason::TruncatedTransport),
+            proto => {
+                transport::readdress(proto, seg, old, new).ok_or(DropReason::TruncatedTransport)?
             }
         }
     }

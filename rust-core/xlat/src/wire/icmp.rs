@@ -162,13 +162,8 @@ impl Icmpv4ErrorRepr<'_> {
         };
         let n = ip.emit(buf);
         let m = &mut buf[n..n + 8 + q];
-        m[0] = self.message as u8;
-        m[1] = self.code;
-        m[2..4].fill(0);
-        m[4..8].copy_from_slice(&self.rest);
-        m[8..].copy_from_slice(&self.quote[..q]);
-        fill_icmpv4_checksum(m);
-        n + 8 + q
+        write_error(m, [self.message as u8, self.code], self.rest, self.quote, 0);
+        n + m.len()
     }
 }
 
@@ -201,16 +196,24 @@ impl Icmpv6ErrorRepr<'_> {
         };
         let n = ip.emit(buf);
         let m = &mut buf[n..n + 8 + q];
-        m[0] = self.message as u8;
-        m[1] = self.code;
-        m[2..4].fill(0);
-        m[4..8].copy_from_slice(&self.rest.to_be_bytes());
-        m[8..].copy_from_slice(&self.quote[..q]);
         let pseudo = checksum::pseudo_v6(&ip.src, &ip.dst, ip_proto::ICMPV6, m.len() as u32);
-        let c = checksum::finish(checksum::sum(m, pseudo));
-        m[2..4].copy_from_slice(&c.to_be_bytes());
-        n + 8 + q
+        let rest = self.rest.to_be_bytes();
+        write_error(m, [self.message as u8, self.code], rest, self.quote, pseudo);
+        n + m.len()
     }
+}
+
+/// Fills `m` (8 bytes plus the part of `quote` that fits) with an error
+/// message: type and code, checksum over `m` and the pseudo-header sum
+/// `pseudo` (0 for ICMPv4), `rest`, the quote.
+fn write_error(m: &mut [u8], type_code: [u8; 2], rest: [u8; 4], quote: &[u8], pseudo: u32) {
+    let q = m.len() - 8;
+    m[..2].copy_from_slice(&type_code);
+    m[2..4].fill(0);
+    m[4..8].copy_from_slice(&rest);
+    m[8..].copy_from_slice(&quote[..q]);
+    let c = checksum::finish(checksum::sum(m, pseudo));
+    m[2..4].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Computes and stores the checksum of the ICMPv4 message `msg` (type

@@ -204,6 +204,17 @@ impl Translator {
         Ok(addr6052::embed(p, a))
     }
 
+    /// IPv4 address -> IPv6 by pool6 alone (RFC 6052), as hairpinning
+    /// (RFC 7757 section 4) maps the sources it sends back.
+    pub(crate) fn embed_pool6(&self, a: Ipv4Addr) -> Result<Ipv6Addr, DropReason> {
+        let p = self
+            .cfg
+            .pool6
+            .as_ref()
+            .ok_or(DropReason::UntranslatableSrc)?;
+        Ok(addr6052::embed(p, a))
+    }
+
     /// IPv6 address -> IPv4: the EAMT first, then pool6.
     pub fn map_6to4(&self, a: Ipv6Addr) -> Result<Ipv4Addr, DropReason> {
         if let Some(v4) = self.cfg.eam.map6(a) {

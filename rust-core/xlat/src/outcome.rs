@@ -75,10 +75,6 @@ pub enum DropReason {
     /// (RFC 7915 5.1.1 "SHOULD be dropped"), no error allowed (otherwise the
     /// outcome is `Reply` with the RFC 7915 5.4 error).
     ExtensionAfterFragment,
-    /// An ICMPv6 error that would be hairpinned (RFC 7757 section 4): the
-    /// packet inside it would need its addresses mapped back as well, which
-    /// the translator does not do.
-    HairpinIcmpError,
     /// `refuse_4`/`refuse_6`: no ICMP error may be sent about this packet
     /// (an ICMP error or ICMPv6 message, a non-first fragment, a multicast
     /// or broadcast source).
@@ -107,7 +103,6 @@ impl DropReason {
             DropReason::SourceRoute => "source-route",
             DropReason::RoutingHeader => "routing-header",
             DropReason::ExtensionAfterFragment => "extension-after-fragment",
-            DropReason::HairpinIcmpError => "hairpin-icmp-error",
             DropReason::ErrorNotAllowed => "error-not-allowed",
         }
     }

@@ -94,7 +94,7 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
         return Err(DropReason::FragmentedIcmp);
     }
     if is_icmp_err {
-        let n = icmp_error(t, &ip, ttl, &src6, &dst6, &mut out.data)?;
+        let n = icmp_error(t, &ip, ttl, &src6, &dst6, &mut out.data, false)?;
         out.push(0, n);
         return Ok(Outcome::Forward(IpVersion::V6));
     }
@@ -260,14 +260,16 @@ fn fix_transport(
 }
 
 /// Translates an ICMPv4 error and the packet inside it (RFC 7915 4.2, 4.3)
-/// into `out`, returning the IPv6 packet's length.
-fn icmp_error(
+/// into `out`, returning the IPv6 packet's length. `hairpin`: the error is
+/// on its way back to IPv6 (RFC 7757 section 4; see `inner_4to6`).
+pub(crate) fn icmp_error(
     t: &Translator,
     ip: &V4<'_>,
     ttl: u8,
     src6: &Ipv6Addr,
     dst6: &Ipv6Addr,
     out: &mut [u8],
+    hairpin: bool,
 ) -> Result<usize, DropReason> {
     let cfg = t.config();
     let icmp = ip.payload;
@@ -299,7 +301,7 @@ fn icmp_error(
     let inner = parse_v4(orig, true).map_err(|_| DropReason::Malformed)?;
     let orig_used = &orig[..orig.len().min(inner.total_len as usize)];
     let inner = parse_v4(orig_used, true).map_err(|_| DropReason::Malformed)?;
-    let mut inner_len = inner_4to6(t, &inner, &mut out[48..])?;
+    let mut inner_len = inner_4to6(t, &inner, &mut out[48..], hairpin)?;
 
     let mut total = 48 + inner_len;
     let mut len_field = 0u8;
@@ -365,9 +367,20 @@ fn icmp_error(
 /// Translates the (possibly truncated) packet inside an ICMPv4 error
 /// (RFC 7915 4.3): same address mapping, TTL copied, lengths as the
 /// original claimed, transport checksum adjusted if present.
-fn inner_4to6(t: &Translator, inner: &V4<'_>, out: &mut [u8]) -> Result<usize, DropReason> {
+fn inner_4to6(
+    t: &Translator,
+    inner: &V4<'_>,
+    out: &mut [u8],
+    hairpin: bool,
+) -> Result<usize, DropReason> {
     let src6 = t.map_4to6(inner.src)?;
-    let dst6 = t.map_4to6(inner.dst)?;
+    // Hairpinned (RFC 7757 section 4): the inner destination is the outer
+    // source's counterpart, mapped by pool6 like it.
+    let dst6 = if hairpin {
+        t.embed_pool6(inner.dst)?
+    } else {
+        t.map_4to6(inner.dst)?
+    };
     let is_frag = inner.is_fragment();
     let hdr = if is_frag { 48 } else { 40 };
     let next = if inner.proto == PROTO_ICMP {

@@ -62,6 +62,27 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
         }
         ttl -= 1;
     }
+    // RFC 7915 5.1.1: an extension header after the Fragment header "SHOULD
+    // be dropped"; as for every drop, RFC 7915 5.4's Destination Unreachable,
+    // Communication Administratively Prohibited (1/1) tells the source,
+    // unless the packet is an ICMPv6 message. Checked before the Routing
+    // header's Segments Left: a Routing header after the Fragment header is
+    // itself the header out of place.
+    if ip.ext_after_frag {
+        if !may_answer || ip.proto == PROTO_ICMPV6 {
+            return Err(DropReason::ExtensionAfterFragment);
+        }
+        return reply_v6(
+            t,
+            out,
+            &ip,
+            Icmpv6Message::DstUnreachable,
+            Icmpv6DstUnreachable::AdminProhibited as u8,
+            0,
+            whole,
+        )
+        .or(Err(DropReason::ExtensionAfterFragment));
+    }
     // RFC 7915 5.1: a Routing header with Segments Left > 0 is not
     // translated; answer Parameter Problem pointing at Segments Left.
     if let Some(ptr) = ip.unexpired_routing {
@@ -77,25 +98,6 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
             ptr,
             whole,
         );
-    }
-    // RFC 7915 5.1.1: an extension header after the Fragment header "SHOULD
-    // be dropped"; as for every drop, RFC 7915 5.4's Destination Unreachable,
-    // Communication Administratively Prohibited (1/1) tells the source,
-    // unless the packet is an ICMPv6 message.
-    if ip.ext_after_frag {
-        if !may_answer || ip.proto == PROTO_ICMPV6 {
-            return Err(DropReason::ExtensionAfterFragment);
-        }
-        return reply_v6(
-            t,
-            out,
-            &ip,
-            Icmpv6Message::DstUnreachable,
-            Icmpv6DstUnreachable::AdminProhibited as u8,
-            0,
-            whole,
-        )
-        .or(Err(DropReason::ExtensionAfterFragment));
     }
     let dst4 = t.map_6to4(ip.dst)?;
     let src4 = match t.map_6to4(ip.src) {
@@ -114,7 +116,7 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
     }
     if let Some(dst6) = hairpin_dst(t, &ip, dst4) {
         if is_icmp_err {
-            return Err(DropReason::HairpinIcmpError);
+            return hairpin_icmp_error(t, &ip, ttl, src4, dst4, dst6, out);
         }
         return hairpin(t, &ip, whole, ttl, src4, dst6, out);
     }
@@ -442,12 +444,7 @@ fn hairpin(
     dst6: Ipv6Addr,
     out: &mut OutBuf,
 ) -> Result<Outcome, DropReason> {
-    let pool6 = t
-        .config()
-        .pool6
-        .as_ref()
-        .ok_or(DropReason::UntranslatableSrc)?;
-    let src6 = crate::addr6052::embed(pool6, src4);
+    let src6 = t.embed_pool6(src4)?;
     let buf = &mut out.data[..whole.len()];
     buf.copy_from_slice(whole);
     // Flow label 0, as after the round trip through IPv4 (RFC 7915 4.1).
@@ -473,5 +470,26 @@ fn hairpin(
         }
     }
     out.push(0, whole.len());
+    Ok(Outcome::Forward(IpVersion::V6))
+}
+
+/// Hairpins an ICMPv6 error (RFC 7757 section 4): the packet inside it
+/// needs its addresses mapped back too, so it takes the full way, to an
+/// ICMPv4 error in `out.scratch` and from there back to IPv6 in
+/// `out.data`, the source (and the inner destination) by pool6.
+fn hairpin_icmp_error(
+    t: &Translator,
+    ip: &V6<'_>,
+    ttl: u8,
+    src4: Ipv4Addr,
+    dst4: Ipv4Addr,
+    dst6: Ipv6Addr,
+    out: &mut OutBuf,
+) -> Result<Outcome, DropReason> {
+    let n4 = icmp_error(t, ip, ttl, src4, dst4, &mut out.scratch)?;
+    let ip4 = parse_v4(&out.scratch[..n4], false)?;
+    let src6 = t.embed_pool6(src4)?;
+    let n6 = crate::v4_to_v6::icmp_error(t, &ip4, ttl, &src6, &dst6, &mut out.data, true)?;
+    out.push(0, n6);
     Ok(Outcome::Forward(IpVersion::V6))
 }

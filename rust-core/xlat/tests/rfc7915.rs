@@ -1078,6 +1078,16 @@ fn s5_1_1_extension_header_after_fragment_header_refused() {
         (0, cat(&[opts(44), frag_hdr(0, 0, true, 1), opts(17)])),
         (60, cat(&[opts(44), frag_hdr(60, 0, true, 1), opts(17)])),
         (43, cat(&[rh0(44), frag_hdr(43, 0, true, 1), rh0(17)])),
+        // A Routing header with Segments Left 2 after the Fragment header:
+        // out of place first, so the same refusal, not Parameter Problem.
+        (
+            43,
+            cat(&[
+                rh0(44),
+                frag_hdr(43, 0, true, 1),
+                vec![17, 0, 0, 2, 0, 0, 0, 0],
+            ]),
+        ),
     ];
     for (i, (first, ext)) in cases.iter().enumerate() {
         let pkt = ipv6(s, d, *first, 64, 0, ext, &u);
@@ -1233,6 +1243,50 @@ fn rfc7757_4_hairpinning() {
     assert_eq!(o, Outcome::Forward(IpVersion::V6));
     let (_, proto, data) = check_v6(&out[0]);
     assert_eq!((proto, data[0]), (58, 128));
+    // An ICMPv6 error about a hairpinned packet, from a router with no IPv4
+    // form (RFC 6791 source 203.0.113.8): the packet inside it is mapped
+    // back too. Outer: from the pool6 address of 203.0.113.8
+    // (2001:db8:1cb:71:8::) to 2001:db8:3::1; inner: from 2001:db8:3::1 to
+    // the pool6 address of 10.0.0.10 (2001:db8:10a:0:a::), as the host
+    // sent it.
+    let mut eam = clat_xlat::EamTable::new();
+    for (v4, v6) in [
+        ("1.0.0.0/24", "2001:db8:3::/120"),
+        ("10.0.0.0/24", "2001:db8:2::/120"),
+    ] {
+        let e = clat_xlat::Eam::new(v4.parse().unwrap(), v6.parse().unwrap()).unwrap();
+        eam.insert(e).unwrap();
+    }
+    let t2 = Translator::new(Config {
+        pool6: Some("2001:db8:100::/40".parse().unwrap()),
+        eam,
+        pool6791_v4: Some(a4("203.0.113.8")),
+        ..Config::default()
+    })
+    .unwrap();
+    let (is, id) = (a6("2001:db8:101:0:1::"), a6("2001:db8:2::a"));
+    let inner = ipv6(
+        is,
+        id,
+        17,
+        63,
+        0,
+        &[],
+        &udp(1, 2, b"in", &|l| pseudo6(is, id, 17, l)),
+    );
+    let rtr = a6("2001:db8::5");
+    let m = icmp(1, 0, [0; 4], &inner, &|l| pseudo6(rtr, is, 58, l));
+    let (o, out) = run(&t2, &ipv6(rtr, is, 58, 60, 0, &[], &m));
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (h, proto, data) = check_v6(&out[0]); // ICMPv6 checksum
+    assert_eq!(proto, 58);
+    assert_eq!(h.source_addr(), a6("2001:db8:1cb:71:8::"));
+    assert_eq!(h.destination_addr(), a6("2001:db8:3::1"));
+    assert_eq!(&data[..2], &[1, 0]);
+    let (ih, iproto, idata) = check_v6(&data[8..]); // inner UDP checksum
+    assert_eq!(ih.source_addr(), a6("2001:db8:3::1"));
+    assert_eq!(ih.destination_addr(), a6("2001:db8:10a:0:a::"));
+    assert_eq!((iproto, ih.hop_limit, &idata[8..]), (17, 63, &b"in"[..]));
     // To an EAM address directly: no hairpin, ordinary translation to IPv4.
     let pkt = udp6(s, a6("2001:db8:3::9"), b"x", 64);
     let (o, out) = run(&t, &pkt);

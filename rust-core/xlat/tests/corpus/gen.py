@@ -244,9 +244,21 @@ case("eam_longer_ipv6_suffix", ["--pool6", POOL6, "--eam", "198.51.100.0/24=2001
 # comes back from 2001:db8:101:0:8:: to 2001:db8:3::9.
 HS, HD = a6("2001:db8:3::8"), a6("2001:db8:101:0:9::")
 NS, ND = a6("2001:db8:101:0:8::"), a6("2001:db8:3::9")
-case("hairpin", ["--pool6", "2001:db8:100::/40", "--eam", "1.0.0.0/24=2001:db8:3::/120"], [
+# An ICMPv6 error about a hairpinned packet, from a router with no IPv4 form
+# (RFC 6791 source 203.0.113.8): 2001:db8::5 -> 2001:db8:101:0:1:: (1.0.0.1)
+# about 2001:db8:101:0:1:: -> 2001:db8:2::a (10.0.0.10) comes back from
+# 2001:db8:1cb:71:8:: (203.0.113.8 under the /40) to 2001:db8:3::1 about
+# 2001:db8:3::1 -> 2001:db8:10a:0:a:: (10.0.0.10 under the /40).
+RT, E1, E2 = a6("2001:db8::5"), a6("2001:db8:101:0:1::"), a6("2001:db8:2::a")
+P8, S1, PA = a6("2001:db8:1cb:71:8::"), a6("2001:db8:3::1"), a6("2001:db8:10a:0:a::")
+hin = ip6(E1, E2, 17, udp(1, 2, b"in", lambda n: ph6(E1, E2, 17, n)), hop=63)
+hout = ip6(S1, PA, 17, udp(1, 2, b"in", lambda n: ph6(S1, PA, 17, n)), hop=63)
+case("hairpin", ["--pool6", "2001:db8:100::/40", "--eam", "1.0.0.0/24=2001:db8:3::/120",
+                 "--eam", "10.0.0.0/24=2001:db8:2::/120", "--pool6791-v4", "203.0.113.8"], [
     (ip6(HS, HD, 17, udp(1000, 2000, b"hair", lambda n: ph6(HS, HD, 17, n))),
      [v6(ip6(NS, ND, 17, udp(1000, 2000, b"hair", lambda n: ph6(NS, ND, 17, n))))]),
+    (ip6(RT, E1, 58, icmp(1, 0, bytes(4), hin, ph6(RT, E1, 58, 8 + len(hin))), hop=60),
+     [v6(ip6(P8, S1, 58, icmp(1, 0, bytes(4), hout, ph6(P8, S1, 58, 8 + len(hout))), hop=60))]),
 ])
 
 def write():

@@ -51,6 +51,7 @@ impl V4<'_> {
 /// Parses an IPv4 header with [`Ipv4Repr`]. `inner`: the packet is a
 /// (possibly truncated) copy inside an ICMP error, so Total Length may
 /// exceed what is present and the header checksum is not checked.
+#[inline]
 pub fn parse_v4(pkt: &[u8], inner: bool) -> Result<V4<'_>, DropReason> {
     if pkt.len() < Ipv4Repr::HEADER_LEN {
         return Err(DropReason::Malformed);

@@ -217,8 +217,14 @@ impl Translator {
 
     /// IPv6 address -> IPv4: the EAMT first, then pool6.
     pub fn map_6to4(&self, a: Ipv6Addr) -> Result<Ipv4Addr, DropReason> {
+        self.map_6to4_via(a).map(|(v4, _)| v4)
+    }
+
+    /// [`Self::map_6to4`], and whether the EAMT gave the address (`false`:
+    /// pool6 did), which decides hairpinning (RFC 7757 section 4).
+    pub(crate) fn map_6to4_via(&self, a: Ipv6Addr) -> Result<(Ipv4Addr, bool), DropReason> {
         if let Some(v4) = self.cfg.eam.map6(a) {
-            return Ok(v4);
+            return Ok((v4, true));
         }
         let p = self
             .cfg
@@ -229,7 +235,7 @@ impl Translator {
         if self.wkp && self.cfg.refuse_non_global_wkp && addr6052::is_non_global(v4) {
             return Err(DropReason::NonGlobalWkp);
         }
-        Ok(v4)
+        Ok((v4, false))
     }
 
     /// Next IPv4 Identification for a packet that had no Fragment header

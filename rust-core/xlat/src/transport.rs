@@ -7,8 +7,10 @@
 use crate::checksum;
 use crate::headers::{PROTO_TCP, PROTO_UDP};
 
-/// Partial sum of a source and a destination address (either version).
-pub(crate) fn addr_sum(src: &[u8], dst: &[u8]) -> u32 {
+/// Partial sum of a source and a destination address (either version; a
+/// fixed size so that the sum is unrolled: it runs for every packet).
+#[inline]
+pub(crate) fn addr_sum<const N: usize>(src: &[u8; N], dst: &[u8; N]) -> u32 {
     checksum::sum(src, checksum::sum(dst, 0))
 }
 
@@ -17,6 +19,7 @@ pub(crate) fn addr_sum(src: &[u8], dst: &[u8]) -> u32 {
 /// checksum of 0 ("none") stays 0; a computed 0 is sent as 0xffff (RFC
 /// 768). Other protocols are left alone. `None` when `seg` is too short to
 /// hold the checksum field.
+#[inline]
 pub(crate) fn readdress(proto: u8, seg: &mut [u8], old: u32, new: u32) -> Option<()> {
     match proto {
         PROTO_TCP => {
@@ -44,6 +47,7 @@ pub(crate) fn readdress(proto: u8, seg: &mut [u8], old: u32, new: u32) -> Option
 /// `code` and adjusts its checksum for them and for the pseudo-header it no
 /// longer covers (`old_pseudo`) and now covers (`new_pseudo`): ICMPv6 has
 /// one (RFC 4443 section 2.3), ICMPv4 none (RFC 7915 sections 4.2 and 5.2).
+#[inline]
 pub(crate) fn retype_icmp(msg: &mut [u8], typ: u8, code: u8, old_pseudo: u32, new_pseudo: u32) {
     let old = u16::from_be_bytes([msg[0], msg[1]]) as u32 + old_pseudo;
     let new = u16::from_be_bytes([typ, code]) as u32 + new_pseudo;

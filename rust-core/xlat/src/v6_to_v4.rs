@@ -99,7 +99,7 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
             whole,
         );
     }
-    let dst4 = t.map_6to4(ip.dst)?;
+    let (dst4, dst_by_eam) = t.map_6to4_via(ip.dst)?;
     let src4 = match t.map_6to4(ip.src) {
         Ok(a) => a,
         // RFC 6791: ICMPv6 errors from routers whose address has no IPv4
@@ -114,7 +114,7 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
     if ip.proto == PROTO_ICMPV6 && ip.is_fragment() {
         return Err(DropReason::FragmentedIcmp);
     }
-    if let Some(dst6) = hairpin_dst(t, &ip, dst4) {
+    if let Some(dst6) = hairpin_dst(t, dst_by_eam, dst4) {
         if is_icmp_err {
             return hairpin_icmp_error(t, &ip, ttl, src4, dst4, dst6, out);
         }
@@ -420,12 +420,11 @@ fn reply_v6(
 /// RFC 7757 section 4: a packet from an IPv6 host to the pool6 address of
 /// an IPv4 address that the EAMT maps back to IPv6 is hairpinned. Returns
 /// the EAM destination, or `None` for a packet that goes to IPv4.
-fn hairpin_dst(t: &Translator, ip: &V6<'_>, dst4: Ipv4Addr) -> Option<Ipv6Addr> {
-    let eam = &t.config().eam;
-    if eam.map6(ip.dst).is_some() {
+fn hairpin_dst(t: &Translator, dst_by_eam: bool, dst4: Ipv4Addr) -> Option<Ipv6Addr> {
+    if dst_by_eam {
         return None; // the destination is an EAM address, not a pool6 one
     }
-    eam.map4(dst4)
+    t.config().eam.map4(dst4)
 }
 
 /// Writes a hairpinned packet (RFC 7757 section 4): what translating to

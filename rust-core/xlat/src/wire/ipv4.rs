@@ -55,6 +55,7 @@ impl Ipv4Repr {
     /// Errors: [`WireError::WrongVersion`] (checked first, on any non-empty
     /// `buf`), [`WireError::Truncated`], [`WireError::Malformed`],
     /// [`WireError::BadChecksum`].
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<(Ipv4Repr, usize), WireError> {
         let (repr, ihl, total) = Self::read(buf)?;
         if buf.len() < total {
@@ -69,11 +70,16 @@ impl Ipv4Repr {
     /// The same for the copy of a datagram inside an ICMP error (RFC 792):
     /// the header must be whole, but Total Length may exceed what is present
     /// and the checksum is not checked (a router may have changed the TTL).
+    #[inline]
     pub fn parse_quoted(buf: &[u8]) -> Result<(Ipv4Repr, usize), WireError> {
         let (repr, ihl, _) = Self::read(buf)?;
         Ok((repr, ihl))
     }
 
+    /// The fields of the header at the start of `buf`, its length and
+    /// Total Length; `parse` and `parse_quoted` differ only in what they check
+    /// beyond.
+    #[inline]
     fn read(buf: &[u8]) -> Result<(Ipv4Repr, usize, usize), WireError> {
         let &b0 = buf.first().ok_or(WireError::Truncated)?;
         if b0 >> 4 != 4 {
@@ -107,17 +113,20 @@ impl Ipv4Repr {
     }
 
     /// More Fragments set or a non-zero offset: part of a datagram.
+    #[inline]
     pub fn is_fragment(&self) -> bool {
         self.more_frags || self.frag_offset != 0
     }
 
     /// Total Length of the datagram [`emit`](Self::emit) heads.
+    #[inline]
     pub fn total_len(&self) -> usize {
         Self::HEADER_LEN + self.payload_len as usize
     }
 
     /// Writes the 20-byte header with its checksum into `buf[..20]` and
     /// returns 20. Panics if `buf` is shorter.
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         let h = &mut buf[..Self::HEADER_LEN];
         h[0] = 0x45;

@@ -24,6 +24,7 @@ impl Ipv6Repr {
 
     /// Writes the 40-byte header into `buf[..40]` and returns 40. Panics if
     /// `buf` is shorter.
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         let h = &mut buf[..Self::HEADER_LEN];
         h[0] = 0x60 | (self.traffic_class >> 4);
@@ -55,6 +56,7 @@ impl Ipv6FragmentRepr {
 
     /// Writes the 8-byte header into `buf[..8]` and returns 8. Panics if
     /// `buf` is shorter.
+    #[inline]
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         let h = &mut buf[..Self::HEADER_LEN];
         h[0] = self.next_header;

@@ -5,6 +5,7 @@
 
 use crate::args::{parse_duration, parse_positive_duration, parse_resolver};
 use crate::resolv_watch;
+use crate::status::{self, Status};
 use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
     PrefixSource,
@@ -116,6 +117,11 @@ pub struct RunState {
     /// the engine keeps the last one until a new one is found.
     pub lost: bool,
     pub upstream_dns: Vec<SocketAddr>,
+    /// When `clat run` started (uptime).
+    pub started: Instant,
+    /// When `current` was last learnt or re-validated (its lifetime counts
+    /// from there).
+    pub prefix_learnt: Instant,
 }
 
 /// Where the prefix comes from: `--pref64`, or a [`PrefixMonitor`] whose
@@ -231,6 +237,7 @@ fn follow_prefix(
                 match change {
                     Some(p) if p.prefix == st.current.prefix => {
                         st.current = p;
+                        st.prefix_learnt = Instant::now();
                         st.lost = false;
                     }
                     Some(p) => {
@@ -239,6 +246,7 @@ fn follow_prefix(
                         match e.set_prefix(p.prefix) {
                             Ok(()) => {
                                 st.current = p;
+                                st.prefix_learnt = Instant::now();
                                 st.lost = false;
                             }
                             Err(err) => log::error!("cannot switch to prefix {p}: {err}"),
@@ -356,48 +364,29 @@ fn raise_fd_limit(max_flows: usize) {
     }
 }
 
-/// The `key value` lines of `clat status`.
-pub fn status_lines(engine: &Engine, cfg: &EngineConfig, run: &RunState, tun: &str) -> String {
-    let mut s = String::new();
-    let state = if engine.is_running() {
-        "running"
-    } else {
-        "stopped"
+/// What `clat status` reports (see [`crate::status`]).
+pub fn status(engine: &Engine, cfg: &EngineConfig, run: &RunState, tun: &str) -> Status {
+    let now = Instant::now();
+    let inputs = status::Inputs {
+        running: engine.is_running(),
+        exit_reason: engine.exit_reason(),
+        tun,
+        uptime: now.saturating_duration_since(run.started),
+        prefix: run.current.prefix,
+        source: run.current.source,
+        prefix_lost: run.lost,
+        lifetime: run.current.lifetime,
+        prefix_age: now.saturating_duration_since(run.prefix_learnt),
+        addresses: status::Addresses {
+            clat: cfg.clat_v4,
+            nat: cfg.nat_v4,
+            dns: cfg.dns_v4,
+        },
+        mtu: cfg.mtu,
+        resolvers: run.upstream_dns.clone(),
+        max_flows: cfg.max_flows,
     };
-    s.push_str(&format!("state {state}\n"));
-    if let Some(r) = engine.exit_reason() {
-        s.push_str(&format!("exit_reason {}\n", r.replace('\n', " ")));
-    }
-    s.push_str(&format!(
-        "tun {tun}\nprefix {}\nprefix_source {}\nprefix_state {}\n",
-        run.current.prefix,
-        run.current.source,
-        if run.lost { "lost" } else { "ok" }
-    ));
-    if run.current.source != PrefixSource::Config {
-        s.push_str(&format!(
-            "prefix_lifetime {}\n",
-            fmt_duration(run.current.lifetime)
-        ));
-    }
-    s.push_str(&format!(
-        "clat_v4 {}\nnat_v4 {}\ndns_v4 {}\nmtu {}\n",
-        cfg.clat_v4, cfg.nat_v4, cfg.dns_v4, cfg.mtu
-    ));
-    let dns: Vec<String> = run.upstream_dns.iter().map(|a| a.to_string()).collect();
-    s.push_str(&format!(
-        "upstream_dns {}\n",
-        if dns.is_empty() {
-            "-".into()
-        } else {
-            dns.join(",")
-        }
-    ));
-    s.push_str(&format!("max_flows {}\n", cfg.max_flows));
-    for (k, v) in engine.stats().pairs() {
-        s.push_str(&format!("{k} {v}\n"));
-    }
-    s
+    Status::collect(inputs, &engine.stats())
 }
 
 fn serve_control(
@@ -425,7 +414,7 @@ fn serve_control(
                     "status" | "" => {
                         let p = run.lock().unwrap_or_else(|e| e.into_inner()).clone();
                         let e = engine.lock().unwrap_or_else(|e| e.into_inner());
-                        status_lines(&e, &cfg, &p, &tun)
+                        status(&e, &cfg, &p, &tun).to_json() + "\n"
                     }
                     other => format!("error unknown request {other:?}\n"),
                 };
@@ -466,6 +455,7 @@ pub fn main(args: Args) -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    let started = Instant::now();
     let sigs = block_signals();
     let base = u32::from(args.clat_addr);
     let own = ipnet::Ipv4Net::new(Ipv4Addr::from(base & !7), 29).map_err(|e| e.to_string())?;
@@ -519,6 +509,8 @@ fn run(args: Args) -> Result<(), String> {
         current: seed.first,
         lost: false,
         upstream_dns: cfg.upstream_dns.clone(),
+        started,
+        prefix_learnt: started,
     }));
     let _ping_group = PingGroupRestore(ensure_ping_group());
     raise_fd_limit(cfg.max_flows);

@@ -12,6 +12,7 @@ mod cmd_run;
 mod cmd_status;
 mod cmd_xlat;
 mod resolv_watch;
+mod status;
 
 /// A 464XLAT customer-side translator (CLAT) and its tools.
 #[derive(Parser)]
@@ -32,7 +33,7 @@ enum Command {
     Discover(cmd_discover::Args),
     /// Run the CLAT: TUN with the CLAT address, IPv4 default route, engine, until SIGINT/SIGTERM.
     Run(cmd_run::Args),
-    /// Print a running instance's prefix, addresses and counters (`key value` lines).
+    /// Print a running instance's state, prefix, flows and counters (`--json` for scripts).
     Status(cmd_status::Args),
 }
 

@@ -5,6 +5,7 @@
 
 use crate::args::{parse_duration, parse_positive_duration, parse_resolver};
 use crate::resolv_watch;
+use crate::sd_notify;
 use crate::status::{self, Status};
 use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
@@ -448,7 +449,10 @@ pub fn main(args: Args) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
-            eprintln!("clat run: {e}");
+            // Said once in the journal; on a terminal also when logging is off.
+            if !crate::logging::stderr_is_journal() {
+                eprintln!("clat run: {e}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -588,6 +592,10 @@ fn run(args: Args) -> Result<(), String> {
         cfg.prefix,
         cfg.upstream_dns
     );
+    sd_notify::tell(&format!(
+        "READY=1\nSTATUS=translating IPv4 on {tun}, NAT64 prefix {}",
+        cfg.prefix
+    ));
 
     if follow_resolv_conf {
         if let Err(e) = resolv_watch::spawn(args.resolv_conf.clone(), libc::SIGUSR2) {
@@ -637,6 +645,7 @@ fn run(args: Args) -> Result<(), String> {
             break;
         }
     }
+    sd_notify::tell("STOPPING=1");
     if let Some((m, t)) = monitor {
         m.stop();
         let _ = t.join();

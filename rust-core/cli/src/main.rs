@@ -11,7 +11,9 @@ mod cmd_discover;
 mod cmd_run;
 mod cmd_status;
 mod cmd_xlat;
+mod logging;
 mod resolv_watch;
+mod sd_notify;
 mod status;
 
 /// A 464XLAT customer-side translator (CLAT) and its tools.
@@ -39,11 +41,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::new()
-        .parse_filters(&cli.log_level)
-        .parse_env("RUST_LOG")
-        .format_timestamp_millis()
-        .init();
+    logging::init(&cli.log_level);
     match cli.command {
         Command::Xlat(args) => cmd_xlat::main(args),
         Command::Discover(args) => cmd_discover::main(args),

@@ -3,10 +3,11 @@
 //! Each subcommand lives in a module of its own (`cmd_*.rs`) that owns its
 //! arguments and its behaviour; this file only dispatches.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod args;
+mod cmd_assets;
 mod cmd_discover;
 mod cmd_run;
 mod cmd_status;
@@ -37,6 +38,9 @@ enum Command {
     Run(cmd_run::Args),
     /// Print a running instance's state, prefix, flows and counters (`--json` for scripts).
     Status(cmd_status::Args),
+    /// Write the man pages and shell completions (for packagers).
+    #[command(hide = true)]
+    GenerateAssets(cmd_assets::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,5 +51,6 @@ fn main() -> ExitCode {
         Command::Discover(args) => cmd_discover::main(args),
         Command::Run(args) => cmd_run::main(args),
         Command::Status(args) => cmd_status::main(args),
+        Command::GenerateAssets(args) => cmd_assets::main(args, Cli::command()),
     }
 }

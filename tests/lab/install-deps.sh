@@ -19,6 +19,8 @@ declare -A PKGS=(
   [util-linux]=prlimit
   [maven]=mvn
   [openjdk-17-jdk-headless]=javac
+  [systemd]=systemd-analyze
+  [man-db]=man
 )
 
 missing=()

@@ -196,7 +196,7 @@ impl Status {
                 prefix: i.prefix,
                 source: i.source.to_string(),
                 state: if i.prefix_lost { "lost" } else { "ok" }.into(),
-                lifetime_s: (!forever).then(|| i.lifetime.as_secs()),
+                lifetime_s: (!forever).then_some(i.lifetime.as_secs()),
                 expires_in_s: (!forever).then(|| i.lifetime.saturating_sub(i.prefix_age).as_secs()),
             },
             addresses: i.addresses,

@@ -23,4 +23,9 @@ target_dir=$(cargo metadata --format-version 1 --no-deps \
 assets=$target_dir/release/assets
 rm -rf "$assets"
 "$target_dir/release/clat" generate-assets "$assets" >/dev/null
-cargo deb -p clat-cli --no-build --locked | tail -n 1
+# Debian policy 12.1: man pages compressed with gzip -9 (-n: reproducible).
+# cargo-deb compresses only the man pages that are not build products.
+gzip -9n "$assets"/man/*.1
+# --strip: Debian policy 10.1 (the release profile keeps line tables for
+# backtraces of builds from source; the package ships the stripped binary).
+cargo deb -p clat-cli --no-build --locked --strip | tail -n 1

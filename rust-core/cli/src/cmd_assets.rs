@@ -7,8 +7,8 @@
 //! binary's (`Cli` in main.rs, the `Args` of each `cmd_*` module), so the
 //! pages can never describe options another build does not have, and no
 //! second copy of the CLI or library split is needed to reach them. The
-//! cost is clap_mangen and clap_complete in the binary (about 150 KiB of a
-//! release build).
+//! cost is clap_mangen and clap_complete in the binary: their functions
+//! take about 92 KiB of the 3.6 MB stripped release binary (`nm -S`).
 
 use clap_complete::Shell;
 use std::path::{Path, PathBuf};

@@ -26,7 +26,7 @@ dpkg -i "$deb"
 
 echo "== installed files"
 dpkg -L clat | sort | while read -r f; do [ -f "$f" ] && echo "$f"; done
-for f in /usr/bin/clat /lib/systemd/system/clat.service \
+for f in /usr/bin/clat /usr/lib/systemd/system/clat.service \
          /usr/lib/NetworkManager/conf.d/clat.conf /etc/default/clat \
          /usr/share/man/man1/clat.1.gz /usr/share/man/man1/clat-run.1.gz \
          /usr/share/man/man1/clat-status.1.gz /usr/share/man/man1/clat-discover.1.gz \
@@ -60,7 +60,7 @@ grep -qx -- '--json' <<<"$out" || fail "bash completion of 'clat status --' offe
 echo "bash: clat status -- => $(tr '\n' ' ' <<<"$out")"
 
 echo "== unit"
-systemd-analyze verify /lib/systemd/system/clat.service
+systemd-analyze verify /usr/lib/systemd/system/clat.service
 [ ! -e /etc/systemd/system/multi-user.target.wants/clat.service ] \
     || fail "the unit was enabled on installation"
 echo "systemd-analyze verify: ok; not enabled"
@@ -72,7 +72,7 @@ CLAT_BIN=/usr/bin/clat python3 -m pytest -q -rfE \
 echo "== removal"
 dpkg -r clat
 [ ! -e /usr/bin/clat ] || fail "/usr/bin/clat left after dpkg -r"
-[ ! -e /lib/systemd/system/clat.service ] || fail "clat.service left after dpkg -r"
+[ ! -e /usr/lib/systemd/system/clat.service ] || fail "clat.service left after dpkg -r"
 [ -e /etc/default/clat ] || fail "dpkg -r removed the conffile /etc/default/clat"
 dpkg --purge clat
 [ ! -e /etc/default/clat ] || fail "/etc/default/clat left after dpkg --purge"

@@ -60,6 +60,10 @@ grep -qx -- '--json' <<<"$out" || fail "bash completion of 'clat status --' offe
 echo "bash: clat status -- => $(tr '\n' ' ' <<<"$out")"
 
 echo "== unit"
+cmp /usr/lib/systemd/system/clat.service packaging/clat.service \
+    || fail "the installed unit is not packaging/clat.service"
+# Needs no running systemd (works in a container); checks the ExecStart=
+# binary and the Documentation= man pages too, hence after installation.
 systemd-analyze verify /usr/lib/systemd/system/clat.service
 [ ! -e /etc/systemd/system/multi-user.target.wants/clat.service ] \
     || fail "the unit was enabled on installation"

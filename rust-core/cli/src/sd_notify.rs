@@ -9,6 +9,10 @@
 
 use std::ffi::OsStr;
 use std::io;
+// The workspace is also linted for the Android ABIs (.ci/run).
+#[cfg(target_os = "android")]
+use std::os::android::net::SocketAddrExt;
+#[cfg(target_os = "linux")]
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};

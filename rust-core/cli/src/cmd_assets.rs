@@ -32,8 +32,13 @@ pub fn generate(cmd: clap::Command, out: &Path) -> std::io::Result<Vec<PathBuf>>
     for e in std::fs::read_dir(&man)? {
         files.push(e?.path());
     }
+    // clap_complete offers hidden subcommands too: leave them out.
+    let visible = clap::Command::new("clat")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(cmd.get_arguments().cloned())
+        .subcommands(cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        let mut c = cmd.clone();
+        let mut c = visible.clone();
         files.push(clap_complete::generate_to(shell, &mut c, "clat", &comp)?);
     }
     files.sort();
@@ -90,6 +95,16 @@ mod tests {
         assert!(read("completions/clat.bash").contains("--resolv-conf"));
         assert!(read("completions/clat.fish").contains("-l json"));
         assert!(read("completions/_clat").contains("--max-flows"));
+        for f in [
+            "completions/clat.bash",
+            "completions/_clat",
+            "completions/clat.fish",
+        ] {
+            assert!(
+                !read(f).contains("generate-assets"),
+                "{f} offers the hidden command"
+            );
+        }
         std::fs::remove_dir_all(&out).unwrap();
     }
 }

@@ -22,6 +22,7 @@ CLAT_BIN=/usr/bin/clat runs it against the installed package
 
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -112,6 +113,7 @@ def test_runs_as_the_unit_does(no_clat):
         log.close()
         notify.close()
     lines = open(log_path, errors="replace").read().splitlines()
+    shutil.rmtree(work)
     # Journal lines: a syslog priority and no timestamp of their own.
     assert lines, "no log"
     assert all(l[:1] == "<" and l[2:3] == ">" for l in lines), lines

@@ -155,11 +155,14 @@ def flatten_status(doc: dict) -> dict[str, str]:
     p, a = doc["prefix"], doc["addresses"]
     out = {
         "state": doc["state"],
+        "activity": doc["activity"],
+        "activity_reason": doc["activity_reason"],
         "tun": doc["tun"],
         "uptime": f"{doc['uptime_s']}s",
-        "prefix": p["prefix"],
-        "prefix_source": p["source"],
-        "prefix_state": p["state"],
+        # null only with --auto before the first prefix: as the `key value` lines say it
+        "prefix": p["prefix"] if p else "-",
+        "prefix_source": p["source"] if p else "-",
+        "prefix_state": p["state"] if p else "none",
         "clat_v4": a["clat"],
         "nat_v4": a["nat"],
         "dns_v4": a["dns"],
@@ -169,7 +172,7 @@ def flatten_status(doc: dict) -> dict[str, str]:
     }
     if doc.get("reason") is not None:
         out["reason"] = doc["reason"]
-    if p.get("lifetime_s") is not None:
+    if p and p.get("lifetime_s") is not None:
         out["prefix_lifetime"] = f"{p['lifetime_s']}s"
         out["prefix_expires_in"] = f"{p['expires_in_s']}s"
     out.update({k: str(v) for k, v in doc["counters"].items()})
@@ -199,15 +202,20 @@ class ClatProcess:
 
     def __init__(self, *extra: str, tun: str = TUN, netns: str = PHONE,
                  pref64: Optional[str] = PREF64, dns: Optional[str] = DNS64,
-                 log_path: Optional[Path] = None):
+                 log_path: Optional[Path] = None, control: Optional[str] = None):
         self.tun = tun
         self.netns = netns
+        # The control socket (`--control`, given to `clat status` too);
+        # None: the default, @clat/<tun> in the instance's namespace.
+        self.control = control
         self.binary = clat_binary()
         args = ["run", "--tun", tun]
         if pref64:
             args += ["--pref64", pref64]
         if dns:
             args += ["--dns", dns]
+        if control:
+            args += ["--control", control]
         args += list(extra)
         self.args = args
         LAB_RUN.mkdir(parents=True, exist_ok=True)
@@ -254,7 +262,8 @@ class ClatProcess:
     def status_text(self, *extra: str, timeout: float = 10) -> str:
         """Output of ``clat status`` (in the same namespace, for the same TUN)."""
         extra_env = shlex.split(os.environ.get("CLAT_STATUS_ARGS", ""))
-        p = ns(self.netns, str(self.binary), "status", "--tun", self.tun, *extra_env, *extra,
+        ctl = ["--control", self.control] if self.control else []
+        p = ns(self.netns, str(self.binary), "status", "--tun", self.tun, *ctl, *extra_env, *extra,
                timeout=timeout, check=False)
         if p.returncode != 0:
             raise RuntimeError(f"clat status exited {p.returncode}: {p.stdout}\n{p.stderr}")

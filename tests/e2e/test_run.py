@@ -179,8 +179,13 @@ def check_status_schema(doc):
     assert doc["schema_version"] == 1
     assert doc["state"] in ("running", "stopped")
     assert doc["reason"] is None or isinstance(doc["reason"], str)
+    assert doc["activity"] in ("active", "standby") and isinstance(doc["activity_reason"], str)
     assert isinstance(doc["tun"], str) and isinstance(doc["uptime_s"], int)
     p = doc["prefix"]
+    if p is None:  # --auto before the first prefix only
+        assert doc["activity"] == "standby", doc
+        p = {"prefix": None, "source": "config", "state": "ok", "lifetime_s": None,
+             "expires_in_s": None}
     assert set(p) >= {"prefix", "source", "state", "lifetime_s", "expires_in_s"}, p
     assert p["source"] in ("config", "pref64", "rfc7050") and p["state"] in ("ok", "lost")
     assert set(doc["addresses"]) >= {"clat", "nat", "dns"}
@@ -201,6 +206,7 @@ def test_status_json_and_summary(own_clat, tmp_path):
     doc = clat.status_json("--control", sock)
     check_status_schema(doc)
     assert doc["state"] == "running" and doc["reason"] is None
+    assert doc["activity"] == "active" and "without --auto" in doc["activity_reason"], doc
     assert doc["tun"] == TUN
     p = doc["prefix"]
     assert (p["prefix"], p["source"], p["state"]) == ("2001:db8:64::/96", "rfc7050", "ok"), p
@@ -223,7 +229,7 @@ def test_status_json_and_summary(own_clat, tmp_path):
     summary, _, lines = human.partition("\n\n")
     head = summary.splitlines()
     assert head[0] == f"clat: {TUN}", human
-    assert head[1] == "  state: running", human
+    assert head[1] == "  state: running, active", human
     assert head[2].startswith("  prefix: 2001:db8:64::/96 (rfc7050, lifetime "), human
     assert any(l.startswith("  flows: ") and l.endswith("(max 16384)") for l in head), human
     assert any(l.startswith("  transfer: ") and "MiB received" in l for l in head), human

@@ -17,6 +17,12 @@ declare -A PKGS=(
   [procps]=sysctl
   [kmod]=modprobe
   [util-linux]=prlimit
+  # host firewalls for tests/e2e/test_firewall.py (nft; iptables-nft and
+  # iptables-legacy; firewalld on a private D-Bus system bus in phone)
+  [nftables]=nft
+  [iptables]=iptables-legacy
+  [firewalld]=firewalld
+  [dbus-daemon]=dbus-daemon
   [maven]=mvn
   [openjdk-17-jdk-headless]=javac
   [systemd]=systemd-analyze
@@ -58,5 +64,10 @@ apt-get install -y --no-install-recommends "${missing[@]}"
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet named 2>/dev/null; then
   systemctl stop named || true
   systemctl disable named || true
+fi
+# firewalld is for the lab's phone namespace only: it must never take over
+# this machine's own firewall, now or at the next boot.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet firewalld 2>/dev/null; then
+  systemctl disable --now firewalld || true
 fi
 echo "install-deps: done"

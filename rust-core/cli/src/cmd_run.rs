@@ -1,12 +1,23 @@
 //! `clat run`: the CLAT on Linux. Creates the TUN, gives it the CLAT
-//! address and (unless told not to) the IPv4 default route, runs the engine
-//! until SIGINT/SIGTERM, serves `clat status` on a Unix control socket, and
-//! removes what it added on the way out.
+//! address, makes sure the host firewall lets the engine's own connections
+//! in (`--firewall`), adds the IPv4 default route (always, or with `--auto`
+//! only while the host has no native IPv4), runs the engine until
+//! SIGINT/SIGTERM and serves `clat status` on a control socket of its own.
+//!
+//! Each thing it sets up is a guard ([`crate::host_setup`],
+//! [`crate::firewall::Openings`], [`crate::control::ControlSocket`],
+//! [`EngineGuard`], [`MonitorGuard`]) held by [`run`]: whichever way `run`
+//! returns, they are undone in the reverse order of their creation.
 
 use crate::args::{parse_duration, parse_positive_duration, parse_resolver};
-use crate::resolv_watch;
-use crate::sd_notify;
+use crate::auto_mode::{self, Activity, ActivityState};
+use crate::control::{ControlAddr, ControlSocket};
+use crate::firewall::{self, FirewallMode};
+use crate::host_setup::{if_index, raise_fd_limit, Ipv4DefaultRoute, PingGroupRange, TunLink};
+use crate::listener_probe::{self, ProbeOutcome};
 use crate::status::{self, Status};
+use crate::{host_cmd::ip, resolv_watch, route_watch, sd_notify};
+use anyhow::{anyhow, bail, Context, Result};
 use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
     PrefixSource,
@@ -14,13 +25,12 @@ use clat_discovery::{
 use clat_engine::{open_tun, Engine, EngineConfig};
 use clat_protect::{BindDeviceProtect, MarkProtect, NoProtect, Protector};
 use ipnet::Ipv6Net;
-use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::net::UnixListener;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Debug)]
@@ -67,8 +77,22 @@ pub struct Args {
     #[arg(long, default_value_t = 65000)]
     pub mtu: u16,
     /// Do not add the IPv4 default route through the TUN.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "auto")]
     pub no_routes: bool,
+    /// Carry IPv4 only while the host has no native IPv4 default route (the
+    /// CLAT's own aside) and a NAT64 prefix is known: the CLAT's route is
+    /// withdrawn and its flows closed when native IPv4 appears, and put back
+    /// when it goes, following route netlink events. `clat status` says
+    /// which (`activity`) and why (`activity_reason`).
+    #[arg(long)]
+    pub auto: bool,
+    /// Host firewall: `auto` checks with a real connection through the TUN
+    /// that the engine's listener is reachable and, when a firewall
+    /// (nftables, iptables-nft, iptables-legacy, firewalld) drops it, opens
+    /// it for this TUN only until exit; `check` stops with the command that
+    /// opens it instead; `off` does neither.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub firewall: FirewallMode,
     /// Idle timeout of UDP mappings (e.g. 300s, 5m, 2s, 500ms).
     #[arg(long, value_parser = parse_duration, default_value = "5m")]
     pub udp_timeout: Duration,
@@ -98,14 +122,11 @@ pub struct Args {
     /// Bind every upstream socket to this interface (SO_BINDTODEVICE).
     #[arg(long, value_name = "IFACE")]
     pub bind_device: Option<String>,
-    /// Control socket for `clat status` (default /run/clat/<tun>.sock).
-    #[arg(long, value_name = "PATH")]
-    pub control: Option<PathBuf>,
-}
-
-/// Default control socket path for a TUN name.
-pub fn default_control(tun: &str) -> PathBuf {
-    PathBuf::from(format!("/run/clat/{tun}.sock"))
+    /// Control socket for `clat status`: `@NAME` (abstract, scoped to the
+    /// network namespace) or a path (guarded by an flock on PATH.lock).
+    /// Default: @clat/<tun>.
+    #[arg(long, value_name = "@NAME|PATH")]
+    pub control: Option<ControlAddr>,
 }
 
 /// What `clat run` follows: the prefix in use (written by the prefix
@@ -113,11 +134,14 @@ pub fn default_control(tun: &str) -> PathBuf {
 /// resolv.conf changes); read by `clat status`.
 #[derive(Debug, Clone)]
 pub struct RunState {
-    pub current: DiscoveredPrefix,
+    /// `None` only with `--auto` before the first prefix is found.
+    pub current: Option<DiscoveredPrefix>,
     /// The monitor lost every prefix (e.g. the DNS64 now says "no DNS64"):
     /// the engine keeps the last one until a new one is found.
     pub lost: bool,
     pub upstream_dns: Vec<SocketAddr>,
+    /// Whether IPv4 goes through the CLAT now, and why.
+    pub activity: ActivityState,
     /// When `clat run` started (uptime).
     pub started: Instant,
     /// When `current` was last learnt or re-validated (its lifetime counts
@@ -128,26 +152,30 @@ pub struct RunState {
 /// Where the prefix comes from: `--pref64`, or a [`PrefixMonitor`] whose
 /// changes arrive on the receiver.
 pub struct PrefixSeed {
-    pub first: DiscoveredPrefix,
+    /// `None` only with `--auto`, when none came within
+    /// `--discover-timeout`: the monitor keeps looking.
+    pub first: Option<DiscoveredPrefix>,
     pub monitor: Option<(PrefixMonitor, Receiver<Option<DiscoveredPrefix>>)>,
 }
 
 /// `--pref64` wins (explicit configuration first, as DESIGN.md orders the
 /// sources); otherwise start the monitor (PREF64 on `--pref64-listen`, then
 /// RFC 7050 through `resolvers`) and wait up to `--discover-timeout` for its
-/// first prefix. Without one, fail with the reason RFC 7050 gives.
+/// first prefix. Without one, fail with the reason RFC 7050 gives, except
+/// with `--auto`: a host with native IPv4 and no NAT64 is where `--auto`
+/// stands by, so the monitor keeps looking and the CLAT waits for it.
 pub fn resolve_prefix(
     args: &Args,
     resolvers: &[SocketAddr],
     protector: &Protector,
-) -> Result<PrefixSeed, String> {
+) -> Result<PrefixSeed> {
     if let Some(p) = args.pref64 {
         return Ok(PrefixSeed {
-            first: DiscoveredPrefix {
+            first: Some(DiscoveredPrefix {
                 prefix: p,
                 source: PrefixSource::Config,
                 lifetime: Duration::MAX,
-            },
+            }),
             monitor: None,
         });
     }
@@ -162,7 +190,7 @@ pub fn resolve_prefix(
             let _ = tx.send(p);
         }),
     )
-    .map_err(|e| format!("cannot start prefix discovery: {e}"))?;
+    .context("cannot start prefix discovery")?;
     let deadline = Instant::now() + args.discover_timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -170,13 +198,23 @@ pub fn resolve_prefix(
             Ok(Some(first)) => {
                 log::info!("NAT64 prefix {first}");
                 return Ok(PrefixSeed {
-                    first,
+                    first: Some(first),
                     monitor: Some((monitor, rx)),
                 });
             }
             Ok(None) => continue,
             Err(_) => break,
         }
+    }
+    if args.auto {
+        log::info!(
+            "no NAT64 prefix within {}; standing by until one is found",
+            fmt_duration(args.discover_timeout)
+        );
+        return Ok(PrefixSeed {
+            first: None,
+            monitor: Some((monitor, rx)),
+        });
     }
     monitor.stop();
     // Ask once more, only to say why there is nothing.
@@ -188,10 +226,10 @@ pub fn resolve_prefix(
         Some(i) => format!(" and no PREF64 in Router Advertisements on {i}"),
         None => String::new(),
     };
-    Err(format!(
+    bail!(
         "no NAT64 prefix within {}: {why}{ra}; give one with --pref64",
         fmt_duration(args.discover_timeout)
-    ))
+    )
 }
 
 /// The nameservers of a resolv.conf file (none when it cannot be read).
@@ -223,7 +261,8 @@ fn upstream_only(resolvers: Vec<SocketAddr>, own: ipnet::Ipv4Net) -> Vec<SocketA
 /// Applies the monitor's changes to the running engine: a new prefix resets
 /// the flows that used the old one (`Engine::set_prefix`); a lost prefix is
 /// logged and the last one kept, since flows through it may still work and
-/// there is nothing better to use.
+/// there is nothing better to use (with `--auto` the main thread, told by
+/// [`SIG_REEVALUATE`], then stands by).
 fn follow_prefix(
     rx: Receiver<Option<DiscoveredPrefix>>,
     engine: Arc<Mutex<Engine>>,
@@ -236,17 +275,20 @@ fn follow_prefix(
             for change in rx {
                 let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
                 match change {
-                    Some(p) if p.prefix == st.current.prefix => {
-                        st.current = p;
+                    Some(p) if st.current.as_ref().map(|c| c.prefix) == Some(p.prefix) => {
+                        st.current = Some(p);
                         st.prefix_learnt = Instant::now();
                         st.lost = false;
                     }
                     Some(p) => {
-                        log::info!("NAT64 prefix changed: {} -> {p}", st.current.prefix);
+                        match &st.current {
+                            Some(c) => log::info!("NAT64 prefix changed: {} -> {p}", c.prefix),
+                            None => log::info!("NAT64 prefix {p}"),
+                        }
                         let e = engine.lock().unwrap_or_else(|e| e.into_inner());
                         match e.set_prefix(p.prefix) {
                             Ok(()) => {
-                                st.current = p;
+                                st.current = Some(p);
                                 st.prefix_learnt = Instant::now();
                                 st.lost = false;
                             }
@@ -254,115 +296,35 @@ fn follow_prefix(
                         }
                     }
                     None => {
-                        log::warn!(
-                            "NAT64 prefix lost; keeping {} until another is found",
-                            st.current.prefix
-                        );
+                        if let Some(c) = &st.current {
+                            log::warn!(
+                                "NAT64 prefix lost; keeping {} until another is found",
+                                c.prefix
+                            );
+                        }
                         st.lost = true;
                     }
                 }
+                drop(st);
+                // SAFETY: kill on our own pid; the signal is blocked in
+                // every thread and taken by the main thread.
+                unsafe { libc::kill(libc::getpid(), sig_reevaluate()) };
             }
         })
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
+/// Metric of the CLAT's default route when it must stay behind native
+/// IPv4 (without `--auto`, when native IPv4 exists at start) or must not
+/// collide with a native route added later (`--auto`).
+const AUTO_METRIC: u32 = 2048;
 
-fn has_v4_default() -> bool {
-    Command::new("ip")
-        .args(["-4", "route", "show", "default"])
-        .output()
-        .map(|o| !String::from_utf8_lossy(&o.stdout).trim().is_empty())
-        .unwrap_or(false)
-}
+/// The well-known prefix 64:ff9b::/96 (RFC 6052 section 2.1).
+const WKP: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
 
-/// Makes sure ping sockets work for our group (per network namespace).
-/// Ping sockets need the process's group inside
-/// net.ipv4.ping_group_range. Widens it when needed and returns the old
-/// value, which is put back at exit.
-fn ensure_ping_group() -> Option<String> {
-    const P: &str = "/proc/sys/net/ipv4/ping_group_range";
-    // SAFETY: getegid has no preconditions.
-    let gid = unsafe { libc::getegid() };
-    let cur = std::fs::read_to_string(P).unwrap_or_default();
-    let v: Vec<u64> = cur
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    if v.len() == 2 && v[0] <= gid as u64 && gid as u64 <= v[1] {
-        return None;
-    }
-    match std::fs::write(P, format!("{} {}", gid, gid.max(1))) {
-        Ok(()) => {
-            log::info!("set {P} to include gid {gid} (ICMP echo through ping sockets)");
-            Some(cur)
-        }
-        Err(e) => {
-            log::warn!("cannot set {P} ({e}): ICMP echo will not work");
-            None
-        }
-    }
-}
-
-/// Puts the old ping_group_range back when `clat run` ends, whichever way.
-struct PingGroupRestore(Option<String>);
-
-impl Drop for PingGroupRestore {
-    fn drop(&mut self) {
-        if let Some(v) = self.0.take() {
-            let _ = std::fs::write("/proc/sys/net/ipv4/ping_group_range", v.trim());
-        }
-    }
-}
-
-/// A TCP flow holds two descriptors (the accepted socket and the upstream
-/// one), a datagram flow one: raise the soft RLIMIT_NOFILE (often 1024) so
-/// that `--max-flows` is the limit, not the descriptor table.
-fn raise_fd_limit(max_flows: usize) {
-    // rlim_t is 32 bits on 32-bit Android (armv7): saturate there too.
-    let want = libc::rlim_t::try_from(max_flows)
-        .unwrap_or(libc::rlim_t::MAX)
-        .saturating_mul(2)
-        .saturating_add(256);
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: r is a valid rlimit to fill in / read from.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
-        return;
-    }
-    if r.rlim_cur >= want {
-        return;
-    }
-    let new = libc::rlimit {
-        rlim_cur: want.min(r.rlim_max),
-        rlim_max: r.rlim_max,
-    };
-    // SAFETY: as above.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-        log::debug!("RLIMIT_NOFILE {} -> {}", r.rlim_cur, new.rlim_cur);
-    }
-    if new.rlim_cur < want {
-        log::warn!(
-            "the descriptor limit ({}) allows about {} TCP flows, fewer than --max-flows {max_flows}",
-            new.rlim_cur,
-            new.rlim_cur.saturating_sub(256) / 2
-        );
-    }
+/// Locks a mutex, taking the data even if another thread panicked while
+/// holding it (the state stays readable for `clat status` and shutdown).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What `clat status` reports (see [`crate::status`]).
@@ -371,12 +333,11 @@ pub fn status(engine: &Engine, cfg: &EngineConfig, run: &RunState, tun: &str) ->
     let inputs = status::Inputs {
         running: engine.is_running(),
         exit_reason: engine.exit_reason(),
+        activity: run.activity.clone(),
         tun,
         uptime: now.saturating_duration_since(run.started),
-        prefix: run.current.prefix,
-        source: run.current.source,
+        prefix: run.current,
         prefix_lost: run.lost,
-        lifetime: run.current.lifetime,
         prefix_age: now.saturating_duration_since(run.prefix_learnt),
         addresses: status::Addresses {
             clat: cfg.clat_v4,
@@ -390,55 +351,56 @@ pub fn status(engine: &Engine, cfg: &EngineConfig, run: &RunState, tun: &str) ->
     Status::collect(inputs, &engine.stats())
 }
 
-fn serve_control(
-    path: &Path,
-    engine: Arc<Mutex<Engine>>,
-    cfg: EngineConfig,
-    run: Arc<Mutex<RunState>>,
-    tun: String,
-) -> Result<(), String> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+/// The running engine, shared with the control and prefix threads; stopped
+/// (every flow closed, the TUN descriptor with them) on drop.
+struct EngineGuard(Arc<Mutex<Engine>>);
+
+impl Drop for EngineGuard {
+    fn drop(&mut self) {
+        if let Err(e) = lock(&self.0).stop() {
+            log::warn!("engine stop: {e}");
+        }
     }
-    let _ = std::fs::remove_file(path);
-    let l =
-        UnixListener::bind(path).map_err(|e| format!("control socket {}: {e}", path.display()))?;
-    std::thread::Builder::new()
-        .name("clat-control".into())
-        .spawn(move || {
-            for conn in l.incoming() {
-                let Ok(mut c) = conn else { continue };
-                let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
-                let mut line = String::new();
-                let _ = BufReader::new(&c).read_line(&mut line);
-                let reply = match line.trim() {
-                    "status" | "" => {
-                        let p = run.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                        let e = engine.lock().unwrap_or_else(|e| e.into_inner());
-                        status(&e, &cfg, &p, &tun).to_json() + "\n"
-                    }
-                    other => format!("error unknown request {other:?}\n"),
-                };
-                let _ = c.write_all(reply.as_bytes());
-            }
-        })
-        .map_err(|e| e.to_string())?;
-    Ok(())
 }
 
-/// Blocks SIGINT/SIGTERM, SIGUSR1 (raised by the engine watcher when the
-/// engine ends on its own) and SIGUSR2 (raised by the resolv.conf watcher)
-/// in this thread and the threads it starts, so that the main thread can
-/// wait for them with sigtimedwait.
+/// The prefix monitor and the thread that applies its changes; stopped
+/// and joined on drop.
+struct MonitorGuard(Option<(PrefixMonitor, std::thread::JoinHandle<()>)>);
+
+impl Drop for MonitorGuard {
+    fn drop(&mut self) {
+        if let Some((m, t)) = self.0.take() {
+            m.stop();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Raised by the route watcher and the prefix thread: re-decide whether
+/// the CLAT is active (`--auto`).
+fn sig_reevaluate() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+/// Blocks the signals the main thread waits for, in this thread and the
+/// threads it starts (so that they stay pending for [`signal_loop`]):
+/// SIGINT/SIGTERM; SIGUSR1, raised by the engine watcher when the engine
+/// ends on its own; SIGUSR2, raised by the resolv.conf watcher;
+/// [`sig_reevaluate`].
 fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset manipulation on a local set, then pthread_sigmask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::sigaddset(&mut set, libc::SIGUSR1);
-        libc::sigaddset(&mut set, libc::SIGUSR2);
+        for s in [
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            sig_reevaluate(),
+        ] {
+            libc::sigaddset(&mut set, s);
+        }
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -448,21 +410,80 @@ pub fn main(args: Args) -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
+            log::error!("{e:#}");
             // Said once in the journal; on a terminal also when logging is off.
             if !crate::logging::stderr_is_journal() {
-                eprintln!("clat run: {e}");
+                eprintln!("clat run: {e:#}");
             }
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(args: Args) -> Result<(), String> {
-    let started = Instant::now();
-    let sigs = block_signals();
-    let base = u32::from(args.clat_addr);
-    let own = ipnet::Ipv4Net::new(Ipv4Addr::from(base & !7), 29).map_err(|e| e.to_string())?;
+/// `--firewall`: probes the path from the TUN to a listener on the CLAT
+/// address and, when it is closed, opens it or says how (see
+/// [`crate::firewall`]). Returns what it opened, to be closed at exit.
+fn check_firewall(
+    mode: FirewallMode,
+    tun_fd: BorrowedFd<'_>,
+    tun: &str,
+    cfg: &EngineConfig,
+) -> Result<Option<firewall::Openings>> {
+    const WAIT: Duration = Duration::from_secs(1);
+    if mode == FirewallMode::Off {
+        return Ok(None);
+    }
+    if mode == FirewallMode::Auto {
+        firewall::remove_stale(tun);
+    }
+    let probe = || {
+        listener_probe::probe(tun_fd, cfg.clat_v4, cfg.nat_v4, WAIT)
+            .context("cannot probe the path from the TUN to the listener")
+    };
+    let verdict = match probe()? {
+        ProbeOutcome::Open => {
+            log::debug!("firewall: TCP from {tun} to the listener is open");
+            return Ok(None);
+        }
+        ProbeOutcome::Dropped => format!("no answer within {}s", WAIT.as_secs()),
+        ProbeOutcome::Rejected(how) => format!("answered with {how}"),
+    };
+    let blockers = firewall::find_blockers();
+    if mode == FirewallMode::Check || blockers.is_empty() {
+        bail!(firewall::blocked_message(tun, &verdict, &blockers));
+    }
+    let openings = firewall::Openings::open(tun, &blockers)?;
+    match probe()? {
+        ProbeOutcome::Open => {
+            let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
+            log::info!("firewall: opened {} for {tun} until exit", list.join(", "));
+            Ok(Some(openings))
+        }
+        other => {
+            // `openings` is dropped here: what was opened is closed again.
+            let still = match other {
+                ProbeOutcome::Rejected(how) => format!("answered with {how}"),
+                _ => format!("no answer within {}s", WAIT.as_secs()),
+            };
+            Err(
+                anyhow!(firewall::blocked_message(tun, &still, &[])).context(format!(
+                    "still blocked after opening {}",
+                    blockers
+                        .iter()
+                        .map(|b| b.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            )
+        }
+    }
+}
+
+/// The upstream resolvers at start: `--dns`, else the resolv.conf's (both
+/// without the CLAT's own /29 `own`).
+///
+/// Errors: a `--dns` value that is no address.
+fn initial_resolvers(args: &Args, own: ipnet::Ipv4Net) -> Result<Vec<SocketAddr>> {
     let follow_resolv_conf = args.dns.is_empty();
     let resolvers = if follow_resolv_conf {
         upstream_only(file_resolvers(&args.resolv_conf), own)
@@ -471,7 +492,8 @@ fn run(args: Args) -> Result<(), String> {
             .dns
             .iter()
             .map(|d| parse_resolver(d))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow!(e))?;
         upstream_only(given, own)
     };
     if resolvers.is_empty() {
@@ -485,17 +507,25 @@ fn run(args: Args) -> Result<(), String> {
             }
         );
     }
-    let protector: Protector = match (&args.mark, &args.bind_device) {
-        (Some(m), _) => Arc::new(MarkProtect(*m)),
-        (None, Some(d)) => Arc::new(BindDeviceProtect(d.clone())),
-        _ => Arc::new(NoProtect),
-    };
-    let seed = resolve_prefix(&args, &resolvers, &protector)?;
-    let cfg = EngineConfig {
+    Ok(resolvers)
+}
+
+/// The engine's configuration from the arguments, the first prefix (`None`
+/// only with `--auto`) and the resolvers.
+fn engine_config(
+    args: &Args,
+    first: Option<&DiscoveredPrefix>,
+    resolvers: Vec<SocketAddr>,
+) -> EngineConfig {
+    let base = u32::from(args.clat_addr);
+    EngineConfig {
         clat_v4: args.clat_addr,
         nat_v4: Ipv4Addr::from(base + 1),
         dns_v4: Ipv4Addr::from(base + 2),
-        prefix: seed.first.prefix,
+        // Without a prefix yet (`--auto` only) the engine starts with the
+        // well-known one, but carries nothing: the CLAT's route stays
+        // withdrawn until the monitor finds the network's prefix.
+        prefix: first.map_or(Ipv6Net::new(WKP, 96).expect("/96"), |p| p.prefix),
         upstream_dns: resolvers,
         mtu: args.mtu,
         max_flows: args.max_flows,
@@ -506,97 +536,133 @@ fn run(args: Args) -> Result<(), String> {
         dns_timeout: args.dns_timeout,
         refuse_non_global_wkp: !args.allow_non_global,
         ..Default::default()
+    }
+}
+
+/// The CLAT's IPv4 default route (`None` with `--no-routes`): installed
+/// now without `--auto` (behind a native one, if there is one), left to
+/// the signal loop's first evaluation with `--auto`.
+///
+/// Errors: the route cannot be added.
+fn default_route(args: &Args, tun: &str, tun_index: u32) -> Result<Option<Ipv4DefaultRoute>> {
+    if args.no_routes {
+        return Ok(None);
+    }
+    if args.auto {
+        // Metric 2048: a native default route added later (by a DHCP
+        // client, at metric 0 or NetworkManager's 100, 600) must not
+        // collide with ours.
+        return Ok(Some(Ipv4DefaultRoute::new(tun, Some(AUTO_METRIC))));
+    }
+    let native = route_watch::default_routes()
+        .map(|r| route_watch::native_default(&r, tun_index).cloned())
+        .unwrap_or_else(|e| {
+            log::warn!("cannot read the IPv4 routes: {e}");
+            None
+        });
+    let mut route = match native {
+        Some(native) => {
+            // Native IPv4 exists: stay behind it.
+            log::warn!(
+                "an IPv4 default route exists ({}); adding ours with metric {AUTO_METRIC}",
+                native.describe()
+            );
+            Ipv4DefaultRoute::new(tun, Some(AUTO_METRIC))
+        }
+        None => Ipv4DefaultRoute::new(tun, None),
     };
-    cfg.validate()
-        .map_err(|e| format!("invalid configuration: {e}"))?;
+    route.install()?;
+    Ok(Some(route))
+}
+
+fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
+    let sigs = block_signals();
+    let own = ipnet::Ipv4Net::new(Ipv4Addr::from(u32::from(args.clat_addr) & !7), 29)?;
+    let follow_resolv_conf = args.dns.is_empty();
+    let resolvers = initial_resolvers(&args, own)?;
+    let protector: Protector = match (&args.mark, &args.bind_device) {
+        (Some(m), _) => Arc::new(MarkProtect(*m)),
+        (None, Some(d)) => Arc::new(BindDeviceProtect(d.clone())),
+        _ => Arc::new(NoProtect),
+    };
+    let seed = resolve_prefix(&args, &resolvers, &protector)?;
+    let cfg = engine_config(&args, seed.first.as_ref(), resolvers);
+    cfg.validate().context("invalid configuration")?;
     let run_state = Arc::new(Mutex::new(RunState {
         current: seed.first,
         lost: false,
         upstream_dns: cfg.upstream_dns.clone(),
+        activity: if args.auto {
+            ActivityState {
+                activity: Activity::Standby,
+                reason: "starting".into(),
+            }
+        } else {
+            auto_mode::always()
+        },
         started,
         prefix_learnt: started,
     }));
-    let _ping_group = PingGroupRestore(ensure_ping_group());
-    raise_fd_limit(cfg.max_flows);
 
-    let (fd, tun) =
-        open_tun(&args.tun).map_err(|e| format!("cannot open TUN {}: {e}", args.tun))?;
+    // Guards, undone in reverse order when `run` returns. The control
+    // socket first: a second instance with the same one stops here.
+    let control_addr = args
+        .control
+        .clone()
+        .unwrap_or_else(|| ControlAddr::default_for(&args.tun));
+    let control = ControlSocket::bind(&control_addr)?;
+    let _ping_group = PingGroupRange::ensure();
+    raise_fd_limit(cfg.max_flows);
+    let (fd, tun) = open_tun(&args.tun).with_context(|| format!("cannot open TUN {}", args.tun))?;
+    let _link = TunLink(tun.clone());
     // IPv4-only TUN: without IPv6 on it the kernel sends no router
     // solicitations or MLD reports into it (each would wake the engine).
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{tun}/disable_ipv6"), "1");
     ip(&["addr", "add", &format!("{}/29", cfg.clat_v4), "dev", &tun])?;
-    ip(&[
-        "link",
-        "set",
-        "dev",
-        &tun,
-        "mtu",
-        &cfg.mtu.to_string(),
-        "up",
-    ])?;
-    let mut route: Option<Vec<String>> = None;
-    if !args.no_routes {
-        let r: Vec<String> = if has_v4_default() {
-            // Native IPv4 exists: stay behind it.
-            log::warn!("an IPv4 default route exists; adding ours with metric 2048");
-            ["default", "dev", &tun, "metric", "2048"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        } else {
-            ["default", "dev", &tun]
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        };
-        let mut a = vec!["route", "add"];
-        a.extend(r.iter().map(String::as_str));
-        ip(&a)?;
-        route = Some(r);
-    }
-    let engine = Engine::start(fd, cfg.clone(), protector).map_err(|e| format!("engine: {e}"))?;
+    let mtu = cfg.mtu.to_string();
+    ip(&["link", "set", "dev", &tun, "mtu", &mtu, "up"])?;
+    let tun_index = if_index(&tun)?;
+    let _firewall = check_firewall(args.firewall, fd.as_fd(), &tun, &cfg)?;
+    let route = default_route(&args, &tun, tun_index)?;
+
+    let engine = Engine::start(fd, cfg.clone(), protector).context("cannot start the engine")?;
     let watch = engine.exit_watch();
+    let engine = EngineGuard(Arc::new(Mutex::new(engine)));
     std::thread::Builder::new()
         .name("engine-watch".into())
         .spawn(move || {
             watch.wait();
             // SAFETY: kill on our own pid; SIGUSR1 is blocked in every
-            // thread, so it stays pending for the main thread's sigtimedwait.
+            // thread, so it stays pending for the main thread's sigwait.
             unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
         })
-        .map_err(|e| format!("engine watcher: {e}"))?;
-    let engine = Arc::new(Mutex::new(engine));
-    let control = args
-        .control
-        .clone()
-        .unwrap_or_else(|| default_control(&tun));
-    if let Err(e) = serve_control(
-        &control,
-        engine.clone(),
-        cfg.clone(),
-        run_state.clone(),
-        tun.clone(),
-    ) {
-        log::warn!("{e}: `clat status` will not work");
-    }
-    let mut monitor = None;
+        .context("cannot start the engine watcher")?;
+    let mut monitor = MonitorGuard(None);
     if let Some((m, rx)) = seed.monitor {
-        match follow_prefix(rx, engine.clone(), run_state.clone()) {
-            Ok(t) => monitor = Some((m, t)),
+        match follow_prefix(rx, engine.0.clone(), run_state.clone()) {
+            Ok(t) => monitor.0 = Some((m, t)),
             Err(e) => log::error!("cannot follow prefix changes: {e}"),
         }
     }
+    {
+        let (engine, cfg, run_state, tun) = (
+            engine.0.clone(),
+            cfg.clone(),
+            run_state.clone(),
+            tun.clone(),
+        );
+        control.serve(move || {
+            let st = lock(&run_state).clone();
+            status(&lock(&engine), &cfg, &st, &tun).to_json() + "\n"
+        })?;
+    }
     log::info!(
-        "clat running on {tun}: {} prefix {} dns {:?}",
+        "clat running on {tun}: {} prefix {} dns {:?} control {control_addr}",
         cfg.clat_v4,
         cfg.prefix,
         cfg.upstream_dns
     );
-    sd_notify::tell(&format!(
-        "READY=1\nSTATUS=translating IPv4 on {tun}, NAT64 prefix {}",
-        cfg.prefix
-    ));
-
     if follow_resolv_conf {
         if let Err(e) = resolv_watch::spawn(args.resolv_conf.clone(), libc::SIGUSR2) {
             log::warn!(
@@ -605,69 +671,168 @@ fn run(args: Args) -> Result<(), String> {
             );
         }
     }
-    let mut resolvers = cfg.upstream_dns.clone();
-    let mut failure = None;
-    loop {
-        let ts = libc::timespec {
-            tv_sec: 5,
-            tv_nsec: 0,
-        };
-        // SAFETY: sigs is an initialised set; a null siginfo is allowed.
-        let sig = unsafe { libc::sigtimedwait(&sigs, std::ptr::null_mut(), &ts) };
-        if sig == libc::SIGINT || sig == libc::SIGTERM {
-            log::info!("signal {sig}: stopping");
-            break;
+    if args.auto {
+        route_watch::spawn(sig_reevaluate()).context("cannot follow IPv4 route changes")?;
+    }
+    let mut lp = SignalLoop {
+        sigs,
+        auto: args.auto,
+        tun: &tun,
+        tun_index,
+        route,
+        engine: &engine.0,
+        run_state: &run_state,
+        monitor: monitor.0.as_ref().map(|(m, _)| m),
+        resolv_conf: follow_resolv_conf.then_some(args.resolv_conf.as_path()),
+        own,
+        resolvers: cfg.upstream_dns.clone(),
+    };
+    let r = lp.run();
+    sd_notify::tell("STOPPING=1");
+    r
+}
+
+/// What the main thread does between start and exit: wait for signals and
+/// act on them, nothing else (no periodic wake-up).
+struct SignalLoop<'a> {
+    sigs: libc::sigset_t,
+    auto: bool,
+    tun: &'a str,
+    tun_index: u32,
+    /// `None` with `--no-routes`.
+    route: Option<Ipv4DefaultRoute>,
+    engine: &'a Arc<Mutex<Engine>>,
+    run_state: &'a Arc<Mutex<RunState>>,
+    monitor: Option<&'a PrefixMonitor>,
+    /// The resolv.conf followed (without `--dns`).
+    resolv_conf: Option<&'a Path>,
+    own: ipnet::Ipv4Net,
+    resolvers: Vec<SocketAddr>,
+}
+
+impl SignalLoop<'_> {
+    /// Until SIGINT/SIGTERM (Ok) or the engine ending on its own (the
+    /// error says why).
+    fn run(&mut self) -> Result<()> {
+        if self.auto {
+            // Said with READY=1 below.
+            self.reevaluate();
         }
-        if sig == libc::SIGUSR2 {
-            let now = upstream_only(file_resolvers(&args.resolv_conf), own);
-            if now != resolvers {
-                log::info!("upstream resolvers changed: {resolvers:?} -> {now:?}");
-                if let Err(e) = engine
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .set_upstream_dns(now.clone())
-                {
-                    log::warn!("cannot give the relay the new resolvers: {e}");
+        // Ready, active or standing by: TUN, address, firewall opening,
+        // control socket and (when active) route are in place.
+        sd_notify::tell(&format!("READY=1\nSTATUS={}", self.service_status()));
+        loop {
+            // SAFETY: sigs is an initialised set; a null siginfo is allowed.
+            let sig = unsafe { libc::sigwaitinfo(&self.sigs, std::ptr::null_mut()) };
+            match sig {
+                libc::SIGINT | libc::SIGTERM => {
+                    log::info!("signal {sig}: stopping");
+                    return Ok(());
                 }
-                if let Some((m, _)) = &monitor {
-                    m.set_resolvers(now.clone());
-                }
-                run_state
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .upstream_dns = now.clone();
-                resolvers = now;
+                libc::SIGUSR2 => self.resolvers_changed(),
+                s if s == sig_reevaluate() && self.auto => self.reevaluate_and_tell(),
+                _ => {}
+            }
+            let e = lock(self.engine);
+            if !e.is_running() {
+                bail!(
+                    "engine ended: {}",
+                    e.exit_reason().unwrap_or_else(|| "engine stopped".into())
+                );
             }
         }
-        let e = engine.lock().unwrap_or_else(|e| e.into_inner());
-        if !e.is_running() {
-            failure = Some(e.exit_reason().unwrap_or_else(|| "engine stopped".into()));
-            break;
+    }
+
+    fn resolvers_changed(&mut self) {
+        let Some(path) = self.resolv_conf else { return };
+        let now = upstream_only(file_resolvers(path), self.own);
+        if now == self.resolvers {
+            return;
+        }
+        log::info!(
+            "upstream resolvers changed: {:?} -> {now:?}",
+            self.resolvers
+        );
+        if let Err(e) = lock(self.engine).set_upstream_dns(now.clone()) {
+            log::warn!("cannot give the relay the new resolvers: {e}");
+        }
+        if let Some(m) = self.monitor {
+            m.set_resolvers(now.clone());
+        }
+        lock(self.run_state).upstream_dns = now.clone();
+        self.resolvers = now;
+    }
+
+    /// `--auto`: reads the IPv4 default routes and the prefix state, and
+    /// puts the CLAT's route in place or withdraws it (closing the flows
+    /// that used it, so that apps reconnect natively at once instead of
+    /// hanging on packets that can no longer leave). Returns whether the
+    /// activity or its reason changed.
+    fn reevaluate(&mut self) -> bool {
+        let routes = match route_watch::default_routes() {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("cannot read the IPv4 routes: {e}");
+                return false;
+            }
+        };
+        let native = route_watch::native_default(&routes, self.tun_index);
+        let prefix = {
+            let st = lock(self.run_state);
+            st.current.as_ref().filter(|_| !st.lost).map(|c| c.prefix)
+        };
+        let next = auto_mode::decide(native, prefix.as_ref());
+        let before = lock(self.run_state).activity.clone();
+        if let Some(route) = &mut self.route {
+            match next.activity {
+                Activity::Active if !route.is_installed() => {
+                    if let Err(e) = route.install() {
+                        log::error!("cannot add the IPv4 default route: {e:#}");
+                    }
+                }
+                Activity::Standby if route.is_installed() => {
+                    route.withdraw();
+                    if let Err(e) = lock(self.engine).network_changed() {
+                        log::warn!("cannot close the CLAT's flows: {e}");
+                    }
+                }
+                _ => {}
+            }
+        }
+        let changed = next != before;
+        if changed {
+            log::info!(
+                "{} -> {}: {}",
+                before.activity.as_str(),
+                next.activity.as_str(),
+                next.reason
+            );
+        }
+        lock(self.run_state).activity = next;
+        changed
+    }
+
+    /// [`Self::reevaluate`], and a change told to systemd (`STATUS=`).
+    fn reevaluate_and_tell(&mut self) {
+        if self.reevaluate() {
+            sd_notify::tell(&format!("STATUS={}", self.service_status()));
         }
     }
-    sd_notify::tell("STOPPING=1");
-    if let Some((m, t)) = monitor {
-        m.stop();
-        let _ = t.join();
-    }
-    if let Some(r) = &route {
-        let mut a = vec!["route", "del"];
-        a.extend(r.iter().map(String::as_str));
-        if let Err(e) = ip(&a) {
-            log::debug!("{e}");
+
+    /// The one-line `STATUS=` that `systemctl status` shows: active (and
+    /// through which prefix) or standing by (and why).
+    fn service_status(&self) -> String {
+        let st = lock(self.run_state);
+        let tun = &self.tun;
+        match (st.activity.activity, &st.current) {
+            (Activity::Active, Some(p)) => {
+                format!("active: IPv4 on {tun} through NAT64 prefix {}", p.prefix)
+            }
+            _ => format!(
+                "{} on {tun}: {}",
+                st.activity.activity.as_str(),
+                st.activity.reason
+            ),
         }
-    }
-    {
-        let mut e = engine.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(err) = e.stop() {
-            log::warn!("engine stop: {err}");
-        }
-    }
-    // The TUN is not persistent: closing its fd (engine stop) removed it.
-    let _ = ip(&["link", "del", "dev", &tun]);
-    let _ = std::fs::remove_file(&control);
-    match failure {
-        Some(f) => Err(format!("engine ended: {f}")),
-        None => Ok(()),
     }
 }

@@ -2,21 +2,22 @@
 //! for its status and prints it for people (a summary, then `key value`
 //! lines) or, with `--json`, as the JSON document of `docs/status-json.md`.
 
+use crate::control::ControlAddr;
 use crate::status::Status;
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// TUN name of the instance (selects the default control socket).
+    /// TUN name of the instance (selects the default control socket, that
+    /// of the instance in this network namespace).
     #[arg(long, default_value = "clat0")]
     pub tun: String,
-    /// Control socket of the instance (default /run/clat/<tun>.sock).
-    #[arg(long, value_name = "PATH")]
-    pub control: Option<PathBuf>,
+    /// Control socket of the instance: `@NAME` (abstract) or a path
+    /// (default @clat/<tun>).
+    #[arg(long, value_name = "@NAME|PATH")]
+    pub control: Option<ControlAddr>,
     /// Print the status as one JSON document (schema: docs/status-json.md,
     /// `schema_version` 1) instead of the summary and `key value` lines.
     #[arg(long)]
@@ -24,9 +25,9 @@ pub struct Args {
 }
 
 /// Sends `status` on the control socket and returns the answer (one JSON
-/// document and a newline).
-fn ask(path: &Path) -> std::io::Result<String> {
-    let mut s = UnixStream::connect(path)?;
+/// document and a newline, or `error <why>`).
+fn ask(addr: &ControlAddr) -> std::io::Result<String> {
+    let mut s = addr.connect()?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.write_all(b"status\n")?;
     s.shutdown(std::net::Shutdown::Write)?;
@@ -36,24 +37,31 @@ fn ask(path: &Path) -> std::io::Result<String> {
 }
 
 pub fn main(args: Args) -> ExitCode {
-    let path = args
+    let addr = args
         .control
-        .unwrap_or_else(|| crate::cmd_run::default_control(&args.tun));
-    let text = match ask(&path) {
+        .unwrap_or_else(|| ControlAddr::default_for(&args.tun));
+    let text = match ask(&addr) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!(
-                "clat status: cannot reach a running `clat run` at {}: {e}",
-                path.display()
-            );
+            eprintln!("clat status: cannot reach a running `clat run` at {addr}: {e}");
             return ExitCode::FAILURE;
         }
     };
+    // A refusal (e.g. a user other than root and the instance's own) is a
+    // failure on stderr, with or without --json.
+    if let Some(why) = text.strip_prefix("error ") {
+        eprintln!("clat status: {addr} answered: {}", why.trim());
+        return ExitCode::FAILURE;
+    }
+    if text.trim().is_empty() {
+        eprintln!("clat status: empty answer from {addr}");
+        return ExitCode::FAILURE;
+    }
     // Parsed either way: a broken or foreign answer is an error, not output.
     let status = match Status::from_json(text.trim()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("clat status: {} answered badly: {e}", path.display());
+            eprintln!("clat status: {addr} answered badly: {e}");
             return ExitCode::FAILURE;
         }
     };

@@ -7,13 +7,20 @@ use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod args;
+mod auto_mode;
 mod cmd_assets;
 mod cmd_discover;
 mod cmd_run;
 mod cmd_status;
 mod cmd_xlat;
+mod control;
+mod firewall;
+mod host_cmd;
+mod host_setup;
+mod listener_probe;
 mod logging;
 mod resolv_watch;
+mod route_watch;
 mod sd_notify;
 mod status;
 

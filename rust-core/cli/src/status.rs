@@ -9,7 +9,8 @@
 //! when a field is removed or changes meaning (new fields may be added at
 //! any time; readers ignore fields they do not know).
 
-use clat_discovery::{fmt_duration, PrefixSource};
+use crate::auto_mode::{Activity, ActivityState};
+use clat_discovery::{fmt_duration, DiscoveredPrefix, PrefixSource};
 use clat_engine::Stats;
 use ipnet::Ipv6Net;
 use serde::de::{MapAccess, Visitor};
@@ -32,11 +33,18 @@ pub struct Status {
     /// Why the instance is in this state, when there is more to say than the
     /// state's name (for `stopped`: why the engine ended).
     pub reason: Option<String>,
+    /// Whether IPv4 goes through the CLAT now: `active` (its default route
+    /// is in place) or `standby` (`clat run --auto` with native IPv4, or
+    /// without a NAT64 prefix). Always `active` without `--auto`.
+    pub activity: Activity,
+    /// Why, e.g. `native IPv4 default route via 192.0.2.1 dev eth0`.
+    pub activity_reason: String,
     /// Name of the TUN device.
     pub tun: String,
     /// Seconds since `clat run` started.
     pub uptime_s: u64,
-    pub prefix: PrefixStatus,
+    /// `None` (`null`) only with `--auto` before the first prefix is found.
+    pub prefix: Option<PrefixStatus>,
     pub addresses: Addresses,
     /// MTU of the TUN, in bytes.
     pub mtu: u16,
@@ -155,13 +163,13 @@ impl<'de> Deserialize<'de> for Counters {
 pub struct Inputs<'a> {
     pub running: bool,
     pub exit_reason: Option<String>,
+    pub activity: ActivityState,
     pub tun: &'a str,
     pub uptime: Duration,
-    pub prefix: Ipv6Net,
-    pub source: PrefixSource,
+    /// The prefix in use, its source and the lifetime the source gave
+    /// (`Duration::MAX` for configuration); `None` before the first one.
+    pub prefix: Option<DiscoveredPrefix>,
     pub prefix_lost: bool,
-    /// As the source gave it; `Duration::MAX` for configuration.
-    pub lifetime: Duration,
     /// Time since the prefix was last learnt or re-validated.
     pub prefix_age: Duration,
     pub addresses: Addresses,
@@ -181,7 +189,16 @@ impl Status {
                 .map(|(k, v)| (k.to_string(), v))
                 .collect(),
         );
-        let forever = i.source == PrefixSource::Config || i.lifetime == Duration::MAX;
+        let prefix = i.prefix.map(|p| {
+            let forever = p.source == PrefixSource::Config || p.lifetime == Duration::MAX;
+            PrefixStatus {
+                prefix: p.prefix,
+                source: p.source.to_string(),
+                state: if i.prefix_lost { "lost" } else { "ok" }.into(),
+                lifetime_s: (!forever).then_some(p.lifetime.as_secs()),
+                expires_in_s: (!forever).then(|| p.lifetime.saturating_sub(i.prefix_age).as_secs()),
+            }
+        });
         Status {
             schema_version: SCHEMA_VERSION,
             state: if i.running {
@@ -190,15 +207,11 @@ impl Status {
                 State::Stopped
             },
             reason: i.exit_reason.map(|r| r.replace('\n', " ")),
+            activity: i.activity.activity,
+            activity_reason: i.activity.reason.replace('\n', " "),
             tun: i.tun.to_string(),
             uptime_s: i.uptime.as_secs(),
-            prefix: PrefixStatus {
-                prefix: i.prefix,
-                source: i.source.to_string(),
-                state: if i.prefix_lost { "lost" } else { "ok" }.into(),
-                lifetime_s: (!forever).then_some(i.lifetime.as_secs()),
-                expires_in_s: (!forever).then(|| i.lifetime.saturating_sub(i.prefix_age).as_secs()),
-            },
+            prefix,
             addresses: i.addresses,
             mtu: i.mtu,
             resolvers: i.resolvers,
@@ -244,24 +257,36 @@ impl Status {
     pub fn to_human(&self) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "clat: {}", self.tun);
-        let _ = match &self.reason {
-            Some(r) => writeln!(s, "  state: {} ({r})", self.state.as_str()),
-            None => writeln!(s, "  state: {}", self.state.as_str()),
+        // Stopped: why the engine ended. Running: active, or standby and
+        // why (the reason for being active is in the full list).
+        let _ = match (&self.reason, self.state, self.activity) {
+            (Some(r), _, _) => writeln!(s, "  state: {} ({r})", self.state.as_str()),
+            (None, State::Running, Activity::Standby) => {
+                writeln!(s, "  state: running, standby ({})", self.activity_reason)
+            }
+            (None, State::Running, Activity::Active) => writeln!(s, "  state: running, active"),
+            (None, State::Stopped, _) => writeln!(s, "  state: stopped"),
         };
-        let p = &self.prefix;
-        let mut how = p.source.clone();
-        if let (Some(l), Some(e)) = (p.lifetime_s, p.expires_in_s) {
-            let _ = write!(
-                how,
-                ", lifetime {}, {} left",
-                human_duration(l),
-                human_duration(e)
-            );
+        match &self.prefix {
+            Some(p) => {
+                let mut how = p.source.clone();
+                if let (Some(l), Some(e)) = (p.lifetime_s, p.expires_in_s) {
+                    let _ = write!(
+                        how,
+                        ", lifetime {}, {} left",
+                        human_duration(l),
+                        human_duration(e)
+                    );
+                }
+                if p.state != "ok" {
+                    let _ = write!(how, ", {}", p.state);
+                }
+                let _ = writeln!(s, "  prefix: {} ({how})", p.prefix);
+            }
+            None => {
+                let _ = writeln!(s, "  prefix: none yet (discovery goes on)");
+            }
         }
-        if p.state != "ok" {
-            let _ = write!(how, ", {}", p.state);
-        }
-        let _ = writeln!(s, "  prefix: {} ({how})", p.prefix);
         let _ = writeln!(
             s,
             "  address: {} (dns {})",
@@ -302,23 +327,29 @@ impl Status {
         if let Some(r) = &self.reason {
             let _ = writeln!(s, "reason {r}");
         }
-        let p = &self.prefix;
+        let _ = writeln!(s, "activity {}", self.activity.as_str());
+        let _ = writeln!(s, "activity_reason {}", self.activity_reason);
         let _ = writeln!(s, "tun {}", self.tun);
         let _ = writeln!(s, "uptime {}s", self.uptime_s);
-        let _ = writeln!(s, "prefix {}", p.prefix);
-        let _ = writeln!(s, "prefix_source {}", p.source);
-        let _ = writeln!(s, "prefix_state {}", p.state);
-        if let (Some(l), Some(e)) = (p.lifetime_s, p.expires_in_s) {
-            let _ = writeln!(
-                s,
-                "prefix_lifetime {}",
-                fmt_duration(Duration::from_secs(l))
-            );
-            let _ = writeln!(
-                s,
-                "prefix_expires_in {}",
-                fmt_duration(Duration::from_secs(e))
-            );
+        match &self.prefix {
+            Some(p) => {
+                let _ = writeln!(s, "prefix {}", p.prefix);
+                let _ = writeln!(s, "prefix_source {}", p.source);
+                let _ = writeln!(s, "prefix_state {}", p.state);
+                if let (Some(l), Some(e)) = (p.lifetime_s, p.expires_in_s) {
+                    let _ = writeln!(
+                        s,
+                        "prefix_lifetime {}",
+                        fmt_duration(Duration::from_secs(l))
+                    );
+                    let _ = writeln!(
+                        s,
+                        "prefix_expires_in {}",
+                        fmt_duration(Duration::from_secs(e))
+                    );
+                }
+            }
+            None => s.push_str("prefix -\nprefix_source -\nprefix_state none\n"),
         }
         let a = &self.addresses;
         let _ = writeln!(s, "clat_v4 {}\nnat_v4 {}\ndns_v4 {}", a.clat, a.nat, a.dns);
@@ -399,12 +430,18 @@ mod tests {
             Inputs {
                 running: true,
                 exit_reason: None,
+                activity: ActivityState {
+                    activity: Activity::Active,
+                    reason: "no native IPv4 default route; NAT64 prefix 2001:db8:64::/96".into(),
+                },
                 tun: "clat0",
                 uptime: Duration::from_secs(3723),
-                prefix: "2001:db8:64::/96".parse().unwrap(),
-                source: PrefixSource::Rfc7050,
+                prefix: Some(DiscoveredPrefix {
+                    prefix: "2001:db8:64::/96".parse().unwrap(),
+                    source: PrefixSource::Rfc7050,
+                    lifetime: Duration::from_secs(300),
+                }),
                 prefix_lost: false,
-                lifetime: Duration::from_secs(300),
                 prefix_age: Duration::from_millis(60_500),
                 addresses: Addresses {
                     clat: Ipv4Addr::new(192, 0, 0, 4),
@@ -431,6 +468,8 @@ mod tests {
                 "schema_version": 1,
                 "state": "running",
                 "reason": null,
+                "activity": "active",
+                "activity_reason": "no native IPv4 default route; NAT64 prefix 2001:db8:64::/96",
                 "tun": "clat0",
                 "uptime_s": 3723,
                 "prefix": {
@@ -468,12 +507,15 @@ mod tests {
             Inputs {
                 running: false,
                 exit_reason: Some("TUN gone:\nread error".into()),
+                activity: crate::auto_mode::always(),
                 tun: "clat0",
                 uptime: Duration::ZERO,
-                prefix: "64:ff9b::/96".parse().unwrap(),
-                source: PrefixSource::Config,
+                prefix: Some(DiscoveredPrefix {
+                    prefix: "64:ff9b::/96".parse().unwrap(),
+                    source: PrefixSource::Config,
+                    lifetime: Duration::MAX,
+                }),
                 prefix_lost: false,
-                lifetime: Duration::MAX,
                 prefix_age: Duration::from_secs(10),
                 addresses: s.addresses.clone(),
                 mtu: 1500,
@@ -491,12 +533,15 @@ mod tests {
             Inputs {
                 running: false,
                 exit_reason: Some("TUN gone:\nread error".into()),
+                activity: crate::auto_mode::always(),
                 tun: "t",
                 uptime: Duration::ZERO,
-                prefix: "64:ff9b::/96".parse().unwrap(),
-                source: PrefixSource::Config,
+                prefix: Some(DiscoveredPrefix {
+                    prefix: "64:ff9b::/96".parse().unwrap(),
+                    source: PrefixSource::Config,
+                    lifetime: Duration::MAX,
+                }),
                 prefix_lost: true,
-                lifetime: Duration::MAX,
                 prefix_age: Duration::ZERO,
                 addresses: s.addresses.clone(),
                 mtu: 1500,
@@ -537,7 +582,7 @@ mod tests {
         assert_eq!(
             summary,
             "clat: clat0\n\
-             \x20 state: running\n\
+             \x20 state: running, active\n\
              \x20 prefix: 2001:db8:64::/96 (rfc7050, lifetime 5m, 3m 59s left)\n\
              \x20 address: 192.0.0.4 (dns 192.0.0.6)\n\
              \x20 uptime: 1h 2m\n\
@@ -547,6 +592,8 @@ mod tests {
         );
         for want in [
             "state running\n",
+            "activity active\n",
+            "activity_reason no native IPv4 default route; NAT64 prefix 2001:db8:64::/96\n",
             "prefix 2001:db8:64::/96\n",
             "prefix_source rfc7050\n",
             "prefix_lifetime 300s\n",
@@ -562,6 +609,56 @@ mod tests {
         let mut quiet = sample();
         quiet.counters = Counters(vec![("drop_malformed".into(), 0)]);
         assert!(!quiet.to_human().contains("drops:"));
+    }
+
+    /// `clat run --auto` standing by before any prefix is known: `prefix`
+    /// is null, the summary says standby and why, the lines say `prefix -`.
+    #[test]
+    fn standby_without_a_prefix() {
+        let s = Status::collect(
+            Inputs {
+                running: true,
+                exit_reason: None,
+                activity: ActivityState {
+                    activity: Activity::Standby,
+                    reason: "no NAT64 prefix known".into(),
+                },
+                tun: "clat0",
+                uptime: Duration::from_secs(5),
+                prefix: None,
+                prefix_lost: false,
+                prefix_age: Duration::ZERO,
+                addresses: sample().addresses,
+                mtu: 65000,
+                resolvers: vec![],
+                max_flows: 16384,
+            },
+            &Stats::default(),
+        );
+        let v: serde_json::Value = serde_json::from_str(&s.to_json()).unwrap();
+        assert_eq!(v["prefix"], serde_json::Value::Null);
+        assert_eq!(v["activity"], "standby");
+        assert_eq!(v["activity_reason"], "no NAT64 prefix known");
+        assert_eq!(Status::from_json(&s.to_json()).unwrap(), s);
+        let h = s.to_human();
+        let (summary, lines) = h.split_once("\n\n").unwrap();
+        let head: Vec<&str> = summary.lines().collect();
+        assert_eq!(
+            head[1..3],
+            [
+                "  state: running, standby (no NAT64 prefix known)",
+                "  prefix: none yet (discovery goes on)"
+            ]
+        );
+        for want in [
+            "activity standby\n",
+            "prefix -\n",
+            "prefix_source -\n",
+            "prefix_state none\n",
+        ] {
+            assert!(lines.contains(want), "{want:?} missing from\n{lines}");
+        }
+        assert!(!lines.contains("prefix_lifetime"), "{lines}");
     }
 
     #[test]

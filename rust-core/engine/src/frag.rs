@@ -7,9 +7,11 @@
 use crate::packet::{self, Ip4};
 use std::time::{Duration, Instant};
 
-const MAX_SLOTS: usize = 8;
+/// Reassemblies in progress at most (the oldest is evicted for a new one).
+pub const MAX_SLOTS: usize = 8;
 const TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_PAYLOAD: usize = 65535 - 20;
+/// Largest payload one reassembly holds (an IPv4 datagram without options).
+pub const MAX_PAYLOAD: usize = 65535 - 20;
 
 struct Slot {
     key: (std::net::Ipv4Addr, std::net::Ipv4Addr, u8, u16),
@@ -36,6 +38,15 @@ pub enum Frag {
 }
 
 impl Reassembler {
+    /// Reassemblies in progress and the largest buffer among them, in bytes:
+    /// at most [`MAX_SLOTS`] and `20 + MAX_PAYLOAD` (the memory bound; the
+    /// reassembly fuzz target checks it after every fragment).
+    #[allow(dead_code)] // used by the tests and the fuzz target
+    pub fn footprint(&self) -> (usize, usize) {
+        let largest = self.slots.iter().map(|s| s.buf.len()).max().unwrap_or(0);
+        (self.slots.len(), largest)
+    }
+
     /// Adds fragment `p` (validated header `ip`). When this completes a
     /// datagram, returns it (a fresh IPv4 packet without options, DF/MF
     /// clear) as `Ok(packet)`.

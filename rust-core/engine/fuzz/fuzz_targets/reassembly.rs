@@ -1,7 +1,9 @@
 //! IPv4 reassembly (rust-core/engine/src/frag.rs, private, compiled here
 //! from its source) fed arbitrary fragment sequences. Never panic; every
 //! datagram it completes is a well-formed IPv4 packet (version 4, IHL 5,
-//! total length = its length, header checksum right, not a fragment).
+//! total length = its length, header checksum right, not a fragment), and
+//! its memory stays bounded (at most `MAX_SLOTS` reassemblies, none over
+//! 64 KiB).
 #![no_main]
 
 mod packet {
@@ -47,7 +49,14 @@ fuzz_target!(|data: &[u8]| {
             continue;
         }
         let now = t0 + Duration::from_millis(step * 50);
-        if let Ok(whole) = r.add(&ip, &p[..ip.total_len], now) {
+        let added = r.add(&ip, &p[..ip.total_len], now);
+        let (slots, largest) = r.footprint();
+        assert!(slots <= frag::MAX_SLOTS, "{slots} reassemblies");
+        assert!(
+            largest <= 20 + frag::MAX_PAYLOAD,
+            "a {largest}-byte reassembly buffer"
+        );
+        if let Ok(whole) = added {
             let w = packet::parse_ip4(&whole).expect("reassembled datagram parses");
             assert_eq!(w.ihl, 20);
             assert_eq!(w.total_len, whole.len());

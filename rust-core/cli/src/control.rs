@@ -1,0 +1,280 @@
+//! The control socket through which `clat status` asks a running `clat run`.
+//!
+//! One per instance, never shared (issue 12): by default an abstract Unix
+//! socket `@clat/<tun>`. Linux scopes abstract names to the network
+//! namespace (unix(7)), so `clat run --tun clat0` in two namespaces gets two
+//! sockets, `clat status --tun clat0` reaches the one of its own namespace,
+//! a second instance in the same namespace fails to bind instead of taking
+//! the name over, and the name goes away with the process: nothing to
+//! delete, so nothing of another instance's to delete by mistake.
+//!
+//! A filesystem path (`--control /run/clat/x.sock`) is guarded by an
+//! exclusive `flock` on `<path>.lock` held for the instance's life: only
+//! the holder replaces a stale socket file or removes it at exit.
+//!
+//! An abstract socket has no file permissions, so the peer's credentials
+//! (`SO_PEERCRED`) decide: root and the instance's own user are answered,
+//! as only they could connect to the root-owned socket file before.
+
+use anyhow::{bail, Context, Result};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where an instance's control socket is: `@name` (abstract) or a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlAddr {
+    Abstract(String),
+    Path(PathBuf),
+}
+
+impl ControlAddr {
+    /// The default for a TUN name: `@clat/<tun>`, scoped to the network
+    /// namespace.
+    pub fn default_for(tun: &str) -> ControlAddr {
+        ControlAddr::Abstract(format!("clat/{tun}"))
+    }
+
+    fn socket_addr(&self) -> std::io::Result<SocketAddr> {
+        match self {
+            ControlAddr::Abstract(n) => SocketAddr::from_abstract_name(n.as_bytes()),
+            ControlAddr::Path(p) => SocketAddr::from_pathname(p),
+        }
+    }
+
+    /// Connects to the instance (what `clat status` does).
+    pub fn connect(&self) -> std::io::Result<UnixStream> {
+        UnixStream::connect_addr(&self.socket_addr()?)
+    }
+}
+
+impl FromStr for ControlAddr {
+    type Err = String;
+    /// `@name` is abstract, anything else a path; an empty name is an error.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.strip_prefix('@') {
+            Some("") => Err("an abstract socket needs a name after @".into()),
+            Some(n) => Ok(ControlAddr::Abstract(n.to_string())),
+            None if s.is_empty() => Err("empty control socket path".into()),
+            None => Ok(ControlAddr::Path(PathBuf::from(s))),
+        }
+    }
+}
+
+impl fmt::Display for ControlAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlAddr::Abstract(n) => write!(f, "@{n}"),
+            ControlAddr::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// A bound control socket; on drop a path socket is removed (an abstract
+/// one goes with its descriptor).
+pub struct ControlSocket {
+    addr: ControlAddr,
+    listener: UnixListener,
+    /// The `flock` on `<path>.lock` (path sockets only), released on drop
+    /// after the socket file is gone.
+    _lock: Option<File>,
+}
+
+impl ControlSocket {
+    /// Binds `addr`, before anything else is set up, so that a second
+    /// instance stops at once with a clear error; [`ControlSocket::serve`]
+    /// starts answering.
+    ///
+    /// Errors: the name or path is in use by another live instance, or
+    /// cannot be bound.
+    pub fn bind(addr: &ControlAddr) -> Result<ControlSocket> {
+        let lock = match addr {
+            ControlAddr::Abstract(_) => None,
+            ControlAddr::Path(p) => {
+                if let Some(dir) = p.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                }
+                let lock_path = PathBuf::from(format!("{}.lock", p.display()));
+                let f = File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&lock_path)
+                    .with_context(|| format!("cannot open {}", lock_path.display()))?;
+                // SAFETY: flock on a descriptor we own.
+                if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                    bail!(
+                        "control socket {} belongs to another running `clat run` (it holds {}); \
+                         give this one its own with --control",
+                        p.display(),
+                        lock_path.display()
+                    );
+                }
+                // Ours now: a socket file left here is stale.
+                let _ = std::fs::remove_file(p);
+                Some(f)
+            }
+        };
+        let listener = UnixListener::bind_addr(&addr.socket_addr()?).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AddrInUse {
+                anyhow::anyhow!(
+                    "control socket {addr} is in use: another `clat run` with this TUN name runs \
+                     in this network namespace"
+                )
+            } else {
+                anyhow::anyhow!("cannot bind control socket {addr}: {e}")
+            }
+        })?;
+        Ok(ControlSocket {
+            addr: addr.clone(),
+            listener,
+            _lock: lock,
+        })
+    }
+
+    /// Answers each connection with `status()` on a thread of its own
+    /// (requests: `status` or an empty line). Connections made before this
+    /// wait in the backlog.
+    ///
+    /// Errors: the thread cannot start.
+    pub fn serve<F>(&self, status: F) -> Result<()>
+    where
+        F: Fn() -> String + Send + 'static,
+    {
+        let l = self.listener.try_clone().context("control socket")?;
+        std::thread::Builder::new()
+            .name("clat-control".into())
+            .spawn(move || {
+                for conn in l.incoming() {
+                    let Ok(mut c) = conn else { continue };
+                    let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut line = String::new();
+                    let _ = BufReader::new(&c).read_line(&mut line);
+                    let denied = peer_uid(&c).filter(|u| !may_ask(*u));
+                    let reply = match (denied, line.trim()) {
+                        (Some(uid), _) => {
+                            format!("error uid {uid} may not ask: run clat status as root\n")
+                        }
+                        (None, "status" | "") => status(),
+                        (None, other) => format!("error unknown request {other:?}\n"),
+                    };
+                    let _ = c.write_all(reply.as_bytes());
+                }
+            })
+            .context("cannot start the control thread")?;
+        Ok(())
+    }
+}
+
+/// The uid of the process at the other end (`SO_PEERCRED`, unix(7)).
+fn peer_uid(c: &UnixStream) -> Option<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: cred and len are valid for getsockopt to fill in.
+    let rc = unsafe {
+        libc::getsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
+}
+
+/// Root and the instance's own user may ask.
+fn may_ask(uid: u32) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    uid == 0 || uid == unsafe { libc::geteuid() }
+}
+
+impl Drop for ControlSocket {
+    fn drop(&mut self) {
+        if let ControlAddr::Path(p) = &self.addr {
+            // We hold the lock, so the file is ours.
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn serve(a: &ControlAddr, answer: &'static str) -> Result<ControlSocket> {
+        let c = ControlSocket::bind(a)?;
+        c.serve(move || answer.to_string())?;
+        Ok(c)
+    }
+
+    fn ask(a: &ControlAddr) -> String {
+        let mut s = a.connect().unwrap();
+        s.write_all(b"status\n").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn parses_and_prints() {
+        assert_eq!(
+            "@clat/clat0".parse::<ControlAddr>().unwrap(),
+            ControlAddr::default_for("clat0")
+        );
+        assert_eq!(ControlAddr::default_for("x").to_string(), "@clat/x");
+        assert_eq!(
+            "/run/clat/a.sock".parse::<ControlAddr>().unwrap(),
+            ControlAddr::Path("/run/clat/a.sock".into())
+        );
+        assert!("@".parse::<ControlAddr>().is_err());
+        assert!("".parse::<ControlAddr>().is_err());
+    }
+
+    #[test]
+    fn abstract_socket_is_not_taken_over() {
+        let a: ControlAddr = format!("@clat-test/{}", std::process::id())
+            .parse()
+            .unwrap();
+        let first = serve(&a, "state one\n").unwrap();
+        let err = serve(&a, "state two\n").err().unwrap();
+        assert!(format!("{err:#}").contains("in use"), "{err:#}");
+        assert_eq!(ask(&a), "state one\n");
+        drop(first);
+    }
+
+    #[test]
+    fn path_socket_is_locked_and_never_deleted_by_another() {
+        let dir = std::env::temp_dir().join(format!("clat-control-test-{}", std::process::id()));
+        let p = dir.join("c.sock");
+        let a = ControlAddr::Path(p.clone());
+        let first = serve(&a, "state one\n").unwrap();
+        let second = serve(&a, "state two\n");
+        let err = second.err().unwrap();
+        assert!(format!("{err:#}").contains("another running"), "{err:#}");
+        // The refused second instance left the first one's socket alone.
+        assert!(p.exists());
+        assert_eq!(ask(&a), "state one\n");
+        drop(first);
+        assert!(!p.exists());
+        // A stale file left by a dead instance is replaced.
+        std::fs::write(&p, b"stale").unwrap();
+        let third = serve(&a, "state three\n").unwrap();
+        assert_eq!(ask(&a), "state three\n");
+        drop(third);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

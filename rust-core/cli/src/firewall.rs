@@ -1,0 +1,729 @@
+//! Opening the host firewall for the CLAT's own TUN, and only for it.
+//!
+//! When [`crate::listener_probe`] finds the path from the TUN to the
+//! engine's listener closed, this module finds the rulesets that can drop
+//! it on the INPUT hook and, with `--firewall auto`, inserts one accept rule
+//! for packets that come in on the TUN at the head of each, tagged with a
+//! comment naming this instance; [`Openings`] removes exactly those rules
+//! when `clat run` ends, after checking that each one is still its own (a
+//! firewall reloaded meanwhile may have reused a rule handle):
+//!
+//! - firewalld, when it runs: the TUN joins the `trusted` zone at run time
+//!   (firewalld rewrites its own nftables table on reload, so its table is
+//!   left to it);
+//! - nftables: every base chain on the `input` hook of family `ip` or
+//!   `inet` whose policy is drop or that has a drop or reject rule (an
+//!   accept in one base chain does not spare the packet the others);
+//! - iptables-nft (`ip filter INPUT` in nftables) and iptables-legacy: a
+//!   rule at the head of INPUT when the policy is DROP or a rule drops or
+//!   rejects.
+//!
+//! What cannot be opened is reported with the exact command that opens it.
+
+use crate::host_cmd::{self, run, run_ok};
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::fmt;
+
+/// `--firewall`: what `clat run` does about a host firewall.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FirewallMode {
+    /// Check the path to the listener; when a firewall closes it, open it
+    /// for this TUN only and remove that again at exit.
+    Auto,
+    /// Check, and when a firewall closes the path stop with the command
+    /// that opens it; change nothing.
+    Check,
+    /// Neither check nor change anything.
+    Off,
+}
+
+/// A ruleset that can drop the TUN's packets on INPUT, and how to open it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Blocker {
+    /// firewalld runs (its own nftables table is left to it).
+    Firewalld,
+    /// An nftables base chain on the input hook.
+    Nft {
+        family: String,
+        table: String,
+        chain: String,
+        why: String,
+    },
+    /// The INPUT chain of an iptables back end (`iptables-nft` or
+    /// `iptables-legacy`).
+    Iptables { tool: &'static str, why: String },
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Blocker::Firewalld => write!(f, "firewalld"),
+            Blocker::Nft {
+                family,
+                table,
+                chain,
+                why,
+            } => write!(f, "nftables chain {family} {table} {chain} ({why})"),
+            Blocker::Iptables { tool, why } => write!(f, "{tool} INPUT ({why})"),
+        }
+    }
+}
+
+impl Blocker {
+    /// The command that opens it for `tun`, as a user would type it.
+    pub fn fix_command(&self, tun: &str) -> String {
+        match self {
+            Blocker::Firewalld => {
+                format!("firewall-cmd --zone=trusted --add-interface={tun}")
+            }
+            Blocker::Nft {
+                family,
+                table,
+                chain,
+                ..
+            } => format!("nft insert rule {family} {table} {chain} iifname \"{tun}\" accept"),
+            Blocker::Iptables { tool, .. } => format!("{tool} -I INPUT -i {tun} -j ACCEPT"),
+        }
+    }
+}
+
+/// Finds what may drop packets that come in on `tun` (see the module
+/// documentation). Tools that are not installed are skipped.
+pub fn find_blockers() -> Vec<Blocker> {
+    let mut found = Vec::new();
+    let firewalld = firewalld_running();
+    if firewalld {
+        found.push(Blocker::Firewalld);
+    }
+    if let Ok(o) = run(&["nft", "-j", "list", "ruleset"]) {
+        if o.success {
+            match nft_blocking_chains(&o.stdout) {
+                Ok(chains) => {
+                    for b in chains {
+                        let Blocker::Nft { family, table, .. } = &b else {
+                            continue;
+                        };
+                        // iptables-nft's own table: opened with iptables-nft below.
+                        if family == "ip" && table == "filter" {
+                            continue;
+                        }
+                        if firewalld && family == "inet" && table == "firewalld" {
+                            continue;
+                        }
+                        found.push(b);
+                    }
+                }
+                Err(e) => log::warn!("cannot read the nftables ruleset: {e:#}"),
+            }
+        }
+    }
+    // iptables-nft only when its table exists (listing it does not create it).
+    if let Ok(o) = run(&["iptables-nft", "-S", "INPUT"]) {
+        if o.success {
+            if let Some(why) = iptables_blocks(&o.stdout) {
+                found.push(Blocker::Iptables {
+                    tool: "iptables-nft",
+                    why,
+                });
+            }
+        }
+    }
+    // iptables-legacy only when the legacy filter table exists: listing
+    // it would otherwise load x_tables modules for nothing.
+    let legacy = std::fs::read_to_string("/proc/net/ip_tables_names").unwrap_or_default();
+    if legacy.lines().any(|l| l.trim() == "filter") {
+        if let Ok(o) = run(&["iptables-legacy", "-S", "INPUT"]) {
+            if o.success {
+                if let Some(why) = iptables_blocks(&o.stdout) {
+                    found.push(Blocker::Iptables {
+                        tool: "iptables-legacy",
+                        why,
+                    });
+                }
+            }
+        }
+    }
+    found
+}
+
+fn firewalld_running() -> bool {
+    host_cmd::find("firewall-cmd").is_some()
+        && run(&["firewall-cmd", "--state"])
+            .map(|o| o.success && o.stdout.trim() == "running")
+            .unwrap_or(false)
+}
+
+/// The base chains on the `input` hook of family `ip` or `inet` in `nft -j
+/// list ruleset` output whose policy is drop or that hold a rule whose
+/// verdict is drop or reject.
+///
+/// Errors: the text is not the JSON nft prints.
+pub fn nft_blocking_chains(json: &str) -> Result<Vec<Blocker>> {
+    let v: Value = serde_json::from_str(json).context("not JSON")?;
+    let items = v
+        .get("nftables")
+        .and_then(Value::as_array)
+        .context("no \"nftables\" array")?;
+    let mut out = Vec::new();
+    for item in items {
+        let Some(c) = item.get("chain") else { continue };
+        let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let (family, table, chain) = (s("family"), s("table"), s("name"));
+        if s("hook") != "input" || !(family == "ip" || family == "inet") {
+            continue;
+        }
+        let why = if s("policy") == "drop" {
+            "policy drop".to_string()
+        } else {
+            let drops = items.iter().filter_map(|i| i.get("rule")).any(|r| {
+                let is = |k: &str, want: &str| r.get(k).and_then(Value::as_str) == Some(want);
+                is("family", &family)
+                    && is("table", &table)
+                    && is("chain", &chain)
+                    && r.get("expr").is_some_and(has_drop_verdict)
+            });
+            if !drops {
+                continue;
+            }
+            "a drop or reject rule".to_string()
+        };
+        out.push(Blocker::Nft {
+            family,
+            table,
+            chain,
+            why,
+        });
+    }
+    Ok(out)
+}
+
+fn has_drop_verdict(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .any(|(k, v)| k == "drop" || k == "reject" || has_drop_verdict(v)),
+        Value::Array(a) => a.iter().any(has_drop_verdict),
+        _ => false,
+    }
+}
+
+/// Why an `iptables -S INPUT` listing can drop new connections, if it can:
+/// a DROP policy, or a rule that jumps to DROP or REJECT.
+pub fn iptables_blocks(listing: &str) -> Option<String> {
+    for line in listing.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if w.len() >= 3 && w[0] == "-P" && w[1] == "INPUT" && w[2] == "DROP" {
+            return Some("policy DROP".into());
+        }
+    }
+    listing
+        .lines()
+        .find(|l| l.starts_with("-A INPUT") && (l.contains("-j DROP") || l.contains("-j REJECT")))
+        .map(|l| format!("rule `{}`", l.trim()))
+}
+
+/// In `nft -a list chain ...` output, is the rule with `handle` the one
+/// tagged `tag`? (A handle alone is not proof: a firewall reloaded since
+/// may have given it to another rule.)
+pub fn nft_rule_is_ours(listing: &str, handle: u64, tag: &str) -> bool {
+    let suffix = format!("# handle {handle}");
+    listing.lines().any(|l| {
+        let l = l.trim();
+        l.ends_with(&suffix) && l.contains(&format!("comment \"{tag}\""))
+    })
+}
+
+/// The handle nft reports for a rule it added with `--echo --handle`.
+pub fn nft_echoed_handle(out: &str) -> Option<u64> {
+    out.lines()
+        .find_map(|l| l.rsplit_once("# handle ").map(|(_, h)| h.trim()))
+        .and_then(|h| h.split_whitespace().next()?.parse().ok())
+}
+
+/// One rule (or zone membership) this instance added.
+#[derive(Debug)]
+enum Opened {
+    Nft {
+        family: String,
+        table: String,
+        chain: String,
+        handle: u64,
+    },
+    Iptables {
+        tool: &'static str,
+    },
+    Firewalld,
+}
+
+/// What this instance opened; removed again on drop.
+#[derive(Debug)]
+pub struct Openings {
+    tun: String,
+    tag: String,
+    opened: Vec<Opened>,
+}
+
+impl Openings {
+    /// Opens every blocker for `tun`. On the first failure, what was opened
+    /// so far is removed again and the error names the blocker and the
+    /// command that would open it.
+    pub fn open(tun: &str, blockers: &[Blocker]) -> Result<Openings> {
+        // SAFETY: getpid has no preconditions.
+        let pid = unsafe { libc::getpid() };
+        let mut o = Openings {
+            tun: tun.to_string(),
+            tag: format!("clat run {tun} pid {pid}"),
+            opened: Vec::new(),
+        };
+        for b in blockers {
+            let r = o
+                .open_one(b)
+                .with_context(|| format!("cannot open {b}; run: {}", b.fix_command(tun)));
+            match r {
+                Ok(x) => {
+                    log::info!("opened {b} for {tun}");
+                    o.opened.push(x);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(o)
+    }
+
+    fn open_one(&self, b: &Blocker) -> Result<Opened> {
+        let tun = &self.tun;
+        match b {
+            Blocker::Firewalld => {
+                let zone = run(&["firewall-cmd", &format!("--get-zone-of-interface={tun}")])?;
+                if zone.success && !zone.stdout.trim().is_empty() {
+                    bail!("{tun} is already in firewalld zone {}", zone.stdout.trim());
+                }
+                run_ok(&[
+                    "firewall-cmd",
+                    "--zone=trusted",
+                    &format!("--add-interface={tun}"),
+                ])?;
+                Ok(Opened::Firewalld)
+            }
+            Blocker::Nft {
+                family,
+                table,
+                chain,
+                ..
+            } => {
+                let out = run_ok(&[
+                    "nft",
+                    "--echo",
+                    "--handle",
+                    "insert",
+                    "rule",
+                    family,
+                    table,
+                    chain,
+                    "iifname",
+                    &format!("\"{tun}\""),
+                    "accept",
+                    "comment",
+                    &format!("\"{}\"", self.tag),
+                ])?;
+                let handle = nft_echoed_handle(&out)
+                    .with_context(|| format!("nft did not say the new rule's handle: {out:?}"))?;
+                Ok(Opened::Nft {
+                    family: family.clone(),
+                    table: table.clone(),
+                    chain: chain.clone(),
+                    handle,
+                })
+            }
+            Blocker::Iptables { tool, .. } => {
+                run_ok(&self.iptables_rule(tool, "-I"))?;
+                Ok(Opened::Iptables { tool })
+            }
+        }
+    }
+
+    fn iptables_rule<'a>(&'a self, tool: &'a str, op: &'a str) -> Vec<&'a str> {
+        let mut v = vec![tool, op, "INPUT"];
+        if op == "-I" {
+            v.push("1");
+        }
+        v.extend_from_slice(&[
+            "-i",
+            &self.tun,
+            "-m",
+            "comment",
+            "--comment",
+            &self.tag,
+            "-j",
+            "ACCEPT",
+        ]);
+        v
+    }
+
+    fn close_one(&self, o: &Opened) -> Result<()> {
+        match o {
+            Opened::Nft {
+                family,
+                table,
+                chain,
+                handle,
+            } => {
+                let listing = run_ok(&["nft", "-a", "list", "chain", family, table, chain])?;
+                if !nft_rule_is_ours(&listing, *handle, &self.tag) {
+                    log::info!(
+                        "nftables rule {handle} in {family} {table} {chain} is no longer ours; left alone"
+                    );
+                    return Ok(());
+                }
+                run_ok(&[
+                    "nft",
+                    "delete",
+                    "rule",
+                    family,
+                    table,
+                    chain,
+                    "handle",
+                    &handle.to_string(),
+                ])?;
+            }
+            // Deleting by the full rule, comment with our pid included,
+            // removes our rule or nothing.
+            Opened::Iptables { tool } => {
+                run_ok(&self.iptables_rule(tool, "-D"))?;
+            }
+            Opened::Firewalld => {
+                let zone = run(&[
+                    "firewall-cmd",
+                    &format!("--get-zone-of-interface={}", self.tun),
+                ])?;
+                if zone.stdout.trim() == "trusted" {
+                    run_ok(&[
+                        "firewall-cmd",
+                        "--zone=trusted",
+                        &format!("--remove-interface={}", self.tun),
+                    ])?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Openings {
+    fn drop(&mut self) {
+        for o in std::mem::take(&mut self.opened).iter().rev() {
+            match self.close_one(o) {
+                Ok(()) => log::info!("closed the firewall opening for {}: {o:?}", self.tun),
+                Err(e) => log::warn!("cannot remove firewall opening {o:?}: {e:#}"),
+            }
+        }
+    }
+}
+
+/// An nftables rule that an instance for the same TUN added, by the pid in
+/// its tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaggedNftRule {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub handle: u64,
+    pub pid: u32,
+}
+
+/// The rules tagged `clat run <tun> pid N` in `nft -a list ruleset` output.
+pub fn tagged_nft_rules(listing: &str, tun: &str) -> Vec<TaggedNftRule> {
+    let prefix = format!("comment \"clat run {tun} pid ");
+    let (mut family, mut table, mut chain) = (String::new(), String::new(), String::new());
+    let mut out = Vec::new();
+    for line in listing.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w.as_slice() {
+            ["table", f, t, ..] => {
+                (family, table) = (f.to_string(), t.to_string());
+                continue;
+            }
+            ["chain", c, ..] => {
+                chain = c.to_string();
+                continue;
+            }
+            _ => {}
+        }
+        let Some(rest) = line.split_once(&prefix).map(|(_, r)| r) else {
+            continue;
+        };
+        let pid = rest.split('"').next().and_then(|p| p.parse().ok());
+        let handle = line
+            .rsplit_once("# handle ")
+            .and_then(|(_, h)| h.trim().parse().ok());
+        if let (Some(pid), Some(handle)) = (pid, handle) {
+            out.push(TaggedNftRule {
+                family: family.clone(),
+                table: table.clone(),
+                chain: chain.clone(),
+                handle,
+                pid,
+            });
+        }
+    }
+    out
+}
+
+/// The pids in the tags `clat run <tun> pid N` of an `iptables -S INPUT`
+/// listing.
+pub fn tagged_iptables_pids(listing: &str, tun: &str) -> Vec<u32> {
+    let prefix = format!("--comment \"clat run {tun} pid ");
+    listing
+        .lines()
+        .filter_map(|l| l.split_once(&prefix))
+        .filter_map(|(_, r)| r.split('"').next()?.parse().ok())
+        .collect()
+}
+
+/// Whether `pid` is a running `clat` (the process that tagged a rule).
+fn clat_alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "clat")
+}
+
+/// Removes what instances for `tun` that no longer run left open (killed
+/// with SIGKILL, their guards never ran): nftables and iptables rules
+/// tagged with `tun` and the pid of a process that is not a running `clat`.
+pub fn remove_stale(tun: &str) {
+    if let Ok(listing) = run_ok(&["nft", "-a", "list", "ruleset"]) {
+        for r in tagged_nft_rules(&listing, tun) {
+            if clat_alive(r.pid) {
+                continue;
+            }
+            let h = r.handle.to_string();
+            let argv = [
+                "nft", "delete", "rule", &r.family, &r.table, &r.chain, "handle", &h,
+            ];
+            match run_ok(&argv) {
+                Ok(_) => log::info!(
+                    "removed the stale opening of pid {} from nftables chain {} {} {}",
+                    r.pid,
+                    r.family,
+                    r.table,
+                    r.chain
+                ),
+                Err(e) => log::warn!("{e:#}"),
+            }
+        }
+    }
+    for tool in ["iptables-nft", "iptables-legacy"] {
+        if tool == "iptables-legacy"
+            && !std::fs::read_to_string("/proc/net/ip_tables_names")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.trim() == "filter")
+        {
+            continue;
+        }
+        let Ok(listing) = run_ok(&[tool, "-S", "INPUT"]) else {
+            continue;
+        };
+        for pid in tagged_iptables_pids(&listing, tun) {
+            if clat_alive(pid) {
+                continue;
+            }
+            let tag = format!("clat run {tun} pid {pid}");
+            let argv = [
+                tool,
+                "-D",
+                "INPUT",
+                "-i",
+                tun,
+                "-m",
+                "comment",
+                "--comment",
+                &tag,
+                "-j",
+                "ACCEPT",
+            ];
+            match run_ok(&argv) {
+                Ok(_) => log::info!("removed the stale opening of pid {pid} from {tool} INPUT"),
+                Err(e) => log::warn!("{e:#}"),
+            }
+        }
+    }
+}
+
+/// The error of a closed path: what closes it and how to open it.
+pub fn blocked_message(tun: &str, verdict: &str, blockers: &[Blocker]) -> String {
+    if blockers.is_empty() {
+        return format!(
+            "the host firewall blocks TCP from {tun} to the CLAT's own listener ({verdict}), \
+             and no nftables, iptables or firewalld rule that drops it was found \
+             (is the CLAT's /29 on another interface too?); allow input on {tun}, e.g. `nft insert rule inet filter input iifname \"{tun}\" accept`, \
+             or see `nft list ruleset`"
+        );
+    }
+    let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
+    let fixes: Vec<String> = blockers.iter().map(|b| b.fix_command(tun)).collect();
+    format!(
+        "the host firewall blocks TCP from {tun} to the CLAT's own listener ({verdict}): {}; \
+         open it with: {} (or run with --firewall auto)",
+        list.join(", "),
+        fixes.join(" && ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `nft -j list ruleset` of a UFW-like ruleset (written out by hand in
+    /// the shape nft 1.0.6 prints), plus iptables-nft's table and a chain
+    /// on another hook.
+    const RULESET: &str = r#"{"nftables": [
+ {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+ {"table": {"family": "inet", "name": "filter", "handle": 1}},
+ {"chain": {"family": "inet", "table": "filter", "name": "input", "handle": 1,
+   "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}},
+ {"chain": {"family": "inet", "table": "filter", "name": "output", "handle": 2,
+   "type": "filter", "hook": "output", "prio": 0, "policy": "drop"}},
+ {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 3,
+   "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "lo"}},
+            {"accept": null}]}},
+ {"table": {"family": "ip", "name": "fw", "handle": 2}},
+ {"chain": {"family": "ip", "table": "fw", "name": "in", "handle": 1,
+   "type": "filter", "hook": "input", "prio": 10, "policy": "accept"}},
+ {"rule": {"family": "ip", "table": "fw", "chain": "in", "handle": 2,
+   "expr": [{"reject": {"type": "icmp", "expr": "port-unreachable"}}]}},
+ {"table": {"family": "ip6", "name": "v6", "handle": 3}},
+ {"chain": {"family": "ip6", "table": "v6", "name": "in", "handle": 1,
+   "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}},
+ {"table": {"family": "inet", "name": "open", "handle": 4}},
+ {"chain": {"family": "inet", "table": "open", "name": "in", "handle": 1,
+   "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+ {"rule": {"family": "inet", "table": "open", "chain": "in", "handle": 2,
+   "expr": [{"counter": {"packets": 0, "bytes": 0}}]}}
+]}"#;
+
+    #[test]
+    fn nft_chains_that_drop_on_input() {
+        let got = nft_blocking_chains(RULESET).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                Blocker::Nft {
+                    family: "inet".into(),
+                    table: "filter".into(),
+                    chain: "input".into(),
+                    why: "policy drop".into()
+                },
+                Blocker::Nft {
+                    family: "ip".into(),
+                    table: "fw".into(),
+                    chain: "in".into(),
+                    why: "a drop or reject rule".into()
+                },
+            ]
+        );
+        assert!(nft_blocking_chains("not json").is_err());
+        assert!(nft_blocking_chains("{}").is_err());
+        assert_eq!(
+            nft_blocking_chains(r#"{"nftables": []}"#).unwrap(),
+            Vec::new()
+        );
+    }
+
+    #[test]
+    fn iptables_listings() {
+        assert_eq!(
+            iptables_blocks("-P INPUT DROP\n-P FORWARD DROP\n-P OUTPUT ACCEPT\n"),
+            Some("policy DROP".into())
+        );
+        assert_eq!(
+            iptables_blocks("-P INPUT ACCEPT\n-A INPUT -i lo -j ACCEPT\n-A INPUT -j REJECT --reject-with icmp-port-unreachable\n"),
+            Some("rule `-A INPUT -j REJECT --reject-with icmp-port-unreachable`".into())
+        );
+        assert_eq!(
+            iptables_blocks("-P INPUT ACCEPT\n-A INPUT -i lo -j ACCEPT\n"),
+            None
+        );
+        assert_eq!(iptables_blocks(""), None);
+    }
+
+    #[test]
+    fn nft_handles() {
+        assert_eq!(
+            nft_echoed_handle(
+                "insert rule inet filter input iifname \"clat0\" accept comment \"clat run clat0 pid 7\" # handle 3\n# new generation 5 by process 6843 (nft)\n"
+            ),
+            Some(3)
+        );
+        assert_eq!(nft_echoed_handle("nothing here"), None);
+        let listing = "table inet filter {\n\tchain input { # handle 1\n\t\ttype filter hook input priority filter; policy drop;\n\t\tiifname \"clat0\" accept comment \"clat run clat0 pid 7\" # handle 3\n\t\tiifname \"lo\" accept # handle 2\n\t}\n}\n";
+        assert!(nft_rule_is_ours(listing, 3, "clat run clat0 pid 7"));
+        assert!(!nft_rule_is_ours(listing, 2, "clat run clat0 pid 7"));
+        assert!(!nft_rule_is_ours(listing, 3, "clat run clat0 pid 8"));
+        // "# handle 3" must not match "# handle 33".
+        let l33 = listing.replace("# handle 3\n", "# handle 33\n");
+        assert!(!nft_rule_is_ours(&l33, 3, "clat run clat0 pid 7"));
+    }
+
+    #[test]
+    fn tagged_rules_of_earlier_instances() {
+        let nft = "table inet filter { # handle 1\n\tchain input { # handle 1\n\t\ttype filter hook input priority filter; policy drop;\n\t\tiifname \"clat0\" accept comment \"clat run clat0 pid 41\" # handle 7\n\t\tiifname \"clat1\" accept comment \"clat run clat1 pid 42\" # handle 8\n\t\tiifname \"lo\" accept # handle 2\n\t}\n}\ntable ip fw { # handle 2\n\tchain in { # handle 1\n\t\tiifname \"clat0\" accept comment \"clat run clat0 pid 43\" # handle 4\n\t}\n}\n";
+        assert_eq!(
+            tagged_nft_rules(nft, "clat0"),
+            vec![
+                TaggedNftRule {
+                    family: "inet".into(),
+                    table: "filter".into(),
+                    chain: "input".into(),
+                    handle: 7,
+                    pid: 41
+                },
+                TaggedNftRule {
+                    family: "ip".into(),
+                    table: "fw".into(),
+                    chain: "in".into(),
+                    handle: 4,
+                    pid: 43
+                },
+            ]
+        );
+        assert_eq!(tagged_nft_rules(nft, "clat9"), Vec::new());
+        let ipt = "-P INPUT DROP\n-A INPUT -i clat0 -m comment --comment \"clat run clat0 pid 41\" -j ACCEPT\n-A INPUT -i clat1 -m comment --comment \"clat run clat1 pid 42\" -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n";
+        assert_eq!(tagged_iptables_pids(ipt, "clat0"), vec![41]);
+        assert_eq!(tagged_iptables_pids(ipt, "clat1"), vec![42]);
+        assert!(tagged_iptables_pids("", "clat0").is_empty());
+    }
+
+    #[test]
+    fn messages_name_the_firewall_and_the_fix() {
+        let b = [
+            Blocker::Nft {
+                family: "inet".into(),
+                table: "filter".into(),
+                chain: "input".into(),
+                why: "policy drop".into(),
+            },
+            Blocker::Iptables {
+                tool: "iptables-legacy",
+                why: "policy DROP".into(),
+            },
+        ];
+        let m = blocked_message("clat0", "dropped", &b);
+        assert!(
+            m.contains("nftables chain inet filter input (policy drop)"),
+            "{m}"
+        );
+        assert!(
+            m.contains("nft insert rule inet filter input iifname \"clat0\" accept"),
+            "{m}"
+        );
+        assert!(
+            m.contains("iptables-legacy -I INPUT -i clat0 -j ACCEPT"),
+            "{m}"
+        );
+        assert_eq!(
+            Blocker::Firewalld.fix_command("clat1"),
+            "firewall-cmd --zone=trusted --add-interface=clat1"
+        );
+        assert!(blocked_message("clat0", "dropped", &[]).contains("no nftables"));
+    }
+}

@@ -1,0 +1,175 @@
+//! What `clat run` changes on the host, each undone by its guard's `Drop`,
+//! so that every way out of `clat run` (a signal, an error half-way
+//! through start-up, the engine ending) leaves the host as it found it.
+
+use crate::host_cmd::ip;
+use anyhow::Result;
+
+/// The TUN's link: deleted on drop. (The TUN is not persistent, so closing
+/// its descriptor removes it too; this covers a descriptor some child
+/// process may have inherited.)
+pub struct TunLink(pub String);
+
+impl Drop for TunLink {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", "dev", &self.0]);
+    }
+}
+
+/// The IPv4 default route through the TUN, added and withdrawn on demand
+/// (`--auto`) and withdrawn on drop.
+pub struct Ipv4DefaultRoute {
+    tun: String,
+    metric: Option<u32>,
+    installed: bool,
+}
+
+impl Ipv4DefaultRoute {
+    /// A route not yet installed; `metric` puts it behind a native one.
+    pub fn new(tun: &str, metric: Option<u32>) -> Self {
+        Ipv4DefaultRoute {
+            tun: tun.to_string(),
+            metric,
+            installed: false,
+        }
+    }
+
+    fn spec(&self) -> Vec<String> {
+        let mut v = vec!["default".to_string(), "dev".into(), self.tun.clone()];
+        if let Some(m) = self.metric {
+            v.extend(["metric".to_string(), m.to_string()]);
+        }
+        v
+    }
+
+    /// Adds the route (no-op when it is in place).
+    ///
+    /// Errors: `ip route add` fails (the message says why).
+    pub fn install(&mut self) -> Result<()> {
+        if self.installed {
+            return Ok(());
+        }
+        let spec = self.spec();
+        let mut a = vec!["route", "add"];
+        a.extend(spec.iter().map(String::as_str));
+        ip(&a)?;
+        self.installed = true;
+        Ok(())
+    }
+
+    /// Withdraws the route (no-op when it is not in place).
+    pub fn withdraw(&mut self) {
+        if !self.installed {
+            return;
+        }
+        let spec = self.spec();
+        let mut a = vec!["route", "del"];
+        a.extend(spec.iter().map(String::as_str));
+        if let Err(e) = ip(&a) {
+            log::debug!("{e:#}");
+        }
+        self.installed = false;
+    }
+
+    pub fn is_installed(&self) -> bool {
+        self.installed
+    }
+}
+
+impl Drop for Ipv4DefaultRoute {
+    fn drop(&mut self) {
+        self.withdraw();
+    }
+}
+
+const PING_GROUP_RANGE: &str = "/proc/sys/net/ipv4/ping_group_range";
+
+/// Ping sockets (ICMP echo) need the process's group inside
+/// net.ipv4.ping_group_range (per network namespace). Widens it when
+/// needed; the old value is put back on drop.
+pub struct PingGroupRange(Option<String>);
+
+impl PingGroupRange {
+    pub fn ensure() -> PingGroupRange {
+        // SAFETY: getegid has no preconditions.
+        let gid = unsafe { libc::getegid() };
+        let cur = std::fs::read_to_string(PING_GROUP_RANGE).unwrap_or_default();
+        let v: Vec<u64> = cur
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if v.len() == 2 && v[0] <= gid as u64 && gid as u64 <= v[1] {
+            return PingGroupRange(None);
+        }
+        match std::fs::write(PING_GROUP_RANGE, format!("{} {}", gid, gid.max(1))) {
+            Ok(()) => {
+                log::info!(
+                    "set {PING_GROUP_RANGE} to include gid {gid} (ICMP echo through ping sockets)"
+                );
+                PingGroupRange(Some(cur))
+            }
+            Err(e) => {
+                log::warn!("cannot set {PING_GROUP_RANGE} ({e}): ICMP echo will not work");
+                PingGroupRange(None)
+            }
+        }
+    }
+}
+
+impl Drop for PingGroupRange {
+    fn drop(&mut self) {
+        if let Some(v) = self.0.take() {
+            let _ = std::fs::write(PING_GROUP_RANGE, v.trim());
+        }
+    }
+}
+
+/// A TCP flow holds two descriptors (the accepted socket and the upstream
+/// one), a datagram flow one: raise the soft RLIMIT_NOFILE (often 1024) so
+/// that `--max-flows` is the limit, not the descriptor table. (Not undone:
+/// it dies with the process.)
+pub fn raise_fd_limit(max_flows: usize) {
+    // rlim_t is 32 bits on 32-bit Android (armv7): saturate there too.
+    let want = libc::rlim_t::try_from(max_flows)
+        .unwrap_or(libc::rlim_t::MAX)
+        .saturating_mul(2)
+        .saturating_add(256);
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: r is a valid rlimit to fill in / read from.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return;
+    }
+    if r.rlim_cur >= want {
+        return;
+    }
+    let new = libc::rlimit {
+        rlim_cur: want.min(r.rlim_max),
+        rlim_max: r.rlim_max,
+    };
+    // SAFETY: as above.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+        log::debug!("RLIMIT_NOFILE {} -> {}", r.rlim_cur, new.rlim_cur);
+    }
+    if new.rlim_cur < want {
+        log::warn!(
+            "the descriptor limit ({}) allows about {} TCP flows, fewer than --max-flows {max_flows}",
+            new.rlim_cur,
+            new.rlim_cur.saturating_sub(256) / 2
+        );
+    }
+}
+
+/// Interface index of `name`.
+///
+/// Errors: no such interface.
+pub fn if_index(name: &str) -> Result<u32> {
+    let c = std::ffi::CString::new(name)?;
+    // SAFETY: c is a valid NUL-terminated string.
+    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+        0 => anyhow::bail!("no interface {name}: {}", std::io::Error::last_os_error()),
+        i => Ok(i),
+    }
+}

@@ -1,0 +1,204 @@
+//! Is the path from the TUN to the engine's listener open?
+//!
+//! The engine rewrites an app's SYN so that it arrives on the TUN as a new
+//! connection from the internal NAT address (`nat_v4`, .5 of the /29) to a
+//! listener on the CLAT address (`clat_v4`, .4). On Linux it goes through
+//! the host's INPUT hook, where a host firewall with a drop policy (UFW,
+//! firewalld, a hand-written nftables or iptables ruleset) sees a new
+//! incoming connection on an interface it does not know and drops it: every
+//! TCP flow then times out while ping and DNS work (issue 14).
+//!
+//! [`probe`] makes exactly such a connection before the engine starts: it
+//! writes a SYN from `nat_v4` to a listener of its own on `clat_v4` into the
+//! TUN, answers the SYN-ACK the kernel writes back, and accepts the
+//! connection; then it resets it. The firewall judges it the way it judges
+//! the engine's rewritten SYNs (same interface, addresses and conntrack
+//! state `new`), so the answer does not depend on guessing the ruleset.
+
+use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+/// What became of the probe connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeOutcome {
+    /// The handshake completed and the listener accepted the connection.
+    Open,
+    /// No answer within the wait: something on INPUT dropped the SYN.
+    Dropped,
+    /// Refused on the way: a TCP reset or an ICMP error came back (a
+    /// firewall rule with `reject`). The text says which.
+    Rejected(String),
+}
+
+/// Connects from `peer_v4` through the TUN `tun` (an IPv4 TUN without
+/// packet information, up, with `clat_v4` in a subnet that holds `peer_v4`)
+/// to a fresh listener on `clat_v4`, waiting up to `wait` for the answer.
+///
+/// Nothing else may read the TUN meanwhile (call it before the engine
+/// starts). Packets that are not the probe's answer are read and dropped,
+/// which is harmless before the IPv4 route points at the TUN.
+///
+/// Errors: the listener cannot be bound or the TUN cannot be written or
+/// read (an I/O error, not a firewall verdict).
+pub fn probe(
+    tun: BorrowedFd<'_>,
+    clat_v4: Ipv4Addr,
+    peer_v4: Ipv4Addr,
+    wait: Duration,
+) -> io::Result<ProbeOutcome> {
+    let listener = TcpListener::bind(SocketAddrV4::new(clat_v4, 0))?;
+    listener.set_nonblocking(true)?;
+    let lport = listener.local_addr()?.port();
+    // SAFETY: getpid has no preconditions.
+    let pid = unsafe { libc::getpid() } as u32;
+    // A port in the dynamic range, different per process.
+    let sport = 49152 + (pid % 16384) as u16;
+    let isn = pid.wrapping_mul(2_654_435_761);
+    let syn = PacketBuilder::ipv4(peer_v4.octets(), clat_v4.octets(), 64)
+        .tcp(sport, lport, isn, 64240)
+        .syn();
+    write_packet(tun, syn)?;
+    let deadline = Instant::now() + wait;
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(ProbeOutcome::Dropped);
+        }
+        let Some(n) = read_packet(tun, &mut buf, left)? else {
+            return Ok(ProbeOutcome::Dropped);
+        };
+        match classify(&buf[..n], clat_v4, peer_v4, lport, sport) {
+            Answer::Other => continue,
+            Answer::Refused(why) => return Ok(ProbeOutcome::Rejected(why)),
+            Answer::SynAck(their_seq) => {
+                let ack = PacketBuilder::ipv4(peer_v4.octets(), clat_v4.octets(), 64)
+                    .tcp(sport, lport, isn.wrapping_add(1), 64240)
+                    .ack(their_seq.wrapping_add(1));
+                write_packet(tun, ack)?;
+                let accepted = accept_until(&listener, deadline);
+                // Leave nothing behind in the listener's queue or conntrack
+                // as established: a reset ends the connection at once.
+                let rst = PacketBuilder::ipv4(peer_v4.octets(), clat_v4.octets(), 64)
+                    .tcp(sport, lport, isn.wrapping_add(1), 0)
+                    .rst();
+                write_packet(tun, rst)?;
+                return Ok(if accepted {
+                    ProbeOutcome::Open
+                } else {
+                    // The SYN passed but the ACK did not: a ruleset that
+                    // drops established packets on this interface.
+                    ProbeOutcome::Dropped
+                });
+            }
+        }
+    }
+}
+
+enum Answer {
+    SynAck(u32),
+    Refused(String),
+    Other,
+}
+
+/// Is this packet from the TUN the answer to the probe?
+fn classify(p: &[u8], clat_v4: Ipv4Addr, peer_v4: Ipv4Addr, lport: u16, sport: u16) -> Answer {
+    let Ok(sp) = SlicedPacket::from_ip(p) else {
+        return Answer::Other;
+    };
+    let Some(etherparse::NetSlice::Ipv4(ip)) = &sp.net else {
+        return Answer::Other;
+    };
+    if ip.header().destination_addr() != peer_v4 {
+        return Answer::Other;
+    }
+    match &sp.transport {
+        Some(TransportSlice::Tcp(t))
+            if ip.header().source_addr() == clat_v4
+                && t.source_port() == lport
+                && t.destination_port() == sport =>
+        {
+            if t.rst() {
+                Answer::Refused("a TCP reset".into())
+            } else if t.syn() && t.ack() {
+                Answer::SynAck(t.sequence_number())
+            } else {
+                Answer::Other
+            }
+        }
+        // An ICMP error about our SYN (`reject with icmp ...`): type 3,
+        // destination unreachable, whatever the embedded packet says.
+        Some(TransportSlice::Icmpv4(i)) if i.type_u8() == 3 => Answer::Refused(format!(
+            "ICMP destination unreachable (code {})",
+            i.code_u8()
+        )),
+        _ => Answer::Other,
+    }
+}
+
+fn accept_until(l: &TcpListener, deadline: Instant) -> bool {
+    loop {
+        match l.accept() {
+            Ok(_) => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
+fn write_packet(
+    tun: BorrowedFd<'_>,
+    b: etherparse::PacketBuilderStep<etherparse::TcpHeader>,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity(b.size(0));
+    b.write(&mut out, &[])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    // SAFETY: out is a valid buffer of out.len() bytes; tun is open.
+    let n = unsafe { libc::write(tun.as_raw_fd(), out.as_ptr().cast(), out.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One packet from the TUN, or `None` when nothing came within `wait`.
+fn read_packet(tun: BorrowedFd<'_>, buf: &mut [u8], wait: Duration) -> io::Result<Option<usize>> {
+    let mut pfd = libc::pollfd {
+        fd: tun.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted {
+            Ok(Some(0))
+        } else {
+            Err(e)
+        };
+    }
+    if r == 0 {
+        return Ok(None);
+    }
+    // SAFETY: buf is valid for buf.len() bytes.
+    let n = unsafe { libc::read(tun.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock {
+            Ok(Some(0))
+        } else {
+            Err(e)
+        };
+    }
+    Ok(Some(n as usize))
+}

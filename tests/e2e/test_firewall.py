@@ -1,0 +1,300 @@
+"""`clat run` behind a host firewall (issue 14 item 1).
+
+The engine's rewritten SYNs reach its listener through the INPUT hook as new
+connections on the TUN, so a host firewall with a drop policy drops every TCP
+flow while ping and DNS still work.  Here the phone gets the firewalls users
+have: an nftables input chain with `policy drop` that accepts lo,
+established/related and ICMPv6 (what UFW or firewalld's public zone amount
+to), and iptables with a DROP policy through both back ends (iptables-nft,
+iptables-legacy).  `clat run` either works (the default `--firewall auto`
+opens the TUN alone and removes that at exit, leaving the ruleset as it was)
+or, with `--firewall check`, stops within 10 s naming the firewall and the
+command that opens it.
+
+firewalld runs in phone too, on a D-Bus system bus of its own (a private
+dbus-daemon whose address `clat run` and `firewall-cmd` get from
+DBUS_SYSTEM_BUS_ADDRESS), so that it manages the phone's ruleset only.
+
+Needs the Debian packages `nftables`, `iptables` and `firewalld`, see
+tests/lab/install-deps.sh.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import pytest
+
+from labutil import (LAB_RUN, PHONE, SERVER, TUN, ClatProcess, clat_binary, link_exists, ns,
+                     ns_popen, wait_until)
+
+CONTROL = "@clat-e2e/firewall"
+
+UFW_LIKE = """
+table inet hostfw {
+  chain input {
+    type filter hook input priority 0; policy drop;
+    iifname "lo" accept
+    ct state established,related accept
+    meta l4proto ipv6-icmp accept
+  }
+}
+"""
+
+
+def curl(timeout=5):
+    return ns(PHONE, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-m", str(timeout),
+              f"http://{SERVER}/", check=False, timeout=timeout + 10)
+
+
+def nft_ruleset() -> str:
+    return ns(PHONE, "nft", "list", "ruleset").stdout
+
+
+def iptables_s(tool: str) -> str:
+    return ns(PHONE, tool, "-S", "INPUT").stdout
+
+
+def _reset_firewalls():
+    ns(PHONE, "nft", "flush", "ruleset", check=False)
+    for tool in ("iptables-legacy", "iptables-nft"):
+        ns(PHONE, tool, "-P", "INPUT", "ACCEPT", check=False)
+        ns(PHONE, tool, "-F", "INPUT", check=False)
+    # iptables-nft leaves its (now empty) table behind: flush once more.
+    ns(PHONE, "nft", "flush", "ruleset", check=False)
+
+
+@pytest.fixture
+def hostfw(own_clat):
+    """The phone with no firewall before and after the test, whatever the test did."""
+    _reset_firewalls()
+    yield own_clat
+    _reset_firewalls()
+
+
+def nft_ufw_like():
+    ns(PHONE, "nft", "-f", "-", input=UFW_LIKE)
+
+
+def iptables_drop(tool: str):
+    ns(PHONE, tool, "-A", "INPUT", "-i", "lo", "-j", "ACCEPT")
+    ns(PHONE, tool, "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
+       "-j", "ACCEPT")
+    ns(PHONE, tool, "-P", "INPUT", "DROP")
+
+
+def test_nftables_drop_policy_blocks_tcp_without_the_check(hostfw):
+    """The problem as users meet it: with --firewall off, TCP times out."""
+    nft_ufw_like()
+    clat = hostfw("--firewall", "off", control=CONTROL)
+    r = curl(timeout=4)
+    assert r.returncode == 28, f"curl exit {r.returncode} {r.stdout} {r.stderr}"
+    assert clat.running()
+
+
+def test_nftables_drop_policy_is_opened_for_the_tun_and_closed_at_exit(hostfw):
+    nft_ufw_like()
+    before = nft_ruleset()
+    t = time.monotonic()
+    clat = hostfw(control=CONTROL)
+    started = time.monotonic() - t
+    during = nft_ruleset()
+    assert re.search(rf'iifname "{TUN}" accept comment "clat run {TUN} pid \d+"', during), during
+    assert curl().stdout == "200"
+    assert "opened nftables chain inet hostfw input (policy drop)" in clat.log(), clat.log()
+    clat.stop()
+    assert nft_ruleset() == before
+    print(f"\nnftables: started with the opening in {started:.2f}s")
+
+
+def test_nftables_check_mode_stops_with_the_command(hostfw):
+    nft_ufw_like()
+    before = nft_ruleset()
+    t = time.monotonic()
+    p = ns(PHONE, str(clat_binary()), "run", "--tun", TUN, "--pref64", "2001:db8:64::/96",
+           "--dns", "2001:db8:1::53", "--control", CONTROL, "--firewall", "check",
+           check=False, timeout=15)
+    took = time.monotonic() - t
+    assert p.returncode == 1, p.stderr
+    assert took < 10, f"{took:.1f}s"
+    assert "nftables chain inet hostfw input (policy drop)" in p.stderr, p.stderr
+    assert f'nft insert rule inet hostfw input iifname "{TUN}" accept' in p.stderr, p.stderr
+    assert "panicked" not in p.stderr
+    assert nft_ruleset() == before
+    assert not link_exists(PHONE, TUN)
+    print(f"\ncheck mode: refused in {took:.2f}s: {p.stderr.strip().splitlines()[-1]}")
+
+
+def test_nftables_opening_reloaded_away_is_not_deleted_at_exit(hostfw):
+    """A firewall reloaded while clat runs drops our rule and may give its
+    handle to one of the user's: at exit clat must not delete that rule."""
+    nft_ufw_like()
+    clat = hostfw(control=CONTROL)
+    m = re.search(r'comment "clat run [^"]*" # handle (\d+)',
+                  ns(PHONE, "nft", "-a", "list", "ruleset").stdout)
+    assert m, nft_ruleset()
+    ours = int(m.group(1))
+    # Reload: the same ruleset again, plus rules up to our handle number.
+    ns(PHONE, "nft", "flush", "ruleset")
+    nft_ufw_like()
+    listing = ""
+    for i in range(ours + 2):
+        ns(PHONE, "nft", "add", "rule", "inet", "hostfw", "input", "tcp", "dport", str(10000 + i),
+           "accept")
+        listing = ns(PHONE, "nft", "-a", "list", "ruleset").stdout
+        if f"# handle {ours}\n" in listing:
+            break
+    assert f"# handle {ours}\n" in listing, listing
+    before = nft_ruleset()
+    clat.stop()
+    assert clat.proc.returncode == 0, clat.log()
+    assert nft_ruleset() == before, "clat deleted a rule that was not its own"
+    assert "no longer ours; left alone" in clat.log(), clat.log()
+
+
+@pytest.mark.parametrize("backend", ["nft", "iptables-legacy"])
+def test_an_opening_left_by_a_killed_instance_is_removed_by_the_next(hostfw, backend):
+    """SIGKILL runs no guard: the rule stays, tagged with a dead pid; the
+    next `clat run` for the same TUN removes it."""
+    if backend == "nft":
+        nft_ufw_like()
+        listing = nft_ruleset
+    else:
+        iptables_drop(backend)
+        def listing():
+            return iptables_s(backend)
+    before = listing()
+    first = hostfw(control=CONTROL)
+    first.proc.kill()
+    first.proc.wait(5)
+    assert f"clat run {TUN} pid {first.pid}" in listing()
+    ns(PHONE, "ip", "link", "del", TUN, check=False)
+    ns(PHONE, "ip", "route", "del", "default", "dev", TUN, check=False)
+    second = hostfw(control=CONTROL)
+    now = listing()
+    assert f"clat run {TUN} pid {first.pid}" not in now, now
+    assert f"clat run {TUN} pid {second.pid}" in now, now
+    assert "removed the stale opening of pid" in second.log(), second.log()
+    assert curl().stdout == "200"
+    second.stop()
+    assert listing() == before
+
+
+@pytest.mark.parametrize("tool", ["iptables-nft", "iptables-legacy"])
+def test_iptables_drop_policy_is_opened_and_closed(hostfw, tool):
+    iptables_drop(tool)
+    before = iptables_s(tool)
+    clat = hostfw(control=CONTROL)
+    during = iptables_s(tool)
+    assert re.search(rf'-A INPUT -i {TUN} -m comment --comment "clat run {TUN} pid \d+" -j ACCEPT',
+                     during.splitlines()[1]), during
+    assert curl().stdout == "200"
+    clat.stop()
+    assert iptables_s(tool) == before
+
+
+@pytest.mark.parametrize("tool", ["iptables-nft", "iptables-legacy"])
+def test_iptables_check_mode_names_the_back_end(hostfw, tool):
+    iptables_drop(tool)
+    t = time.monotonic()
+    p = ns(PHONE, str(clat_binary()), "run", "--tun", TUN, "--pref64", "2001:db8:64::/96",
+           "--dns", "2001:db8:1::53", "--control", CONTROL, "--firewall", "check",
+           check=False, timeout=15)
+    took = time.monotonic() - t
+    assert p.returncode == 1 and took < 10, (took, p.stderr)
+    assert f"{tool} INPUT (policy DROP)" in p.stderr, p.stderr
+    assert f"{tool} -I INPUT -i {TUN} -j ACCEPT" in p.stderr, p.stderr
+
+
+def test_no_firewall_changes_nothing(hostfw):
+    clat = hostfw(control=CONTROL)
+    assert curl().stdout == "200"
+    assert nft_ruleset().strip() == ""
+    assert "opened" not in clat.log()
+    clat.stop()
+
+
+BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=%s</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_type="method_call"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"""
+
+
+@pytest.fixture
+def firewalld(hostfw, monkeypatch):
+    """firewalld (default zone public: new connections on unknown interfaces
+    rejected) running in phone on a private system bus."""
+    d = LAB_RUN / f"firewalld-{os.getpid()}"
+    d.mkdir(parents=True, exist_ok=True)
+    sock = d / "bus.sock"
+    (d / "bus.conf").write_text(BUS_CONF % sock)
+    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": f"unix:path={sock}"}
+    bus = ns_popen(PHONE, "dbus-daemon", "--config-file", str(d / "bus.conf"), "--nofork",
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(sock.exists, timeout=10, what="the private D-Bus socket")
+    log = open(d / "firewalld.log", "wb")
+    fwd = ns_popen(PHONE, "firewalld", "--nofork", "--nopid", env=env, stdout=log,
+                   stderr=subprocess.STDOUT)
+    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", env["DBUS_SYSTEM_BUS_ADDRESS"])
+    try:
+        wait_until(lambda: ns(PHONE, "firewall-cmd", "--state", check=False, env=env)
+                   .stdout.strip() == "running", timeout=60, interval=0.5,
+                   what="firewalld running in phone")
+        yield env
+    finally:
+        for p in (fwd, bus):
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        log.close()
+
+
+def fw_cmd(env, *args):
+    return ns(PHONE, "firewall-cmd", *args, check=False, env=env).stdout.strip()
+
+
+def test_firewalld_check_mode_names_it(firewalld):
+    t = time.monotonic()
+    p = ns(PHONE, str(clat_binary()), "run", "--tun", TUN, "--pref64", "2001:db8:64::/96",
+           "--dns", "2001:db8:1::53", "--control", CONTROL, "--firewall", "check",
+           check=False, timeout=15, env=firewalld)
+    took = time.monotonic() - t
+    assert p.returncode == 1 and took < 10, (took, p.stderr)
+    assert "firewalld" in p.stderr, p.stderr
+    assert f"firewall-cmd --zone=trusted --add-interface={TUN}" in p.stderr, p.stderr
+    print(f"\nfirewalld check mode: refused in {took:.2f}s")
+
+
+def test_firewalld_trusts_the_tun_until_exit(firewalld):
+    t = time.monotonic()
+    clat = ClatProcess(control=CONTROL)
+    clat.start()
+    started = time.monotonic() - t
+    try:
+        assert fw_cmd(firewalld, f"--get-zone-of-interface={TUN}") == "trusted"
+        assert curl().stdout == "200"
+    finally:
+        t = time.monotonic()
+        clat.stop(timeout=10)
+        stopped = time.monotonic() - t
+    assert clat.proc.returncode == 0, clat.log()
+    assert TUN not in fw_cmd(firewalld, "--zone=trusted", "--list-interfaces")
+    print(f"\nfirewalld: started in {started:.2f}s, stopped in {stopped:.2f}s")

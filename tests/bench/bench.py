@@ -26,6 +26,24 @@ import subprocess
 import sys
 import time
 
+# The repository's root: paths in a report are written relative to it, so that
+# a committed report names no directory of the machine it ran on.
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def shown(path):
+    """`path` relative to the repository, or `.../<parent>/<name>` outside it."""
+    p = os.path.abspath(path)
+    if p == REPO or p.startswith(REPO + os.sep):
+        return os.path.relpath(p, REPO)
+    parent, name = os.path.split(p)
+    return os.path.join("...", os.path.basename(parent), name)
+
+
+def shown_command(cmd):
+    """A command line with each absolute path argument written by `shown`."""
+    return " ".join(shown(w) if w.startswith("/") else w for w in cmd.split(" "))
+
 PREFIX = "2001:db8:64::/96"
 DNS = "[2001:db8:1::53]:53"
 IPERF_PORT = int(os.environ.get("BENCH_IPERF_PORT", "5202"))
@@ -562,7 +580,7 @@ def perf_workload(name, clat, secs, work, outdir):
         f.write(dso + "\n" + rep + "\n" + user)
     return {"counters": d, "cpu_s": cpu1 - cpu0, "syscalls": syscalls,
             "syscalls_per_tun_packet": None if not syscalls or not pkts else syscalls / pkts,
-            "top": top, "file": txt}
+            "top": top, "file": shown(txt)}
 
 
 def profile_suite(binary, cfg, res, outdir):
@@ -817,7 +835,7 @@ def main():
     only = set(filter(None, a.only.split(","))) or {"paths", "mem", "wake", "mtu", "cap"}
     meta = machine()
     meta.update(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                load_start=loadavg(), command=a.command, clat=a.clat, git=a.git)
+                load_start=loadavg(), command=shown_command(a.command), clat=shown(a.clat), git=a.git)
     res = {}
     raise_nofile()
     if "paths" in only:

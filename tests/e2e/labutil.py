@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 LAB_SH = REPO / "tests" / "lab" / "lab.sh"
 LAB_RUN = Path(os.environ.get("CLAT_LAB_RUN", "/run/clat-lab"))
 
-# Fixed address plan (team brief).
+# Fixed address plan (tests/lab/README.md, "Address plan").
 PHONE, PLAT, INET = "phone", "plat", "inet"
 PREF64 = "2001:db8:64::/96"
 DNS64 = "2001:db8:1::53"

@@ -149,6 +149,24 @@ def test_invalid_plc_is_not_taken(servers):
     assert "no Router Advertisement with PREF64 on ph0 within 3s" in p.stderr, p.stderr
 
 
+def test_pref64_with_bits_64_to_71_set_is_skipped_and_said(servers):
+    """RFC 6052 section 2.2: bits 64-71 of a /96 must be zero. A real RA whose
+    PREF64 says 2001:db8:0:0:ff00::/96 reaches the listener through the
+    kernel and is skipped by the translator's prefix check, with the reason
+    in the log, rather than used (replies through it could not be mapped back)."""
+    with dl.AcceptRa():
+        sender = dl.ra_sender("2001:db8:0:0:ff00::/96", 600, count=5)
+        try:
+            p = dl.discover("--pref64-listen", "ph0", "--timeout", "3s", "--dns", DEAD)
+        finally:
+            sender.terminate()
+            sender.communicate(timeout=5)
+    assert p.returncode == 1, (p.stdout, p.stderr)
+    assert p.stdout == ""
+    assert "2001:db8:0:0:ff00::/96: bits 64-71 must be zero (RFC 6052 section 2.2)" in p.stderr, p.stderr
+    assert "no Router Advertisement with PREF64 on ph0 within 3s" in p.stderr, p.stderr
+
+
 def test_no_ra_without_accept_ra(servers):
     """The kernel drops RAs on an interface with accept_ra=0 (the lab's
     default), so nothing reaches us: the test that proves the RA tests above

@@ -193,7 +193,7 @@ def test_closed_port_refused_promptly(clat):
     """Nothing listens on port 9: the app must learn that within a second.
 
     The ideal is ConnectionRefusedError from connect() (RST answering the
-    SYN).  The kernel-terminated TCP design (DESIGN.md) may complete the
+    SYN).  The kernel-terminated TCP design (docs/ARCHITECTURE.md) may complete the
     app's handshake with its own listener before the upstream connect fails,
     and then reset the connection: the app sees ConnectionResetError on its
     first read, with no data.  Both are a prompt refusal; an EOF, data, or a

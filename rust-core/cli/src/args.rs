@@ -1,8 +1,10 @@
 //! Parsers of the argument forms that several subcommands share: durations
-//! (`2h4m`, `500ms`) and resolver addresses (`2001:db8::53`, `[v6]:port`,
-//! `v4:port`, `fe80::1%eth0`).
+//! (`2h4m`, `500ms`), resolver addresses (`2001:db8::53`, `[v6]:port`,
+//! `v4:port`, `fe80::1%eth0`) and NAT64 prefixes. Resolvers and prefixes
+//! are read by the same code as in the JNI bridge.
 
-use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use ipnet::Ipv6Net;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Parses `2h4m`, `5m`, `30s`, `500ms` or a plain number of seconds.
@@ -52,29 +54,19 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// Parses a resolver: `2001:db8::53`, `[2001:db8::53]:5353`, `192.0.2.1`,
-/// `192.0.2.1:53`, `fe80::1%eth0`.
+/// A resolver address (`--dns`): the core's one resolver parser,
+/// [`clat_discovery::resolver::parse_resolver`], which the JNI bridge uses
+/// too (`2001:db8::53`, `[2001:db8::53]:5353`, `192.0.2.1:53`,
+/// `fe80::1%eth0`; port 0 and link-local without a zone refused).
 pub fn parse_resolver(s: &str) -> Result<SocketAddr, String> {
-    if let Ok(a) = s.parse::<SocketAddr>() {
-        return Ok(a);
-    }
-    // `[v6]` without a port.
-    let bare = s.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok(SocketAddr::new(ip, 53));
-    }
-    if let Some((addr, scope)) = s.split_once('%') {
-        if let Ok(ip) = addr.parse::<std::net::Ipv6Addr>() {
-            let c = std::ffi::CString::new(scope).map_err(|e| e.to_string())?;
-            // SAFETY: c is a valid NUL-terminated string.
-            let idx = unsafe { libc::if_nametoindex(c.as_ptr()) };
-            if idx == 0 {
-                return Err(format!("unknown interface in {s:?}"));
-            }
-            return Ok(SocketAddr::V6(SocketAddrV6::new(ip, 53, 0, idx)));
-        }
-    }
-    Err(format!("bad resolver address {s:?}"))
+    clat_discovery::resolver::parse_resolver(s)
+}
+
+/// A NAT64 prefix (`--pref64`, `--pool6`): the translator's RFC 6052
+/// check, [`clat_xlat::addr6052::parse_prefix`], which the engine,
+/// discovery and the JNI bridge use too.
+pub fn parse_prefix(s: &str) -> Result<Ipv6Net, String> {
+    clat_xlat::addr6052::parse_prefix(s).map_err(|e| e.to_string())
 }
 
 /// A duration that must be more than zero (timeouts).
@@ -106,20 +98,33 @@ mod tests {
         assert_eq!(parse_positive_duration("10"), Ok(Duration::from_secs(10)));
     }
 
+    /// `--dns` takes what the JNI bridge takes (one parser, tested in
+    /// clat-discovery): here, only the cases where the two used to differ.
     #[test]
-    fn resolvers() {
-        let want: SocketAddr = "[2001:db8:1::53]:53".parse().unwrap();
-        assert_eq!(parse_resolver("2001:db8:1::53").unwrap(), want);
-        assert_eq!(parse_resolver("[2001:db8:1::53]").unwrap(), want);
-        assert_eq!(parse_resolver("[2001:db8:1::53]:53").unwrap(), want);
-        assert_eq!(parse_resolver("[2001:db8::1]:5353").unwrap().port(), 5353);
+    fn resolvers_as_the_jni_bridge_reads_them() {
+        assert!(parse_resolver("[2001:db8::53]:0")
+            .unwrap_err()
+            .contains("port 0"));
+        assert!(parse_resolver("fe80::1")
+            .unwrap_err()
+            .contains("link-local"));
+        assert_eq!(parse_resolver("[fe80::1%lo]:5353").unwrap().port(), 5353);
         assert_eq!(
-            parse_resolver("192.0.2.1").unwrap(),
-            "192.0.2.1:53".parse().unwrap()
+            parse_resolver("192.0.2.53").unwrap(),
+            "192.0.2.53:53".parse().unwrap()
         );
-        assert_eq!(parse_resolver("192.0.2.53:5353").unwrap().port(), 5353);
-        assert!(parse_resolver("nope").is_err());
-        assert!(parse_resolver("dns.example").is_err());
-        assert!(parse_resolver("fe80::1%nosuchif0").is_err());
+    }
+
+    #[test]
+    fn prefixes() {
+        assert_eq!(
+            parse_prefix("2001:db8:64::/96"),
+            Ok("2001:db8:64::/96".parse().unwrap())
+        );
+        let e = parse_prefix("2001:db8:0:0:ff00::/96").unwrap_err();
+        assert!(
+            e.contains("bits 64-71 must be zero (RFC 6052 section 2.2)"),
+            "{e}"
+        );
     }
 }

@@ -16,7 +16,7 @@ use crate::firewall::{self, FirewallMode};
 use crate::host_setup::{if_index, raise_fd_limit, Ipv4DefaultRoute, PingGroupRange, TunLink};
 use crate::listener_probe::{self, ProbeOutcome};
 use crate::status::{self, Status};
-use crate::{host_cmd::ip, resolv_watch, route_watch, sd_notify};
+use crate::{host_cmd::ip, resolv_watch, route_watch, sd_notify, sys};
 use anyhow::{anyhow, bail, Context, Result};
 use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
@@ -42,7 +42,7 @@ pub struct Args {
     /// Default: discovered (PREF64 from Router Advertisements on --pref64-listen,
     /// then RFC 7050 through the upstream resolvers), re-validated when its
     /// lifetime runs out, and followed when it changes.
-    #[arg(long, value_name = "PREFIX")]
+    #[arg(long, value_name = "PREFIX", value_parser = crate::args::parse_prefix)]
     pub pref64: Option<Ipv6Net>,
     /// Listen for PREF64 (RFC 8781) in Router Advertisements on this uplink
     /// interface (needs accept_ra on it); PREF64 is preferred over RFC 7050.
@@ -158,7 +158,7 @@ pub struct PrefixSeed {
     pub monitor: Option<(PrefixMonitor, Receiver<Option<DiscoveredPrefix>>)>,
 }
 
-/// `--pref64` wins (explicit configuration first, as DESIGN.md orders the
+/// `--pref64` wins (explicit configuration first, as docs/ARCHITECTURE.md orders the
 /// sources); otherwise start the monitor (PREF64 on `--pref64-listen`, then
 /// RFC 7050 through `resolvers`) and wait up to `--discover-timeout` for its
 /// first prefix. Without one, fail with the reason RFC 7050 gives, except
@@ -306,9 +306,8 @@ fn follow_prefix(
                     }
                 }
                 drop(st);
-                // SAFETY: kill on our own pid; the signal is blocked in
-                // every thread and taken by the main thread.
-                unsafe { libc::kill(libc::getpid(), sig_reevaluate()) };
+                // Blocked in every thread: taken by the main thread.
+                sys::raise_to_self(sig_reevaluate());
             }
         })
 }
@@ -387,23 +386,14 @@ fn sig_reevaluate() -> libc::c_int {
 /// SIGINT/SIGTERM; SIGUSR1, raised by the engine watcher when the engine
 /// ends on its own; SIGUSR2, raised by the resolv.conf watcher;
 /// [`sig_reevaluate`].
-fn block_signals() -> libc::sigset_t {
-    // SAFETY: sigset manipulation on a local set, then pthread_sigmask.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in [
-            libc::SIGINT,
-            libc::SIGTERM,
-            libc::SIGUSR1,
-            libc::SIGUSR2,
-            sig_reevaluate(),
-        ] {
-            libc::sigaddset(&mut set, s);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
+fn block_signals() -> sys::SigSet {
+    sys::block_signals(&[
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        sig_reevaluate(),
+    ])
 }
 
 pub fn main(args: Args) -> ExitCode {
@@ -633,9 +623,9 @@ fn run(args: Args) -> Result<()> {
         .name("engine-watch".into())
         .spawn(move || {
             watch.wait();
-            // SAFETY: kill on our own pid; SIGUSR1 is blocked in every
-            // thread, so it stays pending for the main thread's sigwait.
-            unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) };
+            // SIGUSR1 is blocked in every thread, so it stays pending for
+            // the main thread's wait.
+            sys::raise_to_self(libc::SIGUSR1);
         })
         .context("cannot start the engine watcher")?;
     let mut monitor = MonitorGuard(None);
@@ -695,7 +685,7 @@ fn run(args: Args) -> Result<()> {
 /// What the main thread does between start and exit: wait for signals and
 /// act on them, nothing else (no periodic wake-up).
 struct SignalLoop<'a> {
-    sigs: libc::sigset_t,
+    sigs: sys::SigSet,
     auto: bool,
     tun: &'a str,
     tun_index: u32,
@@ -722,8 +712,9 @@ impl SignalLoop<'_> {
         // control socket and (when active) route are in place.
         sd_notify::tell(&format!("READY=1\nSTATUS={}", self.service_status()));
         loop {
-            // SAFETY: sigs is an initialised set; a null siginfo is allowed.
-            let sig = unsafe { libc::sigwaitinfo(&self.sigs, std::ptr::null_mut()) };
+            let Some(sig) = sys::wait_signal(&self.sigs, None) else {
+                continue;
+            };
             match sig {
                 libc::SIGINT | libc::SIGTERM => {
                     log::info!("signal {sig}: stopping");

@@ -8,7 +8,7 @@
 //! Exit status: 0, or 2 for invalid arguments (clap's default for usage
 //! errors, kept for ours).
 
-use clat_xlat::{addr6052, Config, Eam, EamTable, OutBuf, Outcome, Translator};
+use clat_xlat::{Config, Eam, EamTable, OutBuf, Outcome, Translator};
 use ipnet::{Ipv4Net, Ipv6Net};
 use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -18,7 +18,7 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct Args {
     /// RFC 6052 prefix (lengths 32, 40, 48, 56, 64, 96).
-    #[arg(long, value_name = "PREFIX", value_parser = parse_pool6)]
+    #[arg(long, value_name = "PREFIX", value_parser = crate::args::parse_prefix)]
     pub pool6: Option<Ipv6Net>,
     /// Explicit address mapping (RFC 7757), repeatable; equal suffix lengths.
     #[arg(long, value_name = "V4PREFIX=V6PREFIX", value_parser = parse_eam)]
@@ -64,14 +64,6 @@ pub struct Args {
     /// Files holding one packet each, starting at the IP header.
     #[arg(value_name = "FILE", required_unless_present = "pcap")]
     pub files: Vec<PathBuf>,
-}
-
-fn parse_pool6(s: &str) -> Result<Ipv6Net, String> {
-    let p: Ipv6Net = s
-        .parse()
-        .map_err(|e| format!("{s}: not an IPv6 prefix ({e})"))?;
-    addr6052::validate_prefix(&p).map_err(|e| e.to_string())?;
-    Ok(p)
 }
 
 fn parse_eam(s: &str) -> Result<Eam, String> {

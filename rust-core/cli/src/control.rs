@@ -20,7 +20,6 @@ use anyhow::{bail, Context, Result};
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -108,8 +107,7 @@ impl ControlSocket {
                     .write(true)
                     .open(&lock_path)
                     .with_context(|| format!("cannot open {}", lock_path.display()))?;
-                // SAFETY: flock on a descriptor we own.
-                if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                if !crate::sys::try_lock_exclusive(&f) {
                     bail!(
                         "control socket {} belongs to another running `clat run` (it holds {}); \
                          give this one its own with --control",
@@ -175,29 +173,12 @@ impl ControlSocket {
 
 /// The uid of the process at the other end (`SO_PEERCRED`, unix(7)).
 fn peer_uid(c: &UnixStream) -> Option<u32> {
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: cred and len are valid for getsockopt to fill in.
-    let rc = unsafe {
-        libc::getsockopt(
-            c.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(cred.uid)
+    crate::sys::peer_uid(c)
 }
 
 /// Root and the instance's own user may ask.
 fn may_ask(uid: u32) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    uid == 0 || uid == unsafe { libc::geteuid() }
+    uid == 0 || uid == crate::sys::euid()
 }
 
 impl Drop for ControlSocket {

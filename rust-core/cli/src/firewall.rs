@@ -269,8 +269,7 @@ impl Openings {
     /// so far is removed again and the error names the blocker and the
     /// command that would open it.
     pub fn open(tun: &str, blockers: &[Blocker]) -> Result<Openings> {
-        // SAFETY: getpid has no preconditions.
-        let pid = unsafe { libc::getpid() };
+        let pid = std::process::id();
         let mut o = Openings {
             tun: tun.to_string(),
             tag: format!("clat run {tun} pid {pid}"),

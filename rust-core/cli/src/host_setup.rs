@@ -91,8 +91,7 @@ pub struct PingGroupRange(Option<String>);
 
 impl PingGroupRange {
     pub fn ensure() -> PingGroupRange {
-        // SAFETY: getegid has no preconditions.
-        let gid = unsafe { libc::getegid() };
+        let gid = crate::sys::egid();
         let cur = std::fs::read_to_string(PING_GROUP_RANGE).unwrap_or_default();
         let v: Vec<u64> = cur
             .split_whitespace()
@@ -134,30 +133,20 @@ pub fn raise_fd_limit(max_flows: usize) {
         .unwrap_or(libc::rlim_t::MAX)
         .saturating_mul(2)
         .saturating_add(256);
-    let mut r = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    let Some((cur, max)) = crate::sys::nofile_limit() else {
+        return;
     };
-    // SAFETY: r is a valid rlimit to fill in / read from.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+    if cur >= want {
         return;
     }
-    if r.rlim_cur >= want {
-        return;
+    let new = want.min(max);
+    if crate::sys::set_nofile_limit(new, max) {
+        log::debug!("RLIMIT_NOFILE {cur} -> {new}");
     }
-    let new = libc::rlimit {
-        rlim_cur: want.min(r.rlim_max),
-        rlim_max: r.rlim_max,
-    };
-    // SAFETY: as above.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-        log::debug!("RLIMIT_NOFILE {} -> {}", r.rlim_cur, new.rlim_cur);
-    }
-    if new.rlim_cur < want {
+    if new < want {
         log::warn!(
-            "the descriptor limit ({}) allows about {} TCP flows, fewer than --max-flows {max_flows}",
-            new.rlim_cur,
-            new.rlim_cur.saturating_sub(256) / 2
+            "the descriptor limit ({new}) allows about {} TCP flows, fewer than --max-flows {max_flows}",
+            new.saturating_sub(256) / 2
         );
     }
 }
@@ -166,10 +155,5 @@ pub fn raise_fd_limit(max_flows: usize) {
 ///
 /// Errors: no such interface.
 pub fn if_index(name: &str) -> Result<u32> {
-    let c = std::ffi::CString::new(name)?;
-    // SAFETY: c is a valid NUL-terminated string.
-    match unsafe { libc::if_nametoindex(c.as_ptr()) } {
-        0 => anyhow::bail!("no interface {name}: {}", std::io::Error::last_os_error()),
-        i => Ok(i),
-    }
+    crate::sys::if_nametoindex(name).map_err(|e| anyhow::anyhow!("no interface {name}: {e}"))
 }

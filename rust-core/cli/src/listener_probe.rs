@@ -18,7 +18,7 @@
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
 /// What became of the probe connection.
@@ -52,8 +52,7 @@ pub fn probe(
     let listener = TcpListener::bind(SocketAddrV4::new(clat_v4, 0))?;
     listener.set_nonblocking(true)?;
     let lport = listener.local_addr()?.port();
-    // SAFETY: getpid has no preconditions.
-    let pid = unsafe { libc::getpid() } as u32;
+    let pid = std::process::id();
     // A port in the dynamic range, different per process.
     let sport = 49152 + (pid % 16384) as u16;
     let isn = pid.wrapping_mul(2_654_435_761);
@@ -161,44 +160,22 @@ fn write_packet(
     let mut out = Vec::with_capacity(b.size(0));
     b.write(&mut out, &[])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    // SAFETY: out is a valid buffer of out.len() bytes; tun is open.
-    let n = unsafe { libc::write(tun.as_raw_fd(), out.as_ptr().cast(), out.len()) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    crate::sys::write_fd(tun, &out)?;
     Ok(())
 }
 
 /// One packet from the TUN, or `None` when nothing came within `wait`.
 fn read_packet(tun: BorrowedFd<'_>, buf: &mut [u8], wait: Duration) -> io::Result<Option<usize>> {
-    let mut pfd = libc::pollfd {
-        fd: tun.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ms = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd.
-    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok(Some(0))
-        } else {
-            Err(e)
-        };
+    let wait = wait.max(Duration::from_millis(1));
+    match crate::sys::poll_readable(tun, Some(wait)) {
+        Ok(false) => return Ok(None),
+        Ok(true) => {}
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Some(0)),
+        Err(e) => return Err(e),
     }
-    if r == 0 {
-        return Ok(None);
+    match crate::sys::read_fd(tun, buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Some(0)),
+        Err(e) => Err(e),
     }
-    // SAFETY: buf is valid for buf.len() bytes.
-    let n = unsafe { libc::read(tun.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::WouldBlock {
-            Ok(Some(0))
-        } else {
-            Err(e)
-        };
-    }
-    Ok(Some(n as usize))
 }

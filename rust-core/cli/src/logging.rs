@@ -5,7 +5,8 @@
 //! stamps every line itself.
 
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 
 /// Whether stderr is the journal: systemd sets `JOURNAL_STREAM=<dev>:<inode>`
 /// for a service's stream and the check is that stderr is still that stream
@@ -20,12 +21,15 @@ pub fn stderr_is_journal() -> bool {
     let (Ok(dev), Ok(ino)) = (dev.parse::<u64>(), ino.parse::<u64>()) else {
         return false;
     };
-    // SAFETY: fstat fills a zeroed stat for a descriptor we only read.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(std::io::stderr().as_raw_fd(), &mut st) } != 0 {
+    // fstat through a duplicate of the descriptor (std, no unsafe).
+    let Ok(meta) = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(|fd| std::fs::File::from(fd).metadata())
+    else {
         return false;
-    }
-    st.st_dev as u64 == dev && st.st_ino as u64 == ino
+    };
+    meta.dev() == dev && meta.ino() == ino
 }
 
 /// The syslog priority of a level (RFC 5424 section 6.2.1 severities).

@@ -2,6 +2,11 @@
 //!
 //! Each subcommand lives in a module of its own (`cmd_*.rs`) that owns its
 //! arguments and its behaviour; this file only dispatches.
+//!
+//! `unsafe` is denied in the crate except in `sys`, its one module of raw
+//! system calls.
+
+#![deny(unsafe_code)]
 
 use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,6 +28,7 @@ mod resolv_watch;
 mod route_watch;
 mod sd_notify;
 mod status;
+mod sys;
 
 /// A 464XLAT customer-side translator (CLAT) and its tools.
 #[derive(Parser)]

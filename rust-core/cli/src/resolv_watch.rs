@@ -5,9 +5,11 @@
 //! costs no wake-up while nothing changes, and raises a signal for the
 //! main thread, which owns the engine and the prefix monitor.
 
-use std::ffi::{CString, OsStr, OsString};
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use crate::sys;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,20 +28,16 @@ const DIR_EVENTS: u32 =
 /// One inotify instance watching a file by inode and by name in its
 /// directory (and, for a symlink, the same for its target).
 pub struct FileWatch {
-    fd: OwnedFd,
+    /// The inotify descriptor; a `File` so that its events are read with
+    /// `Read`.
+    fd: File,
     /// (watch descriptor, file name) of the directory watches.
     dirs: Vec<(i32, OsString)>,
 }
 
 impl FileWatch {
     pub fn new(path: &Path) -> io::Result<FileWatch> {
-        // SAFETY: plain syscall; the fd is owned below.
-        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: raw is a fresh fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = File::from(sys::inotify_init()?);
         let mut w = FileWatch {
             fd,
             dirs: Vec::new(),
@@ -77,15 +75,7 @@ impl FileWatch {
     }
 
     fn add(&self, p: &Path, mask: u32) -> io::Result<i32> {
-        let c = CString::new(p.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-        // SAFETY: valid fd and NUL-terminated path.
-        let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c.as_ptr(), mask) };
-        if wd < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(wd)
-        }
+        sys::inotify_add_watch(self.fd.as_fd(), p, mask)
     }
 
     /// Waits up to `timeout` (forever with `None`) for an event that
@@ -94,29 +84,12 @@ impl FileWatch {
     pub fn wait(&self, timeout: Option<Duration>) -> io::Result<bool> {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         loop {
-            let ms = match deadline {
-                None => -1,
-                Some(d) => {
-                    let left = d.saturating_duration_since(std::time::Instant::now());
-                    left.as_millis().min(i32::MAX as u128) as libc::c_int
-                }
-            };
-            let mut pfd = libc::pollfd {
-                fd: self.fd.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
-            if rc < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if rc == 0 {
-                return Ok(false);
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            match sys::poll_readable(self.fd.as_fd(), left) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
             }
             if self.read_events()? {
                 return Ok(true);
@@ -126,46 +99,45 @@ impl FileWatch {
 
     /// Reads the pending events; true if one concerns the file.
     fn read_events(&self) -> io::Result<bool> {
-        // Aligned for struct inotify_event; room for many events.
-        let mut buf = [0u64; 512];
-        // SAFETY: buf is writable for its size in bytes.
-        let n = unsafe {
-            libc::read(
-                self.fd.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                std::mem::size_of_val(&buf),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: reinterpreting the initialised u64 buffer as bytes.
-        let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
-        let head = std::mem::size_of::<libc::inotify_event>();
-        let mut hit = false;
-        let mut off = 0;
-        while off + head <= bytes.len() {
-            // SAFETY: at least `head` bytes remain; read_unaligned copes
-            // with any alignment.
-            let ev: libc::inotify_event =
-                unsafe { std::ptr::read_unaligned(bytes[off..].as_ptr().cast()) };
-            let name_end = (off + head + ev.len as usize).min(bytes.len());
-            let raw = &bytes[off + head..name_end];
-            let name =
-                OsStr::from_bytes(&raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())]);
-            // A directory watch counts for the file's name only (a link and
-            // its target may share a directory: several names, one wd);
-            // any other watch is on the file itself.
-            let in_dir = self.dirs.iter().any(|(wd, _)| *wd == ev.wd);
-            hit |= !in_dir
-                || self
-                    .dirs
-                    .iter()
-                    .any(|(wd, want)| *wd == ev.wd && name == want.as_os_str());
-            off = name_end;
-        }
+        // Room for many events (the kernel returns whole events only).
+        let mut buf = [0u8; 4096];
+        let n = (&self.fd).read(&mut buf)?;
+        let hit = parse_events(&buf[..n]).any(|(wd, name)| self.concerns_the_file(wd, name));
         Ok(hit)
     }
+
+    /// A directory watch counts for the file's name only (a link and its
+    /// target may share a directory: several names, one wd); any other
+    /// watch is on the file itself.
+    fn concerns_the_file(&self, wd: i32, name: &OsStr) -> bool {
+        let in_dir = self.dirs.iter().any(|(d, _)| *d == wd);
+        !in_dir
+            || self
+                .dirs
+                .iter()
+                .any(|(d, want)| *d == wd && name == want.as_os_str())
+    }
+}
+
+/// Size of `struct inotify_event` without its name: `int wd; uint32_t
+/// mask, cookie, len;` (inotify(7)).
+const EVENT_HEAD: usize = 16;
+const _: () = assert!(EVENT_HEAD == std::mem::size_of::<libc::inotify_event>());
+
+/// The (watch descriptor, name) of each event in what one `read` of an
+/// inotify descriptor returned; the name is empty for a watch on a file. A
+/// truncated event at the end (which the kernel never writes) ends the walk.
+fn parse_events(mut bytes: &[u8]) -> impl Iterator<Item = (i32, &OsStr)> {
+    std::iter::from_fn(move || {
+        let head = bytes.get(..EVENT_HEAD)?;
+        let wd = i32::from_ne_bytes(head[0..4].try_into().ok()?);
+        let len = u32::from_ne_bytes(head[12..16].try_into().ok()?) as usize;
+        let end = (EVENT_HEAD + len).min(bytes.len());
+        let raw = &bytes[EVENT_HEAD..end];
+        let name = OsStr::from_bytes(&raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())]);
+        bytes = &bytes[end..];
+        Some((wd, name))
+    })
 }
 
 /// Starts the thread that raises `signal` for the main thread each time
@@ -193,9 +165,8 @@ pub fn spawn(path: PathBuf, signal: libc::c_int) -> io::Result<()> {
                 Ok(w) => watch = w,
                 Err(e) => log::warn!("watching {} again: {e}", path.display()),
             }
-            // SAFETY: kill on our own pid; the signal is blocked in every
-            // thread, so it stays pending for the main thread's sigtimedwait.
-            unsafe { libc::kill(libc::getpid(), signal) };
+            // Blocked in every thread: pending for the main thread's wait.
+            sys::raise_to_self(signal);
         })?;
     Ok(())
 }
@@ -213,6 +184,24 @@ mod tests {
     }
 
     const SHORT: Option<Duration> = Some(Duration::from_millis(300));
+
+    /// Events laid out as inotify(7) describes them, by hand: a file watch
+    /// (no name) and a directory watch with a NUL-padded name.
+    #[test]
+    fn events_are_read_from_their_wire_layout() {
+        let mut b = Vec::new();
+        for (wd, name) in [(1i32, &b""[..]), (2, &b"resolv.conf\0\0\0\0\0"[..])] {
+            b.extend_from_slice(&wd.to_ne_bytes());
+            b.extend_from_slice(&libc::IN_MODIFY.to_ne_bytes());
+            b.extend_from_slice(&0u32.to_ne_bytes());
+            b.extend_from_slice(&(name.len() as u32).to_ne_bytes());
+            b.extend_from_slice(name);
+        }
+        let got: Vec<(i32, &OsStr)> = parse_events(&b).collect();
+        assert_eq!(got, [(1, OsStr::new("")), (2, OsStr::new("resolv.conf"))]);
+        // A cut-off head ends the walk instead of reading past the end.
+        assert_eq!(parse_events(&b[..EVENT_HEAD - 1]).count(), 0);
+    }
 
     #[test]
     fn sees_writes_in_place_and_replacements_but_not_other_files() {

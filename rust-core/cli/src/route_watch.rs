@@ -12,7 +12,7 @@
 
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 const NLMSG_HDRLEN: usize = 16;
 const RTMSG_LEN: usize = 12;
@@ -45,60 +45,18 @@ impl DefaultRoute {
 }
 
 fn if_name(index: u32) -> String {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return format!("#{index}");
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
-    unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }
-        .to_string_lossy()
-        .into_owned()
+    crate::sys::if_indextoname(index).unwrap_or_else(|| format!("#{index}"))
 }
 
 fn netlink_socket(groups: u32) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the result is checked.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: raw is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: sockaddr_nl is plain data; zeroed is valid.
-    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    sa.nl_groups = groups;
-    // SAFETY: sa is a valid sockaddr_nl of the given size.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&sa as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
+    crate::sys::netlink_route_socket(groups)
 }
 
 fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: buf is valid for writes of its length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match crate::sys::read_fd(fd.as_fd(), buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            r => return r,
         }
     }
 }
@@ -113,10 +71,7 @@ pub fn default_routes() -> io::Result<Vec<DefaultRoute>> {
     req[6..8].copy_from_slice(&flags.to_ne_bytes());
     req[8..12].copy_from_slice(&1u32.to_ne_bytes());
     req[NLMSG_HDRLEN] = libc::AF_INET as u8;
-    // SAFETY: req is a valid buffer of its length.
-    if unsafe { libc::send(fd.as_raw_fd(), req.as_ptr().cast(), req.len(), 0) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    crate::sys::write_fd(fd.as_fd(), &req)?;
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::new();
     loop {
@@ -224,9 +179,8 @@ pub fn spawn(signal: libc::c_int) -> io::Result<()> {
         .spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
             loop {
-                // SAFETY: kill on our own pid; the signal is blocked in every
-                // thread and taken by the main thread's sigwait.
-                unsafe { libc::kill(libc::getpid(), signal) };
+                // Blocked in every thread: taken by the main thread's wait.
+                crate::sys::raise_to_self(signal);
                 match recv(&fd, &mut buf) {
                     Ok(_) => {}
                     // ENOBUFS: events were lost; re-reading the routes

@@ -10,6 +10,7 @@
 //! several lengths; RFC 7050 resolves that with the *other* WKA: the right
 //! length is the one where both WKAs give the same prefix.
 
+use clat_xlat::addr6052::PrefixError;
 use ipnet::Ipv6Net;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -47,7 +48,10 @@ struct Candidate {
     wka: usize,
 }
 
-fn candidates(addr: Ipv6Addr) -> Vec<Candidate> {
+/// The WKA positions of `addr`. A prefix under which it carries a WKA but
+/// which RFC 6052 does not allow (a /96 whose bits 64-71 are not zero) is
+/// added to `skipped` instead, with the reason (the error names the prefix).
+fn candidates(addr: Ipv6Addr, skipped: &mut Vec<PrefixError>) -> Vec<Candidate> {
     let mut out = Vec::new();
     for len in RFC6052_LENGTHS {
         if let Some(v4) = embedded_v4(addr, len) {
@@ -61,9 +65,27 @@ fn candidates(addr: Ipv6Addr) -> Vec<Candidate> {
                     });
                 }
             }
+        } else if let Some(s) = unusable(addr, len) {
+            if !skipped.contains(&s) {
+                skipped.push(s);
+            }
         }
     }
     out
+}
+
+/// `Some` when `addr` would carry a WKA under its prefix of length `len`
+/// but that prefix fails the translator's RFC 6052 check
+/// ([`clat_xlat::addr6052::validate_prefix`]); only a /96 can, as only a /96
+/// covers bits 64-71. Such a synthesis could be used to reach IPv4 hosts,
+/// but replies from them could not be mapped back.
+fn unusable(addr: Ipv6Addr, len: u8) -> Option<PrefixError> {
+    let prefix = Ipv6Net::new(addr, len).ok()?.trunc();
+    let why = clat_xlat::addr6052::validate_prefix(&prefix).err()?;
+    let mut o = addr.octets();
+    o[8] = 0;
+    let v4 = embedded_v4(Ipv6Addr::from(o), len)?;
+    WKAS.contains(&v4).then_some(why)
 }
 
 /// A prefix found in an answer, with the smallest TTL of the records that
@@ -83,6 +105,9 @@ pub enum ExtractError {
     NoWka,
     /// The answers contradict each other (explained in the string).
     Inconsistent(String),
+    /// Every synthesis uses a prefix RFC 6052 does not allow (explained in
+    /// the string: the prefix and the rule).
+    Unusable(String),
 }
 
 /// Extracts every distinct prefix from AAAA `(address, ttl)` records, in
@@ -91,6 +116,9 @@ pub enum ExtractError {
 /// Rules, in the spirit of RFC 7050 section 3 and RFC 8880:
 /// - an address with no WKA at any position is ignored (it is not a
 ///   synthesis, e.g. a real AAAA someone published);
+/// - an address with a WKA under a /96 whose bits 64-71 are not zero (RFC
+///   6052 section 2.2) gives no prefix: it is skipped, logged when other
+///   prefixes were found, and [`ExtractError::Unusable`] when none was;
 /// - an address with a WKA at exactly one position gives that prefix;
 /// - an address matching at several positions is resolved by the other
 ///   WKA: the position whose prefix also appears (alone) for another record
@@ -100,7 +128,11 @@ pub enum ExtractError {
 ///   must have been seen with the same set of WKAs; prefixes that disagree
 ///   (say P1 only with .170 and P2 only with .171) are inconsistent.
 pub fn extract_prefixes(records: &[(Ipv6Addr, u32)]) -> Result<Vec<FoundPrefix>, ExtractError> {
-    let per_record: Vec<Vec<Candidate>> = records.iter().map(|(a, _)| candidates(*a)).collect();
+    let mut skipped = Vec::new();
+    let per_record: Vec<Vec<Candidate>> = records
+        .iter()
+        .map(|(a, _)| candidates(*a, &mut skipped))
+        .collect();
     let mut found: Vec<FoundPrefix> = Vec::new();
     for (i, cands) in per_record.iter().enumerate() {
         let chosen = match cands.len() {
@@ -136,8 +168,16 @@ pub fn extract_prefixes(records: &[(Ipv6Addr, u32)]) -> Result<Vec<FoundPrefix>,
             }
         }
     }
+    let said: Vec<String> = skipped.iter().map(|why| format!("skipped {why}")).collect();
     if found.is_empty() {
-        return Err(ExtractError::NoWka);
+        return Err(if said.is_empty() {
+            ExtractError::NoWka
+        } else {
+            ExtractError::Unusable(said.join("; "))
+        });
+    }
+    for s in &said {
+        log::warn!("RFC 7050: {s}");
     }
     if let Some(odd) = found.iter().find(|f| f.wkas != found[0].wkas) {
         return Err(ExtractError::Inconsistent(format!(
@@ -300,7 +340,7 @@ mod tests {
         let s170 = synthesize(p, WKAS[0]).unwrap();
         let s171 = synthesize(p, WKAS[1]).unwrap();
         assert!(
-            candidates(s170).len() >= 2,
+            candidates(s170, &mut Vec::new()).len() >= 2,
             "test needs an ambiguous address"
         );
         let got = extract_prefixes(&[(s170, 60), (s171, 60)]).unwrap();

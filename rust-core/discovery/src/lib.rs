@@ -11,6 +11,14 @@
 //! [`PrefixMonitor`] keeps the choice current: it re-validates RFC 7050
 //! answers when their TTL runs out, expires PREF64 prefixes with their
 //! lifetime, and calls back when the selected prefix changes.
+//!
+//! Every prefix, whatever its source, passes the translator's RFC 6052
+//! check (`clat_xlat::addr6052::validate_prefix`); one that fails is
+//! skipped and said (a log line, or the error of the discovery).
+//!
+//! `unsafe` is denied in the crate except in [`netlink`].
+
+#![deny(unsafe_code)]
 
 use ipnet::Ipv6Net;
 use std::fmt;
@@ -22,6 +30,7 @@ pub mod monitor;
 pub mod netlink;
 pub mod pref64;
 pub mod resolv_conf;
+pub mod resolver;
 pub mod rfc7050;
 pub mod select;
 
@@ -100,6 +109,14 @@ pub enum DiscoveryError {
         resolver: SocketAddr,
         detail: String,
     },
+    /// Every synthesis in the answer uses a prefix that RFC 6052 does not
+    /// allow (a /96 with bits 64-71 set): the prefixes are skipped, since
+    /// replies through them could not be mapped back.
+    #[error("no NAT64 prefix: resolver {resolver} synthesized only under prefixes RFC 6052 does not allow: {detail}")]
+    UnusablePrefix {
+        resolver: SocketAddr,
+        detail: String,
+    },
     /// The resolver could not be asked or gave an unusable answer
     /// (connection refused, SERVFAIL, malformed message...).
     #[error("no NAT64 prefix: resolver {resolver}: {detail}")]
@@ -115,7 +132,9 @@ impl DiscoveryError {
     pub fn is_definite(&self) -> bool {
         matches!(
             self,
-            DiscoveryError::NoDns64 { .. } | DiscoveryError::Inconsistent { .. }
+            DiscoveryError::NoDns64 { .. }
+                | DiscoveryError::Inconsistent { .. }
+                | DiscoveryError::UnusablePrefix { .. }
         )
     }
 }

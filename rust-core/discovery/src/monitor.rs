@@ -18,9 +18,9 @@ use crate::pref64::Pref64Table;
 use crate::{discover_rfc7050, select_prefix, DiscoveredPrefix, PrefixSource};
 use clat_protect::Protector;
 use ipnet::Ipv6Net;
+use rustix::event::{PollFd, PollFlags, Timespec};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -91,7 +91,15 @@ impl PrefixMonitor {
     /// Starts the thread. `on_change` runs on that thread whenever the
     /// selected prefix changes (a new prefix, or `None` when it is lost);
     /// a mere lifetime refresh is not a change.
+    ///
+    /// Errors: `InvalidInput` when [`MonitorConfig::configured`] fails the
+    /// RFC 6052 check ([`clat_xlat::addr6052::validate_prefix`]); the
+    /// errors of opening the PREF64 listener.
     pub fn start(cfg: MonitorConfig, on_change: OnChange) -> io::Result<Self> {
+        if let Some(p) = &cfg.configured {
+            clat_xlat::addr6052::validate_prefix(p)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        }
         let (wake, wake_rx) = UnixStream::pair()?;
         wake_rx.set_nonblocking(true)?;
         let listener = match &cfg.pref64_interface {
@@ -220,7 +228,7 @@ fn run(
             due = Some(due.map_or(rfc.next, |d| d.min(rfc.next)));
         }
         let timeout = due.map(|d| d.saturating_duration_since(Instant::now()));
-        match wait(&wake, listener.as_ref().map(|l| l.as_raw_fd()), timeout) {
+        match wait(&wake, listener.as_ref(), timeout) {
             Ok((true, _)) => {
                 let mut b = [0u8; 16];
                 let n = wake.read(&mut b).unwrap_or(0);
@@ -289,35 +297,33 @@ fn revalidate(cfg: &MonitorConfig, resolvers: &[SocketAddr], st: &mut Rfc7050Sta
 
 /// poll on the wake socket and the optional netlink socket:
 /// (stop requested, netlink readable).
-fn wait(wake: &UnixStream, nl: Option<i32>, timeout: Option<Duration>) -> io::Result<(bool, bool)> {
-    let mut fds = [
-        libc::pollfd {
-            fd: wake.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: nl.unwrap_or(-1), // poll ignores negative fds
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    let ms = match timeout {
-        None => -1,
-        // Round up: waking a hair early would only loop once more.
-        Some(t) => (t.as_micros().div_ceil(1000)).min(i32::MAX as u128) as libc::c_int,
-    };
-    // SAFETY: two valid pollfd structs.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        return if e.kind() == io::ErrorKind::Interrupted {
-            Ok((false, false))
-        } else {
-            Err(e)
-        };
+/// Waits until the wake-up socket or the netlink socket is readable, or
+/// `timeout` (None: forever) runs out; which of the two is ready.
+fn wait(
+    wake: &UnixStream,
+    nl: Option<&crate::netlink::NdUserOptListener>,
+    timeout: Option<Duration>,
+) -> io::Result<(bool, bool)> {
+    let mut fds = vec![PollFd::new(wake, PollFlags::IN)];
+    if let Some(l) = nl {
+        fds.push(PollFd::new(l, PollFlags::IN));
     }
-    Ok((fds[0].revents != 0, fds[1].revents != 0))
+    // Round up to the millisecond: waking a hair early would only loop once more.
+    let t = timeout.map(|t| {
+        let ms =
+            Duration::from_millis(u64::try_from(t.as_micros().div_ceil(1000)).unwrap_or(u64::MAX));
+        Timespec::try_from(ms).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        })
+    });
+    match rustix::event::poll(&mut fds, t.as_ref()) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => return Ok((false, false)),
+        Err(e) => return Err(e.into()),
+    }
+    let ready = |i: usize| fds.get(i).is_some_and(|p| !p.revents().is_empty());
+    Ok((ready(0), ready(1)))
 }
 
 #[cfg(test)]
@@ -361,5 +367,16 @@ mod tests {
             t.elapsed()
         );
         assert!(rx.try_recv().is_err(), "no second callback");
+    }
+
+    #[test]
+    fn a_configured_prefix_that_rfc_6052_forbids_is_refused_at_start() {
+        let mut cfg = MonitorConfig::new(vec![], Arc::new(clat_protect::NoProtect));
+        cfg.configured = Some("2001:db8:0:0:ff00::/96".parse().unwrap());
+        let e = PrefixMonitor::start(cfg, Box::new(|_| {}))
+            .err()
+            .expect("refused");
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("bits 64-71"), "{e}");
     }
 }

@@ -14,12 +14,16 @@
 //!                       u8 icmp_type; u8 icmp_code; u16 pad2; u32 pad3; };
 //! then opts_len bytes of ND options, then rtattrs (NDUSEROPT_SRCADDR = 1).
 //! ```
+//!
+//! The crate's one module where `unsafe` is allowed: the netlink socket
+//! calls and `if_nametoindex`, each block with the reason it is sound.
+#![allow(unsafe_code)]
 
 use crate::pref64::{pref64_options, Pref64};
 use std::ffi::CString;
 use std::io;
 use std::net::Ipv6Addr;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// The route-netlink multicast group of ND user options (`enum rtnetlink_groups` in the kernel's
@@ -165,6 +169,12 @@ impl NdUserOptListener {
             out.extend(parse_messages(&self.buf[..n as usize], self.ifindex));
         }
         Ok(out)
+    }
+}
+
+impl AsFd for NdUserOptListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

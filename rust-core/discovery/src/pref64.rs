@@ -39,6 +39,10 @@ pub enum Pref64Error {
     BadLength(u8),
     #[error("PREF64 prefix length code {0} is reserved")]
     BadPlc(u8),
+    /// The prefix cannot carry IPv4 addresses: with PLC 0 (/96) the option
+    /// carries bits 64-71, which RFC 6052 section 2.2 requires to be zero.
+    #[error("PREF64 prefix skipped: {0}")]
+    Prefix(clat_xlat::addr6052::PrefixError),
 }
 
 /// Prefix length for a Prefix Length Code (RFC 8781 section 4).
@@ -56,7 +60,10 @@ pub fn plc_to_len(plc: u8) -> Option<u8> {
 
 /// Parses one PREF64 option starting at its Type octet. Bits of the prefix
 /// beyond the prefix length are ignored (RFC 8781: receivers ignore them),
-/// so the returned prefix is always truncated.
+/// so the returned prefix is always truncated. A prefix that fails the
+/// translator's RFC 6052 check ([`clat_xlat::addr6052::validate_prefix`]:
+/// a /96 whose bits 64-71 are not zero) is [`Pref64Error::Prefix`], so the
+/// listener logs and skips it like any other unusable option.
 pub fn parse_pref64(opt: &[u8]) -> Result<Pref64, Pref64Error> {
     if opt.len() < PREF64_OPTION_LEN {
         return Err(Pref64Error::Short(opt.len()));
@@ -76,6 +83,7 @@ pub fn parse_pref64(opt: &[u8]) -> Result<Pref64, Pref64Error> {
     let prefix = Ipv6Net::new(Ipv6Addr::from(octets), len)
         .map_err(|_| Pref64Error::BadPlc(plc))?
         .trunc();
+    clat_xlat::addr6052::validate_prefix(&prefix).map_err(Pref64Error::Prefix)?;
     Ok(Pref64 {
         prefix,
         lifetime: Duration::from_secs(u64::from(scaled) * 8),
@@ -128,6 +136,7 @@ pub fn encode_pref64(prefix: Ipv6Net, lifetime: Duration) -> Option<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clat_xlat::addr6052::PrefixError;
 
     /// RFC 8781 wire format written out by hand: 64:ff9b::/96, lifetime
     /// 600 s = 75 * 8 -> scaled 75 = 0b1001011, PLC 0 -> 0x0258.
@@ -143,7 +152,8 @@ mod tests {
 
     #[test]
     fn every_plc() {
-        let base: Ipv6Addr = "2001:db8:1122:3344:5566:7788::".parse().unwrap();
+        // Bits 64-71 zero, so that the /96 is a valid RFC 6052 prefix.
+        let base: Ipv6Addr = "2001:db8:1122:3344:66:7788::".parse().unwrap();
         for (plc, len) in [(0u8, 96u8), (1, 64), (2, 56), (3, 48), (4, 40), (5, 32)] {
             let mut opt = [0u8; 16];
             opt[0] = 38;
@@ -155,6 +165,41 @@ mod tests {
             assert_eq!(p.prefix, Ipv6Net::new(base, len).unwrap().trunc());
             assert_eq!(p.lifetime, Duration::from_secs(8));
         }
+    }
+
+    /// RFC 6052 section 2.2: bits 64-71 of a /96 must be zero. Option
+    /// written out by hand: PLC 0, lifetime 8 s (scaled 1), prefix
+    /// 2001:db8:0:0:ff00::/96.
+    #[test]
+    fn a_96_prefix_with_a_nonzero_u_octet_is_skipped_and_said() {
+        let bad = [
+            38u8, 2, 0x00, 0x08, 0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0xff, 0, 0, 0,
+        ];
+        let e = parse_pref64(&bad).unwrap_err();
+        assert!(
+            matches!(e, Pref64Error::Prefix(PrefixError::NonZeroU(p)) if p.to_string() == "2001:db8:0:0:ff00::/96"),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("bits 64-71 must be zero"), "{e}");
+        // Among other options: the bad one is reported, the good one kept.
+        let good =
+            encode_pref64("2001:db8:64::/96".parse().unwrap(), Duration::from_secs(8)).unwrap();
+        let mut buf = bad.to_vec();
+        buf.extend_from_slice(&good);
+        let got = pref64_options(&buf);
+        assert_eq!(got.len(), 2);
+        assert!(got[0].is_err());
+        assert_eq!(
+            got[1].as_ref().unwrap().prefix,
+            "2001:db8:64::/96".parse::<Ipv6Net>().unwrap()
+        );
+        // The same bits in a /64 lie past the length and are ignored (RFC 8781).
+        let mut short = bad;
+        short[3] = 0x09; // PLC 1: /64
+        assert_eq!(
+            parse_pref64(&short).unwrap().prefix,
+            "2001:db8::/64".parse::<Ipv6Net>().unwrap()
+        );
     }
 
     #[test]

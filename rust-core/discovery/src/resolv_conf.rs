@@ -1,10 +1,12 @@
 //! The system's resolvers, for `clat discover` without `--dns`.
 
-use std::net::{IpAddr, SocketAddr, SocketAddrV6};
+use std::net::SocketAddr;
 
-/// `nameserver` lines of a resolv.conf text, port 53. Link-local IPv6
-/// servers keep their `%iface` zone (resolved to an index); lines that do
-/// not parse are skipped, as the C library does.
+/// `nameserver` lines of a resolv.conf text, port 53, read with
+/// [`crate::resolver::parse_nameserver`]. Link-local IPv6 servers keep their
+/// `%iface` zone (resolved to an index); lines that do not parse, and
+/// link-local servers without a zone (unusable: the kernel cannot send to
+/// them), are skipped, as the C library skips what it cannot read.
 pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for line in text.lines() {
@@ -13,27 +15,10 @@ pub fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
             continue;
         }
         let Some(addr) = words.next() else { continue };
-        let (ip, zone) = match addr.split_once('%') {
-            Some((ip, z)) => (ip, Some(z)),
-            None => (addr, None),
-        };
-        let Ok(ip) = ip.parse::<IpAddr>() else {
-            continue;
-        };
-        let sa = match (ip, zone) {
-            (IpAddr::V6(v6), Some(z)) => {
-                let idx = z
-                    .parse::<u32>()
-                    .ok()
-                    .or_else(|| crate::netlink::if_index(z).ok());
-                match idx {
-                    Some(i) => SocketAddr::V6(SocketAddrV6::new(v6, 53, 0, i)),
-                    None => continue,
-                }
-            }
-            _ => SocketAddr::new(ip, 53),
-        };
-        out.push(sa);
+        match crate::resolver::parse_nameserver(addr) {
+            Ok(sa) => out.push(sa),
+            Err(e) => log::debug!("resolv.conf: {e}; skipped"),
+        }
     }
     out
 }
@@ -51,7 +36,7 @@ mod tests {
 
     #[test]
     fn parses_nameservers() {
-        let t = "# comment\nsearch lab\nnameserver 2001:db8:1::53\nnameserver 192.0.2.53 \nnameserver fe80::1%7\nnameserver bogus\noptions edns0\n";
+        let t = "# comment\nsearch lab\nnameserver 2001:db8:1::53\nnameserver 192.0.2.53 \nnameserver fe80::1%7\nnameserver fe80::2\nnameserver bogus\noptions edns0\n";
         let got = parse_resolv_conf(t);
         assert_eq!(got.len(), 3, "{got:?}");
         assert_eq!(got[0], "[2001:db8:1::53]:53".parse().unwrap());

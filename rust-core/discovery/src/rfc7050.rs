@@ -7,14 +7,15 @@
 //! [`SocketProtector`] before it sends anything: on Android the query must
 //! leave through the real network, not the CLAT's own VPN.
 //!
-//! The wait is a `poll(2)` on all sockets with the remaining time as its
-//! timeout: no busy polling, one thread.
+//! The wait is a `poll(2)` (rustix's safe wrapper) on all sockets with the
+//! remaining time as its timeout: no busy polling, one thread.
 
 use crate::extract::{extract_prefixes, ExtractError};
 use crate::{DiscoveredPrefix, DiscoveryError, PrefixSource};
 use clat_protect::SocketProtector;
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
 use hickory_proto::rr::{Name, RData, RecordType};
+use rustix::event::{PollFd, PollFlags, Timespec};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -98,6 +99,9 @@ pub fn interpret(
         Err(ExtractError::Inconsistent(detail)) => {
             Err(DiscoveryError::Inconsistent { resolver, detail })
         }
+        Err(ExtractError::Unusable(detail)) => {
+            Err(DiscoveryError::UnusablePrefix { resolver, detail })
+        }
     }
 }
 
@@ -163,7 +167,7 @@ pub fn discover_rfc7050(
         // Walk backwards so that removing an entry keeps the indices valid.
         for i in ready.into_iter().rev() {
             let r = pending[i].0;
-            let n = match pending[i].1.recv(uninit(&mut buf)) {
+            let n = match (&pending[i].1).read(&mut buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
@@ -222,7 +226,7 @@ fn pick_error(
     timeout: Duration,
 ) -> DiscoveryError {
     let rank = |e: &DiscoveryError| match e {
-        DiscoveryError::Inconsistent { .. } => 0,
+        DiscoveryError::Inconsistent { .. } | DiscoveryError::UnusablePrefix { .. } => 0,
         DiscoveryError::NoDns64 { .. } => 1,
         DiscoveryError::Failed { .. } => 2,
         _ => 3,
@@ -251,37 +255,26 @@ fn udp_send(r: SocketAddr, wire: &[u8], protector: &dyn SocketProtector) -> io::
 
 /// Indices of the sockets that are readable (or have a pending error).
 fn poll_readable(socks: &[(SocketAddr, Socket)], left: Duration) -> io::Result<Vec<usize>> {
-    let mut fds: Vec<libc::pollfd> = socks
+    let mut fds: Vec<PollFd<'_>> = socks
         .iter()
-        .map(|(_, s)| libc::pollfd {
-            fd: s.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
+        .map(|(_, s)| PollFd::new(s, PollFlags::IN))
         .collect();
-    // Round up so that a sub-millisecond remainder still waits.
-    let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-    // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-    if rc < 0 {
-        let e = io::Error::last_os_error();
-        if e.kind() == io::ErrorKind::Interrupted {
-            return Ok(Vec::new());
-        }
-        return Err(e);
+    // At least a millisecond, so that a sub-millisecond remainder still waits.
+    let wait = Timespec::try_from(left.max(Duration::from_millis(1))).unwrap_or(Timespec {
+        tv_sec: i64::MAX,
+        tv_nsec: 0,
+    });
+    match rustix::event::poll(&mut fds, Some(&wait)) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
     }
     Ok(fds
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.revents != 0)
+        .filter(|(_, p)| !p.revents().is_empty())
         .map(|(i, _)| i)
         .collect())
-}
-
-fn uninit(buf: &mut [u8]) -> &mut [std::mem::MaybeUninit<u8>] {
-    // SAFETY: u8 and MaybeUninit<u8> have the same layout; the buffer is
-    // already initialised, and recv only writes to it.
-    unsafe { &mut *(buf as *mut [u8] as *mut [std::mem::MaybeUninit<u8>]) }
 }
 
 /// One query over TCP (2-byte length framing, RFC 1035 section 4.2.2),
@@ -391,6 +384,36 @@ mod tests {
         let sf = interpret(r, &resp_for(&q, ResponseCode::ServFail, &[])).unwrap_err();
         assert!(matches!(sf, DiscoveryError::Failed { .. }), "{sf}");
         assert!(!sf.is_definite());
+    }
+
+    /// A DNS64 synthesizing under 2001:db8:0:0:ff00::/96 (bits 64-71 set,
+    /// which RFC 6052 section 2.2 forbids): the prefix is skipped and the
+    /// outcome says which and why; beside a valid prefix, the valid one wins.
+    #[test]
+    fn a_prefix_with_a_nonzero_u_octet_is_skipped_and_said() {
+        let q = build_query();
+        let r: SocketAddr = R.parse().unwrap();
+        let bad = [
+            ("2001:db8:0:0:ff00::c000:aa", 300),
+            ("2001:db8:0:0:ff00::c000:ab", 300),
+        ];
+        let e = interpret(r, &resp_for(&q, ResponseCode::NoError, &bad)).unwrap_err();
+        assert!(matches!(e, DiscoveryError::UnusablePrefix { .. }), "{e:?}");
+        assert!(e.is_definite());
+        let msg = e.to_string();
+        assert!(
+            msg.contains("skipped 2001:db8:0:0:ff00::/96: bits 64-71 must be zero"),
+            "{msg}"
+        );
+        let mixed = [
+            bad[0],
+            bad[1],
+            ("2001:db8:64::c000:aa", 60),
+            ("2001:db8:64::c000:ab", 60),
+        ];
+        let ok = interpret(r, &resp_for(&q, ResponseCode::NoError, &mixed)).unwrap();
+        let got: Vec<String> = ok.iter().map(|p| p.prefix.to_string()).collect();
+        assert_eq!(got, ["2001:db8:64::/96"]);
     }
 
     #[test]

@@ -4,8 +4,12 @@ use ipnet::Ipv6Net;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-/// What the engine needs to run. `Default` gives the documented values;
-/// construct with `EngineConfig { prefix, ..Default::default() }`.
+/// What the engine needs to run: the one configuration type that every
+/// front end fills (`clat run` from its flags, the JNI bridge from
+/// Kotlin's `NativeConfig`), so a new option is added here, with its
+/// default and its check in [`EngineConfig::validate`]. `Default` gives the
+/// documented values; construct with
+/// `EngineConfig { prefix, ..Default::default() }`.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// The CLAT address: the apps' source and the TUN's address (192.0.0.4).
@@ -15,7 +19,9 @@ pub struct EngineConfig {
     pub nat_v4: Ipv4Addr,
     /// The DNS relay's address (192.0.0.6).
     pub dns_v4: Ipv4Addr,
-    /// NAT64 prefix (RFC 6052 lengths 32/40/48/56/64/96).
+    /// NAT64 prefix: RFC 6052 section 2.2, checked by the translator's
+    /// [`clat_xlat::addr6052::validate_prefix`] (lengths 32/40/48/56/64/96,
+    /// no bits past the length, bits 64-71 zero).
     pub prefix: Ipv6Net,
     /// Resolvers of the underlying network, tried in order.
     pub upstream_dns: Vec<SocketAddr>,
@@ -44,8 +50,7 @@ pub struct EngineConfig {
 }
 
 /// 64:ff9b::/96 (RFC 6052 section 2.1), checked when compiled.
-const WELL_KNOWN_PREFIX: Ipv6Net =
-    Ipv6Net::new_assert(Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0), 96);
+const WELL_KNOWN_PREFIX: Ipv6Net = Ipv6Net::new_assert(clat_xlat::addr6052::WELL_KNOWN_PREFIX, 96);
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -71,8 +76,8 @@ impl Default for EngineConfig {
 /// A configuration the engine cannot run with.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("prefix length /{0} is not one of RFC 6052's 32, 40, 48, 56, 64, 96")]
-    PrefixLength(u8),
+    #[error("NAT64 prefix {0}")]
+    Prefix(clat_xlat::addr6052::PrefixError),
     #[error("clat, nat and dns addresses must be distinct and inside one /29")]
     Addresses,
     #[error("mtu {0} is out of range (576..=65535)")]
@@ -88,7 +93,7 @@ pub enum ConfigError {
 impl EngineConfig {
     /// Checks the configuration; the engine refuses to start otherwise.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        validate_prefix(&self.prefix)?;
+        clat_xlat::addr6052::validate_prefix(&self.prefix).map_err(ConfigError::Prefix)?;
         let net = |a: Ipv4Addr| u32::from(a) & !7;
         if self.clat_v4 == self.nat_v4
             || self.clat_v4 == self.dns_v4
@@ -150,13 +155,6 @@ fn scoped(a: &Ipv6Addr) -> bool {
     (a.segments()[0] & 0xffc0) == 0xfe80
 }
 
-pub(crate) fn validate_prefix(p: &Ipv6Net) -> Result<(), ConfigError> {
-    match p.prefix_len() {
-        32 | 40 | 48 | 56 | 64 | 96 => Ok(()),
-        n => Err(ConfigError::PrefixLength(n)),
-    }
-}
-
 /// Upper bound of every timeout. Deadlines are `Instant + timeout`, which
 /// panics on overflow (a `--udp-timeout 4000000000000000h` made the engine
 /// thread panic on the first UDP packet); a year is far beyond any useful
@@ -166,6 +164,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clat_xlat::addr6052::PrefixError;
     use std::net::SocketAddrV6;
 
     #[test]
@@ -200,7 +199,22 @@ mod tests {
             prefix: "2001:db8::/80".parse().unwrap(),
             ..Default::default()
         };
-        assert_eq!(c.validate(), Err(ConfigError::PrefixLength(80)));
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::Prefix(PrefixError::BadLength(80)))
+        );
+        // RFC 6052 section 2.2: bits 64-71 of a /96 must be zero; `clat run
+        // --pref64 2001:db8:0:0:ff00::/96` used to get through.
+        let c = EngineConfig {
+            prefix: "2001:db8:0:0:ff00::/96".parse().unwrap(),
+            ..Default::default()
+        };
+        let e = c.validate().unwrap_err();
+        assert!(
+            matches!(e, ConfigError::Prefix(PrefixError::NonZeroU(_))),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("bits 64-71 must be zero"), "{e}");
         let c = EngineConfig {
             nat_v4: Ipv4Addr::new(10, 0, 0, 5),
             ..Default::default()

@@ -1,5 +1,5 @@
 //! The CLAT engine: IPv4 packets from a TUN become flows re-originated over
-//! protected IPv6 sockets towards the NAT64 prefix (DESIGN.md, "data path").
+//! protected IPv6 sockets towards the NAT64 prefix (docs/ARCHITECTURE.md, "The data path").
 //!
 //! - TCP is terminated by the kernel: app packets are NATed onto the
 //!   engine's own listener on the TUN address ([`nat_tcp`]), the accepted
@@ -9,6 +9,11 @@
 //!   ICMPv6 errors from the sockets' error queues become ICMPv4 errors.
 //! - DNS: a relay on the internal DNS address (UDP, TCP on truncation).
 //! - One thread, one mio `Poll`, sleeping until the next flow deadline.
+//!
+//! `unsafe` is denied in the crate except in `sys`, its one module of raw
+//! system calls.
+
+#![deny(unsafe_code)]
 
 pub mod config;
 mod dns_wire;
@@ -121,8 +126,10 @@ impl Engine {
     }
 
     /// Switches the NAT64 prefix; flows that used the old one are reset.
+    /// Errors: [`ConfigError::Prefix`] for a prefix RFC 6052 does not
+    /// allow (the check of [`EngineConfig::validate`]), `NotRunning`.
     pub fn set_prefix(&self, prefix: Ipv6Net) -> Result<(), EngineError> {
-        config::validate_prefix(&prefix)?;
+        clat_xlat::addr6052::validate_prefix(&prefix).map_err(ConfigError::Prefix)?;
         self.send(Command::SetPrefix(prefix))
     }
 

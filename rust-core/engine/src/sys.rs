@@ -1,5 +1,8 @@
-//! The few raw libc calls the engine needs: TUN creation, the error queue of
-//! IPv6 sockets (ICMPv6 errors via IPV6_RECVERR) and ping sockets.
+//! The few raw libc calls the engine needs: TUN creation and its reads and
+//! writes, the error queue of IPv6 sockets (ICMPv6 errors via
+//! IPV6_RECVERR), ping sockets and TCP_INFO. The crate's one module where
+//! `unsafe` is allowed; every block says why it is sound.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::net::{Ipv6Addr, SocketAddrV6};
@@ -41,9 +44,40 @@ pub fn open_tun(name: &str) -> io::Result<(OwnedFd, String)> {
     Ok((fd, actual))
 }
 
+/// `read(2)` of one packet from `fd` into `buf`; the packet's length.
+/// Errors: the kernel's (`WouldBlock` when nothing is queued).
+pub(crate) fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the call,
+    // and `fd` is an open descriptor borrowed for it.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// `write(2)` of one packet; the bytes written. Errors: the kernel's.
+pub(crate) fn write_fd(fd: &OwnedFd, pkt: &[u8]) -> io::Result<usize> {
+    // SAFETY: `pkt` is valid for reads of `pkt.len()` bytes for the call,
+    // and `fd` is an open descriptor borrowed for it.
+    let n = unsafe { libc::write(fd.as_raw_fd(), pkt.as_ptr().cast(), pkt.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Whether `fd`'s other end is gone (POLLHUP, POLLRDHUP or POLLERR now),
+/// to tell an empty read from the end of a packet descriptor.
+pub(crate) fn hung_up(fd: &OwnedFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN | libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd that outlives the call; zero timeout.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    r > 0 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0
+}
+
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: fcntl on an fd we hold; the kernel validates it.
     let fl = cvt(unsafe { libc::fcntl(fd, libc::F_GETFL) })?;
+    // SAFETY: as above; F_SETFL only changes the status flags.
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK) })?;
     Ok(())
 }

@@ -40,10 +40,10 @@ fn in_netns(name: &str) -> bool {
     if std::env::var_os(INNER).is_some() {
         return true;
     }
-    // SAFETY: geteuid has no preconditions.
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+        euid, 0,
         "engine integration tests need root (network namespaces and TUN); run them as root"
     );
     // One namespace test at a time: on a loaded 2-CPU machine, parallel

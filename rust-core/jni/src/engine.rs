@@ -2,8 +2,7 @@
 //! them. JNI-free: takes and returns plain Rust values, so the logic (stale
 //! handles, idempotent stop, releasing the protector) reads on its own.
 
-use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use clat_discovery::{DiscoveredPrefix, PrefixSource};
 use clat_engine::{Engine, EngineConfig};
 use clat_protect::SocketProtector;
 
-use crate::config::{self, ConfigSpec};
+use crate::config;
 use crate::error::{BridgeError, BridgeResult};
 use crate::protector::JniProtector;
 use crate::registry::{handle_id, stale_message, Registry};
@@ -30,65 +29,6 @@ impl Running {
 
 /// Every engine started through the bridge.
 pub static ENGINES: LazyLock<Registry<Running>> = LazyLock::new(Registry::new);
-
-/// The engine's configuration: its defaults, overridden by what Kotlin set,
-/// then the engine's own validation.
-pub fn engine_config(spec: &ConfigSpec) -> Result<EngineConfig, String> {
-    let mut c = EngineConfig::default();
-    if let Some(v) = spec.clat_v4 {
-        c.clat_v4 = v;
-    }
-    if let Some(v) = spec.nat_v4 {
-        c.nat_v4 = v;
-    }
-    if let Some(v) = spec.dns_v4 {
-        c.dns_v4 = v;
-    }
-    c.prefix = spec.prefix;
-    c.upstream_dns = spec.upstream_dns.clone();
-    if let Some(v) = spec.mtu {
-        c.mtu = v;
-    }
-    if let Some(v) = spec.max_flows {
-        c.max_flows = v;
-    }
-    if let Some(v) = spec.udp_timeout {
-        c.udp_timeout = v;
-    }
-    if let Some(v) = spec.tcp_established_timeout {
-        c.tcp_established_timeout = v;
-    }
-    if let Some(v) = spec.tcp_transitory_timeout {
-        c.tcp_transitory_timeout = v;
-    }
-    if let Some(v) = spec.icmp_timeout {
-        c.icmp_timeout = v;
-    }
-    c.refuse_non_global_wkp = spec.refuse_non_global_wkp;
-    c.validate().map_err(|e| e.to_string())?;
-    Ok(c)
-}
-
-/// Takes ownership of a raw descriptor handed over by Kotlin, after
-/// checking that it is open (wrapping a closed or foreign number in an
-/// `OwnedFd` would later close somebody else's file).
-pub fn adopt_fd(fd: RawFd) -> BridgeResult<OwnedFd> {
-    if fd < 0 {
-        return Err(BridgeError::IllegalArgument(format!(
-            "tunFd {fd} is not a file descriptor"
-        )));
-    }
-    // SAFETY: F_GETFD only reads the descriptor flags.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(BridgeError::IllegalArgument(format!(
-            "tunFd {fd} is not open: {}",
-            io::Error::last_os_error()
-        )));
-    }
-    // SAFETY: the descriptor is open, and the API contract (ClatNative.start)
-    // transfers its ownership to us.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
 
 /// Starts an engine; the TUN descriptor is closed on failure too (ownership
 /// passed to us at the call).
@@ -286,57 +226,6 @@ pub fn open_tun(name: &str) -> BridgeResult<RawFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{parse_config, RawConfig};
-    use std::net::Ipv4Addr;
-
-    fn spec() -> ConfigSpec {
-        parse_config(&RawConfig {
-            prefix: Some("2001:db8:64::/96".into()),
-            dns_servers: vec!["[2001:db8:1::53]:53".into()],
-            udp_timeout_sec: 42,
-            refuse_non_global_wkp: true,
-            ..RawConfig::default()
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn engine_config_overrides_only_what_was_set() {
-        let c = engine_config(&spec()).unwrap();
-        let d = EngineConfig::default();
-        assert_eq!(c.prefix, "2001:db8:64::/96".parse().unwrap());
-        assert_eq!(c.upstream_dns, vec!["[2001:db8:1::53]:53".parse().unwrap()]);
-        assert_eq!(c.udp_timeout, Duration::from_secs(42));
-        assert_eq!(c.mtu, d.mtu);
-        assert_eq!(c.max_flows, d.max_flows);
-        assert_eq!(c.clat_v4, d.clat_v4);
-        assert_eq!(c.tcp_established_timeout, d.tcp_established_timeout);
-    }
-
-    #[test]
-    fn internal_addresses_chosen_by_the_app_reach_the_engine() {
-        // The Android app picks them apart from clatd's (InternalAddressPicker): .3, .2, .1.
-        let spec = parse_config(&RawConfig {
-            clat_address: Some("192.0.0.3".into()),
-            nat_address: Some("192.0.0.2".into()),
-            dns_relay_address: Some("192.0.0.1".into()),
-            prefix: Some("2001:db8:64::/96".into()),
-            ..RawConfig::default()
-        })
-        .unwrap();
-        let c = engine_config(&spec).unwrap();
-        assert_eq!(c.clat_v4, Ipv4Addr::new(192, 0, 0, 3));
-        assert_eq!(c.nat_v4, Ipv4Addr::new(192, 0, 0, 2));
-        assert_eq!(c.dns_v4, Ipv4Addr::new(192, 0, 0, 1));
-        // Outside the CLAT's /29 the engine refuses them (the NAT address must be on-link).
-        let apart = parse_config(&RawConfig {
-            nat_address: Some("192.0.0.9".into()),
-            prefix: Some("2001:db8:64::/96".into()),
-            ..RawConfig::default()
-        })
-        .unwrap();
-        assert!(engine_config(&apart).is_err());
-    }
 
     #[test]
     fn calls_on_unknown_handles_are_illegal_state() {
@@ -366,10 +255,12 @@ mod tests {
 
     #[test]
     fn set_prefix_checks_the_prefix_before_the_handle() {
-        assert!(matches!(
-            set_prefix(12345, "2001:db8::/33"),
-            Err(BridgeError::IllegalArgument(_))
-        ));
+        for bad in ["2001:db8::/33", "2001:db8:0:0:ff00::/96"] {
+            assert!(
+                matches!(set_prefix(12345, bad), Err(BridgeError::IllegalArgument(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -378,24 +269,6 @@ mod tests {
             set_dns(12345, &["not an address".into()]),
             Err(BridgeError::IllegalArgument(_))
         ));
-    }
-
-    #[test]
-    fn adopt_fd_rejects_negative_and_closed_descriptors() {
-        assert!(matches!(adopt_fd(-1), Err(BridgeError::IllegalArgument(_))));
-        // A descriptor number far above anything this process opened.
-        let e = adopt_fd(1_000_000).unwrap_err();
-        assert!(e.to_string().contains("not open"), "{e}");
-    }
-
-    #[test]
-    fn adopt_fd_takes_ownership_and_closes() {
-        use std::os::fd::IntoRawFd;
-        let raw = std::fs::File::open("/dev/null").unwrap().into_raw_fd();
-        let owned = adopt_fd(raw).unwrap();
-        drop(owned);
-        // SAFETY: F_GETFD only reads flags; the fd was just closed.
-        assert!(unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0);
     }
 
     #[test]

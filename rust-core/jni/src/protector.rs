@@ -6,7 +6,13 @@
 //! from its own thread; this type attaches that thread to the JVM (once:
 //! jni-rs keeps the attachment until the thread exits, so the per-socket
 //! cost is a thread-local lookup), and calls the Kotlin `SocketProtector`
-//! through a method id looked up once at start.
+//! with jni-rs's checked `call_method`: the method is found by name and
+//! signature on each call (GetObjectClass + GetMethodID, a lookup inside the
+//! VM), which is small beside what `VpnService.protect` itself costs (a
+//! binder call to netd) and keeps this module free of `unsafe`: the
+//! crate's one `unsafe` module is [`crate::entry_points`]. [`JniProtector::new`]
+//! looks the method up once at start, so that a protector without
+//! `protect(I)Z` is refused there and not on the first flow.
 //!
 //! The Kotlin object is held by a JNI global reference, which pins it
 //! against garbage collection. [`JniProtector::release`] drops that
@@ -19,12 +25,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use clat_protect::SocketProtector;
-use jni::objects::{JMethodID, JObject};
+use jni::objects::JObject;
 use jni::refs::Global;
-use jni::signature::{Primitive, ReturnType};
-use jni::sys::jvalue;
 use jni::vm::JavaVM;
-use jni::{jni_sig, jni_str, Env};
+use jni::{jni_sig, jni_str, Env, JValue};
 
 use crate::error::{BridgeError, BridgeResult};
 
@@ -32,7 +36,6 @@ use crate::error::{BridgeError, BridgeResult};
 pub struct JniProtector {
     vm: JavaVM,
     target: RwLock<Option<Global<JObject<'static>>>>,
-    method: JMethodID,
     calls: AtomicU64,
 }
 
@@ -47,14 +50,13 @@ impl std::fmt::Debug for JniProtector {
 
 impl JniProtector {
     /// Pins `obj` (which must implement `protect(I)Z`) with a global
-    /// reference and caches its method id.
+    /// reference, after checking that it has that method.
     pub fn new(env: &mut Env<'_>, obj: &JObject<'_>) -> BridgeResult<Self> {
         if obj.is_null() {
             return Err(BridgeError::null("protector"));
         }
         let class = env.get_object_class(obj)?;
-        let method = env
-            .get_method_id(&class, jni_str!("protect"), jni_sig!("(I)Z"))
+        env.get_method_id(&class, jni_str!("protect"), jni_sig!("(I)Z"))
             .map_err(|e| {
                 BridgeError::IllegalArgument(format!(
                     "protector has no method boolean protect(int): {e}"
@@ -65,7 +67,6 @@ impl JniProtector {
         Ok(JniProtector {
             vm,
             target: RwLock::new(Some(target)),
-            method,
             calls: AtomicU64::new(0),
         })
     }
@@ -114,17 +115,12 @@ impl SocketProtector for JniProtector {
         let outcome =
             self.vm
                 .attach_current_thread(|env| -> jni::errors::Result<Result<bool, String>> {
-                    // SAFETY: `method` was looked up on this object's class
-                    // with signature (I)Z; the single argument is an int and
-                    // the return type is boolean, as the signature says.
-                    let ret = unsafe {
-                        env.call_method_unchecked(
-                            target,
-                            self.method,
-                            ReturnType::Primitive(Primitive::Boolean),
-                            &[jvalue { i: fd }],
-                        )
-                    };
+                    let ret = env.call_method(
+                        target,
+                        jni_str!("protect"),
+                        jni_sig!("(I)Z"),
+                        &[JValue::Int(fd)],
+                    );
                     match ret {
                         Ok(v) => Ok(Ok(v.z()?)),
                         // Caught here, inside the frame, and described briefly:

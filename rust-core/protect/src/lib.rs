@@ -9,6 +9,13 @@
 //!
 //! Invariant: `protect` is called on a fresh socket *before* `connect` or
 //! the first `sendto`, from whichever thread created it.
+//!
+//! `unsafe` is denied here except in [`sys`], the one `setsockopt` call on
+//! a descriptor number that the caller hands in.
+
+#![deny(unsafe_code)]
+
+mod sys;
 
 use std::io;
 use std::os::fd::RawFd;
@@ -43,7 +50,7 @@ pub struct MarkProtect(pub u32);
 
 impl SocketProtector for MarkProtect {
     fn protect(&self, fd: RawFd) -> io::Result<()> {
-        set_opt(fd, libc::SOL_SOCKET, libc::SO_MARK, &self.0.to_ne_bytes())
+        sys::set_opt(fd, libc::SOL_SOCKET, libc::SO_MARK, &self.0.to_ne_bytes())
     }
 }
 
@@ -59,7 +66,7 @@ impl SocketProtector for BindDeviceProtect {
                 format!("bad interface name {:?}", self.0),
             ));
         }
-        set_opt(
+        sys::set_opt(
             fd,
             libc::SOL_SOCKET,
             libc::SO_BINDTODEVICE,
@@ -75,25 +82,6 @@ where
 {
     fn protect(&self, fd: RawFd) -> io::Result<()> {
         self(fd)
-    }
-}
-
-fn set_opt(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &[u8]) -> io::Result<()> {
-    // SAFETY: `val` is a valid buffer of the given length for the duration
-    // of the call; the kernel validates `fd`.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            val.as_ptr().cast(),
-            val.len() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

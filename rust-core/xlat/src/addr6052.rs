@@ -11,9 +11,14 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// The Well-Known Prefix 64:ff9b::/96 (RFC 6052 section 2.1).
 pub const WELL_KNOWN_PREFIX: Ipv6Addr = Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0);
 
-/// Why a prefix cannot carry IPv4 addresses.
+/// Why a prefix cannot carry IPv4 addresses. This is the one check of an
+/// RFC 6052 prefix in the core: the engine, discovery (PREF64 and RFC 7050),
+/// the JNI bridge and the `clat` command all refuse a prefix through
+/// [`validate_prefix`] or [`parse_prefix`], so they cannot disagree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrefixError {
+    /// The text is not an IPv6 prefix in `address/length` form (the text).
+    Syntax(String),
     /// RFC 6052 section 2.2 allows only 32, 40, 48, 56, 64 and 96.
     BadLength(u8),
     /// Bits 64-71 must be zero (section 2.2).
@@ -25,6 +30,9 @@ pub enum PrefixError {
 impl std::fmt::Display for PrefixError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            PrefixError::Syntax(s) => {
+                write!(f, "{s:?} is not an IPv6 prefix like 2001:db8:64::/96")
+            }
             PrefixError::BadLength(l) => write!(
                 f,
                 "prefix length /{l} is not one of 32, 40, 48, 56, 64, 96 (RFC 6052 section 2.2)"
@@ -32,13 +40,24 @@ impl std::fmt::Display for PrefixError {
             PrefixError::NonZeroU(p) => {
                 write!(f, "{p}: bits 64-71 must be zero (RFC 6052 section 2.2)")
             }
-            PrefixError::HostBits(p) => write!(f, "{p}: bits after the prefix length are set"),
+            PrefixError::HostBits(p) => write!(
+                f,
+                "{p}: bits after the prefix length are set (did you mean {}?)",
+                p.trunc()
+            ),
         }
     }
 }
 impl std::error::Error for PrefixError {}
 
-/// Checks that `prefix` can be used as an RFC 6052 translation prefix.
+/// Checks that `prefix` can be used as an RFC 6052 translation prefix
+/// (section 2.2): its length is 32, 40, 48, 56, 64 or 96, no bit past the
+/// length is set, and bits 64-71 (the "u" octet, inside the prefix only for
+/// /96) are zero. Addresses built with a nonzero u octet could not be mapped
+/// back by [`extract`], so replies to them would be dropped.
+///
+/// Errors: [`PrefixError::BadLength`], [`PrefixError::HostBits`],
+/// [`PrefixError::NonZeroU`], checked in that order.
 pub fn validate_prefix(prefix: &Ipv6Net) -> Result<(), PrefixError> {
     let len = prefix.prefix_len();
     if !matches!(len, 32 | 40 | 48 | 56 | 64 | 96) {
@@ -51,6 +70,21 @@ pub fn validate_prefix(prefix: &Ipv6Net) -> Result<(), PrefixError> {
         return Err(PrefixError::NonZeroU(*prefix));
     }
     Ok(())
+}
+
+/// Parses `2001:db8:64::/96` (surrounding white space ignored) and checks
+/// it with [`validate_prefix`]: the one parser of a NAT64 prefix given as
+/// text (`clat run --pref64`, `clat xlat --pool6`, the JNI bridge).
+///
+/// Errors: [`PrefixError::Syntax`] when the text is no IPv6 prefix, else
+/// those of [`validate_prefix`].
+pub fn parse_prefix(s: &str) -> Result<Ipv6Net, PrefixError> {
+    let net: Ipv6Net = s
+        .trim()
+        .parse()
+        .map_err(|_| PrefixError::Syntax(s.to_string()))?;
+    validate_prefix(&net)?;
+    Ok(net)
 }
 
 /// True for the Well-Known Prefix 64:ff9b::/96.
@@ -183,6 +217,35 @@ mod tests {
             Err(PrefixError::HostBits(_))
         ));
         assert!(is_well_known(&net("64:ff9b::/96")));
+    }
+
+    /// The text form: every refusal names the rule, RFC 6052 section 2.2.
+    #[test]
+    fn parse_prefix_refuses_with_the_reason() {
+        assert_eq!(
+            parse_prefix(" 2001:db8:64::/96 "),
+            Ok(net("2001:db8:64::/96"))
+        );
+        for ok in [
+            "64:ff9b::/96",
+            "2001:db8::/32",
+            "2001:db8:100::/40",
+            "2001:db8::/64",
+        ] {
+            assert_eq!(parse_prefix(ok), Ok(net(ok)), "{ok}");
+        }
+        for (bad, why) in [
+            ("2001:db8:0:0:ff00::/96", "bits 64-71 must be zero"),
+            ("2001:db8:0:0:100::/96", "bits 64-71 must be zero"),
+            ("2001:db8:64::/95", "is not one of 32, 40, 48, 56, 64, 96"),
+            ("2001:db8:64::1/96", "did you mean 2001:db8:64::/96?"),
+            ("192.0.2.0/24", "is not an IPv6 prefix"),
+            ("2001:db8::", "is not an IPv6 prefix"),
+            ("", "is not an IPv6 prefix"),
+        ] {
+            let e = parse_prefix(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
         assert!(!is_well_known(&net("2001:db8:64::/96")));
     }
 

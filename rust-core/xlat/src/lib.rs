@@ -42,6 +42,10 @@
 //! let v6 = out.get(0).unwrap();
 //! assert_eq!(&v6[24..40], &"64:ff9b::808:808".parse::<std::net::Ipv6Addr>().unwrap().octets());
 //! ```
+//!
+//! The crate has no `unsafe` code, and may not get any.
+
+#![forbid(unsafe_code)]
 
 pub mod addr6052;
 pub mod checksum;

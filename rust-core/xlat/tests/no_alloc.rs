@@ -15,14 +15,19 @@ thread_local! {
     static COUNT: Cell<u64> = const { Cell::new(0) };
 }
 
+// SAFETY: every call is passed on unchanged to the system allocator, which
+// upholds GlobalAlloc's contract; counting touches only const-initialised
+// thread-locals, which do not allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         if ARMED.with(|a| a.get()) {
             COUNT.with(|c| c.set(c.get() + 1));
         }
+        // SAFETY: the caller's layout, as GlobalAlloc::alloc received it.
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` was allocated by System.alloc with layout `l` (above).
         unsafe { System.dealloc(p, l) }
     }
 }

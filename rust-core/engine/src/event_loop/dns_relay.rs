@@ -47,20 +47,14 @@ pub(super) struct Pending {
 
 /// An unpredictable id for a relayed query. The relay's upstream socket
 /// keeps one source port, so the id is all an off-path spoofer has to
-/// guess (RFC 5452): sequential ids made forged answers easy. The raw
-/// syscall rather than libc's wrapper: older Android libcs lack the latter.
+/// guess (RFC 5452): sequential ids made forged answers easy. From the
+/// `getrandom` crate (already linked through hickory-proto's `rand`), which
+/// falls back to /dev/urandom where an old Android libc lacks getrandom(2);
+/// `None` only when the system has no randomness to give.
 fn random_dns_id() -> Option<u16> {
     let mut b = [0u8; 2];
-    // SAFETY: b is valid for writes of 2 bytes.
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_getrandom,
-            b.as_mut_ptr(),
-            2usize,
-            libc::GRND_NONBLOCK,
-        )
-    };
-    (n == 2).then(|| u16::from_ne_bytes(b))
+    getrandom::fill(&mut b).ok()?;
+    Some(u16::from_ne_bytes(b))
 }
 
 impl Loop {

@@ -134,18 +134,15 @@ fn tok(slot: usize, side: usize) -> Token {
 
 /// Writes one packet to the TUN, counting it (or its drop).
 fn tun_write(tun: &OwnedFd, c: &Counters, pkt: &[u8]) {
-    // SAFETY: pkt is a valid buffer for the duration of the call.
-    let n = unsafe { libc::write(tun.as_raw_fd(), pkt.as_ptr().cast(), pkt.len()) };
-    if n == pkt.len() as isize {
-        Counters::inc(&c.tun_tx_packets);
-        Counters::add(&c.tun_tx_bytes, pkt.len() as u64);
-    } else {
-        log::debug!(
-            "TUN write of {} bytes failed: {}",
-            pkt.len(),
-            io::Error::last_os_error()
-        );
-        Counters::inc(&c.drop_tun_write);
+    match crate::sys::write_fd(tun, pkt) {
+        Ok(n) if n == pkt.len() => {
+            Counters::inc(&c.tun_tx_packets);
+            Counters::add(&c.tun_tx_bytes, pkt.len() as u64);
+        }
+        r => {
+            log::debug!("TUN write of {} bytes failed: {r:?}", pkt.len());
+            Counters::inc(&c.drop_tun_write);
+        }
     }
 }
 
@@ -398,12 +395,9 @@ impl Loop {
     fn on_tun(&mut self) {
         self.tun_more = false;
         for _ in 0..TUN_BATCH {
-            let fd = self.tun.as_raw_fd();
-            // SAFETY: rxbuf is a valid writable buffer of its length.
-            let n = unsafe { libc::read(fd, self.rxbuf.as_mut_ptr().cast(), self.rxbuf.len()) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                match e.kind() {
+            let n = match crate::sys::read_fd(&self.tun, &mut self.rxbuf) {
+                Ok(n) => n,
+                Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return,
                     io::ErrorKind::Interrupted => continue,
                     _ => {
@@ -411,19 +405,12 @@ impl Loop {
                         self.stop = true;
                         return;
                     }
-                }
-            }
+                },
+            };
             if n == 0 {
                 // An empty packet, or the end of the fd (a TUN never does
                 // this, other packet fds might): tell them apart by hang-up.
-                let mut pfd = libc::pollfd {
-                    fd,
-                    events: libc::POLLIN | libc::POLLRDHUP,
-                    revents: 0,
-                };
-                // SAFETY: one valid pollfd, zero timeout.
-                let r = unsafe { libc::poll(&mut pfd, 1, 0) };
-                if r > 0 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP | libc::POLLERR) != 0 {
+                if crate::sys::hung_up(&self.tun) {
                     self.set_exit("TUN closed".into());
                     self.stop = true;
                     return;
@@ -431,7 +418,6 @@ impl Loop {
                 Counters::inc(&self.c().drop_malformed);
                 continue;
             }
-            let n = n as usize;
             Counters::inc(&self.c().tun_rx_packets);
             Counters::add(&self.c().tun_rx_bytes, n as u64);
             let mut buf = std::mem::take(&mut self.rxbuf);

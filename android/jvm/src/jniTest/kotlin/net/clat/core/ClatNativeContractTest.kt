@@ -30,7 +30,10 @@ class ClatNativeContractTest {
         val cases = listOf(
             NativeConfig(prefix = "2001:db8::/33") to "/33",
             NativeConfig(prefix = "not a prefix") to "not an IPv6 prefix",
-            NativeConfig(prefix = "2001:db8:64::1/96") to "bits set past",
+            NativeConfig(prefix = "2001:db8:64::1/96") to "did you mean 2001:db8:64::/96",
+            // RFC 6052 section 2.2, the translator's own check (clat run --pref64 makes it too).
+            NativeConfig(prefix = "2001:db8:0:0:ff00::/96") to "bits 64-71 must be zero",
+            NativeConfig(prefix = JniTestSupport.PREFIX, dnsServers = arrayOf("[2001:db8::53]:0")) to "port 0",
             NativeConfig(prefix = JniTestSupport.PREFIX, dnsServers = arrayOf("bogus")) to "\"bogus\"",
             NativeConfig(prefix = JniTestSupport.PREFIX, mtu = 100) to "mtu 100",
             NativeConfig(prefix = JniTestSupport.PREFIX, maxFlows = -1) to "maxFlows",
@@ -83,6 +86,7 @@ class ClatNativeContractTest {
     @Test
     fun `arguments are checked before the handle`() {
         assertThrows<IllegalArgumentException> { ClatNative.setPrefix(42L, "2001:db8::/33") }
+        assertThrows<IllegalArgumentException> { ClatNative.setPrefix(42L, "2001:db8:0:0:ff00::/96") }
         assertThrows<IllegalArgumentException> { ClatNative.networkChanged(42L, arrayOf("nope")) }
         @Suppress("UNCHECKED_CAST")
         val withNull = arrayOfNulls<String>(1) as Array<String>

@@ -10,7 +10,7 @@ import java.util.concurrent.atomic.AtomicInteger
  * [ClatNative.load] the app uses (system property `clat.native.lib` or `clat.native.dir`).
  */
 object JniTestSupport {
-    /** Lab constants (team brief). */
+    /** Lab constants (tests/lab/README.md, "Address plan"). */
     const val PREFIX = "2001:db8:64::/96"
     const val DNS64 = "[2001:db8:1::53]:53"
     const val SERVER = "203.0.113.10"

@@ -2,7 +2,7 @@ package net.clat.app.logic
 
 import net.clat.core.DiscoveredPrefix
 
-/** Where a NAT64 prefix came from, in order of precedence (DESIGN.md "NAT64 prefix discovery"). */
+/** Where a NAT64 prefix came from, in order of precedence (docs/ARCHITECTURE.md, "Prefix discovery"). */
 enum class PrefixSource(val label: String) {
     /** Managed configuration or the user's override: an explicit choice beats any discovery. */
     CONFIG("configured"),

@@ -1,7 +1,7 @@
 package net.clat.app.logic
 
 /**
- * The network's resolvers as the core takes them (rust-core/jni/src/config.rs parse_resolver):
+ * The network's resolvers as the core takes them (rust-core/discovery/src/resolver.rs parse_resolver):
  * address literals, and a link-local IPv6 resolver with its zone, "fe80::1%wlan0" or "fe80::1%3".
  *
  * Why the zone matters: a link-local address names a host only together with an interface

@@ -76,7 +76,7 @@ data class DecisionInput(
 /**
  * Decides whether the CLAT should run, given the network, the prefix and the settings.
  *
- * Rules (DESIGN.md "The Android layer", "When the app runs"): run only when the underlying network
+ * Rules (docs/ARCHITECTURE.md, "The Android layer"): run only when the underlying network
  * is IPv6-only, Android's own CLAT does not serve it (see [Ipv4Route]) and a NAT64 prefix is known;
  * so the app runs where the platform's clatd does not: prefixes other than /96 (ClatCoordinator
  * .clatStart refuses them), prefixes known only from configuration or the app's RFC 7050 discovery,

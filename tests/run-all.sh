@@ -58,5 +58,15 @@ mvn -B -q -f android/jvm/pom.xml -Pjni test-compile dependency:go-offline
 CLAT_LAB_REQUIRED=1 ip netns exec phone mvn -o -B -f android/jvm/pom.xml -Pjni test \
     -Dclat.native.lib="$ROOT/target/debug/libclat.so"
 
+stage "linux packaging: the .deb built (cargo-deb), installed, checked, run in the lab, removed"
+# build-deb.sh installs cargo-deb first when it is missing (pinned version).
+deb=$(bash packaging/build-deb.sh | tail -n 1)
+KEEP_LAB=1 bash packaging/test-deb.sh "$deb"
+# `cargo install --path` works too (the release build above is reused).
+cargo_root=$(mktemp -d)
+CARGO_TARGET_DIR=$ROOT/target cargo install --quiet --locked --path rust-core/cli --root "$cargo_root"
+"$cargo_root/bin/clat" --version
+rm -rf "$cargo_root"
+
 stage "end-to-end tests in the lab"
 KEEP_LAB=1 python3 -m pytest -v -rfE tests/e2e

@@ -247,7 +247,8 @@ class Clat:
                 raise RuntimeError("clat status: " + p.stderr.strip())
             return {}
         d = {}
-        for line in p.stdout.splitlines():
+        # The `key value` lines after the summary (`clat status` for people).
+        for line in p.stdout.partition("\n\n")[2].splitlines():
             k, _, v = line.partition(" ")
             d[k] = v
         return d

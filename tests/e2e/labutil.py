@@ -10,6 +10,7 @@ one place so that every test reads as "run X in phone, expect Y".
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shlex
 import signal
@@ -147,6 +148,37 @@ def parse_status(text: str) -> dict[str, str]:
     return out
 
 
+def flatten_status(doc: dict) -> dict[str, str]:
+    """The JSON document of ``clat status --json`` under the names of the ``key value``
+    lines of plain ``clat status`` (state, prefix, prefix_source, upstream_dns, mtu,
+    flows_tcp, drop_*, ...), values as text."""
+    p, a = doc["prefix"], doc["addresses"]
+    out = {
+        "state": doc["state"],
+        "activity": doc["activity"],
+        "activity_reason": doc["activity_reason"],
+        "tun": doc["tun"],
+        "uptime": f"{doc['uptime_s']}s",
+        # null only with --auto before the first prefix: as the `key value` lines say it
+        "prefix": p["prefix"] if p else "-",
+        "prefix_source": p["source"] if p else "-",
+        "prefix_state": p["state"] if p else "none",
+        "clat_v4": a["clat"],
+        "nat_v4": a["nat"],
+        "dns_v4": a["dns"],
+        "mtu": str(doc["mtu"]),
+        "upstream_dns": ",".join(doc["resolvers"]) or "-",
+        "max_flows": str(doc["flows"]["max"]),
+    }
+    if doc.get("reason") is not None:
+        out["reason"] = doc["reason"]
+    if p and p.get("lifetime_s") is not None:
+        out["prefix_lifetime"] = f"{p['lifetime_s']}s"
+        out["prefix_expires_in"] = f"{p['expires_in_s']}s"
+    out.update({k: str(v) for k, v in doc["counters"].items()})
+    return out
+
+
 def status_int(st: dict[str, str], key: str) -> int:
     """Integer value of ``key``; a missing key fails loudly (names are part of the contract)."""
     if key not in st:
@@ -237,8 +269,17 @@ class ClatProcess:
             raise RuntimeError(f"clat status exited {p.returncode}: {p.stdout}\n{p.stderr}")
         return p.stdout
 
+    def status_json(self, *extra: str) -> dict:
+        """``clat status --json``, parsed (schema: docs/status-json.md)."""
+        doc = json.loads(self.status_text("--json", *extra))
+        if doc.get("schema_version") != 1:
+            raise RuntimeError(f"clat status --json: schema_version {doc.get('schema_version')!r}")
+        return doc
+
     def status(self, *extra: str) -> dict[str, str]:
-        return parse_status(self.status_text(*extra))
+        """The status as flat ``key value`` names (see :func:`flatten_status`), read from
+        ``clat status --json``: every test that reads a counter goes through the JSON."""
+        return flatten_status(self.status_json(*extra))
 
     def wait_counter(self, key: str, at_least: int, timeout: float = 3.0) -> int:
         """Wait until status counter ``key`` is >= ``at_least``; returns its value.

@@ -189,6 +189,11 @@ def test_auto_waits_for_a_prefix_instead_of_failing(own_clat, tmp_path):
         st = clat.status()
         assert (st["activity"], st["activity_reason"], st["prefix"], st["prefix_state"]) == \
             ("standby", "no NAT64 prefix known", "-", "none"), st
+        # The JSON says it with a null prefix (docs/status-json.md), the summary with standby.
+        assert clat.status_json()["prefix"] is None
+        head = clat.status_text().splitlines()
+        assert head[1:3] == ["  state: running, standby (no NAT64 prefix known)",
+                             "  prefix: none yet (discovery goes on)"], head
         assert f"dev {TUN}" not in default_route4(PHONE)
         t = time.monotonic()
         conf.write_text(f"nameserver {DNS64}\n")

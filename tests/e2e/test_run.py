@@ -12,7 +12,7 @@ import time
 import pytest
 
 from labutil import (DNS64, DNS_V4, PHONE, RESOLVER4, SERVER, TUN, clat_binary, default_route4,
-                     link_exists, ns, ns_popen, ns_python, status_int, synth)
+                     link_exists, ns, ns_popen, ns_python, parse_status, status_int, synth)
 
 
 def send_udp(dst, port=5353, broadcast=False):
@@ -172,3 +172,70 @@ def test_run_follows_resolv_conf(own_clat, tmp_path):
     wait_status(clat, "upstream_dns", f"[{DNS64}]:53")
     wait_status(clat, "prefix_state", "ok")
     assert "upstream resolvers changed" in clat.log()
+
+
+def check_status_schema(doc):
+    """The shape docs/status-json.md gives for schema_version 1, field by field."""
+    assert doc["schema_version"] == 1
+    assert doc["state"] in ("running", "stopped")
+    assert doc["reason"] is None or isinstance(doc["reason"], str)
+    assert doc["activity"] in ("active", "standby") and isinstance(doc["activity_reason"], str)
+    assert isinstance(doc["tun"], str) and isinstance(doc["uptime_s"], int)
+    p = doc["prefix"]
+    if p is None:  # --auto before the first prefix only
+        assert doc["activity"] == "standby", doc
+        p = {"prefix": None, "source": "config", "state": "ok", "lifetime_s": None,
+             "expires_in_s": None}
+    assert set(p) >= {"prefix", "source", "state", "lifetime_s", "expires_in_s"}, p
+    assert p["source"] in ("config", "pref64", "rfc7050") and p["state"] in ("ok", "lost")
+    assert set(doc["addresses"]) >= {"clat", "nat", "dns"}
+    assert isinstance(doc["mtu"], int) and isinstance(doc["resolvers"], list)
+    assert set(doc["flows"]) >= {"tcp", "udp", "icmp", "max"}
+    assert doc["counters"] and all(isinstance(v, int) and v >= 0
+                                   for v in doc["counters"].values())
+
+
+def test_status_json_and_summary(own_clat, tmp_path):
+    """`clat status --json` of a running `clat run` (with a discovered prefix,
+    so that it has a lifetime) parses, has the documented shape and follows
+    traffic; the human form leads with the summary, then the same values as
+    `key value` lines."""
+    sock = str(tmp_path / "clat.sock")
+    clat = own_clat("--control", sock, pref64=None)
+    t0 = time.monotonic()
+    doc = clat.status_json("--control", sock)
+    check_status_schema(doc)
+    assert doc["state"] == "running" and doc["reason"] is None
+    assert doc["activity"] == "active" and "without --auto" in doc["activity_reason"], doc
+    assert doc["tun"] == TUN
+    p = doc["prefix"]
+    assert (p["prefix"], p["source"], p["state"]) == ("2001:db8:64::/96", "rfc7050", "ok"), p
+    assert 0 < p["expires_in_s"] <= p["lifetime_s"], p
+    assert doc["addresses"] == {"clat": "192.0.0.4", "nat": "192.0.0.5", "dns": DNS_V4}
+    assert doc["resolvers"] == [f"[{DNS64}]:53"]
+    assert doc["mtu"] == 65000 and doc["flows"]["max"] == 16384
+    # Traffic moves the counters; a multicast datagram adds a drop.
+    ns(PHONE, "curl", "-sS", "--fail", "-o", "/dev/null", "-m", "30", f"http://{SERVER}/1M")
+    send_udp("224.0.0.251")
+    time.sleep(0.5)
+    after = clat.status_json("--control", sock)
+    check_status_schema(after)
+    c0, c1 = doc["counters"], after["counters"]
+    assert c1["up_rx_bytes"] >= c0["up_rx_bytes"] + (1 << 20)
+    assert c1["flows_tcp_total"] >= c0["flows_tcp_total"] + 1
+    assert c1["drop_multicast"] >= c0["drop_multicast"] + 1
+    assert after["uptime_s"] >= doc["uptime_s"] and after["uptime_s"] <= time.monotonic() - t0 + 20
+    human = clat.status_text("--control", sock)
+    summary, _, lines = human.partition("\n\n")
+    head = summary.splitlines()
+    assert head[0] == f"clat: {TUN}", human
+    assert head[1] == "  state: running, active", human
+    assert head[2].startswith("  prefix: 2001:db8:64::/96 (rfc7050, lifetime "), human
+    assert any(l.startswith("  flows: ") and l.endswith("(max 16384)") for l in head), human
+    assert any(l.startswith("  transfer: ") and "MiB received" in l for l in head), human
+    drops = [l for l in head if l.startswith("  drops: ")]
+    assert drops and "multicast" in drops[0], human
+    kv = parse_status(lines)
+    assert kv["prefix"] == "2001:db8:64::/96" and kv["upstream_dns"] == f"[{DNS64}]:53"
+    assert int(kv["drop_multicast"]) >= c1["drop_multicast"]
+    assert set(c1) <= set(kv), "every counter of the JSON is in the human list"

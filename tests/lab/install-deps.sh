@@ -25,6 +25,8 @@ declare -A PKGS=(
   [dbus-daemon]=dbus-daemon
   [maven]=mvn
   [openjdk-17-jdk-headless]=javac
+  [systemd]=systemd-analyze
+  [man-db]=man
 )
 
 missing=()

@@ -9,8 +9,10 @@
 use crate::route_watch::DefaultRoute;
 use ipnet::Ipv6Net;
 
-/// Whether the CLAT's default route is in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether the CLAT's default route is in place (`activity` in `clat
+/// status --json`: `"active"` or `"standby"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Activity {
     /// IPv4 goes through the CLAT.
     Active,

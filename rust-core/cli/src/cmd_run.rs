@@ -15,7 +15,8 @@ use crate::control::{ControlAddr, ControlSocket};
 use crate::firewall::{self, FirewallMode};
 use crate::host_setup::{if_index, raise_fd_limit, Ipv4DefaultRoute, PingGroupRange, TunLink};
 use crate::listener_probe::{self, ProbeOutcome};
-use crate::{host_cmd::ip, resolv_watch, route_watch, sys};
+use crate::status::{self, Status};
+use crate::{host_cmd::ip, resolv_watch, route_watch, sd_notify, sys};
 use anyhow::{anyhow, bail, Context, Result};
 use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
@@ -141,6 +142,11 @@ pub struct RunState {
     pub upstream_dns: Vec<SocketAddr>,
     /// Whether IPv4 goes through the CLAT now, and why.
     pub activity: ActivityState,
+    /// When `clat run` started (uptime).
+    pub started: Instant,
+    /// When `current` was last learnt or re-validated (its lifetime counts
+    /// from there).
+    pub prefix_learnt: Instant,
 }
 
 /// Where the prefix comes from: `--pref64`, or a [`PrefixMonitor`] whose
@@ -271,6 +277,7 @@ fn follow_prefix(
                 match change {
                     Some(p) if st.current.as_ref().map(|c| c.prefix) == Some(p.prefix) => {
                         st.current = Some(p);
+                        st.prefix_learnt = Instant::now();
                         st.lost = false;
                     }
                     Some(p) => {
@@ -282,6 +289,7 @@ fn follow_prefix(
                         match e.set_prefix(p.prefix) {
                             Ok(()) => {
                                 st.current = Some(p);
+                                st.prefix_learnt = Instant::now();
                                 st.lost = false;
                             }
                             Err(err) => log::error!("cannot switch to prefix {p}: {err}"),
@@ -318,56 +326,28 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The `key value` lines of `clat status`.
-pub fn status_lines(engine: &Engine, cfg: &EngineConfig, run: &RunState, tun: &str) -> String {
-    let mut s = String::new();
-    let state = if engine.is_running() {
-        "running"
-    } else {
-        "stopped"
+/// What `clat status` reports (see [`crate::status`]).
+pub fn status(engine: &Engine, cfg: &EngineConfig, run: &RunState, tun: &str) -> Status {
+    let now = Instant::now();
+    let inputs = status::Inputs {
+        running: engine.is_running(),
+        exit_reason: engine.exit_reason(),
+        activity: run.activity.clone(),
+        tun,
+        uptime: now.saturating_duration_since(run.started),
+        prefix: run.current,
+        prefix_lost: run.lost,
+        prefix_age: now.saturating_duration_since(run.prefix_learnt),
+        addresses: status::Addresses {
+            clat: cfg.clat_v4,
+            nat: cfg.nat_v4,
+            dns: cfg.dns_v4,
+        },
+        mtu: cfg.mtu,
+        resolvers: run.upstream_dns.clone(),
+        max_flows: cfg.max_flows,
     };
-    s.push_str(&format!("state {state}\n"));
-    if let Some(r) = engine.exit_reason() {
-        s.push_str(&format!("exit_reason {}\n", r.replace('\n', " ")));
-    }
-    s.push_str(&format!(
-        "activity {}\nactivity_reason {}\n",
-        run.activity.activity.as_str(),
-        run.activity.reason.replace('\n', " ")
-    ));
-    s.push_str(&format!("tun {tun}\n"));
-    match &run.current {
-        Some(c) => {
-            s.push_str(&format!(
-                "prefix {}\nprefix_source {}\nprefix_state {}\n",
-                c.prefix,
-                c.source,
-                if run.lost { "lost" } else { "ok" }
-            ));
-            if c.source != PrefixSource::Config {
-                s.push_str(&format!("prefix_lifetime {}\n", fmt_duration(c.lifetime)));
-            }
-        }
-        None => s.push_str("prefix -\nprefix_source -\nprefix_state none\n"),
-    }
-    s.push_str(&format!(
-        "clat_v4 {}\nnat_v4 {}\ndns_v4 {}\nmtu {}\n",
-        cfg.clat_v4, cfg.nat_v4, cfg.dns_v4, cfg.mtu
-    ));
-    let dns: Vec<String> = run.upstream_dns.iter().map(|a| a.to_string()).collect();
-    s.push_str(&format!(
-        "upstream_dns {}\n",
-        if dns.is_empty() {
-            "-".into()
-        } else {
-            dns.join(",")
-        }
-    ));
-    s.push_str(&format!("max_flows {}\n", cfg.max_flows));
-    for (k, v) in engine.stats().pairs() {
-        s.push_str(&format!("{k} {v}\n"));
-    }
-    s
+    Status::collect(inputs, &engine.stats())
 }
 
 /// The running engine, shared with the control and prefix threads; stopped
@@ -421,7 +401,10 @@ pub fn main(args: Args) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e:#}");
-            eprintln!("clat run: {e:#}");
+            // Said once in the journal; on a terminal also when logging is off.
+            if !crate::logging::stderr_is_journal() {
+                eprintln!("clat run: {e:#}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -583,6 +566,7 @@ fn default_route(args: &Args, tun: &str, tun_index: u32) -> Result<Option<Ipv4De
 }
 
 fn run(args: Args) -> Result<()> {
+    let started = Instant::now();
     let sigs = block_signals();
     let own = ipnet::Ipv4Net::new(Ipv4Addr::from(u32::from(args.clat_addr) & !7), 29)?;
     let follow_resolv_conf = args.dns.is_empty();
@@ -607,6 +591,8 @@ fn run(args: Args) -> Result<()> {
         } else {
             auto_mode::always()
         },
+        started,
+        prefix_learnt: started,
     }));
 
     // Guards, undone in reverse order when `run` returns. The control
@@ -658,7 +644,7 @@ fn run(args: Args) -> Result<()> {
         );
         control.serve(move || {
             let st = lock(&run_state).clone();
-            status_lines(&lock(&engine), &cfg, &st, &tun)
+            status(&lock(&engine), &cfg, &st, &tun).to_json() + "\n"
         })?;
     }
     log::info!(
@@ -681,6 +667,7 @@ fn run(args: Args) -> Result<()> {
     let mut lp = SignalLoop {
         sigs,
         auto: args.auto,
+        tun: &tun,
         tun_index,
         route,
         engine: &engine.0,
@@ -690,7 +677,9 @@ fn run(args: Args) -> Result<()> {
         own,
         resolvers: cfg.upstream_dns.clone(),
     };
-    lp.run()
+    let r = lp.run();
+    sd_notify::tell("STOPPING=1");
+    r
 }
 
 /// What the main thread does between start and exit: wait for signals and
@@ -698,6 +687,7 @@ fn run(args: Args) -> Result<()> {
 struct SignalLoop<'a> {
     sigs: sys::SigSet,
     auto: bool,
+    tun: &'a str,
     tun_index: u32,
     /// `None` with `--no-routes`.
     route: Option<Ipv4DefaultRoute>,
@@ -715,8 +705,12 @@ impl SignalLoop<'_> {
     /// error says why).
     fn run(&mut self) -> Result<()> {
         if self.auto {
+            // Said with READY=1 below.
             self.reevaluate();
         }
+        // Ready, active or standing by: TUN, address, firewall opening,
+        // control socket and (when active) route are in place.
+        sd_notify::tell(&format!("READY=1\nSTATUS={}", self.service_status()));
         loop {
             let Some(sig) = sys::wait_signal(&self.sigs, None) else {
                 continue;
@@ -727,7 +721,7 @@ impl SignalLoop<'_> {
                     return Ok(());
                 }
                 libc::SIGUSR2 => self.resolvers_changed(),
-                s if s == sig_reevaluate() && self.auto => self.reevaluate(),
+                s if s == sig_reevaluate() && self.auto => self.reevaluate_and_tell(),
                 _ => {}
             }
             let e = lock(self.engine);
@@ -763,13 +757,14 @@ impl SignalLoop<'_> {
     /// `--auto`: reads the IPv4 default routes and the prefix state, and
     /// puts the CLAT's route in place or withdraws it (closing the flows
     /// that used it, so that apps reconnect natively at once instead of
-    /// hanging on packets that can no longer leave).
-    fn reevaluate(&mut self) {
+    /// hanging on packets that can no longer leave). Returns whether the
+    /// activity or its reason changed.
+    fn reevaluate(&mut self) -> bool {
         let routes = match route_watch::default_routes() {
             Ok(r) => r,
             Err(e) => {
                 log::warn!("cannot read the IPv4 routes: {e}");
-                return;
+                return false;
             }
         };
         let native = route_watch::native_default(&routes, self.tun_index);
@@ -795,7 +790,8 @@ impl SignalLoop<'_> {
                 _ => {}
             }
         }
-        if next != before {
+        let changed = next != before;
+        if changed {
             log::info!(
                 "{} -> {}: {}",
                 before.activity.as_str(),
@@ -804,5 +800,30 @@ impl SignalLoop<'_> {
             );
         }
         lock(self.run_state).activity = next;
+        changed
+    }
+
+    /// [`Self::reevaluate`], and a change told to systemd (`STATUS=`).
+    fn reevaluate_and_tell(&mut self) {
+        if self.reevaluate() {
+            sd_notify::tell(&format!("STATUS={}", self.service_status()));
+        }
+    }
+
+    /// The one-line `STATUS=` that `systemctl status` shows: active (and
+    /// through which prefix) or standing by (and why).
+    fn service_status(&self) -> String {
+        let st = lock(self.run_state);
+        let tun = &self.tun;
+        match (st.activity.activity, &st.current) {
+            (Activity::Active, Some(p)) => {
+                format!("active: IPv4 on {tun} through NAT64 prefix {}", p.prefix)
+            }
+            _ => format!(
+                "{} on {tun}: {}",
+                st.activity.activity.as_str(),
+                st.activity.reason
+            ),
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! `clat status`: asks a running `clat run` (through its control socket)
-//! for its prefix, addresses and counters, printed as `key value` lines.
+//! for its status and prints it for people (a summary, then `key value`
+//! lines) or, with `--json`, as the JSON document of `docs/status-json.md`.
 
 use crate::control::ControlAddr;
+use crate::status::Status;
 use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,43 +18,58 @@ pub struct Args {
     /// (default @clat/<tun>).
     #[arg(long, value_name = "@NAME|PATH")]
     pub control: Option<ControlAddr>,
+    /// Print the status as one JSON document (schema: docs/status-json.md,
+    /// `schema_version` 1) instead of the summary and `key value` lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Sends `status` on the control socket and returns the answer (one JSON
+/// document and a newline, or `error <why>`).
+fn ask(addr: &ControlAddr) -> std::io::Result<String> {
+    let mut s = addr.connect()?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(b"status\n")?;
+    s.shutdown(std::net::Shutdown::Write)?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }
 
 pub fn main(args: Args) -> ExitCode {
     let addr = args
         .control
         .unwrap_or_else(|| ControlAddr::default_for(&args.tun));
-    let r = (|| -> std::io::Result<String> {
-        let mut s = addr.connect()?;
-        s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        s.write_all(b"status\n")?;
-        s.shutdown(std::net::Shutdown::Write)?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        Ok(out)
-    })();
-    match r {
-        Ok(text) if text.starts_with("error ") => {
-            eprintln!(
-                "clat status: {addr} answered: {}",
-                text["error ".len()..].trim()
-            );
-            ExitCode::FAILURE
-        }
-        Ok(text) if !text.is_empty() => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Ok(_) => {
-            eprintln!("clat status: empty answer from {}", addr);
-            ExitCode::FAILURE
-        }
+    let text = match ask(&addr) {
+        Ok(t) => t,
         Err(e) => {
-            eprintln!(
-                "clat status: cannot reach a running `clat run` at {}: {e}",
-                addr
-            );
-            ExitCode::FAILURE
+            eprintln!("clat status: cannot reach a running `clat run` at {addr}: {e}");
+            return ExitCode::FAILURE;
         }
+    };
+    // A refusal (e.g. a user other than root and the instance's own) is a
+    // failure on stderr, with or without --json.
+    if let Some(why) = text.strip_prefix("error ") {
+        eprintln!("clat status: {addr} answered: {}", why.trim());
+        return ExitCode::FAILURE;
     }
+    if text.trim().is_empty() {
+        eprintln!("clat status: empty answer from {addr}");
+        return ExitCode::FAILURE;
+    }
+    // Parsed either way: a broken or foreign answer is an error, not output.
+    let status = match Status::from_json(text.trim()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("clat status: {addr} answered badly: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        // The sender's document as it came (fields newer than this reader included).
+        println!("{}", text.trim());
+    } else {
+        print!("{}", status.to_human());
+    }
+    ExitCode::SUCCESS
 }

@@ -8,11 +8,12 @@
 
 #![deny(unsafe_code)]
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod args;
 mod auto_mode;
+mod cmd_assets;
 mod cmd_discover;
 mod cmd_run;
 mod cmd_status;
@@ -22,8 +23,11 @@ mod firewall;
 mod host_cmd;
 mod host_setup;
 mod listener_probe;
+mod logging;
 mod resolv_watch;
 mod route_watch;
+mod sd_notify;
+mod status;
 mod sys;
 
 /// A 464XLAT customer-side translator (CLAT) and its tools.
@@ -45,21 +49,21 @@ enum Command {
     Discover(cmd_discover::Args),
     /// Run the CLAT: TUN with the CLAT address, IPv4 default route, engine, until SIGINT/SIGTERM.
     Run(cmd_run::Args),
-    /// Print a running instance's prefix, addresses and counters (`key value` lines).
+    /// Print a running instance's state, prefix, flows and counters (`--json` for scripts).
     Status(cmd_status::Args),
+    /// Write the man pages and shell completions (for packagers).
+    #[command(hide = true)]
+    GenerateAssets(cmd_assets::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    env_logger::Builder::new()
-        .parse_filters(&cli.log_level)
-        .parse_env("RUST_LOG")
-        .format_timestamp_millis()
-        .init();
+    logging::init(&cli.log_level);
     match cli.command {
         Command::Xlat(args) => cmd_xlat::main(args),
         Command::Discover(args) => cmd_discover::main(args),
         Command::Run(args) => cmd_run::main(args),
         Command::Status(args) => cmd_status::main(args),
+        Command::GenerateAssets(args) => cmd_assets::main(args, Cli::command()),
     }
 }

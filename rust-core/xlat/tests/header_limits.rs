@@ -1,0 +1,116 @@
+//! Header limits the translator must hold to (RFC 791 section 3.1, RFC 8200
+//! section 3, RFC 7915 sections 4.5 and 5.3), found unchecked by
+//! `cargo mutants -p clat-xlat`: an IHL below 5, a header longer than the
+//! bytes present, a header-only datagram, a first fragment that does not
+//! hold the TCP checksum, and bytes after the packet quoted in an ICMPv6
+//! error. Packets are built by hand with `common`.
+
+mod common;
+use clat_xlat::{DropReason, IpVersion, OutBuf, Outcome, Translator};
+use common::*;
+
+const REMOTE4: &str = "203.0.113.10";
+
+fn run(t: &Translator, pkt: &[u8]) -> (Outcome, Vec<Vec<u8>>) {
+    let mut out = OutBuf::new();
+    let o = t.translate(pkt, &mut out);
+    (o, out.iter().map(|p| p.to_vec()).collect())
+}
+
+/// RFC 791 section 3.1: "the minimum value for a correct header is 5"
+/// (20 bytes). A header claiming 4 words is malformed even when its
+/// checksum over those 16 bytes is right.
+#[test]
+fn rfc791_ihl_below_5_is_malformed() {
+    let t = translator();
+    let mut pkt = ipv4(a4(CLAT4), a4(REMOTE4), 17, 64, 0, 1, 0, &[], &[0; 12]);
+    pkt[0] = 0x44;
+    pkt[10..12].copy_from_slice(&[0, 0]);
+    let c = naive_csum(&[&pkt[..16]]);
+    pkt[10..12].copy_from_slice(&c.to_be_bytes());
+    assert_eq!(naive_sum(&[&pkt[..16]]), 0xffff);
+    assert_eq!(run(&t, &pkt).0, Outcome::Drop(DropReason::Malformed));
+}
+
+/// The packet quoted in an ICMPv4 error may be cut short, but not inside
+/// its own header: an IHL of 6 (24 bytes) with 22 bytes quoted, or an IHL
+/// of 4, leave nothing to translate (RFC 7915 section 4.3).
+#[test]
+fn s4_3_quoted_header_shorter_than_its_ihl_is_malformed() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4(REMOTE4));
+    let inner = ipv4(s, d, 17, 63, 0, 1, 0, &[1, 1, 1, 0], &[0; 100]);
+    assert_eq!(inner[0], 0x46);
+    let mut quoted = inner[..22].to_vec();
+    let m = icmp(3, 3, [0; 4], &quoted, &no_pseudo);
+    let err = ipv4(a4("198.51.100.1"), s, 1, 60, 0, 9, 0, &[], &m);
+    assert_eq!(run(&t, &err).0, Outcome::Drop(DropReason::Malformed));
+    quoted = ipv4(s, d, 17, 63, 0, 1, 0, &[], &[0; 20]);
+    quoted[0] = 0x44;
+    let m = icmp(3, 3, [0; 4], &quoted, &no_pseudo);
+    let err = ipv4(a4("198.51.100.1"), s, 1, 60, 0, 9, 0, &[], &m);
+    assert_eq!(run(&t, &err).0, Outcome::Drop(DropReason::Malformed));
+}
+
+/// RFC 7915 section 4.1 translates the header whatever follows it: a
+/// 20-byte datagram with no payload becomes a 40-byte IPv6 packet.
+#[test]
+fn s4_1_header_only_datagram_is_translated() {
+    let t = translator();
+    let pkt = ipv4(a4(CLAT4), a4(REMOTE4), 47, 64, 0, 1, DF, &[], &[]);
+    assert_eq!(pkt.len(), 20);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (h, proto, data) = check_v6(&out[0]);
+    assert_eq!((h.payload_length, proto), (0, 47));
+    assert!(data.is_empty());
+}
+
+/// RFC 7915 sections 4.5 and 5.5: the TCP checksum (bytes 16-17 of the
+/// header) is adjusted in the first fragment; a first fragment of 16 bytes
+/// does not hold it, one of 24 does.
+#[test]
+fn s4_5_and_s5_5_first_fragment_must_hold_the_tcp_checksum() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4(REMOTE4));
+    let seg = tcp(1, 2, 3, &[7; 40], &|l| pseudo4(s, d, 6, l));
+    let short = ipv4(s, d, 6, 64, 0, 5, MF, &[], &seg[..16]);
+    assert_eq!(
+        run(&t, &short).0,
+        Outcome::Drop(DropReason::TruncatedTransport)
+    );
+    let enough = ipv4(s, d, 6, 64, 0, 5, MF, &[], &seg[..24]);
+    assert_eq!(run(&t, &enough).0, Outcome::Forward(IpVersion::V6));
+
+    let (s6, d6) = (remote6(REMOTE4), a6(CLAT6));
+    let seg6 = tcp(1, 2, 3, &[7; 40], &|l| pseudo6(s6, d6, 6, l));
+    let short6 = ipv6(s6, d6, 44, 64, 0, &frag_hdr(6, 0, true, 9), &seg6[..16]);
+    assert_eq!(
+        run(&t, &short6).0,
+        Outcome::Drop(DropReason::TruncatedTransport)
+    );
+    let enough6 = ipv6(s6, d6, 44, 64, 0, &frag_hdr(6, 0, true, 9), &seg6[..24]);
+    assert_eq!(run(&t, &enough6).0, Outcome::Forward(IpVersion::V4));
+}
+
+/// RFC 7915 section 5.3: the packet inside an ICMPv6 error ends where its
+/// Payload Length says; bytes after it in the error's body (padding by the
+/// router that sent it) are not part of it and do not follow it into the
+/// ICMPv4 error.
+#[test]
+fn s5_3_quoted_packet_ends_at_its_payload_length() {
+    let t = translator();
+    let (s6, d6) = (a6(CLAT6), remote6(REMOTE4));
+    let u = udp(5000, 53, b"q", &|l| pseudo6(s6, d6, 17, l));
+    let mut body = ipv6(s6, d6, 17, 63, 0, &[], &u);
+    body.extend_from_slice(&[0; 7]);
+    let r = remote6("198.51.100.1");
+    let m = icmp(1, 0, [0; 4], &body, &|l| pseudo6(r, s6, 58, l));
+    let (o, out) = run(&t, &ipv6(r, s6, 58, 60, 0, &[], &m));
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (_, data) = check_v4(&out[0]);
+    let (s4, d4) = (a4(CLAT4), a4(REMOTE4));
+    let u4 = udp(5000, 53, b"q", &|l| pseudo4(s4, d4, 17, l));
+    let want = ipv4(s4, d4, 17, 63, 0, 0, 0, &[], &u4);
+    assert_eq!(&data[8..], &want[..]);
+}

@@ -114,3 +114,22 @@ fn s5_3_quoted_packet_ends_at_its_payload_length() {
     let want = ipv4(s4, d4, 17, 63, 0, 0, 0, &[], &u4);
     assert_eq!(&data[8..], &want[..]);
 }
+
+/// RFC 791: Total Length is 16 bits. An IPv6 packet with 65515 bytes of
+/// payload still has an IPv4 form (65535 bytes, too big for the IPv4 MTU,
+/// so Packet Too Big answers it, RFC 7915 section 5.1); with 65516 it has
+/// none and is dropped.
+#[test]
+fn s5_1_largest_translatable_payload_is_65515_bytes() {
+    let t = translator();
+    let (s, d) = (remote6(REMOTE4), a6(CLAT6));
+    let fits = udp(53, 4000, &vec![0; 65515 - 8], &|l| pseudo6(s, d, 17, l));
+    let (o, out) = run(&t, &ipv6(s, d, 17, 64, 0, &[], &fits));
+    assert_eq!(o, Outcome::Reply(IpVersion::V6));
+    let (_, _, data) = check_v6(&out[0]);
+    assert_eq!((data[0], data[1]), (2, 0));
+    let over = udp(53, 4000, &vec![0; 65516 - 8], &|l| pseudo6(s, d, 17, l));
+    let (o, out) = run(&t, &ipv6(s, d, 17, 64, 0, &[], &over));
+    assert_eq!(o, Outcome::Drop(DropReason::TooBig));
+    assert!(out.is_empty());
+}

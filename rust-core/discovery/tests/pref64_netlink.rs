@@ -371,3 +371,48 @@ fn rfc8781_s5_lifetime_runs_out_at_the_exact_instant() {
     assert_eq!(t.next_expiry(), Some(t1 + Duration::from_secs(16)));
     assert_eq!(t.current(t0 + Duration::from_secs(20)).len(), 1);
 }
+
+/// The listener is a route netlink socket (what the kernel sends
+/// RTM_NEWNDUSEROPT on), non-blocking (the monitor polls it) and closed
+/// on exec (a `clat` child must not inherit it).
+#[test]
+fn listener_is_a_nonblocking_cloexec_netlink_socket() {
+    use std::os::fd::AsRawFd;
+    let l = clat_discovery::netlink::NdUserOptListener::open(None).expect("netlink socket");
+    let fd = l.as_raw_fd();
+    let mut domain: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid fd, a c_int out-parameter of the given length.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_DOMAIN,
+            (&mut domain as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    assert_eq!(domain, libc::AF_NETLINK);
+    // SAFETY: fcntl queries on a valid fd.
+    let (fl, fdfl) = unsafe {
+        (
+            libc::fcntl(fd, libc::F_GETFL),
+            libc::fcntl(fd, libc::F_GETFD),
+        )
+    };
+    assert_ne!(fl & libc::O_NONBLOCK, 0, "non-blocking");
+    assert_ne!(fdfl & libc::FD_CLOEXEC, 0, "close-on-exec");
+}
+
+/// `recv(None)` waits for an RA however long it takes (the monitor's
+/// thread sleeps in it only through poll, but a caller may block): on a
+/// quiet socket it has not returned after 300 ms. The thread is left
+/// blocked; it ends with the test process.
+#[test]
+fn recv_without_timeout_waits() {
+    let mut l = clat_discovery::netlink::NdUserOptListener::open(None).expect("netlink socket");
+    let t = std::thread::spawn(move || l.recv(None).map(|v| v.len()));
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!t.is_finished(), "recv(None) returned on a quiet socket");
+}

@@ -133,3 +133,80 @@ fn s5_1_largest_translatable_payload_is_65515_bytes() {
     assert_eq!(o, Outcome::Drop(DropReason::TooBig));
     assert!(out.is_empty());
 }
+
+fn icmp6_unreach(quoted: &[u8]) -> Vec<u8> {
+    let (r, c) = (remote6("198.51.100.1"), a6(CLAT6));
+    let m = icmp(1, 0, [0; 4], quoted, &|l| pseudo6(r, c, 58, l));
+    ipv6(r, c, 58, 60, 0, &[], &m)
+}
+
+/// RFC 7915 section 5.3 (and RFC 4443 section 3.1: the quote is "as much
+/// of the invoking packet as possible"): a quote that ends right after an
+/// extension header, or right after the Fragment header, still has a
+/// header to translate. Its Total Length is what the original claimed,
+/// and a Fragment header's Identification and M flag are kept.
+#[test]
+fn s5_3_quote_ending_right_after_an_extension_header() {
+    let t = translator();
+    let (s6, d6) = (a6(CLAT6), remote6(REMOTE4));
+    let (s4, d4) = (a4(CLAT4), a4(REMOTE4));
+    let u6 = udp(5000, 53, b"query", &|l| pseudo6(s6, d6, 17, l));
+    let u4 = udp(5000, 53, b"query", &|l| pseudo4(s4, d4, 17, l));
+    let dstopts = [17u8, 0, 1, 4, 0, 0, 0, 0];
+    let full = ipv6(s6, d6, 60, 63, 0, &dstopts, &u6);
+    let (o, out) = run(&t, &icmp6_unreach(&full[..48]));
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (_, data) = check_v4(&out[0]);
+    assert_eq!(&data[8..], &ipv4(s4, d4, 17, 63, 0, 0, 0, &[], &u4)[..20]);
+
+    let first = ipv6(
+        s6,
+        d6,
+        44,
+        63,
+        0,
+        &frag_hdr(17, 0, true, 0x0007_1234),
+        &[9; 16],
+    );
+    let (o, out) = run(&t, &icmp6_unreach(&first[..48]));
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (_, data) = check_v4(&out[0]);
+    assert_eq!(
+        &data[8..],
+        &ipv4(s4, d4, 17, 63, 0, 0x1234, MF, &[], &[9; 16])[..20]
+    );
+}
+
+/// RFC 7915 sections 4.3 and 5.3: the TCP checksum inside a quoted packet
+/// is fixed only when the quote reaches it (bytes 16-17); a quote of 8 TCP
+/// bytes (ports and sequence number, all RFC 792 promises) is carried as is.
+#[test]
+fn s4_3_and_s5_3_quoted_tcp_shorter_than_its_checksum() {
+    let t = translator();
+    let (s6, d6) = (a6(CLAT6), remote6(REMOTE4));
+    let (s4, d4) = (a4(CLAT4), a4(REMOTE4));
+    let seg6 = tcp(40001, 443, 0x0a0b_0c0d, b"data", &|l| pseudo6(s6, d6, 6, l));
+    let seg4 = tcp(40001, 443, 0x0a0b_0c0d, b"data", &|l| pseudo4(s4, d4, 6, l));
+    let full6 = ipv6(s6, d6, 6, 63, 0, &[], &seg6);
+    let (o, out) = run(&t, &icmp6_unreach(&full6[..48]));
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (_, data) = check_v4(&out[0]);
+    let mut want = ipv4(s4, d4, 6, 63, 0, 0, 0, &[], &seg4)[..20].to_vec();
+    want.extend_from_slice(&seg4[..8]);
+    assert_eq!(&data[8..], &want[..]);
+
+    let full4 = ipv4(s4, d4, 6, 63, 0, 1, DF, &[], &seg4);
+    let m = icmp(3, 3, [0; 4], &full4[..28], &no_pseudo);
+    let err = ipv4(a4("198.51.100.1"), s4, 1, 60, 0, 9, 0, &[], &m);
+    let (o, out) = run(&t, &err);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (_, _, data) = check_v6(&out[0]);
+    let inner = &data[8..];
+    assert_eq!(inner.len(), 48);
+    assert_eq!(
+        u16::from_be_bytes([inner[4], inner[5]]) as usize,
+        seg6.len()
+    );
+    assert_eq!((inner[6], inner[7]), (6, 63));
+    assert_eq!(&inner[40..], &seg6[..8]);
+}

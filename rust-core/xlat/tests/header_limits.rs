@@ -210,3 +210,28 @@ fn s4_3_and_s5_3_quoted_tcp_shorter_than_its_checksum() {
     assert_eq!((inner[6], inner[7]), (6, 63));
     assert_eq!(&inner[40..], &seg6[..8]);
 }
+
+/// RFC 7915 section 4.1: IPv4 options are ignored, except that an
+/// unexpired Loose or Strict Source Route refuses the packet (Source Route
+/// Failed). The options are walked by their length (RFC 791 section 3.1):
+/// a 2-byte option before the LSRR does not hide it, and a lone option type
+/// at the end without its length byte ends the walk (the packet is
+/// translated, its options being ignored).
+#[test]
+fn s4_1_ipv4_options_walked_by_length() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4(REMOTE4));
+    let u = udp(1, 2, b"x", &|l| pseudo4(s, d, 17, l));
+    let opts = [30u8, 2, 131, 7, 4, 192, 0, 2, 1, 0, 0, 0];
+    let pkt = ipv4(s, d, 17, 64, 0, 1, 0, &opts, &u);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Reply(IpVersion::V4));
+    let (_, data) = check_v4(&out[0]);
+    assert_eq!((data[0], data[1]), (3, 5), "Source Route Failed");
+    let lone = [1u8, 1, 1, 7];
+    let pkt = ipv4(s, d, 17, 64, 0, 1, 0, &lone, &u);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (_, proto, data) = check_v6(&out[0]);
+    assert_eq!((proto, data.len()), (17, u.len()));
+}

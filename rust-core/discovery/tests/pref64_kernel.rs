@@ -121,3 +121,44 @@ fn router_advertisement_pref64_reaches_listener_and_monitor() {
     assert_eq!(m.current(), None);
     m.stop();
 }
+
+/// netlink(7): when the listener is too slow the kernel drops messages and
+/// the next recv fails with ENOBUFS. That is not fatal (the next RA
+/// repeats the option): recv carries on, and the next RA's PREF64 arrives.
+#[test]
+fn lost_netlink_messages_are_not_fatal() {
+    use std::os::fd::AsRawFd;
+    let ifindex = veth_in_private_netns();
+    let prefix = "2001:db8:64::/96".parse().unwrap();
+    let mut l = NdUserOptListener::open(Some(ifindex)).expect("netlink listener");
+    let small: libc::c_int = 1;
+    // SAFETY: setsockopt with a c_int option value on a valid socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            l.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&small as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+    let opt = encode_pref64(prefix, Duration::from_secs(600)).unwrap();
+    for _ in 0..40 {
+        send_ra(&opt);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // Whatever survived the overflow, the error itself is swallowed.
+    l.recv(Some(Duration::from_millis(100)))
+        .expect("ENOBUFS is not an error");
+    send_ra(&opt);
+    let mut events = Vec::new();
+    for _ in 0..20 {
+        events.extend(l.recv(Some(Duration::from_millis(250))).unwrap());
+        if !events.is_empty() {
+            break;
+        }
+    }
+    assert!(!events.is_empty(), "the next RA is heard");
+    assert_eq!(events[0].pref64.prefix, prefix);
+}

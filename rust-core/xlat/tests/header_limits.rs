@@ -235,3 +235,26 @@ fn s4_1_ipv4_options_walked_by_length() {
     let (_, proto, data) = check_v6(&out[0]);
     assert_eq!((proto, data.len()), (17, u.len()));
 }
+
+/// RFC 7915 section 4.3 with the smallest quote RFC 792 allows less than:
+/// an ICMPv4 error that quotes only the IPv4 header of the packet in error
+/// still gets that header translated (its Payload Length what the
+/// original's Total Length claimed).
+#[test]
+fn s4_3_quote_of_the_ipv4_header_alone() {
+    let t = translator();
+    let (s4, d4) = (a4(CLAT4), a4(REMOTE4));
+    let u4 = udp(5000, 53, b"query", &|l| pseudo4(s4, d4, 17, l));
+    let full = ipv4(s4, d4, 17, 63, 0, 1, DF, &[], &u4);
+    let m = icmp(3, 3, [0; 4], &full[..20], &no_pseudo);
+    let err = ipv4(a4("198.51.100.1"), s4, 1, 60, 0, 9, 0, &[], &m);
+    let (o, out) = run(&t, &err);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (_, _, data) = check_v6(&out[0]);
+    let inner = &data[8..];
+    assert_eq!(inner.len(), 40);
+    assert_eq!(u16::from_be_bytes([inner[4], inner[5]]) as usize, u4.len());
+    assert_eq!((inner[6], inner[7]), (17, 63));
+    assert_eq!(&inner[8..24], &a6(CLAT6).octets());
+    assert_eq!(&inner[24..40], &remote6(REMOTE4).octets());
+}

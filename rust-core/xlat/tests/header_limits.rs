@@ -258,3 +258,24 @@ fn s4_3_quote_of_the_ipv4_header_alone() {
     assert_eq!(&inner[8..24], &a6(CLAT6).octets());
     assert_eq!(&inner[24..40], &remote6(REMOTE4).octets());
 }
+
+/// RFC 7915 section 5.3: an ICMPv6 message quoted with fewer than 4 bytes
+/// (no checksum field) is carried as it is, behind the translated header.
+#[test]
+fn s5_3_quoted_icmpv6_shorter_than_its_checksum() {
+    let t = translator();
+    let (s6, d6) = (a6(CLAT6), remote6(REMOTE4));
+    let echo = icmp(128, 0, [0, 1, 0, 1], b"ping", &|l| pseudo6(s6, d6, 58, l));
+    let full = ipv6(s6, d6, 58, 63, 0, &[], &echo);
+    let (o, out) = run(&t, &icmp6_unreach(&full[..42]));
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (_, data) = check_v4(&out[0]);
+    let inner = &data[8..];
+    assert_eq!(inner.len(), 22);
+    assert_eq!(inner[9], 1, "protocol ICMP");
+    assert_eq!(
+        u16::from_be_bytes([inner[2], inner[3]]) as usize,
+        20 + echo.len()
+    );
+    assert_eq!(&inner[20..], &echo[..2]);
+}

@@ -279,3 +279,49 @@ fn s5_3_quoted_icmpv6_shorter_than_its_checksum() {
     );
     assert_eq!(&inner[20..], &echo[..2]);
 }
+
+/// RFC 7915 section 5.3, the IPv6 side of the smallest quote: an ICMPv6
+/// error quoting only the 40-byte IPv6 header still has it translated.
+#[test]
+fn s5_3_quote_of_the_ipv6_header_alone() {
+    let t = translator();
+    let (s6, d6) = (a6(CLAT6), remote6(REMOTE4));
+    let (s4, d4) = (a4(CLAT4), a4(REMOTE4));
+    let u6 = udp(5000, 53, b"query", &|l| pseudo6(s6, d6, 17, l));
+    let u4 = udp(5000, 53, b"query", &|l| pseudo4(s4, d4, 17, l));
+    let full = ipv6(s6, d6, 17, 63, 0, &[], &u6);
+    let (o, out) = run(&t, &icmp6_unreach(&full[..40]));
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (_, data) = check_v4(&out[0]);
+    assert_eq!(&data[8..], &ipv4(s4, d4, 17, 63, 0, 0, 0, &[], &u4)[..20]);
+}
+
+/// The most packets one translation can make (outcome.rs MAX_PACKETS): the
+/// largest IPv6 fragment that still has an IPv4 form (65515 bytes after its
+/// Fragment header, RFC 791's 16-bit Total Length) cut for the smallest
+/// IPv4 MTU, 68 (RFC 791): 1365 fragments of 48 bytes or less, offsets
+/// continuing from the original's (RFC 7915 section 5.1.1).
+#[test]
+fn s5_1_largest_fragment_cut_for_the_smallest_ipv4_mtu() {
+    let t = clat_xlat::Translator::new(clat_xlat::Config {
+        mtu4: 68,
+        ..config()
+    })
+    .unwrap();
+    let (s, d) = (remote6(REMOTE4), a6(CLAT6));
+    let data: Vec<u8> = (0..65515u32).map(|i| (i % 251) as u8).collect();
+    let pkt = ipv6(s, d, 44, 64, 0, &frag_hdr(17, 1, true, 0x77), &data);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    assert_eq!(out.len(), 65515_usize.div_ceil(48));
+    let mut re = Vec::new();
+    for f in &out {
+        let (h, body) = check_v4(f);
+        assert!(f.len() <= 68);
+        assert_eq!(h.identification, 0x77);
+        assert_eq!(h.fragment_offset.value() as usize, 1 + re.len() / 8);
+        assert!(h.more_fragments);
+        re.extend_from_slice(&body);
+    }
+    assert_eq!(re, data);
+}

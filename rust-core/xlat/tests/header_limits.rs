@@ -325,3 +325,48 @@ fn s5_1_largest_fragment_cut_for_the_smallest_ipv4_mtu() {
     }
     assert_eq!(re, data);
 }
+
+/// The ICMPv6 checksum covers the whole message (RFC 4443 section 2.3),
+/// which a stateless translator cannot see in a fragment: a fragmented
+/// ICMPv6 Echo is dropped (as its IPv4 counterpart is, in rfc7915.rs). An
+/// atomic fragment (offset 0, M=0, RFC 6946) is a whole message and is
+/// translated.
+#[test]
+fn fragmented_icmpv6_dropped_atomic_fragment_translated() {
+    let t = translator();
+    let (s, d) = (remote6(REMOTE4), a6(CLAT6));
+    let m = icmp(128, 0, [0, 1, 0, 1], &[0; 100], &|l| pseudo6(s, d, 58, l));
+    let first = ipv6(s, d, 44, 64, 0, &frag_hdr(58, 0, true, 3), &m);
+    assert_eq!(run(&t, &first).0, Outcome::Drop(DropReason::FragmentedIcmp));
+    let atomic = ipv6(s, d, 44, 64, 0, &frag_hdr(58, 0, false, 3), &m);
+    assert_eq!(run(&t, &atomic).0, Outcome::Forward(IpVersion::V4));
+}
+
+/// RFC 7915 section 4 / RFC 8021: a DF=0 packet whose IPv6 form is exactly
+/// the lowest IPv6 MTU (1280) is sent whole, without a Fragment header.
+#[test]
+fn s4_1_df0_at_exactly_1280_bytes_is_not_fragmented() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4(REMOTE4));
+    let u = udp(1, 2, &[4; 1260 - 28], &|l| pseudo4(s, d, 17, l));
+    let pkt = ipv4(s, d, 17, 64, 0, 1, 0, &[], &u);
+    assert_eq!(pkt.len(), 1260);
+    let (o, out) = run(&t, &pkt);
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].len(), 1280);
+    assert_eq!(out[0][6], 17, "no Fragment header");
+}
+
+/// RFC 791 section 3.1: an LSRR that is the last option and fills the
+/// option space exactly is still seen (RFC 7915 section 4.1).
+#[test]
+fn s4_1_source_route_filling_the_options_exactly() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4(REMOTE4));
+    let u = udp(1, 2, b"x", &|l| pseudo4(s, d, 17, l));
+    let opts = [1u8, 131, 7, 4, 192, 0, 2, 1];
+    let (o, out) = run(&t, &ipv4(s, d, 17, 64, 0, 1, 0, &opts, &u));
+    assert_eq!(o, Outcome::Reply(IpVersion::V4));
+    assert_eq!(&check_v4(&out[0]).1[..2], &[3, 5]);
+}

@@ -370,3 +370,23 @@ fn s4_1_source_route_filling_the_options_exactly() {
     assert_eq!(o, Outcome::Reply(IpVersion::V4));
     assert_eq!(&check_v4(&out[0]).1[..2], &[3, 5]);
 }
+
+/// `OutBuf` counts what a translation left in it: nothing after a drop,
+/// one packet, or every fragment.
+#[test]
+fn outbuf_counts_its_packets() {
+    let t = translator();
+    let mut out = OutBuf::new();
+    let (s, d) = (a4(CLAT4), a4(REMOTE4));
+    let small = ipv4(s, d, 47, 64, 0, 1, DF, &[], b"x");
+    t.translate(&small, &mut out);
+    assert_eq!((out.len(), out.is_empty()), (1, false));
+    assert_eq!(out.get(0).map(|p| p.len()), Some(41));
+    assert_eq!(out.get(1), None);
+    let big = ipv4(s, d, 47, 64, 0, 1, 0, &[], &[0; 3000]);
+    t.translate(&big, &mut out);
+    assert_eq!(out.len(), out.iter().count());
+    assert_eq!(out.len(), 3);
+    t.translate(&small[..10], &mut out);
+    assert_eq!((out.len(), out.is_empty()), (0, true));
+}

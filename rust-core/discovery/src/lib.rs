@@ -146,9 +146,10 @@ fn fmt_addrs(a: &[SocketAddr]) -> String {
         .join(", ")
 }
 
-/// `2s`, `1500ms`: short and exact.
+/// `2s`, `1500ms`: whole seconds as seconds, anything else in (whole)
+/// milliseconds.
 pub fn fmt_duration(d: Duration) -> String {
-    if d.subsec_millis() == 0 && d.subsec_nanos() == 0 {
+    if d.subsec_nanos() == 0 {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())

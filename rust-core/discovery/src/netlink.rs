@@ -23,7 +23,7 @@ use crate::pref64::{pref64_options, Pref64};
 use std::ffi::CString;
 use std::io;
 use std::net::Ipv6Addr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 /// The route-netlink multicast group of ND user options (`enum rtnetlink_groups` in the kernel's
@@ -74,19 +74,12 @@ pub struct NdUserOptListener {
 impl NdUserOptListener {
     /// Subscribes; with `ifindex` only RAs received on that interface count.
     pub fn open(ifindex: Option<u32>) -> io::Result<Self> {
-        // SAFETY: plain socket(2) call; the result is checked.
-        let raw = unsafe {
-            libc::socket(
-                libc::AF_NETLINK,
-                libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
-                libc::NETLINK_ROUTE,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `raw` is a fresh descriptor we own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd: OwnedFd = socket2::Socket::new(
+            socket2::Domain::from(libc::AF_NETLINK),
+            socket2::Type::RAW.nonblocking().cloexec(),
+            Some(socket2::Protocol::from(libc::NETLINK_ROUTE)),
+        )?
+        .into();
         // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
         let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
@@ -156,7 +149,8 @@ impl NdUserOptListener {
                     0,
                 )
             };
-            if n < 0 {
+            // A negative length is an error (a netlink socket never reads 0).
+            let Ok(n) = usize::try_from(n) else {
                 let e = io::Error::last_os_error();
                 match e.kind() {
                     io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => break,
@@ -165,8 +159,8 @@ impl NdUserOptListener {
                     _ if e.raw_os_error() == Some(libc::ENOBUFS) => continue,
                     _ => return Err(e),
                 }
-            }
-            out.extend(parse_messages(&self.buf[..n as usize], self.ifindex));
+            };
+            out.extend(parse_messages(&self.buf[..n], self.ifindex));
         }
         Ok(out)
     }
@@ -214,7 +208,7 @@ pub fn parse_messages(mut buf: &[u8], ifindex: Option<u32>) -> Vec<Pref64Event> 
 }
 
 fn parse_nduseropt(p: &[u8], want_if: Option<u32>, out: &mut Vec<Pref64Event>) {
-    if p.len() < NDUSEROPTMSG_LEN {
+    if p.get(..NDUSEROPTMSG_LEN).is_none() {
         return;
     }
     let family = p[0];

@@ -228,8 +228,8 @@ fn pick_error(
     let rank = |e: &DiscoveryError| match e {
         DiscoveryError::Inconsistent { .. } | DiscoveryError::UnusablePrefix { .. } => 0,
         DiscoveryError::NoDns64 { .. } => 1,
-        DiscoveryError::Failed { .. } => 2,
-        _ => 3,
+        // Failed; Timeout and NoResolvers are never in `errors`.
+        _ => 2,
     };
     errors.sort_by_key(rank);
     match errors.into_iter().next() {
@@ -462,5 +462,7 @@ mod tests {
             pick_error(vec![], vec![r], t),
             DiscoveryError::Timeout { .. }
         ));
+        // Nothing asked, nothing heard.
+        assert_eq!(pick_error(vec![], vec![], t), DiscoveryError::NoResolvers);
     }
 }

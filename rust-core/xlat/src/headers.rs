@@ -248,7 +248,8 @@ pub fn parse_v6(pkt: &[u8], inner: bool) -> Result<V6<'_>, DropReason> {
     Ok(V6 {
         hdrs: &pkt[..off],
         payload: &pkt[off..],
-        tc: ((pkt[0] & 0xf) << 4) | (pkt[1] >> 4),
+        // Traffic Class: bits 4-11 of the first 16-bit word (RFC 8200 section 3).
+        tc: (u16::from_be_bytes([pkt[0], pkt[1]]) >> 4) as u8,
         payload_len,
         hop: pkt[7],
         proto: next,

@@ -178,7 +178,9 @@ pub fn map_6to4(typ: u8, code: u8, pointer: u32) -> Mapped {
             },
             _ => Drop,
         },
-        ICMP6_PACKET_TOO_BIG if code == 0 => Error {
+        // RFC 4443 section 3.2: the Code is "ignored by the receiver", so a
+        // non-zero one does not make the message untranslatable.
+        ICMP6_PACKET_TOO_BIG => Error {
             typ: ICMP4_DEST_UNREACH,
             code: Icmpv4DstUnreachable::FragRequired as u8,
             info: self::Info::Mtu,

@@ -905,11 +905,14 @@ fn s5_2_engine_helper_follows_the_table() {
         icmp6_error_to_icmp4(3, 2, 0, &orig, d, 1500, &mut buf),
         Err(DropReason::IcmpUntranslatable)
     );
-    // Packet Too Big is defined with code 0 only (RFC 4443 section 3.2).
-    assert_eq!(
-        icmp6_error_to_icmp4(2, 1, 1400, &orig, d, 1500, &mut buf),
-        Err(DropReason::IcmpUntranslatable)
-    );
+    // Packet Too Big: its Code is "set to 0 by the originator and ignored by
+    // the receiver" (RFC 4443 section 3.2), so a nonzero one is translated
+    // all the same (3/4, Fragmentation Needed), or the sender never learns
+    // its path MTU.
+    let n = icmp6_error_to_icmp4(2, 1, 1400, &orig, d, 1500, &mut buf).unwrap();
+    let (_, data) = check_v4(&buf[..n]);
+    assert_eq!((data[0], data[1]), (3, 4));
+    assert_eq!(u16::from_be_bytes([data[6], data[7]]), 1380);
     // Its MTU is the IPv6 one less 20, capped by the TUN MTU passed in.
     let n = icmp6_error_to_icmp4(2, 0, 9000, &orig, d, 1500, &mut buf).unwrap();
     let (_, data) = check_v4(&buf[..n]);

@@ -201,7 +201,10 @@ def test_uplink_down_and_up(clat):
     finally:
         _uplink_up()
     wait_until(curl_ok, timeout=20, interval=0.5, what="HTTP after the uplink came back")
-    udp_echo()
+    # One datagram may be lost while the path relearns its neighbours (UDP
+    # has no retransmission; TCP above had); new UDP flows must work again.
+    wait_until(lambda: udp_echo(check=False).returncode == 0, timeout=10, interval=0.2,
+               what="UDP echo after the uplink came back")
     out, err = dl.communicate(timeout=70)
     # TCP on both legs retransmits across the outage: the download resumes and
     # completes whole (20 s at 5 MB/s plus the outage, within curl's -m 50).

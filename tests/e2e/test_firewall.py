@@ -119,7 +119,7 @@ def test_nftables_check_mode_stops_with_the_command(hostfw):
            "--dns", "2001:db8:1::53", "--control", CONTROL, "--firewall", "check",
            check=False, timeout=15)
     took = time.monotonic() - t
-    assert p.returncode == 1, p.stderr
+    assert p.returncode == 6, p.stderr  # EXIT_FIREWALL_BLOCKED
     assert took < 10, f"{took:.1f}s"
     assert "nftables chain inet hostfw input (policy drop)" in p.stderr, p.stderr
     assert f'nft insert rule inet hostfw input iifname "{TUN}" accept' in p.stderr, p.stderr
@@ -205,7 +205,7 @@ def test_iptables_check_mode_names_the_back_end(hostfw, tool):
            "--dns", "2001:db8:1::53", "--control", CONTROL, "--firewall", "check",
            check=False, timeout=15)
     took = time.monotonic() - t
-    assert p.returncode == 1 and took < 10, (took, p.stderr)
+    assert p.returncode == 6 and took < 10, (took, p.stderr)  # EXIT_FIREWALL_BLOCKED
     assert f"{tool} INPUT (policy DROP)" in p.stderr, p.stderr
     assert f"{tool} -I INPUT -i {TUN} -j ACCEPT" in p.stderr, p.stderr
 
@@ -277,7 +277,7 @@ def test_firewalld_check_mode_names_it(firewalld):
            "--dns", "2001:db8:1::53", "--control", CONTROL, "--firewall", "check",
            check=False, timeout=15, env=firewalld)
     took = time.monotonic() - t
-    assert p.returncode == 1 and took < 10, (took, p.stderr)
+    assert p.returncode == 6 and took < 10, (took, p.stderr)  # EXIT_FIREWALL_BLOCKED
     assert "firewalld" in p.stderr, p.stderr
     assert f"firewall-cmd --zone=trusted --add-interface={TUN}" in p.stderr, p.stderr
     print(f"\nfirewalld check mode: refused in {took:.2f}s")

@@ -90,7 +90,8 @@ pub struct Args {
     /// that the engine's listener is reachable and, when a firewall
     /// (nftables, iptables-nft, iptables-legacy, firewalld) drops it, opens
     /// it for this TUN only until exit; `check` stops with the command that
-    /// opens it instead; `off` does neither.
+    /// opens it instead; `off` does neither. When the path stays blocked,
+    /// the exit status is 6 (the host needs configuring).
     #[arg(long, value_enum, default_value = "auto")]
     pub firewall: FirewallMode,
     /// Idle timeout of UDP mappings (e.g. 300s, 5m, 2s, 500ms).
@@ -396,6 +397,26 @@ fn block_signals() -> sys::SigSet {
     ])
 }
 
+/// Exit status when the host firewall keeps the engine's own connections
+/// out and `clat run` could not (or, with `--firewall check`, would not)
+/// open the path: the host needs configuring, restarting will not help.
+/// 6 is "program is not configured" in the LSB's list of init-script exit
+/// codes, which systemd's `RestartPreventExitStatus=` in clat.service names.
+pub const EXIT_FIREWALL_BLOCKED: u8 = 6;
+
+/// The host firewall blocks the path to the engine's listener; the message
+/// names the firewall and the command that opens it.
+#[derive(Debug)]
+struct FirewallBlocked(String);
+
+impl std::fmt::Display for FirewallBlocked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FirewallBlocked {}
+
 pub fn main(args: Args) -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
@@ -405,7 +426,11 @@ pub fn main(args: Args) -> ExitCode {
             if !crate::logging::stderr_is_journal() {
                 eprintln!("clat run: {e:#}");
             }
-            ExitCode::FAILURE
+            if e.chain().any(|c| c.is::<FirewallBlocked>()) {
+                ExitCode::from(EXIT_FIREWALL_BLOCKED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -440,9 +465,10 @@ fn check_firewall(
     };
     let blockers = firewall::find_blockers();
     if mode == FirewallMode::Check || blockers.is_empty() {
-        bail!(firewall::blocked_message(tun, &verdict, &blockers));
+        return Err(FirewallBlocked(firewall::blocked_message(tun, &verdict, &blockers)).into());
     }
-    let openings = firewall::Openings::open(tun, &blockers)?;
+    let openings =
+        firewall::Openings::open(tun, &blockers).map_err(|e| FirewallBlocked(format!("{e:#}")))?;
     match probe()? {
         ProbeOutcome::Open => {
             let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
@@ -456,14 +482,15 @@ fn check_firewall(
                 _ => format!("no answer within {}s", WAIT.as_secs()),
             };
             Err(
-                anyhow!(firewall::blocked_message(tun, &still, &[])).context(format!(
-                    "still blocked after opening {}",
-                    blockers
-                        .iter()
-                        .map(|b| b.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )),
+                anyhow::Error::new(FirewallBlocked(firewall::blocked_message(tun, &still, &[])))
+                    .context(format!(
+                        "still blocked after opening {}",
+                        blockers
+                            .iter()
+                            .map(|b| b.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
             )
         }
     }

@@ -17,7 +17,7 @@ use crate::host_setup::{if_index, raise_fd_limit, Ipv4DefaultRoute, PingGroupRan
 use crate::listener_probe::{self, ProbeOutcome};
 use crate::status::{self, Status};
 use crate::{host_cmd::ip, resolv_watch, route_watch, sd_notify, sys};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
     PrefixSource,
@@ -57,8 +57,8 @@ pub struct Args {
     pub min_revalidate: Duration,
     /// Upstream resolver for the DNS relay (repeatable): an address or [v6]:port / v4:port.
     /// Default: the nameservers of --resolv-conf, followed when the file changes.
-    #[arg(long = "dns", value_name = "ADDR")]
-    pub dns: Vec<String>,
+    #[arg(long = "dns", value_name = "ADDR", value_parser = parse_resolver)]
+    pub dns: Vec<SocketAddr>,
     /// Where the upstream resolvers come from without --dns; watched, and
     /// the relay and prefix discovery follow when it changes (another
     /// network). Behind systemd-resolved, /run/systemd/resolve/resolv.conf
@@ -497,21 +497,14 @@ fn check_firewall(
 }
 
 /// The upstream resolvers at start: `--dns`, else the resolv.conf's (both
-/// without the CLAT's own /29 `own`).
-///
-/// Errors: a `--dns` value that is no address.
+/// without the CLAT's own /29 `own`). `--dns` values were checked when the
+/// arguments were parsed (a bad one is a usage error, exit status 2).
 fn initial_resolvers(args: &Args, own: ipnet::Ipv4Net) -> Result<Vec<SocketAddr>> {
     let follow_resolv_conf = args.dns.is_empty();
     let resolvers = if follow_resolv_conf {
         upstream_only(file_resolvers(&args.resolv_conf), own)
     } else {
-        let given = args
-            .dns
-            .iter()
-            .map(|d| parse_resolver(d))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| anyhow!(e))?;
-        upstream_only(given, own)
+        upstream_only(args.dns.clone(), own)
     };
     if resolvers.is_empty() {
         log::warn!(

@@ -82,3 +82,24 @@ fn clat_xlat_refuses_the_same_pool6() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("bits 64-71 must be zero"), "{err}");
 }
+
+/// `--dns` goes through the one resolver parser when the arguments are
+/// parsed: port 0 and a link-local address without its interface are usage
+/// errors (exit status 2) naming the option, before anything is set up.
+#[test]
+fn clat_run_refuses_a_bad_dns_at_argument_parsing() {
+    for bad in ["[2001:db8::53]:0", "fe80::1", "not-an-address"] {
+        let (code, err) = clat(&[
+            "run",
+            "--pref64",
+            "2001:db8:64::/96",
+            "--tun",
+            "clatdnstest",
+            "--no-routes",
+            "--dns",
+            bad,
+        ]);
+        assert_eq!(code, Some(2), "{bad}: {err}");
+        assert!(err.contains("--dns") && err.contains(bad), "{bad}: {err}");
+    }
+}

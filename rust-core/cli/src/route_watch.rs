@@ -49,7 +49,7 @@ fn if_name(index: u32) -> String {
 }
 
 fn netlink_socket(groups: u32) -> io::Result<OwnedFd> {
-    crate::sys::netlink_route_socket(groups)
+    clat_discovery::netlink::route_socket(groups, false)
 }
 
 fn recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {

@@ -195,40 +195,6 @@ pub fn if_indextoname(index: u32) -> Option<String> {
     Some(name.to_string_lossy().into_owned())
 }
 
-/// A NETLINK_ROUTE socket (close-on-exec) bound to the multicast `groups`
-/// (0: requests only).
-pub fn netlink_route_socket(groups: u32) -> io::Result<OwnedFd> {
-    // SAFETY: plain socket(2); the result is checked.
-    let raw = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-            libc::NETLINK_ROUTE,
-        )
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor that nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: sockaddr_nl is plain data, for which all zeroes is valid.
-    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    sa.nl_groups = groups;
-    // SAFETY: `sa` is a valid sockaddr_nl of the size given, alive for the call.
-    let rc = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&sa as *const libc::sockaddr_nl).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
-}
-
 /// `read(2)` on `fd` into `buf`: the bytes read (one datagram or packet on
 /// a socket or TUN).
 pub fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {

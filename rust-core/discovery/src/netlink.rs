@@ -64,6 +64,38 @@ pub fn if_index(name: &str) -> io::Result<u32> {
     }
 }
 
+/// A NETLINK_ROUTE socket (close-on-exec), bound to the legacy multicast
+/// group bitmask `groups` (0: none; for example `RTMGRP_IPV4_ROUTE`), in
+/// non-blocking mode when asked. Also `clat run --auto`'s route watcher.
+///
+/// Errors: the kernel's, from socket(2) and bind(2).
+pub fn route_socket(groups: u32, nonblocking: bool) -> io::Result<OwnedFd> {
+    let ty = socket2::Type::RAW.cloexec();
+    let ty = if nonblocking { ty.nonblocking() } else { ty };
+    let fd: OwnedFd = socket2::Socket::new(
+        socket2::Domain::from(libc::AF_NETLINK),
+        ty,
+        Some(socket2::Protocol::from(libc::NETLINK_ROUTE)),
+    )?
+    .into();
+    // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
+    let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    sa.nl_groups = groups;
+    // SAFETY: `sa` is a valid sockaddr_nl of the given size.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
 /// A route netlink socket subscribed to ND user options.
 pub struct NdUserOptListener {
     fd: OwnedFd,
@@ -74,26 +106,7 @@ pub struct NdUserOptListener {
 impl NdUserOptListener {
     /// Subscribes; with `ifindex` only RAs received on that interface count.
     pub fn open(ifindex: Option<u32>) -> io::Result<Self> {
-        let fd: OwnedFd = socket2::Socket::new(
-            socket2::Domain::from(libc::AF_NETLINK),
-            socket2::Type::RAW.nonblocking().cloexec(),
-            Some(socket2::Protocol::from(libc::NETLINK_ROUTE)),
-        )?
-        .into();
-        // SAFETY: sockaddr_nl is plain data; zeroed is a valid value.
-        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
-        sa.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-        // SAFETY: `sa` is a valid sockaddr_nl of the given size.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_nl).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = route_socket(0, true)?;
         let group: libc::c_uint = RTNLGRP_ND_USEROPT;
         // SAFETY: `group` is a valid c_uint for NETLINK_ADD_MEMBERSHIP.
         let rc = unsafe {

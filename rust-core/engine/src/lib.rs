@@ -17,9 +17,11 @@
 
 pub mod config;
 mod dns_wire;
+mod datagram_mappings;
 mod event_loop;
 mod frag;
 mod nat_tcp;
+mod path_error;
 pub mod packet;
 mod stats;
 mod sys;

@@ -16,13 +16,13 @@
 #![deny(unsafe_code)]
 
 pub mod config;
-mod dns_wire;
 mod datagram_mappings;
+mod dns_wire;
 mod event_loop;
 mod frag;
 mod nat_tcp;
-mod path_error;
 pub mod packet;
+mod path_error;
 mod stats;
 mod sys;
 mod tcp_relay;

@@ -135,7 +135,9 @@ pub fn emit_icmp4_hop(
 ) -> usize {
     let h = Ipv4Repr::HEADER_LEN;
     clat_xlat::wire::icmp::fill_icmpv4_checksum(&mut buf[h..h + len]);
-    hop.header(src, dst, PROTO_ICMP, len as u16, ident).emit(buf) + len
+    hop.header(src, dst, PROTO_ICMP, len as u16, ident)
+        .emit(buf)
+        + len
 }
 
 /// Writes an IPv4 packet from `src` to `dst` holding the TCP header `tcp`
@@ -359,11 +361,17 @@ mod tests {
         let hop = Hop::from_ipv6(Some(61), Some(0xb9));
         let n = emit_udp4_hop(&mut buf, ends, 4, 3, hop);
         let ip = v4(&PacketHeaders::from_ip_slice(&buf[..n]).unwrap());
-        assert_eq!((ip.time_to_live, ip.dscp.value(), ip.ecn.value()), (61, 46, 1));
+        assert_eq!(
+            (ip.time_to_live, ip.dscp.value(), ip.ecn.value()),
+            (61, 46, 1)
+        );
         assert_eq!(ip.header_checksum, ip.calc_header_checksum());
         let n = emit_icmp4_hop(&mut buf, a("203.0.113.10"), a("192.0.0.4"), 8, 5, hop);
         let ip = v4(&PacketHeaders::from_ip_slice(&buf[..n]).unwrap());
-        assert_eq!((ip.time_to_live, ip.dscp.value(), ip.ecn.value()), (61, 46, 1));
+        assert_eq!(
+            (ip.time_to_live, ip.dscp.value(), ip.ecn.value()),
+            (61, 46, 1)
+        );
         assert_eq!(Hop::from_ipv6(None, None), Hop::HOST);
     }
 

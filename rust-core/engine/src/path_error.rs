@@ -94,16 +94,8 @@ pub fn to_app(
     let d4 = packet::extract(&side.prefix, e.dest.ip())?;
     let src = error_source(&side.prefix, e.reporter);
     let translate = |q: &[u8], out: &mut [u8]| {
-        clat_xlat::icmp6_error_to_icmp4(
-            e.icmp6_type,
-            e.icmp6_code,
-            e.info,
-            q,
-            src,
-            side.mtu4,
-            out,
-        )
-        .ok()
+        clat_xlat::icmp6_error_to_icmp4(e.icmp6_type, e.icmp6_code, e.info, q, src, side.mtu4, out)
+            .ok()
     };
     if let Some(orig) = e.original {
         return translate(orig, out);
@@ -198,7 +190,10 @@ mod tests {
         // The quote: IPv4 192.0.0.4 -> 203.0.113.10, UDP 40000 -> 33434,
         // length 8 + 32.
         let q = etherparse::Ipv4HeaderSlice::from_slice(&quote).unwrap();
-        assert_eq!((q.source(), q.destination()), ([192, 0, 0, 4], [203, 0, 113, 10]));
+        assert_eq!(
+            (q.source(), q.destination()),
+            ([192, 0, 0, 4], [203, 0, 113, 10])
+        );
         assert_eq!(q.protocol(), etherparse::IpNumber::UDP);
         assert_eq!(&quote[20..26], &[0x9c, 0x40, 0x82, 0x9a, 0, 40]);
     }
@@ -253,6 +248,38 @@ mod tests {
         let q = etherparse::Ipv4HeaderSlice::from_slice(&quote).unwrap();
         assert!(q.dont_fragment());
         assert_eq!(q.total_len(), 20 + 8 + 1472);
+    }
+
+    #[test]
+    fn local_emsgsize_quotes_the_apps_own_datagram() {
+        // The app's DF datagram, built with etherparse: 192.0.0.4:5 ->
+        // 203.0.113.10:7, TTL 3, TOS 0xb8, Identification 0x1234.
+        let b = etherparse::PacketBuilder::ipv4([192, 0, 0, 4], [203, 0, 113, 10], 3).udp(5, 7);
+        let payload = [9u8; 1472];
+        let mut app = Vec::new();
+        b.write(&mut app, &payload).unwrap();
+        let mut h = etherparse::Ipv4Header::from_slice(&app).unwrap().0;
+        h.identification = 0x1234;
+        h.dont_fragment = true;
+        h.dscp = etherparse::IpDscp::try_new(0xb8 >> 2).unwrap();
+        h.header_checksum = h.calc_header_checksum();
+        app[..20].copy_from_slice(&h.to_bytes());
+        let e = PathError {
+            icmp6_type: ICMP6_PACKET_TOO_BIG,
+            icmp6_code: 0,
+            info: 1500,
+            reporter: None,
+            dest: dest(7),
+            payload: &[],
+            payload_len: 0,
+            original: Some(&app),
+        };
+        let mut out = [0u8; 600];
+        let n = to_app(&e, AppDatagram::Udp { app_port: 5 }, &side(), 1, &mut out).unwrap();
+        let (ip, _, quote) = parse(&out[..n]);
+        assert_eq!(ip.source, [192, 0, 0, 8]);
+        assert_eq!(&quote[..28], &app[..28]);
+        assert_eq!(&out[24..28], &[0, 0, 0x05, 0xc8], "next-hop MTU 1480");
     }
 
     #[test]

@@ -399,7 +399,84 @@ pub fn tcp_recv_state(fd: RawFd) -> io::Result<TcpRecvState> {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+
+    /// Through the kernel's loopback: what `send_to6` asks for is what the
+    /// IPv6 header carries, as the receiver's ancillary data reports it;
+    /// DONTFRAG turns a datagram over loopback's 65536-byte MTU into
+    /// EMSGSIZE and a local error carrying that MTU, without it the kernel
+    /// fragments.
+    #[test]
+    fn per_datagram_hop_limit_tclass_and_dontfrag() {
+        let Ok(rx) = UdpSocket::bind("[::1]:0") else {
+            panic!("IPv6 loopback is needed for this test");
+        };
+        let tx = UdpSocket::bind("[::1]:0").unwrap();
+        for o in [libc::IPV6_RECVHOPLIMIT, libc::IPV6_RECVTCLASS] {
+            setsockopt_int(rx.as_raw_fd(), libc::SOL_IPV6, o, 1).unwrap();
+        }
+        setsockopt_int(tx.as_raw_fd(), libc::SOL_IPV6, libc::IPV6_RECVERR, 1).unwrap();
+        let std::net::SocketAddr::V6(to) = rx.local_addr().unwrap() else {
+            unreachable!()
+        };
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = vec![0u8; 70000];
+        for (hop_limit, tclass) in [(1u8, 0xbau8), (64, 0), (255, 0x29)] {
+            let f = SendFields {
+                hop_limit,
+                tclass,
+                dont_frag: true,
+            };
+            assert_eq!(send_to6(tx.as_raw_fd(), b"abc", &to, &f).unwrap(), 3);
+            // recv_from6 is non-blocking: wait for readability first.
+            let mut pfd = libc::pollfd {
+                fd: rx.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the call.
+            assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+            let (n, from, got) = recv_from6(rx.as_raw_fd(), &mut buf).unwrap();
+            assert_eq!((n, &buf[..3]), (3, &b"abc"[..]));
+            assert_eq!(
+                from,
+                Some(match tx.local_addr().unwrap() {
+                    std::net::SocketAddr::V6(a) => a,
+                    _ => unreachable!(),
+                })
+            );
+            assert_eq!(
+                got,
+                RecvFields {
+                    hop_limit: Some(hop_limit),
+                    tclass: Some(tclass)
+                }
+            );
+        }
+        let big = vec![7u8; 65507];
+        let mut f = SendFields {
+            hop_limit: 64,
+            tclass: 0,
+            dont_frag: true,
+        };
+        let e = send_to6(tx.as_raw_fd(), &big, &to, &f).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE));
+        let err = recv_err(tx.as_raw_fd(), &mut buf[..64]).unwrap().unwrap();
+        assert!(err.local && !err.icmp6);
+        assert_eq!((err.errno, err.info), (libc::EMSGSIZE as u32, 65536));
+        f.dont_frag = false;
+        assert_eq!(send_to6(tx.as_raw_fd(), &big, &to, &f).unwrap(), big.len());
+        let mut pfd = libc::pollfd {
+            fd: rx.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the call.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+        let (n, _, _) = recv_from6(rx.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(n, big.len());
+    }
 
     #[test]
     fn tcp_recv_state_counts_received_and_unread_bytes() {

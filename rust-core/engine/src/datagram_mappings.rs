@@ -50,16 +50,12 @@ impl<H: Copy> DatagramMappings<H> {
         }
     }
 
-    /// The mapping of `key`, if any.
-    pub fn get(&self, key: u16) -> Option<H> {
-        self.map.get(&key).map(|e| e.handle)
-    }
-
-    /// Records traffic on `key`'s mapping (either direction) at `now`.
-    pub fn touch(&mut self, key: u16, now: Instant) {
-        if let Some(e) = self.map.get_mut(&key) {
-            e.last = now;
-        }
+    /// Records traffic on `key`'s mapping (either direction) at `now`;
+    /// its handle, None when `key` has no mapping.
+    pub fn touch(&mut self, key: u16, now: Instant) -> Option<H> {
+        let e = self.map.get_mut(&key)?;
+        e.last = now;
+        Some(e.handle)
     }
 
     /// Files a new mapping for `key` with `handle`, used at `now`. Returns
@@ -124,17 +120,20 @@ mod tests {
         let mut m = DatagramMappings::new(IDLE);
         let at = m.insert(5353, 7usize, t0);
         assert_eq!(at, t0 + IDLE);
-        assert_eq!((m.get(5353), m.get(1), m.len()), (Some(7), None, 1));
+        assert_eq!(
+            (m.touch(5353, t0), m.touch(1, t0), m.len()),
+            (Some(7), None, 1)
+        );
         // Traffic 10 s in: the first deadline only re-arms, to 10 s + idle.
-        m.touch(5353, t0 + Duration::from_secs(10));
+        assert_eq!(m.touch(5353, t0 + Duration::from_secs(10)), Some(7));
         let again = t0 + Duration::from_secs(10) + IDLE;
         assert_eq!(m.on_deadline(5353, at, at), Expiry::Rearm(again));
         // The old deadline, if it fired again, is stale.
         assert_eq!(m.on_deadline(5353, at, again), Expiry::Stale);
-        assert_eq!(m.get(5353), Some(7));
+        assert_eq!(m.len(), 1);
         // No traffic since: the re-armed deadline expires the mapping.
         assert_eq!(m.on_deadline(5353, again, again), Expiry::Expired(7));
-        assert_eq!((m.get(5353), m.len()), (None, 0));
+        assert_eq!((m.touch(5353, again), m.len()), (None, 0));
         assert_eq!(m.on_deadline(5353, again, again), Expiry::Stale);
     }
 
@@ -162,7 +161,7 @@ mod tests {
         assert_eq!(m.remove(1), Some((10, a)));
         assert_eq!(m.remove(1), None);
         assert_eq!(m.on_deadline(1, a, a + IDLE), Expiry::Stale);
-        m.touch(1, b); // no mapping: nothing happens
+        assert_eq!(m.touch(1, b), None); // no mapping: nothing happens
         assert_eq!(m.on_deadline(2, b, b), Expiry::Expired(20));
         m.insert(3, 30, t0);
         m.clear();

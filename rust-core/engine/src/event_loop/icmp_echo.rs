@@ -57,7 +57,7 @@ impl Loop {
             return self.ttl_zero(ip, p);
         }
         let id = u16::from_be_bytes([p[ihl + 4], p[ihl + 5]]);
-        let slot = match self.icmp.get(id) {
+        let slot = match self.icmp.touch(id, self.now) {
             Some(s) => s,
             None => match self.new_datagram_flow(Datagram::Echo, id, ip, p) {
                 Some(s) => s,
@@ -73,7 +73,6 @@ impl Loop {
         // checksum and its own identifier).
         p[ihl] = Icmpv6Message::EchoRequest as u8;
         let to = SocketAddrV6::new(packet::embed(&self.cfg.prefix, ip.dst), 0, 0, 0);
-        self.icmp.touch(id, self.now);
         // Errors are counted (and EMSGSIZE answered) by send_upstream.
         let _ = self.send_upstream(slot, (ip, &quote[..qlen]), &p[ihl..], &to);
     }

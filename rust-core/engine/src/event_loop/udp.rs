@@ -62,7 +62,7 @@ impl Loop {
         if ip.ttl == 0 {
             return self.ttl_zero(ip, p);
         }
-        let slot = match self.udp.get(sp) {
+        let slot = match self.udp.touch(sp, self.now) {
             Some(s) => s,
             None => match self.new_datagram_flow(Datagram::Udp, sp, ip, p) {
                 Some(s) => s,
@@ -70,7 +70,6 @@ impl Loop {
             },
         };
         let to = SocketAddrV6::new(packet::embed(&self.cfg.prefix, ip.dst), dp, 0, 0);
-        self.udp.touch(sp, self.now);
         if let Err(e) = self.send_upstream(slot, (ip, p), &p[range], &to) {
             // Tell the app, as a router would, instead of silence.
             if let Some(code) = unreach_code(&e) {

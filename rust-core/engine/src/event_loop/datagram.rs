@@ -238,8 +238,8 @@ impl Loop {
                 Ok(Some(e)) => e,
                 _ => return,
             };
-            Counters::inc(&self.c().icmp6_errors_received);
             let (typ, code, original) = if err.icmp6 {
+                Counters::inc(&self.c().icmp6_errors_received);
                 (err.typ, err.code, None)
             } else if err.local && err.errno == libc::EMSGSIZE as u32 {
                 (path_error::ICMP6_PACKET_TOO_BIG, 0, sent)

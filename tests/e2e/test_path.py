@@ -1,9 +1,10 @@
 """The IPv6 path as IPv4 apps see it through the CLAT (issue 12 items 4-6):
 TTL becomes the hop limit, so traceroute (UDP and ICMP) and mtr show the
-path's hops and ``ping -t 1`` dies at the first router; echo replies carry
-the hop limit they arrived with; DSCP and ECN cross both ways; a DF
-datagram too big for the IPv6 path gets Fragmentation Needed with the MTU
-the app can use, and one without DF arrives whatever its size.
+path's hops and ``ping -t 1`` dies at the first router; echo and UDP
+replies carry the hop limit they arrived with as TTL; DSCP and ECN cross
+both ways; a DF datagram too big for the IPv6 path gets Fragmentation
+Needed with the MTU the app can use, and one without DF arrives whatever
+its size.
 
 The expected hops come from the same tools run over IPv6 from phone straight
 to the NAT64 address (no CLAT involved): each IPv6 hop maps to its IPv4 form
@@ -122,6 +123,30 @@ def test_echo_reply_ttl_is_the_hop_limit_it_arrived_with(clat):
     hop_limit = _ping_ttl("-6", synth(SERVER))
     assert hop_limit < 64, "the lab's path has routers: the reply's hop limit is below 64"
     assert _ping_ttl(SERVER) == hop_limit
+
+
+UDP_HOP = r"""
+import socket, sys
+fam, dst = sys.argv[1], sys.argv[2]
+if fam == "6":
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+    want = (socket.IPPROTO_IPV6, socket.IPV6_HOPLIMIT)
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVTTL", 12), 1)
+    want = (socket.IPPROTO_IP, socket.IP_TTL)
+s.settimeout(5)
+s.sendto(b"hop", (dst, 7))
+_, anc, _, _ = s.recvmsg(2048, 64)
+print([int.from_bytes(d[:4], sys.byteorder) for l, t, d in anc if (l, t) == want][0])
+"""
+
+
+def test_udp_reply_ttl_is_the_hop_limit_it_arrived_with(clat):
+    hop_limit = int(ns_python(PHONE, UDP_HOP, "6", synth(SERVER)).stdout)
+    assert hop_limit < 64, "the lab's path has routers: the reply's hop limit is below 64"
+    assert int(ns_python(PHONE, UDP_HOP, "4", SERVER).stdout) == hop_limit
 
 
 TOS_SERVER = r"""

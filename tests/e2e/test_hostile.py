@@ -7,10 +7,10 @@ IPPROTO_RAW socket would repair the checksum and total length).  The same
 socket sees what the engine writes back, so each case checks that the packet
 was answered as a CLAT should: dropped and counted under the right
 ``drop_<reason>`` of ``clat status``, or answered with the right RST / ICMP
-error, or carried (IP options, TTL 1, fragments that do complete).  Every
-case also checks that the engine still serves afterwards, and the flood and
-exhaustion cases run against an ``own_clat`` with a small ``--max-flows``
-while a hash-checked download runs.
+error (TTL 1 and 0: Time Exceeded), or carried (IP options, fragments that
+do complete).  Every case also checks that the engine still serves
+afterwards, and the flood and exhaustion cases run against an ``own_clat``
+with a small ``--max-flows`` while a hash-checked download runs.
 """
 
 from __future__ import annotations
@@ -310,13 +310,27 @@ def test_ip_options_are_carried(clat):
 
 @pytest.mark.parametrize("ttl", [1, 0])
 def test_low_ttl(clat, ttl):
-    """The CLAT is the host's own interface, not a router hop (like Android's
-    clatd, it does not decrement TTL): TTL 1 and even TTL 0 from the app are
-    carried, not answered with Time Exceeded, and never break the engine."""
+    """The app's TTL becomes the IPv6 hop limit (RFC 7915 section 4.1; like
+    clatd, the CLAT does not decrement it): TTL 1 dies at the first IPv6
+    router (plat), whose Time Exceeded comes back as ICMPv4 Time Exceeded
+    from 192.0.0.8 (RFC 7600: plat's IPv6 address has no IPv4 form). TTL 0
+    is what no host may send (RFC 1122 3.2.1.7) and what a router discards
+    with Time Exceeded (RFC 1812 5.3.1): the CLAT answers it so itself, from
+    the same address, rather than put hop limit 0 on the path. Neither is
+    carried to the server, and the engine keeps serving."""
     payload = os.urandom(20)
     sport = 41010 + ttl
     out = inject([udp(CLAT_V4, SERVER, sport, PORT_ECHO, payload, ttl=ttl)], listen=1.0)
-    assert echo_reply_for(out, sport, payload), [parse(r) for r in out["replies"]]
+    replies = [parse(r) for r in out["replies"]]
+    assert not echo_reply_for(out, sport, payload), replies
+    exceeded = [r for r in replies if r["proto"] == 1 and (r["type"], r["code"]) == (11, 0)]
+    assert exceeded, replies
+    r = exceeded[0]
+    assert (r["src"], r["dst"]) == ("192.0.0.8", CLAT_V4), r
+    quoted = r["l4"][8:]
+    ihl = (quoted[0] & 15) * 4
+    assert socket.inet_ntoa(quoted[16:20]) == SERVER
+    assert struct.unpack("!HH", quoted[ihl:ihl + 4]) == (sport, PORT_ECHO)
     udp_echo_works()
 
 

@@ -13,6 +13,9 @@ declare -A PKGS=(
   [curl]=curl
   [iproute2]=ip
   [iputils-ping]=ping
+  # tests/e2e/test_path.py: the hops of the IPv6 path as IPv4 apps see them
+  [traceroute]=traceroute
+  [mtr-tiny]=mtr
   [python3]=python3
   [procps]=sysctl
   [kmod]=modprobe

@@ -6,7 +6,9 @@
 //!   socket is relayed to an upstream IPv6 socket ([`tcp_relay`]).
 //! - UDP: one upstream socket per app source port (endpoint-independent
 //!   mapping and filtering, RFC 4787); ICMP echo through ping sockets;
-//!   ICMPv6 errors from the sockets' error queues become ICMPv4 errors.
+//!   each datagram keeps its TTL, TOS and DF as hop limit, traffic class
+//!   and DONTFRAG; ICMPv6 errors from the sockets' error queues become
+//!   ICMPv4 errors ([`path_error`]); the mappings are [`datagram_mappings`].
 //! - DNS: a relay on the internal DNS address (UDP, TCP on truncation).
 //! - One thread, one mio `Poll`, sleeping until the next flow deadline.
 //!
@@ -16,11 +18,13 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+mod datagram_mappings;
 mod dns_wire;
 mod event_loop;
 mod frag;
 mod nat_tcp;
 pub mod packet;
+mod path_error;
 mod stats;
 mod sys;
 mod tcp_relay;

@@ -57,30 +57,87 @@ pub fn parse_ip4(p: &[u8]) -> Result<Ip4, ParseError> {
     }
 }
 
+/// TTL and TOS of an IPv4 packet the engine writes for a datagram that
+/// came from upstream: the hop limit and traffic class it arrived with
+/// (RFC 7915 section 5.1), or [`Hop::HOST`]'s when the kernel did not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    pub ttl: u8,
+    pub tos: u8,
+}
+
+impl Hop {
+    /// What a host sends: TTL 64, TOS 0.
+    pub const HOST: Hop = Hop { ttl: 64, tos: 0 };
+
+    /// From an IPv6 datagram's hop limit and traffic class, each if known.
+    pub fn from_ipv6(hop_limit: Option<u8>, tclass: Option<u8>) -> Hop {
+        Hop {
+            ttl: hop_limit.unwrap_or(Hop::HOST.ttl),
+            tos: tclass.unwrap_or(Hop::HOST.tos),
+        }
+    }
+
+    fn header(self, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u16, ident: u16) -> Ipv4Repr {
+        Ipv4Repr {
+            ttl: self.ttl,
+            tos: self.tos,
+            ..Ipv4Repr::new(src, dst, proto, len, ident)
+        }
+    }
+}
+
 /// Heads the `len` payload bytes already at `buf[28..]` with UDP and IPv4
 /// headers (Identification `ident`, TTL 64, DF clear) from `src` to `dst`.
 /// Returns the packet's length. `buf` holds at least `28 + len` bytes.
 pub fn emit_udp4(
     buf: &mut [u8],
+    ends: (SocketAddrV4, SocketAddrV4),
+    len: usize,
+    ident: u16,
+) -> usize {
+    emit_udp4_hop(buf, ends, len, ident, Hop::HOST)
+}
+
+/// [`emit_udp4`] with the TTL and TOS of `hop`.
+pub fn emit_udp4_hop(
+    buf: &mut [u8],
     (src, dst): (SocketAddrV4, SocketAddrV4),
     len: usize,
     ident: u16,
+    hop: Hop,
 ) -> usize {
     let udp = UdpRepr {
         src_port: src.port(),
         dst_port: dst.port(),
     };
     let n = udp.emit(&mut buf[Ipv4Repr::HEADER_LEN..], *src.ip(), *dst.ip(), len);
-    Ipv4Repr::new(*src.ip(), *dst.ip(), PROTO_UDP, n as u16, ident).emit(buf) + n
+    hop.header(*src.ip(), *dst.ip(), PROTO_UDP, n as u16, ident)
+        .emit(buf)
+        + n
 }
 
 /// Heads the ICMPv4 message (`len` bytes, checksum field ignored) already
-/// at `buf[20..]` with an IPv4 header from `src` to `dst` and fills in its
-/// checksum. Returns the packet's length.
+/// at `buf[20..]` with an IPv4 header from `src` to `dst` (TTL 64) and
+/// fills in its checksum. Returns the packet's length.
 pub fn emit_icmp4(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, len: usize, ident: u16) -> usize {
+    emit_icmp4_hop(buf, src, dst, len, ident, Hop::HOST)
+}
+
+/// [`emit_icmp4`] with the TTL and TOS of `hop`.
+pub fn emit_icmp4_hop(
+    buf: &mut [u8],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    len: usize,
+    ident: u16,
+    hop: Hop,
+) -> usize {
     let h = Ipv4Repr::HEADER_LEN;
     clat_xlat::wire::icmp::fill_icmpv4_checksum(&mut buf[h..h + len]);
-    Ipv4Repr::new(src, dst, PROTO_ICMP, len as u16, ident).emit(buf) + len
+    hop.header(src, dst, PROTO_ICMP, len as u16, ident)
+        .emit(buf)
+        + len
 }
 
 /// Writes an IPv4 packet from `src` to `dst` holding the TCP header `tcp`
@@ -100,13 +157,28 @@ pub fn emit_unreachable(
     code: Icmpv4DstUnreachable,
     ident: u16,
 ) -> usize {
+    let msg = (Icmpv4Message::DstUnreachable, code as u8);
+    emit_error_about(buf, ip, p, msg, ip.dst, ident)
+}
+
+/// The ICMPv4 error `(message, code)` from `src` to the source of the
+/// packet `ip`/`p`, quoting its header and the first 8 bytes of its
+/// payload (RFC 792). Returns the packet's length.
+pub fn emit_error_about(
+    buf: &mut [u8],
+    ip: &Ip4,
+    p: &[u8],
+    (message, code): (Icmpv4Message, u8),
+    src: Ipv4Addr,
+    ident: u16,
+) -> usize {
     let e = Icmpv4ErrorRepr {
-        message: Icmpv4Message::DstUnreachable,
-        code: code as u8,
+        message,
+        code,
         rest: [0; 4],
         quote: &p[..p.len().min(ip.ihl + 8)],
     };
-    e.emit(Ipv4Repr::new(ip.dst, ip.src, PROTO_ICMP, 0, ident), buf)
+    e.emit(Ipv4Repr::new(src, ip.src, PROTO_ICMP, 0, ident), buf)
 }
 
 /// The timestamps option (TSval, TSecr) of the TCP segment `t`, read with
@@ -276,6 +348,45 @@ mod tests {
         assert_eq!((out.src, out.dst), (a("10.0.0.1"), a("192.0.0.4")));
         assert!(checksum::verify(&buf[20..n], 0));
         assert_eq!(&buf[20..22], &[3, 13]);
+        assert_eq!(&buf[28..n], &quote[..28]);
+    }
+
+    #[test]
+    fn hop_sets_ttl_and_tos_of_udp_and_icmp() {
+        let mut buf = [0u8; 64];
+        let ends = (
+            SocketAddrV4::new(a("203.0.113.10"), 7),
+            SocketAddrV4::new(a("192.0.0.4"), 40000),
+        );
+        let hop = Hop::from_ipv6(Some(61), Some(0xb9));
+        let n = emit_udp4_hop(&mut buf, ends, 4, 3, hop);
+        let ip = v4(&PacketHeaders::from_ip_slice(&buf[..n]).unwrap());
+        assert_eq!(
+            (ip.time_to_live, ip.dscp.value(), ip.ecn.value()),
+            (61, 46, 1)
+        );
+        assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+        let n = emit_icmp4_hop(&mut buf, a("203.0.113.10"), a("192.0.0.4"), 8, 5, hop);
+        let ip = v4(&PacketHeaders::from_ip_slice(&buf[..n]).unwrap());
+        assert_eq!(
+            (ip.time_to_live, ip.dscp.value(), ip.ecn.value()),
+            (61, 46, 1)
+        );
+        assert_eq!(Hop::from_ipv6(None, None), Hop::HOST);
+    }
+
+    #[test]
+    fn time_exceeded_comes_from_the_given_source() {
+        let mut quote = [0u8; 40];
+        syn(&mut quote, ("192.0.0.4", 1), ("10.0.0.1", 2), 3);
+        let ip = parse_ip4(&quote).unwrap();
+        let mut buf = [0u8; 600];
+        let msg = (Icmpv4Message::TimeExceeded, 0);
+        let n = emit_error_about(&mut buf, &ip, &quote, msg, a("192.0.0.8"), 1);
+        let out = parse_ip4(&buf[..n]).unwrap();
+        assert_eq!((out.src, out.dst), (a("192.0.0.8"), a("192.0.0.4")));
+        assert_eq!(&buf[20..22], &[11, 0]);
+        assert!(checksum::verify(&buf[20..n], 0));
         assert_eq!(&buf[28..n], &quote[..28]);
     }
 

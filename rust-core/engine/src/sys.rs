@@ -1,5 +1,6 @@
 //! The few raw libc calls the engine needs: TUN creation and its reads and
-//! writes, the error queue of IPv6 sockets (ICMPv6 errors via
+//! writes, datagrams with per-datagram IPv6 fields (RFC 3542 ancillary
+//! data), the error queue of IPv6 sockets (ICMPv6 errors via
 //! IPV6_RECVERR), ping sockets and TCP_INFO. The crate's one module where
 //! `unsafe` is allowed; every block says why it is sound.
 #![allow(unsafe_code)]
@@ -105,7 +106,13 @@ pub fn setsockopt_int(
 #[derive(Debug, Clone, Copy)]
 pub struct IcmpErr {
     pub errno: u32,
+    /// From an ICMPv6 message (SO_EE_ORIGIN_ICMP6): `typ`, `code`, `info`
+    /// and `offender` are the message's.
     pub icmp6: bool,
+    /// Raised by our own stack (SO_EE_ORIGIN_LOCAL), e.g. EMSGSIZE for a
+    /// datagram sent with IPV6_DONTFRAG that is larger than the path MTU,
+    /// which is then in `info` (RFC 3542 section 11.2).
+    pub local: bool,
     pub typ: u8,
     pub code: u8,
     /// ee_info: the MTU for Packet Too Big.
@@ -157,6 +164,7 @@ pub fn recv_err(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<IcmpErr>> {
     let mut out = IcmpErr {
         errno: 0,
         icmp6: false,
+        local: false,
         typ: 0,
         code: 0,
         info: 0,
@@ -182,6 +190,7 @@ pub fn recv_err(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<IcmpErr>> {
                     std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::sock_extended_err);
                 out.errno = ee.ee_errno;
                 out.icmp6 = ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6;
+                out.local = ee.ee_origin == libc::SO_EE_ORIGIN_LOCAL;
                 out.typ = ee.ee_type;
                 out.code = ee.ee_code;
                 out.info = ee.ee_info;
@@ -202,6 +211,142 @@ pub fn recv_err(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<IcmpErr>> {
         }
     }
     Ok(Some(out))
+}
+
+/// The IPv6 header fields of one datagram that the engine sets per
+/// datagram as ancillary data of `sendmsg` (RFC 3542 section 6.3 for the
+/// hop limit and 6.5 for the traffic class, 11.2 for IPV6_DONTFRAG), so
+/// that each translated datagram carries its own IPv4 header's TTL, TOS
+/// and DF (RFC 7915 section 4.1) without a setsockopt per packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendFields {
+    /// Hop Limit, from the IPv4 TTL.
+    pub hop_limit: u8,
+    /// Traffic Class (DSCP and ECN), from the IPv4 TOS byte.
+    pub tclass: u8,
+    /// Do not fragment: a datagram larger than the path MTU fails with
+    /// EMSGSIZE (and a local error on the error queue carrying the MTU)
+    /// instead of being fragmented.
+    pub dont_frag: bool,
+}
+
+/// The IPv6 header fields of one received datagram, from the ancillary
+/// data that IPV6_RECVHOPLIMIT and IPV6_RECVTCLASS ask for (RFC 3542
+/// sections 6.3, 6.5). `None` when the kernel did not say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecvFields {
+    pub hop_limit: Option<u8>,
+    pub tclass: Option<u8>,
+}
+
+fn sockaddr_in6(a: &SocketAddrV6) -> libc::sockaddr_in6 {
+    // SAFETY: all-zero is a valid sockaddr_in6.
+    let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+    sa.sin6_port = a.port().to_be();
+    sa.sin6_flowinfo = a.flowinfo();
+    sa.sin6_addr.s6_addr = a.ip().octets();
+    sa.sin6_scope_id = a.scope_id();
+    sa
+}
+
+/// `sendmsg(2)` of one datagram `buf` to `to` on the IPv6 datagram socket
+/// (UDP or ping) `fd`, with `f` as IPV6_HOPLIMIT, IPV6_TCLASS and
+/// IPV6_DONTFRAG ancillary data. Returns the bytes sent. Errors: the
+/// kernel's (`WouldBlock`, EMSGSIZE for `dont_frag` over the path MTU,
+/// the unreachable errnos).
+pub fn send_to6(fd: RawFd, buf: &[u8], to: &SocketAddrV6, f: &SendFields) -> io::Result<usize> {
+    let mut name = sockaddr_in6(to);
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let int = std::mem::size_of::<libc::c_int>() as u32;
+    let items = [
+        (libc::IPV6_HOPLIMIT, libc::c_int::from(f.hop_limit)),
+        (libc::IPV6_TCLASS, libc::c_int::from(f.tclass)),
+        (libc::IPV6_DONTFRAG, libc::c_int::from(f.dont_frag)),
+    ];
+    let mut ctrl = [0u64; 16];
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(int) } as usize;
+    assert!(space * items.len() <= std::mem::size_of_val(&ctrl));
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctrl.as_mut_ptr().cast();
+    msg.msg_controllen = (space * items.len()) as _;
+    // SAFETY: the control buffer is 8-byte aligned, zeroed and holds
+    // `items.len()` headers of CMSG_SPACE(int) bytes each (asserted above),
+    // so CMSG_FIRSTHDR/CMSG_NXTHDR stay inside it and never return null
+    // before the last item.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        for (ty, v) in items {
+            (*c).cmsg_level = libc::SOL_IPV6;
+            (*c).cmsg_type = ty;
+            (*c).cmsg_len = libc::CMSG_LEN(int) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut libc::c_int, v);
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    // SAFETY: msg points at live buffers of the declared sizes.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// `recvmsg(2)` of one datagram from the IPv6 datagram socket `fd` into
+/// `buf`: its length (datagrams longer than `buf` are cut to it), its
+/// source (None if not IPv6) and its hop limit and traffic class, when
+/// the socket has IPV6_RECVHOPLIMIT / IPV6_RECVTCLASS on. Errors: the
+/// kernel's (`WouldBlock` when nothing is queued).
+pub fn recv_from6(
+    fd: RawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<SocketAddrV6>, RecvFields)> {
+    // SAFETY: all-zero is a valid value for these C structs.
+    let mut name: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    let mut ctrl = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: as above.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctrl.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&ctrl) as _;
+    // SAFETY: msg points at live buffers of the declared sizes.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    let from = (msg.msg_namelen as usize >= std::mem::size_of::<libc::sockaddr_in6>()
+        && name.sin6_family as i32 == libc::AF_INET6)
+        .then(|| sockaddr6(&name));
+    let mut f = RecvFields::default();
+    // SAFETY: standard CMSG iteration over the control buffer the kernel
+    // filled; each value read is one int (RFC 3542 section 6).
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let h = &*c;
+            if h.cmsg_level == libc::SOL_IPV6 {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                match h.cmsg_type {
+                    libc::IPV6_HOPLIMIT => f.hop_limit = u8::try_from(v).ok(),
+                    libc::IPV6_TCLASS => f.tclass = u8::try_from(v).ok(),
+                    _ => {}
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n, from, f))
 }
 
 /// The receive side of a TCP socket as the kernel sees it.
@@ -254,7 +399,84 @@ pub fn tcp_recv_state(fd: RawFd) -> io::Result<TcpRecvState> {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::{TcpListener, TcpStream, UdpSocket};
+
+    /// Through the kernel's loopback: what `send_to6` asks for is what the
+    /// IPv6 header carries, as the receiver's ancillary data reports it;
+    /// DONTFRAG turns a datagram over loopback's 65536-byte MTU into
+    /// EMSGSIZE and a local error carrying that MTU, without it the kernel
+    /// fragments.
+    #[test]
+    fn per_datagram_hop_limit_tclass_and_dontfrag() {
+        let Ok(rx) = UdpSocket::bind("[::1]:0") else {
+            panic!("IPv6 loopback is needed for this test");
+        };
+        let tx = UdpSocket::bind("[::1]:0").unwrap();
+        for o in [libc::IPV6_RECVHOPLIMIT, libc::IPV6_RECVTCLASS] {
+            setsockopt_int(rx.as_raw_fd(), libc::SOL_IPV6, o, 1).unwrap();
+        }
+        setsockopt_int(tx.as_raw_fd(), libc::SOL_IPV6, libc::IPV6_RECVERR, 1).unwrap();
+        let std::net::SocketAddr::V6(to) = rx.local_addr().unwrap() else {
+            unreachable!()
+        };
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = vec![0u8; 70000];
+        for (hop_limit, tclass) in [(1u8, 0xbau8), (64, 0), (255, 0x29)] {
+            let f = SendFields {
+                hop_limit,
+                tclass,
+                dont_frag: true,
+            };
+            assert_eq!(send_to6(tx.as_raw_fd(), b"abc", &to, &f).unwrap(), 3);
+            // recv_from6 is non-blocking: wait for readability first.
+            let mut pfd = libc::pollfd {
+                fd: rx.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the call.
+            assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+            let (n, from, got) = recv_from6(rx.as_raw_fd(), &mut buf).unwrap();
+            assert_eq!((n, &buf[..3]), (3, &b"abc"[..]));
+            assert_eq!(
+                from,
+                Some(match tx.local_addr().unwrap() {
+                    std::net::SocketAddr::V6(a) => a,
+                    _ => unreachable!(),
+                })
+            );
+            assert_eq!(
+                got,
+                RecvFields {
+                    hop_limit: Some(hop_limit),
+                    tclass: Some(tclass)
+                }
+            );
+        }
+        let big = vec![7u8; 65507];
+        let mut f = SendFields {
+            hop_limit: 64,
+            tclass: 0,
+            dont_frag: true,
+        };
+        let e = send_to6(tx.as_raw_fd(), &big, &to, &f).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE));
+        let err = recv_err(tx.as_raw_fd(), &mut buf[..64]).unwrap().unwrap();
+        assert!(err.local && !err.icmp6);
+        assert_eq!((err.errno, err.info), (libc::EMSGSIZE as u32, 65536));
+        f.dont_frag = false;
+        assert_eq!(send_to6(tx.as_raw_fd(), &big, &to, &f).unwrap(), big.len());
+        let mut pfd = libc::pollfd {
+            fd: rx.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the call.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+        let (n, _, _) = recv_from6(rx.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(n, big.len());
+    }
 
     #[test]
     fn tcp_recv_state_counts_received_and_unread_bytes() {

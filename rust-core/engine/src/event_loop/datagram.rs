@@ -1,22 +1,28 @@
 //! What UDP mappings and ICMP echo mappings share: a protected datagram
 //! socket each, opened and filed the same way (one path, so that limits
-//! and counters cannot drift apart), closed the same way, and ICMPv6
-//! errors from its error queue turned into ICMPv4 errors for the app.
+//! and counters cannot drift apart), sent on with the app datagram's own
+//! TTL, TOS and DF (RFC 7915 section 4.1), expired and closed the same
+//! way, and ICMPv6 errors from its error queue turned into ICMPv4 errors
+//! for the app ([`crate::path_error`]). The mapping decisions themselves
+//! live in [`crate::datagram_mappings`].
 
 use super::icmp_echo::IcmpFlow;
 use super::udp::UdpFlow;
 use super::{tun_write, Loop, Slot};
-use crate::packet::{self, Ip4, PROTO_ICMP, PROTO_UDP};
+use crate::datagram_mappings::{DatagramMappings, Expiry};
+use crate::packet::{self, Ip4};
+use crate::path_error::{self, AppDatagram, AppSide, PathError, IPV4_DUMMY};
 use crate::stats::Counters;
-use crate::sys;
+use crate::sys::{self, SendFields};
 use crate::timers::TimerKey;
-use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message, Ipv4Repr, UdpRepr};
+use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message};
 use mio::net::UdpSocket;
 use mio::Interest;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant;
 
 /// The two kinds of datagram mapping, for [`Loop::new_datagram_flow`].
 #[derive(Clone, Copy)]
@@ -27,7 +33,34 @@ pub(super) enum Datagram {
     Echo,
 }
 
+impl Datagram {
+    fn timer(self, key: u16) -> TimerKey {
+        match self {
+            Datagram::Udp => TimerKey::Udp(key),
+            Datagram::Echo => TimerKey::Icmp(key),
+        }
+    }
+}
+
+/// The IPv6 fields an app datagram is sent upstream with: its own TTL as
+/// the hop limit, TOS as the traffic class and DF as IPV6_DONTFRAG (RFC
+/// 7915 section 4.1; like clatd, the CLAT does not decrement the TTL).
+pub(super) fn send_fields(ip: &Ip4) -> SendFields {
+    SendFields {
+        hop_limit: ip.ttl,
+        tclass: ip.tos,
+        dont_frag: ip.dont_frag,
+    }
+}
+
 impl Loop {
+    fn mappings(&mut self, kind: Datagram) -> &mut DatagramMappings<usize> {
+        match kind {
+            Datagram::Udp => &mut self.udp,
+            Datagram::Echo => &mut self.icmp,
+        }
+    }
+
     /// A protected, non-blocking datagram socket for upstream use, with
     /// IPV6_RECVERR so ICMPv6 errors reach us.
     pub(super) fn upstream_dgram(
@@ -73,15 +106,17 @@ impl Loop {
             self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
             return None;
         }
-        let (proto, what, idle) = match kind {
-            Datagram::Udp => (Protocol::UDP, "upstream UDP socket", self.cfg.udp_timeout),
+        let (proto, what) = match kind {
+            Datagram::Udp => (Protocol::UDP, "upstream UDP socket"),
             Datagram::Echo => (
                 Protocol::ICMPV6,
                 "ping socket (check net.ipv4.ping_group_range)",
-                self.cfg.icmp_timeout,
             ),
         };
-        let mut sock = match self.upstream_dgram(Domain::IPV6, proto, true) {
+        let opened = self
+            .upstream_dgram(Domain::IPV6, proto, true)
+            .and_then(|s| recv_hop_fields(s.as_raw_fd()).map(|()| s));
+        let mut sock = match opened {
             Ok(s) => s,
             Err(e) => {
                 self.socket_warn(format_args!("{what}: {e}"));
@@ -93,102 +128,139 @@ impl Loop {
             Counters::inc(&self.c().drop_upstream_socket);
             return None;
         };
-        let (last, timer_at) = (self.now, self.now + idle);
         let c = &self.sh.counters;
-        let (flow, timer, map, gauge, total) = match kind {
+        let (flow, gauge, total) = match kind {
             Datagram::Udp => (
-                Slot::Udp(UdpFlow {
-                    sp: key,
-                    sock,
-                    last,
-                    timer_at,
-                }),
-                TimerKey::Udp(key),
-                &mut self.udp,
+                Slot::Udp(UdpFlow { sp: key, sock }),
                 &c.flows_udp,
                 &c.flows_udp_total,
             ),
             Datagram::Echo => (
-                Slot::Icmp(IcmpFlow {
-                    id: key,
-                    sock,
-                    last,
-                    timer_at,
-                }),
-                TimerKey::Icmp(key),
-                &mut self.icmp,
+                Slot::Icmp(IcmpFlow { id: key, sock }),
                 &c.flows_icmp,
                 &c.flows_icmp_total,
             ),
         };
-        self.slots[slot] = flow;
-        self.timers.insert(timer_at, timer);
-        map.insert(key, slot);
         Counters::inc(gauge);
         Counters::inc(total);
+        self.slots[slot] = flow;
+        let now = self.now;
+        let at = self.mappings(kind).insert(key, slot, now);
+        self.timers.insert(at, kind.timer(key));
         Some(slot)
     }
-    /// Turns queued ICMPv6 errors of a UDP or ping socket into ICMPv4
-    /// errors towards the app, quoting a reconstructed original packet.
-    pub(super) fn drain_errors(&mut self, slot: usize) {
-        let (fd, app_port, is_udp) = match &self.slots[slot] {
-            Slot::Udp(f) => (f.sock.as_raw_fd(), f.sp, true),
-            Slot::Icmp(f) => (f.sock.as_raw_fd(), f.id, false),
+
+    /// The idle deadline `at` of `kind`'s mapping `key` fired: re-armed or
+    /// expired as [`DatagramMappings::on_deadline`] decides.
+    pub(super) fn datagram_timer(&mut self, kind: Datagram, key: u16, at: Instant) {
+        let now = self.now;
+        match self.mappings(kind).on_deadline(key, at, now) {
+            Expiry::Stale => {}
+            Expiry::Rearm(due) => self.timers.insert(due, kind.timer(key)),
+            Expiry::Expired(slot) => {
+                Counters::inc(&self.sh.counters.flows_expired);
+                self.close_mapping(slot);
+            }
+        }
+    }
+
+    /// Answers an app datagram sent with TTL 0 with ICMPv4 Time Exceeded
+    /// from 192.0.0.8 instead of carrying it. A host never sends TTL 0
+    /// (RFC 1122 section 3.2.1.7); a translator that met it would have to
+    /// decrement below zero, which RFC 7915 section 4.1 and RFC 1812
+    /// section 5.3.1 answer with Time Exceeded, and hop limit 0 is no
+    /// packet to put on the IPv6 path. The CLAT has no IPv4 address of its
+    /// own, hence the RFC 7600 dummy address.
+    pub(super) fn ttl_zero(&mut self, ip: &Ip4, p: &[u8]) {
+        let mut out = std::mem::take(&mut self.txbuf);
+        let id = self.next_ip_id();
+        let msg = (Icmpv4Message::TimeExceeded, 0);
+        let n = packet::emit_error_about(&mut out, ip, p, msg, IPV4_DUMMY, id);
+        tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        Counters::inc(&self.c().icmp_errors_sent);
+        self.txbuf = out;
+    }
+
+    /// Sends the app datagram's payload `data` to `to` on the mapping in
+    /// `slot` with the IPv6 fields of [`send_fields`]. A datagram with DF
+    /// that is larger than the path MTU (EMSGSIZE) is answered with
+    /// Fragmentation Needed quoting `p`, the app's datagram. Other errors
+    /// are counted and returned.
+    pub(super) fn send_upstream(
+        &mut self,
+        slot: usize,
+        (ip, p): (&Ip4, &[u8]),
+        data: &[u8],
+        to: &SocketAddrV6,
+    ) -> io::Result<()> {
+        let fd = match &self.slots[slot] {
+            Slot::Udp(f) => f.sock.as_raw_fd(),
+            Slot::Icmp(f) => f.sock.as_raw_fd(),
+            _ => return Ok(()),
+        };
+        match sys::send_to6(fd, data, to, &send_fields(ip)) {
+            Ok(n) => {
+                Counters::inc(&self.sh.counters.up_tx_packets);
+                Counters::add(&self.sh.counters.up_tx_bytes, n as u64);
+                Ok(())
+            }
+            Err(e) => {
+                log::debug!("send to {to}: {e}");
+                Counters::inc(&self.sh.counters.drop_upstream_send);
+                if e.raw_os_error() == Some(libc::EMSGSIZE) {
+                    self.drain_errors(slot, Some(p));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Turns queued errors of a UDP or ping socket into ICMPv4 errors
+    /// towards the app ([`path_error::to_app`]): ICMPv6 errors from the
+    /// path, and our own EMSGSIZE for a DF datagram over the path MTU, as
+    /// Packet Too Big with that MTU. `sent` is the app datagram being sent
+    /// when the caller just got EMSGSIZE: quoted as it is.
+    pub(super) fn drain_errors(&mut self, slot: usize, sent: Option<&[u8]>) {
+        let (fd, app) = match &self.slots[slot] {
+            Slot::Udp(f) => (f.sock.as_raw_fd(), AppDatagram::Udp { app_port: f.sp }),
+            Slot::Icmp(f) => (f.sock.as_raw_fd(), AppDatagram::Echo { id: f.id }),
             _ => return,
         };
-        let mut data = [0u8; 64];
+        let side = AppSide {
+            prefix: self.cfg.prefix,
+            clat_v4: self.cfg.clat_v4,
+            mtu4: self.cfg.mtu,
+        };
+        // The ICMPv6 error quotes at most 1232 bytes of payload.
+        let mut data = [0u8; 1280];
         for _ in 0..64 {
             let err = match sys::recv_err(fd, &mut data) {
                 Ok(Some(e)) => e,
                 _ => return,
             };
-            Counters::inc(&self.c().icmp6_errors_received);
-            if !err.icmp6 {
-                continue;
-            }
-            let Some(dest) = err.dest else { continue };
-            let Some(d4) = packet::extract(&self.cfg.prefix, dest.ip()) else {
+            let (typ, code, original) = if err.icmp6 {
+                Counters::inc(&self.c().icmp6_errors_received);
+                (err.typ, err.code, None)
+            } else if err.local && err.errno == libc::EMSGSIZE as u32 {
+                (path_error::ICMP6_PACKET_TOO_BIG, 0, sent)
+            } else {
                 continue;
             };
-            let src = err
-                .offender
-                .and_then(|o| packet::extract(&self.cfg.prefix, &o))
-                .unwrap_or(d4);
+            let Some(dest) = err.dest else { continue };
             let ll = err.len.min(data.len());
-            // The original packet, as the app sent it: IPv4 header + 8 bytes.
-            let mut q = [0u8; 28];
+            let e = PathError {
+                icmp6_type: typ,
+                icmp6_code: code,
+                info: err.info,
+                reporter: if err.icmp6 { err.offender } else { None },
+                dest,
+                payload: &data[..ll],
+                payload_len: err.len,
+                original,
+            };
             let id = self.next_ip_id();
-            let h = Ipv4Repr::HEADER_LEN;
-            if is_udp {
-                let udp = UdpRepr {
-                    src_port: app_port,
-                    dst_port: dest.port(),
-                };
-                let n = udp.emit_quoted(&mut q[h..], err.len);
-                Ipv4Repr::new(self.cfg.clat_v4, d4, PROTO_UDP, (n + err.len) as u16, id)
-                    .emit(&mut q);
-            } else {
-                let len = err.len.max(8) as u16;
-                Ipv4Repr::new(self.cfg.clat_v4, d4, PROTO_ICMP, len, id).emit(&mut q);
-                q[h] = Icmpv4Message::EchoRequest as u8;
-                q[h + 4..h + 6].copy_from_slice(&app_port.to_be_bytes());
-                if ll >= 8 {
-                    q[h + 6..h + 8].copy_from_slice(&data[6..8]);
-                }
-            }
-            // RFC 7915 section 5.2, as a translator on the path would have
-            // done it (clat-xlat's mapping: errors it drops are not passed on).
             let mut out = std::mem::take(&mut self.txbuf);
-            let made = clat_xlat::icmp6_error_to_icmp4(
-                err.typ,
-                err.code,
-                err.info,
-                &q,
-                src,
-                self.cfg.mtu,
-                &mut out,
-            );
-            if let Ok(n) = made {
+            if let Some(n) = path_error::to_app(&e, app, &side, id, &mut out) {
                 tun_write(&self.tun, &self.sh.counters, &out[..n]);
                 Counters::inc(&self.c().icmp_errors_sent);
             }
@@ -197,18 +269,26 @@ impl Loop {
     }
 
     pub(super) fn close_mapping(&mut self, slot: usize) {
-        match self.kill_slot(slot) {
-            Slot::Udp(f) => {
-                self.udp.remove(&f.sp);
-                self.timers.remove(f.timer_at, TimerKey::Udp(f.sp));
-                Counters::dec(&self.sh.counters.flows_udp);
-            }
-            Slot::Icmp(f) => {
-                self.icmp.remove(&f.id);
-                self.timers.remove(f.timer_at, TimerKey::Icmp(f.id));
-                Counters::dec(&self.sh.counters.flows_icmp);
-            }
-            _ => {}
+        let (kind, key) = match self.kill_slot(slot) {
+            Slot::Udp(f) => (Datagram::Udp, f.sp),
+            Slot::Icmp(f) => (Datagram::Echo, f.id),
+            _ => return,
+        };
+        if let Some((_, at)) = self.mappings(kind).remove(key) {
+            self.timers.remove(at, kind.timer(key));
         }
+        let c = &self.sh.counters;
+        Counters::dec(match kind {
+            Datagram::Udp => &c.flows_udp,
+            Datagram::Echo => &c.flows_icmp,
+        });
     }
+}
+
+/// Asks for each received datagram's hop limit and traffic class (RFC
+/// 3542 sections 6.3 and 6.5), which become the TTL and TOS of the IPv4
+/// packet to the app (RFC 7915 section 5.1).
+fn recv_hop_fields(fd: RawFd) -> io::Result<()> {
+    sys::setsockopt_int(fd, libc::SOL_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
+    sys::setsockopt_int(fd, libc::SOL_IPV6, libc::IPV6_RECVTCLASS, 1)
 }

@@ -4,21 +4,21 @@
 
 use super::datagram::Datagram;
 use super::{tun_write, Loop, Slot};
-use crate::packet::{self, checksum, Ip4};
+use crate::packet::{self, checksum, Hop, Ip4};
 use crate::stats::Counters;
+use crate::sys;
 use clat_xlat::wire::{Icmpv4Message, Icmpv6Message};
 use mio::event::Event;
 use mio::net::UdpSocket;
 use std::io;
-use std::net::{SocketAddr, SocketAddrV6};
-use std::time::Instant;
+use std::net::SocketAddrV6;
+use std::os::fd::AsRawFd;
 
-/// One echo mapping: the app's echo identifier and its ping socket.
+/// One echo mapping's socket: the app's echo identifier and its ping
+/// socket (when it was used and expires: `Loop::icmp`).
 pub(super) struct IcmpFlow {
     pub(super) id: u16,
     pub(super) sock: UdpSocket,
-    pub(super) last: Instant,
-    pub(super) timer_at: Instant,
 }
 
 impl Loop {
@@ -53,58 +53,46 @@ impl Loop {
         if p[ihl] != Icmpv4Message::EchoRequest as u8 || p[ihl + 1] != 0 {
             return Counters::inc(&self.c().drop_icmp_type);
         }
+        if ip.ttl == 0 {
+            return self.ttl_zero(ip, p);
+        }
         let id = u16::from_be_bytes([p[ihl + 4], p[ihl + 5]]);
-        let slot = match self.icmp.get(&id) {
-            Some(&s) => s,
+        let slot = match self.icmp.touch(id, self.now) {
+            Some(s) => s,
             None => match self.new_datagram_flow(Datagram::Echo, id, ip, p) {
                 Some(s) => s,
                 None => return,
             },
         };
+        // The app's header and 8 bytes, as sent, for a Fragmentation Needed
+        // (all an ICMPv4 error quotes, RFC 792).
+        let mut quote = [0u8; 60 + 8];
+        let qlen = ihl + 8;
+        quote[..qlen].copy_from_slice(&p[..qlen]);
         // ICMPv4 echo request -> ICMPv6 echo request (the kernel fills in the
         // checksum and its own identifier).
         p[ihl] = Icmpv6Message::EchoRequest as u8;
-        let to = SocketAddr::V6(SocketAddrV6::new(
-            packet::embed(&self.cfg.prefix, ip.dst),
-            0,
-            0,
-            0,
-        ));
-        let Slot::Icmp(f) = &mut self.slots[slot] else {
-            return;
-        };
-        f.last = self.now;
-        match f.sock.send_to(&p[ihl..], to) {
-            Ok(n) => {
-                Counters::inc(&self.sh.counters.up_tx_packets);
-                Counters::add(&self.sh.counters.up_tx_bytes, n as u64);
-            }
-            Err(e) => {
-                log::debug!("ping send to {to}: {e}");
-                Counters::inc(&self.sh.counters.drop_upstream_send);
-            }
-        }
+        let to = SocketAddrV6::new(packet::embed(&self.cfg.prefix, ip.dst), 0, 0, 0);
+        // Errors are counted (and EMSGSIZE answered) by send_upstream.
+        let _ = self.send_upstream(slot, (ip, &quote[..qlen]), &p[ihl..], &to);
     }
 
     pub(super) fn on_icmp(&mut self, slot: usize, ev: &Event) {
         if ev.is_error() {
-            self.drain_errors(slot);
+            self.drain_errors(slot, None);
         }
         let mut out = std::mem::take(&mut self.txbuf);
         for _ in 0..1024 {
-            let Slot::Icmp(f) = &mut self.slots[slot] else {
+            let Slot::Icmp(f) = &self.slots[slot] else {
                 break;
             };
-            match f.sock.recv_from(&mut out[20..20 + 65515]) {
-                Ok((n, from)) => {
-                    let id = f.id;
-                    f.last = self.now;
+            let (fd, id) = (f.sock.as_raw_fd(), f.id);
+            match sys::recv_from6(fd, &mut out[20..20 + 65515]) {
+                Ok((n, from, fields)) => {
+                    self.icmp.touch(id, self.now);
                     Counters::inc(&self.sh.counters.up_rx_packets);
                     Counters::add(&self.sh.counters.up_rx_bytes, n as u64);
-                    let src = match from {
-                        SocketAddr::V6(a) => packet::extract(&self.cfg.prefix, a.ip()),
-                        SocketAddr::V4(_) => None,
-                    };
+                    let src = from.and_then(|a| packet::extract(&self.cfg.prefix, a.ip()));
                     let Some(src) = src else {
                         Counters::inc(&self.sh.counters.drop_foreign_source);
                         continue;
@@ -117,13 +105,15 @@ impl Loop {
                     out[21] = 0;
                     out[24..26].copy_from_slice(&id.to_be_bytes());
                     let ip_id = self.next_ip_id();
-                    let len = packet::emit_icmp4(&mut out, src, self.cfg.clat_v4, n, ip_id);
+                    let hop = Hop::from_ipv6(fields.hop_limit, fields.tclass);
+                    let to = self.cfg.clat_v4;
+                    let len = packet::emit_icmp4_hop(&mut out, src, to, n, ip_id, hop);
                     tun_write(&self.tun, &self.sh.counters, &out[..len]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     self.txbuf = out;
-                    self.drain_errors(slot);
+                    self.drain_errors(slot, None);
                     out = std::mem::take(&mut self.txbuf);
                 }
             }

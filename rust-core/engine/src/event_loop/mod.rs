@@ -14,6 +14,7 @@ mod tcp;
 mod udp;
 
 use crate::config::EngineConfig;
+use crate::datagram_mappings::DatagramMappings;
 use crate::nat_tcp::{NatState, NatTable};
 use crate::packet::{self, Ip4, ParseError, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::stats::Counters;
@@ -21,6 +22,7 @@ use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use clat_protect::Protector;
 use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message};
+use datagram::Datagram;
 use dns_relay::{DnsTcp, Pending};
 use icmp_echo::IcmpFlow;
 use ipnet::Ipv6Net;
@@ -98,8 +100,10 @@ pub(crate) struct Loop {
     nat: NatTable,
     /// NAT entries in the Closing state.
     closing_entries: usize,
-    udp: HashMap<u16, usize>,
-    icmp: HashMap<u16, usize>,
+    /// UDP mappings by the app's source port, to their slots.
+    udp: DatagramMappings<usize>,
+    /// ICMP echo mappings by the app's echo identifier, to their slots.
+    icmp: DatagramMappings<usize>,
     dns_socks: Vec<Option<usize>>,
     pending: HashMap<u16, Pending>,
     /// The upstream resolver that answered last: new queries (UDP and
@@ -165,6 +169,7 @@ impl Loop {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let n = cfg.upstream_dns.len();
         let relay_buffer = cfg.relay_buffer;
+        let (udp_idle, icmp_idle) = (cfg.udp_timeout, cfg.icmp_timeout);
         Ok(Loop {
             poll,
             tun,
@@ -179,8 +184,8 @@ impl Loop {
             dead: Vec::new(),
             nat: NatTable::default(),
             closing_entries: 0,
-            udp: HashMap::new(),
-            icmp: HashMap::new(),
+            udp: DatagramMappings::new(udp_idle),
+            icmp: DatagramMappings::new(icmp_idle),
             dns_socks: vec![None; n],
             pending: HashMap::new(),
             dns_preferred: 0,
@@ -544,47 +549,8 @@ impl Loop {
         while let Some((at, key)) = self.timers.pop_due(now) {
             match key {
                 TimerKey::Nat(np) => self.nat_timer(np, at),
-                TimerKey::Udp(sp) => {
-                    let Some(&slot) = self.udp.get(&sp) else {
-                        continue;
-                    };
-                    let Slot::Udp(f) = &mut self.slots[slot] else {
-                        continue;
-                    };
-                    if f.timer_at != at {
-                        continue;
-                    }
-                    let due = f.last + self.cfg.udp_timeout;
-                    if due > now {
-                        f.timer_at = due;
-                        self.timers.insert(due, key);
-                    } else {
-                        f.timer_at = at;
-                        Counters::inc(&self.sh.counters.flows_expired);
-                        self.timers.insert(at, key); // removed again by close_mapping
-                        self.close_mapping(slot);
-                    }
-                }
-                TimerKey::Icmp(id) => {
-                    let Some(&slot) = self.icmp.get(&id) else {
-                        continue;
-                    };
-                    let Slot::Icmp(f) = &mut self.slots[slot] else {
-                        continue;
-                    };
-                    if f.timer_at != at {
-                        continue;
-                    }
-                    let due = f.last + self.cfg.icmp_timeout;
-                    if due > now {
-                        f.timer_at = due;
-                        self.timers.insert(due, key);
-                    } else {
-                        Counters::inc(&self.sh.counters.flows_expired);
-                        self.timers.insert(at, key);
-                        self.close_mapping(slot);
-                    }
-                }
+                TimerKey::Udp(sp) => self.datagram_timer(Datagram::Udp, sp, at),
+                TimerKey::Icmp(id) => self.datagram_timer(Datagram::Echo, id, at),
                 TimerKey::Dns(uid) => {
                     if self.pending.get(&uid).is_some_and(|p| p.timer_at == at) {
                         self.dns_timeout(uid);

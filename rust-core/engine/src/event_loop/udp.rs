@@ -4,21 +4,21 @@
 
 use super::datagram::Datagram;
 use super::{tun_write, Loop, Slot, MAX_UDP_PAYLOAD};
-use crate::packet::{self, Ip4};
+use crate::packet::{self, Hop, Ip4};
 use crate::stats::Counters;
+use crate::sys;
 use clat_xlat::wire::Icmpv4DstUnreachable;
 use mio::event::Event;
 use mio::net::UdpSocket;
 use std::io;
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::time::Instant;
+use std::net::{SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
 
-/// One UDP mapping: the app's source port and its upstream socket.
+/// One UDP mapping's socket: the app's source port and its upstream
+/// socket (when it was used and expires: `Loop::udp`).
 pub(super) struct UdpFlow {
     pub(super) sp: u16,
     pub(super) sock: UdpSocket,
-    pub(super) last: Instant,
-    pub(super) timer_at: Instant,
 }
 
 /// ICMPv4 destination-unreachable code for a local send error.
@@ -59,56 +59,41 @@ impl Loop {
             Counters::inc(&self.c().drop_internal_dst);
             return self.refuse(ip, p, Icmpv4DstUnreachable::PortUnreachable);
         }
-        let slot = match self.udp.get(&sp) {
-            Some(&s) => s,
+        if ip.ttl == 0 {
+            return self.ttl_zero(ip, p);
+        }
+        let slot = match self.udp.touch(sp, self.now) {
+            Some(s) => s,
             None => match self.new_datagram_flow(Datagram::Udp, sp, ip, p) {
                 Some(s) => s,
                 None => return,
             },
         };
-        let to = SocketAddr::V6(SocketAddrV6::new(
-            packet::embed(&self.cfg.prefix, ip.dst),
-            dp,
-            0,
-            0,
-        ));
-        let Slot::Udp(f) = &mut self.slots[slot] else {
-            return;
-        };
-        f.last = self.now;
-        let res = f.sock.send_to(&p[range], to);
-        match res {
-            Ok(n) => {
-                Counters::inc(&self.sh.counters.up_tx_packets);
-                Counters::add(&self.sh.counters.up_tx_bytes, n as u64);
-            }
-            Err(e) => {
-                log::debug!("udp send to {to}: {e}");
-                Counters::inc(&self.sh.counters.drop_upstream_send);
-                // Tell the app, as a router would, instead of silence.
-                if let Some(code) = unreach_code(&e) {
-                    self.refuse(ip, p, code);
-                }
+        let to = SocketAddrV6::new(packet::embed(&self.cfg.prefix, ip.dst), dp, 0, 0);
+        if let Err(e) = self.send_upstream(slot, (ip, p), &p[range], &to) {
+            // Tell the app, as a router would, instead of silence.
+            if let Some(code) = unreach_code(&e) {
+                self.refuse(ip, p, code);
             }
         }
     }
 
     pub(super) fn on_udp(&mut self, slot: usize, ev: &Event) {
         if ev.is_error() {
-            self.drain_errors(slot);
+            self.drain_errors(slot, None);
         }
         let mut out = std::mem::take(&mut self.txbuf);
         for _ in 0..1024 {
-            let Slot::Udp(f) = &mut self.slots[slot] else {
+            let Slot::Udp(f) = &self.slots[slot] else {
                 break;
             };
+            let (fd, sp) = (f.sock.as_raw_fd(), f.sp);
             // One byte more than IPv4 can carry: an IPv6 datagram that
             // big (up to 65,527 bytes) shows as longer than the limit
             // instead of arriving cut short.
-            match f.sock.recv_from(&mut out[28..28 + MAX_UDP_PAYLOAD + 1]) {
-                Ok((n, from)) => {
-                    let sp = f.sp;
-                    f.last = self.now;
+            match sys::recv_from6(fd, &mut out[28..28 + MAX_UDP_PAYLOAD + 1]) {
+                Ok((n, from, fields)) => {
+                    self.udp.touch(sp, self.now);
                     let c = &self.sh.counters;
                     Counters::inc(&c.up_rx_packets);
                     Counters::add(&c.up_rx_bytes, n as u64);
@@ -116,12 +101,9 @@ impl Loop {
                         Counters::inc(&c.drop_udp_too_big);
                         continue;
                     }
-                    let src = match from {
-                        SocketAddr::V6(a) => {
-                            packet::extract(&self.cfg.prefix, a.ip()).map(|v4| (v4, a.port()))
-                        }
-                        SocketAddr::V4(_) => None,
-                    };
+                    let src = from.and_then(|a| {
+                        packet::extract(&self.cfg.prefix, a.ip()).map(|v4| (v4, a.port()))
+                    });
                     let Some((src, sport)) = src else {
                         Counters::inc(&c.drop_foreign_source);
                         continue;
@@ -131,13 +113,14 @@ impl Loop {
                         SocketAddrV4::new(src, sport),
                         SocketAddrV4::new(self.cfg.clat_v4, sp),
                     );
-                    let len = packet::emit_udp4(&mut out, ends, n, id);
+                    let hop = Hop::from_ipv6(fields.hop_limit, fields.tclass);
+                    let len = packet::emit_udp4_hop(&mut out, ends, n, id, hop);
                     tun_write(&self.tun, &self.sh.counters, &out[..len]);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
                     self.txbuf = out;
-                    self.drain_errors(slot);
+                    self.drain_errors(slot, None);
                     out = std::mem::take(&mut self.txbuf);
                 }
             }

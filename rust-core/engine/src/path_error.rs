@@ -1,0 +1,327 @@
+//! ICMPv6 errors about the engine's upstream datagrams (from a UDP or ping
+//! socket's error queue), turned into the ICMPv4 error the app would have
+//! got on an IPv4 path: what a translator on the path does (RFC 7915
+//! section 5.2, with clat-xlat's type and MTU mapping), about the datagram
+//! as the app sent it.
+//!
+//! The error's IPv4 source is the reporting node's address when it has an
+//! IPv4 form under the NAT64 prefix (the destination itself, or an IPv4
+//! router behind the NAT64), and otherwise the dummy address 192.0.0.8
+//! (RFC 7600 section 4, the address RFC 6791 asks for): an IPv6 router on
+//! the path has no IPv4 address, and claiming the destination's would tell
+//! traceroute it had arrived. Errors raised by our own stack (EMSGSIZE for
+//! a datagram sent with IPV6_DONTFRAG) come from 192.0.0.8 too.
+//!
+//! Pure: the caller reads the error queue and writes the result.
+
+use crate::packet::{self, Ipv4Repr, PROTO_ICMP, PROTO_UDP};
+use clat_xlat::wire::{Icmpv4Message, UdpRepr};
+use ipnet::Ipv6Net;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
+
+/// RFC 7600 section 4: the IPv4 dummy address, source of ICMPv4 errors
+/// from nodes without an IPv4 address.
+pub const IPV4_DUMMY: Ipv4Addr = Ipv4Addr::new(192, 0, 0, 8);
+
+/// ICMPv6 Packet Too Big (RFC 4443 section 3.2).
+pub const ICMP6_PACKET_TOO_BIG: u8 = 2;
+
+/// Which app datagram an upstream datagram carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppDatagram {
+    /// UDP from the app's source port.
+    Udp { app_port: u16 },
+    /// ICMP echo request with the app's identifier.
+    Echo { id: u16 },
+}
+
+/// One error about an upstream datagram.
+#[derive(Debug, Clone, Copy)]
+pub struct PathError<'a> {
+    /// ICMPv6 type and code (a local EMSGSIZE is given as Packet Too Big,
+    /// code 0).
+    pub icmp6_type: u8,
+    pub icmp6_code: u8,
+    /// The ICMPv6 message's 32-bit field: the MTU for Packet Too Big
+    /// (bytes), the pointer for Parameter Problem.
+    pub info: u32,
+    /// The node that sent the ICMPv6 error; None for a local error.
+    pub reporter: Option<Ipv6Addr>,
+    /// The upstream datagram's destination (address and UDP port).
+    pub dest: SocketAddrV6,
+    /// The start of the upstream datagram's payload as the kernel returns
+    /// it (after the UDP header; for echo, the ICMPv6 echo message).
+    pub payload: &'a [u8],
+    /// The payload's full length as far as known (at least `payload.len()`).
+    pub payload_len: usize,
+    /// The app's IPv4 datagram itself, when the error is about the one
+    /// being sent (a local EMSGSIZE): quoted as it is, header and 8 bytes.
+    pub original: Option<&'a [u8]>,
+}
+
+/// The IPv4 side of the translation.
+#[derive(Debug, Clone, Copy)]
+pub struct AppSide {
+    pub prefix: Ipv6Net,
+    /// The app's (the CLAT's) IPv4 address: destination of the error.
+    pub clat_v4: Ipv4Addr,
+    /// The TUN MTU: an upper bound for the MTU an error advertises.
+    pub mtu4: u16,
+}
+
+/// The ICMPv4 source for an error reported by `reporter`: its IPv4 form
+/// under `prefix`, else [`IPV4_DUMMY`].
+pub fn error_source(prefix: &Ipv6Net, reporter: Option<Ipv6Addr>) -> Ipv4Addr {
+    reporter
+        .and_then(|r| packet::extract(prefix, &r))
+        .unwrap_or(IPV4_DUMMY)
+}
+
+/// Writes to `out` the ICMPv4 error (IPv4 header included) that tells the
+/// app about `e`, quoting the app's datagram `app` as the app sent it
+/// (its addresses, ports or echo identifier and sequence number, DF for
+/// Packet Too Big) with IPv4 Identification `ident`. Returns its length,
+/// or None when the error has no ICMPv4 counterpart (RFC 7915 section
+/// 5.2: e.g. an unknown type), its destination is not under the prefix,
+/// or `out` is shorter than 576 bytes.
+pub fn to_app(
+    e: &PathError<'_>,
+    app: AppDatagram,
+    side: &AppSide,
+    ident: u16,
+    out: &mut [u8],
+) -> Option<usize> {
+    let d4 = packet::extract(&side.prefix, e.dest.ip())?;
+    let src = error_source(&side.prefix, e.reporter);
+    let translate = |q: &[u8], out: &mut [u8]| {
+        clat_xlat::icmp6_error_to_icmp4(e.icmp6_type, e.icmp6_code, e.info, q, src, side.mtu4, out)
+            .ok()
+    };
+    if let Some(orig) = e.original {
+        return translate(orig, out);
+    }
+    let mut q = [0u8; Ipv4Repr::HEADER_LEN + 8];
+    let h = Ipv4Repr::HEADER_LEN;
+    let (proto, l4_len) = match app {
+        AppDatagram::Udp { app_port } => {
+            let udp = UdpRepr {
+                src_port: app_port,
+                dst_port: e.dest.port(),
+            };
+            let n = udp.emit_quoted(&mut q[h..], e.payload_len);
+            (PROTO_UDP, n + e.payload_len)
+        }
+        AppDatagram::Echo { id } => {
+            q[h] = Icmpv4Message::EchoRequest as u8;
+            q[h + 4..h + 6].copy_from_slice(&id.to_be_bytes());
+            if let Some(seq) = e.payload.get(6..8) {
+                q[h + 6..h + 8].copy_from_slice(seq);
+            }
+            (PROTO_ICMP, e.payload_len.max(8))
+        }
+    };
+    let l4_len = u16::try_from(l4_len).unwrap_or(u16::MAX - h as u16);
+    Ipv4Repr {
+        dont_frag: e.icmp6_type == ICMP6_PACKET_TOO_BIG,
+        ..Ipv4Repr::new(side.clat_v4, d4, proto, l4_len, ident)
+    }
+    .emit(&mut q);
+    translate(&q, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{Icmpv4Type, PacketHeaders, TransportHeader};
+
+    fn side() -> AppSide {
+        AppSide {
+            prefix: "2001:db8:64::/96".parse().unwrap(),
+            clat_v4: Ipv4Addr::new(192, 0, 0, 4),
+            mtu4: 65000,
+        }
+    }
+
+    fn dest(port: u16) -> SocketAddrV6 {
+        SocketAddrV6::new("2001:db8:64::cb00:710a".parse().unwrap(), port, 0, 0)
+    }
+
+    /// The error's IPv4 header, its ICMPv4 type and the quoted datagram's
+    /// headers, each parsed by etherparse.
+    fn parse(p: &[u8]) -> (etherparse::Ipv4Header, Icmpv4Type, Vec<u8>) {
+        let h = PacketHeaders::from_ip_slice(p).unwrap();
+        let Some(etherparse::NetHeaders::Ipv4(ip, _)) = h.net else {
+            panic!("not IPv4")
+        };
+        let Some(TransportHeader::Icmpv4(icmp)) = h.transport else {
+            panic!("not ICMPv4")
+        };
+        assert_eq!(
+            icmp.checksum,
+            icmp.icmp_type.calc_checksum(h.payload.slice())
+        );
+        (ip, icmp.icmp_type, h.payload.slice().to_vec())
+    }
+
+    #[test]
+    fn time_exceeded_from_an_ipv6_router_comes_from_the_dummy_address() {
+        // traceroute's first probe: UDP 40000 -> 203.0.113.10:33434, hop
+        // limit 1, answered by the IPv6 router 2001:db8:1::1.
+        let e = PathError {
+            icmp6_type: 3,
+            icmp6_code: 0,
+            info: 0,
+            reporter: Some("2001:db8:1::1".parse().unwrap()),
+            dest: dest(33434),
+            payload: &[0; 32],
+            payload_len: 32,
+            original: None,
+        };
+        let mut out = [0u8; 600];
+        let app = AppDatagram::Udp { app_port: 40000 };
+        let n = to_app(&e, app, &side(), 9, &mut out).unwrap();
+        let (ip, t, quote) = parse(&out[..n]);
+        assert_eq!(ip.source, [192, 0, 0, 8]);
+        assert_eq!(ip.destination, [192, 0, 0, 4]);
+        assert_eq!(
+            t,
+            Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit)
+        );
+        // The quote: IPv4 192.0.0.4 -> 203.0.113.10, UDP 40000 -> 33434,
+        // length 8 + 32.
+        let q = etherparse::Ipv4HeaderSlice::from_slice(&quote).unwrap();
+        assert_eq!(
+            (q.source(), q.destination()),
+            ([192, 0, 0, 4], [203, 0, 113, 10])
+        );
+        assert_eq!(q.protocol(), etherparse::IpNumber::UDP);
+        assert_eq!(&quote[20..26], &[0x9c, 0x40, 0x82, 0x9a, 0, 40]);
+    }
+
+    #[test]
+    fn error_from_an_ipv4_node_behind_the_nat64_comes_from_its_address() {
+        let e = PathError {
+            icmp6_type: 1,
+            icmp6_code: 4, // port unreachable
+            info: 0,
+            reporter: Some("2001:db8:64::cb00:710a".parse().unwrap()),
+            dest: dest(9),
+            payload: b"x",
+            payload_len: 1,
+            original: None,
+        };
+        let mut out = [0u8; 600];
+        let n = to_app(&e, AppDatagram::Udp { app_port: 5 }, &side(), 1, &mut out).unwrap();
+        let (ip, t, _) = parse(&out[..n]);
+        assert_eq!(ip.source, [203, 0, 113, 10]);
+        assert_eq!(
+            t,
+            Icmpv4Type::DestinationUnreachable(etherparse::icmpv4::DestUnreachableHeader::Port)
+        );
+    }
+
+    #[test]
+    fn packet_too_big_becomes_fragmentation_needed_with_the_mtu_minus_20() {
+        // A local EMSGSIZE on a 1500-byte link, as the caller gives it.
+        let e = PathError {
+            icmp6_type: ICMP6_PACKET_TOO_BIG,
+            icmp6_code: 0,
+            info: 1500,
+            reporter: None,
+            dest: dest(7),
+            payload: &[0; 64],
+            payload_len: 1472,
+            original: None,
+        };
+        let mut out = [0u8; 600];
+        let n = to_app(&e, AppDatagram::Udp { app_port: 5 }, &side(), 1, &mut out).unwrap();
+        let (ip, t, quote) = parse(&out[..n]);
+        assert_eq!(ip.source, [192, 0, 0, 8]);
+        assert_eq!(
+            t,
+            Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1480
+                }
+            )
+        );
+        let q = etherparse::Ipv4HeaderSlice::from_slice(&quote).unwrap();
+        assert!(q.dont_fragment());
+        assert_eq!(q.total_len(), 20 + 8 + 1472);
+    }
+
+    #[test]
+    fn local_emsgsize_quotes_the_apps_own_datagram() {
+        // The app's DF datagram, built with etherparse: 192.0.0.4:5 ->
+        // 203.0.113.10:7, TTL 3, TOS 0xb8, Identification 0x1234.
+        let b = etherparse::PacketBuilder::ipv4([192, 0, 0, 4], [203, 0, 113, 10], 3).udp(5, 7);
+        let payload = [9u8; 1472];
+        let mut app = Vec::new();
+        b.write(&mut app, &payload).unwrap();
+        let mut h = etherparse::Ipv4Header::from_slice(&app).unwrap().0;
+        h.identification = 0x1234;
+        h.dont_fragment = true;
+        h.dscp = etherparse::IpDscp::try_new(0xb8 >> 2).unwrap();
+        h.header_checksum = h.calc_header_checksum();
+        app[..20].copy_from_slice(&h.to_bytes());
+        let e = PathError {
+            icmp6_type: ICMP6_PACKET_TOO_BIG,
+            icmp6_code: 0,
+            info: 1500,
+            reporter: None,
+            dest: dest(7),
+            payload: &[],
+            payload_len: 0,
+            original: Some(&app),
+        };
+        let mut out = [0u8; 600];
+        let n = to_app(&e, AppDatagram::Udp { app_port: 5 }, &side(), 1, &mut out).unwrap();
+        let (ip, _, quote) = parse(&out[..n]);
+        assert_eq!(ip.source, [192, 0, 0, 8]);
+        assert_eq!(&quote[..28], &app[..28]);
+        assert_eq!(&out[24..28], &[0, 0, 0x05, 0xc8], "next-hop MTU 1480");
+    }
+
+    #[test]
+    fn echo_error_quotes_the_apps_identifier_and_sequence() {
+        // The ICMPv6 echo request as sent (the kernel's own identifier 0x1234).
+        let sent = [128, 0, 0xab, 0xcd, 0x12, 0x34, 0x00, 0x05, 1, 2, 3, 4];
+        let e = PathError {
+            icmp6_type: 3,
+            icmp6_code: 0,
+            info: 0,
+            reporter: Some("2001:db8:1::1".parse().unwrap()),
+            dest: dest(0),
+            payload: &sent,
+            payload_len: sent.len(),
+            original: None,
+        };
+        let mut out = [0u8; 600];
+        let n = to_app(&e, AppDatagram::Echo { id: 0x4242 }, &side(), 1, &mut out).unwrap();
+        let (ip, _, quote) = parse(&out[..n]);
+        assert_eq!(ip.source, [192, 0, 0, 8]);
+        assert_eq!(quote[9], 1, "quoted protocol ICMP");
+        assert_eq!(&quote[20..21], &[8], "echo request");
+        assert_eq!(&quote[24..28], &[0x42, 0x42, 0x00, 0x05]);
+    }
+
+    #[test]
+    fn destination_outside_the_prefix_or_unknown_type_gives_nothing() {
+        let mut e = PathError {
+            icmp6_type: 3,
+            icmp6_code: 0,
+            info: 0,
+            reporter: None,
+            dest: SocketAddrV6::new("2001:db8:1::9".parse().unwrap(), 1, 0, 0),
+            payload: &[],
+            payload_len: 0,
+            original: None,
+        };
+        let mut out = [0u8; 600];
+        let app = AppDatagram::Udp { app_port: 5 };
+        assert_eq!(to_app(&e, app, &side(), 1, &mut out), None);
+        e.dest = dest(1);
+        e.icmp6_type = 200;
+        assert_eq!(to_app(&e, app, &side(), 1, &mut out), None);
+    }
+}

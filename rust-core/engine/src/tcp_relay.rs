@@ -104,9 +104,12 @@ pub struct Side {
     pub eof: bool,
     /// shutdown(Write) done.
     pub wr_shut: bool,
-    /// Urgent data was signalled and its byte not yet read: ask
-    /// SIOCATMARK before each read (see the module doc).
+    /// Ask SIOCATMARK before the next read: urgent data was signalled, or
+    /// the last read filled its buffer (see [`read_side`]).
     pub urgent: bool,
+    /// A poll event reported the peer's FIN or an error: read to the end
+    /// (0 or an error) instead of stopping at a short read.
+    pub closing: bool,
 }
 
 impl Side {
@@ -118,6 +121,7 @@ impl Side {
             eof: false,
             wr_shut: false,
             urgent: false,
+            closing: false,
         }
     }
 
@@ -125,6 +129,9 @@ impl Side {
     pub fn on_event(&mut self, ev: &mio::event::Event) {
         if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
             self.readable = true;
+        }
+        if ev.is_read_closed() || ev.is_error() {
+            self.closing = true;
         }
         if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
             self.writable = true;
@@ -134,16 +141,6 @@ impl Side {
             self.urgent = true;
             self.readable = true;
         }
-    }
-
-    /// Whether the next byte to read is the urgent byte; only asked (a
-    /// system call) while urgent data is signalled. A failed ask counts as
-    /// "no": the byte then goes on in place, as plain data.
-    fn at_urgent_mark(&mut self) -> bool {
-        if !self.urgent {
-            return false;
-        }
-        sys::at_urgent_mark(self.sock.as_raw_fd()).unwrap_or(false)
     }
 }
 
@@ -221,10 +218,79 @@ fn write_urgent(dst: &mut Side, b: u8, t: &mut Tally) -> Result<usize, ()> {
     }
 }
 
+/// What one read of a side gave.
+enum Got {
+    /// `n` bytes of the stream.
+    Data(usize),
+    /// The urgent byte, alone, in the first byte of the buffer.
+    Urgent,
+    /// The peer's FIN.
+    Eof,
+    /// Nothing now: would block, or the urgent byte is next and may not be
+    /// read yet (`urgent_ok` false).
+    Nothing,
+    /// Interrupted: try again.
+    Again,
+    /// The socket failed.
+    Failed,
+}
+
+/// Reads from `src` into `into`, never past the urgent mark; the urgent
+/// byte itself is read (alone) only with `urgent_ok`.
+///
+/// Readiness without an EAGAIN read: a read that returns less than it
+/// asked for has taken everything the socket had queued, and with
+/// edge-triggered epoll whatever arrives later is reported by a new event
+/// (epoll(7), Q9; Netty's epoll transport stops reading stream sockets the
+/// same way), so the side is marked not readable without a second read,
+/// except when a FIN or error was reported (then the relay reads to the
+/// end). Linux also returns short when it stops just before the urgent
+/// byte, and then no event follows, so a short read is followed by a
+/// SIOCATMARK instead of the read that would have returned EAGAIN: one
+/// system call per wakeup either way, and the ioctl takes no socket lock.
+/// A read that filled `into` is followed by a SIOCATMARK before the next
+/// read, since that one might start at an urgent byte arriving meanwhile
+/// (once per buffer-full, e.g. 128 KiB).
+fn read_side(src: &mut Side, into: &mut [u8], urgent_ok: bool) -> Got {
+    let fd = src.sock.as_raw_fd();
+    let at_mark = src.urgent && sys::at_urgent_mark(fd).unwrap_or(false);
+    if !at_mark {
+        src.urgent = false;
+    } else if !urgent_ok {
+        return Got::Nothing;
+    }
+    let want = if at_mark { 1 } else { into.len() };
+    match src.sock.read(&mut into[..want]) {
+        Ok(0) => {
+            src.eof = true;
+            Got::Eof
+        }
+        Ok(_) if at_mark => Got::Urgent,
+        Ok(n) => {
+            if n == want {
+                src.urgent = true;
+            } else if sys::at_urgent_mark(fd).unwrap_or(false) {
+                src.urgent = true;
+            } else if !src.closing {
+                src.readable = false;
+            }
+            Got::Data(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            src.readable = false;
+            Got::Nothing
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Got::Again,
+        Err(_) => Got::Failed,
+    }
+}
+
 /// Moves bytes from `src` to `dst`: straight through the shared `scratch`
 /// buffer while `dst` keeps up, through the per-flow backlog `buf` (at most
-/// `cap` bytes) when it does not. Returns Err(true) when the source failed,
-/// Err(false) when the destination failed, else whether anything happened.
+/// `cap` bytes) when it does not; an urgent byte goes alone with MSG_OOB
+/// once everything before it has gone. Returns Err(true) when the source
+/// failed, Err(false) when the destination failed, else whether anything
+/// happened.
 fn one_way(
     src: &mut Side,
     dst: &mut Side,
@@ -238,45 +304,34 @@ fn one_way(
         let mut step = false;
         if buf.is_empty() {
             if src.readable && !src.eof {
-                // At the urgent mark: read the urgent byte alone.
-                let urgent = src.at_urgent_mark();
-                let want = if urgent { 1 } else { scratch.len() };
-                match src.sock.read(&mut scratch[..want]) {
-                    Ok(0) => {
-                        src.eof = true;
-                        step = true;
-                    }
-                    Ok(n) => {
+                step = true;
+                match read_side(src, scratch, true) {
+                    Got::Data(n) => {
                         *t.reads += 1;
-                        step = true;
-                        if urgent {
-                            src.urgent = false;
-                            let w = if dst.writable {
-                                write_urgent(dst, scratch[0], t).map_err(|_| false)?
-                            } else {
-                                0
-                            };
-                            if w == 0 {
-                                buf.push(&scratch[..1], cap);
-                                buf.urgent = true;
-                            }
+                        let w = if dst.writable {
+                            write_some(dst, &scratch[..n], t).map_err(|_| false)?
                         } else {
-                            let w = if dst.writable {
-                                write_some(dst, &scratch[..n], t).map_err(|_| false)?
-                            } else {
-                                0
-                            };
-                            if w < n {
-                                buf.push(&scratch[w..n], cap);
-                            }
+                            0
+                        };
+                        if w < n {
+                            buf.push(&scratch[w..n], cap);
                         }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        src.readable = false;
-                        src.urgent = false;
+                    Got::Urgent => {
+                        *t.reads += 1;
+                        let w = if dst.writable {
+                            write_urgent(dst, scratch[0], t).map_err(|_| false)?
+                        } else {
+                            0
+                        };
+                        if w == 0 {
+                            buf.push(&scratch[..1], cap);
+                            buf.urgent = true;
+                        }
                     }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => step = true,
-                    Err(_) => return Err(true),
+                    Got::Eof | Got::Again => {}
+                    Got::Nothing => step = false,
+                    Got::Failed => return Err(true),
                 }
             }
         } else {
@@ -294,28 +349,16 @@ fn one_way(
             }
             // Behind a backlog, read only up to the urgent mark: the
             // urgent byte is read once everything before it has gone.
-            if !buf.is_empty()
-                && src.readable
-                && !src.eof
-                && buf.has_space()
-                && !src.at_urgent_mark()
-            {
-                match src.sock.read(buf.space()) {
-                    Ok(0) => {
-                        src.eof = true;
-                        step = true;
-                    }
-                    Ok(n) => {
+            if !buf.is_empty() && src.readable && !src.eof && buf.has_space() {
+                match read_side(src, buf.space(), false) {
+                    Got::Data(n) => {
                         buf.end += n;
                         *t.reads += 1;
                         step = true;
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        src.readable = false;
-                        src.urgent = false;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => step = true,
-                    Err(_) => return Err(true),
+                    Got::Eof | Got::Again => step = true,
+                    Got::Urgent | Got::Nothing => {}
+                    Got::Failed => return Err(true),
                 }
             }
         }

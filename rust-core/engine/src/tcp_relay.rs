@@ -267,9 +267,8 @@ fn read_side(src: &mut Side, into: &mut [u8], urgent_ok: bool) -> Got {
         }
         Ok(_) if at_mark => Got::Urgent,
         Ok(n) => {
-            if n == want {
-                src.urgent = true;
-            } else if sys::at_urgent_mark(fd).unwrap_or(false) {
+            // Full: ask before the next read. Short: at the mark, or drained.
+            if n == want || sys::at_urgent_mark(fd).unwrap_or(false) {
                 src.urgent = true;
             } else if !src.closing {
                 src.readable = false;

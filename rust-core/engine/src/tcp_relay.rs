@@ -9,10 +9,11 @@
 //!
 //! Urgent data (RFC 9293 section 3.8.5, RFC 6093): both sockets of a flow
 //! have SO_OOBINLINE, so an urgent byte stays in the byte stream in its
-//! place whatever happens. When urgent data has been signalled on a side
-//! (EPOLLPRI, or for the app side the URG bit of an app segment, which the
-//! engine sees on the TUN), the relay asks SIOCATMARK before each read of
-//! that side until it finds the mark: Linux stops a read just before the
+//! place whatever happens. The relay asks SIOCATMARK before a read when the
+//! next byte may be the urgent one: urgent data was signalled (EPOLLPRI, or
+//! for the app side the URG bit of an app segment, which the engine sees on
+//! the TUN before the kernel has it), or the last read stopped short or
+//! filled its buffer ([`read_side`]). Linux stops a read just before the
 //! urgent byte, so the mark's place is exact. The byte is then read alone
 //! and sent alone with MSG_OOB, after every byte before it, so that the
 //! other leg's urgent pointer lands just after it: the BSD convention
@@ -20,16 +21,17 @@
 //! pointer - 1 as the urgent byte unless `tcp_stdurg` is set, RFC 6093
 //! section 3). A receiver without SO_OOBINLINE then finds it with
 //! `recv(MSG_OOB)` and reads the rest of the stream without it, as over a
-//! plain path. Flows where nothing was signalled make no extra system call.
+//! plain path. A flow without urgent data pays one SIOCATMARK per wakeup,
+//! in place of the read that would have returned EAGAIN.
 //!
 //! What cannot be carried: several urgent bytes sent before the relay
 //! reads keep only the last mark (Linux keeps one urgent pointer per
 //! socket; the earlier bytes stay in the stream as plain data), and an
-//! urgent byte from upstream that arrives while the engine is in the
-//! middle of reading that socket, after the readiness event was taken
-//! (the window is that of one pump), can be read past before EPOLLPRI is
-//! seen: it then reaches the app in place but without its mark. Closing
-//! that window would take a SIOCATMARK before every read of every flow.
+//! urgent byte that arrives in the microseconds between a SIOCATMARK and
+//! the read after it, with every byte before it already read, is read as
+//! plain data: in place, without its mark. Closing that window would take
+//! an atomic "read, and say whether you started at the mark", which Linux
+//! does not have.
 
 use mio::net::TcpStream;
 use socket2::{SockRef, Socket};

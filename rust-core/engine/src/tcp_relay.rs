@@ -3,7 +3,8 @@
 //!
 //! One bounded buffer per direction (allocated when the upstream connect
 //! completes), edge-triggered readiness flags so that no syscall is made
-//! that is known to return EAGAIN, backpressure by not reading a side
+//! that is known to return EAGAIN (a short read ends a side's reads until
+//! its next event, see [`read_side`]), backpressure by not reading a side
 //! whose buffer is full, half-close carried with shutdown(Write), resets
 //! carried with SO_LINGER 0.
 //!
@@ -106,8 +107,8 @@ pub struct Side {
     pub eof: bool,
     /// shutdown(Write) done.
     pub wr_shut: bool,
-    /// Ask SIOCATMARK before the next read: urgent data was signalled, or
-    /// the last read filled its buffer (see [`read_side`]).
+    /// Ask SIOCATMARK before the next read: urgent data was signalled, the
+    /// last read stopped at the mark, or it filled its buffer ([`read_side`]).
     pub urgent: bool,
     /// A poll event reported the peer's FIN or an error: read to the end
     /// (0 or an error) instead of stopping at a short read.

@@ -231,6 +231,8 @@ fn bind_listener(cfg: &EngineConfig) -> io::Result<mio::net::TcpListener> {
     // Accepted sockets inherit it: the app's own segmenting already happened.
     let _ = s.set_tcp_nodelay(true);
     let _ = s.set_freebind_v4(true);
+    // Urgent bytes stay in the stream; accepted sockets inherit it.
+    tcp_relay::set_oob_inline(&s)?;
     s.bind(&SockAddr::from(SocketAddr::from((cfg.clat_v4, 0))))?;
     s.listen(4096)?;
     Ok(mio::net::TcpListener::from_std(

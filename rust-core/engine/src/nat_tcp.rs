@@ -46,6 +46,9 @@ pub struct NatEntry {
     pub timer_at: Instant,
     /// The app's initial sequence number (from its SYN).
     pub app_isn: TcpSeqNumber,
+    /// The TOS byte of the app's SYN: its DSCP becomes the upstream
+    /// socket's traffic class (RFC 7915 section 4.1).
+    pub syn_tos: u8,
     /// The sequence number just after the listener side's FIN, once seen.
     pub fin_end: Option<TcpSeqNumber>,
     /// The app has sent its FIN.
@@ -118,6 +121,7 @@ impl NatTable {
                     state: NatState::SynSeen,
                     timer_at,
                     app_isn,
+                    syn_tos: 0,
                     fin_end: None,
                     app_fin: false,
                     engine_fin_first: false,

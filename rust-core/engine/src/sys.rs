@@ -1,7 +1,8 @@
 //! The few raw libc calls the engine needs: TUN creation and its reads and
 //! writes, datagrams with per-datagram IPv6 fields (RFC 3542 ancillary
 //! data), the error queue of IPv6 sockets (ICMPv6 errors via
-//! IPV6_RECVERR), ping sockets and TCP_INFO. The crate's one module where
+//! IPV6_RECVERR), ping sockets, TCP_INFO, the urgent mark (SIOCATMARK)
+//! and a TCP socket's received traffic class. The crate's one module where
 //! `unsafe` is allowed; every block says why it is sound.
 #![allow(unsafe_code)]
 
@@ -393,6 +394,93 @@ pub fn tcp_recv_state(fd: RawFd) -> io::Result<TcpRecvState> {
         bytes_received: info[BYTES_RECEIVED / 8],
         unread: unread.max(0) as usize,
     })
+}
+
+/// SIOCATMARK from include/uapi/asm-generic/sockios.h: the value on every
+/// architecture Android and the lab run on (arm, arm64, x86, x86_64,
+/// riscv64); the libc crate does not define it for Linux.
+const SIOCATMARK: libc::c_ulong = 0x8905;
+
+/// Whether the next byte to read from the TCP socket `fd` is the urgent
+/// byte (sockatmark(3)). Linux answers from two fields without taking the
+/// socket lock (`tcp_ioctl`: `urg_data && urg_seq == copied_seq`), and its
+/// `tcp_recvmsg` stops a read just before that byte, so a reader that asks
+/// before each read finds the byte's place exactly. Errors: the kernel's
+/// (`ENOTTY` for a descriptor that is not a socket).
+pub fn at_urgent_mark(fd: RawFd) -> io::Result<bool> {
+    let mut at: libc::c_int = 0;
+    // SAFETY: SIOCATMARK writes one int into `at`, which outlives the call.
+    cvt(unsafe { libc::ioctl(fd, SIOCATMARK as _, &mut at) })?;
+    Ok(at != 0)
+}
+
+/// The Traffic Class of the last in-order segment the IPv6 TCP socket
+/// `fd` received, from `getsockopt(IPV6_2292PKTOPTIONS)`; `None` when the
+/// kernel gave no IPV6_TCLASS message. Needs IPV6_RECVTCLASS set before
+/// the segment arrived: Linux latches `rcv_flowinfo` in `tcp_v6_do_rcv`
+/// only for segments received while an rxopt bit is set, and reports it
+/// here (net/ipv6/ipv6_sockglue.c, `do_ipv6_getsockopt`). Errors: the
+/// kernel's (`ENOPROTOOPT` for a socket that is not TCP over IPv6).
+pub fn received_tclass(fd: RawFd) -> io::Result<Option<u8>> {
+    let mut ctrl = [0u64; 16];
+    let mut len = std::mem::size_of_val(&ctrl) as libc::socklen_t;
+    // SAFETY: `ctrl` is writable for `len` bytes; the kernel writes at most
+    // `len` bytes of cmsg records and updates `len`.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_2292PKTOPTIONS,
+            ctrl.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    // SAFETY: all-zero is a valid msghdr; only its control fields are set,
+    // to walk the records the kernel wrote with the CMSG_* macros.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_control = ctrl.as_mut_ptr().cast();
+    msg.msg_controllen = len as _;
+    let mut found = None;
+    // SAFETY: standard CMSG iteration over the `len` bytes the kernel filled.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let h = &*c;
+            let data_len = h.cmsg_len as usize - (libc::CMSG_DATA(c) as usize - c as usize);
+            if h.cmsg_level == libc::IPPROTO_IPV6
+                && h.cmsg_type == libc::IPV6_TCLASS
+                && data_len >= std::mem::size_of::<libc::c_int>()
+            {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                found = u8::try_from(v).ok();
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(found)
+}
+
+/// Reads the urgent byte of a socket without SO_OOBINLINE
+/// (`recv(MSG_OOB)`), as an app would: for tests that look at what the
+/// relay delivered. Errors: the kernel's (`EINVAL` when there is none,
+/// `EAGAIN` when it is announced but has not arrived).
+#[cfg(test)]
+pub fn recv_urgent(fd: RawFd) -> io::Result<u8> {
+    let mut b = 0u8;
+    // SAFETY: one writable byte that outlives the call.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut b as *mut u8).cast(),
+            1,
+            libc::MSG_OOB | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        1 => Ok(b),
+        0 => Err(io::ErrorKind::UnexpectedEof.into()),
+        _ => Err(io::Error::last_os_error()),
+    }
 }
 
 #[cfg(test)]

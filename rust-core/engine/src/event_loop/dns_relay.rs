@@ -232,7 +232,7 @@ impl Loop {
 
     fn start_dns_tcp(&mut self, uid: u16, server: SocketAddr, query: &[u8]) {
         Counters::inc(&self.c().dns_tcp_retries);
-        let mut sock = match self.connect_tcp(server) {
+        let mut sock = match self.connect_tcp(server, None) {
             Ok(s) => s,
             Err(_) => return self.finish_dns_tcp(uid, None),
         };

@@ -9,7 +9,7 @@ use crate::nat_tcp::{self, NatState};
 use crate::packet::{self, Ip4, PROTO_TCP};
 use crate::stats::Counters;
 use crate::sys;
-use crate::tcp_relay::{set_rst_on_close, Moved, Outcome, Relay};
+use crate::tcp_relay::{self, set_rst_on_close, Moved, Outcome, Relay};
 use crate::timers::TimerKey;
 use clat_xlat::wire::{Icmpv4DstUnreachable, TcpFlags, TcpRepr, TcpSegment};
 use mio::event::Event;
@@ -78,6 +78,9 @@ impl Loop {
                     return self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
                 };
                 self.timers.insert(at, TimerKey::Nat(np));
+                if let Some(e) = self.nat.get_mut(np) {
+                    e.syn_tos = ip.tos;
+                }
                 Counters::inc(&self.c().flows_tcp);
                 Counters::inc(&self.c().flows_tcp_total);
                 log::debug!("tcp flow {sp} -> {}:{dp} via nat port {np}", ip.dst);
@@ -90,8 +93,23 @@ impl Loop {
                 return;
             }
         }
+        if flags.intersects(TcpFlags::URG) {
+            self.app_urgent(np);
+        }
         nat_tcp::rewrite(p, ip.ihl, self.cfg.nat_v4, np, self.cfg.clat_v4, self.lport);
         tun_write(&self.tun, &self.sh.counters, p);
+    }
+
+    /// The app sent a segment with URG on flow `np`: its relay looks for
+    /// the urgent mark on the app side from now on (tcp_relay's module
+    /// doc). Seen here, before the kernel has the segment, so the relay
+    /// cannot read past the mark before it knows.
+    fn app_urgent(&mut self, np: u16) {
+        if let Some(NatState::Active(slot)) = self.nat.get(np).map(|e| e.state) {
+            if let Some(Slot::Relay(r)) = self.slots.get_mut(slot) {
+                r.app.urgent = true;
+            }
+        }
     }
 
     /// The app sent a FIN on flow `np`. Closes the local leg without
@@ -256,7 +274,7 @@ impl Loop {
             };
             let up = target
                 .ok_or_else(|| io::Error::other("no upstream DNS"))
-                .and_then(|t| self.connect_tcp(t));
+                .and_then(|t| self.connect_tcp(t, Some(e.syn_tos)));
             let up = match up {
                 Ok(s) => s,
                 Err(err) => {
@@ -273,7 +291,7 @@ impl Loop {
             let slot = self.alloc_slot(Slot::Free);
             let mut r = Box::new(Relay::new(np, stream, up, self.now));
             let reg = self.poll.registry();
-            let rw = Interest::READABLE | Interest::WRITABLE;
+            let rw = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
             if reg.register(&mut r.app.sock, tok(slot, 0), rw).is_err()
                 || reg.register(&mut r.up.sock, tok(slot, 1), rw).is_err()
             {
@@ -317,8 +335,11 @@ impl Loop {
         ok
     }
 
-    /// A protected, non-blocking TCP socket connecting to `to`.
-    pub(super) fn connect_tcp(&self, to: SocketAddr) -> io::Result<TcpStream> {
+    /// A protected, non-blocking TCP socket connecting to `to`. `tos`: the
+    /// TOS byte of the app's SYN for a relayed flow (its DSCP marks the
+    /// socket, and the server's marking comes back at connect), `None`
+    /// for the engine's own connections.
+    pub(super) fn connect_tcp(&self, to: SocketAddr, tos: Option<u8>) -> io::Result<TcpStream> {
         let s = Socket::new(
             Domain::for_address(to),
             Type::STREAM.nonblocking().cloexec(),
@@ -326,6 +347,7 @@ impl Loop {
         )?;
         self.protector.protect(s.as_raw_fd())?;
         let _ = s.set_tcp_nodelay(true);
+        tcp_relay::prepare_upstream(&s, &to, tos.unwrap_or(0), tos.is_some())?;
         match s.connect(&SockAddr::from(to)) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
@@ -340,14 +362,10 @@ impl Loop {
         let Slot::Relay(r) = &mut self.slots[slot] else {
             return;
         };
-        {
-            let s = if side == 0 { &mut r.app } else { &mut r.up };
-            if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                s.readable = true;
-            }
-            if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-                s.writable = true;
-            }
+        if side == 0 {
+            r.app.on_event(ev);
+        } else {
+            r.up.on_event(ev);
         }
         if !r.connected {
             if side == 0 {
@@ -378,6 +396,9 @@ impl Loop {
                 return self.close_relay(slot, true, false);
             }
             r.on_connected();
+            if let Err(e) = tcp_relay::mirror_traffic_class(&r.up.sock, &r.app.sock) {
+                log::debug!("traffic class of nat port {} not mirrored: {e}", r.np);
+            }
             just_connected = Some(r.np);
             r.up.readable = true;
             r.up.writable = true;

@@ -48,6 +48,7 @@ impl TcpFlags {
     pub const RST: TcpFlags = TcpFlags(0x04);
     pub const PSH: TcpFlags = TcpFlags(0x08);
     pub const ACK: TcpFlags = TcpFlags(0x10);
+    pub const URG: TcpFlags = TcpFlags(0x20);
 
     /// True if every bit of `f` is set.
     pub fn contains(self, f: TcpFlags) -> bool {

@@ -308,16 +308,17 @@ def tayga_clat_down():
 
 # ------------------------------------------------------------ the phases
 
-def path_suite(path, host, cfg, res, cpu_pid=None, clat=None):
-    """Every per-path measurement; cps last (it leaves closing flows)."""
+def path_suite(path, host, cfg, res, cpu_pid=None, clat=None, conn_only=False):
+    """Every per-path measurement; cps last (it leaves closing flows).
+    conn_only: round trips and new connections only (the "conn" part)."""
     r = res.setdefault(path, {})
     t = cfg["secs"]
-    for par in (1, 8):
+    for par in () if conn_only else (1, 8):
         for rev, dname in ((False, "up"), (True, "down")):
             key = "tcp_%s_%d" % (dname, par)
             log("(%s) TCP %s, %d stream(s)" % (path, dname, par))
             r[key] = measure("%s %s" % (path, key), tcp_gbps, host, t, par, rev)
-    for size in (64, 1400):
+    for size in () if conn_only else (64, 1400):
         for rev, dname in ((False, "up"), (True, "down")):
             key = "udp%d_%s" % (size, dname)
             log("(%s) UDP %d bytes %s" % (path, size, dname))
@@ -326,7 +327,7 @@ def path_suite(path, host, cfg, res, cpu_pid=None, clat=None):
     for kind in ("tcplat", "udplat"):
         log("(%s) %s x %d" % (path, kind, cfg["lat_n"]))
         r[kind] = measure("%s %s" % (path, kind), latency, kind, host, cfg["lat_n"])
-    if cpu_pid is not None:
+    if cpu_pid is not None and not conn_only:
         log("(%s) CPU per GB (%d MB down, then up)" % (path, cfg["cpu_bytes"] >> 20))
         r["cpu_per_gb"] = measure("%s cpu/GB" % path, cpu_per_gb, cpu_pid, host, cfg["cpu_bytes"])
     log("(%s) new TCP connections/s, %d threads, %ds" % (path, cfg["cps_threads"], cfg["cps_secs"]))
@@ -825,7 +826,9 @@ def main():
     ap.add_argument("--out", required=True, help="markdown file to write")
     ap.add_argument("--command", default="tests/bench/run.sh")
     ap.add_argument("--git", default="?")
-    ap.add_argument("--only", default="", help="comma list: paths,mem,wake,mtu,cap (default all), profile (perf; only when asked)")
+    ap.add_argument("--only", default="", help="comma list: paths,mem,wake,mtu,cap (default all), "
+                    "conn (round trips and new connections of (a) and (b) only), profile (perf; "
+                    "only when asked)")
     a = ap.parse_args()
     q = a.quick
     cfg = {"quick": q, "secs": 2 if q else 10, "lat_n": 2000 if q else 20000,
@@ -862,6 +865,15 @@ def main():
                 path_suite("c", V4, cfg, res, cpu_pid=tpid)
             finally:
                 tayga_clat_down()
+    if "conn" in only and "paths" not in only:
+        log("(a) IPv6 direct to %s: round trips and new connections" % V6)
+        path_suite("a", V6, cfg, res, conn_only=True)
+        c = Clat(a.clat)
+        try:
+            res.setdefault("b", {})["mtu"] = c.mtu
+            path_suite("b", V4, cfg, res, clat=c, conn_only=True)
+        finally:
+            c.stop()
     for part, fn in (("mem", memory_suite), ("wake", wakeup_suite), ("mtu", mtu_suite),
                      ("cap", cap_suite)):
         if part in only:

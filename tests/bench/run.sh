@@ -17,7 +17,10 @@
 #                  of the lab, and everything it started dies with it.
 #   --clat PATH    the binary to measure (default: cargo build --release
 #                  -p clat-cli, then $CARGO_TARGET_DIR or target/release/clat)
-#   --only LIST    comma list of paths,mem,wake,mtu,cap (default: all); "profile"
+#   --only LIST    comma list of paths,mem,wake,mtu,cap (default: all); "conn"
+#                  (round trips and new connections of (a) and (b) only: what
+#                  a change to the handshake path costs, in about 2 minutes);
+#                  "profile"
 #                  (only when named) records perf profiles and syscalls per
 #                  packet of clat run under load
 #   --out FILE     where to write the markdown

@@ -23,6 +23,7 @@ mod nat_tcp;
 pub mod packet;
 mod stats;
 mod sys;
+mod tcp_flows;
 mod tcp_relay;
 mod timers;
 

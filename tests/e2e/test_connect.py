@@ -96,11 +96,16 @@ def test_connect_to_unreachable_destination_fails_with_unreachable(clat):
 
 def test_connect_to_blackholed_destination_times_out_in_the_app(clat):
     """The server's packets on PORT_BLACKHOLE are dropped: no answer at all.
-    The app's own 3 s timeout must decide; it must never see 'connected'."""
+    The app's own 3 s timeout must decide; it must never see 'connected'.
+    Its SYN retransmission (after 1 s) is absorbed while the upstream
+    connect is pending."""
+    before = status_int(clat.status(), "tcp_syns_absorbed")
     with nft_table("add rule {t} input tcp dport %d drop" % PORT_BLACKHOLE):
         what, secs = connect(SERVER, PORT_BLACKHOLE, timeout=3.0)
     assert what == "timeout", (what, secs)
     assert 2.9 <= secs < 4.0, secs
+    st = clat.status()
+    assert status_int(st, "tcp_syns_absorbed") >= before + 1, st
 
 
 def test_connect_time_includes_the_path(clat):

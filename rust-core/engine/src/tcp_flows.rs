@@ -218,6 +218,11 @@ pub enum Action {
     /// Enable keepalives on the upstream socket of `slot`: TCP_KEEPIDLE and
     /// TCP_KEEPINTVL both `interval`.
     Keepalive { slot: usize, interval: Duration },
+    /// Write a RST `nat:np -> clat:L` with sequence number `seq` into the
+    /// TUN: the listener drops the half-open (or not yet accepted)
+    /// connection of a flow freed before accept(), so that a later flow
+    /// given the same NAT port does not meet it.
+    AbortListener { np: u16, seq: TcpSeqNumber },
 }
 
 /// What to do with an app segment.
@@ -590,6 +595,12 @@ impl TcpFlows {
             return;
         }
         Counters::dec(&c.flows_tcp);
+        if e.state == FlowState::SynInjected {
+            self.actions.push_back(Action::AbortListener {
+                np,
+                seq: e.app_isn + 1,
+            });
+        }
         if let Some(slot) = e.slot {
             self.actions.push_back(Action::CloseSlot {
                 slot,

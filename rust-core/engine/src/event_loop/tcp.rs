@@ -15,7 +15,7 @@ use crate::tcp_flows::{
     Action, AppVerdict, FlowState, HeldSyn, ListenerVerdict, SegInfo, SynAnswer, HELD_SYN_MAX,
 };
 use crate::tcp_relay::{set_rst_on_close, Moved, Outcome, Relay};
-use clat_xlat::wire::{Icmpv4DstUnreachable, TcpFlags, TcpRepr, TcpSegment};
+use clat_xlat::wire::{Icmpv4DstUnreachable, TcpFlags, TcpRepr, TcpSegment, TcpSeqNumber};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::Interest;
@@ -131,6 +131,22 @@ impl Loop {
                     rst_app,
                     rst_up,
                 } => self.drop_slot(slot, rst_app, rst_up),
+                Action::AbortListener { np, seq } => {
+                    let rst = TcpRepr {
+                        src_port: np,
+                        dst_port: self.lport,
+                        seq,
+                        ack: TcpSeqNumber(0),
+                        flags: TcpFlags::RST,
+                        window: 0,
+                        timestamps: None,
+                    };
+                    let mut out = std::mem::take(&mut self.txbuf);
+                    let (nat, clat) = (self.cfg.nat_v4, self.cfg.clat_v4);
+                    let n = packet::emit_tcp4(&mut out, nat, clat, &rst);
+                    tun_write(&self.tun, &self.sh.counters, &out[..n]);
+                    self.txbuf = out;
+                }
                 Action::Keepalive { slot, interval } => {
                     if let Some(Slot::Relay(r)) = self.slots.get(slot) {
                         let ka = TcpKeepalive::new()

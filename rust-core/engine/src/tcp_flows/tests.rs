@@ -598,3 +598,59 @@ fn pending_flows_time_out_silently_and_reset_all_clears() {
     assert_eq!(f.get(np).unwrap().state, FlowState::Closing);
     assert_eq!((f.live(), c.snapshot().flows_tcp), (0, 0));
 }
+
+#[test]
+fn a_flow_freed_after_its_syn_was_injected_aborts_the_listener_side() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    app(&mut f, t0, 1, &seg(1, 1000, None, "S", b""), false, &c);
+    actions(&mut f);
+    f.upstream_opened(1024, SLOT);
+    f.upstream_connected(1024, t0);
+    actions(&mut f);
+    // Never accepted (the app went quiet): the transitory timeout frees it,
+    // and the listener's half-open connection goes with a RST at the
+    // sequence number it expects (the app's ISN + 1).
+    f.handle_timeout(t0 + Duration::from_secs(240), &c);
+    assert_eq!(
+        actions(&mut f),
+        vec![
+            Action::AbortListener {
+                np: 1024,
+                seq: TcpSeqNumber(1001)
+            },
+            Action::CloseSlot {
+                slot: SLOT,
+                rst_app: false,
+                rst_up: true
+            }
+        ]
+    );
+    assert!(f.get(1024).is_none());
+    // Evicted for a new SYN: the same.
+    app(&mut f, t0, 2, &seg(2, 5000, None, "S", b""), false, &c);
+    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+        panic!()
+    };
+    f.upstream_opened(np, SLOT);
+    f.upstream_connected(np, t0);
+    actions(&mut f);
+    app(&mut f, t0, 3, &seg(3, 9, None, "S", b""), true, &c);
+    let a = actions(&mut f);
+    assert_eq!(
+        a[..2],
+        [
+            Action::AbortListener {
+                np,
+                seq: TcpSeqNumber(5001)
+            },
+            Action::CloseSlot {
+                slot: SLOT,
+                rst_app: false,
+                rst_up: true
+            }
+        ]
+    );
+    assert_eq!(c.snapshot().flows_evicted, 1);
+}

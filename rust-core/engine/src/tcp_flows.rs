@@ -565,6 +565,28 @@ impl TcpFlows {
         None
     }
 
+    /// Out of descriptors (opening flow `opening`'s upstream socket, or
+    /// accepting): frees the oldest flow whose upstream connect is still
+    /// pending, other than `opening`, as for a full table; its descriptor
+    /// closes with the queued action (the caller runs the actions, then
+    /// tries again). A flow whose SYN already went to the listener is left
+    /// alone: it may be the one waiting to be accepted. False when there is
+    /// none.
+    pub fn evict_for_descriptor(&mut self, opening: Option<u16>, c: &Counters) -> bool {
+        let victim = self.incomplete.iter().map(|&(_, np)| np).find(|&np| {
+            Some(np) != opening
+                && self
+                    .by_np
+                    .get(&np)
+                    .is_some_and(|e| e.state == FlowState::Connecting && e.slot.is_some())
+        });
+        let Some(victim) = victim else {
+            return false;
+        };
+        self.evict(victim, c);
+        true
+    }
+
     /// Frees the oldest flow that never completed (conntrack's early
     /// drop): its upstream socket is reset, the app's SYN stays
     /// unanswered. False when there is none.
@@ -572,10 +594,14 @@ impl TcpFlows {
         let Some(&(_, np)) = self.incomplete.first() else {
             return false;
         };
+        self.evict(np, c);
+        true
+    }
+
+    fn evict(&mut self, np: u16, c: &Counters) {
         log::debug!("evicting incomplete tcp flow {np}");
         self.free(np, true, c);
         Counters::inc(&c.flows_evicted);
-        true
     }
 
     /// Removes a flow, closing its sockets if it has any (a RST upstream

@@ -183,7 +183,18 @@ impl Loop {
                 .tcp
                 .upstream_failed(np, Some(libc::ECONNREFUSED), &self.sh.counters);
         };
-        let mut sock = match self.connect_tcp(target) {
+        let mut opened = self.connect_tcp(target);
+        if let Err(e) = &opened {
+            // Out of descriptors (pending connects hold one each): a flow
+            // that never completed gives its own up, as for a full table.
+            if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                && self.tcp.evict_for_descriptor(Some(np), &self.sh.counters)
+            {
+                self.run_tcp_actions();
+                opened = self.connect_tcp(target);
+            }
+        }
+        let mut sock = match opened {
             Ok(s) => s,
             Err(e) => {
                 log::debug!("upstream for nat port {np} failed at once: {e}");
@@ -321,6 +332,12 @@ impl Loop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    // A pending upstream connect gives its descriptor up
+                    // first (early drop); else the spare one refuses.
+                    if self.tcp.evict_for_descriptor(None, &self.sh.counters) {
+                        self.run_tcp_actions();
+                        continue;
+                    }
                     if !self.refuse_backlogged() {
                         log::debug!("accept failed: {e} (no spare descriptor)");
                         return;

@@ -654,3 +654,48 @@ fn a_flow_freed_after_its_syn_was_injected_aborts_the_listener_side() {
     );
     assert_eq!(c.snapshot().flows_evicted, 1);
 }
+
+#[test]
+fn out_of_descriptors_evicts_another_incomplete_flow() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    app(&mut f, t0, 2, &seg(2, 5, None, "S", b""), false, &c);
+    actions(&mut f);
+    f.upstream_opened(1024, SLOT);
+    // Opening 1025's socket failed for lack of descriptors: 1024 goes.
+    assert!(f.evict_for_descriptor(Some(1025), &c));
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::CloseSlot {
+            slot: SLOT,
+            rst_app: false,
+            rst_up: true
+        }]
+    );
+    assert!(f.get(1024).is_none() && f.get(1025).is_some());
+    // Never the flow being opened itself, nor one without a socket.
+    assert!(!f.evict_for_descriptor(Some(1025), &c));
+    assert!(!f.evict_for_descriptor(None, &c));
+    // Nor one whose SYN went to the listener (it may be in the accept queue).
+    f.upstream_opened(1025, 8);
+    f.upstream_connected(1025, t0);
+    actions(&mut f);
+    assert!(!f.evict_for_descriptor(None, &c));
+    app(&mut f, t0, 3, &seg(3, 5, None, "S", b""), false, &c);
+    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+        panic!()
+    };
+    f.upstream_opened(np, 9);
+    assert!(f.evict_for_descriptor(None, &c));
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::CloseSlot {
+            slot: 9,
+            rst_app: false,
+            rst_up: true
+        }]
+    );
+    assert_eq!(c.snapshot().flows_evicted, 2);
+}

@@ -389,9 +389,9 @@ MAX_FLOWS = 2000
 
 def test_syn_flood_keeps_existing_flows(own_clat):
     """10 s of SYNs from many source ports against --max-flows 2000: the
-    running download completes intact, the cap holds (counted, answered with
-    RST), memory stays bounded, and new connections work once the
-    half-open flows time out."""
+    running download completes intact, the cap holds (a full table evicts
+    the oldest flows that never completed, counted; established ones are
+    never evicted), memory stays bounded, and new connections work."""
     clat = own_clat("--max-flows", str(MAX_FLOWS), "--tcp-trans-timeout", "4s")
     sha = served_sha256("100M")
     rss0 = vm_rss_kb(clat.pid)
@@ -418,11 +418,10 @@ def test_syn_flood_keeps_existing_flows(own_clat):
         out, err = dl.communicate(timeout=120)
         assert out.split()[0] == sha, f"download corrupted or failed: {out!r} {err!r}"
         assert peak_flows <= MAX_FLOWS, peak_flows
-        assert status_int(st, "drop_flow_limit") > 1000, st
-        assert status_int(st, "tcp_rst_sent") > 1000, st
+        assert status_int(st, "flows_evicted") > 1000, st
         assert peak_rss - rss0 < 64 * 1024, f"VmRSS {rss0} -> {peak_rss} kB"
         assert clat.running(), clat.log()
-        # Half-open flows expire (4 s), new connections work again.
+        # Half-open flows go (the phone's RSTs to the SYN-ACKs, 4 s expiry).
         clat.wait_counter_at_most("flows_tcp", 10, timeout=30)
         p = ns(PHONE, "curl", "-sS", "--fail", "-m", "10", "-o", "/dev/null", "-w",
                "%{http_code}", f"http://{SERVER}/index.html")

@@ -190,14 +190,11 @@ except ConnectionResetError:
 
 
 def test_closed_port_refused_promptly(clat):
-    """Nothing listens on port 9: the app must learn that within a second.
-
-    The ideal is ConnectionRefusedError from connect() (RST answering the
-    SYN).  The kernel-terminated TCP design (docs/ARCHITECTURE.md) may complete the
-    app's handshake with its own listener before the upstream connect fails,
-    and then reset the connection: the app sees ConnectionResetError on its
-    first read, with no data.  Both are a prompt refusal; an EOF, data, or a
-    wait longer than a second is not.
+    """Nothing listens on port 9: the app must learn that within a second,
+    as a refusal (never an EOF or data). connect() itself fails since the
+    engine holds the SYN until the upstream connect resolves
+    (test_connect.py insists on that; this test takes a reset on the first
+    read too).
     """
     code = f"""
 import socket, time

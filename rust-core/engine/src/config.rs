@@ -30,6 +30,16 @@ pub struct EngineConfig {
     /// Cap on live flows of all protocols together (default 16384: enough for
     /// a phone, bounded memory: worst case ~ 2 x relay_buffer per TCP flow).
     pub max_flows: usize,
+    /// Cap on live UDP mappings (default 4096, a quarter of `max_flows`;
+    /// the cap in force is the smaller of this and `max_flows`): a flood
+    /// of UDP source ports cannot take the table from TCP.
+    pub max_udp_flows: usize,
+    /// Cap on live ICMP echo mappings (default 1024; the cap in force is
+    /// the smaller of this and `max_flows`): a flood of echo identifiers
+    /// cannot take the table from TCP. TCP's cap is `max_flows` itself; a
+    /// full table evicts TCP flows that never completed before refusing a
+    /// SYN.
+    pub max_icmp_flows: usize,
     /// RFC 5382 / 7857: established TCP idle timeout, at least 2 h 4 min.
     pub tcp_established_timeout: Duration,
     /// RFC 5382 / 7857: transitory TCP (SYN seen, not established; or after
@@ -62,6 +72,8 @@ impl Default for EngineConfig {
             upstream_dns: Vec::new(),
             mtu: 1500,
             max_flows: 16384,
+            max_udp_flows: 4096,
+            max_icmp_flows: 1024,
             tcp_established_timeout: Duration::from_secs(2 * 3600 + 4 * 60),
             tcp_transitory_timeout: Duration::from_secs(240),
             udp_timeout: Duration::from_secs(300),
@@ -82,7 +94,7 @@ pub enum ConfigError {
     Addresses,
     #[error("mtu {0} is out of range (576..=65535)")]
     Mtu(u16),
-    #[error("max_flows must be at least 1")]
+    #[error("max_flows, max_udp_flows and max_icmp_flows must be at least 1")]
     MaxFlows,
     #[error("timeouts must be non-zero and at most 365 days")]
     Timeout,
@@ -106,7 +118,7 @@ impl EngineConfig {
         if self.mtu < 576 {
             return Err(ConfigError::Mtu(self.mtu));
         }
-        if self.max_flows == 0 {
+        if self.max_flows == 0 || self.max_udp_flows == 0 || self.max_icmp_flows == 0 {
             return Err(ConfigError::MaxFlows);
         }
         if [
@@ -125,6 +137,16 @@ impl EngineConfig {
             return Err(ConfigError::RelayBuffer);
         }
         Ok(())
+    }
+
+    /// The UDP mapping cap in force: `min(max_udp_flows, max_flows)`.
+    pub fn udp_flow_cap(&self) -> usize {
+        self.max_udp_flows.min(self.max_flows)
+    }
+
+    /// The ICMP echo mapping cap in force: `min(max_icmp_flows, max_flows)`.
+    pub fn icmp_flow_cap(&self) -> usize {
+        self.max_icmp_flows.min(self.max_flows)
     }
 }
 
@@ -225,6 +247,29 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(c.validate(), Err(ConfigError::Timeout));
+        for c in [
+            EngineConfig {
+                max_udp_flows: 0,
+                ..Default::default()
+            },
+            EngineConfig {
+                max_icmp_flows: 0,
+                ..Default::default()
+            },
+        ] {
+            assert_eq!(c.validate(), Err(ConfigError::MaxFlows));
+        }
+    }
+
+    #[test]
+    fn protocol_caps_never_exceed_the_total() {
+        let c = EngineConfig::default();
+        assert_eq!((c.udp_flow_cap(), c.icmp_flow_cap()), (4096, 1024));
+        let c = EngineConfig {
+            max_flows: 100,
+            ..Default::default()
+        };
+        assert_eq!((c.udp_flow_cap(), c.icmp_flow_cap()), (100, 100));
     }
 
     #[test]

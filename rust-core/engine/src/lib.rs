@@ -27,6 +27,7 @@ pub mod packet;
 mod path_error;
 mod stats;
 mod sys;
+mod tcp_flows;
 mod tcp_relay;
 mod timers;
 

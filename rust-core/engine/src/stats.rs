@@ -96,6 +96,15 @@ counters! {
     /// Upstream UDP datagrams larger than an IPv4 datagram can carry
     /// (65,507 bytes of payload): dropped whole, never delivered cut short.
     drop_udp_too_big,
+    /// TCP flows that never completed (upstream connect pending, or SYN
+    /// injected and not accepted) evicted to make room for a new flow when
+    /// the flow table was full (conntrack's early drop).
+    flows_evicted,
+    /// Retransmitted SYNs of the app absorbed while its upstream connect
+    /// was pending.
+    tcp_syns_absorbed,
+    /// Upstream sockets given keepalives because their app sends them.
+    tcp_upstream_keepalives,
 }
 
 impl Counters {

@@ -101,7 +101,11 @@ impl Loop {
         ip: &Ip4,
         p: &[u8],
     ) -> Option<usize> {
-        if self.flows() >= self.cfg.max_flows {
+        let (live, cap) = match kind {
+            Datagram::Udp => (self.udp.len(), self.cfg.udp_flow_cap()),
+            Datagram::Echo => (self.icmp.len(), self.cfg.icmp_flow_cap()),
+        };
+        if self.flows() >= self.cfg.max_flows || live >= cap {
             Counters::inc(&self.c().drop_flow_limit);
             self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
             return None;

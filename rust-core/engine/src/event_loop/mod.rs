@@ -15,9 +15,9 @@ mod udp;
 
 use crate::config::EngineConfig;
 use crate::datagram_mappings::DatagramMappings;
-use crate::nat_tcp::{NatState, NatTable};
 use crate::packet::{self, Ip4, ParseError, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::stats::Counters;
+use crate::tcp_flows::{FlowTimeouts, TcpFlows};
 use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use clat_protect::Protector;
@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-use tcp::open_spare_fd;
+use tcp::{open_spare_fd, Upstream};
 use udp::UdpFlow;
 
 pub(crate) const TUN: Token = Token(usize::MAX - 1);
@@ -78,6 +78,8 @@ enum Slot {
     /// Closed during this batch of events; freed after it so that a stale
     /// event of the same batch cannot reach a new occupant.
     Dead,
+    /// A TCP flow's upstream socket before accept().
+    Upstream(Box<Upstream>),
     Relay(Box<Relay>),
     Udp(UdpFlow),
     Icmp(IcmpFlow),
@@ -97,9 +99,8 @@ pub(crate) struct Loop {
     slots: Vec<Slot>,
     free: Vec<usize>,
     dead: Vec<usize>,
-    nat: NatTable,
-    /// NAT entries in the Closing state.
-    closing_entries: usize,
+    /// The TCP flow core: table and decisions (sans I/O).
+    tcp: TcpFlows,
     /// UDP mappings by the app's source port, to their slots.
     udp: DatagramMappings<usize>,
     /// ICMP echo mappings by the app's echo identifier, to their slots.
@@ -168,6 +169,10 @@ impl Loop {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let n = cfg.upstream_dns.len();
+        let to = FlowTimeouts {
+            established: cfg.tcp_established_timeout,
+            transitory: cfg.tcp_transitory_timeout,
+        };
         let relay_buffer = cfg.relay_buffer;
         let (udp_idle, icmp_idle) = (cfg.udp_timeout, cfg.icmp_timeout);
         Ok(Loop {
@@ -182,8 +187,7 @@ impl Loop {
             slots: Vec::new(),
             free: Vec::new(),
             dead: Vec::new(),
-            nat: NatTable::default(),
-            closing_entries: 0,
+            tcp: TcpFlows::new(to),
             udp: DatagramMappings::new(udp_idle),
             icmp: DatagramMappings::new(icmp_idle),
             dns_socks: vec![None; n],
@@ -224,9 +228,11 @@ impl Loop {
             let timeout = if self.tun_more {
                 Some(Duration::ZERO)
             } else {
-                self.timers
-                    .next()
-                    .map(|t| t.saturating_duration_since(Instant::now()))
+                let next = match (self.timers.next(), self.tcp.poll_timeout()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                next.map(|t| t.saturating_duration_since(Instant::now()))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -265,9 +271,13 @@ impl Loop {
     /// Closes everything (RST for live TCP flows so apps do not hang).
     fn shutdown(&mut self) {
         for s in &mut self.slots {
-            if let Slot::Relay(r) = s {
-                set_rst_on_close(&r.app.sock);
-                set_rst_on_close(&r.up.sock);
+            match s {
+                Slot::Relay(r) => {
+                    set_rst_on_close(&r.app.sock);
+                    set_rst_on_close(&r.up.sock);
+                }
+                Slot::Upstream(u) => set_rst_on_close(&u.sock),
+                _ => {}
             }
             *s = Slot::Free;
         }
@@ -275,8 +285,7 @@ impl Loop {
         for g in [&c.flows_tcp, &c.flows_udp, &c.flows_icmp] {
             g.store(0, Ordering::Relaxed);
         }
-        self.nat.clear();
-        self.closing_entries = 0;
+        self.tcp.clear();
         self.udp.clear();
         self.icmp.clear();
         self.pending.clear();
@@ -324,7 +333,7 @@ impl Loop {
     }
 
     fn flows(&self) -> usize {
-        self.nat.len() - self.closing_entries + self.udp.len() + self.icmp.len()
+        self.tcp.live() + self.udp.len() + self.icmp.len()
     }
 
     fn next_ip_id(&mut self) -> u16 {
@@ -358,16 +367,11 @@ impl Loop {
     /// Resets every flow that uses the upstream network: TCP flows get RST
     /// both ways, UDP/ICMP mappings are forgotten.
     fn reset_upstream(&mut self) {
+        self.tcp.reset_all(self.now, &self.sh.counters);
+        self.run_tcp_actions();
         for i in 0..self.slots.len() {
-            match &self.slots[i] {
-                Slot::Relay(_) => self.close_relay(i, true, true),
-                Slot::Udp(_) | Slot::Icmp(_) => self.close_mapping(i),
-                _ => {}
-            }
-        }
-        for np in self.nat.ports() {
-            if matches!(self.nat.get(np).map(|e| e.state), Some(NatState::SynSeen)) {
-                self.remove_nat(np);
+            if let Slot::Udp(_) | Slot::Icmp(_) = &self.slots[i] {
+                self.close_mapping(i);
             }
         }
     }
@@ -532,6 +536,7 @@ impl Loop {
     fn on_socket(&mut self, slot: usize, side: usize, ev: &Event) {
         match self.slots.get(slot) {
             Some(Slot::Relay(_)) => self.on_relay(slot, side, ev),
+            Some(Slot::Upstream(_)) => self.on_upstream(slot, ev),
             Some(Slot::Udp(_)) => self.on_udp(slot, ev),
             Some(Slot::Icmp(_)) => self.on_icmp(slot, ev),
             Some(Slot::DnsUdp(i, _)) => {
@@ -546,9 +551,11 @@ impl Loop {
     fn run_timers(&mut self) {
         let now = Instant::now();
         self.now = now;
+        self.tcp.handle_timeout(now, &self.sh.counters);
+        self.run_tcp_actions();
         while let Some((at, key)) = self.timers.pop_due(now) {
             match key {
-                TimerKey::Nat(np) => self.nat_timer(np, at),
+                TimerKey::Nat(_) => {} // the TCP core's own timers
                 TimerKey::Udp(sp) => self.datagram_timer(Datagram::Udp, sp, at),
                 TimerKey::Icmp(id) => self.datagram_timer(Datagram::Echo, id, at),
                 TimerKey::Dns(uid) => {

@@ -1,34 +1,35 @@
-//! TCP flows: app segments are NATed onto the engine's listener and
-//! back (nat_tcp), each accepted connection is relayed to an upstream
-//! IPv6 socket (tcp_relay). Here is a flow's life around that: its NAT
-//! entry from the SYN, the fast close on the app's FIN, the grace and
-//! TIME_WAIT hold once the relay is gone.
+//! TCP flows, the I/O half: app segments are NATed onto the engine's
+//! listener and back (nat_tcp), the upstream IPv6 connect starts on the
+//! app's SYN, and each accepted connection is relayed to its upstream
+//! socket (tcp_relay). Every decision (held SYN, answers to a failed
+//! connect, fast close, timers, eviction) is the core's
+//! ([`crate::tcp_flows`]); here its actions are carried out and the
+//! sockets' events reported to it.
 
 use super::{tok, tun_write, Loop, Slot};
-use crate::nat_tcp::{self, NatState};
+use crate::nat_tcp;
 use crate::packet::{self, Ip4, PROTO_TCP};
 use crate::stats::Counters;
 use crate::sys;
+use crate::tcp_flows::{
+    Action, AppVerdict, FlowState, HeldSyn, ListenerVerdict, SegInfo, SynAnswer, HELD_SYN_MAX,
+};
 use crate::tcp_relay::{self, set_rst_on_close, Moved, Outcome, Relay};
-use crate::timers::TimerKey;
-use clat_xlat::wire::{Icmpv4DstUnreachable, TcpFlags, TcpRepr, TcpSegment};
+use clat_xlat::wire::{Icmpv4DstUnreachable, TcpFlags, TcpRepr, TcpSegment, TcpSeqNumber};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::Interest;
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, TcpKeepalive, Type};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::{Duration, Instant};
 
-/// How long a closed TCP flow's NAT entry keeps translating late segments
-/// (the final ACK of a passive close, a retransmitted FIN): both ends are
-/// in this host, so they come within milliseconds.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// How long the NAT port of a flow whose listener side may sit in
-/// TIME_WAIT stays unused: Linux's TCP_TIMEWAIT_LEN. A new flow on that
-/// tuple sooner would have its SYN refused by PAWS (see nat_tcp).
-const TIME_WAIT_HOLD: Duration = Duration::from_secs(60);
+/// A flow's upstream socket from the app's SYN until accept() pairs it
+/// with the local one in a [`Relay`] (same slot, registered as side 1).
+pub(super) struct Upstream {
+    pub np: u16,
+    pub sock: TcpStream,
+}
 
 /// The reserve descriptor of [`Loop::refuse_backlogged`].
 pub(super) fn open_spare_fd() -> Option<OwnedFd> {
@@ -37,67 +38,56 @@ pub(super) fn open_spare_fd() -> Option<OwnedFd> {
 
 impl Loop {
     pub(super) fn tcp_from_app(&mut self, ip: &Ip4, p: &mut [u8]) {
-        let t = &p[ip.ihl..];
-        let Ok(seg) = TcpSegment::parse(t) else {
+        let Ok(seg) = TcpSegment::parse(&p[ip.ihl..]) else {
             return Counters::inc(&self.c().drop_malformed);
         };
         let (sp, dp) = (seg.src_port, seg.dst_port);
-        let flags = seg.flags;
-        let is_syn = flags.masked(TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST) == TcpFlags::SYN;
-        let key = (sp, ip.dst, dp);
         if ip.dst == self.cfg.dns_v4 && dp != 53 {
             Counters::inc(&self.c().drop_internal_dst);
             return self.refuse(ip, p, Icmpv4DstUnreachable::PortUnreachable);
         }
-        let existing = self.nat.lookup(&key);
-        let np = match existing {
-            Some(np)
-                if !(is_syn
-                    && matches!(self.nat.get(np).map(|e| e.state), Some(NatState::Closing))) =>
-            {
-                np
+        let full = self.flows() >= self.cfg.max_flows;
+        let verdict = self.tcp.on_app_segment(
+            self.now,
+            (sp, ip.dst, dp),
+            SegInfo::from(&seg),
+            p,
+            ip.ihl,
+            seg.header_len,
+            full,
+            &self.sh.counters,
+        );
+        match verdict {
+            AppVerdict::Forward(np) => {
+                if seg.flags.intersects(TcpFlags::URG) {
+                    self.app_urgent(np);
+                }
+                self.forward_to_listener(ip, p, np)
             }
-            _ => {
-                if !is_syn {
-                    Counters::inc(&self.c().drop_tcp_no_flow);
-                    if !flags.intersects(TcpFlags::RST) {
-                        self.refuse(ip, p, Icmpv4DstUnreachable::PortUnreachable);
-                    }
-                    return;
+            AppVerdict::Consumed | AppVerdict::Drop => {}
+            AppVerdict::Refuse => self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited),
+            AppVerdict::FinCandidate {
+                np,
+                slot,
+                app_bytes,
+            } => {
+                if self.relay_drained(slot, app_bytes) {
+                    self.tcp.fast_close(np, &self.sh.counters);
+                    let ts = packet::tcp_timestamps(&p[ip.ihl..]);
+                    self.final_ack(&seg, ts, ip.dst, dp, sp);
+                    // Upstream has sent its FIN and has nothing left from
+                    // the app: dropping it closes it in order.
+                    self.close_relay(slot, false, false);
+                } else {
+                    self.forward_to_listener(ip, p, np);
                 }
-                if self.flows() >= self.cfg.max_flows {
-                    Counters::inc(&self.c().drop_flow_limit);
-                    return self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
-                }
-                if let Some(old) = existing {
-                    self.nat.unlink_key(old);
-                }
-                let at = self.now + self.cfg.tcp_transitory_timeout;
-                let Some(np) = self.nat.insert(key, seg.seq, at) else {
-                    Counters::inc(&self.c().drop_flow_limit);
-                    return self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
-                };
-                self.timers.insert(at, TimerKey::Nat(np));
-                if let Some(e) = self.nat.get_mut(np) {
-                    e.syn_tos = ip.tos;
-                }
-                Counters::inc(&self.c().flows_tcp);
-                Counters::inc(&self.c().flows_tcp_total);
-                log::debug!("tcp flow {sp} -> {}:{dp} via nat port {np}", ip.dst);
-                np
             }
-        };
-        if flags.masked(TcpFlags::FIN | TcpFlags::SYN | TcpFlags::RST) == TcpFlags::FIN {
-            let ts = packet::tcp_timestamps(&p[ip.ihl..]);
-            if self.app_fin(np, &seg, ts, ip.dst, dp, sp) {
-                return;
+            AppVerdict::AnswerFin => {
+                let ts = packet::tcp_timestamps(&p[ip.ihl..]);
+                self.final_ack(&seg, ts, ip.dst, dp, sp);
             }
         }
-        if flags.intersects(TcpFlags::URG) {
-            self.app_urgent(np);
-        }
-        nat_tcp::rewrite(p, ip.ihl, self.cfg.nat_v4, np, self.cfg.clat_v4, self.lport);
-        tun_write(&self.tun, &self.sh.counters, p);
+        self.run_tcp_actions();
     }
 
     /// The app sent a segment with URG on flow `np`: its relay looks for
@@ -105,70 +95,208 @@ impl Loop {
     /// doc). Seen here, before the kernel has the segment, so the relay
     /// cannot read past the mark before it knows.
     fn app_urgent(&mut self, np: u16) {
-        if let Some(NatState::Active(slot)) = self.nat.get(np).map(|e| e.state) {
-            if let Some(Slot::Relay(r)) = self.slots.get_mut(slot) {
-                r.app.urgent = true;
-            }
+        let Some(f) = self.tcp.get(np) else { return };
+        if f.state != FlowState::Established {
+            return;
+        }
+        if let Some(Slot::Relay(r)) = f.slot.and_then(|s| self.slots.get_mut(s)) {
+            r.app.urgent = true;
         }
     }
 
-    /// The app sent a FIN on flow `np`. Closes the local leg without
-    /// TIME_WAIT when that is safe (see nat_tcp's module doc) and returns
-    /// true: the FIN is then answered here and not carried to the kernel.
-    /// `ts`: the FIN's timestamps option, echoed in our answer.
-    fn app_fin(
-        &mut self,
-        np: u16,
-        seg: &TcpSegment,
-        ts: Option<(u32, u32)>,
-        d: Ipv4Addr,
-        dp: u16,
-        sp: u16,
-    ) -> bool {
-        let Some(e) = self.nat.get_mut(np) else {
-            return false;
-        };
-        e.app_fin = true;
-        let slot = match e.state {
-            NatState::Active(slot) => slot,
-            // A retransmission of a FIN answered here: answer it again.
-            NatState::Closing if e.fast_closed => {
-                self.final_ack(seg, ts, d, dp, sp);
-                return true;
-            }
-            _ => return false,
-        };
-        // The FIN acknowledges ours (so every byte we sent, too) and
-        // carries nothing.
-        if !seg.flags.intersects(TcpFlags::ACK)
-            || seg.payload_len != 0
-            || e.fin_end != Some(seg.ack)
-        {
-            return false;
-        }
-        let isn = e.app_isn;
-        let Slot::Relay(r) = &self.slots[slot] else {
+    /// The app packet `p` onto the listener as flow `np`.
+    fn forward_to_listener(&mut self, ip: &Ip4, p: &mut [u8], np: u16) {
+        nat_tcp::rewrite(p, ip.ihl, self.cfg.nat_v4, np, self.cfg.clat_v4, self.lport);
+        tun_write(&self.tun, &self.sh.counters, p);
+    }
+
+    /// Whether the relay in `slot` can be fast-closed (see nat_tcp's module
+    /// doc): our FIN went to the app, no byte of the app waits to go
+    /// upstream, and every one of its `app_bytes` bytes arrived and was
+    /// read. If so, its local socket is set to close with a RST (which the
+    /// core keeps from the app).
+    fn relay_drained(&self, slot: usize, app_bytes: u32) -> bool {
+        let Some(Slot::Relay(r)) = self.slots.get(slot) else {
             return false;
         };
         if !r.app.wr_shut || !r.nothing_for_up() {
             return false;
         }
-        // Every byte the app sent before its FIN arrived and was read.
-        let fd = r.app.sock.as_raw_fd();
-        match sys::tcp_recv_state(fd) {
-            Ok(st) if st.unread == 0 && isn + 1 + st.bytes_received as u32 == seg.seq => {}
-            _ => return false,
+        match sys::tcp_recv_state(r.app.sock.as_raw_fd()) {
+            Ok(st) if st.unread == 0 && st.bytes_received as u32 == app_bytes => {
+                set_rst_on_close(&r.app.sock);
+                true
+            }
+            _ => false,
         }
-        set_rst_on_close(&r.app.sock);
-        if let Some(e) = self.nat.get_mut(np) {
-            e.fast_closed = true;
+    }
+
+    /// Executes what the TCP flow core decided.
+    pub(super) fn run_tcp_actions(&mut self) {
+        while let Some(a) = self.tcp.poll_action() {
+            match a {
+                Action::Connect { np, dst, dp, tos } => self.open_upstream(np, dst, dp, tos),
+                Action::InjectSyn { np, syn } => {
+                    let mut b = [0u8; HELD_SYN_MAX];
+                    let n = syn.bytes().len();
+                    b[..n].copy_from_slice(syn.bytes());
+                    let (nat, clat) = (self.cfg.nat_v4, self.cfg.clat_v4);
+                    nat_tcp::rewrite(&mut b[..n], syn.ihl as usize, nat, np, clat, self.lport);
+                    tun_write(&self.tun, &self.sh.counters, &b[..n]);
+                }
+                Action::AnswerSyn { syn, answer } => self.answer_syn(&syn, answer),
+                Action::CloseSlot {
+                    slot,
+                    rst_app,
+                    rst_up,
+                } => self.drop_slot(slot, rst_app, rst_up),
+                Action::AbortListener { np, seq } => {
+                    let rst = TcpRepr {
+                        src_port: np,
+                        dst_port: self.lport,
+                        seq,
+                        ack: TcpSeqNumber(0),
+                        flags: TcpFlags::RST,
+                        window: 0,
+                        timestamps: None,
+                    };
+                    let mut out = std::mem::take(&mut self.txbuf);
+                    let (nat, clat) = (self.cfg.nat_v4, self.cfg.clat_v4);
+                    let n = packet::emit_tcp4(&mut out, nat, clat, &rst);
+                    tun_write(&self.tun, &self.sh.counters, &out[..n]);
+                    self.txbuf = out;
+                }
+                Action::Keepalive { slot, interval } => {
+                    if let Some(Slot::Relay(r)) = self.slots.get(slot) {
+                        let ka = TcpKeepalive::new()
+                            .with_time(interval)
+                            .with_interval(interval);
+                        if let Err(e) = SockRef::from(&r.up.sock).set_tcp_keepalive(&ka) {
+                            log::debug!("upstream keepalive for nat port {}: {e}", r.np);
+                        }
+                    }
+                }
+            }
         }
-        self.final_ack(seg, ts, d, dp, sp);
-        Counters::inc(&self.c().tcp_fast_closes);
-        // Upstream has sent its FIN and has nothing left from the app:
-        // dropping it closes it in order (its FIN follows).
-        self.close_relay(slot, false, false);
-        true
+    }
+
+    /// Starts flow `np`'s upstream connect to `dst:dp` (through the
+    /// prefix; the DNS relay's address means the preferred resolver),
+    /// marked with the DSCP of the app's SYN (`tos`).
+    fn open_upstream(&mut self, np: u16, dst: Ipv4Addr, dp: u16, tos: u8) {
+        let target = if dst == self.cfg.dns_v4 {
+            self.cfg
+                .upstream_dns
+                .get(self.dns_preferred_index())
+                .copied()
+        } else {
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                packet::embed(&self.cfg.prefix, dst),
+                dp,
+                0,
+                0,
+            )))
+        };
+        let Some(target) = target else {
+            Counters::inc(&self.c().drop_no_dns_upstream);
+            return self
+                .tcp
+                .upstream_failed(np, Some(libc::ECONNREFUSED), &self.sh.counters);
+        };
+        let mut opened = self.connect_tcp(target, Some(tos));
+        if let Err(e) = &opened {
+            // Out of descriptors (pending connects hold one each): a flow
+            // that never completed gives its own up, as for a full table.
+            if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                && self.tcp.evict_for_descriptor(Some(np), &self.sh.counters)
+            {
+                self.run_tcp_actions();
+                opened = self.connect_tcp(target, Some(tos));
+            }
+        }
+        let mut sock = match opened {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("upstream for nat port {np} failed at once: {e}");
+                return self
+                    .tcp
+                    .upstream_failed(np, e.raw_os_error(), &self.sh.counters);
+            }
+        };
+        let slot = self.alloc_slot(Slot::Free);
+        let rw = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
+        if self
+            .poll
+            .registry()
+            .register(&mut sock, tok(slot, 1), rw)
+            .is_err()
+        {
+            self.slots[slot] = Slot::Dead;
+            self.dead.push(slot);
+            return self.tcp.upstream_failed(np, None, &self.sh.counters);
+        }
+        self.slots[slot] = Slot::Upstream(Box::new(Upstream { np, sock }));
+        self.tcp.upstream_opened(np, slot);
+    }
+
+    /// Answers the app's held SYN: RST+ACK or an ICMPv4 error quoting it
+    /// (counted by the core).
+    fn answer_syn(&mut self, syn: &HeldSyn, answer: SynAnswer) {
+        let b = syn.bytes();
+        let Ok(ip) = packet::parse_ip4(b) else {
+            return;
+        };
+        let mut out = std::mem::take(&mut self.txbuf);
+        let n = match answer {
+            SynAnswer::Rst => packet::emit_rst_for(&mut out, &ip, &b[ip.ihl..]),
+            SynAnswer::Unreachable(code) => {
+                let id = self.next_ip_id();
+                Some(packet::emit_unreachable(&mut out, &ip, b, code, id))
+            }
+        };
+        if let Some(n) = n {
+            tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        }
+        self.txbuf = out;
+    }
+
+    /// An event on a flow's upstream socket before accept(): the connect's
+    /// outcome goes to the core.
+    pub(super) fn on_upstream(&mut self, slot: usize, ev: &Event) {
+        let Some(Slot::Upstream(u)) = self.slots.get(slot) else {
+            return;
+        };
+        let np = u.np;
+        if self.tcp.get(np).map(|f| f.state) != Some(FlowState::Connecting) {
+            // Connected, waiting for accept(): the relay reads it then.
+            return;
+        }
+        match connect_result(&u.sock, ev) {
+            None => return,
+            Some(Ok(())) => self.tcp.upstream_connected(np, self.now),
+            Some(Err(e)) => {
+                log::debug!("upstream connect for nat port {np} failed: {e}");
+                self.tcp
+                    .upstream_failed(np, e.raw_os_error(), &self.sh.counters);
+            }
+        }
+        self.run_tcp_actions();
+    }
+
+    /// Closes the sockets in `slot` for the core (no report back).
+    fn drop_slot(&mut self, slot: usize, rst_app: bool, rst_up: bool) {
+        match self.kill_slot(slot) {
+            Slot::Relay(r) => {
+                if rst_app {
+                    set_rst_on_close(&r.app.sock);
+                }
+                if rst_up {
+                    set_rst_on_close(&r.up.sock);
+                }
+            }
+            Slot::Upstream(u) if rst_up => set_rst_on_close(&u.sock),
+            _ => {}
+        }
     }
 
     /// The ACK of the app's FIN `seg` that the listener side would have
@@ -204,25 +332,16 @@ impl Loop {
         }
         let sp = u16::from_be_bytes([t[0], t[1]]);
         let np = u16::from_be_bytes([t[2], t[3]]);
-        let seg = TcpSegment::parse(t).ok();
-        match self.nat.get_mut(np) {
-            Some(e) if sp == self.lport => {
-                if let Some(seg) = seg {
-                    if seg.flags.intersects(TcpFlags::RST) && e.fast_closed {
-                        // The abort that ended a fast-closed flow: the app
-                        // has its ACK already.
-                        return;
-                    }
-                    if seg.flags.intersects(TcpFlags::FIN) {
-                        e.fin_end = Some(seg.seq + seg.payload_len as u32 + 1);
-                        e.engine_fin_first |= !e.app_fin;
-                    }
-                }
-                let (dst, dp, asp) = (e.dst, e.dp, e.sp);
-                nat_tcp::rewrite(p, ip.ihl, dst, dp, self.cfg.clat_v4, asp);
-                tun_write(&self.tun, &self.sh.counters, p);
-            }
-            _ => Counters::inc(&self.c().drop_tcp_no_flow),
+        if sp != self.lport {
+            return Counters::inc(&self.c().drop_tcp_no_flow);
+        }
+        let seg = TcpSegment::parse(t).ok().map(|s| SegInfo::from(&s));
+        let c = &self.sh.counters;
+        if let ListenerVerdict::Forward { dst, dp, sp } =
+            self.tcp.on_listener_segment(self.now, np, seg, c)
+        {
+            nat_tcp::rewrite(p, ip.ihl, dst, dp, self.cfg.clat_v4, sp);
+            tun_write(&self.tun, c, p);
         }
     }
 
@@ -233,6 +352,12 @@ impl Loop {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    // A pending upstream connect gives its descriptor up
+                    // first (early drop); else the spare one refuses.
+                    if self.tcp.evict_for_descriptor(None, &self.sh.counters) {
+                        self.run_tcp_actions();
+                        continue;
+                    }
                     if !self.refuse_backlogged() {
                         log::debug!("accept failed: {e} (no spare descriptor)");
                         return;
@@ -251,60 +376,49 @@ impl Loop {
                     continue;
                 }
             };
-            let Some(e) = self.nat.get(np).cloned() else {
+            let Some(slot) = self.tcp.accepted(np, self.now) else {
                 set_rst_on_close(&stream);
                 continue;
             };
-            if e.state != NatState::SynSeen {
-                set_rst_on_close(&stream);
-                continue;
-            }
-            let target = if e.dst == self.cfg.dns_v4 {
-                self.cfg
-                    .upstream_dns
-                    .get(self.dns_preferred_index())
-                    .copied()
-            } else {
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    packet::embed(&self.cfg.prefix, e.dst),
-                    e.dp,
-                    0,
-                    0,
-                )))
-            };
-            let up = target
-                .ok_or_else(|| io::Error::other("no upstream DNS"))
-                .and_then(|t| self.connect_tcp(t, Some(e.syn_tos)));
-            let up = match up {
-                Ok(s) => s,
-                Err(err) => {
-                    log::debug!("upstream for nat port {np} failed at once: {err}");
+            let up = match std::mem::replace(&mut self.slots[slot], Slot::Free) {
+                Slot::Upstream(u) => u,
+                other => {
+                    // Cannot happen: the core's slot is the upstream's.
+                    self.slots[slot] = other;
                     set_rst_on_close(&stream);
-                    drop(stream);
-                    Counters::inc(&self.c().tcp_rst_sent);
-                    Counters::inc(&self.c().drop_upstream_socket);
-                    self.nat_closing(np);
+                    self.tcp
+                        .relay_closed(np, false, self.now, &self.sh.counters);
                     continue;
                 }
             };
-            // TCP_NODELAY is inherited from the listener.
-            let slot = self.alloc_slot(Slot::Free);
-            let mut r = Box::new(Relay::new(np, stream, up, self.now));
-            let reg = self.poll.registry();
+            // TCP_NODELAY is inherited from the listener. The upstream
+            // socket stays registered under (slot, 1).
+            let mut r = Box::new(Relay::new(np, stream, up.sock, self.now));
+            r.on_connected();
+            // The SYN-ACK's traffic class, latched at connect, becomes the
+            // app side's IP_TOS (tcp_relay::mirror_traffic_class).
+            if let Err(e) = tcp_relay::mirror_traffic_class(&r.up.sock, &r.app.sock) {
+                log::debug!("traffic class of nat port {np} not mirrored: {e}");
+            }
             let rw = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
-            if reg.register(&mut r.app.sock, tok(slot, 0), rw).is_err()
-                || reg.register(&mut r.up.sock, tok(slot, 1), rw).is_err()
+            if self
+                .poll
+                .registry()
+                .register(&mut r.app.sock, tok(slot, 0), rw)
+                .is_err()
             {
                 set_rst_on_close(&r.app.sock);
+                set_rst_on_close(&r.up.sock);
                 self.slots[slot] = Slot::Dead;
                 self.dead.push(slot);
-                self.nat_closing(np);
+                self.tcp
+                    .relay_closed(np, false, self.now, &self.sh.counters);
                 continue;
             }
             self.slots[slot] = Slot::Relay(r);
-            if let Some(e) = self.nat.get_mut(np) {
-                e.state = NatState::Active(slot);
-            }
+            // Either side may have bytes already (a server that speaks
+            // first; the app's first request).
+            self.pump_relay(slot);
         }
     }
 
@@ -323,8 +437,12 @@ impl Loop {
                 Counters::inc(&self.c().tcp_rst_sent);
                 Counters::inc(&self.c().drop_upstream_socket);
                 if let SocketAddr::V4(a) = peer {
-                    if *a.ip() == self.cfg.nat_v4 && self.nat.get(a.port()).is_some() {
-                        self.nat_closing(a.port());
+                    if *a.ip() == self.cfg.nat_v4 {
+                        if let Some(slot) = self.tcp.accepted(a.port(), self.now) {
+                            self.drop_slot(slot, false, true);
+                            let c = &self.sh.counters;
+                            self.tcp.relay_closed(a.port(), false, self.now, c);
+                        }
                     }
                 }
                 true
@@ -337,7 +455,7 @@ impl Loop {
 
     /// A protected, non-blocking TCP socket connecting to `to`. `tos`: the
     /// TOS byte of the app's SYN for a relayed flow (its DSCP marks the
-    /// socket, and the server's marking comes back at connect), `None`
+    /// socket, and the server's marking comes back at accept), `None`
     /// for the engine's own connections.
     pub(super) fn connect_tcp(&self, to: SocketAddr, tos: Option<u8>) -> io::Result<TcpStream> {
         let s = Socket::new(
@@ -357,8 +475,6 @@ impl Loop {
     }
 
     pub(super) fn on_relay(&mut self, slot: usize, side: usize, ev: &Event) {
-        let buf_size = self.cfg.relay_buffer;
-        let mut just_connected = None;
         let Slot::Relay(r) = &mut self.slots[slot] else {
             return;
         };
@@ -367,62 +483,26 @@ impl Loop {
         } else {
             r.up.on_event(ev);
         }
-        if !r.connected {
-            if side == 0 {
-                return; // app data waits in the kernel until upstream is up
-            }
-            let failed = match r.up.sock.take_error() {
-                Ok(Some(e)) | Err(e) => Some(e),
-                // getpeername, not just "writable": mio warns of spurious
-                // events, and a write before the connect completes fails.
-                Ok(None) => match r.up.sock.peer_addr() {
-                    Ok(_) => None,
-                    Err(e)
-                        if e.kind() == io::ErrorKind::NotConnected
-                            && !(ev.is_error() || ev.is_write_closed()) =>
-                    {
-                        return
-                    }
-                    Err(e) => Some(e),
-                },
-            };
-            if let Some(e) = failed {
-                log::debug!(
-                    "upstream connect for nat port {} to {:?} failed: {e}",
-                    r.np,
-                    r.up.sock.peer_addr()
-                );
-                Counters::inc(&self.sh.counters.tcp_rst_sent);
-                return self.close_relay(slot, true, false);
-            }
-            r.on_connected();
-            if let Err(e) = tcp_relay::mirror_traffic_class(&r.up.sock, &r.app.sock) {
-                log::debug!("traffic class of nat port {} not mirrored: {e}", r.np);
-            }
-            just_connected = Some(r.np);
-            r.up.readable = true;
-            r.up.writable = true;
-            r.app.readable = true;
-        }
+        self.pump_relay(slot);
+    }
+
+    /// Moves what the relay in `slot` can move, and ends it when done.
+    fn pump_relay(&mut self, slot: usize) {
+        let buf_size = self.cfg.relay_buffer;
+        let Slot::Relay(r) = &mut self.slots[slot] else {
+            return;
+        };
         let mut m = Moved::default();
         let out = r.pump(&mut m, &mut self.scratch, buf_size);
         if m.to_up + m.to_app > 0 {
             r.last = self.now;
+            self.tcp.touch(r.np, self.now);
         }
         let c = &self.sh.counters;
         Counters::add(&c.up_tx_bytes, m.to_up);
         Counters::add(&c.up_rx_bytes, m.to_app);
         Counters::add(&c.up_tx_packets, m.up_writes);
         Counters::add(&c.up_rx_packets, m.up_reads);
-        if let Some(np) = just_connected {
-            // Established now: the idle deadline is the established timeout.
-            let at = self.now + self.cfg.tcp_established_timeout;
-            if let Some(e) = self.nat.get_mut(np) {
-                let old = std::mem::replace(&mut e.timer_at, at);
-                self.timers.remove(old, TimerKey::Nat(np));
-                self.timers.insert(at, TimerKey::Nat(np));
-            }
-        }
         match out {
             Outcome::Open => {}
             Outcome::Done => self.close_relay(slot, false, false),
@@ -445,87 +525,28 @@ impl Loop {
             let np = r.np;
             drop(r);
             // Only an orderly close can leave the listener side in TIME_WAIT.
-            let tw = !rst_app && !rst_up;
-            self.nat_closing_after(np, tw);
+            let orderly = !rst_app && !rst_up;
+            self.tcp
+                .relay_closed(np, orderly, self.now, &self.sh.counters);
         }
     }
+}
 
-    /// The flow `np` has no sockets any more (or never had): its entry
-    /// only translates stragglers until it goes.
-    fn nat_closing(&mut self, np: u16) {
-        self.nat_closing_after(np, false);
-    }
-
-    /// As [`Self::nat_closing`]; `orderly` when the relay ended without a
-    /// reset, so the listener side may be in TIME_WAIT.
-    fn nat_closing_after(&mut self, np: u16, orderly: bool) {
-        let grace = CLOSE_GRACE.min(self.cfg.tcp_transitory_timeout);
-        if let Some(e) = self.nat.get_mut(np) {
-            let at = if orderly && e.engine_fin_first && !e.fast_closed {
-                self.now + TIME_WAIT_HOLD
-            } else {
-                self.now + grace
-            };
-            let old = e.timer_at;
-            if e.state != NatState::Closing {
-                // A closing entry only translates stragglers: it is not a
-                // live flow (gauge, cap) any more.
-                self.closing_entries += 1;
-                Counters::dec(&self.sh.counters.flows_tcp);
+/// The outcome of a non-blocking connect on `sock` after event `ev`:
+/// `None` while in progress. getpeername, not just "writable": mio warns
+/// of spurious events, and a write before the connect completes fails.
+fn connect_result(sock: &TcpStream, ev: &Event) -> Option<io::Result<()>> {
+    match sock.take_error() {
+        Ok(Some(e)) | Err(e) => Some(Err(e)),
+        Ok(None) => match sock.peer_addr() {
+            Ok(_) => Some(Ok(())),
+            Err(e)
+                if e.kind() == io::ErrorKind::NotConnected
+                    && !(ev.is_error() || ev.is_write_closed()) =>
+            {
+                None
             }
-            e.state = NatState::Closing;
-            e.timer_at = at;
-            self.timers.remove(old, TimerKey::Nat(np));
-            self.timers.insert(at, TimerKey::Nat(np));
-        }
-    }
-
-    pub(super) fn remove_nat(&mut self, np: u16) {
-        if let Some(e) = self.nat.remove(np) {
-            self.timers.remove(e.timer_at, TimerKey::Nat(np));
-            if e.state == NatState::Closing {
-                self.closing_entries -= 1;
-            } else {
-                Counters::dec(&self.sh.counters.flows_tcp);
-            }
-        }
-    }
-
-    pub(super) fn nat_timer(&mut self, np: u16, at: Instant) {
-        let Some(e) = self.nat.get(np) else { return };
-        if e.timer_at != at {
-            return;
-        }
-        match e.state {
-            NatState::SynSeen | NatState::Closing => {
-                if e.state == NatState::SynSeen {
-                    Counters::inc(&self.sh.counters.flows_expired);
-                }
-                self.timers.insert(at, TimerKey::Nat(np));
-                self.remove_nat(np);
-            }
-            NatState::Active(slot) => {
-                let Slot::Relay(r) = &self.slots[slot] else {
-                    self.timers.insert(at, TimerKey::Nat(np));
-                    return self.remove_nat(np);
-                };
-                let idle = if r.connected {
-                    self.cfg.tcp_established_timeout
-                } else {
-                    self.cfg.tcp_transitory_timeout
-                };
-                let due = r.last + idle;
-                if due > self.now {
-                    if let Some(e) = self.nat.get_mut(np) {
-                        e.timer_at = due;
-                    }
-                    self.timers.insert(due, TimerKey::Nat(np));
-                } else {
-                    Counters::inc(&self.sh.counters.flows_expired);
-                    // nat_closing re-arms the timer (it removes `at`, absent now)
-                    self.close_relay(slot, true, true);
-                }
-            }
-        }
+            Err(e) => Some(Err(e)),
+        },
     }
 }

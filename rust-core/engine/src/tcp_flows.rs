@@ -1,0 +1,916 @@
+//! The TCP flow core, sans I/O: the NAT table of the kernel-terminated TCP
+//! trick (see [`crate::nat_tcp`]) and every decision of a flow's life. It
+//! takes `now` and parsed inputs (app and listener segments, the upstream
+//! connect's outcome, accept(), the close of a relay, timers) and queues
+//! [`Action`]s; `Loop` (event_loop/tcp.rs) owns the sockets, the poll and
+//! the TUN, executes the actions and reports back. Models: quinn-proto's
+//! `handle_timeout`/`poll_timeout`, Firezone's `nat_table.rs`.
+//!
+//! A flow's life (`np` is its NAT port):
+//! 1. The app's SYN creates it in [`FlowState::Connecting`]: the SYN is
+//!    held ([`HeldSyn`]) and the upstream connect starts at once
+//!    ([`Action::Connect`]); the listener sees nothing yet, so connect()
+//!    in the app resolves as the real path does. Retransmitted SYNs are
+//!    absorbed (the latest one is kept: same ISN, newer timestamp).
+//! 2. The upstream connect resolves ([`TcpFlows::upstream_connected`] /
+//!    [`TcpFlows::upstream_failed`]): success injects the held SYN into
+//!    the listener ([`FlowState::SynInjected`]), whose kernel answers the
+//!    SYN-ACK; refusal (ECONNREFUSED: a RST or ICMPv6 port unreachable)
+//!    answers the SYN with RST+ACK; ICMPv6 unreachable answers it with the
+//!    matching ICMPv4 Destination Unreachable (net 3/0, host 3/1, admin
+//!    3/13, RFC 7915 section 5.2's mapping as seen through the socket's
+//!    errno); a timeout answers nothing (silence stays silence). A failed
+//!    flow frees its entry at once.
+//! 3. accept() pairs the accepted socket with the connected upstream one
+//!    ([`FlowState::Established`]).
+//! 4. The relay ends: [`FlowState::Closing`] for a grace time, or the
+//!    TIME_WAIT hold when the listener side may sit in TIME_WAIT (fast
+//!    close: see nat_tcp's module doc).
+//!
+//! Idle timers: every packet of a flow on the TUN, in either direction,
+//! and every relayed byte refreshes `last` (a timestamp); the deadline
+//! re-arms lazily when it fires early. Never-completed flows (Connecting,
+//! SynInjected) expire after the transitory timeout, established ones
+//! after the established timeout (RFC 5382 REQ-5, RFC 7857).
+//!
+//! Keepalive rule: an app segment that carries only ACK, at most one byte,
+//! and whose sequence number is one below the next one the app has used
+//! (`seq + 1 == app_next`: the classic probe, RFC 9293 section 3.8.4,
+//! which Linux, BSD and Windows send) is a keepalive probe. The time
+//! between two probes is the app's interval; the upstream socket then
+//! gets SO_KEEPALIVE with TCP_KEEPIDLE = TCP_KEEPINTVL = that interval
+//! clamped to [`KEEPALIVE_MIN`]..=[`KEEPALIVE_MAX`] ([`Action::Keepalive`]),
+//! re-set when the app's interval shrinks by more than a quarter.
+//!
+//! Fairness: when the table is full (the caller says so: the cap is on
+//! all protocols together), a new SYN first evicts the oldest flow that
+//! never completed (Connecting or SynInjected), as Linux conntrack's
+//! early_drop does, and is refused only when there is none.
+
+use crate::packet::checksum;
+use crate::stats::Counters;
+use crate::timers::{TimerKey, Timers};
+use clat_xlat::wire::{Icmpv4DstUnreachable, TcpFlags, TcpSegment, TcpSeqNumber};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+/// How long a closed TCP flow's NAT entry keeps translating late segments
+/// (the final ACK of a passive close, a retransmitted FIN): both ends are
+/// in this host, so they come within milliseconds.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long the NAT port of a flow whose listener side may sit in
+/// TIME_WAIT stays unused: Linux's TCP_TIMEWAIT_LEN. A new flow on that
+/// tuple sooner would have its SYN refused by PAWS (see nat_tcp).
+pub const TIME_WAIT_HOLD: Duration = Duration::from_secs(60);
+/// Shortest upstream keepalive interval. The app's own probes only cross
+/// the TUN, but upstream probes wake the phone's radio: a NAT64 keeps TCP
+/// state for minutes at the least (RFC 6146 section 4: 2 h 4 min
+/// established, 4 min transitory), so probing it more often than every
+/// 10 s buys nothing and costs battery.
+pub const KEEPALIVE_MIN: Duration = Duration::from_secs(10);
+/// Longest upstream keepalive interval: Linux's default TCP_KEEPIDLE.
+pub const KEEPALIVE_MAX: Duration = Duration::from_secs(7200);
+/// Largest SYN held: IPv4 header with options (60) and TCP header with
+/// options (60); a SYN's payload (TCP Fast Open data) is not kept, the
+/// listener would not take it either (no TFO on it), so the app sends it
+/// again after the handshake.
+pub const HELD_SYN_MAX: usize = 120;
+
+/// App-side key: (app source port, destination, destination port).
+pub type NatKey = (u16, Ipv4Addr, u16);
+
+const FIRST_PORT: u16 = 1024;
+
+/// The app's SYN as it came from the TUN (addresses not rewritten), its
+/// payload cut off. Quoted by ICMPv4 errors, answered by RSTs, injected
+/// into the listener once the upstream connect succeeds.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HeldSyn {
+    buf: [u8; HELD_SYN_MAX],
+    len: u8,
+    /// IPv4 header length.
+    pub ihl: u8,
+}
+
+impl std::fmt::Debug for HeldSyn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HeldSyn({} bytes)", self.len)
+    }
+}
+
+impl HeldSyn {
+    /// The SYN `p` (a whole IPv4 packet, IPv4 header `ihl` bytes, TCP
+    /// header `thl` bytes, both already validated) without its payload:
+    /// Total Length and both checksums are made to fit. `None` when the
+    /// headers do not fit in [`HELD_SYN_MAX`] (they always do for valid
+    /// headers).
+    pub fn new(p: &[u8], ihl: usize, thl: usize) -> Option<HeldSyn> {
+        let n = ihl + thl;
+        if n > HELD_SYN_MAX || p.len() < n {
+            return None;
+        }
+        let mut buf = [0u8; HELD_SYN_MAX];
+        buf[..n].copy_from_slice(&p[..n]);
+        if p.len() > n {
+            let old = [p[2], p[3]];
+            let new = (n as u16).to_be_bytes();
+            buf[2..4].copy_from_slice(&new);
+            let ipc = checksum::update(u16::from_be_bytes([buf[10], buf[11]]), &old, &new);
+            buf[10..12].copy_from_slice(&ipc.to_be_bytes());
+            let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
+            let dst = Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
+            buf[ihl + 16..ihl + 18].fill(0);
+            let pseudo = checksum::pseudo_v4(src, dst, 6, thl as u16);
+            let c = checksum::finish(checksum::sum(&buf[ihl..n], pseudo));
+            buf[ihl + 16..ihl + 18].copy_from_slice(&c.to_be_bytes());
+        }
+        Some(HeldSyn {
+            buf,
+            len: n as u8,
+            ihl: ihl as u8,
+        })
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
+    }
+}
+
+/// Lifecycle of a flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowState {
+    /// The app's SYN is held; the upstream connect is in progress.
+    Connecting,
+    /// The upstream is connected and the SYN went to the listener; waiting
+    /// for accept().
+    SynInjected,
+    /// Accepted: a relay carries the bytes.
+    Established,
+    /// The sockets are closed: kept for a grace period so that late
+    /// segments (final ACKs, retransmitted FINs) still translate.
+    Closing,
+}
+
+#[derive(Debug, Clone)]
+pub struct Flow {
+    pub sp: u16,
+    pub dst: Ipv4Addr,
+    pub dp: u16,
+    pub state: FlowState,
+    /// The Loop's handle of this flow's sockets (its slot), once opened.
+    pub slot: Option<usize>,
+    syn: Option<HeldSyn>,
+    created: Instant,
+    /// Last packet or byte of the flow, either way.
+    last: Instant,
+    /// Current deadline in the timer set.
+    timer_at: Instant,
+    /// The app's initial sequence number (from its SYN).
+    pub app_isn: TcpSeqNumber,
+    /// The sequence number after the last one the app has used.
+    app_next: TcpSeqNumber,
+    /// The sequence number just after the listener side's FIN, once seen.
+    fin_end: Option<TcpSeqNumber>,
+    /// The app has sent its FIN.
+    app_fin: bool,
+    /// The listener side sent its FIN before the app did, so its socket
+    /// ends in TIME_WAIT (60 s on Linux) unless the flow was fast-closed.
+    engine_fin_first: bool,
+    /// Closed by the engine answering the app's FIN itself: no TIME_WAIT
+    /// on the listener side; stray RSTs from there are not carried.
+    pub fast_closed: bool,
+    /// The app's last keepalive probe.
+    probe_at: Option<Instant>,
+    /// The upstream keepalive interval set, if any.
+    keepalive: Option<Duration>,
+}
+
+/// How the held SYN is answered when the upstream connect fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SynAnswer {
+    /// RST+ACK: the app's connect() fails with ECONNREFUSED.
+    Rst,
+    /// ICMPv4 Destination Unreachable with this code, quoting the SYN.
+    Unreachable(Icmpv4DstUnreachable),
+}
+
+/// What the Loop must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Open the protected, non-blocking upstream connect of flow `np` to
+    /// `dst:dp` (through the NAT64 prefix; the DNS relay's address means
+    /// the preferred resolver); report with `upstream_opened` or
+    /// `upstream_failed`. `tos`: the TOS byte of the app's SYN, whose DSCP
+    /// becomes the upstream socket's traffic class (RFC 7915 section 4.1).
+    Connect {
+        np: u16,
+        dst: Ipv4Addr,
+        dp: u16,
+        tos: u8,
+    },
+    /// Rewrite the held SYN onto the listener (nat:np -> clat:L) and write
+    /// it to the TUN.
+    InjectSyn { np: u16, syn: HeldSyn },
+    /// Answer the app's SYN (no flow any more).
+    AnswerSyn { syn: HeldSyn, answer: SynAnswer },
+    /// Close the sockets of `slot` (no report back): RST towards the app /
+    /// upstream when asked, else an orderly close.
+    CloseSlot {
+        slot: usize,
+        rst_app: bool,
+        rst_up: bool,
+    },
+    /// Enable keepalives on the upstream socket of `slot`: TCP_KEEPIDLE and
+    /// TCP_KEEPINTVL both `interval`.
+    Keepalive { slot: usize, interval: Duration },
+    /// Write a RST `nat:np -> clat:L` with sequence number `seq` into the
+    /// TUN: the listener drops the half-open (or not yet accepted)
+    /// connection of a flow freed before accept(), so that a later flow
+    /// given the same NAT port does not meet it.
+    AbortListener { np: u16, seq: TcpSeqNumber },
+}
+
+/// What to do with an app segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppVerdict {
+    /// Rewrite onto the listener as flow `np` and write to the TUN.
+    Forward(u16),
+    /// Nothing more: the segment was held, absorbed or dropped (counted).
+    Consumed,
+    /// No flow: answer with a RST (counted by the caller's refusal).
+    Refuse,
+    /// No flow and a RST: drop silently.
+    Drop,
+    /// A FIN that may be fast-closed (see nat_tcp): if the relay in `slot`
+    /// has read and written everything (the app has sent
+    /// `app_bytes` bytes in all), call [`TcpFlows::fast_close`] and answer
+    /// the FIN; else forward it as flow `np`.
+    FinCandidate {
+        np: u16,
+        slot: usize,
+        app_bytes: u32,
+    },
+    /// A retransmitted FIN of a fast-closed flow: answer it again.
+    AnswerFin,
+}
+
+/// What to do with a listener segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerVerdict {
+    /// Rewrite to `dst:dp -> clat:sp` and write to the TUN.
+    Forward { dst: Ipv4Addr, dp: u16, sp: u16 },
+    /// The abort of a fast-closed flow: the app has its ACK already.
+    Suppress,
+    /// No such flow (counted).
+    NoFlow,
+}
+
+/// The parts of a TCP segment the core decides on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegInfo {
+    pub flags: TcpFlags,
+    pub seq: TcpSeqNumber,
+    pub ack: TcpSeqNumber,
+    pub payload_len: usize,
+}
+
+impl From<&TcpSegment> for SegInfo {
+    fn from(s: &TcpSegment) -> SegInfo {
+        SegInfo {
+            flags: s.flags,
+            seq: s.seq,
+            ack: s.ack,
+            payload_len: s.payload_len,
+        }
+    }
+}
+
+impl SegInfo {
+    fn seq_len(&self) -> u32 {
+        self.payload_len as u32
+            + self.flags.intersects(TcpFlags::SYN) as u32
+            + self.flags.intersects(TcpFlags::FIN) as u32
+    }
+    fn is_syn(&self) -> bool {
+        self.flags
+            .masked(TcpFlags::SYN | TcpFlags::ACK | TcpFlags::RST)
+            == TcpFlags::SYN
+    }
+}
+
+/// The timeouts the core applies.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowTimeouts {
+    pub established: Duration,
+    pub transitory: Duration,
+}
+
+/// The TCP flow table and its decisions.
+#[derive(Debug)]
+pub struct TcpFlows {
+    by_np: HashMap<u16, Flow>,
+    by_key: HashMap<NatKey, u16>,
+    /// Next NAT port to try: ports cycle through the whole range so that a
+    /// port is reused as late as possible (the listener side's TIME_WAIT).
+    cursor: u16,
+    /// Flows that never completed, oldest first: early-drop candidates.
+    incomplete: BTreeSet<(Instant, u16)>,
+    /// Entries in the Closing state (not live flows: not in the cap).
+    closing: usize,
+    timers: Timers,
+    actions: VecDeque<Action>,
+    to: FlowTimeouts,
+}
+
+impl TcpFlows {
+    pub fn new(to: FlowTimeouts) -> TcpFlows {
+        TcpFlows {
+            by_np: HashMap::new(),
+            by_key: HashMap::new(),
+            cursor: FIRST_PORT,
+            incomplete: BTreeSet::new(),
+            closing: 0,
+            timers: Timers::default(),
+            actions: VecDeque::new(),
+            to,
+        }
+    }
+
+    /// Live flows (all but Closing): what counts against the flow cap.
+    pub fn live(&self) -> usize {
+        self.by_np.len() - self.closing
+    }
+
+    pub fn get(&self, np: u16) -> Option<&Flow> {
+        self.by_np.get(&np)
+    }
+
+    /// The next action for the Loop.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The earliest deadline, `None` when nothing is scheduled.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    /// A segment from the app (`clat:key.0 -> key.1:key.2`); `p` is the
+    /// whole IPv4 packet (IPv4 header `ihl` bytes, TCP header `thl`);
+    /// `full` when the flow cap is reached.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_app_segment(
+        &mut self,
+        now: Instant,
+        key: NatKey,
+        seg: SegInfo,
+        p: &[u8],
+        ihl: usize,
+        thl: usize,
+        full: bool,
+        c: &Counters,
+    ) -> AppVerdict {
+        let existing = self.by_key.get(&key).copied();
+        let Some(np) = existing.filter(|np| {
+            !(seg.is_syn() && self.by_np.get(np).map(|e| e.state) == Some(FlowState::Closing))
+        }) else {
+            if !seg.is_syn() {
+                Counters::inc(&c.drop_tcp_no_flow);
+                return if seg.flags.intersects(TcpFlags::RST) {
+                    AppVerdict::Drop
+                } else {
+                    AppVerdict::Refuse
+                };
+            }
+            return self.new_flow(now, key, existing, seg, p, ihl, thl, full, c);
+        };
+        let Some(e) = self.by_np.get_mut(&np) else {
+            return AppVerdict::Drop;
+        };
+        e.last = now;
+        let end = seg.seq + seg.seq_len();
+        match e.state {
+            FlowState::Connecting => {
+                if seg.is_syn() {
+                    // A retransmission (or a new ISN on the same tuple):
+                    // the latest one is what the listener will see.
+                    if let Some(s) = HeldSyn::new(p, ihl, thl) {
+                        e.syn = Some(s);
+                        e.app_isn = seg.seq;
+                        e.app_next = end;
+                    }
+                    Counters::inc(&c.tcp_syns_absorbed);
+                } else if seg.flags.intersects(TcpFlags::RST) {
+                    // The app gave up: so does the upstream connect.
+                    self.free(np, true, c);
+                } else {
+                    Counters::inc(&c.drop_tcp_no_flow);
+                }
+                AppVerdict::Consumed
+            }
+            FlowState::SynInjected => {
+                if seg.flags.intersects(TcpFlags::RST) {
+                    // The listener drops its half-open connection on the
+                    // RST; the upstream goes with it.
+                    self.free(np, true, c);
+                    return AppVerdict::Forward(np);
+                }
+                if end > e.app_next {
+                    e.app_next = end;
+                }
+                AppVerdict::Forward(np)
+            }
+            FlowState::Established => {
+                let probe = seg
+                    .flags
+                    .masked(TcpFlags::FIN | TcpFlags::SYN | TcpFlags::RST | TcpFlags::ACK)
+                    == TcpFlags::ACK
+                    && seg.payload_len <= 1
+                    && seg.seq + 1 == e.app_next;
+                if probe {
+                    self.on_probe(np, now, c);
+                } else if end > e.app_next {
+                    e.app_next = end;
+                }
+                let Some(e) = self.by_np.get_mut(&np) else {
+                    return AppVerdict::Forward(np);
+                };
+                if seg
+                    .flags
+                    .masked(TcpFlags::FIN | TcpFlags::SYN | TcpFlags::RST)
+                    == TcpFlags::FIN
+                {
+                    e.app_fin = true;
+                    // The FIN acknowledges ours (so every byte we sent,
+                    // too) and carries nothing: the relay decides the rest.
+                    if seg.flags.intersects(TcpFlags::ACK)
+                        && seg.payload_len == 0
+                        && e.fin_end == Some(seg.ack)
+                    {
+                        if let Some(slot) = e.slot {
+                            return AppVerdict::FinCandidate {
+                                np,
+                                slot,
+                                app_bytes: seg.seq.0.wrapping_sub(e.app_isn.0.wrapping_add(1)),
+                            };
+                        }
+                    }
+                }
+                AppVerdict::Forward(np)
+            }
+            FlowState::Closing => {
+                if seg
+                    .flags
+                    .masked(TcpFlags::FIN | TcpFlags::SYN | TcpFlags::RST)
+                    == TcpFlags::FIN
+                    && e.fast_closed
+                {
+                    return AppVerdict::AnswerFin;
+                }
+                AppVerdict::Forward(np)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_flow(
+        &mut self,
+        now: Instant,
+        key: NatKey,
+        old: Option<u16>,
+        seg: SegInfo,
+        p: &[u8],
+        ihl: usize,
+        thl: usize,
+        full: bool,
+        c: &Counters,
+    ) -> AppVerdict {
+        let Some(syn) = HeldSyn::new(p, ihl, thl) else {
+            Counters::inc(&c.drop_malformed);
+            return AppVerdict::Consumed;
+        };
+        let tos = p[1];
+        if full && !self.evict_one(c) {
+            Counters::inc(&c.drop_flow_limit);
+            return AppVerdict::Refuse;
+        }
+        if let Some(old) = old {
+            self.unlink_key(old);
+        }
+        let at = now + self.to.transitory;
+        let np = match self.alloc_port() {
+            Some(np) => np,
+            // Every NAT port taken (most by TIME_WAIT holds): a flow that
+            // never completed gives its port up first.
+            None if self.evict_one(c) => match self.alloc_port() {
+                Some(np) => np,
+                None => {
+                    Counters::inc(&c.drop_flow_limit);
+                    return AppVerdict::Refuse;
+                }
+            },
+            None => {
+                Counters::inc(&c.drop_flow_limit);
+                return AppVerdict::Refuse;
+            }
+        };
+        self.by_np.insert(
+            np,
+            Flow {
+                sp: key.0,
+                dst: key.1,
+                dp: key.2,
+                state: FlowState::Connecting,
+                slot: None,
+                syn: Some(syn),
+                created: now,
+                last: now,
+                timer_at: at,
+                app_isn: seg.seq,
+                app_next: seg.seq + 1,
+                fin_end: None,
+                app_fin: false,
+                engine_fin_first: false,
+                fast_closed: false,
+                probe_at: None,
+                keepalive: None,
+            },
+        );
+        self.by_key.insert(key, np);
+        self.incomplete.insert((now, np));
+        self.timers.insert(at, TimerKey::Nat(np));
+        Counters::inc(&c.flows_tcp);
+        Counters::inc(&c.flows_tcp_total);
+        log::debug!(
+            "tcp flow {} -> {}:{} via nat port {np}",
+            key.0,
+            key.1,
+            key.2
+        );
+        self.actions.push_back(Action::Connect {
+            np,
+            dst: key.1,
+            dp: key.2,
+            tos,
+        });
+        AppVerdict::Consumed
+    }
+
+    fn alloc_port(&mut self) -> Option<u16> {
+        let range = (u16::MAX - FIRST_PORT) as usize + 1;
+        for _ in 0..range {
+            let np = self.cursor;
+            self.cursor = if self.cursor == u16::MAX {
+                FIRST_PORT
+            } else {
+                self.cursor + 1
+            };
+            if !self.by_np.contains_key(&np) {
+                return Some(np);
+            }
+        }
+        None
+    }
+
+    /// Out of descriptors (opening flow `opening`'s upstream socket, or
+    /// accepting): frees the oldest flow whose upstream connect is still
+    /// pending, other than `opening`, as for a full table; its descriptor
+    /// closes with the queued action (the caller runs the actions, then
+    /// tries again). A flow whose SYN already went to the listener is left
+    /// alone: it may be the one waiting to be accepted. False when there is
+    /// none.
+    pub fn evict_for_descriptor(&mut self, opening: Option<u16>, c: &Counters) -> bool {
+        let victim = self.incomplete.iter().map(|&(_, np)| np).find(|&np| {
+            Some(np) != opening
+                && self
+                    .by_np
+                    .get(&np)
+                    .is_some_and(|e| e.state == FlowState::Connecting && e.slot.is_some())
+        });
+        let Some(victim) = victim else {
+            return false;
+        };
+        self.evict(victim, c);
+        true
+    }
+
+    /// Frees the oldest flow that never completed (conntrack's early
+    /// drop): its upstream socket is reset, the app's SYN stays
+    /// unanswered. False when there is none.
+    fn evict_one(&mut self, c: &Counters) -> bool {
+        let Some(&(_, np)) = self.incomplete.first() else {
+            return false;
+        };
+        self.evict(np, c);
+        true
+    }
+
+    fn evict(&mut self, np: u16, c: &Counters) {
+        log::debug!("evicting incomplete tcp flow {np}");
+        self.free(np, true, c);
+        Counters::inc(&c.flows_evicted);
+    }
+
+    /// Removes a flow, closing its sockets if it has any (a RST upstream
+    /// when `rst_up`); a live one leaves the flow gauge.
+    fn free(&mut self, np: u16, rst_up: bool, c: &Counters) {
+        let Some(e) = self.by_np.remove(&np) else {
+            return;
+        };
+        let k = (e.sp, e.dst, e.dp);
+        if self.by_key.get(&k) == Some(&np) {
+            self.by_key.remove(&k);
+        }
+        self.timers.remove(e.timer_at, TimerKey::Nat(np));
+        self.incomplete.remove(&(e.created, np));
+        if e.state == FlowState::Closing {
+            self.closing -= 1;
+            return;
+        }
+        Counters::dec(&c.flows_tcp);
+        if e.state == FlowState::SynInjected {
+            self.actions.push_back(Action::AbortListener {
+                np,
+                seq: e.app_isn + 1,
+            });
+        }
+        if let Some(slot) = e.slot {
+            self.actions.push_back(Action::CloseSlot {
+                slot,
+                rst_app: false,
+                rst_up,
+            });
+        }
+    }
+
+    fn unlink_key(&mut self, np: u16) {
+        if let Some(e) = self.by_np.get(&np) {
+            let k = (e.sp, e.dst, e.dp);
+            if self.by_key.get(&k) == Some(&np) {
+                self.by_key.remove(&k);
+            }
+        }
+    }
+
+    fn on_probe(&mut self, np: u16, now: Instant, c: &Counters) {
+        let Some(e) = self.by_np.get_mut(&np) else {
+            return;
+        };
+        let prev = e.probe_at.replace(now);
+        let (Some(prev), Some(slot)) = (prev, e.slot) else {
+            return;
+        };
+        let interval = now
+            .saturating_duration_since(prev)
+            .clamp(KEEPALIVE_MIN, KEEPALIVE_MAX);
+        let set = match e.keepalive {
+            None => true,
+            Some(cur) => interval < cur * 3 / 4,
+        };
+        if set {
+            e.keepalive = Some(interval);
+            Counters::inc(&c.tcp_upstream_keepalives);
+            self.actions.push_back(Action::Keepalive { slot, interval });
+        }
+    }
+
+    /// The Loop opened flow `np`'s upstream socket under `slot`.
+    pub fn upstream_opened(&mut self, np: u16, slot: usize) {
+        if let Some(e) = self.by_np.get_mut(&np) {
+            e.slot = Some(slot);
+        }
+    }
+
+    /// The upstream connect of `np` succeeded: the held SYN goes to the
+    /// listener.
+    pub fn upstream_connected(&mut self, np: u16, now: Instant) {
+        let Some(e) = self.by_np.get_mut(&np) else {
+            return;
+        };
+        if e.state != FlowState::Connecting {
+            return;
+        }
+        e.state = FlowState::SynInjected;
+        e.last = now;
+        if let Some(syn) = e.syn.take() {
+            self.actions.push_back(Action::InjectSyn { np, syn });
+        }
+    }
+
+    /// The upstream connect of `np` failed with `errno` (at once or later):
+    /// the app's SYN is answered as the real path would have answered it,
+    /// and the flow is freed at once.
+    pub fn upstream_failed(&mut self, np: u16, errno: Option<i32>, c: &Counters) {
+        let Some(e) = self.by_np.get_mut(&np) else {
+            return;
+        };
+        if e.state != FlowState::Connecting {
+            return;
+        }
+        let answer = match errno {
+            Some(libc::ECONNREFUSED) => Some(SynAnswer::Rst),
+            Some(libc::EHOSTUNREACH) => Some(SynAnswer::Unreachable(
+                Icmpv4DstUnreachable::HostUnreachable,
+            )),
+            Some(libc::ENETUNREACH) => {
+                Some(SynAnswer::Unreachable(Icmpv4DstUnreachable::NetUnreachable))
+            }
+            Some(libc::EACCES | libc::EPERM) => {
+                Some(SynAnswer::Unreachable(Icmpv4DstUnreachable::CommProhibited))
+            }
+            // No answer from the path: the app's own timeout decides.
+            Some(libc::ETIMEDOUT) => None,
+            // Our own failure (no descriptors, no buffers, protect): a
+            // reset, so that the app does not wait for nothing.
+            _ => {
+                Counters::inc(&c.drop_upstream_socket);
+                Some(SynAnswer::Rst)
+            }
+        };
+        if let (Some(answer), Some(syn)) = (answer, e.syn.take()) {
+            match answer {
+                SynAnswer::Rst => Counters::inc(&c.tcp_rst_sent),
+                SynAnswer::Unreachable(_) => Counters::inc(&c.icmp_errors_sent),
+            }
+            self.actions.push_back(Action::AnswerSyn { syn, answer });
+        }
+        self.free(np, false, c);
+    }
+
+    /// accept() returned flow `np`'s local socket: the slot of its
+    /// connected upstream socket, to pair with it; `None` when the flow is
+    /// not waiting for that (reset the accepted socket).
+    pub fn accepted(&mut self, np: u16, now: Instant) -> Option<usize> {
+        let e = self.by_np.get_mut(&np)?;
+        if e.state != FlowState::SynInjected {
+            return None;
+        }
+        let slot = e.slot?;
+        e.state = FlowState::Established;
+        e.last = now;
+        self.incomplete.remove(&(e.created, np));
+        // Established now: the idle deadline is the established timeout.
+        let at = now + self.to.established;
+        self.timers.remove(e.timer_at, TimerKey::Nat(np));
+        e.timer_at = at;
+        self.timers.insert(at, TimerKey::Nat(np));
+        Some(slot)
+    }
+
+    /// Bytes moved on flow `np`'s relay.
+    pub fn touch(&mut self, np: u16, now: Instant) {
+        if let Some(e) = self.by_np.get_mut(&np) {
+            e.last = now;
+        }
+    }
+
+    /// The app's FIN on `np` is answered here (see nat_tcp): the relay is
+    /// closed by the caller (orderly), the listener side's RST is not
+    /// carried.
+    pub fn fast_close(&mut self, np: u16, c: &Counters) {
+        if let Some(e) = self.by_np.get_mut(&np) {
+            e.fast_closed = true;
+            Counters::inc(&c.tcp_fast_closes);
+        }
+    }
+
+    /// A segment from the listener to NAT port `np`.
+    pub fn on_listener_segment(
+        &mut self,
+        now: Instant,
+        np: u16,
+        seg: Option<SegInfo>,
+        c: &Counters,
+    ) -> ListenerVerdict {
+        let Some(e) = self.by_np.get_mut(&np) else {
+            Counters::inc(&c.drop_tcp_no_flow);
+            return ListenerVerdict::NoFlow;
+        };
+        e.last = now;
+        if let Some(seg) = seg {
+            if seg.flags.intersects(TcpFlags::RST) && e.fast_closed {
+                return ListenerVerdict::Suppress;
+            }
+            if seg.flags.intersects(TcpFlags::FIN) {
+                e.fin_end = Some(seg.seq + seg.payload_len as u32 + 1);
+                e.engine_fin_first |= !e.app_fin;
+            }
+        }
+        ListenerVerdict::Forward {
+            dst: e.dst,
+            dp: e.dp,
+            sp: e.sp,
+        }
+    }
+
+    /// Flow `np`'s relay ended (its sockets are closed by the caller);
+    /// `orderly` when without a reset, so the listener side may be in
+    /// TIME_WAIT.
+    pub fn relay_closed(&mut self, np: u16, orderly: bool, now: Instant, c: &Counters) {
+        self.enter_closing(np, orderly, now, c);
+    }
+
+    fn enter_closing(&mut self, np: u16, orderly: bool, now: Instant, c: &Counters) {
+        let grace = CLOSE_GRACE.min(self.to.transitory);
+        let Some(e) = self.by_np.get_mut(&np) else {
+            return;
+        };
+        if e.state == FlowState::Closing {
+            return;
+        }
+        let at = if orderly && e.engine_fin_first && !e.fast_closed {
+            now + TIME_WAIT_HOLD
+        } else {
+            now + grace
+        };
+        self.incomplete.remove(&(e.created, np));
+        e.state = FlowState::Closing;
+        e.slot = None;
+        self.timers.remove(e.timer_at, TimerKey::Nat(np));
+        e.timer_at = at;
+        self.timers.insert(at, TimerKey::Nat(np));
+        self.closing += 1;
+        Counters::dec(&c.flows_tcp);
+    }
+
+    /// Runs every deadline due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, c: &Counters) {
+        while let Some((at, key)) = self.timers.pop_due(now) {
+            let TimerKey::Nat(np) = key else { continue };
+            let Some(e) = self.by_np.get_mut(&np) else {
+                continue;
+            };
+            if e.timer_at != at {
+                continue;
+            }
+            let idle = match e.state {
+                FlowState::Closing => {
+                    self.timers.insert(at, key); // removed again by free
+                    self.free(np, false, c);
+                    continue;
+                }
+                FlowState::Established => self.to.established,
+                FlowState::Connecting | FlowState::SynInjected => self.to.transitory,
+            };
+            let due = e.last + idle;
+            if due > now {
+                e.timer_at = due;
+                self.timers.insert(due, key);
+                continue;
+            }
+            Counters::inc(&c.flows_expired);
+            if e.state == FlowState::Established {
+                if let Some(slot) = e.slot {
+                    self.actions.push_back(Action::CloseSlot {
+                        slot,
+                        rst_app: true,
+                        rst_up: true,
+                    });
+                }
+                self.timers.insert(at, key); // removed again by enter_closing
+                self.enter_closing(np, false, now, c);
+            } else {
+                self.timers.insert(at, key);
+                self.free(np, true, c);
+            }
+        }
+    }
+
+    /// The upstream network changed: every live flow is reset (its slot
+    /// closed with RSTs both ways); flows that never completed are freed.
+    pub fn reset_all(&mut self, now: Instant, c: &Counters) {
+        let nps: Vec<u16> = self.by_np.keys().copied().collect();
+        for np in nps {
+            let Some(e) = self.by_np.get(&np) else {
+                continue;
+            };
+            match e.state {
+                FlowState::Closing => {}
+                FlowState::Established => {
+                    if let Some(slot) = e.slot {
+                        self.actions.push_back(Action::CloseSlot {
+                            slot,
+                            rst_app: true,
+                            rst_up: true,
+                        });
+                    }
+                    self.enter_closing(np, false, now, c);
+                }
+                FlowState::Connecting | FlowState::SynInjected => self.free(np, true, c),
+            }
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.by_np.clear();
+        self.by_key.clear();
+        self.incomplete.clear();
+        self.closing = 0;
+        self.timers.clear();
+        self.actions.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,702 @@
+//! The flow core without sockets: inputs in, exact actions out. Packets
+//! are built with etherparse (independent of the engine's own builders).
+
+use super::*;
+use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TcpOptionElement, TransportHeader};
+
+const D: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
+const CLAT: Ipv4Addr = Ipv4Addr::new(192, 0, 0, 4);
+const SLOT: usize = 7;
+
+fn to() -> FlowTimeouts {
+    FlowTimeouts {
+        established: Duration::from_secs(5),
+        transitory: Duration::from_secs(240),
+    }
+}
+
+/// A segment from the app, built by etherparse: `(packet, ihl, thl, info)`.
+fn seg(sp: u16, seq: u32, ack: Option<u32>, flags: &str, payload: &[u8]) -> (Vec<u8>, SegInfo) {
+    let mut b = PacketBuilder::ipv4(CLAT.octets(), D.octets(), 64).tcp(sp, 80, seq, 64240);
+    if flags.contains('S') {
+        b = b.syn();
+    }
+    if flags.contains('F') {
+        b = b.fin();
+    }
+    if flags.contains('R') {
+        b = b.rst();
+    }
+    if let Some(a) = ack {
+        b = b.ack(a);
+    }
+    let b = if flags.contains('S') {
+        b.options(&[
+            TcpOptionElement::MaximumSegmentSize(1460),
+            TcpOptionElement::Noop,
+            TcpOptionElement::WindowScale(7),
+        ])
+        .unwrap()
+    } else {
+        b
+    };
+    let mut p = Vec::new();
+    b.write(&mut p, payload).unwrap();
+    let s = TcpSegment::parse(&p[20..]).unwrap();
+    (p, SegInfo::from(&s))
+}
+
+fn app(
+    f: &mut TcpFlows,
+    now: Instant,
+    sp: u16,
+    (p, s): &(Vec<u8>, SegInfo),
+    full: bool,
+    c: &Counters,
+) -> AppVerdict {
+    let thl = TcpSegment::parse(&p[20..]).unwrap().header_len;
+    f.on_app_segment(now, (sp, D, 80), *s, p, 20, thl, full, c)
+}
+
+fn actions(f: &mut TcpFlows) -> Vec<Action> {
+    std::iter::from_fn(|| f.poll_action()).collect()
+}
+
+fn held(p: &[u8]) -> HeldSyn {
+    let thl = TcpSegment::parse(&p[20..]).unwrap().header_len;
+    HeldSyn::new(p, 20, thl).unwrap()
+}
+
+/// A flow of port `sp` through SYN, connect, injection and accept:
+/// its NAT port.
+fn established(f: &mut TcpFlows, t0: Instant, sp: u16, c: &Counters) -> u16 {
+    let v = app(f, t0, sp, &seg(sp, 1000, None, "S", b""), false, c);
+    assert_eq!(v, AppVerdict::Consumed);
+    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+        panic!("no connect")
+    };
+    f.upstream_opened(np, SLOT);
+    f.upstream_connected(np, t0);
+    assert!(matches!(f.poll_action(), Some(Action::InjectSyn { .. })));
+    assert_eq!(f.accepted(np, t0), Some(SLOT));
+    np
+}
+
+#[test]
+fn syn_is_held_until_the_upstream_connects_and_retransmissions_are_absorbed() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    let first = seg(40000, 1000, None, "S", b"");
+    assert_eq!(
+        app(&mut f, t0, 40000, &first, false, &c),
+        AppVerdict::Consumed
+    );
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::Connect {
+            np: 1024,
+            dst: D,
+            dp: 80,
+            tos: 0,
+        }]
+    );
+    assert_eq!(f.get(1024).unwrap().state, FlowState::Connecting);
+    assert_eq!((f.live(), c.snapshot().flows_tcp), (1, 1));
+    f.upstream_opened(1024, SLOT);
+    // The app's SYN retransmission: nothing goes to the listener.
+    let again = seg(40000, 1000, None, "S", b"");
+    let t1 = t0 + Duration::from_secs(1);
+    assert_eq!(
+        app(&mut f, t1, 40000, &again, false, &c),
+        AppVerdict::Consumed
+    );
+    assert_eq!(actions(&mut f), vec![]);
+    assert_eq!(c.snapshot().tcp_syns_absorbed, 1);
+    // Before the connect resolves no other segment reaches the listener.
+    let stray = seg(40000, 1001, Some(5), "", b"");
+    assert_eq!(
+        app(&mut f, t1, 40000, &stray, false, &c),
+        AppVerdict::Consumed
+    );
+    f.upstream_connected(1024, t1);
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::InjectSyn {
+            np: 1024,
+            syn: held(&again.0)
+        }]
+    );
+    assert_eq!(f.get(1024).unwrap().state, FlowState::SynInjected);
+    // A second report changes nothing.
+    f.upstream_connected(1024, t1);
+    assert_eq!(actions(&mut f), vec![]);
+    // Now the handshake's ACK goes to the listener, and accept() pairs.
+    let ack = seg(40000, 1001, Some(77), "", b"");
+    assert_eq!(
+        app(&mut f, t1, 40000, &ack, false, &c),
+        AppVerdict::Forward(1024)
+    );
+    assert_eq!(f.accepted(1024, t1), Some(SLOT));
+    assert_eq!(f.get(1024).unwrap().state, FlowState::Established);
+    assert_eq!(f.accepted(1024, t1), None, "accepted once");
+}
+
+#[test]
+fn a_failed_connect_answers_the_syn_as_the_path_did_and_frees_the_flow() {
+    use Icmpv4DstUnreachable as U;
+    for (errno, answer, rst, icmp) in [
+        (Some(libc::ECONNREFUSED), Some(SynAnswer::Rst), 1, 0),
+        (
+            Some(libc::EHOSTUNREACH),
+            Some(SynAnswer::Unreachable(U::HostUnreachable)),
+            0,
+            1,
+        ),
+        (
+            Some(libc::ENETUNREACH),
+            Some(SynAnswer::Unreachable(U::NetUnreachable)),
+            0,
+            1,
+        ),
+        (
+            Some(libc::EACCES),
+            Some(SynAnswer::Unreachable(U::CommProhibited)),
+            0,
+            1,
+        ),
+        (
+            Some(libc::EPERM),
+            Some(SynAnswer::Unreachable(U::CommProhibited)),
+            0,
+            1,
+        ),
+        (Some(libc::ETIMEDOUT), None, 0, 0),
+        (Some(libc::EMFILE), Some(SynAnswer::Rst), 1, 0),
+    ] {
+        let c = Counters::default();
+        let t0 = Instant::now();
+        let mut f = TcpFlows::new(to());
+        let s = seg(40000, 1000, None, "S", b"");
+        app(&mut f, t0, 40000, &s, false, &c);
+        actions(&mut f);
+        f.upstream_opened(1024, SLOT);
+        f.upstream_failed(1024, errno, &c);
+        let mut want = vec![];
+        if let Some(answer) = answer {
+            want.push(Action::AnswerSyn {
+                syn: held(&s.0),
+                answer,
+            });
+        }
+        want.push(Action::CloseSlot {
+            slot: SLOT,
+            rst_app: false,
+            rst_up: false,
+        });
+        assert_eq!(actions(&mut f), want, "{errno:?}");
+        // The slot is free at once.
+        assert!(f.get(1024).is_none());
+        assert_eq!(f.live(), 0);
+        assert_eq!(f.poll_timeout(), None);
+        let st = c.snapshot();
+        assert_eq!(
+            (st.flows_tcp, st.tcp_rst_sent, st.icmp_errors_sent),
+            (0, rst, icmp),
+            "{errno:?}"
+        );
+        // A new SYN on the tuple starts over.
+        app(&mut f, t0, 40000, &s, false, &c);
+        assert!(matches!(
+            actions(&mut f)[..],
+            [Action::Connect { np: 1025, .. }]
+        ));
+    }
+}
+
+#[test]
+fn a_failure_before_any_socket_answers_without_closing_a_slot() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    let s = seg(1, 5, None, "S", b"");
+    app(&mut f, t0, 1, &s, false, &c);
+    actions(&mut f);
+    f.upstream_failed(1024, Some(libc::ENETUNREACH), &c);
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::AnswerSyn {
+            syn: held(&s.0),
+            answer: SynAnswer::Unreachable(Icmpv4DstUnreachable::NetUnreachable)
+        }]
+    );
+}
+
+#[test]
+fn app_reset_while_pending_frees_the_flow_and_resets_upstream() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    app(&mut f, t0, 9, &seg(9, 5, None, "S", b""), false, &c);
+    actions(&mut f);
+    f.upstream_opened(1024, SLOT);
+    let rst = seg(9, 6, None, "R", b"");
+    assert_eq!(app(&mut f, t0, 9, &rst, false, &c), AppVerdict::Consumed);
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::CloseSlot {
+            slot: SLOT,
+            rst_app: false,
+            rst_up: true
+        }]
+    );
+    assert_eq!((f.live(), c.snapshot().flows_tcp), (0, 0));
+    // No flow: later segments are refused, RSTs dropped.
+    let ack = seg(9, 6, Some(1), "", b"");
+    assert_eq!(app(&mut f, t0, 9, &ack, false, &c), AppVerdict::Refuse);
+    assert_eq!(app(&mut f, t0, 9, &rst, false, &c), AppVerdict::Drop);
+    assert_eq!(c.snapshot().drop_tcp_no_flow, 2);
+}
+
+#[test]
+fn held_syn_keeps_headers_and_drops_payload_with_valid_checksums() {
+    let (p, _) = seg(40000, 1000, None, "S", b"fast open data");
+    let h = held(&p);
+    let thl = TcpSegment::parse(&p[20..]).unwrap().header_len;
+    assert_eq!(h.bytes().len(), 20 + thl);
+    assert_eq!(
+        h.bytes()[20..],
+        p[20..20 + thl][..16]
+            .iter()
+            .chain(h.bytes()[36..38].iter())
+            .chain(p[38..20 + thl].iter())
+            .copied()
+            .collect::<Vec<_>>()[..]
+    );
+    let hd = PacketHeaders::from_ip_slice(h.bytes()).unwrap();
+    let NetHeaders::Ipv4(ip, _) = hd.net.unwrap() else {
+        panic!()
+    };
+    assert_eq!(ip.total_len as usize, 20 + thl);
+    assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+    let Some(TransportHeader::Tcp(t)) = hd.transport else {
+        panic!()
+    };
+    assert!(t.syn && t.sequence_number == 1000);
+    assert_eq!(t.checksum, t.calc_checksum_ipv4(&ip, &[]).unwrap());
+    // Without payload the SYN is kept byte for byte.
+    let (p, _) = seg(40000, 1000, None, "S", b"");
+    assert_eq!(held(&p).bytes(), &p[..]);
+}
+
+#[test]
+fn a_full_table_evicts_the_oldest_incomplete_flow_first() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    let np_est = established(&mut f, t0, 1, &c);
+    // Two pending flows, the older one with an upstream socket.
+    app(
+        &mut f,
+        t0 + Duration::from_secs(1),
+        2,
+        &seg(2, 5, None, "S", b""),
+        false,
+        &c,
+    );
+    let Some(Action::Connect { np: old, .. }) = f.poll_action() else {
+        panic!()
+    };
+    f.upstream_opened(old, 8);
+    app(
+        &mut f,
+        t0 + Duration::from_secs(2),
+        3,
+        &seg(3, 5, None, "S", b""),
+        false,
+        &c,
+    );
+    let Some(Action::Connect { np: young, .. }) = f.poll_action() else {
+        panic!()
+    };
+    assert_eq!(f.live(), 3);
+    // Full: the SYN of port 4 takes the oldest incomplete flow's place.
+    let t3 = t0 + Duration::from_secs(3);
+    let v = app(&mut f, t3, 4, &seg(4, 5, None, "S", b""), true, &c);
+    assert_eq!(v, AppVerdict::Consumed);
+    let a = actions(&mut f);
+    assert_eq!(
+        a[0],
+        Action::CloseSlot {
+            slot: 8,
+            rst_app: false,
+            rst_up: true
+        }
+    );
+    assert!(matches!(a[1], Action::Connect { dp: 80, .. }));
+    assert_eq!(a.len(), 2);
+    assert!(f.get(old).is_none());
+    assert!(f.get(young).is_some() && f.get(np_est).is_some());
+    assert_eq!(f.live(), 3);
+    let st = c.snapshot();
+    assert_eq!((st.flows_evicted, st.flows_tcp), (1, 3));
+    // Two more: the young one goes, then the newest pending one; then only
+    // the established flow is left and the SYN is refused.
+    app(&mut f, t3, 5, &seg(5, 5, None, "S", b""), true, &c);
+    assert!(f.get(young).is_none());
+    app(&mut f, t3, 6, &seg(6, 5, None, "S", b""), true, &c);
+    app(&mut f, t3, 7, &seg(7, 5, None, "S", b""), true, &c);
+    actions(&mut f);
+    assert_eq!(f.live(), 3);
+    assert_eq!(c.snapshot().flows_evicted, 4);
+    // Accept the newest two: nothing incomplete is left.
+    for (np, e) in f.by_np.iter_mut() {
+        if *np != np_est {
+            e.state = FlowState::Established;
+        }
+    }
+    f.incomplete.clear();
+    let v = app(&mut f, t3, 8, &seg(8, 5, None, "S", b""), true, &c);
+    assert_eq!(v, AppVerdict::Refuse);
+    assert_eq!(c.snapshot().drop_flow_limit, 1);
+    assert_eq!(actions(&mut f), vec![]);
+}
+
+#[test]
+fn idle_established_flow_expires_and_packets_either_way_refresh_it() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let s = |n| t0 + Duration::from_secs(n);
+    let mut f = TcpFlows::new(to());
+    let np = established(&mut f, t0, 1, &c);
+    assert_eq!(f.poll_timeout(), Some(s(5)), "the established deadline");
+    // One packet a second, from the app and the listener in turn, for 12 s
+    // with a 5 s timeout: alive.
+    for i in 1..=12 {
+        if i % 2 == 1 {
+            let ack = seg(1, 1001, Some(1), "", b"");
+            assert_eq!(
+                app(&mut f, s(i), 1, &ack, false, &c),
+                AppVerdict::Forward(np)
+            );
+        } else {
+            f.on_listener_segment(s(i), np, None, &c);
+        }
+        f.handle_timeout(s(i), &c);
+        assert_eq!(actions(&mut f), vec![], "at {i} s");
+    }
+    assert_eq!(f.poll_timeout(), Some(s(15)), "lazily re-armed");
+    f.handle_timeout(s(16), &c);
+    assert_eq!(f.poll_timeout(), Some(s(17)));
+    assert_eq!(actions(&mut f), vec![]);
+    f.handle_timeout(s(17), &c);
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::CloseSlot {
+            slot: SLOT,
+            rst_app: true,
+            rst_up: true
+        }]
+    );
+    assert_eq!(f.get(np).unwrap().state, FlowState::Closing);
+    assert_eq!(f.poll_timeout(), Some(s(17) + CLOSE_GRACE));
+    let st = c.snapshot();
+    assert_eq!((st.flows_expired, st.flows_tcp), (1, 0));
+    f.handle_timeout(s(19), &c);
+    assert!(f.get(np).is_none());
+    assert_eq!((f.live(), f.poll_timeout()), (0, None));
+}
+
+#[test]
+fn established_deadline_follows_the_last_packet() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let s = |n| t0 + Duration::from_secs(n);
+    let mut f = TcpFlows::new(FlowTimeouts {
+        established: Duration::from_secs(5),
+        transitory: Duration::from_secs(3),
+    });
+    let np = established(&mut f, t0, 1, &c);
+    // Keepalive probes (seq one below the next) every second: the
+    // deadline moves (the upstream gets keepalives too: not a close).
+    let mut now = t0;
+    for i in 1..=12 {
+        now = s(i);
+        app(&mut f, now, 1, &seg(1, 1000, Some(1), "", b""), false, &c);
+        f.handle_timeout(now, &c);
+        let a = actions(&mut f);
+        assert!(
+            a.iter().all(|a| matches!(a, Action::Keepalive { .. })),
+            "at {i} s: {a:?}"
+        );
+    }
+    assert_eq!(f.get(np).unwrap().state, FlowState::Established);
+    // Then silence: it ends 5 s after the last packet, not before.
+    f.handle_timeout(now + Duration::from_secs(4), &c);
+    assert_eq!(actions(&mut f), vec![]);
+    f.handle_timeout(now + Duration::from_secs(5), &c);
+    assert_eq!(actions(&mut f).len(), 1);
+    assert_eq!(f.get(np).unwrap().state, FlowState::Closing);
+}
+
+#[test]
+fn app_keepalive_probes_set_upstream_keepalives_at_their_interval() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let s = |n| t0 + Duration::from_secs(n);
+    let mut f = TcpFlows::new(to());
+    let np = established(&mut f, t0, 1, &c);
+    // 10 bytes of data: the app's next sequence number is 1011.
+    let data = seg(1, 1001, Some(1), "", b"0123456789");
+    assert_eq!(
+        app(&mut f, s(1), 1, &data, false, &c),
+        AppVerdict::Forward(np)
+    );
+    // A pure ACK at the next sequence number is no probe.
+    app(&mut f, s(2), 1, &seg(1, 1011, Some(1), "", b""), false, &c);
+    app(&mut f, s(3), 1, &seg(1, 1011, Some(1), "", b""), false, &c);
+    assert_eq!(actions(&mut f), vec![]);
+    // Probes (seq one below): 30 s apart.
+    let probe = seg(1, 1010, Some(1), "", b"");
+    app(&mut f, s(100), 1, &probe, false, &c);
+    assert_eq!(actions(&mut f), vec![], "one probe gives no interval yet");
+    app(&mut f, s(130), 1, &probe, false, &c);
+    let ka = |secs| Action::Keepalive {
+        slot: SLOT,
+        interval: Duration::from_secs(secs),
+    };
+    assert_eq!(actions(&mut f), vec![ka(30)]);
+    // The same interval again, a longer one, or one shorter by less than
+    // a quarter: nothing new.
+    app(&mut f, s(160), 1, &probe, false, &c);
+    app(&mut f, s(200), 1, &probe, false, &c);
+    app(&mut f, s(223), 1, &probe, false, &c);
+    assert_eq!(actions(&mut f), vec![]);
+    // Every second (with a garbage byte, as some stacks send): followed,
+    // clamped to the minimum.
+    let probe1 = seg(1, 1010, Some(1), "", b"x");
+    app(&mut f, s(224), 1, &probe1, false, &c);
+    assert_eq!(actions(&mut f), vec![ka(10)]);
+    app(&mut f, s(225), 1, &probe1, false, &c);
+    assert_eq!(actions(&mut f), vec![]);
+    assert_eq!(c.snapshot().tcp_upstream_keepalives, 2);
+}
+
+#[test]
+fn fast_close_and_time_wait_hold() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    let np = established(&mut f, t0, 1, &c);
+    // The listener (server side) closes first: FIN at seq 500.
+    let fin = SegInfo {
+        flags: TcpFlags::FIN | TcpFlags::ACK,
+        seq: TcpSeqNumber(500),
+        ack: TcpSeqNumber(1001),
+        payload_len: 0,
+    };
+    assert_eq!(
+        f.on_listener_segment(t0, np, Some(fin), &c),
+        ListenerVerdict::Forward {
+            dst: D,
+            dp: 80,
+            sp: 1
+        }
+    );
+    // The app sent 4 bytes, then its FIN acknowledging ours.
+    app(
+        &mut f,
+        t0,
+        1,
+        &seg(1, 1001, Some(500), "", b"abcd"),
+        false,
+        &c,
+    );
+    let afin = seg(1, 1005, Some(501), "F", b"");
+    assert_eq!(
+        app(&mut f, t0, 1, &afin, false, &c),
+        AppVerdict::FinCandidate {
+            np,
+            slot: SLOT,
+            app_bytes: 4
+        }
+    );
+    f.fast_close(np, &c);
+    f.relay_closed(np, true, t0, &c);
+    assert_eq!(
+        f.poll_timeout(),
+        Some(t0 + CLOSE_GRACE),
+        "no TIME_WAIT hold"
+    );
+    assert_eq!(app(&mut f, t0, 1, &afin, false, &c), AppVerdict::AnswerFin);
+    let rst = SegInfo {
+        flags: TcpFlags::RST,
+        ..fin
+    };
+    assert_eq!(
+        f.on_listener_segment(t0, np, Some(rst), &c),
+        ListenerVerdict::Suppress
+    );
+    assert_eq!(c.snapshot().tcp_fast_closes, 1);
+    // Without fast close, an orderly end after the listener's FIN holds
+    // the port for TIME_WAIT.
+    let np2 = established(&mut f, t0, 2, &c);
+    f.on_listener_segment(t0, np2, Some(fin), &c);
+    f.relay_closed(np2, true, t0, &c);
+    f.handle_timeout(t0 + CLOSE_GRACE, &c);
+    assert!(f.get(np).is_none());
+    assert_eq!(f.poll_timeout(), Some(t0 + TIME_WAIT_HOLD));
+    // A new SYN on a Closing flow's tuple is a new flow; the old entry
+    // still translates.
+    app(&mut f, t0, 2, &seg(2, 9, None, "S", b""), false, &c);
+    let a = actions(&mut f);
+    assert!(
+        matches!(a[..], [Action::Connect { np: n, .. }] if n != np2),
+        "{a:?}"
+    );
+    assert!(matches!(
+        f.on_listener_segment(t0, np2, None, &c),
+        ListenerVerdict::Forward { sp: 2, .. }
+    ));
+    assert_eq!(
+        f.on_listener_segment(t0, 9999, None, &c),
+        ListenerVerdict::NoFlow
+    );
+}
+
+#[test]
+fn pending_flows_time_out_silently_and_reset_all_clears() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    actions(&mut f);
+    f.upstream_opened(1024, SLOT);
+    f.handle_timeout(t0 + Duration::from_secs(240), &c);
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::CloseSlot {
+            slot: SLOT,
+            rst_app: false,
+            rst_up: true
+        }]
+    );
+    let st = c.snapshot();
+    assert_eq!((st.flows_expired, st.flows_tcp, f.live()), (1, 0, 0));
+    // reset_all: established flows reset both ways, pending ones freed.
+    let np = established(&mut f, t0, 2, &c);
+    app(&mut f, t0, 3, &seg(3, 5, None, "S", b""), false, &c);
+    actions(&mut f);
+    f.reset_all(t0, &c);
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::CloseSlot {
+            slot: SLOT,
+            rst_app: true,
+            rst_up: true
+        }]
+    );
+    assert_eq!(f.get(np).unwrap().state, FlowState::Closing);
+    assert_eq!((f.live(), c.snapshot().flows_tcp), (0, 0));
+}
+
+#[test]
+fn a_flow_freed_after_its_syn_was_injected_aborts_the_listener_side() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    app(&mut f, t0, 1, &seg(1, 1000, None, "S", b""), false, &c);
+    actions(&mut f);
+    f.upstream_opened(1024, SLOT);
+    f.upstream_connected(1024, t0);
+    actions(&mut f);
+    // Never accepted (the app went quiet): the transitory timeout frees it,
+    // and the listener's half-open connection goes with a RST at the
+    // sequence number it expects (the app's ISN + 1).
+    f.handle_timeout(t0 + Duration::from_secs(240), &c);
+    assert_eq!(
+        actions(&mut f),
+        vec![
+            Action::AbortListener {
+                np: 1024,
+                seq: TcpSeqNumber(1001)
+            },
+            Action::CloseSlot {
+                slot: SLOT,
+                rst_app: false,
+                rst_up: true
+            }
+        ]
+    );
+    assert!(f.get(1024).is_none());
+    // Evicted for a new SYN: the same.
+    app(&mut f, t0, 2, &seg(2, 5000, None, "S", b""), false, &c);
+    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+        panic!()
+    };
+    f.upstream_opened(np, SLOT);
+    f.upstream_connected(np, t0);
+    actions(&mut f);
+    app(&mut f, t0, 3, &seg(3, 9, None, "S", b""), true, &c);
+    let a = actions(&mut f);
+    assert_eq!(
+        a[..2],
+        [
+            Action::AbortListener {
+                np,
+                seq: TcpSeqNumber(5001)
+            },
+            Action::CloseSlot {
+                slot: SLOT,
+                rst_app: false,
+                rst_up: true
+            }
+        ]
+    );
+    assert_eq!(c.snapshot().flows_evicted, 1);
+}
+
+#[test]
+fn out_of_descriptors_evicts_another_incomplete_flow() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    app(&mut f, t0, 2, &seg(2, 5, None, "S", b""), false, &c);
+    actions(&mut f);
+    f.upstream_opened(1024, SLOT);
+    // Opening 1025's socket failed for lack of descriptors: 1024 goes.
+    assert!(f.evict_for_descriptor(Some(1025), &c));
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::CloseSlot {
+            slot: SLOT,
+            rst_app: false,
+            rst_up: true
+        }]
+    );
+    assert!(f.get(1024).is_none() && f.get(1025).is_some());
+    // Never the flow being opened itself, nor one without a socket.
+    assert!(!f.evict_for_descriptor(Some(1025), &c));
+    assert!(!f.evict_for_descriptor(None, &c));
+    // Nor one whose SYN went to the listener (it may be in the accept queue).
+    f.upstream_opened(1025, 8);
+    f.upstream_connected(1025, t0);
+    actions(&mut f);
+    assert!(!f.evict_for_descriptor(None, &c));
+    app(&mut f, t0, 3, &seg(3, 5, None, "S", b""), false, &c);
+    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+        panic!()
+    };
+    f.upstream_opened(np, 9);
+    assert!(f.evict_for_descriptor(None, &c));
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::CloseSlot {
+            slot: 9,
+            rst_app: false,
+            rst_up: true
+        }]
+    );
+    assert_eq!(c.snapshot().flows_evicted, 2);
+}

@@ -29,6 +29,12 @@ use std::os::fd::{AsRawFd, OwnedFd};
 pub(super) struct Upstream {
     pub np: u16,
     pub sock: TcpStream,
+    /// An event before accept() reported the server's FIN or an error:
+    /// the relay must read to the end (its short-read rule would wait for
+    /// an event that was delivered here).
+    pub closing: bool,
+    /// An event before accept() reported urgent data (EPOLLPRI).
+    pub urgent: bool,
 }
 
 /// The reserve descriptor of [`Loop::refuse_backlogged`].
@@ -235,7 +241,12 @@ impl Loop {
             self.dead.push(slot);
             return self.tcp.upstream_failed(np, None, &self.sh.counters);
         }
-        self.slots[slot] = Slot::Upstream(Box::new(Upstream { np, sock }));
+        self.slots[slot] = Slot::Upstream(Box::new(Upstream {
+            np,
+            sock,
+            closing: false,
+            urgent: false,
+        }));
         self.tcp.upstream_opened(np, slot);
     }
 
@@ -263,9 +274,13 @@ impl Loop {
     /// An event on a flow's upstream socket before accept(): the connect's
     /// outcome goes to the core.
     pub(super) fn on_upstream(&mut self, slot: usize, ev: &Event) {
-        let Some(Slot::Upstream(u)) = self.slots.get(slot) else {
+        let Some(Slot::Upstream(u)) = self.slots.get_mut(slot) else {
             return;
         };
+        // Edge-triggered: what this event says is not said again, so the
+        // relay made at accept() must know it.
+        u.closing |= ev.is_read_closed() || ev.is_error();
+        u.urgent |= ev.is_priority();
         let np = u.np;
         if self.tcp.get(np).map(|f| f.state) != Some(FlowState::Connecting) {
             // Connected, waiting for accept(): the relay reads it then.
@@ -395,6 +410,8 @@ impl Loop {
             // socket stays registered under (slot, 1).
             let mut r = Box::new(Relay::new(np, stream, up.sock, self.now));
             r.on_connected();
+            r.up.closing = up.closing;
+            r.up.urgent = up.urgent;
             // The SYN-ACK's traffic class, latched at connect, becomes the
             // app side's IP_TOS (tcp_relay::mirror_traffic_class).
             if let Err(e) = tcp_relay::mirror_traffic_class(&r.up.sock, &r.app.sock) {

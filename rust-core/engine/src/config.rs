@@ -31,14 +31,15 @@ pub struct EngineConfig {
     /// a phone, bounded memory: worst case ~ 2 x relay_buffer per TCP flow).
     pub max_flows: usize,
     /// Cap on live UDP mappings (default 4096, a quarter of `max_flows`;
-    /// the cap in force is the smaller of this and `max_flows`): a flood
-    /// of UDP source ports cannot take the table from TCP.
+    /// the cap in force is the smaller of this and three quarters of
+    /// `max_flows`, see [`EngineConfig::datagram_flow_room`]): a flood of
+    /// UDP source ports cannot take the table from TCP.
     pub max_udp_flows: usize,
     /// Cap on live ICMP echo mappings (default 1024; the cap in force is
-    /// the smaller of this and `max_flows`): a flood of echo identifiers
-    /// cannot take the table from TCP. TCP's cap is `max_flows` itself; a
-    /// full table evicts TCP flows that never completed before refusing a
-    /// SYN.
+    /// the smaller of this and three quarters of `max_flows`): a flood of
+    /// echo identifiers cannot take the table from TCP. TCP's cap is
+    /// `max_flows` itself; a full table evicts TCP flows that never
+    /// completed before refusing a SYN.
     pub max_icmp_flows: usize,
     /// RFC 5382 / 7857: established TCP idle timeout, at least 2 h 4 min.
     pub tcp_established_timeout: Duration,
@@ -139,14 +140,22 @@ impl EngineConfig {
         Ok(())
     }
 
-    /// The UDP mapping cap in force: `min(max_udp_flows, max_flows)`.
-    pub fn udp_flow_cap(&self) -> usize {
-        self.max_udp_flows.min(self.max_flows)
+    /// How many flows UDP and echo mappings may hold together: all of
+    /// `max_flows` but a quarter, which stays TCP's, so that with a small
+    /// `max_flows` (the Android setting goes down to 16) a datagram flood
+    /// cannot take the whole table either.
+    pub fn datagram_flow_room(&self) -> usize {
+        self.max_flows - self.max_flows / 4
     }
 
-    /// The ICMP echo mapping cap in force: `min(max_icmp_flows, max_flows)`.
+    /// The UDP mapping cap in force: `min(max_udp_flows, datagram_flow_room())`.
+    pub fn udp_flow_cap(&self) -> usize {
+        self.max_udp_flows.min(self.datagram_flow_room())
+    }
+
+    /// The ICMP echo mapping cap in force: `min(max_icmp_flows, datagram_flow_room())`.
     pub fn icmp_flow_cap(&self) -> usize {
-        self.max_icmp_flows.min(self.max_flows)
+        self.max_icmp_flows.min(self.datagram_flow_room())
     }
 }
 
@@ -188,6 +197,29 @@ mod tests {
     use super::*;
     use clat_xlat::addr6052::PrefixError;
     use std::net::SocketAddrV6;
+
+    #[test]
+    fn datagram_caps_leave_tcp_a_quarter_of_the_table() {
+        let cfg = |max_flows| EngineConfig {
+            max_flows,
+            ..EngineConfig::default()
+        };
+        let c = cfg(16384);
+        assert_eq!(
+            (c.datagram_flow_room(), c.udp_flow_cap(), c.icmp_flow_cap()),
+            (12288, 4096, 1024)
+        );
+        // The Android setting's minimum: the configured caps are above
+        // the room, so the room decides.
+        let c = cfg(16);
+        assert_eq!(
+            (c.datagram_flow_room(), c.udp_flow_cap(), c.icmp_flow_cap()),
+            (12, 12, 12)
+        );
+        let c = cfg(2);
+        assert_eq!((c.datagram_flow_room(), c.udp_flow_cap()), (2, 2));
+        assert_eq!(cfg(1).datagram_flow_room(), 1);
+    }
 
     #[test]
     fn answers_of_link_local_resolvers_match_on_their_interface_only() {
@@ -269,7 +301,7 @@ mod tests {
             max_flows: 100,
             ..Default::default()
         };
-        assert_eq!((c.udp_flow_cap(), c.icmp_flow_cap()), (100, 100));
+        assert_eq!((c.udp_flow_cap(), c.icmp_flow_cap()), (75, 75));
     }
 
     #[test]

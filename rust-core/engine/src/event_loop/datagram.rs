@@ -105,7 +105,11 @@ impl Loop {
             Datagram::Udp => (self.udp.len(), self.cfg.udp_flow_cap()),
             Datagram::Echo => (self.icmp.len(), self.cfg.icmp_flow_cap()),
         };
-        if self.flows() >= self.cfg.max_flows || live >= cap {
+        let datagram_flows = self.udp.len() + self.icmp.len();
+        if self.flows() >= self.cfg.max_flows
+            || live >= cap
+            || datagram_flows >= self.cfg.datagram_flow_room()
+        {
             Counters::inc(&self.c().drop_flow_limit);
             self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
             return None;

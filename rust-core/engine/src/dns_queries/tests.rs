@@ -483,3 +483,22 @@ fn upstream_ids_are_random_not_sequential() {
     let consecutive = ids.windows(2).all(|w| w[1] == w[0].wrapping_add(1));
     assert!(!consecutive, "sequential ids: {ids:x?}");
 }
+
+#[test]
+fn after_a_list_change_a_query_that_had_failed_over_gets_every_new_resolver() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut d = DnsQueries::new(resolvers(2), T);
+    let q = query(0xc, "small.test.", None);
+    d.on_app_query(t0, APP, &q, &c);
+    let (_, uid) = sent(&mut d, &q);
+    d.handle_timeout(t0 + T, &c);
+    assert_eq!(sent(&mut d, &q), (1, uid), "one resolver left to try");
+    d.set_resolvers(resolvers(2));
+    assert_eq!(sent(&mut d, &q), (0, uid));
+    // Its deadline is kept; then the second new resolver, then SERVFAIL.
+    d.handle_timeout(t0 + 2 * T, &c);
+    assert_eq!(sent(&mut d, &q), (1, uid));
+    d.handle_timeout(t0 + 3 * T, &c);
+    servfail_for(&mut d, 0xc);
+}

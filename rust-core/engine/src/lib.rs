@@ -19,6 +19,7 @@
 
 pub mod config;
 mod datagram_mappings;
+mod dns_queries;
 mod dns_wire;
 mod event_loop;
 mod frag;

@@ -1,23 +1,21 @@
-//! The DNS relay on the internal DNS address: each app query over UDP
-//! goes out under a random id (RFC 5452) to the upstream servers in
-//! turn, and again over TCP when the answer comes back truncated. App
-//! queries over TCP are plain TCP flows (see `tcp`).
+//! The DNS relay on the internal DNS address, the I/O half: the
+//! per-resolver UDP sockets, the TCP sockets of retries after truncated
+//! answers, and the answers written to the TUN. The decisions (ids,
+//! resolver preference and failover, timers, which answer the app gets)
+//! are [`crate::dns_queries::DnsQueries`]'s; this executes its actions and reports back. App
+//! queries over TCP are plain TCP flows (see `tcp`) to the preferred
+//! resolver.
 
 use super::{tun_write, Loop, Slot, MAX_UDP_PAYLOAD};
-use crate::dns_wire;
+use crate::dns_queries::DnsAction;
 use crate::packet;
 use crate::stats::Counters;
-use crate::timers::TimerKey;
 use mio::event::Event;
 use mio::net::{TcpStream, UdpSocket};
 use mio::Interest;
 use socket2::{Domain, Protocol};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4};
-use std::time::Instant;
-
-/// Cap on DNS queries in flight (answered SERVFAIL beyond).
-const MAX_DNS_PENDING: usize = 4096;
 
 /// A query asked again over TCP after a truncated answer over UDP.
 pub(super) struct DnsTcp {
@@ -30,48 +28,34 @@ pub(super) struct DnsTcp {
     pub(super) inb: Vec<u8>,
 }
 
-/// A query in flight, under its upstream id in `Loop::pending`.
-pub(super) struct Pending {
-    pub(super) app_sp: u16,
-    pub(super) app_id: u16,
-    /// The query with the upstream id already in place.
-    pub(super) query: Vec<u8>,
-    pub(super) server: usize,
-    /// How many servers this query has been sent to (each once).
-    pub(super) tried: usize,
-    pub(super) timer_at: Instant,
-    pub(super) client_max: usize,
-    pub(super) truncated: Option<Vec<u8>>,
-    pub(super) tcp_slot: Option<usize>,
-}
-
-/// An unpredictable id for a relayed query. The relay's upstream socket
-/// keeps one source port, so the id is all an off-path spoofer has to
-/// guess (RFC 5452): sequential ids made forged answers easy. From the
-/// `getrandom` crate (already linked through hickory-proto's `rand`), which
-/// falls back to /dev/urandom where an old Android libc lacks getrandom(2);
-/// `None` only when the system has no randomness to give.
-fn random_dns_id() -> Option<u16> {
-    let mut b = [0u8; 2];
-    getrandom::fill(&mut b).ok()?;
-    Some(u16::from_ne_bytes(b))
-}
-
 impl Loop {
-    /// Index of the resolver to ask first (see `dns_preferred`).
+    /// Index of the resolver to ask first (see [`crate::dns_queries::DnsQueries::preferred`]).
     pub(super) fn dns_preferred_index(&self) -> usize {
-        if self.dns_preferred < self.cfg.upstream_dns.len() {
-            self.dns_preferred
-        } else {
-            0
+        self.dns.preferred()
+    }
+
+    /// Executes the DNS core's actions.
+    pub(super) fn run_dns_actions(&mut self) {
+        while let Some(a) = self.dns.poll_action() {
+            match a {
+                DnsAction::SendUdp { resolver, query } => self.send_dns(resolver, &query),
+                DnsAction::OpenTcp { uid, server, query } => {
+                    self.start_dns_tcp(uid, server, &query)
+                }
+                DnsAction::CloseTcp { slot } => {
+                    self.kill_slot(slot);
+                }
+                DnsAction::Answer { app_port, msg } => self.dns_answer(app_port, &msg),
+            }
         }
     }
 
-    fn dns_answer(&mut self, app_sp: u16, app_id: u16, msg: &[u8]) {
+    /// Writes `msg` (the app's id in place) to the app's port as a UDP
+    /// datagram from the relay address.
+    fn dns_answer(&mut self, app_sp: u16, msg: &[u8]) {
         let mut out = std::mem::take(&mut self.txbuf);
         let n = msg.len().min(MAX_UDP_PAYLOAD);
         out[28..28 + n].copy_from_slice(&msg[..n]);
-        dns_wire::set_id(&mut out[28..28 + n], app_id);
         let id = self.next_ip_id();
         let ends = (
             SocketAddrV4::new(self.cfg.dns_v4, 53),
@@ -80,48 +64,12 @@ impl Loop {
         let len = packet::emit_udp4(&mut out, ends, n, id);
         tun_write(&self.tun, &self.sh.counters, &out[..len]);
         self.txbuf = out;
-        Counters::inc(&self.c().dns_answers);
     }
 
+    /// A query from the app's UDP port `sp` to the relay address.
     pub(super) fn dns_query(&mut self, sp: u16, q: &[u8]) {
-        let Some(app_id) = dns_wire::id(q) else {
-            return Counters::inc(&self.c().drop_malformed);
-        };
-        Counters::inc(&self.c().dns_queries);
-        if self.cfg.upstream_dns.is_empty() || self.pending.len() >= MAX_DNS_PENDING {
-            if self.cfg.upstream_dns.is_empty() {
-                Counters::inc(&self.c().drop_no_dns_upstream);
-            }
-            if let Some(r) = dns_wire::servfail(q) {
-                Counters::inc(&self.c().dns_servfail);
-                self.dns_answer(sp, app_id, &r);
-            }
-            return;
-        }
-        let mut uid = random_dns_id().unwrap_or(self.next_dns_id);
-        while self.pending.contains_key(&uid) {
-            uid = uid.wrapping_add(1);
-        }
-        self.next_dns_id = uid.wrapping_add(1);
-        let mut query = q.to_vec();
-        dns_wire::set_id(&mut query, uid);
-        let at = self.now + self.cfg.dns_timeout;
-        self.pending.insert(
-            uid,
-            Pending {
-                app_sp: sp,
-                app_id,
-                query,
-                server: self.dns_preferred_index(),
-                tried: 1,
-                timer_at: at,
-                client_max: dns_wire::client_max_payload(q),
-                truncated: None,
-                tcp_slot: None,
-            },
-        );
-        self.timers.insert(at, TimerKey::Dns(uid));
-        self.send_dns(uid);
+        self.dns.on_app_query(self.now, sp, q, &self.sh.counters);
+        self.run_dns_actions();
     }
 
     fn dns_socket(&mut self, i: usize) -> Option<usize> {
@@ -151,22 +99,16 @@ impl Loop {
         }
     }
 
-    pub(super) fn send_dns(&mut self, uid: u16) {
-        let Some(p) = self.pending.get(&uid) else {
-            return;
-        };
-        let i = p.server;
+    /// Sends `query` to resolver `i` from its socket (opened on first use).
+    fn send_dns(&mut self, i: usize, query: &[u8]) {
         let Some(server) = self.cfg.upstream_dns.get(i).copied() else {
             return;
         };
         let Some(slot) = self.dns_socket(i) else {
             return;
         };
-        let Some(p) = self.pending.get(&uid) else {
-            return;
-        };
         if let Some(sock) = self.dns_udp_sock(slot) {
-            match sock.send_to(&p.query, server) {
+            match sock.send_to(query, server) {
                 Ok(n) => {
                     Counters::inc(&self.sh.counters.up_tx_packets);
                     Counters::add(&self.sh.counters.up_tx_bytes, n as u64);
@@ -179,6 +121,7 @@ impl Loop {
         }
     }
 
+    /// Datagrams on the socket of resolver `server_idx`, to the DNS core.
     pub(super) fn on_dns_udp(&mut self, slot: usize, server_idx: usize) {
         let mut buf = std::mem::take(&mut self.rxbuf);
         for _ in 0..1024 {
@@ -192,46 +135,17 @@ impl Loop {
             };
             Counters::inc(&self.c().up_rx_packets);
             Counters::add(&self.c().up_rx_bytes, n as u64);
-            let msg = &buf[..n];
-            // Scope-aware: a link-local resolver's answer carries its interface.
-            let ours = self.cfg.upstream_dns.get(server_idx);
-            if !ours.is_some_and(|r| crate::config::same_resolver(&from, r)) {
-                Counters::inc(&self.c().drop_foreign_source);
-                continue;
-            }
-            let Some(uid) = dns_wire::id(msg).filter(|_| dns_wire::is_response(msg)) else {
-                Counters::inc(&self.c().drop_malformed);
-                continue;
-            };
-            let Some(p) = self.pending.get_mut(&uid) else {
-                continue;
-            };
-            if p.tcp_slot.is_some() {
-                continue;
-            }
-            if !dns_wire::same_question(&p.query, msg) {
-                // A forged or stray answer: keep waiting for the real one.
-                Counters::inc(&self.sh.counters.drop_dns_mismatch);
-                continue;
-            }
-            if dns_wire::is_truncated(msg) {
-                p.truncated = Some(msg.to_vec());
-                let q = p.query.clone();
-                self.start_dns_tcp(uid, from, &q);
-                continue;
-            }
-            let Some(p) = self.pending.remove(&uid) else {
-                continue;
-            };
-            self.timers.remove(p.timer_at, TimerKey::Dns(uid));
-            self.dns_preferred = server_idx;
-            self.dns_answer(p.app_sp, p.app_id, msg);
+            let now = self.now;
+            self.dns
+                .on_udp_answer(now, server_idx, from, &buf[..n], &self.sh.counters);
+            self.run_dns_actions();
         }
         self.rxbuf = buf;
     }
 
+    /// Opens the TCP retry of query `uid` to `server`: the core learns its
+    /// slot, or that it failed at once.
     fn start_dns_tcp(&mut self, uid: u16, server: SocketAddr, query: &[u8]) {
-        Counters::inc(&self.c().dns_tcp_retries);
         let mut sock = match self.connect_tcp(server, None) {
             Ok(s) => s,
             Err(_) => return self.finish_dns_tcp(uid, None),
@@ -252,13 +166,7 @@ impl Loop {
             out_pos: 0,
             inb: Vec::new(),
         }));
-        let at = self.now + self.cfg.dns_timeout;
-        if let Some(p) = self.pending.get_mut(&uid) {
-            p.tcp_slot = Some(slot);
-            self.timers.remove(p.timer_at, TimerKey::Dns(uid));
-            p.timer_at = at;
-            self.timers.insert(at, TimerKey::Dns(uid));
-        }
+        self.dns.tcp_opened(uid, slot);
     }
 
     pub(super) fn on_dns_tcp(&mut self, slot: usize, ev: &Event) {
@@ -305,60 +213,10 @@ impl Loop {
         }
     }
 
+    /// The TCP retry of `uid` ended (the core closes its socket).
     fn finish_dns_tcp(&mut self, uid: u16, ans: Option<Vec<u8>>) {
-        let Some(p) = self.pending.remove(&uid) else {
-            return;
-        };
-        self.timers.remove(p.timer_at, TimerKey::Dns(uid));
-        if let Some(s) = p.tcp_slot {
-            self.kill_slot(s);
-        }
-        let ans = ans.filter(|a| {
-            let ok = dns_wire::same_question(&p.query, a);
-            if !ok {
-                Counters::inc(&self.sh.counters.drop_dns_mismatch);
-            }
-            ok && dns_wire::id(a) == Some(uid)
-        });
-        let trunc = p.truncated.unwrap_or_default();
-        let pick = dns_wire::pick_answer(ans.as_deref(), &trunc, p.client_max);
-        if pick.len() < dns_wire::HEADER_LEN {
-            if let Some(r) = dns_wire::servfail(&p.query) {
-                Counters::inc(&self.c().dns_servfail);
-                self.dns_answer(p.app_sp, p.app_id, &r);
-            }
-            return;
-        }
-        if std::ptr::eq(pick, trunc.as_slice()) {
-            Counters::inc(&self.c().dns_truncated);
-        }
-        let pick = pick.to_vec();
-        self.dns_answer(p.app_sp, p.app_id, &pick);
-    }
-
-    pub(super) fn dns_timeout(&mut self, uid: u16) {
-        let Some(p) = self.pending.get_mut(&uid) else {
-            return;
-        };
-        Counters::inc(&self.sh.counters.dns_upstream_timeouts);
-        if p.tcp_slot.is_some() {
-            return self.finish_dns_tcp(uid, None);
-        }
-        let n = self.cfg.upstream_dns.len();
-        if p.tried < n {
-            p.server = (p.server + 1) % n;
-            p.tried += 1;
-            let at = self.now + self.cfg.dns_timeout;
-            p.timer_at = at;
-            self.timers.insert(at, TimerKey::Dns(uid));
-            return self.send_dns(uid);
-        }
-        let Some(p) = self.pending.remove(&uid) else {
-            return;
-        };
-        if let Some(r) = dns_wire::servfail(&p.query) {
-            Counters::inc(&self.c().dns_servfail);
-            self.dns_answer(p.app_sp, p.app_id, &r);
-        }
+        self.dns
+            .on_tcp_answer(uid, ans.as_deref(), &self.sh.counters);
+        self.run_dns_actions();
     }
 }

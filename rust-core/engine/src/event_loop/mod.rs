@@ -15,6 +15,7 @@ mod udp;
 
 use crate::config::EngineConfig;
 use crate::datagram_mappings::DatagramMappings;
+use crate::dns_queries::DnsQueries;
 use crate::packet::{self, Ip4, ParseError, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::stats::Counters;
 use crate::tcp_flows::{FlowTimeouts, TcpFlows};
@@ -23,14 +24,13 @@ use crate::timers::{TimerKey, Timers};
 use clat_protect::Protector;
 use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message};
 use datagram::Datagram;
-use dns_relay::{DnsTcp, Pending};
+use dns_relay::DnsTcp;
 use icmp_echo::IcmpFlow;
 use ipnet::Ipv6Net;
 use mio::event::{Event, Source};
 use mio::net::{TcpListener, UdpSocket};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -105,13 +105,11 @@ pub(crate) struct Loop {
     udp: DatagramMappings<usize>,
     /// ICMP echo mappings by the app's echo identifier, to their slots.
     icmp: DatagramMappings<usize>,
+    /// The DNS relay's UDP socket per upstream resolver (by index), to
+    /// their slots; opened on first use.
     dns_socks: Vec<Option<usize>>,
-    pending: HashMap<u16, Pending>,
-    /// The upstream resolver that answered last: new queries (UDP and
-    /// TCP) go there first, so a dead resolver ahead of it in the list
-    /// costs one timeout, not one per query.
-    dns_preferred: usize,
-    next_dns_id: u16,
+    /// The DNS relay core: queries in flight and decisions (sans I/O).
+    dns: DnsQueries,
     timers: Timers,
     reasm: crate::frag::Reassembler,
     rxbuf: Vec<u8>,
@@ -169,6 +167,7 @@ impl Loop {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let n = cfg.upstream_dns.len();
+        let dns = DnsQueries::new(cfg.upstream_dns.clone(), cfg.dns_timeout);
         let to = FlowTimeouts {
             established: cfg.tcp_established_timeout,
             transitory: cfg.tcp_transitory_timeout,
@@ -191,9 +190,7 @@ impl Loop {
             udp: DatagramMappings::new(udp_idle),
             icmp: DatagramMappings::new(icmp_idle),
             dns_socks: vec![None; n],
-            pending: HashMap::new(),
-            dns_preferred: 0,
-            next_dns_id: 1,
+            dns,
             timers: Timers::default(),
             reasm: Default::default(),
             rxbuf: vec![0u8; 65536],
@@ -228,10 +225,14 @@ impl Loop {
             let timeout = if self.tun_more {
                 Some(Duration::ZERO)
             } else {
-                let next = match (self.timers.next(), self.tcp.poll_timeout()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
+                let next = [
+                    self.timers.next(),
+                    self.tcp.poll_timeout(),
+                    self.dns.poll_timeout(),
+                ]
+                .into_iter()
+                .flatten()
+                .min();
                 next.map(|t| t.saturating_duration_since(Instant::now()))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -288,7 +289,7 @@ impl Loop {
         self.tcp.clear();
         self.udp.clear();
         self.icmp.clear();
-        self.pending.clear();
+        self.dns.clear();
         self.timers.clear();
     }
 
@@ -376,6 +377,8 @@ impl Loop {
         }
     }
 
+    /// New resolvers or a new network: the relay's sockets are closed and
+    /// the core asks its pending queries again.
     fn reset_dns(&mut self) {
         for i in 0..self.dns_socks.len() {
             if let Some(s) = self.dns_socks[i] {
@@ -383,18 +386,8 @@ impl Loop {
             }
         }
         self.dns_socks = vec![None; self.cfg.upstream_dns.len()];
-        self.dns_preferred = 0;
-        let uids: Vec<u16> = self.pending.keys().copied().collect();
-        for uid in uids {
-            if let Some(t) = self.pending.get_mut(&uid).and_then(|p| p.tcp_slot.take()) {
-                self.kill_slot(t);
-            }
-            if let Some(p) = self.pending.get_mut(&uid) {
-                p.server = 0;
-                p.tried = 1;
-            }
-            self.send_dns(uid);
-        }
+        self.dns.set_resolvers(self.cfg.upstream_dns.clone());
+        self.run_dns_actions();
     }
 
     // ---- TUN ---------------------------------------------------------
@@ -553,16 +546,14 @@ impl Loop {
         self.now = now;
         self.tcp.handle_timeout(now, &self.sh.counters);
         self.run_tcp_actions();
+        self.dns.handle_timeout(now, &self.sh.counters);
+        self.run_dns_actions();
         while let Some((at, key)) = self.timers.pop_due(now) {
             match key {
-                TimerKey::Nat(_) => {} // the TCP core's own timers
+                // The TCP and DNS cores' own timers.
+                TimerKey::Nat(_) | TimerKey::Dns(_) => {}
                 TimerKey::Udp(sp) => self.datagram_timer(Datagram::Udp, sp, at),
                 TimerKey::Icmp(id) => self.datagram_timer(Datagram::Echo, id, at),
-                TimerKey::Dns(uid) => {
-                    if self.pending.get(&uid).is_some_and(|p| p.timer_at == at) {
-                        self.dns_timeout(uid);
-                    }
-                }
             }
         }
     }

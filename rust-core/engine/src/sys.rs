@@ -429,19 +429,37 @@ pub fn tcp_recv_state(fd: RawFd) -> io::Result<TcpRecvState> {
 /// SIOCATMARK from include/uapi/asm-generic/sockios.h: the value on every
 /// architecture Android and the lab run on (arm, arm64, x86, x86_64,
 /// riscv64); the libc crate does not define it for Linux.
-const SIOCATMARK: libc::c_ulong = 0x8905;
+pub(crate) const SIOCATMARK: libc::c_ulong = 0x8905;
 
 /// Whether the next byte to read from the TCP socket `fd` is the urgent
 /// byte (sockatmark(3)). Linux answers from two fields without taking the
 /// socket lock (`tcp_ioctl`: `urg_data && urg_seq == copied_seq`), and its
 /// `tcp_recvmsg` stops a read just before that byte, so a reader that asks
 /// before each read finds the byte's place exactly. Errors: the kernel's
-/// (`ENOTTY` for a descriptor that is not a socket).
+/// (`ENOTTY` for a descriptor that is not a socket); `EACCES` or `EPERM`
+/// where a security policy refuses the ioctl, as Android's SELinux policy
+/// does for apps (system/sepolicy: `allowxperm appdomain self:tcp_socket
+/// ioctl { unpriv_sock_ioctls unpriv_tty_ioctls }`, which lack
+/// SIOCATMARK). After such a refusal the calling thread does not ask
+/// again (each refusal is an audit record) and gets `Unsupported`.
 pub fn at_urgent_mark(fd: RawFd) -> io::Result<bool> {
+    thread_local! {
+        static REFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if REFUSED.get() {
+        return Err(io::ErrorKind::Unsupported.into());
+    }
     let mut at: libc::c_int = 0;
     // SAFETY: SIOCATMARK writes one int into `at`, which outlives the call.
-    cvt(unsafe { libc::ioctl(fd, SIOCATMARK as _, &mut at) })?;
-    Ok(at != 0)
+    match cvt(unsafe { libc::ioctl(fd, SIOCATMARK as _, &mut at) }) {
+        Ok(_) => Ok(at != 0),
+        Err(e) => {
+            if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+                REFUSED.set(true);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The Traffic Class of the last in-order segment the IPv6 TCP socket
@@ -510,6 +528,38 @@ pub fn recv_urgent(fd: RawFd) -> io::Result<u8> {
         1 => Ok(b),
         0 => Err(io::ErrorKind::UnexpectedEof.into()),
         _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Makes the kernel refuse the ioctl `cmd` with `errno` for the calling
+/// thread from now on (a seccomp filter, which applies to this thread
+/// only): how tests meet what Android's SELinux policy does to apps, which
+/// may not use SIOCATMARK on TCP sockets (`unpriv_sock_ioctls` in
+/// system/sepolicy's ioctl_macros does not list it).
+#[cfg(test)]
+pub fn refuse_ioctl_in_this_thread(cmd: libc::c_ulong, errno: i32) {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let mut prog = [
+        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(JEQ_K, 0, 3, libc::SYS_ioctl as u32),
+        op(LD_W_ABS, 0, 0, 24), // low half of seccomp_data.args[1]
+        op(JEQ_K, 0, 1, cmd as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | errno as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; `fprog` and the program it points at
+    // outlive them (the kernel copies the program).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let mode = libc::SECCOMP_MODE_FILTER as libc::c_ulong;
+        assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, mode, &fprog), 0);
     }
 }
 

@@ -775,23 +775,28 @@ mod tests {
     /// stream arrives whole and in order (the mark itself cannot be kept).
     #[test]
     fn without_siocatmark_nothing_stays_behind_the_mark() {
-        let mut f = flow(true, true, 64 * 1024);
-        sys::refuse_ioctl_in_this_thread(sys::SIOCATMARK, libc::EACCES);
-        assert!(sys::at_urgent_mark(f.relay.app.sock.as_raw_fd()).is_err());
-        f.client.write_all(b"abc").unwrap();
-        SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
-        f.client.write_all(b"def").unwrap();
-        queued(&f.relay.app.sock, 7);
-        f.settle();
-        let mut got = Vec::new();
-        while got.len() < 7 {
-            let mut b = [0u8; 64];
-            match f.server.read(&mut b) {
-                Ok(n) if n > 0 => got.extend_from_slice(&b[..n]),
-                r => panic!("after {:?}: {r:?}", String::from_utf8_lossy(&got)),
+        // A thread of its own: the filter stays with the thread that set it,
+        // and libtest may run later tests on this one (--test-threads=1).
+        let relay_thread = std::thread::spawn(|| {
+            let mut f = flow(true, true, 64 * 1024);
+            sys::refuse_ioctl_in_this_thread(sys::SIOCATMARK, libc::EACCES);
+            assert!(sys::at_urgent_mark(f.relay.app.sock.as_raw_fd()).is_err());
+            f.client.write_all(b"abc").unwrap();
+            SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+            f.client.write_all(b"def").unwrap();
+            queued(&f.relay.app.sock, 7);
+            f.settle();
+            let mut got = Vec::new();
+            while got.len() < 7 {
+                let mut b = [0u8; 64];
+                match f.server.read(&mut b) {
+                    Ok(n) if n > 0 => got.extend_from_slice(&b[..n]),
+                    r => panic!("after {:?}: {r:?}", String::from_utf8_lossy(&got)),
+                }
             }
-        }
-        assert_eq!(got, b"abc!def");
+            got
+        });
+        assert_eq!(relay_thread.join().unwrap(), b"abc!def");
     }
 
     /// With a backlog (the destination full), the relay reads up to the

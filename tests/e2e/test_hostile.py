@@ -331,6 +331,9 @@ def test_low_ttl(clat, ttl):
     ihl = (quoted[0] & 15) * 4
     assert socket.inet_ntoa(quoted[16:20]) == SERVER
     assert struct.unpack("!HH", quoted[ihl:ihl + 4]) == (sport, PORT_ECHO)
+    # Quoted as the expiring hop received it (RFC 1812 4.3.2.3): TTL 1 from
+    # the router, 0 as the app sent it.
+    assert quoted[8] == ttl, quoted[:20].hex()
     udp_echo_works()
 
 

@@ -195,6 +195,48 @@ def test_dscp_and_ecn_cross_both_ways(clat):
     assert (hex(got_up), hex(got_down)) == (hex(up), hex(down))
 
 
+ECHO_LISTENER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(10)
+print("ready", flush=True)
+want = bytes.fromhex(sys.argv[1])
+while True:
+    p = s.recv(65535)
+    ihl = (p[0] & 15) * 4
+    if p[ihl] == 8 and want * 4 in p[ihl + 8:]:
+        print(p[1], p[8], flush=True)
+        break
+"""
+
+
+def _echo_request_at_server(pattern: str, *ping_argv) -> tuple[int, int]:
+    """(TOS, TTL) of the echo request that ``ping -p pattern *ping_argv``
+    from phone delivers to the IPv4 server, seen by a raw socket there."""
+    listener = ns_popen(INET, "python3", "-c", ECHO_LISTENER, pattern,
+                        stdout=-1, stderr=-1, text=True)
+    try:
+        assert listener.stdout.readline().strip() == "ready"
+        ns(PHONE, "ping", "-n", "-c", "1", "-W", "2", "-p", pattern, *ping_argv, check=False)
+        line = listener.stdout.readline().split()
+    finally:
+        listener.kill()
+        listener.wait()
+    assert len(line) == 2, "the echo request never reached the server"
+    return int(line[0]), int(line[1])
+
+
+def test_echo_request_carries_the_apps_tos_and_ttl(clat):
+    """``ping -Q 0xba -t 7``: the echo request reaches the IPv4 server with the
+    TOS and TTL it has over plain IPv6 with the same traffic class and hop
+    limit (ping sockets before Linux 5.18 ignore these as ancillary data, so
+    the CLAT sets them as socket options)."""
+    via_clat = _echo_request_at_server("c1a7", "-Q", "0xba", "-t", "7", SERVER)
+    plain = _echo_request_at_server("1e6a", "-6", "-Q", "0xba", "-t", "7", synth(SERVER))
+    assert via_clat == plain, (via_clat, plain)
+    assert via_clat[0] == 0xBA and via_clat[1] < 7, via_clat
+
+
 PMTU_CLIENT = r"""
 import errno, json, socket, struct, sys, time
 IP_MTU_DISCOVER, IP_PMTUDISC_DO, IP_MTU, IP_RECVERR = 10, 2, 14, 11

@@ -26,6 +26,10 @@ pub const IPV4_DUMMY: Ipv4Addr = Ipv4Addr::new(192, 0, 0, 8);
 /// ICMPv6 Packet Too Big (RFC 4443 section 3.2).
 pub const ICMP6_PACKET_TOO_BIG: u8 = 2;
 
+/// ICMPv6 Time Exceeded (RFC 4443 section 3.3); code 0: hop limit
+/// exceeded in transit.
+pub const ICMP6_TIME_EXCEEDED: u8 = 3;
+
 /// Which app datagram an upstream datagram carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AppDatagram {
@@ -80,7 +84,8 @@ pub fn error_source(prefix: &Ipv6Net, reporter: Option<Ipv6Addr>) -> Ipv4Addr {
 /// Writes to `out` the ICMPv4 error (IPv4 header included) that tells the
 /// app about `e`, quoting the app's datagram `app` as the app sent it
 /// (its addresses, ports or echo identifier and sequence number, DF for
-/// Packet Too Big) with IPv4 Identification `ident`. Returns its length,
+/// Packet Too Big, TTL 1 for hop limit exceeded) with IPv4 Identification
+/// `ident`. Returns its length,
 /// or None when the error has no ICMPv4 counterpart (RFC 7915 section
 /// 5.2: e.g. an unknown type), its destination is not under the prefix,
 /// or `out` is shorter than 576 bytes.
@@ -121,8 +126,14 @@ pub fn to_app(
         }
     };
     let l4_len = u16::try_from(l4_len).unwrap_or(u16::MAX - h as u16);
+    // Hop limit exceeded in transit: the router quotes the datagram as it
+    // received it (RFC 1812 section 4.3.2.3), with hop limit 1, which a
+    // translator on the path copies into the quoted TTL. Otherwise the
+    // TTL on arrival is unknown; a host's default stands in.
+    let hop_limit_exceeded = (e.icmp6_type, e.icmp6_code) == (ICMP6_TIME_EXCEEDED, 0);
     Ipv4Repr {
         dont_frag: e.icmp6_type == ICMP6_PACKET_TOO_BIG,
+        ttl: if hop_limit_exceeded { 1 } else { 64 },
         ..Ipv4Repr::new(side.clat_v4, d4, proto, l4_len, ident)
     }
     .emit(&mut q);
@@ -196,6 +207,10 @@ mod tests {
         );
         assert_eq!(q.protocol(), etherparse::IpNumber::UDP);
         assert_eq!(&quote[20..26], &[0x9c, 0x40, 0x82, 0x9a, 0, 40]);
+        // The router quotes the datagram as it received it (RFC 1812
+        // section 4.3.2.3): with the hop limit it expired at, 1, as a
+        // translator on the path would copy into the quoted TTL.
+        assert_eq!(q.ttl(), 1);
     }
 
     #[test]

@@ -218,13 +218,14 @@ pub fn recv_err(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<IcmpErr>> {
 /// datagram as ancillary data of `sendmsg` (RFC 3542 section 6.3 for the
 /// hop limit and 6.5 for the traffic class, 11.2 for IPV6_DONTFRAG), so
 /// that each translated datagram carries its own IPv4 header's TTL, TOS
-/// and DF (RFC 7915 section 4.1) without a setsockopt per packet.
+/// and DF (RFC 7915 section 4.1) without a setsockopt per packet. A field
+/// that is `None` is not sent: the socket's own (sticky) value applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendFields {
     /// Hop Limit, from the IPv4 TTL.
-    pub hop_limit: u8,
+    pub hop_limit: Option<u8>,
     /// Traffic Class (DSCP and ECN), from the IPv4 TOS byte.
-    pub tclass: u8,
+    pub tclass: Option<u8>,
     /// Do not fragment: a datagram larger than the path MTU fails with
     /// EMSGSIZE (and a local error on the error queue carrying the MTU)
     /// instead of being fragmented.
@@ -252,10 +253,16 @@ fn sockaddr_in6(a: &SocketAddrV6) -> libc::sockaddr_in6 {
 }
 
 /// `sendmsg(2)` of one datagram `buf` to `to` on the IPv6 datagram socket
-/// (UDP or ping) `fd`, with `f` as IPV6_HOPLIMIT, IPV6_TCLASS and
-/// IPV6_DONTFRAG ancillary data. Returns the bytes sent. Errors: the
-/// kernel's (`WouldBlock`, EMSGSIZE for `dont_frag` over the path MTU,
-/// the unreachable errnos).
+/// (UDP or ping) `fd`, with `f` as IPV6_HOPLIMIT, IPV6_TCLASS (each when
+/// given) and IPV6_DONTFRAG ancillary data. Returns the bytes sent.
+/// Errors: the kernel's (`WouldBlock`, EMSGSIZE for `dont_frag` over the
+/// path MTU, the unreachable errnos).
+///
+/// Ping sockets read SOL_IPV6 ancillary data only since Linux 5.18
+/// (`ping_v6_sendmsg` calls `ip6_datagram_send_ctl` since commit
+/// 13651224c00b); older kernels skip it without an error, so their
+/// callers set the hop limit and traffic class as socket options instead
+/// ([`set_unicast_hops_and_tclass`]).
 pub fn send_to6(fd: RawFd, buf: &[u8], to: &SocketAddrV6, f: &SendFields) -> io::Result<usize> {
     let mut name = sockaddr_in6(to);
     let mut iov = libc::iovec {
@@ -263,11 +270,22 @@ pub fn send_to6(fd: RawFd, buf: &[u8], to: &SocketAddrV6, f: &SendFields) -> io:
         iov_len: buf.len(),
     };
     let int = std::mem::size_of::<libc::c_int>() as u32;
-    let items = [
-        (libc::IPV6_HOPLIMIT, libc::c_int::from(f.hop_limit)),
-        (libc::IPV6_TCLASS, libc::c_int::from(f.tclass)),
-        (libc::IPV6_DONTFRAG, libc::c_int::from(f.dont_frag)),
-    ];
+    // No allocation per datagram: the given fields, packed at the front.
+    let mut all = [(0, 0); 3];
+    let mut n = 0;
+    for item in [
+        f.hop_limit
+            .map(|v| (libc::IPV6_HOPLIMIT, libc::c_int::from(v))),
+        f.tclass.map(|v| (libc::IPV6_TCLASS, libc::c_int::from(v))),
+        Some((libc::IPV6_DONTFRAG, libc::c_int::from(f.dont_frag))),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        all[n] = item;
+        n += 1;
+    }
+    let items = &all[..n];
     let mut ctrl = [0u64; 16];
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(int) } as usize;
@@ -286,7 +304,7 @@ pub fn send_to6(fd: RawFd, buf: &[u8], to: &SocketAddrV6, f: &SendFields) -> io:
     // before the last item.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
-        for (ty, v) in items {
+        for &(ty, v) in items {
             (*c).cmsg_level = libc::SOL_IPV6;
             (*c).cmsg_type = ty;
             (*c).cmsg_len = libc::CMSG_LEN(int) as _;
@@ -297,6 +315,18 @@ pub fn send_to6(fd: RawFd, buf: &[u8], to: &SocketAddrV6, f: &SendFields) -> io:
     // SAFETY: msg points at live buffers of the declared sizes.
     let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Sets the hop limit (IPV6_UNICAST_HOPS) and traffic class (IPV6_TCLASS)
+/// that the IPv6 datagram socket `fd` puts on what it sends when the
+/// datagram carries no ancillary data for them (RFC 3542 sections 6.3 and
+/// 6.5: the sticky values). For ping sockets, whose `sendmsg` ignores
+/// SOL_IPV6 ancillary data before Linux 5.18 (see [`send_to6`]), this is
+/// the one way that works on every kernel. Errors: the kernel's.
+pub fn set_unicast_hops_and_tclass(fd: RawFd, hop_limit: u8, tclass: u8) -> io::Result<()> {
+    let ipv6 = libc::SOL_IPV6;
+    setsockopt_int(fd, ipv6, libc::IPV6_UNICAST_HOPS, i32::from(hop_limit))?;
+    setsockopt_int(fd, ipv6, libc::IPV6_TCLASS, i32::from(tclass))
 }
 
 /// `recvmsg(2)` of one datagram from the IPv6 datagram socket `fd` into
@@ -399,19 +429,37 @@ pub fn tcp_recv_state(fd: RawFd) -> io::Result<TcpRecvState> {
 /// SIOCATMARK from include/uapi/asm-generic/sockios.h: the value on every
 /// architecture Android and the lab run on (arm, arm64, x86, x86_64,
 /// riscv64); the libc crate does not define it for Linux.
-const SIOCATMARK: libc::c_ulong = 0x8905;
+pub(crate) const SIOCATMARK: libc::c_ulong = 0x8905;
 
 /// Whether the next byte to read from the TCP socket `fd` is the urgent
 /// byte (sockatmark(3)). Linux answers from two fields without taking the
 /// socket lock (`tcp_ioctl`: `urg_data && urg_seq == copied_seq`), and its
 /// `tcp_recvmsg` stops a read just before that byte, so a reader that asks
 /// before each read finds the byte's place exactly. Errors: the kernel's
-/// (`ENOTTY` for a descriptor that is not a socket).
+/// (`ENOTTY` for a descriptor that is not a socket); `EACCES` or `EPERM`
+/// where a security policy refuses the ioctl, as Android's SELinux policy
+/// does for apps (system/sepolicy: `allowxperm appdomain self:tcp_socket
+/// ioctl { unpriv_sock_ioctls unpriv_tty_ioctls }`, which lack
+/// SIOCATMARK). After such a refusal the calling thread does not ask
+/// again (each refusal is an audit record) and gets `Unsupported`.
 pub fn at_urgent_mark(fd: RawFd) -> io::Result<bool> {
+    thread_local! {
+        static REFUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+    if REFUSED.get() {
+        return Err(io::ErrorKind::Unsupported.into());
+    }
     let mut at: libc::c_int = 0;
     // SAFETY: SIOCATMARK writes one int into `at`, which outlives the call.
-    cvt(unsafe { libc::ioctl(fd, SIOCATMARK as _, &mut at) })?;
-    Ok(at != 0)
+    match cvt(unsafe { libc::ioctl(fd, SIOCATMARK as _, &mut at) }) {
+        Ok(_) => Ok(at != 0),
+        Err(e) => {
+            if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) {
+                REFUSED.set(true);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// The Traffic Class of the last in-order segment the IPv6 TCP socket
@@ -483,6 +531,38 @@ pub fn recv_urgent(fd: RawFd) -> io::Result<u8> {
     }
 }
 
+/// Makes the kernel refuse the ioctl `cmd` with `errno` for the calling
+/// thread from now on (a seccomp filter, which applies to this thread
+/// only): how tests meet what Android's SELinux policy does to apps, which
+/// may not use SIOCATMARK on TCP sockets (`unpriv_sock_ioctls` in
+/// system/sepolicy's ioctl_macros does not list it).
+#[cfg(test)]
+pub fn refuse_ioctl_in_this_thread(cmd: libc::c_ulong, errno: i32) {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let op = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let mut prog = [
+        op(LD_W_ABS, 0, 0, 0), // seccomp_data.nr
+        op(JEQ_K, 0, 3, libc::SYS_ioctl as u32),
+        op(LD_W_ABS, 0, 0, 24), // low half of seccomp_data.args[1]
+        op(JEQ_K, 0, 1, cmd as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | errno as u32),
+        op(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: plain prctl calls; `fprog` and the program it points at
+    // outlive them (the kernel copies the program).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let mode = libc::SECCOMP_MODE_FILTER as libc::c_ulong;
+        assert_eq!(libc::prctl(libc::PR_SET_SECCOMP, mode, &fprog), 0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,8 +592,8 @@ mod tests {
         let mut buf = vec![0u8; 70000];
         for (hop_limit, tclass) in [(1u8, 0xbau8), (64, 0), (255, 0x29)] {
             let f = SendFields {
-                hop_limit,
-                tclass,
+                hop_limit: Some(hop_limit),
+                tclass: Some(tclass),
                 dont_frag: true,
             };
             assert_eq!(send_to6(tx.as_raw_fd(), b"abc", &to, &f).unwrap(), 3);
@@ -544,8 +624,8 @@ mod tests {
         }
         let big = vec![7u8; 65507];
         let mut f = SendFields {
-            hop_limit: 64,
-            tclass: 0,
+            hop_limit: Some(64),
+            tclass: Some(0),
             dont_frag: true,
         };
         let e = send_to6(tx.as_raw_fd(), &big, &to, &f).unwrap_err();
@@ -564,6 +644,47 @@ mod tests {
         assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
         let (n, _, _) = recv_from6(rx.as_raw_fd(), &mut buf).unwrap();
         assert_eq!(n, big.len());
+    }
+
+    /// Without ancillary hop limit and traffic class, a datagram carries
+    /// the socket's sticky values (the path ping sockets take, whatever
+    /// the kernel), and each later change of them shows on the next one.
+    #[test]
+    fn sticky_hop_limit_and_tclass_apply_without_ancillary_data() {
+        let rx = UdpSocket::bind("[::1]:0").expect("IPv6 loopback is needed for this test");
+        let tx = UdpSocket::bind("[::1]:0").unwrap();
+        for o in [libc::IPV6_RECVHOPLIMIT, libc::IPV6_RECVTCLASS] {
+            setsockopt_int(rx.as_raw_fd(), libc::SOL_IPV6, o, 1).unwrap();
+        }
+        let std::net::SocketAddr::V6(to) = rx.local_addr().unwrap() else {
+            unreachable!()
+        };
+        let f = SendFields {
+            hop_limit: None,
+            tclass: None,
+            dont_frag: false,
+        };
+        let mut buf = [0u8; 16];
+        for (hop_limit, tclass) in [(1u8, 0xb8u8), (3, 0x29), (200, 0)] {
+            set_unicast_hops_and_tclass(tx.as_raw_fd(), hop_limit, tclass).unwrap();
+            assert_eq!(send_to6(tx.as_raw_fd(), b"abc", &to, &f).unwrap(), 3);
+            let mut pfd = libc::pollfd {
+                fd: rx.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the call.
+            assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+            let (n, _, got) = recv_from6(rx.as_raw_fd(), &mut buf).unwrap();
+            assert_eq!(n, 3);
+            assert_eq!(
+                got,
+                RecvFields {
+                    hop_limit: Some(hop_limit),
+                    tclass: Some(tclass)
+                }
+            );
+        }
     }
 
     #[test]

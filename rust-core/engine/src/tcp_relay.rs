@@ -33,6 +33,11 @@
 //! plain data: in place, without its mark. Closing that window would take
 //! an atomic "read, and say whether you started at the mark", which Linux
 //! does not have.
+//!
+//! Where SIOCATMARK is refused (Android's SELinux policy refuses it to
+//! apps), a short read cannot tell the mark from the end of the data, so
+//! the relay reads on to EAGAIN: urgent bytes arrive in place as plain
+//! data and nothing waits behind a mark for an event that will not come.
 
 use mio::net::TcpStream;
 use socket2::{SockRef, Socket};
@@ -271,10 +276,20 @@ fn read_side(src: &mut Side, into: &mut [u8], urgent_ok: bool) -> Got {
         Ok(_) if at_mark => Got::Urgent,
         Ok(n) => {
             // Full: ask before the next read. Short: at the mark, or drained.
-            if n == want || sys::at_urgent_mark(fd).unwrap_or(false) {
+            if n == want {
                 src.urgent = true;
-            } else if !src.closing {
-                src.readable = false;
+            } else {
+                match sys::at_urgent_mark(fd) {
+                    Ok(true) => src.urgent = true,
+                    Ok(false) if !src.closing => src.readable = false,
+                    Ok(false) => {}
+                    // Cannot tell whether the read stopped at the mark
+                    // (SIOCATMARK refused, as on Android): read on to
+                    // EAGAIN, or what follows the mark waits for an event
+                    // that never comes. The bytes stay in order; only
+                    // the mark is lost.
+                    Err(_) => {}
+                }
             }
             Got::Data(n)
         }
@@ -751,6 +766,37 @@ mod tests {
         assert_eq!(stream.len(), N + 3);
         assert!(stream[..N].iter().all(|&c| c == b'x'));
         assert_eq!(&stream[N..], b"def");
+    }
+
+    /// Where SIOCATMARK is refused (Android's SELinux policy for apps; here
+    /// a seccomp filter on this thread, where the relay runs), a read that
+    /// stopped short at the mark must not end the reads: the urgent byte
+    /// and what follows it would wait for an event that never comes. The
+    /// stream arrives whole and in order (the mark itself cannot be kept).
+    #[test]
+    fn without_siocatmark_nothing_stays_behind_the_mark() {
+        // A thread of its own: the filter stays with the thread that set it,
+        // and libtest may run later tests on this one (--test-threads=1).
+        let relay_thread = std::thread::spawn(|| {
+            let mut f = flow(true, true, 64 * 1024);
+            sys::refuse_ioctl_in_this_thread(sys::SIOCATMARK, libc::EACCES);
+            assert!(sys::at_urgent_mark(f.relay.app.sock.as_raw_fd()).is_err());
+            f.client.write_all(b"abc").unwrap();
+            SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+            f.client.write_all(b"def").unwrap();
+            queued(&f.relay.app.sock, 7);
+            f.settle();
+            let mut got = Vec::new();
+            while got.len() < 7 {
+                let mut b = [0u8; 64];
+                match f.server.read(&mut b) {
+                    Ok(n) if n > 0 => got.extend_from_slice(&b[..n]),
+                    r => panic!("after {:?}: {r:?}", String::from_utf8_lossy(&got)),
+                }
+            }
+            got
+        });
+        assert_eq!(relay_thread.join().unwrap(), b"abc!def");
     }
 
     /// With a backlog (the destination full), the relay reads up to the

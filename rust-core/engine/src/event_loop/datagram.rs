@@ -47,8 +47,8 @@ impl Datagram {
 /// 7915 section 4.1; like clatd, the CLAT does not decrement the TTL).
 pub(super) fn send_fields(ip: &Ip4) -> SendFields {
     SendFields {
-        hop_limit: ip.ttl,
-        tclass: ip.tos,
+        hop_limit: Some(ip.ttl),
+        tclass: Some(ip.tos),
         dont_frag: ip.dont_frag,
     }
 }
@@ -144,7 +144,11 @@ impl Loop {
                 &c.flows_udp_total,
             ),
             Datagram::Echo => (
-                Slot::Icmp(IcmpFlow { id: key, sock }),
+                Slot::Icmp(IcmpFlow {
+                    id: key,
+                    sock,
+                    sticky: None,
+                }),
                 &c.flows_icmp,
                 &c.flows_icmp_total,
             ),
@@ -201,12 +205,29 @@ impl Loop {
         data: &[u8],
         to: &SocketAddrV6,
     ) -> io::Result<()> {
-        let fd = match &self.slots[slot] {
+        let mut fields = send_fields(ip);
+        let fd = match &mut self.slots[slot] {
             Slot::Udp(f) => f.sock.as_raw_fd(),
-            Slot::Icmp(f) => f.sock.as_raw_fd(),
+            Slot::Icmp(f) => {
+                // Ping sockets before Linux 5.18 ignore the hop limit and
+                // traffic class as ancillary data (sys::send_to6): set as
+                // socket options, when they change, so that every kernel
+                // sends the app's TTL and TOS.
+                let want = (ip.ttl, ip.tos);
+                if f.sticky != Some(want) {
+                    let fd = f.sock.as_raw_fd();
+                    f.sticky = sys::set_unicast_hops_and_tclass(fd, want.0, want.1)
+                        .map_err(|e| log::debug!("ping socket hop limit and class: {e}"))
+                        .ok()
+                        .map(|()| want);
+                }
+                fields.hop_limit = None;
+                fields.tclass = None;
+                f.sock.as_raw_fd()
+            }
             _ => return Ok(()),
         };
-        match sys::send_to6(fd, data, to, &send_fields(ip)) {
+        match sys::send_to6(fd, data, to, &fields) {
             Ok(n) => {
                 Counters::inc(&self.sh.counters.up_tx_packets);
                 Counters::add(&self.sh.counters.up_tx_bytes, n as u64);

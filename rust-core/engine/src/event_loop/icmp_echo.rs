@@ -19,6 +19,11 @@ use std::os::fd::AsRawFd;
 pub(super) struct IcmpFlow {
     pub(super) id: u16,
     pub(super) sock: UdpSocket,
+    /// The (hop limit, traffic class) last set on the socket as options,
+    /// which is how echo requests get the app's TTL and TOS on every
+    /// kernel (`Loop::send_upstream`); None before the first, or after a
+    /// failed setsockopt, so that the next request tries again.
+    pub(super) sticky: Option<(u8, u8)>,
 }
 
 impl Loop {

@@ -387,8 +387,8 @@ pub struct TcpRecvState {
     /// (`tcpi_bytes_received`, Linux 4.1+): its rcv_nxt is the peer's
     /// ISN + 1 + this, modulo 2^32, until a FIN arrives.
     pub bytes_received: u64,
-    /// Bytes received and not yet read by us (SIOCINQ).
-    pub unread: usize,
+    /// Whether received bytes wait unread (a 1-byte `MSG_PEEK`).
+    pub unread: bool,
 }
 
 /// Reads [`TcpRecvState`] of `fd`. `struct tcp_info` is read as bytes at
@@ -417,13 +417,43 @@ pub fn tcp_recv_state(fd: RawFd) -> io::Result<TcpRecvState> {
             "tcp_info without tcpi_bytes_received",
         ));
     }
+    // A peek rather than SIOCINQ (FIONREAD): Android's SELinux policy
+    // lets apps use only the ioctls of its unpriv_sock_ioctls list on TCP
+    // sockets (system/sepolicy private/app.te), and a refused ioctl costs
+    // an audit record per FIN; recv() needs no such permission. 0 is the
+    // peer's FIN with nothing before it.
+    let mut byte = 0u8;
+    // SAFETY: `byte` is writable for the 1 byte asked for.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    let unread = match n {
+        0 => false,
+        n if n > 0 => true,
+        _ => match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::WouldBlock => false,
+            e => return Err(e),
+        },
+    };
+    Ok(TcpRecvState {
+        bytes_received: info[BYTES_RECEIVED / 8],
+        unread,
+    })
+}
+
+/// Bytes received on the TCP socket `fd` and not yet read (SIOCINQ), for
+/// tests that wait for data to be queued.
+#[cfg(test)]
+pub fn unread_bytes(fd: RawFd) -> io::Result<usize> {
     let mut unread: libc::c_int = 0;
     // SAFETY: SIOCINQ (= FIONREAD) writes one int.
     cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) })?;
-    Ok(TcpRecvState {
-        bytes_received: info[BYTES_RECEIVED / 8],
-        unread: unread.max(0) as usize,
-    })
+    Ok(unread.max(0) as usize)
 }
 
 /// SIOCATMARK from include/uapi/asm-generic/sockios.h: the value on every
@@ -697,7 +727,7 @@ mod tests {
             st,
             TcpRecvState {
                 bytes_received: 0,
-                unread: 0
+                unread: false
             }
         );
         c.write_all(&[7u8; 1000]).unwrap();
@@ -711,19 +741,29 @@ mod tests {
             st,
             TcpRecvState {
                 bytes_received: 1000,
-                unread: 1000
+                unread: true
             }
         );
         let mut buf = [0u8; 600];
         s.read_exact(&mut buf).unwrap();
+        assert_eq!(unread_bytes(s.as_raw_fd()).unwrap(), 400);
         let st = tcp_recv_state(s.as_raw_fd()).unwrap();
         assert_eq!(
             st,
             TcpRecvState {
                 bytes_received: 1000,
-                unread: 400
+                unread: true
             }
         );
+        s.read_exact(&mut buf[..400]).unwrap();
+        assert!(!tcp_recv_state(s.as_raw_fd()).unwrap().unread, "all read");
+        // The peer's FIN with nothing unread before it: nothing unread.
+        drop(c);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while s.read(&mut buf).unwrap() != 0 {
+            assert!(std::time::Instant::now() < deadline);
+        }
+        assert!(!tcp_recv_state(s.as_raw_fd()).unwrap().unread, "EOF");
         let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         assert!(tcp_recv_state(u.as_raw_fd()).is_err(), "not a TCP socket");
     }

@@ -674,7 +674,7 @@ mod tests {
     /// when inline), so that the relay sees them in one go.
     fn queued(s: &impl AsRawFd, n: usize) {
         let deadline = Instant::now() + WAIT;
-        while sys::tcp_recv_state(s.as_raw_fd()).unwrap().unread < n {
+        while sys::unread_bytes(s.as_raw_fd()).unwrap() < n {
             assert!(Instant::now() < deadline, "{n} bytes never arrived");
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -818,9 +818,7 @@ mod tests {
         assert_eq!(out, Outcome::Open);
         assert_eq!(f.relay.a2u.pending(), b"abc");
         assert_eq!(
-            sys::tcp_recv_state(f.relay.app.sock.as_raw_fd())
-                .unwrap()
-                .unread,
+            sys::unread_bytes(f.relay.app.sock.as_raw_fd()).unwrap(),
             4,
             "`!def` stays in the app socket"
         );

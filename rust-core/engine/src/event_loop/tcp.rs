@@ -129,7 +129,7 @@ impl Loop {
             return false;
         }
         match sys::tcp_recv_state(r.app.sock.as_raw_fd()) {
-            Ok(st) if st.unread == 0 && st.bytes_received as u32 == app_bytes => {
+            Ok(st) if !st.unread && st.bytes_received as u32 == app_bytes => {
                 set_rst_on_close(&r.app.sock);
                 true
             }

@@ -23,7 +23,7 @@ import shutil
 import pytest
 
 from labutil import (PHONE, PLAT, INET, PORT_ECHO, PREF64, SERVER, SERVER2, ns, ns_popen,
-                     ns_python, synth)
+                     ns_python, status_int, synth)
 
 DUMMY = "192.0.0.8"
 MAX_HOPS = 8
@@ -324,6 +324,54 @@ def test_packet_too_big_from_the_path_becomes_fragmentation_needed(clat, narrow_
     r = _pmtu(SERVER2, 1400, 1352)
     assert r["errors"] and r["errors"][0] == [90, 2, 3, 4, 1380, DUMMY], r
     assert r["mtu_after"] == 1380 and r["resend"] == "EMSGSIZE" and r["fits_echoed"], r
+
+
+NO_DF_CLIENT = r"""
+import json, socket, struct, sys, time
+IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IP_RECVERR = 10, 0, 11
+dst, size = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+s.connect((dst, 7))
+m = bytes(range(256)) * (size // 256) + b"n" * (size % 256)
+s.send(m)
+out = {"echoed": False, "errors": []}
+deadline = time.monotonic() + 3
+s.setblocking(False)
+while time.monotonic() < deadline and not out["echoed"]:
+    try:
+        out["echoed"] = s.recv(65535) == m
+        continue
+    except BlockingIOError:
+        pass
+    except OSError:
+        pass     # the pending error of an ICMP message: read from the queue below
+    try:
+        _, anc, _, _ = s.recvmsg(2048, 512, socket.MSG_ERRQUEUE)
+        for lvl, typ, d in anc:
+            if lvl == socket.IPPROTO_IP and typ == IP_RECVERR:
+                ee_errno, origin, t, c, _, info = struct.unpack("=IBBBBI", d[:12])
+                out["errors"].append([ee_errno, origin, t, c, info])
+    except BlockingIOError:
+        time.sleep(0.02)
+print(json.dumps(out))
+"""
+
+
+def test_datagram_without_df_past_a_narrower_link_arrives_without_an_error(clat, narrow_route):
+    """1400 bytes without DF (1448 as IPv6) leave phone unfragmented (its
+    link is 1500) and meet plat's 1400-byte route: plat answers Packet Too
+    Big. An IPv4 router would have fragmented the datagram (RFC 791), and a
+    translator fragments it to fit (RFC 7915 4.1): the CLAT sends its copy
+    again, now fragmented by the kernel that learnt the path MTU, so the
+    first datagram is echoed intact, and the app hears of no Fragmentation
+    Needed (its datagram never had DF)."""
+    before = status_int(clat.status(), "udp_resent_after_too_big")
+    r = json.loads(ns_python(PHONE, NO_DF_CLIENT, SERVER2, "1400").stdout)
+    assert r["echoed"], r
+    assert r["errors"] == [], r
+    assert status_int(clat.status(), "udp_resent_after_too_big") == before + 1
 
 
 @pytest.mark.parametrize("size", [4000, 60000])

@@ -327,35 +327,19 @@ def test_packet_too_big_from_the_path_becomes_fragmentation_needed(clat, narrow_
 
 
 NO_DF_CLIENT = r"""
-import json, socket, struct, sys, time
-IP_MTU_DISCOVER, IP_PMTUDISC_DONT, IP_RECVERR = 10, 0, 11
+import socket, sys
+IP_MTU_DISCOVER, IP_PMTUDISC_DONT = 10, 0
 dst, size = sys.argv[1], int(sys.argv[2])
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
-s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+s.settimeout(3)
 s.connect((dst, 7))
 m = bytes(range(256)) * (size // 256) + b"n" * (size % 256)
 s.send(m)
-out = {"echoed": False, "errors": []}
-deadline = time.monotonic() + 3
-s.setblocking(False)
-while time.monotonic() < deadline and not out["echoed"]:
-    try:
-        out["echoed"] = s.recv(65535) == m
-        continue
-    except BlockingIOError:
-        pass
-    except OSError:
-        pass     # the pending error of an ICMP message: read from the queue below
-    try:
-        _, anc, _, _ = s.recvmsg(2048, 512, socket.MSG_ERRQUEUE)
-        for lvl, typ, d in anc:
-            if lvl == socket.IPPROTO_IP and typ == IP_RECVERR:
-                ee_errno, origin, t, c, _, info = struct.unpack("=IBBBBI", d[:12])
-                out["errors"].append([ee_errno, origin, t, c, info])
-    except BlockingIOError:
-        time.sleep(0.02)
-print(json.dumps(out))
+try:
+    print(s.recv(65535) == m)
+except OSError as e:
+    print(e)
 """
 
 
@@ -365,13 +349,16 @@ def test_datagram_without_df_past_a_narrower_link_arrives_without_an_error(clat,
     Big. An IPv4 router would have fragmented the datagram (RFC 791), and a
     translator fragments it to fit (RFC 7915 4.1): the CLAT sends its copy
     again, now fragmented by the kernel that learnt the path MTU, so the
-    first datagram is echoed intact, and the app hears of no Fragmentation
-    Needed (its datagram never had DF)."""
-    before = status_int(clat.status(), "udp_resent_after_too_big")
-    r = json.loads(ns_python(PHONE, NO_DF_CLIENT, SERVER2, "1400").stdout)
-    assert r["echoed"], r
-    assert r["errors"] == [], r
-    assert status_int(clat.status(), "udp_resent_after_too_big") == before + 1
+    first datagram is echoed intact, and the CLAT sends the app no ICMPv4
+    error (a Fragmentation Needed would claim a DF the datagram never had;
+    the app's kernel ignores it on this socket, so the CLAT's counter is
+    what shows it)."""
+    st = clat.status()
+    out = ns_python(PHONE, NO_DF_CLIENT, SERVER2, "1400").stdout.strip()
+    after = clat.status()
+    assert out == "True", out
+    for key, more in (("icmp_errors_sent", 0), ("udp_resent_after_too_big", 1)):
+        assert status_int(after, key) == status_int(st, key) + more, key
 
 
 @pytest.mark.parametrize("size", [4000, 60000])

@@ -343,10 +343,12 @@ except OSError as e:
 """
 
 
-def test_datagram_without_df_past_a_narrower_link_arrives_without_an_error(clat, narrow_route):
+@pytest.mark.parametrize("size", [1400, 4000, 60000])
+def test_datagram_without_df_past_a_narrower_link_arrives_without_an_error(clat, narrow_route, size):
     """1400 bytes without DF (1448 as IPv6) leave phone unfragmented (its
-    link is 1500) and meet plat's 1400-byte route: plat answers Packet Too
-    Big. An IPv4 router would have fragmented the datagram (RFC 791), and a
+    link is 1500), or larger ones in 1500-byte fragments, and meet plat's
+    1400-byte route: plat answers Packet Too Big (for the first fragment).
+    An IPv4 router would have fragmented the datagram (RFC 791), and a
     translator fragments it to fit (RFC 7915 4.1): the CLAT sends its copy
     again, now fragmented by the kernel that learnt the path MTU, so the
     first datagram is echoed intact, and the CLAT sends the app no ICMPv4
@@ -354,7 +356,7 @@ def test_datagram_without_df_past_a_narrower_link_arrives_without_an_error(clat,
     the app's kernel ignores it on this socket, so the CLAT's counter is
     what shows it)."""
     st = clat.status()
-    out = ns_python(PHONE, NO_DF_CLIENT, SERVER2, "1400").stdout.strip()
+    out = ns_python(PHONE, NO_DF_CLIENT, SERVER2, str(size)).stdout.strip()
     after = clat.status()
     assert out == "True", out
     for key, more in (("icmp_errors_sent", 0), ("udp_resent_after_too_big", 1)):

@@ -344,7 +344,7 @@ except OSError as e:
 
 
 @pytest.mark.parametrize("size", [1400, 4000, 60000])
-def test_datagram_without_df_past_a_narrower_link_arrives_without_an_error(clat, narrow_route, size):
+def test_datagram_without_df_past_a_narrower_link_arrives_with_no_error(clat, narrow_route, size):
     """1400 bytes without DF (1448 as IPv6) leave phone unfragmented (its
     link is 1500), or larger ones in 1500-byte fragments, and meet plat's
     1400-byte route: plat answers Packet Too Big (for the first fragment).

@@ -23,7 +23,7 @@ import shutil
 import pytest
 
 from labutil import (PHONE, PLAT, INET, PORT_ECHO, PREF64, SERVER, SERVER2, ns, ns_popen,
-                     ns_python, synth)
+                     ns_python, status_int, synth)
 
 DUMMY = "192.0.0.8"
 MAX_HOPS = 8
@@ -324,6 +324,43 @@ def test_packet_too_big_from_the_path_becomes_fragmentation_needed(clat, narrow_
     r = _pmtu(SERVER2, 1400, 1352)
     assert r["errors"] and r["errors"][0] == [90, 2, 3, 4, 1380, DUMMY], r
     assert r["mtu_after"] == 1380 and r["resend"] == "EMSGSIZE" and r["fits_echoed"], r
+
+
+NO_DF_CLIENT = r"""
+import socket, sys
+IP_MTU_DISCOVER, IP_PMTUDISC_DONT = 10, 0
+dst, size = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+s.settimeout(3)
+s.connect((dst, 7))
+m = bytes(range(256)) * (size // 256) + b"n" * (size % 256)
+s.send(m)
+try:
+    print(s.recv(65535) == m)
+except OSError as e:
+    print(e)
+"""
+
+
+@pytest.mark.parametrize("size", [1400, 4000, 60000])
+def test_datagram_without_df_past_a_narrower_link_arrives_with_no_error(clat, narrow_route, size):
+    """1400 bytes without DF (1448 as IPv6) leave phone unfragmented (its
+    link is 1500), or larger ones in 1500-byte fragments, and meet plat's
+    1400-byte route: plat answers Packet Too Big (for the first fragment).
+    An IPv4 router would have fragmented the datagram (RFC 791), and a
+    translator fragments it to fit (RFC 7915 4.1): the CLAT sends its copy
+    again, now fragmented by the kernel that learnt the path MTU, so the
+    first datagram is echoed intact, and the CLAT sends the app no ICMPv4
+    error (a Fragmentation Needed would claim a DF the datagram never had;
+    the app's kernel ignores it on this socket, so the CLAT's counter is
+    what shows it)."""
+    st = clat.status()
+    out = ns_python(PHONE, NO_DF_CLIENT, SERVER2, str(size)).stdout.strip()
+    after = clat.status()
+    assert out == "True", out
+    for key, more in (("icmp_errors_sent", 0), ("udp_resent_after_too_big", 1)):
+        assert status_int(after, key) == status_int(st, key) + more, key
 
 
 @pytest.mark.parametrize("size", [4000, 60000])

@@ -31,6 +31,7 @@ mod sys;
 mod tcp_flows;
 mod tcp_relay;
 mod timers;
+mod too_big_resend;
 
 pub use config::{ConfigError, EngineConfig};
 pub use stats::Stats;

@@ -105,6 +105,12 @@ counters! {
     tcp_syns_absorbed,
     /// Upstream sockets given keepalives because their app sends them.
     tcp_upstream_keepalives,
+    /// UDP datagrams without DF sent again after the path answered Packet
+    /// Too Big, now fragmented to the learnt path MTU (RFC 7915 4.1).
+    udp_resent_after_too_big,
+    /// UDP datagrams without DF not kept for such a resend because the
+    /// copies' byte budget was spent.
+    udp_copies_over_budget,
 }
 
 impl Counters {

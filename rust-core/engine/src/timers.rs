@@ -19,6 +19,9 @@ pub enum TimerKey {
     Icmp(u16),
     /// A DNS query in flight, by its upstream id.
     Dns(u16),
+    /// The copy of a UDP mapping's latest datagram without DF
+    /// ([`crate::too_big_resend`]), by the app's source port.
+    UdpCopy(u16),
 }
 
 #[derive(Debug, Default)]

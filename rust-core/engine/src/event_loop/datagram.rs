@@ -269,6 +269,14 @@ impl Loop {
             };
             let (typ, code, original) = if err.icmp6 {
                 Counters::inc(&self.c().icmp6_errors_received);
+                if let (AppDatagram::Udp { app_port }, Some(dest)) = (app, err.dest) {
+                    let quoted = &data[..err.len.min(data.len())];
+                    if err.typ == path_error::ICMP6_PACKET_TOO_BIG
+                        && self.resend_after_too_big(fd, app_port, &dest, quoted, err.info)
+                    {
+                        continue;
+                    }
+                }
                 (err.typ, err.code, None)
             } else if err.local && err.errno == libc::EMSGSIZE as u32 {
                 (path_error::ICMP6_PACKET_TOO_BIG, 0, sent)
@@ -297,6 +305,37 @@ impl Loop {
         }
     }
 
+    /// A Packet Too Big (MTU `mtu`) reached UDP mapping `sp`'s socket `fd`
+    /// about a datagram to `dest` whose payload starts with `quoted`. When
+    /// that is the kept copy of a datagram without DF, it is sent again
+    /// (the kernel has learnt the path MTU and fragments it) and true is
+    /// returned: the app is not told, its datagram had no DF (RFC 7915
+    /// section 4.1: a translator fragments such a datagram to fit).
+    fn resend_after_too_big(
+        &mut self,
+        fd: RawFd,
+        sp: u16,
+        dest: &SocketAddrV6,
+        quoted: &[u8],
+        mtu: u32,
+    ) -> bool {
+        let c = &self.sh.counters;
+        if let Some(r) = self.too_big.on_too_big(sp, dest, quoted, mtu, self.now) {
+            match sys::send_to6(fd, r.payload, &r.dest, &r.fields) {
+                Ok(n) => {
+                    Counters::inc(&c.udp_resent_after_too_big);
+                    Counters::inc(&c.up_tx_packets);
+                    Counters::add(&c.up_tx_bytes, n as u64);
+                }
+                Err(e) => {
+                    log::debug!("send again to {}: {e}", r.dest);
+                    Counters::inc(&c.drop_upstream_send);
+                }
+            }
+        }
+        self.too_big.is_kept(sp, dest, quoted)
+    }
+
     pub(super) fn close_mapping(&mut self, slot: usize) {
         let (kind, key) = match self.kill_slot(slot) {
             Slot::Udp(f) => (Datagram::Udp, f.sp),
@@ -305,6 +344,11 @@ impl Loop {
         };
         if let Some((_, at)) = self.mappings(kind).remove(key) {
             self.timers.remove(at, kind.timer(key));
+        }
+        if let Datagram::Udp = kind {
+            if let Some(at) = self.too_big.forget(key) {
+                self.timers.remove(at, TimerKey::UdpCopy(key));
+            }
         }
         let c = &self.sh.counters;
         Counters::dec(match kind {

@@ -21,6 +21,7 @@ use crate::stats::Counters;
 use crate::tcp_flows::{FlowTimeouts, TcpFlows};
 use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
+use crate::too_big_resend::{self, TooBigResends};
 use clat_protect::Protector;
 use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message};
 use datagram::Datagram;
@@ -105,6 +106,8 @@ pub(crate) struct Loop {
     udp: DatagramMappings<usize>,
     /// ICMP echo mappings by the app's echo identifier, to their slots.
     icmp: DatagramMappings<usize>,
+    /// Copies of UDP datagrams without DF, sent again after Packet Too Big.
+    too_big: TooBigResends,
     /// The DNS relay's UDP socket per upstream resolver (by index), to
     /// their slots; opened on first use.
     dns_socks: Vec<Option<usize>>,
@@ -189,6 +192,7 @@ impl Loop {
             tcp: TcpFlows::new(to),
             udp: DatagramMappings::new(udp_idle),
             icmp: DatagramMappings::new(icmp_idle),
+            too_big: TooBigResends::new(too_big_resend::HOLD, too_big_resend::BUDGET),
             dns_socks: vec![None; n],
             dns,
             timers: Timers::default(),
@@ -289,6 +293,7 @@ impl Loop {
         self.tcp.clear();
         self.udp.clear();
         self.icmp.clear();
+        self.too_big.clear();
         self.dns.clear();
         self.timers.clear();
     }
@@ -554,6 +559,7 @@ impl Loop {
                 TimerKey::Nat(_) | TimerKey::Dns(_) => {}
                 TimerKey::Udp(sp) => self.datagram_timer(Datagram::Udp, sp, at),
                 TimerKey::Icmp(id) => self.datagram_timer(Datagram::Echo, id, at),
+                TimerKey::UdpCopy(sp) => self.too_big.on_deadline(sp, at),
             }
         }
     }

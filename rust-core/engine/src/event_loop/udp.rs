@@ -2,11 +2,13 @@
 //! mapping and filtering, RFC 4787). Datagrams to the internal DNS
 //! address go to the DNS relay instead.
 
-use super::datagram::Datagram;
+use super::datagram::{send_fields, Datagram};
 use super::{tun_write, Loop, Slot, MAX_UDP_PAYLOAD};
 use crate::packet::{self, Hop, Ip4};
 use crate::stats::Counters;
 use crate::sys;
+use crate::timers::TimerKey;
+use crate::too_big_resend::Keep;
 use clat_xlat::wire::Icmpv4DstUnreachable;
 use mio::event::Event;
 use mio::net::UdpSocket;
@@ -70,11 +72,35 @@ impl Loop {
             },
         };
         let to = SocketAddrV6::new(packet::embed(&self.cfg.prefix, ip.dst), dp, 0, 0);
-        if let Err(e) = self.send_upstream(slot, (ip, p), &p[range], &to) {
+        match self.send_upstream(slot, (ip, p), &p[range.clone()], &to) {
+            Ok(()) => self.keep_for_too_big(sp, to, &p[range], ip),
             // Tell the app, as a router would, instead of silence.
-            if let Some(code) = unreach_code(&e) {
-                self.refuse(ip, p, code);
+            Err(e) => {
+                if let Some(code) = unreach_code(&e) {
+                    self.refuse(ip, p, code);
+                }
             }
+        }
+    }
+
+    /// Keeps a copy of the datagram without DF just sent on mapping `sp`
+    /// when it might meet a narrower link ([`crate::too_big_resend::TooBigResends::on_sent`]),
+    /// and arms or disarms the copies' deadlines.
+    fn keep_for_too_big(&mut self, sp: u16, to: SocketAddrV6, payload: &[u8], ip: &Ip4) {
+        let now = self.now;
+        let replaced = match self.too_big.on_sent(sp, to, payload, send_fields(ip), now) {
+            Keep::NotNeeded => return,
+            Keep::Kept { at, replaced } => {
+                self.timers.insert(at, TimerKey::UdpCopy(sp));
+                replaced
+            }
+            Keep::OverBudget { replaced } => {
+                Counters::inc(&self.sh.counters.udp_copies_over_budget);
+                replaced
+            }
+        };
+        if let Some(at) = replaced {
+            self.timers.remove(at, TimerKey::UdpCopy(sp));
         }
     }
 

@@ -36,7 +36,11 @@
 //! Keepalive rule: an app segment that carries only ACK, at most one byte,
 //! and whose sequence number is one below the next one the app has used
 //! (`seq + 1 == app_next`: the classic probe, RFC 9293 section 3.8.4,
-//! which Linux, BSD and Windows send) is a keepalive probe. The time
+//! which Linux, BSD and Windows send) is a keepalive probe, unless the
+//! listener side's last ACK closed the window: a zero-window probe is the
+//! same segment (Linux's tcp_xmit_probe_skb sends both), and taking its
+//! backed-off retries for keepalives would pin the upstream interval at
+//! the minimum for the connection's life. The time
 //! between two probes is the app's interval; the upstream socket then
 //! gets SO_KEEPALIVE with TCP_KEEPIDLE = TCP_KEEPINTVL = that interval
 //! clamped to [`KEEPALIVE_MIN`]..=[`KEEPALIVE_MAX`] ([`Action::Keepalive`]),
@@ -180,6 +184,10 @@ pub struct Flow {
     /// Closed by the engine answering the app's FIN itself: no TIME_WAIT
     /// on the listener side; stray RSTs from there are not carried.
     pub fast_closed: bool,
+    /// The listener side's last ACK advertised a zero window: the app's
+    /// segments one below its next sequence number are then window probes
+    /// (RFC 9293 section 3.8.6.1), not keepalives.
+    window_closed: bool,
     /// The app's last keepalive probe.
     probe_at: Option<Instant>,
     /// The upstream keepalive interval set, if any.
@@ -273,6 +281,8 @@ pub struct SegInfo {
     pub seq: TcpSeqNumber,
     pub ack: TcpSeqNumber,
     pub payload_len: usize,
+    /// The Window field as sent (unscaled: zero is zero at any scale).
+    pub window: u16,
 }
 
 impl From<&TcpSegment> for SegInfo {
@@ -282,6 +292,7 @@ impl From<&TcpSegment> for SegInfo {
             seq: s.seq,
             ack: s.ack,
             payload_len: s.payload_len,
+            window: s.window,
         }
     }
 }
@@ -427,7 +438,8 @@ impl TcpFlows {
                     .masked(TcpFlags::FIN | TcpFlags::SYN | TcpFlags::RST | TcpFlags::ACK)
                     == TcpFlags::ACK
                     && seg.payload_len <= 1
-                    && seg.seq + 1 == e.app_next;
+                    && seg.seq + 1 == e.app_next
+                    && !e.window_closed;
                 if probe {
                     self.on_probe(np, now, c);
                 } else if end > e.app_next {
@@ -533,6 +545,7 @@ impl TcpFlows {
                 app_fin: false,
                 engine_fin_first: false,
                 fast_closed: false,
+                window_closed: false,
                 probe_at: None,
                 keepalive: None,
             },
@@ -791,6 +804,9 @@ impl TcpFlows {
         if let Some(seg) = seg {
             if seg.flags.intersects(TcpFlags::RST) && e.fast_closed {
                 return ListenerVerdict::Suppress;
+            }
+            if seg.flags.intersects(TcpFlags::ACK) {
+                e.window_closed = seg.window == 0;
             }
             if seg.flags.intersects(TcpFlags::FIN) {
                 e.fin_end = Some(seg.seq + seg.payload_len as u32 + 1);

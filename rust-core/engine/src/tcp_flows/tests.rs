@@ -494,6 +494,7 @@ fn fast_close_and_time_wait_hold() {
         seq: TcpSeqNumber(500),
         ack: TcpSeqNumber(1001),
         payload_len: 0,
+        window: 512,
     };
     assert_eq!(
         f.on_listener_segment(t0, np, Some(fin), &c),
@@ -699,4 +700,63 @@ fn out_of_descriptors_evicts_another_incomplete_flow() {
         }]
     );
     assert_eq!(c.snapshot().flows_evicted, 2);
+}
+
+/// A segment from the listener to the app with this receive window.
+fn from_listener(seq: u32, ack: u32, window: u16) -> SegInfo {
+    SegInfo {
+        flags: TcpFlags::ACK,
+        seq: TcpSeqNumber(seq),
+        ack: TcpSeqNumber(ack),
+        payload_len: 0,
+        window,
+    }
+}
+
+#[test]
+fn zero_window_probes_are_not_keepalives() {
+    // A zero-window probe (RFC 9293 section 3.8.6.1) is, on Linux, BSD
+    // and Windows, the same segment as a keepalive probe: an ACK at one
+    // below the next sequence number (tcp_xmit_probe_skb). The app sends
+    // them, backing off from about 200 ms, whenever the listener side's
+    // socket has a full receive buffer (a slow uplink). Taken for
+    // keepalives they would set upstream keepalives at the 10 s minimum
+    // for the rest of the connection (the interval only ever shrinks):
+    // the radio woken every 10 s by an idle upload connection.
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let mut f = TcpFlows::new(to());
+    let np = established(&mut f, t0, 1, &c);
+    let data = seg(1, 1001, Some(1), "", b"0123456789");
+    app(&mut f, ms(1), 1, &data, false, &c);
+    // The listener acknowledges everything and closes its window.
+    let closed = from_listener(1, 1011, 0);
+    assert!(matches!(
+        f.on_listener_segment(ms(2), np, Some(closed), &c),
+        ListenerVerdict::Forward { .. }
+    ));
+    let probe = seg(1, 1010, Some(1), "", b"");
+    for at in [200, 600, 1400, 3000, 6200, 12600, 25400] {
+        app(&mut f, ms(at), 1, &probe, false, &c);
+        // The listener answers each probe: the window is still closed.
+        f.on_listener_segment(ms(at), np, Some(closed), &c);
+    }
+    assert_eq!(
+        actions(&mut f),
+        vec![],
+        "window probes taken for keepalives"
+    );
+    assert_eq!(c.snapshot().tcp_upstream_keepalives, 0);
+    // The window opens; the same segments 30 s apart are keepalives.
+    f.on_listener_segment(ms(26000), np, Some(from_listener(1, 1011, 512)), &c);
+    app(&mut f, ms(100_000), 1, &probe, false, &c);
+    app(&mut f, ms(130_000), 1, &probe, false, &c);
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::Keepalive {
+            slot: SLOT,
+            interval: Duration::from_secs(30)
+        }]
+    );
 }

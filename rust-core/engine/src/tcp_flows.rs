@@ -164,7 +164,10 @@ pub struct Flow {
     pub state: FlowState,
     /// The Loop's handle of this flow's sockets (its slot), once opened.
     pub slot: Option<usize>,
-    syn: Option<HeldSyn>,
+    /// Boxed: it lives only while the upstream connects (milliseconds),
+    /// and inline its 122 bytes would sit in every entry of the NAT table
+    /// for the flow's whole life (the budget is 512 bytes per idle flow).
+    syn: Option<Box<HeldSyn>>,
     created: Instant,
     /// Last packet or byte of the flow, either way.
     last: Instant,
@@ -219,9 +222,12 @@ pub enum Action {
     },
     /// Rewrite the held SYN onto the listener (nat:np -> clat:L) and write
     /// it to the TUN.
-    InjectSyn { np: u16, syn: HeldSyn },
+    InjectSyn { np: u16, syn: Box<HeldSyn> },
     /// Answer the app's SYN (no flow any more).
-    AnswerSyn { syn: HeldSyn, answer: SynAnswer },
+    AnswerSyn {
+        syn: Box<HeldSyn>,
+        answer: SynAnswer,
+    },
     /// Close the sockets of `slot` (no report back): RST towards the app /
     /// upstream when asked, else an orderly close.
     CloseSlot {
@@ -407,7 +413,7 @@ impl TcpFlows {
                     // A retransmission (or a new ISN on the same tuple):
                     // the latest one is what the listener will see.
                     if let Some(s) = HeldSyn::new(p, ihl, thl) {
-                        e.syn = Some(s);
+                        e.syn = Some(Box::new(s));
                         e.app_isn = seg.seq;
                         e.app_next = end;
                     }
@@ -535,7 +541,7 @@ impl TcpFlows {
                 dp: key.2,
                 state: FlowState::Connecting,
                 slot: None,
-                syn: Some(syn),
+                syn: Some(Box::new(syn)),
                 created: now,
                 last: now,
                 timer_at: at,

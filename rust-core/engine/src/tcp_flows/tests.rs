@@ -62,9 +62,9 @@ fn actions(f: &mut TcpFlows) -> Vec<Action> {
     std::iter::from_fn(|| f.poll_action()).collect()
 }
 
-fn held(p: &[u8]) -> HeldSyn {
+fn held(p: &[u8]) -> Box<HeldSyn> {
     let thl = TcpSegment::parse(&p[20..]).unwrap().header_len;
-    HeldSyn::new(p, 20, thl).unwrap()
+    Box::new(HeldSyn::new(p, 20, thl).unwrap())
 }
 
 /// A flow of port `sp` through SYN, connect, injection and accept:

@@ -436,6 +436,16 @@ impl TcpFlows {
                 if end > e.app_next {
                     e.app_next = end;
                 }
+                // A FIN before accept() (a client that writes and shuts
+                // down at once): the app closes first, so the listener
+                // side will not sit in TIME_WAIT.
+                if seg
+                    .flags
+                    .masked(TcpFlags::FIN | TcpFlags::SYN | TcpFlags::RST)
+                    == TcpFlags::FIN
+                {
+                    e.app_fin = true;
+                }
                 AppVerdict::Forward(np)
             }
             FlowState::Established => {
@@ -649,9 +659,13 @@ impl TcpFlows {
         }
         Counters::dec(&c.flows_tcp);
         if e.state == FlowState::SynInjected {
+            // At the listener's RCV.NXT: once the app's ACK (and maybe
+            // data) completed the handshake, the listener side is
+            // ESTABLISHED and takes a RST only at exactly that number (RFC
+            // 5961 section 3.2); half-open, it is the ISN + 1 either way.
             self.actions.push_back(Action::AbortListener {
                 np,
-                seq: e.app_isn + 1,
+                seq: e.app_next,
             });
         }
         if let Some(slot) = e.slot {

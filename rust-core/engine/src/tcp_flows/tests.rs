@@ -760,3 +760,88 @@ fn zero_window_probes_are_not_keepalives() {
         }]
     );
 }
+
+/// A flow whose SYN went to the listener, not yet accepted: its NAT port.
+fn injected(f: &mut TcpFlows, t0: Instant, sp: u16, c: &Counters) -> u16 {
+    app(f, t0, sp, &seg(sp, 1000, None, "S", b""), false, c);
+    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+        panic!("no connect")
+    };
+    f.upstream_opened(np, SLOT);
+    f.upstream_connected(np, t0);
+    assert!(matches!(f.poll_action(), Some(Action::InjectSyn { .. })));
+    np
+}
+
+#[test]
+fn an_app_fin_before_accept_means_the_app_closed_first() {
+    // A client that writes its request and shuts down at once (HTTP/1.0,
+    // `nc -N`): its ACK, data and FIN reach the listener in one batch of
+    // TUN packets, before accept() runs. The listener side then closes
+    // second and has no TIME_WAIT, so its NAT port needs no 60 s hold.
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    let np = injected(&mut f, t0, 1, &c);
+    for s in [
+        seg(1, 1001, Some(501), "", b""),
+        seg(1, 1001, Some(501), "", b"GET /\r\n"),
+        seg(1, 1008, Some(501), "F", b""),
+    ] {
+        assert_eq!(app(&mut f, t0, 1, &s, false, &c), AppVerdict::Forward(np));
+    }
+    assert_eq!(f.accepted(np, t0), Some(SLOT));
+    // The server answers and closes: its FIN comes after the app's.
+    let fin = SegInfo {
+        flags: TcpFlags::FIN | TcpFlags::ACK,
+        seq: TcpSeqNumber(501),
+        ack: TcpSeqNumber(1009),
+        payload_len: 0,
+        window: 512,
+    };
+    f.on_listener_segment(t0, np, Some(fin), &c);
+    f.relay_closed(np, true, t0, &c);
+    assert_eq!(
+        f.poll_timeout(),
+        Some(t0 + CLOSE_GRACE),
+        "held for TIME_WAIT"
+    );
+}
+
+#[test]
+fn a_flow_freed_before_accept_aborts_the_listener_at_its_next_sequence_number() {
+    // The app completed the handshake and sent its request before accept()
+    // ran (descriptors exhausted, or a batch of TUN packets): the listener
+    // side is ESTABLISHED in the accept queue with RCV.NXT past the ISN + 1,
+    // and takes a RST only at exactly RCV.NXT (RFC 5961 section 3.2; else
+    // it answers a challenge ACK and keeps the connection for a later flow
+    // on the same NAT port to meet).
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    let np = injected(&mut f, t0, 1, &c);
+    app(&mut f, t0, 1, &seg(1, 1001, Some(501), "", b""), false, &c);
+    app(
+        &mut f,
+        t0,
+        1,
+        &seg(1, 1001, Some(501), "", b"GET /\r\n"),
+        false,
+        &c,
+    );
+    f.handle_timeout(t0 + Duration::from_secs(240), &c);
+    assert_eq!(
+        actions(&mut f),
+        vec![
+            Action::AbortListener {
+                np,
+                seq: TcpSeqNumber(1008)
+            },
+            Action::CloseSlot {
+                slot: SLOT,
+                rst_app: false,
+                rst_up: true
+            }
+        ]
+    );
+}

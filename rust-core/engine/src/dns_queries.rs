@@ -254,9 +254,11 @@ impl DnsQueries {
             // A forged or stray answer: keep waiting for the real one.
             return Counters::inc(&c.drop_dns_mismatch);
         }
-        if dns_wire::is_truncated(msg) && msg.len() <= budget {
+        // A truncated answer from before a list change is replaced.
+        let held = p.truncated.as_ref().map_or(0, Vec::len);
+        if dns_wire::is_truncated(msg) && msg.len() <= budget + held {
             Counters::inc(&c.dns_tcp_retries);
-            self.pending_bytes += msg.len();
+            self.pending_bytes = self.pending_bytes + msg.len() - held;
             p.truncated = Some(msg.to_vec());
             p.transport = Transport::Tcp(None);
             self.timers.remove(p.timer_at, TimerKey::Dns(uid));

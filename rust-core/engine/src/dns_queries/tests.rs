@@ -572,3 +572,23 @@ fn the_bytes_held_for_queries_in_flight_are_bounded() {
         other => panic!("expected the truncated answer, got {other:?}"),
     }
 }
+
+#[test]
+fn a_truncated_answer_again_after_a_list_change_replaces_the_held_one() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let (mut d, uid, r) = truncated(&c, t0, None);
+    d.set_resolvers(r.clone());
+    actions(&mut d);
+    let tc = answer(uid, "big.test.", 2, true);
+    d.on_udp_answer(t0, 0, r[0], &tc, &c);
+    assert!(matches!(
+        actions(&mut d).as_slice(),
+        [DnsAction::OpenTcp { .. }]
+    ));
+    let q = query(0x4444, "big.test.", None);
+    assert_eq!(d.pending_bytes(), q.len() + tc.len());
+    d.on_tcp_answer(uid, None, &c);
+    assert_eq!(actions(&mut d).len(), 1);
+    assert_eq!(d.pending_bytes(), 0);
+}

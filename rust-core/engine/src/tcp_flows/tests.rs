@@ -845,3 +845,172 @@ fn a_flow_freed_before_accept_aborts_the_listener_at_its_next_sequence_number() 
         ]
     );
 }
+
+/// The table's own bookkeeping agrees with itself and with the gauge.
+fn check_invariants(f: &TcpFlows, c: &Counters, step: usize) {
+    let live = f
+        .by_np
+        .values()
+        .filter(|e| e.state != FlowState::Closing)
+        .count();
+    assert_eq!(f.live(), live, "step {step}: closing count");
+    assert_eq!(
+        c.snapshot().flows_tcp,
+        live as u64,
+        "step {step}: flows_tcp gauge"
+    );
+    let incomplete = f
+        .by_np
+        .values()
+        .filter(|e| matches!(e.state, FlowState::Connecting | FlowState::SynInjected))
+        .count();
+    assert_eq!(
+        f.incomplete.len(),
+        incomplete,
+        "step {step}: incomplete set"
+    );
+    for &(at, np) in &f.incomplete {
+        assert_eq!(f.by_np[&np].created, at, "step {step}");
+    }
+    assert_eq!(
+        f.timers.len(),
+        f.by_np.len(),
+        "step {step}: one deadline each"
+    );
+    for (np, e) in &f.by_np {
+        assert!(
+            f.timers.contains(e.timer_at, TimerKey::Nat(*np)),
+            "step {step}: flow {np} has no deadline"
+        );
+    }
+    for (k, np) in &f.by_key {
+        let e = &f.by_np[np];
+        assert_eq!((e.sp, e.dst, e.dp), *k, "step {step}: key of {np}");
+    }
+}
+
+#[test]
+fn random_lives_keep_the_books_and_end_empty() {
+    // Every input in random order (a xorshift, seeded: reproducible), the
+    // Loop's side played by the test: after each step the entries, keys,
+    // deadlines, early-drop candidates and the flows_tcp gauge agree; once
+    // every deadline has passed, nothing is left.
+    for seed in 1..=20u64 {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let c = Counters::default();
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut f = TcpFlows::new(FlowTimeouts {
+            established: Duration::from_secs(30),
+            transitory: Duration::from_secs(10),
+        });
+        let mut next_slot = 0usize;
+        let mut open_slots: HashMap<usize, u16> = HashMap::new();
+        for step in 0..3000 {
+            now += Duration::from_millis(rnd(400));
+            let sp = 1 + rnd(12) as u16;
+            let nps: Vec<u16> = f.by_np.keys().copied().collect();
+            let np = if nps.is_empty() {
+                1024
+            } else {
+                nps[rnd(nps.len() as u64) as usize]
+            };
+            match rnd(13) {
+                0..=2 => {
+                    let isn = rnd(1 << 31) as u32;
+                    let full = f.live() >= 6;
+                    app(&mut f, now, sp, &seg(sp, isn, None, "S", b""), full, &c);
+                }
+                3 => {
+                    app(&mut f, now, sp, &seg(sp, 7, Some(1), "R", b""), false, &c);
+                }
+                4 => {
+                    let fl = ["", "F", "R"][rnd(3) as usize];
+                    let p = if rnd(2) == 0 { &b"data"[..] } else { b"" };
+                    let isn = f.get(np).map_or(0, |e| e.app_isn.0);
+                    let e_sp = f.get(np).map_or(sp, |e| e.sp);
+                    app(
+                        &mut f,
+                        now,
+                        e_sp,
+                        &seg(e_sp, isn + 1, Some(1), fl, p),
+                        false,
+                        &c,
+                    );
+                }
+                5 => {
+                    let slot = next_slot;
+                    next_slot += 1;
+                    if f.get(np).is_some_and(|e| e.slot.is_none()) {
+                        f.upstream_opened(np, slot);
+                        open_slots.insert(slot, np);
+                    }
+                    f.upstream_connected(np, now);
+                }
+                6 => {
+                    let errno =
+                        [libc::ECONNREFUSED, libc::ETIMEDOUT, libc::EHOSTUNREACH][rnd(3) as usize];
+                    f.upstream_failed(np, Some(errno), &c);
+                }
+                7 => {
+                    f.accepted(np, now);
+                }
+                8 => {
+                    let flags = [TcpFlags::ACK, TcpFlags::FIN | TcpFlags::ACK, TcpFlags::RST]
+                        [rnd(3) as usize];
+                    let s = SegInfo {
+                        flags,
+                        seq: TcpSeqNumber(1),
+                        ack: TcpSeqNumber(1),
+                        payload_len: 0,
+                        window: rnd(2) as u16,
+                    };
+                    f.on_listener_segment(now, np, Some(s), &c);
+                }
+                9 => {
+                    if f.get(np).is_some_and(|e| e.state == FlowState::Established) {
+                        if rnd(2) == 0 {
+                            f.fast_close(np, &c);
+                        }
+                        f.relay_closed(np, rnd(2) == 0, now, &c);
+                    }
+                }
+                10 => f.handle_timeout(now, &c),
+                11 => {
+                    if rnd(20) == 0 {
+                        f.reset_all(now, &c);
+                    }
+                }
+                _ => {
+                    f.evict_for_descriptor(None, &c);
+                }
+            }
+            // The Loop's part: closed slots are gone.
+            for a in actions(&mut f) {
+                if let Action::CloseSlot { slot, .. } = a {
+                    assert!(
+                        open_slots.remove(&slot).is_some(),
+                        "slot {slot} closed twice"
+                    );
+                }
+            }
+            check_invariants(&f, &c, step);
+        }
+        // Expiry, then the Closing grace or TIME_WAIT hold: two rounds.
+        for _ in 0..2 {
+            now += Duration::from_secs(3600);
+            f.handle_timeout(now, &c);
+            actions(&mut f);
+        }
+        check_invariants(&f, &c, usize::MAX);
+        assert!(f.by_np.is_empty(), "seed {seed}: entries left");
+        assert!(f.by_key.is_empty(), "seed {seed}: keys left");
+        assert_eq!(f.poll_timeout(), None, "seed {seed}: deadlines left");
+    }
+}

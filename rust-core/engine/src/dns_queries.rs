@@ -117,7 +117,8 @@ pub struct DnsQueries {
     /// How long one resolver gets to answer.
     timeout: Duration,
     pending: HashMap<u16, Pending>,
-    /// Bytes held by `pending` (queries and truncated answers).
+    /// Bytes held by `pending` (queries and truncated answers), at most
+    /// [`MAX_DNS_PENDING_BYTES`].
     pending_bytes: usize,
     /// The resolver that answered last (see the module doc).
     preferred: usize,
@@ -153,11 +154,6 @@ impl DnsQueries {
         } else {
             0
         }
-    }
-
-    /// Bytes held for queries in flight (at most [`MAX_DNS_PENDING_BYTES`]).
-    pub fn pending_bytes(&self) -> usize {
-        self.pending_bytes
     }
 
     /// Removes query `uid` from the table, giving its bytes back.

@@ -196,3 +196,58 @@ def test_without_keepalives_an_idle_flow_is_reset(own_clat):
     st = clat.status()
     assert status_int(st, "flows_expired") >= 1, st
     assert status_int(st, "tcp_upstream_keepalives") == 0, st
+
+
+# A port on SERVER that nothing in the lab uses: a server that never reads.
+PORT_STALLED = 7097
+
+STALLED_SERVER = """
+import socket, sys, time
+l = socket.socket(socket.AF_INET6)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("::", int(sys.argv[1])))
+l.listen(1)
+print("ready", flush=True)
+c, _ = l.accept()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+time.sleep(60)
+"""
+
+STALLED_UPLOAD = """
+import select, socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+s.setblocking(False)
+chunk, sent, last = b"x" * 65536, 0, time.monotonic()
+while time.monotonic() - last < 2:
+    if select.select([], [s], [], 0.5)[1]:
+        try:
+            n = s.send(chunk)
+        except BlockingIOError:
+            continue
+        sent += n
+        last = time.monotonic()
+print("stalled after %d bytes" % sent, flush=True)
+time.sleep(10)
+print("done", flush=True)
+"""
+
+
+def test_zero_window_probes_do_not_turn_on_upstream_keepalives(clat):
+    """An upload to a server that stops reading: the CLAT's local socket
+    closes its window, and the app's kernel probes it (from about 200 ms,
+    backing off) with segments that look exactly like keepalive probes.
+    They are not keepalives: the upstream socket must not get SO_KEEPALIVE
+    (at the 10 s floor, for the connection's life, waking the radio)."""
+    server = ns_popen(INET, sys.executable, "-c", STALLED_SERVER, str(PORT_STALLED),
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "ready", server.stderr.read()
+        before = status_int(clat.status(), "tcp_upstream_keepalives")
+        p = ns_python(PHONE, STALLED_UPLOAD, SERVER, str(PORT_STALLED), timeout=60)
+        out = p.stdout.split("\n")
+        assert out[0].startswith("stalled") and out[1] == "done", (p.stdout, p.stderr)
+        after = status_int(clat.status(), "tcp_upstream_keepalives")
+    finally:
+        server.kill()
+        server.wait()
+    assert after == before, (before, after, p.stdout)

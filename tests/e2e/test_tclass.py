@@ -77,10 +77,16 @@ if not v6:
     cap.settimeout(0.2)
     stop = threading.Event()
     def capture():
-        while not stop.is_set():
+        # Stops only once nothing came for 0.2 s after the app's read: the
+        # data segments are queued on `cap` by then, but a loaded machine
+        # may not have run this thread yet (it used to check `stop` first
+        # and leave them unread: "TOS []").
+        while True:
             try:
                 p = cap.recv(65535)
             except socket.timeout:
+                if stop.is_set():
+                    break
                 continue
             if len(p) < 40 or p[0] >> 4 != 4 or p[9] != 6:
                 continue

@@ -40,6 +40,14 @@ use std::time::{Duration, Instant};
 
 /// Cap on DNS queries in flight: beyond it the app gets SERVFAIL at once.
 pub const MAX_DNS_PENDING: usize = 4096;
+/// Cap on the bytes held for queries in flight (the queries and the
+/// truncated answers kept for a TCP retry): 1 KiB per query of
+/// [`MAX_DNS_PENDING`], ten times a usual query. The size of a query is the
+/// app's to choose (up to a whole datagram), so the count alone would let
+/// one app make the relay hold 4096 of 64 KB. Beyond it a new query gets
+/// SERVFAIL at once, and a truncated answer goes to the app as it is (TC
+/// set: its resolver retries over TCP itself).
+pub const MAX_DNS_PENDING_BYTES: usize = 4 << 20;
 
 /// What the Loop must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +117,9 @@ pub struct DnsQueries {
     /// How long one resolver gets to answer.
     timeout: Duration,
     pending: HashMap<u16, Pending>,
+    /// Bytes held by `pending` (queries and truncated answers), at most
+    /// [`MAX_DNS_PENDING_BYTES`].
+    pending_bytes: usize,
     /// The resolver that answered last (see the module doc).
     preferred: usize,
     /// Used when the system has no randomness, and after a collision.
@@ -126,6 +137,7 @@ impl DnsQueries {
             resolvers,
             timeout,
             pending: HashMap::new(),
+            pending_bytes: 0,
             preferred: 0,
             next_id: 1,
             id_source: random_id,
@@ -142,6 +154,13 @@ impl DnsQueries {
         } else {
             0
         }
+    }
+
+    /// Removes query `uid` from the table, giving its bytes back.
+    fn take(&mut self, uid: u16) -> Option<Pending> {
+        let p = self.pending.remove(&uid)?;
+        self.pending_bytes -= p.query.len() + p.truncated.as_ref().map_or(0, Vec::len);
+        Some(p)
     }
 
     /// The next action for the Loop.
@@ -162,7 +181,10 @@ impl DnsQueries {
             return Counters::inc(&c.drop_malformed);
         };
         Counters::inc(&c.dns_queries);
-        if self.resolvers.is_empty() || self.pending.len() >= MAX_DNS_PENDING {
+        if self.resolvers.is_empty()
+            || self.pending.len() >= MAX_DNS_PENDING
+            || self.pending_bytes + q.len() > MAX_DNS_PENDING_BYTES
+        {
             if self.resolvers.is_empty() {
                 Counters::inc(&c.drop_no_dns_upstream);
             }
@@ -177,6 +199,7 @@ impl DnsQueries {
         dns_wire::set_id(&mut query, uid);
         let timer_at = now + self.timeout;
         let resolver = self.preferred();
+        self.pending_bytes += query.len();
         self.pending.insert(
             uid,
             Pending {
@@ -216,6 +239,7 @@ impl DnsQueries {
         let Some(uid) = dns_wire::id(msg).filter(|_| dns_wire::is_response(msg)) else {
             return Counters::inc(&c.drop_malformed);
         };
+        let budget = MAX_DNS_PENDING_BYTES - self.pending_bytes;
         let Some(p) = self.pending.get_mut(&uid) else {
             return;
         };
@@ -226,8 +250,11 @@ impl DnsQueries {
             // A forged or stray answer: keep waiting for the real one.
             return Counters::inc(&c.drop_dns_mismatch);
         }
-        if dns_wire::is_truncated(msg) {
+        // A truncated answer from before a list change is replaced.
+        let held = p.truncated.as_ref().map_or(0, Vec::len);
+        if dns_wire::is_truncated(msg) && msg.len() <= budget + held {
             Counters::inc(&c.dns_tcp_retries);
+            self.pending_bytes = self.pending_bytes + msg.len() - held;
             p.truncated = Some(msg.to_vec());
             p.transport = Transport::Tcp(None);
             self.timers.remove(p.timer_at, TimerKey::Dns(uid));
@@ -241,11 +268,15 @@ impl DnsQueries {
             });
             return;
         }
-        let Some(p) = self.pending.remove(&uid) else {
+        let Some(p) = self.take(uid) else {
             return;
         };
         self.timers.remove(p.timer_at, TimerKey::Dns(uid));
         self.preferred = resolver;
+        if dns_wire::is_truncated(msg) {
+            // No room to hold it for a TCP retry (see MAX_DNS_PENDING_BYTES).
+            Counters::inc(&c.dns_truncated);
+        }
         self.answer(p.app_port, p.app_id, msg.to_vec(), c);
     }
 
@@ -265,7 +296,7 @@ impl DnsQueries {
     /// question asked and fits its size; else the truncated UDP answer;
     /// SERVFAIL when there is neither.
     pub fn on_tcp_answer(&mut self, uid: u16, answer: Option<&[u8]>, c: &Counters) {
-        let Some(p) = self.pending.remove(&uid) else {
+        let Some(p) = self.take(uid) else {
             return;
         };
         self.timers.remove(p.timer_at, TimerKey::Dns(uid));
@@ -309,7 +340,7 @@ impl DnsQueries {
             }
             Counters::inc(&c.dns_upstream_timeouts);
             if p.transport != Transport::Udp {
-                if let Some(p) = self.pending.remove(&uid) {
+                if let Some(p) = self.take(uid) {
                     self.finish_tcp(uid, p, None, c);
                 }
                 continue;
@@ -326,7 +357,7 @@ impl DnsQueries {
                 });
                 continue;
             }
-            if let Some(p) = self.pending.remove(&uid) {
+            if let Some(p) = self.take(uid) {
                 self.servfail(p.app_port, p.app_id, &p.query, c);
             }
         }
@@ -363,6 +394,7 @@ impl DnsQueries {
     /// Forgets every query (the engine is stopping), no action.
     pub fn clear(&mut self) {
         self.pending.clear();
+        self.pending_bytes = 0;
         self.timers.clear();
         self.actions.clear();
     }

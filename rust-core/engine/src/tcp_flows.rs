@@ -36,7 +36,11 @@
 //! Keepalive rule: an app segment that carries only ACK, at most one byte,
 //! and whose sequence number is one below the next one the app has used
 //! (`seq + 1 == app_next`: the classic probe, RFC 9293 section 3.8.4,
-//! which Linux, BSD and Windows send) is a keepalive probe. The time
+//! which Linux, BSD and Windows send) is a keepalive probe, unless the
+//! listener side's last ACK closed the window: a zero-window probe is the
+//! same segment (Linux's tcp_xmit_probe_skb sends both), and taking its
+//! backed-off retries for keepalives would pin the upstream interval at
+//! the minimum for the connection's life. The time
 //! between two probes is the app's interval; the upstream socket then
 //! gets SO_KEEPALIVE with TCP_KEEPIDLE = TCP_KEEPINTVL = that interval
 //! clamped to [`KEEPALIVE_MIN`]..=[`KEEPALIVE_MAX`] ([`Action::Keepalive`]),
@@ -160,7 +164,10 @@ pub struct Flow {
     pub state: FlowState,
     /// The Loop's handle of this flow's sockets (its slot), once opened.
     pub slot: Option<usize>,
-    syn: Option<HeldSyn>,
+    /// Boxed: it lives only while the upstream connects (milliseconds),
+    /// and inline its 122 bytes would sit in every entry of the NAT table
+    /// for the flow's whole life (the budget is 512 bytes per idle flow).
+    syn: Option<Box<HeldSyn>>,
     created: Instant,
     /// Last packet or byte of the flow, either way.
     last: Instant,
@@ -180,6 +187,10 @@ pub struct Flow {
     /// Closed by the engine answering the app's FIN itself: no TIME_WAIT
     /// on the listener side; stray RSTs from there are not carried.
     pub fast_closed: bool,
+    /// The listener side's last ACK advertised a zero window: the app's
+    /// segments one below its next sequence number are then window probes
+    /// (RFC 9293 section 3.8.6.1), not keepalives.
+    window_closed: bool,
     /// The app's last keepalive probe.
     probe_at: Option<Instant>,
     /// The upstream keepalive interval set, if any.
@@ -211,9 +222,12 @@ pub enum Action {
     },
     /// Rewrite the held SYN onto the listener (nat:np -> clat:L) and write
     /// it to the TUN.
-    InjectSyn { np: u16, syn: HeldSyn },
+    InjectSyn { np: u16, syn: Box<HeldSyn> },
     /// Answer the app's SYN (no flow any more).
-    AnswerSyn { syn: HeldSyn, answer: SynAnswer },
+    AnswerSyn {
+        syn: Box<HeldSyn>,
+        answer: SynAnswer,
+    },
     /// Close the sockets of `slot` (no report back): RST towards the app /
     /// upstream when asked, else an orderly close.
     CloseSlot {
@@ -273,6 +287,8 @@ pub struct SegInfo {
     pub seq: TcpSeqNumber,
     pub ack: TcpSeqNumber,
     pub payload_len: usize,
+    /// The Window field as sent (unscaled: zero is zero at any scale).
+    pub window: u16,
 }
 
 impl From<&TcpSegment> for SegInfo {
@@ -282,6 +298,7 @@ impl From<&TcpSegment> for SegInfo {
             seq: s.seq,
             ack: s.ack,
             payload_len: s.payload_len,
+            window: s.window,
         }
     }
 }
@@ -396,7 +413,7 @@ impl TcpFlows {
                     // A retransmission (or a new ISN on the same tuple):
                     // the latest one is what the listener will see.
                     if let Some(s) = HeldSyn::new(p, ihl, thl) {
-                        e.syn = Some(s);
+                        e.syn = Some(Box::new(s));
                         e.app_isn = seg.seq;
                         e.app_next = end;
                     }
@@ -419,6 +436,16 @@ impl TcpFlows {
                 if end > e.app_next {
                     e.app_next = end;
                 }
+                // A FIN before accept() (a client that writes and shuts
+                // down at once): the app closes first, so the listener
+                // side will not sit in TIME_WAIT.
+                if seg
+                    .flags
+                    .masked(TcpFlags::FIN | TcpFlags::SYN | TcpFlags::RST)
+                    == TcpFlags::FIN
+                {
+                    e.app_fin = true;
+                }
                 AppVerdict::Forward(np)
             }
             FlowState::Established => {
@@ -427,7 +454,8 @@ impl TcpFlows {
                     .masked(TcpFlags::FIN | TcpFlags::SYN | TcpFlags::RST | TcpFlags::ACK)
                     == TcpFlags::ACK
                     && seg.payload_len <= 1
-                    && seg.seq + 1 == e.app_next;
+                    && seg.seq + 1 == e.app_next
+                    && !e.window_closed;
                 if probe {
                     self.on_probe(np, now, c);
                 } else if end > e.app_next {
@@ -523,7 +551,7 @@ impl TcpFlows {
                 dp: key.2,
                 state: FlowState::Connecting,
                 slot: None,
-                syn: Some(syn),
+                syn: Some(Box::new(syn)),
                 created: now,
                 last: now,
                 timer_at: at,
@@ -533,6 +561,7 @@ impl TcpFlows {
                 app_fin: false,
                 engine_fin_first: false,
                 fast_closed: false,
+                window_closed: false,
                 probe_at: None,
                 keepalive: None,
             },
@@ -630,9 +659,13 @@ impl TcpFlows {
         }
         Counters::dec(&c.flows_tcp);
         if e.state == FlowState::SynInjected {
+            // At the listener's RCV.NXT: once the app's ACK (and maybe
+            // data) completed the handshake, the listener side is
+            // ESTABLISHED and takes a RST only at exactly that number (RFC
+            // 5961 section 3.2); half-open, it is the ISN + 1 either way.
             self.actions.push_back(Action::AbortListener {
                 np,
-                seq: e.app_isn + 1,
+                seq: e.app_next,
             });
         }
         if let Some(slot) = e.slot {
@@ -791,6 +824,9 @@ impl TcpFlows {
         if let Some(seg) = seg {
             if seg.flags.intersects(TcpFlags::RST) && e.fast_closed {
                 return ListenerVerdict::Suppress;
+            }
+            if seg.flags.intersects(TcpFlags::ACK) {
+                e.window_closed = seg.window == 0;
             }
             if seg.flags.intersects(TcpFlags::FIN) {
                 e.fin_end = Some(seg.seq + seg.payload_len as u32 + 1);

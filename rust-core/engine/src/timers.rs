@@ -52,6 +52,11 @@ impl Timers {
     }
 
     #[cfg(test)]
+    pub fn contains(&self, at: Instant, key: TimerKey) -> bool {
+        self.set.contains(&(at, key))
+    }
+
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.set.len()
     }

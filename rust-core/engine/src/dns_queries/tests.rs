@@ -502,3 +502,93 @@ fn after_a_list_change_a_query_that_had_failed_over_gets_every_new_resolver() {
     d.handle_timeout(t0 + 3 * T, &c);
     servfail_for(&mut d, 0xc);
 }
+
+#[test]
+fn the_bytes_held_for_queries_in_flight_are_bounded() {
+    // Query size is the app's to choose (up to a whole UDP datagram): the
+    // count cap alone would let one app make the relay hold 4096 queries
+    // of 64 KB (256 MiB) and as many truncated answers; on a phone the
+    // engine would be killed and every app would lose IPv4.
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let r = resolvers(1);
+    let mut d = DnsQueries::new(r.clone(), T);
+    let mut big = query(5, "big.test.", None);
+    big.resize(60_000, 0);
+    let mut uids = vec![];
+    loop {
+        d.on_app_query(t0, APP, &big, &c);
+        match actions(&mut d).as_slice() {
+            [DnsAction::SendUdp { query, .. }] => uids.push(id_of(query)),
+            [DnsAction::Answer { msg, .. }] => {
+                let m = Message::from_vec(msg).unwrap();
+                assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(uids.len() < MAX_DNS_PENDING, "no bound but the count");
+    }
+    assert!(!uids.is_empty());
+    assert!(uids.len() * big.len() <= MAX_DNS_PENDING_BYTES);
+    assert!((uids.len() + 1) * big.len() > MAX_DNS_PENDING_BYTES);
+    // A small query still fits beside them; the budget comes back with
+    // the answers.
+    let small = query(6, "small.test.", None);
+    d.on_app_query(t0, APP, &small, &c);
+    let (_, su) = sent(&mut d, &small);
+    d.on_udp_answer(t0, 0, r[0], &answer(su, "small.test.", 1, false), &c);
+    actions(&mut d);
+    for &u in &uids {
+        let mut a = answer(u, "big.test.", 1, false);
+        a[0..2].copy_from_slice(&u.to_be_bytes());
+        d.on_udp_answer(t0, 0, r[0], &a, &c);
+    }
+    assert_eq!(actions(&mut d).len(), uids.len());
+    assert_eq!(d.pending_bytes, 0);
+    d.on_app_query(t0, APP, &big, &c);
+    assert!(matches!(
+        actions(&mut d).as_slice(),
+        [DnsAction::SendUdp { .. }]
+    ));
+    // A truncated answer that would not fit goes to the app as it is (TC
+    // set: it asks over TCP itself) instead of being held for a retry.
+    let mut d = DnsQueries::new(r.clone(), T);
+    let q = query(0x4444, "tc.test.", None);
+    let mut fill = query(1, "big.test.", None);
+    fill.resize(MAX_DNS_PENDING_BYTES - q.len() - 10, 0);
+    d.on_app_query(t0, APP, &fill, &c);
+    actions(&mut d);
+    d.on_app_query(t0, APP, &q, &c);
+    let (_, uid) = sent(&mut d, &q);
+    let tc = answer(uid, "tc.test.", 3, true);
+    assert!(tc.len() + q.len() + fill.len() > MAX_DNS_PENDING_BYTES);
+    d.on_udp_answer(t0, 0, r[0], &tc, &c);
+    match actions(&mut d).as_slice() {
+        [DnsAction::Answer { msg, .. }] => {
+            assert_eq!(id_of(msg), 0x4444);
+            assert_eq!(msg[2..], tc[2..]);
+        }
+        other => panic!("expected the truncated answer, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_truncated_answer_again_after_a_list_change_replaces_the_held_one() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let (mut d, uid, r) = truncated(&c, t0, None);
+    d.set_resolvers(r.clone());
+    actions(&mut d);
+    let tc = answer(uid, "big.test.", 2, true);
+    d.on_udp_answer(t0, 0, r[0], &tc, &c);
+    assert!(matches!(
+        actions(&mut d).as_slice(),
+        [DnsAction::OpenTcp { .. }]
+    ));
+    let q = query(0x4444, "big.test.", None);
+    assert_eq!(d.pending_bytes, q.len() + tc.len());
+    d.on_tcp_answer(uid, None, &c);
+    assert_eq!(actions(&mut d).len(), 1);
+    assert_eq!(d.pending_bytes, 0);
+}

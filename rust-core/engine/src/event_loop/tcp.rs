@@ -567,3 +567,35 @@ fn connect_result(sock: &TcpStream, ev: &Event) -> Option<io::Result<()>> {
         },
     }
 }
+
+#[cfg(test)]
+mod memory {
+    use super::super::Slot;
+    use crate::tcp_flows::{Flow, NatKey};
+    use crate::tcp_relay::Relay;
+    use crate::timers::TimerKey;
+    use std::mem::size_of;
+    use std::time::Instant;
+
+    /// The project's budget of engine memory per idle established flow.
+    const IDLE_FLOW_BUDGET: usize = 512;
+
+    /// The engine's bytes for one idle established TCP flow: its NAT entry
+    /// and key (hashbrown: one control byte per bucket, at most 7/8 of the
+    /// buckets used, so at least 8/7 of an entry each), its deadline (a
+    /// B-tree leaf is at least half full) and its slot with the boxed
+    /// relay (whose buffers are freed when empty). Kernel socket memory is
+    /// not the engine's.
+    #[test]
+    fn an_idle_flow_fits_the_memory_budget() {
+        let nat = (size_of::<(u16, Flow)>() + 1) * 8 / 7;
+        let key = (size_of::<(NatKey, u16)>() + 1) * 8 / 7;
+        let timer = 2 * size_of::<(Instant, TimerKey)>();
+        let slot = size_of::<Slot>() + size_of::<Relay>();
+        let total = nat + key + timer + slot;
+        assert!(
+            total <= IDLE_FLOW_BUDGET,
+            "{total} bytes per idle flow: nat entry {nat}, key {key}, timer {timer}, slot and relay {slot}"
+        );
+    }
+}

@@ -62,9 +62,9 @@ fn actions(f: &mut TcpFlows) -> Vec<Action> {
     std::iter::from_fn(|| f.poll_action()).collect()
 }
 
-fn held(p: &[u8]) -> HeldSyn {
+fn held(p: &[u8]) -> Box<HeldSyn> {
     let thl = TcpSegment::parse(&p[20..]).unwrap().header_len;
-    HeldSyn::new(p, 20, thl).unwrap()
+    Box::new(HeldSyn::new(p, 20, thl).unwrap())
 }
 
 /// A flow of port `sp` through SYN, connect, injection and accept:
@@ -494,6 +494,7 @@ fn fast_close_and_time_wait_hold() {
         seq: TcpSeqNumber(500),
         ack: TcpSeqNumber(1001),
         payload_len: 0,
+        window: 512,
     };
     assert_eq!(
         f.on_listener_segment(t0, np, Some(fin), &c),
@@ -699,4 +700,317 @@ fn out_of_descriptors_evicts_another_incomplete_flow() {
         }]
     );
     assert_eq!(c.snapshot().flows_evicted, 2);
+}
+
+/// A segment from the listener to the app with this receive window.
+fn from_listener(seq: u32, ack: u32, window: u16) -> SegInfo {
+    SegInfo {
+        flags: TcpFlags::ACK,
+        seq: TcpSeqNumber(seq),
+        ack: TcpSeqNumber(ack),
+        payload_len: 0,
+        window,
+    }
+}
+
+#[test]
+fn zero_window_probes_are_not_keepalives() {
+    // A zero-window probe (RFC 9293 section 3.8.6.1) is, on Linux, BSD
+    // and Windows, the same segment as a keepalive probe: an ACK at one
+    // below the next sequence number (tcp_xmit_probe_skb). The app sends
+    // them, backing off from about 200 ms, whenever the listener side's
+    // socket has a full receive buffer (a slow uplink). Taken for
+    // keepalives they would set upstream keepalives at the 10 s minimum
+    // for the rest of the connection (the interval only ever shrinks):
+    // the radio woken every 10 s by an idle upload connection.
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let mut f = TcpFlows::new(to());
+    let np = established(&mut f, t0, 1, &c);
+    let data = seg(1, 1001, Some(1), "", b"0123456789");
+    app(&mut f, ms(1), 1, &data, false, &c);
+    // The listener acknowledges everything and closes its window.
+    let closed = from_listener(1, 1011, 0);
+    assert!(matches!(
+        f.on_listener_segment(ms(2), np, Some(closed), &c),
+        ListenerVerdict::Forward { .. }
+    ));
+    let probe = seg(1, 1010, Some(1), "", b"");
+    for at in [200, 600, 1400, 3000, 6200, 12600, 25400] {
+        app(&mut f, ms(at), 1, &probe, false, &c);
+        // The listener answers each probe: the window is still closed.
+        f.on_listener_segment(ms(at), np, Some(closed), &c);
+    }
+    assert_eq!(
+        actions(&mut f),
+        vec![],
+        "window probes taken for keepalives"
+    );
+    assert_eq!(c.snapshot().tcp_upstream_keepalives, 0);
+    // The window opens; the same segments 30 s apart are keepalives.
+    f.on_listener_segment(ms(26000), np, Some(from_listener(1, 1011, 512)), &c);
+    app(&mut f, ms(100_000), 1, &probe, false, &c);
+    app(&mut f, ms(130_000), 1, &probe, false, &c);
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::Keepalive {
+            slot: SLOT,
+            interval: Duration::from_secs(30)
+        }]
+    );
+}
+
+/// A flow whose SYN went to the listener, not yet accepted: its NAT port.
+fn injected(f: &mut TcpFlows, t0: Instant, sp: u16, c: &Counters) -> u16 {
+    app(f, t0, sp, &seg(sp, 1000, None, "S", b""), false, c);
+    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+        panic!("no connect")
+    };
+    f.upstream_opened(np, SLOT);
+    f.upstream_connected(np, t0);
+    assert!(matches!(f.poll_action(), Some(Action::InjectSyn { .. })));
+    np
+}
+
+#[test]
+fn an_app_fin_before_accept_means_the_app_closed_first() {
+    // A client that writes its request and shuts down at once (HTTP/1.0,
+    // `nc -N`): its ACK, data and FIN reach the listener in one batch of
+    // TUN packets, before accept() runs. The listener side then closes
+    // second and has no TIME_WAIT, so its NAT port needs no 60 s hold.
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    let np = injected(&mut f, t0, 1, &c);
+    for s in [
+        seg(1, 1001, Some(501), "", b""),
+        seg(1, 1001, Some(501), "", b"GET /\r\n"),
+        seg(1, 1008, Some(501), "F", b""),
+    ] {
+        assert_eq!(app(&mut f, t0, 1, &s, false, &c), AppVerdict::Forward(np));
+    }
+    assert_eq!(f.accepted(np, t0), Some(SLOT));
+    // The server answers and closes: its FIN comes after the app's.
+    let fin = SegInfo {
+        flags: TcpFlags::FIN | TcpFlags::ACK,
+        seq: TcpSeqNumber(501),
+        ack: TcpSeqNumber(1009),
+        payload_len: 0,
+        window: 512,
+    };
+    f.on_listener_segment(t0, np, Some(fin), &c);
+    f.relay_closed(np, true, t0, &c);
+    assert_eq!(
+        f.poll_timeout(),
+        Some(t0 + CLOSE_GRACE),
+        "held for TIME_WAIT"
+    );
+}
+
+#[test]
+fn a_flow_freed_before_accept_aborts_the_listener_at_its_next_sequence_number() {
+    // The app completed the handshake and sent its request before accept()
+    // ran (descriptors exhausted, or a batch of TUN packets): the listener
+    // side is ESTABLISHED in the accept queue with RCV.NXT past the ISN + 1,
+    // and takes a RST only at exactly RCV.NXT (RFC 5961 section 3.2; else
+    // it answers a challenge ACK and keeps the connection for a later flow
+    // on the same NAT port to meet).
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    let np = injected(&mut f, t0, 1, &c);
+    app(&mut f, t0, 1, &seg(1, 1001, Some(501), "", b""), false, &c);
+    app(
+        &mut f,
+        t0,
+        1,
+        &seg(1, 1001, Some(501), "", b"GET /\r\n"),
+        false,
+        &c,
+    );
+    f.handle_timeout(t0 + Duration::from_secs(240), &c);
+    assert_eq!(
+        actions(&mut f),
+        vec![
+            Action::AbortListener {
+                np,
+                seq: TcpSeqNumber(1008)
+            },
+            Action::CloseSlot {
+                slot: SLOT,
+                rst_app: false,
+                rst_up: true
+            }
+        ]
+    );
+}
+
+/// The table's own bookkeeping agrees with itself and with the gauge.
+fn check_invariants(f: &TcpFlows, c: &Counters, step: usize) {
+    let live = f
+        .by_np
+        .values()
+        .filter(|e| e.state != FlowState::Closing)
+        .count();
+    assert_eq!(f.live(), live, "step {step}: closing count");
+    assert_eq!(
+        c.snapshot().flows_tcp,
+        live as u64,
+        "step {step}: flows_tcp gauge"
+    );
+    let incomplete = f
+        .by_np
+        .values()
+        .filter(|e| matches!(e.state, FlowState::Connecting | FlowState::SynInjected))
+        .count();
+    assert_eq!(
+        f.incomplete.len(),
+        incomplete,
+        "step {step}: incomplete set"
+    );
+    for &(at, np) in &f.incomplete {
+        assert_eq!(f.by_np[&np].created, at, "step {step}");
+    }
+    assert_eq!(
+        f.timers.len(),
+        f.by_np.len(),
+        "step {step}: one deadline each"
+    );
+    for (np, e) in &f.by_np {
+        assert!(
+            f.timers.contains(e.timer_at, TimerKey::Nat(*np)),
+            "step {step}: flow {np} has no deadline"
+        );
+    }
+    for (k, np) in &f.by_key {
+        let e = &f.by_np[np];
+        assert_eq!((e.sp, e.dst, e.dp), *k, "step {step}: key of {np}");
+    }
+}
+
+#[test]
+fn random_lives_keep_the_books_and_end_empty() {
+    // Every input in random order (a xorshift, seeded: reproducible), the
+    // Loop's side played by the test: after each step the entries, keys,
+    // deadlines, early-drop candidates and the flows_tcp gauge agree; once
+    // every deadline has passed, nothing is left.
+    for seed in 1..=20u64 {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let c = Counters::default();
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut f = TcpFlows::new(FlowTimeouts {
+            established: Duration::from_secs(30),
+            transitory: Duration::from_secs(10),
+        });
+        let mut next_slot = 0usize;
+        let mut open_slots: HashMap<usize, u16> = HashMap::new();
+        for step in 0..3000 {
+            now += Duration::from_millis(rnd(400));
+            let sp = 1 + rnd(12) as u16;
+            let nps: Vec<u16> = f.by_np.keys().copied().collect();
+            let np = if nps.is_empty() {
+                1024
+            } else {
+                nps[rnd(nps.len() as u64) as usize]
+            };
+            match rnd(13) {
+                0..=2 => {
+                    let isn = rnd(1 << 31) as u32;
+                    let full = f.live() >= 6;
+                    app(&mut f, now, sp, &seg(sp, isn, None, "S", b""), full, &c);
+                }
+                3 => {
+                    app(&mut f, now, sp, &seg(sp, 7, Some(1), "R", b""), false, &c);
+                }
+                4 => {
+                    let fl = ["", "F", "R"][rnd(3) as usize];
+                    let p = if rnd(2) == 0 { &b"data"[..] } else { b"" };
+                    let isn = f.get(np).map_or(0, |e| e.app_isn.0);
+                    let e_sp = f.get(np).map_or(sp, |e| e.sp);
+                    app(
+                        &mut f,
+                        now,
+                        e_sp,
+                        &seg(e_sp, isn + 1, Some(1), fl, p),
+                        false,
+                        &c,
+                    );
+                }
+                5 => {
+                    let slot = next_slot;
+                    next_slot += 1;
+                    if f.get(np).is_some_and(|e| e.slot.is_none()) {
+                        f.upstream_opened(np, slot);
+                        open_slots.insert(slot, np);
+                    }
+                    f.upstream_connected(np, now);
+                }
+                6 => {
+                    let errno =
+                        [libc::ECONNREFUSED, libc::ETIMEDOUT, libc::EHOSTUNREACH][rnd(3) as usize];
+                    f.upstream_failed(np, Some(errno), &c);
+                }
+                7 => {
+                    f.accepted(np, now);
+                }
+                8 => {
+                    let flags = [TcpFlags::ACK, TcpFlags::FIN | TcpFlags::ACK, TcpFlags::RST]
+                        [rnd(3) as usize];
+                    let s = SegInfo {
+                        flags,
+                        seq: TcpSeqNumber(1),
+                        ack: TcpSeqNumber(1),
+                        payload_len: 0,
+                        window: rnd(2) as u16,
+                    };
+                    f.on_listener_segment(now, np, Some(s), &c);
+                }
+                9 => {
+                    if f.get(np).is_some_and(|e| e.state == FlowState::Established) {
+                        if rnd(2) == 0 {
+                            f.fast_close(np, &c);
+                        }
+                        f.relay_closed(np, rnd(2) == 0, now, &c);
+                    }
+                }
+                10 => f.handle_timeout(now, &c),
+                11 => {
+                    if rnd(20) == 0 {
+                        f.reset_all(now, &c);
+                    }
+                }
+                _ => {
+                    f.evict_for_descriptor(None, &c);
+                }
+            }
+            // The Loop's part: closed slots are gone.
+            for a in actions(&mut f) {
+                if let Action::CloseSlot { slot, .. } = a {
+                    assert!(
+                        open_slots.remove(&slot).is_some(),
+                        "slot {slot} closed twice"
+                    );
+                }
+            }
+            check_invariants(&f, &c, step);
+        }
+        // Expiry, then the Closing grace or TIME_WAIT hold: two rounds.
+        for _ in 0..2 {
+            now += Duration::from_secs(3600);
+            f.handle_timeout(now, &c);
+            actions(&mut f);
+        }
+        check_invariants(&f, &c, usize::MAX);
+        assert!(f.by_np.is_empty(), "seed {seed}: entries left");
+        assert!(f.by_key.is_empty(), "seed {seed}: keys left");
+        assert_eq!(f.poll_timeout(), None, "seed {seed}: deadlines left");
+    }
 }

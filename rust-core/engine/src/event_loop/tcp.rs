@@ -379,6 +379,29 @@ impl Loop {
                     }
                     continue;
                 }
+                // Errors of that one connection (accept(2), "Error
+                // handling": Linux passes pending network errors of the new
+                // socket to accept): the rest of the queue is still there,
+                // and edge-triggered polling would not report it again.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(
+                            libc::ECONNABORTED
+                                | libc::EPROTO
+                                | libc::ENOPROTOOPT
+                                | libc::EHOSTDOWN
+                                | libc::ENONET
+                                | libc::EHOSTUNREACH
+                                | libc::EOPNOTSUPP
+                                | libc::ENETUNREACH
+                                | libc::ENETDOWN
+                        )
+                    ) =>
+                {
+                    log::debug!("accept: {e} (that connection only)");
+                    continue;
+                }
                 Err(e) => {
                     log::warn!("accept failed: {e}");
                     return;

@@ -20,7 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-from labutil import INET, LAB_RUN, PHONE, PORT_HTTP, SERVER, ns, ns_popen, status_int
+from labutil import (INET, LAB_RUN, PHONE, PORT_ECHO, PORT_HTTP, SERVER, ns, ns_popen,
+                     ns_python, status_int)
 
 HERE = Path(__file__).resolve().parent
 INJECT = str(HERE / "hostile_inject.py")
@@ -79,6 +80,15 @@ def silent_port_flood(clat, max_tcp: int, fd_limit: int = 0) -> dict:
             st = clat.status()
             assert status_int(st, "flows_tcp") >= max_tcp - 10, st
             assert peak_tcp <= max_tcp, peak_tcp
+        # A new UDP mapping, 1 s after the flood: the table (or the
+        # descriptors) full of TCP flows that never completed must give one
+        # up for it too.
+        ns_python(PHONE, f"""
+import os, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+m = os.urandom(32); s.sendto(m, ("{SERVER}", {PORT_ECHO}))
+assert s.recvfrom(100)[0] == m
+""", timeout=15)
         # A normal connection and a download, 1 s after the flood.
         p = ns(PHONE, "curl", "-sS", "--fail", "-m", "10", "-o", "/dev/null", "-w",
                "%{http_code}", f"http://{SERVER}/index.html", check=False)

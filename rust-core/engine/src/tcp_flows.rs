@@ -626,8 +626,10 @@ impl TcpFlows {
 
     /// Frees the oldest flow that never completed (conntrack's early
     /// drop): its upstream socket is reset, the app's SYN stays
-    /// unanswered. False when there is none.
-    fn evict_one(&mut self, c: &Counters) -> bool {
+    /// unanswered. False when there is none. Also for a new UDP or echo
+    /// mapping that finds the table full: a SYN flood must not starve the
+    /// other protocols either. Run [`Self::poll_action`] after it.
+    pub fn evict_one(&mut self, c: &Counters) -> bool {
         let Some(&(_, np)) = self.incomplete.first() else {
             return false;
         };

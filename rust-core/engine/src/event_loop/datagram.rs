@@ -106,10 +106,13 @@ impl Loop {
             Datagram::Echo => (self.icmp.len(), self.cfg.icmp_flow_cap()),
         };
         let datagram_flows = self.udp.len() + self.icmp.len();
-        if self.flows() >= self.cfg.max_flows
-            || live >= cap
-            || datagram_flows >= self.cfg.datagram_flow_room()
-        {
+        let room = live < cap && datagram_flows < self.cfg.datagram_flow_room();
+        if room && self.flows() >= self.cfg.max_flows && self.tcp.evict_one(&self.sh.counters) {
+            // A table full of TCP flows that never completed (a SYN flood)
+            // gives one up, as it would for a new SYN.
+            self.run_tcp_actions();
+        }
+        if !room || self.flows() >= self.cfg.max_flows {
             Counters::inc(&self.c().drop_flow_limit);
             self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
             return None;
@@ -121,9 +124,21 @@ impl Loop {
                 "ping socket (check net.ipv4.ping_group_range)",
             ),
         };
-        let opened = self
-            .upstream_dgram(Domain::IPV6, proto, true)
-            .and_then(|s| recv_hop_fields(s.as_raw_fd()).map(|()| s));
+        let open = |l: &Self| {
+            l.upstream_dgram(Domain::IPV6, proto, true)
+                .and_then(|s| recv_hop_fields(s.as_raw_fd()).map(|()| s))
+        };
+        let mut opened = open(self);
+        if let Err(e) = &opened {
+            // Out of descriptors, most held by TCP connects that never
+            // completed: one gives its descriptor up, as for a new SYN.
+            if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                && self.tcp.evict_for_descriptor(None, &self.sh.counters)
+            {
+                self.run_tcp_actions();
+                opened = open(self);
+            }
+        }
         let mut sock = match opened {
             Ok(s) => s,
             Err(e) => {

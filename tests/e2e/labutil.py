@@ -341,3 +341,20 @@ def lab(cmd: str, check: bool = True, timeout: float = 300) -> subprocess.Comple
     if check and p.returncode != 0:
         raise RuntimeError(f"lab.sh {cmd} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}")
     return p
+
+
+def vm_rss_kb(pid: int) -> int:
+    """Resident memory of process ``pid``, in KiB (VmRSS in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise KeyError("VmRSS")
+
+
+def served_sha256(name: str) -> str:
+    """SHA-256 of the file ``name`` the lab's web server serves."""
+    for line in (LAB_RUN / "www" / "SHA256SUMS").read_text().splitlines():
+        digest, fname = line.split()
+        if fname == name:
+            return digest
+    raise KeyError(name)

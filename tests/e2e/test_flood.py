@@ -20,28 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-from labutil import (INET, LAB_RUN, PHONE, PORT_ECHO, PORT_HTTP, SERVER, ns, ns_popen,
-                     ns_python, status_int)
+from labutil import (INET, PHONE, PORT_ECHO, PORT_HTTP, SERVER, ns, ns_popen,
+                     ns_python, served_sha256, status_int, vm_rss_kb)
 
 HERE = Path(__file__).resolve().parent
 INJECT = str(HERE / "hostile_inject.py")
 PORT_SILENT = 7097
 MAX_FLOWS = 4000
-
-
-def vm_rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise KeyError("VmRSS")
-
-
-def served_sha256(name: str) -> str:
-    for line in (LAB_RUN / "www" / "SHA256SUMS").read_text().splitlines():
-        digest, fname = line.split()
-        if fname == name:
-            return digest
-    raise KeyError(name)
 
 
 def silent_port_flood(clat, max_tcp: int, fd_limit: int = 0) -> dict:

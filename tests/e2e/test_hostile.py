@@ -26,21 +26,13 @@ from pathlib import Path
 
 import pytest
 
-from labutil import (CLAT_V4, DNS_V4, LAB_RUN, NAT_V4, PHONE, PLAT, PORT_ECHO, PORT_HTTP, SERVER, TUN,
-                     ns, ns_popen, ns_python, status_int, wait_until)
+from labutil import (CLAT_V4, DNS_V4, NAT_V4, PHONE, PLAT, PORT_ECHO, PORT_HTTP, SERVER, TUN,
+                     ns, ns_popen, ns_python, served_sha256, status_int, vm_rss_kb, wait_until)
 
 HERE = Path(__file__).resolve().parent
 INJECT = str(HERE / "hostile_inject.py")
 sys.path.insert(0, str(HERE))
 from hostile_inject import csum, ip4, tcp_syn  # noqa: E402
-
-
-def served_sha256(name: str) -> str:
-    for line in (LAB_RUN / "www" / "SHA256SUMS").read_text().splitlines():
-        digest, fname = line.split()
-        if fname == name:
-            return digest
-    raise KeyError(name)
 
 
 def inject(pkts, listen: float = 0.0, repeat: int = 1, tun: str = TUN) -> dict:
@@ -97,13 +89,6 @@ s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout({timeout})
 m = os.urandom(32); s.sendto(m, ("{SERVER}", {PORT_ECHO}))
 assert s.recvfrom(100)[0] == m
 """, timeout=timeout + 10)
-
-
-def vm_rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise KeyError("VmRSS")
 
 
 def fd_count(pid: int) -> int:

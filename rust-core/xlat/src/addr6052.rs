@@ -114,12 +114,9 @@ fn positions(len: u8) -> Option<[usize; 4]> {
 #[inline]
 pub fn embed(prefix: &Ipv6Net, v4: Ipv4Addr) -> Ipv6Addr {
     let pos = positions(prefix.prefix_len()).unwrap_or([12, 13, 14, 15]);
+    // network() zeroes every bit past the prefix length, so the u-octet
+    // (bits 64-71) and the suffix are zero as section 2.2 requires.
     let mut o = prefix.network().octets();
-    // The prefix's own bits past its length are zero (network()); u-octet and
-    // suffix: zero.
-    for b in o.iter_mut().skip(prefix.prefix_len() as usize / 8) {
-        *b = 0;
-    }
     let v = v4.octets();
     for i in 0..4 {
         o[pos[i]] = v[i];
@@ -200,6 +197,18 @@ mod tests {
             assert_eq!(embed(&p, v4), want, "embed in {p}");
             assert_eq!(extract(&p, want), Some(v4), "extract from {p}");
         }
+        // Bits set past the prefix length (the u-octet and suffix included)
+        // do not leak into the address.
+        let p: Ipv6Net = "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff/32".parse().unwrap();
+        assert_eq!(
+            embed(&p, v4),
+            "2001:db8:c000:221::".parse::<Ipv6Addr>().unwrap()
+        );
+        let p: Ipv6Net = "2001:db8:122:344:ffff:ffff:ffff:ffff/64".parse().unwrap();
+        assert_eq!(
+            embed(&p, v4),
+            "2001:db8:122:344:c0:2:2100:0".parse::<Ipv6Addr>().unwrap()
+        );
     }
 
     #[test]

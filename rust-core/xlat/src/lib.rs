@@ -248,3 +248,49 @@ impl Translator {
         (n.wrapping_mul(0x9E37_79B9) as u16) ^ ((self.cfg.frag_id_seed >> 16) as u16)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn translator(seed: u32) -> Translator {
+        Translator::new(Config {
+            pool6: Some("2001:db8:64::/96".parse().unwrap()),
+            frag_id_seed: seed,
+            ..Config::default()
+        })
+        .unwrap()
+    }
+
+    /// RFC 7915 section 5.1 Identifications: no value repeats within 65536
+    /// packets whatever the seed (RFC 6864 section 4.1 asks for no reuse
+    /// within the maximum datagram lifetime).
+    #[test]
+    fn identifications_do_not_repeat_within_65536_packets() {
+        for seed in [0, 0x5555_0001, 0xffff_ffff, 0x8000_7fff] {
+            let t = translator(seed);
+            let mut seen = vec![false; 1 << 16];
+            for i in 0..(1u32 << 16) {
+                let id = t.next_id();
+                assert!(
+                    !seen[id as usize],
+                    "seed {seed:#x}: {id} repeats at packet {i}"
+                );
+                seen[id as usize] = true;
+            }
+        }
+    }
+
+    /// The whole seed shifts the sequence (RFC 7739 asks for Identifications
+    /// that are hard to predict): seeds that differ only in their high half
+    /// give different sequences.
+    #[test]
+    fn the_seeds_high_half_shifts_the_sequence() {
+        let (a, b) = (translator(0x0001_0007), translator(0x8001_0007));
+        let xs: Vec<u16> = (0..4).map(|_| a.next_id()).collect();
+        let ys: Vec<u16> = (0..4).map(|_| b.next_id()).collect();
+        for (x, y) in xs.iter().zip(&ys) {
+            assert_eq!(x ^ y, 0x8001 ^ 0x0001, "{xs:?} {ys:?}");
+        }
+    }
+}

@@ -734,6 +734,22 @@ fn s5_3_packet_too_big_with_inner_packet() {
     assert_eq!(&idata[8..], b"big");
 }
 
+/// Section 5.1 applies to the header of a translated ICMPv6 error too: TOS
+/// from the Traffic Class, TTL from the Hop Limit (not decremented: this
+/// translator is not configured as a router).
+#[test]
+fn s5_1_icmp_error_header_keeps_traffic_class_and_hop_limit() {
+    let t = translator();
+    let (src, d) = (remote6("198.51.100.1"), a6(CLAT6));
+    let m = icmp(1, 4, [0; 4], &inner6(b"x"), &|l| pseudo6(src, d, 58, l));
+    let (o, out) = run(&t, &ipv6(src, d, 58, 37, 0xb9, &[], &m));
+    assert_eq!(o, Outcome::Forward(IpVersion::V4));
+    let (h, data) = check_v4(&out[0]);
+    assert_eq!((data[0], data[1]), (3, 3), "port unreachable");
+    assert_eq!(h.time_to_live, 37);
+    assert_eq!((h.dscp.value() << 2) | h.ecn.value(), 0xb9);
+}
+
 #[test]
 fn s5_2_ptb_inner_with_fragment_header() {
     let t = translator();

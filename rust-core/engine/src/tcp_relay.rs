@@ -521,8 +521,14 @@ pub fn prepare_upstream(s: &Socket, to: &SocketAddr, tos: u8, mirror: bool) -> i
 /// every segment the socket receives (`tcp_v6_do_rcv`, `np->rxopt.all`).
 /// Per connection: a server that changes its marking later is not
 /// followed. Returns the traffic class read, if any; errors are the
-/// kernel's and leave the app side's marking as it was.
+/// kernel's and leave the app side's marking as it was. An IPv4 upstream
+/// (the native path) is not mirrored: `Ok(None)` (its DSCP towards the
+/// server is set by [`prepare_upstream`]; the received TOS of an actively
+/// opened IPv4 TCP socket is not read here yet).
 pub fn mirror_traffic_class(up: &TcpStream, app: &TcpStream) -> io::Result<Option<u8>> {
+    if matches!(up.local_addr(), Ok(SocketAddr::V4(_))) {
+        return Ok(None);
+    }
     let up = SockRef::from(up);
     let tclass = sys::received_tclass(up.as_raw_fd());
     let _ = up.set_recv_tclass_v6(false);

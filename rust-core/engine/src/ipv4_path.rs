@@ -99,7 +99,9 @@ mod tests {
         let dst: SocketAddrV4 = "203.0.113.10:443".parse().unwrap();
         assert_eq!(
             Ipv4Path::Nat64.upstream(&prefix(), dst),
-            "[2001:db8:64::cb00:710a]:443".parse::<SocketAddr>().unwrap()
+            "[2001:db8:64::cb00:710a]:443"
+                .parse::<SocketAddr>()
+                .unwrap()
         );
         assert_eq!(
             Ipv4Path::Native.upstream(&prefix(), dst),

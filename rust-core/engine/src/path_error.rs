@@ -136,8 +136,16 @@ pub fn to_app(
     let v6 = e.dest.is_ipv6();
     let translate = |q: &[u8], out: &mut [u8]| {
         if v6 {
-            clat_xlat::icmp6_error_to_icmp4(e.icmp_type, e.icmp_code, e.info, q, src, side.mtu4, out)
-                .ok()
+            clat_xlat::icmp6_error_to_icmp4(
+                e.icmp_type,
+                e.icmp_code,
+                e.info,
+                q,
+                src,
+                side.mtu4,
+                out,
+            )
+            .ok()
         } else {
             icmp4_error(e, q, src, side, ident, out)
         }
@@ -222,10 +230,7 @@ fn icmp4_error(
         rest,
         quote: q,
     };
-    Some(err.emit(
-        Ipv4Repr::new(src, side.clat_v4, PROTO_ICMP, 0, ident),
-        out,
-    ))
+    Some(err.emit(Ipv4Repr::new(src, side.clat_v4, PROTO_ICMP, 0, ident), out))
 }
 
 #[cfg(test)]

@@ -154,8 +154,7 @@ fn from_storage(sa: &libc::sockaddr_storage, len: usize) -> Option<SocketAddr> {
         }
         libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: as above, for sockaddr_in6.
-            let a =
-                unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let a = unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             Some(SocketAddr::V6(SocketAddrV6::new(
                 Ipv6Addr::from(a.sin6_addr.s6_addr),
                 u16::from_be(a.sin6_port),
@@ -176,7 +175,9 @@ fn to_storage(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         SocketAddr::V4(a) => {
             // SAFETY: sockaddr_storage is large and aligned enough for a
             // sockaddr_in, and all-zero is a valid one.
-            let sa = unsafe { &mut *(&mut st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sa = unsafe {
+                &mut *(&mut st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
             sa.sin_family = libc::AF_INET as libc::sa_family_t;
             sa.sin_port = a.port().to_be();
             sa.sin_addr.s_addr = u32::from(*a.ip()).to_be();
@@ -184,8 +185,9 @@ fn to_storage(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         }
         SocketAddr::V6(a) => {
             // SAFETY: as above, for sockaddr_in6.
-            let sa =
-                unsafe { &mut *(&mut st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let sa = unsafe {
+                &mut *(&mut st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
             sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sa.sin6_port = a.port().to_be();
             sa.sin6_flowinfo = a.flowinfo();
@@ -390,7 +392,12 @@ pub fn send_to(fd: RawFd, buf: &[u8], to: &SocketAddr, f: &SendFields) -> io::Re
 /// IP_TOS. For ping sockets, whose `sendmsg` ignores SOL_IPV6 ancillary
 /// data before Linux 5.18 (see [`send_to`]), this is the one way that
 /// works on every kernel. Errors: the kernel's.
-pub fn set_unicast_hops_and_tclass(fd: RawFd, v6: bool, hop_limit: u8, tclass: u8) -> io::Result<()> {
+pub fn set_unicast_hops_and_tclass(
+    fd: RawFd,
+    v6: bool,
+    hop_limit: u8,
+    tclass: u8,
+) -> io::Result<()> {
     let (level, hops, tos) = if v6 {
         (libc::SOL_IPV6, libc::IPV6_UNICAST_HOPS, libc::IPV6_TCLASS)
     } else {
@@ -422,10 +429,7 @@ pub fn set_ipv4_dont_frag(fd: RawFd, dont_frag: bool) -> io::Result<()> {
 /// the socket asked for them (IPV6_RECVHOPLIMIT and IPV6_RECVTCLASS, or
 /// IP_RECVTTL and IP_RECVTOS). Errors: the kernel's (`WouldBlock` when
 /// nothing is queued).
-pub fn recv_from(
-    fd: RawFd,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<SocketAddr>, RecvFields)> {
+pub fn recv_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<SocketAddr>, RecvFields)> {
     // SAFETY: all-zero is a valid value for these C structs.
     let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut ctrl = [0u64; 16];
@@ -800,7 +804,6 @@ mod tests {
             );
         }
     }
-
 
     fn wait_readable(fd: RawFd) {
         let mut pfd = libc::pollfd {

@@ -15,8 +15,8 @@ mod udp;
 
 use crate::config::EngineConfig;
 use crate::datagram_mappings::DatagramMappings;
-use crate::ipv4_path::Ipv4Path;
 use crate::dns_queries::DnsQueries;
+use crate::ipv4_path::Ipv4Path;
 use crate::packet::{self, Ip4, ParseError, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::stats::Counters;
 use crate::tcp_flows::{FlowTimeouts, TcpFlows};
@@ -182,7 +182,9 @@ impl Loop {
         let mut tcp = TcpFlows::new(to);
         tcp.set_path(cfg.ipv4_path);
         let native = u64::from(cfg.ipv4_path == Ipv4Path::Native);
-        sh.counters.ipv4_path_native.store(native, Ordering::Relaxed);
+        sh.counters
+            .ipv4_path_native
+            .store(native, Ordering::Relaxed);
         Ok(Loop {
             poll,
             tun,

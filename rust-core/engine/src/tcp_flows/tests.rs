@@ -1029,7 +1029,10 @@ fn flows_keep_their_path_and_losing_native_ipv4_resets_only_native_ones() {
     assert_eq!(f.get(nat64).unwrap().path, Ipv4Path::Nat64);
     // A new flow connects natively.
     app(&mut f, t0, 2, &seg(2, 5, None, "S", b""), false, &c);
-    let Some(Action::Connect { np: native, path, .. }) = f.poll_action() else {
+    let Some(Action::Connect {
+        np: native, path, ..
+    }) = f.poll_action()
+    else {
         panic!("no connect")
     };
     assert_eq!(path, Ipv4Path::Native);
@@ -1056,11 +1059,15 @@ fn flows_keep_their_path_and_losing_native_ipv4_resets_only_native_ones() {
         "{a:?}"
     );
     assert!(
-        a.iter().all(|x| !matches!(x, Action::CloseSlot { slot: SLOT, .. })),
+        a.iter()
+            .all(|x| !matches!(x, Action::CloseSlot { slot: SLOT, .. })),
         "{a:?}"
     );
     assert_eq!(f.get(native).unwrap().state, FlowState::Closing);
-    assert!(f.get(pending).is_none(), "the pending native connect is freed");
+    assert!(
+        f.get(pending).is_none(),
+        "the pending native connect is freed"
+    );
     assert_eq!(f.get(nat64).unwrap().state, FlowState::Established);
     assert_eq!((f.live(), c.snapshot().flows_tcp), (1, 1));
     // Setting the same path again resets nothing.

@@ -231,3 +231,67 @@ def test_a_native_download_is_reset_promptly_when_native_ipv4_goes(own_clat,
         print(f"\nnative download reset {took*1000:.0f} ms after the route went: {err.strip()}")
     finally:
         clat.stop()
+
+
+CONNECT = """
+import errno, socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+s = socket.socket()
+s.settimeout(3)
+t = time.monotonic()
+try:
+    s.connect((host, port))
+    print("connected %.3f" % (time.monotonic() - t))
+except socket.timeout:
+    print("timeout %.3f" % (time.monotonic() - t))
+except OSError as e:
+    print("%s %.3f" % (errno.errorcode.get(e.errno, e.errno), time.monotonic() - t))
+"""
+
+# A connected UDP socket learns of an ICMP error by the errno of its next call
+# (IP_RECVERR off): ECONNREFUSED for Port Unreachable.
+UDP_CLOSED = f"""
+import errno, socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.connect(("{SERVER}", 9))
+s.send(b"anyone?")
+try:
+    s.recv(100)
+    print("answered")
+except socket.timeout:
+    print("timeout")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, e.errno))
+"""
+
+
+def test_errors_on_the_native_path_come_back_as_the_path_gave_them(own_clat, dual_stack_uplink):
+    """Refused and unreachable connects, Port Unreachable for UDP and Time
+    Exceeded for an echo with TTL 1, each from whoever sent it on the
+    native path (plat's 192.0.2.201 is the first hop, not 192.0.0.8 as on
+    the NAT64 path, nor the destination)."""
+    native_route(True)
+    clat = NativeClat()
+    clat.start()
+    try:
+        wait_path(clat, "native")
+        out = ns_python(PHONE, CONNECT, SERVER, "9").stdout.split()
+        assert out[0] == "ECONNREFUSED" and float(out[1]) < 1, out
+        # plat routes 192.0.2.64/26 'unreachable': ICMPv4 Host Unreachable.
+        # Routers rate-limit ICMP errors: up to three tries.
+        for _ in range(3):
+            out = ns_python(PHONE, CONNECT, "192.0.2.65", "80").stdout.split()
+            assert out[0] != "connected", out
+            if out[0] in ("EHOSTUNREACH", "ENETUNREACH"):
+                break
+            time.sleep(1.1)
+        else:
+            raise AssertionError(f"never answered unreachable: {out}")
+        assert ns_python(PHONE, UDP_CLOSED).stdout.strip() == "ECONNREFUSED"
+        p = ns(PHONE, "ping", "-n", "-c", "1", "-W", "2", "-t", "1", SERVER, check=False)
+        assert f"From {PL_ADDR}" in p.stdout and "Time to live exceeded" in p.stdout, p.stdout
+        st = clat.status()
+        assert status_int(st, "icmp6_errors_received") >= 2, st
+    finally:
+        clat.stop()

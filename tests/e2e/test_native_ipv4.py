@@ -295,3 +295,26 @@ def test_errors_on_the_native_path_come_back_as_the_path_gave_them(own_clat, dua
         assert status_int(st, "icmp6_errors_received") >= 2, st
     finally:
         clat.stop()
+
+
+def test_df_is_kept_on_the_native_path(own_clat, dual_stack_uplink):
+    """DF becomes the upstream socket's IP_MTU_DISCOVER: 4000 bytes with DF
+    fail on ph0's 1500-byte link and the app gets Fragmentation Needed with
+    1500 from 192.0.0.8, its kernel refuses the next one itself and 1472
+    bytes cross; without DF the same datagram, and a 60000-byte one, are
+    fragmented and echoed intact."""
+    from test_path import NO_DF_CLIENT, PMTU_CLIENT
+    native_route(True)
+    clat = NativeClat()
+    clat.start()
+    try:
+        wait_path(clat, "native")
+        r = json.loads(ns_python(PHONE, PMTU_CLIENT, SERVER, "4000", "1472").stdout)
+        assert r["errors"] and r["errors"][0] == [90, 2, 3, 4, 1500, "192.0.0.8"], r
+        assert r["mtu_after"] == 1500 and r["resend"] == "EMSGSIZE" and r["fits_echoed"], r
+        for size in (4000, 60000):
+            out = ns_python(PHONE, NO_DF_CLIENT, SERVER, str(size)).stdout.strip()
+            assert out == "True", (size, out)
+    finally:
+        clat.stop()
+        ns(PHONE, "ip", "-4", "route", "flush", "cache", check=False)

@@ -202,13 +202,40 @@ def test_a_nat64_download_survives_native_ipv4_appearing(own_clat, dual_stack_up
         clat.stop()
 
 
+# One UDP socket (one mapping in the CLAT) echoing before and after a switch.
+UDP_TWICE = f"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+def echo():
+    for attempt in range(3):
+        s.sendto(b"twice", ("{SERVER}", 7))
+        try:
+            return "ok" if s.recvfrom(100) == (b"twice", ("{SERVER}", 7)) else "wrong"
+        except socket.timeout:
+            continue
+        except OSError as e:
+            return str(e)
+    return "timeout"
+print(echo(), flush=True)
+sys.stdin.readline()
+print(echo(), flush=True)
+"""
+
+
 def test_a_native_download_is_reset_promptly_when_native_ipv4_goes(own_clat,
                                                                    dual_stack_uplink):
+    """...and a UDP mapping made on the native path is forgotten: the same app
+    socket's next datagram gets a new mapping, through the NAT64."""
     native_route(True)
     clat = NativeClat()
     clat.start()
     try:
         wait_path(clat, "native")
+        udp = ns_popen(PHONE, "python3", "-c", UDP_TWICE, stdin=subprocess.PIPE,
+                       stdout=subprocess.PIPE, text=True)
+        assert udp.stdout.readline().strip() == "ok"
+        udp_before = status_int(clat.status(), "flows_udp_total")
         dl = ns_popen(PHONE, "sh", "-c",
                       f"curl -sS -o /dev/null -m 100 --limit-rate 10M http://{SERVER}/100M; "
                       "echo rc=$?",
@@ -226,8 +253,13 @@ def test_a_native_download_is_reset_promptly_when_native_ipv4_goes(own_clat,
         before = seen()
         r = get("index.html")
         assert r.returncode == 0, r
+        udp.stdin.write("again\n")
+        udp.stdin.flush()
+        assert udp.stdout.readline().strip() == "ok"
+        udp.wait(5)
         g = grew(before, seen())
-        assert "nat64_tcp" in g and "native_tcp" not in g, g
+        assert {"nat64_tcp", "nat64_udp"} <= g and not {"native_tcp", "native_udp"} & g, g
+        assert status_int(clat.status(), "flows_udp_total") == udp_before + 1
         print(f"\nnative download reset {took*1000:.0f} ms after the route went: {err.strip()}")
     finally:
         clat.stop()

@@ -157,6 +157,8 @@ def flatten_status(doc: dict) -> dict[str, str]:
         "state": doc["state"],
         "activity": doc["activity"],
         "activity_reason": doc["activity_reason"],
+        # Since issue 15: "nat64" or "native" (the path of new IPv4 flows).
+        "ipv4_path": doc.get("ipv4_path", "-"),
         "tun": doc["tun"],
         "uptime": f"{doc['uptime_s']}s",
         # null only with --auto before the first prefix: as the `key value` lines say it

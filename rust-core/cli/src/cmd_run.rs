@@ -123,6 +123,20 @@ pub struct Args {
     /// Bind every upstream socket to this interface (SO_BINDTODEVICE).
     #[arg(long, value_name = "IFACE")]
     pub bind_device: Option<String>,
+    /// With --auto: stay active when the host has a native IPv4 default
+    /// route, and carry IPv4 flows natively (IPv4 sockets to the
+    /// destination itself) while it has one, through the NAT64 when it has
+    /// none; flows keep the path they started on, and native ones are reset
+    /// when the native route goes. The CLAT's route is then 0.0.0.0/1 and
+    /// 128.0.0.0/1 through the TUN, which win over the native default route
+    /// whatever its metric, so all IPv4 goes through the TUN. Requires
+    /// --bind-device IFACE (the uplink that has the native route) or
+    /// --mark N with a rule of yours that routes marked IPv4 by a table
+    /// with the native default route and without the TUN's routes, so that
+    /// the engine's own IPv4 sockets leave through the uplink instead of
+    /// looping into the TUN.
+    #[arg(long, requires = "auto")]
+    pub native_ipv4: bool,
     /// Control socket for `clat status`: `@NAME` (abstract, scoped to the
     /// network namespace) or a path (guarded by an flock on PATH.lock).
     /// Default: @clat/<tun>.
@@ -558,6 +572,12 @@ fn default_route(args: &Args, tun: &str, tun_index: u32) -> Result<Option<Ipv4De
     if args.no_routes {
         return Ok(None);
     }
+    if args.native_ipv4 {
+        // Halves of the default route: all IPv4 through the TUN, native
+        // route or not (the engine's sockets leave by --bind-device or
+        // --mark).
+        return Ok(Some(Ipv4DefaultRoute::split(tun)));
+    }
     if args.auto {
         // Metric 2048: a native default route added later (by a DHCP
         // client, at metric 0 or NetworkManager's 100, 600) must not
@@ -585,8 +605,22 @@ fn default_route(args: &Args, tun: &str, tun_index: u32) -> Result<Option<Ipv4De
     Ok(Some(route))
 }
 
+/// `--native-ipv4` needs the engine's own IPv4 sockets kept out of the TUN.
+fn check_native_ipv4(args: &Args) -> Result<()> {
+    if args.native_ipv4 && args.bind_device.is_none() && args.mark.is_none() {
+        bail!(
+            "--native-ipv4 needs --bind-device IFACE (the uplink with the native IPv4 route) \
+             or --mark N (with a rule of yours that routes marked IPv4 around the TUN): \
+             otherwise the engine's IPv4 sockets would follow the CLAT's own routes back \
+             into the TUN"
+        );
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> Result<()> {
     let started = Instant::now();
+    check_native_ipv4(&args)?;
     let sigs = block_signals();
     let own = ipnet::Ipv4Net::new(Ipv4Addr::from(u32::from(args.clat_addr) & !7), 29)?;
     let follow_resolv_conf = args.dns.is_empty();
@@ -687,6 +721,8 @@ fn run(args: Args) -> Result<()> {
     let mut lp = SignalLoop {
         sigs,
         auto: args.auto,
+        native_ipv4: args.native_ipv4,
+        ipv4_path: None,
         tun: &tun,
         tun_index,
         route,
@@ -707,6 +743,10 @@ fn run(args: Args) -> Result<()> {
 struct SignalLoop<'a> {
     sigs: sys::SigSet,
     auto: bool,
+    /// `--native-ipv4`: native IPv4 means the native path, not standby.
+    native_ipv4: bool,
+    /// The IPv4 path last given to the engine (`--native-ipv4`).
+    ipv4_path: Option<clat_engine::Ipv4Path>,
     tun: &'a str,
     tun_index: u32,
     /// `None` with `--no-routes`.
@@ -792,8 +832,19 @@ impl SignalLoop<'_> {
             let st = lock(self.run_state);
             st.current.as_ref().filter(|_| !st.lost).map(|c| c.prefix)
         };
-        let next = auto_mode::decide(native, prefix.as_ref());
+        let (next, path) = auto_mode::decide(native, prefix.as_ref(), self.native_ipv4);
         let before = lock(self.run_state).activity.clone();
+        if self.native_ipv4 && self.ipv4_path != Some(path) {
+            // Before the route: new flows take the new path from the
+            // first packet. Native -> NAT64 resets the native flows.
+            match lock(self.engine).set_ipv4_path(path) {
+                Ok(()) => {
+                    log::info!("IPv4 path: {}", path.name());
+                    self.ipv4_path = Some(path);
+                }
+                Err(e) => log::warn!("cannot switch the IPv4 path to {}: {e}", path.name()),
+            }
+        }
         if let Some(route) = &mut self.route {
             match next.activity {
                 Activity::Active if !route.is_installed() => {
@@ -836,6 +887,9 @@ impl SignalLoop<'_> {
         let st = lock(self.run_state);
         let tun = &self.tun;
         match (st.activity.activity, &st.current) {
+            (Activity::Active, _) if self.ipv4_path == Some(clat_engine::Ipv4Path::Native) => {
+                format!("active: IPv4 on {tun}, leaving natively")
+            }
             (Activity::Active, Some(p)) => {
                 format!("active: IPv4 on {tun} through NAT64 prefix {}", p.prefix)
             }

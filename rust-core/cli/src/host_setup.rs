@@ -21,6 +21,8 @@ impl Drop for TunLink {
 pub struct Ipv4DefaultRoute {
     tun: String,
     metric: Option<u32>,
+    /// 0.0.0.0/1 and 128.0.0.0/1 instead of one default route.
+    split: bool,
     installed: bool,
 }
 
@@ -30,29 +32,65 @@ impl Ipv4DefaultRoute {
         Ipv4DefaultRoute {
             tun: tun.to_string(),
             metric,
+            split: false,
             installed: false,
         }
     }
 
-    fn spec(&self) -> Vec<String> {
-        let mut v = vec!["default".to_string(), "dev".into(), self.tun.clone()];
-        if let Some(m) = self.metric {
-            v.extend(["metric".to_string(), m.to_string()]);
+    /// The default route as its two halves, 0.0.0.0/1 and 128.0.0.0/1
+    /// (`clat run --native-ipv4`): longer than any default route, so they
+    /// win over the host's native one whatever its metric, and all IPv4
+    /// goes through the TUN while the native route stays in place for the
+    /// engine's own sockets (bound to the uplink, or marked for a rule
+    /// of the user's) and for `--auto` to see. Not installed yet.
+    pub fn split(tun: &str) -> Self {
+        Ipv4DefaultRoute {
+            tun: tun.to_string(),
+            metric: None,
+            split: true,
+            installed: false,
         }
-        v
+    }
+
+    fn specs(&self) -> Vec<Vec<String>> {
+        let dests: &[&str] = if self.split {
+            &["0.0.0.0/1", "128.0.0.0/1"]
+        } else {
+            &["default"]
+        };
+        dests
+            .iter()
+            .map(|d| {
+                let mut v = vec![d.to_string(), "dev".into(), self.tun.clone()];
+                if let Some(m) = self.metric {
+                    v.extend(["metric".to_string(), m.to_string()]);
+                }
+                v
+            })
+            .collect()
     }
 
     /// Adds the route (no-op when it is in place).
     ///
-    /// Errors: `ip route add` fails (the message says why).
+    /// Errors: `ip route add` fails (the message says why); a half added
+    /// before is taken away again.
     pub fn install(&mut self) -> Result<()> {
         if self.installed {
             return Ok(());
         }
-        let spec = self.spec();
-        let mut a = vec!["route", "add"];
-        a.extend(spec.iter().map(String::as_str));
-        ip(&a)?;
+        let specs = self.specs();
+        for (i, spec) in specs.iter().enumerate() {
+            let mut a = vec!["route", "add"];
+            a.extend(spec.iter().map(String::as_str));
+            if let Err(e) = ip(&a) {
+                for done in &specs[..i] {
+                    let mut d = vec!["route", "del"];
+                    d.extend(done.iter().map(String::as_str));
+                    let _ = ip(&d);
+                }
+                return Err(e);
+            }
+        }
         self.installed = true;
         Ok(())
     }
@@ -62,11 +100,12 @@ impl Ipv4DefaultRoute {
         if !self.installed {
             return;
         }
-        let spec = self.spec();
-        let mut a = vec!["route", "del"];
-        a.extend(spec.iter().map(String::as_str));
-        if let Err(e) = ip(&a) {
-            log::debug!("{e:#}");
+        for spec in self.specs() {
+            let mut a = vec!["route", "del"];
+            a.extend(spec.iter().map(String::as_str));
+            if let Err(e) = ip(&a) {
+                log::debug!("{e:#}");
+            }
         }
         self.installed = false;
     }

@@ -39,6 +39,9 @@ pub struct Status {
     pub activity: Activity,
     /// Why, e.g. `native IPv4 default route via 192.0.2.1 dev eth0`.
     pub activity_reason: String,
+    /// The path new IPv4 flows take: `nat64` (IPv6 to prefix+IPv4) or
+    /// `native` (`clat run --native-ipv4` while the host has native IPv4).
+    pub ipv4_path: String,
     /// Name of the TUN device.
     pub tun: String,
     /// Seconds since `clat run` started.
@@ -209,6 +212,13 @@ impl Status {
             reason: i.exit_reason.map(|r| r.replace('\n', " ")),
             activity: i.activity.activity,
             activity_reason: i.activity.reason.replace('\n', " "),
+            ipv4_path: if stats.ipv4_path_native == 1 {
+                clat_engine::Ipv4Path::Native
+            } else {
+                clat_engine::Ipv4Path::Nat64
+            }
+            .name()
+            .into(),
             tun: i.tun.to_string(),
             uptime_s: i.uptime.as_secs(),
             prefix,
@@ -263,6 +273,9 @@ impl Status {
             (Some(r), _, _) => writeln!(s, "  state: {} ({r})", self.state.as_str()),
             (None, State::Running, Activity::Standby) => {
                 writeln!(s, "  state: running, standby ({})", self.activity_reason)
+            }
+            (None, State::Running, Activity::Active) if self.ipv4_path == "native" => {
+                writeln!(s, "  state: running, active (IPv4 natively)")
             }
             (None, State::Running, Activity::Active) => writeln!(s, "  state: running, active"),
             (None, State::Stopped, _) => writeln!(s, "  state: stopped"),
@@ -329,6 +342,7 @@ impl Status {
         }
         let _ = writeln!(s, "activity {}", self.activity.as_str());
         let _ = writeln!(s, "activity_reason {}", self.activity_reason);
+        let _ = writeln!(s, "ipv4_path {}", self.ipv4_path);
         let _ = writeln!(s, "tun {}", self.tun);
         let _ = writeln!(s, "uptime {}s", self.uptime_s);
         match &self.prefix {
@@ -470,6 +484,7 @@ mod tests {
                 "reason": null,
                 "activity": "active",
                 "activity_reason": "no native IPv4 default route; NAT64 prefix 2001:db8:64::/96",
+                "ipv4_path": "nat64",
                 "tun": "clat0",
                 "uptime_s": 3723,
                 "prefix": {

@@ -1,5 +1,6 @@
 //! Engine configuration and its validation.
 
+use crate::ipv4_path::Ipv4Path;
 use ipnet::Ipv6Net;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
@@ -58,6 +59,10 @@ pub struct EngineConfig {
     pub dns_timeout: Duration,
     /// Relay buffer per direction of a TCP flow, in bytes.
     pub relay_buffer: usize,
+    /// The upstream path of new IPv4 flows (default [`Ipv4Path::Nat64`]):
+    /// prefix+IPv4 over IPv6, or natively where the network has IPv4;
+    /// changed at run time with [`crate::Engine::set_ipv4_path`].
+    pub ipv4_path: Ipv4Path,
 }
 
 /// 64:ff9b::/96 (RFC 6052 section 2.1), checked when compiled.
@@ -82,6 +87,7 @@ impl Default for EngineConfig {
             refuse_non_global_wkp: true,
             dns_timeout: Duration::from_secs(2),
             relay_buffer: 128 * 1024,
+            ipv4_path: Ipv4Path::Nat64,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The CLAT engine: IPv4 packets from a TUN become flows re-originated over
-//! protected IPv6 sockets towards the NAT64 prefix (docs/ARCHITECTURE.md, "The data path").
+//! protected sockets: IPv6 towards the NAT64 prefix, or IPv4 to the
+//! destination itself where the network has native IPv4 ([`ipv4_path`];
+//! docs/ARCHITECTURE.md, "The data path").
 //!
 //! - TCP is terminated by the kernel: app packets are NATed onto the
 //!   engine's own listener on the TUN address ([`nat_tcp`]), the accepted
@@ -23,6 +25,7 @@ mod dns_queries;
 mod dns_wire;
 mod event_loop;
 mod frag;
+pub mod ipv4_path;
 mod nat_tcp;
 pub mod packet;
 mod path_error;
@@ -34,6 +37,7 @@ mod timers;
 mod too_big_resend;
 
 pub use config::{ConfigError, EngineConfig};
+pub use ipv4_path::Ipv4Path;
 pub use stats::Stats;
 pub use sys::open_tun;
 
@@ -137,6 +141,15 @@ impl Engine {
     pub fn set_prefix(&self, prefix: Ipv6Net) -> Result<(), EngineError> {
         clat_xlat::addr6052::validate_prefix(&prefix).map_err(ConfigError::Prefix)?;
         self.send(Command::SetPrefix(prefix))
+    }
+
+    /// Chooses the upstream path of new IPv4 flows ([`ipv4_path`]): each
+    /// flow keeps the path it was created on, except that switching to
+    /// [`Ipv4Path::Nat64`] (native IPv4 lost) resets the native flows at
+    /// once (TCP: RST to the app; UDP and echo mappings forgotten), so
+    /// apps reconnect over the NAT64. Errors: `NotRunning`.
+    pub fn set_ipv4_path(&self, path: Ipv4Path) -> Result<(), EngineError> {
+        self.send(Command::SetIpv4Path(path))
     }
 
     /// Replaces the upstream resolvers of the DNS relay.

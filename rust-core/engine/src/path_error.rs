@@ -1,23 +1,30 @@
-//! ICMPv6 errors about the engine's upstream datagrams (from a UDP or ping
+//! ICMP errors about the engine's upstream datagrams (from a UDP or ping
 //! socket's error queue), turned into the ICMPv4 error the app would have
-//! got on an IPv4 path: what a translator on the path does (RFC 7915
-//! section 5.2, with clat-xlat's type and MTU mapping), about the datagram
-//! as the app sent it.
+//! got on an IPv4 path, about the datagram as the app sent it.
 //!
-//! The error's IPv4 source is the reporting node's address when it has an
-//! IPv4 form under the NAT64 prefix (the destination itself, or an IPv4
-//! router behind the NAT64), and otherwise the dummy address 192.0.0.8
-//! (RFC 7600 section 4, the address RFC 6791 asks for): an IPv6 router on
-//! the path has no IPv4 address, and claiming the destination's would tell
-//! traceroute it had arrived. Errors raised by our own stack (EMSGSIZE for
-//! a datagram sent with IPV6_DONTFRAG) come from 192.0.0.8 too.
+//! On the NAT64 path the error is ICMPv6: what a translator on the path
+//! does (RFC 7915 section 5.2, with clat-xlat's type and MTU mapping).
+//! Its IPv4 source is the reporting node's address when it has an IPv4
+//! form under the NAT64 prefix (the destination itself, or an IPv4 router
+//! behind the NAT64), and otherwise the dummy address 192.0.0.8 (RFC 7600
+//! section 4, the address RFC 6791 asks for): an IPv6 router on the path
+//! has no IPv4 address, and claiming the destination's would tell
+//! traceroute it had arrived.
+//!
+//! On the native IPv4 path ([`crate::ipv4_path`]) the error is already
+//! ICMPv4: the app gets the same type and code from the same reporter,
+//! with Fragmentation Needed's MTU (RFC 1191) and Parameter Problem's
+//! pointer kept, only the quoted datagram being the app's own.
+//!
+//! Errors raised by our own stack (EMSGSIZE for a datagram sent with DF)
+//! come from 192.0.0.8 on either path.
 //!
 //! Pure: the caller reads the error queue and writes the result.
 
 use crate::packet::{self, Ipv4Repr, PROTO_ICMP, PROTO_UDP};
-use clat_xlat::wire::{Icmpv4Message, UdpRepr};
+use clat_xlat::wire::{Icmpv4ErrorRepr, Icmpv4Message, UdpRepr};
 use ipnet::Ipv6Net;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 /// RFC 7600 section 4: the IPv4 dummy address, source of ICMPv4 errors
 /// from nodes without an IPv4 address.
@@ -29,6 +36,24 @@ pub const ICMP6_PACKET_TOO_BIG: u8 = 2;
 /// ICMPv6 Time Exceeded (RFC 4443 section 3.3); code 0: hop limit
 /// exceeded in transit.
 pub const ICMP6_TIME_EXCEEDED: u8 = 3;
+
+/// ICMPv4 Destination Unreachable, Fragmentation Needed and DF set (RFC
+/// 792, RFC 1191): type 3, code 4.
+pub const ICMP4_FRAG_NEEDED: (u8, u8) = (3, 4);
+
+/// ICMPv4 Time Exceeded, TTL exceeded in transit (RFC 792): type 11, code 0.
+const ICMP4_TTL_EXCEEDED: (u8, u8) = (11, 0);
+
+/// The (type, code) that stands for "too big for the path" in the ICMP
+/// family of an upstream datagram to `dest`: Packet Too Big for IPv6,
+/// Fragmentation Needed for IPv4. A local EMSGSIZE is given as this.
+pub fn too_big(dest: &SocketAddr) -> (u8, u8) {
+    if dest.is_ipv6() {
+        (ICMP6_PACKET_TOO_BIG, 0)
+    } else {
+        ICMP4_FRAG_NEEDED
+    }
+}
 
 /// Which app datagram an upstream datagram carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,19 +67,21 @@ pub enum AppDatagram {
 /// One error about an upstream datagram.
 #[derive(Debug, Clone, Copy)]
 pub struct PathError<'a> {
-    /// ICMPv6 type and code (a local EMSGSIZE is given as Packet Too Big,
-    /// code 0).
-    pub icmp6_type: u8,
-    pub icmp6_code: u8,
-    /// The ICMPv6 message's 32-bit field: the MTU for Packet Too Big
-    /// (bytes), the pointer for Parameter Problem.
+    /// ICMP type and code, ICMPv6 for an IPv6 `dest` and ICMPv4 for an
+    /// IPv4 one (a local EMSGSIZE is given as [`too_big`]).
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    /// The ICMP message's 32-bit field as the kernel reports it (ee_info):
+    /// the MTU for Packet Too Big and Fragmentation Needed (bytes), the
+    /// pointer for Parameter Problem.
     pub info: u32,
-    /// The node that sent the ICMPv6 error; None for a local error.
-    pub reporter: Option<Ipv6Addr>,
-    /// The upstream datagram's destination (address and UDP port).
-    pub dest: SocketAddrV6,
+    /// The node that sent the ICMP error; None for a local error.
+    pub reporter: Option<IpAddr>,
+    /// The upstream datagram's destination (address and UDP port): under
+    /// the NAT64 prefix, or the IPv4 destination itself.
+    pub dest: SocketAddr,
     /// The start of the upstream datagram's payload as the kernel returns
-    /// it (after the UDP header; for echo, the ICMPv6 echo message).
+    /// it (after the UDP header; for echo, the ICMP echo message).
     pub payload: &'a [u8],
     /// The payload's full length as far as known (at least `payload.len()`).
     pub payload_len: usize,
@@ -73,22 +100,27 @@ pub struct AppSide {
     pub mtu4: u16,
 }
 
-/// The ICMPv4 source for an error reported by `reporter`: its IPv4 form
-/// under `prefix`, else [`IPV4_DUMMY`].
-pub fn error_source(prefix: &Ipv6Net, reporter: Option<Ipv6Addr>) -> Ipv4Addr {
-    reporter
-        .and_then(|r| packet::extract(prefix, &r))
-        .unwrap_or(IPV4_DUMMY)
+/// The ICMPv4 source for an error reported by `reporter`: an IPv4
+/// reporter itself, an IPv6 one's IPv4 form under `prefix`, else
+/// [`IPV4_DUMMY`].
+pub fn error_source(prefix: &Ipv6Net, reporter: Option<IpAddr>) -> Ipv4Addr {
+    match reporter {
+        Some(IpAddr::V4(r)) => r,
+        Some(IpAddr::V6(r)) => packet::extract(prefix, &r).unwrap_or(IPV4_DUMMY),
+        None => IPV4_DUMMY,
+    }
 }
 
 /// Writes to `out` the ICMPv4 error (IPv4 header included) that tells the
 /// app about `e`, quoting the app's datagram `app` as the app sent it
 /// (its addresses, ports or echo identifier and sequence number, DF for
-/// Packet Too Big, TTL 1 for hop limit exceeded) with IPv4 Identification
-/// `ident`. Returns its length,
-/// or None when the error has no ICMPv4 counterpart (RFC 7915 section
-/// 5.2: e.g. an unknown type), its destination is not under the prefix,
-/// or `out` is shorter than 576 bytes.
+/// Packet Too Big / Fragmentation Needed, TTL 1 for hop limit or TTL
+/// exceeded) with IPv4 Identification `ident`. Returns its length, or
+/// None when the error has no ICMPv4 counterpart (RFC 7915 section 5.2:
+/// e.g. an unknown type; on the native path anything but Destination
+/// Unreachable, Time Exceeded and Parameter Problem), an IPv6
+/// destination is not under the prefix, or `out` is shorter than 576
+/// bytes.
 pub fn to_app(
     e: &PathError<'_>,
     app: AppDatagram,
@@ -96,11 +128,27 @@ pub fn to_app(
     ident: u16,
     out: &mut [u8],
 ) -> Option<usize> {
-    let d4 = packet::extract(&side.prefix, e.dest.ip())?;
+    let d4 = match e.dest {
+        SocketAddr::V6(d) => packet::extract(&side.prefix, d.ip())?,
+        SocketAddr::V4(d) => *d.ip(),
+    };
     let src = error_source(&side.prefix, e.reporter);
+    let v6 = e.dest.is_ipv6();
     let translate = |q: &[u8], out: &mut [u8]| {
-        clat_xlat::icmp6_error_to_icmp4(e.icmp6_type, e.icmp6_code, e.info, q, src, side.mtu4, out)
+        if v6 {
+            clat_xlat::icmp6_error_to_icmp4(
+                e.icmp_type,
+                e.icmp_code,
+                e.info,
+                q,
+                src,
+                side.mtu4,
+                out,
+            )
             .ok()
+        } else {
+            icmp4_error(e, q, src, side, ident, out)
+        }
     };
     if let Some(orig) = e.original {
         return translate(orig, out);
@@ -126,24 +174,70 @@ pub fn to_app(
         }
     };
     let l4_len = u16::try_from(l4_len).unwrap_or(u16::MAX - h as u16);
-    // Hop limit exceeded in transit: the router quotes the datagram as it
-    // received it (RFC 1812 section 4.3.2.3), with hop limit 1, which a
-    // translator on the path copies into the quoted TTL. Otherwise the
-    // TTL on arrival is unknown; a host's default stands in.
-    let hop_limit_exceeded = (e.icmp6_type, e.icmp6_code) == (ICMP6_TIME_EXCEEDED, 0);
+    // Hop limit (TTL) exceeded in transit: the router quotes the datagram
+    // as it received it (RFC 1812 section 4.3.2.3), with hop limit 1,
+    // which a translator on the path copies into the quoted TTL.
+    // Otherwise the TTL on arrival is unknown; a host's default stands in.
+    let (ttl_exceeded, too_big_msg) = if v6 {
+        ((ICMP6_TIME_EXCEEDED, 0), (ICMP6_PACKET_TOO_BIG, 0))
+    } else {
+        (ICMP4_TTL_EXCEEDED, ICMP4_FRAG_NEEDED)
+    };
+    let msg = (e.icmp_type, e.icmp_code);
     Ipv4Repr {
-        dont_frag: e.icmp6_type == ICMP6_PACKET_TOO_BIG,
-        ttl: if hop_limit_exceeded { 1 } else { 64 },
+        dont_frag: msg == too_big_msg || (v6 && e.icmp_type == ICMP6_PACKET_TOO_BIG),
+        ttl: if msg == ttl_exceeded { 1 } else { 64 },
         ..Ipv4Repr::new(side.clat_v4, d4, proto, l4_len, ident)
     }
     .emit(&mut q);
     translate(&q, out)
 }
 
+/// The ICMPv4 error of the native path `e` again, from `src` to the app,
+/// quoting `q` (the app's datagram): Destination Unreachable (with the
+/// next-hop MTU of Fragmentation Needed, at most the TUN's), Time
+/// Exceeded, Parameter Problem (with its pointer); None for other types
+/// and when `out` is shorter than 576 bytes.
+fn icmp4_error(
+    e: &PathError<'_>,
+    q: &[u8],
+    src: Ipv4Addr,
+    side: &AppSide,
+    ident: u16,
+    out: &mut [u8],
+) -> Option<usize> {
+    if out.len() < Icmpv4ErrorRepr::MAX_PACKET_LEN {
+        return None;
+    }
+    let message = match e.icmp_type {
+        3 => Icmpv4Message::DstUnreachable,
+        11 => Icmpv4Message::TimeExceeded,
+        12 => Icmpv4Message::ParamProblem,
+        _ => return None,
+    };
+    let rest = match (e.icmp_type, e.icmp_code) {
+        ICMP4_FRAG_NEEDED => {
+            let mtu = u16::try_from(e.info).unwrap_or(u16::MAX).min(side.mtu4);
+            let b = mtu.to_be_bytes();
+            [0, 0, b[0], b[1]]
+        }
+        (12, _) => [u8::try_from(e.info).unwrap_or(0), 0, 0, 0],
+        _ => [0; 4],
+    };
+    let err = Icmpv4ErrorRepr {
+        message,
+        code: e.icmp_code,
+        rest,
+        quote: q,
+    };
+    Some(err.emit(Ipv4Repr::new(src, side.clat_v4, PROTO_ICMP, 0, ident), out))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use etherparse::{Icmpv4Type, PacketHeaders, TransportHeader};
+    use std::net::SocketAddrV6;
 
     fn side() -> AppSide {
         AppSide {
@@ -153,8 +247,13 @@ mod tests {
         }
     }
 
-    fn dest(port: u16) -> SocketAddrV6 {
-        SocketAddrV6::new("2001:db8:64::cb00:710a".parse().unwrap(), port, 0, 0)
+    fn dest(port: u16) -> SocketAddr {
+        SocketAddr::V6(SocketAddrV6::new(
+            "2001:db8:64::cb00:710a".parse().unwrap(),
+            port,
+            0,
+            0,
+        ))
     }
 
     /// The error's IPv4 header, its ICMPv4 type and the quoted datagram's
@@ -179,8 +278,8 @@ mod tests {
         // traceroute's first probe: UDP 40000 -> 203.0.113.10:33434, hop
         // limit 1, answered by the IPv6 router 2001:db8:1::1.
         let e = PathError {
-            icmp6_type: 3,
-            icmp6_code: 0,
+            icmp_type: 3,
+            icmp_code: 0,
             info: 0,
             reporter: Some("2001:db8:1::1".parse().unwrap()),
             dest: dest(33434),
@@ -216,8 +315,8 @@ mod tests {
     #[test]
     fn error_from_an_ipv4_node_behind_the_nat64_comes_from_its_address() {
         let e = PathError {
-            icmp6_type: 1,
-            icmp6_code: 4, // port unreachable
+            icmp_type: 1,
+            icmp_code: 4, // port unreachable
             info: 0,
             reporter: Some("2001:db8:64::cb00:710a".parse().unwrap()),
             dest: dest(9),
@@ -239,8 +338,8 @@ mod tests {
     fn packet_too_big_becomes_fragmentation_needed_with_the_mtu_minus_20() {
         // A local EMSGSIZE on a 1500-byte link, as the caller gives it.
         let e = PathError {
-            icmp6_type: ICMP6_PACKET_TOO_BIG,
-            icmp6_code: 0,
+            icmp_type: ICMP6_PACKET_TOO_BIG,
+            icmp_code: 0,
             info: 1500,
             reporter: None,
             dest: dest(7),
@@ -280,8 +379,8 @@ mod tests {
         h.header_checksum = h.calc_header_checksum();
         app[..20].copy_from_slice(&h.to_bytes());
         let e = PathError {
-            icmp6_type: ICMP6_PACKET_TOO_BIG,
-            icmp6_code: 0,
+            icmp_type: ICMP6_PACKET_TOO_BIG,
+            icmp_code: 0,
             info: 1500,
             reporter: None,
             dest: dest(7),
@@ -302,8 +401,8 @@ mod tests {
         // The ICMPv6 echo request as sent (the kernel's own identifier 0x1234).
         let sent = [128, 0, 0xab, 0xcd, 0x12, 0x34, 0x00, 0x05, 1, 2, 3, 4];
         let e = PathError {
-            icmp6_type: 3,
-            icmp6_code: 0,
+            icmp_type: 3,
+            icmp_code: 0,
             info: 0,
             reporter: Some("2001:db8:1::1".parse().unwrap()),
             dest: dest(0),
@@ -323,11 +422,11 @@ mod tests {
     #[test]
     fn destination_outside_the_prefix_or_unknown_type_gives_nothing() {
         let mut e = PathError {
-            icmp6_type: 3,
-            icmp6_code: 0,
+            icmp_type: 3,
+            icmp_code: 0,
             info: 0,
             reporter: None,
-            dest: SocketAddrV6::new("2001:db8:1::9".parse().unwrap(), 1, 0, 0),
+            dest: "[2001:db8:1::9]:1".parse().unwrap(),
             payload: &[],
             payload_len: 0,
             original: None,
@@ -336,7 +435,134 @@ mod tests {
         let app = AppDatagram::Udp { app_port: 5 };
         assert_eq!(to_app(&e, app, &side(), 1, &mut out), None);
         e.dest = dest(1);
-        e.icmp6_type = 200;
+        e.icmp_type = 200;
         assert_eq!(to_app(&e, app, &side(), 1, &mut out), None);
+    }
+
+    fn native(port: u16) -> SocketAddr {
+        SocketAddr::from(([203, 0, 113, 10], port))
+    }
+
+    #[test]
+    fn native_time_exceeded_comes_from_the_ipv4_router_as_it_was() {
+        // traceroute over the native path: UDP 40000 -> 203.0.113.10:33434,
+        // TTL 1, answered by the IPv4 router 198.51.100.1 with 11/0.
+        let e = PathError {
+            icmp_type: 11,
+            icmp_code: 0,
+            info: 0,
+            reporter: Some("198.51.100.1".parse().unwrap()),
+            dest: native(33434),
+            payload: &[0; 32],
+            payload_len: 32,
+            original: None,
+        };
+        let mut out = [0u8; 600];
+        let app = AppDatagram::Udp { app_port: 40000 };
+        let n = to_app(&e, app, &side(), 9, &mut out).unwrap();
+        let (ip, t, quote) = parse(&out[..n]);
+        assert_eq!(ip.source, [198, 51, 100, 1]);
+        assert_eq!(ip.destination, [192, 0, 0, 4]);
+        assert_eq!(
+            t,
+            Icmpv4Type::TimeExceeded(etherparse::icmpv4::TimeExceededCode::TtlExceededInTransit)
+        );
+        let q = etherparse::Ipv4HeaderSlice::from_slice(&quote).unwrap();
+        assert_eq!(
+            (q.source(), q.destination(), q.ttl()),
+            ([192, 0, 0, 4], [203, 0, 113, 10], 1)
+        );
+        assert_eq!(&quote[20..26], &[0x9c, 0x40, 0x82, 0x9a, 0, 40]);
+    }
+
+    #[test]
+    fn native_fragmentation_needed_keeps_the_mtu_capped_by_the_tun() {
+        let mut e = PathError {
+            icmp_type: 3,
+            icmp_code: 4,
+            info: 1400,
+            reporter: Some("198.51.100.1".parse().unwrap()),
+            dest: native(7),
+            payload: &[0; 64],
+            payload_len: 1472,
+            original: None,
+        };
+        let mut out = [0u8; 600];
+        let app = AppDatagram::Udp { app_port: 5 };
+        let n = to_app(&e, app, &side(), 1, &mut out).unwrap();
+        let (ip, t, quote) = parse(&out[..n]);
+        assert_eq!(ip.source, [198, 51, 100, 1]);
+        assert_eq!(
+            t,
+            Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1400
+                }
+            )
+        );
+        let q = etherparse::Ipv4HeaderSlice::from_slice(&quote).unwrap();
+        assert!(q.dont_fragment());
+        assert_eq!(q.total_len(), 20 + 8 + 1472);
+        // A local EMSGSIZE (no reporter) over a larger MTU than the TUN's.
+        e.reporter = None;
+        e.info = 9000;
+        let s = AppSide {
+            mtu4: 1500,
+            ..side()
+        };
+        let n = to_app(&e, app, &s, 1, &mut out).unwrap();
+        let (ip, t, _) = parse(&out[..n]);
+        assert_eq!(ip.source, [192, 0, 0, 8]);
+        assert_eq!(
+            t,
+            Icmpv4Type::DestinationUnreachable(
+                etherparse::icmpv4::DestUnreachableHeader::FragmentationNeeded {
+                    next_hop_mtu: 1500
+                }
+            )
+        );
+        assert_eq!(too_big(&e.dest), (3, 4));
+        assert_eq!(too_big(&dest(7)), (2, 0));
+    }
+
+    #[test]
+    fn native_errors_keep_type_code_and_pointer_and_quote_the_echo() {
+        let sent = [8, 0, 0xab, 0xcd, 0x12, 0x34, 0x00, 0x05, 1, 2, 3, 4];
+        let mut e = PathError {
+            icmp_type: 3,
+            icmp_code: 13, // communication administratively prohibited
+            info: 0,
+            reporter: Some("203.0.113.10".parse().unwrap()),
+            dest: native(0),
+            payload: &sent,
+            payload_len: sent.len(),
+            original: None,
+        };
+        let mut out = [0u8; 600];
+        let app = AppDatagram::Echo { id: 0x4242 };
+        let n = to_app(&e, app, &side(), 1, &mut out).unwrap();
+        let (ip, _, quote) = parse(&out[..n]);
+        assert_eq!(ip.source, [203, 0, 113, 10]);
+        assert_eq!((out[20], out[21]), (3, 13));
+        assert_eq!(quote[9], 1, "quoted protocol ICMP");
+        assert_eq!(&quote[20..21], &[8], "echo request");
+        assert_eq!(&quote[24..28], &[0x42, 0x42, 0x00, 0x05]);
+        // Parameter Problem keeps its pointer.
+        e.icmp_type = 12;
+        e.icmp_code = 0;
+        e.info = 9;
+        let n = to_app(&e, app, &side(), 1, &mut out).unwrap();
+        assert_eq!(n, 20 + 8 + 28);
+        assert_eq!((out[20], out[21], out[24]), (12, 0, 9));
+        // Types without an app-side meaning (a redirect) give nothing.
+        e.icmp_type = 5;
+        assert_eq!(to_app(&e, app, &side(), 1, &mut out), None);
+        // A reporter under the prefix means nothing special natively: an
+        // IPv6 reporter of a native error stands for its IPv4 form or the
+        // dummy, as on the NAT64 path.
+        assert_eq!(
+            error_source(&side().prefix, Some("2001:db8:1::1".parse().unwrap())),
+            IPV4_DUMMY
+        );
     }
 }

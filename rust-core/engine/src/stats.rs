@@ -58,7 +58,8 @@ counters! {
     tcp_rst_sent,
     /// ICMPv4 errors sent to apps (refusals and translated ICMPv6 errors).
     icmp_errors_sent,
-    /// ICMPv6 errors read from upstream sockets' error queues.
+    /// ICMP errors from the path read from upstream sockets' error queues
+    /// (ICMPv6, and ICMPv4 on the native IPv4 path; the name is kept).
     icmp6_errors_received,
     /// DNS relay.
     dns_queries,
@@ -111,6 +112,11 @@ counters! {
     /// UDP datagrams without DF not kept for such a resend because the
     /// copies' byte budget was spent.
     udp_copies_over_budget,
+    /// Flows (TCP flows, UDP and echo mappings) created on the native IPv4
+    /// path ([`crate::ipv4_path`]); the others went through the NAT64.
+    flows_native_total,
+    /// The path new IPv4 flows take: 1 native IPv4, 0 NAT64 (a gauge).
+    ipv4_path_native,
 }
 
 impl Counters {

@@ -7,7 +7,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::{Ipv6Addr, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
@@ -103,43 +103,107 @@ pub fn setsockopt_int(
     Ok(())
 }
 
-/// One ICMPv6 error taken from a socket's error queue.
+/// Where an error on a socket's error queue came from (`ee_origin` of
+/// `struct sock_extended_err`, linux/errqueue.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrOrigin {
+    /// An ICMPv4 message (SO_EE_ORIGIN_ICMP): `typ`, `code`, `info` and
+    /// `offender` are the message's.
+    Icmp4,
+    /// An ICMPv6 message (SO_EE_ORIGIN_ICMP6): likewise.
+    Icmp6,
+    /// Raised by our own stack (SO_EE_ORIGIN_LOCAL), e.g. EMSGSIZE for a
+    /// datagram sent with IPV6_DONTFRAG (or IP_PMTUDISC_DO) that is larger
+    /// than the path MTU, which is then in `info` (RFC 3542 section 11.2).
+    Local,
+    /// Anything else (timestamps, zero-copy notices): ignored.
+    Other,
+}
+
+/// One error taken from a socket's error queue (IP_RECVERR or
+/// IPV6_RECVERR): ICMPv4 or ICMPv6 errors from the path, local errors.
 #[derive(Debug, Clone, Copy)]
 pub struct IcmpErr {
     pub errno: u32,
-    /// From an ICMPv6 message (SO_EE_ORIGIN_ICMP6): `typ`, `code`, `info`
-    /// and `offender` are the message's.
-    pub icmp6: bool,
-    /// Raised by our own stack (SO_EE_ORIGIN_LOCAL), e.g. EMSGSIZE for a
-    /// datagram sent with IPV6_DONTFRAG that is larger than the path MTU,
-    /// which is then in `info` (RFC 3542 section 11.2).
-    pub local: bool,
+    pub origin: ErrOrigin,
+    /// ICMP type and code, of the family `origin` says.
     pub typ: u8,
     pub code: u8,
-    /// ee_info: the MTU for Packet Too Big.
+    /// ee_info: the MTU for Packet Too Big and Fragmentation Needed.
     pub info: u32,
-    /// The node that sent the ICMPv6 error.
-    pub offender: Option<Ipv6Addr>,
+    /// The node that sent the ICMP error.
+    pub offender: Option<IpAddr>,
     /// The destination of the datagram that caused it (msg_name).
-    pub dest: Option<SocketAddrV6>,
+    pub dest: Option<SocketAddr>,
     /// Bytes of the original payload copied into the caller's buffer.
     pub len: usize,
 }
 
-fn sockaddr6(sa: &libc::sockaddr_in6) -> SocketAddrV6 {
-    SocketAddrV6::new(
-        Ipv6Addr::from(sa.sin6_addr.s6_addr),
-        u16::from_be(sa.sin6_port),
-        sa.sin6_flowinfo,
-        sa.sin6_scope_id,
-    )
+/// The socket address in `sa` (the first `len` bytes of it valid), when
+/// it is an IPv4 or IPv6 one.
+fn from_storage(sa: &libc::sockaddr_storage, len: usize) -> Option<SocketAddr> {
+    match sa.ss_family as i32 {
+        libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, and
+            // sockaddr_storage is large and aligned enough for it.
+            let a = unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let a = unsafe { &*(sa as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
-/// Reads one entry of the error queue (MSG_ERRQUEUE). `Ok(None)` when the
-/// queue is empty.
+/// `a` as a sockaddr_in or sockaddr_in6 in a sockaddr_storage, and the
+/// length that family's address has.
+fn to_storage(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match a {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for a
+            // sockaddr_in, and all-zero is a valid one.
+            let sa = unsafe {
+                &mut *(&mut st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+            };
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_port = a.port().to_be();
+            sa.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sa = unsafe {
+                &mut *(&mut st as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+            };
+            sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sa.sin6_port = a.port().to_be();
+            sa.sin6_flowinfo = a.flowinfo();
+            sa.sin6_addr.s6_addr = a.ip().octets();
+            sa.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (st, len as libc::socklen_t)
+}
+
+/// Reads one entry of the error queue (MSG_ERRQUEUE) of an IPv4 or IPv6
+/// socket. `Ok(None)` when the queue is empty.
 pub fn recv_err(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<IcmpErr>> {
     // SAFETY: all-zero is a valid value for these C structs.
-    let mut name: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut ctrl = [0u64; 64];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -147,8 +211,8 @@ pub fn recv_err(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<IcmpErr>> {
     };
     // SAFETY: as above.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = ctrl.as_mut_ptr().cast();
@@ -164,22 +228,18 @@ pub fn recv_err(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<IcmpErr>> {
     }
     let mut out = IcmpErr {
         errno: 0,
-        icmp6: false,
-        local: false,
+        origin: ErrOrigin::Other,
         typ: 0,
         code: 0,
         info: 0,
         offender: None,
-        dest: if msg.msg_namelen as usize >= std::mem::size_of::<libc::sockaddr_in6>()
-            && name.sin6_family as i32 == libc::AF_INET6
-        {
-            Some(sockaddr6(&name))
-        } else {
-            None
-        },
+        dest: from_storage(&name, msg.msg_namelen as usize),
         len: n as usize,
     };
-    // SAFETY: standard CMSG iteration over the control buffer the kernel filled.
+    // SAFETY: standard CMSG iteration over the control buffer the kernel
+    // filled; the offender follows the sock_extended_err
+    // (SO_EE_OFFENDER) as a sockaddr_in or sockaddr_in6, read unaligned
+    // into a sockaddr_storage only as far as the record holds bytes.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
@@ -190,23 +250,27 @@ pub fn recv_err(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<IcmpErr>> {
                 let ee =
                     std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::sock_extended_err);
                 out.errno = ee.ee_errno;
-                out.icmp6 = ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6;
-                out.local = ee.ee_origin == libc::SO_EE_ORIGIN_LOCAL;
+                out.origin = match ee.ee_origin {
+                    libc::SO_EE_ORIGIN_ICMP => ErrOrigin::Icmp4,
+                    libc::SO_EE_ORIGIN_ICMP6 => ErrOrigin::Icmp6,
+                    libc::SO_EE_ORIGIN_LOCAL => ErrOrigin::Local,
+                    _ => ErrOrigin::Other,
+                };
                 out.typ = ee.ee_type;
                 out.code = ee.ee_code;
                 out.info = ee.ee_info;
-                let off = (libc::CMSG_DATA(c) as *const libc::sock_extended_err).add(1)
-                    as *const libc::sockaddr_in6;
+                let ee_len = std::mem::size_of::<libc::sock_extended_err>();
                 let data_len = h.cmsg_len as usize - (libc::CMSG_DATA(c) as usize - c as usize);
-                if data_len
-                    >= std::mem::size_of::<libc::sock_extended_err>()
-                        + std::mem::size_of::<libc::sockaddr_in6>()
-                {
-                    let sa = std::ptr::read_unaligned(off);
-                    if sa.sin6_family as i32 == libc::AF_INET6 {
-                        out.offender = Some(Ipv6Addr::from(sa.sin6_addr.s6_addr));
-                    }
-                }
+                let off_len = data_len
+                    .saturating_sub(ee_len)
+                    .min(std::mem::size_of::<libc::sockaddr_storage>());
+                let mut st: libc::sockaddr_storage = std::mem::zeroed();
+                std::ptr::copy_nonoverlapping(
+                    (libc::CMSG_DATA(c) as *const u8).add(ee_len),
+                    (&mut st as *mut libc::sockaddr_storage).cast::<u8>(),
+                    off_len,
+                );
+                out.offender = from_storage(&st, off_len).map(|a| a.ip());
             }
             c = libc::CMSG_NXTHDR(&msg, c);
         }
@@ -214,70 +278,71 @@ pub fn recv_err(fd: RawFd, buf: &mut [u8]) -> io::Result<Option<IcmpErr>> {
     Ok(Some(out))
 }
 
-/// The IPv6 header fields of one datagram that the engine sets per
-/// datagram as ancillary data of `sendmsg` (RFC 3542 section 6.3 for the
-/// hop limit and 6.5 for the traffic class, 11.2 for IPV6_DONTFRAG), so
-/// that each translated datagram carries its own IPv4 header's TTL, TOS
-/// and DF (RFC 7915 section 4.1) without a setsockopt per packet. A field
-/// that is `None` is not sent: the socket's own (sticky) value applies.
+/// The IP header fields of one datagram that the engine sets per
+/// datagram as ancillary data of `sendmsg`, so that each datagram carries
+/// its own IPv4 header's TTL, TOS and DF without a setsockopt per packet:
+/// on an IPv6 socket as IPV6_HOPLIMIT, IPV6_TCLASS and IPV6_DONTFRAG (RFC
+/// 3542 sections 6.3, 6.5 and 11.2; RFC 7915 section 4.1), on an IPv4
+/// socket as IP_TTL and IP_TOS (ip(7)). A field that is `None` is not
+/// sent: the socket's own (sticky) value applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendFields {
-    /// Hop Limit, from the IPv4 TTL.
+    /// Hop Limit (IPv6) or TTL (IPv4), from the IPv4 TTL.
     pub hop_limit: Option<u8>,
-    /// Traffic Class (DSCP and ECN), from the IPv4 TOS byte.
+    /// Traffic Class or TOS byte (DSCP and ECN), from the IPv4 TOS byte.
     pub tclass: Option<u8>,
     /// Do not fragment: a datagram larger than the path MTU fails with
     /// EMSGSIZE (and a local error on the error queue carrying the MTU)
-    /// instead of being fragmented.
+    /// instead of being fragmented. IPv6 only: Linux has no per-datagram
+    /// DF for IPv4 (ip(7) lists no such control message; DF is the
+    /// socket's IP_MTU_DISCOVER, see [`set_ipv4_dont_frag`]).
     pub dont_frag: bool,
 }
 
-/// The IPv6 header fields of one received datagram, from the ancillary
-/// data that IPV6_RECVHOPLIMIT and IPV6_RECVTCLASS ask for (RFC 3542
-/// sections 6.3, 6.5). `None` when the kernel did not say.
+/// The IP header fields of one received datagram, from the ancillary
+/// data that IPV6_RECVHOPLIMIT and IPV6_RECVTCLASS (RFC 3542 sections
+/// 6.3, 6.5) or IP_RECVTTL and IP_RECVTOS (ip(7)) ask for. `None` when
+/// the kernel did not say.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecvFields {
+    /// Hop limit or TTL.
     pub hop_limit: Option<u8>,
+    /// Traffic class or TOS.
     pub tclass: Option<u8>,
 }
 
-fn sockaddr_in6(a: &SocketAddrV6) -> libc::sockaddr_in6 {
-    // SAFETY: all-zero is a valid sockaddr_in6.
-    let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-    sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-    sa.sin6_port = a.port().to_be();
-    sa.sin6_flowinfo = a.flowinfo();
-    sa.sin6_addr.s6_addr = a.ip().octets();
-    sa.sin6_scope_id = a.scope_id();
-    sa
-}
-
-/// `sendmsg(2)` of one datagram `buf` to `to` on the IPv6 datagram socket
-/// (UDP or ping) `fd`, with `f` as IPV6_HOPLIMIT, IPV6_TCLASS (each when
-/// given) and IPV6_DONTFRAG ancillary data. Returns the bytes sent.
-/// Errors: the kernel's (`WouldBlock`, EMSGSIZE for `dont_frag` over the
-/// path MTU, the unreachable errnos).
+/// `sendmsg(2)` of one datagram `buf` to `to` on the datagram socket (UDP
+/// or ping) `fd` of `to`'s family, with `f` as ancillary data (see
+/// [`SendFields`]: IPV6_HOPLIMIT, IPV6_TCLASS, IPV6_DONTFRAG on IPv6;
+/// IP_TTL and IP_TOS on IPv4). Returns the bytes sent. Errors: the
+/// kernel's (`WouldBlock`, EMSGSIZE for DF over the path MTU, the
+/// unreachable errnos).
 ///
 /// Ping sockets read SOL_IPV6 ancillary data only since Linux 5.18
 /// (`ping_v6_sendmsg` calls `ip6_datagram_send_ctl` since commit
 /// 13651224c00b); older kernels skip it without an error, so their
 /// callers set the hop limit and traffic class as socket options instead
 /// ([`set_unicast_hops_and_tclass`]).
-pub fn send_to6(fd: RawFd, buf: &[u8], to: &SocketAddrV6, f: &SendFields) -> io::Result<usize> {
-    let mut name = sockaddr_in6(to);
+pub fn send_to(fd: RawFd, buf: &[u8], to: &SocketAddr, f: &SendFields) -> io::Result<usize> {
+    let (mut name, name_len) = to_storage(to);
     let mut iov = libc::iovec {
         iov_base: buf.as_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
     };
     let int = std::mem::size_of::<libc::c_int>() as u32;
     // No allocation per datagram: the given fields, packed at the front.
+    let v6 = to.is_ipv6();
+    let (level, ttl, tos) = if v6 {
+        (libc::SOL_IPV6, libc::IPV6_HOPLIMIT, libc::IPV6_TCLASS)
+    } else {
+        (libc::SOL_IP, libc::IP_TTL, libc::IP_TOS)
+    };
     let mut all = [(0, 0); 3];
     let mut n = 0;
     for item in [
-        f.hop_limit
-            .map(|v| (libc::IPV6_HOPLIMIT, libc::c_int::from(v))),
-        f.tclass.map(|v| (libc::IPV6_TCLASS, libc::c_int::from(v))),
-        Some((libc::IPV6_DONTFRAG, libc::c_int::from(f.dont_frag))),
+        f.hop_limit.map(|v| (ttl, libc::c_int::from(v))),
+        f.tclass.map(|v| (tos, libc::c_int::from(v))),
+        v6.then_some((libc::IPV6_DONTFRAG, libc::c_int::from(f.dont_frag))),
     ]
     .into_iter()
     .flatten()
@@ -292,20 +357,23 @@ pub fn send_to6(fd: RawFd, buf: &[u8], to: &SocketAddrV6, f: &SendFields) -> io:
     assert!(space * items.len() <= std::mem::size_of_val(&ctrl));
     // SAFETY: all-zero is a valid msghdr.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = name_len;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = ctrl.as_mut_ptr().cast();
-    msg.msg_controllen = (space * items.len()) as _;
+    if !items.is_empty() {
+        msg.msg_control = ctrl.as_mut_ptr().cast();
+        msg.msg_controllen = (space * items.len()) as _;
+    }
     // SAFETY: the control buffer is 8-byte aligned, zeroed and holds
     // `items.len()` headers of CMSG_SPACE(int) bytes each (asserted above),
     // so CMSG_FIRSTHDR/CMSG_NXTHDR stay inside it and never return null
-    // before the last item.
+    // before the last item. IP_TTL and IP_TOS take an int as sendmsg
+    // ancillary data as well (ip_cmsg_send accepts an int for both).
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         for &(ty, v) in items {
-            (*c).cmsg_level = libc::SOL_IPV6;
+            (*c).cmsg_level = level;
             (*c).cmsg_type = ty;
             (*c).cmsg_len = libc::CMSG_LEN(int) as _;
             std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut libc::c_int, v);
@@ -317,29 +385,53 @@ pub fn send_to6(fd: RawFd, buf: &[u8], to: &SocketAddrV6, f: &SendFields) -> io:
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
-/// Sets the hop limit (IPV6_UNICAST_HOPS) and traffic class (IPV6_TCLASS)
-/// that the IPv6 datagram socket `fd` puts on what it sends when the
-/// datagram carries no ancillary data for them (RFC 3542 sections 6.3 and
-/// 6.5: the sticky values). For ping sockets, whose `sendmsg` ignores
-/// SOL_IPV6 ancillary data before Linux 5.18 (see [`send_to6`]), this is
-/// the one way that works on every kernel. Errors: the kernel's.
-pub fn set_unicast_hops_and_tclass(fd: RawFd, hop_limit: u8, tclass: u8) -> io::Result<()> {
-    let ipv6 = libc::SOL_IPV6;
-    setsockopt_int(fd, ipv6, libc::IPV6_UNICAST_HOPS, i32::from(hop_limit))?;
-    setsockopt_int(fd, ipv6, libc::IPV6_TCLASS, i32::from(tclass))
+/// Sets the hop limit and traffic class that the datagram socket `fd` of
+/// family `v6` (IPv6 when true) puts on what it sends when the datagram
+/// carries no ancillary data for them: IPV6_UNICAST_HOPS and IPV6_TCLASS
+/// (RFC 3542 sections 6.3 and 6.5: the sticky values), or IP_TTL and
+/// IP_TOS. For ping sockets, whose `sendmsg` ignores SOL_IPV6 ancillary
+/// data before Linux 5.18 (see [`send_to`]), this is the one way that
+/// works on every kernel. Errors: the kernel's.
+pub fn set_unicast_hops_and_tclass(
+    fd: RawFd,
+    v6: bool,
+    hop_limit: u8,
+    tclass: u8,
+) -> io::Result<()> {
+    let (level, hops, tos) = if v6 {
+        (libc::SOL_IPV6, libc::IPV6_UNICAST_HOPS, libc::IPV6_TCLASS)
+    } else {
+        (libc::SOL_IP, libc::IP_TTL, libc::IP_TOS)
+    };
+    setsockopt_int(fd, level, hops, i32::from(hop_limit))?;
+    setsockopt_int(fd, level, tos, i32::from(tclass))
 }
 
-/// `recvmsg(2)` of one datagram from the IPv6 datagram socket `fd` into
-/// `buf`: its length (datagrams longer than `buf` are cut to it), its
-/// source (None if not IPv6) and its hop limit and traffic class, when
-/// the socket has IPV6_RECVHOPLIMIT / IPV6_RECVTCLASS on. Errors: the
-/// kernel's (`WouldBlock` when nothing is queued).
-pub fn recv_from6(
-    fd: RawFd,
-    buf: &mut [u8],
-) -> io::Result<(usize, Option<SocketAddrV6>, RecvFields)> {
+/// Sets whether the IPv4 datagram socket `fd` sends with DF: Linux has no
+/// per-datagram DF for IPv4 (ip(7) documents IP_TTL and IP_TOS as
+/// ancillary data, and no DF), so it is the socket's IP_MTU_DISCOVER:
+/// IP_PMTUDISC_DO (DF set; a datagram over the known path MTU fails with
+/// EMSGSIZE and a local error carrying the MTU) or IP_PMTUDISC_DONT (DF
+/// clear; the kernel fragments to the outgoing link's MTU). Errors: the
+/// kernel's.
+pub fn set_ipv4_dont_frag(fd: RawFd, dont_frag: bool) -> io::Result<()> {
+    let v = if dont_frag {
+        libc::IP_PMTUDISC_DO
+    } else {
+        libc::IP_PMTUDISC_DONT
+    };
+    setsockopt_int(fd, libc::SOL_IP, libc::IP_MTU_DISCOVER, v)
+}
+
+/// `recvmsg(2)` of one datagram from the IPv4 or IPv6 datagram socket
+/// `fd` into `buf`: its length (datagrams longer than `buf` are cut to
+/// it), its source and its hop limit / TTL and traffic class / TOS, when
+/// the socket asked for them (IPV6_RECVHOPLIMIT and IPV6_RECVTCLASS, or
+/// IP_RECVTTL and IP_RECVTOS). Errors: the kernel's (`WouldBlock` when
+/// nothing is queued).
+pub fn recv_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<SocketAddr>, RecvFields)> {
     // SAFETY: all-zero is a valid value for these C structs.
-    let mut name: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut ctrl = [0u64; 16];
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -347,8 +439,8 @@ pub fn recv_from6(
     };
     // SAFETY: as above.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = ctrl.as_mut_ptr().cast();
@@ -356,23 +448,24 @@ pub fn recv_from6(
     // SAFETY: msg points at live buffers of the declared sizes.
     let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
     let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-    let from = (msg.msg_namelen as usize >= std::mem::size_of::<libc::sockaddr_in6>()
-        && name.sin6_family as i32 == libc::AF_INET6)
-        .then(|| sockaddr6(&name));
+    let from = from_storage(&name, msg.msg_namelen as usize);
     let mut f = RecvFields::default();
     // SAFETY: standard CMSG iteration over the control buffer the kernel
-    // filled; each value read is one int (RFC 3542 section 6).
+    // filled. Each IPv6 value is one int (RFC 3542 section 6), IP_TTL an
+    // int, and IP_TOS one byte (ip_cmsg_recv_tos puts a u8).
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(&msg);
         while !c.is_null() {
             let h = &*c;
-            if h.cmsg_level == libc::SOL_IPV6 {
-                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
-                match h.cmsg_type {
-                    libc::IPV6_HOPLIMIT => f.hop_limit = u8::try_from(v).ok(),
-                    libc::IPV6_TCLASS => f.tclass = u8::try_from(v).ok(),
-                    _ => {}
+            let data = libc::CMSG_DATA(c);
+            let int = || std::ptr::read_unaligned(data as *const libc::c_int);
+            match (h.cmsg_level, h.cmsg_type) {
+                (libc::SOL_IPV6, libc::IPV6_HOPLIMIT) | (libc::SOL_IP, libc::IP_TTL) => {
+                    f.hop_limit = u8::try_from(int()).ok()
                 }
+                (libc::SOL_IPV6, libc::IPV6_TCLASS) => f.tclass = u8::try_from(int()).ok(),
+                (libc::SOL_IP, libc::IP_TOS) => f.tclass = Some(*data),
+                _ => {}
             }
             c = libc::CMSG_NXTHDR(&msg, c);
         }
@@ -619,9 +712,7 @@ mod tests {
             setsockopt_int(rx.as_raw_fd(), libc::SOL_IPV6, o, 1).unwrap();
         }
         setsockopt_int(tx.as_raw_fd(), libc::SOL_IPV6, libc::IPV6_RECVERR, 1).unwrap();
-        let std::net::SocketAddr::V6(to) = rx.local_addr().unwrap() else {
-            unreachable!()
-        };
+        let to = rx.local_addr().unwrap();
         rx.set_read_timeout(Some(std::time::Duration::from_secs(5)))
             .unwrap();
         let mut buf = vec![0u8; 70000];
@@ -631,8 +722,8 @@ mod tests {
                 tclass: Some(tclass),
                 dont_frag: true,
             };
-            assert_eq!(send_to6(tx.as_raw_fd(), b"abc", &to, &f).unwrap(), 3);
-            // recv_from6 is non-blocking: wait for readability first.
+            assert_eq!(send_to(tx.as_raw_fd(), b"abc", &to, &f).unwrap(), 3);
+            // recv_from is non-blocking: wait for readability first.
             let mut pfd = libc::pollfd {
                 fd: rx.as_raw_fd(),
                 events: libc::POLLIN,
@@ -640,15 +731,9 @@ mod tests {
             };
             // SAFETY: one valid pollfd for the call.
             assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
-            let (n, from, got) = recv_from6(rx.as_raw_fd(), &mut buf).unwrap();
+            let (n, from, got) = recv_from(rx.as_raw_fd(), &mut buf).unwrap();
             assert_eq!((n, &buf[..3]), (3, &b"abc"[..]));
-            assert_eq!(
-                from,
-                Some(match tx.local_addr().unwrap() {
-                    std::net::SocketAddr::V6(a) => a,
-                    _ => unreachable!(),
-                })
-            );
+            assert_eq!(from, Some(tx.local_addr().unwrap()));
             assert_eq!(
                 got,
                 RecvFields {
@@ -663,13 +748,13 @@ mod tests {
             tclass: Some(0),
             dont_frag: true,
         };
-        let e = send_to6(tx.as_raw_fd(), &big, &to, &f).unwrap_err();
+        let e = send_to(tx.as_raw_fd(), &big, &to, &f).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE));
         let err = recv_err(tx.as_raw_fd(), &mut buf[..64]).unwrap().unwrap();
-        assert!(err.local && !err.icmp6);
+        assert_eq!(err.origin, ErrOrigin::Local);
         assert_eq!((err.errno, err.info), (libc::EMSGSIZE as u32, 65536));
         f.dont_frag = false;
-        assert_eq!(send_to6(tx.as_raw_fd(), &big, &to, &f).unwrap(), big.len());
+        assert_eq!(send_to(tx.as_raw_fd(), &big, &to, &f).unwrap(), big.len());
         let mut pfd = libc::pollfd {
             fd: rx.as_raw_fd(),
             events: libc::POLLIN,
@@ -677,7 +762,7 @@ mod tests {
         };
         // SAFETY: one valid pollfd for the call.
         assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
-        let (n, _, _) = recv_from6(rx.as_raw_fd(), &mut buf).unwrap();
+        let (n, _, _) = recv_from(rx.as_raw_fd(), &mut buf).unwrap();
         assert_eq!(n, big.len());
     }
 
@@ -691,9 +776,7 @@ mod tests {
         for o in [libc::IPV6_RECVHOPLIMIT, libc::IPV6_RECVTCLASS] {
             setsockopt_int(rx.as_raw_fd(), libc::SOL_IPV6, o, 1).unwrap();
         }
-        let std::net::SocketAddr::V6(to) = rx.local_addr().unwrap() else {
-            unreachable!()
-        };
+        let to = rx.local_addr().unwrap();
         let f = SendFields {
             hop_limit: None,
             tclass: None,
@@ -701,8 +784,8 @@ mod tests {
         };
         let mut buf = [0u8; 16];
         for (hop_limit, tclass) in [(1u8, 0xb8u8), (3, 0x29), (200, 0)] {
-            set_unicast_hops_and_tclass(tx.as_raw_fd(), hop_limit, tclass).unwrap();
-            assert_eq!(send_to6(tx.as_raw_fd(), b"abc", &to, &f).unwrap(), 3);
+            set_unicast_hops_and_tclass(tx.as_raw_fd(), true, hop_limit, tclass).unwrap();
+            assert_eq!(send_to(tx.as_raw_fd(), b"abc", &to, &f).unwrap(), 3);
             let mut pfd = libc::pollfd {
                 fd: rx.as_raw_fd(),
                 events: libc::POLLIN,
@@ -710,7 +793,7 @@ mod tests {
             };
             // SAFETY: one valid pollfd for the call.
             assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
-            let (n, _, got) = recv_from6(rx.as_raw_fd(), &mut buf).unwrap();
+            let (n, _, got) = recv_from(rx.as_raw_fd(), &mut buf).unwrap();
             assert_eq!(n, 3);
             assert_eq!(
                 got,
@@ -720,6 +803,126 @@ mod tests {
                 }
             );
         }
+    }
+
+    fn wait_readable(fd: RawFd) {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the call.
+        assert_eq!(unsafe { libc::poll(&mut pfd, 1, 5000) }, 1);
+    }
+
+    /// The same calls on IPv4 sockets: IP_TTL and IP_TOS as ancillary data
+    /// arrive as the receiver's IP_TTL and IP_TOS (the latter one byte),
+    /// and the source is the sender's sockaddr_in.
+    #[test]
+    fn per_datagram_ttl_and_tos_over_ipv4() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        for o in [libc::IP_RECVTTL, libc::IP_RECVTOS] {
+            setsockopt_int(rx.as_raw_fd(), libc::SOL_IP, o, 1).unwrap();
+        }
+        let to = rx.local_addr().unwrap();
+        let mut buf = [0u8; 16];
+        for (ttl, tos) in [(1u8, 0xb8u8), (64, 0), (255, 0x29)] {
+            let f = SendFields {
+                hop_limit: Some(ttl),
+                tclass: Some(tos),
+                dont_frag: true,
+            };
+            assert_eq!(send_to(tx.as_raw_fd(), b"abc", &to, &f).unwrap(), 3);
+            wait_readable(rx.as_raw_fd());
+            let (n, from, got) = recv_from(rx.as_raw_fd(), &mut buf).unwrap();
+            assert_eq!((n, &buf[..3]), (3, &b"abc"[..]));
+            assert_eq!(from, Some(tx.local_addr().unwrap()));
+            assert_eq!(
+                got,
+                RecvFields {
+                    hop_limit: Some(ttl),
+                    tclass: Some(tos)
+                }
+            );
+        }
+        // Sticky values apply without ancillary data.
+        set_unicast_hops_and_tclass(tx.as_raw_fd(), false, 7, 0x10).unwrap();
+        let none = SendFields {
+            hop_limit: None,
+            tclass: None,
+            dont_frag: false,
+        };
+        send_to(tx.as_raw_fd(), b"x", &to, &none).unwrap();
+        wait_readable(rx.as_raw_fd());
+        let (_, _, got) = recv_from(rx.as_raw_fd(), &mut buf).unwrap();
+        assert_eq!(
+            got,
+            RecvFields {
+                hop_limit: Some(7),
+                tclass: Some(0x10)
+            }
+        );
+    }
+
+    /// DF on IPv4 is the socket's IP_MTU_DISCOVER, as the kernel reports.
+    #[test]
+    fn ipv4_dont_frag_is_the_pmtu_discovery_mode() {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let get = || {
+            let mut v: libc::c_int = -1;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: `v` is writable for `len` bytes.
+            let rc = unsafe {
+                libc::getsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_IP,
+                    libc::IP_MTU_DISCOVER,
+                    (&mut v as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            assert_eq!(rc, 0);
+            v
+        };
+        set_ipv4_dont_frag(s.as_raw_fd(), true).unwrap();
+        assert_eq!(get(), libc::IP_PMTUDISC_DO);
+        set_ipv4_dont_frag(s.as_raw_fd(), false).unwrap();
+        assert_eq!(get(), libc::IP_PMTUDISC_DONT);
+    }
+
+    /// An ICMPv4 error from the path reaches the IPv4 error queue with its
+    /// type, code, offender and the datagram's destination: a datagram to a
+    /// closed port of 127.0.0.1 is answered with Port Unreachable (3/3)
+    /// from 127.0.0.1.
+    #[test]
+    fn icmpv4_error_from_the_error_queue() {
+        let closed = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = closed.local_addr().unwrap();
+        drop(closed);
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        setsockopt_int(tx.as_raw_fd(), libc::SOL_IP, libc::IP_RECVERR, 1).unwrap();
+        let f = SendFields {
+            hop_limit: Some(64),
+            tclass: None,
+            dont_frag: false,
+        };
+        send_to(tx.as_raw_fd(), b"hello", &to, &f).unwrap();
+        let mut buf = [0u8; 64];
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let err = loop {
+            if let Some(e) = recv_err(tx.as_raw_fd(), &mut buf).unwrap() {
+                break e;
+            }
+            assert!(std::time::Instant::now() < deadline, "no error queued");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        assert_eq!(err.origin, ErrOrigin::Icmp4);
+        assert_eq!((err.typ, err.code), (3, 3));
+        assert_eq!(err.errno, libc::ECONNREFUSED as u32);
+        assert_eq!(err.offender, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+        assert_eq!(err.dest, Some(to));
+        assert_eq!(&buf[..err.len], b"hello", "the UDP payload as sent");
     }
 
     #[test]

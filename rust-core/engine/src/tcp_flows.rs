@@ -51,6 +51,7 @@
 //! never completed (Connecting or SynInjected), as Linux conntrack's
 //! early_drop does, and is refused only when there is none.
 
+use crate::ipv4_path::Ipv4Path;
 use crate::packet::checksum;
 use crate::stats::Counters;
 use crate::timers::{TimerKey, Timers};
@@ -161,6 +162,9 @@ pub struct Flow {
     pub sp: u16,
     pub dst: Ipv4Addr,
     pub dp: u16,
+    /// The upstream path this flow took when it was created, for its
+    /// whole life ([`crate::ipv4_path`]).
+    pub path: Ipv4Path,
     pub state: FlowState,
     /// The Loop's handle of this flow's sockets (its slot), once opened.
     pub slot: Option<usize>,
@@ -219,6 +223,8 @@ pub enum Action {
         dst: Ipv4Addr,
         dp: u16,
         tos: u8,
+        /// The flow's upstream path: prefix+`dst` or `dst` itself.
+        path: Ipv4Path,
     },
     /// Rewrite the held SYN onto the listener (nat:np -> clat:L) and write
     /// it to the TUN.
@@ -338,6 +344,8 @@ pub struct TcpFlows {
     timers: Timers,
     actions: VecDeque<Action>,
     to: FlowTimeouts,
+    /// The path new flows take ([`TcpFlows::set_path`]).
+    path: Ipv4Path,
 }
 
 impl TcpFlows {
@@ -351,6 +359,7 @@ impl TcpFlows {
             timers: Timers::default(),
             actions: VecDeque::new(),
             to,
+            path: Ipv4Path::Nat64,
         }
     }
 
@@ -549,6 +558,7 @@ impl TcpFlows {
                 sp: key.0,
                 dst: key.1,
                 dp: key.2,
+                path: self.path,
                 state: FlowState::Connecting,
                 slot: None,
                 syn: Some(Box::new(syn)),
@@ -571,17 +581,22 @@ impl TcpFlows {
         self.timers.insert(at, TimerKey::Nat(np));
         Counters::inc(&c.flows_tcp);
         Counters::inc(&c.flows_tcp_total);
+        if self.path == Ipv4Path::Native {
+            Counters::inc(&c.flows_native_total);
+        }
         log::debug!(
-            "tcp flow {} -> {}:{} via nat port {np}",
+            "tcp flow {} -> {}:{} via nat port {np} ({})",
             key.0,
             key.1,
-            key.2
+            key.2,
+            self.path.name()
         );
         self.actions.push_back(Action::Connect {
             np,
             dst: key.1,
             dp: key.2,
             tos,
+            path: self.path,
         });
         AppVerdict::Consumed
     }
@@ -918,11 +933,39 @@ impl TcpFlows {
     /// The upstream network changed: every live flow is reset (its slot
     /// closed with RSTs both ways); flows that never completed are freed.
     pub fn reset_all(&mut self, now: Instant, c: &Counters) {
+        self.reset_where(|_| true, now, c);
+    }
+
+    /// The path new flows take from now on; flows keep theirs. Returns the
+    /// path whose flows the caller must reset ([`crate::ipv4_path::resets_on_switch`]),
+    /// which it does with [`TcpFlows::reset_path`].
+    pub fn set_path(&mut self, path: Ipv4Path) -> Option<Ipv4Path> {
+        let reset = crate::ipv4_path::resets_on_switch(self.path, path);
+        self.path = path;
+        reset
+    }
+
+    /// The path new flows take.
+    #[cfg(test)]
+    pub fn path(&self) -> Ipv4Path {
+        self.path
+    }
+
+    /// Resets the flows on `path` as [`TcpFlows::reset_all`] does, and
+    /// leaves the others alone.
+    pub fn reset_path(&mut self, path: Ipv4Path, now: Instant, c: &Counters) {
+        self.reset_where(|f| f.path == path, now, c);
+    }
+
+    fn reset_where(&mut self, pick: impl Fn(&Flow) -> bool, now: Instant, c: &Counters) {
         let nps: Vec<u16> = self.by_np.keys().copied().collect();
         for np in nps {
             let Some(e) = self.by_np.get(&np) else {
                 continue;
             };
+            if !pick(e) {
+                continue;
+            }
             match e.state {
                 FlowState::Closing => {}
                 FlowState::Established => {

@@ -521,8 +521,17 @@ pub fn prepare_upstream(s: &Socket, to: &SocketAddr, tos: u8, mirror: bool) -> i
 /// every segment the socket receives (`tcp_v6_do_rcv`, `np->rxopt.all`).
 /// Per connection: a server that changes its marking later is not
 /// followed. Returns the traffic class read, if any; errors are the
-/// kernel's and leave the app side's marking as it was.
+/// kernel's and leave the app side's marking as it was. An IPv4 upstream
+/// (the native path) is not mirrored: `Ok(None)`. Linux records the
+/// received TOS of an IPv4 TCP socket (`inet->rcv_tos`, what
+/// `getsockopt(IP_PKTOPTIONS)` reports with IP_RECVTOS) only for passively
+/// opened ones (`tcp_v4_syn_recv_sock`); an actively opened socket reports
+/// 0 whatever the server sent (checked on Linux 6.18). Its DSCP towards the
+/// server is set by [`prepare_upstream`].
 pub fn mirror_traffic_class(up: &TcpStream, app: &TcpStream) -> io::Result<Option<u8>> {
+    if matches!(up.local_addr(), Ok(SocketAddr::V4(_))) {
+        return Ok(None);
+    }
     let up = SockRef::from(up);
     let tclass = sys::received_tclass(up.as_raw_fd());
     let _ = up.set_recv_tclass_v6(false);

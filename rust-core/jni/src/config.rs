@@ -14,7 +14,7 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use clat_engine::EngineConfig;
+use clat_engine::{EngineConfig, Ipv4Path};
 use ipnet::Ipv6Net;
 
 pub use clat_discovery::resolver::{parse_resolver, parse_resolvers};
@@ -34,6 +34,18 @@ pub struct RawConfig {
     pub tcp_transitory_timeout_sec: i32,
     pub icmp_timeout_sec: i32,
     pub refuse_non_global_wkp: bool,
+    /// IPv4 flows leave natively from the start (`ipv4Native`).
+    pub ipv4_native: bool,
+}
+
+/// The engine's IPv4 path for Kotlin's `ipv4Native` flag (of
+/// `NativeConfig` and `ClatNative.setIpv4Path`).
+pub fn ipv4_path(native: bool) -> Ipv4Path {
+    if native {
+        Ipv4Path::Native
+    } else {
+        Ipv4Path::Nat64
+    }
 }
 
 /// Smallest TUN MTU accepted: every IPv4 host must take 576-byte datagrams
@@ -51,6 +63,7 @@ pub fn parse_config(raw: &RawConfig) -> Result<EngineConfig, String> {
         },
         upstream_dns: parse_resolvers(&raw.dns_servers)?,
         refuse_non_global_wkp: raw.refuse_non_global_wkp,
+        ipv4_path: ipv4_path(raw.ipv4_native),
         ..EngineConfig::default()
     };
     if let Some(v) = parse_v4("clatAddress", raw.clat_address.as_deref())? {
@@ -152,6 +165,12 @@ mod tests {
         assert_eq!(c.tcp_transitory_timeout, d.tcp_transitory_timeout);
         assert_eq!(c.icmp_timeout, d.icmp_timeout);
         assert!(c.refuse_non_global_wkp);
+        assert_eq!(c.ipv4_path, Ipv4Path::Nat64);
+        let native = RawConfig {
+            ipv4_native: true,
+            ..lab()
+        };
+        assert_eq!(parse_config(&native).unwrap().ipv4_path, Ipv4Path::Native);
         assert!(
             !parse_config(&RawConfig {
                 refuse_non_global_wkp: false,

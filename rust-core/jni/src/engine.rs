@@ -124,6 +124,17 @@ pub fn set_prefix(handle: i64, prefix: &str) -> BridgeResult<()> {
         .map_err(|e| BridgeError::Clat(format!("setPrefix failed: {e}")))
 }
 
+/// The upstream path of new IPv4 flows: native IPv4 (`native`) or the
+/// NAT64 ([`clat_engine::Engine::set_ipv4_path`]: losing native resets the
+/// native flows).
+pub fn set_ipv4_path(handle: i64, native: bool) -> BridgeResult<()> {
+    let entry = running(handle)?;
+    let engine = entry.engine();
+    engine
+        .set_ipv4_path(config::ipv4_path(native))
+        .map_err(|e| BridgeError::Clat(format!("setIpv4Path failed: {e}")))
+}
+
 /// The underlying network changed: new resolvers (if given), and upstream
 /// flows reset.
 pub fn network_changed(handle: i64, dns: Option<&[String]>) -> BridgeResult<()> {

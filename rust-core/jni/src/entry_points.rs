@@ -136,6 +136,17 @@ pub extern "system" fn Java_net_clat_core_ClatNative_setPrefix<'l>(
     })
 }
 
+/// `ClatNative.setIpv4Path(handle, native: Boolean)`.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_net_clat_core_ClatNative_setIpv4Path<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+    native: jboolean,
+) {
+    entry(&mut env, |_env| engine::set_ipv4_path(handle, native))
+}
+
 /// `ClatNative.networkChanged(handle, dnsServers: Array<String>?)`.
 #[unsafe(no_mangle)]
 pub extern "system" fn Java_net_clat_core_ClatNative_networkChanged<'l>(

@@ -46,6 +46,9 @@ pub fn read_native_config(env: &mut Env<'_>, cfg: &JObject<'_>) -> BridgeResult<
         refuse_non_global_wkp: env
             .get_field(cfg, jni_str!("refuseNonGlobalWkp"), jni_sig!("Z"))?
             .z()?,
+        ipv4_native: env
+            .get_field(cfg, jni_str!("ipv4Native"), jni_sig!("Z"))?
+            .z()?,
     })
 }
 

@@ -2,18 +2,21 @@
 //! socket each, opened and filed the same way (one path, so that limits
 //! and counters cannot drift apart), sent on with the app datagram's own
 //! TTL, TOS and DF (RFC 7915 section 4.1), expired and closed the same
-//! way, and ICMPv6 errors from its error queue turned into ICMPv4 errors
-//! for the app ([`crate::path_error`]). The mapping decisions themselves
-//! live in [`crate::datagram_mappings`].
+//! way, and ICMP errors from its error queue turned into ICMPv4 errors
+//! for the app ([`crate::path_error`]). The socket is IPv6 towards the
+//! NAT64 or IPv4 on the native path ([`crate::ipv4_path`]), chosen when
+//! the mapping is created; everything else is the same code for both.
+//! The mapping decisions themselves live in [`crate::datagram_mappings`].
 
 use super::icmp_echo::IcmpFlow;
 use super::udp::UdpFlow;
 use super::{tun_write, Loop, Slot};
 use crate::datagram_mappings::{DatagramMappings, Expiry};
+use crate::ipv4_path::Ipv4Path;
 use crate::packet::{self, Ip4};
 use crate::path_error::{self, AppDatagram, AppSide, PathError, IPV4_DUMMY};
 use crate::stats::Counters;
-use crate::sys::{self, SendFields};
+use crate::sys::{self, ErrOrigin, SendFields};
 use crate::timers::TimerKey;
 use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message};
 use mio::net::UdpSocket;
@@ -42,9 +45,11 @@ impl Datagram {
     }
 }
 
-/// The IPv6 fields an app datagram is sent upstream with: its own TTL as
-/// the hop limit, TOS as the traffic class and DF as IPV6_DONTFRAG (RFC
-/// 7915 section 4.1; like clatd, the CLAT does not decrement the TTL).
+/// The IP fields an app datagram is sent upstream with: its own TTL as
+/// the hop limit (or TTL), TOS as the traffic class (or TOS) and DF as
+/// IPV6_DONTFRAG (RFC 7915 section 4.1; like clatd, the CLAT does not
+/// decrement the TTL). On IPv4 sockets DF is the socket's
+/// ([`sys::set_ipv4_dont_frag`], set in `Loop::send_upstream`).
 pub(super) fn send_fields(ip: &Ip4) -> SendFields {
     SendFields {
         hop_limit: Some(ip.ttl),
@@ -62,7 +67,7 @@ impl Loop {
     }
 
     /// A protected, non-blocking datagram socket for upstream use, with
-    /// IPV6_RECVERR so ICMPv6 errors reach us.
+    /// IPV6_RECVERR or IP_RECVERR (`recverr`) so ICMP errors reach us.
     pub(super) fn upstream_dgram(
         &self,
         family: Domain,
@@ -81,11 +86,16 @@ impl Loop {
                     0,
                 ))))?;
             }
-        } else if proto == Protocol::UDP {
-            s.bind(&SockAddr::from(SocketAddr::from((
-                Ipv4Addr::UNSPECIFIED,
-                0,
-            ))))?;
+        } else {
+            if recverr {
+                sys::setsockopt_int(s.as_raw_fd(), libc::SOL_IP, libc::IP_RECVERR, 1)?;
+            }
+            if proto == Protocol::UDP {
+                s.bind(&SockAddr::from(SocketAddr::from((
+                    Ipv4Addr::UNSPECIFIED,
+                    0,
+                ))))?;
+            }
         }
         Ok(UdpSocket::from_std(std::net::UdpSocket::from(s)))
     }
@@ -117,16 +127,18 @@ impl Loop {
             self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
             return None;
         }
+        let path = self.cfg.ipv4_path;
+        let (family, icmp) = match path {
+            Ipv4Path::Nat64 => (Domain::IPV6, Protocol::ICMPV6),
+            Ipv4Path::Native => (Domain::IPV4, Protocol::ICMPV4),
+        };
         let (proto, what) = match kind {
             Datagram::Udp => (Protocol::UDP, "upstream UDP socket"),
-            Datagram::Echo => (
-                Protocol::ICMPV6,
-                "ping socket (check net.ipv4.ping_group_range)",
-            ),
+            Datagram::Echo => (icmp, "ping socket (check net.ipv4.ping_group_range)"),
         };
         let open = |l: &Self| {
-            l.upstream_dgram(Domain::IPV6, proto, true)
-                .and_then(|s| recv_hop_fields(s.as_raw_fd()).map(|()| s))
+            l.upstream_dgram(family, proto, true)
+                .and_then(|s| recv_hop_fields(s.as_raw_fd(), path).map(|()| s))
         };
         let mut opened = open(self);
         if let Err(e) = &opened {
@@ -154,7 +166,12 @@ impl Loop {
         let c = &self.sh.counters;
         let (flow, gauge, total) = match kind {
             Datagram::Udp => (
-                Slot::Udp(UdpFlow { sp: key, sock }),
+                Slot::Udp(UdpFlow {
+                    sp: key,
+                    sock,
+                    path,
+                    df: None,
+                }),
                 &c.flows_udp,
                 &c.flows_udp_total,
             ),
@@ -162,7 +179,9 @@ impl Loop {
                 Slot::Icmp(IcmpFlow {
                     id: key,
                     sock,
+                    path,
                     sticky: None,
+                    df: None,
                 }),
                 &c.flows_icmp,
                 &c.flows_icmp_total,
@@ -170,6 +189,9 @@ impl Loop {
         };
         Counters::inc(gauge);
         Counters::inc(total);
+        if path == Ipv4Path::Native {
+            Counters::inc(&c.flows_native_total);
+        }
         self.slots[slot] = flow;
         let now = self.now;
         let at = self.mappings(kind).insert(key, slot, now);
@@ -208,41 +230,51 @@ impl Loop {
         self.txbuf = out;
     }
 
-    /// Sends the app datagram's payload `data` to `to` on the mapping in
-    /// `slot` with the IPv6 fields of [`send_fields`]. A datagram with DF
-    /// that is larger than the path MTU (EMSGSIZE) is answered with
-    /// Fragmentation Needed quoting `p`, the app's datagram. Other errors
-    /// are counted and returned.
+    /// Sends the app datagram's payload `data` to `to` (of the mapping's
+    /// family) on the mapping in `slot` with the IP fields of
+    /// [`send_fields`]. A datagram with DF that is larger than the path
+    /// MTU (EMSGSIZE) is answered with Fragmentation Needed quoting `p`,
+    /// the app's datagram. Other errors are counted and returned.
     pub(super) fn send_upstream(
         &mut self,
         slot: usize,
         (ip, p): (&Ip4, &[u8]),
         data: &[u8],
-        to: &SocketAddrV6,
+        to: &SocketAddr,
     ) -> io::Result<()> {
         let mut fields = send_fields(ip);
-        let fd = match &mut self.slots[slot] {
-            Slot::Udp(f) => f.sock.as_raw_fd(),
+        let v6 = to.is_ipv6();
+        let (fd, df) = match &mut self.slots[slot] {
+            Slot::Udp(f) => (f.sock.as_raw_fd(), &mut f.df),
             Slot::Icmp(f) => {
                 // Ping sockets before Linux 5.18 ignore the hop limit and
-                // traffic class as ancillary data (sys::send_to6): set as
+                // traffic class as ancillary data (sys::send_to): set as
                 // socket options, when they change, so that every kernel
                 // sends the app's TTL and TOS.
                 let want = (ip.ttl, ip.tos);
                 if f.sticky != Some(want) {
                     let fd = f.sock.as_raw_fd();
-                    f.sticky = sys::set_unicast_hops_and_tclass(fd, want.0, want.1)
+                    f.sticky = sys::set_unicast_hops_and_tclass(fd, v6, want.0, want.1)
                         .map_err(|e| log::debug!("ping socket hop limit and class: {e}"))
                         .ok()
                         .map(|()| want);
                 }
                 fields.hop_limit = None;
                 fields.tclass = None;
-                f.sock.as_raw_fd()
+                (f.sock.as_raw_fd(), &mut f.df)
             }
             _ => return Ok(()),
         };
-        match sys::send_to6(fd, data, to, &fields) {
+        if !v6 && *df != Some(ip.dont_frag) {
+            // IPv4 has no per-datagram DF (sys::SendFields): the socket's
+            // IP_MTU_DISCOVER, set when the app's DF changes. Without DF
+            // the kernel fragments, so no copy is kept for a resend.
+            *df = sys::set_ipv4_dont_frag(fd, ip.dont_frag)
+                .map_err(|e| log::debug!("IP_MTU_DISCOVER: {e}"))
+                .ok()
+                .map(|()| ip.dont_frag);
+        }
+        match sys::send_to(fd, data, to, &fields) {
             Ok(n) => {
                 Counters::inc(&self.sh.counters.up_tx_packets);
                 Counters::add(&self.sh.counters.up_tx_bytes, n as u64);
@@ -260,9 +292,10 @@ impl Loop {
     }
 
     /// Turns queued errors of a UDP or ping socket into ICMPv4 errors
-    /// towards the app ([`path_error::to_app`]): ICMPv6 errors from the
-    /// path, and our own EMSGSIZE for a DF datagram over the path MTU, as
-    /// Packet Too Big with that MTU. `sent` is the app datagram being sent
+    /// towards the app ([`path_error::to_app`]): ICMPv6 errors (NAT64
+    /// path) or ICMPv4 errors (native path) from the path, and our own
+    /// EMSGSIZE for a DF datagram over the path MTU, as Packet Too Big or
+    /// Fragmentation Needed with that MTU. `sent` is the app datagram being sent
     /// when the caller just got EMSGSIZE: quoted as it is.
     pub(super) fn drain_errors(&mut self, slot: usize, sent: Option<&[u8]>) {
         let (fd, app) = match &self.slots[slot] {
@@ -282,9 +315,11 @@ impl Loop {
                 Ok(Some(e)) => e,
                 _ => return,
             };
-            let (typ, code, original) = if err.icmp6 {
+            let Some(dest) = err.dest else { continue };
+            let from_path = matches!(err.origin, ErrOrigin::Icmp4 | ErrOrigin::Icmp6);
+            let (typ, code, original) = if from_path {
                 Counters::inc(&self.c().icmp6_errors_received);
-                if let (AppDatagram::Udp { app_port }, Some(dest)) = (app, err.dest) {
+                if let (AppDatagram::Udp { app_port }, SocketAddr::V6(dest)) = (app, dest) {
                     let quoted = &data[..err.len.min(data.len())];
                     if err.typ == path_error::ICMP6_PACKET_TOO_BIG
                         && self.resend_after_too_big(fd, app_port, &dest, quoted, err.info)
@@ -293,18 +328,18 @@ impl Loop {
                     }
                 }
                 (err.typ, err.code, None)
-            } else if err.local && err.errno == libc::EMSGSIZE as u32 {
-                (path_error::ICMP6_PACKET_TOO_BIG, 0, sent)
+            } else if err.origin == ErrOrigin::Local && err.errno == libc::EMSGSIZE as u32 {
+                let (t, c) = path_error::too_big(&dest);
+                (t, c, sent)
             } else {
                 continue;
             };
-            let Some(dest) = err.dest else { continue };
             let ll = err.len.min(data.len());
             let e = PathError {
-                icmp6_type: typ,
-                icmp6_code: code,
+                icmp_type: typ,
+                icmp_code: code,
                 info: err.info,
-                reporter: if err.icmp6 { err.offender } else { None },
+                reporter: if from_path { err.offender } else { None },
                 dest,
                 payload: &data[..ll],
                 payload_len: err.len,
@@ -336,7 +371,7 @@ impl Loop {
     ) -> bool {
         let c = &self.sh.counters;
         if let Some(r) = self.too_big.on_too_big(sp, dest, quoted, mtu, self.now) {
-            match sys::send_to6(fd, r.payload, &r.dest, &r.fields) {
+            match sys::send_to(fd, r.payload, &SocketAddr::V6(r.dest), &r.fields) {
                 Ok(n) => {
                     Counters::inc(&c.udp_resent_after_too_big);
                     Counters::inc(&c.up_tx_packets);
@@ -374,9 +409,18 @@ impl Loop {
 }
 
 /// Asks for each received datagram's hop limit and traffic class (RFC
-/// 3542 sections 6.3 and 6.5), which become the TTL and TOS of the IPv4
-/// packet to the app (RFC 7915 section 5.1).
-fn recv_hop_fields(fd: RawFd) -> io::Result<()> {
-    sys::setsockopt_int(fd, libc::SOL_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
-    sys::setsockopt_int(fd, libc::SOL_IPV6, libc::IPV6_RECVTCLASS, 1)
+/// 3542 sections 6.3 and 6.5) or, on the native path's IPv4 sockets, its
+/// TTL and TOS (IP_RECVTTL, IP_RECVTOS), which become the TTL and TOS of
+/// the IPv4 packet to the app (RFC 7915 section 5.1).
+fn recv_hop_fields(fd: RawFd, path: Ipv4Path) -> io::Result<()> {
+    match path {
+        Ipv4Path::Nat64 => {
+            sys::setsockopt_int(fd, libc::SOL_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
+            sys::setsockopt_int(fd, libc::SOL_IPV6, libc::IPV6_RECVTCLASS, 1)
+        }
+        Ipv4Path::Native => {
+            sys::setsockopt_int(fd, libc::SOL_IP, libc::IP_RECVTTL, 1)?;
+            sys::setsockopt_int(fd, libc::SOL_IP, libc::IP_RECVTOS, 1)
+        }
+    }
 }

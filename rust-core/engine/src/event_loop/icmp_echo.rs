@@ -1,9 +1,13 @@
 //! ICMP echo: one ping socket per echo identifier, so that the kernel
-//! matches the replies to it. Requests and replies are translated
-//! ICMPv4 <-> ICMPv6 here; errors come back through `datagram`.
+//! matches the replies to it (the kernel picks the socket's own
+//! identifier; replies get the app's back). On the NAT64 path requests and
+//! replies are translated ICMPv4 <-> ICMPv6 here; on the native path an
+//! AF_INET ping socket carries the ICMPv4 echo as it is. Errors come back
+//! through `datagram`.
 
 use super::datagram::Datagram;
 use super::{tun_write, Loop, Slot};
+use crate::ipv4_path::Ipv4Path;
 use crate::packet::{self, checksum, Hop, Ip4};
 use crate::stats::Counters;
 use crate::sys;
@@ -11,7 +15,7 @@ use clat_xlat::wire::{Icmpv4Message, Icmpv6Message};
 use mio::event::Event;
 use mio::net::UdpSocket;
 use std::io;
-use std::net::SocketAddrV6;
+use std::net::SocketAddrV4;
 use std::os::fd::AsRawFd;
 
 /// One echo mapping's socket: the app's echo identifier and its ping
@@ -19,6 +23,10 @@ use std::os::fd::AsRawFd;
 pub(super) struct IcmpFlow {
     pub(super) id: u16,
     pub(super) sock: UdpSocket,
+    /// The path the mapping was created on, for its life.
+    pub(super) path: Ipv4Path,
+    /// The DF last set as the IPv4 socket's IP_MTU_DISCOVER (native path).
+    pub(super) df: Option<bool>,
     /// The (hop limit, traffic class) last set on the socket as options,
     /// which is how echo requests get the app's TTL and TOS on every
     /// kernel (`Loop::send_upstream`); None before the first, or after a
@@ -74,10 +82,17 @@ impl Loop {
         let mut quote = [0u8; 60 + 8];
         let qlen = ihl + 8;
         quote[..qlen].copy_from_slice(&p[..qlen]);
-        // ICMPv4 echo request -> ICMPv6 echo request (the kernel fills in the
-        // checksum and its own identifier).
-        p[ihl] = Icmpv6Message::EchoRequest as u8;
-        let to = SocketAddrV6::new(packet::embed(&self.cfg.prefix, ip.dst), 0, 0, 0);
+        // ICMPv4 echo request -> ICMPv6 echo request on the NAT64 path,
+        // as it is on the native one (the kernel fills in the checksum and
+        // its own identifier).
+        let Slot::Icmp(f) = &self.slots[slot] else {
+            return;
+        };
+        let path = f.path;
+        if path == Ipv4Path::Nat64 {
+            p[ihl] = Icmpv6Message::EchoRequest as u8;
+        }
+        let to = path.upstream(&self.cfg.prefix, SocketAddrV4::new(ip.dst, 0));
         // Errors are counted (and EMSGSIZE answered) by send_upstream.
         let _ = self.send_upstream(slot, (ip, &quote[..qlen]), &p[ihl..], &to);
     }
@@ -91,18 +106,22 @@ impl Loop {
             let Slot::Icmp(f) = &self.slots[slot] else {
                 break;
             };
-            let (fd, id) = (f.sock.as_raw_fd(), f.id);
-            match sys::recv_from6(fd, &mut out[20..20 + 65515]) {
+            let (fd, id, path) = (f.sock.as_raw_fd(), f.id, f.path);
+            match sys::recv_from(fd, &mut out[20..20 + 65515]) {
                 Ok((n, from, fields)) => {
                     self.icmp.touch(id, self.now);
                     Counters::inc(&self.sh.counters.up_rx_packets);
                     Counters::add(&self.sh.counters.up_rx_bytes, n as u64);
-                    let src = from.and_then(|a| packet::extract(&self.cfg.prefix, a.ip()));
-                    let Some(src) = src else {
+                    let src = from.and_then(|a| path.app_addr(&self.cfg.prefix, &a));
+                    let Some(src) = src.map(|a| *a.ip()) else {
                         Counters::inc(&self.sh.counters.drop_foreign_source);
                         continue;
                     };
-                    if n < 8 || out[20] != Icmpv6Message::EchoReply as u8 {
+                    let reply = match path {
+                        Ipv4Path::Nat64 => Icmpv6Message::EchoReply as u8,
+                        Ipv4Path::Native => Icmpv4Message::EchoReply as u8,
+                    };
+                    if n < 8 || out[20] != reply {
                         Counters::inc(&self.sh.counters.drop_icmp_type);
                         continue;
                     }

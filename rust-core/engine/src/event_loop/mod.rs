@@ -16,6 +16,7 @@ mod udp;
 use crate::config::EngineConfig;
 use crate::datagram_mappings::DatagramMappings;
 use crate::dns_queries::DnsQueries;
+use crate::ipv4_path::Ipv4Path;
 use crate::packet::{self, Ip4, ParseError, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 use crate::stats::Counters;
 use crate::tcp_flows::{FlowTimeouts, TcpFlows};
@@ -60,6 +61,7 @@ pub(crate) enum Command {
     SetPrefix(Ipv6Net),
     SetDns(Vec<SocketAddr>),
     NetworkChanged,
+    SetIpv4Path(Ipv4Path),
 }
 
 /// State shared with the API side.
@@ -177,6 +179,12 @@ impl Loop {
         };
         let relay_buffer = cfg.relay_buffer;
         let (udp_idle, icmp_idle) = (cfg.udp_timeout, cfg.icmp_timeout);
+        let mut tcp = TcpFlows::new(to);
+        tcp.set_path(cfg.ipv4_path);
+        let native = u64::from(cfg.ipv4_path == Ipv4Path::Native);
+        sh.counters
+            .ipv4_path_native
+            .store(native, Ordering::Relaxed);
         Ok(Loop {
             poll,
             tun,
@@ -189,7 +197,7 @@ impl Loop {
             slots: Vec::new(),
             free: Vec::new(),
             dead: Vec::new(),
-            tcp: TcpFlows::new(to),
+            tcp,
             udp: DatagramMappings::new(udp_idle),
             icmp: DatagramMappings::new(icmp_idle),
             too_big: TooBigResends::new(too_big_resend::HOLD, too_big_resend::BUDGET),
@@ -221,9 +229,10 @@ impl Loop {
     pub(crate) fn run(mut self) {
         let mut events = Events::with_capacity(256);
         log::info!(
-            "engine running: listener port {}, prefix {}",
+            "engine running: listener port {}, prefix {}, IPv4 path {}",
             self.lport,
-            self.cfg.prefix
+            self.cfg.prefix,
+            self.cfg.ipv4_path.name()
         );
         while !self.stop {
             let timeout = if self.tun_more {
@@ -366,6 +375,14 @@ impl Loop {
                     self.reset_upstream();
                     self.reset_dns();
                 }
+                Command::SetIpv4Path(path) => {
+                    self.cfg.ipv4_path = path;
+                    let native = u64::from(path == Ipv4Path::Native);
+                    self.c().ipv4_path_native.store(native, Ordering::Relaxed);
+                    if let Some(old) = self.tcp.set_path(path) {
+                        self.reset_path(old);
+                    }
+                }
             }
         }
     }
@@ -377,6 +394,23 @@ impl Loop {
         self.run_tcp_actions();
         for i in 0..self.slots.len() {
             if let Slot::Udp(_) | Slot::Icmp(_) = &self.slots[i] {
+                self.close_mapping(i);
+            }
+        }
+    }
+
+    /// Resets the flows on the upstream path `path` as [`Loop::reset_upstream`]
+    /// does, and leaves the others alone (the path went away).
+    fn reset_path(&mut self, path: Ipv4Path) {
+        self.tcp.reset_path(path, self.now, &self.sh.counters);
+        self.run_tcp_actions();
+        for i in 0..self.slots.len() {
+            let on = match &self.slots[i] {
+                Slot::Udp(f) => f.path == path,
+                Slot::Icmp(f) => f.path == path,
+                _ => false,
+            };
+            if on {
                 self.close_mapping(i);
             }
         }
@@ -466,10 +500,12 @@ impl Loop {
         if internal && ip.dst != self.cfg.dns_v4 {
             return Counters::inc(&self.c().drop_internal_dst);
         }
+        let wkp_rule = self.cfg.refuse_non_global_wkp;
         if !internal
-            && self.cfg.refuse_non_global_wkp
-            && clat_xlat::addr6052::is_well_known(&self.cfg.prefix)
-            && !packet::is_global_v4(ip.dst)
+            && self
+                .cfg
+                .ipv4_path
+                .refuses_non_global(&self.cfg.prefix, wkp_rule, ip.dst)
         {
             Counters::inc(&self.c().drop_non_global);
             return self.refuse(&ip, p, Icmpv4DstUnreachable::CommProhibited);

@@ -1,5 +1,6 @@
 //! TCP flows, the I/O half: app segments are NATed onto the engine's
-//! listener and back (nat_tcp), the upstream IPv6 connect starts on the
+//! listener and back (nat_tcp), the upstream connect (IPv6 to the NAT64,
+//! or IPv4 on the native path: the flow's [`Ipv4Path`]) starts on the
 //! app's SYN, and each accepted connection is relayed to its upstream
 //! socket (tcp_relay). Every decision (held SYN, answers to a failed
 //! connect, fast close, timers, eviction) is the core's
@@ -7,6 +8,7 @@
 //! sockets' events reported to it.
 
 use super::{tok, tun_write, Loop, Slot};
+use crate::ipv4_path::Ipv4Path;
 use crate::nat_tcp;
 use crate::packet::{self, Ip4, PROTO_TCP};
 use crate::stats::Counters;
@@ -21,7 +23,7 @@ use mio::net::TcpStream;
 use mio::Interest;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, TcpKeepalive, Type};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 /// A flow's upstream socket from the app's SYN until accept() pairs it
@@ -141,7 +143,13 @@ impl Loop {
     pub(super) fn run_tcp_actions(&mut self) {
         while let Some(a) = self.tcp.poll_action() {
             match a {
-                Action::Connect { np, dst, dp, tos } => self.open_upstream(np, dst, dp, tos),
+                Action::Connect {
+                    np,
+                    dst,
+                    dp,
+                    tos,
+                    path,
+                } => self.open_upstream(np, SocketAddrV4::new(dst, dp), tos, path),
                 Action::InjectSyn { np, syn } => {
                     let mut b = [0u8; HELD_SYN_MAX];
                     let n = syn.bytes().len();
@@ -186,22 +194,17 @@ impl Loop {
         }
     }
 
-    /// Starts flow `np`'s upstream connect to `dst:dp` (through the
-    /// prefix; the DNS relay's address means the preferred resolver),
-    /// marked with the DSCP of the app's SYN (`tos`).
-    fn open_upstream(&mut self, np: u16, dst: Ipv4Addr, dp: u16, tos: u8) {
-        let target = if dst == self.cfg.dns_v4 {
+    /// Starts flow `np`'s upstream connect to `dst` on `path` (through
+    /// the prefix or natively; the DNS relay's address means the
+    /// preferred resolver), marked with the DSCP of the app's SYN (`tos`).
+    fn open_upstream(&mut self, np: u16, dst: SocketAddrV4, tos: u8, path: Ipv4Path) {
+        let target = if *dst.ip() == self.cfg.dns_v4 {
             self.cfg
                 .upstream_dns
                 .get(self.dns_preferred_index())
                 .copied()
         } else {
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                packet::embed(&self.cfg.prefix, dst),
-                dp,
-                0,
-                0,
-            )))
+            Some(path.upstream(&self.cfg.prefix, dst))
         };
         let Some(target) = target else {
             Counters::inc(&self.c().drop_no_dns_upstream);
@@ -436,7 +439,8 @@ impl Loop {
             r.up.closing = up.closing;
             r.up.urgent = up.urgent;
             // The SYN-ACK's traffic class, latched at connect, becomes the
-            // app side's IP_TOS (tcp_relay::mirror_traffic_class).
+            // app side's IP_TOS (tcp_relay::mirror_traffic_class; IPv6
+            // upstreams only).
             if let Err(e) = tcp_relay::mirror_traffic_class(&r.up.sock, &r.app.sock) {
                 log::debug!("traffic class of nat port {np} not mirrored: {e}");
             }

@@ -1,9 +1,11 @@
 //! UDP: one upstream socket per app source port (endpoint-independent
-//! mapping and filtering, RFC 4787). Datagrams to the internal DNS
-//! address go to the DNS relay instead.
+//! mapping and filtering, RFC 4787), IPv6 to the NAT64 or IPv4 on the
+//! native path (the mapping's [`Ipv4Path`]). Datagrams to the internal
+//! DNS address go to the DNS relay instead.
 
 use super::datagram::{send_fields, Datagram};
 use super::{tun_write, Loop, Slot, MAX_UDP_PAYLOAD};
+use crate::ipv4_path::Ipv4Path;
 use crate::packet::{self, Hop, Ip4};
 use crate::stats::Counters;
 use crate::sys;
@@ -13,7 +15,7 @@ use clat_xlat::wire::Icmpv4DstUnreachable;
 use mio::event::Event;
 use mio::net::UdpSocket;
 use std::io;
-use std::net::{SocketAddrV4, SocketAddrV6};
+use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
 /// One UDP mapping's socket: the app's source port and its upstream
@@ -21,6 +23,11 @@ use std::os::fd::AsRawFd;
 pub(super) struct UdpFlow {
     pub(super) sp: u16,
     pub(super) sock: UdpSocket,
+    /// The path the mapping was created on, for its life.
+    pub(super) path: Ipv4Path,
+    /// The DF last set as the IPv4 socket's IP_MTU_DISCOVER (native path);
+    /// None before the first datagram or after a failed setsockopt.
+    pub(super) df: Option<bool>,
 }
 
 /// ICMPv4 destination-unreachable code for a local send error.
@@ -71,9 +78,19 @@ impl Loop {
                 None => return,
             },
         };
-        let to = SocketAddrV6::new(packet::embed(&self.cfg.prefix, ip.dst), dp, 0, 0);
+        let Slot::Udp(f) = &self.slots[slot] else {
+            return;
+        };
+        let to = f
+            .path
+            .upstream(&self.cfg.prefix, SocketAddrV4::new(ip.dst, dp));
         match self.send_upstream(slot, (ip, p), &p[range.clone()], &to) {
-            Ok(()) => self.keep_for_too_big(sp, to, &p[range], ip),
+            // Only IPv6 needs the copy: an IPv4 socket without DF fragments.
+            Ok(()) => {
+                if let SocketAddr::V6(to) = to {
+                    self.keep_for_too_big(sp, to, &p[range], ip)
+                }
+            }
             // Tell the app, as a router would, instead of silence.
             Err(e) => {
                 if let Some(code) = unreach_code(&e) {
@@ -113,11 +130,11 @@ impl Loop {
             let Slot::Udp(f) = &self.slots[slot] else {
                 break;
             };
-            let (fd, sp) = (f.sock.as_raw_fd(), f.sp);
+            let (fd, sp, path) = (f.sock.as_raw_fd(), f.sp, f.path);
             // One byte more than IPv4 can carry: an IPv6 datagram that
             // big (up to 65,527 bytes) shows as longer than the limit
             // instead of arriving cut short.
-            match sys::recv_from6(fd, &mut out[28..28 + MAX_UDP_PAYLOAD + 1]) {
+            match sys::recv_from(fd, &mut out[28..28 + MAX_UDP_PAYLOAD + 1]) {
                 Ok((n, from, fields)) => {
                     self.udp.touch(sp, self.now);
                     let c = &self.sh.counters;
@@ -127,18 +144,13 @@ impl Loop {
                         Counters::inc(&c.drop_udp_too_big);
                         continue;
                     }
-                    let src = from.and_then(|a| {
-                        packet::extract(&self.cfg.prefix, a.ip()).map(|v4| (v4, a.port()))
-                    });
-                    let Some((src, sport)) = src else {
+                    let src = from.and_then(|a| path.app_addr(&self.cfg.prefix, &a));
+                    let Some(src) = src else {
                         Counters::inc(&c.drop_foreign_source);
                         continue;
                     };
                     let id = self.next_ip_id();
-                    let ends = (
-                        SocketAddrV4::new(src, sport),
-                        SocketAddrV4::new(self.cfg.clat_v4, sp),
-                    );
+                    let ends = (src, SocketAddrV4::new(self.cfg.clat_v4, sp));
                     let hop = Hop::from_ipv6(fields.hop_limit, fields.tclass);
                     let len = packet::emit_udp4_hop(&mut out, ends, n, id, hop);
                     tun_write(&self.tun, &self.sh.counters, &out[..len]);

@@ -99,6 +99,7 @@ fn syn_is_held_until_the_upstream_connects_and_retransmissions_are_absorbed() {
             dst: D,
             dp: 80,
             tos: 0,
+            path: Ipv4Path::Nat64,
         }]
     );
     assert_eq!(f.get(1024).unwrap().state, FlowState::Connecting);
@@ -1013,4 +1014,62 @@ fn random_lives_keep_the_books_and_end_empty() {
         assert!(f.by_key.is_empty(), "seed {seed}: keys left");
         assert_eq!(f.poll_timeout(), None, "seed {seed}: deadlines left");
     }
+}
+
+#[test]
+fn flows_keep_their_path_and_losing_native_ipv4_resets_only_native_ones() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    assert_eq!(f.path(), Ipv4Path::Nat64);
+    let nat64 = established(&mut f, t0, 1, &c);
+    // Native IPv4 appears: nothing to reset, the NAT64 flow stays.
+    assert_eq!(f.set_path(Ipv4Path::Native), None);
+    assert!(actions(&mut f).is_empty());
+    assert_eq!(f.get(nat64).unwrap().path, Ipv4Path::Nat64);
+    // A new flow connects natively.
+    app(&mut f, t0, 2, &seg(2, 5, None, "S", b""), false, &c);
+    let Some(Action::Connect {
+        np: native, path, ..
+    }) = f.poll_action()
+    else {
+        panic!("no connect")
+    };
+    assert_eq!(path, Ipv4Path::Native);
+    f.upstream_opened(native, SLOT + 1);
+    f.upstream_connected(native, t0);
+    actions(&mut f);
+    assert_eq!(f.accepted(native, t0), Some(SLOT + 1));
+    // A third one still connecting natively when the path goes.
+    app(&mut f, t0, 3, &seg(3, 5, None, "S", b""), false, &c);
+    let Some(Action::Connect { np: pending, .. }) = f.poll_action() else {
+        panic!("no connect")
+    };
+    assert_eq!(c.snapshot().flows_native_total, 2);
+    // Native IPv4 lost: the native flows are reset, the NAT64 one is not.
+    assert_eq!(f.set_path(Ipv4Path::Nat64), Some(Ipv4Path::Native));
+    f.reset_path(Ipv4Path::Native, t0, &c);
+    let a = actions(&mut f);
+    assert!(
+        a.contains(&Action::CloseSlot {
+            slot: SLOT + 1,
+            rst_app: true,
+            rst_up: true
+        }),
+        "{a:?}"
+    );
+    assert!(
+        a.iter()
+            .all(|x| !matches!(x, Action::CloseSlot { slot: SLOT, .. })),
+        "{a:?}"
+    );
+    assert_eq!(f.get(native).unwrap().state, FlowState::Closing);
+    assert!(
+        f.get(pending).is_none(),
+        "the pending native connect is freed"
+    );
+    assert_eq!(f.get(nat64).unwrap().state, FlowState::Established);
+    assert_eq!((f.live(), c.snapshot().flows_tcp), (1, 1));
+    // Setting the same path again resets nothing.
+    assert_eq!(f.set_path(Ipv4Path::Nat64), None);
 }

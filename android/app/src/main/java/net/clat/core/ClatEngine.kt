@@ -42,6 +42,9 @@ class ClatEngine private constructor(val handle: Long) : AutoCloseable {
     /** The underlying network changed ([ClatNative.networkChanged]). */
     fun networkChanged(dnsServers: Array<String>?) = ClatNative.networkChanged(handle, dnsServers)
 
+    /** See [ClatNative.setIpv4Path]. */
+    fun setIpv4Path(native: Boolean) = ClatNative.setIpv4Path(handle, native)
+
     /** New resolvers for the DNS relay only; no flow is reset ([ClatNative.setDns]). */
     fun setDns(dnsServers: Array<String>) = ClatNative.setDns(handle, dnsServers)
 

@@ -87,6 +87,14 @@ object ClatNative {
     external fun setPrefix(handle: Long, prefix: String)
 
     /**
+     * The upstream path of new IPv4 flows: natively ([native] true, where the network has IPv4)
+     * or through the NAT64. Each flow keeps the path it started on, except that going back to
+     * the NAT64 (native IPv4 lost) resets the native flows at once so that apps reconnect.
+     */
+    @JvmStatic
+    external fun setIpv4Path(handle: Long, native: Boolean)
+
+    /**
      * The underlying network changed: upstream flows are reset; [dnsServers], when not
      * null, replace the resolvers (same syntax as [NativeConfig.dnsServers]).
      */

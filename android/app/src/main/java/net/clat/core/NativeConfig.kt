@@ -37,6 +37,12 @@ class NativeConfig(
     @JvmField val icmpTimeoutSec: Int = 0,
     /** Refuse non-global IPv4 destinations through 64:ff9b::/96 (RFC 6052 s3.1). */
     @JvmField val refuseNonGlobalWkp: Boolean = true,
+    /**
+     * IPv4 flows leave natively (IPv4 sockets to the destination itself) instead of through the
+     * NAT64, from the start; for a network with native IPv4. Changed later with
+     * [ClatNative.setIpv4Path].
+     */
+    @JvmField val ipv4Native: Boolean = false,
 ) {
     override fun toString(): String =
         "NativeConfig(prefix=$prefix, dnsServers=${dnsServers.contentToString()}, " +
@@ -44,5 +50,5 @@ class NativeConfig(
             "mtu=$mtu, maxFlows=$maxFlows, udpTimeoutSec=$udpTimeoutSec, " +
             "tcpEstablishedTimeoutSec=$tcpEstablishedTimeoutSec, " +
             "tcpTransitoryTimeoutSec=$tcpTransitoryTimeoutSec, icmpTimeoutSec=$icmpTimeoutSec, " +
-            "refuseNonGlobalWkp=$refuseNonGlobalWkp)"
+            "refuseNonGlobalWkp=$refuseNonGlobalWkp, ipv4Native=$ipv4Native)"
 }

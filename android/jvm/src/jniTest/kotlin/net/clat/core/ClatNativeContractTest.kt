@@ -77,6 +77,8 @@ class ClatNativeContractTest {
             assertThrows<IllegalStateException> { ClatNative.setPrefix(h, "64:ff9b::/96") }
             assertThrows<IllegalStateException> { ClatNative.networkChanged(h, null) }
             assertThrows<IllegalStateException> { ClatNative.setDns(h, arrayOf(JniTestSupport.DNS64)) }
+            assertThrows<IllegalStateException> { ClatNative.setIpv4Path(h, true) }
+            assertThrows<IllegalStateException> { ClatNative.setIpv4Path(h, false) }
             assertThrows<IllegalStateException> { ClatNative.awaitExit(h) }
             assertFalse(ClatNative.stop(h))
             assertFalse(ClatNative.stop(h))

@@ -130,6 +130,78 @@ class ClatNativeLabTest {
         assertTrue(eventually { fdCount() <= baseline + 2 }, "fds: baseline $baseline, now ${fdCount()}")
     }
 
+    /**
+     * The IPv4 path through JNI (issue 15): `NativeConfig.ipv4Native` starts the engine on the
+     * native path, `ClatEngine.setIpv4Path` moves new flows to the NAT64 and back. For the test
+     * the phone's uplink ph0 gets IPv4 (192.0.2.202/30, plat's end 192.0.2.201, as
+     * tests/e2e/test_native_ipv4.py does) and a native default route. The test's own sockets
+     * are bound to the CLAT address, which a source rule sends into the TUN; the engine's
+     * unbound IPv4 sockets take the native route: on Android, protect() is what keeps them out
+     * of the VPN, and this JVM's protector only counts.
+     */
+    @Test
+    fun `ipv4Native and setIpv4Path move new flows between native IPv4 and the NAT64`() {
+        check(eventually { !interfaceExists(TUN) }) { "$TUN left over from an earlier test" }
+        JniTestSupport.awaitNoOtherClat()
+        val undo = ArrayList<List<String>>()
+        fun run(vararg cmd: String, undoWith: List<String>? = null) {
+            sh(*cmd)
+            undoWith?.let { undo.add(0, it) }
+        }
+        val cfg = NativeConfig(prefix = JniTestSupport.PREFIX, dnsServers = arrayOf(JniTestSupport.DNS64), mtu = 1500, ipv4Native = true)
+        assertContains(cfg.toString(), "ipv4Native=true")
+        val engine = ClatEngine.start(ClatNative.openTun(TUN), cfg, CountingProtector())
+        try {
+            run("ip", "addr", "add", "192.0.2.202/30", "dev", "ph0",
+                undoWith = listOf("ip", "addr", "del", "192.0.2.202/30", "dev", "ph0"))
+            run("ip", "netns", "exec", "plat", "ip", "addr", "add", "192.0.2.201/30", "dev", "pl0",
+                undoWith = listOf("ip", "netns", "exec", "plat", "ip", "addr", "del", "192.0.2.201/30", "dev", "pl0"))
+            run("ip", "addr", "add", "192.0.0.4/29", "dev", TUN)
+            run("ip", "link", "set", TUN, "up")
+            run("ip", "route", "add", "default", "dev", TUN, "table", "100")
+            run("ip", "rule", "add", "from", "192.0.0.4", "lookup", "100", "priority", "100",
+                undoWith = listOf("ip", "rule", "del", "from", "192.0.0.4", "lookup", "100", "priority", "100"))
+            run("ip", "route", "add", "default", "via", "192.0.2.201", "dev", "ph0",
+                undoWith = listOf("ip", "route", "del", "default", "via", "192.0.2.201", "dev", "ph0"))
+            fun stats() = engine.namedCounters().toMap()
+
+            // Native from the start: the flow is counted on the native path.
+            assertEquals(1L, stats().getValue("ipv4_path_native"))
+            assertContains(httpGetFromClat(), "hello from 203.0.113.10")
+            assertEquals(1L, stats().getValue("flows_native_total"), "${stats()}")
+
+            // To the NAT64: a new flow is not native.
+            engine.setIpv4Path(false)
+            assertTrue(eventually { stats().getValue("ipv4_path_native") == 0L })
+            val tcpBefore = stats().getValue("flows_tcp_total")
+            assertContains(httpGetFromClat(), "hello from 203.0.113.10")
+            assertEquals(tcpBefore + 1, stats().getValue("flows_tcp_total"))
+            assertEquals(1L, stats().getValue("flows_native_total"), "${stats()}")
+
+            // And back: a UDP mapping made now is native.
+            ClatNative.setIpv4Path(engine.handle, true)
+            assertTrue(eventually { stats().getValue("ipv4_path_native") == 1L })
+            DatagramSocket(InetSocketAddress("192.0.0.4", 0)).use { s ->
+                assertEquals("jni-native-udp", udpEcho(s, "jni-native-udp"))
+            }
+            assertEquals(2L, stats().getValue("flows_native_total"), "${stats()}")
+        } finally {
+            engine.close()
+            for (cmd in undo) runCatching { sh(*cmd.toTypedArray()) }
+        }
+        assertTrue(eventually { !interfaceExists(TUN) })
+    }
+
+    /** [httpGet] from a socket bound to the CLAT address (the source rule's match). */
+    private fun httpGetFromClat(): String =
+        Socket().use { s ->
+            s.soTimeout = 5000
+            s.bind(InetSocketAddress("192.0.0.4", 0))
+            s.connect(InetSocketAddress(SERVER, 80), 5000)
+            s.getOutputStream().write("GET /index.html HTTP/1.0\r\nHost: $SERVER\r\n\r\n".toByteArray())
+            s.getInputStream().readBytes().decodeToString()
+        }
+
     /** Echo through one socket, so that a second echo reuses the engine's UDP mapping. */
     private fun udpEcho(s: DatagramSocket, payload: String): String {
         s.soTimeout = 3000

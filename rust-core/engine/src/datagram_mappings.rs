@@ -58,6 +58,12 @@ impl<H: Copy> DatagramMappings<H> {
         Some(e.handle)
     }
 
+    /// `key`'s handle without counting it as traffic; None when `key` has
+    /// no mapping.
+    pub fn get(&self, key: u16) -> Option<H> {
+        self.map.get(&key).map(|e| e.handle)
+    }
+
     /// Files a new mapping for `key` with `handle`, used at `now`. Returns
     /// the deadline to arm; a mapping `key` had before is replaced (the
     /// caller looks up first).
@@ -135,6 +141,17 @@ mod tests {
         assert_eq!(m.on_deadline(5353, again, again), Expiry::Expired(7));
         assert_eq!((m.touch(5353, again), m.len()), (None, 0));
         assert_eq!(m.on_deadline(5353, again, again), Expiry::Stale);
+    }
+
+    /// A look-up for a decision (which path a packet would take) is not
+    /// traffic: it does not keep an idle mapping alive.
+    #[test]
+    fn get_does_not_count_as_traffic() {
+        let t0 = Instant::now();
+        let mut m = DatagramMappings::new(IDLE);
+        let at = m.insert(9, 'x', t0);
+        assert_eq!((m.get(9), m.get(10)), (Some('x'), None));
+        assert_eq!(m.on_deadline(9, at, t0 + IDLE), Expiry::Expired('x'));
     }
 
     #[test]

@@ -145,6 +145,10 @@ fn wait_addresses() {
 }
 
 fn start_engine(cfg: EngineConfig) -> Lab {
+    start_engine_protected(cfg, Arc::new(clat_protect::NoProtect))
+}
+
+fn start_engine_protected(cfg: EngineConfig, protector: clat_protect::Protector) -> Lab {
     let (fd, name) = open_tun("clat0").expect("open TUN");
     sh("ip", &["addr", "add", "192.0.0.4/29", "dev", &name]);
     // IPv4-only TUN: no IPv6 autoconf chatter (RS, MLD) waking the engine.
@@ -155,7 +159,7 @@ fn start_engine(cfg: EngineConfig) -> Lab {
         &["link", "set", &name, "mtu", &cfg.mtu.to_string(), "up"],
     );
     sh("ip", &["route", "add", "default", "dev", &name]);
-    let engine = Engine::start(fd, cfg, Arc::new(clat_protect::NoProtect)).expect("engine start");
+    let engine = Engine::start(fd, cfg, protector).expect("engine start");
     wait_addresses();
     Lab { engine }
 }
@@ -499,6 +503,89 @@ fn tcp_and_udp_refusals_are_answered_and_counted() {
     });
     let st = stats(&l);
     assert!(st.tcp_rst_sent >= 1 && st.icmp_errors_sent >= 1, "{st:?}");
+}
+
+/// RFC 6052 3.1 follows the path a packet really takes: a UDP mapping made
+/// on the NAT64 path keeps it after a switch to native IPv4, so a new
+/// destination sent through it is still refused when it is non-global
+/// behind 64:ff9b::/96; a new mapping, made on the native path, is not.
+#[test]
+fn a_nat64_mapping_keeps_the_wkp_rule_after_a_switch_to_native() {
+    if !in_netns("a_nat64_mapping_keeps_the_wkp_rule_after_a_switch_to_native") {
+        return;
+    }
+    setup_ns();
+    // The well-known prefix refuses the documentation prefixes (non-global),
+    // so the server here needs a global address: 192.88.99.1, the deprecated
+    // 6to4 relay anycast (RFC 7526), on this namespace's loopback. This
+    // namespace has no link: nothing leaves it.
+    let global = Ipv4Addr::new(192, 88, 99, 1);
+    let srv6 = "64:ff9b::c058:6301";
+    sh(
+        "ip",
+        &[
+            "-6",
+            "addr",
+            "add",
+            &format!("{srv6}/128"),
+            "dev",
+            "lo",
+            "nodad",
+        ],
+    );
+    // The native path has nowhere to go in this namespace but back into
+    // the TUN: the engine's IPv4 sockets carry mark 7, whose table has no
+    // route at all (so they get EHOSTUNREACH).
+    sh("ip", &["-4", "rule", "add", "fwmark", "7", "lookup", "107"]);
+    sh(
+        "ip",
+        &[
+            "-4",
+            "route",
+            "add",
+            "unreachable",
+            "default",
+            "table",
+            "107",
+        ],
+    );
+    let l = start_engine_protected(
+        EngineConfig {
+            prefix: "64:ff9b::/96".parse().unwrap(),
+            ..base_cfg()
+        },
+        Arc::new(clat_protect::MarkProtect(7)),
+    );
+    let srv = udp_server(&format!("[{srv6}]:0"));
+    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    u.send_to(b"hello", (global, srv.port())).unwrap();
+    let mut b = [0u8; 64];
+    let (n, _) = u.recv_from(&mut b).expect("echo over the NAT64 path");
+    assert_eq!(&b[2..n], b"hello");
+    l.engine
+        .set_ipv4_path(clat_engine::Ipv4Path::Native)
+        .unwrap();
+    wait_for("the switch", Duration::from_secs(2), || {
+        stats(&l).ipv4_path_native == 1
+    });
+    let before = stats(&l);
+    u.send_to(b"x", "10.1.2.3:9").unwrap();
+    wait_for("the refusal", Duration::from_secs(2), || {
+        stats(&l).drop_non_global == before.drop_non_global + 1
+    });
+    let v = UdpSocket::bind("0.0.0.0:0").unwrap();
+    v.send_to(b"y", "10.1.2.3:9").unwrap();
+    wait_for("the native mapping", Duration::from_secs(2), || {
+        stats(&l).flows_udp_total == before.flows_udp_total + 1
+    });
+    let st = stats(&l);
+    assert_eq!(st.drop_non_global, before.drop_non_global + 1, "{st:?}");
+    assert_eq!(
+        st.flows_native_total,
+        before.flows_native_total + 1,
+        "{st:?}"
+    );
 }
 
 #[test]

@@ -503,8 +503,7 @@ impl Loop {
         let wkp_rule = self.cfg.refuse_non_global_wkp;
         if !internal
             && self
-                .cfg
-                .ipv4_path
+                .path_of(&ip, p)
                 .refuses_non_global(&self.cfg.prefix, wkp_rule, ip.dst)
         {
             Counters::inc(&self.c().drop_non_global);
@@ -520,6 +519,26 @@ impl Loop {
                 Counters::inc(&self.c().drop_unsupported_proto);
                 self.refuse(&ip, p, Icmpv4DstUnreachable::ProtoUnreachable);
             }
+        }
+    }
+
+    /// The path `p` would leave on: an existing UDP or echo mapping's own
+    /// (a mapping keeps the path it was created on, and endpoint-
+    /// independent mapping sends each new destination through it), else
+    /// the current one (the packet makes a new flow; a TCP segment of an
+    /// existing flow has a destination that passed this check at its SYN).
+    fn path_of(&self, ip: &Ip4, p: &[u8]) -> Ipv4Path {
+        let l4 = p.get(ip.ihl..).unwrap_or_default();
+        let port_at = |i: usize| l4.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+        let slot = match ip.protocol {
+            PROTO_UDP => port_at(0).and_then(|sp| self.udp.get(sp)),
+            PROTO_ICMP => port_at(4).and_then(|id| self.icmp.get(id)),
+            _ => None,
+        };
+        match slot.and_then(|s| self.slots.get(s)) {
+            Some(Slot::Udp(f)) => f.path,
+            Some(Slot::Icmp(f)) => f.path,
+            _ => self.cfg.ipv4_path,
         }
     }
 

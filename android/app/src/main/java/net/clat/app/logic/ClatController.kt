@@ -186,6 +186,9 @@ class ClatController(
             lossTimer = scheduler.schedule(LOSS_GRACE_MS) {
                 lossTimer = null
                 network = null
+                // An always-on VPN holds on without a network; whichever network comes next (the
+                // same one again included) is then a network change for the engine (NETWORK).
+                current = current?.copy(networkId = "")
                 publish(evaluate("network lost"))
             }
         }
@@ -276,6 +279,13 @@ class ClatController(
      */
     var lockdown: Boolean = false
 
+    /**
+     * `VpnService.isAlwaysOn()` as last read (API 29+; false before, and false while the engine
+     * cannot pass IPv4 through, [ENGINE_PASSES_IPV4_NATIVELY]): the VPN then never idles
+     * ([RunDecider]). Read where lockdown is; a change needs no new TUN.
+     */
+    var alwaysOn: Boolean = false
+
     /** The user's per-app selection ([AppSelection]); managed app lists win. */
     var userApps: AppSelection = AppSelection.ALL
 
@@ -301,6 +311,7 @@ class ClatController(
             discovering = s != null && discoveringFor == s.id,
             plan = resolved.plan,
             force = force,
+            alwaysOn = alwaysOn,
         )
         val decision = RunDecider.decide(input, current)
         when (decision) {

@@ -20,7 +20,7 @@ class ClatControllerTest {
         var running = false
 
         override fun startEngine(target: RunTarget): String? {
-            calls.add("start ${target.networkId} ${target.prefix.prefix}")
+            calls.add("start ${target.networkId} ${target.prefix?.prefix}")
             return startError.also { if (it == null) running = true }
         }
         override fun stopEngine() {
@@ -28,14 +28,14 @@ class ClatControllerTest {
             running = false
         }
         override fun replaceEngine(target: RunTarget): String? {
-            calls.add("replace ${target.networkId} ${target.prefix.prefix}")
+            calls.add("replace ${target.networkId} ${target.prefix?.prefix}")
             return startError.also { running = it == null }
         }
         override fun clearUnderlyingNetworks() {
             calls.add("clearUnderlying")
         }
         override fun reconfigure(target: RunTarget, changes: Set<Change>): String? {
-            calls.add("reconfigure ${changes.sorted()} ${target.prefix.prefix}")
+            calls.add("reconfigure ${changes.sorted()} ${target.prefix?.prefix}")
             return reconfigureError
         }
         override fun startDiscovery(network: NetworkSnapshot) {
@@ -65,7 +65,7 @@ class ClatControllerTest {
         val v = c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix("2001:db8:64::/96", "rfc7050", 300), DiscoveredPrefix("64:ff9b::/96", "rfc7050", 600))))
         assertTrue(v.running)
         assertEquals(listOf("start 1 2001:db8:64::/96"), port.calls)
-        assertEquals(PrefixSource.RFC7050, v.target!!.prefix.source)
+        assertEquals(PrefixSource.RFC7050, v.target!!.prefix?.source)
         assertEquals(listOf("1" to 300L), port.rediscoveries, "re-validate when the shortest TTL runs out")
     }
 
@@ -76,7 +76,7 @@ class ClatControllerTest {
         val v = c.onStartRequested()
         assertTrue(port.discoveries.isEmpty())
         assertEquals(listOf("start 1 64:ff9b::/96"), port.calls)
-        assertEquals(PrefixSource.CONFIG, v.target!!.prefix.source)
+        assertEquals(PrefixSource.CONFIG, v.target!!.prefix?.source)
     }
 
     @Test
@@ -84,7 +84,7 @@ class ClatControllerTest {
         c.onNetwork(wifi.copy(pref64 = "2001:db8:aa::/64"))
         val v = c.onStartRequested()
         assertTrue(port.discoveries.isEmpty())
-        assertEquals(PrefixSource.PREF64, v.target!!.prefix.source)
+        assertEquals(PrefixSource.PREF64, v.target!!.prefix?.source)
     }
 
     @Test

@@ -173,7 +173,7 @@ object RunDecider {
                 if (!input.alwaysOn) return Decision.Stop(path.why, path.detail)
                 // Keep a known prefix: when the IPv4 goes, translation starts with no new lookup.
                 target = RunTarget(net.id, input.prefix, net.dnsServers, plan, ipv4Native = true)
-                why = "pass-through (always-on VPN): ${path.why.text} (${path.detail}); IPv4 and IPv6 leave natively"
+                why = "pass-through: ${path.why.text} (${path.detail}); the always-on VPN stays up, IPv4 and IPv6 leave natively"
             }
             is Ipv4Path.Unavailable -> {
                 val holds = path.why == StopReason.DISCOVERING && current != null && current.plan == plan

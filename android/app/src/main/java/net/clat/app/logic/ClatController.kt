@@ -63,7 +63,9 @@ data class ControllerView(
  *   drop every app connection);
  * - unchanged network snapshots (capability updates that change nothing we use) are ignored;
  * - a loss of the network is debounced for [LOSS_GRACE_MS] with the TUN kept, so that a switch
- *   whose onLost comes before the next onAvailable does not show apps the VPN going away;
+ *   whose onLost comes before the next onAvailable does not show apps the VPN going away; as the
+ *   always-on VPN ([alwaysOn]) the TUN outlives the grace too, and the next network is a NETWORK
+ *   change;
  * - a failed start is not retried on the same network (capability updates arrive often, a retry
  *   loop would rebuild the TUN again and again) but is on a new network, a configuration change
  *   or an explicit start;

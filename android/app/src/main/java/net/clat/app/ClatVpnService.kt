@@ -435,6 +435,7 @@ class ClatVpnService : VpnService(), ClatPort {
         publish(
             ClatStatus(
                 running = v.running && engine != null,
+                ipv4Native = t?.ipv4Native == true,
                 reason = v.reason,
                 prefix = t?.prefix?.prefix?.toString(),
                 prefixSource = t?.prefix?.source?.label,

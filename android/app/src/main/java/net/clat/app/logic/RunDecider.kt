@@ -173,7 +173,8 @@ object RunDecider {
                 if (!input.alwaysOn) return Decision.Stop(path.why, path.detail)
                 // Keep a known prefix: when the IPv4 goes, translation starts with no new lookup.
                 target = RunTarget(net.id, input.prefix, net.dnsServers, plan, ipv4Native = true)
-                why = "pass-through: ${path.why.text} (${path.detail}); the always-on VPN stays up, IPv4 and IPv6 leave natively"
+                val what = if (path.why == StopReason.PLATFORM_CLAT) path.why.text else "the network has native IPv4"
+                why = "pass-through: $what (${path.detail}); the always-on VPN stays up, IPv4 and IPv6 leave natively"
             }
             is Ipv4Path.Unavailable -> {
                 val holds = path.why == StopReason.DISCOVERING && current != null && current.plan == plan

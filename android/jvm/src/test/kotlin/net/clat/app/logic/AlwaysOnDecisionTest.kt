@@ -43,7 +43,7 @@ class AlwaysOnDecisionTest {
     private fun passing(prefix: SelectedPrefix? = null, lockdown: Boolean = false) = RunTarget("100", prefix, dns, planFor(lockdown), ipv4Native = true)
 
     private val translateWhy = "ph0 is IPv6-only, NAT64 prefix 2001:db8:64::/96 (DNS discovery (RFC 7050))"
-    private val nativeWhy = "pass-through: the network has native IPv4: no CLAT needed (ph0); " +
+    private val nativeWhy = "pass-through: the network has native IPv4 (ph0); " +
         "the always-on VPN stays up, IPv4 and IPv6 leave natively"
     private val clatdWhy = "pass-through: Android's own CLAT serves this network (ph0, IPv4 source 192.0.0.4); " +
         "the always-on VPN stays up, IPv4 and IPv6 leave natively"

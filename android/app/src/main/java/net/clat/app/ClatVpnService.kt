@@ -26,6 +26,8 @@ import net.clat.app.logic.ClatController
 import net.clat.app.logic.ClatPort
 import net.clat.app.logic.ControllerView
 import net.clat.app.logic.DnsPolicy
+import net.clat.app.logic.ENGINE_CARRIES_IPV6
+import net.clat.app.logic.ENGINE_PASSES_IPV4_NATIVELY
 import net.clat.app.logic.InternalAddressPicker
 import net.clat.app.logic.InternalAddresses
 import net.clat.app.logic.IpAddresses
@@ -127,6 +129,7 @@ class ClatVpnService : VpnService(), ClatPort {
             // rebuild the TUN for it meanwhile.
             if (n != null) network = n
             controller.lockdown = lockdownEnabled()
+            controller.alwaysOn = alwaysOnForDecision()
             controller.onNetwork(s)?.let { show(it) }
         }
         registerSystemReceiver(restrictionsReceiver, IntentFilter(Intent.ACTION_APPLICATION_RESTRICTIONS_CHANGED))
@@ -162,10 +165,15 @@ class ClatVpnService : VpnService(), ClatPort {
         }
         controller.setUserChoices(true, prefs.prefixOverride, prefs.force)
         controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
-        // Re-read here: turning lockdown on or off for the always-on app restarts it with
-        // SERVICE_INTERFACE (Vpn.setAlwaysOnPackage, then startAlwaysOnVpn), so a change arrives as
-        // a start command, and the plan's DNS mode follows (DnsPolicy).
+        // Re-read here: making this app the always-on VPN, or turning lockdown on or off for it,
+        // starts it again with SERVICE_INTERFACE (VpnManagerService.setAlwaysOnVpnPackage calls
+        // Vpn.setAlwaysOnPackage, then startAlwaysOnVpn), so such a change arrives as a start
+        // command; the plan's DNS mode and IPv6 routes follow (DnsPolicy, VpnPlan.carryIpv6).
+        // Turning always-on off tells the app nothing (startAlwaysOnVpn finds no package): it is
+        // seen at the next network event, and meanwhile the VPN stays in pass-through, which
+        // takes nothing away.
         controller.lockdown = lockdownEnabled()
+        controller.alwaysOn = alwaysOnForDecision()
         controller.userApps = prefs.appSelection
         // Foreground first: startForegroundService() gives the service a few seconds to call
         // startForeground(), and onStartRequested() may establish() the VPN and start the engine.
@@ -214,14 +222,14 @@ class ClatVpnService : VpnService(), ClatPort {
         val addrs = InternalAddressPicker.pick(LocalAddresses.inClatRange(), internal)
             ?: return "no free address in 192.0.0.0/29 (Android's CLATs hold them)"
         val pfd = try {
-            buildTun(target.plan.withInternalAddresses(addrs), n)
+            buildTun(target.plan.forEngine(ENGINE_CARRIES_IPV6).withInternalAddresses(addrs), n)
         } catch (e: Exception) {
             return "could not create the VPN interface: ${e.message}"
         } ?: return "VPN permission missing (establish() returned null)"
         internal = addrs
         val settings = controller.resolved().settings
         val cfg = NativeConfig(
-            prefix = target.prefix.prefix.toString(),
+            prefix = target.enginePrefix,
             dnsServers = target.dnsServers.toTypedArray(),
             clatAddress = addrs.clat,
             natAddress = addrs.nat,
@@ -313,7 +321,13 @@ class ClatVpnService : VpnService(), ClatPort {
                 underlyingCleared = false
                 setUnderlyingNetworks(network?.let { arrayOf(it) })
             }
-            if (Change.PREFIX in changes) e.setPrefix(target.prefix.prefix.toString())
+            // The prefix first: a switch to translation (IPV4_PATH) must use the new one.
+            if (Change.PREFIX in changes) target.prefix?.let { e.setPrefix(it.prefix.toString()) }
+            if (Change.IPV4_PATH in changes) {
+                // Unreachable while ENGINE_PASSES_IPV4_NATIVELY is false (the decision never
+                // passes IPv4 through then); becomes e.setIpv4Path(target.ipv4Native).
+                return "the engine cannot switch its IPv4 path (ClatEngine.setIpv4Path missing)"
+            }
             if (Change.NETWORK in changes) {
                 // A new network: every upstream socket is bound to the old one, reset them.
                 e.networkChanged(target.dnsServers.toTypedArray())
@@ -347,7 +361,7 @@ class ClatVpnService : VpnService(), ClatPort {
         plan.addresses.forEach { b.addAddress(it.address, it.prefixLength) }
         if (Build.VERSION.SDK_INT >= 33) {
             plan.routes.forEach { b.addRoute(it.address, it.prefixLength) }
-            // excludeRoute (API 33): the excluded prefixes leave through the underlying network.
+            // excludeRoute (API 33): the excluded (IPv4) prefixes leave through the underlying network.
             plan.excludedRoutes.forEach {
                 val a = InetAddress.getByAddress(IpAddresses.parseIpv4(it.address)) // a literal: no DNS
                 b.excludeRoute(IpPrefix(a, it.prefixLength))
@@ -415,9 +429,13 @@ class ClatVpnService : VpnService(), ClatPort {
         val warnings = ArrayList(v.warnings)
         val lockdown = lockdownEnabled()
         if (lockdown && t == null) warnings.add("lockdown is on: while the CLAT is idle Android blocks all traffic")
+        if (lockdown && t != null && !ENGINE_CARRIES_IPV6) {
+            warnings.add("lockdown is on: Android blocks apps' native IPv6 outside the VPN, and this engine does not carry IPv6 yet")
+        }
         publish(
             ClatStatus(
                 running = v.running && engine != null,
+                ipv4Native = t?.ipv4Native == true,
                 reason = v.reason,
                 prefix = t?.prefix?.prefix?.toString(),
                 prefixSource = t?.prefix?.source?.label,
@@ -438,6 +456,13 @@ class ClatVpnService : VpnService(), ClatPort {
 
     /** `VpnService.isLockdownEnabled()` (API 29+; before, lockdown is not visible to the app). */
     private fun lockdownEnabled(): Boolean = Build.VERSION.SDK_INT >= 29 && isLockdownEnabled
+
+    /**
+     * `VpnService.isAlwaysOn()` (API 29+; the app's minSdk is 24, and before 29 always-on is not
+     * visible to the app, so it counts as off: the CLAT stands down where not needed, as before),
+     * and only once the engine can pass IPv4 through ([ENGINE_PASSES_IPV4_NATIVELY]).
+     */
+    private fun alwaysOnForDecision(): Boolean = ENGINE_PASSES_IPV4_NATIVELY && Build.VERSION.SDK_INT >= 29 && isAlwaysOn
 
     private fun publish(s: ClatStatus) {
         lastStatus = s

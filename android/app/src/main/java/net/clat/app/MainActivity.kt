@@ -17,6 +17,7 @@ import android.widget.TextView
 import net.clat.app.logic.AppSelection
 import net.clat.app.logic.Ipv4Check
 import net.clat.app.logic.Nat64Prefix
+import net.clat.app.logic.StatusText
 
 /**
  * State and why, prefix and its source, the addresses, MTU, resolvers and apps in force,
@@ -125,10 +126,7 @@ class MainActivity : Activity() {
     }
 
     private fun show(s: ClatStatus) {
-        state.text = when {
-            s.running -> "Running"
-            else -> "Not running"
-        } + (if (s.alwaysOn) " (always-on" + (if (s.lockdown) ", lockdown)" else ")") else "")
+        state.text = StatusText.state(s.running, s.ipv4Native, s.alwaysOn, s.lockdown)
         reason.text = s.reason
         prefix.text = if (s.prefix != null) "Prefix ${s.prefix} from ${s.prefixSource}" +
             (s.network?.let { " on $it" } ?: "") else "No NAT64 prefix in use"
@@ -191,7 +189,7 @@ class MainActivity : Activity() {
         }
         checkResult.text = "Connecting to ${target.text} …"
         Ipv4Checker.run(target) { outcome ->
-            val line = Ipv4Check.describe(target, outcome, StatusBoard.status.running)
+            val line = Ipv4Check.describe(target, outcome, StatusBoard.status.running, StatusBoard.status.ipv4Native)
             StatusBoard.log.record(System.currentTimeMillis(), line)
             checkResult.text = line
         }

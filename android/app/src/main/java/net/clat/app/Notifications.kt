@@ -8,6 +8,7 @@ import android.content.Context
 import android.content.Intent
 import android.os.Build
 import net.clat.app.logic.Counters
+import net.clat.app.logic.StatusText
 
 /** The foreground notification: state, reason, prefix and live counters, a stop action. */
 object Notifications {
@@ -26,7 +27,7 @@ object Notifications {
             @Suppress("DEPRECATION")
             Notification.Builder(context).setPriority(Notification.PRIORITY_LOW)
         }
-        val title = if (s.running) "IPv4 via CLAT: ${s.prefix}" else "CLAT idle"
+        val title = StatusText.title(s.running, s.ipv4Native, s.prefix)
         val text = if (s.running) Counters.summary(s.counters).ifEmpty { s.reason } else s.reason
         val open = PendingIntent.getActivity(
             context, 0, Intent(context, MainActivity::class.java), PendingIntent.FLAG_IMMUTABLE or PendingIntent.FLAG_UPDATE_CURRENT,

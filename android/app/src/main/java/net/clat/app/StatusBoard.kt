@@ -12,6 +12,8 @@ import net.clat.app.logic.StatusLog
  */
 data class ClatStatus(
     val running: Boolean = false,
+    /** IPv4 leaves natively through the VPN (pass-through under always-on), not via the NAT64. */
+    val ipv4Native: Boolean = false,
     /** One line: why it runs, or why not. */
     val reason: String = "not started",
     /** "2001:db8:64::/96", or null when none is known. */
@@ -36,7 +38,7 @@ data class ClatStatus(
     val apps: String? = null,
 ) {
     /** One line for the history ([StatusBoard.log]): what changed, never the counters. */
-    fun logLine(): String = (if (running) "running" else "not running") + ": " + reason +
+    fun logLine(): String = (if (!running) "not running" else if (ipv4Native) "running in pass-through" else "running") + ": " + reason +
         (prefix?.let { "; prefix $it from $prefixSource" } ?: "") + (network?.let { " on $it" } ?: "") +
         (if (warnings.isEmpty()) "" else "; warnings: " + warnings.joinToString(" | "))
 }

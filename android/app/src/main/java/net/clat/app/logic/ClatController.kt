@@ -63,7 +63,9 @@ data class ControllerView(
  *   drop every app connection);
  * - unchanged network snapshots (capability updates that change nothing we use) are ignored;
  * - a loss of the network is debounced for [LOSS_GRACE_MS] with the TUN kept, so that a switch
- *   whose onLost comes before the next onAvailable does not show apps the VPN going away;
+ *   whose onLost comes before the next onAvailable does not show apps the VPN going away; as the
+ *   always-on VPN ([alwaysOn]) the TUN outlives the grace too, and the next network is a NETWORK
+ *   change;
  * - a failed start is not retried on the same network (capability updates arrive often, a retry
  *   loop would rebuild the TUN again and again) but is on a new network, a configuration change
  *   or an explicit start;
@@ -186,6 +188,9 @@ class ClatController(
             lossTimer = scheduler.schedule(LOSS_GRACE_MS) {
                 lossTimer = null
                 network = null
+                // An always-on VPN holds on without a network; whichever network comes next (the
+                // same one again included) is then a network change for the engine (NETWORK).
+                current = current?.copy(networkId = "")
                 publish(evaluate("network lost"))
             }
         }
@@ -276,6 +281,13 @@ class ClatController(
      */
     var lockdown: Boolean = false
 
+    /**
+     * `VpnService.isAlwaysOn()` as last read (API 29+; false before, and false while the engine
+     * cannot pass IPv4 through, [ENGINE_PASSES_IPV4_NATIVELY]): the VPN then never idles
+     * ([RunDecider]). Read where lockdown is; a change needs no new TUN.
+     */
+    var alwaysOn: Boolean = false
+
     /** The user's per-app selection ([AppSelection]); managed app lists win. */
     var userApps: AppSelection = AppSelection.ALL
 
@@ -301,6 +313,7 @@ class ClatController(
             discovering = s != null && discoveringFor == s.id,
             plan = resolved.plan,
             force = force,
+            alwaysOn = alwaysOn,
         )
         val decision = RunDecider.decide(input, current)
         when (decision) {

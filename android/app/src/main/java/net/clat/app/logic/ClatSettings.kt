@@ -11,6 +11,16 @@ object ClatAddresses {
 
     /** The engine's DNS relay, advertised to apps as the VPN's DNS server. */
     const val DNS_V4 = "192.0.0.6"
+
+    /**
+     * The TUN's IPv6 address when IPv6 is carried through the VPN (lockdown, [VpnPlan.carryIpv6]):
+     * in the project's unique local /64 fd9c:7c5a:e1b6:464::/64 (RFC 4193 section 3.2: global
+     * ID 9c7c5ae1b6 chosen at random once, subnet 0x464). Never routed beyond the device; apps'
+     * IPv6 keeps its own source addresses, this only gives the interface an IPv6 address so the
+     * platform accepts IPv6 routes into it and the engine has one for its kernel-terminated TCP.
+     */
+    const val TUN_V6 = "fd9c:7c5a:e1b6:464::1"
+    const val TUN_V6_PREFIX_LENGTH = 64
 }
 
 /** Limits and defaults shared by the parser, the builder and the UI. */

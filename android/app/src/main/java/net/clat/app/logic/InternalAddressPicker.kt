@@ -52,8 +52,11 @@ object InternalAddressPicker {
     }
 }
 
-/** The TUN plan with the chosen internal addresses: the TUN's address and the apps' resolver. */
+/**
+ * The TUN plan with the chosen internal addresses: the TUN's IPv4 address and the apps' resolver.
+ * IPv6 addresses of the plan ([ClatAddresses.TUN_V6]) are kept.
+ */
 fun VpnPlan.withInternalAddresses(a: InternalAddresses): VpnPlan = copy(
-    addresses = listOf(IpPrefixSpec(a.clat, ClatAddresses.CLAT_PREFIX_LENGTH)),
+    addresses = listOf(IpPrefixSpec(a.clat, ClatAddresses.CLAT_PREFIX_LENGTH)) + addresses.filterNot { it.isIpv4 },
     dnsServers = if (dnsMode == DnsMode.RELAY) listOf(a.dns) else emptyList(),
 )

@@ -41,20 +41,26 @@ object Ipv4Check {
 
     /**
      * One line for the UI and the log. A source in 192.0.0.0/29 is this CLAT's (or Android's own
-     * clatd's) address; any other source means the network has IPv4 of its own.
+     * clatd's) address; any other source means the network has IPv4 of its own. [passThrough]:
+     * the running VPN passes IPv4 through natively (always-on VPN, [RunTarget.ipv4Native]), so its
+     * address says "through this VPN", not "through the NAT64".
      */
-    fun describe(target: Target, outcome: Outcome, clatRunning: Boolean): String = when (outcome) {
+    fun describe(target: Target, outcome: Outcome, clatRunning: Boolean, passThrough: Boolean = false): String = when (outcome) {
         is Outcome.Connected -> {
             val src = outcome.localAddress
             val path = when {
                 src == null -> ""
+                inClatRange(src) && clatRunning && passThrough -> " from $src (through this app's VPN, passed through to the network's IPv4)"
                 inClatRange(src) -> if (clatRunning) " from $src (through a CLAT)" else " from $src (through Android's own CLAT)"
                 else -> " from $src (native IPv4, not through a CLAT)"
             }
             "IPv4 check: connected to ${target.text} in ${outcome.millis} ms$path"
         }
-        is Outcome.TimedOut -> "IPv4 check: no answer from ${target.text} within ${outcome.millis} ms" +
-            if (clatRunning) " (the CLAT runs: is the NAT64 prefix right?)" else " (the CLAT is not running)"
+        is Outcome.TimedOut -> "IPv4 check: no answer from ${target.text} within ${outcome.millis} ms" + when {
+            !clatRunning -> " (the CLAT is not running)"
+            passThrough -> " (the VPN passes IPv4 through: does the network's IPv4 reach it?)"
+            else -> " (the CLAT runs: is the NAT64 prefix right?)"
+        }
         is Outcome.Failed -> "IPv4 check: ${target.text} failed after ${outcome.millis} ms: ${outcome.error}" +
             if (clatRunning) "" else " (the CLAT is not running)"
     }

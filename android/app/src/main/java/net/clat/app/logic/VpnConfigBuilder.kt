@@ -3,6 +3,9 @@ package net.clat.app.logic
 /** An address or route: "192.0.0.4"/29, "0.0.0.0"/0. */
 data class IpPrefixSpec(val address: String, val prefixLength: Int) {
     override fun toString(): String = "$address/$prefixLength"
+
+    /** An IPv4 literal (else IPv6). */
+    val isIpv4: Boolean get() = IpAddresses.parseIpv4(address) != null
 }
 
 /**
@@ -25,6 +28,19 @@ data class VpnPlan(
     val mtu: Int,
     /** `allowFamily(AF_INET6)`: native IPv6 bypasses the TUN, only IPv4 takes the CLAT path. */
     val allowIpv6Bypass: Boolean,
+    /**
+     * IPv6 is carried through the TUN: `::/0` routed in, an IPv6 address ([ClatAddresses.TUN_V6])
+     * on the interface, no [allowIpv6Bypass]. Under lockdown only: there netd's rule that prohibits
+     * non-VPN traffic of the VPN's UIDs (RULE_PRIORITY_PROHIBIT_NON_VPN, 14000) comes right after
+     * the VPN's own table (RULE_PRIORITY_SECURE_VPN, 13000) and long before the VPN fall-through
+     * (RULE_PRIORITY_VPN_FALLTHROUGH, 28000) that `allowFamily(AF_INET6)` relies on (AOSP
+     * system/netd server/RouteController.h, and RouteController.cpp
+     * modifyRejectNonSecureNetworkRule: FR_ACT_PROHIBIT for sockets not protected from the VPN).
+     * With allowFamily the VPN's table has no IPv6 route (Vpn.makeLinkProperties adds the
+     * unreachable `::/0` only without it), so IPv6 lookups fall past it into the prohibit rule:
+     * under lockdown native IPv6 fails for every app unless the VPN carries it.
+     */
+    val carryIpv6: Boolean = false,
     /** A CLAT adds no cost of its own: the underlying network's meteredness applies. */
     val metered: Boolean,
     val allowedApps: List<String>,
@@ -35,10 +51,31 @@ data class VpnPlan(
     override fun equals(other: Any?): Boolean =
         other is VpnPlan && toIdentity() == other.toIdentity()
     override fun hashCode(): Int = toIdentity().hashCode()
-    /** The routes for Android below 13: [routes] minus [excludedRoutes], as plain routes. */
-    val routesBelowApi33: List<IpPrefixSpec> get() = LocalRoutes.subtract(routes, excludedRoutes)
+    /**
+     * The routes for Android below 13: the IPv4 [routes] minus [excludedRoutes] (IPv4 only), as
+     * plain routes, then the IPv6 routes unchanged.
+     */
+    val routesBelowApi33: List<IpPrefixSpec>
+        get() = LocalRoutes.subtract(routes.filter { it.isIpv4 }, excludedRoutes) + routes.filterNot { it.isIpv4 }
 
-    private fun toIdentity() = listOf(session, addresses, routes, excludedRoutes, dnsServers, dnsMode, mtu, allowIpv6Bypass, metered, allowedApps, disallowedApps)
+    /**
+     * The plan as the TUN is given it when the engine does [carriesIpv6] or not: an engine that
+     * cannot carry IPv6 must not get IPv6 routed into it (every IPv6 packet would be dropped),
+     * so then IPv6 is left to bypass the VPN as before ([ENGINE_CARRIES_IPV6]). Under lockdown
+     * that bypass does not work (see [carryIpv6]); the service says so.
+     */
+    fun forEngine(carriesIpv6: Boolean): VpnPlan = if (carriesIpv6 || !carryIpv6) {
+        this
+    } else {
+        copy(
+            addresses = addresses.filter { it.isIpv4 },
+            routes = routes.filter { it.isIpv4 },
+            allowIpv6Bypass = true,
+            carryIpv6 = false,
+        )
+    }
+
+    private fun toIdentity() = listOf(session, addresses, routes, excludedRoutes, dnsServers, dnsMode, mtu, allowIpv6Bypass, carryIpv6, metered, allowedApps, disallowedApps)
 }
 
 sealed interface PlanResult {
@@ -57,7 +94,11 @@ sealed interface PlanResult {
 object VpnConfigBuilder {
     const val SESSION = "CLAT (464XLAT)"
 
-    /** [lockdown]: `VpnService.isLockdownEnabled()`, which decides the [DnsMode] ([DnsPolicy]). */
+    /**
+     * [lockdown]: `VpnService.isLockdownEnabled()`, which decides the [DnsMode] ([DnsPolicy]) and
+     * whether IPv6 is carried through the TUN ([VpnPlan.carryIpv6]: `::/0` and
+     * [ClatAddresses.TUN_V6] added, no `allowFamily(AF_INET6)`).
+     */
     fun build(settings: ClatSettings, ownPackage: String, lockdown: Boolean = false): PlanResult {
         val errors = ArrayList<String>()
         val notes = ArrayList<String>()
@@ -87,16 +128,20 @@ object VpnConfigBuilder {
             disallowed
         }
         val dnsMode = DnsPolicy.decide(lockdown, settings.dnsThroughVpn)
+        val carryIpv6 = lockdown
+        val v4Address = IpPrefixSpec(ClatAddresses.CLAT_V4, ClatAddresses.CLAT_PREFIX_LENGTH)
+        val v4Route = IpPrefixSpec("0.0.0.0", 0)
         return PlanResult.Valid(
             VpnPlan(
                 session = SESSION,
-                addresses = listOf(IpPrefixSpec(ClatAddresses.CLAT_V4, ClatAddresses.CLAT_PREFIX_LENGTH)),
-                routes = listOf(IpPrefixSpec("0.0.0.0", 0)),
+                addresses = if (carryIpv6) listOf(v4Address, IpPrefixSpec(ClatAddresses.TUN_V6, ClatAddresses.TUN_V6_PREFIX_LENGTH)) else listOf(v4Address),
+                routes = if (carryIpv6) listOf(v4Route, IpPrefixSpec("::", 0)) else listOf(v4Route),
                 excludedRoutes = if (settings.excludeLocalTraffic) LocalRoutes.IPV4_LOCAL else emptyList(),
                 dnsServers = if (dnsMode == DnsMode.RELAY) listOf(ClatAddresses.DNS_V4) else emptyList(),
                 dnsMode = dnsMode,
                 mtu = settings.mtu,
-                allowIpv6Bypass = true,
+                allowIpv6Bypass = !carryIpv6,
+                carryIpv6 = carryIpv6,
                 metered = false,
                 allowedApps = finalAllowed,
                 disallowedApps = finalDisallowed,

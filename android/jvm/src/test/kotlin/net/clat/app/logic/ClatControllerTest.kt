@@ -20,7 +20,7 @@ class ClatControllerTest {
         var running = false
 
         override fun startEngine(target: RunTarget): String? {
-            calls.add("start ${target.networkId} ${target.prefix.prefix}")
+            calls.add("start ${target.networkId} ${target.prefix?.prefix}")
             return startError.also { if (it == null) running = true }
         }
         override fun stopEngine() {
@@ -28,14 +28,14 @@ class ClatControllerTest {
             running = false
         }
         override fun replaceEngine(target: RunTarget): String? {
-            calls.add("replace ${target.networkId} ${target.prefix.prefix}")
+            calls.add("replace ${target.networkId} ${target.prefix?.prefix}")
             return startError.also { running = it == null }
         }
         override fun clearUnderlyingNetworks() {
             calls.add("clearUnderlying")
         }
         override fun reconfigure(target: RunTarget, changes: Set<Change>): String? {
-            calls.add("reconfigure ${changes.sorted()} ${target.prefix.prefix}")
+            calls.add("reconfigure ${changes.sorted()} ${target.prefix?.prefix}")
             return reconfigureError
         }
         override fun startDiscovery(network: NetworkSnapshot) {
@@ -65,7 +65,7 @@ class ClatControllerTest {
         val v = c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix("2001:db8:64::/96", "rfc7050", 300), DiscoveredPrefix("64:ff9b::/96", "rfc7050", 600))))
         assertTrue(v.running)
         assertEquals(listOf("start 1 2001:db8:64::/96"), port.calls)
-        assertEquals(PrefixSource.RFC7050, v.target!!.prefix.source)
+        assertEquals(PrefixSource.RFC7050, v.target!!.prefix?.source)
         assertEquals(listOf("1" to 300L), port.rediscoveries, "re-validate when the shortest TTL runs out")
     }
 
@@ -76,7 +76,7 @@ class ClatControllerTest {
         val v = c.onStartRequested()
         assertTrue(port.discoveries.isEmpty())
         assertEquals(listOf("start 1 64:ff9b::/96"), port.calls)
-        assertEquals(PrefixSource.CONFIG, v.target!!.prefix.source)
+        assertEquals(PrefixSource.CONFIG, v.target!!.prefix?.source)
     }
 
     @Test
@@ -84,7 +84,7 @@ class ClatControllerTest {
         c.onNetwork(wifi.copy(pref64 = "2001:db8:aa::/64"))
         val v = c.onStartRequested()
         assertTrue(port.discoveries.isEmpty())
-        assertEquals(PrefixSource.PREF64, v.target!!.prefix.source)
+        assertEquals(PrefixSource.PREF64, v.target!!.prefix?.source)
     }
 
     @Test
@@ -411,5 +411,68 @@ class ClatControllerTest {
         c.onStopRequested()
         clock.advance(60_000)
         assertEquals(listOf("start 1 64:ff9b::/96", "stop"), port.calls)
+    }
+
+    @Test
+    fun `always-on passes through on native IPv4 and translates live when the IPv4 goes`() {
+        c.alwaysOn = true
+        val dual = wifi.copy(addresses = wifi.addresses + "198.51.100.7/24", hasIpv4DefaultRoute = true)
+        c.onNetwork(dual)
+        val v = c.onStartRequested()
+        assertTrue(v.running)
+        assertTrue(v.target!!.ipv4Native)
+        assertTrue(v.reason.startsWith("pass-through: the network has native IPv4"), v.reason)
+        assertEquals(listOf("start 1 null"), port.calls)
+        assertTrue(port.discoveries.isEmpty(), "no NAT64 prefix is needed while the network has IPv4")
+
+        // The IPv4 goes: discovery starts, the pass-through is held meanwhile (no engine call).
+        val held = c.onNetwork(wifi)!!
+        assertEquals(listOf("1"), port.discoveries)
+        assertInstanceOf(Decision.Hold::class.java, held.decision)
+        assertTrue(held.running)
+        val found = c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix(a, "rfc7050", 300))))
+        assertEquals(listOf("start 1 null", "reconfigure [PREFIX, IPV4_PATH] $a"), port.calls)
+        assertFalse(found.target!!.ipv4Native)
+
+        // The IPv4 comes back: pass-through again, live, the prefix kept.
+        c.onNetwork(dual)
+        assertEquals(listOf("start 1 null", "reconfigure [PREFIX, IPV4_PATH] $a", "reconfigure [IPV4_PATH] $a"), port.calls)
+        assertTrue(c.current!!.ipv4Native)
+    }
+
+    @Test
+    fun `always-on brings the VPN up at once on an IPv6-only network and translates when the prefix comes`() {
+        c.alwaysOn = true
+        c.onNetwork(wifi)
+        val v = c.onStartRequested()
+        assertTrue(v.running, "Android would show the always-on VPN as disconnected while discovery runs")
+        assertEquals(listOf("1"), port.discoveries)
+        c.onDiscovery("1", Result.success(listOf(DiscoveredPrefix(a, "rfc7050", 300))))
+        assertEquals(listOf("start 1 null", "reconfigure [PREFIX, IPV4_PATH] $a"), port.calls)
+    }
+
+    @Test
+    fun `without always-on the same network makes the CLAT stand down`() {
+        val dual = wifi.copy(addresses = wifi.addresses + "198.51.100.7/24", hasIpv4DefaultRoute = true)
+        c.onNetwork(dual)
+        val v = c.onStartRequested()
+        assertFalse(v.running)
+        assertEquals(StopReason.NATIVE_IPV4, (v.decision as Decision.Stop).why)
+        assertTrue(port.calls.isEmpty())
+    }
+
+    @Test
+    fun `always-on outlasts a network loss and hands the engine to whichever network comes next`() {
+        runningOnWifiByRfc7050()
+        c.alwaysOn = true
+        c.onNetwork(null)
+        clock.advance(ClatController.LOSS_GRACE_MS)
+        val v = published.single()
+        assertTrue(v.running, "no stop: the always-on VPN stays up")
+        assertInstanceOf(Decision.Hold::class.java, v.decision)
+        assertEquals(listOf("start 1 $a", "clearUnderlying"), port.calls)
+        // The same network again (its sockets died with it): a network change for the engine.
+        c.onNetwork(wifi)
+        assertEquals(listOf("start 1 $a", "clearUnderlying", "reconfigure [NETWORK] $a"), port.calls)
     }
 }

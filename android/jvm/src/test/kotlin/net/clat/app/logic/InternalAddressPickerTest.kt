@@ -43,7 +43,8 @@ class InternalAddressPickerTest {
         // The relay is the VPN's resolver under lockdown (DnsPolicy).
         val plan = (VpnConfigBuilder.build(ClatSettings(), "net.clat.app", lockdown = true) as PlanResult.Valid).plan
         val p = plan.withInternalAddresses(InternalAddresses("192.0.0.3", "192.0.0.2", "192.0.0.1"))
-        assertEquals(listOf(IpPrefixSpec("192.0.0.3", 29)), p.addresses)
+        // Lockdown carries IPv6 too: the project's ULA stays beside the chosen IPv4 address.
+        assertEquals(listOf(IpPrefixSpec("192.0.0.3", 29), IpPrefixSpec("fd9c:7c5a:e1b6:464::1", 64)), p.addresses)
         assertEquals(listOf("192.0.0.1"), p.dnsServers)
         assertEquals(plan.routes, p.routes)
     }

@@ -90,7 +90,7 @@ class RunDeciderTest {
         val fromRa = labPrefix.copy(source = PrefixSource.PREF64)
         val d = RunDecider.decide(input(prefix = fromRa), started())
         assertInstanceOf(Decision.Keep::class.java, d)
-        assertEquals(PrefixSource.PREF64, (d as Decision.Keep).target.prefix.source)
+        assertEquals(PrefixSource.PREF64, (d as Decision.Keep).target.prefix?.source)
     }
 
     @Test

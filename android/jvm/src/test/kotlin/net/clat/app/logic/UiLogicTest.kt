@@ -47,6 +47,25 @@ class Ipv4CheckTest {
             "IPv4 check: 192.0.2.1:80 failed after 3 ms: Network is unreachable (the CLAT is not running)",
             Ipv4Check.describe(t, Ipv4Check.Outcome.Failed(3, "Network is unreachable"), false),
         )
+        // Pass-through (always-on VPN on a network with IPv4): no NAT64 is involved.
+        assertEquals(
+            "IPv4 check: connected to 192.0.2.1:80 in 42 ms from 192.0.0.3 (through this app's VPN, passed through to the network's IPv4)",
+            Ipv4Check.describe(t, Ipv4Check.Outcome.Connected(42, "192.0.0.3"), clatRunning = true, passThrough = true),
+        )
+        assertEquals(
+            "IPv4 check: no answer from 192.0.2.1:80 within 5000 ms (the VPN passes IPv4 through: does the network's IPv4 reach it?)",
+            Ipv4Check.describe(t, Ipv4Check.Outcome.TimedOut(5000), clatRunning = true, passThrough = true),
+        )
+    }
+
+    @Test
+    fun `state lines never claim translation in pass-through`() {
+        assertEquals("CLAT idle", StatusText.title(running = false, ipv4Native = false, prefix = null))
+        assertEquals("IPv4 via CLAT: 64:ff9b::/96", StatusText.title(running = true, ipv4Native = false, prefix = "64:ff9b::/96"))
+        assertEquals("VPN up in pass-through (no translation)", StatusText.title(running = true, ipv4Native = true, prefix = "64:ff9b::/96"))
+        assertEquals("Running in pass-through (always-on, lockdown)", StatusText.state(running = true, ipv4Native = true, alwaysOn = true, lockdown = true))
+        assertEquals("Running (always-on)", StatusText.state(running = true, ipv4Native = false, alwaysOn = true, lockdown = false))
+        assertEquals("Not running", StatusText.state(running = false, ipv4Native = true, alwaysOn = false, lockdown = false))
     }
 }
 

@@ -100,4 +100,55 @@ class VpnConfigBuilderTest {
         assertEquals(1500, (badMtu.plan as PlanResult.Valid).plan.mtu)
         assertTrue(badMtu.warnings.single().contains("mtu"), badMtu.warnings.toString())
     }
+
+    private fun lockdownPlan(s: ClatSettings = ClatSettings()): VpnPlan =
+        (VpnConfigBuilder.build(s, own, lockdown = true) as PlanResult.Valid).plan
+
+    @Test
+    fun `lockdown carries IPv6 through the TUN, outside lockdown IPv6 bypasses it`() {
+        val p = lockdownPlan()
+        assertTrue(p.carryIpv6)
+        assertFalse(p.allowIpv6Bypass, "allowFamily(AF_INET6) would send IPv6 into lockdown's prohibit rule")
+        assertEquals(listOf(IpPrefixSpec("192.0.0.4", 29), IpPrefixSpec("fd9c:7c5a:e1b6:464::1", 64)), p.addresses)
+        assertEquals(listOf(IpPrefixSpec("0.0.0.0", 0), IpPrefixSpec("::", 0)), p.routes)
+        val plain = valid(ClatSettings())
+        assertFalse(plain.carryIpv6)
+        assertTrue(plain.allowIpv6Bypass)
+        assertFalse(p == plain, "lockdown on or off rebuilds the TUN")
+    }
+
+    @Test
+    fun `below Android 13 the IPv6 route is kept beside the IPv4 complement`() {
+        val v4 = valid(ClatSettings()).routesBelowApi33
+        assertEquals(44, v4.size)
+        assertEquals(v4 + IpPrefixSpec("::", 0), lockdownPlan().routesBelowApi33)
+        assertEquals(
+            listOf(IpPrefixSpec("0.0.0.0", 0), IpPrefixSpec("::", 0)),
+            lockdownPlan(ClatSettings(excludeLocalTraffic = false)).routesBelowApi33,
+        )
+    }
+
+    @Test
+    fun `an engine that does not carry IPv6 gets no IPv6 route, address or lost bypass`() {
+        val p = lockdownPlan()
+        val applied = p.forEngine(carriesIpv6 = false)
+        assertEquals(listOf(IpPrefixSpec("192.0.0.4", 29)), applied.addresses)
+        assertEquals(listOf(IpPrefixSpec("0.0.0.0", 0)), applied.routes)
+        assertTrue(applied.allowIpv6Bypass)
+        assertFalse(applied.carryIpv6)
+        assertEquals(p.dnsMode, applied.dnsMode, "the relay stays the resolver under lockdown")
+        assertEquals(p, p.forEngine(carriesIpv6 = true))
+        val plain = valid(ClatSettings())
+        assertEquals(plain, plain.forEngine(carriesIpv6 = false))
+        // The chosen internal IPv4 address replaces 192.0.0.4; the ULA stays.
+        val withInternal = p.withInternalAddresses(InternalAddresses("192.0.0.3", "192.0.0.2", "192.0.0.1"))
+        assertEquals(listOf(IpPrefixSpec("192.0.0.3", 29), IpPrefixSpec("fd9c:7c5a:e1b6:464::1", 64)), withInternal.addresses)
+    }
+
+    @Test
+    fun `the TUN's IPv6 address is a unique local address (RFC 4193) in a slash 64`() {
+        val a = IpAddresses.parseIpv6(ClatAddresses.TUN_V6)!!
+        assertEquals(0xfd, a[0].toInt() and 0xff, "fc00::/7 with L = 1")
+        assertEquals(64, ClatAddresses.TUN_V6_PREFIX_LENGTH)
+    }
 }

@@ -27,7 +27,6 @@ import net.clat.app.logic.ClatPort
 import net.clat.app.logic.ControllerView
 import net.clat.app.logic.DnsPolicy
 import net.clat.app.logic.ENGINE_CARRIES_IPV6
-import net.clat.app.logic.ENGINE_PASSES_IPV4_NATIVELY
 import net.clat.app.logic.InternalAddressPicker
 import net.clat.app.logic.InternalAddresses
 import net.clat.app.logic.IpAddresses
@@ -237,6 +236,7 @@ class ClatVpnService : VpnService(), ClatPort {
             mtu = target.plan.mtu,
             maxFlows = settings.maxFlows,
             udpTimeoutSec = settings.udpTimeoutSec,
+            ipv4Native = target.ipv4Native,
         )
         return try {
             // The core owns the descriptor from here on, whatever happens.
@@ -323,11 +323,9 @@ class ClatVpnService : VpnService(), ClatPort {
             }
             // The prefix first: a switch to translation (IPV4_PATH) must use the new one.
             if (Change.PREFIX in changes) target.prefix?.let { e.setPrefix(it.prefix.toString()) }
-            if (Change.IPV4_PATH in changes) {
-                // Unreachable while ENGINE_PASSES_IPV4_NATIVELY is false (the decision never
-                // passes IPv4 through then); becomes e.setIpv4Path(target.ipv4Native).
-                return "the engine cannot switch its IPv4 path (ClatEngine.setIpv4Path missing)"
-            }
+            // Native IPv4 appeared (pass-through) or went (translation): new flows take the new
+            // path; flows on a lost native path are reset by the engine.
+            if (Change.IPV4_PATH in changes) e.setIpv4Path(target.ipv4Native)
             if (Change.NETWORK in changes) {
                 // A new network: every upstream socket is bound to the old one, reset them.
                 e.networkChanged(target.dnsServers.toTypedArray())
@@ -459,10 +457,9 @@ class ClatVpnService : VpnService(), ClatPort {
 
     /**
      * `VpnService.isAlwaysOn()` (API 29+; the app's minSdk is 24, and before 29 always-on is not
-     * visible to the app, so it counts as off: the CLAT stands down where not needed, as before),
-     * and only once the engine can pass IPv4 through ([ENGINE_PASSES_IPV4_NATIVELY]).
+     * visible to the app, so it counts as off: the CLAT stands down where not needed, as before).
      */
-    private fun alwaysOnForDecision(): Boolean = ENGINE_PASSES_IPV4_NATIVELY && Build.VERSION.SDK_INT >= 29 && isAlwaysOn
+    private fun alwaysOnForDecision(): Boolean = Build.VERSION.SDK_INT >= 29 && isAlwaysOn
 
     private fun publish(s: ClatStatus) {
         lastStatus = s

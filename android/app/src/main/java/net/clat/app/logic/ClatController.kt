@@ -282,8 +282,7 @@ class ClatController(
     var lockdown: Boolean = false
 
     /**
-     * `VpnService.isAlwaysOn()` as last read (API 29+; false before, and false while the engine
-     * cannot pass IPv4 through, [ENGINE_PASSES_IPV4_NATIVELY]): the VPN then never idles
+     * `VpnService.isAlwaysOn()` as last read (API 29+; false before): the VPN then never idles
      * ([RunDecider]). Read where lockdown is; a change needs no new TUN.
      */
     var alwaysOn: Boolean = false

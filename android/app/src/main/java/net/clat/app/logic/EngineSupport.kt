@@ -9,12 +9,3 @@ package net.clat.app.logic
  */
 const val ENGINE_CARRIES_IPV6 = false
 
-/**
- * The engine can send IPv4 flows to their destination natively instead of through the NAT64
- * (`NativeConfig.ipv4Native`, `ClatEngine.setIpv4Path`; issue 15, item 2). Until it can, the
- * service reports always-on to the decision as off ([RunDecider] then stands down on networks with
- * IPv4, as before), since an engine that cannot pass IPv4 through would translate it to a NAT64
- * that such a network may not have. Turn on when the service passes [RunTarget.ipv4Native] to
- * `NativeConfig` and applies [Change.IPV4_PATH] with `ClatEngine.setIpv4Path`.
- */
-const val ENGINE_PASSES_IPV4_NATIVELY = false

@@ -115,7 +115,9 @@ pub fn has_unexpired_source_route(hdr: &[u8]) -> bool {
 /// An IPv6 Fragment header's contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frag {
-    pub id: u32,
+    /// The low-order 16 bits of the Fragment header's Identification: all
+    /// that an IPv4 header can carry (RFC 7915 section 5.1.1).
+    pub id: u16,
     /// Offset in 8-byte units.
     pub off: u16,
     pub more: bool,
@@ -221,12 +223,7 @@ pub fn parse_v6(pkt: &[u8], inner: bool) -> Result<V6<'_>, DropReason> {
                 }
                 let fo = u16::from_be_bytes([pkt[off + 2], pkt[off + 3]]);
                 let f = Frag {
-                    id: u32::from_be_bytes([
-                        pkt[off + 4],
-                        pkt[off + 5],
-                        pkt[off + 6],
-                        pkt[off + 7],
-                    ]),
+                    id: u16::from_be_bytes([pkt[off + 6], pkt[off + 7]]),
                     off: fo >> 3,
                     more: fo & 1 != 0,
                 };

@@ -137,7 +137,7 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
     // Without one, DF is set above 1260 bytes, and the Identification comes
     // from our generator (zero with DF=1: RFC 6864 section 4.1).
     let (df, id, mf, off) = match ip.frag {
-        Some(f) => (false, f.id as u16, f.more, f.off),
+        Some(f) => (false, f.id, f.more, f.off),
         None => {
             let df = total4 > DF_THRESHOLD;
             (df, if df { 0 } else { t.next_id() }, false, 0)
@@ -312,7 +312,7 @@ fn icmp_error(
     // RFC 7915 5.1.1: with a Fragment header (an atomic one: fragmented
     // ICMPv6 is dropped above), Identification comes from it.
     let id = match ip.frag {
-        Some(f) => f.id as u16,
+        Some(f) => f.id,
         None => t.next_id(),
     };
     Ipv4Repr {
@@ -367,7 +367,7 @@ fn inner_6to4(t: &Translator, inner: &V6<'_>, out: &mut [u8]) -> Result<usize, D
     }
     let total = (20 + inner.upper_len() as usize).min(65535) as u16;
     let (df, id, mf, off) = match inner.frag {
-        Some(f) => (false, f.id as u16, f.more, f.off),
+        Some(f) => (false, f.id, f.more, f.off),
         None => (total as usize > DF_THRESHOLD, 0, false, 0),
     };
     let proto = if inner.proto == PROTO_ICMPV6 {

@@ -236,6 +236,36 @@ fn s4_1_ipv4_options_walked_by_length() {
     assert_eq!((proto, data.len()), (17, u.len()));
 }
 
+/// RFC 791 section 3.1: End of Option List ends the options (what follows
+/// is padding, even when it looks like an LSRR), and an option whose length
+/// is below 2 or runs past the header is malformed and ends the walk. In
+/// each case no unexpired source route is seen and the packet is translated.
+#[test]
+fn s4_1_options_walk_ends_at_end_of_list_and_at_a_bad_length() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4(REMOTE4));
+    let u = udp(1, 2, b"x", &|l| pseudo4(s, d, 17, l));
+    let lsrr_after = |first: &[u8]| {
+        let mut o = first.to_vec();
+        o.extend_from_slice(&[131, 7, 4, 192, 0, 2, 1]);
+        o.resize(o.len().div_ceil(4) * 4, 0);
+        o
+    };
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("end of list", lsrr_after(&[0, 2])),
+        ("length 1", lsrr_after(&[68, 1, 1])),
+        ("length 0", lsrr_after(&[68, 0, 1])),
+        ("length past the header", vec![7, 40, 4, 0]),
+    ];
+    for (what, opts) in cases {
+        let pkt = ipv4(s, d, 17, 64, 0, 1, 0, &opts, &u);
+        let (o, out) = run(&t, &pkt);
+        assert_eq!(o, Outcome::Forward(IpVersion::V6), "{what}");
+        let (_, proto, data) = check_v6(&out[0]);
+        assert_eq!((proto, data.len()), (17, u.len()), "{what}");
+    }
+}
+
 /// RFC 7915 section 4.3 with the smallest quote RFC 792 allows less than:
 /// an ICMPv4 error that quotes only the IPv4 header of the packet in error
 /// still gets that header translated (its Payload Length what the

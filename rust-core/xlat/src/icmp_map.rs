@@ -398,6 +398,10 @@ mod tests {
         assert_eq!(mtu_4to6(1490, 1500, 1400, 1500), 1420); // capped by mtu4 + 20
         assert_eq!(mtu_4to6(576, 1500, 1500, 1500), 1280); // floor
         assert_eq!(mtu_4to6(0, 1500, 9000, 9000), 1492 + 20); // plateau below 1500
+                                                              // RFC 1191 section 5: the largest plateau strictly less than the
+                                                              // packet's Total Length; a packet of exactly 2002 bytes did not fit.
+        assert_eq!(mtu_4to6(0, 2002, 9000, 9000), 1492 + 20);
+        assert_eq!(mtu_4to6(0, 2003, 9000, 9000), 2002 + 20);
         assert_eq!(mtu_6to4(1400, false, 1500, 1500), 1380);
         assert_eq!(mtu_6to4(1400, true, 1500, 1500), 1372);
         assert_eq!(mtu_6to4(9000, false, 1500, 1500), 1480);

@@ -95,36 +95,41 @@ fn s4_1_df0_small_has_no_fragment_header_rfc8021() {
     assert_eq!(proto, 17);
 }
 
+/// Up to the largest IPv4 datagram (65535 bytes: 65507 bytes of UDP data),
+/// which becomes 54 fragments of at most 1280 bytes.
 #[test]
 fn s4_1_df0_large_is_fragmented_to_lowest_ipv6_mtu() {
     let t = translator();
-    let payload: Vec<u8> = (0..1400u32).map(|i| i as u8).collect();
-    let pkt = udp4(CLAT4, "203.0.113.10", &payload, 64, 0, 0);
-    let (o, out) = run(&t, &pkt);
-    assert_eq!(o, Outcome::Forward(IpVersion::V6));
-    assert!(out.len() >= 2);
-    let mut reassembled = Vec::new();
-    for (i, f) in out.iter().enumerate() {
-        assert!(f.len() <= 1280, "fragment {i} is {} bytes", f.len());
-        let s = Ipv6Slice::from_slice(f).unwrap();
-        assert_eq!(s.header().next_header().0, 44);
-        let fh = Ipv6FragmentHeaderSlice::from_slice(&f[40..48]).unwrap();
-        assert_eq!(fh.identification(), 0x1234, "RFC 7915 4.1: ID from IPv4");
-        assert_eq!(fh.next_header().0, 17);
-        assert_eq!(fh.fragment_offset().value() as usize * 8, reassembled.len());
-        assert_eq!(fh.more_fragments(), i + 1 < out.len());
-        if i + 1 < out.len() {
-            assert_eq!((f.len() - 48) % 8, 0);
+    for (len, fragments) in [(1400usize, 2usize), (65507, 54)] {
+        let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let pkt = udp4(CLAT4, "203.0.113.10", &payload, 64, 0, 0);
+        assert_eq!(pkt.len(), len + 28);
+        let (o, out) = run(&t, &pkt);
+        assert_eq!(o, Outcome::Forward(IpVersion::V6));
+        assert_eq!(out.len(), fragments, "{len} bytes");
+        let mut reassembled = Vec::new();
+        for (i, f) in out.iter().enumerate() {
+            assert!(f.len() <= 1280, "fragment {i} is {} bytes", f.len());
+            let s = Ipv6Slice::from_slice(f).unwrap();
+            assert_eq!(s.header().next_header().0, 44);
+            let fh = Ipv6FragmentHeaderSlice::from_slice(&f[40..48]).unwrap();
+            assert_eq!(fh.identification(), 0x1234, "RFC 7915 4.1: ID from IPv4");
+            assert_eq!(fh.next_header().0, 17);
+            assert_eq!(fh.fragment_offset().value() as usize * 8, reassembled.len());
+            assert_eq!(fh.more_fragments(), i + 1 < out.len());
+            if i + 1 < out.len() {
+                assert_eq!((f.len() - 48) % 8, 0);
+            }
+            reassembled.extend_from_slice(&f[48..]);
         }
-        reassembled.extend_from_slice(&f[48..]);
+        assert_eq!(&reassembled[8..], &payload[..]);
+        let ps = pseudo6(a6(CLAT6), remote6("203.0.113.10"), 17, reassembled.len());
+        assert_eq!(
+            naive_sum(&[&ps, &reassembled]),
+            0xffff,
+            "UDP checksum over the reassembled datagram"
+        );
     }
-    assert_eq!(&reassembled[8..], &payload[..]);
-    let ps = pseudo6(a6(CLAT6), remote6("203.0.113.10"), 17, reassembled.len());
-    assert_eq!(
-        naive_sum(&[&ps, &reassembled]),
-        0xffff,
-        "UDP checksum over the reassembled datagram"
-    );
 }
 
 #[test]

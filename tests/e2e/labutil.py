@@ -91,6 +91,29 @@ def ns_python(name: str, code: str, *args, timeout: float = 60, check: bool = Tr
     return ns(name, sys.executable, "-c", code, *args, timeout=timeout, check=check, input=input)
 
 
+_CONNECT = """
+import errno, socket, sys, time
+host, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket()
+s.settimeout(timeout)
+t = time.monotonic()
+try:
+    s.connect((host, port))
+    print("connected %.3f" % (time.monotonic() - t))
+except socket.timeout:
+    print("timeout %.3f" % (time.monotonic() - t))
+except OSError as e:
+    print("%s %.3f" % (errno.errorcode.get(e.errno, e.errno), time.monotonic() - t))
+"""
+
+
+def connect_from_phone(host: str, port: int, timeout: float = 5.0) -> tuple[str, float]:
+    """An app's connect() from phone: ("connected" | "timeout" | errno name, seconds)."""
+    out = ns_python(PHONE, _CONNECT, host, str(port), str(timeout), timeout=timeout + 20).stdout
+    what, secs = out.split()
+    return what, float(secs)
+
+
 def clat_binary() -> Path:
     """Path of the built ``clat``: $CLAT_BIN, else target/release/clat, else target/debug/clat.
 

@@ -21,7 +21,8 @@ import sys
 import time
 from contextlib import contextmanager
 
-from labutil import (INET, PHONE, PORT_CLOSED, PORT_ECHO, SERVER, UNREACHABLE, ns, ns_popen,
+from labutil import (INET, PHONE, PORT_CLOSED, PORT_ECHO, SERVER, UNREACHABLE, connect_from_phone, ns,
+                     ns_popen,
                      ns_python, status_int, synth)
 
 # Ports on SERVER that nothing in the lab uses: the tests' nft rules act on these.
@@ -42,32 +43,10 @@ def nft_table(*rules: str):
         ns(INET, "nft", "delete", "table", "inet", name, check=False)
 
 
-CONNECT = """
-import errno, socket, sys, time
-host, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-s = socket.socket()
-s.settimeout(timeout)
-t = time.monotonic()
-try:
-    s.connect((host, port))
-    print("connected %.3f" % (time.monotonic() - t))
-except socket.timeout:
-    print("timeout %.3f" % (time.monotonic() - t))
-except OSError as e:
-    print("%s %.3f" % (errno.errorcode.get(e.errno, e.errno), time.monotonic() - t))
-"""
-
-
-def connect(host: str, port: int, timeout: float = 5.0) -> tuple[str, float]:
-    out = ns_python(PHONE, CONNECT, host, str(port), str(timeout), timeout=timeout + 20).stdout
-    what, secs = out.split()
-    return what, float(secs)
-
-
 def test_connect_to_closed_port_is_refused_by_connect(clat):
     """Nothing listens on port 9 in inet: its RST comes back through the
     NAT64 and the app's connect() fails with ECONNREFUSED, promptly."""
-    what, secs = connect(SERVER, PORT_CLOSED)
+    what, secs = connect_from_phone(SERVER, PORT_CLOSED)
     assert what == "ECONNREFUSED", (what, secs)
     assert secs < 1.0, secs
     st = clat.status()
@@ -82,7 +61,7 @@ def test_connect_to_unreachable_destination_fails_with_unreachable(clat):
     must fail, one must be answered unreachable."""
     seen = []
     for _ in range(3):
-        what, secs = connect(UNREACHABLE, 80, timeout=3.0)
+        what, secs = connect_from_phone(UNREACHABLE, 80, timeout=3.0)
         seen.append((what, secs))
         assert what != "connected", seen
         if what in ("EHOSTUNREACH", "ENETUNREACH"):
@@ -101,7 +80,7 @@ def test_connect_to_blackholed_destination_times_out_in_the_app(clat):
     connect is pending."""
     before = status_int(clat.status(), "tcp_syns_absorbed")
     with nft_table("add rule {t} input tcp dport %d drop" % PORT_BLACKHOLE):
-        what, secs = connect(SERVER, PORT_BLACKHOLE, timeout=3.0)
+        what, secs = connect_from_phone(SERVER, PORT_BLACKHOLE, timeout=3.0)
     assert what == "timeout", (what, secs)
     assert 2.9 <= secs < 4.0, secs
     st = clat.status()

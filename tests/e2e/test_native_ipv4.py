@@ -24,7 +24,8 @@ import time
 
 import pytest
 
-from labutil import (CLAT_V4, INET, PHONE, SERVER, TUN, ClatProcess, link_addrs, ns, ns_popen,
+from labutil import (CLAT_V4, INET, PHONE, SERVER, TUN, ClatProcess, connect_from_phone, link_addrs, ns,
+                     ns_popen,
                      ns_python, served_sha256, status_int)
 
 CONTROL = "@clat-e2e/native4"
@@ -265,21 +266,6 @@ def test_a_native_download_is_reset_promptly_when_native_ipv4_goes(own_clat,
         clat.stop()
 
 
-CONNECT = """
-import errno, socket, sys, time
-host, port = sys.argv[1], int(sys.argv[2])
-s = socket.socket()
-s.settimeout(3)
-t = time.monotonic()
-try:
-    s.connect((host, port))
-    print("connected %.3f" % (time.monotonic() - t))
-except socket.timeout:
-    print("timeout %.3f" % (time.monotonic() - t))
-except OSError as e:
-    print("%s %.3f" % (errno.errorcode.get(e.errno, e.errno), time.monotonic() - t))
-"""
-
 # A connected UDP socket learns of an ICMP error by the errno of its next call
 # (IP_RECVERR off): ECONNREFUSED for Port Unreachable.
 UDP_CLOSED = f"""
@@ -308,14 +294,14 @@ def test_errors_on_the_native_path_come_back_as_the_path_gave_them(own_clat, dua
     clat.start()
     try:
         wait_path(clat, "native")
-        out = ns_python(PHONE, CONNECT, SERVER, "9").stdout.split()
-        assert out[0] == "ECONNREFUSED" and float(out[1]) < 1, out
+        what, secs = connect_from_phone(SERVER, 9, timeout=3)
+        assert what == "ECONNREFUSED" and secs < 1, (what, secs)
         # plat routes 192.0.2.64/26 'unreachable': ICMPv4 Host Unreachable.
         # Routers rate-limit ICMP errors: up to three tries.
         for _ in range(3):
-            out = ns_python(PHONE, CONNECT, "192.0.2.65", "80").stdout.split()
-            assert out[0] != "connected", out
-            if out[0] in ("EHOSTUNREACH", "ENETUNREACH"):
+            what, secs = connect_from_phone("192.0.2.65", 80, timeout=3)
+            assert what != "connected", (what, secs)
+            if what in ("EHOSTUNREACH", "ENETUNREACH"):
                 break
             time.sleep(1.1)
         else:

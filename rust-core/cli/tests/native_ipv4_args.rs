@@ -3,34 +3,8 @@
 //! `--bind-device` or `--mark` (the engine's own IPv4 sockets would follow
 //! the CLAT's routes back into the TUN), with a message naming both.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Runs `clat args...`: (exit code, stderr). One that wrongly accepted its
-/// arguments would keep running: killed after 10 s and the test fails.
-fn clat(args: &[&str]) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_clat"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("clat {args:?} was still running after 10 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+mod common;
+use common::clat;
 
 const BASE: [&str; 6] = [
     "run",

@@ -165,15 +165,7 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
     let pay_at = if need_frag { V6_PAYLOAD_AT } else { hdr_len };
     buf[pay_at..pay_at + plen].copy_from_slice(ip.payload);
     if first {
-        fix_transport(
-            t,
-            &mut buf[pay_at..pay_at + plen],
-            ip.proto,
-            &ip,
-            &src6,
-            &dst6,
-            is_frag,
-        )?;
+        fix_transport(&mut buf[pay_at..pay_at + plen], ip.proto, &ip, &src6, &dst6)?;
     }
     Ipv6Repr {
         src: src6,
@@ -213,23 +205,19 @@ fn run(t: &Translator, pkt: &[u8], out: &mut OutBuf) -> Result<Outcome, DropReas
 /// RFC 7915 4.5 / 4.2: fixes the transport checksum of the first fragment (or
 /// whole packet) in `pay`, which starts at the transport header.
 fn fix_transport(
-    t: &Translator,
     pay: &mut [u8],
     proto: u8,
     ip: &V4<'_>,
     src6: &Ipv6Addr,
     dst6: &Ipv6Addr,
-    is_frag: bool,
 ) -> Result<(), DropReason> {
     let old = transport::addr_sum(&ip.src.octets(), &ip.dst.octets());
     let new = transport::addr_sum(&src6.octets(), &dst6.octets());
     match proto {
         PROTO_UDP if pay.get(6..8) == Some(&[0, 0]) => {
-            // RFC 7915 4.5: IPv6 requires a UDP checksum. Computed for a
-            // whole datagram when configured to (`run` refuses the others).
-            if is_frag || !t.config().amend_udp_zero_checksum {
-                return Err(DropReason::UdpZeroChecksum);
-            }
+            // RFC 7915 4.5: IPv6 requires a UDP checksum. Computed here:
+            // `run` has already refused a zero checksum it may not amend (a
+            // fragment, or amending not configured).
             let init = checksum::pseudo_v6(src6, dst6, PROTO_UDP, pay.len() as u32);
             // A computed 0 is sent as all ones (RFC 768, RFC 8200 8.1).
             let c = match checksum::finish(checksum::sum(pay, init)) {
@@ -309,7 +297,7 @@ pub(crate) fn icmp_error(
         // Pad the original datagram to a multiple of 8, at least 128 bytes
         // (RFC 4884 section 5.1), leaving room for the extension.
         let room = (ICMP6_ERROR_MAX - 48).saturating_sub(e.len()) / 8 * 8;
-        if room >= 128 && e.len() <= ICMP6_ERROR_MAX - 48 - 128 {
+        if room >= 128 {
             // RFC 4884 section 5.1: the field is whole 64-bit words, at least
             // 128 bytes. The translated datagram (20 bytes longer than the
             // 32-bit-word IPv4 one, its IPv4 padding left out) is cut to whole

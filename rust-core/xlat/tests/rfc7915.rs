@@ -486,6 +486,42 @@ fn rfc6791_icmpv4_error_source_without_ipv6_form() {
     assert_eq!(check_v6(&out[0]).0.source_addr(), a6("2001:db8:ffff::1"));
 }
 
+/// RFC 6791 is for ICMP errors only: any other packet whose source has no
+/// IPv6 form is refused, not given the pool6791 address.
+#[test]
+fn rfc6791_source_only_for_icmp_errors() {
+    let mut cfg = config();
+    cfg.pool6 = Some("64:ff9b::/96".parse().unwrap());
+    cfg.pool6791_v6 = Some(a6("2001:db8:ffff::1"));
+    let t = Translator::new(cfg).unwrap();
+    let (s, d) = (a4("10.0.0.1"), a4("8.8.8.8"));
+    let u = udp(1, 2, b"x", &|l| pseudo4(s, d, 17, l));
+    let pkt = ipv4(s, d, 17, 64, 0, 1, DF, &[], &u);
+    assert_eq!(run(&t, &pkt).0, Outcome::Drop(DropReason::NonGlobalWkp));
+    let m = icmp(8, 0, [0, 1, 0, 1], b"ping", &no_pseudo);
+    let pkt = ipv4(s, d, 1, 64, 0, 1, DF, &[], &m);
+    assert_eq!(run(&t, &pkt).0, Outcome::Drop(DropReason::NonGlobalWkp));
+}
+
+/// RFC 7915 4.3: an ICMP error quoting fewer than 4 bytes of an ICMP
+/// message (no room for its checksum) quotes them as they are, inside a
+/// translated IPv6 header.
+#[test]
+fn s4_3_quoted_icmp_shorter_than_its_checksum() {
+    let t = translator();
+    let (s4, d4) = (a4(CLAT4), a4("203.0.113.10"));
+    let echo = icmp(8, 0, [0, 1, 0, 1], b"ping", &no_pseudo);
+    for n in [0usize, 1, 2, 3] {
+        let full = ipv4(s4, d4, 1, 63, 0, 1, DF, &[], &echo);
+        let (o, out) = run(&t, &icmp4_error(11, 0, [0; 4], &full[..20 + n]));
+        assert_eq!(o, Outcome::Forward(IpVersion::V6), "{n} bytes");
+        let (_, _, data) = check_v6(&out[0]);
+        assert_eq!(data.len(), 8 + 40 + n, "{n} bytes");
+        assert_eq!(data[8 + 6], 58, "{n} bytes: next header ICMPv6");
+        assert_eq!(&data[8 + 40..], &echo[..n], "{n} bytes");
+    }
+}
+
 // ---- RFC 6052 section 3.1 through the translator ----
 
 #[test]

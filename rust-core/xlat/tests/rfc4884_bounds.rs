@@ -112,6 +112,12 @@ fn v4_extension_leaving_less_than_128_bytes_is_left_out() {
     let data = icmpv6_body(&out);
     assert_eq!(data[4], 0);
     assert_eq!(&data[8 + 40..8 + 42], &40000u16.to_be_bytes());
+    // A small datagram with it: 48 + 148 bytes, far below the limit.
+    let mut body = udp4_to_remote(100);
+    body.extend_from_slice(&ext(1110));
+    let (_, out) = run(&t, &time_exceeded4([0, 32, 0, 0], &body));
+    assert_eq!(out[0].len(), 40 + 8 + 148);
+    assert_eq!(icmpv6_body(&out)[4], 0);
 }
 
 // ---- IPv6 -> IPv4 ----
@@ -195,4 +201,10 @@ fn v6_extension_leaving_less_than_128_bytes_is_left_out() {
     let data = icmpv4_body(&out);
     assert_eq!(data[5], 0);
     assert_eq!(&data[8 + 20..8 + 22], &40000u16.to_be_bytes());
+    // A small datagram with it: 28 + 116 bytes, far below the limit.
+    let mut body = udp6_from_clat(88);
+    body.extend_from_slice(&ext(430));
+    let (_, out) = run(&t, &icmp6_error_with(3, [17, 0, 0, 0], &body));
+    assert_eq!(out[0].len(), 20 + 8 + 116);
+    assert_eq!(icmpv4_body(&out)[5], 0);
 }

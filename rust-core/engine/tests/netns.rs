@@ -588,6 +588,77 @@ fn a_nat64_mapping_keeps_the_wkp_rule_after_a_switch_to_native() {
     );
 }
 
+/// A new NAT64 prefix resets the flows that used the old one, and only
+/// those: a TCP connection that left natively carries on.
+#[test]
+fn a_prefix_change_leaves_native_flows_alone() {
+    if !in_netns("a_prefix_change_leaves_native_flows_alone") {
+        return;
+    }
+    setup_ns();
+    // 192.88.99.1 (a global address, see the test above) is this
+    // namespace's own, but only marked traffic (the engine's IPv4 sockets
+    // and the server, mark 7) sees it as local: the local table moves
+    // after a rule that sends everything else generated here to the main
+    // table, whose default route is the TUN. So the app reaches the server
+    // through the CLAT, and the engine's native socket reaches it directly.
+    // (Packets from the TUN still find the local table, at 10.)
+    sh("ip", &["addr", "add", "192.88.99.1/32", "dev", "lo"]);
+    sh("ip", &["rule", "add", "pref", "10", "lookup", "local"]);
+    sh("ip", &["rule", "del", "pref", "0"]);
+    sh(
+        "ip",
+        &["rule", "add", "pref", "4", "fwmark", "7", "lookup", "local"],
+    );
+    sh(
+        "ip",
+        &["rule", "add", "pref", "5", "iif", "lo", "lookup", "main"],
+    );
+    let l = start_engine_protected(
+        EngineConfig {
+            ipv4_path: clat_engine::Ipv4Path::Native,
+            ..base_cfg()
+        },
+        Arc::new(clat_protect::MarkProtect(7)),
+    );
+    use socket2::{Domain, Socket, Type};
+    let ls = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    ls.set_mark(7).unwrap();
+    ls.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())
+        .unwrap();
+    ls.listen(4).unwrap();
+    let port = ls.local_addr().unwrap().as_socket().unwrap().port();
+    let listener: TcpListener = ls.into();
+    thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut b = [0u8; 1];
+        while c.read_exact(&mut b).is_ok() {
+            if c.write_all(&b).is_err() {
+                return;
+            }
+        }
+    });
+    let mut app = TcpStream::connect_timeout(
+        &SocketAddr::from(([192, 88, 99, 1], port)),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    app.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut b = [0u8; 1];
+    app.write_all(b"a").unwrap();
+    app.read_exact(&mut b).expect("echo over the native path");
+    assert_eq!(stats(&l).flows_native_total, 1);
+    l.engine
+        .set_prefix("2001:db8:65::/96".parse().unwrap())
+        .unwrap();
+    // The command is handled on the engine thread; give it the time.
+    thread::sleep(Duration::from_millis(300));
+    app.write_all(b"b").unwrap();
+    app.read_exact(&mut b)
+        .expect("the native flow survives the new prefix");
+    assert_eq!(&b, b"b");
+}
+
 #[test]
 fn udp_cap_leaves_tcp_its_room() {
     if !in_netns("udp_cap_leaves_tcp_its_room") {

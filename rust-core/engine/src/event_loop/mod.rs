@@ -364,8 +364,10 @@ impl Loop {
             match cmd {
                 Command::Stop => self.stop = true,
                 Command::SetPrefix(p) => {
+                    // Only the NAT64 path uses the prefix: flows that left
+                    // natively are not affected by it.
                     self.cfg.prefix = p;
-                    self.reset_upstream();
+                    self.reset_path(Ipv4Path::Nat64);
                 }
                 Command::SetDns(v) => {
                     self.cfg.upstream_dns = v;

@@ -19,6 +19,7 @@ import android.util.Log
 import java.net.InetAddress
 import java.util.concurrent.ExecutorService
 import java.util.concurrent.Executors
+import net.clat.app.logic.AlwaysOnState
 import net.clat.app.logic.AppListWatch
 import net.clat.app.logic.AppSelection
 import net.clat.app.logic.Change
@@ -53,6 +54,9 @@ class ClatVpnService : VpnService(), ClatPort {
     private val main = Handler(Looper.getMainLooper())
     private val worker: ExecutorService = Executors.newSingleThreadExecutor { r -> Thread(r, "clat-discovery") }
     private lateinit var prefs: UserPrefs
+
+    /** Always-on and lockdown as known; see [AlwaysOnState]. */
+    private lateinit var alwaysOnState: AlwaysOnState
     private lateinit var monitor: NetworkMonitor
     private lateinit var controller: ClatController
 
@@ -112,6 +116,11 @@ class ClatVpnService : VpnService(), ClatPort {
     override fun onCreate() {
         super.onCreate()
         prefs = UserPrefs(this)
+        alwaysOnState = if (Build.VERSION.SDK_INT >= 29) {
+            prefs.alwaysOnLastKnown.let { (on, lock) -> AlwaysOnState(on, lock) }
+        } else {
+            AlwaysOnState()
+        }
         controller = ClatController(this, packageName, HandlerScheduler(main), ::show)
         controller.setUserChoices(prefs.enabled, prefs.prefixOverride, prefs.force)
         controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
@@ -127,8 +136,7 @@ class ClatVpnService : VpnService(), ClatPort {
             // On a loss the last network is kept: the controller debounces it and may still
             // rebuild the TUN for it meanwhile.
             if (n != null) network = n
-            controller.lockdown = lockdownEnabled()
-            controller.alwaysOn = alwaysOnForDecision()
+            learnAlwaysOn()?.let { show(it) }
             controller.onNetwork(s)?.let { show(it) }
         }
         registerSystemReceiver(restrictionsReceiver, IntentFilter(Intent.ACTION_APPLICATION_RESTRICTIONS_CHANGED))
@@ -164,15 +172,19 @@ class ClatVpnService : VpnService(), ClatPort {
         }
         controller.setUserChoices(true, prefs.prefixOverride, prefs.force)
         controller.userExcludeLocalTraffic = prefs.excludeLocalTraffic
-        // Re-read here: making this app the always-on VPN, or turning lockdown on or off for it,
-        // starts it again with SERVICE_INTERFACE (VpnManagerService.setAlwaysOnVpnPackage calls
+        // Making this app the always-on VPN, or turning lockdown on or off for it, starts it
+        // again with SERVICE_INTERFACE (VpnManagerService.setAlwaysOnVpnPackage calls
         // Vpn.setAlwaysOnPackage, then startAlwaysOnVpn), so such a change arrives as a start
-        // command; the plan's DNS mode and IPv6 routes follow (DnsPolicy, VpnPlan.carryIpv6).
-        // Turning always-on off tells the app nothing (startAlwaysOnVpn finds no package): it is
-        // seen at the next network event, and meanwhile the VPN stays in pass-through, which
-        // takes nothing away.
-        controller.lockdown = lockdownEnabled()
-        controller.alwaysOn = alwaysOnForDecision()
+        // command. isAlwaysOn()/isLockdownEnabled() answer only once the VPN is established
+        // (AlwaysOnState): the start action says always-on now, lockdown is as last known, and
+        // the read after establish() corrects both (startEngine), rebuilding the TUN if the
+        // plan's DNS mode or IPv6 routes change (DnsPolicy, VpnPlan.carryIpv6). Turning always-on
+        // off tells the app nothing (startAlwaysOnVpn finds no package): it is seen at the next
+        // read (a network event), and meanwhile the VPN stays in pass-through, which takes
+        // nothing away. The controller decides at onStartRequested() below, after goForeground().
+        updateAlwaysOn(systemStart = intent?.action == VpnService.SERVICE_INTERFACE)
+        controller.alwaysOn = alwaysOnState.alwaysOn
+        controller.lockdown = alwaysOnState.lockdown
         controller.userApps = prefs.appSelection
         // Foreground first: startForegroundService() gives the service a few seconds to call
         // startForeground(), and onStartRequested() may establish() the VPN and start the engine.
@@ -243,6 +255,9 @@ class ClatVpnService : VpnService(), ClatPort {
             val e = ClatEngine.start(pfd.detachFd(), cfg, protector)
             engine = e
             tun = pfd
+            // Now isAlwaysOn()/isLockdownEnabled() answer for real: read them once this
+            // controller call has returned (it is the caller), and decide again if they differ.
+            main.post { learnAlwaysOn()?.let { show(it) } }
             watchExit(e)
             main.removeCallbacks(tick)
             main.postDelayed(tick, COUNTER_INTERVAL_MS)
@@ -425,7 +440,7 @@ class ClatVpnService : VpnService(), ClatPort {
         Log.i(TAG, "${v.decision}")
         val t = v.target
         val warnings = ArrayList(v.warnings)
-        val lockdown = lockdownEnabled()
+        val lockdown = alwaysOnState.lockdown
         if (lockdown && t == null) warnings.add("lockdown is on: while the CLAT is idle Android blocks all traffic")
         if (lockdown && t != null && !ENGINE_CARRIES_IPV6) {
             warnings.add("lockdown is on: Android blocks apps' native IPv6 outside the VPN, and this engine does not carry IPv6 yet")
@@ -440,7 +455,7 @@ class ClatVpnService : VpnService(), ClatPort {
                 network = controller.network?.interfaceName,
                 counters = if (t != null) lastStatus.counters else emptyList(),
                 warnings = warnings,
-                alwaysOn = Build.VERSION.SDK_INT >= 29 && isAlwaysOn,
+                alwaysOn = alwaysOnState.alwaysOn,
                 lockdown = lockdown,
                 dns = t?.plan?.dnsMode?.let { DnsPolicy.describe(it, lockdown) },
                 addresses = internal?.takeIf { t != null }?.let { "CLAT ${it.clat}, NAT ${it.nat}, DNS relay ${it.dns}" },
@@ -452,14 +467,27 @@ class ClatVpnService : VpnService(), ClatPort {
         )
     }
 
-    /** `VpnService.isLockdownEnabled()` (API 29+; before, lockdown is not visible to the app). */
-    private fun lockdownEnabled(): Boolean = Build.VERSION.SDK_INT >= 29 && isLockdownEnabled
-
     /**
-     * `VpnService.isAlwaysOn()` (API 29+; the app's minSdk is 24, and before 29 always-on is not
-     * visible to the app, so it counts as off: the CLAT stands down where not needed, as before).
+     * Updates [alwaysOnState]: a start by the system as the always-on VPN ([systemStart]), and
+     * `isAlwaysOn()`/`isLockdownEnabled()` (API 29+), which count only while the VPN is established
+     * (see [AlwaysOnState] for why). What is known is stored (API 29+, where an established read
+     * can correct it later; below 29 nothing can, so a start as the always-on VPN only counts for
+     * this service's life). Returns whether anything changed.
      */
-    private fun alwaysOnForDecision(): Boolean = Build.VERSION.SDK_INT >= 29 && isAlwaysOn
+    private fun updateAlwaysOn(systemStart: Boolean = false): Boolean {
+        var changed = systemStart && alwaysOnState.onAlwaysOnStart()
+        if (Build.VERSION.SDK_INT >= 29) {
+            changed = alwaysOnState.onRead(tun != null, isAlwaysOn, isLockdownEnabled) || changed
+            if (changed) prefs.alwaysOnLastKnown = alwaysOnState.alwaysOn to alwaysOnState.lockdown
+        }
+        return changed
+    }
+
+    /** [updateAlwaysOn], then tells the controller, which decides again if anything changed. */
+    private fun learnAlwaysOn(): ControllerView? {
+        updateAlwaysOn()
+        return controller.onAlwaysOn(alwaysOnState.alwaysOn, alwaysOnState.lockdown)
+    }
 
     private fun publish(s: ClatStatus) {
         lastStatus = s

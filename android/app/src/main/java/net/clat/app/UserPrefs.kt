@@ -36,7 +36,17 @@ class UserPrefs(context: Context) {
         get() = AppSelection.fromStored(prefs.getString(KEY_APPS_MODE, null), prefs.getString(KEY_APPS, null))
         set(v) = prefs.edit().putString(KEY_APPS_MODE, v.mode.name).putString(KEY_APPS, v.storedPackages()).apply()
 
+    /**
+     * Always-on VPN and lockdown as last known ([net.clat.app.logic.AlwaysOnState]): Android
+     * answers only while the VPN is established, so a cold start begins from this.
+     */
+    var alwaysOnLastKnown: Pair<Boolean, Boolean>
+        get() = prefs.getBoolean(KEY_ALWAYS_ON, false) to prefs.getBoolean(KEY_LOCKDOWN, false)
+        set(v) = prefs.edit().putBoolean(KEY_ALWAYS_ON, v.first).putBoolean(KEY_LOCKDOWN, v.second).apply()
+
     private companion object {
+        const val KEY_ALWAYS_ON = "always_on_last_known"
+        const val KEY_LOCKDOWN = "lockdown_last_known"
         const val KEY_APPS_MODE = "apps_mode"
         const val KEY_APPS = "apps"
         const val KEY_EXCLUDE_LOCAL = "exclude_local_traffic"

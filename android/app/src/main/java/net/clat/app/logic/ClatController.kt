@@ -276,16 +276,28 @@ class ClatController(
     var userExcludeLocalTraffic: Boolean = true
 
     /**
-     * `VpnService.isLockdownEnabled()` as last read: under lockdown DNS goes through the relay
+     * Lockdown as known ([AlwaysOnState]): under lockdown DNS goes through the relay
      * ([DnsPolicy]), so a change rebuilds the TUN (the plan's DNS servers differ).
      */
     var lockdown: Boolean = false
 
     /**
-     * `VpnService.isAlwaysOn()` as last read (API 29+; false before): the VPN then never idles
-     * ([RunDecider]). Read where lockdown is; a change needs no new TUN.
+     * Always-on as known ([AlwaysOnState]; API 29+, false before): the VPN then never idles
+     * ([RunDecider]). A change alone needs no new TUN.
      */
     var alwaysOn: Boolean = false
+
+    /**
+     * Always-on or lockdown became known or changed ([AlwaysOnState]): decides again at once,
+     * whether or not the network changed too (a read after establish() corrects what a start
+     * assumed). Null when neither changed.
+     */
+    fun onAlwaysOn(alwaysOn: Boolean, lockdown: Boolean): ControllerView? {
+        if (alwaysOn == this.alwaysOn && lockdown == this.lockdown) return null
+        this.alwaysOn = alwaysOn
+        this.lockdown = lockdown
+        return evaluate("always-on or lockdown changed")
+    }
 
     /** The user's per-app selection ([AppSelection]); managed app lists win. */
     var userApps: AppSelection = AppSelection.ALL

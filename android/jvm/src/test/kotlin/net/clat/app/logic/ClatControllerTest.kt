@@ -451,6 +451,29 @@ class ClatControllerTest {
         assertEquals(listOf("start 1 null", "reconfigure [PREFIX, IPV4_PATH] $a"), port.calls)
     }
 
+    /**
+     * isAlwaysOn() reads false until the VPN is established (AlwaysOnState), so what the service
+     * learns later (the system's always-on start, the read after establish(), always-on switched
+     * off) arrives without any network change and must be acted on at once.
+     */
+    @Test
+    fun `always-on or lockdown learnt without a network change is acted on at once`() {
+        val dual = wifi.copy(addresses = wifi.addresses + "198.51.100.7/24", hasIpv4DefaultRoute = true)
+        c.onNetwork(dual)
+        assertFalse(c.onStartRequested().running, "always-on not known yet: stands down")
+        val on = c.onAlwaysOn(alwaysOn = true, lockdown = false)!!
+        assertTrue(on.running)
+        assertTrue(on.target!!.ipv4Native)
+        assertEquals(listOf("start 1 null"), port.calls)
+        assertNull(c.onAlwaysOn(alwaysOn = true, lockdown = false), "nothing changed")
+        val locked = c.onAlwaysOn(alwaysOn = true, lockdown = true)!!
+        assertInstanceOf(Decision.Restart::class.java, locked.decision, locked.reason)
+        assertTrue(locked.running)
+        val off = c.onAlwaysOn(alwaysOn = false, lockdown = false)!!
+        assertFalse(off.running)
+        assertEquals(StopReason.NATIVE_IPV4, (off.decision as Decision.Stop).why)
+    }
+
     @Test
     fun `without always-on the same network makes the CLAT stand down`() {
         val dual = wifi.copy(addresses = wifi.addresses + "198.51.100.7/24", hasIpv4DefaultRoute = true)

@@ -64,6 +64,14 @@ object Ipv4Report {
         return Ipv4ReportSettings.merge(ManagedConfigReader.read(context).config, prefs.ipv4Report, prefs.ipv4ReportRetentionDays)
     }
 
+    private val saver = java.util.concurrent.Executors.newSingleThreadExecutor()
+
+    /** Saves off the main thread (the file may be megabytes). */
+    fun saveInBackground(context: Context) {
+        val r = get(context)
+        saver.execute { r.saveNow(System.currentTimeMillis()) }
+    }
+
     /** Local days: TimeZone.getDefault() at each event (travel moves "today"). */
     val clock = UsageClock { ms -> TimeZone.getDefault().getOffset(ms) }
 

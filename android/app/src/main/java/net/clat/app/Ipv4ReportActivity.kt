@@ -97,7 +97,7 @@ class Ipv4ReportActivity : Activity() {
     }
 
     override fun onStop() {
-        Ipv4Report.get(this).saveNow(System.currentTimeMillis())
+        Ipv4Report.saveInBackground(this)
         super.onStop()
     }
 
@@ -142,14 +142,15 @@ class Ipv4ReportActivity : Activity() {
         }
         UserPrefs(this).ipv4ReportRetentionDays = n
         Ipv4Report.refreshSettings(this)
-        Ipv4Report.get(this).saveNow(System.currentTimeMillis()) // applies the retention at once
+        Ipv4Report.get(this).store.expire(System.currentTimeMillis(), n) // the retention at once
+        Ipv4Report.saveInBackground(this)
         message.text = "Kept: $n day(s)"
         refresh()
     }
 
     private fun clear() {
         Ipv4Report.get(this).store.clear()
-        Ipv4Report.get(this).saveNow(System.currentTimeMillis())
+        Ipv4Report.saveInBackground(this)
         message.text = "Report cleared"
         refresh()
     }

@@ -17,6 +17,7 @@ class Ipv4Recorder(
     private val settings: () -> Ipv4ReportSettings,
     private val saveEveryMs: Long = 5 * 60_000L,
 ) {
+    @Volatile
     private var lastSaveMs = Long.MIN_VALUE / 2
 
     /** The last load or save failure, for the screen; null when all went well. */
@@ -48,16 +49,18 @@ class Ipv4Recorder(
         if (nowMs - lastSaveMs >= saveEveryMs) saveNow(nowMs)
     }
 
-    /** Applies the retention and writes the file when something changed. */
+    /** Applies the retention and writes the file when something changed. Saves one at a time. */
+    @Synchronized
     fun saveNow(nowMs: Long) {
         lastSaveMs = nowMs
         store.expire(nowMs, settings().retentionDays)
-        if (file == null || !store.dirty) return
+        if (file == null) return
+        val records = store.takeForSave() ?: return
         try {
-            file.save(store.records())
-            store.markSaved()
+            file.save(records)
             storageError = null
         } catch (e: java.io.IOException) {
+            store.markDirty()
             storageError = "IPv4 report not saved: ${e.message}"
         }
     }

@@ -44,6 +44,22 @@ class AppDay(
     val names = LinkedHashSet<String>()
     var namesComplete = true
 
+    /** A copy that later events do not change (what is saved while recording goes on). */
+    fun copy(): AppDay = AppDay(day, uid, packages).also { c ->
+        c.flows = flows
+        c.bytesUp = bytesUp
+        c.bytesDown = bytesDown
+        c.flowsToLiterals = flowsToLiterals
+        c.flowsToNames = flowsToNames
+        c.flowsNativeIpv4 = flowsNativeIpv4
+        c.firstMs = firstMs
+        c.lastMs = lastMs
+        c.destinations.addAll(destinations)
+        c.destinationsComplete = destinationsComplete
+        c.names.addAll(names)
+        c.namesComplete = namesComplete
+    }
+
     override fun equals(other: Any?): Boolean = other is AppDay && day == other.day && uid == other.uid &&
         packages == other.packages && flows == other.flows && bytesUp == other.bytesUp && bytesDown == other.bytesDown &&
         flowsToLiterals == other.flowsToLiterals && flowsToNames == other.flowsToNames &&
@@ -119,7 +135,7 @@ class Ipv4UsageStore(
     var unmatchedEnds = 0L
         private set
 
-    /** Records changed since the last [markSaved]. */
+    /** Records changed since the last [takeForSave]. */
     var dirty = false
         private set
 
@@ -202,9 +218,25 @@ class Ipv4UsageStore(
         }.sortedWith(compareByDescending<AppUsage> { it.flows }.thenBy { it.owner.uid })
     }
 
-    /** Every stored record, oldest day first (for [Ipv4UsageFile]). */
+    /** Copies of every stored record, oldest day first (for [Ipv4UsageFile]). */
     @Synchronized
-    fun records(): List<AppDay> = days.keys.sorted().flatMap { days.getValue(it).values }
+    fun records(): List<AppDay> = days.keys.sorted().flatMap { d -> days.getValue(d).values.map { it.copy() } }
+
+    /**
+     * For a save: copies of the records and clears [dirty] in one step, or null when nothing changed.
+     * A failed save calls [markDirty] so that the next one tries again.
+     */
+    @Synchronized
+    fun takeForSave(): List<AppDay>? {
+        if (!dirty) return null
+        dirty = false
+        return records()
+    }
+
+    @Synchronized
+    fun markDirty() {
+        dirty = true
+    }
 
     /** Adds loaded records (merging into any recorded before the load finished). */
     @Synchronized
@@ -241,11 +273,6 @@ class Ipv4UsageStore(
         days.clear()
         open.clear()
         dirty = true
-    }
-
-    @Synchronized
-    fun markSaved() {
-        dirty = false
     }
 
     private fun ipv4Order(s: String): Long =

@@ -317,6 +317,21 @@ class Ipv4RecorderTest {
     }
 
     @Test
+    fun `a failed save is reported and retried, with nothing lost`() {
+        val dir = Files.createTempDirectory("ipv4report").toFile()
+        val sub = File(dir, "missing")
+        val r = Ipv4Recorder(Ipv4UsageStore(), FlowAttributor(FakeOwners()), Ipv4UsageFile(File(sub, "r.bin")), { Ipv4ReportSettings() })
+        r.flowStarted(start(1, DAY0, "192.0.2.1"), "192.0.0.3")
+        r.saveNow(DAY0 + 1)
+        assertTrue(r.storageError!!.startsWith("IPv4 report not saved: "), r.storageError)
+        sub.mkdir()
+        r.saveNow(DAY0 + 2)
+        assertNull(r.storageError)
+        assertEquals(1, Ipv4UsageFile(File(sub, "r.bin")).load().getOrThrow().single().flows)
+        dir.deleteRecursively()
+    }
+
+    @Test
     fun `the screen says so when nothing was recorded`() {
         assertEquals("No IPv4 flows recorded yet.", Ipv4ReportText.EMPTY)
         assertEquals(

@@ -105,6 +105,10 @@ class MainActivity : Activity() {
         text(14f, bold = true).text = "Counters"
         counters = text(13f).apply { typeface = Typeface.MONOSPACE }
         col.addView(Button(this).apply { text = "Export log"; setOnClickListener { exportLog() } })
+        col.addView(Button(this).apply {
+            text = "Apps that used IPv4"
+            setOnClickListener { startActivity(Intent(this@MainActivity, Ipv4ReportActivity::class.java)) }
+        })
         text(14f, bold = true).text = "Help"
         text(14f).text = HELP
         setContentView(ScrollView(this).apply { addView(col) })

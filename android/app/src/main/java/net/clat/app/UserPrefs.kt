@@ -3,6 +3,7 @@ package net.clat.app
 import android.content.Context
 import android.content.SharedPreferences
 import net.clat.app.logic.AppSelection
+import net.clat.app.logic.Ipv4ReportSettings
 
 /**
  * The user's own choices (device-protected storage so that always-on and boot starts can read
@@ -44,9 +45,21 @@ class UserPrefs(context: Context) {
         get() = prefs.getBoolean(KEY_ALWAYS_ON, false) to prefs.getBoolean(KEY_LOCKDOWN, false)
         set(v) = prefs.edit().putBoolean(KEY_ALWAYS_ON, v.first).putBoolean(KEY_LOCKDOWN, v.second).apply()
 
+    /** Record the per-app IPv4 report (default on; it stays on the phone). */
+    var ipv4Report: Boolean
+        get() = prefs.getBoolean(KEY_IPV4_REPORT, true)
+        set(v) = prefs.edit().putBoolean(KEY_IPV4_REPORT, v).apply()
+
+    /** Days the IPv4 report keeps (Ipv4ReportSettings bounds it). */
+    var ipv4ReportRetentionDays: Int
+        get() = prefs.getInt(KEY_IPV4_REPORT_DAYS, Ipv4ReportSettings.RETENTION_DEFAULT_DAYS)
+        set(v) = prefs.edit().putInt(KEY_IPV4_REPORT_DAYS, v).apply()
+
     private companion object {
         const val KEY_ALWAYS_ON = "always_on_last_known"
         const val KEY_LOCKDOWN = "lockdown_last_known"
+        const val KEY_IPV4_REPORT = "ipv4_report"
+        const val KEY_IPV4_REPORT_DAYS = "ipv4_report_retention_days"
         const val KEY_APPS_MODE = "apps_mode"
         const val KEY_APPS = "apps"
         const val KEY_EXCLUDE_LOCAL = "exclude_local_traffic"

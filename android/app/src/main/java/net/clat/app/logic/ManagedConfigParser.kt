@@ -14,6 +14,9 @@ data class ManagedConfig(
     val maxFlows: Int? = null,
     val excludeLocalTraffic: Boolean? = null,
     val dnsThroughVpn: Boolean? = null,
+    /** Record the per-app IPv4 report ([Ipv4ReportSettings]). */
+    val ipv4Report: Boolean? = null,
+    val ipv4ReportRetentionDays: Int? = null,
 ) {
     /** The admin fixed the per-app lists: the user's own selection is not offered. */
     val managesApps: Boolean get() = allowedApps != null || disallowedApps != null
@@ -50,10 +53,13 @@ object ManagedConfigParser {
     const val KEY_MAX_FLOWS = "max_flows"
     const val KEY_EXCLUDE_LOCAL_TRAFFIC = "exclude_local_traffic"
     const val KEY_DNS_THROUGH_VPN = "dns_through_vpn"
+    const val KEY_IPV4_REPORT = "ipv4_report"
+    const val KEY_IPV4_REPORT_RETENTION_DAYS = "ipv4_report_retention_days"
 
     val KNOWN_KEYS: Set<String> = setOf(
         KEY_ALLOWED_APPS, KEY_DISALLOWED_APPS, KEY_NAT64_PREFIX, KEY_MTU,
         KEY_ALWAYS_ON_START, KEY_UDP_TIMEOUT, KEY_MAX_FLOWS, KEY_EXCLUDE_LOCAL_TRAFFIC, KEY_DNS_THROUGH_VPN,
+        KEY_IPV4_REPORT, KEY_IPV4_REPORT_RETENTION_DAYS,
     )
     val BLOCKING_KEYS: Set<String> = setOf(KEY_ALLOWED_APPS, KEY_DISALLOWED_APPS, KEY_NAT64_PREFIX)
 
@@ -81,6 +87,11 @@ object ManagedConfigParser {
                 maxFlows = int(values, KEY_MAX_FLOWS, Limits.MAX_FLOWS_MIN, Limits.MAX_FLOWS_MAX, errors),
                 excludeLocalTraffic = bool(values, KEY_EXCLUDE_LOCAL_TRAFFIC, errors),
                 dnsThroughVpn = bool(values, KEY_DNS_THROUGH_VPN, errors),
+                ipv4Report = bool(values, KEY_IPV4_REPORT, errors),
+                ipv4ReportRetentionDays = int(
+                    values, KEY_IPV4_REPORT_RETENTION_DAYS,
+                    Ipv4ReportSettings.RETENTION_MIN_DAYS, Ipv4ReportSettings.RETENTION_MAX_DAYS, errors,
+                ),
             ),
             errors,
         )

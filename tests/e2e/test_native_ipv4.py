@@ -28,6 +28,8 @@ from labutil import (CLAT_V4, INET, PHONE, SERVER, TUN, ClatProcess, connect_fro
                      ns_popen,
                      ns_python, served_sha256, status_int)
 
+from test_auto import IN_ADDR as AUTO_IN_ADDR, PH_DEV as AUTO_PH_DEV, native_path  # noqa: F401 (a fixture)
+
 CONTROL = "@clat-e2e/native4"
 PH_ADDR, PL_ADDR = "192.0.2.202", "192.0.2.201"
 PLAT = "plat"
@@ -305,12 +307,12 @@ def test_errors_on_the_native_path_come_back_as_the_path_gave_them(own_clat, dua
                 break
             time.sleep(1.1)
         else:
-            raise AssertionError(f"never answered unreachable: {out}")
+            raise AssertionError(f"never answered unreachable: {what} {secs}")
         assert ns_python(PHONE, UDP_CLOSED).stdout.strip() == "ECONNREFUSED"
         p = ns(PHONE, "ping", "-n", "-c", "1", "-W", "2", "-t", "1", SERVER, check=False)
         assert f"From {PL_ADDR}" in p.stdout and "Time to live exceeded" in p.stdout, p.stdout
         st = clat.status()
-        assert status_int(st, "icmp6_errors_received") >= 2, st
+        assert status_int(st, "icmp_errors_received") >= 2, st
     finally:
         clat.stop()
 
@@ -336,3 +338,24 @@ def test_df_is_kept_on_the_native_path(own_clat, dual_stack_uplink):
     finally:
         clat.stop()
         ns(PHONE, "ip", "-4", "route", "flush", "cache", check=False)
+
+
+def test_native_ipv4_on_another_interface_is_not_used(own_clat, native_path):
+    """Native IPv4 through an interface other than --bind-device (test_auto's
+    veth v4ph, its default route via inet) cannot carry the engine's sockets,
+    which are bound to ph0: the IPv4 path stays NAT64 and IPv4 keeps
+    working through it. (Counting any default route, the CLAT switched to
+    the native path, and every IPv4 connection failed.)"""
+    ns(PHONE, "ip", "route", "add", "default", "via", AUTO_IN_ADDR, "dev", AUTO_PH_DEV)
+    clat = NativeClat()
+    clat.start()
+    try:
+        wait_path(clat, "nat64")
+        # Long enough for a route event to have been read.
+        time.sleep(0.5)
+        assert clat.status()["ipv4_path"] == "nat64"
+        r = ns(PHONE, "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5",
+               f"http://{SERVER}/", check=False, timeout=15)
+        assert r.stdout == "200", r
+    finally:
+        clat.stop()

@@ -722,6 +722,7 @@ fn run(args: Args) -> Result<()> {
         sigs,
         auto: args.auto,
         native_ipv4: args.native_ipv4,
+        bind_device: args.bind_device.as_deref(),
         ipv4_path: None,
         tun: &tun,
         tun_index,
@@ -745,6 +746,9 @@ struct SignalLoop<'a> {
     auto: bool,
     /// `--native-ipv4`: native IPv4 means the native path, not standby.
     native_ipv4: bool,
+    /// `--bind-device`: with `--native-ipv4`, the one interface whose
+    /// default route is native IPv4.
+    bind_device: Option<&'a str>,
     /// The IPv4 path last given to the engine (`--native-ipv4`).
     ipv4_path: Option<clat_engine::Ipv4Path>,
     tun: &'a str,
@@ -827,7 +831,22 @@ impl SignalLoop<'_> {
                 return false;
             }
         };
-        let native = route_watch::native_default(&routes, self.tun_index);
+        // With --native-ipv4 --bind-device, only a default route through
+        // that interface is native IPv4 the engine's sockets can use.
+        let uplink = match (self.native_ipv4, self.bind_device) {
+            (true, Some(dev)) => match sys::if_nametoindex(dev) {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    log::warn!("--bind-device {dev}: {e}; no native IPv4 through it");
+                    Some(0)
+                }
+            },
+            _ => None,
+        };
+        let native = match uplink {
+            Some(i) => route_watch::native_default_via(&routes, i),
+            None => route_watch::native_default(&routes, self.tun_index),
+        };
         let prefix = {
             let st = lock(self.run_state);
             st.current.as_ref().filter(|_| !st.lost).map(|c| c.prefix)

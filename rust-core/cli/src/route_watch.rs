@@ -169,6 +169,15 @@ pub fn native_default(routes: &[DefaultRoute], own_ifindex: u32) -> Option<&Defa
     routes.iter().find(|r| r.oif != Some(own_ifindex))
 }
 
+/// The first default route through `uplink`: native IPv4 that sockets
+/// bound to that interface (SO_BINDTODEVICE) can use. A default route
+/// through another interface does not count: a bound socket cannot follow
+/// it (Linux then tries the destination as on-link on the bound
+/// interface). A multipath route (no single `oif`) does not count either.
+pub fn native_default_via(routes: &[DefaultRoute], uplink: u32) -> Option<&DefaultRoute> {
+    routes.iter().find(|r| r.oif == Some(uplink))
+}
+
 /// Starts a thread that raises `signal` in this process at every IPv4
 /// route change (and once at start, so the first state is read after the
 /// subscription: no change can fall between the two).
@@ -300,6 +309,16 @@ mod tests {
         assert_eq!(native_default(&routes, 7), Some(&routes[0]));
         assert_eq!(native_default(&routes[1..], 7), None);
         assert_eq!(native_default(&[], 7), None);
+        // Through one uplink only: the route via ifindex 2 for uplink 2,
+        // none for uplink 3; a multipath route never.
+        assert_eq!(native_default_via(&routes, 2), Some(&routes[0]));
+        assert_eq!(native_default_via(&routes, 3), None);
+        let multipath = DefaultRoute {
+            oif: None,
+            gateway: None,
+            metric: 0,
+        };
+        assert_eq!(native_default_via(&[multipath], 2), None);
     }
 
     #[test]

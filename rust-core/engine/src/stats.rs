@@ -59,8 +59,8 @@ counters! {
     /// ICMPv4 errors sent to apps (refusals and translated ICMPv6 errors).
     icmp_errors_sent,
     /// ICMP errors from the path read from upstream sockets' error queues
-    /// (ICMPv6, and ICMPv4 on the native IPv4 path; the name is kept).
-    icmp6_errors_received,
+    /// (ICMPv6, and ICMPv4 on the native IPv4 path).
+    icmp_errors_received,
     /// DNS relay.
     dns_queries,
     dns_answers,

@@ -1097,7 +1097,7 @@ fn icmpv6_port_unreachable_becomes_icmpv4() {
     // (counters are bumped right after the TUN write that the app may see first)
     wait_for("ICMP error counters", Duration::from_secs(1), || {
         let s = stats(&l);
-        s.icmp6_errors_received >= 1 && s.icmp_errors_sent >= 1
+        s.icmp_errors_received >= 1 && s.icmp_errors_sent >= 1
     });
 }
 

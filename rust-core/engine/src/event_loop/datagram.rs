@@ -318,7 +318,7 @@ impl Loop {
             let Some(dest) = err.dest else { continue };
             let from_path = matches!(err.origin, ErrOrigin::Icmp4 | ErrOrigin::Icmp6);
             let (typ, code, original) = if from_path {
-                Counters::inc(&self.c().icmp6_errors_received);
+                Counters::inc(&self.c().icmp_errors_received);
                 if let (AppDatagram::Udp { app_port }, SocketAddr::V6(dest)) = (app, dest) {
                     let quoted = &data[..err.len.min(data.len())];
                     if err.typ == path_error::ICMP6_PACKET_TOO_BIG

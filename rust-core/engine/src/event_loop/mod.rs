@@ -473,7 +473,7 @@ impl Loop {
         let ip = match packet::parse_ip4(p) {
             Ok(ip) => ip,
             Err(ParseError::NotIpv4) => return Counters::inc(&self.c().drop_not_ipv4),
-            Err(ParseError::Malformed) => return Counters::inc(&self.c().drop_malformed),
+            Err(_) => return Counters::inc(&self.c().drop_malformed),
         };
         let p = &mut p[..ip.total_len()];
         if ip.src != self.cfg.clat_v4 {

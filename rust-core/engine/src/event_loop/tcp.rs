@@ -114,7 +114,14 @@ impl Loop {
 
     /// The app packet `p` onto the listener as flow `np`.
     fn forward_to_listener(&mut self, ip: &Ip4, p: &mut [u8], np: u16) {
-        nat_tcp::rewrite(p, ip.ihl, self.cfg.nat_v4, np, self.cfg.clat_v4, self.lport);
+        nat_tcp::rewrite(
+            p,
+            ip.ihl,
+            self.cfg.nat_v4.into(),
+            np,
+            self.cfg.clat_v4.into(),
+            self.lport,
+        );
         tun_write(&self.tun, &self.sh.counters, p);
     }
 
@@ -155,7 +162,14 @@ impl Loop {
                     let n = syn.bytes().len();
                     b[..n].copy_from_slice(syn.bytes());
                     let (nat, clat) = (self.cfg.nat_v4, self.cfg.clat_v4);
-                    nat_tcp::rewrite(&mut b[..n], syn.ihl as usize, nat, np, clat, self.lport);
+                    nat_tcp::rewrite(
+                        &mut b[..n],
+                        syn.ihl as usize,
+                        nat.into(),
+                        np,
+                        clat.into(),
+                        self.lport,
+                    );
                     tun_write(&self.tun, &self.sh.counters, &b[..n]);
                 }
                 Action::AnswerSyn { syn, answer } => self.answer_syn(&syn, answer),
@@ -358,7 +372,7 @@ impl Loop {
         if let ListenerVerdict::Forward { dst, dp, sp } =
             self.tcp.on_listener_segment(self.now, np, seg, c)
         {
-            nat_tcp::rewrite(p, ip.ihl, dst, dp, self.cfg.clat_v4, sp);
+            nat_tcp::rewrite(p, ip.ihl, dst.into(), dp, self.cfg.clat_v4.into(), sp);
             tun_write(&self.tun, c, p);
         }
     }

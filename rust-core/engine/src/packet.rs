@@ -97,6 +97,46 @@ impl IpView for Ip4 {
     }
 }
 
+/// A validated IP header of either family: what the TCP path takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpHdr {
+    V4(Ip4),
+    V6(Ip6),
+}
+
+impl IpView for IpHdr {
+    fn src_ip(&self) -> IpAddr {
+        match self {
+            IpHdr::V4(i) => i.src_ip(),
+            IpHdr::V6(i) => i.src_ip(),
+        }
+    }
+    fn dst_ip(&self) -> IpAddr {
+        match self {
+            IpHdr::V4(i) => i.dst_ip(),
+            IpHdr::V6(i) => i.dst_ip(),
+        }
+    }
+    fn upper_offset(&self) -> usize {
+        match self {
+            IpHdr::V4(i) => i.upper_offset(),
+            IpHdr::V6(i) => i.upper_offset(),
+        }
+    }
+    fn upper_proto(&self) -> u8 {
+        match self {
+            IpHdr::V4(i) => i.upper_proto(),
+            IpHdr::V6(i) => i.upper_proto(),
+        }
+    }
+    fn packet_len(&self) -> usize {
+        match self {
+            IpHdr::V4(i) => i.packet_len(),
+            IpHdr::V6(i) => i.packet_len(),
+        }
+    }
+}
+
 /// A validated IPv6 packet from the TUN (RFC 8200): the fixed header's
 /// fields and where the upper layer starts after Hop-by-Hop, Destination
 /// Options, expired Routing and atomic Fragment headers.

@@ -17,14 +17,16 @@ use crate::config::EngineConfig;
 use crate::datagram_mappings::DatagramMappings;
 use crate::dns_queries::DnsQueries;
 use crate::ipv4_path::Ipv4Path;
-use crate::packet::{self, Ip4, ParseError, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::packet::{
+    self, Ip4, Ip6, IpHdr, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+};
 use crate::stats::Counters;
 use crate::tcp_flows::{FlowTimeouts, TcpFlows};
 use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use crate::too_big_resend::{self, TooBigResends};
 use clat_protect::Protector;
-use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message};
+use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message, Icmpv6DstUnreachable, Icmpv6Message};
 use datagram::Datagram;
 use dns_relay::DnsTcp;
 use icmp_echo::IcmpFlow;
@@ -34,7 +36,7 @@ use mio::net::{TcpListener, UdpSocket};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -46,6 +48,7 @@ use udp::UdpFlow;
 pub(crate) const TUN: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 const LISTENER: Token = Token(usize::MAX - 3);
+const LISTENER6: Token = Token(usize::MAX - 4);
 
 /// Minimum interval between two warn-level logs of socket-creation failures.
 const WARN_EVERY: Duration = Duration::from_secs(10);
@@ -95,6 +98,9 @@ pub(crate) struct Loop {
     tun: OwnedFd,
     listener: TcpListener,
     lport: u16,
+    /// The IPv6 listener on `clat_v6` when IPv6 is carried, and its port.
+    listener6: Option<TcpListener>,
+    lport6: u16,
     cfg: EngineConfig,
     sh: Arc<Shared>,
     protector: Protector,
@@ -159,7 +165,7 @@ impl Loop {
     pub(crate) fn new(
         poll: Poll,
         tun: OwnedFd,
-        listener: TcpListener,
+        (listener, listener6): (TcpListener, Option<TcpListener>),
         cfg: EngineConfig,
         sh: Arc<Shared>,
         protector: Protector,
@@ -167,6 +173,15 @@ impl Loop {
     ) -> io::Result<Loop> {
         let mut listener = listener;
         let lport = listener.local_addr()?.port();
+        let mut listener6 = listener6;
+        let mut lport6 = 0;
+        if let Some(l) = listener6.as_mut() {
+            lport6 = l.local_addr()?.port();
+            poll.registry().register(l, LISTENER6, Interest::READABLE)?;
+        }
+        sh.counters
+            .carry_ipv6
+            .store(u64::from(cfg.carry_ipv6), Ordering::Relaxed);
         poll.registry()
             .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
         poll.registry()
@@ -190,6 +205,8 @@ impl Loop {
             tun,
             listener,
             lport,
+            listener6,
+            lport6,
             cfg,
             sh,
             protector,
@@ -265,7 +282,8 @@ impl Loop {
                         tun_done = true;
                     }
                     WAKER => self.on_commands(),
-                    LISTENER => self.on_accept(),
+                    LISTENER => self.on_accept(false),
+                    LISTENER6 => self.on_accept(true),
                     Token(t) => self.on_socket(t / 2, t % 2, ev),
                 }
             }
@@ -470,6 +488,9 @@ impl Loop {
     }
 
     fn on_packet(&mut self, p: &mut [u8]) {
+        if p.first().is_some_and(|b| b >> 4 == 6) && self.cfg.carry_ipv6 {
+            return self.on_packet6(p);
+        }
         let ip = match packet::parse_ip4(p) {
             Ok(ip) => ip,
             Err(ParseError::NotIpv4) => return Counters::inc(&self.c().drop_not_ipv4),
@@ -487,7 +508,7 @@ impl Loop {
             return Counters::inc(&self.c().drop_broadcast);
         }
         if ip.dst == self.cfg.nat_v4 {
-            return self.tcp_from_listener(&ip, p);
+            return self.tcp_from_listener(&IpHdr::V4(ip), p);
         }
         if ip.is_fragment() {
             return match self.reasm.add(&ip, p, self.now) {
@@ -511,7 +532,7 @@ impl Loop {
             return self.refuse(&ip, p, Icmpv4DstUnreachable::CommProhibited);
         }
         match ip.protocol {
-            PROTO_TCP => self.tcp_from_app(&ip, p),
+            PROTO_TCP => self.tcp_from_app(&IpHdr::V4(ip), p),
             PROTO_UDP => self.udp_from_app(&ip, p),
             PROTO_ICMP if !internal => self.icmp_from_app(&ip, p),
             PROTO_ICMP if ip.dst == self.cfg.dns_v4 => self.icmp_to_relay(&ip, p),
@@ -520,6 +541,79 @@ impl Loop {
                 Counters::inc(&self.c().drop_unsupported_proto);
                 self.refuse(&ip, p, Icmpv4DstUnreachable::ProtoUnreachable);
             }
+        }
+    }
+
+    /// An IPv6 packet from the TUN (`carry_ipv6`): carried to its own
+    /// destination. Refused: a source other than `clat_v6` (the listener's
+    /// packets come from there too), multicast, destinations that are not
+    /// global unicast (unspecified, loopback, link-local) or inside the
+    /// TUN's /64 other than the NAT address.
+    fn on_packet6(&mut self, p: &mut [u8]) {
+        let ip = match packet::parse_ip6(p) {
+            Ok(ip) => ip,
+            Err(ParseError::Fragment) => return Counters::inc(&self.c().drop_fragment),
+            Err(_) => return Counters::inc(&self.c().drop_malformed),
+        };
+        let p = &mut p[..ip.total_len];
+        if ip.src != self.cfg.clat_v6 {
+            return Counters::inc(&self.c().drop_bad_source);
+        }
+        if ip.dst.is_multicast() {
+            return Counters::inc(&self.c().drop_multicast);
+        }
+        if ip.dst == self.cfg.nat_v6 {
+            return self.tcp_from_listener(&IpHdr::V6(ip), p);
+        }
+        let tun_net = u128::from(self.cfg.clat_v6) >> 64;
+        if u128::from(ip.dst) >> 64 == tun_net
+            || ip.dst.is_unspecified()
+            || ip.dst.is_loopback()
+            || ip.dst.is_unicast_link_local()
+        {
+            return Counters::inc(&self.c().drop_internal_dst);
+        }
+        match ip.proto {
+            PROTO_TCP => self.tcp_from_app(&IpHdr::V6(ip), p),
+            _ => {
+                Counters::inc(&self.c().drop_unsupported_proto);
+                self.refuse6(&ip, p, Icmpv6DstUnreachable::AdminProhibited);
+            }
+        }
+    }
+
+    /// [`Loop::refuse`] for IPv6: RST for TCP, else ICMPv6 Destination
+    /// Unreachable with `code` (about an ICMPv6 message only when it is an
+    /// echo request: never about an error, RFC 4443 section 2.4 (e)).
+    fn refuse6(&mut self, ip: &Ip6, p: &[u8], code: Icmpv6DstUnreachable) {
+        let mut out = std::mem::take(&mut self.txbuf);
+        let echo_request = Icmpv6Message::EchoRequest as u8;
+        let n = if ip.proto == PROTO_TCP {
+            packet::emit_rst_for(&mut out, ip, &p[ip.hdr_len..])
+        } else if ip.proto == PROTO_ICMPV6 && p.get(ip.hdr_len) != Some(&echo_request) {
+            None
+        } else {
+            Some(packet::emit_unreachable6(&mut out, ip, p, code))
+        };
+        if let Some(n) = n {
+            if ip.proto == PROTO_TCP {
+                Counters::inc(&self.c().tcp_rst_sent);
+            } else {
+                Counters::inc(&self.c().icmp_errors_sent);
+            }
+            tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        }
+        self.txbuf = out;
+    }
+
+    /// The TUN side of the TCP trick for a flow of `dst`'s family: the
+    /// CLAT address (the app's and the listener's), the NAT address and
+    /// the listener's port.
+    fn tun_side(&self, dst: IpAddr) -> (IpAddr, IpAddr, u16) {
+        if dst.is_ipv6() {
+            (self.cfg.clat_v6.into(), self.cfg.nat_v6.into(), self.lport6)
+        } else {
+            (self.cfg.clat_v4.into(), self.cfg.nat_v4.into(), self.lport)
         }
     }
 

@@ -122,7 +122,7 @@ counters! {
     flows_ipv6_total,
     /// Whether IPv6 from the TUN is carried: 1 with `carry_ipv6`, else 0
     /// (IPv6 packets are then dropped as `drop_not_ipv4`; a gauge).
-    carry_ipv6,
+    ipv6_carried,
 }
 
 impl Counters {

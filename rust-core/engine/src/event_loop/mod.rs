@@ -180,7 +180,7 @@ impl Loop {
             poll.registry().register(l, LISTENER6, Interest::READABLE)?;
         }
         sh.counters
-            .carry_ipv6
+            .ipv6_carried
             .store(u64::from(cfg.carry_ipv6), Ordering::Relaxed);
         poll.registry()
             .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;

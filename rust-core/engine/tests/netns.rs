@@ -1191,3 +1191,108 @@ fn idle_tcp_flows_cost_little_memory() {
     assert!(per_flow < 4096, "{per_flow} bytes per idle flow");
     drop((clients, servers));
 }
+
+/// IPv6 pass-through (`carry_ipv6`, issue 15 item 1): an IPv6 app
+/// connection into the TUN is carried to the same IPv6 destination. The
+/// destination lives on this namespace's loopback, so the app's socket is
+/// bound to the TUN's address and a source rule (ahead of the local table,
+/// which is moved behind it) sends its packets into the TUN, as an app's
+/// packets go into a VPN; the engine's unbound upstream socket reaches the
+/// server directly. 8 MiB each way, a refused port, and the same connect
+/// without `carry_ipv6` dropped by the engine.
+#[test]
+fn ipv6_tcp_is_carried_through_the_tun() {
+    if !in_netns("ipv6_tcp_is_carried_through_the_tun") {
+        return;
+    }
+    setup_ns();
+    for carry in [true, false] {
+        let cfg = EngineConfig {
+            carry_ipv6: carry,
+            ..base_cfg()
+        };
+        let clat_v6 = cfg.clat_v6;
+        let l = start_engine(cfg);
+        std::fs::write("/proc/sys/net/ipv6/conf/clat0/disable_ipv6", "0").unwrap();
+        let a6 = format!("{clat_v6}/64");
+        sh("ip", &["-6", "addr", "add", &a6, "dev", "clat0", "nodad"]);
+        sh(
+            "ip",
+            &[
+                "-6", "route", "replace", "default", "dev", "clat0", "table", "100",
+            ],
+        );
+        let from = clat_v6.to_string();
+        sh(
+            "ip",
+            &[
+                "-6", "rule", "add", "from", &from, "lookup", "100", "pref", "100",
+            ],
+        );
+        let _ = Command::new("ip")
+            .args([
+                "-6", "rule", "add", "from", "all", "lookup", "local", "pref", "1000",
+            ])
+            .status();
+        let _ = Command::new("ip")
+            .args(["-6", "rule", "del", "pref", "0"])
+            .status();
+        wait_addresses();
+        let srv = echo_server(&format!("[{SRV_V6}]:0"));
+        let connect = || -> std::io::Result<TcpStream> {
+            let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?;
+            s.bind(&SocketAddr::new(clat_v6.into(), 0).into())?;
+            s.connect_timeout(&srv.into(), Duration::from_secs(2))?;
+            Ok(s.into())
+        };
+        if !carry {
+            let before = stats(&l).drop_not_ipv4;
+            assert!(connect().is_err(), "connected without carry_ipv6");
+            let s = stats(&l);
+            assert!(s.drop_not_ipv4 > before && s.flows_ipv6_total == 0, "{s:?}");
+            continue;
+        }
+        let mut c = connect().expect("connect through the TUN");
+        assert_eq!(c.local_addr().unwrap().ip(), clat_v6);
+        const N: usize = 8 << 20;
+        let mut w = c.try_clone().unwrap();
+        let writer = thread::spawn(move || {
+            let buf: Vec<u8> = (0..N).map(pattern).collect();
+            w.write_all(&buf).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut got = Vec::with_capacity(N);
+        c.read_to_end(&mut got).expect("read the echo");
+        writer.join().unwrap();
+        assert_eq!(got.len(), N);
+        assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+        let s = stats(&l);
+        assert_eq!((s.flows_ipv6_total, s.ipv6_carried), (1, 1), "{s:?}");
+        assert!(
+            s.up_tx_bytes >= N as u64 && s.up_rx_bytes >= N as u64,
+            "{s:?}"
+        );
+        assert!(s.tun_rx_bytes >= N as u64, "{s:?}");
+        // A closed port: the server's RST comes back as connect()'s own
+        // ECONNREFUSED, promptly.
+        let closed = TcpListener::bind(format!("[{SRV_V6}]:0"))
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::new(clat_v6.into(), 0).into()).unwrap();
+        let t0 = Instant::now();
+        let err = s
+            .connect_timeout(&closed.into(), Duration::from_secs(3))
+            .expect_err("connected to a closed port");
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err:?}");
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        assert!(stats(&l).tcp_rst_sent >= 1);
+        drop(l);
+        // The next round starts with a fresh TUN.
+        sh("ip", &["-6", "rule", "del", "pref", "100"]);
+        wait_for("clat0 to go", Duration::from_secs(3), || {
+            !std::path::Path::new("/sys/class/net/clat0").exists()
+        });
+    }
+}

@@ -684,6 +684,12 @@ fn run(args: Args) -> Result<()> {
     // solicitations or MLD reports into it (each would wake the engine).
     // With --carry-ipv6 it has the ULA /64 (no DAD: nobody else is on a
     // TUN), whose ::2 the engine's IPv6 listener sees connections from.
+    // No link-local address either (addr_gen_mode 1, before IPv6 is on):
+    // its duplicate address detection and router solicitations would only
+    // be dropped by the engine.
+    if cfg.carry_ipv6 {
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{tun}/addr_gen_mode"), "1");
+    }
     let disable_ipv6 = if cfg.carry_ipv6 { "0" } else { "1" };
     let _ = std::fs::write(
         format!("/proc/sys/net/ipv6/conf/{tun}/disable_ipv6"),

@@ -129,6 +129,8 @@ pub enum ConfigError {
     RelayBuffer,
     #[error("clat_v6 and nat_v6 must be distinct unicast addresses inside one /64")]
     Addresses6,
+    #[error("carrying IPv6 needs an mtu of at least 1280 (RFC 8200 section 5), not {0}")]
+    Mtu6(u16),
 }
 
 impl EngineConfig {
@@ -173,6 +175,9 @@ impl EngineConfig {
             || net(&self.clat_v6) != net(&self.nat_v6)
         {
             return Err(ConfigError::Addresses6);
+        }
+        if self.carry_ipv6 && self.mtu < 1280 {
+            return Err(ConfigError::Mtu6(self.mtu));
         }
         Ok(())
     }
@@ -347,6 +352,14 @@ mod tests {
             nat_v6: nat.parse().unwrap(),
             ..Default::default()
         };
+        // IPv6 needs links of 1280 bytes at least (RFC 8200 section 5).
+        let small = |carry_ipv6| EngineConfig {
+            mtu: 1279,
+            carry_ipv6,
+            ..Default::default()
+        };
+        assert_eq!(small(true).validate(), Err(ConfigError::Mtu6(1279)));
+        assert_eq!(small(false).validate(), Ok(()));
         // Any unicast /64 will do, not only a ULA.
         assert_eq!(with("2001:db8:9::1", "2001:db8:9::ffff").validate(), Ok(()));
         for (clat, nat) in [

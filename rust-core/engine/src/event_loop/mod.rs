@@ -14,14 +14,14 @@ mod tcp;
 mod udp;
 
 use crate::config::EngineConfig;
-use crate::datagram_mappings::DatagramMappings;
+use crate::datagram_mappings::{DatagramMappings, MapKey};
 use crate::dns_queries::DnsQueries;
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{
     self, Ip4, Ip6, IpHdr, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
 use crate::stats::Counters;
-use crate::tcp_flows::{FlowTimeouts, TcpFlows};
+use crate::tcp_flows::{FlowTimeouts, TcpFlows, Unreachable};
 use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use crate::too_big_resend::{self, TooBigResends};
@@ -54,6 +54,9 @@ const LISTENER6: Token = Token(usize::MAX - 4);
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Largest UDP payload an IPv4 packet can carry.
 const MAX_UDP_PAYLOAD: usize = 65535 - 28;
+/// Largest UDP payload an IPv6 packet without a jumbogram can carry
+/// (Payload Length 65535, the UDP header included).
+const MAX_UDP_PAYLOAD6: usize = 65535 - 8;
 /// TUN packets handled per turn before sockets get theirs.
 const TUN_BATCH: usize = 256;
 
@@ -110,10 +113,11 @@ pub(crate) struct Loop {
     dead: Vec<usize>,
     /// The TCP flow core: table and decisions (sans I/O).
     tcp: TcpFlows,
-    /// UDP mappings by the app's source port, to their slots.
-    udp: DatagramMappings<usize>,
-    /// ICMP echo mappings by the app's echo identifier, to their slots.
-    icmp: DatagramMappings<usize>,
+    /// UDP mappings by the app's family and source port, to their slots.
+    udp: DatagramMappings<usize, MapKey>,
+    /// ICMP echo mappings by the app's family and echo identifier, to
+    /// their slots.
+    icmp: DatagramMappings<usize, MapKey>,
     /// Copies of UDP datagrams without DF, sent again after Packet Too Big.
     too_big: TooBigResends,
     /// The DNS relay's UDP socket per upstream resolver (by index), to
@@ -424,8 +428,8 @@ impl Loop {
         self.run_tcp_actions();
         for i in 0..self.slots.len() {
             let on = match &self.slots[i] {
-                Slot::Udp(f) => f.path == path,
-                Slot::Icmp(f) => f.path == path,
+                Slot::Udp(f) => !f.v6 && f.path == path,
+                Slot::Icmp(f) => !f.v6 && f.path == path,
                 _ => false,
             };
             if on {
@@ -533,8 +537,8 @@ impl Loop {
         }
         match ip.protocol {
             PROTO_TCP => self.tcp_from_app(&IpHdr::V4(ip), p),
-            PROTO_UDP => self.udp_from_app(&ip, p),
-            PROTO_ICMP if !internal => self.icmp_from_app(&ip, p),
+            PROTO_UDP => self.udp_from_app(&IpHdr::V4(ip), p),
+            PROTO_ICMP if !internal => self.icmp_from_app(&IpHdr::V4(ip), p),
             PROTO_ICMP if ip.dst == self.cfg.dns_v4 => self.icmp_to_relay(&ip, p),
             PROTO_ICMP => Counters::inc(&self.c().drop_internal_dst),
             _ => {
@@ -575,6 +579,8 @@ impl Loop {
         }
         match ip.proto {
             PROTO_TCP => self.tcp_from_app(&IpHdr::V6(ip), p),
+            PROTO_UDP => self.udp_from_app(&IpHdr::V6(ip), p),
+            PROTO_ICMPV6 => self.icmp_from_app(&IpHdr::V6(ip), p),
             _ => {
                 Counters::inc(&self.c().drop_unsupported_proto);
                 self.refuse6(&ip, p, Icmpv6DstUnreachable::AdminProhibited);
@@ -604,6 +610,15 @@ impl Loop {
             tun_write(&self.tun, &self.sh.counters, &out[..n]);
         }
         self.txbuf = out;
+    }
+
+    /// Refuses a packet in its family: RST for TCP, else Destination
+    /// Unreachable for `why` ([`Loop::refuse`], [`Loop::refuse6`]).
+    fn refuse_ip(&mut self, ip: &IpHdr, p: &[u8], why: Unreachable) {
+        match ip {
+            IpHdr::V4(i) => self.refuse(i, p, why.icmpv4()),
+            IpHdr::V6(i) => self.refuse6(i, p, why.icmpv6()),
+        }
     }
 
     /// The TUN side of the TCP trick for a flow of `dst`'s family: the

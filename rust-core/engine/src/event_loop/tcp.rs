@@ -14,12 +14,11 @@ use crate::packet::{self, IpHdr, IpView, PROTO_TCP};
 use crate::stats::Counters;
 use crate::sys;
 use crate::tcp_flows::{
-    Action, AppVerdict, FlowState, HeldSyn, ListenerVerdict, SegInfo, SynAnswer, HELD_SYN_MAX,
+    Action, AppVerdict, FlowState, HeldSyn, ListenerVerdict, SegInfo, SynAnswer, Unreachable,
+    HELD_SYN_MAX,
 };
 use crate::tcp_relay::{self, set_rst_on_close, Moved, Outcome, Relay};
-use clat_xlat::wire::{
-    Icmpv4DstUnreachable, Icmpv6DstUnreachable, TcpFlags, TcpRepr, TcpSegment, TcpSeqNumber,
-};
+use clat_xlat::wire::{TcpFlags, TcpRepr, TcpSegment, TcpSeqNumber};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::Interest;
@@ -105,10 +104,7 @@ impl Loop {
 
     /// Refuses a TCP segment (a RST, counted) in its family.
     fn refuse_tcp(&mut self, ip: &IpHdr, p: &[u8]) {
-        match ip {
-            IpHdr::V4(i) => self.refuse(i, p, Icmpv4DstUnreachable::CommProhibited),
-            IpHdr::V6(i) => self.refuse6(i, p, Icmpv6DstUnreachable::AdminProhibited),
-        }
+        self.refuse_ip(ip, p, Unreachable::Prohibited);
     }
 
     /// The app sent a segment with URG on flow `np`: its relay looks for

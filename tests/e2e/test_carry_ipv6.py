@@ -154,6 +154,46 @@ def test_ipv6_connect_errors_come_back_as_the_path_gave_them(own_clat, server6):
         clat.stop()
 
 
+UDP_ECHO6 = """
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 40)
+for size in (0, 1, 1000, 1400):
+    data = bytes(i % 251 for i in range(size))
+    for attempt in range(3):
+        s.sendto(data, (sys.argv[1], 7))
+        try:
+            d, a = s.recvfrom(2000)
+            break
+        except socket.timeout:
+            continue
+    else:
+        print("timeout", size)
+        sys.exit()
+    if d != data or a[0] != sys.argv[1]:
+        print("wrong", size, a)
+        sys.exit()
+print("ok", s.getsockname()[0])
+"""
+
+
+def test_ipv6_udp_echo_and_ping_go_through_the_tun(own_clat, server6):
+    clat = CarryClat().start()
+    try:
+        st0 = clat.status()
+        out = ns_python(PHONE, UDP_ECHO6, server6).stdout.split()
+        assert out == ["ok", CLAT_V6], out
+        p = ns(PHONE, "ping", "-6", "-c", "3", "-W", "2", server6, check=False)
+        assert p.returncode == 0, p.stdout + p.stderr
+        # Both went through the engine: a UDP and an echo mapping of IPv6.
+        st = clat.status()
+        assert status_int(st, "flows_ipv6_total") - status_int(st0, "flows_ipv6_total") >= 2, st
+        assert status_int(st, "flows_udp") >= 1 and status_int(st, "flows_icmp") >= 1, st
+    finally:
+        clat.stop()
+
+
 def test_without_carry_ipv6_ipv6_into_the_tun_goes_nowhere(own_clat, server6):
     """The same routes and address by hand, the engine without
     --carry-ipv6: IPv6 reaches the TUN and is dropped (drop_not_ipv4)."""

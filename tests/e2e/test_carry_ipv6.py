@@ -174,7 +174,7 @@ for size in (0, 1, 1000, 1400):
     if d != data or a[0] != sys.argv[1]:
         print("wrong", size, a)
         sys.exit()
-print("ok", s.getsockname()[0])
+print("ok")
 """
 
 
@@ -183,7 +183,7 @@ def test_ipv6_udp_echo_and_ping_go_through_the_tun(own_clat, server6):
     try:
         st0 = clat.status()
         out = ns_python(PHONE, UDP_ECHO6, server6).stdout.split()
-        assert out == ["ok", CLAT_V6], out
+        assert out == ["ok"], out
         p = ns(PHONE, "ping", "-6", "-c", "3", "-W", "2", server6, check=False)
         assert p.returncode == 0, p.stdout + p.stderr
         # Both went through the engine: a UDP and an echo mapping of IPv6.

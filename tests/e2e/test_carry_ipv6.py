@@ -194,6 +194,40 @@ def test_ipv6_udp_echo_and_ping_go_through_the_tun(own_clat, server6):
         clat.stop()
 
 
+TOO_BIG6 = """
+import errno, socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_DONTFRAG, 1)
+s.connect((sys.argv[1], 7))
+s.send(bytes(2000))  # fits the TUN (MTU 65000), not the uplink (1500)
+for attempt in range(20):
+    try:
+        s.send(bytes(2000))
+    except OSError as e:
+        mtu = s.getsockopt(socket.IPPROTO_IPV6, 24)  # IPV6_MTU: the path MTU learnt
+        print(errno.errorcode[e.errno], mtu)
+        break
+    import time; time.sleep(0.1)
+else:
+    print("no error")
+"""
+
+
+def test_ipv6_datagram_over_the_path_mtu_gets_packet_too_big(own_clat, server6):
+    """A 2000-byte datagram with IPV6_DONTFRAG fits the TUN but not the
+    uplink: the engine's send fails (EMSGSIZE) and the app gets Packet Too
+    Big with 1500, which its kernel takes: the next send fails locally."""
+    clat = CarryClat().start()
+    try:
+        st0 = clat.status()
+        out = ns_python(PHONE, TOO_BIG6, server6).stdout.split()
+        assert out == ["EMSGSIZE", "1500"], out
+        st = clat.status()
+        assert status_int(st, "icmp_errors_sent") > status_int(st0, "icmp_errors_sent"), st
+    finally:
+        clat.stop()
+
+
 def test_without_carry_ipv6_ipv6_into_the_tun_goes_nowhere(own_clat, server6):
     """The same routes and address by hand, the engine without
     --carry-ipv6: IPv6 reaches the TUN and is dropped (drop_not_ipv4)."""

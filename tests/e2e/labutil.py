@@ -182,6 +182,8 @@ def flatten_status(doc: dict) -> dict[str, str]:
         "activity_reason": doc["activity_reason"],
         # Since issue 15: "nat64" or "native" (the path of new IPv4 flows).
         "ipv4_path": doc.get("ipv4_path", "-"),
+        # Since issue 15 item 1: whether IPv6 from the TUN is carried.
+        "carry_ipv6": "yes" if doc.get("carry_ipv6") else "no",
         "tun": doc["tun"],
         "uptime": f"{doc['uptime_s']}s",
         # null only with --auto before the first prefix: as the `key value` lines say it

@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""IPv4-only test servers for the lab's `inet` namespace.
+"""Test servers for the lab's `inet` namespace (IPv4), and for the IPv6
+server address the IPv6 pass-through tests give `plat` (an ADDR with a
+colon is served over IPv6).
 
 One small program, several services, each chosen by a subcommand so that
 lab.sh can run (and pidfile) them separately:
@@ -36,10 +38,23 @@ def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
+def family(addr):
+    """AF_INET6 for an IPv6 literal, else AF_INET."""
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
 class ThreadingTCP(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
     request_queue_size = 1024
+
+
+class ThreadingTCP6(ThreadingTCP):
+    address_family = socket.AF_INET6
+
+
+class ThreadingHTTP6(http.server.ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 class HTTPHandler(http.server.SimpleHTTPRequestHandler):
@@ -94,14 +109,20 @@ class HTTPHandler(http.server.SimpleHTTPRequestHandler):
 
 def serve_http(addr, port, directory):
     handler = lambda *a, **kw: HTTPHandler(*a, directory=directory, **kw)  # noqa: E731
-    srv = http.server.ThreadingHTTPServer((addr, int(port)), handler)
+    cls = ThreadingHTTP6 if family(addr) == socket.AF_INET6 else http.server.ThreadingHTTPServer
+    srv = cls((addr, int(port)), handler)
     srv.daemon_threads = True
     srv.serve_forever()
 
 
 def serve_udpecho(addr, port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family(addr), socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family(addr) == socket.AF_INET6:
+        s.bind((addr, int(port)))
+        while True:
+            data, peer = s.recvfrom(65535)
+            s.sendto(data, peer)
     # No DF on answers: a full-size (1472-byte) answer becomes a 1520-byte
     # IPv6 packet behind the NAT64, and with DF set the first one would be
     # lost to path-MTU discovery (Tayga answers "fragmentation needed").
@@ -162,7 +183,8 @@ class SinkHandler(HalfCloseHandler):
 
 
 def serve_tcp(addr, port, handler):
-    srv = ThreadingTCP((addr, int(port)), handler)
+    cls = ThreadingTCP6 if family(addr) == socket.AF_INET6 else ThreadingTCP
+    srv = cls((addr, int(port)), handler)
     srv.serve_forever()
 
 

@@ -137,6 +137,15 @@ pub struct Args {
     /// looping into the TUN.
     #[arg(long, requires = "auto")]
     pub native_ipv4: bool,
+    /// Carry IPv6 too (issue 15: an always-on CLAT that passes traffic
+    /// through): the TUN gets fd9c:7c5a:e1b6:464::1/64 and the routes
+    /// ::/1 and 8000::/1, which win over the uplink's IPv6 default route
+    /// whatever its metric, and the engine re-originates IPv6 flows to
+    /// their own destination through its upstream sockets. Requires
+    /// --bind-device IFACE or --mark N, as --native-ipv4 does, so that the
+    /// engine's own IPv6 sockets leave through the uplink.
+    #[arg(long)]
+    pub carry_ipv6: bool,
     /// Control socket for `clat status`: `@NAME` (abstract, scoped to the
     /// network namespace) or a path (guarded by an flock on PATH.lock).
     /// Default: @clat/<tun>.
@@ -559,6 +568,7 @@ fn engine_config(
         icmp_timeout: args.icmp_timeout,
         dns_timeout: args.dns_timeout,
         refuse_non_global_wkp: !args.allow_non_global,
+        carry_ipv6: args.carry_ipv6,
         ..Default::default()
     }
 }
@@ -605,13 +615,23 @@ fn default_route(args: &Args, tun: &str, tun_index: u32) -> Result<Option<Ipv4De
     Ok(Some(route))
 }
 
-/// `--native-ipv4` needs the engine's own IPv4 sockets kept out of the TUN.
+/// `--native-ipv4` and `--carry-ipv6` need the engine's own sockets of
+/// that family kept out of the TUN.
 fn check_native_ipv4(args: &Args) -> Result<()> {
-    if args.native_ipv4 && args.bind_device.is_none() && args.mark.is_none() {
+    let protected = args.bind_device.is_some() || args.mark.is_some();
+    if args.native_ipv4 && !protected {
         bail!(
             "--native-ipv4 needs --bind-device IFACE (the uplink with the native IPv4 route) \
              or --mark N (with a rule of yours that routes marked IPv4 around the TUN): \
              otherwise the engine's IPv4 sockets would follow the CLAT's own routes back \
+             into the TUN"
+        );
+    }
+    if args.carry_ipv6 && !protected {
+        bail!(
+            "--carry-ipv6 needs --bind-device IFACE (the uplink with the IPv6 route) \
+             or --mark N (with a rule of yours that routes marked IPv6 around the TUN): \
+             otherwise the engine's IPv6 sockets would follow the CLAT's own routes back \
              into the TUN"
         );
     }
@@ -660,15 +680,38 @@ fn run(args: Args) -> Result<()> {
     raise_fd_limit(cfg.max_flows);
     let (fd, tun) = open_tun(&args.tun).with_context(|| format!("cannot open TUN {}", args.tun))?;
     let _link = TunLink(tun.clone());
-    // IPv4-only TUN: without IPv6 on it the kernel sends no router
+    // An IPv4-only TUN: without IPv6 on it the kernel sends no router
     // solicitations or MLD reports into it (each would wake the engine).
-    let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{tun}/disable_ipv6"), "1");
+    // With --carry-ipv6 it has the ULA /64 (no DAD: nobody else is on a
+    // TUN), whose ::2 the engine's IPv6 listener sees connections from.
+    // No link-local address either (addr_gen_mode 1, before IPv6 is on):
+    // its duplicate address detection and router solicitations would only
+    // be dropped by the engine.
+    if cfg.carry_ipv6 {
+        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{tun}/addr_gen_mode"), "1");
+    }
+    let disable_ipv6 = if cfg.carry_ipv6 { "0" } else { "1" };
+    let _ = std::fs::write(
+        format!("/proc/sys/net/ipv6/conf/{tun}/disable_ipv6"),
+        disable_ipv6,
+    );
     ip(&["addr", "add", &format!("{}/29", cfg.clat_v4), "dev", &tun])?;
+    if cfg.carry_ipv6 {
+        let a6 = format!("{}/64", cfg.clat_v6);
+        ip(&["-6", "addr", "add", &a6, "dev", &tun, "nodad"])?;
+    }
     let mtu = cfg.mtu.to_string();
     ip(&["link", "set", "dev", &tun, "mtu", &mtu, "up"])?;
     let tun_index = if_index(&tun)?;
     let _firewall = check_firewall(args.firewall, fd.as_fd(), &tun, &cfg)?;
     let route = default_route(&args, &tun, tun_index)?;
+    let _route6 = if cfg.carry_ipv6 && !args.no_routes {
+        let mut r = Ipv4DefaultRoute::split_ipv6(&tun);
+        r.install()?;
+        Some(r)
+    } else {
+        None
+    };
 
     let engine = Engine::start(fd, cfg.clone(), protector).context("cannot start the engine")?;
     let watch = engine.exit_watch();

@@ -23,6 +23,8 @@ pub struct Ipv4DefaultRoute {
     metric: Option<u32>,
     /// 0.0.0.0/1 and 128.0.0.0/1 instead of one default route.
     split: bool,
+    /// IPv6's halves, ::/1 and 8000::/1 ([`Ipv4DefaultRoute::split_ipv6`]).
+    ipv6: bool,
     installed: bool,
 }
 
@@ -33,6 +35,7 @@ impl Ipv4DefaultRoute {
             tun: tun.to_string(),
             metric,
             split: false,
+            ipv6: false,
             installed: false,
         }
     }
@@ -48,12 +51,28 @@ impl Ipv4DefaultRoute {
             tun: tun.to_string(),
             metric: None,
             split: true,
+            ipv6: false,
+            installed: false,
+        }
+    }
+
+    /// The same guard for IPv6 (`clat run --carry-ipv6`): ::/1 and
+    /// 8000::/1 through the TUN, longer than the uplink's IPv6 default
+    /// route, which stays for the engine's own sockets. Not installed yet.
+    pub fn split_ipv6(tun: &str) -> Self {
+        Ipv4DefaultRoute {
+            tun: tun.to_string(),
+            metric: None,
+            split: true,
+            ipv6: true,
             installed: false,
         }
     }
 
     fn specs(&self) -> Vec<Vec<String>> {
-        let dests: &[&str] = if self.split {
+        let dests: &[&str] = if self.ipv6 {
+            &["::/1", "8000::/1"]
+        } else if self.split {
             &["0.0.0.0/1", "128.0.0.0/1"]
         } else {
             &["default"]

@@ -42,6 +42,9 @@ pub struct Status {
     /// The path new IPv4 flows take: `nat64` (IPv6 to prefix+IPv4) or
     /// `native` (`clat run --native-ipv4` while the host has native IPv4).
     pub ipv4_path: String,
+    /// Whether IPv6 from the TUN is carried (`clat run --carry-ipv6`).
+    #[serde(default)]
+    pub carry_ipv6: bool,
     /// Name of the TUN device.
     pub tun: String,
     /// Seconds since `clat run` started.
@@ -219,6 +222,7 @@ impl Status {
             }
             .name()
             .into(),
+            carry_ipv6: stats.ipv6_carried == 1,
             tun: i.tun.to_string(),
             uptime_s: i.uptime.as_secs(),
             prefix,
@@ -343,6 +347,8 @@ impl Status {
         let _ = writeln!(s, "activity {}", self.activity.as_str());
         let _ = writeln!(s, "activity_reason {}", self.activity_reason);
         let _ = writeln!(s, "ipv4_path {}", self.ipv4_path);
+        let carry = if self.carry_ipv6 { "yes" } else { "no" };
+        let _ = writeln!(s, "carry_ipv6 {carry}");
         let _ = writeln!(s, "tun {}", self.tun);
         let _ = writeln!(s, "uptime {}s", self.uptime_s);
         match &self.prefix {
@@ -485,6 +491,7 @@ mod tests {
                 "activity": "active",
                 "activity_reason": "no native IPv4 default route; NAT64 prefix 2001:db8:64::/96",
                 "ipv4_path": "nat64",
+                "carry_ipv6": false,
                 "tun": "clat0",
                 "uptime_s": 3723,
                 "prefix": {

@@ -63,7 +63,24 @@ pub struct EngineConfig {
     /// prefix+IPv4 over IPv6, or natively where the network has IPv4;
     /// changed at run time with [`crate::Engine::set_ipv4_path`].
     pub ipv4_path: Ipv4Path,
+    /// Carry IPv6 packets from the TUN natively to their destination
+    /// (issue 15 item 1: an always-on VPN under lockdown routes IPv6 in
+    /// too). Default false: IPv6 from the TUN is dropped and counted
+    /// (`drop_not_ipv4`).
+    pub carry_ipv6: bool,
+    /// The apps' IPv6 source on the TUN, and the address the engine's IPv6
+    /// listener binds (default `fd9c:7c5a:e1b6:464::1`, in the project's
+    /// ULA /64, RFC 4193).
+    pub clat_v6: Ipv6Addr,
+    /// The IPv6 source of rewritten TCP packets towards the engine's IPv6
+    /// listener, as `nat_v4` is for IPv4 (default `fd9c:7c5a:e1b6:464::2`):
+    /// on-link on the TUN, the same /64 as `clat_v6`.
+    pub nat_v6: Ipv6Addr,
 }
+
+/// The project's ULA /64 for the TUN's IPv6 side (RFC 4193; the Android
+/// app's `ClatAddresses.TUN_V6` is its `::1`).
+pub const ULA_V6: Ipv6Addr = Ipv6Addr::new(0xfd9c, 0x7c5a, 0xe1b6, 0x464, 0, 0, 0, 0);
 
 /// 64:ff9b::/96 (RFC 6052 section 2.1), checked when compiled.
 const WELL_KNOWN_PREFIX: Ipv6Net = Ipv6Net::new_assert(clat_xlat::addr6052::WELL_KNOWN_PREFIX, 96);
@@ -88,6 +105,9 @@ impl Default for EngineConfig {
             dns_timeout: Duration::from_secs(2),
             relay_buffer: 128 * 1024,
             ipv4_path: Ipv4Path::Nat64,
+            carry_ipv6: false,
+            clat_v6: Ipv6Addr::from(u128::from(ULA_V6) | 1),
+            nat_v6: Ipv6Addr::from(u128::from(ULA_V6) | 2),
         }
     }
 }
@@ -107,6 +127,10 @@ pub enum ConfigError {
     Timeout,
     #[error("relay_buffer must be between 4 KiB and 16 MiB")]
     RelayBuffer,
+    #[error("clat_v6 and nat_v6 must be distinct unicast addresses inside one /64")]
+    Addresses6,
+    #[error("carrying IPv6 needs an mtu of at least 1280 (RFC 8200 section 5), not {0}")]
+    Mtu6(u16),
 }
 
 impl EngineConfig {
@@ -142,6 +166,18 @@ impl EngineConfig {
         }
         if !(4096..=16 << 20).contains(&self.relay_buffer) {
             return Err(ConfigError::RelayBuffer);
+        }
+        let unicast = |a: &Ipv6Addr| !a.is_unspecified() && !a.is_loopback() && !a.is_multicast();
+        let net = |a: &Ipv6Addr| u128::from(*a) >> 64;
+        if self.clat_v6 == self.nat_v6
+            || !unicast(&self.clat_v6)
+            || !unicast(&self.nat_v6)
+            || net(&self.clat_v6) != net(&self.nat_v6)
+        {
+            return Err(ConfigError::Addresses6);
+        }
+        if self.carry_ipv6 && self.mtu < 1280 {
+            return Err(ConfigError::Mtu6(self.mtu));
         }
         Ok(())
     }
@@ -296,6 +332,48 @@ mod tests {
             },
         ] {
             assert_eq!(c.validate(), Err(ConfigError::MaxFlows));
+        }
+    }
+
+    #[test]
+    fn ipv6_addresses_are_distinct_unicast_in_one_64() {
+        let d = EngineConfig::default();
+        assert_eq!(
+            d.clat_v6,
+            "fd9c:7c5a:e1b6:464::1".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            d.nat_v6,
+            "fd9c:7c5a:e1b6:464::2".parse::<Ipv6Addr>().unwrap()
+        );
+        assert!(!d.carry_ipv6);
+        let with = |clat: &str, nat: &str| EngineConfig {
+            clat_v6: clat.parse().unwrap(),
+            nat_v6: nat.parse().unwrap(),
+            ..Default::default()
+        };
+        // IPv6 needs links of 1280 bytes at least (RFC 8200 section 5).
+        let small = |carry_ipv6| EngineConfig {
+            mtu: 1279,
+            carry_ipv6,
+            ..Default::default()
+        };
+        assert_eq!(small(true).validate(), Err(ConfigError::Mtu6(1279)));
+        assert_eq!(small(false).validate(), Ok(()));
+        // Any unicast /64 will do, not only a ULA.
+        assert_eq!(with("2001:db8:9::1", "2001:db8:9::ffff").validate(), Ok(()));
+        for (clat, nat) in [
+            ("fd9c:7c5a:e1b6:464::1", "fd9c:7c5a:e1b6:464::1"),
+            ("fd9c:7c5a:e1b6:464::1", "fd9c:7c5a:e1b6:465::2"),
+            ("::", "::2"),
+            ("::1", "::2"),
+            ("ff02::1", "ff02::2"),
+        ] {
+            assert_eq!(
+                with(clat, nat).validate(),
+                Err(ConfigError::Addresses6),
+                "{clat} {nat}"
+            );
         }
     }
 

@@ -12,7 +12,19 @@
 //! so busy mappings cost no timer operation per datagram.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
+
+/// The key of a mapping in the event loop: the app's address family and
+/// its UDP source port or echo identifier. IPv4 and IPv6 apps may use the
+/// same port or identifier at once: each family has its own mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MapKey {
+    /// An IPv6 app datagram (`carry_ipv6`), else IPv4.
+    pub v6: bool,
+    /// UDP source port or echo identifier.
+    pub id: u16,
+}
 
 struct Entry<H> {
     handle: H,
@@ -33,15 +45,16 @@ pub enum Expiry<H> {
     Expired(H),
 }
 
-/// Datagram mappings of one kind, keyed by a 16-bit app key (UDP source
-/// port or echo identifier), each with a handle `H` the caller chooses
-/// (the event loop's slot index) and an idle timeout.
-pub struct DatagramMappings<H> {
+/// Datagram mappings of one kind, keyed by an app key `K` (UDP source
+/// port or echo identifier, with its family: [`MapKey`]), each with a
+/// handle `H` the caller chooses (the event loop's slot index) and an idle
+/// timeout.
+pub struct DatagramMappings<H, K = u16> {
     idle: Duration,
-    map: HashMap<u16, Entry<H>>,
+    map: HashMap<K, Entry<H>>,
 }
 
-impl<H: Copy> DatagramMappings<H> {
+impl<H: Copy, K: Copy + Eq + Hash> DatagramMappings<H, K> {
     /// An empty table whose mappings expire after `idle` without traffic.
     pub fn new(idle: Duration) -> Self {
         DatagramMappings {
@@ -52,7 +65,7 @@ impl<H: Copy> DatagramMappings<H> {
 
     /// Records traffic on `key`'s mapping (either direction) at `now`;
     /// its handle, None when `key` has no mapping.
-    pub fn touch(&mut self, key: u16, now: Instant) -> Option<H> {
+    pub fn touch(&mut self, key: K, now: Instant) -> Option<H> {
         let e = self.map.get_mut(&key)?;
         e.last = now;
         Some(e.handle)
@@ -60,14 +73,14 @@ impl<H: Copy> DatagramMappings<H> {
 
     /// `key`'s handle without counting it as traffic; None when `key` has
     /// no mapping.
-    pub fn get(&self, key: u16) -> Option<H> {
+    pub fn get(&self, key: K) -> Option<H> {
         self.map.get(&key).map(|e| e.handle)
     }
 
     /// Files a new mapping for `key` with `handle`, used at `now`. Returns
     /// the deadline to arm; a mapping `key` had before is replaced (the
     /// caller looks up first).
-    pub fn insert(&mut self, key: u16, handle: H, now: Instant) -> Instant {
+    pub fn insert(&mut self, key: K, handle: H, now: Instant) -> Instant {
         let timer_at = now + self.idle;
         self.map.insert(
             key,
@@ -81,14 +94,14 @@ impl<H: Copy> DatagramMappings<H> {
     }
 
     /// Forgets `key`'s mapping: its handle and the deadline to disarm.
-    pub fn remove(&mut self, key: u16) -> Option<(H, Instant)> {
+    pub fn remove(&mut self, key: K) -> Option<(H, Instant)> {
         self.map.remove(&key).map(|e| (e.handle, e.timer_at))
     }
 
     /// The deadline `at` of `key` fired at `now`: expire the mapping when
     /// it has been idle for the timeout, else re-arm it for when it will
     /// have been.
-    pub fn on_deadline(&mut self, key: u16, at: Instant, now: Instant) -> Expiry<H> {
+    pub fn on_deadline(&mut self, key: K, at: Instant, now: Instant) -> Expiry<H> {
         let Some(e) = self.map.get_mut(&key) else {
             return Expiry::Stale;
         };

@@ -94,11 +94,17 @@ impl Engine {
         sys::set_nonblocking(tun.as_raw_fd())?;
         let poll = mio::Poll::new()?;
         let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER)?);
-        let listener = bind_listener(&config)?;
+        let listener = bind_listener(config.clat_v4.into())?;
+        let listener6 = if config.carry_ipv6 {
+            Some(bind_listener(config.clat_v6.into())?)
+        } else {
+            None
+        };
         let (tx, rx) = channel();
         let shared = Arc::new(Shared::default());
         shared.running.store(true, Ordering::SeqCst);
-        let lp = Loop::new(poll, tun, listener, config, shared.clone(), protector, rx)?;
+        let listeners = (listener, listener6);
+        let lp = Loop::new(poll, tun, listeners, config, shared.clone(), protector, rx)?;
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("clat-engine".into())
@@ -234,22 +240,29 @@ impl Drop for Engine {
     }
 }
 
-/// The listener that the NATed app connections reach: bound to the CLAT
-/// address (IP_FREEBIND so that it works even before the address is up).
-fn bind_listener(cfg: &EngineConfig) -> io::Result<mio::net::TcpListener> {
+/// A listener that the NATed app connections reach: bound to the CLAT
+/// address `addr` (`clat_v4`, or `clat_v6` when IPv6 is carried), port
+/// chosen by the kernel, with IP_FREEBIND / IPV6_FREEBIND so that it works
+/// even before the address is up.
+fn bind_listener(addr: std::net::IpAddr) -> io::Result<mio::net::TcpListener> {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
     let s = Socket::new(
-        Domain::IPV4,
+        Domain::for_address(SocketAddr::new(addr, 0)),
         Type::STREAM.nonblocking().cloexec(),
         Some(Protocol::TCP),
     )?;
     s.set_reuse_address(true)?;
     // Accepted sockets inherit it: the app's own segmenting already happened.
     let _ = s.set_tcp_nodelay(true);
-    let _ = s.set_freebind_v4(true);
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+        let _ = s.set_freebind_v6(true);
+    } else {
+        let _ = s.set_freebind_v4(true);
+    }
     // Urgent bytes stay in the stream; accepted sockets inherit it.
     tcp_relay::set_oob_inline(&s)?;
-    s.bind(&SockAddr::from(SocketAddr::from((cfg.clat_v4, 0))))?;
+    s.bind(&SockAddr::from(SocketAddr::new(addr, 0)))?;
     s.listen(4096)?;
     Ok(mio::net::TcpListener::from_std(
         std::net::TcpListener::from(s),

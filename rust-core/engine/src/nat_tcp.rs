@@ -20,28 +20,49 @@
 //! port is held for the TIME_WAIT time instead.
 
 use crate::packet::checksum;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-/// Rewrites addresses and ports of the IPv4+TCP packet `p` (header length
-/// `ihl`) in place, updating the IPv4 header checksum and the TCP checksum
-/// incrementally (RFC 1624). The caller has checked `p` holds a full TCP
+/// Rewrites addresses and ports of the IP+TCP packet `p` (TCP header at
+/// `off`: the IPv4 header length, or the IPv6 header chain's) in place to
+/// `src:sport -> dst:dport`, updating the TCP checksum incrementally (RFC
+/// 1624) over its IPv4 or IPv6 pseudo-header, and the IPv4 header checksum
+/// (IPv6 has none). The addresses are of `p`'s family; a pair of mixed
+/// families leaves `p` alone. The caller has checked `p` holds a full TCP
 /// header.
-pub fn rewrite(p: &mut [u8], ihl: usize, src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16) {
-    let mut old = [0u8; 12];
-    old[..8].copy_from_slice(&p[12..20]);
-    old[8..12].copy_from_slice(&p[ihl..ihl + 4]);
-    let mut new = [0u8; 12];
-    new[..4].copy_from_slice(&src.octets());
-    new[4..8].copy_from_slice(&dst.octets());
-    new[8..10].copy_from_slice(&sport.to_be_bytes());
-    new[10..12].copy_from_slice(&dport.to_be_bytes());
-    let ipc = checksum::update(u16::from_be_bytes([p[10], p[11]]), &old[..8], &new[..8]);
-    p[10..12].copy_from_slice(&ipc.to_be_bytes());
-    p[12..20].copy_from_slice(&new[..8]);
-    let c = ihl + 16;
-    let tc = checksum::update(u16::from_be_bytes([p[c], p[c + 1]]), &old, &new);
+pub fn rewrite(p: &mut [u8], off: usize, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) {
+    // Where the addresses are and how long both together are.
+    let mut new = [0u8; 36];
+    let (at, n) = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            new[..4].copy_from_slice(&s.octets());
+            new[4..8].copy_from_slice(&d.octets());
+            (12, 8)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            new[..16].copy_from_slice(&s.octets());
+            new[16..32].copy_from_slice(&d.octets());
+            (8, 32)
+        }
+        _ => return debug_assert!(false, "mixed families"),
+    };
+    new[n..n + 2].copy_from_slice(&sport.to_be_bytes());
+    new[n + 2..n + 4].copy_from_slice(&dport.to_be_bytes());
+    let mut old = [0u8; 36];
+    old[..n].copy_from_slice(&p[at..at + n]);
+    old[n..n + 4].copy_from_slice(&p[off..off + 4]);
+    if n == 8 {
+        let ipc = checksum::update(u16::from_be_bytes([p[10], p[11]]), &old[..8], &new[..8]);
+        p[10..12].copy_from_slice(&ipc.to_be_bytes());
+    }
+    p[at..at + n].copy_from_slice(&new[..n]);
+    let c = off + 16;
+    let tc = checksum::update(
+        u16::from_be_bytes([p[c], p[c + 1]]),
+        &old[..n + 4],
+        &new[..n + 4],
+    );
     p[c..c + 2].copy_from_slice(&tc.to_be_bytes());
-    p[ihl..ihl + 4].copy_from_slice(&new[8..12]);
+    p[off..off + 4].copy_from_slice(&new[n..n + 4]);
 }
 
 #[cfg(test)]
@@ -49,6 +70,7 @@ mod tests {
     use super::*;
     use clat_xlat::wire::{Ipv4Repr, TcpFlags, TcpRepr, TcpSeqNumber};
     use etherparse::{NetHeaders, PacketHeaders, TransportHeader};
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// An IPv4+TCP segment with `len` bytes of payload and valid checksums.
     fn segment(
@@ -118,13 +140,82 @@ mod tests {
             // A segment with payload, so the checksum covers data too.
             let mut p = segment((clat, sp), (d, dp), TcpFlags::ACK, 333);
             assert_eq!(check(&p), (clat, sp, d, dp));
-            rewrite(&mut p, 20, nat, np, clat, l);
+            rewrite(&mut p, 20, nat.into(), np, clat.into(), l);
             assert_eq!(check(&p), (nat, np, clat, l));
-            rewrite(&mut p, 20, d, dp, clat, sp);
+            rewrite(&mut p, 20, d.into(), dp, clat.into(), sp);
             assert_eq!(check(&p), (d, dp, clat, sp));
         }
         let mut syn = segment((clat, 5), (d, 6), TcpFlags::SYN, 0);
-        rewrite(&mut syn, 20, nat, 7, clat, 8);
+        rewrite(&mut syn, 20, nat.into(), 7, clat.into(), 8);
         assert_eq!(check(&syn), (nat, 7, clat, 8));
+    }
+
+    /// An IPv6+TCP segment (with a Hop-by-Hop header when `hbh`) built by
+    /// etherparse, with `len` bytes of payload.
+    fn segment6(
+        (src, sp): (Ipv6Addr, u16),
+        (dst, dp): (Ipv6Addr, u16),
+        len: usize,
+        hbh: bool,
+    ) -> Vec<u8> {
+        use etherparse::{IpHeaders, IpNumber, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader};
+        let ip = Ipv6Header {
+            hop_limit: 64,
+            source: src.octets(),
+            destination: dst.octets(),
+            ..Default::default()
+        };
+        let exts = Ipv6Extensions {
+            hop_by_hop_options: hbh
+                .then(|| Ipv6RawExtHeader::new_raw(IpNumber(0), &[1, 4, 0, 0, 0, 0]).unwrap()),
+            ..Default::default()
+        };
+        let payload: Vec<u8> = (0..len).map(|i| i as u8 ^ 0xa5).collect();
+        let mut out = Vec::new();
+        etherparse::PacketBuilder::ip(IpHeaders::Ipv6(ip, exts))
+            .tcp(sp, dp, 7, 1000)
+            .ack(9)
+            .write(&mut out, &payload)
+            .unwrap();
+        out
+    }
+
+    /// The addresses and ports of an IPv6+TCP packet, after checking its
+    /// TCP checksum with etherparse.
+    fn check6(p: &[u8]) -> (Ipv6Addr, u16, Ipv6Addr, u16) {
+        let h = PacketHeaders::from_ip_slice(p).unwrap();
+        let ip = match h.net.unwrap() {
+            NetHeaders::Ipv6(ip, _) => ip,
+            _ => panic!(),
+        };
+        let t = match h.transport.unwrap() {
+            TransportHeader::Tcp(t) => t,
+            _ => panic!(),
+        };
+        let want = t.calc_checksum_ipv6(&ip, h.payload.slice()).unwrap();
+        assert_eq!(t.checksum, want, "tcp checksum");
+        (
+            ip.source_addr(),
+            t.source_port,
+            ip.destination_addr(),
+            t.destination_port,
+        )
+    }
+
+    #[test]
+    fn rewrite_ipv6_both_ways_keeps_the_checksum_valid() {
+        let clat: Ipv6Addr = "fd9c:7c5a:e1b6:464::1".parse().unwrap();
+        let nat: Ipv6Addr = "fd9c:7c5a:e1b6:464::2".parse().unwrap();
+        let d: Ipv6Addr = "2001:db8:2::10".parse().unwrap();
+        for (hbh, off) in [(false, 40), (true, 48)] {
+            for (sp, dp, np, l) in [(40000u16, 80u16, 1024u16, 33333u16), (1, 65535, 65535, 1)] {
+                let mut p = segment6((clat, sp), (d, dp), 333, hbh);
+                assert_eq!(check6(&p), (clat, sp, d, dp));
+                rewrite(&mut p, off, nat.into(), np, clat.into(), l);
+                assert_eq!(check6(&p), (nat, np, clat, l));
+                rewrite(&mut p, off, d.into(), dp, clat.into(), sp);
+                assert_eq!(check6(&p), (d, dp, clat, sp));
+            }
+        }
     }
 }

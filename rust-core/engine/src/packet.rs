@@ -7,15 +7,17 @@
 //! Everything works in place on caller-provided buffers: no allocation.
 
 use clat_xlat::wire::{
-    Icmpv4DstUnreachable, Icmpv4ErrorRepr, Icmpv4Message, TcpFlags, TcpRepr, TcpSegment,
-    TcpSeqNumber, UdpRepr, WireError,
+    Icmpv4DstUnreachable, Icmpv4ErrorRepr, Icmpv4Message, Icmpv6DstUnreachable, Icmpv6ErrorRepr,
+    Icmpv6Message, TcpFlags, TcpRepr, TcpSegment, TcpSeqNumber, UdpRepr, WireError,
 };
 use ipnet::Ipv6Net;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 
 pub use clat_xlat::checksum;
-pub use clat_xlat::wire::ip_proto::{ICMP as PROTO_ICMP, TCP as PROTO_TCP, UDP as PROTO_UDP};
-pub use clat_xlat::wire::{self, Ipv4Repr};
+pub use clat_xlat::wire::ip_proto::{
+    ICMP as PROTO_ICMP, ICMPV6 as PROTO_ICMPV6, TCP as PROTO_TCP, UDP as PROTO_UDP,
+};
+pub use clat_xlat::wire::{self, Ipv4Repr, Ipv6Repr};
 
 /// A validated IPv4 header and the length of its header with options:
 /// the datagram is `p[..total_len()]`, its payload `p[ihl..total_len()]`.
@@ -40,11 +42,161 @@ impl Ip4 {
     }
 }
 
-/// Why a packet from the TUN was not parseable (the two drop counters).
+/// Why a packet from the TUN was not parseable (each has its drop
+/// counter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParseError {
+    /// [`parse_ip4`] was given something else (`drop_not_ipv4`).
     NotIpv4,
+    /// Shorter than its headers say, a bad header checksum or an
+    /// impossible field (`drop_malformed`).
     Malformed,
+    /// An IPv6 fragment (offset or M set; RFC 8200 section 4.5): not
+    /// reassembled (`drop_fragment`). An app's kernel fragments only
+    /// datagrams larger than the TUN MTU, which it knows, and the TUN MTU
+    /// is large; an atomic fragment (offset 0, M clear, RFC 6946) is a
+    /// whole packet and is carried.
+    Fragment,
+    /// A Routing header with Segments Left above 0 (RFC 8200 section 4.4):
+    /// the packet's destination is not its final one, and a host that is
+    /// not that node has no business carrying it (`drop_malformed`).
+    UnexpiredRouting,
+}
+
+/// What the data path reads of an IP header of either family: addresses,
+/// where the upper layer starts and which it is. The TCP, UDP and echo
+/// handling is written once against this; only parsing and emitting the
+/// headers differ per family.
+pub trait IpView {
+    fn src_ip(&self) -> IpAddr;
+    fn dst_ip(&self) -> IpAddr;
+    /// Offset of the upper-layer header (TCP, UDP, ICMP) in the packet.
+    fn upper_offset(&self) -> usize;
+    /// The upper-layer protocol (IPv4 Protocol, or IPv6 Next Header after
+    /// the extension headers).
+    fn upper_proto(&self) -> u8;
+    /// Length of the whole packet (its header's length fields).
+    fn packet_len(&self) -> usize;
+}
+
+impl IpView for Ip4 {
+    fn src_ip(&self) -> IpAddr {
+        IpAddr::V4(self.repr.src)
+    }
+    fn dst_ip(&self) -> IpAddr {
+        IpAddr::V4(self.repr.dst)
+    }
+    fn upper_offset(&self) -> usize {
+        self.ihl
+    }
+    fn upper_proto(&self) -> u8 {
+        self.repr.protocol
+    }
+    fn packet_len(&self) -> usize {
+        self.total_len()
+    }
+}
+
+/// A validated IP header of either family: what the TCP path takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpHdr {
+    V4(Ip4),
+    V6(Ip6),
+}
+
+impl IpView for IpHdr {
+    fn src_ip(&self) -> IpAddr {
+        match self {
+            IpHdr::V4(i) => i.src_ip(),
+            IpHdr::V6(i) => i.src_ip(),
+        }
+    }
+    fn dst_ip(&self) -> IpAddr {
+        match self {
+            IpHdr::V4(i) => i.dst_ip(),
+            IpHdr::V6(i) => i.dst_ip(),
+        }
+    }
+    fn upper_offset(&self) -> usize {
+        match self {
+            IpHdr::V4(i) => i.upper_offset(),
+            IpHdr::V6(i) => i.upper_offset(),
+        }
+    }
+    fn upper_proto(&self) -> u8 {
+        match self {
+            IpHdr::V4(i) => i.upper_proto(),
+            IpHdr::V6(i) => i.upper_proto(),
+        }
+    }
+    fn packet_len(&self) -> usize {
+        match self {
+            IpHdr::V4(i) => i.packet_len(),
+            IpHdr::V6(i) => i.packet_len(),
+        }
+    }
+}
+
+/// A validated IPv6 packet from the TUN (RFC 8200): the fixed header's
+/// fields and where the upper layer starts after Hop-by-Hop, Destination
+/// Options, expired Routing and atomic Fragment headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ip6 {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    /// The upper-layer protocol (Next Header of the last extension header).
+    pub proto: u8,
+    pub hop_limit: u8,
+    pub traffic_class: u8,
+    /// Bytes of the fixed header and the extension headers: the upper
+    /// layer is `p[hdr_len..total_len]`.
+    pub hdr_len: usize,
+    /// 40 plus Payload Length.
+    pub total_len: usize,
+}
+
+impl IpView for Ip6 {
+    fn src_ip(&self) -> IpAddr {
+        IpAddr::V6(self.src)
+    }
+    fn dst_ip(&self) -> IpAddr {
+        IpAddr::V6(self.dst)
+    }
+    fn upper_offset(&self) -> usize {
+        self.hdr_len
+    }
+    fn upper_proto(&self) -> u8 {
+        self.proto
+    }
+    fn packet_len(&self) -> usize {
+        self.total_len
+    }
+}
+
+/// Validates an IPv6 packet (version, Payload Length within `p`) and walks
+/// its extension headers with the translator's walker
+/// (`clat_xlat::headers::parse_v6`, one implementation of RFC 8200
+/// section 4's chain): errors are [`ParseError::Malformed`] (also for a
+/// jumbogram, which no TUN carries), [`ParseError::Fragment`],
+/// [`ParseError::UnexpiredRouting`]; a version other than 6 is
+/// [`ParseError::Malformed`] too (the caller dispatches on the version).
+pub fn parse_ip6(p: &[u8]) -> Result<Ip6, ParseError> {
+    let v = clat_xlat::headers::parse_v6(p, false).map_err(|_| ParseError::Malformed)?;
+    if v.is_fragment() {
+        return Err(ParseError::Fragment);
+    }
+    if v.unexpired_routing.is_some() {
+        return Err(ParseError::UnexpiredRouting);
+    }
+    Ok(Ip6 {
+        src: v.src,
+        dst: v.dst,
+        proto: v.proto,
+        hop_limit: v.hop,
+        traffic_class: v.tc,
+        hdr_len: v.hdrs.len(),
+        total_len: 40 + v.payload_len as usize,
+    })
 }
 
 /// Validates an IPv4 header (version, lengths, header checksum) with
@@ -75,6 +227,19 @@ impl Hop {
         Hop {
             ttl: hop_limit.unwrap_or(Hop::HOST.ttl),
             tos: tclass.unwrap_or(Hop::HOST.tos),
+        }
+    }
+
+    /// The IPv6 header with this hop limit (`ttl`) and traffic class
+    /// (`tos`) for `len` payload bytes.
+    fn header6(self, src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, len: usize) -> Ipv6Repr {
+        Ipv6Repr {
+            src,
+            dst,
+            next_header,
+            payload_len: len as u16,
+            hop_limit: self.ttl,
+            traffic_class: self.tos,
         }
     }
 
@@ -181,6 +346,81 @@ pub fn emit_error_about(
     e.emit(Ipv4Repr::new(src, ip.src, PROTO_ICMP, 0, ident), buf)
 }
 
+/// Heads the `len` payload bytes already at `buf[48..]` with UDP and IPv6
+/// headers from `src` to `dst`, hop limit and traffic class from `hop`
+/// (its `ttl` and `tos`), the UDP checksum over the IPv6 pseudo-header
+/// (mandatory, RFC 8200 section 8.1). Returns the packet's length. `buf`
+/// holds at least `48 + len` bytes.
+pub fn emit_udp6_hop(
+    buf: &mut [u8],
+    (src, dst): (SocketAddrV6, SocketAddrV6),
+    len: usize,
+    hop: Hop,
+) -> usize {
+    let udp = UdpRepr {
+        src_port: src.port(),
+        dst_port: dst.port(),
+    };
+    let n = udp.emit_v6(&mut buf[Ipv6Repr::HEADER_LEN..], src.ip(), dst.ip(), len);
+    hop.header6(*src.ip(), *dst.ip(), PROTO_UDP, n).emit(buf) + n
+}
+
+/// Heads the ICMPv6 message (`len` bytes, checksum field ignored) already
+/// at `buf[40..]` with an IPv6 header from `src` to `dst` (hop limit and
+/// traffic class from `hop`) and fills in its checksum (RFC 4443 section
+/// 2.3). Returns the packet's length.
+pub fn emit_icmp6_hop(buf: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, len: usize, hop: Hop) -> usize {
+    let h = Ipv6Repr::HEADER_LEN;
+    clat_xlat::wire::icmp::fill_icmpv6_checksum(&mut buf[h..h + len], &src, &dst);
+    hop.header6(src, dst, PROTO_ICMPV6, len).emit(buf) + len
+}
+
+/// Writes an IPv6 packet from `src` to `dst` holding the TCP header `tcp`
+/// (no payload; hop limit 64). Returns the packet's length.
+pub fn emit_tcp6(buf: &mut [u8], src: Ipv6Addr, dst: Ipv6Addr, tcp: &TcpRepr) -> usize {
+    let n = tcp.emit_v6(&mut buf[Ipv6Repr::HEADER_LEN..], &src, &dst);
+    Hop::HOST.header6(src, dst, PROTO_TCP, n).emit(buf) + n
+}
+
+/// The ICMPv6 error `(message, code, rest)` (`rest`: the 32 bits after the
+/// checksum: MTU of a Packet Too Big, pointer of a Parameter Problem, else
+/// 0) from `src` to the source of the packet `ip`/`p`, quoting as much of
+/// it as fits in 1280 bytes (RFC 4443 section 2.4 (c)); hop limit 64.
+/// Returns the packet's length (at most 1280 and `buf.len()`, which is at
+/// least 48).
+pub fn emit_error6_about(
+    buf: &mut [u8],
+    ip: &Ip6,
+    p: &[u8],
+    (message, code, rest): (Icmpv6Message, u8, u32),
+    src: Ipv6Addr,
+) -> usize {
+    let e = Icmpv6ErrorRepr {
+        message,
+        code,
+        rest,
+        quote: &p[..p.len().min(ip.total_len)],
+    };
+    e.emit(Hop::HOST.header6(src, ip.src, PROTO_ICMPV6, 0), buf)
+}
+
+/// The ICMPv6 Destination Unreachable with `code` (RFC 4443 section 3.1)
+/// from `ip`'s destination back to its source, quoting the packet.
+pub fn emit_unreachable6(buf: &mut [u8], ip: &Ip6, p: &[u8], code: Icmpv6DstUnreachable) -> usize {
+    let msg = (Icmpv6Message::DstUnreachable, code as u8, 0);
+    emit_error6_about(buf, ip, p, msg, ip.dst)
+}
+
+/// Writes a TCP header with no payload from `src` to `dst` in the family
+/// of the two addresses; `None` when they are of different families.
+pub fn emit_tcp(buf: &mut [u8], src: IpAddr, dst: IpAddr, tcp: &TcpRepr) -> Option<usize> {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => Some(emit_tcp4(buf, s, d, tcp)),
+        (IpAddr::V6(s), IpAddr::V6(d)) => Some(emit_tcp6(buf, s, d, tcp)),
+        _ => None,
+    }
+}
+
 /// The timestamps option (TSval, TSecr) of the TCP segment `t`, read with
 /// etherparse; `None` without one or when the options do not parse. Only
 /// needed for the segments the engine answers itself.
@@ -195,8 +435,9 @@ pub fn tcp_timestamps(t: &[u8]) -> Option<(u32, u32)> {
 
 /// The RST a host sends in answer to segment `seg` (RFC 9293 section
 /// 3.10.7.1, "reset generation"), from `seg`'s destination back to its
-/// source; `None` for a RST or a segment too short to answer.
-pub fn emit_rst_for(buf: &mut [u8], ip: &Ip4, seg: &[u8]) -> Option<usize> {
+/// source, in `ip`'s family; `None` for a RST or a segment too short to
+/// answer.
+pub fn emit_rst_for(buf: &mut [u8], ip: &impl IpView, seg: &[u8]) -> Option<usize> {
     let s = TcpSegment::parse(seg).ok()?;
     if s.flags.intersects(TcpFlags::RST) {
         return None;
@@ -219,7 +460,7 @@ pub fn emit_rst_for(buf: &mut [u8], ip: &Ip4, seg: &[u8]) -> Option<usize> {
         window: 0,
         timestamps: None,
     };
-    Some(emit_tcp4(buf, ip.dst, ip.src, &rst))
+    emit_tcp(buf, ip.dst_ip(), ip.src_ip(), &rst)
 }
 
 /// RFC 6052 section 2.2: the IPv6 address for `v4` under `prefix`
@@ -446,5 +687,265 @@ mod tests {
         p[10] ^= 1;
         assert_eq!(parse_ip4(&p), Err(ParseError::Malformed));
         assert_eq!(parse_ip4(&p[..30]), Err(ParseError::Malformed));
+    }
+
+    // ---- IPv6 (issue 15 item 1): expected bytes built by etherparse ----
+
+    use etherparse::{
+        IpHeaders, IpNumber, Ipv6Extensions, Ipv6FlowLabel, Ipv6Header, Ipv6RawExtHeader,
+        Ipv6RoutingExtensions, PacketBuilder,
+    };
+
+    const APP: &str = "fd9c:7c5a:e1b6:464::1";
+    const SRV: &str = "2001:db8:2::10";
+
+    fn a6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
+
+    fn v6_header(src: &str, dst: &str, hop: u8, tclass: u8) -> Ipv6Header {
+        Ipv6Header {
+            traffic_class: tclass,
+            flow_label: Ipv6FlowLabel::ZERO,
+            payload_length: 0,
+            next_header: IpNumber(0),
+            hop_limit: hop,
+            source: a6(src).octets(),
+            destination: a6(dst).octets(),
+        }
+    }
+
+    /// Options of 6 bytes: one PadN option (type 1, length 4).
+    fn padn() -> Ipv6RawExtHeader {
+        Ipv6RawExtHeader::new_raw(IpNumber(0), &[1, 4, 0, 0, 0, 0]).unwrap()
+    }
+
+    /// A type 0 Routing header (RFC 8200 section 4.4) with `left` segments
+    /// left and one address.
+    fn routing(left: u8) -> Ipv6RoutingExtensions {
+        let mut payload = [0u8; 22];
+        payload[1] = left;
+        payload[6..22].copy_from_slice(&a6(SRV).octets());
+        Ipv6RoutingExtensions {
+            routing: Ipv6RawExtHeader::new_raw(IpNumber(0), &payload).unwrap(),
+            final_destination_options: None,
+        }
+    }
+
+    fn udp6_with(exts: Ipv6Extensions, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ip(IpHeaders::Ipv6(v6_header(APP, SRV, 64, 0), exts))
+            .udp(40000, 53)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn ipv6_parse_finds_the_upper_layer_after_extension_headers() {
+        let data = b"query";
+        let plain = udp6_with(Ipv6Extensions::default(), data);
+        let ip = parse_ip6(&plain).unwrap();
+        assert_eq!((ip.src, ip.dst), (a6(APP), a6(SRV)));
+        assert_eq!((ip.proto, ip.hdr_len, ip.total_len), (PROTO_UDP, 40, 53));
+        assert_eq!((ip.hop_limit, ip.traffic_class), (64, 0));
+        let exts = Ipv6Extensions {
+            hop_by_hop_options: Some(padn()),
+            destination_options: Some(padn()),
+            routing: Some(routing(0)),
+            ..Default::default()
+        };
+        let p = udp6_with(exts, data);
+        let ip = parse_ip6(&p).unwrap();
+        // 8 (Hop-by-Hop) + 8 (Destination Options) + 24 (Routing).
+        assert_eq!((ip.proto, ip.hdr_len), (PROTO_UDP, 80));
+        assert_eq!(ip.total_len, p.len());
+        assert_eq!(ip.upper_offset(), ip.hdr_len);
+        assert_eq!(&p[ip.hdr_len + 8..], data);
+        // Trailing bytes past Payload Length are not the packet's.
+        let mut longer = plain.clone();
+        longer.extend_from_slice(&[0; 9]);
+        assert_eq!(parse_ip6(&longer).unwrap().packet_len(), 53);
+    }
+
+    #[test]
+    fn ipv6_parse_refuses_fragments_unexpired_routing_and_truncation() {
+        let exts = Ipv6Extensions {
+            routing: Some(routing(1)),
+            ..Default::default()
+        };
+        assert_eq!(
+            parse_ip6(&udp6_with(exts, b"x")),
+            Err(ParseError::UnexpiredRouting)
+        );
+        for (offset, more, want) in [
+            (0u16, true, Err(ParseError::Fragment)),
+            (16, false, Err(ParseError::Fragment)),
+        ] {
+            let exts = Ipv6Extensions {
+                fragment: Some(etherparse::Ipv6FragmentHeader::new(
+                    IpNumber(0),
+                    etherparse::IpFragOffset::try_new(offset).unwrap(),
+                    more,
+                    7,
+                )),
+                ..Default::default()
+            };
+            assert_eq!(parse_ip6(&udp6_with(exts, b"x")), want, "{offset} {more}");
+        }
+        // An atomic fragment (RFC 6946) is a whole packet.
+        let exts = Ipv6Extensions {
+            fragment: Some(etherparse::Ipv6FragmentHeader::new(
+                IpNumber(0),
+                etherparse::IpFragOffset::ZERO,
+                false,
+                7,
+            )),
+            ..Default::default()
+        };
+        let ip = parse_ip6(&udp6_with(exts, b"x")).unwrap();
+        assert_eq!((ip.proto, ip.hdr_len), (PROTO_UDP, 48));
+        let p = udp6_with(Ipv6Extensions::default(), b"abc");
+        assert_eq!(parse_ip6(&p[..p.len() - 1]), Err(ParseError::Malformed));
+        assert_eq!(parse_ip6(&p[..39]), Err(ParseError::Malformed));
+        let exts = Ipv6Extensions {
+            hop_by_hop_options: Some(padn()),
+            ..Default::default()
+        };
+        let mut cut = udp6_with(exts, b"");
+        cut[5] = 4; // Payload Length 4: the Hop-by-Hop header does not fit.
+        assert_eq!(parse_ip6(&cut[..44]), Err(ParseError::Malformed));
+        let mut v4 = [0u8; 40];
+        v4[0] = 0x45;
+        assert_eq!(parse_ip6(&v4), Err(ParseError::Malformed));
+    }
+
+    #[test]
+    fn ipv6_udp_with_hop_limit_and_traffic_class_is_etherparses_bytes() {
+        for len in [0usize, 1, 7, 1000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 13 + 5) as u8).collect();
+            let mut want = Vec::new();
+            PacketBuilder::ip(IpHeaders::Ipv6(
+                v6_header(SRV, APP, 61, 0xb9),
+                Default::default(),
+            ))
+            .udp(53, 40000)
+            .write(&mut want, &data)
+            .unwrap();
+            let mut buf = vec![0u8; 48 + len];
+            buf[48..].copy_from_slice(&data);
+            let ends = (
+                SocketAddrV6::new(a6(SRV), 53, 0, 0),
+                SocketAddrV6::new(a6(APP), 40000, 0, 0),
+            );
+            let hop = Hop::from_ipv6(Some(61), Some(0xb9));
+            let n = emit_udp6_hop(&mut buf, ends, len, hop);
+            assert_eq!(&buf[..n], &want[..], "len {len}");
+        }
+    }
+
+    #[test]
+    fn ipv6_echo_reply_is_etherparses_bytes() {
+        let data = b"ping payload 123";
+        let mut want = Vec::new();
+        PacketBuilder::ip(IpHeaders::Ipv6(
+            v6_header(SRV, APP, 57, 0x20),
+            Default::default(),
+        ))
+        .icmpv6_echo_reply(0x1234, 9)
+        .write(&mut want, data)
+        .unwrap();
+        let mut buf = [0xeeu8; 100];
+        buf[40..48].copy_from_slice(&[129, 0, 0xff, 0xff, 0x12, 0x34, 0, 9]);
+        buf[48..48 + data.len()].copy_from_slice(data);
+        let hop = Hop::from_ipv6(Some(57), Some(0x20));
+        let n = emit_icmp6_hop(&mut buf, a6(SRV), a6(APP), 8 + data.len(), hop);
+        assert_eq!(&buf[..n], &want[..]);
+    }
+
+    /// The app's IPv6 SYN, built by etherparse.
+    fn syn6(isn: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ipv6(a6(APP).octets(), a6(SRV).octets(), 64)
+            .tcp(50000, 443, isn, 64240)
+            .syn()
+            .write(&mut out, &[])
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn ipv6_rst_for_syn_is_etherparses_bytes() {
+        let syn = syn6(1000);
+        let ip = parse_ip6(&syn).unwrap();
+        assert_eq!(ip.proto, PROTO_TCP);
+        let mut out = [0u8; 100];
+        let n = emit_rst_for(&mut out, &ip, &syn[ip.hdr_len..]).unwrap();
+        let mut want = Vec::new();
+        PacketBuilder::ipv6(a6(SRV).octets(), a6(APP).octets(), 64)
+            .tcp(443, 50000, 0, 0)
+            .rst()
+            .ack(1001)
+            .write(&mut want, &[])
+            .unwrap();
+        assert_eq!(&out[..n], &want[..]);
+        // An ACK is answered by a bare RST with its acknowledgment number.
+        let mut ack = Vec::new();
+        PacketBuilder::ipv6(a6(APP).octets(), a6(SRV).octets(), 64)
+            .tcp(50000, 443, 5, 100)
+            .ack(77)
+            .write(&mut ack, b"data")
+            .unwrap();
+        let ip = parse_ip6(&ack).unwrap();
+        let n = emit_rst_for(&mut out, &ip, &ack[ip.hdr_len..]).unwrap();
+        let mut want = Vec::new();
+        PacketBuilder::ipv6(a6(SRV).octets(), a6(APP).octets(), 64)
+            .tcp(443, 50000, 77, 0)
+            .rst()
+            .write(&mut want, &[])
+            .unwrap();
+        assert_eq!(&out[..n], &want[..]);
+    }
+
+    /// The ICMPv6 error `(type, code, rest)` from `src` to the app quoting
+    /// `quote`, built by etherparse.
+    fn icmp6_error(src: &str, t: u8, code: u8, rest: u32, quote: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ipv6(a6(src).octets(), a6(APP).octets(), 64)
+            .icmpv6_raw(t, code, rest.to_be_bytes())
+            .write(&mut out, quote)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn ipv6_errors_are_etherparses_bytes() {
+        let syn = syn6(3);
+        let ip = parse_ip6(&syn).unwrap();
+        let mut buf = [0u8; 1500];
+        for (code, c) in [
+            (Icmpv6DstUnreachable::NoRoute, 0),
+            (Icmpv6DstUnreachable::AdminProhibited, 1),
+            (Icmpv6DstUnreachable::AddrUnreachable, 3),
+            (Icmpv6DstUnreachable::PortUnreachable, 4),
+        ] {
+            let n = emit_unreachable6(&mut buf, &ip, &syn, code);
+            assert_eq!(&buf[..n], &icmp6_error(SRV, 1, c, 0, &syn)[..], "{code:?}");
+        }
+        let router = "2001:db8:1::1";
+        let msg = (Icmpv6Message::TimeExceeded, 0, 0);
+        let n = emit_error6_about(&mut buf, &ip, &syn, msg, a6(router));
+        assert_eq!(&buf[..n], &icmp6_error(router, 3, 0, 0, &syn)[..]);
+        // Packet Too Big quoting a datagram larger than an error may be:
+        // as much as fits in 1280 bytes (RFC 4443 section 2.4 (c)).
+        let big = udp6_with(Ipv6Extensions::default(), &[0x5a; 1400]);
+        let ip = parse_ip6(&big).unwrap();
+        let msg = (Icmpv6Message::PktTooBig, 0, 1280);
+        let n = emit_error6_about(&mut buf, &ip, &big, msg, a6(router));
+        assert_eq!(n, 1280);
+        assert_eq!(
+            &buf[..n],
+            &icmp6_error(router, 2, 0, 1280, &big[..1232])[..]
+        );
     }
 }

@@ -19,12 +19,16 @@
 //! Errors raised by our own stack (EMSGSIZE for a datagram sent with DF)
 //! come from 192.0.0.8 on either path.
 //!
+//! For a carried IPv6 datagram (`carry_ipv6`, [`to_app6`]) the error is
+//! ICMPv6 both ways: the same type, code and field from the same
+//! reporter, about the app's own datagram.
+//!
 //! Pure: the caller reads the error queue and writes the result.
 
-use crate::packet::{self, Ipv4Repr, PROTO_ICMP, PROTO_UDP};
-use clat_xlat::wire::{Icmpv4ErrorRepr, Icmpv4Message, UdpRepr};
+use crate::packet::{self, Ipv4Repr, Ipv6Repr, PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP};
+use clat_xlat::wire::{Icmpv4ErrorRepr, Icmpv4Message, Icmpv6ErrorRepr, Icmpv6Message, UdpRepr};
 use ipnet::Ipv6Net;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// RFC 7600 section 4: the IPv4 dummy address, source of ICMPv4 errors
 /// from nodes without an IPv4 address.
@@ -191,6 +195,122 @@ pub fn to_app(
     }
     .emit(&mut q);
     translate(&q, out)
+}
+
+/// The IPv6 side of a carried IPv6 datagram's error (`carry_ipv6`).
+#[derive(Debug, Clone, Copy)]
+pub struct AppSide6 {
+    /// The app's address on the TUN: source of its datagrams, destination
+    /// of the error.
+    pub clat_v6: Ipv6Addr,
+    /// Source of an error without a reporter (our own EMSGSIZE): the
+    /// engine's internal address on the TUN, the app's first hop.
+    pub nat_v6: Ipv6Addr,
+    /// The TUN MTU: an upper bound for the MTU a Packet Too Big advertises.
+    pub mtu: u16,
+}
+
+/// Writes to `out` the ICMPv6 error (IPv6 header included) that tells the
+/// app about `e`, an ICMPv6 error about an IPv6 datagram the engine carried
+/// for it (or a local EMSGSIZE given as Packet Too Big): the same type,
+/// code and 32-bit field (a Packet Too Big's MTU at most the TUN's, RFC
+/// 4443 section 3.2), from the node that reported it (else `nat_v6`),
+/// quoting the app's datagram as the app sent it (addresses, ports or
+/// echo identifier and sequence, and as much payload as the kernel
+/// returned; hop limit 1 for Time Exceeded, as the expiring router
+/// received it) or `e.original` when the error is about the datagram
+/// being sent. Returns its length; None for an ICMPv6 type that is not an
+/// error about the datagram (RFC 4443 types 1 to 4), or when `out` is
+/// shorter than 1280 bytes.
+pub fn to_app6(
+    e: &PathError<'_>,
+    app: AppDatagram,
+    side: &AppSide6,
+    out: &mut [u8],
+) -> Option<usize> {
+    let SocketAddr::V6(dest) = e.dest else {
+        return None;
+    };
+    if !(1..=4).contains(&e.icmp_type) || out.len() < Icmpv6ErrorRepr::MAX_PACKET_LEN {
+        return None;
+    }
+    let message = match e.icmp_type {
+        1 => Icmpv6Message::DstUnreachable,
+        2 => Icmpv6Message::PktTooBig,
+        3 => Icmpv6Message::TimeExceeded,
+        _ => Icmpv6Message::ParamProblem,
+    };
+    let rest = if message == Icmpv6Message::PktTooBig {
+        e.info.min(u32::from(side.mtu))
+    } else if message == Icmpv6Message::ParamProblem {
+        e.info
+    } else {
+        0
+    };
+    let src = match e.reporter {
+        Some(IpAddr::V6(r)) => r,
+        _ => side.nat_v6,
+    };
+    let hdr = Ipv6Repr {
+        src,
+        dst: side.clat_v6,
+        next_header: 0,
+        payload_len: 0,
+        hop_limit: 64,
+        traffic_class: 0,
+    };
+    if let Some(orig) = e.original {
+        let err = Icmpv6ErrorRepr {
+            message,
+            code: e.icmp_code,
+            rest,
+            quote: orig,
+        };
+        return Some(err.emit(hdr, out));
+    }
+    let mut q = [0u8; Icmpv6ErrorRepr::MAX_PACKET_LEN];
+    let h = Ipv6Repr::HEADER_LEN;
+    // The app's upper layer: the UDP header and the payload the kernel
+    // returned; or the echo message as sent, with the app's identifier
+    // in place of the ping socket's.
+    let (proto, at, l4_len) = match app {
+        AppDatagram::Udp { app_port } => {
+            let udp = UdpRepr {
+                src_port: app_port,
+                dst_port: dest.port(),
+            };
+            let n = udp.emit_quoted(&mut q[h..], e.payload_len);
+            (PROTO_UDP, h + n, n + e.payload_len)
+        }
+        AppDatagram::Echo { .. } => (PROTO_ICMPV6, h, e.payload_len.max(8)),
+    };
+    let n = e.payload.len().min(q.len() - at);
+    q[at..at + n].copy_from_slice(&e.payload[..n]);
+    let qlen = (at + n).max(h + 8);
+    if let AppDatagram::Echo { id } = app {
+        q[h] = Icmpv6Message::EchoRequest as u8;
+        q[h + 4..h + 6].copy_from_slice(&id.to_be_bytes());
+    }
+    Ipv6Repr {
+        src: side.clat_v6,
+        dst: *dest.ip(),
+        next_header: proto,
+        payload_len: u16::try_from(l4_len).unwrap_or(u16::MAX),
+        hop_limit: if message == Icmpv6Message::TimeExceeded {
+            1
+        } else {
+            64
+        },
+        traffic_class: 0,
+    }
+    .emit(&mut q);
+    let err = Icmpv6ErrorRepr {
+        message,
+        code: e.icmp_code,
+        rest,
+        quote: &q[..qlen],
+    };
+    Some(err.emit(hdr, out))
 }
 
 /// The ICMPv4 error of the native path `e` again, from `src` to the app,
@@ -564,5 +684,123 @@ mod tests {
             error_source(&side().prefix, Some("2001:db8:1::1".parse().unwrap())),
             IPV4_DUMMY
         );
+    }
+
+    // ---- carried IPv6 datagrams (to_app6): expected bytes by etherparse
+
+    fn side6() -> AppSide6 {
+        AppSide6 {
+            clat_v6: "fd9c:7c5a:e1b6:464::1".parse().unwrap(),
+            nat_v6: "fd9c:7c5a:e1b6:464::2".parse().unwrap(),
+            mtu: 1500,
+        }
+    }
+
+    /// The ICMPv6 error `(type, code, rest)` from `src` to the app quoting
+    /// the app's UDP datagram to `[2001:db8:2::10]:53` from port 40000 with
+    /// `payload` (hop limit `hop`), both built by etherparse.
+    fn udp6_error(src: &str, t: u8, code: u8, rest: u32, hop: u8, payload: &[u8]) -> Vec<u8> {
+        let app: std::net::Ipv6Addr = "fd9c:7c5a:e1b6:464::1".parse().unwrap();
+        let dst: std::net::Ipv6Addr = "2001:db8:2::10".parse().unwrap();
+        let mut quote = Vec::new();
+        etherparse::PacketBuilder::ipv6(app.octets(), dst.octets(), hop)
+            .udp(40000, 53)
+            .write(&mut quote, payload)
+            .unwrap();
+        // A quoted UDP header has no checksum (emit_quoted leaves it 0).
+        quote[46..48].fill(0);
+        let mut out = Vec::new();
+        let s: std::net::Ipv6Addr = src.parse().unwrap();
+        etherparse::PacketBuilder::ipv6(s.octets(), app.octets(), 64)
+            .icmpv6_raw(t, code, rest.to_be_bytes())
+            .write(&mut out, &quote)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn ipv6_errors_go_back_as_they_came_about_the_apps_datagram() {
+        let dest: SocketAddr = "[2001:db8:2::10]:53".parse().unwrap();
+        let payload = b"a query of twenty-six bytes";
+        let router = "2001:db8:1::1";
+        let mut out = [0u8; 1500];
+        for (t, code, info, hop, rest) in [
+            (1u8, 4u8, 0u32, 64u8, 0u32), // port unreachable
+            (3, 0, 0, 1, 0),              // hop limit exceeded: quoted hop limit 1
+            (2, 0, 1400, 64, 1400),       // Packet Too Big with its MTU
+            (2, 0, 9000, 64, 1500),       // ... never above the TUN's
+            (4, 0, 42, 64, 42),           // Parameter Problem's pointer
+        ] {
+            let e = PathError {
+                icmp_type: t,
+                icmp_code: code,
+                info,
+                reporter: Some(router.parse().unwrap()),
+                dest,
+                payload,
+                payload_len: payload.len(),
+                original: None,
+            };
+            let n = to_app6(&e, AppDatagram::Udp { app_port: 40000 }, &side6(), &mut out).unwrap();
+            let want = udp6_error(router, t, code, rest, hop, payload);
+            assert_eq!(&out[..n], &want[..], "type {t} code {code}");
+        }
+        // No reporter (our own EMSGSIZE): from the engine's NAT address.
+        let e = PathError {
+            icmp_type: 2,
+            icmp_code: 0,
+            info: 1280,
+            reporter: None,
+            dest,
+            payload,
+            payload_len: payload.len(),
+            original: None,
+        };
+        let n = to_app6(&e, AppDatagram::Udp { app_port: 40000 }, &side6(), &mut out).unwrap();
+        let want = udp6_error("fd9c:7c5a:e1b6:464::2", 2, 0, 1280, 64, payload);
+        assert_eq!(&out[..n], &want[..]);
+        // Not an error type: nothing.
+        let e = PathError {
+            icmp_type: 128,
+            ..e
+        };
+        assert_eq!(
+            to_app6(&e, AppDatagram::Udp { app_port: 1 }, &side6(), &mut out),
+            None
+        );
+    }
+
+    #[test]
+    fn an_ipv6_echo_error_quotes_the_apps_identifier() {
+        // The ping socket's request as the kernel returns it: its own
+        // identifier 0x7777, sequence 5, data.
+        let sent = [
+            128u8, 0, 0xab, 0xcd, 0x77, 0x77, 0, 5, b'p', b'i', b'n', b'g',
+        ];
+        let e = PathError {
+            icmp_type: 3,
+            icmp_code: 0,
+            info: 0,
+            reporter: Some("2001:db8:1::1".parse().unwrap()),
+            dest: "[2001:db8:2::10]:0".parse().unwrap(),
+            payload: &sent,
+            payload_len: sent.len(),
+            original: None,
+        };
+        let mut out = [0u8; 1500];
+        let n = to_app6(&e, AppDatagram::Echo { id: 0x1234 }, &side6(), &mut out).unwrap();
+        let h = etherparse::Ipv6HeaderSlice::from_slice(&out[..n]).unwrap();
+        assert_eq!(h.source_addr().to_string(), "2001:db8:1::1");
+        let q = &out[48..n];
+        let qh = etherparse::Ipv6HeaderSlice::from_slice(q).unwrap();
+        assert_eq!(
+            (qh.hop_limit(), qh.next_header().0, qh.payload_length()),
+            (1, 58, 12)
+        );
+        assert_eq!(
+            &q[40..],
+            &[128, 0, 0xab, 0xcd, 0x12, 0x34, 0, 5, b'p', b'i', b'n', b'g']
+        );
+        assert_eq!(&out[40..42], &[3, 0]);
     }
 }

@@ -117,6 +117,12 @@ counters! {
     flows_native_total,
     /// The path new IPv4 flows take: 1 native IPv4, 0 NAT64 (a gauge).
     ipv4_path_native,
+    /// Flows (TCP flows, UDP and echo mappings) of IPv6 packets from the
+    /// TUN, carried natively to their IPv6 destination (`carry_ipv6`).
+    flows_ipv6_total,
+    /// Whether IPv6 from the TUN is carried: 1 with `carry_ipv6`, else 0
+    /// (IPv6 packets are then dropped as `drop_not_ipv4`; a gauge).
+    ipv6_carried,
 }
 
 impl Counters {

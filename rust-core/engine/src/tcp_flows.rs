@@ -55,9 +55,11 @@ use crate::ipv4_path::Ipv4Path;
 use crate::packet::checksum;
 use crate::stats::Counters;
 use crate::timers::{TimerKey, Timers};
-use clat_xlat::wire::{Icmpv4DstUnreachable, TcpFlags, TcpSegment, TcpSeqNumber};
+use clat_xlat::wire::{
+    Icmpv4DstUnreachable, Icmpv6DstUnreachable, TcpFlags, TcpSegment, TcpSeqNumber,
+};
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 /// How long a closed TCP flow's NAT entry keeps translating late segments
@@ -77,25 +79,29 @@ pub const KEEPALIVE_MIN: Duration = Duration::from_secs(10);
 /// Longest upstream keepalive interval: Linux's default TCP_KEEPIDLE.
 pub const KEEPALIVE_MAX: Duration = Duration::from_secs(7200);
 /// Largest SYN held: IPv4 header with options (60) and TCP header with
-/// options (60); a SYN's payload (TCP Fast Open data) is not kept, the
+/// options (60), or the IPv6 fixed header (40, extension headers are not
+/// kept) and TCP's; a SYN's payload (TCP Fast Open data) is not kept, the
 /// listener would not take it either (no TFO on it), so the app sends it
 /// again after the handshake.
 pub const HELD_SYN_MAX: usize = 120;
 
-/// App-side key: (app source port, destination, destination port).
-pub type NatKey = (u16, Ipv4Addr, u16);
+/// App-side key: (app source port, destination, destination port). The
+/// destination's family is the flow's: IPv4 and IPv6 flows share one table,
+/// one NAT port space and one cap.
+pub type NatKey = (u16, IpAddr, u16);
 
 const FIRST_PORT: u16 = 1024;
 
 /// The app's SYN as it came from the TUN (addresses not rewritten), its
-/// payload cut off. Quoted by ICMPv4 errors, answered by RSTs, injected
-/// into the listener once the upstream connect succeeds.
+/// payload cut off (and for IPv6 its extension headers: the listener needs
+/// none). Quoted by ICMP errors, answered by RSTs, injected into the
+/// listener once the upstream connect succeeds.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HeldSyn {
     buf: [u8; HELD_SYN_MAX],
     len: u8,
-    /// IPv4 header length.
-    pub ihl: u8,
+    /// IP header length: the IPv4 header with options, or 40 for IPv6.
+    pub hdr_len: u8,
 }
 
 impl std::fmt::Debug for HeldSyn {
@@ -105,35 +111,54 @@ impl std::fmt::Debug for HeldSyn {
 }
 
 impl HeldSyn {
-    /// The SYN `p` (a whole IPv4 packet, IPv4 header `ihl` bytes, TCP
-    /// header `thl` bytes, both already validated) without its payload:
-    /// Total Length and both checksums are made to fit. `None` when the
-    /// headers do not fit in [`HELD_SYN_MAX`] (they always do for valid
-    /// headers).
-    pub fn new(p: &[u8], ihl: usize, thl: usize) -> Option<HeldSyn> {
-        let n = ihl + thl;
-        if n > HELD_SYN_MAX || p.len() < n {
+    /// The SYN `p` (a whole IPv4 or IPv6 packet, by its version; IP
+    /// headers `hdr_len` bytes, extension headers included, TCP header
+    /// `thl` bytes, both already validated) without its payload: Total
+    /// Length or Payload Length and the checksums are made to fit. `None`
+    /// when the headers do not fit in [`HELD_SYN_MAX`] (they always do for
+    /// valid headers).
+    pub fn new(p: &[u8], hdr_len: usize, thl: usize) -> Option<HeldSyn> {
+        if p.len() < hdr_len + thl {
             return None;
         }
         let mut buf = [0u8; HELD_SYN_MAX];
-        buf[..n].copy_from_slice(&p[..n]);
-        if p.len() > n {
+        let (ip_len, pseudo) = if p[0] >> 4 == 6 {
+            // The fixed header only, followed by TCP: Next Header 6.
+            if hdr_len < 40 || 40 + thl > HELD_SYN_MAX {
+                return None;
+            }
+            buf[..40].copy_from_slice(&p[..40]);
+            buf[4..6].copy_from_slice(&(thl as u16).to_be_bytes());
+            buf[6] = crate::packet::PROTO_TCP;
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&p[8..24]);
+            let src = Ipv6Addr::from(a);
+            a.copy_from_slice(&p[24..40]);
+            let dst = Ipv6Addr::from(a);
+            (40, checksum::pseudo_v6(&src, &dst, 6, thl as u32))
+        } else {
+            if hdr_len + thl > HELD_SYN_MAX {
+                return None;
+            }
+            buf[..hdr_len].copy_from_slice(&p[..hdr_len]);
             let old = [p[2], p[3]];
-            let new = (n as u16).to_be_bytes();
+            let new = ((hdr_len + thl) as u16).to_be_bytes();
             buf[2..4].copy_from_slice(&new);
             let ipc = checksum::update(u16::from_be_bytes([buf[10], buf[11]]), &old, &new);
             buf[10..12].copy_from_slice(&ipc.to_be_bytes());
             let src = Ipv4Addr::new(buf[12], buf[13], buf[14], buf[15]);
             let dst = Ipv4Addr::new(buf[16], buf[17], buf[18], buf[19]);
-            buf[ihl + 16..ihl + 18].fill(0);
-            let pseudo = checksum::pseudo_v4(src, dst, 6, thl as u16);
-            let c = checksum::finish(checksum::sum(&buf[ihl..n], pseudo));
-            buf[ihl + 16..ihl + 18].copy_from_slice(&c.to_be_bytes());
-        }
+            (hdr_len, checksum::pseudo_v4(src, dst, 6, thl as u16))
+        };
+        let n = ip_len + thl;
+        buf[ip_len..n].copy_from_slice(&p[hdr_len..hdr_len + thl]);
+        buf[ip_len + 16..ip_len + 18].fill(0);
+        let c = checksum::finish(checksum::sum(&buf[ip_len..n], pseudo));
+        buf[ip_len + 16..ip_len + 18].copy_from_slice(&c.to_be_bytes());
         Some(HeldSyn {
             buf,
             len: n as u8,
-            ihl: ihl as u8,
+            hdr_len: ip_len as u8,
         })
     }
 
@@ -160,10 +185,12 @@ pub enum FlowState {
 #[derive(Debug, Clone)]
 pub struct Flow {
     pub sp: u16,
-    pub dst: Ipv4Addr,
+    /// The app's destination: its family is the flow's.
+    pub dst: IpAddr,
     pub dp: u16,
     /// The upstream path this flow took when it was created, for its
-    /// whole life ([`crate::ipv4_path`]).
+    /// whole life ([`crate::ipv4_path`]); IPv4 flows only (an IPv6 flow
+    /// always goes to its destination itself, and no switch resets it).
     pub path: Ipv4Path,
     pub state: FlowState,
     /// The Loop's handle of this flow's sockets (its slot), once opened.
@@ -206,8 +233,42 @@ pub struct Flow {
 pub enum SynAnswer {
     /// RST+ACK: the app's connect() fails with ECONNREFUSED.
     Rst,
-    /// ICMPv4 Destination Unreachable with this code, quoting the SYN.
-    Unreachable(Icmpv4DstUnreachable),
+    /// Destination Unreachable for this reason, in the SYN's family,
+    /// quoting the SYN.
+    Unreachable(Unreachable),
+}
+
+/// Why a destination is unreachable, as the upstream socket's errno says
+/// it, for either family's Destination Unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// ENETUNREACH: no route.
+    Net,
+    /// EHOSTUNREACH: the address is unreachable.
+    Host,
+    /// EACCES / EPERM: administratively prohibited.
+    Prohibited,
+}
+
+impl Unreachable {
+    /// The ICMPv4 code (RFC 792, RFC 1812): 3/0, 3/1, 3/13.
+    pub fn icmpv4(self) -> Icmpv4DstUnreachable {
+        match self {
+            Unreachable::Net => Icmpv4DstUnreachable::NetUnreachable,
+            Unreachable::Host => Icmpv4DstUnreachable::HostUnreachable,
+            Unreachable::Prohibited => Icmpv4DstUnreachable::CommProhibited,
+        }
+    }
+
+    /// The ICMPv6 code (RFC 4443 section 3.1): 1/0 no route, 1/3 address
+    /// unreachable, 1/1 administratively prohibited.
+    pub fn icmpv6(self) -> Icmpv6DstUnreachable {
+        match self {
+            Unreachable::Net => Icmpv6DstUnreachable::NoRoute,
+            Unreachable::Host => Icmpv6DstUnreachable::AddrUnreachable,
+            Unreachable::Prohibited => Icmpv6DstUnreachable::AdminProhibited,
+        }
+    }
 }
 
 /// What the Loop must do.
@@ -220,7 +281,8 @@ pub enum Action {
     /// becomes the upstream socket's traffic class (RFC 7915 section 4.1).
     Connect {
         np: u16,
-        dst: Ipv4Addr,
+        /// The app's destination (an IPv6 one is connected to as it is).
+        dst: IpAddr,
         dp: u16,
         tos: u8,
         /// The flow's upstream path: prefix+`dst` or `dst` itself.
@@ -248,7 +310,12 @@ pub enum Action {
     /// TUN: the listener drops the half-open (or not yet accepted)
     /// connection of a flow freed before accept(), so that a later flow
     /// given the same NAT port does not meet it.
-    AbortListener { np: u16, seq: TcpSeqNumber },
+    AbortListener {
+        np: u16,
+        seq: TcpSeqNumber,
+        /// The flow was IPv6: the RST goes to the IPv6 listener.
+        v6: bool,
+    },
 }
 
 /// What to do with an app segment.
@@ -279,7 +346,7 @@ pub enum AppVerdict {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ListenerVerdict {
     /// Rewrite to `dst:dp -> clat:sp` and write to the TUN.
-    Forward { dst: Ipv4Addr, dp: u16, sp: u16 },
+    Forward { dst: IpAddr, dp: u16, sp: u16 },
     /// The abort of a fast-closed flow: the app has its ACK already.
     Suppress,
     /// No such flow (counted).
@@ -383,7 +450,7 @@ impl TcpFlows {
     }
 
     /// A segment from the app (`clat:key.0 -> key.1:key.2`); `p` is the
-    /// whole IPv4 packet (IPv4 header `ihl` bytes, TCP header `thl`);
+    /// whole IP packet (IP headers `hdr_len` bytes, TCP header `thl`);
     /// `full` when the flow cap is reached.
     #[allow(clippy::too_many_arguments)]
     pub fn on_app_segment(
@@ -392,7 +459,7 @@ impl TcpFlows {
         key: NatKey,
         seg: SegInfo,
         p: &[u8],
-        ihl: usize,
+        hdr_len: usize,
         thl: usize,
         full: bool,
         c: &Counters,
@@ -409,7 +476,7 @@ impl TcpFlows {
                     AppVerdict::Refuse
                 };
             }
-            return self.new_flow(now, key, existing, seg, p, ihl, thl, full, c);
+            return self.new_flow(now, key, existing, seg, p, hdr_len, thl, full, c);
         };
         let Some(e) = self.by_np.get_mut(&np) else {
             return AppVerdict::Drop;
@@ -421,7 +488,7 @@ impl TcpFlows {
                 if seg.is_syn() {
                     // A retransmission (or a new ISN on the same tuple):
                     // the latest one is what the listener will see.
-                    if let Some(s) = HeldSyn::new(p, ihl, thl) {
+                    if let Some(s) = HeldSyn::new(p, hdr_len, thl) {
                         e.syn = Some(Box::new(s));
                         e.app_isn = seg.seq;
                         e.app_next = end;
@@ -518,16 +585,21 @@ impl TcpFlows {
         old: Option<u16>,
         seg: SegInfo,
         p: &[u8],
-        ihl: usize,
+        hdr_len: usize,
         thl: usize,
         full: bool,
         c: &Counters,
     ) -> AppVerdict {
-        let Some(syn) = HeldSyn::new(p, ihl, thl) else {
+        let Some(syn) = HeldSyn::new(p, hdr_len, thl) else {
             Counters::inc(&c.drop_malformed);
             return AppVerdict::Consumed;
         };
-        let tos = p[1];
+        // The TOS byte, or the IPv6 Traffic Class (bits 4-11).
+        let tos = if p[0] >> 4 == 6 {
+            (u16::from_be_bytes([p[0], p[1]]) >> 4) as u8
+        } else {
+            p[1]
+        };
         if full && !self.evict_one(c) {
             Counters::inc(&c.drop_flow_limit);
             return AppVerdict::Refuse;
@@ -581,7 +653,9 @@ impl TcpFlows {
         self.timers.insert(at, TimerKey::Nat(np));
         Counters::inc(&c.flows_tcp);
         Counters::inc(&c.flows_tcp_total);
-        if self.path == Ipv4Path::Native {
+        if key.1.is_ipv6() {
+            Counters::inc(&c.flows_ipv6_total);
+        } else if self.path == Ipv4Path::Native {
             Counters::inc(&c.flows_native_total);
         }
         log::debug!(
@@ -683,6 +757,7 @@ impl TcpFlows {
             self.actions.push_back(Action::AbortListener {
                 np,
                 seq: e.app_next,
+                v6: e.dst.is_ipv6(),
             });
         }
         if let Some(slot) = e.slot {
@@ -760,14 +835,10 @@ impl TcpFlows {
         }
         let answer = match errno {
             Some(libc::ECONNREFUSED) => Some(SynAnswer::Rst),
-            Some(libc::EHOSTUNREACH) => Some(SynAnswer::Unreachable(
-                Icmpv4DstUnreachable::HostUnreachable,
-            )),
-            Some(libc::ENETUNREACH) => {
-                Some(SynAnswer::Unreachable(Icmpv4DstUnreachable::NetUnreachable))
-            }
+            Some(libc::EHOSTUNREACH) => Some(SynAnswer::Unreachable(Unreachable::Host)),
+            Some(libc::ENETUNREACH) => Some(SynAnswer::Unreachable(Unreachable::Net)),
             Some(libc::EACCES | libc::EPERM) => {
-                Some(SynAnswer::Unreachable(Icmpv4DstUnreachable::CommProhibited))
+                Some(SynAnswer::Unreachable(Unreachable::Prohibited))
             }
             // No answer from the path: the app's own timeout decides.
             Some(libc::ETIMEDOUT) => None,
@@ -954,7 +1025,7 @@ impl TcpFlows {
     /// Resets the flows on `path` as [`TcpFlows::reset_all`] does, and
     /// leaves the others alone.
     pub fn reset_path(&mut self, path: Ipv4Path, now: Instant, c: &Counters) {
-        self.reset_where(|f| f.path == path, now, c);
+        self.reset_where(|f| f.dst.is_ipv4() && f.path == path, now, c);
     }
 
     fn reset_where(&mut self, pick: impl Fn(&Flow) -> bool, now: Instant, c: &Counters) {

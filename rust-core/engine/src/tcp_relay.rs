@@ -537,7 +537,12 @@ pub fn mirror_traffic_class(up: &TcpStream, app: &TcpStream) -> io::Result<Optio
     let _ = up.set_recv_tclass_v6(false);
     let tclass = tclass?;
     if let Some(tc) = tclass {
-        SockRef::from(app).set_tos_v4(u32::from(tc & DSCP_MASK))?;
+        let app_ref = SockRef::from(app);
+        // The app side is of the app's family: IPv6 for carried IPv6 flows.
+        match app.local_addr() {
+            Ok(SocketAddr::V6(_)) => app_ref.set_tclass_v6(u32::from(tc & DSCP_MASK))?,
+            _ => app_ref.set_tos_v4(u32::from(tc & DSCP_MASK))?,
+        }
     }
     Ok(tclass)
 }

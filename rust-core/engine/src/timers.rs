@@ -5,6 +5,7 @@
 //! with a plain timestamp; a deadline that fires early (activity since) is
 //! simply re-armed, so busy flows cost no timer operations per packet.
 
+use crate::datagram_mappings::MapKey;
 use std::collections::BTreeSet;
 use std::time::Instant;
 
@@ -13,10 +14,10 @@ use std::time::Instant;
 pub enum TimerKey {
     /// A TCP NAT entry, by its NAT port.
     Nat(u16),
-    /// A UDP mapping, by the app's source port.
-    Udp(u16),
-    /// An ICMP echo mapping, by the app's identifier.
-    Icmp(u16),
+    /// A UDP mapping, by the app's family and source port.
+    Udp(MapKey),
+    /// An ICMP echo mapping, by the app's family and identifier.
+    Icmp(MapKey),
     /// A DNS query in flight, by its upstream id.
     Dns(u16),
     /// The copy of a UDP mapping's latest datagram without DF
@@ -76,7 +77,10 @@ mod tests {
         let t0 = Instant::now();
         let mut t = Timers::default();
         assert_eq!(t.next(), None);
-        t.insert(t0 + Duration::from_secs(5), TimerKey::Udp(1));
+        t.insert(
+            t0 + Duration::from_secs(5),
+            TimerKey::Udp(MapKey { v6: false, id: 1 }),
+        );
         t.insert(t0 + Duration::from_secs(2), TimerKey::Nat(7));
         t.insert(t0 + Duration::from_secs(9), TimerKey::Dns(3));
         assert_eq!(t.next(), Some(t0 + Duration::from_secs(2)));
@@ -87,7 +91,7 @@ mod tests {
         );
         assert_eq!(
             t.pop_due(t0 + Duration::from_secs(6)).map(|e| e.1),
-            Some(TimerKey::Udp(1))
+            Some(TimerKey::Udp(MapKey { v6: false, id: 1 }))
         );
         assert_eq!(t.pop_due(t0 + Duration::from_secs(6)), None);
         t.remove(t0 + Duration::from_secs(9), TimerKey::Dns(3));

@@ -1349,3 +1349,263 @@ fn idle_tcp_flows_cost_little_memory() {
     assert!(per_flow < 4096, "{per_flow} bytes per idle flow");
     drop((clients, servers));
 }
+
+/// IPv6 pass-through (`carry_ipv6`, issue 15 item 1): an IPv6 app
+/// connection into the TUN is carried to the same IPv6 destination. The
+/// destination lives on this namespace's loopback, so the app's socket is
+/// bound to the TUN's address and a source rule (ahead of the local table,
+/// which is moved behind it) sends its packets into the TUN, as an app's
+/// packets go into a VPN; the engine's unbound upstream socket reaches the
+/// server directly. 8 MiB each way, a refused port, and the same connect
+/// without `carry_ipv6` dropped by the engine.
+#[test]
+fn ipv6_tcp_is_carried_through_the_tun() {
+    if !in_netns("ipv6_tcp_is_carried_through_the_tun") {
+        return;
+    }
+    setup_ns();
+    for carry in [true, false] {
+        let (l, clat_v6) = v6_lab(carry);
+        let srv = echo_server(&format!("[{SRV_V6}]:0"));
+        let connect = || -> std::io::Result<TcpStream> {
+            let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)?;
+            s.bind(&SocketAddr::new(clat_v6.into(), 0).into())?;
+            s.connect_timeout(&srv.into(), Duration::from_secs(2))?;
+            Ok(s.into())
+        };
+        if !carry {
+            let before = stats(&l).drop_not_ipv4;
+            assert!(connect().is_err(), "connected without carry_ipv6");
+            let s = stats(&l);
+            assert!(s.drop_not_ipv4 > before && s.flows_ipv6_total == 0, "{s:?}");
+            continue;
+        }
+        let mut c = connect().expect("connect through the TUN");
+        assert_eq!(c.local_addr().unwrap().ip(), clat_v6);
+        const N: usize = 8 << 20;
+        let mut w = c.try_clone().unwrap();
+        let writer = thread::spawn(move || {
+            let buf: Vec<u8> = (0..N).map(pattern).collect();
+            w.write_all(&buf).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut got = Vec::with_capacity(N);
+        c.read_to_end(&mut got).expect("read the echo");
+        writer.join().unwrap();
+        assert_eq!(got.len(), N);
+        assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+        let s = stats(&l);
+        assert_eq!((s.flows_ipv6_total, s.ipv6_carried), (1, 1), "{s:?}");
+        assert!(
+            s.up_tx_bytes >= N as u64 && s.up_rx_bytes >= N as u64,
+            "{s:?}"
+        );
+        assert!(s.tun_rx_bytes >= N as u64, "{s:?}");
+        // A closed port: the server's RST comes back as connect()'s own
+        // ECONNREFUSED, promptly.
+        let closed = TcpListener::bind(format!("[{SRV_V6}]:0"))
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let s = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None).unwrap();
+        s.bind(&SocketAddr::new(clat_v6.into(), 0).into()).unwrap();
+        let t0 = Instant::now();
+        let err = s
+            .connect_timeout(&closed.into(), Duration::from_secs(3))
+            .expect_err("connected to a closed port");
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err:?}");
+        assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+        assert!(stats(&l).tcp_rst_sent >= 1);
+        v6_lab_end(l);
+    }
+}
+
+/// An engine with `carry_ipv6` as given whose TUN has `clat_v6`, and a
+/// source rule ahead of the local table that sends the packets of sockets
+/// bound to `clat_v6` into the TUN (as an app's go into a VPN) while the
+/// engine's unbound upstream sockets reach this namespace's loopback
+/// servers directly. Returns the engine and `clat_v6`.
+fn v6_lab(carry: bool) -> (Lab, std::net::Ipv6Addr) {
+    let cfg = EngineConfig {
+        carry_ipv6: carry,
+        ..base_cfg()
+    };
+    let clat_v6 = cfg.clat_v6;
+    let l = start_engine(cfg);
+    std::fs::write("/proc/sys/net/ipv6/conf/clat0/disable_ipv6", "0").unwrap();
+    let a6 = format!("{clat_v6}/64");
+    sh("ip", &["-6", "addr", "add", &a6, "dev", "clat0", "nodad"]);
+    let table = [
+        "-6", "route", "replace", "default", "dev", "clat0", "table", "100",
+    ];
+    sh("ip", &table);
+    let from = clat_v6.to_string();
+    sh(
+        "ip",
+        &[
+            "-6", "rule", "add", "from", &from, "lookup", "100", "pref", "100",
+        ],
+    );
+    let local = [
+        "-6", "rule", "add", "from", "all", "lookup", "local", "pref", "1000",
+    ];
+    let _ = Command::new("ip").args(local).status();
+    let _ = Command::new("ip")
+        .args(["-6", "rule", "del", "pref", "0"])
+        .status();
+    wait_addresses();
+    (l, clat_v6)
+}
+
+/// Stops the engine of [`v6_lab`] and waits for its TUN to go.
+fn v6_lab_end(l: Lab) {
+    drop(l);
+    sh("ip", &["-6", "rule", "del", "pref", "100"]);
+    wait_for("clat0 to go", Duration::from_secs(3), || {
+        !std::path::Path::new("/sys/class/net/clat0").exists()
+    });
+}
+
+/// IPv6 UDP and ICMPv6 echo carried through the TUN (`carry_ipv6`): a UDP
+/// echo of several sizes with the app's hop limit and traffic class kept
+/// (the server reads them), endpoint-independent filtering (a reply from
+/// another address of the server reaches the app's socket), a ping, and
+/// Packet Too Big for a datagram larger than the upstream path's MTU.
+#[test]
+fn ipv6_udp_and_ping_are_carried_through_the_tun() {
+    if !in_netns("ipv6_udp_and_ping_are_carried_through_the_tun") {
+        return;
+    }
+    setup_ns();
+    let (l, clat_v6) = v6_lab(true);
+    // The server echoes each datagram behind the hop limit and traffic
+    // class it arrived with, then sends one more from SRV2_V6.
+    let srv = UdpSocket::bind(format!("[{SRV_V6}]:0")).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&srv);
+    for opt in [libc::IPV6_RECVHOPLIMIT, libc::IPV6_RECVTCLASS] {
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket and a c_int option value.
+        let r = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IPV6,
+                opt,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+    }
+    let srv_addr = srv.local_addr().unwrap();
+    let other = UdpSocket::bind(format!("[{SRV2_V6}]:0")).unwrap();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        while let Ok((n, hop, tclass, peer)) = recv_with_hop(&srv, &mut buf) {
+            let mut reply = format!("{hop} {tclass} ").into_bytes();
+            reply.extend_from_slice(&buf[..n]);
+            let _ = srv.send_to(&reply, peer);
+            let _ = other.send_to(b"from elsewhere", peer);
+        }
+    });
+    let app = socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::DGRAM, None).unwrap();
+    app.bind(&SocketAddr::new(clat_v6.into(), 0).into())
+        .unwrap();
+    app.set_unicast_hops_v6(33).unwrap();
+    app.set_tclass_v6(0xb8).unwrap();
+    let app: UdpSocket = app.into();
+    app.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = vec![0u8; 65536];
+    for size in [0usize, 1, 100, 1400] {
+        let data: Vec<u8> = (0..size).map(pattern).collect();
+        app.send_to(&data, srv_addr).unwrap();
+        let (n, from) = app.recv_from(&mut buf).expect("the echo");
+        assert_eq!(from, srv_addr);
+        let mut want = b"33 184 ".to_vec();
+        want.extend_from_slice(&data);
+        assert_eq!(&buf[..n], &want[..], "size {size}");
+        let (n, from) = app.recv_from(&mut buf).expect("the other reply");
+        assert_eq!(&buf[..n], b"from elsewhere");
+        assert_eq!(from.ip().to_string(), SRV2_V6);
+    }
+    let s = stats(&l);
+    assert_eq!((s.flows_udp, s.flows_ipv6_total), (1, 1), "{s:?}");
+    // Ping from the TUN's address: one echo mapping more.
+    let ping = Command::new("ping")
+        .args([
+            "-6",
+            "-c",
+            "2",
+            "-W",
+            "2",
+            "-I",
+            &clat_v6.to_string(),
+            SRV_V6,
+        ])
+        .output()
+        .expect("ping");
+    assert!(
+        ping.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let s = stats(&l);
+    assert_eq!((s.flows_icmp, s.flows_ipv6_total), (1, 2), "{s:?}");
+    // Larger than the upstream path (loopback's MTU made 1400 bytes): the
+    // engine's send fails with EMSGSIZE and the app gets a Packet Too Big
+    // with that MTU.
+    sh("ip", &["link", "set", "lo", "mtu", "1400"]);
+    // 1420 bytes: 1468 as a packet, within the TUN's 1500, over the 1400.
+    let errors = stats(&l).icmp_errors_sent;
+    let _ = app.send_to(&[7u8; 1420], srv_addr);
+    wait_for("Packet Too Big to the app", Duration::from_secs(3), || {
+        stats(&l).icmp_errors_sent > errors
+    });
+    // The app's kernel took it: its route to the server now has that MTU.
+    let get = Command::new("ip")
+        .args(["-6", "route", "get", SRV_V6, "from", &clat_v6.to_string()])
+        .output()
+        .unwrap();
+    let get = String::from_utf8_lossy(&get.stdout);
+    assert!(get.contains("mtu 1400"), "{get}");
+    v6_lab_end(l);
+}
+
+/// recvmsg with the hop limit and traffic class the datagram arrived with.
+fn recv_with_hop(s: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, i32, i32, SocketAddr)> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: all-zero is valid for these C structs; the buffers outlive
+    // the call and the control messages are read within msg_controllen.
+    unsafe {
+        let mut name: libc::sockaddr_in6 = std::mem::zeroed();
+        let mut ctrl = [0u64; 16];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = (&mut name as *mut libc::sockaddr_in6).cast();
+        msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctrl.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&ctrl);
+        let n = libc::recvmsg(s.as_raw_fd(), &mut msg, 0);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let (mut hop, mut tclass) = (-1, -1);
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let v = *(libc::CMSG_DATA(c) as *const libc::c_int);
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => hop = v,
+                (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => tclass = v,
+                _ => {}
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        let ip = std::net::Ipv6Addr::from(name.sin6_addr.s6_addr);
+        let peer = SocketAddr::new(ip.into(), u16::from_be(name.sin6_port));
+        Ok((n as usize, hop, tclass, peer))
+    }
+}

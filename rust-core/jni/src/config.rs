@@ -36,6 +36,8 @@ pub struct RawConfig {
     pub refuse_non_global_wkp: bool,
     /// IPv4 flows leave natively from the start (`ipv4Native`).
     pub ipv4_native: bool,
+    /// IPv6 from the TUN is carried (`carryIpv6`).
+    pub carry_ipv6: bool,
 }
 
 /// The engine's IPv4 path for Kotlin's `ipv4Native` flag (of
@@ -64,6 +66,7 @@ pub fn parse_config(raw: &RawConfig) -> Result<EngineConfig, String> {
         upstream_dns: parse_resolvers(&raw.dns_servers)?,
         refuse_non_global_wkp: raw.refuse_non_global_wkp,
         ipv4_path: ipv4_path(raw.ipv4_native),
+        carry_ipv6: raw.carry_ipv6,
         ..EngineConfig::default()
     };
     if let Some(v) = parse_v4("clatAddress", raw.clat_address.as_deref())? {
@@ -171,6 +174,12 @@ mod tests {
             ..lab()
         };
         assert_eq!(parse_config(&native).unwrap().ipv4_path, Ipv4Path::Native);
+        assert!(!c.carry_ipv6);
+        let carry = RawConfig {
+            carry_ipv6: true,
+            ..lab()
+        };
+        assert!(parse_config(&carry).unwrap().carry_ipv6);
         assert!(
             !parse_config(&RawConfig {
                 refuse_non_global_wkp: false,

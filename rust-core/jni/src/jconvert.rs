@@ -49,6 +49,9 @@ pub fn read_native_config(env: &mut Env<'_>, cfg: &JObject<'_>) -> BridgeResult<
         ipv4_native: env
             .get_field(cfg, jni_str!("ipv4Native"), jni_sig!("Z"))?
             .z()?,
+        carry_ipv6: env
+            .get_field(cfg, jni_str!("carryIpv6"), jni_sig!("Z"))?
+            .z()?,
     })
 }
 

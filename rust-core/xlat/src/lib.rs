@@ -52,7 +52,7 @@ pub mod checksum;
 pub mod config;
 pub mod eam;
 mod fragment;
-mod headers;
+pub mod headers;
 pub mod icmp_err;
 pub mod icmp_map;
 pub mod outcome;

@@ -11,14 +11,15 @@
 use super::icmp_echo::IcmpFlow;
 use super::udp::UdpFlow;
 use super::{tun_write, Loop, Slot};
-use crate::datagram_mappings::{DatagramMappings, Expiry};
+use crate::datagram_mappings::{DatagramMappings, Expiry, MapKey};
 use crate::ipv4_path::Ipv4Path;
-use crate::packet::{self, Ip4};
-use crate::path_error::{self, AppDatagram, AppSide, PathError, IPV4_DUMMY};
+use crate::packet::{self, Ip4, Ip6, IpHdr};
+use crate::path_error::{self, AppDatagram, AppSide, AppSide6, PathError, IPV4_DUMMY};
 use crate::stats::Counters;
 use crate::sys::{self, ErrOrigin, SendFields};
+use crate::tcp_flows::Unreachable;
 use crate::timers::TimerKey;
-use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message};
+use clat_xlat::wire::{Icmpv4Message, Icmpv6Message};
 use mio::net::UdpSocket;
 use mio::Interest;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -37,7 +38,7 @@ pub(super) enum Datagram {
 }
 
 impl Datagram {
-    fn timer(self, key: u16) -> TimerKey {
+    fn timer(self, key: MapKey) -> TimerKey {
         match self {
             Datagram::Udp => TimerKey::Udp(key),
             Datagram::Echo => TimerKey::Icmp(key),
@@ -49,17 +50,28 @@ impl Datagram {
 /// the hop limit (or TTL), TOS as the traffic class (or TOS) and DF as
 /// IPV6_DONTFRAG (RFC 7915 section 4.1; like clatd, the CLAT does not
 /// decrement the TTL). On IPv4 sockets DF is the socket's
-/// ([`sys::set_ipv4_dont_frag`], set in `Loop::send_upstream`).
-pub(super) fn send_fields(ip: &Ip4) -> SendFields {
-    SendFields {
-        hop_limit: Some(ip.ttl),
-        tclass: Some(ip.tos),
-        dont_frag: ip.dont_frag,
+/// ([`sys::set_ipv4_dont_frag`], set in `Loop::send_upstream`). A carried
+/// IPv6 datagram keeps its hop limit and traffic class, and is never
+/// fragmented on the way (IPv6 routers do not fragment, RFC 8200 section
+/// 5): one larger than the path MTU fails with EMSGSIZE and the app gets
+/// Packet Too Big.
+pub(super) fn send_fields(ip: &IpHdr) -> SendFields {
+    match ip {
+        IpHdr::V4(i) => SendFields {
+            hop_limit: Some(i.ttl),
+            tclass: Some(i.tos),
+            dont_frag: i.dont_frag,
+        },
+        IpHdr::V6(i) => SendFields {
+            hop_limit: Some(i.hop_limit),
+            tclass: Some(i.traffic_class),
+            dont_frag: true,
+        },
     }
 }
 
 impl Loop {
-    fn mappings(&mut self, kind: Datagram) -> &mut DatagramMappings<usize> {
+    fn mappings(&mut self, kind: Datagram) -> &mut DatagramMappings<usize, MapKey> {
         match kind {
             Datagram::Udp => &mut self.udp,
             Datagram::Echo => &mut self.icmp,
@@ -107,8 +119,8 @@ impl Loop {
     pub(super) fn new_datagram_flow(
         &mut self,
         kind: Datagram,
-        key: u16,
-        ip: &Ip4,
+        key: MapKey,
+        ip: &IpHdr,
         p: &[u8],
     ) -> Option<usize> {
         let (live, cap) = match kind {
@@ -124,13 +136,16 @@ impl Loop {
         }
         if !room || self.flows() >= self.cfg.max_flows {
             Counters::inc(&self.c().drop_flow_limit);
-            self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited);
+            self.refuse_ip(ip, p, Unreachable::Prohibited);
             return None;
         }
+        // An IPv6 app datagram goes to its destination over IPv6; an IPv4
+        // one takes the current IPv4 path (its `path` is kept either way,
+        // and only IPv4 mappings are reset when the IPv4 path goes).
         let path = self.cfg.ipv4_path;
-        let (family, icmp) = match path {
-            Ipv4Path::Nat64 => (Domain::IPV6, Protocol::ICMPV6),
-            Ipv4Path::Native => (Domain::IPV4, Protocol::ICMPV4),
+        let (family, icmp) = match (key.v6, path) {
+            (true, _) | (false, Ipv4Path::Nat64) => (Domain::IPV6, Protocol::ICMPV6),
+            (false, Ipv4Path::Native) => (Domain::IPV4, Protocol::ICMPV4),
         };
         let (proto, what) = match kind {
             Datagram::Udp => (Protocol::UDP, "upstream UDP socket"),
@@ -138,7 +153,7 @@ impl Loop {
         };
         let open = |l: &Self| {
             l.upstream_dgram(family, proto, true)
-                .and_then(|s| recv_hop_fields(s.as_raw_fd(), path).map(|()| s))
+                .and_then(|s| recv_hop_fields(s.as_raw_fd(), family == Domain::IPV6).map(|()| s))
         };
         let mut opened = open(self);
         if let Err(e) = &opened {
@@ -167,7 +182,8 @@ impl Loop {
         let (flow, gauge, total) = match kind {
             Datagram::Udp => (
                 Slot::Udp(UdpFlow {
-                    sp: key,
+                    sp: key.id,
+                    v6: key.v6,
                     sock,
                     path,
                     df: None,
@@ -177,7 +193,8 @@ impl Loop {
             ),
             Datagram::Echo => (
                 Slot::Icmp(IcmpFlow {
-                    id: key,
+                    id: key.id,
+                    v6: key.v6,
                     sock,
                     path,
                     sticky: None,
@@ -189,7 +206,9 @@ impl Loop {
         };
         Counters::inc(gauge);
         Counters::inc(total);
-        if path == Ipv4Path::Native {
+        if key.v6 {
+            Counters::inc(&c.flows_ipv6_total);
+        } else if path == Ipv4Path::Native {
             Counters::inc(&c.flows_native_total);
         }
         self.slots[slot] = flow;
@@ -201,7 +220,7 @@ impl Loop {
 
     /// The idle deadline `at` of `kind`'s mapping `key` fired: re-armed or
     /// expired as [`DatagramMappings::on_deadline`] decides.
-    pub(super) fn datagram_timer(&mut self, kind: Datagram, key: u16, at: Instant) {
+    pub(super) fn datagram_timer(&mut self, kind: Datagram, key: MapKey, at: Instant) {
         let now = self.now;
         match self.mappings(kind).on_deadline(key, at, now) {
             Expiry::Stale => {}
@@ -230,6 +249,19 @@ impl Loop {
         self.txbuf = out;
     }
 
+    /// Answers a carried IPv6 datagram sent with hop limit 0, which no host
+    /// sends and no packet may carry on (RFC 8200 section 3), as the app's
+    /// first hop would: Time Exceeded (RFC 4443 section 3.3) from the
+    /// engine's internal address on the TUN.
+    pub(super) fn hop_limit_zero(&mut self, ip: &Ip6, p: &[u8]) {
+        let mut out = std::mem::take(&mut self.txbuf);
+        let msg = (Icmpv6Message::TimeExceeded, 0, 0);
+        let n = packet::emit_error6_about(&mut out, ip, p, msg, self.cfg.nat_v6);
+        tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        Counters::inc(&self.c().icmp_errors_sent);
+        self.txbuf = out;
+    }
+
     /// Sends the app datagram's payload `data` to `to` (of the mapping's
     /// family) on the mapping in `slot` with the IP fields of
     /// [`send_fields`]. A datagram with DF that is larger than the path
@@ -238,11 +270,12 @@ impl Loop {
     pub(super) fn send_upstream(
         &mut self,
         slot: usize,
-        (ip, p): (&Ip4, &[u8]),
+        (ip, p): (&IpHdr, &[u8]),
         data: &[u8],
         to: &SocketAddr,
     ) -> io::Result<()> {
         let mut fields = send_fields(ip);
+        let dont_frag = fields.dont_frag;
         let v6 = to.is_ipv6();
         let (fd, df) = match &mut self.slots[slot] {
             Slot::Udp(f) => (f.sock.as_raw_fd(), &mut f.df),
@@ -251,7 +284,7 @@ impl Loop {
                 // traffic class as ancillary data (sys::send_to): set as
                 // socket options, when they change, so that every kernel
                 // sends the app's TTL and TOS.
-                let want = (ip.ttl, ip.tos);
+                let want = (fields.hop_limit.unwrap_or(64), fields.tclass.unwrap_or(0));
                 if f.sticky != Some(want) {
                     let fd = f.sock.as_raw_fd();
                     f.sticky = sys::set_unicast_hops_and_tclass(fd, v6, want.0, want.1)
@@ -265,14 +298,14 @@ impl Loop {
             }
             _ => return Ok(()),
         };
-        if !v6 && *df != Some(ip.dont_frag) {
+        if !v6 && *df != Some(dont_frag) {
             // IPv4 has no per-datagram DF (sys::SendFields): the socket's
             // IP_MTU_DISCOVER, set when the app's DF changes. Without DF
             // the kernel fragments, so no copy is kept for a resend.
-            *df = sys::set_ipv4_dont_frag(fd, ip.dont_frag)
+            *df = sys::set_ipv4_dont_frag(fd, dont_frag)
                 .map_err(|e| log::debug!("IP_MTU_DISCOVER: {e}"))
                 .ok()
-                .map(|()| ip.dont_frag);
+                .map(|()| dont_frag);
         }
         match sys::send_to(fd, data, to, &fields) {
             Ok(n) => {
@@ -298,10 +331,19 @@ impl Loop {
     /// Fragmentation Needed with that MTU. `sent` is the app datagram being sent
     /// when the caller just got EMSGSIZE: quoted as it is.
     pub(super) fn drain_errors(&mut self, slot: usize, sent: Option<&[u8]>) {
-        let (fd, app) = match &self.slots[slot] {
-            Slot::Udp(f) => (f.sock.as_raw_fd(), AppDatagram::Udp { app_port: f.sp }),
-            Slot::Icmp(f) => (f.sock.as_raw_fd(), AppDatagram::Echo { id: f.id }),
+        let (fd, app, app_v6) = match &self.slots[slot] {
+            Slot::Udp(f) => (
+                f.sock.as_raw_fd(),
+                AppDatagram::Udp { app_port: f.sp },
+                f.v6,
+            ),
+            Slot::Icmp(f) => (f.sock.as_raw_fd(), AppDatagram::Echo { id: f.id }, f.v6),
             _ => return,
+        };
+        let side6 = AppSide6 {
+            clat_v6: self.cfg.clat_v6,
+            nat_v6: self.cfg.nat_v6,
+            mtu: self.cfg.mtu,
         };
         let side = AppSide {
             prefix: self.cfg.prefix,
@@ -319,7 +361,9 @@ impl Loop {
             let from_path = matches!(err.origin, ErrOrigin::Icmp4 | ErrOrigin::Icmp6);
             let (typ, code, original) = if from_path {
                 Counters::inc(&self.c().icmp_errors_received);
-                if let (AppDatagram::Udp { app_port }, SocketAddr::V6(dest)) = (app, dest) {
+                if let (AppDatagram::Udp { app_port }, SocketAddr::V6(dest), false) =
+                    (app, dest, app_v6)
+                {
                     let quoted = &data[..err.len.min(data.len())];
                     if err.typ == path_error::ICMP6_PACKET_TOO_BIG
                         && self.resend_after_too_big(fd, app_port, &dest, quoted, err.info)
@@ -347,7 +391,12 @@ impl Loop {
             };
             let id = self.next_ip_id();
             let mut out = std::mem::take(&mut self.txbuf);
-            if let Some(n) = path_error::to_app(&e, app, &side, id, &mut out) {
+            let made = if app_v6 {
+                path_error::to_app6(&e, app, &side6, &mut out)
+            } else {
+                path_error::to_app(&e, app, &side, id, &mut out)
+            };
+            if let Some(n) = made {
                 tun_write(&self.tun, &self.sh.counters, &out[..n]);
                 Counters::inc(&self.c().icmp_errors_sent);
             }
@@ -388,16 +437,16 @@ impl Loop {
 
     pub(super) fn close_mapping(&mut self, slot: usize) {
         let (kind, key) = match self.kill_slot(slot) {
-            Slot::Udp(f) => (Datagram::Udp, f.sp),
-            Slot::Icmp(f) => (Datagram::Echo, f.id),
+            Slot::Udp(f) => (Datagram::Udp, MapKey { v6: f.v6, id: f.sp }),
+            Slot::Icmp(f) => (Datagram::Echo, MapKey { v6: f.v6, id: f.id }),
             _ => return,
         };
         if let Some((_, at)) = self.mappings(kind).remove(key) {
             self.timers.remove(at, kind.timer(key));
         }
-        if let Datagram::Udp = kind {
-            if let Some(at) = self.too_big.forget(key) {
-                self.timers.remove(at, TimerKey::UdpCopy(key));
+        if let (Datagram::Udp, false) = (kind, key.v6) {
+            if let Some(at) = self.too_big.forget(key.id) {
+                self.timers.remove(at, TimerKey::UdpCopy(key.id));
             }
         }
         let c = &self.sh.counters;
@@ -409,16 +458,17 @@ impl Loop {
 }
 
 /// Asks for each received datagram's hop limit and traffic class (RFC
-/// 3542 sections 6.3 and 6.5) or, on the native path's IPv4 sockets, its
-/// TTL and TOS (IP_RECVTTL, IP_RECVTOS), which become the TTL and TOS of
-/// the IPv4 packet to the app (RFC 7915 section 5.1).
-fn recv_hop_fields(fd: RawFd, path: Ipv4Path) -> io::Result<()> {
-    match path {
-        Ipv4Path::Nat64 => {
+/// 3542 sections 6.3 and 6.5) on an IPv6 socket (`v6`) or, on the native
+/// path's IPv4 sockets, its TTL and TOS (IP_RECVTTL, IP_RECVTOS), which
+/// become the TTL and TOS of the IPv4 packet to the app (RFC 7915 section
+/// 5.1), or the hop limit and traffic class of the IPv6 one.
+fn recv_hop_fields(fd: RawFd, v6: bool) -> io::Result<()> {
+    match v6 {
+        true => {
             sys::setsockopt_int(fd, libc::SOL_IPV6, libc::IPV6_RECVHOPLIMIT, 1)?;
             sys::setsockopt_int(fd, libc::SOL_IPV6, libc::IPV6_RECVTCLASS, 1)
         }
-        Ipv4Path::Native => {
+        false => {
             sys::setsockopt_int(fd, libc::SOL_IP, libc::IP_RECVTTL, 1)?;
             sys::setsockopt_int(fd, libc::SOL_IP, libc::IP_RECVTOS, 1)
         }

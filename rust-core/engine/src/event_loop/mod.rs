@@ -14,17 +14,19 @@ mod tcp;
 mod udp;
 
 use crate::config::EngineConfig;
-use crate::datagram_mappings::DatagramMappings;
+use crate::datagram_mappings::{DatagramMappings, MapKey};
 use crate::dns_queries::DnsQueries;
 use crate::ipv4_path::Ipv4Path;
-use crate::packet::{self, Ip4, ParseError, PROTO_ICMP, PROTO_TCP, PROTO_UDP};
+use crate::packet::{
+    self, Ip4, Ip6, IpHdr, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+};
 use crate::stats::Counters;
-use crate::tcp_flows::{FlowTimeouts, TcpFlows};
+use crate::tcp_flows::{FlowTimeouts, TcpFlows, Unreachable};
 use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use crate::too_big_resend::{self, TooBigResends};
 use clat_protect::Protector;
-use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message};
+use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message, Icmpv6DstUnreachable, Icmpv6Message};
 use datagram::Datagram;
 use dns_relay::DnsTcp;
 use icmp_echo::IcmpFlow;
@@ -34,7 +36,7 @@ use mio::net::{TcpListener, UdpSocket};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -46,11 +48,15 @@ use udp::UdpFlow;
 pub(crate) const TUN: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 const LISTENER: Token = Token(usize::MAX - 3);
+const LISTENER6: Token = Token(usize::MAX - 4);
 
 /// Minimum interval between two warn-level logs of socket-creation failures.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 /// Largest UDP payload an IPv4 packet can carry.
 const MAX_UDP_PAYLOAD: usize = 65535 - 28;
+/// Largest UDP payload an IPv6 packet without a jumbogram can carry
+/// (Payload Length 65535, the UDP header included).
+const MAX_UDP_PAYLOAD6: usize = 65535 - 8;
 /// TUN packets handled per turn before sockets get theirs.
 const TUN_BATCH: usize = 256;
 
@@ -95,6 +101,9 @@ pub(crate) struct Loop {
     tun: OwnedFd,
     listener: TcpListener,
     lport: u16,
+    /// The IPv6 listener on `clat_v6` when IPv6 is carried, and its port.
+    listener6: Option<TcpListener>,
+    lport6: u16,
     cfg: EngineConfig,
     sh: Arc<Shared>,
     protector: Protector,
@@ -104,10 +113,11 @@ pub(crate) struct Loop {
     dead: Vec<usize>,
     /// The TCP flow core: table and decisions (sans I/O).
     tcp: TcpFlows,
-    /// UDP mappings by the app's source port, to their slots.
-    udp: DatagramMappings<usize>,
-    /// ICMP echo mappings by the app's echo identifier, to their slots.
-    icmp: DatagramMappings<usize>,
+    /// UDP mappings by the app's family and source port, to their slots.
+    udp: DatagramMappings<usize, MapKey>,
+    /// ICMP echo mappings by the app's family and echo identifier, to
+    /// their slots.
+    icmp: DatagramMappings<usize, MapKey>,
     /// Copies of UDP datagrams without DF, sent again after Packet Too Big.
     too_big: TooBigResends,
     /// The DNS relay's UDP socket per upstream resolver (by index), to
@@ -159,7 +169,7 @@ impl Loop {
     pub(crate) fn new(
         poll: Poll,
         tun: OwnedFd,
-        listener: TcpListener,
+        (listener, listener6): (TcpListener, Option<TcpListener>),
         cfg: EngineConfig,
         sh: Arc<Shared>,
         protector: Protector,
@@ -167,6 +177,15 @@ impl Loop {
     ) -> io::Result<Loop> {
         let mut listener = listener;
         let lport = listener.local_addr()?.port();
+        let mut listener6 = listener6;
+        let mut lport6 = 0;
+        if let Some(l) = listener6.as_mut() {
+            lport6 = l.local_addr()?.port();
+            poll.registry().register(l, LISTENER6, Interest::READABLE)?;
+        }
+        sh.counters
+            .ipv6_carried
+            .store(u64::from(cfg.carry_ipv6), Ordering::Relaxed);
         poll.registry()
             .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
         poll.registry()
@@ -190,6 +209,8 @@ impl Loop {
             tun,
             listener,
             lport,
+            listener6,
+            lport6,
             cfg,
             sh,
             protector,
@@ -265,7 +286,8 @@ impl Loop {
                         tun_done = true;
                     }
                     WAKER => self.on_commands(),
-                    LISTENER => self.on_accept(),
+                    LISTENER => self.on_accept(false),
+                    LISTENER6 => self.on_accept(true),
                     Token(t) => self.on_socket(t / 2, t % 2, ev),
                 }
             }
@@ -408,8 +430,8 @@ impl Loop {
         self.run_tcp_actions();
         for i in 0..self.slots.len() {
             let on = match &self.slots[i] {
-                Slot::Udp(f) => f.path == path,
-                Slot::Icmp(f) => f.path == path,
+                Slot::Udp(f) => !f.v6 && f.path == path,
+                Slot::Icmp(f) => !f.v6 && f.path == path,
                 _ => false,
             };
             if on {
@@ -472,10 +494,13 @@ impl Loop {
     }
 
     fn on_packet(&mut self, p: &mut [u8]) {
+        if p.first().is_some_and(|b| b >> 4 == 6) && self.cfg.carry_ipv6 {
+            return self.on_packet6(p);
+        }
         let ip = match packet::parse_ip4(p) {
             Ok(ip) => ip,
             Err(ParseError::NotIpv4) => return Counters::inc(&self.c().drop_not_ipv4),
-            Err(ParseError::Malformed) => return Counters::inc(&self.c().drop_malformed),
+            Err(_) => return Counters::inc(&self.c().drop_malformed),
         };
         let p = &mut p[..ip.total_len()];
         if ip.src != self.cfg.clat_v4 {
@@ -489,7 +514,7 @@ impl Loop {
             return Counters::inc(&self.c().drop_broadcast);
         }
         if ip.dst == self.cfg.nat_v4 {
-            return self.tcp_from_listener(&ip, p);
+            return self.tcp_from_listener(&IpHdr::V4(ip), p);
         }
         if ip.is_fragment() {
             return match self.reasm.add(&ip, p, self.now) {
@@ -512,9 +537,9 @@ impl Loop {
             return self.refuse(&ip, p, Icmpv4DstUnreachable::CommProhibited);
         }
         match ip.protocol {
-            PROTO_TCP => self.tcp_from_app(&ip, p),
-            PROTO_UDP => self.udp_from_app(&ip, p),
-            PROTO_ICMP if !internal => self.icmp_from_app(&ip, p),
+            PROTO_TCP => self.tcp_from_app(&IpHdr::V4(ip), p),
+            PROTO_UDP => self.udp_from_app(&IpHdr::V4(ip), p),
+            PROTO_ICMP if !internal => self.icmp_from_app(&IpHdr::V4(ip), p),
             PROTO_ICMP if ip.dst == self.cfg.dns_v4 => self.icmp_to_relay(&ip, p),
             PROTO_ICMP => Counters::inc(&self.c().drop_internal_dst),
             _ => {
@@ -533,14 +558,98 @@ impl Loop {
         let l4 = p.get(ip.ihl..).unwrap_or_default();
         let port_at = |i: usize| l4.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
         let slot = match ip.protocol {
-            PROTO_UDP => port_at(0).and_then(|sp| self.udp.get(sp)),
-            PROTO_ICMP => port_at(4).and_then(|id| self.icmp.get(id)),
+            PROTO_UDP => port_at(0).and_then(|id| self.udp.get(MapKey { v6: false, id })),
+            PROTO_ICMP => port_at(4).and_then(|id| self.icmp.get(MapKey { v6: false, id })),
             _ => None,
         };
         match slot.and_then(|s| self.slots.get(s)) {
             Some(Slot::Udp(f)) => f.path,
             Some(Slot::Icmp(f)) => f.path,
             _ => self.cfg.ipv4_path,
+        }
+    }
+
+    /// An IPv6 packet from the TUN (`carry_ipv6`): carried to its own
+    /// destination. Refused: a source other than `clat_v6` (the listener's
+    /// packets come from there too), multicast, destinations that are not
+    /// global unicast (unspecified, loopback, link-local) or inside the
+    /// TUN's /64 other than the NAT address.
+    fn on_packet6(&mut self, p: &mut [u8]) {
+        let ip = match packet::parse_ip6(p) {
+            Ok(ip) => ip,
+            Err(ParseError::Fragment) => return Counters::inc(&self.c().drop_fragment),
+            Err(_) => return Counters::inc(&self.c().drop_malformed),
+        };
+        let p = &mut p[..ip.total_len];
+        if ip.src != self.cfg.clat_v6 {
+            return Counters::inc(&self.c().drop_bad_source);
+        }
+        if ip.dst.is_multicast() {
+            return Counters::inc(&self.c().drop_multicast);
+        }
+        if ip.dst == self.cfg.nat_v6 {
+            return self.tcp_from_listener(&IpHdr::V6(ip), p);
+        }
+        let tun_net = u128::from(self.cfg.clat_v6) >> 64;
+        if u128::from(ip.dst) >> 64 == tun_net
+            || ip.dst.is_unspecified()
+            || ip.dst.is_loopback()
+            || ip.dst.is_unicast_link_local()
+        {
+            return Counters::inc(&self.c().drop_internal_dst);
+        }
+        match ip.proto {
+            PROTO_TCP => self.tcp_from_app(&IpHdr::V6(ip), p),
+            PROTO_UDP => self.udp_from_app(&IpHdr::V6(ip), p),
+            PROTO_ICMPV6 => self.icmp_from_app(&IpHdr::V6(ip), p),
+            _ => {
+                Counters::inc(&self.c().drop_unsupported_proto);
+                self.refuse6(&ip, p, Icmpv6DstUnreachable::AdminProhibited);
+            }
+        }
+    }
+
+    /// [`Loop::refuse`] for IPv6: RST for TCP, else ICMPv6 Destination
+    /// Unreachable with `code` (about an ICMPv6 message only when it is an
+    /// echo request: never about an error, RFC 4443 section 2.4 (e)).
+    fn refuse6(&mut self, ip: &Ip6, p: &[u8], code: Icmpv6DstUnreachable) {
+        let mut out = std::mem::take(&mut self.txbuf);
+        let echo_request = Icmpv6Message::EchoRequest as u8;
+        let n = if ip.proto == PROTO_TCP {
+            packet::emit_rst_for(&mut out, ip, &p[ip.hdr_len..])
+        } else if ip.proto == PROTO_ICMPV6 && p.get(ip.hdr_len) != Some(&echo_request) {
+            None
+        } else {
+            Some(packet::emit_unreachable6(&mut out, ip, p, code))
+        };
+        if let Some(n) = n {
+            if ip.proto == PROTO_TCP {
+                Counters::inc(&self.c().tcp_rst_sent);
+            } else {
+                Counters::inc(&self.c().icmp_errors_sent);
+            }
+            tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        }
+        self.txbuf = out;
+    }
+
+    /// Refuses a packet in its family: RST for TCP, else Destination
+    /// Unreachable for `why` ([`Loop::refuse`], [`Loop::refuse6`]).
+    fn refuse_ip(&mut self, ip: &IpHdr, p: &[u8], why: Unreachable) {
+        match ip {
+            IpHdr::V4(i) => self.refuse(i, p, why.icmpv4()),
+            IpHdr::V6(i) => self.refuse6(i, p, why.icmpv6()),
+        }
+    }
+
+    /// The TUN side of the TCP trick for a flow of `dst`'s family: the
+    /// CLAT address (the app's and the listener's), the NAT address and
+    /// the listener's port.
+    fn tun_side(&self, dst: IpAddr) -> (IpAddr, IpAddr, u16) {
+        if dst.is_ipv6() {
+            (self.cfg.clat_v6.into(), self.cfg.nat_v6.into(), self.lport6)
+        } else {
+            (self.cfg.clat_v4.into(), self.cfg.nat_v4.into(), self.lport)
         }
     }
 

@@ -10,20 +10,21 @@
 use super::{tok, tun_write, Loop, Slot};
 use crate::ipv4_path::Ipv4Path;
 use crate::nat_tcp;
-use crate::packet::{self, Ip4, PROTO_TCP};
+use crate::packet::{self, IpHdr, IpView, PROTO_TCP};
 use crate::stats::Counters;
 use crate::sys;
 use crate::tcp_flows::{
-    Action, AppVerdict, FlowState, HeldSyn, ListenerVerdict, SegInfo, SynAnswer, HELD_SYN_MAX,
+    Action, AppVerdict, FlowState, HeldSyn, ListenerVerdict, SegInfo, SynAnswer, Unreachable,
+    HELD_SYN_MAX,
 };
 use crate::tcp_relay::{self, set_rst_on_close, Moved, Outcome, Relay};
-use clat_xlat::wire::{Icmpv4DstUnreachable, TcpFlags, TcpRepr, TcpSegment, TcpSeqNumber};
+use clat_xlat::wire::{TcpFlags, TcpRepr, TcpSegment, TcpSeqNumber};
 use mio::event::Event;
 use mio::net::TcpStream;
 use mio::Interest;
 use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, TcpKeepalive, Type};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
 
 /// A flow's upstream socket from the app's SYN until accept() pairs it
@@ -45,22 +46,25 @@ pub(super) fn open_spare_fd() -> Option<OwnedFd> {
 }
 
 impl Loop {
-    pub(super) fn tcp_from_app(&mut self, ip: &Ip4, p: &mut [u8]) {
-        let Ok(seg) = TcpSegment::parse(&p[ip.ihl..]) else {
+    /// A TCP segment from an app, of either family.
+    pub(super) fn tcp_from_app(&mut self, ip: &IpHdr, p: &mut [u8]) {
+        let off = ip.upper_offset();
+        let Ok(seg) = TcpSegment::parse(&p[off..]) else {
             return Counters::inc(&self.c().drop_malformed);
         };
         let (sp, dp) = (seg.src_port, seg.dst_port);
-        if ip.dst == self.cfg.dns_v4 && dp != 53 {
+        let dst = ip.dst_ip();
+        if dst == IpAddr::V4(self.cfg.dns_v4) && dp != 53 {
             Counters::inc(&self.c().drop_internal_dst);
-            return self.refuse(ip, p, Icmpv4DstUnreachable::PortUnreachable);
+            return self.refuse_tcp(ip, p);
         }
         let full = self.flows() >= self.cfg.max_flows;
         let verdict = self.tcp.on_app_segment(
             self.now,
-            (sp, ip.dst, dp),
+            (sp, dst, dp),
             SegInfo::from(&seg),
             p,
-            ip.ihl,
+            off,
             seg.header_len,
             full,
             &self.sh.counters,
@@ -73,7 +77,7 @@ impl Loop {
                 self.forward_to_listener(ip, p, np)
             }
             AppVerdict::Consumed | AppVerdict::Drop => {}
-            AppVerdict::Refuse => self.refuse(ip, p, Icmpv4DstUnreachable::CommProhibited),
+            AppVerdict::Refuse => self.refuse_tcp(ip, p),
             AppVerdict::FinCandidate {
                 np,
                 slot,
@@ -81,8 +85,8 @@ impl Loop {
             } => {
                 if self.relay_drained(slot, app_bytes) {
                     self.tcp.fast_close(np, &self.sh.counters);
-                    let ts = packet::tcp_timestamps(&p[ip.ihl..]);
-                    self.final_ack(&seg, ts, ip.dst, dp, sp);
+                    let ts = packet::tcp_timestamps(&p[off..]);
+                    self.final_ack(&seg, ts, dst, dp, sp);
                     // Upstream has sent its FIN and has nothing left from
                     // the app: dropping it closes it in order.
                     self.close_relay(slot, false, false);
@@ -91,11 +95,16 @@ impl Loop {
                 }
             }
             AppVerdict::AnswerFin => {
-                let ts = packet::tcp_timestamps(&p[ip.ihl..]);
-                self.final_ack(&seg, ts, ip.dst, dp, sp);
+                let ts = packet::tcp_timestamps(&p[off..]);
+                self.final_ack(&seg, ts, dst, dp, sp);
             }
         }
         self.run_tcp_actions();
+    }
+
+    /// Refuses a TCP segment (a RST, counted) in its family.
+    fn refuse_tcp(&mut self, ip: &IpHdr, p: &[u8]) {
+        self.refuse_ip(ip, p, Unreachable::Prohibited);
     }
 
     /// The app sent a segment with URG on flow `np`: its relay looks for
@@ -113,8 +122,9 @@ impl Loop {
     }
 
     /// The app packet `p` onto the listener as flow `np`.
-    fn forward_to_listener(&mut self, ip: &Ip4, p: &mut [u8], np: u16) {
-        nat_tcp::rewrite(p, ip.ihl, self.cfg.nat_v4, np, self.cfg.clat_v4, self.lport);
+    fn forward_to_listener(&mut self, ip: &IpHdr, p: &mut [u8], np: u16) {
+        let (clat, nat, lport) = self.tun_side(ip.dst_ip());
+        nat_tcp::rewrite(p, ip.upper_offset(), nat, np, clat, lport);
         tun_write(&self.tun, &self.sh.counters, p);
     }
 
@@ -149,13 +159,14 @@ impl Loop {
                     dp,
                     tos,
                     path,
-                } => self.open_upstream(np, SocketAddrV4::new(dst, dp), tos, path),
+                } => self.open_upstream(np, (dst, dp), tos, path),
                 Action::InjectSyn { np, syn } => {
                     let mut b = [0u8; HELD_SYN_MAX];
                     let n = syn.bytes().len();
                     b[..n].copy_from_slice(syn.bytes());
-                    let (nat, clat) = (self.cfg.nat_v4, self.cfg.clat_v4);
-                    nat_tcp::rewrite(&mut b[..n], syn.ihl as usize, nat, np, clat, self.lport);
+                    let v6 = b[0] >> 4 == 6;
+                    let (clat, nat, lport) = self.tun_side(self.family_addr(v6));
+                    nat_tcp::rewrite(&mut b[..n], syn.hdr_len as usize, nat, np, clat, lport);
                     tun_write(&self.tun, &self.sh.counters, &b[..n]);
                 }
                 Action::AnswerSyn { syn, answer } => self.answer_syn(&syn, answer),
@@ -164,10 +175,11 @@ impl Loop {
                     rst_app,
                     rst_up,
                 } => self.drop_slot(slot, rst_app, rst_up),
-                Action::AbortListener { np, seq } => {
+                Action::AbortListener { np, seq, v6 } => {
+                    let (clat, nat, lport) = self.tun_side(self.family_addr(v6));
                     let rst = TcpRepr {
                         src_port: np,
-                        dst_port: self.lport,
+                        dst_port: lport,
                         seq,
                         ack: TcpSeqNumber(0),
                         flags: TcpFlags::RST,
@@ -175,9 +187,9 @@ impl Loop {
                         timestamps: None,
                     };
                     let mut out = std::mem::take(&mut self.txbuf);
-                    let (nat, clat) = (self.cfg.nat_v4, self.cfg.clat_v4);
-                    let n = packet::emit_tcp4(&mut out, nat, clat, &rst);
-                    tun_write(&self.tun, &self.sh.counters, &out[..n]);
+                    if let Some(n) = packet::emit_tcp(&mut out, nat, clat, &rst) {
+                        tun_write(&self.tun, &self.sh.counters, &out[..n]);
+                    }
                     self.txbuf = out;
                 }
                 Action::Keepalive { slot, interval } => {
@@ -194,17 +206,19 @@ impl Loop {
         }
     }
 
-    /// Starts flow `np`'s upstream connect to `dst` on `path` (through
-    /// the prefix or natively; the DNS relay's address means the
-    /// preferred resolver), marked with the DSCP of the app's SYN (`tos`).
-    fn open_upstream(&mut self, np: u16, dst: SocketAddrV4, tos: u8, path: Ipv4Path) {
-        let target = if *dst.ip() == self.cfg.dns_v4 {
-            self.cfg
+    /// Starts flow `np`'s upstream connect to `dst` (an IPv4 one on `path`,
+    /// through the prefix or natively, the DNS relay's address meaning the
+    /// preferred resolver; an IPv6 one to itself), marked with the DSCP of
+    /// the app's SYN (`tos`).
+    fn open_upstream(&mut self, np: u16, (dst, dp): (IpAddr, u16), tos: u8, path: Ipv4Path) {
+        let target = match dst {
+            IpAddr::V6(d) => Some(SocketAddr::V6(SocketAddrV6::new(d, dp, 0, 0))),
+            IpAddr::V4(d) if d == self.cfg.dns_v4 => self
+                .cfg
                 .upstream_dns
                 .get(self.dns_preferred_index())
-                .copied()
-        } else {
-            Some(path.upstream(&self.cfg.prefix, dst))
+                .copied(),
+            IpAddr::V4(d) => Some(path.upstream(&self.cfg.prefix, SocketAddrV4::new(d, dp))),
         };
         let Some(target) = target else {
             Counters::inc(&self.c().drop_no_dns_upstream);
@@ -253,19 +267,27 @@ impl Loop {
         self.tcp.upstream_opened(np, slot);
     }
 
-    /// Answers the app's held SYN: RST+ACK or an ICMPv4 error quoting it
-    /// (counted by the core).
+    /// Answers the app's held SYN: RST+ACK or an ICMP error of its family
+    /// quoting it (counted by the core).
     fn answer_syn(&mut self, syn: &HeldSyn, answer: SynAnswer) {
         let b = syn.bytes();
-        let Ok(ip) = packet::parse_ip4(b) else {
-            return;
-        };
         let mut out = std::mem::take(&mut self.txbuf);
-        let n = match answer {
-            SynAnswer::Rst => packet::emit_rst_for(&mut out, &ip, &b[ip.ihl..]),
-            SynAnswer::Unreachable(code) => {
-                let id = self.next_ip_id();
-                Some(packet::emit_unreachable(&mut out, &ip, b, code, id))
+        let n = if b[0] >> 4 == 6 {
+            match (packet::parse_ip6(b), answer) {
+                (Ok(ip), SynAnswer::Rst) => packet::emit_rst_for(&mut out, &ip, &b[ip.hdr_len..]),
+                (Ok(ip), SynAnswer::Unreachable(why)) => {
+                    Some(packet::emit_unreachable6(&mut out, &ip, b, why.icmpv6()))
+                }
+                (Err(_), _) => None,
+            }
+        } else {
+            match (packet::parse_ip4(b), answer) {
+                (Ok(ip), SynAnswer::Rst) => packet::emit_rst_for(&mut out, &ip, &b[ip.ihl..]),
+                (Ok(ip), SynAnswer::Unreachable(why)) => {
+                    let id = self.next_ip_id();
+                    Some(packet::emit_unreachable(&mut out, &ip, b, why.icmpv4(), id))
+                }
+                (Err(_), _) => None,
             }
         };
         if let Some(n) = n {
@@ -320,14 +342,7 @@ impl Loop {
     /// The ACK of the app's FIN `seg` that the listener side would have
     /// sent, from `d:dp` to the app's port `sp`; timestamps echoed (RFC
     /// 7323) when the FIN had them, our TSval being the one it echoes.
-    fn final_ack(
-        &mut self,
-        seg: &TcpSegment,
-        ts: Option<(u32, u32)>,
-        d: Ipv4Addr,
-        dp: u16,
-        sp: u16,
-    ) {
+    fn final_ack(&mut self, seg: &TcpSegment, ts: Option<(u32, u32)>, d: IpAddr, dp: u16, sp: u16) {
         let mut out = std::mem::take(&mut self.txbuf);
         let ack = TcpRepr {
             src_port: dp,
@@ -338,19 +353,24 @@ impl Loop {
             window: u16::MAX,
             timestamps: ts.map(|(val, ecr)| (ecr, val)),
         };
-        let n = packet::emit_tcp4(&mut out, d, self.cfg.clat_v4, &ack);
-        tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        let (clat, _, _) = self.tun_side(d);
+        if let Some(n) = packet::emit_tcp(&mut out, d, clat, &ack) {
+            tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        }
         self.txbuf = out;
     }
 
-    pub(super) fn tcp_from_listener(&mut self, ip: &Ip4, p: &mut [u8]) {
-        let t = &p[ip.ihl..];
-        if ip.protocol != PROTO_TCP || t.len() < TcpRepr::HEADER_LEN {
+    /// A segment of a listener (`clat:L -> nat:np`) of either family.
+    pub(super) fn tcp_from_listener(&mut self, ip: &IpHdr, p: &mut [u8]) {
+        let off = ip.upper_offset();
+        let t = &p[off..];
+        if ip.upper_proto() != PROTO_TCP || t.len() < TcpRepr::HEADER_LEN {
             return Counters::inc(&self.c().drop_internal_dst);
         }
         let sp = u16::from_be_bytes([t[0], t[1]]);
         let np = u16::from_be_bytes([t[2], t[3]]);
-        if sp != self.lport {
+        let (clat, _, lport) = self.tun_side(ip.dst_ip());
+        if sp != lport {
             return Counters::inc(&self.c().drop_tcp_no_flow);
         }
         let seg = TcpSegment::parse(t).ok().map(|s| SegInfo::from(&s));
@@ -358,14 +378,47 @@ impl Loop {
         if let ListenerVerdict::Forward { dst, dp, sp } =
             self.tcp.on_listener_segment(self.now, np, seg, c)
         {
-            nat_tcp::rewrite(p, ip.ihl, dst, dp, self.cfg.clat_v4, sp);
+            // A flow of the other family on this NAT port: not ours.
+            if dst.is_ipv6() != clat.is_ipv6() {
+                return Counters::inc(&c.drop_tcp_no_flow);
+            }
+            nat_tcp::rewrite(p, off, dst, dp, clat, sp);
             tun_write(&self.tun, c, p);
         }
     }
 
-    pub(super) fn on_accept(&mut self) {
+    /// Some address of the family (`v6` or not), for [`Loop::tun_side`].
+    fn family_addr(&self, v6: bool) -> IpAddr {
+        if v6 {
+            self.cfg.clat_v6.into()
+        } else {
+            self.cfg.clat_v4.into()
+        }
+    }
+
+    /// accept() on the IPv4 or (`v6`) the IPv6 listener.
+    fn accept_on(&self, v6: bool) -> io::Result<(TcpStream, SocketAddr)> {
+        match (v6, &self.listener6) {
+            (true, Some(l)) => l.accept(),
+            (true, None) => Err(io::ErrorKind::WouldBlock.into()),
+            (false, _) => self.listener.accept(),
+        }
+    }
+
+    /// The NAT port of a connection accepted from `peer`: `nat_v4:np` or
+    /// `[nat_v6]:np`.
+    fn nat_port(&self, peer: &SocketAddr) -> Option<u16> {
+        match peer {
+            SocketAddr::V4(a) if *a.ip() == self.cfg.nat_v4 => Some(a.port()),
+            SocketAddr::V6(a) if *a.ip() == self.cfg.nat_v6 => Some(a.port()),
+            _ => None,
+        }
+    }
+
+    /// Accepts what waits on the IPv4 or (`v6`) the IPv6 listener.
+    pub(super) fn on_accept(&mut self, v6: bool) {
         loop {
-            let (stream, peer) = match self.listener.accept() {
+            let (stream, peer) = match self.accept_on(v6) {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -376,7 +429,7 @@ impl Loop {
                         self.run_tcp_actions();
                         continue;
                     }
-                    if !self.refuse_backlogged() {
+                    if !self.refuse_backlogged(v6) {
                         log::debug!("accept failed: {e} (no spare descriptor)");
                         return;
                     }
@@ -410,12 +463,9 @@ impl Loop {
                     return;
                 }
             };
-            let np = match peer {
-                SocketAddr::V4(a) if *a.ip() == self.cfg.nat_v4 => a.port(),
-                _ => {
-                    set_rst_on_close(&stream);
-                    continue;
-                }
+            let Some(np) = self.nat_port(&peer) else {
+                set_rst_on_close(&stream);
+                continue;
             };
             let Some(slot) = self.tcp.accepted(np, self.now) else {
                 set_rst_on_close(&stream);
@@ -469,24 +519,22 @@ impl Loop {
     /// Out of descriptors: frees the spare one, accepts the next waiting
     /// connection and resets it (counted like any upstream socket failure),
     /// then takes the spare back. False when there is no spare to use.
-    fn refuse_backlogged(&mut self) -> bool {
+    fn refuse_backlogged(&mut self, v6: bool) -> bool {
         if self.spare_fd.take().is_none() {
             self.spare_fd = open_spare_fd();
             return false;
         }
-        let ok = match self.listener.accept() {
+        let ok = match self.accept_on(v6) {
             Ok((stream, peer)) => {
                 set_rst_on_close(&stream);
                 drop(stream);
                 Counters::inc(&self.c().tcp_rst_sent);
                 Counters::inc(&self.c().drop_upstream_socket);
-                if let SocketAddr::V4(a) = peer {
-                    if *a.ip() == self.cfg.nat_v4 {
-                        if let Some(slot) = self.tcp.accepted(a.port(), self.now) {
-                            self.drop_slot(slot, false, true);
-                            let c = &self.sh.counters;
-                            self.tcp.relay_closed(a.port(), false, self.now, c);
-                        }
+                if let Some(np) = self.nat_port(&peer) {
+                    if let Some(slot) = self.tcp.accepted(np, self.now) {
+                        self.drop_slot(slot, false, true);
+                        let c = &self.sh.counters;
+                        self.tcp.relay_closed(np, false, self.now, c);
                     }
                 }
                 true
@@ -620,6 +668,7 @@ mod memory {
         let timer = 2 * size_of::<(Instant, TimerKey)>();
         let slot = size_of::<Slot>() + size_of::<Relay>();
         let total = nat + key + timer + slot;
+        println!("{total} bytes per idle flow: nat entry {nat}, key {key}, timer {timer}, slot and relay {slot}");
         assert!(
             total <= IDLE_FLOW_BUDGET,
             "{total} bytes per idle flow: nat entry {nat}, key {key}, timer {timer}, slot and relay {slot}"

@@ -55,7 +55,7 @@ fn app(
     c: &Counters,
 ) -> AppVerdict {
     let thl = TcpSegment::parse(&p[20..]).unwrap().header_len;
-    f.on_app_segment(now, (sp, D, 80), *s, p, 20, thl, full, c)
+    f.on_app_segment(now, (sp, D.into(), 80), *s, p, 20, thl, full, c)
 }
 
 fn actions(f: &mut TcpFlows) -> Vec<Action> {
@@ -96,7 +96,7 @@ fn syn_is_held_until_the_upstream_connects_and_retransmissions_are_absorbed() {
         actions(&mut f),
         vec![Action::Connect {
             np: 1024,
-            dst: D,
+            dst: D.into(),
             dp: 80,
             tos: 0,
             path: Ipv4Path::Nat64,
@@ -145,30 +145,30 @@ fn syn_is_held_until_the_upstream_connects_and_retransmissions_are_absorbed() {
 
 #[test]
 fn a_failed_connect_answers_the_syn_as_the_path_did_and_frees_the_flow() {
-    use Icmpv4DstUnreachable as U;
+    use Unreachable as U;
     for (errno, answer, rst, icmp) in [
         (Some(libc::ECONNREFUSED), Some(SynAnswer::Rst), 1, 0),
         (
             Some(libc::EHOSTUNREACH),
-            Some(SynAnswer::Unreachable(U::HostUnreachable)),
+            Some(SynAnswer::Unreachable(U::Host)),
             0,
             1,
         ),
         (
             Some(libc::ENETUNREACH),
-            Some(SynAnswer::Unreachable(U::NetUnreachable)),
+            Some(SynAnswer::Unreachable(U::Net)),
             0,
             1,
         ),
         (
             Some(libc::EACCES),
-            Some(SynAnswer::Unreachable(U::CommProhibited)),
+            Some(SynAnswer::Unreachable(U::Prohibited)),
             0,
             1,
         ),
         (
             Some(libc::EPERM),
-            Some(SynAnswer::Unreachable(U::CommProhibited)),
+            Some(SynAnswer::Unreachable(U::Prohibited)),
             0,
             1,
         ),
@@ -228,7 +228,7 @@ fn a_failure_before_any_socket_answers_without_closing_a_slot() {
         actions(&mut f),
         vec![Action::AnswerSyn {
             syn: held(&s.0),
-            answer: SynAnswer::Unreachable(Icmpv4DstUnreachable::NetUnreachable)
+            answer: SynAnswer::Unreachable(Unreachable::Net)
         }]
     );
 }
@@ -500,7 +500,7 @@ fn fast_close_and_time_wait_hold() {
     assert_eq!(
         f.on_listener_segment(t0, np, Some(fin), &c),
         ListenerVerdict::Forward {
-            dst: D,
+            dst: D.into(),
             dp: 80,
             sp: 1
         }
@@ -621,7 +621,8 @@ fn a_flow_freed_after_its_syn_was_injected_aborts_the_listener_side() {
         vec![
             Action::AbortListener {
                 np: 1024,
-                seq: TcpSeqNumber(1001)
+                seq: TcpSeqNumber(1001),
+                v6: false
             },
             Action::CloseSlot {
                 slot: SLOT,
@@ -646,7 +647,8 @@ fn a_flow_freed_after_its_syn_was_injected_aborts_the_listener_side() {
         [
             Action::AbortListener {
                 np,
-                seq: TcpSeqNumber(5001)
+                seq: TcpSeqNumber(5001),
+                v6: false
             },
             Action::CloseSlot {
                 slot: SLOT,
@@ -836,7 +838,8 @@ fn a_flow_freed_before_accept_aborts_the_listener_at_its_next_sequence_number() 
         vec![
             Action::AbortListener {
                 np,
-                seq: TcpSeqNumber(1008)
+                seq: TcpSeqNumber(1008),
+                v6: false
             },
             Action::CloseSlot {
                 slot: SLOT,
@@ -1072,4 +1075,199 @@ fn flows_keep_their_path_and_losing_native_ipv4_resets_only_native_ones() {
     assert_eq!((f.live(), c.snapshot().flows_tcp), (1, 1));
     // Setting the same path again resets nothing.
     assert_eq!(f.set_path(Ipv4Path::Nat64), None);
+}
+
+// ---- IPv6 flows (issue 15 item 1): one table with the IPv4 ones ----
+
+const D6: &str = "2001:db8:2::10";
+const CLAT6: &str = "fd9c:7c5a:e1b6:464::1";
+
+fn a6(s: &str) -> Ipv6Addr {
+    s.parse().unwrap()
+}
+
+/// The app's IPv6 SYN (traffic class `tclass`, with a Hop-by-Hop header
+/// when `hbh`, `payload` as TCP Fast Open data), built by etherparse:
+/// `(packet, header chain length, TCP header length, info)`.
+fn syn6(
+    sp: u16,
+    isn: u32,
+    tclass: u8,
+    hbh: bool,
+    payload: &[u8],
+) -> (Vec<u8>, usize, usize, SegInfo) {
+    use etherparse::{IpHeaders, IpNumber, Ipv6Extensions, Ipv6Header, Ipv6RawExtHeader};
+    let ip = Ipv6Header {
+        traffic_class: tclass,
+        hop_limit: 64,
+        source: a6(CLAT6).octets(),
+        destination: a6(D6).octets(),
+        ..Default::default()
+    };
+    let exts = Ipv6Extensions {
+        hop_by_hop_options: hbh
+            .then(|| Ipv6RawExtHeader::new_raw(IpNumber(0), &[1, 4, 0, 0, 0, 0]).unwrap()),
+        ..Default::default()
+    };
+    let mut p = Vec::new();
+    PacketBuilder::ip(IpHeaders::Ipv6(ip, exts))
+        .tcp(sp, 443, isn, 64800)
+        .syn()
+        .options(&[
+            TcpOptionElement::MaximumSegmentSize(1440),
+            TcpOptionElement::Noop,
+            TcpOptionElement::WindowScale(7),
+        ])
+        .unwrap()
+        .write(&mut p, payload)
+        .unwrap();
+    let hdr_len = if hbh { 48 } else { 40 };
+    let s = TcpSegment::parse(&p[hdr_len..]).unwrap();
+    let thl = s.header_len;
+    (p, hdr_len, thl, SegInfo::from(&s))
+}
+
+fn app6(
+    f: &mut TcpFlows,
+    now: Instant,
+    sp: u16,
+    syn: &(Vec<u8>, usize, usize, SegInfo),
+    c: &Counters,
+) -> AppVerdict {
+    let (p, hdr_len, thl, s) = syn;
+    f.on_app_segment(
+        now,
+        (sp, a6(D6).into(), 443),
+        *s,
+        p,
+        *hdr_len,
+        *thl,
+        false,
+        c,
+    )
+}
+
+#[test]
+fn an_ipv6_syn_is_held_without_extension_headers_and_connects_to_its_destination() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    // Native IPv4 on: an IPv6 flow is neither NAT64 nor native IPv4.
+    f.set_path(Ipv4Path::Native);
+    let syn = syn6(50000, 7000, 0xb8, true, b"fast open data");
+    assert_eq!(app6(&mut f, t0, 50000, &syn, &c), AppVerdict::Consumed);
+    assert_eq!(
+        actions(&mut f),
+        vec![Action::Connect {
+            np: 1024,
+            dst: a6(D6).into(),
+            dp: 443,
+            tos: 0xb8,
+            path: Ipv4Path::Native,
+        }]
+    );
+    let st = c.snapshot();
+    assert_eq!(
+        (st.flows_ipv6_total, st.flows_native_total, st.flows_tcp),
+        (1, 0, 1)
+    );
+    f.upstream_opened(1024, SLOT);
+    f.upstream_connected(1024, t0);
+    let Some(Action::InjectSyn {
+        np: 1024,
+        syn: held,
+    }) = f.poll_action()
+    else {
+        panic!("no injection")
+    };
+    // What the listener gets: the same SYN without the Hop-by-Hop header
+    // and the data, as etherparse builds it.
+    let (want, ..) = syn6(50000, 7000, 0xb8, false, b"");
+    assert_eq!(held.bytes(), &want[..]);
+    assert_eq!(held.hdr_len, 40);
+}
+
+#[test]
+fn a_failed_ipv6_connect_is_answered_in_its_family_and_ipv6_flows_survive_a_path_switch() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    f.set_path(Ipv4Path::Native);
+    let syn = syn6(50000, 7000, 0, false, b"");
+    app6(&mut f, t0, 50000, &syn, &c);
+    actions(&mut f);
+    f.upstream_opened(1024, SLOT);
+    f.upstream_failed(1024, Some(libc::EHOSTUNREACH), &c);
+    assert_eq!(
+        actions(&mut f)[0],
+        Action::AnswerSyn {
+            syn: Box::new(HeldSyn::new(&syn.0, 40, syn.2).unwrap()),
+            answer: SynAnswer::Unreachable(Unreachable::Host),
+        }
+    );
+    assert_eq!(
+        Unreachable::Host.icmpv6(),
+        Icmpv6DstUnreachable::AddrUnreachable
+    );
+    assert_eq!(Unreachable::Net.icmpv6(), Icmpv6DstUnreachable::NoRoute);
+    assert_eq!(
+        Unreachable::Prohibited.icmpv6(),
+        Icmpv6DstUnreachable::AdminProhibited
+    );
+    // An IPv6 flow and an IPv4 flow of the same ports: two flows, two NAT
+    // ports, one cap. Losing native IPv4 resets the IPv4 one only.
+    let v6 = {
+        app6(&mut f, t0, 50000, &syn, &c);
+        let Some(Action::Connect { np, .. }) = f.poll_action() else {
+            panic!()
+        };
+        f.upstream_opened(np, SLOT);
+        f.upstream_connected(np, t0);
+        actions(&mut f);
+        assert_eq!(f.accepted(np, t0), Some(SLOT));
+        np
+    };
+    let v4 = established(&mut f, t0, 50000, &c);
+    assert_ne!(v4, v6);
+    assert_eq!(f.live(), 2);
+    assert_eq!(f.set_path(Ipv4Path::Nat64), Some(Ipv4Path::Native));
+    f.reset_path(Ipv4Path::Native, t0, &c);
+    assert_eq!(f.get(v4).unwrap().state, FlowState::Closing);
+    assert_eq!(f.get(v6).unwrap().state, FlowState::Established);
+    // The listener's segments of the IPv6 flow go back to its destination.
+    assert_eq!(
+        f.on_listener_segment(t0, v6, None, &c),
+        ListenerVerdict::Forward {
+            dst: a6(D6).into(),
+            dp: 443,
+            sp: 50000
+        }
+    );
+    // A new network resets every flow, IPv6 ones included.
+    f.reset_all(t0, &c);
+    assert_eq!(f.get(v6).unwrap().state, FlowState::Closing);
+}
+
+#[test]
+fn an_ipv6_flow_freed_before_accept_aborts_the_ipv6_listener_side() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    let syn = syn6(50001, 99, 0, false, b"");
+    app6(&mut f, t0, 50001, &syn, &c);
+    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+        panic!()
+    };
+    f.upstream_opened(np, SLOT);
+    f.upstream_connected(np, t0);
+    actions(&mut f);
+    f.handle_timeout(t0 + Duration::from_secs(240), &c);
+    assert_eq!(
+        actions(&mut f)[0],
+        Action::AbortListener {
+            np,
+            seq: TcpSeqNumber(100),
+            v6: true
+        }
+    );
 }

@@ -3,6 +3,7 @@
 
 use super::{ip_proto, Ipv4Repr, Ipv6Repr};
 use crate::checksum;
+use std::net::Ipv6Addr;
 
 /// ICMPv4 types the core translates or sends (RFC 792; Source Quench and
 /// Redirect only to recognise them as errors, RFC 1812 section 4.3.2.3).
@@ -224,6 +225,16 @@ pub fn fill_icmpv4_checksum(msg: &mut [u8]) {
     msg[2..4].copy_from_slice(&c.to_be_bytes());
 }
 
+/// Computes and stores the checksum of the ICMPv6 message `msg` (type
+/// first) sent from `src` to `dst`: over the IPv6 pseudo-header and the
+/// whole message (RFC 4443 section 2.3).
+pub fn fill_icmpv6_checksum(msg: &mut [u8], src: &Ipv6Addr, dst: &Ipv6Addr) {
+    msg[2..4].fill(0);
+    let pseudo = checksum::pseudo_v6(src, dst, ip_proto::ICMPV6, msg.len() as u32);
+    let c = checksum::finish(checksum::sum(msg, pseudo));
+    msg[2..4].copy_from_slice(&c.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +301,24 @@ mod tests {
             crate::checksum::fold(crate::checksum::sum(m, pseudo)),
             0xffff
         );
+    }
+
+    #[test]
+    fn icmpv6_checksum_matches_etherparse() {
+        let src: Ipv6Addr = "2001:db8:2::10".parse().unwrap();
+        let dst: Ipv6Addr = "fd9c:7c5a:e1b6:464::1".parse().unwrap();
+        // An echo reply, identifier 0x1234, sequence 7, 5 bytes of data.
+        let mut msg = [
+            129u8, 0, 0xaa, 0xbb, 0x12, 0x34, 0, 7, b'h', b'e', b'l', b'l', b'o',
+        ];
+        fill_icmpv6_checksum(&mut msg, &src, &dst);
+        let h = etherparse::Icmpv6Header::new(etherparse::Icmpv6Type::EchoReply(
+            etherparse::IcmpEchoHeader { id: 0x1234, seq: 7 },
+        ));
+        let want = h
+            .icmp_type
+            .calc_checksum(src.octets(), dst.octets(), &msg[8..])
+            .unwrap();
+        assert_eq!(u16::from_be_bytes([msg[2], msg[3]]), want);
     }
 }

@@ -3,7 +3,7 @@
 use super::WireError;
 use crate::checksum;
 use std::cmp::Ordering;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// A TCP sequence or acknowledgment number: arithmetic modulo 2^32 and
 /// comparison by serial-number order (RFC 9293 section 3.4, RFC 1982), so
@@ -161,6 +161,20 @@ impl TcpRepr {
     /// Panics if `buf` is shorter.
     pub fn emit(&self, buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr) -> usize {
         let len = self.header_len();
+        let pseudo = checksum::pseudo_v4(src, dst, super::ip_proto::TCP, len as u16);
+        self.emit_with_pseudo(buf, pseudo)
+    }
+
+    /// [`emit`](Self::emit) with the checksum over an IPv6 pseudo-header
+    /// (RFC 8200 section 8.1) from `src` to `dst`.
+    pub fn emit_v6(&self, buf: &mut [u8], src: &Ipv6Addr, dst: &Ipv6Addr) -> usize {
+        let len = self.header_len();
+        let pseudo = checksum::pseudo_v6(src, dst, super::ip_proto::TCP, len as u32);
+        self.emit_with_pseudo(buf, pseudo)
+    }
+
+    fn emit_with_pseudo(&self, buf: &mut [u8], pseudo: u32) -> usize {
+        let len = self.header_len();
         let t = &mut buf[..len];
         t[0..2].copy_from_slice(&self.src_port.to_be_bytes());
         t[2..4].copy_from_slice(&self.dst_port.to_be_bytes());
@@ -176,7 +190,6 @@ impl TcpRepr {
             t[24..28].copy_from_slice(&val.to_be_bytes());
             t[28..32].copy_from_slice(&ecr.to_be_bytes());
         }
-        let pseudo = checksum::pseudo_v4(src, dst, super::ip_proto::TCP, len as u16);
         let c = checksum::finish(checksum::sum(t, pseudo));
         t[16..18].copy_from_slice(&c.to_be_bytes());
         len
@@ -252,5 +265,33 @@ mod tests {
         t[12] = 4 << 4;
         assert_eq!(TcpSegment::parse(&t), Err(WireError::Malformed));
         assert_eq!(TcpSegment::parse(&t[..19]), Err(WireError::Truncated));
+    }
+
+    #[test]
+    fn ipv6_checksum_matches_etherparse() {
+        let s: Ipv6Addr = "fd9c:7c5a:e1b6:464::1".parse().unwrap();
+        let d: Ipv6Addr = "2001:db8:2::10".parse().unwrap();
+        for ts in [None, Some((0x0102_0304, 0x0a0b_0c0d))] {
+            let r = TcpRepr {
+                src_port: 443,
+                dst_port: 50000,
+                seq: TcpSeqNumber(0),
+                ack: TcpSeqNumber(1001),
+                flags: TcpFlags::RST | TcpFlags::ACK,
+                window: 0,
+                timestamps: ts,
+            };
+            let mut buf = [0u8; 32];
+            let n = r.emit_v6(&mut buf, &s, &d);
+            let h = etherparse::TcpHeaderSlice::from_slice(&buf[..n])
+                .unwrap()
+                .to_header();
+            assert_eq!(
+                h.checksum,
+                h.calc_checksum_ipv6_raw(s.octets(), d.octets(), &[])
+                    .unwrap()
+            );
+            assert!(h.rst && h.ack);
+        }
     }
 }

@@ -43,6 +43,13 @@ class NativeConfig(
      * [ClatNative.setIpv4Path].
      */
     @JvmField val ipv4Native: Boolean = false,
+    /**
+     * Carry IPv6 packets from the TUN natively to their own destination (issue 15: under
+     * lockdown IPv6 is routed into the VPN). The TUN then needs the engine's IPv6 address,
+     * `fd9c:7c5a:e1b6:464::1/64` (`::2` of that /64 is its internal NAT address); without this
+     * flag IPv6 from the TUN is dropped and counted.
+     */
+    @JvmField val carryIpv6: Boolean = false,
 ) {
     override fun toString(): String =
         "NativeConfig(prefix=$prefix, dnsServers=${dnsServers.contentToString()}, " +
@@ -50,5 +57,5 @@ class NativeConfig(
             "mtu=$mtu, maxFlows=$maxFlows, udpTimeoutSec=$udpTimeoutSec, " +
             "tcpEstablishedTimeoutSec=$tcpEstablishedTimeoutSec, " +
             "tcpTransitoryTimeoutSec=$tcpTransitoryTimeoutSec, icmpTimeoutSec=$icmpTimeoutSec, " +
-            "refuseNonGlobalWkp=$refuseNonGlobalWkp, ipv4Native=$ipv4Native)"
+            "refuseNonGlobalWkp=$refuseNonGlobalWkp, ipv4Native=$ipv4Native, carryIpv6=$carryIpv6)"
 }

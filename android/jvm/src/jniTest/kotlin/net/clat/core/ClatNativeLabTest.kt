@@ -24,6 +24,12 @@ import net.clat.core.JniTestSupport.labConfig
 import net.clat.core.JniTestSupport.sh
 import net.clat.core.JniTestSupport.statsMap
 
+/** The engine's IPv6 address on the TUN (EngineConfig::clat_v6's default). */
+private const val CLAT_V6 = "fd9c:7c5a:e1b6:464::1"
+
+/** plat's DNS64, which also answers over TCP. */
+private const val DNS64_ADDR = "2001:db8:1::53"
+
 /**
  * The bridge carrying real traffic: a real TUN in the lab's `phone` namespace (IPv6 only),
  * the engine behind it, the lab's DNS64 + Tayga NAT64 beyond. Run the JVM under
@@ -190,6 +196,52 @@ class ClatNativeLabTest {
             for (cmd in undo) runCatching { sh(*cmd.toTypedArray()) }
         }
         assertTrue(eventually { !interfaceExists(TUN) })
+    }
+
+    /**
+     * IPv6 through JNI (issue 15 item 1): `NativeConfig.carryIpv6` makes the engine carry IPv6
+     * from the TUN to its own destination. The TUN gets the engine's fd9c:7c5a:e1b6:464::1/64;
+     * the test's socket is bound to it and a source rule sends it into the TUN; the engine's
+     * unbound IPv6 socket takes the phone's own route to plat's DNS64 (TCP port 53). Without
+     * the flag the same connect is dropped by the engine (`drop_not_ipv4`).
+     */
+    @Test
+    fun `carryIpv6 carries an IPv6 TCP connection through the TUN`() {
+        for (carry in listOf(true, false)) {
+            check(eventually { !interfaceExists(TUN) }) { "$TUN left over from an earlier test" }
+            JniTestSupport.awaitNoOtherClat()
+            val cfg = NativeConfig(prefix = JniTestSupport.PREFIX, dnsServers = arrayOf(JniTestSupport.DNS64), mtu = 1500, carryIpv6 = carry)
+            assertContains(cfg.toString(), "carryIpv6=$carry")
+            val engine = ClatEngine.start(ClatNative.openTun(TUN), cfg, CountingProtector())
+            val rule = listOf("ip", "-6", "rule", "add", "from", CLAT_V6, "lookup", "100", "priority", "100")
+            try {
+                sh("sysctl", "-qw", "net.ipv6.conf.$TUN.disable_ipv6=0")
+                sh("ip", "-6", "addr", "add", "$CLAT_V6/64", "dev", TUN, "nodad")
+                sh("ip", "link", "set", TUN, "up")
+                sh("ip", "-6", "route", "add", "default", "dev", TUN, "table", "100")
+                sh(*rule.toTypedArray())
+                fun stats() = engine.namedCounters().toMap()
+                assertEquals(if (carry) 1L else 0L, stats().getValue("ipv6_carried"))
+                val connected = runCatching {
+                    Socket().use { s ->
+                        s.bind(InetSocketAddress(CLAT_V6, 0))
+                        s.connect(InetSocketAddress(DNS64_ADDR, 53), 2000)
+                    }
+                }
+                if (carry) {
+                    connected.getOrThrow()
+                    assertEquals(1L, stats().getValue("flows_ipv6_total"), "${stats()}")
+                } else {
+                    assertTrue(connected.isFailure, "connected without carryIpv6")
+                    assertEquals(0L, stats().getValue("flows_ipv6_total"), "${stats()}")
+                    assertTrue(stats().getValue("drop_not_ipv4") >= 1, "${stats()}")
+                }
+            } finally {
+                engine.close()
+                runCatching { sh(*rule.map { if (it == "add") "del" else it }.toTypedArray()) }
+            }
+            assertTrue(eventually { !interfaceExists(TUN) })
+        }
     }
 
     /** [httpGet] from a socket bound to the CLAT address (the source rule's match). */

@@ -27,7 +27,6 @@ import net.clat.app.logic.ClatController
 import net.clat.app.logic.ClatPort
 import net.clat.app.logic.ControllerView
 import net.clat.app.logic.DnsPolicy
-import net.clat.app.logic.ENGINE_CARRIES_IPV6
 import net.clat.app.logic.InternalAddressPicker
 import net.clat.app.logic.InternalAddresses
 import net.clat.app.logic.IpAddresses
@@ -233,7 +232,7 @@ class ClatVpnService : VpnService(), ClatPort {
         val addrs = InternalAddressPicker.pick(LocalAddresses.inClatRange(), internal)
             ?: return "no free address in 192.0.0.0/29 (Android's CLATs hold them)"
         val pfd = try {
-            buildTun(target.plan.forEngine(ENGINE_CARRIES_IPV6).withInternalAddresses(addrs), n)
+            buildTun(target.plan.withInternalAddresses(addrs), n)
         } catch (e: Exception) {
             return "could not create the VPN interface: ${e.message}"
         } ?: return "VPN permission missing (establish() returned null)"
@@ -249,6 +248,9 @@ class ClatVpnService : VpnService(), ClatPort {
             maxFlows = settings.maxFlows,
             udpTimeoutSec = settings.udpTimeoutSec,
             ipv4Native = target.ipv4Native,
+            // Under lockdown IPv6 is routed into the TUN (VpnPlan.carryIpv6) and the engine
+            // carries it to its destinations; its ULA is the engine's default clat_v6.
+            carryIpv6 = target.plan.carryIpv6,
         )
         return try {
             // The core owns the descriptor from here on, whatever happens.
@@ -442,9 +444,6 @@ class ClatVpnService : VpnService(), ClatPort {
         val warnings = ArrayList(v.warnings)
         val lockdown = alwaysOnState.lockdown
         if (lockdown && t == null) warnings.add("lockdown is on: while the CLAT is idle Android blocks all traffic")
-        if (lockdown && t != null && !ENGINE_CARRIES_IPV6) {
-            warnings.add("lockdown is on: Android blocks apps' native IPv6 outside the VPN, and this engine does not carry IPv6 yet")
-        }
         publish(
             ClatStatus(
                 running = v.running && engine != null,

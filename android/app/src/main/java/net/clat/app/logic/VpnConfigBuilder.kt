@@ -58,23 +58,6 @@ data class VpnPlan(
     val routesBelowApi33: List<IpPrefixSpec>
         get() = LocalRoutes.subtract(routes.filter { it.isIpv4 }, excludedRoutes) + routes.filterNot { it.isIpv4 }
 
-    /**
-     * The plan as the TUN is given it when the engine does [carriesIpv6] or not: an engine that
-     * cannot carry IPv6 must not get IPv6 routed into it (every IPv6 packet would be dropped),
-     * so then IPv6 is left to bypass the VPN as before ([ENGINE_CARRIES_IPV6]). Under lockdown
-     * that bypass does not work (see [carryIpv6]); the service says so.
-     */
-    fun forEngine(carriesIpv6: Boolean): VpnPlan = if (carriesIpv6 || !carryIpv6) {
-        this
-    } else {
-        copy(
-            addresses = addresses.filter { it.isIpv4 },
-            routes = routes.filter { it.isIpv4 },
-            allowIpv6Bypass = true,
-            carryIpv6 = false,
-        )
-    }
-
     private fun toIdentity() = listOf(session, addresses, routes, excludedRoutes, dnsServers, dnsMode, mtu, allowIpv6Bypass, carryIpv6, metered, allowedApps, disallowedApps)
 }
 
@@ -93,6 +76,9 @@ sealed interface PlanResult {
  */
 object VpnConfigBuilder {
     const val SESSION = "CLAT (464XLAT)"
+
+    /** The smallest link MTU IPv6 allows (RFC 8200 section 5). */
+    const val IPV6_MIN_MTU = 1280
 
     /**
      * [lockdown]: `VpnService.isLockdownEnabled()`, which decides the [DnsMode] ([DnsPolicy]) and
@@ -128,7 +114,13 @@ object VpnConfigBuilder {
             disallowed
         }
         val dnsMode = DnsPolicy.decide(lockdown, settings.dnsThroughVpn)
-        val carryIpv6 = lockdown
+        // IPv6 needs links of at least 1280 bytes (RFC 8200 section 5), and the engine refuses
+        // to carry it on a smaller TUN: with a managed MTU below that, lockdown keeps blocking
+        // apps' native IPv6 (the note says so) rather than the VPN failing to start.
+        val carryIpv6 = lockdown && settings.mtu >= IPV6_MIN_MTU
+        if (lockdown && !carryIpv6) {
+            notes.add("MTU ${settings.mtu} is below IPv6's minimum of $IPV6_MIN_MTU: IPv6 is not carried, and under lockdown apps' IPv6 is blocked")
+        }
         val v4Address = IpPrefixSpec(ClatAddresses.CLAT_V4, ClatAddresses.CLAT_PREFIX_LENGTH)
         val v4Route = IpPrefixSpec("0.0.0.0", 0)
         return PlanResult.Valid(

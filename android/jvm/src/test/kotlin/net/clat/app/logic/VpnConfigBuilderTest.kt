@@ -129,19 +129,18 @@ class VpnConfigBuilderTest {
     }
 
     @Test
-    fun `an engine that does not carry IPv6 gets no IPv6 route, address or lost bypass`() {
-        val p = lockdownPlan()
-        val applied = p.forEngine(carriesIpv6 = false)
-        assertEquals(listOf(IpPrefixSpec("192.0.0.4", 29)), applied.addresses)
-        assertEquals(listOf(IpPrefixSpec("0.0.0.0", 0)), applied.routes)
-        assertTrue(applied.allowIpv6Bypass)
-        assertFalse(applied.carryIpv6)
-        assertEquals(p.dnsMode, applied.dnsMode, "the relay stays the resolver under lockdown")
-        assertEquals(p, p.forEngine(carriesIpv6 = true))
-        val plain = valid(ClatSettings())
-        assertEquals(plain, plain.forEngine(carriesIpv6 = false))
-        // The chosen internal IPv4 address replaces 192.0.0.4; the ULA stays.
-        val withInternal = p.withInternalAddresses(InternalAddresses("192.0.0.3", "192.0.0.2", "192.0.0.1"))
+    fun `lockdown with an MTU below 1280 does not carry IPv6 and says so`() {
+        val p = lockdownPlan(ClatSettings(mtu = 1279))
+        assertEquals(listOf(IpPrefixSpec("192.0.0.4", 29)), p.addresses)
+        assertEquals(listOf(IpPrefixSpec("0.0.0.0", 0)), p.routes)
+        assertFalse(p.carryIpv6)
+        assertTrue(p.notes.any { it.startsWith("MTU 1279 is below IPv6's minimum of 1280") }, p.notes.toString())
+        assertTrue(lockdownPlan(ClatSettings(mtu = 1280)).carryIpv6)
+    }
+
+    @Test
+    fun `the chosen internal IPv4 address replaces 192_0_0_4 and the ULA stays`() {
+        val withInternal = lockdownPlan().withInternalAddresses(InternalAddresses("192.0.0.3", "192.0.0.2", "192.0.0.1"))
         assertEquals(listOf(IpPrefixSpec("192.0.0.3", 29), IpPrefixSpec("fd9c:7c5a:e1b6:464::1", 64)), withInternal.addresses)
     }
 

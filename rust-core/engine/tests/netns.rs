@@ -659,6 +659,42 @@ fn a_prefix_change_leaves_native_flows_alone() {
     assert_eq!(&b, b"b");
 }
 
+/// An ICMP error about one destination leaves an error pending on the
+/// mapping's socket (sk_err, set even with IP_RECVERR), which Linux returns
+/// on the next send, whatever its destination. With one socket for every
+/// destination of an app port (endpoint-independent mapping), a datagram to
+/// another destination sent right after must still go out.
+#[test]
+fn a_pending_error_about_one_destination_does_not_lose_a_datagram_to_another() {
+    if !in_netns("a_pending_error_about_one_destination_does_not_lose_a_datagram_to_another") {
+        return;
+    }
+    let l = lab();
+    let echo = udp_server(&format!("[{SRV_V6}]:0")).port();
+    // A port nothing listens on: the local kernel answers Port Unreachable.
+    let closed = {
+        let s = UdpSocket::bind(format!("[{SRV_V6}]:0")).unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut got = 0;
+    for i in 0..20u8 {
+        u.send_to(&[i], (SRV_V4, closed)).unwrap();
+        u.send_to(&[i], (SRV_V4, echo)).unwrap();
+        let mut b = [0u8; 16];
+        // The app may also see the Port Unreachable (as ECONNREFUSED on an
+        // unconnected socket it does not); read until the echo or timeout.
+        while let Ok((n, _)) = u.recv_from(&mut b) {
+            if n == 3 && b[2] == i {
+                got += 1;
+                break;
+            }
+        }
+    }
+    assert_eq!(got, 20, "{:?}", stats(&l));
+}
+
 #[test]
 fn udp_cap_leaves_tcp_its_room() {
     if !in_netns("udp_cap_leaves_tcp_its_room") {

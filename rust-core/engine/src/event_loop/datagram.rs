@@ -307,7 +307,18 @@ impl Loop {
                 .ok()
                 .map(|()| dont_frag);
         }
-        match sys::send_to(fd, data, to, &fields) {
+        let mut sent = sys::send_to(fd, data, to, &fields);
+        if sent.as_ref().is_err_and(is_pending_icmp_error) {
+            // An ICMP error about an earlier datagram (to any destination:
+            // one socket serves them all) left sk_err set, and Linux
+            // returns it on the next send even with IP_RECVERR/
+            // IPV6_RECVERR (sock_error() in the send path), clearing it:
+            // this datagram was not sent. The queued error goes to the app
+            // about its own datagram, then this one is sent again once.
+            self.drain_errors(slot, None);
+            sent = sys::send_to(fd, data, to, &fields);
+        }
+        match sent {
             Ok(n) => {
                 Counters::inc(&self.sh.counters.up_tx_packets);
                 Counters::add(&self.sh.counters.up_tx_bytes, n as u64);
@@ -473,4 +484,28 @@ fn recv_hop_fields(fd: RawFd, v6: bool) -> io::Result<()> {
             sys::setsockopt_int(fd, libc::SOL_IP, libc::IP_RECVTOS, 1)
         }
     }
+}
+
+/// Errors that an ICMP error from the path leaves pending on a datagram
+/// socket (`sk_err`, reported by its next send), as Linux maps ICMPv4 and
+/// ICMPv6 errors to errno (net/ipv4/icmp.c `icmp_err_convert`,
+/// net/ipv6/icmp.c `icmpv6_err_convert`): port, host and network
+/// unreachable, host unknown or isolated, protocol unreachable, source route
+/// failed, prohibited, time exceeded, parameter problem. EMSGSIZE has its
+/// own handling (Fragmentation Needed for the datagram being sent).
+fn is_pending_icmp_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENONET
+                | libc::ENOPROTOOPT
+                | libc::EOPNOTSUPP
+                | libc::EACCES
+                | libc::EPROTO
+        )
+    )
 }

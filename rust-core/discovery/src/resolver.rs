@@ -140,6 +140,30 @@ fn zone_index(zone: &str) -> Result<u32, String> {
 
 #[cfg(test)]
 mod tests {
+
+    /// RFC 4007 section 6 and RFC 4291 section 2.7: link-local unicast
+    /// (fe80::/10) and multicast of interface-local (1) or link-local (2)
+    /// scope, whatever the flags nibble, need a zone; nothing else does.
+    #[test]
+    fn which_addresses_need_a_zone() {
+        let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        for s in [
+            "fe80::1", "febf::1", "ff01::1", "ff02::1", "ff12::1", "ff32::fb",
+        ] {
+            assert!(needs_scope(&a(s)), "{s}");
+        }
+        for s in [
+            "fec0::1",
+            "ff05::1",
+            "ff0e::1",
+            "ff03::1",
+            "2001:db8::1",
+            "fd00::1",
+            "::1",
+        ] {
+            assert!(!needs_scope(&a(s)), "{s}");
+        }
+    }
     use super::*;
 
     #[test]

@@ -240,6 +240,51 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
+    /// RFC 792's table of types, written out: 0 Echo Reply, 3 Destination
+    /// Unreachable, 4 Source Quench, 5 Redirect, 8 Echo, 11 Time Exceeded,
+    /// 12 Parameter Problem. Every other type is none of these.
+    #[test]
+    fn icmpv4_message_from_type_is_rfc_792s_table() {
+        use Icmpv4Message::*;
+        let known = [
+            (0u8, EchoReply),
+            (3, DstUnreachable),
+            (4, SourceQuench),
+            (5, Redirect),
+            (8, EchoRequest),
+            (11, TimeExceeded),
+            (12, ParamProblem),
+        ];
+        for t in 0..=255u8 {
+            let want = known.iter().find(|(k, _)| *k == t).map(|&(_, m)| m);
+            assert_eq!(Icmpv4Message::from_type(t), want, "type {t}");
+            if let Some(m) = want {
+                assert_eq!(m as u8, t);
+            }
+        }
+    }
+
+    /// The checksum `fill_icmpv4_checksum` stores is the one etherparse
+    /// computes for the same Echo Request (RFC 792: over the whole message,
+    /// no pseudo-header), whatever was in the field before, and for an odd
+    /// length too.
+    #[test]
+    fn fill_icmpv4_checksum_matches_etherparse() {
+        for data in [&b"ping"[..], &b"odd"[..], &[0xffu8; 40][..]] {
+            let echo = etherparse::Icmpv4Type::EchoRequest(etherparse::IcmpEchoHeader {
+                id: 0x1234,
+                seq: 0xfedc,
+            });
+            let want = etherparse::Icmpv4Header::with_checksum(echo, data).checksum;
+            let mut msg = vec![8, 0, 0xab, 0xcd, 0x12, 0x34, 0xfe, 0xdc];
+            msg.extend_from_slice(data);
+            fill_icmpv4_checksum(&mut msg);
+            assert_eq!(u16::from_be_bytes([msg[2], msg[3]]), want, "{data:?}");
+            assert_eq!(&msg[4..8], &[0x12, 0x34, 0xfe, 0xdc]);
+            assert_eq!(&msg[8..], data);
+        }
+    }
+
     #[test]
     fn icmpv4_error_is_at_most_576_bytes_and_verifies() {
         let quote = [0xabu8; 1000];

@@ -146,12 +146,6 @@ impl Ipv4Repr {
         h[10..12].copy_from_slice(&c.to_be_bytes());
         Self::HEADER_LEN
     }
-
-    /// The sum of the pseudo-header of RFC 768 / RFC 793 for the upper
-    /// layer this header carries.
-    pub fn pseudo_sum(&self) -> u32 {
-        checksum::pseudo_v4(self.src, self.dst, self.protocol, self.payload_len)
-    }
 }
 
 #[cfg(test)]
@@ -186,6 +180,42 @@ mod tests {
         assert_eq!(h.fragment_offset.value(), 0x1abc);
         assert_eq!(h.protocol.0, 17);
         assert_eq!(Ipv4Repr::parse(&buf), Ok((r, 20)));
+    }
+
+    /// RFC 791: a datagram is a fragment when More Fragments is set or its
+    /// Fragment Offset is not zero; Don't Fragment plays no part. The
+    /// headers are etherparse's, and so is the answer it is checked against.
+    #[test]
+    fn is_fragment_agrees_with_etherparse() {
+        for (df, mf, off) in [
+            (false, false, 0),
+            (true, false, 0),
+            (false, true, 0),
+            (true, true, 0),
+            (false, false, 1),
+            (false, false, 0x1fff),
+            (false, true, 185),
+        ] {
+            let mut h = etherparse::Ipv4Header::new(
+                0,
+                64,
+                etherparse::IpNumber::UDP,
+                [192, 0, 2, 1],
+                [198, 51, 100, 2],
+            )
+            .unwrap();
+            h.dont_fragment = df;
+            h.more_fragments = mf;
+            h.fragment_offset = etherparse::IpFragOffset::try_new(off).unwrap();
+            h.header_checksum = h.calc_header_checksum();
+            let (r, _) = Ipv4Repr::parse(&h.to_bytes()).unwrap();
+            assert_eq!((r.dont_frag, r.more_frags, r.frag_offset), (df, mf, off));
+            assert_eq!(
+                r.is_fragment(),
+                h.is_fragmenting_payload(),
+                "DF {df} MF {mf} offset {off}"
+            );
+        }
     }
 
     #[test]

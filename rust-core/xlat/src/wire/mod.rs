@@ -79,3 +79,26 @@ impl std::fmt::Display for WireError {
 }
 
 impl std::error::Error for WireError {}
+
+#[cfg(test)]
+mod tests {
+    use super::WireError;
+
+    /// Each error says in words what is wrong (the words reach logs and
+    /// the engine's error messages), through `Display` and as a
+    /// `std::error::Error`.
+    #[test]
+    fn wire_errors_display_their_own_message() {
+        let all = [
+            (WireError::Truncated, "truncated"),
+            (WireError::WrongVersion, "wrong IP version"),
+            (WireError::Malformed, "malformed header"),
+            (WireError::BadChecksum, "bad header checksum"),
+        ];
+        for (e, text) in all {
+            assert_eq!(e.to_string(), text);
+            let as_error: &dyn std::error::Error = &e;
+            assert_eq!(as_error.to_string(), text);
+        }
+    }
+}

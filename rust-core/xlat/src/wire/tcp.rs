@@ -50,11 +50,6 @@ impl TcpFlags {
     pub const ACK: TcpFlags = TcpFlags(0x10);
     pub const URG: TcpFlags = TcpFlags(0x20);
 
-    /// True if every bit of `f` is set.
-    pub fn contains(self, f: TcpFlags) -> bool {
-        self.0 & f.0 == f.0
-    }
-
     /// True if any bit of `f` is set.
     pub fn intersects(self, f: TcpFlags) -> bool {
         self.0 & f.0 != 0
@@ -253,6 +248,92 @@ mod tests {
             assert_eq!((seg.seq, seg.ack, seg.flags), (r.seq, r.ack, r.flags));
             assert_eq!((seg.header_len, seg.payload_len, seg.seq_len()), (n, 0, 1));
         }
+    }
+
+    /// An etherparse-built header with every field distinct (so that a byte
+    /// read from the wrong offset shows), the flags set by name: RFC 9293
+    /// section 3.1 puts them in byte 13, FIN the lowest bit, then SYN, RST,
+    /// PSH, ACK, URG.
+    #[test]
+    fn parse_reads_every_field_of_an_etherparse_header() {
+        let mut h = etherparse::TcpHeader::new(0x0102, 0x0304, 0x0506_0708, 0x1112);
+        h.acknowledgment_number = 0x090a_0b0c;
+        (h.syn, h.ack, h.urg) = (true, true, true);
+        h.set_options(&[const { etherparse::TcpOptionElement::Noop }; 4])
+            .unwrap();
+        let mut buf = h.to_bytes().to_vec();
+        assert_eq!(buf.len(), 24);
+        buf.extend_from_slice(&[0xaa; 10]);
+        let seg = TcpSegment::parse(&buf).unwrap();
+        assert_eq!(
+            seg,
+            TcpSegment {
+                src_port: 0x0102,
+                dst_port: 0x0304,
+                seq: TcpSeqNumber(0x0506_0708),
+                ack: TcpSeqNumber(0x090a_0b0c),
+                flags: TcpFlags::SYN | TcpFlags::ACK | TcpFlags::URG,
+                window: 0x1112,
+                header_len: 24,
+                payload_len: 10,
+            }
+        );
+        assert!(seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN));
+        assert!(!seg
+            .flags
+            .intersects(TcpFlags::FIN | TcpFlags::RST | TcpFlags::PSH));
+        assert_eq!(
+            seg.flags
+                .masked(TcpFlags::SYN | TcpFlags::RST | TcpFlags::ACK),
+            TcpFlags::SYN | TcpFlags::ACK
+        );
+        assert_eq!(seg.flags.masked(TcpFlags::FIN), TcpFlags(0));
+    }
+
+    /// The flag constants against their RFC 9293 bit values, and `|` as a
+    /// set union (a flag or-ed with itself is still set once).
+    #[test]
+    fn flags_are_the_rfc_9293_bits_and_combine_as_sets() {
+        let all = [
+            (TcpFlags::FIN, 0x01),
+            (TcpFlags::SYN, 0x02),
+            (TcpFlags::RST, 0x04),
+            (TcpFlags::PSH, 0x08),
+            (TcpFlags::ACK, 0x10),
+            (TcpFlags::URG, 0x20),
+        ];
+        for (f, bit) in all {
+            assert_eq!(f, TcpFlags(bit));
+            assert_eq!(f | f, f);
+            assert_eq!(TcpFlags(0x3f).masked(f), f);
+            assert!(TcpFlags(0x3f).intersects(f));
+            assert!(!TcpFlags(0x3f ^ bit).intersects(f));
+        }
+        assert_eq!(TcpFlags::SYN | TcpFlags::ACK, TcpFlags(0x12));
+        assert_eq!(
+            (TcpFlags::SYN | TcpFlags::ACK) | TcpFlags::ACK,
+            TcpFlags(0x12)
+        );
+    }
+
+    /// RFC 9293 section 3.4: SYN and FIN each take one sequence number, the
+    /// payload one per byte.
+    #[test]
+    fn seq_len_counts_payload_syn_and_fin() {
+        let mut t = [0u8; 30];
+        t[12] = 5 << 4;
+        for (flags, want) in [(0x10, 10), (0x12, 11), (0x11, 11), (0x13, 12), (0x04, 10)] {
+            t[13] = flags;
+            assert_eq!(TcpSegment::parse(&t).unwrap().seq_len(), want, "{flags:#x}");
+        }
+        t[13] = 0x02;
+        assert_eq!(TcpSegment::parse(&t[..20]).unwrap().seq_len(), 1);
+    }
+
+    #[test]
+    fn sequence_numbers_display_as_decimal() {
+        assert_eq!(TcpSeqNumber(4_294_967_295).to_string(), "4294967295");
+        assert_eq!(format!("{:>4}", TcpSeqNumber(7)), "   7");
     }
 
     #[test]

@@ -69,6 +69,29 @@ impl UdpRepr {
 mod tests {
     use super::*;
 
+    /// The quoted header is the datagram's as the source sent it (RFC 768:
+    /// Length counts header and data), read back by etherparse, with the
+    /// checksum left 0; nothing past the 8 bytes is touched.
+    #[test]
+    fn emit_quoted_writes_the_header_of_the_whole_datagram() {
+        let r = UdpRepr {
+            src_port: 0x0102,
+            dst_port: 0x0304,
+        };
+        for payload_len in [0usize, 100, 1472] {
+            let mut buf = [0xeeu8; 12];
+            assert_eq!(r.emit_quoted(&mut buf, payload_len), 8);
+            let h = etherparse::UdpHeaderSlice::from_slice(&buf)
+                .unwrap()
+                .to_header();
+            assert_eq!(
+                (h.source_port, h.destination_port, h.length, h.checksum),
+                (0x0102, 0x0304, 8 + payload_len as u16, 0)
+            );
+            assert_eq!(buf[8..], [0xee; 4]);
+        }
+    }
+
     #[test]
     fn checksum_matches_etherparse_for_every_length() {
         let (s, d) = (Ipv4Addr::new(203, 0, 113, 10), Ipv4Addr::new(192, 0, 0, 4));

@@ -391,6 +391,43 @@ mod tests {
         }
     }
 
+    /// RFC 792 and RFC 4443 define Echo and Echo Reply with Code 0 only,
+    /// and Time Exceeded with Codes 0 and 1; RFC 7915 (4.2, 5.2) says
+    /// nothing of other codes. A message with an undefined code is not the
+    /// message the RFC translates: dropped, in both directions (a choice,
+    /// pinned here; Packet Too Big is the exception, its Code being
+    /// ignored by the receiver, RFC 4443 3.2).
+    #[test]
+    fn undefined_codes_of_echo_and_time_exceeded_are_dropped() {
+        for code in [1u8, 7, 255] {
+            for t in [ICMP4_ECHO_REQUEST, ICMP4_ECHO_REPLY] {
+                assert_eq!(
+                    map_4to6(t, code, 0),
+                    Mapped::Drop,
+                    "v4 type {t} code {code}"
+                );
+            }
+            for t in [ICMP6_ECHO_REQUEST, ICMP6_ECHO_REPLY] {
+                assert_eq!(
+                    map_6to4(t, code, 0),
+                    Mapped::Drop,
+                    "v6 type {t} code {code}"
+                );
+            }
+        }
+        for code in [2u8, 9] {
+            assert_eq!(
+                map_4to6(ICMP4_TIME_EXCEEDED, code, 0),
+                Mapped::Drop,
+                "code {code}"
+            );
+        }
+        assert!(matches!(
+            map_4to6(ICMP4_TIME_EXCEEDED, 1, 0),
+            Mapped::Error { code: 1, .. }
+        ));
+    }
+
     #[test]
     fn mtu_arithmetic() {
         assert_eq!(mtu_4to6(1400, 1500, 1500, 1500), 1420);

@@ -231,6 +231,24 @@ fn s4_2_echo_request() {
     assert_eq!(&data[4..], &m[4..], "identifier, sequence and data kept");
 }
 
+/// The smallest Echo is its 8-byte header (RFC 792): translated. An ICMP
+/// message shorter than that header is malformed.
+#[test]
+fn s4_2_echo_of_8_bytes_translated_shorter_refused() {
+    let t = translator();
+    let (s, d) = (a4(CLAT4), a4("203.0.113.10"));
+    let m = icmp(8, 0, [0, 9, 0, 1], b"", &no_pseudo);
+    assert_eq!(m.len(), 8);
+    let (o, out) = run(&t, &ipv4(s, d, 1, 64, 0, 1, 0, &[], &m));
+    assert_eq!(o, Outcome::Forward(IpVersion::V6));
+    let (_, _, data) = check_v6(&out[0]);
+    assert_eq!((data.len(), data[0]), (8, 128));
+    for n in [4usize, 7] {
+        let (o, _) = run(&t, &ipv4(s, d, 1, 64, 0, 1, 0, &[], &m[..n]));
+        assert_eq!(o, Outcome::Drop(DropReason::Malformed), "{n} bytes");
+    }
+}
+
 #[test]
 fn s4_2_untranslatable_icmp_dropped() {
     let t = translator();

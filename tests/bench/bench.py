@@ -618,7 +618,9 @@ def perf_workload(name, clat, secs, work, outdir):
     rec = subprocess.Popen(["perf", "record", "-F", "1999", "-g", "-o", data, "-p", str(clat.pid),
                             "--", "sleep", str(secs)], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-    sc = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(clat.pid),
+    # Per system call (one counting tracepoint each), so that a change is
+    # seen in the call it moves.
+    sc = subprocess.Popen(["perf", "stat", "-x,", "-e", "syscalls:sys_enter_*", "-p", str(clat.pid),
                            "--", "sleep", str(secs)], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)
@@ -629,11 +631,14 @@ def perf_workload(name, clat, secs, work, outdir):
     c1 = counters()
     d = {k: c1[k] - c0.get(k, 0) for k in c1 if c1[k] != c0.get(k, 0)}
     d["kernel_tun_queue_drops"] = tun_drops() - k0
-    syscalls = None
+    by_call = {}
     for line in err.splitlines():
         f = line.split(",")
-        if len(f) > 2 and "raw_syscalls" in line and f[0].strip().isdigit():
-            syscalls = int(f[0])
+        if len(f) > 2 and f[2].startswith("syscalls:sys_enter_") and f[0].strip().isdigit():
+            if int(f[0]):
+                by_call[f[2][len("syscalls:sys_enter_"):]] = int(f[0])
+    syscalls = sum(by_call.values()) or None
+    calls = sorted(by_call.items(), key=lambda kv: -kv[1])
     pkts = d.get("tun_rx_packets", 0) + d.get("tun_tx_packets", 0)
     rep = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol",
                "--percent-limit", "1.5", "-g", "none"], check=False, timeout=120)
@@ -643,13 +648,15 @@ def perf_workload(name, clat, secs, work, outdir):
                 "--dsos", os.path.basename(clat.binary), "--percent-limit", "0.3", "-g", "none"],
                check=False, timeout=120)
     lines = lambda t, n: [" ".join(x.split()) for x in t.splitlines() if x.strip() and not x.startswith("#")][:n]
-    top = (["-- by binary:"] + lines(dso, 4) + ["-- hottest symbols (kernel [k], user [.]):"]
+    top = (["-- system calls: " + ", ".join("%s %d" % kv for kv in calls[:8])]
+           + ["-- by binary:"] + lines(dso, 4) + ["-- hottest symbols (kernel [k], user [.]):"]
            + lines(rep, 12) + ["-- hottest symbols inside clat:"] + lines(user, 8))
     txt = os.path.join(outdir, "profile-%s.txt" % name)
     with open(txt, "w") as f:
-        f.write("workload %s: counters %s, cpu %.2fs, syscalls %s\n\n" % (name, d, cpu1 - cpu0, syscalls))
+        f.write("workload %s: counters %s, cpu %.2fs, syscalls %s %s\n\n" % (name, d, cpu1 - cpu0, syscalls,
+                                                                     dict(calls)))
         f.write(dso + "\n" + rep + "\n" + user)
-    return {"counters": d, "cpu_s": cpu1 - cpu0, "syscalls": syscalls,
+    return {"counters": d, "cpu_s": cpu1 - cpu0, "syscalls": syscalls, "by_call": dict(calls),
             "syscalls_per_tun_packet": None if not syscalls or not pkts else syscalls / pkts,
             "top": top, "file": shown(txt)}
 

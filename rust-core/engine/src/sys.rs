@@ -548,17 +548,23 @@ pub fn has_unread(fd: RawFd) -> io::Result<bool> {
 /// A pipe for [`splice`]: (read end, write end), both non-blocking and
 /// close-on-exec, its capacity raised towards `size` bytes where the
 /// kernel allows (F_SETPIPE_SZ; an unprivileged process may go up to
-/// /proc/sys/fs/pipe-max-size, 1 MiB by default; a refusal keeps the
-/// default of 16 pages). Errors: pipe2's (EMFILE, ENFILE).
+/// /proc/sys/fs/pipe-max-size, 1 MiB by default, and the user's pipe
+/// budget may refuse more: then half, down to the default of 16 pages).
+/// Errors: pipe2's (EMFILE, ENFILE).
 pub fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
     // SAFETY: both were just returned by pipe2 and are owned by nobody else.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    let size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
-    // SAFETY: fcntl on a descriptor we hold; F_SETPIPE_SZ takes an int.
-    let _ = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+    let mut size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    while size > 64 * 1024 {
+        // SAFETY: fcntl on a descriptor we hold; F_SETPIPE_SZ takes an int.
+        if unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size) } >= 0 {
+            break;
+        }
+        size /= 2;
+    }
     Ok((r, w))
 }
 

@@ -115,8 +115,14 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    fn new(size: usize) -> io::Result<Pipe> {
-        let (r, w) = sys::pipe(size)?;
+    /// A pipe for a backlog of at most `cap` bytes. Its capacity is asked
+    /// for in pages (one per pipe buffer, however few bytes each holds:
+    /// from a socket whose segments arrived in a linear buffer each splice
+    /// fills a buffer with about one MSS), so four times `cap`: at MTU 1500
+    /// a splice then moves about `cap` bytes instead of a third of it.
+    /// The bytes in the pipe stay bounded by `cap` ([`one_way`]).
+    fn new(cap: usize) -> io::Result<Pipe> {
+        let (r, w) = sys::pipe(cap.saturating_mul(4))?;
         Ok(Pipe { r, w, len: 0 })
     }
 }
@@ -394,9 +400,13 @@ enum Spliced {
     Failed,
 }
 
-/// Splices at most `want` bytes of `src` into `pipe`.
+/// Splices at most `want` bytes of `src` into `pipe`. A splice that
+/// moves nothing is the end of the stream only when nothing is left to
+/// read: once the peer's FIN is in, `tcp_splice_read` also returns 0 when
+/// it stands at the urgent byte (SOCK_DONE is checked before EAGAIN).
 fn pipe_in(src: &mut Side, pipe: &mut Pipe, want: usize) -> Spliced {
     match sys::splice(src.sock.as_raw_fd(), pipe.w.as_raw_fd(), want) {
+        Ok(0) if matches!(sys::has_unread(src.sock.as_raw_fd()), Ok(true)) => Spliced::Nothing,
         Ok(0) => {
             src.eof = true;
             Spliced::Eof
@@ -908,6 +918,65 @@ mod tests {
         let oob = sys::recv_urgent(f.server.as_raw_fd()).expect("the byte arrives as urgent data");
         assert_eq!(oob, b'!');
         assert_eq!(read_some(&mut f.server), b"def");
+    }
+
+    /// The same with the relay at work between the sends: `abc` before the
+    /// urgent byte is relayed (by splice), the urgent byte, then `def`
+    /// after the relay has carried the urgent byte.
+    #[test]
+    fn urgent_byte_between_relayed_sends() {
+        let mut f = flow(false, false, 64 * 1024);
+        f.client.write_all(b"abc").unwrap();
+        queued(&f.relay.app.sock, 3);
+        f.settle();
+        SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+        queued(&f.relay.app.sock, 1);
+        f.settle();
+        f.client.write_all(b"def").unwrap();
+        f.settle();
+        assert_eq!(read_some(&mut f.server), b"abc", "a read stops at the mark");
+        let oob = sys::recv_urgent(f.server.as_raw_fd()).expect("the byte arrives as urgent data");
+        assert_eq!(oob, b'!');
+        assert_eq!(read_some(&mut f.server), b"def");
+    }
+
+    /// The app's FIN queued behind the urgent byte: the relay stops at the
+    /// mark before it sees the end, so `!def` is carried before the FIN.
+    #[test]
+    fn urgent_byte_then_fin() {
+        for server_inline in [false, true] {
+            let mut f = flow(false, server_inline, 64 * 1024);
+            f.client.write_all(b"abc").unwrap();
+            SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+            f.client.write_all(b"def").unwrap();
+            f.client.shutdown(Shutdown::Write).unwrap();
+            queued(&f.relay.app.sock, 7);
+            // A pump before any event (sides start readable), so without
+            // the EPOLLPRI hint: the splice path meets the mark itself.
+            let mut m = Moved::default();
+            assert_eq!(f.relay.pump(&mut m, &mut f.scratch, f.cap), Outcome::Open);
+            f.settle();
+            let mut got = Vec::new();
+            let mut oob = None;
+            loop {
+                if oob.is_none()
+                    && !server_inline
+                    && sys::at_urgent_mark(f.server.as_raw_fd()).unwrap()
+                {
+                    oob = sys::recv_urgent(f.server.as_raw_fd()).ok();
+                }
+                let mut b = [0u8; 64];
+                match f.server.read(&mut b).unwrap() {
+                    0 => break,
+                    n => got.extend_from_slice(&b[..n]),
+                }
+            }
+            if server_inline {
+                assert_eq!(got, b"abc!def");
+            } else {
+                assert_eq!((got.as_slice(), oob), (&b"abcdef"[..], Some(b'!')));
+            }
+        }
     }
 
     /// Server to app, the app with SO_OOBINLINE: `abc!def` in order, with

@@ -1,12 +1,15 @@
 //! Byte relay between the accepted app-side socket and the upstream IPv6
 //! socket of one TCP flow.
 //!
-//! One bounded buffer per direction (allocated when the upstream connect
-//! completes), edge-triggered readiness flags so that no syscall is made
-//! that is known to return EAGAIN (a short read ends a side's reads until
-//! its next event, see [`read_side`]), backpressure by not reading a side
-//! whose buffer is full, half-close carried with shutdown(Write), resets
-//! carried with SO_LINGER 0.
+//! Bytes go from socket to socket by splice(2) through a pipe the relays
+//! share ([`Scratch`]), so they are not copied into the engine; a bounded
+//! backlog per direction only while the destination lags (the pipe it did
+//! not drain, or bytes of the copy path), edge-triggered readiness flags
+//! so that no syscall is made that is known to return EAGAIN (a short read
+//! ends a side's reads until its next event, see [`read_side`] and
+//! [`splice_through`]), backpressure by not reading a side whose backlog
+//! is full, half-close carried with shutdown(Write), resets carried with
+//! SO_LINGER 0.
 //!
 //! Urgent data (RFC 9293 section 3.8.5, RFC 6093): both sockets of a flow
 //! have SO_OOBINLINE, so an urgent byte stays in the byte stream in its
@@ -22,8 +25,12 @@
 //! pointer - 1 as the urgent byte unless `tcp_stdurg` is set, RFC 6093
 //! section 3). A receiver without SO_OOBINLINE then finds it with
 //! `recv(MSG_OOB)` and reads the rest of the stream without it, as over a
-//! plain path. A flow without urgent data pays one SIOCATMARK per wakeup,
-//! in place of the read that would have returned EAGAIN.
+//! plain path. splice never moves the urgent byte (`tcp_read_sock` stops
+//! at the mark), so the byte and its mark are always the copy path's: a
+//! splice that finds nothing while a byte is left hands the side to it. A
+//! flow without urgent data pays one peek (splice path) or one SIOCATMARK
+//! (copy path) per wakeup, in place of the read that would have returned
+//! EAGAIN.
 //!
 //! What cannot be carried: several urgent bytes sent before the relay
 //! reads keep only the last mark (Linux keeps one urgent pointer per

@@ -647,6 +647,11 @@ def perf_workload(name, clat, secs, work, outdir):
     user = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol",
                 "--dsos", os.path.basename(clat.binary), "--percent-limit", "0.3", "-g", "none"],
                check=False, timeout=120)
+    # Who calls the copy and checksum routines (the bytes' cost), by call chain.
+    chains = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol",
+                  "--symbols", "_copy_to_iter,_copy_from_iter,__pi_memcpy,memcpy,csum_partial",
+                  "-g", "caller,2,callee,function,percent", "--percent-limit", "2"],
+                 check=False, timeout=120)
     lines = lambda t, n: [" ".join(x.split()) for x in t.splitlines() if x.strip() and not x.startswith("#")][:n]
     top = (["-- system calls: " + ", ".join("%s %d" % kv for kv in calls[:8])]
            + ["-- by binary:"] + lines(dso, 4) + ["-- hottest symbols (kernel [k], user [.]):"]
@@ -655,7 +660,7 @@ def perf_workload(name, clat, secs, work, outdir):
     with open(txt, "w") as f:
         f.write("workload %s: counters %s, cpu %.2fs, syscalls %s %s\n\n" % (name, d, cpu1 - cpu0, syscalls,
                                                                      dict(calls)))
-        f.write(dso + "\n" + rep + "\n" + user)
+        f.write(dso + "\n" + rep + "\n" + user + "\n" + chains)
     return {"counters": d, "cpu_s": cpu1 - cpu0, "syscalls": syscalls, "by_call": dict(calls),
             "syscalls_per_tun_packet": None if not syscalls or not pkts else syscalls / pkts,
             "top": top, "file": shown(txt)}

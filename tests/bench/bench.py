@@ -500,31 +500,101 @@ def wakeup_suite(binary, cfg, res):
         c.stop()
 
 
-def mtu_suite(binary, cfg, res):
-    out = res.setdefault("mtu", {})
-    for mtu in cfg["mtus"]:
+# What Android's VpnService hands the app (frameworks/base,
+# services/core/jni/com_android_server_connectivity_Vpn.cpp, create_interface:
+# open("/dev/tun", O_RDWR | O_NONBLOCK), TUNSETIFF with IFF_TUN | IFF_NO_PI,
+# then only IFF_UP and SIOCSIFMTU): one queue, no packet-info header, no
+# virtio-net header, and no TUNSETOFFLOAD, so no checksum or segmentation
+# offload. `clat run` opens its TUN with the same flags (engine sys.rs,
+# open_tun), so `clat run --mtu N` is that descriptor; each run checks it.
+ANDROID_TUN = {"pi": False, "vnet_hdr": False, "multi_queue": False,
+               "tx-checksumming": "off", "tcp-segmentation-offload": "off"}
+ANDROID_MTUS = [1280, 1500, 9000, 65000]
+# The app's default TUN MTU (android/app ... logic/ClatSettings.kt, MTU_DEFAULT).
+ANDROID_APP_MTU = 1500
+
+
+def tun_descriptor(dev="clat0"):
+    """The TUN's flags (ip -d link) and offloads (ethtool -k, when installed)."""
+    info = json.loads(run(phone("ip", "-d", "-j", "link", "show", dev)))[0]
+    d = {k: info.get("linkinfo", {}).get("info_data", {}).get(k)
+         for k in ("pi", "vnet_hdr", "multi_queue")}
+    d["mtu"] = info.get("mtu")
+    d["queues"] = info.get("num_rx_queues")
+    p = subprocess.run(phone("ethtool", "-k", dev), capture_output=True, text=True)
+    for line in p.stdout.splitlines():
+        k, _, v = line.strip().partition(":")
+        if k in ("tx-checksumming", "tcp-segmentation-offload", "scatter-gather"):
+            d[k] = v.split()[0] if v.split() else v
+    return d
+
+
+def android_like(desc):
+    """Whether `desc` is the descriptor a VpnService hands over ("unknown"
+    when ethtool is missing and the offloads could not be read)."""
+    if any(desc.get(k) is None for k in ANDROID_TUN):
+        return "unknown"
+    return "yes" if all(desc.get(k) == v for k, v in ANDROID_TUN.items()) else "no"
+
+
+def direct_ref(cfg, res):
+    """(a)'s one-stream TCP and UDP figures for the ratios: those of the
+    paths part when it ran, else measured now."""
+    a = res.setdefault("a", {})
+    for rev, dname in ((False, "up"), (True, "down")):
+        k = "tcp_%s_1" % dname
+        if a.get(k) is None:
+            log("(a) TCP %s, 1 stream (reference)" % dname)
+            a[k] = measure("a " + k, tcp_gbps, V6, cfg["secs"], 1, rev)
+        for size in (64, 1400):
+            k = "udp%d_%s" % (size, dname)
+            if a.get(k) is None:
+                log("(a) UDP %d bytes %s (reference)" % (size, dname))
+                a[k] = measure("a " + k, udp_pps, V6, cfg["secs"], size, rev)
+
+
+def android_suite(binary, cfg, res):
+    """The engine on the TUN descriptor a VpnService hands the app, at the
+    app's MTUs, and `clat run` as it starts by default: TCP one stream each
+    way, UDP 64 and 1400 bytes each way, and the clat process's CPU seconds
+    per GB received, for each (one fresh `clat run` per row)."""
+    direct_ref(cfg, res)
+    out = res.setdefault("android", {})
+    rows = [("mtu %d" % m, m) for m in cfg["android_mtus"]] + [("clat run default", None)]
+    for name, mtu in rows:
         try:
-            c = Clat(binary, mtu=mtu)
+            c = Clat(binary, mtu=mtu, max_flows=None)
         except Exception as e:  # noqa: BLE001
-            # Above 65000 we probe for the largest MTU that works: a
-            # refusal there is a result, not a failure to measure.
-            out[mtu] = {"error": str(e)}
-            if mtu <= 65000:
-                errors.append("mtu %d: %s" % (mtu, e))
+            errors.append("android %s: %s" % (name, e))
             continue
+        r = {"mtu": c.mtu}
         try:
-            r = {}
+            r["tun"] = measure("android %s descriptor" % name, tun_descriptor)
+            r["android_descriptor"] = android_like(r["tun"] or {})
             for rev, dname in ((False, "up"), (True, "down")):
-                log("MTU %d: TCP %s, 1 stream" % (mtu, dname))
+                log("%s: TCP %s, 1 stream" % (name, dname))
                 c0 = cpu_seconds(c.pid)
-                d = measure("mtu %d %s" % (mtu, dname), iperf, V4, secs=cfg["secs"], reverse=rev)
+                d = measure("android %s tcp %s" % (name, dname), iperf, V4,
+                            secs=cfg["secs"], reverse=rev)
                 if d:
                     s = d["end"]["sum_received"]
-                    r[dname] = s["bits_per_second"] / 1e9
-                    r[dname + "_cpu_per_gb"] = (cpu_seconds(c.pid) - c0) / (s["bytes"] / 1e9)
-            out[mtu] = r
+                    r["tcp_" + dname] = s["bits_per_second"] / 1e9
+                    r["tcp_%s_cpu_per_gb" % dname] = (cpu_seconds(c.pid) - c0) / (s["bytes"] / 1e9)
+            for size in (64, 1400):
+                for rev, dname in ((False, "up"), (True, "down")):
+                    k = "udp%d_%s" % (size, dname)
+                    log("%s: UDP %d bytes %s" % (name, size, dname))
+                    c0 = cpu_seconds(c.pid)
+                    d = measure("android %s %s" % (name, k), iperf, V4, secs=cfg["secs"],
+                                reverse=rev, udp_len=size)
+                    if d:
+                        got = d["end"]["sum_received"]
+                        r[k] = {"pps": got["bytes"] / size / max(got["seconds"], 1e-9),
+                                "loss": d["end"]["sum"].get("lost_percent", 0.0),
+                                "cpu_per_gb": (cpu_seconds(c.pid) - c0) / max(got["bytes"] / 1e9, 1e-9)}
         finally:
             c.stop()
+        out[name] = r
 
 
 def perf_workload(name, clat, secs, work, outdir):
@@ -548,7 +618,9 @@ def perf_workload(name, clat, secs, work, outdir):
     rec = subprocess.Popen(["perf", "record", "-F", "1999", "-g", "-o", data, "-p", str(clat.pid),
                             "--", "sleep", str(secs)], stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
-    sc = subprocess.Popen(["perf", "stat", "-x,", "-e", "raw_syscalls:sys_enter", "-p", str(clat.pid),
+    # Per system call (one counting tracepoint each), so that a change is
+    # seen in the call it moves.
+    sc = subprocess.Popen(["perf", "stat", "-x,", "-e", "syscalls:sys_enter_*", "-p", str(clat.pid),
                            "--", "sleep", str(secs)], stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)
@@ -559,11 +631,14 @@ def perf_workload(name, clat, secs, work, outdir):
     c1 = counters()
     d = {k: c1[k] - c0.get(k, 0) for k in c1 if c1[k] != c0.get(k, 0)}
     d["kernel_tun_queue_drops"] = tun_drops() - k0
-    syscalls = None
+    by_call = {}
     for line in err.splitlines():
         f = line.split(",")
-        if len(f) > 2 and "raw_syscalls" in line and f[0].strip().isdigit():
-            syscalls = int(f[0])
+        if len(f) > 2 and f[2].startswith("syscalls:sys_enter_") and f[0].strip().isdigit():
+            if int(f[0]):
+                by_call[f[2][len("syscalls:sys_enter_"):]] = int(f[0])
+    syscalls = sum(by_call.values()) or None
+    calls = sorted(by_call.items(), key=lambda kv: -kv[1])
     pkts = d.get("tun_rx_packets", 0) + d.get("tun_tx_packets", 0)
     rep = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol",
                "--percent-limit", "1.5", "-g", "none"], check=False, timeout=120)
@@ -572,14 +647,21 @@ def perf_workload(name, clat, secs, work, outdir):
     user = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol",
                 "--dsos", os.path.basename(clat.binary), "--percent-limit", "0.3", "-g", "none"],
                check=False, timeout=120)
+    # Who calls the copy and checksum routines (the bytes' cost), by call chain.
+    chains = run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "symbol",
+                  "--symbols", "_copy_to_iter,_copy_from_iter,__pi_memcpy,memcpy,csum_partial",
+                  "-g", "caller,2,callee,function,percent", "--percent-limit", "2"],
+                 check=False, timeout=120)
     lines = lambda t, n: [" ".join(x.split()) for x in t.splitlines() if x.strip() and not x.startswith("#")][:n]
-    top = (["-- by binary:"] + lines(dso, 4) + ["-- hottest symbols (kernel [k], user [.]):"]
+    top = (["-- system calls: " + ", ".join("%s %d" % kv for kv in calls[:8])]
+           + ["-- by binary:"] + lines(dso, 4) + ["-- hottest symbols (kernel [k], user [.]):"]
            + lines(rep, 12) + ["-- hottest symbols inside clat:"] + lines(user, 8))
     txt = os.path.join(outdir, "profile-%s.txt" % name)
     with open(txt, "w") as f:
-        f.write("workload %s: counters %s, cpu %.2fs, syscalls %s\n\n" % (name, d, cpu1 - cpu0, syscalls))
-        f.write(dso + "\n" + rep + "\n" + user)
-    return {"counters": d, "cpu_s": cpu1 - cpu0, "syscalls": syscalls,
+        f.write("workload %s: counters %s, cpu %.2fs, syscalls %s %s\n\n" % (name, d, cpu1 - cpu0, syscalls,
+                                                                     dict(calls)))
+        f.write(dso + "\n" + rep + "\n" + user + "\n" + chains)
+    return {"counters": d, "cpu_s": cpu1 - cpu0, "syscalls": syscalls, "by_call": dict(calls),
             "syscalls_per_tun_packet": None if not syscalls or not pkts else syscalls / pkts,
             "top": top, "file": shown(txt)}
 
@@ -596,7 +678,9 @@ def profile_suite(binary, cfg, res, outdir):
         "cps": lambda: cps(V4, cfg["cps_threads"], secs - 1),
         "tcplat": lambda: latency("tcplat", V4, 20000),
     }
+    # The Android configuration at the app's default MTU.
     works["tcp_up_1_mtu1500"] = works["tcp_up_1"]
+    works["tcp_down_1_mtu1500"] = works["tcp_down_1"]
     for name, work in works.items():
         c = Clat(binary, mtu=1500 if name.endswith("mtu1500") else None)
         try:
@@ -725,20 +809,50 @@ def report(res, cfg, meta):
             ", ".join("%s +%d" % kv for kv in sorted(w.get("other_counters_moved", {}).items()))
             or "none"))
     L.append("")
-    mt = res.get("mtu", {})
-    if mt:
-        L.append("## Our CLAT against the TUN MTU (TCP, 1 stream, Gbit/s; CPU of the clat process)")
+    an = res.get("android", {})
+    if an:
+        L.append("## The Android configuration: the TUN descriptor a VpnService hands over, "
+                 "at the app's MTUs, and `clat run`'s defaults")
         L.append("")
-        L.append("| TUN MTU | up | down | clat CPU s/GB up | clat CPU s/GB down |")
-        L.append("| ---: | ---: | ---: | ---: | ---: |")
-        for mtu in sorted(mt):
-            v = mt[mtu]
-            if "error" in v:
-                L.append("| %d | failed: %s | |" % (mtu, v["error"][:80]))
-            else:
-                L.append("| %d | %s | %s | %s | %s |" % (
-                    mtu, fnum(v.get("up")), fnum(v.get("down")),
-                    fnum(v.get("up_cpu_per_gb"), digits=3), fnum(v.get("down_cpu_per_gb"), digits=3)))
+        L.append("One `clat run` per row; TCP one stream (Gbit/s), UDP packets per second "
+                 "received (loss %), each with its ratio to (a) IPv6 direct in this run; "
+                 "CPU s/GB: utime+stime of the clat process per GB received. Descriptor: "
+                 "single queue, no packet-info header, no vnet header, no checksum or "
+                 "segmentation offload, as `ip -d link` and `ethtool -k` report it.")
+        L.append("")
+        L.append("| configuration | TUN MTU | Android descriptor | TCP up | TCP down "
+                 "| UDP 64 B up | UDP 64 B down | UDP 1400 B up | UDP 1400 B down "
+                 "| CPU s/GB TCP up | CPU s/GB TCP down | CPU s/GB UDP 1400 up "
+                 "| CPU s/GB UDP 1400 down |")
+        L.append("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+                 "| ---: | ---: |")
+
+        def udp_cell(v, k):
+            u = v.get(k)
+            if not u:
+                return "n/a"
+            return "%s (%s%%) %s" % (fnum(u["pps"]), fnum(u["loss"], digits=1),
+                                     ratio(u["pps"], get(res, "a", k, "pps")))
+        for name, v in an.items():
+            L.append("| %s | %s | %s | %s %s | %s %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                name, v.get("mtu"), v.get("android_descriptor"),
+                fnum(v.get("tcp_up")), ratio(v.get("tcp_up"), get(res, "a", "tcp_up_1")),
+                fnum(v.get("tcp_down")), ratio(v.get("tcp_down"), get(res, "a", "tcp_down_1")),
+                udp_cell(v, "udp64_up"), udp_cell(v, "udp64_down"),
+                udp_cell(v, "udp1400_up"), udp_cell(v, "udp1400_down"),
+                fnum(v.get("tcp_up_cpu_per_gb"), digits=3),
+                fnum(v.get("tcp_down_cpu_per_gb"), digits=3),
+                fnum((v.get("udp1400_up") or {}).get("cpu_per_gb"), digits=3),
+                fnum((v.get("udp1400_down") or {}).get("cpu_per_gb"), digits=3)))
+        L.append("| (a) IPv6 direct, same run | | | %s | %s | %s | %s | %s | %s | | | | |" % (
+            fnum(get(res, "a", "tcp_up_1")), fnum(get(res, "a", "tcp_down_1")),
+            fnum(get(res, "a", "udp64_up", "pps")), fnum(get(res, "a", "udp64_down", "pps")),
+            fnum(get(res, "a", "udp1400_up", "pps")), fnum(get(res, "a", "udp1400_down", "pps"))))
+        L.append("")
+        descs = {name: v.get("tun") for name, v in an.items()}
+        L.append("TUN as measured: " + "; ".join(
+            "%s: %s" % (n, ", ".join("%s %s" % kv for kv in sorted((d or {}).items())))
+            for n, d in descs.items()))
         L.append("")
     pr = res.get("profile")
     if pr:
@@ -792,6 +906,19 @@ def targets(res):
             out.append(("<= 2 KiB engine memory per idle flow (%s %s%s)" % (
                 k.split("_")[1], k[:3].upper(), " after 64 KiB echo" if k.startswith("tcpburst") else ""),
                         fnum(v["bytes_per_flow"], " B", 0), v["bytes_per_flow"] <= 2048))
+    # Issue 16's targets for the Android configuration at the app's default
+    # MTU (ClatSettings.MTU_DEFAULT) and for `clat run` as it starts.
+    an = res.get("android", {})
+    app = an.get("mtu %d" % ANDROID_APP_MTU, {})
+    for d in ("up", "down"):
+        a, b = get(res, "a", "tcp_%s_1" % d), app.get("tcp_" + d)
+        out.append(("Android configuration, MTU %d: TCP 1 stream %s >= 0.5 x (a)" % (
+            ANDROID_APP_MTU, d), "%s" % ratio(b, a), None if a is None or b is None else b >= 0.5 * a))
+    for name in ("mtu %d" % ANDROID_APP_MTU, "clat run default"):
+        for d in ("up", "down"):
+            v = an.get(name, {}).get("tcp_%s_cpu_per_gb" % d)
+            out.append(("<= 0.4 CPU s per GB, %s, TCP %s" % (name, d), fnum(v, " s/GB", 3),
+                        None if v is None else v <= 0.4))
     w = res.get("wakeups")
     lp = w and w.get("loop_per_s")
     out.append(("idle wake-ups <= 1/s (engine loop)", fnum(lp, "/s"), None if lp is None else lp <= 1))
@@ -826,7 +953,8 @@ def main():
     ap.add_argument("--out", required=True, help="markdown file to write")
     ap.add_argument("--command", default="tests/bench/run.sh")
     ap.add_argument("--git", default="?")
-    ap.add_argument("--only", default="", help="comma list: paths,mem,wake,mtu,cap (default all), "
+    ap.add_argument("--only", default="", help="comma list: paths,mem,wake,android,cap (default "
+                    "all; mtu = android), "
                     "conn (round trips and new connections of (a) and (b) only), profile (perf; "
                     "only when asked)")
     a = ap.parse_args()
@@ -834,8 +962,10 @@ def main():
     cfg = {"quick": q, "secs": 2 if q else 10, "lat_n": 2000 if q else 20000,
            "cps_secs": 2 if q else 10, "cps_threads": 8, "idle_secs": 5 if q else 30,
            "mem_flows": 10000, "cpu_bytes": (256 << 20) if q else (2 << 30),
-           "mtus": [1500, 9000, 65000, 65535]}
-    only = set(filter(None, a.only.split(","))) or {"paths", "mem", "wake", "mtu", "cap"}
+           "android_mtus": ANDROID_MTUS}
+    only = set(filter(None, a.only.split(","))) or {"paths", "mem", "wake", "android", "cap"}
+    if "mtu" in only:  # the earlier name of the part, which now has more
+        only = (only - {"mtu"}) | {"android"}
     meta = machine()
     meta.update(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 load_start=loadavg(), command=shown_command(a.command), clat=shown(a.clat), git=a.git)
@@ -874,7 +1004,7 @@ def main():
             path_suite("b", V4, cfg, res, clat=c, conn_only=True)
         finally:
             c.stop()
-    for part, fn in (("mem", memory_suite), ("wake", wakeup_suite), ("mtu", mtu_suite),
+    for part, fn in (("mem", memory_suite), ("wake", wakeup_suite), ("android", android_suite),
                      ("cap", cap_suite)):
         if part in only:
             measure(part, fn, a.clat, cfg, res)

@@ -128,8 +128,8 @@ pub(crate) struct Loop {
     timers: Timers,
     reasm: crate::frag::Reassembler,
     rxbuf: Vec<u8>,
-    /// What the relays share: the splice pipe and the copy buffer.
-    scratch: crate::tcp_relay::Scratch,
+    /// Relay scratch: bytes pass through here when the destination keeps up.
+    scratch: Vec<u8>,
     txbuf: Vec<u8>,
     now: Instant,
     ip_id: u16,
@@ -227,7 +227,7 @@ impl Loop {
             timers: Timers::default(),
             reasm: Default::default(),
             rxbuf: vec![0u8; 65536],
-            scratch: crate::tcp_relay::Scratch::new(relay_buffer),
+            scratch: vec![0u8; relay_buffer],
             txbuf: vec![0u8; 65536 + 64],
             now: Instant::now(),
             ip_id: 1,

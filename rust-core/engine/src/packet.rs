@@ -479,12 +479,47 @@ pub fn extract(prefix: &Ipv6Net, v6: &Ipv6Addr) -> Option<Ipv4Addr> {
 
 /// Global unicast (RFC 6890): what a WKP NAT64 may carry (RFC 6052 s3.1).
 #[inline]
+/// Whether an IPv6 destination from the TUN is carried upstream (after the
+/// NAT address, which is the listener's): not the TUN's own /64 (around
+/// `clat_v6`), not unspecified, loopback or link-local, and not an
+/// IPv4-mapped address (RFC 4291 2.5.5.2: never on the wire; an upstream
+/// IPv6 socket, dual-stack by default, would reach that IPv4 address
+/// itself, loopback included, past the IPv4 path and its rules).
+pub fn carried_ipv6_destination(dst: Ipv6Addr, clat_v6: Ipv6Addr) -> bool {
+    u128::from(dst) >> 64 != u128::from(clat_v6) >> 64
+        && !dst.is_unspecified()
+        && !dst.is_loopback()
+        && !dst.is_unicast_link_local()
+        && dst.to_ipv4_mapped().is_none()
+}
+
 pub fn is_global_v4(a: Ipv4Addr) -> bool {
     !clat_xlat::addr6052::is_non_global(a)
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn which_ipv6_destinations_are_carried() {
+        let clat: Ipv6Addr = "fd9c:7c5a:e1b6:464::1".parse().unwrap();
+        let yes = ["2001:db8:2::10", "fd00::1", "2001:db8::ffff:7f00:1"];
+        let no = [
+            "fd9c:7c5a:e1b6:464::9",
+            "fd9c:7c5a:e1b6:464:ffff::1",
+            "::",
+            "::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:203.0.113.10",
+        ];
+        for d in yes {
+            assert!(carried_ipv6_destination(d.parse().unwrap(), clat), "{d}");
+        }
+        for d in no {
+            assert!(!carried_ipv6_destination(d.parse().unwrap(), clat), "{d}");
+        }
+    }
     use super::*;
     use etherparse::{PacketHeaders, TransportHeader};
 

@@ -572,8 +572,9 @@ impl Loop {
     /// An IPv6 packet from the TUN (`carry_ipv6`): carried to its own
     /// destination. Refused: a source other than `clat_v6` (the listener's
     /// packets come from there too), multicast, destinations that are not
-    /// global unicast (unspecified, loopback, link-local) or inside the
-    /// TUN's /64 other than the NAT address.
+    /// global unicast (unspecified, loopback, link-local), IPv4-mapped, or
+    /// inside the TUN's /64 other than the NAT address
+    /// ([`packet::carried_ipv6_destination`]).
     fn on_packet6(&mut self, p: &mut [u8]) {
         let ip = match packet::parse_ip6(p) {
             Ok(ip) => ip,
@@ -590,12 +591,7 @@ impl Loop {
         if ip.dst == self.cfg.nat_v6 {
             return self.tcp_from_listener(&IpHdr::V6(ip), p);
         }
-        let tun_net = u128::from(self.cfg.clat_v6) >> 64;
-        if u128::from(ip.dst) >> 64 == tun_net
-            || ip.dst.is_unspecified()
-            || ip.dst.is_loopback()
-            || ip.dst.is_unicast_link_local()
-        {
+        if !packet::carried_ipv6_destination(ip.dst, self.cfg.clat_v6) {
             return Counters::inc(&self.c().drop_internal_dst);
         }
         match ip.proto {

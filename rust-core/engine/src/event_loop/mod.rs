@@ -527,11 +527,12 @@ impl Loop {
         if internal && ip.dst != self.cfg.dns_v4 {
             return Counters::inc(&self.c().drop_internal_dst);
         }
+        // The address test first: the mapping lookup of path_of is paid
+        // only by a non-global destination behind the well-known prefix.
         let wkp_rule = self.cfg.refuse_non_global_wkp;
         if !internal
-            && self
-                .path_of(&ip, p)
-                .refuses_non_global(&self.cfg.prefix, wkp_rule, ip.dst)
+            && Ipv4Path::Nat64.refuses_non_global(&self.cfg.prefix, wkp_rule, ip.dst)
+            && self.path_of(&ip, p) == Ipv4Path::Nat64
         {
             Counters::inc(&self.c().drop_non_global);
             return self.refuse(&ip, p, Icmpv4DstUnreachable::CommProhibited);

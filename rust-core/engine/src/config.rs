@@ -76,7 +76,15 @@ pub struct EngineConfig {
     /// listener, as `nat_v4` is for IPv4 (default `fd9c:7c5a:e1b6:464::2`):
     /// on-link on the TUN, the same /64 as `clat_v6`.
     pub nat_v6: Ipv6Addr,
+    /// Capacity of the flow-event queue ([`crate::flow_events`]), in events
+    /// (at most [`MAX_FLOW_EVENTS`]). Default 0: no events are built and
+    /// [`crate::Engine::flow_events`] is `None`.
+    pub flow_events: usize,
 }
+
+/// The largest flow-event queue `validate` accepts (each waiting event
+/// takes about 100 bytes, plus its DNS name).
+pub const MAX_FLOW_EVENTS: usize = 1 << 20;
 
 /// The project's ULA /64 for the TUN's IPv6 side (RFC 4193; the Android
 /// app's `ClatAddresses.TUN_V6` is its `::1`).
@@ -108,6 +116,7 @@ impl Default for EngineConfig {
             carry_ipv6: false,
             clat_v6: Ipv6Addr::from(u128::from(ULA_V6) | 1),
             nat_v6: Ipv6Addr::from(u128::from(ULA_V6) | 2),
+            flow_events: 0,
         }
     }
 }
@@ -131,6 +140,8 @@ pub enum ConfigError {
     Addresses6,
     #[error("carrying IPv6 needs an mtu of at least 1280 (RFC 8200 section 5), not {0}")]
     Mtu6(u16),
+    #[error("flow_events {0} is above the most the engine queues ({MAX_FLOW_EVENTS})")]
+    FlowEvents(usize),
 }
 
 impl EngineConfig {
@@ -178,6 +189,9 @@ impl EngineConfig {
         }
         if self.carry_ipv6 && self.mtu < 1280 {
             return Err(ConfigError::Mtu6(self.mtu));
+        }
+        if self.flow_events > MAX_FLOW_EVENTS {
+            return Err(ConfigError::FlowEvents(self.flow_events));
         }
         Ok(())
     }
@@ -360,6 +374,17 @@ mod tests {
         };
         assert_eq!(small(true).validate(), Err(ConfigError::Mtu6(1279)));
         assert_eq!(small(false).validate(), Ok(()));
+        // Flow events: off by default, bounded when on.
+        assert_eq!(d.flow_events, 0);
+        let events = |flow_events| EngineConfig {
+            flow_events,
+            ..Default::default()
+        };
+        assert_eq!(events(MAX_FLOW_EVENTS).validate(), Ok(()));
+        assert_eq!(
+            events(MAX_FLOW_EVENTS + 1).validate(),
+            Err(ConfigError::FlowEvents(MAX_FLOW_EVENTS + 1))
+        );
         // Any unicast /64 will do, not only a ULA.
         assert_eq!(with("2001:db8:9::1", "2001:db8:9::ffff").validate(), Ok(()));
         for (clat, nat) in [

@@ -24,6 +24,7 @@ mod datagram_mappings;
 mod dns_queries;
 mod dns_wire;
 mod event_loop;
+pub mod flow_events;
 mod frag;
 pub mod ipv4_path;
 mod nat_tcp;
@@ -37,6 +38,7 @@ mod timers;
 mod too_big_resend;
 
 pub use config::{ConfigError, EngineConfig};
+pub use flow_events::{FlowEnd, FlowEndReason, FlowEvent, FlowEvents, FlowProto, FlowStart};
 pub use ipv4_path::Ipv4Path;
 pub use stats::Stats;
 pub use sys::open_tun;
@@ -71,6 +73,8 @@ pub struct Engine {
     waker: Option<Arc<mio::Waker>>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
+    /// The consumer's side of the flow events, when configured.
+    flow_events: Option<FlowEvents>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -104,7 +108,16 @@ impl Engine {
         let shared = Arc::new(Shared::default());
         shared.running.store(true, Ordering::SeqCst);
         let listeners = (listener, listener6);
-        let lp = Loop::new(poll, tun, listeners, config, shared.clone(), protector, rx)?;
+        let (flow_sink, flow_events) = match config.flow_events {
+            0 => (None, None),
+            n => {
+                let (s, e) = flow_events::channel(n);
+                (Some(s), Some(e))
+            }
+        };
+        let closer = flow_sink.clone();
+        let lp = Loop::new(poll, tun, listeners, config, shared.clone(), protector, rx)?
+            .with_flow_events(flow_sink);
         let sh = shared.clone();
         let thread = std::thread::Builder::new()
             .name("clat-engine".into())
@@ -115,6 +128,9 @@ impl Engine {
                         Some("engine thread panicked".into());
                 }
                 sh.running.store(false, Ordering::SeqCst);
+                if let Some(s) = closer {
+                    s.close();
+                }
                 *sh.ended.lock().unwrap_or_else(|e| e.into_inner()) = true;
                 sh.ended_cv.notify_all();
             })?;
@@ -123,7 +139,15 @@ impl Engine {
             waker: Some(waker),
             thread: Some(thread),
             shared,
+            flow_events,
         })
+    }
+
+    /// The flow events of this engine ([`flow_events`]): `None` unless
+    /// started with `EngineConfig::flow_events > 0`. Every clone of the
+    /// handle takes from the same queue, so there should be one consumer.
+    pub fn flow_events(&self) -> Option<FlowEvents> {
+        self.flow_events.clone()
     }
 
     /// A snapshot of the counters (lock-free reads).

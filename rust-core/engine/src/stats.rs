@@ -123,6 +123,9 @@ counters! {
     /// Whether IPv6 from the TUN is carried: 1 with `carry_ipv6`, else 0
     /// (IPv6 packets are then dropped as `drop_not_ipv4`; a gauge).
     ipv6_carried,
+    /// Flow events not queued because the queue was full: the consumer
+    /// fell behind ([`crate::flow_events`]).
+    flow_events_dropped,
 }
 
 impl Counters {

@@ -16,6 +16,7 @@ mod udp;
 use crate::config::EngineConfig;
 use crate::datagram_mappings::{DatagramMappings, MapKey};
 use crate::dns_queries::DnsQueries;
+use crate::flow_events::FlowEventSink;
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{
     self, Ip4, Ip6, IpHdr, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
@@ -145,6 +146,9 @@ pub(crate) struct Loop {
     /// failures come per app packet (e.g. EMFILE under a flood), so they
     /// are warned about at most every [`WARN_EVERY`] and counted always.
     last_socket_warn: Option<Instant>,
+    /// Where flow events go, when a consumer asked for them
+    /// ([`crate::flow_events`]); `None`: no event is built.
+    flow_sink: Option<FlowEventSink>,
 }
 
 fn tok(slot: usize, side: usize) -> Token {
@@ -235,7 +239,25 @@ impl Loop {
             tun_more: false,
             spare_fd: open_spare_fd(),
             last_socket_warn: None,
+            flow_sink: None,
         })
+    }
+
+    /// Queues a flow event for the consumer, counting it if the queue is
+    /// full; builds nothing when nobody listens (`make` is not called).
+    #[allow(dead_code)] // The emission points come with issue 17's engine step.
+    fn emit_flow_event(&self, make: impl FnOnce() -> crate::flow_events::FlowEvent) {
+        if let Some(sink) = &self.flow_sink {
+            if !sink.push(make()) {
+                Counters::inc(&self.c().flow_events_dropped);
+            }
+        }
+    }
+
+    /// Sends flow events to `sink` ([`crate::flow_events`]).
+    pub(crate) fn with_flow_events(mut self, sink: Option<FlowEventSink>) -> Loop {
+        self.flow_sink = sink;
+        self
     }
 
     fn c(&self) -> &Counters {

@@ -510,11 +510,21 @@ pub fn tcp_recv_state(fd: RawFd) -> io::Result<TcpRecvState> {
             "tcp_info without tcpi_bytes_received",
         ));
     }
-    // A peek rather than SIOCINQ (FIONREAD): Android's SELinux policy
-    // lets apps use only the ioctls of its unpriv_sock_ioctls list on TCP
-    // sockets (system/sepolicy private/app.te), and a refused ioctl costs
-    // an audit record per FIN; recv() needs no such permission. 0 is the
-    // peer's FIN with nothing before it.
+    let unread = has_unread(fd)?;
+    Ok(TcpRecvState {
+        bytes_received: info[BYTES_RECEIVED / 8],
+        unread,
+    })
+}
+
+/// Whether the stream socket `fd` has a byte to read (an urgent byte kept
+/// inline included); false at the peer's FIN with nothing before it and
+/// when nothing is queued. A one-byte `recv(MSG_PEEK)` rather than SIOCINQ
+/// (FIONREAD): Android's SELinux policy lets apps use only the ioctls of
+/// its unpriv_sock_ioctls list on TCP sockets (system/sepolicy
+/// private/app.te), and a refused ioctl costs an audit record each time;
+/// recv() needs no such permission. Errors: the kernel's.
+pub fn has_unread(fd: RawFd) -> io::Result<bool> {
     let mut byte = 0u8;
     // SAFETY: `byte` is writable for the 1 byte asked for.
     let n = unsafe {
@@ -525,18 +535,64 @@ pub fn tcp_recv_state(fd: RawFd) -> io::Result<TcpRecvState> {
             libc::MSG_PEEK | libc::MSG_DONTWAIT,
         )
     };
-    let unread = match n {
-        0 => false,
-        n if n > 0 => true,
+    match n {
+        0 => Ok(false),
+        n if n > 0 => Ok(true),
         _ => match io::Error::last_os_error() {
-            e if e.kind() == io::ErrorKind::WouldBlock => false,
-            e => return Err(e),
+            e if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+            e => Err(e),
         },
+    }
+}
+
+/// A pipe for [`splice`]: (read end, write end), both non-blocking and
+/// close-on-exec, its capacity raised towards `size` bytes where the
+/// kernel allows (F_SETPIPE_SZ; an unprivileged process may go up to
+/// /proc/sys/fs/pipe-max-size, 1 MiB by default, and the user's pipe
+/// budget may refuse more: then half, down to the default of 16 pages).
+/// Errors: pipe2's (EMFILE, ENFILE).
+pub fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
+    // SAFETY: both were just returned by pipe2 and are owned by nobody else.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    while size > 64 * 1024 {
+        // SAFETY: fcntl on a descriptor we hold; F_SETPIPE_SZ takes an int.
+        if unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size) } >= 0 {
+            break;
+        }
+        size /= 2;
+    }
+    Ok((r, w))
+}
+
+/// `splice(2)` of at most `len` bytes from `from` to `to`, one of which
+/// is a pipe, without waiting (SPLICE_F_NONBLOCK, SPLICE_F_MOVE): the
+/// bytes moved, 0 at the end of a stream socket's data (the peer's FIN).
+/// From a TCP socket the kernel moves references to the received pages
+/// into the pipe (data received into a linear buffer is copied once,
+/// into a page); into a TCP socket it attaches the pipe's pages to the
+/// segments it sends. Errors: the kernel's; `WouldBlock` when the source
+/// has nothing, the pipe is full, the socket's send buffer is full, or a
+/// TCP source's next byte is the urgent mark (`tcp_read_sock` stops there
+/// and never moves the urgent byte: read it with recv()).
+pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
+    // SAFETY: null offsets (both descriptors are used at their current
+    // position, as a socket and a pipe must be); no memory is passed.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            flags,
+        )
     };
-    Ok(TcpRecvState {
-        bytes_received: info[BYTES_RECEIVED / 8],
-        unread,
-    })
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
 /// Bytes received on the TCP socket `fd` and not yet read (SIOCINQ), for

@@ -1,12 +1,15 @@
 //! Byte relay between the accepted app-side socket and the upstream IPv6
 //! socket of one TCP flow.
 //!
-//! One bounded buffer per direction (allocated when the upstream connect
-//! completes), edge-triggered readiness flags so that no syscall is made
-//! that is known to return EAGAIN (a short read ends a side's reads until
-//! its next event, see [`read_side`]), backpressure by not reading a side
-//! whose buffer is full, half-close carried with shutdown(Write), resets
-//! carried with SO_LINGER 0.
+//! Bytes go from socket to socket by splice(2) through a pipe the relays
+//! share ([`Scratch`]), so they are not copied into the engine; a bounded
+//! backlog per direction only while the destination lags (the pipe it did
+//! not drain, or bytes of the copy path), edge-triggered readiness flags
+//! so that no syscall is made that is known to return EAGAIN (a short read
+//! ends a side's reads until its next event, see [`read_side`] and
+//! [`splice_through`]), backpressure by not reading a side whose backlog
+//! is full, half-close carried with shutdown(Write), resets carried with
+//! SO_LINGER 0.
 //!
 //! Urgent data (RFC 9293 section 3.8.5, RFC 6093): both sockets of a flow
 //! have SO_OOBINLINE, so an urgent byte stays in the byte stream in its
@@ -22,8 +25,12 @@
 //! pointer - 1 as the urgent byte unless `tcp_stdurg` is set, RFC 6093
 //! section 3). A receiver without SO_OOBINLINE then finds it with
 //! `recv(MSG_OOB)` and reads the rest of the stream without it, as over a
-//! plain path. A flow without urgent data pays one SIOCATMARK per wakeup,
-//! in place of the read that would have returned EAGAIN.
+//! plain path. splice never moves the urgent byte (`tcp_read_sock` stops
+//! at the mark), so the byte and its mark are always the copy path's: a
+//! splice that finds nothing while a byte is left hands the side to it. A
+//! flow without urgent data pays one peek (splice path) or one SIOCATMARK
+//! (copy path) per wakeup, in place of the read that would have returned
+//! EAGAIN.
 //!
 //! What cannot be carried: several urgent bytes sent before the relay
 //! reads keep only the last mark (Linux keeps one urgent pointer per
@@ -43,7 +50,7 @@ use mio::net::TcpStream;
 use socket2::{SockRef, Socket};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use crate::sys;
@@ -59,11 +66,15 @@ pub struct Buf {
     /// The backlog is one urgent byte, to be sent with MSG_OOB. Nothing is
     /// read behind it until it has gone, so its place is the backlog's end.
     urgent: bool,
+    /// Or the backlog is in a pipe: bytes spliced from the source that the
+    /// destination has not taken yet (never both: a backlog is one or the
+    /// other, so the order of the stream is the order of the backlog).
+    pipe: Option<Pipe>,
 }
 
 impl Buf {
     fn is_empty(&self) -> bool {
-        self.start == self.end
+        self.start == self.end && self.pipe.is_none()
     }
     fn has_space(&self) -> bool {
         !self.urgent && (self.end < self.data.len() || self.start > 0)
@@ -98,6 +109,64 @@ impl Buf {
             self.data = Vec::new();
             self.urgent = false;
         }
+    }
+}
+
+/// A pipe that stream bytes cross between two sockets with splice(2),
+/// and how many are in it now.
+#[derive(Debug)]
+pub struct Pipe {
+    r: OwnedFd,
+    w: OwnedFd,
+    len: usize,
+}
+
+impl Pipe {
+    /// A pipe for a backlog of at most `cap` bytes. Its capacity is asked
+    /// for in pages (one per pipe buffer, however few bytes each holds:
+    /// from a socket whose segments arrived in a linear buffer each splice
+    /// fills a buffer with about one MSS), so four times `cap`: at MTU 1500
+    /// a splice then moves about `cap` bytes instead of a third of it.
+    /// The bytes in the pipe stay bounded by `cap` ([`one_way`]).
+    fn new(cap: usize) -> io::Result<Pipe> {
+        let (r, w) = sys::pipe(cap.saturating_mul(4))?;
+        Ok(Pipe { r, w, len: 0 })
+    }
+}
+
+/// What the relays of one engine thread share: the byte buffer of the copy
+/// path (the urgent byte, reads where splice cannot be used) and one empty
+/// pipe of the splice path, through which bytes go from socket to socket
+/// without being copied into the engine. When the destination does not
+/// take everything, the pipe with the rest becomes that flow's backlog and
+/// the next flow gets a new one (a drained backlog pipe comes back here);
+/// so a flow holds a pipe (two descriptors) only while it lags, and idle
+/// flows none. Where no pipe can be had (out of descriptors), the copy
+/// path carries everything.
+#[derive(Debug)]
+pub struct Scratch {
+    bytes: Vec<u8>,
+    pipe: Option<Pipe>,
+    /// Bytes the pumps moved by splice (into pipes), for tests.
+    #[cfg_attr(not(test), allow(dead_code))]
+    spliced: u64,
+}
+
+impl Scratch {
+    /// `size`: the copy buffer's length and the capacity asked for each
+    /// pipe, in bytes (the relay buffer, `EngineConfig::relay_buffer`).
+    pub fn new(size: usize) -> Scratch {
+        Scratch {
+            bytes: vec![0u8; size],
+            pipe: None,
+            spliced: 0,
+        }
+    }
+
+    /// Bytes moved by splice so far.
+    #[cfg(test)]
+    fn spliced(&self) -> u64 {
+        self.spliced
     }
 }
 
@@ -302,17 +371,131 @@ fn read_side(src: &mut Side, into: &mut [u8], urgent_ok: bool) -> Got {
     }
 }
 
-/// Moves bytes from `src` to `dst`: straight through the shared `scratch`
-/// buffer while `dst` keeps up, through the per-flow backlog `buf` (at most
-/// `cap` bytes) when it does not; an urgent byte goes alone with MSG_OOB
-/// once everything before it has gone. Returns Err(true) when the source
-/// failed, Err(false) when the destination failed, else whether anything
-/// happened.
+/// Splices what `pipe` holds into `dst` while `dst` takes it: whether
+/// anything moved; `Err` when the destination failed.
+fn pipe_out(pipe: &mut Pipe, dst: &mut Side, t: &mut Tally) -> Result<bool, ()> {
+    let mut any = false;
+    while pipe.len > 0 && dst.writable {
+        match sys::splice(pipe.r.as_raw_fd(), dst.sock.as_raw_fd(), pipe.len) {
+            Ok(0) => break,
+            Ok(n) => {
+                pipe.len -= n;
+                *t.moved += n as u64;
+                *t.writes += 1;
+                any = true;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => dst.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(any)
+}
+
+/// What one splice from a side into a pipe gave.
+enum Spliced {
+    /// `n` bytes of the stream, now in the pipe.
+    Data(usize),
+    /// The peer's FIN.
+    Eof,
+    /// Nothing: the socket is empty, the pipe is full, or the next byte is
+    /// the urgent one (which splice never moves).
+    Nothing,
+    /// Interrupted: try again.
+    Again,
+    /// The socket failed.
+    Failed,
+}
+
+/// Splices at most `want` bytes of `src` into `pipe`. A splice that
+/// moves nothing is the end of the stream only when nothing is left to
+/// read: once the peer's FIN is in, `tcp_splice_read` also returns 0 when
+/// it stands at the urgent byte (SOCK_DONE is checked before EAGAIN).
+fn pipe_in(src: &mut Side, pipe: &mut Pipe, want: usize) -> Spliced {
+    match sys::splice(src.sock.as_raw_fd(), pipe.w.as_raw_fd(), want) {
+        Ok(0) if matches!(sys::has_unread(src.sock.as_raw_fd()), Ok(true)) => Spliced::Nothing,
+        Ok(0) => {
+            src.eof = true;
+            Spliced::Eof
+        }
+        Ok(n) => {
+            pipe.len += n;
+            Spliced::Data(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Spliced::Nothing,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Spliced::Again,
+        Err(_) => Spliced::Failed,
+    }
+}
+
+/// One read of `src` by splice when nothing is backlogged: into the shared
+/// pipe, then on into `dst` as far as it takes it; what it does not take
+/// stays in that pipe, which becomes the flow's backlog. `Ok(None)` when
+/// the copy path must read instead: the urgent byte may be next (splice
+/// stops before it: `tcp_read_sock` never moves it), or there is no pipe.
+/// After a read the side counts as drained when a peek finds nothing (the
+/// one call per read that the copy path spends on SIOCATMARK), unless a
+/// FIN or error was reported, when it reads to the end. Errors as
+/// [`one_way`]'s.
+fn splice_through(
+    src: &mut Side,
+    dst: &mut Side,
+    buf: &mut Buf,
+    scratch: &mut Scratch,
+    cap: usize,
+    t: &mut Tally,
+) -> Result<Option<()>, bool> {
+    if src.urgent {
+        return Ok(None);
+    }
+    if scratch.pipe.is_none() {
+        scratch.pipe = Pipe::new(cap).ok();
+    }
+    let Some(pipe) = scratch.pipe.as_mut() else {
+        return Ok(None);
+    };
+    match pipe_in(src, pipe, cap) {
+        Spliced::Data(n) => {
+            *t.reads += 1;
+            scratch.spliced += n as u64;
+            if dst.writable && pipe_out(pipe, dst, t).is_err() {
+                // The flow is reset; what it left in the pipe goes with it.
+                scratch.pipe = None;
+                return Err(false);
+            }
+            if pipe.len > 0 {
+                buf.pipe = scratch.pipe.take();
+            }
+            if !src.closing && matches!(sys::has_unread(src.sock.as_raw_fd()), Ok(false)) {
+                src.readable = false;
+            }
+            Ok(Some(()))
+        }
+        Spliced::Eof | Spliced::Again => Ok(Some(())),
+        Spliced::Nothing => {
+            // The pipe was empty, so the socket is, or its next byte is
+            // the urgent one: the copy path asks SIOCATMARK and reads it
+            // (where SIOCATMARK is refused, its recv() reads the byte
+            // inline, as plain data).
+            src.urgent = true;
+            Ok(None)
+        }
+        Spliced::Failed => Err(true),
+    }
+}
+
+/// Moves bytes from `src` to `dst`: by splice through the shared pipe of
+/// `scratch` while `dst` keeps up, through a per-flow backlog `buf` (at
+/// most `cap` bytes: the pipe that was not drained, or bytes of the copy
+/// path) when it does not; an urgent byte goes alone with MSG_OOB once
+/// everything before it has gone, by the copy path. Returns Err(true) when
+/// the source failed, Err(false) when the destination failed, else whether
+/// anything happened.
 fn one_way(
     src: &mut Side,
     dst: &mut Side,
     buf: &mut Buf,
-    scratch: &mut [u8],
+    scratch: &mut Scratch,
     cap: usize,
     t: &mut Tally,
 ) -> Result<bool, bool> {
@@ -322,60 +505,90 @@ fn one_way(
         if buf.is_empty() {
             if src.readable && !src.eof {
                 step = true;
-                match read_side(src, scratch, true) {
-                    Got::Data(n) => {
-                        *t.reads += 1;
-                        let w = if dst.writable {
-                            write_some(dst, &scratch[..n], t).map_err(|_| false)?
-                        } else {
-                            0
-                        };
-                        if w < n {
-                            buf.push(&scratch[w..n], cap);
+                if splice_through(src, dst, buf, scratch, cap, t)?.is_none() {
+                    let bytes = &mut scratch.bytes[..];
+                    match read_side(src, bytes, true) {
+                        Got::Data(n) => {
+                            *t.reads += 1;
+                            let w = if dst.writable {
+                                write_some(dst, &bytes[..n], t).map_err(|_| false)?
+                            } else {
+                                0
+                            };
+                            if w < n {
+                                buf.push(&bytes[w..n], cap);
+                            }
                         }
-                    }
-                    Got::Urgent => {
-                        *t.reads += 1;
-                        let w = if dst.writable {
-                            write_urgent(dst, scratch[0], t).map_err(|_| false)?
-                        } else {
-                            0
-                        };
-                        if w == 0 {
-                            buf.push(&scratch[..1], cap);
-                            buf.urgent = true;
+                        Got::Urgent => {
+                            *t.reads += 1;
+                            let w = if dst.writable {
+                                write_urgent(dst, bytes[0], t).map_err(|_| false)?
+                            } else {
+                                0
+                            };
+                            if w == 0 {
+                                buf.push(&bytes[..1], cap);
+                                buf.urgent = true;
+                            }
                         }
+                        Got::Eof | Got::Again => {}
+                        Got::Nothing => step = false,
+                        Got::Failed => return Err(true),
                     }
-                    Got::Eof | Got::Again => {}
-                    Got::Nothing => step = false,
-                    Got::Failed => return Err(true),
                 }
             }
         } else {
             if dst.writable {
-                let n = if buf.urgent {
-                    write_urgent(dst, buf.pending()[0], t)
+                if let Some(p) = buf.pipe.as_mut() {
+                    step |= pipe_out(p, dst, t).map_err(|_| false)?;
+                    if p.len == 0 {
+                        // Drained: the pipe goes back for the next flow.
+                        let p = buf.pipe.take();
+                        if scratch.pipe.is_none() {
+                            scratch.pipe = p;
+                        }
+                    }
                 } else {
-                    write_some(dst, buf.pending(), t)
-                }
-                .map_err(|_| false)?;
-                if n > 0 {
-                    buf.consumed(n);
-                    step = true;
+                    let n = if buf.urgent {
+                        write_urgent(dst, buf.pending()[0], t)
+                    } else {
+                        write_some(dst, buf.pending(), t)
+                    }
+                    .map_err(|_| false)?;
+                    if n > 0 {
+                        buf.consumed(n);
+                        step = true;
+                    }
                 }
             }
             // Behind a backlog, read only up to the urgent mark: the
-            // urgent byte is read once everything before it has gone.
-            if !buf.is_empty() && src.readable && !src.eof && buf.has_space() {
-                match read_side(src, buf.space(), false) {
-                    Got::Data(n) => {
-                        buf.end += n;
-                        *t.reads += 1;
-                        step = true;
+            // urgent byte is read once everything before it has gone
+            // (splice stops at the mark by itself).
+            if !buf.is_empty() && src.readable && !src.eof {
+                if let Some(p) = buf.pipe.as_mut() {
+                    if p.len < cap {
+                        match pipe_in(src, p, cap - p.len) {
+                            Spliced::Data(n) => {
+                                *t.reads += 1;
+                                scratch.spliced += n as u64;
+                                step = true;
+                            }
+                            Spliced::Eof | Spliced::Again => step = true,
+                            Spliced::Nothing => {}
+                            Spliced::Failed => return Err(true),
+                        }
                     }
-                    Got::Eof | Got::Again => step = true,
-                    Got::Urgent | Got::Nothing => {}
-                    Got::Failed => return Err(true),
+                } else if buf.has_space() {
+                    match read_side(src, buf.space(), false) {
+                        Got::Data(n) => {
+                            buf.end += n;
+                            *t.reads += 1;
+                            step = true;
+                        }
+                        Got::Eof | Got::Again => step = true,
+                        Got::Urgent | Got::Nothing => {}
+                        Got::Failed => return Err(true),
+                    }
                 }
             }
         }
@@ -416,8 +629,9 @@ impl Relay {
     }
 
     /// Moves whatever can be moved, until nothing more can without waiting.
-    /// `scratch` is the loop's shared buffer; `cap` bounds each backlog.
-    pub fn pump(&mut self, moved: &mut Moved, scratch: &mut [u8], cap: usize) -> Outcome {
+    /// `scratch` is what the loop's relays share (the splice pipe, the copy
+    /// buffer); `cap` bounds each backlog, in bytes.
+    pub fn pump(&mut self, moved: &mut Moved, scratch: &mut Scratch, cap: usize) -> Outcome {
         if !self.connected {
             return Outcome::Open;
         }
@@ -601,7 +815,7 @@ mod tests {
         relay: Relay,
         poll: Poll,
         events: Events,
-        scratch: Vec<u8>,
+        scratch: Scratch,
         cap: usize,
     }
 
@@ -653,7 +867,7 @@ mod tests {
             relay,
             poll,
             events: Events::with_capacity(16),
-            scratch: vec![0; cap],
+            scratch: Scratch::new(cap),
             cap,
         }
     }
@@ -718,6 +932,65 @@ mod tests {
         assert_eq!(read_some(&mut f.server), b"def");
     }
 
+    /// The same with the relay at work between the sends: `abc` before the
+    /// urgent byte is relayed (by splice), the urgent byte, then `def`
+    /// after the relay has carried the urgent byte.
+    #[test]
+    fn urgent_byte_between_relayed_sends() {
+        let mut f = flow(false, false, 64 * 1024);
+        f.client.write_all(b"abc").unwrap();
+        queued(&f.relay.app.sock, 3);
+        f.settle();
+        SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+        queued(&f.relay.app.sock, 1);
+        f.settle();
+        f.client.write_all(b"def").unwrap();
+        f.settle();
+        assert_eq!(read_some(&mut f.server), b"abc", "a read stops at the mark");
+        let oob = sys::recv_urgent(f.server.as_raw_fd()).expect("the byte arrives as urgent data");
+        assert_eq!(oob, b'!');
+        assert_eq!(read_some(&mut f.server), b"def");
+    }
+
+    /// The app's FIN queued behind the urgent byte: the relay stops at the
+    /// mark before it sees the end, so `!def` is carried before the FIN.
+    #[test]
+    fn urgent_byte_then_fin() {
+        for server_inline in [false, true] {
+            let mut f = flow(false, server_inline, 64 * 1024);
+            f.client.write_all(b"abc").unwrap();
+            SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+            f.client.write_all(b"def").unwrap();
+            f.client.shutdown(Shutdown::Write).unwrap();
+            queued(&f.relay.app.sock, 7);
+            // A pump before any event (sides start readable), so without
+            // the EPOLLPRI hint: the splice path meets the mark itself.
+            let mut m = Moved::default();
+            assert_eq!(f.relay.pump(&mut m, &mut f.scratch, f.cap), Outcome::Open);
+            f.settle();
+            let mut got = Vec::new();
+            let mut oob = None;
+            loop {
+                if oob.is_none()
+                    && !server_inline
+                    && sys::at_urgent_mark(f.server.as_raw_fd()).unwrap()
+                {
+                    oob = sys::recv_urgent(f.server.as_raw_fd()).ok();
+                }
+                let mut b = [0u8; 64];
+                match f.server.read(&mut b).unwrap() {
+                    0 => break,
+                    n => got.extend_from_slice(&b[..n]),
+                }
+            }
+            if server_inline {
+                assert_eq!(got, b"abc!def");
+            } else {
+                assert_eq!((got.as_slice(), oob), (&b"abcdef"[..], Some(b'!')));
+            }
+        }
+    }
+
     /// Server to app, the app with SO_OOBINLINE: `abc!def` in order, with
     /// the mark just before `!`.
     #[test]
@@ -780,6 +1053,82 @@ mod tests {
         assert_eq!(stream.len(), N + 3);
         assert!(stream[..N].iter().all(|&c| c == b'x'));
         assert_eq!(&stream[N..], b"def");
+    }
+
+    /// Bulk data both ways at once goes by splice (through the shared pipe,
+    /// and through backlog pipes while the server reads slowly): every byte
+    /// arrives, in order, the byte counts match, and each FIN is carried
+    /// with the relay ending Done once both are.
+    #[test]
+    fn bulk_both_ways_by_splice_with_half_close() {
+        const N: usize = 4 << 20;
+        let pattern = |i: usize| (i % 251) as u8;
+        let mut f = flow(false, false, 128 * 1024);
+        SockRef::from(&f.relay.up.sock)
+            .set_send_buffer_size(16 * 1024)
+            .unwrap();
+        let send = |mut s: StdStream| {
+            std::thread::spawn(move || {
+                let data: Vec<u8> = (0..N).map(pattern).collect();
+                s.write_all(&data).unwrap();
+                s.shutdown(Shutdown::Write).unwrap();
+            })
+        };
+        let recv = |mut s: StdStream, slow: bool| {
+            std::thread::spawn(move || {
+                let mut got = Vec::with_capacity(N);
+                let mut b = vec![0u8; 4096];
+                loop {
+                    match s.read(&mut b).unwrap() {
+                        0 => return got,
+                        n => got.extend_from_slice(&b[..n]),
+                    }
+                    if slow && got.len() % (256 * 1024) < 4096 {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                }
+            })
+        };
+        let senders = [
+            send(f.client.try_clone().unwrap()),
+            send(f.server.try_clone().unwrap()),
+        ];
+        let to_server = recv(f.server.try_clone().unwrap(), true);
+        let to_client = recv(f.client.try_clone().unwrap(), false);
+        let mut m = Moved::default();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            assert!(Instant::now() < deadline, "stalled: {m:?}");
+            f.poll
+                .poll(&mut f.events, Some(Duration::from_millis(100)))
+                .unwrap();
+            for ev in f.events.iter() {
+                if ev.token() == Token(0) {
+                    f.relay.app.on_event(ev);
+                } else {
+                    f.relay.up.on_event(ev);
+                }
+            }
+            match f.relay.pump(&mut m, &mut f.scratch, f.cap) {
+                Outcome::Open => {}
+                Outcome::Done => break,
+                r => panic!("{r:?}"),
+            }
+        }
+        for s in senders {
+            s.join().unwrap();
+        }
+        for got in [to_server.join().unwrap(), to_client.join().unwrap()] {
+            assert_eq!(got.len(), N);
+            assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i)));
+        }
+        assert_eq!((m.to_up, m.to_app), (N as u64, N as u64));
+        assert_eq!(
+            f.scratch.spliced(),
+            2 * N as u64,
+            "every byte went by splice"
+        );
+        assert!(f.relay.nothing_for_up() && f.relay.u2a.is_empty());
     }
 
     /// Where SIOCATMARK is refused (Android's SELinux policy for apps; here

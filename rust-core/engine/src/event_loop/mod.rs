@@ -129,8 +129,8 @@ pub(crate) struct Loop {
     timers: Timers,
     reasm: crate::frag::Reassembler,
     rxbuf: Vec<u8>,
-    /// Relay scratch: bytes pass through here when the destination keeps up.
-    scratch: Vec<u8>,
+    /// What the relays share: the splice pipe and the copy buffer.
+    scratch: crate::tcp_relay::Scratch,
     txbuf: Vec<u8>,
     now: Instant,
     ip_id: u16,
@@ -231,7 +231,7 @@ impl Loop {
             timers: Timers::default(),
             reasm: Default::default(),
             rxbuf: vec![0u8; 65536],
-            scratch: vec![0u8; relay_buffer],
+            scratch: crate::tcp_relay::Scratch::new(relay_buffer),
             txbuf: vec![0u8; 65536 + 64],
             now: Instant::now(),
             ip_id: 1,

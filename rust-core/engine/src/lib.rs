@@ -122,6 +122,9 @@ impl Engine {
         let thread = std::thread::Builder::new()
             .name("clat-engine".into())
             .spawn(move || {
+                if let Err(e) = tcp_relay::prepare_relay_thread() {
+                    log::warn!("SIGPIPE not blocked on the engine thread: {e}");
+                }
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run()));
                 if r.is_err() {
                     *sh.exit.lock().unwrap_or_else(|e| e.into_inner()) =

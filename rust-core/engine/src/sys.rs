@@ -46,8 +46,9 @@ pub fn open_tun(name: &str) -> io::Result<(OwnedFd, String)> {
     Ok((fd, actual))
 }
 
-/// `read(2)` of one packet from `fd` into `buf`; the packet's length.
-/// Errors: the kernel's (`WouldBlock` when nothing is queued).
+/// `read(2)` from `fd` into `buf`: one packet of a TUN, or the bytes of a
+/// pipe; the length read. Errors: the kernel's (`WouldBlock` when nothing
+/// is queued).
 pub(crate) fn read_fd(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the call,
     // and `fd` is an open descriptor borrowed for it.
@@ -545,27 +546,32 @@ pub fn has_unread(fd: RawFd) -> io::Result<bool> {
     }
 }
 
-/// A pipe for [`splice`]: (read end, write end), both non-blocking and
-/// close-on-exec, its capacity raised towards `size` bytes where the
-/// kernel allows (F_SETPIPE_SZ; an unprivileged process may go up to
+/// A pipe for [`splice`]: (read end, write end, capacity in bytes), both
+/// ends non-blocking and close-on-exec, its capacity raised towards
+/// `size` bytes where the kernel allows (F_SETPIPE_SZ, which rounds up to
+/// a power of two pages; an unprivileged process may go up to
 /// /proc/sys/fs/pipe-max-size, 1 MiB by default, and the user's pipe
-/// budget may refuse more: then half, down to the default of 16 pages).
-/// Errors: pipe2's (EMFILE, ENFILE).
-pub fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd)> {
+/// budget, /proc/sys/fs/pipe-user-pages-soft, may refuse more: then half,
+/// down to the default of 16 pages). Errors: pipe2's (EMFILE, ENFILE).
+pub fn pipe(size: usize) -> io::Result<(OwnedFd, OwnedFd, usize)> {
     let mut fds = [0 as libc::c_int; 2];
     // SAFETY: `fds` has room for the two descriptors pipe2 writes.
     cvt(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) })?;
     // SAFETY: both were just returned by pipe2 and are owned by nobody else.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     let mut size = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    let mut got = 16 * 4096;
     while size > 64 * 1024 {
-        // SAFETY: fcntl on a descriptor we hold; F_SETPIPE_SZ takes an int.
-        if unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size) } >= 0 {
+        // SAFETY: fcntl on a descriptor we hold; F_SETPIPE_SZ takes an int
+        // and returns the capacity it set.
+        let rc = unsafe { libc::fcntl(w.as_raw_fd(), libc::F_SETPIPE_SZ, size) };
+        if rc >= 0 {
+            got = rc as usize;
             break;
         }
         size /= 2;
     }
-    Ok((r, w))
+    Ok((r, w, got))
 }
 
 /// `splice(2)` of at most `len` bytes from `from` to `to`, one of which
@@ -593,6 +599,93 @@ pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
         )
     };
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// The signal set holding SIGPIPE alone.
+fn sigpipe_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset initialises the set before sigaddset reads it;
+    // both only fail for an invalid signal number, and SIGPIPE is valid.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        set
+    }
+}
+
+/// Blocks SIGPIPE in the calling thread only (pthread_sigmask): a SIGPIPE
+/// the kernel raises for this thread's own send (`sk_stream_error`, which
+/// sends it to the current thread, `send_sig`, thread-directed) then stays
+/// pending on this thread instead of being delivered, whatever the
+/// process's disposition; [`take_pending_sigpipe`] discards it. The rest of
+/// the process, other threads and their dispositions are untouched.
+/// Errors: pthread_sigmask's.
+pub fn block_sigpipe() -> io::Result<()> {
+    let set = sigpipe_set();
+    // SAFETY: `set` is initialised; the old mask is not asked for.
+    match unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } {
+        0 => Ok(()),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
+/// Takes a pending SIGPIPE of the calling thread, if there is one, without
+/// waiting (sigtimedwait with a zero timeout): whether one was taken. For
+/// a thread that blocked SIGPIPE ([`block_sigpipe`]), after a call that
+/// failed with EPIPE, so that nothing is left to be delivered if the mask
+/// ever changes.
+pub fn take_pending_sigpipe() -> bool {
+    let set = sigpipe_set();
+    let zero = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `set` and `zero` are initialised; no siginfo is asked for.
+    unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &zero) == libc::SIGPIPE }
+}
+
+/// Whether a SIGPIPE is pending for the calling thread (sigpending), for
+/// tests.
+#[cfg(test)]
+pub fn sigpipe_pending() -> io::Result<bool> {
+    // SAFETY: sigpending fills the zeroed set; sigismember reads it.
+    unsafe {
+        let mut set = std::mem::zeroed::<libc::sigset_t>();
+        cvt(libc::sigpending(&mut set))?;
+        Ok(libc::sigismember(&set, libc::SIGPIPE) == 1)
+    }
+}
+
+/// Gives SIGPIPE its default disposition (terminate) in this process, as
+/// a process that is not a Rust main binary may have it; for a test's
+/// child process, never in a test binary's shared process.
+#[cfg(test)]
+pub fn default_sigpipe_disposition() {
+    // SAFETY: plain signal(2) with SIG_DFL.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// `tcpi_state` of a closed socket (TCP_CLOSE in include/net/tcp_states.h).
+#[cfg(test)]
+pub const TCP_CLOSE: u8 = 7;
+
+/// The TCP state of socket `fd` (`tcpi_state`, the first byte of
+/// TCP_INFO: [`TCP_CLOSE`] and so on), for tests.
+#[cfg(test)]
+pub fn tcp_state(fd: RawFd) -> io::Result<u8> {
+    let mut info = [0u8; 256];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes.
+    cvt(unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    })?;
+    Ok(info[0])
 }
 
 /// Bytes received on the TCP socket `fd` and not yet read (SIOCINQ), for

@@ -513,7 +513,7 @@ ANDROID_TUN = {"pi": False, "vnet_hdr": False, "multi_queue": False,
                "tx-checksumming": "off", "tcp-segmentation-offload": "off"}
 ANDROID_MTUS = [1280, 1500, 9000, 65000]
 # The app's default TUN MTU (android/app ... logic/ClatSettings.kt, MTU_DEFAULT).
-ANDROID_APP_MTU = 1500
+ANDROID_APP_MTU = 65000
 
 
 def tun_descriptor(dev="clat0"):

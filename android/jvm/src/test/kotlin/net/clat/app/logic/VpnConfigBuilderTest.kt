@@ -25,7 +25,7 @@ class VpnConfigBuilderTest {
         assertEquals(listOf(IpPrefixSpec("0.0.0.0", 0)), p.routes)
         // Outside lockdown the VPN has no resolver of its own (DnsPolicyTest).
         assertEquals(emptyList<String>(), p.dnsServers)
-        assertEquals(1500, p.mtu)
+        assertEquals(65000, p.mtu)
         assertTrue(p.allowIpv6Bypass)
         assertFalse(p.metered)
         assertEquals(emptyList<String>(), p.allowedApps)
@@ -97,7 +97,7 @@ class VpnConfigBuilderTest {
         assertTrue(badApps.plan is PlanResult.Invalid)
 
         val badMtu = SettingsResolver.resolve(ManagedConfigParser.parse(mapOf("mtu" to 10)), null, own)
-        assertEquals(1500, (badMtu.plan as PlanResult.Valid).plan.mtu)
+        assertEquals(65000, (badMtu.plan as PlanResult.Valid).plan.mtu)
         assertTrue(badMtu.warnings.single().contains("mtu"), badMtu.warnings.toString())
     }
 

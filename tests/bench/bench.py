@@ -711,10 +711,11 @@ def profile_suite(binary, cfg, res, outdir):
         "tcp_up_1": lambda: iperf(V4, secs=secs - 1),
         "tcp_down_1": lambda: iperf(V4, secs=secs - 1, reverse=True),
         "udp64_up": lambda: iperf(V4, secs=secs - 1, udp_len=64),
+        "udp64_down": lambda: iperf(V4, secs=secs - 1, udp_len=64, reverse=True),
         "cps": lambda: cps(V4, cfg["cps_threads"], secs - 1),
         "tcplat": lambda: latency("tcplat", V4, 20000),
     }
-    # The Android configuration at the app's default MTU.
+    # MTU 1500 (the app's default until 2026-11-30; now it is clat run's 65000).
     works["tcp_up_1_mtu1500"] = works["tcp_up_1"]
     works["tcp_down_1_mtu1500"] = works["tcp_down_1"]
     for name, work in works.items():

@@ -901,9 +901,13 @@ pub fn mirror_traffic_class(up: &TcpStream, app: &TcpStream) -> io::Result<Optio
 /// and whose error was already reported, or that is shut down for
 /// sending, fails with EPIPE and raises SIGPIPE for the calling thread
 /// (`sk_stream_error`). Under the default disposition that would end the
-/// process; inside a JVM the disposition is the runtime's. Blocked, the
-/// signal stays pending on this thread, and [`pipe_out`] takes it after
-/// each EPIPE. The copy path's sends use MSG_NOSIGNAL and never raise it.
+/// process; inside a JVM the disposition is the runtime's (ART itself
+/// blocks SIGPIPE in the threads it starts, `Runtime::BlockSignals` in
+/// art/runtime/runtime.cc, which a thread the engine spawns from one of
+/// them inherits; blocking it here makes that hold whoever starts the
+/// engine). Blocked, the signal stays pending on this thread, and
+/// [`pipe_out`] takes it after each EPIPE. The copy path's sends use
+/// MSG_NOSIGNAL and never raise it.
 /// Errors: pthread_sigmask's.
 pub fn prepare_relay_thread() -> io::Result<()> {
     sys::block_sigpipe()

@@ -100,11 +100,20 @@ pub(crate) struct Tally {
     pub id: u64,
     pub up: u64,
     pub down: u64,
+    /// A TCP flow that has ended (its relay closed) while its NAT entry
+    /// still carries the segments in flight: when, and how. Its end is
+    /// reported when the entry goes (`tcp_flows`).
+    pub ended: Option<(std::time::Instant, FlowEndReason)>,
 }
 
 impl Tally {
     pub(crate) fn new(id: u64) -> Box<Tally> {
-        Box::new(Tally { id, up: 0, down: 0 })
+        Box::new(Tally {
+            id,
+            up: 0,
+            down: 0,
+            ended: None,
+        })
     }
 
     /// Adds `n` bytes to `t`'s up count, if the flow is reported.

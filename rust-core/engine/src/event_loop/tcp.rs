@@ -203,7 +203,7 @@ impl Loop {
                     let dst = SocketAddrV4::new(dst, dp);
                     self.emit_start(id, FlowProto::Tcp, sp, dst, path);
                 }
-                Action::Ended { tally, how } => self.emit_end(&tally, how),
+                Action::Ended { tally, how, at } => self.emit_end(&tally, how, at),
                 Action::Keepalive { slot, interval } => {
                     if let Some(Slot::Relay(r)) = self.slots.get(slot) {
                         let ka = TcpKeepalive::new()

@@ -364,12 +364,12 @@ pub fn connect_failure_end(errno: Option<i32>) -> FlowEndReason {
 
 /// The report of `t`'s end: when and how it ended if it did earlier
 /// (Closing), else now for `how`.
-fn ended(t: Box<Tally>, how: FlowEndReason) -> Action {
+fn ended(t: Tally, how: FlowEndReason) -> Action {
     let (at, how) = match t.ended {
         Some((at, how)) => (Some(at), how),
         None => (None, how),
     };
-    Action::Ended { tally: *t, how, at }
+    Action::Ended { tally: t, how, at }
 }
 
 /// What to do with an app segment.
@@ -869,7 +869,7 @@ impl TcpFlows {
     /// not reported yet: for `how`, now, unless it ended earlier (Closing).
     fn report_end(&mut self, e: &mut Flow, how: FlowEndReason) {
         if let Some(t) = e.tally.take() {
-            self.actions.push_back(ended(t, how));
+            self.actions.push_back(ended(*t, how));
         }
     }
 
@@ -880,7 +880,7 @@ impl TcpFlows {
         for e in self.by_np.values_mut() {
             if let Some(t) = e.tally.take() {
                 self.actions
-                    .push_back(ended(t, FlowEndReason::NetworkChanged));
+                    .push_back(ended(*t, FlowEndReason::NetworkChanged));
             }
         }
     }

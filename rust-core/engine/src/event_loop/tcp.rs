@@ -682,6 +682,11 @@ mod memory {
         let slot = size_of::<Slot>() + size_of::<Relay>();
         let total = nat + key + timer + slot;
         println!("{total} bytes per idle flow: nat entry {nat}, key {key}, timer {timer}, slot and relay {slot}");
+        // With flow events on, a reported flow's counters are on the heap
+        // (docs/flow-events.md, "Cost").
+        let tally = size_of::<crate::flow_events::Tally>();
+        println!("plus {tally} bytes of flow-event counters per reported flow");
+        assert!(tally <= 48, "flow-event counters {tally} bytes");
         assert!(
             total <= IDLE_FLOW_BUDGET,
             "{total} bytes per idle flow: nat entry {nat}, key {key}, timer {timer}, slot and relay {slot}"

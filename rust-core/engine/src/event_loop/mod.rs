@@ -127,7 +127,8 @@ pub(crate) struct Loop {
     /// The DNS relay core: queries in flight and decisions (sans I/O).
     dns: DnsQueries,
     timers: Timers,
-    reasm: crate::frag::Reassembler,
+    reasm: crate::frag::Reassembler<crate::frag::V4>,
+    reasm6: crate::frag::Reassembler<crate::frag::V6>,
     rxbuf: Vec<u8>,
     /// Relay scratch: bytes pass through here when the destination keeps up.
     scratch: Vec<u8>,
@@ -230,6 +231,7 @@ impl Loop {
             dns,
             timers: Timers::default(),
             reasm: Default::default(),
+            reasm6: Default::default(),
             rxbuf: vec![0u8; 65536],
             scratch: vec![0u8; relay_buffer],
             txbuf: vec![0u8; 65536 + 64],
@@ -539,7 +541,7 @@ impl Loop {
             return self.tcp_from_listener(&IpHdr::V4(ip), p);
         }
         if ip.is_fragment() {
-            return match self.reasm.add(&ip, p, self.now) {
+            return match self.reasm.add(crate::frag::piece4(&ip, p), self.now) {
                 Ok(mut whole) => self.on_packet(&mut whole),
                 Err(crate::frag::Frag::Pending) => {}
                 Err(crate::frag::Frag::Bad) => Counters::inc(&self.c().drop_fragment),
@@ -601,7 +603,7 @@ impl Loop {
     fn on_packet6(&mut self, p: &mut [u8]) {
         let ip = match packet::parse_ip6(p) {
             Ok(ip) => ip,
-            Err(ParseError::Fragment) => return Counters::inc(&self.c().drop_fragment),
+            Err(ParseError::Fragment) => return self.fragment6(p),
             Err(_) => return Counters::inc(&self.c().drop_malformed),
         };
         let p = &mut p[..ip.total_len];
@@ -625,6 +627,27 @@ impl Loop {
                 Counters::inc(&self.c().drop_unsupported_proto);
                 self.refuse6(&ip, p, Icmpv6DstUnreachable::AdminProhibited);
             }
+        }
+    }
+
+    /// An IPv6 fragment from the TUN: reassembled ([`crate::frag`]) under
+    /// the same source and multicast rules as a whole packet, and the
+    /// datagram then taken as if it had come whole.
+    fn fragment6(&mut self, p: &[u8]) {
+        let f = match packet::parse_fragment6(p) {
+            Ok(f) => f,
+            Err(_) => return Counters::inc(&self.c().drop_malformed),
+        };
+        if f.src != self.cfg.clat_v6 {
+            return Counters::inc(&self.c().drop_bad_source);
+        }
+        if f.dst.is_multicast() {
+            return Counters::inc(&self.c().drop_multicast);
+        }
+        match self.reasm6.add(crate::frag::piece6(&f), self.now) {
+            Ok(mut whole) => self.on_packet6(&mut whole),
+            Err(crate::frag::Frag::Pending) => {}
+            Err(crate::frag::Frag::Bad) => Counters::inc(&self.c().drop_fragment),
         }
     }
 

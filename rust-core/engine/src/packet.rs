@@ -150,6 +150,9 @@ pub struct Ip6 {
     /// Bytes of the fixed header and the extension headers: the upper
     /// layer is `p[hdr_len..total_len]`.
     pub hdr_len: usize,
+    /// Where the Next Header field naming `proto` is: the pointer of a
+    /// Parameter Problem about it (RFC 4443 section 3.4).
+    pub proto_at: usize,
     /// 40 plus Payload Length.
     pub total_len: usize,
 }
@@ -194,6 +197,7 @@ pub fn parse_ip6(p: &[u8]) -> Result<Ip6, ParseError> {
         hop_limit: v.hop,
         traffic_class: v.tc,
         hdr_len: v.hdrs.len(),
+        proto_at: v.proto_at,
         total_len: 40 + v.payload_len as usize,
     })
 }
@@ -542,6 +546,18 @@ pub fn carried_ipv6_destination(dst: Ipv6Addr, clat_v6: Ipv6Addr) -> bool {
         && dst.to_ipv4_mapped().is_none()
 }
 
+/// Whether a destination that is not carried
+/// ([`carried_ipv6_destination`]) would be a node on the TUN's own link:
+/// inside its /64 but not `clat_v6` itself, or link-local. No such node
+/// exists, so the answer is the one a host gives when address resolution
+/// fails on a link (RFC 4443 section 3.1, code 3, Address Unreachable):
+/// not code 0 (no route), since the destination is on-link and has a
+/// route; not a RST, which would say that the node exists and refused.
+pub fn on_tun_link(dst: Ipv6Addr, clat_v6: Ipv6Addr) -> bool {
+    let same64 = u128::from(dst) >> 64 == u128::from(clat_v6) >> 64;
+    (same64 && dst != clat_v6) || dst.is_unicast_link_local()
+}
+
 pub fn is_global_v4(a: Ipv4Addr) -> bool {
     !clat_xlat::addr6052::is_non_global(a)
 }
@@ -568,6 +584,17 @@ mod tests {
         for d in no {
             assert!(!carried_ipv6_destination(d.parse().unwrap(), clat), "{d}");
         }
+        // Of those, the TUN link's own (answered with Address Unreachable).
+        let link = [
+            "fd9c:7c5a:e1b6:464::9",
+            "fd9c:7c5a:e1b6:464:ffff::1",
+            "fe80::1",
+        ];
+        for d in no {
+            let want = link.contains(&d);
+            assert_eq!(on_tun_link(d.parse().unwrap(), clat), want, "{d}");
+        }
+        assert!(!on_tun_link(clat, clat), "the app's own address");
     }
     use super::*;
     use etherparse::{PacketHeaders, TransportHeader};

@@ -1660,6 +1660,119 @@ fn ipv6_fragments_from_the_app_are_reassembled() {
     v6_lab_end(l);
 }
 
+/// What the engine answers instead of dropping silently (RFC 4443): a
+/// destination on the TUN's link (its /64, link-local) gets Address
+/// Unreachable, for TCP too (connect() fails at once with EHOSTUNREACH,
+/// as for a neighbour that never answers); an upper layer the engine
+/// cannot carry (Next Header 253) gets Parameter Problem code 1 pointing
+/// at the Next Header field (byte 6 without extension headers).
+#[test]
+fn ipv6_on_link_destinations_and_unknown_next_headers_are_answered() {
+    if !in_netns("ipv6_on_link_destinations_and_unknown_next_headers_are_answered") {
+        return;
+    }
+    setup_ns();
+    let (l, clat_v6) = v6_lab(true);
+    let on_link: std::net::Ipv6Addr = "fd9c:7c5a:e1b6:464::9".parse().unwrap();
+    let bound = |ty| {
+        let s = socket2::Socket::new(socket2::Domain::IPV6, ty, None).unwrap();
+        s.bind(&SocketAddr::new(clat_v6.into(), 0).into()).unwrap();
+        s
+    };
+    let s = bound(socket2::Type::STREAM);
+    let t0 = Instant::now();
+    let err = s
+        .connect_timeout(
+            &SocketAddr::new(on_link.into(), 80).into(),
+            Duration::from_secs(3),
+        )
+        .expect_err("connected to a node that is not there");
+    assert_eq!(err.raw_os_error(), Some(libc::EHOSTUNREACH), "{err:?}");
+    assert!(t0.elapsed() < Duration::from_secs(1), "{:?}", t0.elapsed());
+    // UDP, connected: the error comes back on the next receive (code 3 is
+    // not fatal: Linux reports it to a UDP socket with IPV6_RECVERR). Once
+    // to the TUN's /64 and once to a link-local address (the TUN's link
+    // given as its zone).
+    let scope = std::fs::read_to_string("/sys/class/net/clat0/ifindex")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let ll = std::net::SocketAddrV6::new("fe80::9".parse().unwrap(), 7, 0, scope);
+    for to in [SocketAddr::new(on_link.into(), 7), ll.into()] {
+        let u: UdpSocket = bound(socket2::Type::DGRAM).into();
+        let one: libc::c_int = 1;
+        // SAFETY: a valid socket and a c_int option value.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&u),
+                libc::IPPROTO_IPV6,
+                libc::IPV6_RECVERR,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        u.connect(to).unwrap();
+        u.send(b"anyone?").unwrap();
+        let err = u.recv(&mut [0u8; 16]).expect_err("no answer expected");
+        assert_eq!(
+            err.raw_os_error(),
+            Some(libc::EHOSTUNREACH),
+            "{to}: {err:?}"
+        );
+    }
+    let s = stats(&l);
+    assert_eq!((s.icmp_errors_sent, s.drop_internal_dst), (3, 3), "{s:?}");
+    // Next Header 253 (experimental, RFC 3692) from a raw socket; the
+    // Parameter Problem is read from a raw ICMPv6 socket.
+    let icmp = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::ICMPV6),
+    )
+    .unwrap();
+    icmp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let raw = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::from(253)),
+    )
+    .unwrap();
+    raw.bind(&SocketAddr::new(clat_v6.into(), 0).into())
+        .unwrap();
+    let srv: SocketAddr = format!("[{SRV_V6}]:0").parse().unwrap();
+    raw.send_to(b"experimental", &srv.into()).unwrap();
+    let t0 = Instant::now();
+    let msg = loop {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+        let n = icmp.recv(&mut buf).expect("the Parameter Problem");
+        // SAFETY: recv initialised the first n bytes.
+        let b: Vec<u8> = buf[..n]
+            .iter()
+            .map(|x| unsafe { x.assume_init() })
+            .collect();
+        if b[0] == 4 {
+            break b;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(2), "only other ICMPv6");
+    };
+    // Type 4, code 1, pointer 6; the quote is the packet sent.
+    assert_eq!((msg[0], msg[1]), (4, 1));
+    assert_eq!(&msg[4..8], &6u32.to_be_bytes());
+    assert_eq!(msg[8] >> 4, 6);
+    assert_eq!(msg[8 + 6], 253);
+    assert_eq!(&msg[8 + 40..], b"experimental");
+    let s = stats(&l);
+    assert_eq!(
+        (s.icmp_errors_sent, s.drop_unsupported_proto),
+        (4, 1),
+        "{s:?}"
+    );
+    v6_lab_end(l);
+}
+
 /// recvmsg with the hop limit and traffic class the datagram arrived with.
 fn recv_with_hop(s: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, i32, i32, SocketAddr)> {
     use std::os::fd::AsRawFd;

@@ -27,7 +27,9 @@ use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use crate::too_big_resend::{self, TooBigResends};
 use clat_protect::Protector;
-use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message, Icmpv6DstUnreachable, Icmpv6Message};
+use clat_xlat::wire::{
+    Icmpv4DstUnreachable, Icmpv4Message, Icmpv6DstUnreachable, Icmpv6Message, Icmpv6ParamProblem,
+};
 use datagram::Datagram;
 use dns_relay::DnsTcp;
 use icmp_echo::IcmpFlow;
@@ -58,6 +60,8 @@ const MAX_UDP_PAYLOAD: usize = 65535 - 28;
 /// Largest UDP payload an IPv6 packet without a jumbogram can carry
 /// (Payload Length 65535, the UDP header included).
 const MAX_UDP_PAYLOAD6: usize = 65535 - 8;
+/// IPv6 Next Header 59, "No Next Header" (RFC 8200 section 4.7).
+const IPV6_NO_NEXT_HEADER: u8 = 59;
 /// TUN packets handled per turn before sockets get theirs.
 const TUN_BATCH: usize = 256;
 
@@ -599,7 +603,10 @@ impl Loop {
     /// packets come from there too), multicast, destinations that are not
     /// global unicast (unspecified, loopback, link-local), IPv4-mapped, or
     /// inside the TUN's /64 other than the NAT address
-    /// ([`packet::carried_ipv6_destination`]).
+    /// ([`packet::carried_ipv6_destination`]); those on the TUN's link are
+    /// answered with Address Unreachable ([`packet::on_tun_link`]), an
+    /// upper layer other than TCP, UDP and ICMPv6 with Parameter Problem
+    /// code 1.
     fn on_packet6(&mut self, p: &mut [u8]) {
         let ip = match packet::parse_ip6(p) {
             Ok(ip) => ip,
@@ -617,17 +624,47 @@ impl Loop {
             return self.tcp_from_listener(&IpHdr::V6(ip), p);
         }
         if !packet::carried_ipv6_destination(ip.dst, self.cfg.clat_v6) {
-            return Counters::inc(&self.c().drop_internal_dst);
+            Counters::inc(&self.c().drop_internal_dst);
+            if packet::on_tun_link(ip.dst, self.cfg.clat_v6) {
+                // TCP too: connect() fails with EHOSTUNREACH, as it would
+                // for a neighbour that never answers.
+                let code = Icmpv6DstUnreachable::AddrUnreachable as u8;
+                self.icmp_error6(&ip, p, (Icmpv6Message::DstUnreachable, code, 0));
+            }
+            return;
         }
         match ip.proto {
             PROTO_TCP => self.tcp_from_app(&IpHdr::V6(ip), p),
             PROTO_UDP => self.udp_from_app(&IpHdr::V6(ip), p),
             PROTO_ICMPV6 => self.icmp_from_app(&IpHdr::V6(ip), p),
+            // No Next Header (RFC 8200 section 4.7): nothing to carry or
+            // to complain about.
+            IPV6_NO_NEXT_HEADER => Counters::inc(&self.c().drop_unsupported_proto),
             _ => {
+                // What a host that does not know the protocol answers (RFC
+                // 8200 section 4, RFC 4443 section 3.4): the engine carries
+                // only what sockets without privileges can send.
                 Counters::inc(&self.c().drop_unsupported_proto);
-                self.refuse6(&ip, p, Icmpv6DstUnreachable::AdminProhibited);
+                let code = Icmpv6ParamProblem::UnrecognizedNextHeader as u8;
+                let pointer = ip.proto_at as u32;
+                self.icmp_error6(&ip, p, (Icmpv6Message::ParamProblem, code, pointer));
             }
         }
+    }
+
+    /// Answers `ip`/`p` with the ICMPv6 error `(message, code, rest)` from
+    /// its destination, unless it is an ICMPv6 message other than an echo
+    /// request (never about an error, RFC 4443 section 2.4 (e)).
+    fn icmp_error6(&mut self, ip: &Ip6, p: &[u8], msg: (Icmpv6Message, u8, u32)) {
+        let echo_request = Icmpv6Message::EchoRequest as u8;
+        if ip.proto == PROTO_ICMPV6 && p.get(ip.hdr_len) != Some(&echo_request) {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.txbuf);
+        let n = packet::emit_error6_about(&mut out, ip, p, msg, ip.dst);
+        Counters::inc(&self.c().icmp_errors_sent);
+        tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        self.txbuf = out;
     }
 
     /// An IPv6 fragment from the TUN: reassembled ([`crate::frag`]) under
@@ -655,21 +692,13 @@ impl Loop {
     /// Unreachable with `code` (about an ICMPv6 message only when it is an
     /// echo request: never about an error, RFC 4443 section 2.4 (e)).
     fn refuse6(&mut self, ip: &Ip6, p: &[u8], code: Icmpv6DstUnreachable) {
+        if ip.proto != PROTO_TCP {
+            let msg = (Icmpv6Message::DstUnreachable, code as u8, 0);
+            return self.icmp_error6(ip, p, msg);
+        }
         let mut out = std::mem::take(&mut self.txbuf);
-        let echo_request = Icmpv6Message::EchoRequest as u8;
-        let n = if ip.proto == PROTO_TCP {
-            packet::emit_rst_for(&mut out, ip, &p[ip.hdr_len..])
-        } else if ip.proto == PROTO_ICMPV6 && p.get(ip.hdr_len) != Some(&echo_request) {
-            None
-        } else {
-            Some(packet::emit_unreachable6(&mut out, ip, p, code))
-        };
-        if let Some(n) = n {
-            if ip.proto == PROTO_TCP {
-                Counters::inc(&self.c().tcp_rst_sent);
-            } else {
-                Counters::inc(&self.c().icmp_errors_sent);
-            }
+        if let Some(n) = packet::emit_rst_for(&mut out, ip, &p[ip.hdr_len..]) {
+            Counters::inc(&self.c().tcp_rst_sent);
             tun_write(&self.tun, &self.sh.counters, &out[..n]);
         }
         self.txbuf = out;

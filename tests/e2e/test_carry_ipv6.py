@@ -359,3 +359,34 @@ def test_ip6tables_drop_policy_is_opened_and_closed(ip6_drop_policy, tool):
     finally:
         clat.stop()
     assert ns(PHONE, tool, "-S", "INPUT").stdout == before
+
+
+FIRST_FAMILY = """
+import socket, sys
+ai = socket.getaddrinfo(sys.argv[1], 80, type=socket.SOCK_STREAM)
+print(" ".join(a[4][0] for a in ai))
+"""
+
+
+def test_rfc6724_ranks_ipv4_first_when_ipv6_comes_from_the_tun_ula(own_clat, server6):
+    """The source-selection consequence docs/ARCHITECTURE.md decides to
+    accept ("RFC 6724 and the TUN's ULA"): with --carry-ipv6 the IPv6
+    source is the ULA (label 6 in glibc's default table, 13 in RFC 6724's
+    and bionic's) and a global destination's label is 1, while IPv4's source
+    and destination labels match (4), so getaddrinfo puts the A record of a
+    dual-stack name first (rule 5); with plain `clat run` the IPv6 source
+    is the uplink's global address and AAAA comes first (rule 6)."""
+    name = "dual.lab.example"
+    clat = own_clat(control=CONTROL)
+    try:
+        order = ns_python(PHONE, FIRST_FAMILY, name).stdout.split()
+        assert order[0] == SERVER6 and "203.0.113.10" in order, order
+    finally:
+        clat.stop()
+    clat = CarryClat().start()
+    try:
+        assert through_tun(server6)
+        order = ns_python(PHONE, FIRST_FAMILY, name).stdout.split()
+        assert order[0] == "203.0.113.10" and SERVER6 in order, order
+    finally:
+        clat.stop()

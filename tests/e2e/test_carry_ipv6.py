@@ -65,8 +65,8 @@ class CarryClat(ClatProcess):
     """`clat run --carry-ipv6 --bind-device ph0`: ready once the TUN has
     both addresses and the IPv6 halves of the default route."""
 
-    def __init__(self, *extra: str):
-        super().__init__("--carry-ipv6", "--bind-device", "ph0", *extra, control=CONTROL)
+    def __init__(self, *extra: str, protect: tuple = ("--bind-device", "ph0")):
+        super().__init__("--carry-ipv6", *protect, *extra, control=CONTROL)
 
     def ready(self) -> bool:
         addrs = ns(self.netns, "ip", "-6", "addr", "show", "dev", self.tun, check=False).stdout
@@ -390,3 +390,34 @@ def test_rfc6724_ranks_ipv4_first_when_ipv6_comes_from_the_tun_ula(own_clat, ser
         assert order[0] == "203.0.113.10" and SERVER6 in order, order
     finally:
         clat.stop()
+
+
+def test_carry_ipv6_with_mark_needs_a_rule_for_the_mark(own_clat, server6):
+    """`--mark N` keeps the engine's sockets out of the TUN only through a
+    routing rule of the user's: without one, `clat run --carry-ipv6 --mark`
+    is refused at start with what to add (its IPv6 sockets would loop into
+    the TUN); with `fwmark 100 lookup 100` and the uplink's default route in
+    table 100 it runs and IPv6 is carried."""
+    p = ns(PHONE, str(clat_binary()), "run", "--tun", TUN, "--pref64", "2001:db8:64::/96",
+           "--dns", "2001:db8:1::53", "--control", CONTROL, "--carry-ipv6", "--mark", "100",
+           check=False, timeout=15)
+    assert p.returncode == 1, p.stderr
+    assert "no IPv6 routing rule sends mark 100" in p.stderr, p.stderr
+    assert "ip -6 rule add fwmark 100 lookup 100" in p.stderr, p.stderr
+    assert not link_exists(PHONE, TUN)
+    default = ns(PHONE, "ip", "-6", "route", "show", "default").stdout.split()
+    gw = default[default.index("via") + 1]
+    ns(PHONE, "ip", "-6", "route", "add", "default", "via", gw, "dev", "ph0", "table", "100")
+    ns(PHONE, "ip", "-6", "rule", "add", "fwmark", "100", "lookup", "100", "pref", "100")
+    try:
+        clat = CarryClat(protect=("--mark", "100")).start()
+        try:
+            what, _, src = connect6(server6, 80)
+            assert (what, src) == ("connected", CLAT_V6), what
+            st = clat.status()
+            assert status_int(st, "flows_ipv6_total") >= 1, st
+        finally:
+            clat.stop()
+    finally:
+        ns(PHONE, "ip", "-6", "rule", "del", "pref", "100", check=False)
+        ns(PHONE, "ip", "-6", "route", "flush", "table", "100", check=False)

@@ -118,7 +118,11 @@ pub struct Args {
     /// 64:ff9b::/96 (RFC 6052 section 3.1 says not to).
     #[arg(long)]
     pub allow_non_global: bool,
-    /// Set this firewall mark (SO_MARK) on every upstream socket.
+    /// Set this firewall mark (SO_MARK) on every upstream socket. With
+    /// --native-ipv4 or --carry-ipv6 a routing rule must send the mark to a
+    /// table of its own (`ip rule add fwmark N lookup T`, for IPv6 `ip -6
+    /// rule`); without one `clat run` refuses to start, since the engine's
+    /// sockets would loop into the TUN.
     #[arg(long, value_name = "N", conflicts_with = "bind_device")]
     pub mark: Option<u32>,
     /// Bind every upstream socket to this interface (SO_BINDTODEVICE).
@@ -668,6 +672,9 @@ fn check_native_ipv4(args: &Args) -> Result<()> {
 fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     check_native_ipv4(&args)?;
+    if let Some(mark) = args.mark {
+        crate::mark_rule::check(mark, args.native_ipv4, args.carry_ipv6)?;
+    }
     let sigs = block_signals();
     let own = ipnet::Ipv4Net::new(Ipv4Addr::from(u32::from(args.clat_addr) & !7), 29)?;
     let follow_resolv_conf = args.dns.is_empty();

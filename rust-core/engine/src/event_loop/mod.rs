@@ -19,7 +19,7 @@ use crate::dns_queries::DnsQueries;
 use crate::flow_events::FlowEventSink;
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{
-    self, Ip4, Ip6, IpHdr, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    self, Ip4, IpHdr, IpView, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
 use crate::stats::Counters;
 use crate::tcp_flows::{FlowTimeouts, TcpFlows, Unreachable};
@@ -85,6 +85,31 @@ pub(crate) struct Shared {
     /// every socket is closed: what [`crate::ExitWatch`] waits for.
     pub ended: Mutex<bool>,
     pub ended_cv: Condvar,
+}
+
+/// An ICMP error the engine answers a packet with, in that packet's
+/// family ([`Loop::icmp_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IcmpError {
+    /// Type and code.
+    V4(Icmpv4Message, u8),
+    /// Type, code and the 32 bits after the checksum (a Parameter
+    /// Problem's pointer, else 0).
+    V6(Icmpv6Message, u8, u32),
+}
+
+impl IcmpError {
+    fn unreachable4(code: Icmpv4DstUnreachable) -> IcmpError {
+        IcmpError::V4(Icmpv4Message::DstUnreachable, code as u8)
+    }
+
+    /// Destination Unreachable for `why` in `ip`'s family.
+    fn unreachable(ip: &IpHdr, why: Unreachable) -> IcmpError {
+        match ip {
+            IpHdr::V4(_) => IcmpError::unreachable4(why.icmpv4()),
+            IpHdr::V6(_) => IcmpError::V6(Icmpv6Message::DstUnreachable, why.icmpv6() as u8, 0),
+        }
+    }
 }
 
 enum Slot {
@@ -563,7 +588,8 @@ impl Loop {
             && self.path_of(&ip, p) == Ipv4Path::Nat64
         {
             Counters::inc(&self.c().drop_non_global);
-            return self.refuse(&ip, p, Icmpv4DstUnreachable::CommProhibited);
+            let err = IcmpError::unreachable4(Icmpv4DstUnreachable::CommProhibited);
+            return self.refuse(&IpHdr::V4(ip), p, err);
         }
         match ip.protocol {
             PROTO_TCP => self.tcp_from_app(&IpHdr::V4(ip), p),
@@ -573,7 +599,8 @@ impl Loop {
             PROTO_ICMP => Counters::inc(&self.c().drop_internal_dst),
             _ => {
                 Counters::inc(&self.c().drop_unsupported_proto);
-                self.refuse(&ip, p, Icmpv4DstUnreachable::ProtoUnreachable);
+                let err = IcmpError::unreachable4(Icmpv4DstUnreachable::ProtoUnreachable);
+                self.refuse(&IpHdr::V4(ip), p, err);
             }
         }
     }
@@ -629,7 +656,8 @@ impl Loop {
                 // TCP too: connect() fails with EHOSTUNREACH, as it would
                 // for a neighbour that never answers.
                 let code = Icmpv6DstUnreachable::AddrUnreachable as u8;
-                self.icmp_error6(&ip, p, (Icmpv6Message::DstUnreachable, code, 0));
+                let err = IcmpError::V6(Icmpv6Message::DstUnreachable, code, 0);
+                self.icmp_error(&IpHdr::V6(ip), p, err);
             }
             return;
         }
@@ -647,24 +675,10 @@ impl Loop {
                 Counters::inc(&self.c().drop_unsupported_proto);
                 let code = Icmpv6ParamProblem::UnrecognizedNextHeader as u8;
                 let pointer = ip.proto_at as u32;
-                self.icmp_error6(&ip, p, (Icmpv6Message::ParamProblem, code, pointer));
+                let err = IcmpError::V6(Icmpv6Message::ParamProblem, code, pointer);
+                self.icmp_error(&IpHdr::V6(ip), p, err);
             }
         }
-    }
-
-    /// Answers `ip`/`p` with the ICMPv6 error `(message, code, rest)` from
-    /// its destination, unless it is an ICMPv6 message other than an echo
-    /// request (never about an error, RFC 4443 section 2.4 (e)).
-    fn icmp_error6(&mut self, ip: &Ip6, p: &[u8], msg: (Icmpv6Message, u8, u32)) {
-        let echo_request = Icmpv6Message::EchoRequest as u8;
-        if ip.proto == PROTO_ICMPV6 && p.get(ip.hdr_len) != Some(&echo_request) {
-            return;
-        }
-        let mut out = std::mem::take(&mut self.txbuf);
-        let n = packet::emit_error6_about(&mut out, ip, p, msg, ip.dst);
-        Counters::inc(&self.c().icmp_errors_sent);
-        tun_write(&self.tun, &self.sh.counters, &out[..n]);
-        self.txbuf = out;
     }
 
     /// An IPv6 fragment from the TUN: reassembled ([`crate::frag`]) under
@@ -688,29 +702,10 @@ impl Loop {
         }
     }
 
-    /// [`Loop::refuse`] for IPv6: RST for TCP, else ICMPv6 Destination
-    /// Unreachable with `code` (about an ICMPv6 message only when it is an
-    /// echo request: never about an error, RFC 4443 section 2.4 (e)).
-    fn refuse6(&mut self, ip: &Ip6, p: &[u8], code: Icmpv6DstUnreachable) {
-        if ip.proto != PROTO_TCP {
-            let msg = (Icmpv6Message::DstUnreachable, code as u8, 0);
-            return self.icmp_error6(ip, p, msg);
-        }
-        let mut out = std::mem::take(&mut self.txbuf);
-        if let Some(n) = packet::emit_rst_for(&mut out, ip, &p[ip.hdr_len..]) {
-            Counters::inc(&self.c().tcp_rst_sent);
-            tun_write(&self.tun, &self.sh.counters, &out[..n]);
-        }
-        self.txbuf = out;
-    }
-
-    /// Refuses a packet in its family: RST for TCP, else Destination
-    /// Unreachable for `why` ([`Loop::refuse`], [`Loop::refuse6`]).
+    /// [`Loop::refuse`] with the Destination Unreachable for `why` in the
+    /// packet's family.
     fn refuse_ip(&mut self, ip: &IpHdr, p: &[u8], why: Unreachable) {
-        match ip {
-            IpHdr::V4(i) => self.refuse(i, p, why.icmpv4()),
-            IpHdr::V6(i) => self.refuse6(i, p, why.icmpv6()),
-        }
+        self.refuse(ip, p, IcmpError::unreachable(ip, why));
     }
 
     /// The TUN side of the TCP trick for a flow of `dst`'s family: the
@@ -724,26 +719,50 @@ impl Loop {
         }
     }
 
-    /// Answers a packet we will not carry: RST for TCP, else ICMPv4
-    /// Destination Unreachable with `code` (about an ICMP message only when
-    /// it is an echo request: never about an error, RFC 1812 4.3.2.7).
-    fn refuse(&mut self, ip: &Ip4, p: &[u8], code: Icmpv4DstUnreachable) {
+    /// Answers a packet we will not carry, in its family: RST for TCP,
+    /// else the ICMP error `err` ([`Loop::icmp_error`]), counted.
+    fn refuse(&mut self, ip: &IpHdr, p: &[u8], err: IcmpError) {
+        if ip.upper_proto() != PROTO_TCP {
+            return self.icmp_error(ip, p, err);
+        }
         let mut out = std::mem::take(&mut self.txbuf);
-        let echo_request = Icmpv4Message::EchoRequest as u8;
-        let n = if ip.protocol == PROTO_TCP {
-            packet::emit_rst_for(&mut out, ip, &p[ip.ihl..])
-        } else if ip.protocol == PROTO_ICMP && p.get(ip.ihl) != Some(&echo_request) {
-            None
-        } else {
-            let id = self.next_ip_id();
-            Some(packet::emit_unreachable(&mut out, ip, p, code, id))
+        if let Some(n) = packet::emit_rst_for(&mut out, ip, &p[ip.upper_offset()..]) {
+            Counters::inc(&self.c().tcp_rst_sent);
+            tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        }
+        self.txbuf = out;
+    }
+
+    /// Answers `ip`/`p` with the ICMP error `err` from its destination,
+    /// unless it is an ICMP message other than an echo request (never an
+    /// error about an error: RFC 1812 4.3.2.7, RFC 4443 2.4 (e)), counted.
+    /// An error of the other family than the packet's is a caller's
+    /// mistake: nothing is sent.
+    fn icmp_error(&mut self, ip: &IpHdr, p: &[u8], err: IcmpError) {
+        let (icmp, echo_request) = match ip {
+            IpHdr::V4(_) => (PROTO_ICMP, Icmpv4Message::EchoRequest as u8),
+            IpHdr::V6(_) => (PROTO_ICMPV6, Icmpv6Message::EchoRequest as u8),
+        };
+        if ip.upper_proto() == icmp && p.get(ip.upper_offset()) != Some(&echo_request) {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.txbuf);
+        let n = match (ip, err) {
+            (IpHdr::V4(i), IcmpError::V4(m, c)) => {
+                let id = self.next_ip_id();
+                Some(packet::emit_error_about(&mut out, i, p, (m, c), i.dst, id))
+            }
+            (IpHdr::V6(i), IcmpError::V6(m, c, rest)) => Some(packet::emit_error6_about(
+                &mut out,
+                i,
+                p,
+                (m, c, rest),
+                i.dst,
+            )),
+            _ => None,
         };
         if let Some(n) = n {
-            if ip.protocol == PROTO_TCP {
-                Counters::inc(&self.c().tcp_rst_sent);
-            } else {
-                Counters::inc(&self.c().icmp_errors_sent);
-            }
+            Counters::inc(&self.c().icmp_errors_sent);
             tun_write(&self.tun, &self.sh.counters, &out[..n]);
         }
         self.txbuf = out;

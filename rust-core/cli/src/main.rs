@@ -24,6 +24,7 @@ mod host_cmd;
 mod host_setup;
 mod listener_probe;
 mod logging;
+mod mark_rule;
 mod resolv_watch;
 mod route_watch;
 mod sd_notify;

@@ -505,6 +505,62 @@ fn tcp_and_udp_refusals_are_answered_and_counted() {
     assert!(st.tcp_rst_sent >= 1 && st.icmp_errors_sent >= 1, "{st:?}");
 }
 
+/// The ICMP errors the engine originates are rate-limited (RFC 4443
+/// section 2.4 (f); a token bucket of 50 at 1000 a second, as Linux's
+/// defaults): an app refused in a tight loop gets the burst and then the
+/// rate, and every refusal is counted either as sent or as limited.
+#[test]
+fn originated_icmp_errors_are_rate_limited() {
+    if !in_netns("originated_icmp_errors_are_rate_limited") {
+        return;
+    }
+    setup_ns();
+    let l = start_engine(EngineConfig {
+        prefix: "64:ff9b::/96".parse().unwrap(),
+        ..base_cfg()
+    });
+    // 192.168.1.1 is non-global: refused behind 64:ff9b::/96 (RFC 6052
+    // 3.1) with an ICMP error each time.
+    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+    const N: u64 = 2000;
+    let t0 = Instant::now();
+    for _ in 0..N {
+        // The TUN's queue may drop some under the burst: counted below by
+        // what reached the engine.
+        let _ = u.send_to(b"x", "192.168.1.1:9");
+    }
+    // Every datagram the engine read is refused, as sent or as limited.
+    let mut last = 0;
+    wait_for("refusals settled", Duration::from_secs(5), || {
+        let s = stats(&l);
+        let settled = s.drop_non_global > 0 && s.drop_non_global == last;
+        last = s.drop_non_global;
+        std::thread::sleep(Duration::from_millis(100));
+        settled
+    });
+    let window = t0.elapsed();
+    let st = stats(&l);
+    println!(
+        "{} refused in {window:?}: {} errors sent, {} over the rate limit",
+        st.drop_non_global, st.icmp_errors_sent, st.drop_icmp_rate_limited
+    );
+    assert_eq!(
+        st.icmp_errors_sent + st.drop_icmp_rate_limited,
+        st.drop_non_global,
+        "{st:?}"
+    );
+    assert!(
+        st.icmp_errors_sent >= 50.min(st.drop_non_global),
+        "the burst passes: {st:?}"
+    );
+    let bound = 50 + 1000 * window.as_millis() as u64 / 1000 + 1;
+    assert!(
+        st.icmp_errors_sent <= bound,
+        "{} errors in {window:?}: more than the bucket gives ({bound})",
+        st.icmp_errors_sent
+    );
+}
+
 /// RFC 6052 3.1 follows the path a packet really takes: a UDP mapping made
 /// on the NAT64 path keeps it after a switch to native IPv4, so a new
 /// destination sent through it is still refused when it is non-global

@@ -182,6 +182,8 @@ pub(crate) struct Loop {
     /// Where flow events go, when a consumer asked for them
     /// ([`crate::flow_events`]); `None`: no event is built.
     flow_sink: Option<FlowEventSink>,
+    /// The rate limit of the ICMP errors the engine originates.
+    icmp_rate: crate::icmp_rate::IcmpRateLimit,
     /// Names the DNS relay resolved, for FlowStart.name; only while flow
     /// events are on.
     names: Option<DnsNames>,
@@ -277,6 +279,7 @@ impl Loop {
             spare_fd: open_spare_fd(),
             last_socket_warn: None,
             flow_sink: None,
+            icmp_rate: Default::default(),
             names: None,
         })
     }
@@ -805,6 +808,9 @@ impl Loop {
         if ip.upper_proto() == icmp && p.get(ip.upper_offset()) != Some(&echo_request) {
             return;
         }
+        if !self.icmp_rate_allows() {
+            return;
+        }
         let mut out = std::mem::take(&mut self.txbuf);
         let n = match (ip, err) {
             (IpHdr::V4(i), IcmpError::V4(m, c)) => {
@@ -825,6 +831,16 @@ impl Loop {
             tun_write(&self.tun, &self.sh.counters, &out[..n]);
         }
         self.txbuf = out;
+    }
+
+    /// Whether an ICMP error the engine originates may go now
+    /// ([`crate::icmp_rate`]); counts the ones that may not.
+    pub(super) fn icmp_rate_allows(&mut self) -> bool {
+        let ok = self.icmp_rate.allow(self.now);
+        if !ok {
+            Counters::inc(&self.c().drop_icmp_rate_limited);
+        }
+        ok
     }
 
     // ---- sockets -----------------------------------------------------

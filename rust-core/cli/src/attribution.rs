@@ -312,7 +312,7 @@ impl Attributor {
     }
 
     /// The pid holding each wanted socket inode: recent owners first, then
-    /// every process, until all are found.
+    /// every process, newest first, until all are found.
     fn pids_of(&self, wanted: &HashSet<u64>) -> HashMap<u64, u32> {
         let mut found = HashMap::new();
         if wanted.is_empty() {
@@ -329,13 +329,16 @@ impl Attributor {
         let Ok(dir) = std::fs::read_dir(&self.proc_root) else {
             return found;
         };
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-                continue;
-            };
-            if seen.contains(&pid) {
-                continue;
-            }
+        let mut pids: Vec<u32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+            .filter(|p| !seen.contains(p))
+            .collect();
+        // Newest first (pids grow until they wrap): a command that was
+        // just started, such as `curl`, is found before the long-running
+        // daemons.
+        pids.sort_unstable_by(|a, b| b.cmp(a));
+        for pid in pids {
             self.scan_fds(pid, wanted, &mut found);
             if found.len() == wanted.len() {
                 break;
@@ -388,7 +391,6 @@ fn exe_path(p: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::{TcpListener, TcpStream, UdpSocket};
 
     #[test]
     fn proc_net_icmp_lines() {
@@ -468,6 +470,7 @@ mod tests {
     /// unconnected UDP socket; and a tuple nobody has.
     #[test]
     fn names_this_process_for_its_own_sockets() {
+        use std::net::{TcpListener, TcpStream, UdpSocket};
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
         let (_s, _) = l.accept().unwrap();

@@ -159,6 +159,8 @@ const RECENT_OWNERS: usize = 16;
 /// The I/O side: a sock_diag socket and the `/proc` scans.
 pub struct Attributor {
     diag: Option<Socket>,
+    /// Sequence number of the last sock_diag request.
+    seq: std::cell::Cell<u32>,
     /// Pids of recent owners, newest first: a process that opened one flow
     /// often opens the next.
     recent: VecDeque<u32>,
@@ -188,6 +190,7 @@ impl Attributor {
         };
         Attributor {
             diag,
+            seq: std::cell::Cell::new(0),
             recent: VecDeque::new(),
             proc_root: "/proc".into(),
         }
@@ -252,8 +255,11 @@ impl Attributor {
             FlowProto::Udp => (IPPROTO_UDP, dst, src),
             FlowProto::Icmp => return Err(Unattributed::LookupFailed),
         };
+        let seq = self.seq.get().wrapping_add(1);
+        self.seq.set(seq);
         let mut hdr = NetlinkHeader::default();
         hdr.flags = NLM_F_REQUEST;
+        hdr.sequence_number = seq;
         let mut msg = NetlinkMessage::new(
             hdr,
             SockDiagMessage::InetRequest(InetRequest {
@@ -281,15 +287,28 @@ impl Attributor {
             Unattributed::LookupFailed
         })?;
         let mut rx = vec![0u8; 8192];
-        let n = match sock.recv(&mut &mut rx[..], 0) {
-            Ok(n) => n,
-            Err(e) => {
-                log::debug!("report: sock_diag recv: {e}");
-                return Err(Unattributed::LookupFailed);
+        // The kernel answers while the request is sent; an answer to an
+        // earlier request (one that was not read) is skipped by its
+        // sequence number, so that no flow gets another's owner.
+        loop {
+            let n = match sock.recv(&mut &mut rx[..], 0) {
+                Ok(n) => n,
+                Err(e) => {
+                    log::debug!("report: sock_diag recv: {e}");
+                    return Err(Unattributed::LookupFailed);
+                }
+            };
+            let m = match NetlinkMessage::<SockDiagMessage>::deserialize(&rx[..n]) {
+                Ok(m) => m,
+                Err(e) => {
+                    log::debug!("report: sock_diag answer: {e}");
+                    return Err(Unattributed::LookupFailed);
+                }
+            };
+            if m.header.sequence_number != seq {
+                continue;
             }
-        };
-        match NetlinkMessage::<SockDiagMessage>::deserialize(&rx[..n]) {
-            Ok(m) => match m.payload {
+            return match m.payload {
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
                     match r.header.inode {
                         // A TIME_WAIT or request socket: no file, no owner.
@@ -303,11 +322,7 @@ impl Attributor {
                 // ENOENT: no such socket.
                 NetlinkPayload::Error(_) => Err(Unattributed::SocketNotFound),
                 _ => Err(Unattributed::LookupFailed),
-            },
-            Err(e) => {
-                log::debug!("report: sock_diag answer: {e}");
-                Err(Unattributed::LookupFailed)
-            }
+            };
         }
     }
 

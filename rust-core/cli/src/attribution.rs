@@ -56,14 +56,15 @@ pub struct Owner {
 }
 
 /// Why a flow has no owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Unattributed {
     /// The kernel knows no such socket any more (closed, or in TIME_WAIT,
     /// before the lookup ran), or the echo came from a raw socket.
     SocketNotFound,
     /// The socket exists but no readable `/proc/PID/fd` holds it (it was
-    /// closed meanwhile, or belongs to a process this user cannot inspect).
-    ProcessNotFound,
+    /// closed meanwhile, or belongs to a process this user cannot inspect);
+    /// the kernel still said whose socket it is.
+    ProcessNotFound { uid: u32 },
     /// The lookup itself failed (sock_diag or `/proc` unreadable).
     LookupFailed,
 }
@@ -73,7 +74,7 @@ impl Unattributed {
     pub fn as_str(self) -> &'static str {
         match self {
             Unattributed::SocketNotFound => "socket_not_found",
-            Unattributed::ProcessNotFound => "process_not_found",
+            Unattributed::ProcessNotFound { .. } => "process_not_found",
             Unattributed::LookupFailed => "lookup_failed",
         }
     }
@@ -227,10 +228,9 @@ impl Attributor {
             .into_iter()
             .map(|s| {
                 let s = s?;
-                let pid = *pids.get(&s.inode).ok_or(Unattributed::ProcessNotFound)?;
-                let owner = self
-                    .describe(pid, s.uid)
-                    .ok_or(Unattributed::ProcessNotFound)?;
+                let not_found = Unattributed::ProcessNotFound { uid: s.uid };
+                let pid = *pids.get(&s.inode).ok_or(not_found)?;
+                let owner = self.describe(pid, s.uid).ok_or(not_found)?;
                 self.recent.retain(|p| *p != pid);
                 self.recent.push_front(pid);
                 self.recent.truncate(RECENT_OWNERS);

@@ -120,8 +120,21 @@ pub struct UnattributedReport {
     /// Flows by reason (`socket_not_found`, `process_not_found`,
     /// `lookup_failed`).
     pub reasons: BTreeMap<String, u64>,
+    /// Flows by the socket's owner uid, where the kernel named it but no
+    /// process could be (`process_not_found`), most flows first; at most
+    /// [`Limits::names`] uids.
+    pub by_uid: Vec<UidFlows>,
+    /// Flows of uids beyond those kept.
+    pub by_uid_not_kept: u64,
     #[serde(flatten)]
     pub usage: Usage,
+}
+
+/// Flows of one uid.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UidFlows {
+    pub uid: u32,
+    pub flows: u64,
 }
 
 /// What `clat report` prints (`--json`: this document).
@@ -271,7 +284,9 @@ pub struct Recorder {
     since_ms: i64,
     procs: HashMap<ProcKey, (Owner, Acc)>,
     unattributed: Acc,
-    reasons: BTreeMap<Unattributed, u64>,
+    reasons: BTreeMap<&'static str, u64>,
+    uids: BTreeMap<u32, u64>,
+    uids_not_kept: u64,
     /// By flow id: ids grow, so the first entry is the oldest.
     open: BTreeMap<u64, Open>,
     flows: u64,
@@ -289,6 +304,8 @@ impl Recorder {
             procs: HashMap::new(),
             unattributed: Acc::default(),
             reasons: BTreeMap::new(),
+            uids: BTreeMap::new(),
+            uids_not_kept: 0,
             open: BTreeMap::new(),
             flows: 0,
             evicted: 0,
@@ -311,7 +328,17 @@ impl Recorder {
                 Some(key)
             }
             Err(why) => {
-                *self.reasons.entry(why).or_default() += 1;
+                *self.reasons.entry(why.as_str()).or_default() += 1;
+                if let Unattributed::ProcessNotFound { uid } = why {
+                    let room = self.uids.len() < self.limits.names;
+                    match self.uids.get_mut(&uid) {
+                        Some(n) => *n += 1,
+                        None if room => {
+                            self.uids.insert(uid, 1);
+                        }
+                        None => self.uids_not_kept += 1,
+                    }
+                }
                 self.unattributed.start(s, &self.limits);
                 None
             }
@@ -402,8 +429,18 @@ impl Recorder {
             reasons: self
                 .reasons
                 .iter()
-                .map(|(r, n)| (r.as_str().to_string(), *n))
+                .map(|(r, n)| (r.to_string(), *n))
                 .collect(),
+            by_uid: {
+                let mut v: Vec<UidFlows> = self
+                    .uids
+                    .iter()
+                    .map(|(&uid, &flows)| UidFlows { uid, flows })
+                    .collect();
+                v.sort_by(|a, b| b.flows.cmp(&a.flows).then(a.uid.cmp(&b.uid)));
+                v
+            },
+            by_uid_not_kept: self.uids_not_kept,
             usage: self.unattributed.usage(),
         });
         ReportDoc {
@@ -513,6 +550,14 @@ impl ReportDoc {
             row("-".into(), "-".into(), "(unattributed)", &un.usage);
             let why: Vec<String> = un.reasons.iter().map(|(r, n)| format!("{r} {n}")).collect();
             let _ = writeln!(out, "{:>15} why: {}", "", why.join(", "));
+            if !un.by_uid.is_empty() {
+                let uids: Vec<String> = un
+                    .by_uid
+                    .iter()
+                    .map(|u| format!("uid {}: {} flows", u.uid, u.flows))
+                    .collect();
+                let _ = writeln!(out, "{:>15} sockets of {}", "", uids.join(", "));
+            }
         }
         if self.processes.is_empty() && self.unattributed.is_none() {
             let _ = writeln!(out, "(no IPv4 flows)");
@@ -591,6 +636,10 @@ mod tests {
             bytes_down: down,
             how: FlowEndReason::Closed,
         }
+    }
+
+    fn doc_human(r: &Recorder) -> String {
+        r.report(100, None, 0).to_human()
     }
 
     fn lim() -> Limits {
@@ -696,7 +745,7 @@ mod tests {
         );
         r.flow_started(
             &start(3, 30, FlowProto::Tcp, "203.0.113.10:80", None),
-            Err(Unattributed::ProcessNotFound),
+            Err(Unattributed::ProcessNotFound { uid: 1000 }),
         );
         r.flow_ended(&end(1, 40, 30, 60));
         // An end without a start (its start was dropped) is counted.
@@ -708,6 +757,15 @@ mod tests {
         assert_eq!((un.usage.bytes_up, un.usage.bytes_down), (30, 60));
         assert_eq!(un.reasons.get("socket_not_found"), Some(&2));
         assert_eq!(un.reasons.get("process_not_found"), Some(&1));
+        assert_eq!(
+            un.by_uid,
+            vec![UidFlows {
+                uid: 1000,
+                flows: 1
+            }]
+        );
+        let human = doc_human(&r);
+        assert!(human.contains("sockets of uid 1000: 1 flows"), "{human}");
         assert_eq!(doc.unmatched_ends, 1);
     }
 

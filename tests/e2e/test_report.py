@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 
 from labutil import (LAB_RUN, PHONE, SERVER, SERVER2, clat_binary, ns, ns_popen,
@@ -125,6 +126,58 @@ def test_curl_and_ping_show_up_under_their_names(own_clat):
     # Names and destinations are not logged above debug (the default level is info).
     log = clat.log()
     assert NAME not in log and SERVER2 not in log, log
+
+
+UDP_AND_RAW_ECHO = """
+import os, socket, struct, sys
+server = sys.argv[1]
+# UDP: one 100-byte datagram to the lab's echo service, its echo back.
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(3)
+u.sendto(b"x" * 100, (server, 7))
+assert u.recvfrom(2048)[0] == b"x" * 100
+def csum(b):
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+# ICMP echo through a raw socket: no ping socket bound to its identifier.
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+r.settimeout(3)
+payload = os.urandom(56)
+hdr = struct.pack("!BBHHH", 8, 0, 0, 0x4c42, 1)
+r.sendto(struct.pack("!BBHHH", 8, 0, csum(hdr + payload), 0x4c42, 1) + payload, (server, 0))
+while True:
+    data, _ = r.recvfrom(2048)
+    icmp = data[(data[0] & 15) * 4:]
+    if icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == 0x4c42:
+        break
+"""
+
+
+def test_udp_is_named_and_raw_socket_echo_is_unattributed(own_clat):
+    own_clat("--report", "--udp-timeout", "2s", "--icmp-timeout", "2s", control=CONTROL)
+    py = run_in_phone(sys.executable, "-c", UDP_AND_RAW_ECHO, SERVER)
+
+    def settled():
+        doc = report_json()
+        un = doc["unattributed"]
+        p = by_pid(doc).get(py)
+        done = p and p["open_flows"] == 0 and un and un["open_flows"] == 0
+        return doc if done else None
+
+    doc = wait_until(settled, timeout=30, interval=0.5, what="the UDP and echo mappings ended")
+    p = by_pid(doc)[py]
+    assert p["command"].startswith("python3"), p
+    assert (p["flows"], p["flows_udp"]) == (1, 1), p
+    assert [d["address"] for d in p["destinations"]] == [SERVER], p
+    # 20 (IPv4) + 8 (UDP) + 100 each way.
+    assert (p["bytes_up"], p["bytes_down"]) == (128, 128), p
+    un = doc["unattributed"]
+    assert un["reasons"] == {"socket_not_found": 1}, un
+    assert (un["flows"], un["flows_icmp"]) == (1, 1), un
+    assert [d["address"] for d in un["destinations"]] == [SERVER], un
+    assert (un["bytes_up"], un["bytes_down"]) == (ECHO_PACKET, ECHO_PACKET), un
+    assert "(unattributed)" in report().stdout
 
 
 def test_without_report_the_instance_says_so(own_clat):

@@ -11,12 +11,13 @@
 
 use crate::args::{parse_duration, parse_positive_duration, parse_resolver};
 use crate::auto_mode::{self, Activity, ActivityState};
-use crate::control::{ControlAddr, ControlSocket};
+use crate::control::{ControlAddr, ControlSocket, Request};
 use crate::firewall::{self, Family, FirewallMode};
 use crate::host_setup::{if_index, raise_fd_limit, Ipv4DefaultRoute, PingGroupRange, TunLink};
 use crate::listener_probe::{self, ProbeOutcome};
+use crate::report::{Limits, Recorder};
 use crate::status::{self, Status};
-use crate::{host_cmd::ip, resolv_watch, route_watch, sd_notify, sys};
+use crate::{host_cmd::ip, report_consumer, resolv_watch, route_watch, sd_notify, sys};
 use anyhow::{bail, Context, Result};
 use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
@@ -156,6 +157,13 @@ pub struct Args {
     /// Default: @clat/<tun>.
     #[arg(long, value_name = "@NAME|PATH")]
     pub control: Option<ControlAddr>,
+    /// Record which local processes use IPv4 through the CLAT, for `clat
+    /// report`: each new flow's socket is looked up (sock_diag, /proc) and
+    /// counted per process, in memory only (no payload; names and
+    /// destinations appear in the report and in debug logs, nowhere else).
+    /// Off by default: without it the engine builds no flow event at all.
+    #[arg(long)]
+    pub report: bool,
 }
 
 /// What `clat run` follows: the prefix in use (written by the prefix
@@ -600,6 +608,11 @@ fn engine_config(
         dns_timeout: args.dns_timeout,
         refuse_non_global_wkp: !args.allow_non_global,
         carry_ipv6: args.carry_ipv6,
+        flow_events: if args.report {
+            report_consumer::QUEUE
+        } else {
+            0
+        },
         ..Default::default()
     }
 }
@@ -773,9 +786,31 @@ fn run(args: Args) -> Result<()> {
             run_state.clone(),
             tun.clone(),
         );
-        control.serve(move || {
-            let st = lock(&run_state).clone();
-            status(&lock(&engine), &cfg, &st, &tun).to_json() + "\n"
+        let recorder = match lock(&engine).flow_events() {
+            Some(events) => {
+                let r = Arc::new(Mutex::new(Recorder::new(
+                    Limits::default(),
+                    clat_engine::flow_events::now_ms(),
+                )));
+                report_consumer::spawn(events, r.clone())
+                    .context("cannot start the report thread")?;
+                Some(r)
+            }
+            None => None,
+        };
+        control.serve(move |req| match req {
+            Request::Status => {
+                let st = lock(&run_state).clone();
+                status(&lock(&engine), &cfg, &st, &tun).to_json() + "\n"
+            }
+            Request::Report { since } => match &recorder {
+                Some(r) => {
+                    let dropped = lock(&engine).stats().flow_events_dropped;
+                    let now = clat_engine::flow_events::now_ms();
+                    lock(r).report(now, *since, dropped).to_json() + "\n"
+                }
+                None => "error this clat run records no report: start it with --report\n".into(),
+            },
         })?;
     }
     log::info!(

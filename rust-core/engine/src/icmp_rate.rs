@@ -13,7 +13,9 @@
 //! path MTU discovery, which is why Linux exempts them too
 //! (`icmpv6_xrlim_allow`, `icmpv4_xrlim_allow` in net/ipv6/icmp.c and
 //! net/ipv4/icmp.c). Errors the path sent and the engine passes on are not
-//! the engine's to limit either.
+//! the engine's to limit either: that includes the answer to a held SYN
+//! whose upstream connect failed (`answer_syn`), which says what the path
+//! said (a RST, an ICMPv6 error) and comes at most once per connect.
 
 use std::time::{Duration, Instant};
 

@@ -1689,6 +1689,20 @@ fn ipv6_fragments_from_the_app_are_reassembled() {
     }
     setup_ns();
     let (l, clat_v6) = v6_lab(true);
+    // The path to the server is 1500 bytes, as an uplink's: a datagram the
+    // app fragmented must leave fragmented again, not with DONTFRAG (which
+    // fails every such datagram with EMSGSIZE).
+    let host = SRV_V6;
+    sh(
+        "ip",
+        &[
+            "-6", "route", "del", "local", host, "dev", "lo", "table", "local",
+        ],
+    );
+    let narrow = [
+        "-6", "route", "add", "local", host, "dev", "lo", "table", "local", "mtu", "1500",
+    ];
+    sh("ip", &narrow);
     // The server answers each datagram with its length and a digest.
     let srv = UdpSocket::bind(format!("[{SRV_V6}]:0")).unwrap();
     let srv_addr = srv.local_addr().unwrap();
@@ -1783,6 +1797,14 @@ fn ipv6_on_link_destinations_and_unknown_next_headers_are_answered() {
         .parse()
         .unwrap();
     let ll = std::net::SocketAddrV6::new("fe80::9".parse().unwrap(), 7, 0, scope);
+    // Every ICMPv6 message delivered here, with its source.
+    let seen = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::ICMPV6),
+    )
+    .unwrap();
+    seen.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     for to in [SocketAddr::new(on_link.into(), 7), ll.into()] {
         let u: UdpSocket = bound(socket2::Type::DGRAM).into();
         let one: libc::c_int = 1;
@@ -1807,6 +1829,32 @@ fn ipv6_on_link_destinations_and_unknown_next_headers_are_answered() {
             "{to}: {err:?}"
         );
     }
+    // Address Unreachable comes from the link's router (the engine's
+    // nat_v6), not from the address that does not exist (RFC 4443 2.2 (c)).
+    let mut sources = Vec::new();
+    while sources.len() < 3 {
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+        let Ok((n, from)) = seen.recv_from(&mut buf) else {
+            break;
+        };
+        // SAFETY: recv_from initialised the first n bytes.
+        let b: Vec<u8> = buf[..n]
+            .iter()
+            .map(|x| unsafe { x.assume_init() })
+            .collect();
+        if b.first() == Some(&1) && b.get(1) == Some(&3) {
+            sources.push(from.as_socket_ipv6().unwrap().ip().to_owned());
+        }
+    }
+    let nat_v6 = base_cfg().nat_v6;
+    assert!(
+        sources.len() >= 2,
+        "Address Unreachable seen from {sources:?}"
+    );
+    assert!(
+        sources.iter().all(|a| *a == nat_v6),
+        "from {sources:?}, not {nat_v6}"
+    );
     let s = stats(&l);
     assert_eq!((s.icmp_errors_sent, s.drop_internal_dst), (3, 3), "{s:?}");
     // Next Header 253 (experimental, RFC 3692) from a raw socket; the

@@ -300,6 +300,14 @@ impl Loop {
         to: &SocketAddr,
     ) -> io::Result<()> {
         let mut fields = send_fields(ip);
+        if self.reassembled6 && matches!(ip, IpHdr::V6(_)) {
+            // The app fragmented this datagram itself (its path MTU is
+            // smaller than the datagram): DONTFRAG would fail it with
+            // EMSGSIZE at every try, and the Packet Too Big would change
+            // nothing for an app that already fragments. The upstream
+            // socket fragments it as the app did (RFC 8200 section 4.5).
+            fields.dont_frag = false;
+        }
         let dont_frag = fields.dont_frag;
         let v6 = to.is_ipv6();
         let (fd, df) = match &mut self.slots[slot] {

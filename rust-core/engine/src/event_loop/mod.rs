@@ -182,6 +182,9 @@ pub(crate) struct Loop {
     /// Where flow events go, when a consumer asked for them
     /// ([`crate::flow_events`]); `None`: no event is built.
     flow_sink: Option<FlowEventSink>,
+    /// The datagram being handled was reassembled from IPv6 fragments of
+    /// the app: sent upstream without DONTFRAG ([`Loop::fragment6`]).
+    reassembled6: bool,
     /// The rate limit of the ICMP errors the engine originates.
     icmp_rate: crate::icmp_rate::IcmpRateLimit,
     /// Names the DNS relay resolved, for FlowStart.name; only while flow
@@ -279,6 +282,7 @@ impl Loop {
             spare_fd: open_spare_fd(),
             last_socket_warn: None,
             flow_sink: None,
+            reassembled6: false,
             icmp_rate: Default::default(),
             names: None,
         })
@@ -717,9 +721,13 @@ impl Loop {
             if packet::on_tun_link(ip.dst, self.cfg.clat_v6) {
                 // TCP too: connect() fails with EHOSTUNREACH, as it would
                 // for a neighbour that never answers.
+                // From the link's router, as RFC 4443 2.2 (c) asks (the
+                // destination does not exist to answer; `nat_v6` is also
+                // the source of the engine's Time Exceeded).
                 let code = Icmpv6DstUnreachable::AddrUnreachable as u8;
                 let err = IcmpError::V6(Icmpv6Message::DstUnreachable, code, 0);
-                self.icmp_error(&IpHdr::V6(ip), p, err);
+                let router = self.cfg.nat_v6.into();
+                self.icmp_error_from(&IpHdr::V6(ip), p, err, router);
             }
             return;
         }
@@ -758,7 +766,11 @@ impl Loop {
             return Counters::inc(&self.c().drop_multicast);
         }
         match self.reasm6.add(crate::frag::piece6(&f), self.now) {
-            Ok(mut whole) => self.on_packet6(&mut whole),
+            Ok(mut whole) => {
+                self.reassembled6 = true;
+                self.on_packet6(&mut whole);
+                self.reassembled6 = false;
+            }
             Err(crate::frag::Frag::Pending) => {}
             Err(crate::frag::Frag::Bad) => Counters::inc(&self.c().drop_fragment),
         }
@@ -801,6 +813,13 @@ impl Loop {
     /// An error of the other family than the packet's is a caller's
     /// mistake: nothing is sent.
     fn icmp_error(&mut self, ip: &IpHdr, p: &[u8], err: IcmpError) {
+        self.icmp_error_from(ip, p, err, ip.dst_ip());
+    }
+
+    /// [`Loop::icmp_error`] from `from` (of the packet's family) instead of
+    /// the packet's destination: the engine answering as the TUN link's
+    /// router, for a destination that does not exist.
+    fn icmp_error_from(&mut self, ip: &IpHdr, p: &[u8], err: IcmpError, from: IpAddr) {
         let (icmp, echo_request) = match ip {
             IpHdr::V4(_) => (PROTO_ICMP, Icmpv4Message::EchoRequest as u8),
             IpHdr::V6(_) => (PROTO_ICMPV6, Icmpv6Message::EchoRequest as u8),
@@ -812,18 +831,14 @@ impl Loop {
             return;
         }
         let mut out = std::mem::take(&mut self.txbuf);
-        let n = match (ip, err) {
-            (IpHdr::V4(i), IcmpError::V4(m, c)) => {
+        let n = match (ip, err, from) {
+            (IpHdr::V4(i), IcmpError::V4(m, c), IpAddr::V4(from)) => {
                 let id = self.next_ip_id();
-                Some(packet::emit_error_about(&mut out, i, p, (m, c), i.dst, id))
+                Some(packet::emit_error_about(&mut out, i, p, (m, c), from, id))
             }
-            (IpHdr::V6(i), IcmpError::V6(m, c, rest)) => Some(packet::emit_error6_about(
-                &mut out,
-                i,
-                p,
-                (m, c, rest),
-                i.dst,
-            )),
+            (IpHdr::V6(i), IcmpError::V6(m, c, rest), IpAddr::V6(from)) => Some(
+                packet::emit_error6_about(&mut out, i, p, (m, c, rest), from),
+            ),
             _ => None,
         };
         if let Some(n) = n {

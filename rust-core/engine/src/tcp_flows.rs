@@ -470,8 +470,6 @@ pub struct TcpFlows {
     /// Report IPv4 flows, except those to this address (the DNS relay's:
     /// its queries are not flows); `None`: report nothing.
     report: Option<Ipv4Addr>,
-    /// The last flow id given ([`TcpFlows::next_flow_id`]).
-    last_id: u64,
 }
 
 impl TcpFlows {
@@ -487,7 +485,6 @@ impl TcpFlows {
             to,
             path: Ipv4Path::Nat64,
             report: None,
-            last_id: 0,
         }
     }
 
@@ -496,13 +493,6 @@ impl TcpFlows {
     /// to `relay` (the DNS relay's address). IPv6 flows are never reported.
     pub fn report_flows(&mut self, relay: Ipv4Addr) {
         self.report = Some(relay);
-    }
-
-    /// A new flow id, unique while the engine runs: TCP flows and datagram
-    /// mappings take theirs from here, so that one counter serves all.
-    pub fn next_flow_id(&mut self) -> u64 {
-        self.last_id += 1;
-        self.last_id
     }
 
     /// Live flows (all but Closing): what counts against the flow cap.
@@ -730,7 +720,7 @@ impl TcpFlows {
         self.timers.insert(at, TimerKey::Nat(np));
         if let (Some(relay), IpAddr::V4(dst)) = (self.report, key.1) {
             if dst != relay {
-                let id = self.next_flow_id();
+                let id = crate::flow_events::next_flow_id();
                 let mut tally = Tally::new(id);
                 tally.up = p.len() as u64;
                 if let Some(e) = self.by_np.get_mut(&np) {
@@ -1012,18 +1002,21 @@ impl TcpFlows {
         }
     }
 
-    /// A segment from the listener to NAT port `np`, `len` bytes (the
-    /// whole IP packet, which goes to the app translated, of the same
-    /// length, unless suppressed).
+    /// A segment from the listener of family `v6` (IPv6 or IPv4) to NAT
+    /// port `np`, `len` bytes (the whole IP packet, which goes to the app
+    /// translated, of the same length, unless suppressed). A segment of
+    /// the other family than `np`'s flow is not the flow's: no flow, and
+    /// nothing of the flow (its bytes, its idle time, its FIN and window
+    /// state) is touched.
     pub fn on_listener_segment(
         &mut self,
         now: Instant,
-        np: u16,
+        (np, v6): (u16, bool),
         seg: Option<SegInfo>,
         len: usize,
         c: &Counters,
     ) -> ListenerVerdict {
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(&np).filter(|e| e.dst.is_ipv6() == v6) else {
             Counters::inc(&c.drop_tcp_no_flow);
             return ListenerVerdict::NoFlow;
         };
@@ -1059,16 +1052,30 @@ impl TcpFlows {
         } else {
             FlowEndReason::Reset
         };
-        self.enter_closing(np, orderly, how, now, c);
+        self.enter_closing(np, orderly, (how, now), now, c);
     }
 
-    /// Ends live flow `np` (reported for `how`), keeping its entry for the
-    /// grace time or the TIME_WAIT hold.
+    /// Flow `np`'s relay ended because its upstream socket failed with
+    /// `errno` (read or write; the app side is reset). Its end is reported
+    /// as that errno says, as for a failed connect ([`connect_failure_end`]):
+    /// [`FlowEndReason::TimedOut`] for ETIMEDOUT (the upstream's
+    /// retransmissions or keepalives went unanswered),
+    /// [`FlowEndReason::Unreachable`] for EHOSTUNREACH, ENETUNREACH, EACCES
+    /// or EPERM, [`FlowEndReason::Refused`] for ECONNREFUSED, else
+    /// [`FlowEndReason::Reset`] (ECONNRESET: the server's RST; EPIPE).
+    pub fn relay_failed(&mut self, np: u16, errno: Option<i32>, now: Instant, c: &Counters) {
+        let how = connect_failure_end(errno);
+        self.enter_closing(np, false, (how, now), now, c);
+    }
+
+    /// Ends live flow `np` (reported for `how`, as ended at `ended`: now,
+    /// or the last packet of a flow that timed out), keeping its entry for
+    /// the grace time or the TIME_WAIT hold from `now`.
     fn enter_closing(
         &mut self,
         np: u16,
         orderly: bool,
-        how: FlowEndReason,
+        (how, ended): (FlowEndReason, Instant),
         now: Instant,
         c: &Counters,
     ) {
@@ -1080,7 +1087,7 @@ impl TcpFlows {
             return;
         }
         if let Some(t) = &mut e.tally {
-            t.ended = Some((now, how));
+            t.ended = Some((ended, how));
         }
         let at = if orderly && e.engine_fin_first && !e.fast_closed {
             now + TIME_WAIT_HOLD
@@ -1131,9 +1138,14 @@ impl TcpFlows {
                         rst_up: true,
                     });
                 }
+                // It ended with its last packet, not when we noticed.
+                let ended = (FlowEndReason::TimedOut, e.last);
                 self.timers.insert(at, key); // removed again by enter_closing
-                self.enter_closing(np, false, FlowEndReason::TimedOut, now, c);
+                self.enter_closing(np, false, ended, now, c);
             } else {
+                if let Some(t) = &mut e.tally {
+                    t.ended = Some((e.last, FlowEndReason::TimedOut));
+                }
                 self.timers.insert(at, key);
                 self.free(np, true, FlowEndReason::TimedOut, c);
             }
@@ -1187,7 +1199,7 @@ impl TcpFlows {
                         });
                     }
                     let how = FlowEndReason::NetworkChanged;
-                    self.enter_closing(np, false, how, now, c);
+                    self.enter_closing(np, false, (how, now), now, c);
                 }
                 FlowState::Connecting | FlowState::SynInjected => {
                     self.free(np, true, FlowEndReason::NetworkChanged, c)

@@ -18,7 +18,7 @@ use crate::datagram_mappings::{DatagramMappings, MapKey};
 use crate::dns_names::DnsNames;
 use crate::dns_queries::DnsQueries;
 use crate::flow_events::{
-    FlowEnd, FlowEndReason, FlowEvent, FlowEventSink, FlowProto, FlowStart, Tally,
+    FlowEnd, FlowEndReason, FlowEvent, FlowEventSink, FlowProto, FlowStart, Tally, WallClock,
 };
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{
@@ -155,6 +155,8 @@ pub(crate) struct Loop {
     /// Names the DNS relay resolved, for FlowStart.name; only while flow
     /// events are on.
     names: Option<DnsNames>,
+    /// The flow events' times: the wall clock at start plus monotonic time.
+    clock: WallClock,
 }
 
 fn tok(slot: usize, side: usize) -> Token {
@@ -247,6 +249,7 @@ impl Loop {
             last_socket_warn: None,
             flow_sink: None,
             names: None,
+            clock: WallClock::start(),
         })
     }
 
@@ -270,7 +273,7 @@ impl Loop {
                 .and_then(|n| n.lookup(*dst.ip(), self.now));
             FlowEvent::Start(FlowStart {
                 id,
-                at_ms: crate::flow_events::now_ms(),
+                at_ms: self.clock.ms(self.now),
                 proto,
                 src: SocketAddrV4::new(self.cfg.clat_v4, sp),
                 dst,
@@ -281,13 +284,12 @@ impl Loop {
     }
 
     /// Reports the end of the flow `t` counted, for `how`, at `at` (`None`:
-    /// now).
+    /// now; a timed-out flow's last activity, a TCP flow's close).
     fn emit_end(&self, t: &Tally, how: FlowEndReason, at: Option<Instant>) {
         self.emit_flow_event(|| {
-            let ago = at.map_or(0, |at| self.now.saturating_duration_since(at).as_millis());
             FlowEvent::End(FlowEnd {
                 id: t.id,
-                at_ms: crate::flow_events::now_ms() - i64::try_from(ago).unwrap_or(0),
+                at_ms: self.clock.ms(at.unwrap_or(self.now)),
                 bytes_up: t.up,
                 bytes_down: t.down,
                 how,
@@ -298,7 +300,7 @@ impl Loop {
     /// A tally for a new datagram mapping of the app's family (`v6`):
     /// `None` unless flow events are on and the mapping is IPv4.
     fn new_tally(&mut self, v6: bool) -> Option<Box<Tally>> {
-        (self.flow_sink.is_some() && !v6).then(|| Tally::new(self.tcp.next_flow_id()))
+        (self.flow_sink.is_some() && !v6).then(|| Tally::new(crate::flow_events::next_flow_id()))
     }
 
     /// Sends flow events to `sink` ([`crate::flow_events`]); with one, TCP
@@ -499,7 +501,7 @@ impl Loop {
         self.run_tcp_actions();
         for i in 0..self.slots.len() {
             if let Slot::Udp(_) | Slot::Icmp(_) = &self.slots[i] {
-                self.close_mapping(i, FlowEndReason::NetworkChanged);
+                self.close_mapping(i, FlowEndReason::NetworkChanged, None);
             }
         }
     }
@@ -516,7 +518,7 @@ impl Loop {
                 _ => false,
             };
             if on {
-                self.close_mapping(i, FlowEndReason::NetworkChanged);
+                self.close_mapping(i, FlowEndReason::NetworkChanged, None);
             }
         }
     }

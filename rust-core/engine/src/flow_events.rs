@@ -461,6 +461,21 @@ mod tests {
         assert!((a - b).abs() < 1000, "{a} vs {b}");
     }
 
+    /// What one waiting event costs (`config::MAX_FLOW_EVENTS`' doc): its
+    /// slot in the queue, plus a start's name on the heap, at most
+    /// `dns_names::MAX_NAME_LEN` bytes (rounded up by malloc, with its
+    /// 8-16 bytes of overhead).
+    #[test]
+    fn a_waiting_event_is_a_small_fixed_slot_plus_its_name() {
+        let slot = std::mem::size_of::<FlowEvent>();
+        println!(
+            "FlowEvent: {slot} bytes a slot, name at most {} more",
+            crate::dns_names::MAX_NAME_LEN
+        );
+        assert!(slot <= 64, "{slot}");
+        assert!(slot + crate::dns_names::MAX_NAME_LEN + 24 <= 340);
+    }
+
     #[test]
     fn now_is_after_2020() {
         assert!(now_ms() > 1_577_836_800_000);

@@ -524,8 +524,13 @@ impl Loop {
     }
 
     /// New resolvers or a new network: the relay's sockets are closed and
-    /// the core asks its pending queries again.
+    /// the core asks its pending queries again; the names learnt from the
+    /// old resolvers are forgotten (split horizon: a name of one network's
+    /// resolvers must not name the next network's flows).
     fn reset_dns(&mut self) {
+        if let Some(names) = &mut self.names {
+            names.clear();
+        }
         for i in 0..self.dns_socks.len() {
             if let Some(s) = self.dns_socks[i] {
                 self.kill_slot(s);

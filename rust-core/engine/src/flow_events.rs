@@ -131,9 +131,10 @@ pub(crate) struct Tally {
     pub id: u64,
     pub up: u64,
     pub down: u64,
-    /// A TCP flow that has ended (its relay closed) while its NAT entry
-    /// still carries the segments in flight: when, and how. Its end is
-    /// reported when the entry goes (`tcp_flows`).
+    /// A TCP flow that has ended (its relay closed; or it timed out, at
+    /// its last packet) while its NAT entry still carries the segments in
+    /// flight: when, and how. Its end is reported when the entry goes
+    /// (`tcp_flows`).
     pub ended: Option<(std::time::Instant, FlowEndReason)>,
 }
 

@@ -229,8 +229,8 @@ pub struct Flow {
     keepalive: Option<Duration>,
     /// A reported flow's id and bytes ([`TcpFlows::report_flows`]): every
     /// IPv4 packet of the flow the app writes to the TUN counts up, every
-    /// one of the listener's written to the app counts down, until the
-    /// entry goes. A flow that ended (Closing) keeps counting: when the
+    /// one of the listener's written to the app counts down
+    /// ([`TcpFlows::delivered`]), until the entry goes. A flow that ended (Closing) keeps counting: when the
     /// relay ends, the listener side may still hold stream bytes it has
     /// not sent to the app, and the last ACKs follow; its end is reported
     /// when the entry goes ([`Action::Ended`], which takes the tally),
@@ -327,7 +327,8 @@ pub enum Action {
     },
     /// A reported flow ended: the engine dropped it, for `how`, at `at`
     /// (`None`: now; a flow that went through Closing ended when it
-    /// entered it, and its packets since are counted).
+    /// entered it, and its packets since are counted; a flow that timed
+    /// out ended with its last packet).
     Ended {
         tally: Tally,
         how: FlowEndReason,
@@ -363,7 +364,8 @@ pub fn connect_failure_end(errno: Option<i32>) -> FlowEndReason {
 }
 
 /// The report of `t`'s end: when and how it ended if it did earlier
-/// (Closing), else now for `how`.
+/// (Closing, or the last packet of a flow that timed out), else now for
+/// `how`.
 fn ended(t: Tally, how: FlowEndReason) -> Action {
     let (at, how) = match t.ended {
         Some((at, how)) => (Some(at), how),
@@ -863,10 +865,12 @@ impl TcpFlows {
         }
     }
 
-    /// The engine stops: the ends of the flows in Closing, whose entries
-    /// would have gone later, are reported now (the live ones are ended
-    /// by [`TcpFlows::reset_all`]).
-    pub fn report_closing(&mut self) {
+    /// The engine stops: the end of every reported flow still in the
+    /// table is queued ([`Action::Ended`] only, no other action): live
+    /// ones as [`FlowEndReason::NetworkChanged`], now; those in Closing as
+    /// and when they ended. The caller closes the sockets as it does
+    /// with flow events off.
+    pub fn report_stop(&mut self) {
         for e in self.by_np.values_mut() {
             if let Some(t) = e.tally.take() {
                 self.actions
@@ -1003,8 +1007,9 @@ impl TcpFlows {
     }
 
     /// A segment from the listener of family `v6` (IPv6 or IPv4) to NAT
-    /// port `np`, `len` bytes (the whole IP packet, which goes to the app
-    /// translated, of the same length, unless suppressed). A segment of
+    /// port `np` (the whole IP packet goes to the app translated, of the
+    /// same length, unless suppressed; the caller reports it
+    /// [`TcpFlows::delivered`] once written). A segment of
     /// the other family than `np`'s flow is not the flow's: no flow, and
     /// nothing of the flow (its bytes, its idle time, its FIN and window
     /// state) is touched.
@@ -1013,7 +1018,6 @@ impl TcpFlows {
         now: Instant,
         (np, v6): (u16, bool),
         seg: Option<SegInfo>,
-        len: usize,
         c: &Counters,
     ) -> ListenerVerdict {
         let Some(e) = self.by_np.get_mut(&np).filter(|e| e.dst.is_ipv6() == v6) else {
@@ -1033,11 +1037,20 @@ impl TcpFlows {
                 e.engine_fin_first |= !e.app_fin;
             }
         }
-        Tally::down(&mut e.tally, len);
         ListenerVerdict::Forward {
             dst: e.dst,
             dp: e.dp,
             sp: e.sp,
+        }
+    }
+
+    /// A listener segment of flow `np` (forwarded by
+    /// [`TcpFlows::on_listener_segment`]), `len` bytes, reached the app:
+    /// its down bytes, if it is reported. Counted only once written, so
+    /// that a failed write to the TUN is not.
+    pub fn delivered(&mut self, np: u16, len: usize) {
+        if let Some(e) = self.by_np.get_mut(&np) {
+            Tally::down(&mut e.tally, len);
         }
     }
 

@@ -25,7 +25,7 @@ use crate::packet::{
     self, Ip4, Ip6, IpHdr, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
 use crate::stats::Counters;
-use crate::tcp_flows::{FlowTimeouts, TcpFlows, Unreachable};
+use crate::tcp_flows::{Action, FlowTimeouts, TcpFlows, Unreachable};
 use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use crate::too_big_resend::{self, TooBigResends};
@@ -163,16 +163,19 @@ fn tok(slot: usize, side: usize) -> Token {
     Token(slot * 2 + side)
 }
 
-/// Writes one packet to the TUN, counting it (or its drop).
-fn tun_write(tun: &OwnedFd, c: &Counters, pkt: &[u8]) {
+/// Writes one packet to the TUN, counting it (or its drop); whether it
+/// went (a flow's down bytes count only what did).
+fn tun_write(tun: &OwnedFd, c: &Counters, pkt: &[u8]) -> bool {
     match crate::sys::write_fd(tun, pkt) {
         Ok(n) if n == pkt.len() => {
             Counters::inc(&c.tun_tx_packets);
             Counters::add(&c.tun_tx_bytes, pkt.len() as u64);
+            true
         }
         r => {
             log::debug!("TUN write of {} bytes failed: {r:?}", pkt.len());
             Counters::inc(&c.drop_tun_write);
+            false
         }
     }
 }
@@ -381,13 +384,25 @@ impl Loop {
     }
 
     /// Closes everything (RST for live TCP flows so apps do not hang);
-    /// the flows still live are reported ended, as NetworkChanged.
+    /// the flows still live are reported ended, as NetworkChanged. Flow
+    /// events change only the reports: the sockets close the same way
+    /// with them or without (no RST or listener abort written for them).
     fn shutdown(&mut self) {
         if self.flow_sink.is_some() {
             self.now = Instant::now();
-            self.reset_upstream();
-            self.tcp.report_closing();
-            self.run_tcp_actions();
+            self.tcp.report_stop();
+            while let Some(a) = self.tcp.poll_action() {
+                if let Action::Ended { tally, how, at } = a {
+                    self.emit_end(&tally, how, at);
+                }
+            }
+            for s in &self.slots {
+                if let Slot::Udp(UdpFlow { tally: Some(t), .. })
+                | Slot::Icmp(IcmpFlow { tally: Some(t), .. }) = s
+                {
+                    self.emit_end(t, FlowEndReason::NetworkChanged, None);
+                }
+            }
         }
         for s in &mut self.slots {
             match s {

@@ -391,10 +391,12 @@ impl Loop {
         // A flow of the other family on this NAT port is not this one's.
         let flow = (np, clat.is_ipv6());
         if let ListenerVerdict::Forward { dst, dp, sp } =
-            self.tcp.on_listener_segment(self.now, flow, seg, len, c)
+            self.tcp.on_listener_segment(self.now, flow, seg, c)
         {
             nat_tcp::rewrite(p, off, dst, dp, clat, sp);
-            tun_write(&self.tun, c, p);
+            if tun_write(&self.tun, c, p) && self.flow_sink.is_some() {
+                self.tcp.delivered(np, len);
+            }
         }
     }
 

@@ -384,7 +384,7 @@ fn idle_established_flow_expires_and_packets_either_way_refresh_it() {
                 AppVerdict::Forward(np)
             );
         } else {
-            f.on_listener_segment(s(i), (np, false), None, 52, &c);
+            f.on_listener_segment(s(i), (np, false), None, &c);
         }
         f.handle_timeout(s(i), &c);
         assert_eq!(actions(&mut f), vec![], "at {i} s");
@@ -501,7 +501,7 @@ fn fast_close_and_time_wait_hold() {
         window: 512,
     };
     assert_eq!(
-        f.on_listener_segment(t0, (np, false), Some(fin), 52, &c),
+        f.on_listener_segment(t0, (np, false), Some(fin), &c),
         ListenerVerdict::Forward {
             dst: D.into(),
             dp: 80,
@@ -539,14 +539,14 @@ fn fast_close_and_time_wait_hold() {
         ..fin
     };
     assert_eq!(
-        f.on_listener_segment(t0, (np, false), Some(rst), 52, &c),
+        f.on_listener_segment(t0, (np, false), Some(rst), &c),
         ListenerVerdict::Suppress
     );
     assert_eq!(c.snapshot().tcp_fast_closes, 1);
     // Without fast close, an orderly end after the listener's FIN holds
     // the port for TIME_WAIT.
     let np2 = established(&mut f, t0, 2, &c);
-    f.on_listener_segment(t0, (np2, false), Some(fin), 52, &c);
+    f.on_listener_segment(t0, (np2, false), Some(fin), &c);
     f.relay_closed(np2, true, t0, &c);
     f.handle_timeout(t0 + CLOSE_GRACE, &c);
     assert!(f.get(np).is_none());
@@ -560,11 +560,11 @@ fn fast_close_and_time_wait_hold() {
         "{a:?}"
     );
     assert!(matches!(
-        f.on_listener_segment(t0, (np2, false), None, 52, &c),
+        f.on_listener_segment(t0, (np2, false), None, &c),
         ListenerVerdict::Forward { sp: 2, .. }
     ));
     assert_eq!(
-        f.on_listener_segment(t0, (9999, false), None, 52, &c),
+        f.on_listener_segment(t0, (9999, false), None, &c),
         ListenerVerdict::NoFlow
     );
 }
@@ -739,14 +739,14 @@ fn zero_window_probes_are_not_keepalives() {
     // The listener acknowledges everything and closes its window.
     let closed = from_listener(1, 1011, 0);
     assert!(matches!(
-        f.on_listener_segment(ms(2), (np, false), Some(closed), 52, &c),
+        f.on_listener_segment(ms(2), (np, false), Some(closed), &c),
         ListenerVerdict::Forward { .. }
     ));
     let probe = seg(1, 1010, Some(1), "", b"");
     for at in [200, 600, 1400, 3000, 6200, 12600, 25400] {
         app(&mut f, ms(at), 1, &probe, false, &c);
         // The listener answers each probe: the window is still closed.
-        f.on_listener_segment(ms(at), (np, false), Some(closed), 52, &c);
+        f.on_listener_segment(ms(at), (np, false), Some(closed), &c);
     }
     assert_eq!(
         actions(&mut f),
@@ -759,7 +759,6 @@ fn zero_window_probes_are_not_keepalives() {
         ms(26000),
         (np, false),
         Some(from_listener(1, 1011, 512)),
-        52,
         &c,
     );
     app(&mut f, ms(100_000), 1, &probe, false, &c);
@@ -776,7 +775,9 @@ fn zero_window_probes_are_not_keepalives() {
 /// A flow whose SYN went to the listener, not yet accepted: its NAT port.
 fn injected(f: &mut TcpFlows, t0: Instant, sp: u16, c: &Counters) -> u16 {
     app(f, t0, sp, &seg(sp, 1000, None, "S", b""), false, c);
-    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+    let connect =
+        std::iter::from_fn(|| f.poll_action()).find(|a| !matches!(a, Action::Started { .. }));
+    let Some(Action::Connect { np, .. }) = connect else {
         panic!("no connect")
     };
     f.upstream_opened(np, SLOT);
@@ -811,7 +812,7 @@ fn an_app_fin_before_accept_means_the_app_closed_first() {
         payload_len: 0,
         window: 512,
     };
-    f.on_listener_segment(t0, (np, false), Some(fin), 52, &c);
+    f.on_listener_segment(t0, (np, false), Some(fin), &c);
     f.relay_closed(np, true, t0, &c);
     assert_eq!(
         f.poll_timeout(),
@@ -984,7 +985,7 @@ fn random_lives_keep_the_books_and_end_empty() {
                         payload_len: 0,
                         window: rnd(2) as u16,
                     };
-                    f.on_listener_segment(now, (np, false), Some(s), 52, &c);
+                    f.on_listener_segment(now, (np, false), Some(s), &c);
                 }
                 9 => {
                     if f.get(np).is_some_and(|e| e.state == FlowState::Established) {
@@ -1245,7 +1246,7 @@ fn a_failed_ipv6_connect_is_answered_in_its_family_and_ipv6_flows_survive_a_path
     assert_eq!(f.get(v6).unwrap().state, FlowState::Established);
     // The listener's segments of the IPv6 flow go back to its destination.
     assert_eq!(
-        f.on_listener_segment(t0, (v6, true), None, 52, &c),
+        f.on_listener_segment(t0, (v6, true), None, &c),
         ListenerVerdict::Forward {
             dst: a6(D6).into(),
             dp: 443,
@@ -1368,15 +1369,13 @@ fn reported_flows_start_once_and_end_once_with_their_packet_bytes() {
     f.accepted(1024, t0);
     let data = seg(40000, 1001, Some(1), "", &[1u8; 300]);
     app(&mut f, t0, 40000, &data, false, &c);
-    // Down: the listener's packets by the length the Loop reports.
-    f.on_listener_segment(
-        t0,
-        (1024, false),
-        Some(from_listener(1, 1301, 512)),
-        1000,
-        &c,
-    );
-    f.on_listener_segment(t0, (1024, false), None, 52, &c);
+    // Down: the listener's packets by the length the Loop reports once
+    // it wrote them to the app; one whose write failed does not count.
+    f.on_listener_segment(t0, (1024, false), Some(from_listener(1, 1301, 512)), &c);
+    f.delivered(1024, 1000);
+    f.on_listener_segment(t0, (1024, false), None, &c);
+    f.delivered(1024, 52);
+    f.on_listener_segment(t0, (1024, false), None, &c);
     assert_eq!(reports(&actions(&mut f)), vec![]);
     f.relay_closed(1024, true, t0, &c);
     // Ended, but the entry still carries what was in flight at the close
@@ -1385,7 +1384,8 @@ fn reported_flows_start_once_and_end_once_with_their_packet_bytes() {
     assert_eq!(reports(&actions(&mut f)), vec![]);
     let late = seg(40000, 1301, Some(2), "", b"");
     app(&mut f, t0, 40000, &late, false, &c);
-    f.on_listener_segment(t0, (1024, false), None, 52, &c);
+    f.on_listener_segment(t0, (1024, false), None, &c);
+    f.delivered(1024, 52);
     let gone = t0 + TIME_WAIT_HOLD + CLOSE_GRACE;
     f.handle_timeout(gone, &c);
     assert!(f.get(1024).is_none());
@@ -1478,9 +1478,9 @@ fn every_way_a_flow_is_dropped_ends_it_with_its_reason() {
     f.reset_all(t1, &c);
     assert_eq!(how(&mut f), vec![]);
     // The engine stops before the entry goes: reported at once.
-    f.report_closing();
+    f.report_stop();
     assert_eq!(how(&mut f), vec![R::NetworkChanged]);
-    f.report_closing();
+    f.report_stop();
     f.handle_timeout(t1 + TIME_WAIT_HOLD, &c);
     assert_eq!(how(&mut f), vec![], "a flow ends once");
 }
@@ -1491,6 +1491,45 @@ fn ended_at(a: &[Action]) -> Option<(FlowEndReason, Option<Instant>)> {
         Action::Ended { how, at, .. } => Some((*how, *at)),
         _ => None,
     })
+}
+
+/// At stop every reported flow still in the table ends, live or
+/// pending ones now as NetworkChanged, and nothing else is queued: the
+/// sockets close as they do with flow events off (no RST of reset_all,
+/// no abort of the listener side).
+#[test]
+fn a_stop_reports_every_flow_and_queues_nothing_else() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    let pending = started_id(&actions(&mut f));
+    let np = established(&mut f, t0, 2, &c);
+    let live = f.get(np).unwrap().tally.as_ref().unwrap().id;
+    let np3 = injected(&mut f, t0, 3, &c);
+    let injected_id = f.get(np3).unwrap().tally.as_ref().unwrap().id;
+    actions(&mut f);
+    f.report_stop();
+    let a = actions(&mut f);
+    assert!(
+        a.iter().all(|a| matches!(
+            a,
+            Action::Ended {
+                how: FlowEndReason::NetworkChanged,
+                at: None,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
+    let mut ids: Vec<u64> = ended(&a).iter().map(|e| e.0).collect();
+    ids.sort_unstable();
+    let mut want = vec![pending, live, injected_id];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    f.report_stop();
+    assert_eq!(actions(&mut f), vec![], "a flow ends once");
 }
 
 #[test]
@@ -1542,7 +1581,7 @@ fn a_listener_segment_of_the_other_family_touches_nothing_of_the_flow() {
     fin.flags = TcpFlags::FIN | TcpFlags::ACK;
     let later = t0 + Duration::from_secs(4);
     assert_eq!(
-        f.on_listener_segment(later, (np, true), Some(fin), 1500, &c),
+        f.on_listener_segment(later, (np, true), Some(fin), &c),
         ListenerVerdict::NoFlow
     );
     assert_eq!(c.snapshot().drop_tcp_no_flow, 1);
@@ -1555,9 +1594,10 @@ fn a_listener_segment_of_the_other_family_touches_nothing_of_the_flow() {
     assert_eq!(e.tally.as_ref().unwrap().down, 0, "its bytes");
     // Its own family's segment is the flow's.
     assert!(matches!(
-        f.on_listener_segment(later, (np, false), None, 52, &c),
+        f.on_listener_segment(later, (np, false), None, &c),
         ListenerVerdict::Forward { .. }
     ));
+    f.delivered(np, 52);
     f.relay_closed(np, false, later, &c);
     f.handle_timeout(later + CLOSE_GRACE, &c);
     let a = actions(&mut f);
@@ -1618,7 +1658,7 @@ fn whole_life(f: &mut TcpFlows, t0: Instant, sp: u16, c: &Counters) -> (Vec<Acti
     assert_eq!(f.accepted(np, t0), Some(SLOT));
     let tallied = f.get(np).unwrap().tally.is_some();
     app(f, t0, sp, &seg(sp, 1001, Some(1), "", b"data"), false, c);
-    f.on_listener_segment(t0, (np, false), None, 52, c);
+    f.on_listener_segment(t0, (np, false), None, c);
     f.relay_closed(np, true, t0, c);
     f.handle_timeout(t0 + TIME_WAIT_HOLD + CLOSE_GRACE, c);
     assert!(f.get(np).is_none());

@@ -24,10 +24,11 @@
 //!   [`MAX_TTL`].
 //! - How many: at most `capacity` addresses; a new one beyond that pushes
 //!   out the least recently learnt (an address learnt again moves to the
-//!   back). Memory: about 130 bytes per address (the map's entry and
-//!   control byte, up to two order entries, the name's allocation header)
-//!   plus the name, at most [`MAX_NAME_LEN`] bytes, shared by the
-//!   addresses of one answer: at most about 1.6 MB for [`CAPACITY`].
+//!   back). Memory: about 130 bytes per address for the map's bucket and
+//!   the learning order's slots (measured by a test), plus the name's
+//!   allocation (16 bytes of counts and the name, at most [`MAX_NAME_LEN`]
+//!   bytes, shared by the addresses of one answer): at most about 1.7 MB
+//!   for [`CAPACITY`].
 //! - Forgotten when the network or the resolvers change
 //!   ([`DnsNames::clear`]): names from one network's resolvers (split
 //!   horizon) must not name flows on the next.
@@ -428,6 +429,28 @@ mod tests {
             name(&n, [192, 0, 2, 2], t0 + s(3600)).is_some(),
             "2^31 - 1 is valid"
         );
+    }
+
+    /// The memory of a full cache, from its tables' capacities: the map's
+    /// buckets (key, entry, a control byte) and the learning order's slots,
+    /// per address, besides the names (an `Arc<str>`: 16 bytes of counts
+    /// plus the name, plus malloc's overhead). Printed; bounded as the
+    /// module doc states it.
+    #[test]
+    fn a_full_cache_costs_about_130_bytes_an_address_besides_the_names() {
+        let t0 = Instant::now();
+        let mut n = DnsNames::new(CAPACITY);
+        for i in 0..(2 * CAPACITY) as u32 {
+            let o = (0xc000_0000u32 + i).to_be_bytes();
+            n.learn(&response("x.example", A, 0, &[a(o, 600)]), t0);
+        }
+        assert_eq!(n.len(), CAPACITY);
+        let bucket = std::mem::size_of::<(Ipv4Addr, Entry)>() + 1;
+        let map = n.map.capacity() * 8 / 7 * bucket;
+        let order = n.order.capacity() * std::mem::size_of::<(Ipv4Addr, u64)>();
+        let per = (map + order) / CAPACITY;
+        println!("name cache: {map} bytes of map, {order} of order: {per} bytes an address");
+        assert!(per <= 140, "{per}");
     }
 
     #[test]

@@ -40,17 +40,21 @@ pub enum FlowProto {
 pub enum FlowEndReason {
     /// Orderly TCP close (FIN both ways).
     Closed,
-    /// TCP reset by either side (an app's RST while its SYN was held too),
-    /// or the engine could not open the upstream socket (the app gets a RST).
+    /// TCP reset by either side (an app's RST while its SYN was held too;
+    /// the upstream socket's ECONNRESET or EPIPE), or the engine could not
+    /// open the upstream socket (the app gets a RST).
     Reset,
     /// Idle past the engine's timeout (UDP, ICMP echo, idle TCP, a connect
-    /// that never completed), or an upstream connect that timed out.
+    /// that never completed; the end's time is then the last packet), or
+    /// the upstream socket got ETIMEDOUT (a connect, or an established
+    /// flow's retransmissions or keepalives, went unanswered).
     TimedOut,
     /// The upstream refused: TCP RST to the SYN, port unreachable
     /// (ECONNREFUSED on the upstream connect).
     Refused,
     /// No route, host or network unreachable, administratively prohibited
-    /// upstream (EHOSTUNREACH, ENETUNREACH, EACCES, EPERM on the connect).
+    /// upstream (EHOSTUNREACH, ENETUNREACH, EACCES, EPERM on the connect or
+    /// on an established flow's upstream socket).
     Unreachable,
     /// A flow that never completed, removed to make room under `max_flows`
     /// or to free a descriptor.
@@ -80,11 +84,14 @@ pub struct FlowStart {
     /// echo identifier) the first one; later destinations of the mapping
     /// are counted in its bytes without a start of their own.
     pub dst: SocketAddrV4,
-    /// The DNS name the engine's relay resolved to `dst.ip()`: the name of
-    /// the question (not a CNAME target), lower case, without the final
-    /// dot; `None` when the app used a literal or resolved elsewhere (or
-    /// over TCP, which the relay does not parse). Remembered for the
-    /// answer's TTL, 60 s to 6 h (`dns_names`).
+    /// A name the engine's relay recently resolved to `dst.ip()`, for any
+    /// client (the cache is the engine's, keyed by address, the latest
+    /// answer wins): the name of the question (not a CNAME target), lower
+    /// case, without the final dot, at most 253 characters; `None` when no
+    /// client resolved the address through the relay lately (a literal,
+    /// another resolver, an answer over TCP, which the relay does not
+    /// parse, or a network change since). Remembered for the answer's TTL,
+    /// 60 s to 6 h (`dns_names`).
     pub name: Option<String>,
     /// The flow left through the network's native IPv4 (pass-through), not
     /// the NAT64.

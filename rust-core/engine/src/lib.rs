@@ -27,6 +27,7 @@ mod dns_wire;
 mod event_loop;
 pub mod flow_events;
 mod frag;
+mod icmp_rate;
 pub mod ipv4_path;
 mod nat_tcp;
 pub mod packet;

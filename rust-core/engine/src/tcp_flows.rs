@@ -211,6 +211,10 @@ pub struct Flow {
     app_next: TcpSeqNumber,
     /// The sequence number just after the listener side's FIN, once seen.
     fin_end: Option<TcpSeqNumber>,
+    /// The listener's SYN-ACK sequence number + 1, once seen before
+    /// accept(): the app's RCV.NXT while the flow is `SynInjected`, at
+    /// which a RST reaches an app that completed its handshake.
+    listener_next: Option<TcpSeqNumber>,
     /// The app has sent its FIN.
     app_fin: bool,
     /// The listener side sent its FIN before the app did, so its socket
@@ -343,6 +347,16 @@ pub enum Action {
         seq: TcpSeqNumber,
         /// The flow was IPv6: the RST goes to the IPv6 listener.
         v6: bool,
+    },
+    /// Write a RST+ACK `dst:dp -> clat:sp` (the app's own connection, in
+    /// `dst`'s family) with sequence number `seq` and acknowledgment `ack`
+    /// into the TUN: the app learns of a flow reset before accept().
+    ResetApp {
+        dst: IpAddr,
+        dp: u16,
+        sp: u16,
+        seq: TcpSeqNumber,
+        ack: TcpSeqNumber,
     },
 }
 
@@ -708,6 +722,7 @@ impl TcpFlows {
                 app_isn: seg.seq,
                 app_next: seg.seq + 1,
                 fin_end: None,
+                listener_next: None,
                 app_fin: false,
                 engine_fin_first: false,
                 fast_closed: false,
@@ -1032,6 +1047,11 @@ impl TcpFlows {
             if seg.flags.intersects(TcpFlags::ACK) {
                 e.window_closed = seg.window == 0;
             }
+            let syn_ack =
+                seg.flags.intersects(TcpFlags::SYN) && seg.flags.intersects(TcpFlags::ACK);
+            if e.state == FlowState::SynInjected && syn_ack {
+                e.listener_next = Some(seg.seq + 1);
+            }
             if seg.flags.intersects(TcpFlags::FIN) {
                 e.fin_end = Some(seg.seq + seg.payload_len as u32 + 1);
                 e.engine_fin_first |= !e.app_fin;
@@ -1215,6 +1235,19 @@ impl TcpFlows {
                     self.enter_closing(np, false, (how, now), now, c);
                 }
                 FlowState::Connecting | FlowState::SynInjected => {
+                    // An app that has the listener's SYN-ACK may think it
+                    // is connected: it gets a RST at its RCV.NXT (RFC 5961
+                    // 3.2), as an established flow does. One still waiting
+                    // for it retransmits its SYN, which opens a new flow.
+                    if let Some(seq) = e.listener_next {
+                        self.actions.push_back(Action::ResetApp {
+                            dst: e.dst,
+                            dp: e.dp,
+                            sp: e.sp,
+                            seq,
+                            ack: e.app_next,
+                        });
+                    }
                     self.free(np, true, FlowEndReason::NetworkChanged, c)
                 }
             }

@@ -260,6 +260,9 @@ impl Loop {
     /// packet to put on the IPv6 path. The CLAT has no IPv4 address of its
     /// own, hence the RFC 7600 dummy address.
     pub(super) fn ttl_zero(&mut self, ip: &Ip4, p: &[u8]) {
+        if !self.icmp_rate_allows() {
+            return;
+        }
         let mut out = std::mem::take(&mut self.txbuf);
         let id = self.next_ip_id();
         let msg = (Icmpv4Message::TimeExceeded, 0);
@@ -274,6 +277,9 @@ impl Loop {
     /// first hop would: Time Exceeded (RFC 4443 section 3.3) from the
     /// engine's internal address on the TUN.
     pub(super) fn hop_limit_zero(&mut self, ip: &Ip6, p: &[u8]) {
+        if !self.icmp_rate_allows() {
+            return;
+        }
         let mut out = std::mem::take(&mut self.txbuf);
         let msg = (Icmpv6Message::TimeExceeded, 0, 0);
         let n = packet::emit_error6_about(&mut out, ip, p, msg, self.cfg.nat_v6);

@@ -22,7 +22,7 @@ use crate::flow_events::{
 };
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{
-    self, Ip4, Ip6, IpHdr, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    self, Ip4, IpHdr, IpView, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
 use crate::stats::Counters;
 use crate::tcp_flows::{Action, FlowTimeouts, TcpFlows, Unreachable};
@@ -30,7 +30,9 @@ use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use crate::too_big_resend::{self, TooBigResends};
 use clat_protect::Protector;
-use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message, Icmpv6DstUnreachable, Icmpv6Message};
+use clat_xlat::wire::{
+    Icmpv4DstUnreachable, Icmpv4Message, Icmpv6DstUnreachable, Icmpv6Message, Icmpv6ParamProblem,
+};
 use datagram::Datagram;
 use dns_relay::DnsTcp;
 use icmp_echo::IcmpFlow;
@@ -61,6 +63,8 @@ const MAX_UDP_PAYLOAD: usize = 65535 - 28;
 /// Largest UDP payload an IPv6 packet without a jumbogram can carry
 /// (Payload Length 65535, the UDP header included).
 const MAX_UDP_PAYLOAD6: usize = 65535 - 8;
+/// IPv6 Next Header 59, "No Next Header" (RFC 8200 section 4.7).
+const IPV6_NO_NEXT_HEADER: u8 = 59;
 /// TUN packets handled per turn before sockets get theirs.
 const TUN_BATCH: usize = 256;
 
@@ -84,6 +88,31 @@ pub(crate) struct Shared {
     /// every socket is closed: what [`crate::ExitWatch`] waits for.
     pub ended: Mutex<bool>,
     pub ended_cv: Condvar,
+}
+
+/// An ICMP error the engine answers a packet with, in that packet's
+/// family ([`Loop::icmp_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IcmpError {
+    /// Type and code.
+    V4(Icmpv4Message, u8),
+    /// Type, code and the 32 bits after the checksum (a Parameter
+    /// Problem's pointer, else 0).
+    V6(Icmpv6Message, u8, u32),
+}
+
+impl IcmpError {
+    fn unreachable4(code: Icmpv4DstUnreachable) -> IcmpError {
+        IcmpError::V4(Icmpv4Message::DstUnreachable, code as u8)
+    }
+
+    /// Destination Unreachable for `why` in `ip`'s family.
+    fn unreachable(ip: &IpHdr, why: Unreachable) -> IcmpError {
+        match ip {
+            IpHdr::V4(_) => IcmpError::unreachable4(why.icmpv4()),
+            IpHdr::V6(_) => IcmpError::V6(Icmpv6Message::DstUnreachable, why.icmpv6() as u8, 0),
+        }
+    }
 }
 
 enum Slot {
@@ -130,7 +159,8 @@ pub(crate) struct Loop {
     /// The DNS relay core: queries in flight and decisions (sans I/O).
     dns: DnsQueries,
     timers: Timers,
-    reasm: crate::frag::Reassembler,
+    reasm: crate::frag::Reassembler<crate::frag::V4>,
+    reasm6: crate::frag::Reassembler<crate::frag::V6>,
     rxbuf: Vec<u8>,
     /// Relay scratch: bytes pass through here when the destination keeps up.
     scratch: Vec<u8>,
@@ -152,6 +182,8 @@ pub(crate) struct Loop {
     /// Where flow events go, when a consumer asked for them
     /// ([`crate::flow_events`]); `None`: no event is built.
     flow_sink: Option<FlowEventSink>,
+    /// The rate limit of the ICMP errors the engine originates.
+    icmp_rate: crate::icmp_rate::IcmpRateLimit,
     /// Names the DNS relay resolved, for FlowStart.name; only while flow
     /// events are on.
     names: Option<DnsNames>,
@@ -241,6 +273,7 @@ impl Loop {
             dns,
             timers: Timers::default(),
             reasm: Default::default(),
+            reasm6: Default::default(),
             rxbuf: vec![0u8; 65536],
             scratch: vec![0u8; relay_buffer],
             txbuf: vec![0u8; 65536 + 64],
@@ -251,6 +284,7 @@ impl Loop {
             spare_fd: open_spare_fd(),
             last_socket_warn: None,
             flow_sink: None,
+            icmp_rate: Default::default(),
             names: None,
             clock: WallClock::start(),
         })
@@ -620,7 +654,7 @@ impl Loop {
             return self.tcp_from_listener(&IpHdr::V4(ip), p);
         }
         if ip.is_fragment() {
-            return match self.reasm.add(&ip, p, self.now) {
+            return match self.reasm.add(crate::frag::piece4(&ip, p), self.now) {
                 Ok(mut whole) => self.on_packet(&mut whole),
                 Err(crate::frag::Frag::Pending) => {}
                 Err(crate::frag::Frag::Bad) => Counters::inc(&self.c().drop_fragment),
@@ -638,7 +672,8 @@ impl Loop {
             && self.path_of(&ip, p) == Ipv4Path::Nat64
         {
             Counters::inc(&self.c().drop_non_global);
-            return self.refuse(&ip, p, Icmpv4DstUnreachable::CommProhibited);
+            let err = IcmpError::unreachable4(Icmpv4DstUnreachable::CommProhibited);
+            return self.refuse(&IpHdr::V4(ip), p, err);
         }
         match ip.protocol {
             PROTO_TCP => self.tcp_from_app(&IpHdr::V4(ip), p),
@@ -648,7 +683,8 @@ impl Loop {
             PROTO_ICMP => Counters::inc(&self.c().drop_internal_dst),
             _ => {
                 Counters::inc(&self.c().drop_unsupported_proto);
-                self.refuse(&ip, p, Icmpv4DstUnreachable::ProtoUnreachable);
+                let err = IcmpError::unreachable4(Icmpv4DstUnreachable::ProtoUnreachable);
+                self.refuse(&IpHdr::V4(ip), p, err);
             }
         }
     }
@@ -678,11 +714,14 @@ impl Loop {
     /// packets come from there too), multicast, destinations that are not
     /// global unicast (unspecified, loopback, link-local), IPv4-mapped, or
     /// inside the TUN's /64 other than the NAT address
-    /// ([`packet::carried_ipv6_destination`]).
+    /// ([`packet::carried_ipv6_destination`]); those on the TUN's link are
+    /// answered with Address Unreachable ([`packet::on_tun_link`]), an
+    /// upper layer other than TCP, UDP and ICMPv6 with Parameter Problem
+    /// code 1.
     fn on_packet6(&mut self, p: &mut [u8]) {
         let ip = match packet::parse_ip6(p) {
             Ok(ip) => ip,
-            Err(ParseError::Fragment) => return Counters::inc(&self.c().drop_fragment),
+            Err(ParseError::Fragment) => return self.fragment6(p),
             Err(_) => return Counters::inc(&self.c().drop_malformed),
         };
         let p = &mut p[..ip.total_len];
@@ -696,50 +735,61 @@ impl Loop {
             return self.tcp_from_listener(&IpHdr::V6(ip), p);
         }
         if !packet::carried_ipv6_destination(ip.dst, self.cfg.clat_v6) {
-            return Counters::inc(&self.c().drop_internal_dst);
+            Counters::inc(&self.c().drop_internal_dst);
+            if packet::on_tun_link(ip.dst, self.cfg.clat_v6) {
+                // TCP too: connect() fails with EHOSTUNREACH, as it would
+                // for a neighbour that never answers.
+                let code = Icmpv6DstUnreachable::AddrUnreachable as u8;
+                let err = IcmpError::V6(Icmpv6Message::DstUnreachable, code, 0);
+                self.icmp_error(&IpHdr::V6(ip), p, err);
+            }
+            return;
         }
         match ip.proto {
             PROTO_TCP => self.tcp_from_app(&IpHdr::V6(ip), p),
             PROTO_UDP => self.udp_from_app(&IpHdr::V6(ip), p),
             PROTO_ICMPV6 => self.icmp_from_app(&IpHdr::V6(ip), p),
+            // No Next Header (RFC 8200 section 4.7): nothing to carry or
+            // to complain about.
+            IPV6_NO_NEXT_HEADER => Counters::inc(&self.c().drop_unsupported_proto),
             _ => {
+                // What a host that does not know the protocol answers (RFC
+                // 8200 section 4, RFC 4443 section 3.4): the engine carries
+                // only what sockets without privileges can send.
                 Counters::inc(&self.c().drop_unsupported_proto);
-                self.refuse6(&ip, p, Icmpv6DstUnreachable::AdminProhibited);
+                let code = Icmpv6ParamProblem::UnrecognizedNextHeader as u8;
+                let pointer = ip.proto_at as u32;
+                let err = IcmpError::V6(Icmpv6Message::ParamProblem, code, pointer);
+                self.icmp_error(&IpHdr::V6(ip), p, err);
             }
         }
     }
 
-    /// [`Loop::refuse`] for IPv6: RST for TCP, else ICMPv6 Destination
-    /// Unreachable with `code` (about an ICMPv6 message only when it is an
-    /// echo request: never about an error, RFC 4443 section 2.4 (e)).
-    fn refuse6(&mut self, ip: &Ip6, p: &[u8], code: Icmpv6DstUnreachable) {
-        let mut out = std::mem::take(&mut self.txbuf);
-        let echo_request = Icmpv6Message::EchoRequest as u8;
-        let n = if ip.proto == PROTO_TCP {
-            packet::emit_rst_for(&mut out, ip, &p[ip.hdr_len..])
-        } else if ip.proto == PROTO_ICMPV6 && p.get(ip.hdr_len) != Some(&echo_request) {
-            None
-        } else {
-            Some(packet::emit_unreachable6(&mut out, ip, p, code))
+    /// An IPv6 fragment from the TUN: reassembled ([`crate::frag`]) under
+    /// the same source and multicast rules as a whole packet, and the
+    /// datagram then taken as if it had come whole.
+    fn fragment6(&mut self, p: &[u8]) {
+        let f = match packet::parse_fragment6(p) {
+            Ok(f) => f,
+            Err(_) => return Counters::inc(&self.c().drop_malformed),
         };
-        if let Some(n) = n {
-            if ip.proto == PROTO_TCP {
-                Counters::inc(&self.c().tcp_rst_sent);
-            } else {
-                Counters::inc(&self.c().icmp_errors_sent);
-            }
-            tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        if f.src != self.cfg.clat_v6 {
+            return Counters::inc(&self.c().drop_bad_source);
         }
-        self.txbuf = out;
+        if f.dst.is_multicast() {
+            return Counters::inc(&self.c().drop_multicast);
+        }
+        match self.reasm6.add(crate::frag::piece6(&f), self.now) {
+            Ok(mut whole) => self.on_packet6(&mut whole),
+            Err(crate::frag::Frag::Pending) => {}
+            Err(crate::frag::Frag::Bad) => Counters::inc(&self.c().drop_fragment),
+        }
     }
 
-    /// Refuses a packet in its family: RST for TCP, else Destination
-    /// Unreachable for `why` ([`Loop::refuse`], [`Loop::refuse6`]).
+    /// [`Loop::refuse`] with the Destination Unreachable for `why` in the
+    /// packet's family.
     fn refuse_ip(&mut self, ip: &IpHdr, p: &[u8], why: Unreachable) {
-        match ip {
-            IpHdr::V4(i) => self.refuse(i, p, why.icmpv4()),
-            IpHdr::V6(i) => self.refuse6(i, p, why.icmpv6()),
-        }
+        self.refuse(ip, p, IcmpError::unreachable(ip, why));
     }
 
     /// The TUN side of the TCP trick for a flow of `dst`'s family: the
@@ -753,29 +803,66 @@ impl Loop {
         }
     }
 
-    /// Answers a packet we will not carry: RST for TCP, else ICMPv4
-    /// Destination Unreachable with `code` (about an ICMP message only when
-    /// it is an echo request: never about an error, RFC 1812 4.3.2.7).
-    fn refuse(&mut self, ip: &Ip4, p: &[u8], code: Icmpv4DstUnreachable) {
+    /// Answers a packet we will not carry, in its family: RST for TCP,
+    /// else the ICMP error `err` ([`Loop::icmp_error`]), counted.
+    fn refuse(&mut self, ip: &IpHdr, p: &[u8], err: IcmpError) {
+        if ip.upper_proto() != PROTO_TCP {
+            return self.icmp_error(ip, p, err);
+        }
         let mut out = std::mem::take(&mut self.txbuf);
-        let echo_request = Icmpv4Message::EchoRequest as u8;
-        let n = if ip.protocol == PROTO_TCP {
-            packet::emit_rst_for(&mut out, ip, &p[ip.ihl..])
-        } else if ip.protocol == PROTO_ICMP && p.get(ip.ihl) != Some(&echo_request) {
-            None
-        } else {
-            let id = self.next_ip_id();
-            Some(packet::emit_unreachable(&mut out, ip, p, code, id))
-        };
-        if let Some(n) = n {
-            if ip.protocol == PROTO_TCP {
-                Counters::inc(&self.c().tcp_rst_sent);
-            } else {
-                Counters::inc(&self.c().icmp_errors_sent);
-            }
+        if let Some(n) = packet::emit_rst_for(&mut out, ip, &p[ip.upper_offset()..]) {
+            Counters::inc(&self.c().tcp_rst_sent);
             tun_write(&self.tun, &self.sh.counters, &out[..n]);
         }
         self.txbuf = out;
+    }
+
+    /// Answers `ip`/`p` with the ICMP error `err` from its destination,
+    /// unless it is an ICMP message other than an echo request (never an
+    /// error about an error: RFC 1812 4.3.2.7, RFC 4443 2.4 (e)), counted.
+    /// An error of the other family than the packet's is a caller's
+    /// mistake: nothing is sent.
+    fn icmp_error(&mut self, ip: &IpHdr, p: &[u8], err: IcmpError) {
+        let (icmp, echo_request) = match ip {
+            IpHdr::V4(_) => (PROTO_ICMP, Icmpv4Message::EchoRequest as u8),
+            IpHdr::V6(_) => (PROTO_ICMPV6, Icmpv6Message::EchoRequest as u8),
+        };
+        if ip.upper_proto() == icmp && p.get(ip.upper_offset()) != Some(&echo_request) {
+            return;
+        }
+        if !self.icmp_rate_allows() {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.txbuf);
+        let n = match (ip, err) {
+            (IpHdr::V4(i), IcmpError::V4(m, c)) => {
+                let id = self.next_ip_id();
+                Some(packet::emit_error_about(&mut out, i, p, (m, c), i.dst, id))
+            }
+            (IpHdr::V6(i), IcmpError::V6(m, c, rest)) => Some(packet::emit_error6_about(
+                &mut out,
+                i,
+                p,
+                (m, c, rest),
+                i.dst,
+            )),
+            _ => None,
+        };
+        if let Some(n) = n {
+            Counters::inc(&self.c().icmp_errors_sent);
+            tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        }
+        self.txbuf = out;
+    }
+
+    /// Whether an ICMP error the engine originates may go now
+    /// ([`crate::icmp_rate`]); counts the ones that may not.
+    pub(super) fn icmp_rate_allows(&mut self) -> bool {
+        let ok = self.icmp_rate.allow(self.now);
+        if !ok {
+            Counters::inc(&self.c().drop_icmp_rate_limited);
+        }
+        ok
     }
 
     // ---- sockets -----------------------------------------------------

@@ -204,6 +204,30 @@ impl Loop {
                     self.emit_start(id, FlowProto::Tcp, sp, dst, path);
                 }
                 Action::Ended { tally, how, at } => self.emit_end(&tally, how, at),
+                Action::ResetApp {
+                    dst,
+                    dp,
+                    sp,
+                    seq,
+                    ack,
+                } => {
+                    let (clat, _, _) = self.tun_side(dst);
+                    let rst = TcpRepr {
+                        src_port: dp,
+                        dst_port: sp,
+                        seq,
+                        ack,
+                        flags: TcpFlags::RST | TcpFlags::ACK,
+                        window: 0,
+                        timestamps: None,
+                    };
+                    let mut out = std::mem::take(&mut self.txbuf);
+                    if let Some(n) = packet::emit_tcp(&mut out, dst, clat, &rst) {
+                        Counters::inc(&self.c().tcp_rst_sent);
+                        tun_write(&self.tun, &self.sh.counters, &out[..n]);
+                    }
+                    self.txbuf = out;
+                }
                 Action::Keepalive { slot, interval } => {
                     if let Some(Slot::Relay(r)) = self.slots.get(slot) {
                         let ka = TcpKeepalive::new()

@@ -84,7 +84,8 @@ impl Loop {
                     return self.dns_query(sp, &p[range]);
                 }
                 Counters::inc(&self.c().drop_internal_dst);
-                return self.refuse(i, p, Icmpv4DstUnreachable::PortUnreachable);
+                let err = super::IcmpError::unreachable4(Icmpv4DstUnreachable::PortUnreachable);
+                return self.refuse(ip, p, err);
             }
             IpHdr::V4(i) if i.ttl == 0 => return self.ttl_zero(i, p),
             IpHdr::V6(i) if i.hop_limit == 0 => return self.hop_limit_zero(i, p),

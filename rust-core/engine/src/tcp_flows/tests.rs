@@ -1087,6 +1087,72 @@ fn flows_keep_their_path_and_losing_native_ipv4_resets_only_native_ones() {
     assert_eq!(f.set_path(Ipv4Path::Nat64), None);
 }
 
+#[test]
+fn a_path_switch_before_accept_resets_an_app_that_has_the_syn_ack() {
+    // Two flows whose SYN went to the listener, not yet accepted, when
+    // their path goes: the one whose app got the listener's SYN-ACK (and
+    // answered it: connect() returned) gets a RST at its RCV.NXT, the
+    // listener's ISN + 1 (RFC 5961 3.2), else it would wait for a server
+    // that is gone; the one still waiting for the SYN-ACK gets nothing and
+    // retransmits its SYN into a new flow.
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    // Native IPv4 is there when they start, and goes.
+    assert_eq!(f.set_path(Ipv4Path::Native), None);
+    let acked = injected(&mut f, t0, 1, &c);
+    let waiting = injected(&mut f, t0, 2, &c);
+    let syn_ack = SegInfo {
+        flags: TcpFlags::SYN | TcpFlags::ACK,
+        seq: TcpSeqNumber(70000),
+        ack: TcpSeqNumber(1001),
+        payload_len: 0,
+        window: 512,
+    };
+    f.on_listener_segment(t0, (acked, false), Some(syn_ack), &c);
+    app(
+        &mut f,
+        t0,
+        1,
+        &seg(1, 1001, Some(70001), "", b""),
+        false,
+        &c,
+    );
+    // A later ACK from the listener does not move the mark.
+    f.on_listener_segment(
+        t0,
+        (acked, false),
+        Some(from_listener(70001, 1001, 512)),
+        &c,
+    );
+    assert_eq!(f.set_path(Ipv4Path::Nat64), Some(Ipv4Path::Native));
+    f.reset_path(Ipv4Path::Native, t0, &c);
+    let a = actions(&mut f);
+    let resets: Vec<&Action> = a
+        .iter()
+        .filter(|x| matches!(x, Action::ResetApp { .. }))
+        .collect();
+    assert_eq!(
+        resets,
+        vec![&Action::ResetApp {
+            dst: D.into(),
+            dp: 80,
+            sp: 1,
+            seq: TcpSeqNumber(70001),
+            ack: TcpSeqNumber(1001),
+        }],
+        "{a:?}"
+    );
+    for np in [acked, waiting] {
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, Action::AbortListener { np: n, .. } if *n == np)),
+            "{a:?}"
+        );
+        assert!(f.get(np).is_none());
+    }
+}
+
 // ---- IPv6 flows (issue 15 item 1): one table with the IPv4 ones ----
 
 const D6: &str = "2001:db8:2::10";

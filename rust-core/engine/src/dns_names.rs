@@ -5,24 +5,42 @@
 //! [`DnsNames::lookup`]. Kept only while flow events are on.
 //!
 //! - What is remembered: the A records (RFC 1035 3.4.1) of the answer
-//!   section of a NOERROR response, each under the name of the *question*
-//!   (the name the app asked; with a CNAME chain, RFC 1034 3.6.2, not its
-//!   target), in presentation form, lower case (RFC 4343: names compare
-//!   without regard to case), without the final dot. One name per
-//!   address: the latest answer wins (a CDN address serves many names;
-//!   the one an app resolved last is the likeliest for its next flow).
-//! - How long: the record's TTL, but at least [`MIN_TTL`] (an app connects
-//!   after it got the answer, sometimes long after a TTL of seconds) and
-//!   at most [`MAX_TTL`].
+//!   section of a NOERROR response to a question of type A, class IN,
+//!   owned by the question's name or by a name of the CNAME chain that
+//!   starts there (RFC 1034 3.6.2; any other A record of the answer is
+//!   not about the question and is ignored), each under the name of the
+//!   *question* (the name the app asked, not the chain's target), in
+//!   presentation form, lower case (RFC 4343: names compare without regard
+//!   to case), without the final dot. A name that needs `\` escapes (a
+//!   label with a dot, a space or a byte outside printable ASCII) or is
+//!   longer than [`MAX_NAME_LEN`] characters is not remembered. One name
+//!   per address: the latest answer wins (a CDN address serves many
+//!   names; the one an app resolved last is the likeliest for its next
+//!   flow). The cache is the engine's, not an app's: a name is one the
+//!   relay recently resolved to the address for any client.
+//! - How long: the record's TTL (RFC 2181 section 8: a TTL with its top
+//!   bit set counts as 0), but at least [`MIN_TTL`] (an app connects after
+//!   it got the answer, sometimes long after a TTL of seconds) and at most
+//!   [`MAX_TTL`].
 //! - How many: at most `capacity` addresses; a new one beyond that pushes
 //!   out the least recently learnt (an address learnt again moves to the
-//!   back). Memory: about 100 bytes per entry plus the name.
+//!   back). Memory: about 130 bytes per address for the map's bucket and
+//!   the learning order's slots (measured by a test), plus the name's
+//!   allocation (16 bytes of counts and the name, at most [`MAX_NAME_LEN`]
+//!   bytes, shared by the addresses of one answer): at most about 1.7 MB
+//!   for [`CAPACITY`].
+//! - Forgotten when the network or the resolvers change
+//!   ([`DnsNames::clear`]): names from one network's resolvers (split
+//!   horizon) must not name flows on the next.
+//! - Cost: answers that are not to an A question are skipped after a look
+//!   at the header and the question ([`crate::dns_wire::is_a_in_answer`]),
+//!   before any parse.
 //! - Not seen: answers the relay carries over TCP (a byte stream to the
 //!   resolver, not parsed), and resolution that does not go through the
 //!   relay (Private DNS, an app's own resolver).
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::{RData, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -34,6 +52,9 @@ pub const MIN_TTL: Duration = Duration::from_secs(60);
 pub const MAX_TTL: Duration = Duration::from_secs(6 * 3600);
 /// Addresses remembered by the engine's cache.
 pub const CAPACITY: usize = 4096;
+/// Longest name remembered, in characters of its presentation form without
+/// the final dot: a name of 255 octets on the wire (RFC 1035 2.3.4).
+pub const MAX_NAME_LEN: usize = 253;
 
 #[derive(Debug)]
 struct Entry {
@@ -74,10 +95,16 @@ impl DnsNames {
     }
 
     /// Learns the A records of `msg`, a DNS response as the relay passes
-    /// it to an app, at `now`. Anything else (a query, an error, no
-    /// question, a message that does not parse) teaches nothing. Returns
-    /// how many addresses were learnt.
+    /// it to an app, at `now`: those owned by the question's name or its
+    /// CNAME chain (module doc). Anything else (a query, an error, another
+    /// question type, a message that does not parse, a name too long or
+    /// not printable) teaches nothing. Returns how many addresses were
+    /// learnt.
     pub fn learn(&mut self, msg: &[u8], now: Instant) -> usize {
+        // Most answers (AAAA, HTTPS...) are not for us: no parse for them.
+        if !crate::dns_wire::is_a_in_answer(msg) {
+            return 0;
+        }
         let Ok(m) = Message::from_vec(msg) else {
             return 0;
         };
@@ -89,26 +116,51 @@ impl DnsNames {
         let Some(q) = m.queries.first() else {
             return 0;
         };
-        if q.query_type() != RecordType::A {
+        if q.query_type() != RecordType::A || q.query_class() != DNSClass::IN {
             return 0;
         }
         let mut name = q.name().to_ascii().to_ascii_lowercase();
         if name.ends_with('.') {
             name.pop();
         }
-        if name.is_empty() {
+        if name.is_empty() || name.len() > MAX_NAME_LEN || name.contains('\\') {
             return 0;
+        }
+        // The question's name and the CNAME chain from it, in any order
+        // of the records (each pass adds the targets of the names found).
+        let mut owners: Vec<&Name> = vec![q.name()];
+        loop {
+            let before = owners.len();
+            for r in &m.answers {
+                if let RData::CNAME(t) = &r.data {
+                    if owners.contains(&&r.name) && !owners.contains(&&t.0) {
+                        owners.push(&t.0);
+                    }
+                }
+            }
+            if owners.len() == before {
+                break;
+            }
         }
         let name: Arc<str> = name.into();
         let mut n = 0;
         for r in &m.answers {
             if let RData::A(a) = &r.data {
-                let ttl = Duration::from_secs(u64::from(r.ttl)).clamp(MIN_TTL, MAX_TTL);
-                self.insert(a.0, name.clone(), now + ttl);
+                if r.dns_class != DNSClass::IN || !owners.contains(&&r.name) {
+                    continue;
+                }
+                let ttl = Duration::from_secs(u64::from(ttl_seconds(r.ttl)));
+                self.insert(a.0, name.clone(), now + ttl.clamp(MIN_TTL, MAX_TTL));
                 n += 1;
             }
         }
         n
+    }
+
+    /// Forgets every name (the network or the resolvers changed).
+    pub fn clear(&mut self) {
+        self.map.clear();
+        self.order.clear();
     }
 
     fn insert(&mut self, addr: Ipv4Addr, name: Arc<str>, expires: Instant) {
@@ -152,6 +204,16 @@ impl DnsNames {
             .get(&addr)
             .filter(|e| e.expires > now)
             .map(|e| e.name.clone())
+    }
+}
+
+/// A record's TTL in seconds: RFC 2181 section 8 makes the top bit of the
+/// 32-bit field a zero-TTL marker (a value above 2^31 - 1 counts as 0).
+fn ttl_seconds(ttl: u32) -> u32 {
+    if ttl > i32::MAX as u32 {
+        0
+    } else {
+        ttl
     }
 }
 
@@ -249,6 +311,159 @@ mod tests {
             name(&n, [198, 51, 100, 7], t0).as_deref(),
             Some("app.example.org")
         );
+    }
+
+    /// A name in wire form (RFC 1035 3.1): length-prefixed labels, root.
+    fn wire(name: &str) -> Vec<u8> {
+        let mut w = Vec::new();
+        for label in name.split('.') {
+            w.push(label.len() as u8);
+            w.extend_from_slice(label.as_bytes());
+        }
+        w.push(0);
+        w
+    }
+
+    /// [`response`] with each answer's owner written out (`None`: a
+    /// pointer to the question's name).
+    fn response_owned(qname: &str, answers: &[(Option<&str>, u16, Vec<u8>)]) -> Vec<u8> {
+        let plain: Vec<_> = answers
+            .iter()
+            .map(|(_, t, r)| (*t, 300, r.clone()))
+            .collect();
+        let mut m = response(qname, A, 0, &[]);
+        m[7] = plain.len() as u8;
+        for (owner, t, rdata) in answers {
+            match owner {
+                Some(o) => m.extend_from_slice(&wire(o)),
+                None => m.extend_from_slice(&[0xc0, 12]),
+            }
+            m.extend_from_slice(&t.to_be_bytes());
+            m.extend_from_slice(&1u16.to_be_bytes());
+            m.extend_from_slice(&300u32.to_be_bytes());
+            m.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            m.extend_from_slice(rdata);
+        }
+        m
+    }
+
+    /// Only A records owned by the question or its CNAME chain are about
+    /// the question: the chain is followed whatever the records' order,
+    /// and an A record of another name in the same answer is not filed
+    /// under the question.
+    #[test]
+    fn only_a_records_of_the_question_or_its_cname_chain_are_learnt() {
+        let t0 = Instant::now();
+        let mut n = DnsNames::new(16);
+        let msg = response_owned(
+            "app.example.org",
+            &[
+                (Some("edge.cdn.example"), A, vec![198, 51, 100, 7]),
+                (Some("unrelated.example"), A, vec![203, 0, 113, 66]),
+                (Some("app.example.org"), CNAME, wire("web.example.net")),
+                (Some("web.example.net"), CNAME, wire("EDGE.cdn.example")),
+                (Some("other.example"), CNAME, wire("elsewhere.example")),
+                (Some("elsewhere.example"), A, vec![203, 0, 113, 67]),
+            ],
+        );
+        assert_eq!(n.learn(&msg, t0), 1);
+        assert_eq!(
+            name(&n, [198, 51, 100, 7], t0).as_deref(),
+            Some("app.example.org")
+        );
+        assert_eq!(name(&n, [203, 0, 113, 66], t0), None);
+        assert_eq!(name(&n, [203, 0, 113, 67], t0), None);
+        assert_eq!(n.len(), 1);
+    }
+
+    /// Names are bounded in bytes: one that needs escapes (a dot or space
+    /// inside a label, a byte outside printable ASCII) is not kept; the
+    /// longest valid one (253 characters) is.
+    #[test]
+    fn names_needing_escapes_are_not_learnt_and_the_longest_valid_one_is() {
+        let t0 = Instant::now();
+        let mut n = DnsNames::new(16);
+        for (i, label) in [&b"a.b"[..], b"a b", b"a\x01b", b"a\\b"].iter().enumerate() {
+            let mut m = response("x.example", A, 0, &[a([192, 0, 2, i as u8], 60)]);
+            // Replace the first label "x" by `label`, by hand.
+            let mut q = vec![label.len() as u8];
+            q.extend_from_slice(label);
+            m.splice(12..14, q);
+            // The answers point at offset 12: still the question's name.
+            assert_eq!(n.learn(&m, t0), 0, "label {label:?}");
+        }
+        let long = [
+            "a".repeat(63),
+            "b".repeat(63),
+            "c".repeat(63),
+            "d".repeat(61),
+        ]
+        .join(".");
+        assert_eq!(long.len(), MAX_NAME_LEN);
+        let msg = response(&long, A, 0, &[a([192, 0, 2, 9], 60)]);
+        assert_eq!(n.learn(&msg, t0), 1);
+        assert_eq!(name(&n, [192, 0, 2, 9], t0), Some(long));
+    }
+
+    /// RFC 2181 section 8: a TTL with the top bit set is 0 (here kept the
+    /// minimum), not 68 years clamped to the maximum.
+    #[test]
+    fn a_ttl_with_its_top_bit_set_counts_as_zero() {
+        let t0 = Instant::now();
+        let mut n = DnsNames::new(16);
+        n.learn(
+            &response("odd.example", A, 0, &[a([192, 0, 2, 1], 0x8000_0000)]),
+            t0,
+        );
+        n.learn(
+            &response("max.example", A, 0, &[a([192, 0, 2, 2], 0x7fff_ffff)]),
+            t0,
+        );
+        let s = Duration::from_secs;
+        assert!(name(&n, [192, 0, 2, 1], t0 + s(59)).is_some());
+        assert!(
+            name(&n, [192, 0, 2, 1], t0 + s(60)).is_none(),
+            "kept as TTL 0"
+        );
+        assert!(
+            name(&n, [192, 0, 2, 2], t0 + s(3600)).is_some(),
+            "2^31 - 1 is valid"
+        );
+    }
+
+    /// The memory of a full cache, from its tables' capacities: the map's
+    /// buckets (key, entry, a control byte) and the learning order's slots,
+    /// per address, besides the names (an `Arc<str>`: 16 bytes of counts
+    /// plus the name, plus malloc's overhead). Printed; bounded as the
+    /// module doc states it.
+    #[test]
+    fn a_full_cache_costs_about_130_bytes_an_address_besides_the_names() {
+        let t0 = Instant::now();
+        let mut n = DnsNames::new(CAPACITY);
+        for i in 0..(2 * CAPACITY) as u32 {
+            let o = (0xc000_0000u32 + i).to_be_bytes();
+            n.learn(&response("x.example", A, 0, &[a(o, 600)]), t0);
+        }
+        assert_eq!(n.len(), CAPACITY);
+        let bucket = std::mem::size_of::<(Ipv4Addr, Entry)>() + 1;
+        let map = n.map.capacity() * 8 / 7 * bucket;
+        let order = n.order.capacity() * std::mem::size_of::<(Ipv4Addr, u64)>();
+        let per = (map + order) / CAPACITY;
+        println!("name cache: {map} bytes of map, {order} of order: {per} bytes an address");
+        assert!(per <= 140, "{per}");
+    }
+
+    #[test]
+    fn clear_forgets_every_name() {
+        let t0 = Instant::now();
+        let mut n = DnsNames::new(16);
+        n.learn(&response("x.example", A, 0, &[a([192, 0, 2, 1], 600)]), t0);
+        assert!(name(&n, [192, 0, 2, 1], t0).is_some());
+        n.clear();
+        assert_eq!((n.len(), n.order.len()), (0, 0));
+        assert_eq!(name(&n, [192, 0, 2, 1], t0), None);
+        n.learn(&response("y.example", A, 0, &[a([192, 0, 2, 1], 600)]), t0);
+        assert_eq!(name(&n, [192, 0, 2, 1], t0).as_deref(), Some("y.example"));
     }
 
     #[test]

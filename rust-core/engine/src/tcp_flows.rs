@@ -233,8 +233,8 @@ pub struct Flow {
     keepalive: Option<Duration>,
     /// A reported flow's id and bytes ([`TcpFlows::report_flows`]): every
     /// IPv4 packet of the flow the app writes to the TUN counts up, every
-    /// one of the listener's written to the app counts down, until the
-    /// entry goes. A flow that ended (Closing) keeps counting: when the
+    /// one of the listener's written to the app counts down
+    /// ([`TcpFlows::delivered`]), until the entry goes. A flow that ended (Closing) keeps counting: when the
     /// relay ends, the listener side may still hold stream bytes it has
     /// not sent to the app, and the last ACKs follow; its end is reported
     /// when the entry goes ([`Action::Ended`], which takes the tally),
@@ -331,7 +331,8 @@ pub enum Action {
     },
     /// A reported flow ended: the engine dropped it, for `how`, at `at`
     /// (`None`: now; a flow that went through Closing ended when it
-    /// entered it, and its packets since are counted).
+    /// entered it, and its packets since are counted; a flow that timed
+    /// out ended with its last packet).
     Ended {
         tally: Tally,
         how: FlowEndReason,
@@ -377,7 +378,8 @@ pub fn connect_failure_end(errno: Option<i32>) -> FlowEndReason {
 }
 
 /// The report of `t`'s end: when and how it ended if it did earlier
-/// (Closing), else now for `how`.
+/// (Closing, or the last packet of a flow that timed out), else now for
+/// `how`.
 fn ended(t: Tally, how: FlowEndReason) -> Action {
     let (at, how) = match t.ended {
         Some((at, how)) => (Some(at), how),
@@ -484,8 +486,6 @@ pub struct TcpFlows {
     /// Report IPv4 flows, except those to this address (the DNS relay's:
     /// its queries are not flows); `None`: report nothing.
     report: Option<Ipv4Addr>,
-    /// The last flow id given ([`TcpFlows::next_flow_id`]).
-    last_id: u64,
 }
 
 impl TcpFlows {
@@ -501,7 +501,6 @@ impl TcpFlows {
             to,
             path: Ipv4Path::Nat64,
             report: None,
-            last_id: 0,
         }
     }
 
@@ -510,13 +509,6 @@ impl TcpFlows {
     /// to `relay` (the DNS relay's address). IPv6 flows are never reported.
     pub fn report_flows(&mut self, relay: Ipv4Addr) {
         self.report = Some(relay);
-    }
-
-    /// A new flow id, unique while the engine runs: TCP flows and datagram
-    /// mappings take theirs from here, so that one counter serves all.
-    pub fn next_flow_id(&mut self) -> u64 {
-        self.last_id += 1;
-        self.last_id
     }
 
     /// Live flows (all but Closing): what counts against the flow cap.
@@ -745,7 +737,7 @@ impl TcpFlows {
         self.timers.insert(at, TimerKey::Nat(np));
         if let (Some(relay), IpAddr::V4(dst)) = (self.report, key.1) {
             if dst != relay {
-                let id = self.next_flow_id();
+                let id = crate::flow_events::next_flow_id();
                 let mut tally = Tally::new(id);
                 tally.up = p.len() as u64;
                 if let Some(e) = self.by_np.get_mut(&np) {
@@ -888,10 +880,12 @@ impl TcpFlows {
         }
     }
 
-    /// The engine stops: the ends of the flows in Closing, whose entries
-    /// would have gone later, are reported now (the live ones are ended
-    /// by [`TcpFlows::reset_all`]).
-    pub fn report_closing(&mut self) {
+    /// The engine stops: the end of every reported flow still in the
+    /// table is queued ([`Action::Ended`] only, no other action): live
+    /// ones as [`FlowEndReason::NetworkChanged`], now; those in Closing as
+    /// and when they ended. The caller closes the sockets as it does
+    /// with flow events off.
+    pub fn report_stop(&mut self) {
         for e in self.by_np.values_mut() {
             if let Some(t) = e.tally.take() {
                 self.actions
@@ -1027,18 +1021,21 @@ impl TcpFlows {
         }
     }
 
-    /// A segment from the listener to NAT port `np`, `len` bytes (the
-    /// whole IP packet, which goes to the app translated, of the same
-    /// length, unless suppressed).
+    /// A segment from the listener of family `v6` (IPv6 or IPv4) to NAT
+    /// port `np` (the whole IP packet goes to the app translated, of the
+    /// same length, unless suppressed; the caller reports it
+    /// [`TcpFlows::delivered`] once written). A segment of
+    /// the other family than `np`'s flow is not the flow's: no flow, and
+    /// nothing of the flow (its bytes, its idle time, its FIN and window
+    /// state) is touched.
     pub fn on_listener_segment(
         &mut self,
         now: Instant,
-        np: u16,
+        (np, v6): (u16, bool),
         seg: Option<SegInfo>,
-        len: usize,
         c: &Counters,
     ) -> ListenerVerdict {
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(&np).filter(|e| e.dst.is_ipv6() == v6) else {
             Counters::inc(&c.drop_tcp_no_flow);
             return ListenerVerdict::NoFlow;
         };
@@ -1060,11 +1057,20 @@ impl TcpFlows {
                 e.engine_fin_first |= !e.app_fin;
             }
         }
-        Tally::down(&mut e.tally, len);
         ListenerVerdict::Forward {
             dst: e.dst,
             dp: e.dp,
             sp: e.sp,
+        }
+    }
+
+    /// A listener segment of flow `np` (forwarded by
+    /// [`TcpFlows::on_listener_segment`]), `len` bytes, reached the app:
+    /// its down bytes, if it is reported. Counted only once written, so
+    /// that a failed write to the TUN is not.
+    pub fn delivered(&mut self, np: u16, len: usize) {
+        if let Some(e) = self.by_np.get_mut(&np) {
+            Tally::down(&mut e.tally, len);
         }
     }
 
@@ -1079,16 +1085,30 @@ impl TcpFlows {
         } else {
             FlowEndReason::Reset
         };
-        self.enter_closing(np, orderly, how, now, c);
+        self.enter_closing(np, orderly, (how, now), now, c);
     }
 
-    /// Ends live flow `np` (reported for `how`), keeping its entry for the
-    /// grace time or the TIME_WAIT hold.
+    /// Flow `np`'s relay ended because its upstream socket failed with
+    /// `errno` (read or write; the app side is reset). Its end is reported
+    /// as that errno says, as for a failed connect ([`connect_failure_end`]):
+    /// [`FlowEndReason::TimedOut`] for ETIMEDOUT (the upstream's
+    /// retransmissions or keepalives went unanswered),
+    /// [`FlowEndReason::Unreachable`] for EHOSTUNREACH, ENETUNREACH, EACCES
+    /// or EPERM, [`FlowEndReason::Refused`] for ECONNREFUSED, else
+    /// [`FlowEndReason::Reset`] (ECONNRESET: the server's RST; EPIPE).
+    pub fn relay_failed(&mut self, np: u16, errno: Option<i32>, now: Instant, c: &Counters) {
+        let how = connect_failure_end(errno);
+        self.enter_closing(np, false, (how, now), now, c);
+    }
+
+    /// Ends live flow `np` (reported for `how`, as ended at `ended`: now,
+    /// or the last packet of a flow that timed out), keeping its entry for
+    /// the grace time or the TIME_WAIT hold from `now`.
     fn enter_closing(
         &mut self,
         np: u16,
         orderly: bool,
-        how: FlowEndReason,
+        (how, ended): (FlowEndReason, Instant),
         now: Instant,
         c: &Counters,
     ) {
@@ -1100,7 +1120,7 @@ impl TcpFlows {
             return;
         }
         if let Some(t) = &mut e.tally {
-            t.ended = Some((now, how));
+            t.ended = Some((ended, how));
         }
         let at = if orderly && e.engine_fin_first && !e.fast_closed {
             now + TIME_WAIT_HOLD
@@ -1151,9 +1171,14 @@ impl TcpFlows {
                         rst_up: true,
                     });
                 }
+                // It ended with its last packet, not when we noticed.
+                let ended = (FlowEndReason::TimedOut, e.last);
                 self.timers.insert(at, key); // removed again by enter_closing
-                self.enter_closing(np, false, FlowEndReason::TimedOut, now, c);
+                self.enter_closing(np, false, ended, now, c);
             } else {
+                if let Some(t) = &mut e.tally {
+                    t.ended = Some((e.last, FlowEndReason::TimedOut));
+                }
                 self.timers.insert(at, key);
                 self.free(np, true, FlowEndReason::TimedOut, c);
             }
@@ -1207,7 +1232,7 @@ impl TcpFlows {
                         });
                     }
                     let how = FlowEndReason::NetworkChanged;
-                    self.enter_closing(np, false, how, now, c);
+                    self.enter_closing(np, false, (how, now), now, c);
                 }
                 FlowState::Connecting | FlowState::SynInjected => {
                     // An app that has the listener's SYN-ACK may think it

@@ -159,8 +159,13 @@ pub enum Outcome {
     Open,
     /// Both directions finished cleanly.
     Done,
-    /// `from_app` side reset or failed: reset the other side.
-    Reset { app_failed: bool },
+    /// One side reset or failed (the app's when `app_failed`, else the
+    /// upstream's), with the errno that side's read or write returned
+    /// (`None` if it gave none): reset the other side.
+    Reset {
+        app_failed: bool,
+        errno: Option<i32>,
+    },
 }
 
 /// Byte counts moved in one pump.
@@ -190,8 +195,8 @@ struct Tally<'a> {
     writes: &'a mut u64,
 }
 
-/// Writes `data` to `dst`; `Err` when the destination failed.
-fn write_some(dst: &mut Side, data: &[u8], t: &mut Tally) -> Result<usize, ()> {
+/// Writes `data` to `dst`; `Err` with its errno when the destination failed.
+fn write_some(dst: &mut Side, data: &[u8], t: &mut Tally) -> Result<usize, Option<i32>> {
     match dst.sock.write(data) {
         Ok(n) => {
             *t.moved += n as u64;
@@ -203,14 +208,14 @@ fn write_some(dst: &mut Side, data: &[u8], t: &mut Tally) -> Result<usize, ()> {
             Ok(0)
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-        Err(_) => Err(()),
+        Err(e) => Err(e.raw_os_error()),
     }
 }
 
 /// Sends the urgent byte `b` alone with MSG_OOB, so that `dst`'s urgent
 /// pointer points just past it; 1 when sent, 0 when `dst` cannot take it
-/// now, `Err` when the destination failed.
-fn write_urgent(dst: &mut Side, b: u8, t: &mut Tally) -> Result<usize, ()> {
+/// now, `Err` with its errno when the destination failed.
+fn write_urgent(dst: &mut Side, b: u8, t: &mut Tally) -> Result<usize, Option<i32>> {
     match SockRef::from(&dst.sock).send_out_of_band(&[b]) {
         Ok(n) => {
             *t.moved += n as u64;
@@ -222,7 +227,7 @@ fn write_urgent(dst: &mut Side, b: u8, t: &mut Tally) -> Result<usize, ()> {
             Ok(0)
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-        Err(_) => Err(()),
+        Err(e) => Err(e.raw_os_error()),
     }
 }
 
@@ -239,8 +244,8 @@ enum Got {
     Nothing,
     /// Interrupted: try again.
     Again,
-    /// The socket failed.
-    Failed,
+    /// The socket failed, with this errno.
+    Failed(Option<i32>),
 }
 
 /// Reads from `src` into `into`, never past the urgent mark; the urgent
@@ -298,16 +303,16 @@ fn read_side(src: &mut Side, into: &mut [u8], urgent_ok: bool) -> Got {
             Got::Nothing
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Got::Again,
-        Err(_) => Got::Failed,
+        Err(e) => Got::Failed(e.raw_os_error()),
     }
 }
 
 /// Moves bytes from `src` to `dst`: straight through the shared `scratch`
 /// buffer while `dst` keeps up, through the per-flow backlog `buf` (at most
 /// `cap` bytes) when it does not; an urgent byte goes alone with MSG_OOB
-/// once everything before it has gone. Returns Err(true) when the source
-/// failed, Err(false) when the destination failed, else whether anything
-/// happened.
+/// once everything before it has gone. Returns Err((true, errno)) when the
+/// source failed, Err((false, errno)) when the destination failed, else
+/// whether anything happened.
 fn one_way(
     src: &mut Side,
     dst: &mut Side,
@@ -315,7 +320,7 @@ fn one_way(
     scratch: &mut [u8],
     cap: usize,
     t: &mut Tally,
-) -> Result<bool, bool> {
+) -> Result<bool, (bool, Option<i32>)> {
     let mut progress = false;
     loop {
         let mut step = false;
@@ -326,7 +331,7 @@ fn one_way(
                     Got::Data(n) => {
                         *t.reads += 1;
                         let w = if dst.writable {
-                            write_some(dst, &scratch[..n], t).map_err(|_| false)?
+                            write_some(dst, &scratch[..n], t).map_err(|e| (false, e))?
                         } else {
                             0
                         };
@@ -337,7 +342,7 @@ fn one_way(
                     Got::Urgent => {
                         *t.reads += 1;
                         let w = if dst.writable {
-                            write_urgent(dst, scratch[0], t).map_err(|_| false)?
+                            write_urgent(dst, scratch[0], t).map_err(|e| (false, e))?
                         } else {
                             0
                         };
@@ -348,7 +353,7 @@ fn one_way(
                     }
                     Got::Eof | Got::Again => {}
                     Got::Nothing => step = false,
-                    Got::Failed => return Err(true),
+                    Got::Failed(e) => return Err((true, e)),
                 }
             }
         } else {
@@ -358,7 +363,7 @@ fn one_way(
                 } else {
                     write_some(dst, buf.pending(), t)
                 }
-                .map_err(|_| false)?;
+                .map_err(|e| (false, e))?;
                 if n > 0 {
                     buf.consumed(n);
                     step = true;
@@ -375,7 +380,7 @@ fn one_way(
                     }
                     Got::Eof | Got::Again => step = true,
                     Got::Urgent | Got::Nothing => {}
-                    Got::Failed => return Err(true),
+                    Got::Failed(e) => return Err((true, e)),
                 }
             }
         }
@@ -438,9 +443,10 @@ impl Relay {
                 &mut t,
             ) {
                 Ok(p) => p,
-                Err(src_failed) => {
+                Err((src_failed, errno)) => {
                     return Outcome::Reset {
                         app_failed: src_failed,
+                        errno,
                     }
                 }
             };
@@ -458,9 +464,10 @@ impl Relay {
                 &mut t,
             ) {
                 Ok(p) => p,
-                Err(src_failed) => {
+                Err((src_failed, errno)) => {
                     return Outcome::Reset {
                         app_failed: !src_failed,
+                        errno,
                     }
                 }
             };
@@ -682,6 +689,44 @@ mod tests {
         fn settle(&mut self) {
             while self.turn(Duration::from_millis(200)) {}
         }
+    }
+
+    /// The server resets the connection: the relay ends as a reset of the
+    /// upstream side, with the errno its socket returned (ECONNRESET), for
+    /// the flow's end reason.
+    #[test]
+    fn an_upstream_reset_ends_the_relay_with_its_errno() {
+        let mut f = flow(false, false, 4096);
+        SockRef::from(&f.server)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(f.server);
+        let deadline = Instant::now() + WAIT;
+        let out = loop {
+            assert!(Instant::now() < deadline, "the reset never came");
+            f.poll
+                .poll(&mut f.events, Some(Duration::from_millis(200)))
+                .unwrap();
+            for ev in f.events.iter() {
+                if ev.token() == Token(0) {
+                    f.relay.app.on_event(ev);
+                } else {
+                    f.relay.up.on_event(ev);
+                }
+            }
+            let mut m = Moved::default();
+            match f.relay.pump(&mut m, &mut f.scratch, f.cap) {
+                Outcome::Open => continue,
+                o => break o,
+            }
+        };
+        assert_eq!(
+            out,
+            Outcome::Reset {
+                app_failed: false,
+                errno: Some(libc::ECONNRESET)
+            }
+        );
     }
 
     /// Waits until `s` has `n` bytes queued to read (urgent byte included

@@ -244,9 +244,10 @@ impl Loop {
         match self.mappings(kind).on_deadline(key, at, now) {
             Expiry::Stale => {}
             Expiry::Rearm(due) => self.timers.insert(due, kind.timer(key)),
-            Expiry::Expired(slot) => {
+            Expiry::Expired(slot, last) => {
                 Counters::inc(&self.sh.counters.flows_expired);
-                self.close_mapping(slot, FlowEndReason::TimedOut);
+                // It ended with its last datagram, not when we noticed.
+                self.close_mapping(slot, FlowEndReason::TimedOut, Some(last));
             }
         }
     }
@@ -491,15 +492,16 @@ impl Loop {
         Tally::down(t, down);
     }
 
-    /// Closes the mapping in `slot`, its end reported for `how`.
-    pub(super) fn close_mapping(&mut self, slot: usize, how: FlowEndReason) {
+    /// Closes the mapping in `slot`, its end reported for `how`, at `at`
+    /// (`None`: now).
+    pub(super) fn close_mapping(&mut self, slot: usize, how: FlowEndReason, at: Option<Instant>) {
         let (kind, key, tally) = match self.kill_slot(slot) {
             Slot::Udp(f) => (Datagram::Udp, MapKey { v6: f.v6, id: f.sp }, f.tally),
             Slot::Icmp(f) => (Datagram::Echo, MapKey { v6: f.v6, id: f.id }, f.tally),
             _ => return,
         };
         if let Some(t) = tally {
-            self.emit_end(&t, how, None);
+            self.emit_end(&t, how, at);
         }
         if let Some((_, at)) = self.mappings(kind).remove(key) {
             self.timers.remove(at, kind.timer(key));

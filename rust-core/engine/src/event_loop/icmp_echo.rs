@@ -178,12 +178,12 @@ impl Loop {
                             out[h] = Icmpv4Message::EchoReply as u8;
                             let ip_id = self.next_ip_id();
                             let to = self.cfg.clat_v4;
-                            let len = packet::emit_icmp4_hop(&mut out, s, to, n, ip_id, hop);
-                            self.tally_datagram(slot, 0, len);
-                            len
+                            packet::emit_icmp4_hop(&mut out, s, to, n, ip_id, hop)
                         }
                     };
-                    tun_write(&self.tun, &self.sh.counters, &out[..len]);
+                    if tun_write(&self.tun, &self.sh.counters, &out[..len]) && src.is_ipv4() {
+                        self.tally_datagram(slot, 0, len);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {

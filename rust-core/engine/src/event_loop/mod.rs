@@ -18,14 +18,14 @@ use crate::datagram_mappings::{DatagramMappings, MapKey};
 use crate::dns_names::DnsNames;
 use crate::dns_queries::DnsQueries;
 use crate::flow_events::{
-    FlowEnd, FlowEndReason, FlowEvent, FlowEventSink, FlowProto, FlowStart, Tally,
+    FlowEnd, FlowEndReason, FlowEvent, FlowEventSink, FlowProto, FlowStart, Tally, WallClock,
 };
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{
     self, Ip4, IpHdr, IpView, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
 use crate::stats::Counters;
-use crate::tcp_flows::{FlowTimeouts, TcpFlows, Unreachable};
+use crate::tcp_flows::{Action, FlowTimeouts, TcpFlows, Unreachable};
 use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use crate::too_big_resend::{self, TooBigResends};
@@ -190,22 +190,27 @@ pub(crate) struct Loop {
     /// Names the DNS relay resolved, for FlowStart.name; only while flow
     /// events are on.
     names: Option<DnsNames>,
+    /// The flow events' times: the wall clock at start plus monotonic time.
+    clock: WallClock,
 }
 
 fn tok(slot: usize, side: usize) -> Token {
     Token(slot * 2 + side)
 }
 
-/// Writes one packet to the TUN, counting it (or its drop).
-fn tun_write(tun: &OwnedFd, c: &Counters, pkt: &[u8]) {
+/// Writes one packet to the TUN, counting it (or its drop); whether it
+/// went (a flow's down bytes count only what did).
+fn tun_write(tun: &OwnedFd, c: &Counters, pkt: &[u8]) -> bool {
     match crate::sys::write_fd(tun, pkt) {
         Ok(n) if n == pkt.len() => {
             Counters::inc(&c.tun_tx_packets);
             Counters::add(&c.tun_tx_bytes, pkt.len() as u64);
+            true
         }
         r => {
             log::debug!("TUN write of {} bytes failed: {r:?}", pkt.len());
             Counters::inc(&c.drop_tun_write);
+            false
         }
     }
 }
@@ -285,6 +290,7 @@ impl Loop {
             reassembled6: false,
             icmp_rate: Default::default(),
             names: None,
+            clock: WallClock::start(),
         })
     }
 
@@ -308,7 +314,7 @@ impl Loop {
                 .and_then(|n| n.lookup(*dst.ip(), self.now));
             FlowEvent::Start(FlowStart {
                 id,
-                at_ms: crate::flow_events::now_ms(),
+                at_ms: self.clock.ms(self.now),
                 proto,
                 src: SocketAddrV4::new(self.cfg.clat_v4, sp),
                 dst,
@@ -319,13 +325,12 @@ impl Loop {
     }
 
     /// Reports the end of the flow `t` counted, for `how`, at `at` (`None`:
-    /// now).
+    /// now; a timed-out flow's last activity, a TCP flow's close).
     fn emit_end(&self, t: &Tally, how: FlowEndReason, at: Option<Instant>) {
         self.emit_flow_event(|| {
-            let ago = at.map_or(0, |at| self.now.saturating_duration_since(at).as_millis());
             FlowEvent::End(FlowEnd {
                 id: t.id,
-                at_ms: crate::flow_events::now_ms() - i64::try_from(ago).unwrap_or(0),
+                at_ms: self.clock.ms(at.unwrap_or(self.now)),
                 bytes_up: t.up,
                 bytes_down: t.down,
                 how,
@@ -336,7 +341,7 @@ impl Loop {
     /// A tally for a new datagram mapping of the app's family (`v6`):
     /// `None` unless flow events are on and the mapping is IPv4.
     fn new_tally(&mut self, v6: bool) -> Option<Box<Tally>> {
-        (self.flow_sink.is_some() && !v6).then(|| Tally::new(self.tcp.next_flow_id()))
+        (self.flow_sink.is_some() && !v6).then(|| Tally::new(crate::flow_events::next_flow_id()))
     }
 
     /// Sends flow events to `sink` ([`crate::flow_events`]); with one, TCP
@@ -417,13 +422,25 @@ impl Loop {
     }
 
     /// Closes everything (RST for live TCP flows so apps do not hang);
-    /// the flows still live are reported ended, as NetworkChanged.
+    /// the flows still live are reported ended, as NetworkChanged. Flow
+    /// events change only the reports: the sockets close the same way
+    /// with them or without (no RST or listener abort written for them).
     fn shutdown(&mut self) {
         if self.flow_sink.is_some() {
             self.now = Instant::now();
-            self.reset_upstream();
-            self.tcp.report_closing();
-            self.run_tcp_actions();
+            self.tcp.report_stop();
+            while let Some(a) = self.tcp.poll_action() {
+                if let Action::Ended { tally, how, at } = a {
+                    self.emit_end(&tally, how, at);
+                }
+            }
+            for s in &self.slots {
+                if let Slot::Udp(UdpFlow { tally: Some(t), .. })
+                | Slot::Icmp(IcmpFlow { tally: Some(t), .. }) = s
+                {
+                    self.emit_end(t, FlowEndReason::NetworkChanged, None);
+                }
+            }
         }
         for s in &mut self.slots {
             match s {
@@ -537,7 +554,7 @@ impl Loop {
         self.run_tcp_actions();
         for i in 0..self.slots.len() {
             if let Slot::Udp(_) | Slot::Icmp(_) = &self.slots[i] {
-                self.close_mapping(i, FlowEndReason::NetworkChanged);
+                self.close_mapping(i, FlowEndReason::NetworkChanged, None);
             }
         }
     }
@@ -554,14 +571,19 @@ impl Loop {
                 _ => false,
             };
             if on {
-                self.close_mapping(i, FlowEndReason::NetworkChanged);
+                self.close_mapping(i, FlowEndReason::NetworkChanged, None);
             }
         }
     }
 
     /// New resolvers or a new network: the relay's sockets are closed and
-    /// the core asks its pending queries again.
+    /// the core asks its pending queries again; the names learnt from the
+    /// old resolvers are forgotten (split horizon: a name of one network's
+    /// resolvers must not name the next network's flows).
     fn reset_dns(&mut self) {
+        if let Some(names) = &mut self.names {
+            names.clear();
+        }
         for i in 0..self.dns_socks.len() {
             if let Some(s) = self.dns_socks[i] {
                 self.kill_slot(s);

@@ -194,11 +194,11 @@ impl Loop {
                         };
                         let id = self.next_ip_id();
                         let ends = (src, SocketAddrV4::new(self.cfg.clat_v4, sp));
-                        let len = packet::emit_udp4_hop(&mut out, ends, n, id, hop);
-                        self.tally_datagram(slot, 0, len);
-                        len
+                        packet::emit_udp4_hop(&mut out, ends, n, id, hop)
                     };
-                    tun_write(&self.tun, &self.sh.counters, &out[..len]);
+                    if tun_write(&self.tun, &self.sh.counters, &out[..len]) && !v6 {
+                        self.tally_datagram(slot, 0, len);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {

@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use clat_discovery::{DiscoveredPrefix, PrefixSource};
-use clat_engine::{Engine, EngineConfig};
+use clat_engine::{Engine, EngineConfig, FlowEvent};
 use clat_protect::SocketProtector;
 
 use crate::config;
@@ -176,6 +176,31 @@ pub fn await_exit(handle: i64) -> BridgeResult<Option<String>> {
     Ok(watch.reason())
 }
 
+/// Waits up to `timeout_ms` (>= 0; 0 takes what is there without waiting)
+/// for the engine's flow events ([`clat_engine::FlowEvents::wait`]) and
+/// takes every waiting one. `Ok(None)`: none will ever come, because the
+/// engine was started without a queue (`flowEvents` 0) or its loop has
+/// ended and every event was taken. `Ok(Some(empty))`: the time ran out.
+/// Like [`await_exit`], neither the engine lock nor the registry entry is
+/// held while waiting: `stop` goes on, and the queue closing when the
+/// engine thread ends wakes the waiter at once.
+pub fn await_flow_events(handle: i64, timeout_ms: i32) -> BridgeResult<Option<Vec<FlowEvent>>> {
+    let timeout = u64::try_from(timeout_ms).map_err(|_| {
+        BridgeError::IllegalArgument(format!("timeoutMs {timeout_ms} must not be negative"))
+    })?;
+    let Some(events) = running(handle)?.engine().flow_events() else {
+        return Ok(None);
+    };
+    let got = events.wait(Duration::from_millis(timeout));
+    if !got.is_empty() || !events.is_closed() {
+        return Ok(Some(got));
+    }
+    // Closed: nothing is pushed after that, so one more take gets the
+    // events pushed between the wait's drain and the close.
+    let rest = events.take();
+    Ok(if rest.is_empty() { None } else { Some(rest) })
+}
+
 /// RFC 7050 discovery: every prefix found (Kotlin gets them as
 /// `DiscoveredPrefix` objects).
 pub fn discover(
@@ -259,6 +284,10 @@ mod tests {
                 Err(BridgeError::IllegalState(_))
             ));
             assert!(matches!(await_exit(h), Err(BridgeError::IllegalState(_))));
+            assert!(matches!(
+                await_flow_events(h, 0),
+                Err(BridgeError::IllegalState(_))
+            ));
             // stop is idempotent: unknown is not an error.
             assert!(!stop(h).unwrap());
         }
@@ -271,6 +300,14 @@ mod tests {
                 matches!(set_prefix(12345, bad), Err(BridgeError::IllegalArgument(_))),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn await_flow_events_checks_the_timeout_before_the_handle() {
+        match await_flow_events(12345, -1) {
+            Err(BridgeError::IllegalArgument(m)) => assert!(m.contains("timeoutMs -1"), "{m}"),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -21,6 +21,7 @@
 
 pub mod config;
 mod datagram_mappings;
+mod dns_names;
 mod dns_queries;
 mod dns_wire;
 mod event_loop;

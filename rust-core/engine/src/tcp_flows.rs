@@ -51,6 +51,7 @@
 //! never completed (Connecting or SynInjected), as Linux conntrack's
 //! early_drop does, and is refused only when there is none.
 
+use crate::flow_events::{FlowEndReason, Tally};
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::checksum;
 use crate::stats::Counters;
@@ -226,6 +227,11 @@ pub struct Flow {
     probe_at: Option<Instant>,
     /// The upstream keepalive interval set, if any.
     keepalive: Option<Duration>,
+    /// A reported flow's id and bytes ([`TcpFlows::report_flows`]): every
+    /// IPv4 packet of the flow the app writes to the TUN counts up, every
+    /// one of the listener's written to the app counts down, until the
+    /// flow's end is reported ([`Action::Ended`]), which takes it.
+    tally: Option<Box<Tally>>,
 }
 
 /// How the held SYN is answered when the upstream connect fails.
@@ -306,6 +312,17 @@ pub enum Action {
     /// Enable keepalives on the upstream socket of `slot`: TCP_KEEPIDLE and
     /// TCP_KEEPINTVL both `interval`.
     Keepalive { slot: usize, interval: Duration },
+    /// A reported flow started: the app's SYN created it (`clat:sp ->
+    /// dst:dp`, leaving on `path`).
+    Started {
+        id: u64,
+        sp: u16,
+        dst: Ipv4Addr,
+        dp: u16,
+        path: Ipv4Path,
+    },
+    /// A reported flow ended: the engine dropped it, for `how`.
+    Ended { tally: Tally, how: FlowEndReason },
     /// Write a RST `nat:np -> clat:L` with sequence number `seq` into the
     /// TUN: the listener drops the half-open (or not yet accepted)
     /// connection of a flow freed before accept(), so that a later flow
@@ -316,6 +333,23 @@ pub enum Action {
         /// The flow was IPv6: the RST goes to the IPv6 listener.
         v6: bool,
     },
+}
+
+/// How a flow whose upstream connect failed with `errno` ended
+/// (`docs/flow-events.md`, `how`): the path refused it (ECONNREFUSED: a
+/// RST or port unreachable) or could not reach it (no route, host
+/// unreachable, administratively prohibited), or nothing answered
+/// (ETIMEDOUT); any other failure is the engine's own (no descriptor, no
+/// buffer, protect failed), which the app sees as a RST.
+pub fn connect_failure_end(errno: Option<i32>) -> FlowEndReason {
+    match errno {
+        Some(libc::ECONNREFUSED) => FlowEndReason::Refused,
+        Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EACCES | libc::EPERM) => {
+            FlowEndReason::Unreachable
+        }
+        Some(libc::ETIMEDOUT) => FlowEndReason::TimedOut,
+        _ => FlowEndReason::Reset,
+    }
 }
 
 /// What to do with an app segment.
@@ -413,6 +447,11 @@ pub struct TcpFlows {
     to: FlowTimeouts,
     /// The path new flows take ([`TcpFlows::set_path`]).
     path: Ipv4Path,
+    /// Report IPv4 flows, except those to this address (the DNS relay's:
+    /// its queries are not flows); `None`: report nothing.
+    report: Option<Ipv4Addr>,
+    /// The last flow id given ([`TcpFlows::next_flow_id`]).
+    last_id: u64,
 }
 
 impl TcpFlows {
@@ -427,7 +466,23 @@ impl TcpFlows {
             actions: VecDeque::new(),
             to,
             path: Ipv4Path::Nat64,
+            report: None,
+            last_id: 0,
         }
+    }
+
+    /// Reports IPv4 flows from now on ([`Action::Started`] when the app's
+    /// SYN creates one, [`Action::Ended`] when it is dropped), except those
+    /// to `relay` (the DNS relay's address). IPv6 flows are never reported.
+    pub fn report_flows(&mut self, relay: Ipv4Addr) {
+        self.report = Some(relay);
+    }
+
+    /// A new flow id, unique while the engine runs: TCP flows and datagram
+    /// mappings take theirs from here, so that one counter serves all.
+    pub fn next_flow_id(&mut self) -> u64 {
+        self.last_id += 1;
+        self.last_id
     }
 
     /// Live flows (all but Closing): what counts against the flow cap.
@@ -482,6 +537,7 @@ impl TcpFlows {
             return AppVerdict::Drop;
         };
         e.last = now;
+        Tally::up(&mut e.tally, p.len());
         let end = seg.seq + seg.seq_len();
         match e.state {
             FlowState::Connecting => {
@@ -496,7 +552,7 @@ impl TcpFlows {
                     Counters::inc(&c.tcp_syns_absorbed);
                 } else if seg.flags.intersects(TcpFlags::RST) {
                     // The app gave up: so does the upstream connect.
-                    self.free(np, true, c);
+                    self.free(np, true, FlowEndReason::Reset, c);
                 } else {
                     Counters::inc(&c.drop_tcp_no_flow);
                 }
@@ -506,7 +562,7 @@ impl TcpFlows {
                 if seg.flags.intersects(TcpFlags::RST) {
                     // The listener drops its half-open connection on the
                     // RST; the upstream goes with it.
-                    self.free(np, true, c);
+                    self.free(np, true, FlowEndReason::Reset, c);
                     return AppVerdict::Forward(np);
                 }
                 if end > e.app_next {
@@ -646,11 +702,29 @@ impl TcpFlows {
                 window_closed: false,
                 probe_at: None,
                 keepalive: None,
+                tally: None,
             },
         );
         self.by_key.insert(key, np);
         self.incomplete.insert((now, np));
         self.timers.insert(at, TimerKey::Nat(np));
+        if let (Some(relay), IpAddr::V4(dst)) = (self.report, key.1) {
+            if dst != relay {
+                let id = self.next_flow_id();
+                let mut tally = Tally::new(id);
+                tally.up = p.len() as u64;
+                if let Some(e) = self.by_np.get_mut(&np) {
+                    e.tally = Some(tally);
+                }
+                self.actions.push_back(Action::Started {
+                    id,
+                    sp: key.0,
+                    dst,
+                    dp: key.2,
+                    path: self.path,
+                });
+            }
+        }
         Counters::inc(&c.flows_tcp);
         Counters::inc(&c.flows_tcp_total);
         if key.1.is_ipv6() {
@@ -728,16 +802,18 @@ impl TcpFlows {
 
     fn evict(&mut self, np: u16, c: &Counters) {
         log::debug!("evicting incomplete tcp flow {np}");
-        self.free(np, true, c);
+        self.free(np, true, FlowEndReason::Evicted, c);
         Counters::inc(&c.flows_evicted);
     }
 
     /// Removes a flow, closing its sockets if it has any (a RST upstream
-    /// when `rst_up`); a live one leaves the flow gauge.
-    fn free(&mut self, np: u16, rst_up: bool, c: &Counters) {
-        let Some(e) = self.by_np.remove(&np) else {
+    /// when `rst_up`); a live one leaves the flow gauge, and its end is
+    /// reported for `how` (a Closing one's was, when it entered Closing).
+    fn free(&mut self, np: u16, rst_up: bool, how: FlowEndReason, c: &Counters) {
+        let Some(mut e) = self.by_np.remove(&np) else {
             return;
         };
+        self.report_end(&mut e, how);
         let k = (e.sp, e.dst, e.dp);
         if self.by_key.get(&k) == Some(&np) {
             self.by_key.remove(&k);
@@ -766,6 +842,14 @@ impl TcpFlows {
                 rst_app: false,
                 rst_up,
             });
+        }
+    }
+
+    /// Queues [`Action::Ended`] for `e` if it is reported and its end was
+    /// not reported yet.
+    fn report_end(&mut self, e: &mut Flow, how: FlowEndReason) {
+        if let Some(t) = e.tally.take() {
+            self.actions.push_back(Action::Ended { tally: *t, how });
         }
     }
 
@@ -856,7 +940,7 @@ impl TcpFlows {
             }
             self.actions.push_back(Action::AnswerSyn { syn, answer });
         }
-        self.free(np, false, c);
+        self.free(np, false, connect_failure_end(errno), c);
     }
 
     /// accept() returned flow `np`'s local socket: the slot of its
@@ -896,12 +980,15 @@ impl TcpFlows {
         }
     }
 
-    /// A segment from the listener to NAT port `np`.
+    /// A segment from the listener to NAT port `np`, `len` bytes (the
+    /// whole IP packet, which goes to the app translated, of the same
+    /// length, unless suppressed).
     pub fn on_listener_segment(
         &mut self,
         now: Instant,
         np: u16,
         seg: Option<SegInfo>,
+        len: usize,
         c: &Counters,
     ) -> ListenerVerdict {
         let Some(e) = self.by_np.get_mut(&np) else {
@@ -921,6 +1008,7 @@ impl TcpFlows {
                 e.engine_fin_first |= !e.app_fin;
             }
         }
+        Tally::down(&mut e.tally, len);
         ListenerVerdict::Forward {
             dst: e.dst,
             dp: e.dp,
@@ -931,17 +1019,36 @@ impl TcpFlows {
     /// Flow `np`'s relay ended (its sockets are closed by the caller);
     /// `orderly` when without a reset, so the listener side may be in
     /// TIME_WAIT.
+    /// Its end is reported as [`FlowEndReason::Closed`] when `orderly`,
+    /// else [`FlowEndReason::Reset`].
     pub fn relay_closed(&mut self, np: u16, orderly: bool, now: Instant, c: &Counters) {
-        self.enter_closing(np, orderly, now, c);
+        let how = if orderly {
+            FlowEndReason::Closed
+        } else {
+            FlowEndReason::Reset
+        };
+        self.enter_closing(np, orderly, how, now, c);
     }
 
-    fn enter_closing(&mut self, np: u16, orderly: bool, now: Instant, c: &Counters) {
+    /// Ends live flow `np` (reported for `how`), keeping its entry for the
+    /// grace time or the TIME_WAIT hold.
+    fn enter_closing(
+        &mut self,
+        np: u16,
+        orderly: bool,
+        how: FlowEndReason,
+        now: Instant,
+        c: &Counters,
+    ) {
         let grace = CLOSE_GRACE.min(self.to.transitory);
         let Some(e) = self.by_np.get_mut(&np) else {
             return;
         };
         if e.state == FlowState::Closing {
             return;
+        }
+        if let Some(t) = e.tally.take() {
+            self.actions.push_back(Action::Ended { tally: *t, how });
         }
         let at = if orderly && e.engine_fin_first && !e.fast_closed {
             now + TIME_WAIT_HOLD
@@ -971,7 +1078,7 @@ impl TcpFlows {
             let idle = match e.state {
                 FlowState::Closing => {
                     self.timers.insert(at, key); // removed again by free
-                    self.free(np, false, c);
+                    self.free(np, false, FlowEndReason::Closed, c);
                     continue;
                 }
                 FlowState::Established => self.to.established,
@@ -993,10 +1100,10 @@ impl TcpFlows {
                     });
                 }
                 self.timers.insert(at, key); // removed again by enter_closing
-                self.enter_closing(np, false, now, c);
+                self.enter_closing(np, false, FlowEndReason::TimedOut, now, c);
             } else {
                 self.timers.insert(at, key);
-                self.free(np, true, c);
+                self.free(np, true, FlowEndReason::TimedOut, c);
             }
         }
     }
@@ -1047,9 +1154,12 @@ impl TcpFlows {
                             rst_up: true,
                         });
                     }
-                    self.enter_closing(np, false, now, c);
+                    let how = FlowEndReason::NetworkChanged;
+                    self.enter_closing(np, false, how, now, c);
                 }
-                FlowState::Connecting | FlowState::SynInjected => self.free(np, true, c),
+                FlowState::Connecting | FlowState::SynInjected => {
+                    self.free(np, true, FlowEndReason::NetworkChanged, c)
+                }
             }
         }
     }

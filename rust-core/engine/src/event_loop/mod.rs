@@ -15,8 +15,11 @@ mod udp;
 
 use crate::config::EngineConfig;
 use crate::datagram_mappings::{DatagramMappings, MapKey};
+use crate::dns_names::DnsNames;
 use crate::dns_queries::DnsQueries;
-use crate::flow_events::FlowEventSink;
+use crate::flow_events::{
+    FlowEnd, FlowEndReason, FlowEvent, FlowEventSink, FlowProto, FlowStart, Tally,
+};
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{
     self, Ip4, Ip6, IpHdr, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
@@ -37,7 +40,7 @@ use mio::net::{TcpListener, UdpSocket};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -149,6 +152,9 @@ pub(crate) struct Loop {
     /// Where flow events go, when a consumer asked for them
     /// ([`crate::flow_events`]); `None`: no event is built.
     flow_sink: Option<FlowEventSink>,
+    /// Names the DNS relay resolved, for FlowStart.name; only while flow
+    /// events are on.
+    names: Option<DnsNames>,
 }
 
 fn tok(slot: usize, side: usize) -> Token {
@@ -240,13 +246,13 @@ impl Loop {
             spare_fd: open_spare_fd(),
             last_socket_warn: None,
             flow_sink: None,
+            names: None,
         })
     }
 
     /// Queues a flow event for the consumer, counting it if the queue is
     /// full; builds nothing when nobody listens (`make` is not called).
-    #[allow(dead_code)] // The emission points come with issue 17's engine step.
-    fn emit_flow_event(&self, make: impl FnOnce() -> crate::flow_events::FlowEvent) {
+    fn emit_flow_event(&self, make: impl FnOnce() -> FlowEvent) {
         if let Some(sink) = &self.flow_sink {
             if !sink.push(make()) {
                 Counters::inc(&self.c().flow_events_dropped);
@@ -254,8 +260,52 @@ impl Loop {
         }
     }
 
-    /// Sends flow events to `sink` ([`crate::flow_events`]).
+    /// Reports the start of IPv4 flow `id` from the app's `sp` to `dst`,
+    /// leaving on `path`, named if the relay resolved `dst`'s address.
+    fn emit_start(&self, id: u64, proto: FlowProto, sp: u16, dst: SocketAddrV4, path: Ipv4Path) {
+        self.emit_flow_event(|| {
+            let name = self
+                .names
+                .as_ref()
+                .and_then(|n| n.lookup(*dst.ip(), self.now));
+            FlowEvent::Start(FlowStart {
+                id,
+                at_ms: crate::flow_events::now_ms(),
+                proto,
+                src: SocketAddrV4::new(self.cfg.clat_v4, sp),
+                dst,
+                name: name.map(|n| n.to_string()),
+                native_ipv4: path == Ipv4Path::Native,
+            })
+        });
+    }
+
+    /// Reports the end of the flow `t` counted, for `how`.
+    fn emit_end(&self, t: &Tally, how: FlowEndReason) {
+        self.emit_flow_event(|| {
+            FlowEvent::End(FlowEnd {
+                id: t.id,
+                at_ms: crate::flow_events::now_ms(),
+                bytes_up: t.up,
+                bytes_down: t.down,
+                how,
+            })
+        });
+    }
+
+    /// A tally for a new datagram mapping of the app's family (`v6`):
+    /// `None` unless flow events are on and the mapping is IPv4.
+    fn new_tally(&mut self, v6: bool) -> Option<Box<Tally>> {
+        (self.flow_sink.is_some() && !v6).then(|| Tally::new(self.tcp.next_flow_id()))
+    }
+
+    /// Sends flow events to `sink` ([`crate::flow_events`]); with one, TCP
+    /// flows are reported and the relay's answers teach names.
     pub(crate) fn with_flow_events(mut self, sink: Option<FlowEventSink>) -> Loop {
+        if sink.is_some() {
+            self.tcp.report_flows(self.cfg.dns_v4);
+            self.names = Some(DnsNames::new(crate::dns_names::CAPACITY));
+        }
         self.flow_sink = sink;
         self
     }
@@ -326,8 +376,13 @@ impl Loop {
         self.shutdown();
     }
 
-    /// Closes everything (RST for live TCP flows so apps do not hang).
+    /// Closes everything (RST for live TCP flows so apps do not hang);
+    /// the flows still live are reported ended, as NetworkChanged.
     fn shutdown(&mut self) {
+        if self.flow_sink.is_some() {
+            self.now = Instant::now();
+            self.reset_upstream();
+        }
         for s in &mut self.slots {
             match s {
                 Slot::Relay(r) => {
@@ -440,7 +495,7 @@ impl Loop {
         self.run_tcp_actions();
         for i in 0..self.slots.len() {
             if let Slot::Udp(_) | Slot::Icmp(_) = &self.slots[i] {
-                self.close_mapping(i);
+                self.close_mapping(i, FlowEndReason::NetworkChanged);
             }
         }
     }
@@ -457,7 +512,7 @@ impl Loop {
                 _ => false,
             };
             if on {
-                self.close_mapping(i);
+                self.close_mapping(i, FlowEndReason::NetworkChanged);
             }
         }
     }

@@ -8,6 +8,7 @@
 //! sockets' events reported to it.
 
 use super::{tok, tun_write, Loop, Slot};
+use crate::flow_events::FlowProto;
 use crate::ipv4_path::Ipv4Path;
 use crate::nat_tcp;
 use crate::packet::{self, IpHdr, IpView, PROTO_TCP};
@@ -192,6 +193,17 @@ impl Loop {
                     }
                     self.txbuf = out;
                 }
+                Action::Started {
+                    id,
+                    sp,
+                    dst,
+                    dp,
+                    path,
+                } => {
+                    let dst = SocketAddrV4::new(dst, dp);
+                    self.emit_start(id, FlowProto::Tcp, sp, dst, path);
+                }
+                Action::Ended { tally, how } => self.emit_end(&tally, how),
                 Action::Keepalive { slot, interval } => {
                     if let Some(Slot::Relay(r)) = self.slots.get(slot) {
                         let ka = TcpKeepalive::new()
@@ -375,8 +387,9 @@ impl Loop {
         }
         let seg = TcpSegment::parse(t).ok().map(|s| SegInfo::from(&s));
         let c = &self.sh.counters;
+        let len = p.len();
         if let ListenerVerdict::Forward { dst, dp, sp } =
-            self.tcp.on_listener_segment(self.now, np, seg, c)
+            self.tcp.on_listener_segment(self.now, np, seg, len, c)
         {
             // A flow of the other family on this NAT port: not ours.
             if dst.is_ipv6() != clat.is_ipv6() {

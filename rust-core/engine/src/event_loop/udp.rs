@@ -6,6 +6,7 @@
 use super::datagram::{send_fields, Datagram};
 use super::{tun_write, Loop, Slot, MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD6};
 use crate::datagram_mappings::MapKey;
+use crate::flow_events::Tally;
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{self, Hop, Ip4, IpHdr, IpView};
 use crate::stats::Counters;
@@ -33,6 +34,9 @@ pub(super) struct UdpFlow {
     /// The DF last set as the IPv4 socket's IP_MTU_DISCOVER (native path);
     /// None before the first datagram or after a failed setsockopt.
     pub(super) df: Option<bool>,
+    /// An IPv4 mapping's id and bytes while flow events are on
+    /// ([`crate::flow_events::Tally`]).
+    pub(super) tally: Option<Box<Tally>>,
 }
 
 /// Why a local send failed, for the app's Destination Unreachable.
@@ -94,6 +98,9 @@ impl Loop {
                 None => return,
             },
         };
+        if !v6 {
+            self.tally_datagram(slot, p.len(), 0);
+        }
         let Slot::Udp(f) = &self.slots[slot] else {
             return;
         };
@@ -186,7 +193,9 @@ impl Loop {
                         };
                         let id = self.next_ip_id();
                         let ends = (src, SocketAddrV4::new(self.cfg.clat_v4, sp));
-                        packet::emit_udp4_hop(&mut out, ends, n, id, hop)
+                        let len = packet::emit_udp4_hop(&mut out, ends, n, id, hop);
+                        self.tally_datagram(slot, 0, len);
+                        len
                     };
                     tun_write(&self.tun, &self.sh.counters, &out[..len]);
                 }

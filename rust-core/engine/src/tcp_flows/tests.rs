@@ -381,7 +381,7 @@ fn idle_established_flow_expires_and_packets_either_way_refresh_it() {
                 AppVerdict::Forward(np)
             );
         } else {
-            f.on_listener_segment(s(i), np, None, &c);
+            f.on_listener_segment(s(i), np, None, 52, &c);
         }
         f.handle_timeout(s(i), &c);
         assert_eq!(actions(&mut f), vec![], "at {i} s");
@@ -498,7 +498,7 @@ fn fast_close_and_time_wait_hold() {
         window: 512,
     };
     assert_eq!(
-        f.on_listener_segment(t0, np, Some(fin), &c),
+        f.on_listener_segment(t0, np, Some(fin), 52, &c),
         ListenerVerdict::Forward {
             dst: D.into(),
             dp: 80,
@@ -536,14 +536,14 @@ fn fast_close_and_time_wait_hold() {
         ..fin
     };
     assert_eq!(
-        f.on_listener_segment(t0, np, Some(rst), &c),
+        f.on_listener_segment(t0, np, Some(rst), 52, &c),
         ListenerVerdict::Suppress
     );
     assert_eq!(c.snapshot().tcp_fast_closes, 1);
     // Without fast close, an orderly end after the listener's FIN holds
     // the port for TIME_WAIT.
     let np2 = established(&mut f, t0, 2, &c);
-    f.on_listener_segment(t0, np2, Some(fin), &c);
+    f.on_listener_segment(t0, np2, Some(fin), 52, &c);
     f.relay_closed(np2, true, t0, &c);
     f.handle_timeout(t0 + CLOSE_GRACE, &c);
     assert!(f.get(np).is_none());
@@ -557,11 +557,11 @@ fn fast_close_and_time_wait_hold() {
         "{a:?}"
     );
     assert!(matches!(
-        f.on_listener_segment(t0, np2, None, &c),
+        f.on_listener_segment(t0, np2, None, 52, &c),
         ListenerVerdict::Forward { sp: 2, .. }
     ));
     assert_eq!(
-        f.on_listener_segment(t0, 9999, None, &c),
+        f.on_listener_segment(t0, 9999, None, 52, &c),
         ListenerVerdict::NoFlow
     );
 }
@@ -736,14 +736,14 @@ fn zero_window_probes_are_not_keepalives() {
     // The listener acknowledges everything and closes its window.
     let closed = from_listener(1, 1011, 0);
     assert!(matches!(
-        f.on_listener_segment(ms(2), np, Some(closed), &c),
+        f.on_listener_segment(ms(2), np, Some(closed), 52, &c),
         ListenerVerdict::Forward { .. }
     ));
     let probe = seg(1, 1010, Some(1), "", b"");
     for at in [200, 600, 1400, 3000, 6200, 12600, 25400] {
         app(&mut f, ms(at), 1, &probe, false, &c);
         // The listener answers each probe: the window is still closed.
-        f.on_listener_segment(ms(at), np, Some(closed), &c);
+        f.on_listener_segment(ms(at), np, Some(closed), 52, &c);
     }
     assert_eq!(
         actions(&mut f),
@@ -752,7 +752,7 @@ fn zero_window_probes_are_not_keepalives() {
     );
     assert_eq!(c.snapshot().tcp_upstream_keepalives, 0);
     // The window opens; the same segments 30 s apart are keepalives.
-    f.on_listener_segment(ms(26000), np, Some(from_listener(1, 1011, 512)), &c);
+    f.on_listener_segment(ms(26000), np, Some(from_listener(1, 1011, 512)), 52, &c);
     app(&mut f, ms(100_000), 1, &probe, false, &c);
     app(&mut f, ms(130_000), 1, &probe, false, &c);
     assert_eq!(
@@ -802,7 +802,7 @@ fn an_app_fin_before_accept_means_the_app_closed_first() {
         payload_len: 0,
         window: 512,
     };
-    f.on_listener_segment(t0, np, Some(fin), &c);
+    f.on_listener_segment(t0, np, Some(fin), 52, &c);
     f.relay_closed(np, true, t0, &c);
     assert_eq!(
         f.poll_timeout(),
@@ -975,7 +975,7 @@ fn random_lives_keep_the_books_and_end_empty() {
                         payload_len: 0,
                         window: rnd(2) as u16,
                     };
-                    f.on_listener_segment(now, np, Some(s), &c);
+                    f.on_listener_segment(now, np, Some(s), 52, &c);
                 }
                 9 => {
                     if f.get(np).is_some_and(|e| e.state == FlowState::Established) {
@@ -1236,7 +1236,7 @@ fn a_failed_ipv6_connect_is_answered_in_its_family_and_ipv6_flows_survive_a_path
     assert_eq!(f.get(v6).unwrap().state, FlowState::Established);
     // The listener's segments of the IPv6 flow go back to its destination.
     assert_eq!(
-        f.on_listener_segment(t0, v6, None, &c),
+        f.on_listener_segment(t0, v6, None, 52, &c),
         ListenerVerdict::Forward {
             dst: a6(D6).into(),
             dp: 443,

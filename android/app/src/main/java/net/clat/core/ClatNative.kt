@@ -122,9 +122,11 @@ object ClatNative {
      * docs/flow-events.md) and returns every waiting one, oldest first, in one [FlowEventBatch]
      * (empty when the time ran out). Returns null when none will ever come: the engine was
      * started with [NativeConfig.flowEvents] 0, or its loop has ended and every event was taken.
-     * [stop] wakes a waiting call at once (the queue closes when the engine thread ends); a call
-     * after [stop] throws [IllegalStateException] like every call on a stopped handle. One
-     * consumer thread per engine: each event is returned once.
+     * [stop] wakes a waiting call at once (the queue closes when the engine thread ends). The
+     * queue outlives [stop] until drained: the ends the engine emits as it stops (NETWORK_CHANGED)
+     * are still returned after [stop], then null; after that the handle throws
+     * [IllegalStateException] like every stopped handle. Call it until null (the queue's leftover
+     * stays otherwise). One consumer thread per engine: each event is returned once.
      *
      * @throws IllegalArgumentException [timeoutMs] negative
      */

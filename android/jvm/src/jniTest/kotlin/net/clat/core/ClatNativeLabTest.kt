@@ -415,6 +415,42 @@ class ClatNativeLabTest {
         assertTrue(eventually { !interfaceExists(TUN) })
     }
 
+    /**
+     * The queue outlives stop() until drained: a consumer that was not waiting when the engine
+     * stopped (busy with the previous batch) still gets the ends the engine emitted as it stopped,
+     * then null, and only then does the handle throw like every stopped one.
+     */
+    @Test
+    fun `the ends emitted by stop are returned after stop, then null`() {
+        val h = startEngine(CountingProtector(), labConfig(flowEvents = 16))
+        val decoder = FlowEventDecoder()
+        val sink = Recorded()
+        val udpPort = try {
+            val port = DatagramSocket().use { s ->
+                assertEquals("jni-after-stop", udpEcho(s, "jni-after-stop"))
+                s.localPort
+            }
+            assertTrue(
+                eventually(5_000) {
+                    ClatNative.awaitFlowEvents(h, 500)?.let { decoder.decode(it.records, it.names, sink) }
+                    sink.starts().any { it.appPort == port }
+                },
+                "${sink.events}",
+            )
+            port
+        } finally {
+            assertTrue(ClatNative.stop(h))
+        }
+        val udp = sink.starts().single { it.appPort == udpPort }
+        val batch = ClatNative.awaitFlowEvents(h, 0)
+        assertTrue(batch != null && batch.size >= 1, "the stop's ends after stop: $batch")
+        decoder.decode(batch!!.records, batch.names, sink)
+        assertEquals(FlowEndReason.NETWORK_CHANGED, sink.ends().single { it.id == udp.id }.how)
+        assertNull(ClatNative.awaitFlowEvents(h, 10_000), "drained and closed: null at once")
+        assertThrows<IllegalStateException> { ClatNative.awaitFlowEvents(h, 0) }
+        assertTrue(eventually { !interfaceExists(TUN) })
+    }
+
     @Test
     fun `flowEvents 0 yields no events`() {
         val h = startEngine(CountingProtector())

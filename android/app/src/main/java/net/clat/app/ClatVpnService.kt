@@ -306,9 +306,8 @@ class ClatVpnService : VpnService(), ClatPort {
      * thread, not the main one (its file may be megabytes). Nothing about flows is logged.
      */
     private fun pumpFlowEvents(e: ClatEngine) {
-        val app = applicationContext
         Thread({
-            val recorder = Ipv4Report.get(app)
+            val recorder = Ipv4Report.get(this) // keeps only the application context
             val pump = FlowEventPump(e::awaitFlowEvents, recorder, FlowEventDecoder(e.handle))
             pump.run()
             pump.error?.let { Log.w(TAG, "flow events of engine ${e.handle} ended: $it") }

@@ -15,6 +15,11 @@
 //!   end without a start and a start that never ends.
 //! - **No wake-ups of its own:** the engine pushes while handling packets
 //!   it handles anyway; the consumer sleeps on a condition variable.
+//!
+//! Reported: IPv4 flows only (TCP connections, UDP and ICMP echo mappings;
+//! not carried IPv6, not queries to the DNS relay). What a flow, its bytes,
+//! its end and its name are, exactly: `docs/flow-events.md`, "What the
+//! engine counts, exactly".
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
@@ -34,15 +39,20 @@ pub enum FlowProto {
 pub enum FlowEndReason {
     /// Orderly TCP close (FIN both ways).
     Closed,
-    /// TCP reset by either side.
+    /// TCP reset by either side (an app's RST while its SYN was held too),
+    /// or the engine could not open the upstream socket (the app gets a RST).
     Reset,
-    /// Idle past the engine's timeout (UDP, ICMP echo, idle TCP).
+    /// Idle past the engine's timeout (UDP, ICMP echo, idle TCP, a connect
+    /// that never completed), or an upstream connect that timed out.
     TimedOut,
-    /// The upstream refused: TCP RST to the SYN, port unreachable.
+    /// The upstream refused: TCP RST to the SYN, port unreachable
+    /// (ECONNREFUSED on the upstream connect).
     Refused,
-    /// No route, host or network unreachable upstream.
+    /// No route, host or network unreachable, administratively prohibited
+    /// upstream (EHOSTUNREACH, ENETUNREACH, EACCES, EPERM on the connect).
     Unreachable,
-    /// Removed to make room under `max_flows`.
+    /// A flow that never completed, removed to make room under `max_flows`
+    /// or to free a descriptor.
     Evicted,
     /// Reset because the network, the NAT64 prefix or the IPv4 path changed,
     /// or the engine stopped.
@@ -64,10 +74,15 @@ pub struct FlowStart {
     /// (`sock_diag`), Android by `getConnectionOwnerUid`.
     pub src: SocketAddrV4,
     /// The IPv4 destination the app addressed, and its port (0 for ICMP).
+    /// For a UDP or echo mapping (endpoint-independent: one per app port or
+    /// echo identifier) the first one; later destinations of the mapping
+    /// are counted in its bytes without a start of their own.
     pub dst: SocketAddrV4,
-    /// The DNS name the engine's relay resolved to `dst.ip()` for this
-    /// client, presentation form without the final dot; `None` when the app
-    /// used a literal or resolved elsewhere.
+    /// The DNS name the engine's relay resolved to `dst.ip()`: the name of
+    /// the question (not a CNAME target), lower case, without the final
+    /// dot; `None` when the app used a literal or resolved elsewhere (or
+    /// over TCP, which the relay does not parse). Remembered for the
+    /// answer's TTL, 60 s to 6 h (`dns_names`).
     pub name: Option<String>,
     /// The flow left through the network's native IPv4 (pass-through), not
     /// the NAT64.
@@ -75,17 +90,28 @@ pub struct FlowStart {
 }
 
 /// A flow was dropped by the engine (`docs/flow-events.md`, FlowEnd).
+///
+/// A TCP flow's end is reported when its NAT entry goes, 2 s after it
+/// ended (60 s under the TIME_WAIT hold), so that the packets still in
+/// flight when its relay closed are counted; `at_ms` is when it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowEnd {
     /// The id of the matching [`FlowStart`].
     pub id: u64,
-    /// When the engine dropped the flow, ms since the Unix epoch (UTC).
+    /// When the flow ended, ms since the Unix epoch (UTC).
     pub at_ms: i64,
-    /// IPv4 bytes from the app towards the destination: whole IPv4 packets
-    /// as the app sent them, headers included.
+    /// Bytes from the app towards the destination: every IPv4 packet of
+    /// the flow the app wrote to the TUN, whole, headers included. For TCP
+    /// that is SYN, data, ACKs and FIN (the stream plus 40 to 60 bytes of
+    /// headers per segment, and the pure ACKs), not the stream alone; for
+    /// UDP and ICMP the datagrams and echo requests (a fragmented datagram
+    /// as one, reassembled). Nothing the engine makes itself.
     pub bytes_up: u64,
-    /// IPv4 bytes from the destination to the app, as delivered to the app
-    /// (whole IPv4 packets, headers included).
+    /// Bytes from the destination to the app: every IPv4 packet of the
+    /// flow written to the app on the TUN, whole: for TCP the listener
+    /// side's segments (SYN-ACK, data, ACKs, FIN), for UDP the datagrams,
+    /// for ICMP the echo replies. Not the RSTs and ICMP errors the engine
+    /// makes itself.
     pub bytes_down: u64,
     pub how: FlowEndReason,
 }
@@ -100,11 +126,20 @@ pub(crate) struct Tally {
     pub id: u64,
     pub up: u64,
     pub down: u64,
+    /// A TCP flow that has ended (its relay closed) while its NAT entry
+    /// still carries the segments in flight: when, and how. Its end is
+    /// reported when the entry goes (`tcp_flows`).
+    pub ended: Option<(std::time::Instant, FlowEndReason)>,
 }
 
 impl Tally {
     pub(crate) fn new(id: u64) -> Box<Tally> {
-        Box::new(Tally { id, up: 0, down: 0 })
+        Box::new(Tally {
+            id,
+            up: 0,
+            down: 0,
+            ended: None,
+        })
     }
 
     /// Adds `n` bytes to `t`'s up count, if the flow is reported.

@@ -230,7 +230,11 @@ pub struct Flow {
     /// A reported flow's id and bytes ([`TcpFlows::report_flows`]): every
     /// IPv4 packet of the flow the app writes to the TUN counts up, every
     /// one of the listener's written to the app counts down, until the
-    /// flow's end is reported ([`Action::Ended`]), which takes it.
+    /// entry goes. A flow that ended (Closing) keeps counting: when the
+    /// relay ends, the listener side may still hold stream bytes it has
+    /// not sent to the app, and the last ACKs follow; its end is reported
+    /// when the entry goes ([`Action::Ended`], which takes the tally),
+    /// with the time it ended.
     tally: Option<Box<Tally>>,
 }
 
@@ -321,8 +325,14 @@ pub enum Action {
         dp: u16,
         path: Ipv4Path,
     },
-    /// A reported flow ended: the engine dropped it, for `how`.
-    Ended { tally: Tally, how: FlowEndReason },
+    /// A reported flow ended: the engine dropped it, for `how`, at `at`
+    /// (`None`: now; a flow that went through Closing ended when it
+    /// entered it, and its packets since are counted).
+    Ended {
+        tally: Tally,
+        how: FlowEndReason,
+        at: Option<Instant>,
+    },
     /// Write a RST `nat:np -> clat:L` with sequence number `seq` into the
     /// TUN: the listener drops the half-open (or not yet accepted)
     /// connection of a flow freed before accept(), so that a later flow
@@ -350,6 +360,16 @@ pub fn connect_failure_end(errno: Option<i32>) -> FlowEndReason {
         Some(libc::ETIMEDOUT) => FlowEndReason::TimedOut,
         _ => FlowEndReason::Reset,
     }
+}
+
+/// The report of `t`'s end: when and how it ended if it did earlier
+/// (Closing), else now for `how`.
+fn ended(t: Tally, how: FlowEndReason) -> Action {
+    let (at, how) = match t.ended {
+        Some((at, how)) => (Some(at), how),
+        None => (None, how),
+    };
+    Action::Ended { tally: t, how, at }
 }
 
 /// What to do with an app segment.
@@ -846,10 +866,22 @@ impl TcpFlows {
     }
 
     /// Queues [`Action::Ended`] for `e` if it is reported and its end was
-    /// not reported yet.
+    /// not reported yet: for `how`, now, unless it ended earlier (Closing).
     fn report_end(&mut self, e: &mut Flow, how: FlowEndReason) {
         if let Some(t) = e.tally.take() {
-            self.actions.push_back(Action::Ended { tally: *t, how });
+            self.actions.push_back(ended(*t, how));
+        }
+    }
+
+    /// The engine stops: the ends of the flows in Closing, whose entries
+    /// would have gone later, are reported now (the live ones are ended
+    /// by [`TcpFlows::reset_all`]).
+    pub fn report_closing(&mut self) {
+        for e in self.by_np.values_mut() {
+            if let Some(t) = e.tally.take() {
+                self.actions
+                    .push_back(ended(*t, FlowEndReason::NetworkChanged));
+            }
         }
     }
 
@@ -1047,8 +1079,8 @@ impl TcpFlows {
         if e.state == FlowState::Closing {
             return;
         }
-        if let Some(t) = e.tally.take() {
-            self.actions.push_back(Action::Ended { tally: *t, how });
+        if let Some(t) = &mut e.tally {
+            t.ended = Some((now, how));
         }
         let at = if orderly && e.engine_fin_first && !e.fast_closed {
             now + TIME_WAIT_HOLD

@@ -1645,3 +1645,461 @@ fn recv_with_hop(s: &UdpSocket, buf: &mut [u8]) -> std::io::Result<(usize, i32, 
         Ok((n as usize, hop, tclass, peer))
     }
 }
+
+// ---- flow events (issue 17, docs/flow-events.md) --------------------------
+
+use clat_engine::{FlowEnd, FlowEndReason, FlowEvent, FlowEvents, FlowProto, FlowStart};
+
+/// A lab whose engine reports flow events into a queue of `capacity`.
+fn events_lab(cfg: EngineConfig, capacity: usize) -> (Lab, FlowEvents) {
+    setup_ns();
+    let l = start_engine(EngineConfig {
+        flow_events: capacity,
+        ..cfg
+    });
+    let ev = l.engine.flow_events().expect("flow events are on");
+    (l, ev)
+}
+
+/// Takes events from `ev` until `done` says the ones so far are enough
+/// (at most 10 s).
+fn events_until(
+    ev: &FlowEvents,
+    what: &str,
+    mut done: impl FnMut(&[FlowEvent]) -> bool,
+) -> Vec<FlowEvent> {
+    let t0 = Instant::now();
+    let mut all = Vec::new();
+    while !done(&all) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}: {all:?}"
+        );
+        all.extend(ev.wait(Duration::from_millis(200)));
+    }
+    all
+}
+
+fn starts(all: &[FlowEvent]) -> Vec<FlowStart> {
+    all.iter()
+        .filter_map(|e| match e {
+            FlowEvent::Start(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ends(all: &[FlowEvent]) -> Vec<FlowEnd> {
+    all.iter()
+        .filter_map(|e| match e {
+            FlowEvent::End(e) => Some(*e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn local_v4(a: SocketAddr) -> std::net::SocketAddrV4 {
+    match a {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(a) => panic!("not IPv4: {a}"),
+    }
+}
+
+/// Lower bound of the IPv4 bytes that carry `n` stream bytes through a TUN
+/// of MTU `mtu`: each packet at most `mtu - 40` bytes of payload, 40 bytes
+/// of headers at the least (IPv4 and TCP without options).
+fn tcp_floor(n: usize, mtu: u16) -> u64 {
+    let mss = usize::from(mtu) - 40;
+    (n + 40 * n.div_ceil(mss)) as u64
+}
+
+/// A TCP flow of 300 kB each way: one start with the app's own address and
+/// port and the destination it addressed, one end (Closed) whose bytes are
+/// the IPv4 packets of the flow through the TUN (docs/flow-events.md): at
+/// least the stream and its smallest headers each way, and together every
+/// packet the TUN carried but the few after the end (the last ACKs).
+#[test]
+fn flow_events_tcp_flow_starts_and_ends_closed_with_its_packet_bytes() {
+    if !in_netns("flow_events_tcp_flow_starts_and_ends_closed_with_its_packet_bytes") {
+        return;
+    }
+    let (l, ev) = events_lab(base_cfg(), 64);
+    let port = echo_server(&format!("[{SRV_V6}]:0")).port();
+    const N: usize = 300_000;
+    let mut c = TcpStream::connect((SRV_V4, port)).expect("connect through the CLAT");
+    let app = local_v4(c.local_addr().unwrap());
+    let mut w = c.try_clone().unwrap();
+    let writer = thread::spawn(move || {
+        let data: Vec<u8> = (0..N).map(pattern).collect();
+        w.write_all(&data).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).expect("the echo, then EOF");
+    writer.join().unwrap();
+    assert_eq!(got.len(), N);
+    drop(c);
+    let all = events_until(&ev, "the TCP flow's end", |a| !ends(a).is_empty());
+    thread::sleep(Duration::from_millis(200));
+    let s = starts(&all);
+    assert_eq!(s.len(), 1, "{all:?}");
+    let st = &s[0];
+    assert_eq!(st.proto, FlowProto::Tcp);
+    assert_eq!(st.src, app, "the app's address and port");
+    assert_eq!(st.dst, std::net::SocketAddrV4::new(SRV_V4, port));
+    assert_eq!((st.name.as_deref(), st.native_ipv4), (None, false));
+    let e = ends(&all)[0];
+    assert_eq!((e.id, e.how), (st.id, FlowEndReason::Closed), "{all:?}");
+    assert!(e.at_ms >= st.at_ms);
+    let mtu = base_cfg().mtu;
+    assert!(e.bytes_up >= tcp_floor(N, mtu), "{e:?}");
+    assert!(e.bytes_down >= tcp_floor(N, mtu), "{e:?}");
+    // Every packet through the TUN was the app's or the listener's, of
+    // this one flow: all counted but those after its end.
+    let tun = stats(&l).tun_rx_bytes;
+    let counted = e.bytes_up + e.bytes_down;
+    assert!(
+        counted <= tun && tun - counted <= 4 * 60,
+        "counted {counted} of the TUN's {tun} bytes"
+    );
+    println!(
+        "300 kB each way: bytes_up {} bytes_down {} (TUN {tun})",
+        e.bytes_up, e.bytes_down
+    );
+}
+
+/// A connect refused upstream ends as Refused, with the SYN counted up and
+/// nothing down; a UDP mapping starts once (later destinations count in
+/// its bytes: whole IPv4 datagrams each way) and ends TimedOut.
+#[test]
+fn flow_events_refused_tcp_and_udp_mapping_timed_out() {
+    if !in_netns("flow_events_refused_tcp_and_udp_mapping_timed_out") {
+        return;
+    }
+    let cfg = EngineConfig {
+        udp_timeout: Duration::from_secs(1),
+        ..base_cfg()
+    };
+    let (_l, ev) = events_lab(cfg, 64);
+    let closed = TcpListener::bind(format!("[{SRV_V6}]:0"))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = TcpStream::connect_timeout(&(SRV_V4, closed).into(), Duration::from_secs(3))
+        .expect_err("connect() to a closed port succeeded");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    let all = events_until(&ev, "the refusal", |a| !ends(a).is_empty());
+    let (s, e) = (&starts(&all)[0], ends(&all)[0]);
+    assert_eq!((s.proto, s.dst.port()), (FlowProto::Tcp, closed));
+    assert_eq!((e.id, e.how), (s.id, FlowEndReason::Refused));
+    // One SYN: 20 bytes of IPv4 and 20 to 60 of TCP; nothing came back
+    // from the listener.
+    assert!((40..=80).contains(&e.bytes_up), "{e:?}");
+    assert_eq!(e.bytes_down, 0);
+
+    let p1 = udp_server(&format!("[{SRV_V6}]:0")).port();
+    let p2 = udp_server(&format!("[{SRV2_V6}]:0")).port();
+    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let (mut up, mut down) = (0u64, 0u64);
+    let mut buf = [0u8; 2048];
+    for (ip, port, size) in [(SRV_V4, p1, 10usize), (SRV_V4, p1, 1000), (SRV2_V4, p2, 1)] {
+        u.send_to(&vec![7u8; size], (ip, port)).unwrap();
+        let n = u.recv(&mut buf).expect("UDP echo");
+        assert_eq!(n, size + 2);
+        up += 28 + size as u64;
+        down += 28 + n as u64;
+    }
+    let app = local_v4(u.local_addr().unwrap());
+    let all = events_until(&ev, "the mapping's expiry", |a| !ends(a).is_empty());
+    let s = starts(&all);
+    assert_eq!(s.len(), 1, "one start per mapping: {all:?}");
+    assert_eq!(s[0].proto, FlowProto::Udp);
+    assert_eq!(s[0].src.port(), app.port());
+    assert_eq!(
+        s[0].dst,
+        std::net::SocketAddrV4::new(SRV_V4, p1),
+        "the first destination"
+    );
+    let e = ends(&all)[0];
+    assert_eq!(
+        (e.id, e.how, e.bytes_up, e.bytes_down),
+        (s[0].id, FlowEndReason::TimedOut, up, down)
+    );
+    assert!(
+        e.at_ms - s[0].at_ms >= 1000,
+        "idle for udp_timeout: {all:?}"
+    );
+}
+
+/// Ping: an ICMP start (the echo identifier as the app's port, port 0 at
+/// the destination); the engine stopping ends it as NetworkChanged with
+/// every request and reply counted whole.
+#[test]
+fn flow_events_ping_starts_an_icmp_flow_and_stopping_ends_it() {
+    if !in_netns("flow_events_ping_starts_an_icmp_flow_and_stopping_ends_it") {
+        return;
+    }
+    let (mut l, ev) = events_lab(base_cfg(), 64);
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::ICMPV4)).expect("ping socket");
+    s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let s: UdpSocket = s.into();
+    let mut bytes = 0u64;
+    for (seq, size) in [(1u16, 56usize), (2, 1000)] {
+        let mut req = vec![8u8, 0, 0, 0, 0, 0];
+        req.extend_from_slice(&seq.to_be_bytes());
+        req.extend(std::iter::repeat_n(9u8, size));
+        s.send_to(&req, (SRV_V4, 0)).unwrap();
+        let mut buf = [0u8; 2048];
+        let n = s.recv(&mut buf).expect("echo reply");
+        assert_eq!(n, req.len());
+        bytes += 20 + n as u64;
+    }
+    let ident = s.local_addr().unwrap().port();
+    let all = events_until(&ev, "the ping's start", |a| !starts(a).is_empty());
+    let st = &starts(&all)[0];
+    assert_eq!(st.proto, FlowProto::Icmp);
+    assert_eq!(st.dst, std::net::SocketAddrV4::new(SRV_V4, 0));
+    assert_eq!(
+        st.src,
+        std::net::SocketAddrV4::new(Ipv4Addr::new(192, 0, 0, 4), ident)
+    );
+    l.engine.stop().unwrap();
+    let all = events_until(&ev, "the end at stop", |a| !ends(a).is_empty());
+    let e = ends(&all)[0];
+    assert_eq!(
+        (e.id, e.how, e.bytes_up, e.bytes_down),
+        (st.id, FlowEndReason::NetworkChanged, bytes, bytes)
+    );
+    assert!(ev.is_closed());
+}
+
+/// A new prefix ends the NAT64 flows (here a UDP mapping), not the native
+/// ones; losing native IPv4 (`set_ipv4_path`) ends the native ones; a
+/// network change ends the rest: NetworkChanged each time, once.
+#[test]
+fn flow_events_prefix_path_and_network_changes_end_flows_as_network_changed() {
+    if !in_netns("flow_events_prefix_path_and_network_changes_end_flows_as_network_changed") {
+        return;
+    }
+    setup_ns();
+    // The namespace of a_prefix_change_leaves_native_flows_alone: the app
+    // reaches 192.88.99.1 through the CLAT, the engine's native (mark 7)
+    // socket reaches it directly.
+    sh("ip", &["addr", "add", "192.88.99.1/32", "dev", "lo"]);
+    sh("ip", &["rule", "add", "pref", "10", "lookup", "local"]);
+    sh("ip", &["rule", "del", "pref", "0"]);
+    sh(
+        "ip",
+        &["rule", "add", "pref", "4", "fwmark", "7", "lookup", "local"],
+    );
+    sh(
+        "ip",
+        &["rule", "add", "pref", "5", "iif", "lo", "lookup", "main"],
+    );
+    let l = start_engine_protected(
+        EngineConfig {
+            flow_events: 64,
+            ..base_cfg()
+        },
+        Arc::new(clat_protect::MarkProtect(7)),
+    );
+    let ev = l.engine.flow_events().unwrap();
+    // A NAT64 UDP mapping.
+    let p1 = udp_server(&format!("[{SRV_V6}]:0")).port();
+    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 64];
+    u.send_to(b"nat64", (SRV_V4, p1)).unwrap();
+    u.recv(&mut buf).expect("UDP echo over the NAT64 path");
+    // A native TCP flow.
+    l.engine
+        .set_ipv4_path(clat_engine::Ipv4Path::Native)
+        .unwrap();
+    wait_for("the switch", Duration::from_secs(2), || {
+        stats(&l).ipv4_path_native == 1
+    });
+    use socket2::{Domain, Socket, Type};
+    let ls = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    ls.set_mark(7).unwrap();
+    ls.bind(&SocketAddr::from(([0, 0, 0, 0], 0)).into())
+        .unwrap();
+    ls.listen(4).unwrap();
+    let port = ls.local_addr().unwrap().as_socket().unwrap().port();
+    let listener: TcpListener = ls.into();
+    thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let mut b = [0u8; 1];
+        while c.read_exact(&mut b).is_ok() {
+            if c.write_all(&b).is_err() {
+                return;
+            }
+        }
+    });
+    let mut app = TcpStream::connect_timeout(
+        &SocketAddr::from(([192, 88, 99, 1], port)),
+        Duration::from_secs(3),
+    )
+    .unwrap();
+    app.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut b = [0u8; 1];
+    app.write_all(b"a").unwrap();
+    app.read_exact(&mut b).expect("echo over the native path");
+    let all = events_until(&ev, "two starts", |a| starts(a).len() == 2);
+    let s = starts(&all);
+    let (udp, tcp) = (&s[0], &s[1]);
+    assert_eq!((udp.proto, udp.native_ipv4), (FlowProto::Udp, false));
+    assert_eq!((tcp.proto, tcp.native_ipv4), (FlowProto::Tcp, true));
+
+    l.engine
+        .set_prefix("2001:db8:65::/96".parse().unwrap())
+        .unwrap();
+    let all = events_until(&ev, "the NAT64 mapping's end", |a| !ends(a).is_empty());
+    let e = ends(&all);
+    assert_eq!(e.len(), 1, "only the NAT64 flow: {all:?}");
+    assert_eq!((e[0].id, e[0].how), (udp.id, FlowEndReason::NetworkChanged));
+
+    l.engine
+        .set_ipv4_path(clat_engine::Ipv4Path::Nat64)
+        .unwrap();
+    let all = events_until(&ev, "the native flow's end", |a| !ends(a).is_empty());
+    let e = ends(&all);
+    assert_eq!(e.len(), 1, "{all:?}");
+    assert_eq!((e[0].id, e[0].how), (tcp.id, FlowEndReason::NetworkChanged));
+    // 'a' each way, with SYN, handshake ACK and ACKs: small, not zero.
+    assert!(e[0].bytes_up >= 41 + 40 && e[0].bytes_down >= 41, "{e:?}");
+
+    // A network change ends a new NAT64 mapping too.
+    let v = UdpSocket::bind("0.0.0.0:0").unwrap();
+    v.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    l.engine
+        .set_prefix("2001:db8:64::/96".parse().unwrap())
+        .unwrap();
+    thread::sleep(Duration::from_millis(200));
+    v.send_to(b"again", (SRV_V4, p1)).unwrap();
+    v.recv(&mut buf)
+        .expect("UDP echo after the prefix came back");
+    l.engine.network_changed().unwrap();
+    let all = events_until(&ev, "the end at the network change", |a| {
+        !ends(a).is_empty()
+    });
+    let (s, e) = (starts(&all), ends(&all));
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        (e[0].id, e[0].how),
+        (s[0].id, FlowEndReason::NetworkChanged)
+    );
+}
+
+/// A queue that is full drops the newest events and counts them; with
+/// `flow_events: 0` (the default) there is no queue and nothing is counted.
+#[test]
+fn flow_events_full_queue_counts_drops_and_off_means_none() {
+    if !in_netns("flow_events_full_queue_counts_drops_and_off_means_none") {
+        return;
+    }
+    let (mut l, ev) = events_lab(base_cfg(), 2);
+    let p1 = udp_server(&format!("[{SRV_V6}]:0")).port();
+    let mut socks = Vec::new();
+    for _ in 0..3 {
+        let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        u.send_to(b"x", (SRV_V4, p1)).unwrap();
+        u.recv(&mut [0u8; 16]).expect("UDP echo");
+        socks.push(u);
+    }
+    assert_eq!(stats(&l).flow_events_dropped, 1);
+    let got = ev.take();
+    assert_eq!(starts(&got).len(), 2, "the first two: {got:?}");
+    assert_eq!(
+        got.iter()
+            .map(|e| match e {
+                FlowEvent::Start(s) => s.src.port(),
+                _ => 0,
+            })
+            .collect::<Vec<_>>(),
+        socks[..2]
+            .iter()
+            .map(|s| s.local_addr().unwrap().port())
+            .collect::<Vec<_>>()
+    );
+    l.engine.stop().unwrap();
+    // The three ends at stop: two fit, the third is dropped too.
+    let all = events_until(&ev, "the ends", |a| ends(a).len() == 2);
+    assert_eq!(all.len(), 2);
+    assert_eq!(stats(&l).flow_events_dropped, 2);
+    drop(l);
+
+    let l = start_engine(base_cfg());
+    assert!(l.engine.flow_events().is_none());
+    let u = UdpSocket::bind("0.0.0.0:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    u.send_to(b"x", (SRV_V4, p1)).unwrap();
+    u.recv(&mut [0u8; 16]).expect("UDP echo");
+    let s = stats(&l);
+    assert_eq!((s.flows_udp_total, s.flow_events_dropped), (1, 0));
+}
+
+/// A name the relay resolved for the app is the flow's name: the name the
+/// app asked, through a CNAME; a literal the relay never gave has none, and
+/// the relay's own queries are not flows.
+#[test]
+fn flow_events_carry_the_name_the_relay_resolved() {
+    if !in_netns("flow_events_carry_the_name_the_relay_resolved") {
+        return;
+    }
+    setup_ns();
+    // The resolver: app.flow.test. is a CNAME of cdn.flow.test., whose A
+    // record is 203.0.113.10 (SRV_V4).
+    let dns = UdpSocket::bind(format!("[{DNS_V6}]:53")).unwrap();
+    thread::spawn(move || {
+        use hickory_proto::op::{Message, OpCode};
+        use hickory_proto::rr::{rdata::A, rdata::CNAME, Name, RData, Record};
+        let mut buf = [0u8; 4096];
+        while let Ok((n, peer)) = dns.recv_from(&mut buf) {
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let mut r = Message::response(q.metadata.id, OpCode::Query);
+            r.metadata.recursion_desired = q.metadata.recursion_desired;
+            r.metadata.recursion_available = true;
+            r.queries = q.queries.clone();
+            let asked = q.queries[0].name().clone();
+            let cdn = Name::from_ascii("cdn.flow.test.").unwrap();
+            r.add_answer(Record::from_rdata(
+                asked,
+                300,
+                RData::CNAME(CNAME(cdn.clone())),
+            ));
+            r.add_answer(Record::from_rdata(cdn, 300, RData::A(A(SRV_V4))));
+            let _ = dns.send_to(&r.to_vec().unwrap(), peer);
+        }
+    });
+    let l = start_engine(EngineConfig {
+        flow_events: 64,
+        ..base_cfg()
+    });
+    let ev = l.engine.flow_events().unwrap();
+    let relay = (Ipv4Addr::new(192, 0, 0, 6), 53);
+    let c = UdpSocket::bind("0.0.0.0:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    // Before any answer: no name for SRV2 (a literal).
+    let p2 = udp_server(&format!("[{SRV2_V6}]:0")).port();
+    c.send_to(b"lit", (SRV2_V4, p2)).unwrap();
+    c.recv(&mut [0u8; 64]).expect("UDP echo");
+    c.send_to(&dns::query(0x4444, "App.Flow.Test.", None), relay)
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let n = c.recv(&mut buf).expect("the relay's answer");
+    assert_eq!(dns::parse(&buf[..n]).answers.len(), 2);
+    let port = echo_server(&format!("[{SRV_V6}]:0")).port();
+    let mut t = TcpStream::connect((SRV_V4, port)).unwrap();
+    t.write_all(b"n").unwrap();
+    t.read_exact(&mut [0u8; 1]).unwrap();
+    let all = events_until(&ev, "two starts", |a| starts(a).len() == 2);
+    let s = starts(&all);
+    assert_eq!(s.len(), 2, "the query to the relay is no flow: {all:?}");
+    assert_eq!((s[0].proto, s[0].name.as_deref()), (FlowProto::Udp, None));
+    assert_eq!(s[1].proto, FlowProto::Tcp);
+    assert_eq!(s[1].name.as_deref(), Some("app.flow.test"), "{all:?}");
+}

@@ -485,7 +485,7 @@ impl Loop {
             _ => return,
         };
         if let Some(t) = tally {
-            self.emit_end(&t, how);
+            self.emit_end(&t, how, None);
         }
         if let Some((_, at)) = self.mappings(kind).remove(key) {
             self.timers.remove(at, kind.timer(key));

@@ -280,12 +280,14 @@ impl Loop {
         });
     }
 
-    /// Reports the end of the flow `t` counted, for `how`.
-    fn emit_end(&self, t: &Tally, how: FlowEndReason) {
+    /// Reports the end of the flow `t` counted, for `how`, at `at` (`None`:
+    /// now).
+    fn emit_end(&self, t: &Tally, how: FlowEndReason, at: Option<Instant>) {
         self.emit_flow_event(|| {
+            let ago = at.map_or(0, |at| self.now.saturating_duration_since(at).as_millis());
             FlowEvent::End(FlowEnd {
                 id: t.id,
-                at_ms: crate::flow_events::now_ms(),
+                at_ms: crate::flow_events::now_ms() - i64::try_from(ago).unwrap_or(0),
                 bytes_up: t.up,
                 bytes_down: t.down,
                 how,
@@ -382,6 +384,8 @@ impl Loop {
         if self.flow_sink.is_some() {
             self.now = Instant::now();
             self.reset_upstream();
+            self.tcp.report_closing();
+            self.run_tcp_actions();
         }
         for s in &mut self.slots {
             match s {

@@ -203,7 +203,7 @@ impl Loop {
                     let dst = SocketAddrV4::new(dst, dp);
                     self.emit_start(id, FlowProto::Tcp, sp, dst, path);
                 }
-                Action::Ended { tally, how } => self.emit_end(&tally, how),
+                Action::Ended { tally, how, at } => self.emit_end(&tally, how, at),
                 Action::Keepalive { slot, interval } => {
                     if let Some(Slot::Relay(r)) = self.slots.get(slot) {
                         let ka = TcpKeepalive::new()
@@ -682,6 +682,11 @@ mod memory {
         let slot = size_of::<Slot>() + size_of::<Relay>();
         let total = nat + key + timer + slot;
         println!("{total} bytes per idle flow: nat entry {nat}, key {key}, timer {timer}, slot and relay {slot}");
+        // With flow events on, a reported flow's counters are on the heap
+        // (docs/flow-events.md, "Cost").
+        let tally = size_of::<crate::flow_events::Tally>();
+        println!("plus {tally} bytes of flow-event counters per reported flow");
+        assert!(tally <= 48, "flow-event counters {tally} bytes");
         assert!(
             total <= IDLE_FLOW_BUDGET,
             "{total} bytes per idle flow: nat entry {nat}, key {key}, timer {timer}, slot and relay {slot}"

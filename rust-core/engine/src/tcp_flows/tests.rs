@@ -72,7 +72,10 @@ fn held(p: &[u8]) -> Box<HeldSyn> {
 fn established(f: &mut TcpFlows, t0: Instant, sp: u16, c: &Counters) -> u16 {
     let v = app(f, t0, sp, &seg(sp, 1000, None, "S", b""), false, c);
     assert_eq!(v, AppVerdict::Consumed);
-    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+    // A reported flow's Started comes first.
+    let connect =
+        std::iter::from_fn(|| f.poll_action()).find(|a| !matches!(a, Action::Started { .. }));
+    let Some(Action::Connect { np, .. }) = connect else {
         panic!("no connect")
     };
     f.upstream_opened(np, SLOT);
@@ -1270,4 +1273,215 @@ fn an_ipv6_flow_freed_before_accept_aborts_the_ipv6_listener_side() {
             v6: true
         }
     );
+}
+
+/// The report actions among `a` (Started, Ended), in order.
+fn reports(a: &[Action]) -> Vec<Action> {
+    a.iter()
+        .filter(|a| matches!(a, Action::Started { .. } | Action::Ended { .. }))
+        .cloned()
+        .collect()
+}
+
+fn ended(a: &[Action]) -> Vec<(u64, FlowEndReason, u64, u64)> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Ended { tally, how, .. } => Some((tally.id, *how, tally.up, tally.down)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_connect_ends_its_flow_as_its_errno_says() {
+    use FlowEndReason as R;
+    for (errno, how) in [
+        (Some(libc::ECONNREFUSED), R::Refused),
+        (Some(libc::EHOSTUNREACH), R::Unreachable),
+        (Some(libc::ENETUNREACH), R::Unreachable),
+        (Some(libc::EACCES), R::Unreachable),
+        (Some(libc::EPERM), R::Unreachable),
+        (Some(libc::ETIMEDOUT), R::TimedOut),
+        (Some(libc::EMFILE), R::Reset),
+        (None, R::Reset),
+    ] {
+        assert_eq!(connect_failure_end(errno), how, "{errno:?}");
+        let c = Counters::default();
+        let t0 = Instant::now();
+        let mut f = TcpFlows::new(to());
+        f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+        let syn = seg(40000, 1000, None, "S", b"");
+        app(&mut f, t0, 40000, &syn, false, &c);
+        actions(&mut f);
+        f.upstream_failed(1024, errno, &c);
+        let syn_len = syn.0.len() as u64;
+        assert_eq!(
+            ended(&actions(&mut f)),
+            vec![(1, how, syn_len, 0)],
+            "{errno:?}"
+        );
+    }
+}
+
+#[test]
+fn reported_flows_start_once_and_end_once_with_their_packet_bytes() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+    // The SYN starts the flow, id 1, before its connect.
+    let syn = seg(40000, 1000, None, "S", b"");
+    app(&mut f, t0, 40000, &syn, false, &c);
+    let a = actions(&mut f);
+    assert_eq!(
+        a[0],
+        Action::Started {
+            id: 1,
+            sp: 40000,
+            dst: D,
+            dp: 80,
+            path: Ipv4Path::Nat64
+        }
+    );
+    assert!(matches!(a[1], Action::Connect { np: 1024, .. }));
+    // A retransmitted SYN counts too: the app sent it to the TUN.
+    app(&mut f, t0, 40000, &syn, false, &c);
+    f.upstream_opened(1024, SLOT);
+    f.upstream_connected(1024, t0);
+    f.accepted(1024, t0);
+    let data = seg(40000, 1001, Some(1), "", &[1u8; 300]);
+    app(&mut f, t0, 40000, &data, false, &c);
+    // Down: the listener's packets by the length the Loop reports.
+    f.on_listener_segment(t0, 1024, Some(from_listener(1, 1301, 512)), 1000, &c);
+    f.on_listener_segment(t0, 1024, None, 52, &c);
+    assert_eq!(reports(&actions(&mut f)), vec![]);
+    f.relay_closed(1024, true, t0, &c);
+    // Ended, but the entry still carries what was in flight at the close
+    // (the listener's last bytes, the last ACKs): they count, and the end
+    // is reported when the entry goes, with the time of the close.
+    assert_eq!(reports(&actions(&mut f)), vec![]);
+    let late = seg(40000, 1301, Some(2), "", b"");
+    app(&mut f, t0, 40000, &late, false, &c);
+    f.on_listener_segment(t0, 1024, None, 52, &c);
+    let gone = t0 + TIME_WAIT_HOLD + CLOSE_GRACE;
+    f.handle_timeout(gone, &c);
+    assert!(f.get(1024).is_none());
+    let up = 2 * syn.0.len() as u64 + data.0.len() as u64 + late.0.len() as u64;
+    let a = actions(&mut f);
+    assert_eq!(ended(&a), vec![(1, FlowEndReason::Closed, up, 1104)]);
+    assert!(matches!(a[..], [Action::Ended { at: Some(at), .. }] if at == t0));
+    // Nothing ends twice.
+    f.handle_timeout(gone + TIME_WAIT_HOLD, &c);
+    assert_eq!(reports(&actions(&mut f)), vec![]);
+    // The next flow has the next id; a reset relay ends as Reset.
+    let np = established(&mut f, gone, 40001, &c);
+    f.relay_closed(np, false, gone, &c);
+    f.handle_timeout(gone + CLOSE_GRACE, &c);
+    let e = ended(&actions(&mut f));
+    assert_eq!((e[0].0, e[0].1), (2, FlowEndReason::Reset));
+    assert_eq!(f.next_flow_id(), 3, "one counter for every flow");
+}
+
+#[test]
+fn every_way_a_flow_is_dropped_ends_it_with_its_reason() {
+    use FlowEndReason as R;
+    let t0 = Instant::now();
+    let fresh = || {
+        let mut f = TcpFlows::new(to());
+        f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+        f
+    };
+    let how = |f: &mut TcpFlows| -> Vec<R> { ended(&actions(f)).iter().map(|e| e.1).collect() };
+    let c = Counters::default();
+
+    // The app resets while connecting, and after the SYN went in.
+    let mut f = fresh();
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    app(&mut f, t0, 1, &seg(1, 6, None, "R", b""), false, &c);
+    assert_eq!(how(&mut f), vec![R::Reset]);
+    let mut f = fresh();
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    f.upstream_opened(1024, SLOT);
+    f.upstream_connected(1024, t0);
+    app(&mut f, t0, 1, &seg(1, 6, None, "R", b""), false, &c);
+    assert_eq!(how(&mut f), vec![R::Reset]);
+
+    // Idle: an established flow after the established timeout (reported
+    // when its entry goes, after the grace time), a pending one after the
+    // transitory timeout.
+    let mut f = fresh();
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    actions(&mut f);
+    established(&mut f, t0, 2, &c);
+    actions(&mut f);
+    f.handle_timeout(t0 + to().established, &c);
+    assert_eq!(how(&mut f), vec![]);
+    f.handle_timeout(t0 + to().established + CLOSE_GRACE, &c);
+    assert_eq!(how(&mut f), vec![R::TimedOut]);
+    f.handle_timeout(t0 + to().transitory, &c);
+    assert_eq!(how(&mut f), vec![R::TimedOut]);
+
+    // Evicted for a new SYN in a full table: its end comes before the
+    // newcomer's start.
+    let mut f = fresh();
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    actions(&mut f);
+    app(&mut f, t0, 2, &seg(2, 5, None, "S", b""), true, &c);
+    let a = reports(&actions(&mut f));
+    assert!(matches!(a[0], Action::Ended { tally, how: R::Evicted, at: None } if tally.id == 1));
+    assert!(matches!(a[1], Action::Started { id: 2, sp: 2, .. }));
+    // ... and to free a descriptor.
+    f.upstream_opened(1025, SLOT);
+    assert!(f.evict_for_descriptor(None, &c));
+    assert_eq!(how(&mut f), vec![R::Evicted]);
+
+    // A path switch or network change: pending and established alike
+    // (the established one when its entry goes).
+    let mut f = fresh();
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    actions(&mut f);
+    established(&mut f, t0, 2, &c);
+    actions(&mut f);
+    f.reset_path(Ipv4Path::Nat64, t0, &c);
+    assert_eq!(how(&mut f), vec![R::NetworkChanged]);
+    f.handle_timeout(t0 + CLOSE_GRACE, &c);
+    assert_eq!(how(&mut f), vec![R::NetworkChanged]);
+    let t1 = t0 + CLOSE_GRACE;
+    established(&mut f, t1, 3, &c);
+    actions(&mut f);
+    f.reset_all(t1, &c);
+    f.reset_all(t1, &c);
+    assert_eq!(how(&mut f), vec![]);
+    // The engine stops before the entry goes: reported at once.
+    f.report_closing();
+    assert_eq!(how(&mut f), vec![R::NetworkChanged]);
+    f.report_closing();
+    f.handle_timeout(t1 + TIME_WAIT_HOLD, &c);
+    assert_eq!(how(&mut f), vec![], "a flow ends once");
+}
+
+#[test]
+fn flows_to_the_relay_and_ipv6_flows_are_not_reported_nor_anything_when_off() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    // Off (the default): not a single report action.
+    let mut f = TcpFlows::new(to());
+    let np = established(&mut f, t0, 1, &c);
+    f.relay_closed(np, true, t0, &c);
+    f.handle_timeout(t0 + TIME_WAIT_HOLD, &c);
+    assert_eq!(reports(&actions(&mut f)), vec![]);
+    assert!(f.by_np.values().all(|e| e.tally.is_none()));
+    // On: a flow to the relay's address (here D) is not reported.
+    let mut f = TcpFlows::new(to());
+    f.report_flows(D);
+    let np = established(&mut f, t0, 1, &c);
+    f.relay_closed(np, true, t0, &c);
+    f.handle_timeout(t0 + TIME_WAIT_HOLD, &c);
+    assert_eq!(reports(&actions(&mut f)), vec![]);
+    // Nor an IPv6 one.
+    let mut f = TcpFlows::new(to());
+    f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+    app6(&mut f, t0, 1, &syn6(1, 1000, 0, false, b""), &c);
+    let a = actions(&mut f);
+    assert!(matches!(a[..], [Action::Connect { .. }]), "{a:?}");
 }

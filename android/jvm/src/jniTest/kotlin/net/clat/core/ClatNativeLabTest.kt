@@ -344,9 +344,9 @@ class ClatNativeLabTest {
      * ([FlowEventPump] over [ClatNative.awaitFlowEvents] on a thread of its own, as
      * ClatVpnService runs it), a real TCP connection and a UDP datagram through the TUN and
      * Tayga. Each comes out as a decoded FlowStart with its destination, port and the app's own
-     * source port; the TCP flow's FlowEnd (CLOSED, IPv4 bytes both ways, headers included) comes
-     * when the connection closes; stop() while the pump waits returns promptly, the pump gets the
-     * UDP mapping's end (NETWORK_CHANGED, emitted as the engine stops) and then ends.
+     * source port; stop() while the pump waits returns promptly, and the pump gets the ends the
+     * stop reports: the TCP flow's (CLOSED at the time of its close, IPv4 bytes both ways, headers
+     * included), still held for TIME_WAIT, and the UDP mapping's (NETWORK_CHANGED), then ends.
      */
     @Test
     fun `TCP and UDP flows come out of awaitFlowEvents decoded, and stop ends the waiting consumer`() {
@@ -371,30 +371,28 @@ class ClatNativeLabTest {
             }
 
             fun tcpStart() = sink.starts().singleOrNull { it.proto == FlowProto.TCP }
-            assertTrue(eventually(10_000) { tcpStart()?.let { t -> sink.ends().any { it.id == t.id } } == true }, "${sink.events}")
+            fun udpStart() = sink.starts().singleOrNull { it.proto == FlowProto.UDP }
+            assertTrue(eventually(10_000) { tcpStart() != null && udpStart() != null }, "${sink.events}")
             val tcp = tcpStart()!!
             assertEquals(SERVER, tcp.dst)
             assertEquals(80, tcp.dstPort)
             assertEquals(tcpPort, tcp.appPort)
             assertNull(tcp.name, "a literal, no name")
             assertFalse(tcp.nativeIpv4)
-            val udp = sink.starts().single { it.proto == FlowProto.UDP }
+            val udp = udpStart()!!
             assertEquals(SERVER, udp.dst)
             assertEquals(7, udp.dstPort)
             assertEquals(udpPort, udp.appPort)
             assertEquals(setOf("192.0.0.4"), synchronized(sink.events) { sink.events.mapNotNull { it.second }.toSet() })
-            val tcpEnd = sink.ends().single { it.id == tcp.id }
-            assertEquals(FlowEndReason.CLOSED, tcpEnd.how)
-            // Whole IPv4 packets: at least the payload and a 40-byte header per packet.
-            assertTrue(tcpEnd.bytesUp >= request.size + 3 * 40, "$tcpEnd")
-            assertTrue(tcpEnd.bytesDown >= page.size + 2 * 40, "$tcpEnd")
-            assertTrue(tcpEnd.atMs >= tcp.atMs, "$tcp $tcpEnd")
+            // The server closed first (HTTP/1.0), so the engine's side sent the first FIN: the TCP
+            // end is reported when the TIME_WAIT hold lets the entry go (60 s), or at stop.
             assertTrue(sink.ends().none { it.id == udp.id }, "the UDP mapping is still open")
 
             // stop() while the consumer waits: prompt, and the consumer gets what the stop emitted.
             Thread.sleep(200)
             assertTrue(consumer.isAlive, "the consumer waits while the engine runs")
             val t0 = System.nanoTime()
+            val stopAtMs = System.currentTimeMillis()
             assertTrue(ClatNative.stop(h))
             stopped = true
             val stopMs = (System.nanoTime() - t0) / 1_000_000
@@ -402,6 +400,12 @@ class ClatNativeLabTest {
             consumer.join(5_000)
             assertFalse(consumer.isAlive, "the consumer must end when the engine stops")
             assertNull(pump.error)
+            val tcpEnd = sink.ends().single { it.id == tcp.id }
+            assertEquals(FlowEndReason.CLOSED, tcpEnd.how, "closed in order before the stop: $tcpEnd")
+            assertTrue(tcpEnd.atMs in tcp.atMs..stopAtMs, "the time of the close: $tcp $tcpEnd")
+            // Whole IPv4 packets: at least the payload and a 40-byte header per packet.
+            assertTrue(tcpEnd.bytesUp >= request.size + 3 * 40, "$tcpEnd")
+            assertTrue(tcpEnd.bytesDown >= page.size + 2 * 40, "$tcpEnd")
             val udpEnd = sink.ends().single { it.id == udp.id }
             assertEquals(FlowEndReason.NETWORK_CHANGED, udpEnd.how)
             assertEquals((20 + 8 + payload.length).toLong(), udpEnd.bytesUp, "one datagram up: $udpEnd")

@@ -308,7 +308,7 @@ class ClatVpnService : VpnService(), ClatPort {
     private fun pumpFlowEvents(e: ClatEngine) {
         Thread({
             val recorder = Ipv4Report.get(this) // keeps only the application context
-            val pump = FlowEventPump(e::awaitFlowEvents, recorder, FlowEventDecoder(e.handle))
+            val pump = FlowEventPump(e::awaitFlowEvents, recorder, FlowEventDecoder())
             pump.run()
             pump.error?.let { Log.w(TAG, "flow events of engine ${e.handle} ended: $it") }
             if (pump.decoder.malformed + pump.sinkFailures > 0) {

@@ -28,15 +28,11 @@ interface FlowEventSink {
  * code, bits set that mean nothing, a value out of range, a partial record at the end) is counted
  * in [malformed] and skipped; the others go on.
  *
- * Ids: the engine's ids are unique while it runs, and a new engine starts again from the same
- * numbers. A network change runs the new engine before the old one stops (make-before-break), so
- * both may have flows open at once: the decoder puts [engineTag] (0..[MAX_ENGINE_TAG]; the
- * service passes the engine's handle, never reused in a process) above bit 40 of every id, so that
- * one engine's end never closes the other's start. Engine ids are kept modulo 2^40.
+ * Ids are the engine's, unchanged: it takes them from one counter per process, seeded from the
+ * wall clock (docs/flow-events.md), so the two engines of a network change (make-before-break:
+ * both may have flows open at once) never share one, nor does an engine of an earlier process.
  */
-class FlowEventDecoder(engineTag: Long = 0) {
-    private val idBase: Long = (engineTag and MAX_ENGINE_TAG) shl ID_BITS
-
+class FlowEventDecoder {
     /** Records skipped because they break the layout. */
     var malformed: Long = 0
         private set
@@ -57,7 +53,7 @@ class FlowEventDecoder(engineTag: Long = 0) {
         for (i in 0 until events) {
             val at = i * RECORD_LONGS
             val w0 = records[at]
-            val id = idBase or (records[at + 1] and ID_MASK)
+            val id = records[at + 1]
             val atMs = records[at + 2]
             val a = records[at + 3]
             val b = records[at + 4]
@@ -105,12 +101,6 @@ class FlowEventDecoder(engineTag: Long = 0) {
         const val RECORD_LONGS = 5
         private const val KIND_START = 1L
         private const val KIND_END = 2L
-        private const val ID_BITS = 40
-        private const val ID_MASK = (1L shl ID_BITS) - 1
-
-        /** Tags above this are taken modulo 2^23 (ids stay positive). */
-        const val MAX_ENGINE_TAG = (1L shl 23) - 1
-
         /** Codes in order: the engine's (flow_records.rs proto_code, how_code). */
         private val PROTOS = arrayOf(FlowProto.TCP, FlowProto.UDP, FlowProto.ICMP)
         private val REASONS = arrayOf(

@@ -100,21 +100,23 @@ class FlowEventDecoderTest {
     }
 
     @Test
-    fun `the engine tag keeps two engines' ids apart and the engine id below it`() {
-        val a = Collect()
-        val b = Collect()
-        FlowEventDecoder(engineTag = 3).decode(udpStartNative, arrayOf(null), a)
-        FlowEventDecoder(engineTag = 4).decode(timedOutEnd, arrayOf(null), b)
-        val startId = (a.got.single() as FlowStart).id
-        val endId = (b.got.single() as FlowEnd).id
-        assertEquals((3L shl 40) or 42, startId)
-        assertEquals((4L shl 40) or 42, endId)
-        // An old engine's end does not close the new engine's flow of the same engine id.
+    fun `ids pass unchanged so that only the engine's own id closes a flow`() {
+        // Ids as the engine gives them: seeded from the wall clock (ms << 20), far above 2^40.
+        val big = (1_700_000_000_000L shl 20) + 42
+        val start = udpStartNative.copyOf().also { it[1] = big }
+        val otherEnd = timedOutEnd.copyOf().also { it[1] = big + 1 }
+        val ownEnd = timedOutEnd.copyOf().also { it[1] = big }
+        val got = Collect()
+        val d = FlowEventDecoder()
+        d.decode(start + otherEnd + ownEnd, arrayOf(null, null, null), got)
+        assertEquals(listOf(big, big + 1, big), got.got.map { if (it is FlowStart) it.id else (it as FlowEnd).id })
         val store = Ipv4UsageStore()
-        store.flowStarted(a.got.single() as FlowStart, FlowOwner(10123, listOf("com.example.a")))
-        store.flowEnded(b.got.single() as FlowEnd)
+        store.flowStarted(got.got[0] as FlowStart, FlowOwner(10123, listOf("com.example.a")))
+        store.flowEnded(got.got[1] as FlowEnd)
+        assertEquals(1, store.unmatchedEnds, "another engine's id must not close this flow")
+        store.flowEnded(got.got[2] as FlowEnd)
         assertEquals(1, store.unmatchedEnds)
-        assertEquals(0L, store.usage(ReportWindow.TODAY, 1_700_000_002_000).single().bytesUp)
+        assertEquals(0, d.malformed)
     }
 }
 

@@ -17,12 +17,13 @@ nothing connects, and the engine counts the drops.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
-from labutil import (CLAT_V4, LAB_RUN, PHONE, PLAT, REPO, TUN, ClatProcess, link_addrs, ns,
-                     ns_popen, ns_python, served_sha256, status_int)
+from labutil import (CLAT_V4, LAB_RUN, PHONE, PLAT, REPO, TUN, ClatProcess, clat_binary,
+                     link_addrs, link_exists, ns, ns_popen, ns_python, served_sha256, status_int)
 
 CONTROL = "@clat-e2e/carry6"
 SERVER6 = "2001:db8:2::10"
@@ -64,8 +65,8 @@ class CarryClat(ClatProcess):
     """`clat run --carry-ipv6 --bind-device ph0`: ready once the TUN has
     both addresses and the IPv6 halves of the default route."""
 
-    def __init__(self, *extra: str):
-        super().__init__("--carry-ipv6", "--bind-device", "ph0", *extra, control=CONTROL)
+    def __init__(self, *extra: str, protect: tuple = ("--bind-device", "ph0")):
+        super().__init__("--carry-ipv6", *protect, *extra, control=CONTROL)
 
     def ready(self) -> bool:
         addrs = ns(self.netns, "ip", "-6", "addr", "show", "dev", self.tun, check=False).stdout
@@ -256,3 +257,167 @@ def test_carry_ipv6_needs_the_uplink_for_its_own_sockets(lab):
            "--pref64", "2001:db8:64::/96", "--dns", "2001:db8:1::53", check=False, timeout=10)
     assert p.returncode != 0
     assert "--carry-ipv6 needs --bind-device" in p.stderr, p.stderr
+
+
+# The host's IPv6 firewall (issue 15): the engine's rewritten IPv6 SYNs reach
+# its listener on the ULA through the IPv6 INPUT hook, so an IPv6 drop policy
+# (UFW-like, `ip6` family) stalls every IPv6 TCP flow after its upstream
+# connect. `clat run --carry-ipv6` probes that path too and opens it (or, with
+# --firewall check, stops with the command), as it does for IPv4.
+HOSTFW6 = """
+table ip6 hostfw6 {
+  chain input {
+    type filter hook input priority 0; policy drop;
+    iifname "lo" accept
+    ct state established,related accept
+    meta l4proto ipv6-icmp accept
+  }
+}
+"""
+
+
+def nft_ruleset() -> str:
+    return ns(PHONE, "nft", "list", "ruleset").stdout
+
+
+def _no_ip6_firewall():
+    ns(PHONE, "nft", "delete", "table", "ip6", "hostfw6", check=False)
+    for tool in ("ip6tables-nft", "ip6tables-legacy"):
+        ns(PHONE, tool, "-P", "INPUT", "ACCEPT", check=False)
+        ns(PHONE, tool, "-F", "INPUT", check=False)
+    # ip6tables-nft leaves its (empty) table behind.
+    ns(PHONE, "nft", "delete", "table", "ip6", "filter", check=False)
+
+
+@pytest.fixture
+def ip6_drop_policy(own_clat, server6):
+    """An nftables `ip6` input chain with policy drop in phone (IPv4 open),
+    removed after the test whatever it did."""
+    _no_ip6_firewall()
+    ns(PHONE, "nft", "-f", "-", input=HOSTFW6)
+    yield server6
+    _no_ip6_firewall()
+
+
+def test_ipv6_drop_policy_stalls_ipv6_tcp_without_the_check(ip6_drop_policy):
+    """The problem: with --firewall off, the IPv6 connect times out (the
+    engine's SYN to its own listener is dropped) while IPv4 TCP works."""
+    clat = CarryClat("--firewall", "off").start()
+    try:
+        what, _, _ = connect6(ip6_drop_policy, 80, timeout=3.0)
+        assert what == "timeout", what
+        assert clat.running()
+    finally:
+        clat.stop()
+
+
+def test_ipv6_drop_policy_is_opened_for_the_tun_and_closed_at_exit(ip6_drop_policy):
+    before = nft_ruleset()
+    clat = CarryClat().start()
+    try:
+        during = nft_ruleset()
+        assert re.search(rf'table ip6 hostfw6 {{[^}}]*iifname "{TUN}" accept '
+                         rf'comment "clat run {TUN} pid \d+"', during), during
+        assert "opened nftables chain ip6 hostfw6 input (policy drop)" in clat.log(), clat.log()
+        what, _, src = connect6(ip6_drop_policy, 80)
+        assert (what, src) == ("connected", CLAT_V6), what
+    finally:
+        clat.stop()
+    assert nft_ruleset() == before
+
+
+def test_ipv6_drop_policy_check_mode_stops_with_the_command(ip6_drop_policy):
+    before = nft_ruleset()
+    p = ns(PHONE, str(clat_binary()), "run", "--tun", TUN, "--pref64", "2001:db8:64::/96",
+           "--dns", "2001:db8:1::53", "--control", CONTROL, "--carry-ipv6",
+           "--bind-device", "ph0", "--firewall", "check", check=False, timeout=15)
+    assert p.returncode == 6, p.stderr  # EXIT_FIREWALL_BLOCKED
+    assert "IPv6: no answer within 1s" in p.stderr, p.stderr
+    assert "IPv4:" not in p.stderr, p.stderr
+    assert "nftables chain ip6 hostfw6 input (policy drop)" in p.stderr, p.stderr
+    assert f'nft insert rule ip6 hostfw6 input iifname "{TUN}" accept' in p.stderr, p.stderr
+    assert nft_ruleset() == before
+    assert not link_exists(PHONE, TUN)
+
+
+@pytest.mark.parametrize("tool", ["ip6tables-nft", "ip6tables-legacy"])
+def test_ip6tables_drop_policy_is_opened_and_closed(ip6_drop_policy, tool):
+    ns(PHONE, "nft", "delete", "table", "ip6", "hostfw6")
+    ns(PHONE, tool, "-A", "INPUT", "-i", "lo", "-j", "ACCEPT")
+    ns(PHONE, tool, "-A", "INPUT", "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED",
+       "-j", "ACCEPT")
+    ns(PHONE, tool, "-A", "INPUT", "-p", "ipv6-icmp", "-j", "ACCEPT")
+    ns(PHONE, tool, "-P", "INPUT", "DROP")
+    before = ns(PHONE, tool, "-S", "INPUT").stdout
+    clat = CarryClat().start()
+    try:
+        during = ns(PHONE, tool, "-S", "INPUT").stdout
+        assert re.search(rf'-A INPUT -i {TUN} -m comment --comment "clat run {TUN} pid \d+" '
+                         r'-j ACCEPT', during.splitlines()[1]), during
+        what, _, _ = connect6(ip6_drop_policy, 80)
+        assert what == "connected", what
+    finally:
+        clat.stop()
+    assert ns(PHONE, tool, "-S", "INPUT").stdout == before
+
+
+FIRST_FAMILY = """
+import socket, sys
+ai = socket.getaddrinfo(sys.argv[1], 80, type=socket.SOCK_STREAM)
+print(" ".join(a[4][0] for a in ai))
+"""
+
+
+def test_rfc6724_ranks_ipv4_first_when_ipv6_comes_from_the_tun_ula(own_clat, server6):
+    """The source-selection consequence docs/ARCHITECTURE.md decides to
+    accept ("RFC 6724 and the TUN's ULA"): with --carry-ipv6 the IPv6
+    source is the ULA (label 6 in glibc's default table, 13 in RFC 6724's
+    and bionic's) and a global destination's label is 1, while IPv4's source
+    and destination labels match (4), so getaddrinfo puts the A record of a
+    dual-stack name first (rule 5); with plain `clat run` the IPv6 source
+    is the uplink's global address and AAAA comes first (rule 6)."""
+    name = "dual.lab.example"
+    clat = own_clat(control=CONTROL)
+    try:
+        order = ns_python(PHONE, FIRST_FAMILY, name).stdout.split()
+        assert order[0] == SERVER6 and "203.0.113.10" in order, order
+    finally:
+        clat.stop()
+    clat = CarryClat().start()
+    try:
+        assert through_tun(server6)
+        order = ns_python(PHONE, FIRST_FAMILY, name).stdout.split()
+        assert order[0] == "203.0.113.10" and SERVER6 in order, order
+    finally:
+        clat.stop()
+
+
+def test_carry_ipv6_with_mark_needs_a_rule_for_the_mark(own_clat, server6):
+    """`--mark N` keeps the engine's sockets out of the TUN only through a
+    routing rule of the user's: without one, `clat run --carry-ipv6 --mark`
+    is refused at start with what to add (its IPv6 sockets would loop into
+    the TUN); with `fwmark 100 lookup 100` and the uplink's default route in
+    table 100 it runs and IPv6 is carried."""
+    p = ns(PHONE, str(clat_binary()), "run", "--tun", TUN, "--pref64", "2001:db8:64::/96",
+           "--dns", "2001:db8:1::53", "--control", CONTROL, "--carry-ipv6", "--mark", "100",
+           check=False, timeout=15)
+    assert p.returncode == 1, p.stderr
+    assert "no IPv6 routing rule sends mark 100" in p.stderr, p.stderr
+    assert "ip -6 rule add fwmark 100 lookup 100" in p.stderr, p.stderr
+    assert not link_exists(PHONE, TUN)
+    default = ns(PHONE, "ip", "-6", "route", "show", "default").stdout.split()
+    gw = default[default.index("via") + 1]
+    ns(PHONE, "ip", "-6", "route", "add", "default", "via", gw, "dev", "ph0", "table", "100")
+    ns(PHONE, "ip", "-6", "rule", "add", "fwmark", "100", "lookup", "100", "pref", "100")
+    try:
+        clat = CarryClat(protect=("--mark", "100")).start()
+        try:
+            what, _, src = connect6(server6, 80)
+            assert (what, src) == ("connected", CLAT_V6), what
+            st = clat.status()
+            assert status_int(st, "flows_ipv6_total") >= 1, st
+        finally:
+            clat.stop()
+    finally:
+        ns(PHONE, "ip", "-6", "rule", "del", "pref", "100", check=False)
+        ns(PHONE, "ip", "-6", "route", "flush", "table", "100", check=False)

@@ -80,6 +80,7 @@ mod tests {
                 "completions/clat.bash",
                 "completions/clat.fish",
                 "man/clat-discover.1",
+                "man/clat-report.1",
                 "man/clat-run.1",
                 "man/clat-status.1",
                 "man/clat-xlat.1",

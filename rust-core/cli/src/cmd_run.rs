@@ -11,12 +11,13 @@
 
 use crate::args::{parse_duration, parse_positive_duration, parse_resolver};
 use crate::auto_mode::{self, Activity, ActivityState};
-use crate::control::{ControlAddr, ControlSocket};
-use crate::firewall::{self, FirewallMode};
+use crate::control::{ControlAddr, ControlSocket, Request};
+use crate::firewall::{self, Family, FirewallMode};
 use crate::host_setup::{if_index, raise_fd_limit, Ipv4DefaultRoute, PingGroupRange, TunLink};
 use crate::listener_probe::{self, ProbeOutcome};
+use crate::report::{Limits, Recorder};
 use crate::status::{self, Status};
-use crate::{host_cmd::ip, resolv_watch, route_watch, sd_notify, sys};
+use crate::{host_cmd::ip, report_consumer, resolv_watch, route_watch, sd_notify, sys};
 use anyhow::{bail, Context, Result};
 use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
@@ -25,7 +26,7 @@ use clat_discovery::{
 use clat_engine::{open_tun, Engine, EngineConfig};
 use clat_protect::{BindDeviceProtect, MarkProtect, NoProtect, Protector};
 use ipnet::Ipv6Net;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -87,8 +88,9 @@ pub struct Args {
     #[arg(long)]
     pub auto: bool,
     /// Host firewall: `auto` checks with a real connection through the TUN
-    /// that the engine's listener is reachable and, when a firewall
-    /// (nftables, iptables-nft, iptables-legacy, firewalld) drops it, opens
+    /// that the engine's listener is reachable (over IPv6 too with
+    /// --carry-ipv6) and, when a firewall (nftables, iptables-nft,
+    /// iptables-legacy, their ip6tables twins, firewalld) drops it, opens
     /// it for this TUN only until exit; `check` stops with the command that
     /// opens it instead; `off` does neither. When the path stays blocked,
     /// the exit status is 6 (the host needs configuring).
@@ -117,7 +119,11 @@ pub struct Args {
     /// 64:ff9b::/96 (RFC 6052 section 3.1 says not to).
     #[arg(long)]
     pub allow_non_global: bool,
-    /// Set this firewall mark (SO_MARK) on every upstream socket.
+    /// Set this firewall mark (SO_MARK) on every upstream socket. With
+    /// --native-ipv4 or --carry-ipv6 a routing rule must send the mark to a
+    /// table of its own (`ip rule add fwmark N lookup T`, for IPv6 `ip -6
+    /// rule`); without one `clat run` refuses to start, since the engine's
+    /// sockets would loop into the TUN.
     #[arg(long, value_name = "N", conflicts_with = "bind_device")]
     pub mark: Option<u32>,
     /// Bind every upstream socket to this interface (SO_BINDTODEVICE).
@@ -151,6 +157,13 @@ pub struct Args {
     /// Default: @clat/<tun>.
     #[arg(long, value_name = "@NAME|PATH")]
     pub control: Option<ControlAddr>,
+    /// Record which local processes use IPv4 through the CLAT, for `clat
+    /// report`: each new flow's socket is looked up (sock_diag, /proc) and
+    /// counted per process, in memory only (no payload; names and
+    /// destinations appear in the report and in debug logs, nowhere else).
+    /// Off by default: without it the engine builds no flow event at all.
+    #[arg(long)]
+    pub report: bool,
 }
 
 /// What `clat run` follows: the prefix in use (written by the prefix
@@ -459,8 +472,10 @@ pub fn main(args: Args) -> ExitCode {
 }
 
 /// `--firewall`: probes the path from the TUN to a listener on the CLAT
-/// address and, when it is closed, opens it or says how (see
-/// [`crate::firewall`]). Returns what it opened, to be closed at exit.
+/// address (and, with `--carry-ipv6`, on its IPv6 address: an IPv6 INPUT
+/// drop policy would stall every IPv6 TCP flow) and, when one is closed,
+/// opens it or says how (see [`crate::firewall`]). Returns what it opened,
+/// to be closed at exit.
 fn check_firewall(
     mode: FirewallMode,
     tun_fd: BorrowedFd<'_>,
@@ -474,49 +489,73 @@ fn check_firewall(
     if mode == FirewallMode::Auto {
         firewall::remove_stale(tun);
     }
-    let probe = || {
-        listener_probe::probe(tun_fd, cfg.clat_v4, cfg.nat_v4, WAIT)
-            .context("cannot probe the path from the TUN to the listener")
-    };
-    let verdict = match probe()? {
-        ProbeOutcome::Open => {
-            log::debug!("firewall: TCP from {tun} to the listener is open");
-            return Ok(None);
+    let mut families = vec![Family::V4];
+    if cfg.carry_ipv6 {
+        families.push(Family::V6);
+    }
+    // The families whose path is closed, each with what the probe saw.
+    let closed = |families: &[Family]| -> Result<Vec<(Family, String)>> {
+        let mut out = Vec::new();
+        for &f in families {
+            let (clat, nat): (IpAddr, IpAddr) = match f {
+                Family::V4 => (cfg.clat_v4.into(), cfg.nat_v4.into()),
+                Family::V6 => (cfg.clat_v6.into(), cfg.nat_v6.into()),
+            };
+            let verdict =
+                match listener_probe::probe(tun_fd, clat, nat, WAIT).with_context(|| {
+                    format!(
+                        "cannot probe the {} path from the TUN to the listener",
+                        f.name()
+                    )
+                })? {
+                    ProbeOutcome::Open => {
+                        log::debug!(
+                            "firewall: {} TCP from {tun} to the listener is open",
+                            f.name()
+                        );
+                        continue;
+                    }
+                    ProbeOutcome::Dropped => format!("no answer within {}s", WAIT.as_secs()),
+                    ProbeOutcome::Rejected(how) => format!("answered with {how}"),
+                };
+            out.push((f, format!("{}: {verdict}", f.name())));
         }
-        ProbeOutcome::Dropped => format!("no answer within {}s", WAIT.as_secs()),
-        ProbeOutcome::Rejected(how) => format!("answered with {how}"),
+        Ok(out)
     };
-    let blockers = firewall::find_blockers();
+    let verdicts = |c: &[(Family, String)]| {
+        c.iter()
+            .map(|(_, v)| v.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let shut = closed(&families)?;
+    if shut.is_empty() {
+        return Ok(None);
+    }
+    let shut_families: Vec<Family> = shut.iter().map(|(f, _)| *f).collect();
+    let blockers = firewall::find_blockers(&shut_families);
     if mode == FirewallMode::Check || blockers.is_empty() {
-        return Err(FirewallBlocked(firewall::blocked_message(tun, &verdict, &blockers)).into());
+        let m = firewall::blocked_message(tun, &verdicts(&shut), &blockers);
+        return Err(FirewallBlocked(m).into());
     }
     let openings =
         firewall::Openings::open(tun, &blockers).map_err(|e| FirewallBlocked(format!("{e:#}")))?;
-    match probe()? {
-        ProbeOutcome::Open => {
-            let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
-            log::info!("firewall: opened {} for {tun} until exit", list.join(", "));
-            Ok(Some(openings))
-        }
-        other => {
-            // `openings` is dropped here: what was opened is closed again.
-            let still = match other {
-                ProbeOutcome::Rejected(how) => format!("answered with {how}"),
-                _ => format!("no answer within {}s", WAIT.as_secs()),
-            };
-            Err(
-                anyhow::Error::new(FirewallBlocked(firewall::blocked_message(tun, &still, &[])))
-                    .context(format!(
-                        "still blocked after opening {}",
-                        blockers
-                            .iter()
-                            .map(|b| b.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )),
-            )
-        }
+    let still = closed(&shut_families)?;
+    if still.is_empty() {
+        let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
+        log::info!("firewall: opened {} for {tun} until exit", list.join(", "));
+        return Ok(Some(openings));
     }
+    // `openings` is dropped on return: what was opened is closed again.
+    let m = firewall::blocked_message(tun, &verdicts(&still), &[]);
+    Err(anyhow::Error::new(FirewallBlocked(m)).context(format!(
+        "still blocked after opening {}",
+        blockers
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
 }
 
 /// The upstream resolvers at start: `--dns`, else the resolv.conf's (both
@@ -569,6 +608,11 @@ fn engine_config(
         dns_timeout: args.dns_timeout,
         refuse_non_global_wkp: !args.allow_non_global,
         carry_ipv6: args.carry_ipv6,
+        flow_events: if args.report {
+            report_consumer::QUEUE
+        } else {
+            0
+        },
         ..Default::default()
     }
 }
@@ -641,6 +685,9 @@ fn check_native_ipv4(args: &Args) -> Result<()> {
 fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     check_native_ipv4(&args)?;
+    if let Some(mark) = args.mark {
+        crate::mark_rule::check(mark, args.native_ipv4, args.carry_ipv6)?;
+    }
     let sigs = block_signals();
     let own = ipnet::Ipv4Net::new(Ipv4Addr::from(u32::from(args.clat_addr) & !7), 29)?;
     let follow_resolv_conf = args.dns.is_empty();
@@ -739,9 +786,31 @@ fn run(args: Args) -> Result<()> {
             run_state.clone(),
             tun.clone(),
         );
-        control.serve(move || {
-            let st = lock(&run_state).clone();
-            status(&lock(&engine), &cfg, &st, &tun).to_json() + "\n"
+        let recorder = match lock(&engine).flow_events() {
+            Some(events) => {
+                let r = Arc::new(Mutex::new(Recorder::new(
+                    Limits::default(),
+                    clat_engine::flow_events::now_ms(),
+                )));
+                report_consumer::spawn(events, r.clone())
+                    .context("cannot start the report thread")?;
+                Some(r)
+            }
+            None => None,
+        };
+        control.serve(move |req| match req {
+            Request::Status => {
+                let st = lock(&run_state).clone();
+                status(&lock(&engine), &cfg, &st, &tun).to_json() + "\n"
+            }
+            Request::Report { since } => match &recorder {
+                Some(r) => {
+                    let dropped = lock(&engine).stats().flow_events_dropped;
+                    let now = clat_engine::flow_events::now_ms();
+                    lock(r).report(now, *since, dropped).to_json() + "\n"
+                }
+                None => "error this clat run records no report: start it with --report\n".into(),
+            },
         })?;
     }
     log::info!(

@@ -4,7 +4,6 @@
 
 use crate::control::ControlAddr;
 use crate::status::Status;
-use std::io::{Read, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -24,23 +23,11 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Sends `status` on the control socket and returns the answer (one JSON
-/// document and a newline, or `error <why>`).
-fn ask(addr: &ControlAddr) -> std::io::Result<String> {
-    let mut s = addr.connect()?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(b"status\n")?;
-    s.shutdown(std::net::Shutdown::Write)?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
-}
-
 pub fn main(args: Args) -> ExitCode {
     let addr = args
         .control
         .unwrap_or_else(|| ControlAddr::default_for(&args.tun));
-    let text = match ask(&addr) {
+    let text = match addr.ask("status", Duration::from_secs(5)) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("clat status: cannot reach a running `clat run` at {addr}: {e}");

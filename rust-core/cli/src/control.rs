@@ -1,4 +1,5 @@
-//! The control socket through which `clat status` asks a running `clat run`.
+//! The control socket through which `clat status` and `clat report` ask a
+//! running `clat run`.
 //!
 //! One per instance, never shared (issue 12): by default an abstract Unix
 //! socket `@clat/<tun>`. Linux scopes abstract names to the network
@@ -19,7 +20,7 @@
 use anyhow::{bail, Context, Result};
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -50,6 +51,19 @@ impl ControlAddr {
     /// Connects to the instance (what `clat status` does).
     pub fn connect(&self) -> std::io::Result<UnixStream> {
         UnixStream::connect_addr(&self.socket_addr()?)
+    }
+
+    /// Sends one request line (`status`, `report 60`) and returns the
+    /// whole answer (a document and a newline, or `error <why>`); waits at
+    /// most `timeout` for it.
+    pub fn ask(&self, request: &str, timeout: Duration) -> std::io::Result<String> {
+        let mut s = self.connect()?;
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(format!("{request}\n").as_bytes())?;
+        s.shutdown(std::net::Shutdown::Write)?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
     }
 }
 
@@ -137,14 +151,14 @@ impl ControlSocket {
         })
     }
 
-    /// Answers each connection with `status()` on a thread of its own
-    /// (requests: `status` or an empty line). Connections made before this
-    /// wait in the backlog.
+    /// Answers each connection with `answer(request)` on a thread of its
+    /// own (one request line: `status` or empty, `report [SECONDS]`).
+    /// Connections made before this wait in the backlog.
     ///
     /// Errors: the thread cannot start.
-    pub fn serve<F>(&self, status: F) -> Result<()>
+    pub fn serve<F>(&self, answer: F) -> Result<()>
     where
-        F: Fn() -> String + Send + 'static,
+        F: Fn(&Request) -> String + Send + 'static,
     {
         let l = self.listener.try_clone().context("control socket")?;
         std::thread::Builder::new()
@@ -154,20 +168,54 @@ impl ControlSocket {
                     let Ok(mut c) = conn else { continue };
                     let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
                     let mut line = String::new();
-                    let _ = BufReader::new(&c).read_line(&mut line);
+                    let _ = BufReader::new(&c).take(4096).read_line(&mut line);
                     let denied = peer_uid(&c).filter(|u| !may_ask(*u));
-                    let reply = match (denied, line.trim()) {
+                    let reply = match (denied, line.trim().parse::<Request>()) {
                         (Some(uid), _) => {
-                            format!("error uid {uid} may not ask: run clat status as root\n")
+                            format!("error uid {uid} may not ask: run clat as root\n")
                         }
-                        (None, "status" | "") => status(),
-                        (None, other) => format!("error unknown request {other:?}\n"),
+                        (None, Ok(req)) => answer(&req),
+                        (None, Err(e)) => format!("error {e}\n"),
                     };
                     let _ = c.write_all(reply.as_bytes());
                 }
             })
             .context("cannot start the control thread")?;
         Ok(())
+    }
+}
+
+/// A request on the control socket: one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `status` (or an empty line): the status document.
+    Status,
+    /// `report` or `report SECONDS`: the IPv4 report, with `SECONDS` only
+    /// the processes used in that many last seconds (`clat report --since`).
+    Report { since: Option<Duration> },
+}
+
+impl FromStr for Request {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut words = s.split_whitespace();
+        let req = match words.next() {
+            None | Some("status") => Request::Status,
+            Some("report") => Request::Report {
+                since: match words.next() {
+                    None => None,
+                    Some(n) => Some(Duration::from_secs(
+                        n.parse()
+                            .map_err(|_| format!("bad report period {n:?} (seconds)"))?,
+                    )),
+                },
+            },
+            Some(_) => return Err(format!("unknown request {s:?}")),
+        };
+        match words.next() {
+            None => Ok(req),
+            Some(_) => Err(format!("unknown request {s:?}")),
+        }
     }
 }
 
@@ -193,21 +241,40 @@ impl Drop for ControlSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     fn serve(a: &ControlAddr, answer: &'static str) -> Result<ControlSocket> {
         let c = ControlSocket::bind(a)?;
-        c.serve(move || answer.to_string())?;
+        c.serve(move |req| match req {
+            Request::Status => answer.to_string(),
+            Request::Report { since } => format!("report {since:?}\n"),
+        })?;
         Ok(c)
     }
 
     fn ask(a: &ControlAddr) -> String {
-        let mut s = a.connect().unwrap();
-        s.write_all(b"status\n").unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
+        a.ask("status", Duration::from_secs(5)).unwrap()
+    }
+
+    #[test]
+    fn requests() {
+        assert_eq!("".parse::<Request>(), Ok(Request::Status));
+        assert_eq!("status".parse::<Request>(), Ok(Request::Status));
+        assert_eq!(
+            "report".parse::<Request>(),
+            Ok(Request::Report { since: None })
+        );
+        assert_eq!(
+            "report 3600".parse::<Request>(),
+            Ok(Request::Report {
+                since: Some(Duration::from_secs(3600))
+            })
+        );
+        assert!("report 1h".parse::<Request>().is_err());
+        assert!("report 1 2".parse::<Request>().is_err());
+        assert!("statu"
+            .parse::<Request>()
+            .unwrap_err()
+            .contains("unknown request"));
     }
 
     #[test]
@@ -234,6 +301,10 @@ mod tests {
         let err = serve(&a, "state two\n").err().unwrap();
         assert!(format!("{err:#}").contains("in use"), "{err:#}");
         assert_eq!(ask(&a), "state one\n");
+        let report = a.ask("report 60", Duration::from_secs(5)).unwrap();
+        assert_eq!(report, "report Some(60s)\n");
+        let bad = a.ask("reboot", Duration::from_secs(5)).unwrap();
+        assert!(bad.starts_with("error unknown request"), "{bad}");
         drop(first);
     }
 

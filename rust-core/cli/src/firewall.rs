@@ -12,11 +12,16 @@
 //!   (firewalld rewrites its own nftables table on reload, so its table is
 //!   left to it);
 //! - nftables: every base chain on the `input` hook of family `ip` or
-//!   `inet` whose policy is drop or that has a drop or reject rule (an
-//!   accept in one base chain does not spare the packet the others);
-//! - iptables-nft (`ip filter INPUT` in nftables) and iptables-legacy: a
+//!   `inet` (IPv4; `ip6` or `inet` for IPv6) whose policy is drop or that
+//!   has a drop or reject rule (an accept in one base chain does not spare
+//!   the packet the others);
+//! - iptables-nft (`ip filter INPUT` in nftables) and iptables-legacy, and
+//!   for IPv6 ip6tables-nft (`ip6 filter INPUT`) and ip6tables-legacy: a
 //!   rule at the head of INPUT when the policy is DROP or a rule drops or
 //!   rejects.
+//!
+//! Which families are looked at is the caller's: those whose probe found
+//! the path closed ([`Family`]; IPv6 only with `--carry-ipv6`).
 //!
 //! What cannot be opened is reported with the exact command that opens it.
 
@@ -36,6 +41,57 @@ pub enum FirewallMode {
     Check,
     /// Neither check nor change anything.
     Off,
+}
+
+/// The address family of the path to the listener that a ruleset filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    /// The nftables families whose input hook sees this family's packets.
+    fn nft_families(self) -> [&'static str; 2] {
+        match self {
+            Family::V4 => ["ip", "inet"],
+            Family::V6 => ["ip6", "inet"],
+        }
+    }
+
+    /// The iptables tools of this family, nft back end first, and the
+    /// `/proc` file that lists the legacy back end's tables (listing a
+    /// table that does not exist would load x_tables modules for nothing).
+    fn iptables(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Family::V4 => (
+                "iptables-nft",
+                "iptables-legacy",
+                "/proc/net/ip_tables_names",
+            ),
+            Family::V6 => (
+                "ip6tables-nft",
+                "ip6tables-legacy",
+                "/proc/net/ip6_tables_names",
+            ),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::V4 => "IPv4",
+            Family::V6 => "IPv6",
+        }
+    }
+}
+
+/// Whether the legacy iptables back end listed in `names` (a `/proc/net`
+/// file) has a filter table.
+fn legacy_filter_exists(names: &str) -> bool {
+    std::fs::read_to_string(names)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.trim() == "filter")
 }
 
 /// A ruleset that can drop the TUN's packets on INPUT, and how to open it.
@@ -88,9 +144,9 @@ impl Blocker {
     }
 }
 
-/// Finds what may drop packets that come in on `tun` (see the module
-/// documentation). Tools that are not installed are skipped.
-pub fn find_blockers() -> Vec<Blocker> {
+/// Finds what may drop packets of `families` that come in on `tun` (see
+/// the module documentation). Tools that are not installed are skipped.
+pub fn find_blockers(families: &[Family]) -> Vec<Blocker> {
     let mut found = Vec::new();
     let firewalld = firewalld_running();
     if firewalld {
@@ -98,14 +154,15 @@ pub fn find_blockers() -> Vec<Blocker> {
     }
     if let Ok(o) = run(&["nft", "-j", "list", "ruleset"]) {
         if o.success {
-            match nft_blocking_chains(&o.stdout) {
+            match nft_blocking_chains(&o.stdout, families) {
                 Ok(chains) => {
                     for b in chains {
                         let Blocker::Nft { family, table, .. } = &b else {
                             continue;
                         };
-                        // iptables-nft's own table: opened with iptables-nft below.
-                        if family == "ip" && table == "filter" {
+                        // iptables-nft's and ip6tables-nft's own tables:
+                        // opened with those tools below.
+                        if (family == "ip" || family == "ip6") && table == "filter" {
                             continue;
                         }
                         if firewalld && family == "inet" && table == "firewalld" {
@@ -118,29 +175,20 @@ pub fn find_blockers() -> Vec<Blocker> {
             }
         }
     }
-    // iptables-nft only when its table exists (listing it does not create it).
-    if let Ok(o) = run(&["iptables-nft", "-S", "INPUT"]) {
-        if o.success {
-            if let Some(why) = iptables_blocks(&o.stdout) {
-                found.push(Blocker::Iptables {
-                    tool: "iptables-nft",
-                    why,
-                });
-            }
-        }
-    }
-    // iptables-legacy only when the legacy filter table exists: listing
-    // it would otherwise load x_tables modules for nothing.
-    let legacy = std::fs::read_to_string("/proc/net/ip_tables_names").unwrap_or_default();
-    if legacy.lines().any(|l| l.trim() == "filter") {
-        if let Ok(o) = run(&["iptables-legacy", "-S", "INPUT"]) {
-            if o.success {
-                if let Some(why) = iptables_blocks(&o.stdout) {
-                    found.push(Blocker::Iptables {
-                        tool: "iptables-legacy",
-                        why,
-                    });
-                }
+    for fam in families {
+        let (nft_tool, legacy_tool, legacy_names) = fam.iptables();
+        // The nft back end: listing its table does not create it. The
+        // legacy one only when its filter table exists.
+        let tools = [
+            Some(nft_tool),
+            legacy_filter_exists(legacy_names).then_some(legacy_tool),
+        ];
+        for tool in tools.into_iter().flatten() {
+            let Ok(o) = run(&[tool, "-S", "INPUT"]) else {
+                continue;
+            };
+            if let Some(why) = o.success.then(|| iptables_blocks(&o.stdout)).flatten() {
+                found.push(Blocker::Iptables { tool, why });
             }
         }
     }
@@ -154,12 +202,13 @@ fn firewalld_running() -> bool {
             .unwrap_or(false)
 }
 
-/// The base chains on the `input` hook of family `ip` or `inet` in `nft -j
-/// list ruleset` output whose policy is drop or that hold a rule whose
-/// verdict is drop or reject.
+/// The base chains on the `input` hook of an nftables family that sees
+/// packets of `families` (`ip`, `ip6`, `inet`) in `nft -j list ruleset`
+/// output whose policy is drop or that hold a rule whose verdict is drop
+/// or reject; each chain once.
 ///
 /// Errors: the text is not the JSON nft prints.
-pub fn nft_blocking_chains(json: &str) -> Result<Vec<Blocker>> {
+pub fn nft_blocking_chains(json: &str, families: &[Family]) -> Result<Vec<Blocker>> {
     let v: Value = serde_json::from_str(json).context("not JSON")?;
     let items = v
         .get("nftables")
@@ -170,7 +219,10 @@ pub fn nft_blocking_chains(json: &str) -> Result<Vec<Blocker>> {
         let Some(c) = item.get("chain") else { continue };
         let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
         let (family, table, chain) = (s("family"), s("table"), s("name"));
-        if s("hook") != "input" || !(family == "ip" || family == "inet") {
+        let seen = families
+            .iter()
+            .any(|f| f.nft_families().contains(&&*family));
+        if s("hook") != "input" || !seen {
             continue;
         }
         let why = if s("policy") == "drop" {
@@ -510,15 +562,14 @@ pub fn remove_stale(tun: &str) {
             }
         }
     }
-    for tool in ["iptables-nft", "iptables-legacy"] {
-        if tool == "iptables-legacy"
-            && !std::fs::read_to_string("/proc/net/ip_tables_names")
-                .unwrap_or_default()
-                .lines()
-                .any(|l| l.trim() == "filter")
-        {
-            continue;
-        }
+    let tools = [Family::V4, Family::V6].into_iter().flat_map(|f| {
+        let (nft_tool, legacy_tool, legacy_names) = f.iptables();
+        [
+            Some(nft_tool),
+            legacy_filter_exists(legacy_names).then_some(legacy_tool),
+        ]
+    });
+    for tool in tools.flatten() {
         let Ok(listing) = run_ok(&[tool, "-S", "INPUT"]) else {
             continue;
         };
@@ -553,7 +604,7 @@ pub fn blocked_message(tun: &str, verdict: &str, blockers: &[Blocker]) -> String
     if blockers.is_empty() {
         return format!(
             "the host firewall blocks TCP from {tun} to the CLAT's own listener ({verdict}), \
-             and no nftables, iptables or firewalld rule that drops it was found \
+             and no nftables, iptables, ip6tables or firewalld rule that drops it was found \
              (is the CLAT's /29 on another interface too?); allow input on {tun}, e.g. `nft insert rule inet filter input iifname \"{tun}\" accept`, \
              or see `nft list ruleset`"
         );
@@ -602,7 +653,7 @@ mod tests {
 
     #[test]
     fn nft_chains_that_drop_on_input() {
-        let got = nft_blocking_chains(RULESET).unwrap();
+        let got = nft_blocking_chains(RULESET, &[Family::V4]).unwrap();
         assert_eq!(
             got,
             vec![
@@ -620,10 +671,23 @@ mod tests {
                 },
             ]
         );
-        assert!(nft_blocking_chains("not json").is_err());
-        assert!(nft_blocking_chains("{}").is_err());
+        // IPv6: the inet chain and the ip6 one, not the ip one.
+        let inet = got[0].clone();
+        let ip6 = Blocker::Nft {
+            family: "ip6".into(),
+            table: "v6".into(),
+            chain: "in".into(),
+            why: "policy drop".into(),
+        };
+        let got6 = nft_blocking_chains(RULESET, &[Family::V6]).unwrap();
+        assert_eq!(got6, vec![inet.clone(), ip6.clone()]);
+        // Both: each chain once.
+        let both = nft_blocking_chains(RULESET, &[Family::V4, Family::V6]).unwrap();
+        assert_eq!(both, vec![inet, got[1].clone(), ip6]);
+        assert!(nft_blocking_chains("not json", &[Family::V4]).is_err());
+        assert!(nft_blocking_chains("{}", &[Family::V4]).is_err());
         assert_eq!(
-            nft_blocking_chains(r#"{"nftables": []}"#).unwrap(),
+            nft_blocking_chains(r#"{"nftables": []}"#, &[Family::V4]).unwrap(),
             Vec::new()
         );
     }

@@ -14,10 +14,15 @@
 //! connection; then it resets it. The firewall judges it the way it judges
 //! the engine's rewritten SYNs (same interface, addresses and conntrack
 //! state `new`), so the answer does not depend on guessing the ruleset.
+//!
+//! With `--carry-ipv6` the engine does the same for IPv6 (from `nat_v6` to
+//! a listener on `clat_v6`, through the host's IPv6 INPUT hook, which
+//! ip6tables and `ip6`/`inet` nftables tables filter): the probe takes
+//! either family.
 
-use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+use etherparse::{IpHeaders, PacketBuilder, PacketBuilderStep, SlicedPacket, TransportSlice};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::os::fd::BorrowedFd;
 use std::time::{Duration, Instant};
 
@@ -33,32 +38,48 @@ pub enum ProbeOutcome {
     Rejected(String),
 }
 
-/// Connects from `peer_v4` through the TUN `tun` (an IPv4 TUN without
-/// packet information, up, with `clat_v4` in a subnet that holds `peer_v4`)
-/// to a fresh listener on `clat_v4`, waiting up to `wait` for the answer.
+/// Connects from `peer` through the TUN `tun` (a TUN without packet
+/// information, up, with `clat` in a subnet that holds `peer`; both of one
+/// family) to a fresh listener on `clat`, waiting up to `wait` for the
+/// answer.
 ///
 /// Nothing else may read the TUN meanwhile (call it before the engine
 /// starts). Packets that are not the probe's answer are read and dropped,
 /// which is harmless before the IPv4 route points at the TUN.
 ///
 /// Errors: the listener cannot be bound or the TUN cannot be written or
-/// read (an I/O error, not a firewall verdict).
+/// read (an I/O error, not a firewall verdict); `InvalidInput` when the two
+/// addresses are of different families.
 pub fn probe(
     tun: BorrowedFd<'_>,
-    clat_v4: Ipv4Addr,
-    peer_v4: Ipv4Addr,
+    clat: IpAddr,
+    peer: IpAddr,
     wait: Duration,
 ) -> io::Result<ProbeOutcome> {
-    let listener = TcpListener::bind(SocketAddrV4::new(clat_v4, 0))?;
+    // The IP header of each probe packet: from `peer` to `clat`, hop limit 64.
+    type Step = PacketBuilderStep<IpHeaders>;
+    let to_clat: Box<dyn Fn() -> Step> = match (peer, clat) {
+        (IpAddr::V4(p), IpAddr::V4(c)) => {
+            Box::new(move || PacketBuilder::ipv4(p.octets(), c.octets(), 64))
+        }
+        (IpAddr::V6(p), IpAddr::V6(c)) => {
+            Box::new(move || PacketBuilder::ipv6(p.octets(), c.octets(), 64))
+        }
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("probe from {peer} to {clat}: two families"),
+            ))
+        }
+    };
+    let listener = TcpListener::bind(SocketAddr::new(clat, 0))?;
     listener.set_nonblocking(true)?;
     let lport = listener.local_addr()?.port();
     let pid = std::process::id();
     // A port in the dynamic range, different per process.
     let sport = 49152 + (pid % 16384) as u16;
     let isn = pid.wrapping_mul(2_654_435_761);
-    let syn = PacketBuilder::ipv4(peer_v4.octets(), clat_v4.octets(), 64)
-        .tcp(sport, lport, isn, 64240)
-        .syn();
+    let syn = to_clat().tcp(sport, lport, isn, 64240).syn();
     write_packet(tun, syn)?;
     let deadline = Instant::now() + wait;
     let mut buf = vec![0u8; 65536];
@@ -70,20 +91,18 @@ pub fn probe(
         let Some(n) = read_packet(tun, &mut buf, left)? else {
             return Ok(ProbeOutcome::Dropped);
         };
-        match classify(&buf[..n], clat_v4, peer_v4, lport, sport) {
+        match classify(&buf[..n], clat, peer, lport, sport) {
             Answer::Other => continue,
             Answer::Refused(why) => return Ok(ProbeOutcome::Rejected(why)),
             Answer::SynAck(their_seq) => {
-                let ack = PacketBuilder::ipv4(peer_v4.octets(), clat_v4.octets(), 64)
+                let ack = to_clat()
                     .tcp(sport, lport, isn.wrapping_add(1), 64240)
                     .ack(their_seq.wrapping_add(1));
                 write_packet(tun, ack)?;
                 let accepted = accept_until(&listener, deadline);
                 // Leave nothing behind in the listener's queue or conntrack
                 // as established: a reset ends the connection at once.
-                let rst = PacketBuilder::ipv4(peer_v4.octets(), clat_v4.octets(), 64)
-                    .tcp(sport, lport, isn.wrapping_add(1), 0)
-                    .rst();
+                let rst = to_clat().tcp(sport, lport, isn.wrapping_add(1), 0).rst();
                 write_packet(tun, rst)?;
                 return Ok(if accepted {
                     ProbeOutcome::Open
@@ -104,21 +123,27 @@ enum Answer {
 }
 
 /// Is this packet from the TUN the answer to the probe?
-fn classify(p: &[u8], clat_v4: Ipv4Addr, peer_v4: Ipv4Addr, lport: u16, sport: u16) -> Answer {
+fn classify(p: &[u8], clat: IpAddr, peer: IpAddr, lport: u16, sport: u16) -> Answer {
     let Ok(sp) = SlicedPacket::from_ip(p) else {
         return Answer::Other;
     };
-    let Some(etherparse::NetSlice::Ipv4(ip)) = &sp.net else {
-        return Answer::Other;
+    let (src, dst) = match &sp.net {
+        Some(etherparse::NetSlice::Ipv4(ip)) => (
+            IpAddr::V4(ip.header().source_addr()),
+            IpAddr::V4(ip.header().destination_addr()),
+        ),
+        Some(etherparse::NetSlice::Ipv6(ip)) => (
+            IpAddr::V6(ip.header().source_addr()),
+            IpAddr::V6(ip.header().destination_addr()),
+        ),
+        _ => return Answer::Other,
     };
-    if ip.header().destination_addr() != peer_v4 {
+    if dst != peer {
         return Answer::Other;
     }
     match &sp.transport {
         Some(TransportSlice::Tcp(t))
-            if ip.header().source_addr() == clat_v4
-                && t.source_port() == lport
-                && t.destination_port() == sport =>
+            if src == clat && t.source_port() == lport && t.destination_port() == sport =>
         {
             if t.rst() {
                 Answer::Refused("a TCP reset".into())
@@ -132,6 +157,11 @@ fn classify(p: &[u8], clat_v4: Ipv4Addr, peer_v4: Ipv4Addr, lport: u16, sport: u
         // destination unreachable, whatever the embedded packet says.
         Some(TransportSlice::Icmpv4(i)) if i.type_u8() == 3 => Answer::Refused(format!(
             "ICMP destination unreachable (code {})",
+            i.code_u8()
+        )),
+        // ICMPv6 type 1, likewise (`reject with icmpv6 ...`).
+        Some(TransportSlice::Icmpv6(i)) if i.type_u8() == 1 => Answer::Refused(format!(
+            "ICMPv6 destination unreachable (code {})",
             i.code_u8()
         )),
         _ => Answer::Other,
@@ -155,7 +185,7 @@ fn accept_until(l: &TcpListener, deadline: Instant) -> bool {
 
 fn write_packet(
     tun: BorrowedFd<'_>,
-    b: etherparse::PacketBuilderStep<etherparse::TcpHeader>,
+    b: PacketBuilderStep<etherparse::TcpHeader>,
 ) -> io::Result<()> {
     let mut out = Vec::with_capacity(b.size(0));
     b.write(&mut out, &[])

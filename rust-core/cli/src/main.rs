@@ -12,9 +12,11 @@ use clap::{CommandFactory, Parser, Subcommand};
 use std::process::ExitCode;
 
 mod args;
+mod attribution;
 mod auto_mode;
 mod cmd_assets;
 mod cmd_discover;
+mod cmd_report;
 mod cmd_run;
 mod cmd_status;
 mod cmd_xlat;
@@ -24,6 +26,9 @@ mod host_cmd;
 mod host_setup;
 mod listener_probe;
 mod logging;
+mod mark_rule;
+mod report;
+mod report_consumer;
 mod resolv_watch;
 mod route_watch;
 mod sd_notify;
@@ -51,6 +56,8 @@ enum Command {
     Run(cmd_run::Args),
     /// Print a running instance's state, prefix, flows and counters (`--json` for scripts).
     Status(cmd_status::Args),
+    /// Print which local processes used IPv4 through a running `clat run --report`.
+    Report(cmd_report::Args),
     /// Write the man pages and shell completions (for packagers).
     #[command(hide = true)]
     GenerateAssets(cmd_assets::Args),
@@ -64,6 +71,7 @@ fn main() -> ExitCode {
         Command::Discover(args) => cmd_discover::main(args),
         Command::Run(args) => cmd_run::main(args),
         Command::Status(args) => cmd_status::main(args),
+        Command::Report(args) => cmd_report::main(args),
         Command::GenerateAssets(args) => cmd_assets::main(args, Cli::command()),
     }
 }

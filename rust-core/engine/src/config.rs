@@ -82,8 +82,12 @@ pub struct EngineConfig {
     pub flow_events: usize,
 }
 
-/// The largest flow-event queue `validate` accepts (each waiting event
-/// takes about 100 bytes, plus its DNS name).
+/// The largest flow-event queue `validate` accepts. Each waiting event is
+/// a 56-byte slot of the queue (its slots grow to the next power of two of
+/// the events waiting), and a start's name, when it has one, a heap string
+/// of at most 253 bytes (`dns_names::MAX_NAME_LEN`; about 270 with
+/// malloc's overhead): at most about 330 bytes an event, so at most about
+/// 350 MB for this many, 60 MB without names.
 pub const MAX_FLOW_EVENTS: usize = 1 << 20;
 
 /// The project's ULA /64 for the TUN's IPv6 side (RFC 4193; the Android

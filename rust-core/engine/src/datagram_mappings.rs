@@ -41,8 +41,9 @@ pub enum Expiry<H> {
     /// Used since: arm this deadline instead.
     Rearm(Instant),
     /// Idle for the whole timeout: the mapping is gone from the table;
-    /// close its socket (the handle).
-    Expired(H),
+    /// close its socket (the handle). With its last use, when it really
+    /// ended (its flow event's time).
+    Expired(H, Instant),
 }
 
 /// Datagram mappings of one kind, keyed by an app key `K` (UDP source
@@ -113,9 +114,9 @@ impl<H: Copy, K: Copy + Eq + Hash> DatagramMappings<H, K> {
             e.timer_at = due;
             return Expiry::Rearm(due);
         }
-        let h = e.handle;
+        let (h, last) = (e.handle, e.last);
         self.map.remove(&key);
-        Expiry::Expired(h)
+        Expiry::Expired(h, last)
     }
 
     pub fn len(&self) -> usize {
@@ -150,8 +151,12 @@ mod tests {
         // The old deadline, if it fired again, is stale.
         assert_eq!(m.on_deadline(5353, at, again), Expiry::Stale);
         assert_eq!(m.len(), 1);
-        // No traffic since: the re-armed deadline expires the mapping.
-        assert_eq!(m.on_deadline(5353, again, again), Expiry::Expired(7));
+        // No traffic since: the re-armed deadline expires the mapping, which
+        // ended with its last use (10 s in), not at the deadline.
+        assert_eq!(
+            m.on_deadline(5353, again, again),
+            Expiry::Expired(7, t0 + Duration::from_secs(10))
+        );
         assert_eq!((m.touch(5353, again), m.len()), (None, 0));
         assert_eq!(m.on_deadline(5353, again, again), Expiry::Stale);
     }
@@ -164,7 +169,7 @@ mod tests {
         let mut m = DatagramMappings::new(IDLE);
         let at = m.insert(9, 'x', t0);
         assert_eq!((m.get(9), m.get(10)), (Some('x'), None));
-        assert_eq!(m.on_deadline(9, at, t0 + IDLE), Expiry::Expired('x'));
+        assert_eq!(m.on_deadline(9, at, t0 + IDLE), Expiry::Expired('x', t0));
     }
 
     #[test]
@@ -192,7 +197,10 @@ mod tests {
         assert_eq!(m.remove(1), None);
         assert_eq!(m.on_deadline(1, a, a + IDLE), Expiry::Stale);
         assert_eq!(m.touch(1, b), None); // no mapping: nothing happens
-        assert_eq!(m.on_deadline(2, b, b), Expiry::Expired(20));
+        assert_eq!(
+            m.on_deadline(2, b, b),
+            Expiry::Expired(20, t0 + Duration::from_secs(1))
+        );
         m.insert(3, 30, t0);
         m.clear();
         assert_eq!(m.len(), 0);

@@ -28,6 +28,41 @@ pub fn is_truncated(msg: &[u8]) -> bool {
     msg.len() >= HEADER_LEN && msg[2] & 0x02 != 0
 }
 
+/// Is `msg` a NOERROR response (RFC 1035 4.1.1: QR set, RCODE 0) with one
+/// question, of type A and class IN (4.1.2)? Read at fixed offsets and by
+/// skipping the question's labels, without a parse or an allocation: the
+/// relay asks it of every answer it passes on, and only those are worth
+/// parsing for names ([`crate::dns_names`]). A name compressed into a
+/// pointer (4.1.4) ends there, as on the wire.
+pub fn is_a_in_answer(msg: &[u8]) -> bool {
+    if msg.len() < HEADER_LEN || msg[2] & 0x80 == 0 || msg[3] & 0x0f != 0 {
+        return false;
+    }
+    if u16::from_be_bytes([msg[4], msg[5]]) != 1 {
+        return false;
+    }
+    let mut i = HEADER_LEN;
+    loop {
+        let Some(&len) = msg.get(i) else {
+            return false;
+        };
+        match len {
+            0 => {
+                i += 1;
+                break;
+            }
+            l if l & 0xc0 == 0xc0 => {
+                i += 2;
+                break;
+            }
+            l if l & 0xc0 != 0 => return false,
+            l => i += 1 + l as usize,
+        }
+    }
+    // QTYPE A (1), QCLASS IN (1).
+    msg.get(i..i + 4) == Some(&[0, 1, 0, 1])
+}
+
 /// The question section of `msg` (RFC 1035 4.1.2), read with hickory;
 /// `None` when it does not parse.
 fn questions(msg: &[u8]) -> Option<Vec<Query>> {
@@ -165,6 +200,47 @@ mod tests {
         assert!(!same_question(&q, &a[..a.len() - 2]));
         assert!(!same_question(&q, b"garbage"));
         assert!(same_question(b"garbage-query", &a));
+    }
+
+    #[test]
+    fn only_noerror_answers_to_one_a_question_of_class_in_are_a_answers() {
+        let q = query(None);
+        let a = answer_to(&q, "big.lab.example.", RecordType::A);
+        assert!(is_a_in_answer(&a));
+        assert!(!is_a_in_answer(&q), "a query");
+        assert!(!is_a_in_answer(&answer_to(
+            &q,
+            "big.lab.example.",
+            RecordType::AAAA
+        )));
+        assert!(!is_a_in_answer(&answer_to(
+            &q,
+            "big.lab.example.",
+            RecordType::HTTPS
+        )));
+        let mut servfail = a.clone();
+        servfail[3] |= 2;
+        assert!(!is_a_in_answer(&servfail));
+        let mut chaos = a.clone();
+        let n = chaos.len();
+        chaos[n - 1] = 3; // QCLASS CH
+        assert!(!is_a_in_answer(&chaos));
+        let mut two = a.clone();
+        two[5] = 2;
+        assert!(!is_a_in_answer(&two), "two questions");
+        // Written out from RFC 1035 4.1: a question name compressed to a
+        // pointer, then type A class IN.
+        let mut ptr = a[..HEADER_LEN].to_vec();
+        ptr.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1]);
+        assert!(is_a_in_answer(&ptr));
+        // Cut anywhere in the question, or a reserved label type: no.
+        for cut in HEADER_LEN..a.len() {
+            assert!(!is_a_in_answer(&a[..cut]), "cut at {cut}");
+        }
+        let mut bad = a.clone();
+        bad[HEADER_LEN] = 0x40;
+        assert!(!is_a_in_answer(&bad));
+        assert!(!is_a_in_answer(b"short"));
     }
 
     #[test]

@@ -15,11 +15,17 @@
 //!   end without a start and a start that never ends.
 //! - **No wake-ups of its own:** the engine pushes while handling packets
 //!   it handles anyway; the consumer sleeps on a condition variable.
+//!
+//! Reported: IPv4 flows only (TCP connections, UDP and ICMP echo mappings;
+//! not carried IPv6, not queries to the DNS relay). What a flow, its bytes,
+//! its end and its name are, exactly: `docs/flow-events.md`, "What the
+//! engine counts, exactly".
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A flow's transport. ICMP: an echo mapping (RFC 792 Echo / Echo Reply).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,15 +40,24 @@ pub enum FlowProto {
 pub enum FlowEndReason {
     /// Orderly TCP close (FIN both ways).
     Closed,
-    /// TCP reset by either side.
+    /// TCP reset by either side (an app's RST while its SYN was held too;
+    /// the upstream socket's ECONNRESET or EPIPE), or the engine could not
+    /// open the upstream socket (the app gets a RST).
     Reset,
-    /// Idle past the engine's timeout (UDP, ICMP echo, idle TCP).
+    /// Idle past the engine's timeout (UDP, ICMP echo, idle TCP, a connect
+    /// that never completed; the end's time is then the last packet), or
+    /// the upstream socket got ETIMEDOUT (a connect, or an established
+    /// flow's retransmissions or keepalives, went unanswered).
     TimedOut,
-    /// The upstream refused: TCP RST to the SYN, port unreachable.
+    /// The upstream refused: TCP RST to the SYN, port unreachable
+    /// (ECONNREFUSED on the upstream connect).
     Refused,
-    /// No route, host or network unreachable upstream.
+    /// No route, host or network unreachable, administratively prohibited
+    /// upstream (EHOSTUNREACH, ENETUNREACH, EACCES, EPERM on the connect or
+    /// on an established flow's upstream socket).
     Unreachable,
-    /// Removed to make room under `max_flows`.
+    /// A flow that never completed, removed to make room under `max_flows`
+    /// or to free a descriptor.
     Evicted,
     /// Reset because the network, the NAT64 prefix or the IPv4 path changed,
     /// or the engine stopped.
@@ -52,11 +67,12 @@ pub enum FlowEndReason {
 /// A flow's first packet was seen (`docs/flow-events.md`, FlowStart).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowStart {
-    /// The engine's flow id, unique while the engine runs; [`FlowEnd::id`]
-    /// refers to it.
+    /// The engine's flow id, unique in the process across engines and
+    /// unlikely to repeat after a restart ([`next_flow_id`]);
+    /// [`FlowEnd::id`] refers to it.
     pub id: u64,
-    /// Time of the flow's first packet, ms since the Unix epoch (UTC, wall
-    /// clock).
+    /// Time of the flow's first packet, ms since the Unix epoch (UTC; the
+    /// wall clock at engine start plus monotonic time since: [`WallClock`]).
     pub at_ms: i64,
     pub proto: FlowProto,
     /// The app's side: its IPv4 source address and port (TCP, UDP) or the
@@ -64,10 +80,18 @@ pub struct FlowStart {
     /// (`sock_diag`), Android by `getConnectionOwnerUid`.
     pub src: SocketAddrV4,
     /// The IPv4 destination the app addressed, and its port (0 for ICMP).
+    /// For a UDP or echo mapping (endpoint-independent: one per app port or
+    /// echo identifier) the first one; later destinations of the mapping
+    /// are counted in its bytes without a start of their own.
     pub dst: SocketAddrV4,
-    /// The DNS name the engine's relay resolved to `dst.ip()` for this
-    /// client, presentation form without the final dot; `None` when the app
-    /// used a literal or resolved elsewhere.
+    /// A name the engine's relay recently resolved to `dst.ip()`, for any
+    /// client (the cache is the engine's, keyed by address, the latest
+    /// answer wins): the name of the question (not a CNAME target), lower
+    /// case, without the final dot, at most 253 characters; `None` when no
+    /// client resolved the address through the relay lately (a literal,
+    /// another resolver, an answer over TCP, which the relay does not
+    /// parse, or a network change since). Remembered for the answer's TTL,
+    /// 60 s to 6 h (`dns_names`).
     pub name: Option<String>,
     /// The flow left through the network's native IPv4 (pass-through), not
     /// the NAT64.
@@ -75,19 +99,75 @@ pub struct FlowStart {
 }
 
 /// A flow was dropped by the engine (`docs/flow-events.md`, FlowEnd).
+///
+/// A TCP flow's end is reported when its NAT entry goes, 2 s after it
+/// ended (60 s under the TIME_WAIT hold), so that the packets still in
+/// flight when its relay closed are counted; `at_ms` is when it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowEnd {
     /// The id of the matching [`FlowStart`].
     pub id: u64,
-    /// When the engine dropped the flow, ms since the Unix epoch (UTC).
+    /// When the flow ended, ms since the Unix epoch (UTC, as
+    /// [`FlowStart::at_ms`]): the close, the reset, the refusal...; for a
+    /// flow that timed out, its last packet (or relayed byte), not the
+    /// moment the engine noticed.
     pub at_ms: i64,
-    /// IPv4 bytes from the app towards the destination: whole IPv4 packets
-    /// as the app sent them, headers included.
+    /// Bytes from the app towards the destination: every IPv4 packet of
+    /// the flow the app wrote to the TUN, whole, headers included. For TCP
+    /// that is SYN, data, ACKs and FIN (the stream plus 40 to 60 bytes of
+    /// headers per segment, and the pure ACKs), not the stream alone; for
+    /// UDP and ICMP the datagrams and echo requests (a fragmented datagram
+    /// as one, reassembled). Nothing the engine makes itself.
     pub bytes_up: u64,
-    /// IPv4 bytes from the destination to the app, as delivered to the app
-    /// (whole IPv4 packets, headers included).
+    /// Bytes from the destination to the app: every IPv4 packet of the
+    /// flow written to the app on the TUN, whole: for TCP the listener
+    /// side's segments (SYN-ACK, data, ACKs, FIN), for UDP the datagrams,
+    /// for ICMP the echo replies. Not the RSTs and ICMP errors the engine
+    /// makes itself.
     pub bytes_down: u64,
     pub how: FlowEndReason,
+}
+
+/// What a reported flow carries for its [`FlowEnd`]: its id and its bytes
+/// so far ([`FlowEnd::bytes_up`], [`FlowEnd::bytes_down`]). Boxed in the
+/// flow (`Option<Box<Tally>>`: 8 bytes per flow when nobody listens, none
+/// allocated), taken out when the flow's end is reported so that nothing
+/// is counted or reported twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub id: u64,
+    pub up: u64,
+    pub down: u64,
+    /// A TCP flow that has ended (its relay closed; or it timed out, at
+    /// its last packet) while its NAT entry still carries the segments in
+    /// flight: when, and how. Its end is reported when the entry goes
+    /// (`tcp_flows`).
+    pub ended: Option<(std::time::Instant, FlowEndReason)>,
+}
+
+impl Tally {
+    pub(crate) fn new(id: u64) -> Box<Tally> {
+        Box::new(Tally {
+            id,
+            up: 0,
+            down: 0,
+            ended: None,
+        })
+    }
+
+    /// Adds `n` bytes to `t`'s up count, if the flow is reported.
+    pub(crate) fn up(t: &mut Option<Box<Tally>>, n: usize) {
+        if let Some(t) = t {
+            t.up += n as u64;
+        }
+    }
+
+    /// Adds `n` bytes to `t`'s down count, if the flow is reported.
+    pub(crate) fn down(t: &mut Option<Box<Tally>>, n: usize) {
+        if let Some(t) = t {
+            t.down += n as u64;
+        }
+    }
 }
 
 /// One event, in the order the engine saw them.
@@ -103,6 +183,50 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// A new flow id, unique in the process: one counter for every engine (an
+/// engine restarted in the same process does not give an id again), seeded
+/// on first use with the wall clock in ms shifted left by 20 bits, so that
+/// a new process (an app restarted by Android) starts above every id the
+/// previous one gave unless that one gave more than 2^20 ids per ms of its
+/// life. Fits an i64 (the Kotlin side's type) until the year 2248.
+pub(crate) fn next_flow_id() -> u64 {
+    static NEXT: OnceLock<AtomicU64> = OnceLock::new();
+    NEXT.get_or_init(|| AtomicU64::new((now_ms().max(1) as u64) << 20))
+        .fetch_add(1, Ordering::Relaxed)
+}
+
+/// The engine's event clock: the wall clock read once, when the engine
+/// starts, plus the monotonic time since ([`Instant`]). A step of the
+/// system clock while the engine runs (NTP, the user, the network's time)
+/// therefore cannot put an end before its start, and every event's time is
+/// derived from the `Instant` the engine handled it at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WallClock {
+    base: Instant,
+    base_ms: i64,
+}
+
+impl WallClock {
+    /// The clock, set from the wall clock now.
+    pub(crate) fn start() -> WallClock {
+        WallClock::at(Instant::now(), now_ms())
+    }
+
+    /// A clock on which `base` is `base_ms` ms since the Unix epoch.
+    pub(crate) fn at(base: Instant, base_ms: i64) -> WallClock {
+        WallClock { base, base_ms }
+    }
+
+    /// `t` in ms since the Unix epoch.
+    pub(crate) fn ms(&self, t: Instant) -> i64 {
+        let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        match t.checked_duration_since(self.base) {
+            Some(d) => self.base_ms.saturating_add(ms(d)),
+            None => self.base_ms.saturating_sub(ms(self.base - t)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -174,8 +298,17 @@ impl FlowEventSink {
 impl FlowEvents {
     /// Takes every waiting event without blocking (oldest first).
     pub fn take(&self) -> Vec<FlowEvent> {
-        let mut g = self.0.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.queue.drain(..).collect()
+        let g = self.0.inner.lock().unwrap_or_else(|e| e.into_inner());
+        Self::swap_out(g)
+    }
+
+    /// The waiting events, swapped out under the lock (a pointer swap, no
+    /// copy: the engine's push never waits for the consumer's conversion)
+    /// and turned into a vector after it is released.
+    fn swap_out(mut g: std::sync::MutexGuard<'_, Inner>) -> Vec<FlowEvent> {
+        let q = std::mem::take(&mut g.queue);
+        drop(g);
+        Vec::from(q)
     }
 
     /// Waits up to `timeout` for at least one event, then takes every
@@ -184,12 +317,12 @@ impl FlowEvents {
     /// ([`FlowEvents::is_closed`]).
     pub fn wait(&self, timeout: Duration) -> Vec<FlowEvent> {
         let g = self.0.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut g, _) = self
+        let (g, _) = self
             .0
             .ready
             .wait_timeout_while(g, timeout, |i| i.queue.is_empty() && !i.closed)
             .unwrap_or_else(|e| e.into_inner());
-        g.queue.drain(..).collect()
+        Self::swap_out(g)
     }
 
     /// Whether the engine has stopped (no event will come after those
@@ -271,6 +404,84 @@ mod tests {
             t0.elapsed() < Duration::from_secs(30),
             "a closed queue must not block"
         );
+    }
+
+    /// The queue is swapped out under the lock, not copied there: what
+    /// stays behind is a fresh, unallocated queue (a drain would leave the
+    /// old allocation, having copied every event while the engine waited).
+    #[test]
+    fn take_and_wait_swap_the_queue_out() {
+        let (sink, events) = channel(64);
+        for i in 0..10 {
+            assert!(sink.push(end(i)));
+        }
+        assert_eq!(events.take().len(), 10);
+        assert_eq!(events.0.inner.lock().unwrap().queue.capacity(), 0);
+        for i in 0..10 {
+            assert!(sink.push(end(i)));
+        }
+        assert_eq!(events.wait(Duration::from_secs(5)).len(), 10);
+        assert_eq!(events.0.inner.lock().unwrap().queue.capacity(), 0);
+        assert!(sink.push(end(99)), "the new queue takes events");
+        assert_eq!(events.take(), vec![end(99)]);
+    }
+
+    /// Ids never repeat in a process, whichever engine asks, and start
+    /// from the wall clock (ms << 20), not from 1.
+    #[test]
+    fn flow_ids_are_unique_in_the_process_and_seeded_from_the_clock() {
+        let before = (now_ms() as u64) << 20;
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..1000).map(|_| next_flow_id()).collect::<Vec<_>>()))
+            .collect();
+        let mut all: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "an id was given twice");
+        // Seeded by this or an earlier test of this process: within the
+        // last hour's ms << 20, far above 1.
+        assert!(
+            all[0] > before - (3_600_000u64 << 20),
+            "{} vs {before}",
+            all[0]
+        );
+        assert!(all[0] <= i64::MAX as u64 && all[n - 1] <= i64::MAX as u64);
+    }
+
+    /// Event times come from the monotonic clock added to the wall clock
+    /// read at start: a later instant is never an earlier time, and times
+    /// before the base count back from it.
+    #[test]
+    fn the_wall_clock_is_the_start_time_plus_monotonic_time() {
+        let t0 = Instant::now();
+        let c = WallClock::at(t0, 1_800_000_000_000);
+        assert_eq!(c.ms(t0), 1_800_000_000_000);
+        assert_eq!(c.ms(t0 + Duration::from_millis(61_500)), 1_800_000_061_500);
+        let later = t0 + Duration::from_secs(5);
+        let c2 = WallClock::at(later, 1_800_000_005_000);
+        assert_eq!(c2.ms(t0), 1_800_000_000_000, "an instant before the base");
+        let s = WallClock::start();
+        let (a, b) = (s.ms(Instant::now()), now_ms());
+        assert!((a - b).abs() < 1000, "{a} vs {b}");
+    }
+
+    /// What one waiting event costs (`config::MAX_FLOW_EVENTS`' doc): its
+    /// slot in the queue, plus a start's name on the heap, at most
+    /// `dns_names::MAX_NAME_LEN` bytes (rounded up by malloc, with its
+    /// 8-16 bytes of overhead).
+    #[test]
+    fn a_waiting_event_is_a_small_fixed_slot_plus_its_name() {
+        let slot = std::mem::size_of::<FlowEvent>();
+        println!(
+            "FlowEvent: {slot} bytes a slot, name at most {} more",
+            crate::dns_names::MAX_NAME_LEN
+        );
+        assert!(slot <= 64, "{slot}");
+        assert!(slot + crate::dns_names::MAX_NAME_LEN + 24 <= 340);
     }
 
     #[test]

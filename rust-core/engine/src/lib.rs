@@ -21,11 +21,13 @@
 
 pub mod config;
 mod datagram_mappings;
+mod dns_names;
 mod dns_queries;
 mod dns_wire;
 mod event_loop;
 pub mod flow_events;
 mod frag;
+mod icmp_rate;
 pub mod ipv4_path;
 mod nat_tcp;
 pub mod packet;

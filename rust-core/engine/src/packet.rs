@@ -51,11 +51,10 @@ pub enum ParseError {
     /// Shorter than its headers say, a bad header checksum or an
     /// impossible field (`drop_malformed`).
     Malformed,
-    /// An IPv6 fragment (offset or M set; RFC 8200 section 4.5): not
-    /// reassembled (`drop_fragment`). An app's kernel fragments only
-    /// datagrams larger than the TUN MTU, which it knows, and the TUN MTU
-    /// is large; an atomic fragment (offset 0, M clear, RFC 6946) is a
-    /// whole packet and is carried.
+    /// An IPv6 fragment (offset or M set; RFC 8200 section 4.5): read it
+    /// with [`parse_fragment6`] and reassemble it (`crate::frag`). An
+    /// atomic fragment (offset 0, M clear, RFC 6946) is a whole packet and
+    /// is carried as one.
     Fragment,
     /// A Routing header with Segments Left above 0 (RFC 8200 section 4.4):
     /// the packet's destination is not its final one, and a host that is
@@ -151,6 +150,9 @@ pub struct Ip6 {
     /// Bytes of the fixed header and the extension headers: the upper
     /// layer is `p[hdr_len..total_len]`.
     pub hdr_len: usize,
+    /// Where the Next Header field naming `proto` is: the pointer of a
+    /// Parameter Problem about it (RFC 4443 section 3.4).
+    pub proto_at: usize,
     /// 40 plus Payload Length.
     pub total_len: usize,
 }
@@ -195,7 +197,58 @@ pub fn parse_ip6(p: &[u8]) -> Result<Ip6, ParseError> {
         hop_limit: v.hop,
         traffic_class: v.tc,
         hdr_len: v.hdrs.len(),
+        proto_at: v.proto_at,
         total_len: 40 + v.payload_len as usize,
+    })
+}
+
+/// An IPv6 fragment from the TUN (RFC 8200 section 4.5), as its
+/// reassembly needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fragment6<'a> {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    /// The Fragment header's 32-bit Identification.
+    pub ident: u32,
+    /// Where `data` starts in the fragmentable part, in bytes.
+    pub offset: usize,
+    /// The M flag: more fragments follow.
+    pub more: bool,
+    /// The unfragmentable part: the fixed header and the extension headers
+    /// before the Fragment header.
+    pub unfragmentable: &'a [u8],
+    /// Where in `unfragmentable` the Next Header field naming the Fragment
+    /// header is.
+    pub named_at: usize,
+    /// The Fragment header's Next Header: what the fragmentable part starts
+    /// with (meaningful in the first fragment).
+    pub next_header: u8,
+    /// This fragment's bytes of the fragmentable part.
+    pub data: &'a [u8],
+}
+
+/// Reads an IPv6 fragment ([`parse_ip6`] said [`ParseError::Fragment`])
+/// with the translator's extension-header walker. Errors:
+/// [`ParseError::Malformed`] as for [`parse_ip6`], and for a packet that
+/// is not a fragment (an atomic fragment is a whole packet, RFC 6946).
+pub fn parse_fragment6(p: &[u8]) -> Result<Fragment6<'_>, ParseError> {
+    let v = clat_xlat::headers::parse_v6(p, false).map_err(|_| ParseError::Malformed)?;
+    let f = match v.frag {
+        Some(f) if v.is_fragment() => f,
+        _ => return Err(ParseError::Malformed),
+    };
+    let end = 40 + v.payload_len as usize;
+    let id = &p[f.at + 4..f.at + 8];
+    Ok(Fragment6 {
+        src: v.src,
+        dst: v.dst,
+        ident: u32::from_be_bytes([id[0], id[1], id[2], id[3]]),
+        offset: usize::from(f.off) * 8,
+        more: f.more,
+        unfragmentable: &p[..f.at],
+        named_at: f.named_at,
+        next_header: p[f.at],
+        data: &p[f.at + 8..end],
     })
 }
 
@@ -493,6 +546,18 @@ pub fn carried_ipv6_destination(dst: Ipv6Addr, clat_v6: Ipv6Addr) -> bool {
         && dst.to_ipv4_mapped().is_none()
 }
 
+/// Whether a destination that is not carried
+/// ([`carried_ipv6_destination`]) would be a node on the TUN's own link:
+/// inside its /64 but not `clat_v6` itself, or link-local. No such node
+/// exists, so the answer is the one a host gives when address resolution
+/// fails on a link (RFC 4443 section 3.1, code 3, Address Unreachable):
+/// not code 0 (no route), since the destination is on-link and has a
+/// route; not a RST, which would say that the node exists and refused.
+pub fn on_tun_link(dst: Ipv6Addr, clat_v6: Ipv6Addr) -> bool {
+    let same64 = u128::from(dst) >> 64 == u128::from(clat_v6) >> 64;
+    (same64 && dst != clat_v6) || dst.is_unicast_link_local()
+}
+
 pub fn is_global_v4(a: Ipv4Addr) -> bool {
     !clat_xlat::addr6052::is_non_global(a)
 }
@@ -519,6 +584,17 @@ mod tests {
         for d in no {
             assert!(!carried_ipv6_destination(d.parse().unwrap(), clat), "{d}");
         }
+        // Of those, the TUN link's own (answered with Address Unreachable).
+        let link = [
+            "fd9c:7c5a:e1b6:464::9",
+            "fd9c:7c5a:e1b6:464:ffff::1",
+            "fe80::1",
+        ];
+        for d in no {
+            let want = link.contains(&d);
+            assert_eq!(on_tun_link(d.parse().unwrap(), clat), want, "{d}");
+        }
+        assert!(!on_tun_link(clat, clat), "the app's own address");
     }
     use super::*;
     use etherparse::{PacketHeaders, TransportHeader};

@@ -126,6 +126,9 @@ counters! {
     /// Flow events not queued because the queue was full: the consumer
     /// fell behind ([`crate::flow_events`]).
     flow_events_dropped,
+    /// ICMP errors the engine would have originated but did not, over its
+    /// rate limit (RFC 4443 section 2.4 (f); `icmp_rate`).
+    drop_icmp_rate_limited,
 }
 
 impl Counters {

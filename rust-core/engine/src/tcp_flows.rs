@@ -51,6 +51,7 @@
 //! never completed (Connecting or SynInjected), as Linux conntrack's
 //! early_drop does, and is refused only when there is none.
 
+use crate::flow_events::{FlowEndReason, Tally};
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::checksum;
 use crate::stats::Counters;
@@ -210,6 +211,10 @@ pub struct Flow {
     app_next: TcpSeqNumber,
     /// The sequence number just after the listener side's FIN, once seen.
     fin_end: Option<TcpSeqNumber>,
+    /// The listener's SYN-ACK sequence number + 1, once seen before
+    /// accept(): the app's RCV.NXT while the flow is `SynInjected`, at
+    /// which a RST reaches an app that completed its handshake.
+    listener_next: Option<TcpSeqNumber>,
     /// The app has sent its FIN.
     app_fin: bool,
     /// The listener side sent its FIN before the app did, so its socket
@@ -226,6 +231,15 @@ pub struct Flow {
     probe_at: Option<Instant>,
     /// The upstream keepalive interval set, if any.
     keepalive: Option<Duration>,
+    /// A reported flow's id and bytes ([`TcpFlows::report_flows`]): every
+    /// IPv4 packet of the flow the app writes to the TUN counts up, every
+    /// one of the listener's written to the app counts down
+    /// ([`TcpFlows::delivered`]), until the entry goes. A flow that ended (Closing) keeps counting: when the
+    /// relay ends, the listener side may still hold stream bytes it has
+    /// not sent to the app, and the last ACKs follow; its end is reported
+    /// when the entry goes ([`Action::Ended`], which takes the tally),
+    /// with the time it ended.
+    tally: Option<Box<Tally>>,
 }
 
 /// How the held SYN is answered when the upstream connect fails.
@@ -306,6 +320,24 @@ pub enum Action {
     /// Enable keepalives on the upstream socket of `slot`: TCP_KEEPIDLE and
     /// TCP_KEEPINTVL both `interval`.
     Keepalive { slot: usize, interval: Duration },
+    /// A reported flow started: the app's SYN created it (`clat:sp ->
+    /// dst:dp`, leaving on `path`).
+    Started {
+        id: u64,
+        sp: u16,
+        dst: Ipv4Addr,
+        dp: u16,
+        path: Ipv4Path,
+    },
+    /// A reported flow ended: the engine dropped it, for `how`, at `at`
+    /// (`None`: now; a flow that went through Closing ended when it
+    /// entered it, and its packets since are counted; a flow that timed
+    /// out ended with its last packet).
+    Ended {
+        tally: Tally,
+        how: FlowEndReason,
+        at: Option<Instant>,
+    },
     /// Write a RST `nat:np -> clat:L` with sequence number `seq` into the
     /// TUN: the listener drops the half-open (or not yet accepted)
     /// connection of a flow freed before accept(), so that a later flow
@@ -316,6 +348,44 @@ pub enum Action {
         /// The flow was IPv6: the RST goes to the IPv6 listener.
         v6: bool,
     },
+    /// Write a RST+ACK `dst:dp -> clat:sp` (the app's own connection, in
+    /// `dst`'s family) with sequence number `seq` and acknowledgment `ack`
+    /// into the TUN: the app learns of a flow reset before accept().
+    ResetApp {
+        dst: IpAddr,
+        dp: u16,
+        sp: u16,
+        seq: TcpSeqNumber,
+        ack: TcpSeqNumber,
+    },
+}
+
+/// How a flow whose upstream connect failed with `errno` ended
+/// (`docs/flow-events.md`, `how`): the path refused it (ECONNREFUSED: a
+/// RST or port unreachable) or could not reach it (no route, host
+/// unreachable, administratively prohibited), or nothing answered
+/// (ETIMEDOUT); any other failure is the engine's own (no descriptor, no
+/// buffer, protect failed), which the app sees as a RST.
+pub fn connect_failure_end(errno: Option<i32>) -> FlowEndReason {
+    match errno {
+        Some(libc::ECONNREFUSED) => FlowEndReason::Refused,
+        Some(libc::EHOSTUNREACH | libc::ENETUNREACH | libc::EACCES | libc::EPERM) => {
+            FlowEndReason::Unreachable
+        }
+        Some(libc::ETIMEDOUT) => FlowEndReason::TimedOut,
+        _ => FlowEndReason::Reset,
+    }
+}
+
+/// The report of `t`'s end: when and how it ended if it did earlier
+/// (Closing, or the last packet of a flow that timed out), else now for
+/// `how`.
+fn ended(t: Tally, how: FlowEndReason) -> Action {
+    let (at, how) = match t.ended {
+        Some((at, how)) => (Some(at), how),
+        None => (None, how),
+    };
+    Action::Ended { tally: t, how, at }
 }
 
 /// What to do with an app segment.
@@ -413,6 +483,9 @@ pub struct TcpFlows {
     to: FlowTimeouts,
     /// The path new flows take ([`TcpFlows::set_path`]).
     path: Ipv4Path,
+    /// Report IPv4 flows, except those to this address (the DNS relay's:
+    /// its queries are not flows); `None`: report nothing.
+    report: Option<Ipv4Addr>,
 }
 
 impl TcpFlows {
@@ -427,7 +500,15 @@ impl TcpFlows {
             actions: VecDeque::new(),
             to,
             path: Ipv4Path::Nat64,
+            report: None,
         }
+    }
+
+    /// Reports IPv4 flows from now on ([`Action::Started`] when the app's
+    /// SYN creates one, [`Action::Ended`] when it is dropped), except those
+    /// to `relay` (the DNS relay's address). IPv6 flows are never reported.
+    pub fn report_flows(&mut self, relay: Ipv4Addr) {
+        self.report = Some(relay);
     }
 
     /// Live flows (all but Closing): what counts against the flow cap.
@@ -482,6 +563,7 @@ impl TcpFlows {
             return AppVerdict::Drop;
         };
         e.last = now;
+        Tally::up(&mut e.tally, p.len());
         let end = seg.seq + seg.seq_len();
         match e.state {
             FlowState::Connecting => {
@@ -496,7 +578,7 @@ impl TcpFlows {
                     Counters::inc(&c.tcp_syns_absorbed);
                 } else if seg.flags.intersects(TcpFlags::RST) {
                     // The app gave up: so does the upstream connect.
-                    self.free(np, true, c);
+                    self.free(np, true, FlowEndReason::Reset, c);
                 } else {
                     Counters::inc(&c.drop_tcp_no_flow);
                 }
@@ -506,7 +588,7 @@ impl TcpFlows {
                 if seg.flags.intersects(TcpFlags::RST) {
                     // The listener drops its half-open connection on the
                     // RST; the upstream goes with it.
-                    self.free(np, true, c);
+                    self.free(np, true, FlowEndReason::Reset, c);
                     return AppVerdict::Forward(np);
                 }
                 if end > e.app_next {
@@ -640,17 +722,36 @@ impl TcpFlows {
                 app_isn: seg.seq,
                 app_next: seg.seq + 1,
                 fin_end: None,
+                listener_next: None,
                 app_fin: false,
                 engine_fin_first: false,
                 fast_closed: false,
                 window_closed: false,
                 probe_at: None,
                 keepalive: None,
+                tally: None,
             },
         );
         self.by_key.insert(key, np);
         self.incomplete.insert((now, np));
         self.timers.insert(at, TimerKey::Nat(np));
+        if let (Some(relay), IpAddr::V4(dst)) = (self.report, key.1) {
+            if dst != relay {
+                let id = crate::flow_events::next_flow_id();
+                let mut tally = Tally::new(id);
+                tally.up = p.len() as u64;
+                if let Some(e) = self.by_np.get_mut(&np) {
+                    e.tally = Some(tally);
+                }
+                self.actions.push_back(Action::Started {
+                    id,
+                    sp: key.0,
+                    dst,
+                    dp: key.2,
+                    path: self.path,
+                });
+            }
+        }
         Counters::inc(&c.flows_tcp);
         Counters::inc(&c.flows_tcp_total);
         if key.1.is_ipv6() {
@@ -728,16 +829,18 @@ impl TcpFlows {
 
     fn evict(&mut self, np: u16, c: &Counters) {
         log::debug!("evicting incomplete tcp flow {np}");
-        self.free(np, true, c);
+        self.free(np, true, FlowEndReason::Evicted, c);
         Counters::inc(&c.flows_evicted);
     }
 
     /// Removes a flow, closing its sockets if it has any (a RST upstream
-    /// when `rst_up`); a live one leaves the flow gauge.
-    fn free(&mut self, np: u16, rst_up: bool, c: &Counters) {
-        let Some(e) = self.by_np.remove(&np) else {
+    /// when `rst_up`); a live one leaves the flow gauge, and its end is
+    /// reported for `how` (a Closing one's was, when it entered Closing).
+    fn free(&mut self, np: u16, rst_up: bool, how: FlowEndReason, c: &Counters) {
+        let Some(mut e) = self.by_np.remove(&np) else {
             return;
         };
+        self.report_end(&mut e, how);
         let k = (e.sp, e.dst, e.dp);
         if self.by_key.get(&k) == Some(&np) {
             self.by_key.remove(&k);
@@ -766,6 +869,28 @@ impl TcpFlows {
                 rst_app: false,
                 rst_up,
             });
+        }
+    }
+
+    /// Queues [`Action::Ended`] for `e` if it is reported and its end was
+    /// not reported yet: for `how`, now, unless it ended earlier (Closing).
+    fn report_end(&mut self, e: &mut Flow, how: FlowEndReason) {
+        if let Some(t) = e.tally.take() {
+            self.actions.push_back(ended(*t, how));
+        }
+    }
+
+    /// The engine stops: the end of every reported flow still in the
+    /// table is queued ([`Action::Ended`] only, no other action): live
+    /// ones as [`FlowEndReason::NetworkChanged`], now; those in Closing as
+    /// and when they ended. The caller closes the sockets as it does
+    /// with flow events off.
+    pub fn report_stop(&mut self) {
+        for e in self.by_np.values_mut() {
+            if let Some(t) = e.tally.take() {
+                self.actions
+                    .push_back(ended(*t, FlowEndReason::NetworkChanged));
+            }
         }
     }
 
@@ -856,7 +981,7 @@ impl TcpFlows {
             }
             self.actions.push_back(Action::AnswerSyn { syn, answer });
         }
-        self.free(np, false, c);
+        self.free(np, false, connect_failure_end(errno), c);
     }
 
     /// accept() returned flow `np`'s local socket: the slot of its
@@ -896,15 +1021,21 @@ impl TcpFlows {
         }
     }
 
-    /// A segment from the listener to NAT port `np`.
+    /// A segment from the listener of family `v6` (IPv6 or IPv4) to NAT
+    /// port `np` (the whole IP packet goes to the app translated, of the
+    /// same length, unless suppressed; the caller reports it
+    /// [`TcpFlows::delivered`] once written). A segment of
+    /// the other family than `np`'s flow is not the flow's: no flow, and
+    /// nothing of the flow (its bytes, its idle time, its FIN and window
+    /// state) is touched.
     pub fn on_listener_segment(
         &mut self,
         now: Instant,
-        np: u16,
+        (np, v6): (u16, bool),
         seg: Option<SegInfo>,
         c: &Counters,
     ) -> ListenerVerdict {
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(&np).filter(|e| e.dst.is_ipv6() == v6) else {
             Counters::inc(&c.drop_tcp_no_flow);
             return ListenerVerdict::NoFlow;
         };
@@ -915,6 +1046,11 @@ impl TcpFlows {
             }
             if seg.flags.intersects(TcpFlags::ACK) {
                 e.window_closed = seg.window == 0;
+            }
+            let syn_ack =
+                seg.flags.intersects(TcpFlags::SYN) && seg.flags.intersects(TcpFlags::ACK);
+            if e.state == FlowState::SynInjected && syn_ack {
+                e.listener_next = Some(seg.seq + 1);
             }
             if seg.flags.intersects(TcpFlags::FIN) {
                 e.fin_end = Some(seg.seq + seg.payload_len as u32 + 1);
@@ -928,20 +1064,63 @@ impl TcpFlows {
         }
     }
 
+    /// A listener segment of flow `np` (forwarded by
+    /// [`TcpFlows::on_listener_segment`]), `len` bytes, reached the app:
+    /// its down bytes, if it is reported. Counted only once written, so
+    /// that a failed write to the TUN is not.
+    pub fn delivered(&mut self, np: u16, len: usize) {
+        if let Some(e) = self.by_np.get_mut(&np) {
+            Tally::down(&mut e.tally, len);
+        }
+    }
+
     /// Flow `np`'s relay ended (its sockets are closed by the caller);
     /// `orderly` when without a reset, so the listener side may be in
     /// TIME_WAIT.
+    /// Its end is reported as [`FlowEndReason::Closed`] when `orderly`,
+    /// else [`FlowEndReason::Reset`].
     pub fn relay_closed(&mut self, np: u16, orderly: bool, now: Instant, c: &Counters) {
-        self.enter_closing(np, orderly, now, c);
+        let how = if orderly {
+            FlowEndReason::Closed
+        } else {
+            FlowEndReason::Reset
+        };
+        self.enter_closing(np, orderly, (how, now), now, c);
     }
 
-    fn enter_closing(&mut self, np: u16, orderly: bool, now: Instant, c: &Counters) {
+    /// Flow `np`'s relay ended because its upstream socket failed with
+    /// `errno` (read or write; the app side is reset). Its end is reported
+    /// as that errno says, as for a failed connect ([`connect_failure_end`]):
+    /// [`FlowEndReason::TimedOut`] for ETIMEDOUT (the upstream's
+    /// retransmissions or keepalives went unanswered),
+    /// [`FlowEndReason::Unreachable`] for EHOSTUNREACH, ENETUNREACH, EACCES
+    /// or EPERM, [`FlowEndReason::Refused`] for ECONNREFUSED, else
+    /// [`FlowEndReason::Reset`] (ECONNRESET: the server's RST; EPIPE).
+    pub fn relay_failed(&mut self, np: u16, errno: Option<i32>, now: Instant, c: &Counters) {
+        let how = connect_failure_end(errno);
+        self.enter_closing(np, false, (how, now), now, c);
+    }
+
+    /// Ends live flow `np` (reported for `how`, as ended at `ended`: now,
+    /// or the last packet of a flow that timed out), keeping its entry for
+    /// the grace time or the TIME_WAIT hold from `now`.
+    fn enter_closing(
+        &mut self,
+        np: u16,
+        orderly: bool,
+        (how, ended): (FlowEndReason, Instant),
+        now: Instant,
+        c: &Counters,
+    ) {
         let grace = CLOSE_GRACE.min(self.to.transitory);
         let Some(e) = self.by_np.get_mut(&np) else {
             return;
         };
         if e.state == FlowState::Closing {
             return;
+        }
+        if let Some(t) = &mut e.tally {
+            t.ended = Some((ended, how));
         }
         let at = if orderly && e.engine_fin_first && !e.fast_closed {
             now + TIME_WAIT_HOLD
@@ -971,7 +1150,7 @@ impl TcpFlows {
             let idle = match e.state {
                 FlowState::Closing => {
                     self.timers.insert(at, key); // removed again by free
-                    self.free(np, false, c);
+                    self.free(np, false, FlowEndReason::Closed, c);
                     continue;
                 }
                 FlowState::Established => self.to.established,
@@ -992,11 +1171,16 @@ impl TcpFlows {
                         rst_up: true,
                     });
                 }
+                // It ended with its last packet, not when we noticed.
+                let ended = (FlowEndReason::TimedOut, e.last);
                 self.timers.insert(at, key); // removed again by enter_closing
-                self.enter_closing(np, false, now, c);
+                self.enter_closing(np, false, ended, now, c);
             } else {
+                if let Some(t) = &mut e.tally {
+                    t.ended = Some((e.last, FlowEndReason::TimedOut));
+                }
                 self.timers.insert(at, key);
-                self.free(np, true, c);
+                self.free(np, true, FlowEndReason::TimedOut, c);
             }
         }
     }
@@ -1047,9 +1231,25 @@ impl TcpFlows {
                             rst_up: true,
                         });
                     }
-                    self.enter_closing(np, false, now, c);
+                    let how = FlowEndReason::NetworkChanged;
+                    self.enter_closing(np, false, (how, now), now, c);
                 }
-                FlowState::Connecting | FlowState::SynInjected => self.free(np, true, c),
+                FlowState::Connecting | FlowState::SynInjected => {
+                    // An app that has the listener's SYN-ACK may think it
+                    // is connected: it gets a RST at its RCV.NXT (RFC 5961
+                    // 3.2), as an established flow does. One still waiting
+                    // for it retransmits its SYN, which opens a new flow.
+                    if let Some(seq) = e.listener_next {
+                        self.actions.push_back(Action::ResetApp {
+                            dst: e.dst,
+                            dp: e.dp,
+                            sp: e.sp,
+                            seq,
+                            ack: e.app_next,
+                        });
+                    }
+                    self.free(np, true, FlowEndReason::NetworkChanged, c)
+                }
             }
         }
     }

@@ -309,8 +309,13 @@ pub enum Outcome {
     Open,
     /// Both directions finished cleanly.
     Done,
-    /// `from_app` side reset or failed: reset the other side.
-    Reset { app_failed: bool },
+    /// One side reset or failed (the app's when `app_failed`, else the
+    /// upstream's), with the errno that side's read, write, splice or
+    /// peek returned (`None` if it gave none): reset the other side.
+    Reset {
+        app_failed: bool,
+        errno: Option<i32>,
+    },
 }
 
 /// Byte counts moved in one pump.
@@ -340,8 +345,8 @@ struct Tally<'a> {
     writes: &'a mut u64,
 }
 
-/// Writes `data` to `dst`; `Err` when the destination failed.
-fn write_some(dst: &mut Side, data: &[u8], t: &mut Tally) -> Result<usize, ()> {
+/// Writes `data` to `dst`; `Err` with its errno when the destination failed.
+fn write_some(dst: &mut Side, data: &[u8], t: &mut Tally) -> Result<usize, Option<i32>> {
     match dst.sock.write(data) {
         Ok(n) => {
             *t.moved += n as u64;
@@ -353,14 +358,14 @@ fn write_some(dst: &mut Side, data: &[u8], t: &mut Tally) -> Result<usize, ()> {
             Ok(0)
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-        Err(_) => Err(()),
+        Err(e) => Err(e.raw_os_error()),
     }
 }
 
 /// Sends the urgent byte `b` alone with MSG_OOB, so that `dst`'s urgent
 /// pointer points just past it; 1 when sent, 0 when `dst` cannot take it
-/// now, `Err` when the destination failed.
-fn write_urgent(dst: &mut Side, b: u8, t: &mut Tally) -> Result<usize, ()> {
+/// now, `Err` with its errno when the destination failed.
+fn write_urgent(dst: &mut Side, b: u8, t: &mut Tally) -> Result<usize, Option<i32>> {
     match SockRef::from(&dst.sock).send_out_of_band(&[b]) {
         Ok(n) => {
             *t.moved += n as u64;
@@ -372,7 +377,7 @@ fn write_urgent(dst: &mut Side, b: u8, t: &mut Tally) -> Result<usize, ()> {
             Ok(0)
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(0),
-        Err(_) => Err(()),
+        Err(e) => Err(e.raw_os_error()),
     }
 }
 
@@ -389,8 +394,8 @@ enum Got {
     Nothing,
     /// Interrupted: try again.
     Again,
-    /// The socket failed.
-    Failed,
+    /// The socket failed, with this errno.
+    Failed(Option<i32>),
 }
 
 /// Reads from `src` into `into`, never past the urgent mark; the urgent
@@ -448,13 +453,13 @@ fn read_side(src: &mut Side, into: &mut [u8], urgent_ok: bool) -> Got {
             Got::Nothing
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Got::Again,
-        Err(_) => Got::Failed,
+        Err(e) => Got::Failed(e.raw_os_error()),
     }
 }
 
 /// Splices what `pipe` holds into `dst` while `dst` takes it: whether
 /// anything moved; `Err` when the destination failed.
-fn pipe_out(pipe: &mut Pipe, dst: &mut Side, t: &mut Tally) -> Result<bool, ()> {
+fn pipe_out(pipe: &mut Pipe, dst: &mut Side, t: &mut Tally) -> Result<bool, Option<i32>> {
     let mut any = false;
     while pipe.len > 0 && dst.writable {
         match sys::splice(pipe.r.as_raw_fd(), dst.sock.as_raw_fd(), pipe.len) {
@@ -473,7 +478,7 @@ fn pipe_out(pipe: &mut Pipe, dst: &mut Side, t: &mut Tally) -> Result<bool, ()> 
                     // which blocks it (prepare_relay_thread): take it.
                     sys::take_pending_sigpipe();
                 }
-                return Err(());
+                return Err(e.raw_os_error());
             }
         }
     }
@@ -491,8 +496,8 @@ enum Spliced {
     Nothing,
     /// Interrupted: try again.
     Again,
-    /// The socket failed.
-    Failed,
+    /// The socket failed, with this errno.
+    Failed(Option<i32>),
 }
 
 /// Splices at most `want` bytes of `src` into `pipe`. A splice that
@@ -509,7 +514,7 @@ fn pipe_in(src: &mut Side, pipe: &mut Pipe, want: usize) -> Spliced {
                 src.eof = true;
                 Spliced::Eof
             }
-            Err(()) => Spliced::Failed,
+            Err(e) => Spliced::Failed(e),
         },
         Ok(n) => {
             pipe.len += n;
@@ -517,12 +522,13 @@ fn pipe_in(src: &mut Side, pipe: &mut Pipe, want: usize) -> Spliced {
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Spliced::Nothing,
         Err(e) if e.kind() == io::ErrorKind::Interrupted => Spliced::Again,
-        Err(_) => Spliced::Failed,
+        Err(e) => Spliced::Failed(e.raw_os_error()),
     }
 }
 
 /// Whether `src` has a byte left to read after a splice, by a one-byte
-/// `recv(MSG_PEEK)` ([`sys::has_unread`]); `Err` when the socket failed.
+/// `recv(MSG_PEEK)` ([`sys::has_unread`]); `Err` with the errno when the
+/// socket failed.
 ///
 /// The peek must count as a read: `tcp_recvmsg` reports a pending error
 /// (`sk_err`, e.g. ECONNRESET from the peer's RST) once its queue is
@@ -534,8 +540,8 @@ fn pipe_in(src: &mut Side, pipe: &mut Pipe, want: usize) -> Spliced {
 /// (rather than a second splice to EAGAIN): it costs the same one call
 /// per wakeup, and it alone tells "drained" from "the urgent byte is
 /// next", where splice stops and returns EAGAIN either way.
-fn peek_after_splice(src: &Side) -> Result<bool, ()> {
-    sys::has_unread(src.sock.as_raw_fd()).map_err(|_| ())
+fn peek_after_splice(src: &Side) -> Result<bool, Option<i32>> {
+    sys::has_unread(src.sock.as_raw_fd()).map_err(|e| e.raw_os_error())
 }
 
 /// One read of `src` by splice when nothing is backlogged: into the shared
@@ -554,7 +560,7 @@ fn splice_through(
     scratch: &mut Scratch,
     cap: usize,
     t: &mut Tally,
-) -> Result<Option<()>, bool> {
+) -> Result<Option<()>, (bool, Option<i32>)> {
     if src.urgent {
         return Ok(None);
     }
@@ -568,10 +574,12 @@ fn splice_through(
         Spliced::Data(n) => {
             *t.reads += 1;
             scratch.spliced += n as u64;
-            if dst.writable && pipe_out(pipe, dst, t).is_err() {
-                // The flow is reset; what it left in the pipe goes with it.
-                scratch.pipe = None;
-                return Err(false);
+            if dst.writable {
+                if let Err(e) = pipe_out(pipe, dst, t) {
+                    // The flow is reset; what it left in the pipe goes with it.
+                    scratch.pipe = None;
+                    return Err((false, e));
+                }
             }
             if pipe.len > 0 {
                 // Hand the pipe over only if its replacement fits.
@@ -587,9 +595,13 @@ fn splice_through(
                         }
                         // A pipe holding what it was given cannot fail a
                         // read; if it did, the flow cannot go on intact.
-                        _ => {
+                        Ok(_) => {
                             scratch.pipe = None;
-                            return Err(true);
+                            return Err((true, None));
+                        }
+                        Err(e) => {
+                            scratch.pipe = None;
+                            return Err((true, e.raw_os_error()));
                         }
                     }
                 }
@@ -598,7 +610,7 @@ fn splice_through(
                 match peek_after_splice(src) {
                     Ok(false) => src.readable = false,
                     Ok(true) => {}
-                    Err(()) => return Err(true),
+                    Err(e) => return Err((true, e)),
                 }
             }
             Ok(Some(()))
@@ -612,7 +624,7 @@ fn splice_through(
             src.urgent = true;
             Ok(None)
         }
-        Spliced::Failed => Err(true),
+        Spliced::Failed(e) => Err((true, e)),
     }
 }
 
@@ -620,8 +632,9 @@ fn splice_through(
 /// `scratch` while `dst` keeps up, through a per-flow backlog `buf` (at
 /// most `cap` bytes: the pipe that was not drained, or bytes of the copy
 /// path) when it does not; an urgent byte goes alone with MSG_OOB once
-/// everything before it has gone, by the copy path. Returns Err(true) when
-/// the source failed, Err(false) when the destination failed, else whether
+/// everything before it has gone, by the copy path. Returns Err((true,
+/// errno)) when the source failed, Err((false, errno)) when the destination
+/// failed, else whether
 /// anything happened.
 fn one_way(
     src: &mut Side,
@@ -630,7 +643,7 @@ fn one_way(
     scratch: &mut Scratch,
     cap: usize,
     t: &mut Tally,
-) -> Result<bool, bool> {
+) -> Result<bool, (bool, Option<i32>)> {
     let mut progress = false;
     loop {
         let mut step = false;
@@ -643,7 +656,7 @@ fn one_way(
                         Got::Data(n) => {
                             *t.reads += 1;
                             let w = if dst.writable {
-                                write_some(dst, &bytes[..n], t).map_err(|_| false)?
+                                write_some(dst, &bytes[..n], t).map_err(|e| (false, e))?
                             } else {
                                 0
                             };
@@ -654,7 +667,7 @@ fn one_way(
                         Got::Urgent => {
                             *t.reads += 1;
                             let w = if dst.writable {
-                                write_urgent(dst, bytes[0], t).map_err(|_| false)?
+                                write_urgent(dst, bytes[0], t).map_err(|e| (false, e))?
                             } else {
                                 0
                             };
@@ -665,14 +678,14 @@ fn one_way(
                         }
                         Got::Eof | Got::Again => {}
                         Got::Nothing => step = false,
-                        Got::Failed => return Err(true),
+                        Got::Failed(e) => return Err((true, e)),
                     }
                 }
             }
         } else {
             if dst.writable {
                 if let Some(p) = buf.pipe.as_mut() {
-                    step |= pipe_out(p, dst, t).map_err(|_| false)?;
+                    step |= pipe_out(p, dst, t).map_err(|e| (false, e))?;
                     if p.len == 0 {
                         // Drained: the pipe goes back for the next flow.
                         let p = buf.pipe.take();
@@ -686,7 +699,7 @@ fn one_way(
                     } else {
                         write_some(dst, buf.pending(), t)
                     }
-                    .map_err(|_| false)?;
+                    .map_err(|e| (false, e))?;
                     if n > 0 {
                         buf.consumed(n);
                         step = true;
@@ -707,7 +720,7 @@ fn one_way(
                             }
                             Spliced::Eof | Spliced::Again => step = true,
                             Spliced::Nothing => {}
-                            Spliced::Failed => return Err(true),
+                            Spliced::Failed(e) => return Err((true, e)),
                         }
                     }
                 } else if buf.has_space() {
@@ -719,7 +732,7 @@ fn one_way(
                         }
                         Got::Eof | Got::Again => step = true,
                         Got::Urgent | Got::Nothing => {}
-                        Got::Failed => return Err(true),
+                        Got::Failed(e) => return Err((true, e)),
                     }
                 }
             }
@@ -784,9 +797,10 @@ impl Relay {
                 &mut t,
             ) {
                 Ok(p) => p,
-                Err(src_failed) => {
+                Err((src_failed, errno)) => {
                     return Outcome::Reset {
                         app_failed: src_failed,
+                        errno,
                     }
                 }
             };
@@ -804,9 +818,10 @@ impl Relay {
                 &mut t,
             ) {
                 Ok(p) => p,
-                Err(src_failed) => {
+                Err((src_failed, errno)) => {
                     return Outcome::Reset {
                         app_failed: !src_failed,
+                        errno,
                     }
                 }
             };
@@ -1048,6 +1063,44 @@ mod tests {
         fn settle(&mut self) {
             while self.turn(Duration::from_millis(200)) {}
         }
+    }
+
+    /// The server resets the connection: the relay ends as a reset of the
+    /// upstream side, with the errno its socket returned (ECONNRESET), for
+    /// the flow's end reason.
+    #[test]
+    fn an_upstream_reset_ends_the_relay_with_its_errno() {
+        let mut f = flow(false, false, 4096);
+        SockRef::from(&f.server)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(f.server);
+        let deadline = Instant::now() + WAIT;
+        let out = loop {
+            assert!(Instant::now() < deadline, "the reset never came");
+            f.poll
+                .poll(&mut f.events, Some(Duration::from_millis(200)))
+                .unwrap();
+            for ev in f.events.iter() {
+                if ev.token() == Token(0) {
+                    f.relay.app.on_event(ev);
+                } else {
+                    f.relay.up.on_event(ev);
+                }
+            }
+            let mut m = Moved::default();
+            match f.relay.pump(&mut m, &mut f.scratch, f.cap) {
+                Outcome::Open => continue,
+                o => break o,
+            }
+        };
+        assert_eq!(
+            out,
+            Outcome::Reset {
+                app_failed: false,
+                errno: Some(libc::ECONNRESET)
+            }
+        );
     }
 
     /// Waits until `s` has `n` bytes queued to read (urgent byte included
@@ -1507,7 +1560,14 @@ mod tests {
         reset_and_wait(server, &relay.up.sock);
         let mut m = Moved::default();
         let out = relay.pump(&mut m, &mut scratch, cap);
-        assert_eq!(out, Outcome::Reset { app_failed: false }, "moved {m:?}");
+        assert_eq!(
+            out,
+            Outcome::Reset {
+                app_failed: false,
+                errno: Some(libc::ECONNRESET)
+            },
+            "moved {m:?}"
+        );
         assert!(scratch.spliced() > 0, "the body went by splice");
         // What the engine's loop does with that outcome (close_relay).
         set_rst_on_close(&relay.app.sock);
@@ -1580,7 +1640,13 @@ mod tests {
             queued(&relay.app.sock, 7);
             let mut m = Moved::default();
             let out = relay.pump(&mut m, &mut scratch, cap);
-            assert_eq!(out, Outcome::Reset { app_failed: false });
+            assert_eq!(
+                out,
+                Outcome::Reset {
+                    app_failed: false,
+                    errno: Some(libc::EPIPE)
+                }
+            );
             assert!(scratch.spliced() > 0, "the request went by splice");
             assert!(!sys::sigpipe_pending().unwrap(), "a SIGPIPE left pending");
         });

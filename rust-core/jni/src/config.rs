@@ -38,6 +38,8 @@ pub struct RawConfig {
     pub ipv4_native: bool,
     /// IPv6 from the TUN is carried (`carryIpv6`).
     pub carry_ipv6: bool,
+    /// Capacity of the flow-event queue (`flowEvents`), 0 = no events.
+    pub flow_events: i32,
 }
 
 /// The engine's IPv4 path for Kotlin's `ipv4Native` flag (of
@@ -92,6 +94,13 @@ pub fn parse_config(raw: &RawConfig) -> Result<EngineConfig, String> {
         n if n > 0 => c.max_flows = n as usize,
         n => return Err(format!("maxFlows {n} must be positive (0 = default)")),
     }
+    // 0 is the engine's default too: no queue, no event built.
+    c.flow_events = usize::try_from(raw.flow_events).map_err(|_| {
+        format!(
+            "flowEvents {} must not be negative (0 = no flow events)",
+            raw.flow_events
+        )
+    })?;
     for (field, secs, slot) in [
         ("udpTimeoutSec", raw.udp_timeout_sec, &mut c.udp_timeout),
         (
@@ -216,6 +225,30 @@ mod tests {
         assert_eq!(c.tcp_established_timeout, Duration::from_secs(7200));
         assert_eq!(c.tcp_transitory_timeout, Duration::from_secs(240));
         assert_eq!(c.icmp_timeout, Duration::from_secs(61));
+    }
+
+    #[test]
+    fn flow_events_is_the_queue_capacity_and_zero_means_none() {
+        assert_eq!(parse_config(&lab()).unwrap().flow_events, 0);
+        let c = parse_config(&RawConfig {
+            flow_events: 4096,
+            ..lab()
+        })
+        .unwrap();
+        assert_eq!(c.flow_events, 4096);
+        let e = parse_config(&RawConfig {
+            flow_events: -1,
+            ..lab()
+        })
+        .unwrap_err();
+        assert!(e.starts_with("flowEvents -1"), "{e}");
+        // Above the engine's bound: its own validation says so.
+        let e = parse_config(&RawConfig {
+            flow_events: i32::MAX,
+            ..lab()
+        })
+        .unwrap_err();
+        assert!(e.contains("flow_events"), "{e}");
     }
 
     #[test]

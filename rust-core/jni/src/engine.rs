@@ -2,12 +2,13 @@
 //! them. JNI-free: takes and returns plain Rust values, so the logic (stale
 //! handles, idempotent stop, releasing the protector) reads on its own.
 
+use std::collections::HashMap;
 use std::os::fd::{OwnedFd, RawFd};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use clat_discovery::{DiscoveredPrefix, PrefixSource};
-use clat_engine::{Engine, EngineConfig};
+use clat_engine::{Engine, EngineConfig, FlowEvent, FlowEvents};
 use clat_protect::SocketProtector;
 
 use crate::config;
@@ -30,6 +31,20 @@ impl Running {
 /// Every engine started through the bridge.
 pub static ENGINES: LazyLock<Registry<Running>> = LazyLock::new(Registry::new);
 
+/// The flow-event queues of engines started with `flowEvents` > 0, by
+/// handle. Apart from [`ENGINES`] because a queue outlives its engine's
+/// `stop`: the ends the engine emits as it stops (`NetworkChanged`) are
+/// queued during `stop`, after the handle left [`ENGINES`], and the consumer
+/// must still get them. [`await_flow_events`] removes the queue once it has
+/// returned its last event; a consumer that never drains it leaves at most
+/// the queue's capacity behind.
+static FLOW_STREAMS: LazyLock<Mutex<HashMap<u64, FlowEvents>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn flow_streams() -> MutexGuard<'static, HashMap<u64, FlowEvents>> {
+    FLOW_STREAMS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Starts an engine; the TUN descriptor is closed on failure too (ownership
 /// passed to us at the call).
 pub fn start(tun: OwnedFd, config: EngineConfig, protector: JniProtector) -> BridgeResult<i64> {
@@ -43,10 +58,14 @@ pub fn start(tun: OwnedFd, config: EngineConfig, protector: JniProtector) -> Bri
             return Err(BridgeError::Clat(format!("engine failed to start: {e}")));
         }
     };
+    let events = engine.flow_events();
     let id = ENGINES.insert(Running {
         engine: Mutex::new(engine),
         protector,
     });
+    if let Some(events) = events {
+        flow_streams().insert(id, events);
+    }
     log::info!("engine {id} started (prefix {prefix})");
     // Ids are issued from 1 upwards and never reach i64::MAX in practice.
     Ok(id as i64)
@@ -176,6 +195,42 @@ pub fn await_exit(handle: i64) -> BridgeResult<Option<String>> {
     Ok(watch.reason())
 }
 
+/// Waits up to `timeout_ms` (>= 0; 0 takes what is there without waiting)
+/// for the engine's flow events ([`clat_engine::FlowEvents::wait`]) and
+/// takes every waiting one. `Ok(None)`: none will ever come, because the
+/// engine was started without a queue (`flowEvents` 0) or its loop has
+/// ended and every event was taken. `Ok(Some(empty))`: the time ran out.
+/// Events emitted while the engine stops are returned after `stop` too (the
+/// queue outlives the engine, [`FLOW_STREAMS`]); once the last is taken, a
+/// stopped handle is unknown like for every call. No lock is held while
+/// waiting: `stop` goes on, and the queue closing when the engine thread
+/// ends wakes the waiter at once.
+pub fn await_flow_events(handle: i64, timeout_ms: i32) -> BridgeResult<Option<Vec<FlowEvent>>> {
+    let timeout = u64::try_from(timeout_ms).map_err(|_| {
+        BridgeError::IllegalArgument(format!("timeoutMs {timeout_ms} must not be negative"))
+    })?;
+    let id = handle_id(handle).ok_or_else(|| BridgeError::IllegalState(stale_message(handle)))?;
+    let stream = flow_streams().get(&id).cloned();
+    let Some(events) = stream else {
+        // A running engine without a queue, or one whose queue was
+        // drained: nothing will come. An unknown handle throws.
+        running(handle)?;
+        return Ok(None);
+    };
+    let got = events.wait(Duration::from_millis(timeout));
+    if !got.is_empty() || !events.is_closed() {
+        return Ok(Some(got));
+    }
+    // Closed: nothing is pushed after that, so one more take gets the
+    // events pushed between the wait's drain and the close.
+    let rest = events.take();
+    if !rest.is_empty() {
+        return Ok(Some(rest));
+    }
+    flow_streams().remove(&id);
+    Ok(None)
+}
+
 /// RFC 7050 discovery: every prefix found (Kotlin gets them as
 /// `DiscoveredPrefix` objects).
 pub fn discover(
@@ -259,6 +314,10 @@ mod tests {
                 Err(BridgeError::IllegalState(_))
             ));
             assert!(matches!(await_exit(h), Err(BridgeError::IllegalState(_))));
+            assert!(matches!(
+                await_flow_events(h, 0),
+                Err(BridgeError::IllegalState(_))
+            ));
             // stop is idempotent: unknown is not an error.
             assert!(!stop(h).unwrap());
         }
@@ -271,6 +330,14 @@ mod tests {
                 matches!(set_prefix(12345, bad), Err(BridgeError::IllegalArgument(_))),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn await_flow_events_checks_the_timeout_before_the_handle() {
+        match await_flow_events(12345, -1) {
+            Err(BridgeError::IllegalArgument(m)) => assert!(m.contains("timeoutMs -1"), "{m}"),
+            other => panic!("{other:?}"),
         }
     }
 

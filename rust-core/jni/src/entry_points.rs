@@ -194,6 +194,25 @@ pub extern "system" fn Java_net_clat_core_ClatNative_awaitExit<'l>(
     })
 }
 
+/// `ClatNative.awaitFlowEvents(handle, timeoutMs): FlowEventBatch?` — waits
+/// up to `timeoutMs` for flow events and returns every waiting one (an empty
+/// batch when the time ran out); null when none will ever come (no queue,
+/// or the engine ended and all were taken). Call it on a thread of its own.
+#[unsafe(no_mangle)]
+pub extern "system" fn Java_net_clat_core_ClatNative_awaitFlowEvents<'l>(
+    mut env: EnvUnowned<'l>,
+    _class: JClass<'l>,
+    handle: jlong,
+    timeout_ms: jint,
+) -> JObject<'l> {
+    entry(&mut env, |env| {
+        match engine::await_flow_events(handle, timeout_ms)? {
+            None => Ok(JObject::null()),
+            Some(events) => jconvert::new_flow_event_batch(env, &events),
+        }
+    })
+}
+
 /// `ClatNative.discover(resolvers, timeoutMs, protector?):
 /// Array<DiscoveredPrefix>`. A null protector means no protection (host use;
 /// on Android pass the VpnService's).

@@ -52,6 +52,7 @@ pub fn read_native_config(env: &mut Env<'_>, cfg: &JObject<'_>) -> BridgeResult<
         carry_ipv6: env
             .get_field(cfg, jni_str!("carryIpv6"), jni_sig!("Z"))?
             .z()?,
+        flow_events: int_field(env, cfg, jni_str!("flowEvents"))?,
     })
 }
 
@@ -160,4 +161,31 @@ pub fn new_discovered_prefix_array<'l>(
         env.delete_local_ref(source);
     }
     Ok(arr)
+}
+
+/// A new `net.clat.core.FlowEventBatch(records: long[], names: String[])`
+/// holding `events` as [`crate::flow_records::encode`] lays them out (keep
+/// the constructor in step with the Kotlin class): two arrays and a string
+/// per name, no object per event.
+pub fn new_flow_event_batch<'l>(
+    env: &mut Env<'l>,
+    events: &[clat_engine::FlowEvent],
+) -> BridgeResult<JObject<'l>> {
+    let (records, names) = crate::flow_records::encode(events);
+    let records = new_long_array(env, &records)?;
+    let arr = JObjectArray::<JString>::new(env, names.len(), JString::null())?;
+    for (i, name) in names.iter().enumerate() {
+        if let Some(n) = name {
+            let js = JString::new(env, n)?;
+            arr.set_element(env, i, &js)?;
+            env.delete_local_ref(js);
+        }
+    }
+    let class = env.find_class(jni_str!("net/clat/core/FlowEventBatch"))?;
+    let obj = env.new_object(
+        &class,
+        jni_sig!("([J[Ljava/lang/String;)V"),
+        &[JValue::Object(&records), JValue::Object(&arr)],
+    )?;
+    Ok(obj)
 }

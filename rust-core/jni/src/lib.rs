@@ -12,7 +12,8 @@
 //! Layout: [`entry_points`] holds the exported functions (and taking over
 //! Kotlin's TUN descriptor), [`config`] checks configuration (plain Rust),
 //! [`jconvert`] copies Kotlin values, [`engine`] holds the running engines,
-//! [`protector`] calls `protect(fd)` back into Kotlin.
+//! [`protector`] calls `protect(fd)` back into Kotlin, [`flow_records`] lays
+//! out the flow events Kotlin takes in batches.
 //!
 //! `unsafe` is denied in the crate and allowed only in [`entry_points`]:
 //! exporting a symbol (`#[unsafe(no_mangle)]`) and adopting a raw
@@ -24,6 +25,7 @@ pub mod config;
 pub mod engine;
 pub mod entry_points;
 pub mod error;
+pub mod flow_records;
 pub mod jconvert;
 pub mod logging;
 pub mod protector;

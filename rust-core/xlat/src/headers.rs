@@ -121,6 +121,14 @@ pub struct Frag {
     /// Offset in 8-byte units.
     pub off: u16,
     pub more: bool,
+    /// Where the Fragment header starts (from the start of the IPv6
+    /// header): the headers before it are the unfragmentable part, its
+    /// full 32-bit Identification is at `at + 4` (RFC 8200 section 4.5).
+    pub at: usize,
+    /// Where the Next Header field naming the Fragment header is (6, or
+    /// the first byte of the extension header before it): a reassembler
+    /// writes the Fragment header's own Next Header there.
+    pub named_at: usize,
 }
 
 /// An IPv6 header, its extension headers, and the upper-layer bytes.
@@ -136,6 +144,10 @@ pub struct V6<'a> {
     pub hop: u8,
     /// The upper-layer protocol (after extension headers).
     pub proto: u8,
+    /// Where the Next Header field naming `proto` is (6, or the first byte
+    /// of the last extension header): the pointer of a Parameter Problem
+    /// about it (RFC 4443 section 3.4, code 1).
+    pub proto_at: usize,
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,
     pub frag: Option<Frag>,
@@ -189,6 +201,7 @@ pub fn parse_v6(pkt: &[u8], inner: bool) -> Result<V6<'_>, DropReason> {
     };
     let pkt = &pkt[..end];
     let mut next = pkt[6];
+    let mut next_at = 6usize;
     let mut off = 40usize;
     let mut frag = None;
     let mut unexpired_routing = None;
@@ -215,6 +228,7 @@ pub fn parse_v6(pkt: &[u8], inner: bool) -> Result<V6<'_>, DropReason> {
                     unexpired_routing = Some(off as u32 + 3);
                 }
                 next = pkt[off];
+                next_at = off;
                 off += len;
             }
             PROTO_FRAGMENT => {
@@ -226,9 +240,12 @@ pub fn parse_v6(pkt: &[u8], inner: bool) -> Result<V6<'_>, DropReason> {
                     id: u16::from_be_bytes([pkt[off + 6], pkt[off + 7]]),
                     off: fo >> 3,
                     more: fo & 1 != 0,
+                    at: off,
+                    named_at: next_at,
                 };
                 frag = Some(f);
                 next = pkt[off];
+                next_at = off;
                 off += 8;
                 if f.off != 0 {
                     break;
@@ -250,6 +267,7 @@ pub fn parse_v6(pkt: &[u8], inner: bool) -> Result<V6<'_>, DropReason> {
         payload_len,
         hop: pkt[7],
         proto: next,
+        proto_at: next_at,
         src,
         dst,
         frag,

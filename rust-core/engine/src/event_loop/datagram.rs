@@ -12,6 +12,7 @@ use super::icmp_echo::IcmpFlow;
 use super::udp::UdpFlow;
 use super::{tun_write, Loop, Slot};
 use crate::datagram_mappings::{DatagramMappings, Expiry, MapKey};
+use crate::flow_events::{FlowEndReason, FlowProto, Tally};
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{self, Ip4, Ip6, IpHdr};
 use crate::path_error::{self, AppDatagram, AppSide, AppSide6, PathError, IPV4_DUMMY};
@@ -24,7 +25,7 @@ use mio::net::UdpSocket;
 use mio::Interest;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
@@ -178,6 +179,22 @@ impl Loop {
             Counters::inc(&self.c().drop_upstream_socket);
             return None;
         };
+        let tally = self.new_tally(key.v6);
+        if let (Some(t), IpHdr::V4(i)) = (&tally, ip) {
+            // The destination the app addressed: a UDP port, none for echo.
+            let off = i.ihl;
+            let dp = match kind {
+                Datagram::Udp => p
+                    .get(off + 2..off + 4)
+                    .map_or(0, |b| u16::from_be_bytes([b[0], b[1]])),
+                Datagram::Echo => 0,
+            };
+            let proto = match kind {
+                Datagram::Udp => FlowProto::Udp,
+                Datagram::Echo => FlowProto::Icmp,
+            };
+            self.emit_start(t.id, proto, key.id, SocketAddrV4::new(i.dst, dp), path);
+        }
         let c = &self.sh.counters;
         let (flow, gauge, total) = match kind {
             Datagram::Udp => (
@@ -187,6 +204,7 @@ impl Loop {
                     sock,
                     path,
                     df: None,
+                    tally,
                 }),
                 &c.flows_udp,
                 &c.flows_udp_total,
@@ -199,6 +217,7 @@ impl Loop {
                     path,
                     sticky: None,
                     df: None,
+                    tally,
                 }),
                 &c.flows_icmp,
                 &c.flows_icmp_total,
@@ -225,9 +244,10 @@ impl Loop {
         match self.mappings(kind).on_deadline(key, at, now) {
             Expiry::Stale => {}
             Expiry::Rearm(due) => self.timers.insert(due, kind.timer(key)),
-            Expiry::Expired(slot) => {
+            Expiry::Expired(slot, last) => {
                 Counters::inc(&self.sh.counters.flows_expired);
-                self.close_mapping(slot);
+                // It ended with its last datagram, not when we noticed.
+                self.close_mapping(slot, FlowEndReason::TimedOut, Some(last));
             }
         }
     }
@@ -240,6 +260,9 @@ impl Loop {
     /// packet to put on the IPv6 path. The CLAT has no IPv4 address of its
     /// own, hence the RFC 7600 dummy address.
     pub(super) fn ttl_zero(&mut self, ip: &Ip4, p: &[u8]) {
+        if !self.icmp_rate_allows() {
+            return;
+        }
         let mut out = std::mem::take(&mut self.txbuf);
         let id = self.next_ip_id();
         let msg = (Icmpv4Message::TimeExceeded, 0);
@@ -254,6 +277,9 @@ impl Loop {
     /// first hop would: Time Exceeded (RFC 4443 section 3.3) from the
     /// engine's internal address on the TUN.
     pub(super) fn hop_limit_zero(&mut self, ip: &Ip6, p: &[u8]) {
+        if !self.icmp_rate_allows() {
+            return;
+        }
         let mut out = std::mem::take(&mut self.txbuf);
         let msg = (Icmpv6Message::TimeExceeded, 0, 0);
         let n = packet::emit_error6_about(&mut out, ip, p, msg, self.cfg.nat_v6);
@@ -275,6 +301,14 @@ impl Loop {
         to: &SocketAddr,
     ) -> io::Result<()> {
         let mut fields = send_fields(ip);
+        if self.reassembled6 && matches!(ip, IpHdr::V6(_)) {
+            // The app fragmented this datagram itself (its path MTU is
+            // smaller than the datagram): DONTFRAG would fail it with
+            // EMSGSIZE at every try, and the Packet Too Big would change
+            // nothing for an app that already fragments. The upstream
+            // socket fragments it as the app did (RFC 8200 section 4.5).
+            fields.dont_frag = false;
+        }
         let dont_frag = fields.dont_frag;
         let v6 = to.is_ipv6();
         let (fd, df) = match &mut self.slots[slot] {
@@ -446,12 +480,29 @@ impl Loop {
         self.too_big.is_kept(sp, dest, quoted)
     }
 
-    pub(super) fn close_mapping(&mut self, slot: usize) {
-        let (kind, key) = match self.kill_slot(slot) {
-            Slot::Udp(f) => (Datagram::Udp, MapKey { v6: f.v6, id: f.sp }),
-            Slot::Icmp(f) => (Datagram::Echo, MapKey { v6: f.v6, id: f.id }),
+    /// Counts `up` and `down` bytes (whole IPv4 packets) on the mapping in
+    /// `slot`, if it is reported.
+    pub(super) fn tally_datagram(&mut self, slot: usize, up: usize, down: usize) {
+        let t = match &mut self.slots[slot] {
+            Slot::Udp(f) => &mut f.tally,
+            Slot::Icmp(f) => &mut f.tally,
             _ => return,
         };
+        Tally::up(t, up);
+        Tally::down(t, down);
+    }
+
+    /// Closes the mapping in `slot`, its end reported for `how`, at `at`
+    /// (`None`: now).
+    pub(super) fn close_mapping(&mut self, slot: usize, how: FlowEndReason, at: Option<Instant>) {
+        let (kind, key, tally) = match self.kill_slot(slot) {
+            Slot::Udp(f) => (Datagram::Udp, MapKey { v6: f.v6, id: f.sp }, f.tally),
+            Slot::Icmp(f) => (Datagram::Echo, MapKey { v6: f.v6, id: f.id }, f.tally),
+            _ => return,
+        };
+        if let Some(t) = tally {
+            self.emit_end(&t, how, at);
+        }
         if let Some((_, at)) = self.mappings(kind).remove(key) {
             self.timers.remove(at, kind.timer(key));
         }

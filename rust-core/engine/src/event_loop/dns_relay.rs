@@ -53,6 +53,9 @@ impl Loop {
     /// Writes `msg` (the app's id in place) to the app's port as a UDP
     /// datagram from the relay address.
     fn dns_answer(&mut self, app_sp: u16, msg: &[u8]) {
+        if let Some(names) = &mut self.names {
+            names.learn(msg, self.now);
+        }
         let mut out = std::mem::take(&mut self.txbuf);
         let n = msg.len().min(MAX_UDP_PAYLOAD);
         out[28..28 + n].copy_from_slice(&msg[..n]);

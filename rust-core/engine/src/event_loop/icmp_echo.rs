@@ -8,6 +8,7 @@
 use super::datagram::Datagram;
 use super::{tun_write, Loop, Slot};
 use crate::datagram_mappings::MapKey;
+use crate::flow_events::Tally;
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{self, checksum, Hop, Ip4, IpHdr, IpView, PROTO_ICMPV6};
 use crate::stats::Counters;
@@ -36,6 +37,9 @@ pub(super) struct IcmpFlow {
     /// kernel (`Loop::send_upstream`); None before the first, or after a
     /// failed setsockopt, so that the next request tries again.
     pub(super) sticky: Option<(u8, u8)>,
+    /// An IPv4 mapping's id and bytes while flow events are on
+    /// ([`crate::flow_events::Tally`]).
+    pub(super) tally: Option<Box<Tally>>,
 }
 
 impl Loop {
@@ -98,6 +102,9 @@ impl Loop {
                 None => return,
             },
         };
+        if !v6 {
+            self.tally_datagram(slot, end, 0);
+        }
         // The app's request as sent, for a Fragmentation Needed or Packet
         // Too Big about it: an ICMPv4 error quotes the header and 8 bytes
         // (RFC 792), an ICMPv6 one as much as fits (RFC 4443 2.4 (c)).
@@ -174,7 +181,9 @@ impl Loop {
                             packet::emit_icmp4_hop(&mut out, s, to, n, ip_id, hop)
                         }
                     };
-                    tun_write(&self.tun, &self.sh.counters, &out[..len]);
+                    if tun_write(&self.tun, &self.sh.counters, &out[..len]) && src.is_ipv4() {
+                        self.tally_datagram(slot, 0, len);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {

@@ -15,19 +15,24 @@ mod udp;
 
 use crate::config::EngineConfig;
 use crate::datagram_mappings::{DatagramMappings, MapKey};
+use crate::dns_names::DnsNames;
 use crate::dns_queries::DnsQueries;
-use crate::flow_events::FlowEventSink;
+use crate::flow_events::{
+    FlowEnd, FlowEndReason, FlowEvent, FlowEventSink, FlowProto, FlowStart, Tally, WallClock,
+};
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{
-    self, Ip4, Ip6, IpHdr, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
+    self, Ip4, IpHdr, IpView, ParseError, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP,
 };
 use crate::stats::Counters;
-use crate::tcp_flows::{FlowTimeouts, TcpFlows, Unreachable};
+use crate::tcp_flows::{Action, FlowTimeouts, TcpFlows, Unreachable};
 use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use crate::too_big_resend::{self, TooBigResends};
 use clat_protect::Protector;
-use clat_xlat::wire::{Icmpv4DstUnreachable, Icmpv4Message, Icmpv6DstUnreachable, Icmpv6Message};
+use clat_xlat::wire::{
+    Icmpv4DstUnreachable, Icmpv4Message, Icmpv6DstUnreachable, Icmpv6Message, Icmpv6ParamProblem,
+};
 use datagram::Datagram;
 use dns_relay::DnsTcp;
 use icmp_echo::IcmpFlow;
@@ -37,7 +42,7 @@ use mio::net::{TcpListener, UdpSocket};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
@@ -58,6 +63,8 @@ const MAX_UDP_PAYLOAD: usize = 65535 - 28;
 /// Largest UDP payload an IPv6 packet without a jumbogram can carry
 /// (Payload Length 65535, the UDP header included).
 const MAX_UDP_PAYLOAD6: usize = 65535 - 8;
+/// IPv6 Next Header 59, "No Next Header" (RFC 8200 section 4.7).
+const IPV6_NO_NEXT_HEADER: u8 = 59;
 /// TUN packets handled per turn before sockets get theirs.
 const TUN_BATCH: usize = 256;
 
@@ -81,6 +88,31 @@ pub(crate) struct Shared {
     /// every socket is closed: what [`crate::ExitWatch`] waits for.
     pub ended: Mutex<bool>,
     pub ended_cv: Condvar,
+}
+
+/// An ICMP error the engine answers a packet with, in that packet's
+/// family ([`Loop::icmp_error`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IcmpError {
+    /// Type and code.
+    V4(Icmpv4Message, u8),
+    /// Type, code and the 32 bits after the checksum (a Parameter
+    /// Problem's pointer, else 0).
+    V6(Icmpv6Message, u8, u32),
+}
+
+impl IcmpError {
+    fn unreachable4(code: Icmpv4DstUnreachable) -> IcmpError {
+        IcmpError::V4(Icmpv4Message::DstUnreachable, code as u8)
+    }
+
+    /// Destination Unreachable for `why` in `ip`'s family.
+    fn unreachable(ip: &IpHdr, why: Unreachable) -> IcmpError {
+        match ip {
+            IpHdr::V4(_) => IcmpError::unreachable4(why.icmpv4()),
+            IpHdr::V6(_) => IcmpError::V6(Icmpv6Message::DstUnreachable, why.icmpv6() as u8, 0),
+        }
+    }
 }
 
 enum Slot {
@@ -127,7 +159,8 @@ pub(crate) struct Loop {
     /// The DNS relay core: queries in flight and decisions (sans I/O).
     dns: DnsQueries,
     timers: Timers,
-    reasm: crate::frag::Reassembler,
+    reasm: crate::frag::Reassembler<crate::frag::V4>,
+    reasm6: crate::frag::Reassembler<crate::frag::V6>,
     rxbuf: Vec<u8>,
     /// What the relays share: the splice pipe and the copy buffer.
     scratch: crate::tcp_relay::Scratch,
@@ -149,22 +182,35 @@ pub(crate) struct Loop {
     /// Where flow events go, when a consumer asked for them
     /// ([`crate::flow_events`]); `None`: no event is built.
     flow_sink: Option<FlowEventSink>,
+    /// The datagram being handled was reassembled from IPv6 fragments of
+    /// the app: sent upstream without DONTFRAG ([`Loop::fragment6`]).
+    reassembled6: bool,
+    /// The rate limit of the ICMP errors the engine originates.
+    icmp_rate: crate::icmp_rate::IcmpRateLimit,
+    /// Names the DNS relay resolved, for FlowStart.name; only while flow
+    /// events are on.
+    names: Option<DnsNames>,
+    /// The flow events' times: the wall clock at start plus monotonic time.
+    clock: WallClock,
 }
 
 fn tok(slot: usize, side: usize) -> Token {
     Token(slot * 2 + side)
 }
 
-/// Writes one packet to the TUN, counting it (or its drop).
-fn tun_write(tun: &OwnedFd, c: &Counters, pkt: &[u8]) {
+/// Writes one packet to the TUN, counting it (or its drop); whether it
+/// went (a flow's down bytes count only what did).
+fn tun_write(tun: &OwnedFd, c: &Counters, pkt: &[u8]) -> bool {
     match crate::sys::write_fd(tun, pkt) {
         Ok(n) if n == pkt.len() => {
             Counters::inc(&c.tun_tx_packets);
             Counters::add(&c.tun_tx_bytes, pkt.len() as u64);
+            true
         }
         r => {
             log::debug!("TUN write of {} bytes failed: {r:?}", pkt.len());
             Counters::inc(&c.drop_tun_write);
+            false
         }
     }
 }
@@ -230,6 +276,7 @@ impl Loop {
             dns,
             timers: Timers::default(),
             reasm: Default::default(),
+            reasm6: Default::default(),
             rxbuf: vec![0u8; 65536],
             scratch: crate::tcp_relay::Scratch::new(relay_buffer),
             txbuf: vec![0u8; 65536 + 64],
@@ -240,13 +287,16 @@ impl Loop {
             spare_fd: open_spare_fd(),
             last_socket_warn: None,
             flow_sink: None,
+            reassembled6: false,
+            icmp_rate: Default::default(),
+            names: None,
+            clock: WallClock::start(),
         })
     }
 
     /// Queues a flow event for the consumer, counting it if the queue is
     /// full; builds nothing when nobody listens (`make` is not called).
-    #[allow(dead_code)] // The emission points come with issue 17's engine step.
-    fn emit_flow_event(&self, make: impl FnOnce() -> crate::flow_events::FlowEvent) {
+    fn emit_flow_event(&self, make: impl FnOnce() -> FlowEvent) {
         if let Some(sink) = &self.flow_sink {
             if !sink.push(make()) {
                 Counters::inc(&self.c().flow_events_dropped);
@@ -254,8 +304,53 @@ impl Loop {
         }
     }
 
-    /// Sends flow events to `sink` ([`crate::flow_events`]).
+    /// Reports the start of IPv4 flow `id` from the app's `sp` to `dst`,
+    /// leaving on `path`, named if the relay resolved `dst`'s address.
+    fn emit_start(&self, id: u64, proto: FlowProto, sp: u16, dst: SocketAddrV4, path: Ipv4Path) {
+        self.emit_flow_event(|| {
+            let name = self
+                .names
+                .as_ref()
+                .and_then(|n| n.lookup(*dst.ip(), self.now));
+            FlowEvent::Start(FlowStart {
+                id,
+                at_ms: self.clock.ms(self.now),
+                proto,
+                src: SocketAddrV4::new(self.cfg.clat_v4, sp),
+                dst,
+                name: name.map(|n| n.to_string()),
+                native_ipv4: path == Ipv4Path::Native,
+            })
+        });
+    }
+
+    /// Reports the end of the flow `t` counted, for `how`, at `at` (`None`:
+    /// now; a timed-out flow's last activity, a TCP flow's close).
+    fn emit_end(&self, t: &Tally, how: FlowEndReason, at: Option<Instant>) {
+        self.emit_flow_event(|| {
+            FlowEvent::End(FlowEnd {
+                id: t.id,
+                at_ms: self.clock.ms(at.unwrap_or(self.now)),
+                bytes_up: t.up,
+                bytes_down: t.down,
+                how,
+            })
+        });
+    }
+
+    /// A tally for a new datagram mapping of the app's family (`v6`):
+    /// `None` unless flow events are on and the mapping is IPv4.
+    fn new_tally(&mut self, v6: bool) -> Option<Box<Tally>> {
+        (self.flow_sink.is_some() && !v6).then(|| Tally::new(crate::flow_events::next_flow_id()))
+    }
+
+    /// Sends flow events to `sink` ([`crate::flow_events`]); with one, TCP
+    /// flows are reported and the relay's answers teach names.
     pub(crate) fn with_flow_events(mut self, sink: Option<FlowEventSink>) -> Loop {
+        if sink.is_some() {
+            self.tcp.report_flows(self.cfg.dns_v4);
+            self.names = Some(DnsNames::new(crate::dns_names::CAPACITY));
+        }
         self.flow_sink = sink;
         self
     }
@@ -326,8 +421,27 @@ impl Loop {
         self.shutdown();
     }
 
-    /// Closes everything (RST for live TCP flows so apps do not hang).
+    /// Closes everything (RST for live TCP flows so apps do not hang);
+    /// the flows still live are reported ended, as NetworkChanged. Flow
+    /// events change only the reports: the sockets close the same way
+    /// with them or without (no RST or listener abort written for them).
     fn shutdown(&mut self) {
+        if self.flow_sink.is_some() {
+            self.now = Instant::now();
+            self.tcp.report_stop();
+            while let Some(a) = self.tcp.poll_action() {
+                if let Action::Ended { tally, how, at } = a {
+                    self.emit_end(&tally, how, at);
+                }
+            }
+            for s in &self.slots {
+                if let Slot::Udp(UdpFlow { tally: Some(t), .. })
+                | Slot::Icmp(IcmpFlow { tally: Some(t), .. }) = s
+                {
+                    self.emit_end(t, FlowEndReason::NetworkChanged, None);
+                }
+            }
+        }
         for s in &mut self.slots {
             match s {
                 Slot::Relay(r) => {
@@ -440,7 +554,7 @@ impl Loop {
         self.run_tcp_actions();
         for i in 0..self.slots.len() {
             if let Slot::Udp(_) | Slot::Icmp(_) = &self.slots[i] {
-                self.close_mapping(i);
+                self.close_mapping(i, FlowEndReason::NetworkChanged, None);
             }
         }
     }
@@ -457,14 +571,19 @@ impl Loop {
                 _ => false,
             };
             if on {
-                self.close_mapping(i);
+                self.close_mapping(i, FlowEndReason::NetworkChanged, None);
             }
         }
     }
 
     /// New resolvers or a new network: the relay's sockets are closed and
-    /// the core asks its pending queries again.
+    /// the core asks its pending queries again; the names learnt from the
+    /// old resolvers are forgotten (split horizon: a name of one network's
+    /// resolvers must not name the next network's flows).
     fn reset_dns(&mut self) {
+        if let Some(names) = &mut self.names {
+            names.clear();
+        }
         for i in 0..self.dns_socks.len() {
             if let Some(s) = self.dns_socks[i] {
                 self.kill_slot(s);
@@ -539,7 +658,7 @@ impl Loop {
             return self.tcp_from_listener(&IpHdr::V4(ip), p);
         }
         if ip.is_fragment() {
-            return match self.reasm.add(&ip, p, self.now) {
+            return match self.reasm.add(crate::frag::piece4(&ip, p), self.now) {
                 Ok(mut whole) => self.on_packet(&mut whole),
                 Err(crate::frag::Frag::Pending) => {}
                 Err(crate::frag::Frag::Bad) => Counters::inc(&self.c().drop_fragment),
@@ -557,7 +676,8 @@ impl Loop {
             && self.path_of(&ip, p) == Ipv4Path::Nat64
         {
             Counters::inc(&self.c().drop_non_global);
-            return self.refuse(&ip, p, Icmpv4DstUnreachable::CommProhibited);
+            let err = IcmpError::unreachable4(Icmpv4DstUnreachable::CommProhibited);
+            return self.refuse(&IpHdr::V4(ip), p, err);
         }
         match ip.protocol {
             PROTO_TCP => self.tcp_from_app(&IpHdr::V4(ip), p),
@@ -567,7 +687,8 @@ impl Loop {
             PROTO_ICMP => Counters::inc(&self.c().drop_internal_dst),
             _ => {
                 Counters::inc(&self.c().drop_unsupported_proto);
-                self.refuse(&ip, p, Icmpv4DstUnreachable::ProtoUnreachable);
+                let err = IcmpError::unreachable4(Icmpv4DstUnreachable::ProtoUnreachable);
+                self.refuse(&IpHdr::V4(ip), p, err);
             }
         }
     }
@@ -597,11 +718,14 @@ impl Loop {
     /// packets come from there too), multicast, destinations that are not
     /// global unicast (unspecified, loopback, link-local), IPv4-mapped, or
     /// inside the TUN's /64 other than the NAT address
-    /// ([`packet::carried_ipv6_destination`]).
+    /// ([`packet::carried_ipv6_destination`]); those on the TUN's link are
+    /// answered with Address Unreachable ([`packet::on_tun_link`]), an
+    /// upper layer other than TCP, UDP and ICMPv6 with Parameter Problem
+    /// code 1.
     fn on_packet6(&mut self, p: &mut [u8]) {
         let ip = match packet::parse_ip6(p) {
             Ok(ip) => ip,
-            Err(ParseError::Fragment) => return Counters::inc(&self.c().drop_fragment),
+            Err(ParseError::Fragment) => return self.fragment6(p),
             Err(_) => return Counters::inc(&self.c().drop_malformed),
         };
         let p = &mut p[..ip.total_len];
@@ -615,50 +739,69 @@ impl Loop {
             return self.tcp_from_listener(&IpHdr::V6(ip), p);
         }
         if !packet::carried_ipv6_destination(ip.dst, self.cfg.clat_v6) {
-            return Counters::inc(&self.c().drop_internal_dst);
+            Counters::inc(&self.c().drop_internal_dst);
+            if packet::on_tun_link(ip.dst, self.cfg.clat_v6) {
+                // TCP too: connect() fails with EHOSTUNREACH, as it would
+                // for a neighbour that never answers.
+                // From the link's router, as RFC 4443 2.2 (c) asks (the
+                // destination does not exist to answer; `nat_v6` is also
+                // the source of the engine's Time Exceeded).
+                let code = Icmpv6DstUnreachable::AddrUnreachable as u8;
+                let err = IcmpError::V6(Icmpv6Message::DstUnreachable, code, 0);
+                let router = self.cfg.nat_v6.into();
+                self.icmp_error_from(&IpHdr::V6(ip), p, err, router);
+            }
+            return;
         }
         match ip.proto {
             PROTO_TCP => self.tcp_from_app(&IpHdr::V6(ip), p),
             PROTO_UDP => self.udp_from_app(&IpHdr::V6(ip), p),
             PROTO_ICMPV6 => self.icmp_from_app(&IpHdr::V6(ip), p),
+            // No Next Header (RFC 8200 section 4.7): nothing to carry or
+            // to complain about.
+            IPV6_NO_NEXT_HEADER => Counters::inc(&self.c().drop_unsupported_proto),
             _ => {
+                // What a host that does not know the protocol answers (RFC
+                // 8200 section 4, RFC 4443 section 3.4): the engine carries
+                // only what sockets without privileges can send.
                 Counters::inc(&self.c().drop_unsupported_proto);
-                self.refuse6(&ip, p, Icmpv6DstUnreachable::AdminProhibited);
+                let code = Icmpv6ParamProblem::UnrecognizedNextHeader as u8;
+                let pointer = ip.proto_at as u32;
+                let err = IcmpError::V6(Icmpv6Message::ParamProblem, code, pointer);
+                self.icmp_error(&IpHdr::V6(ip), p, err);
             }
         }
     }
 
-    /// [`Loop::refuse`] for IPv6: RST for TCP, else ICMPv6 Destination
-    /// Unreachable with `code` (about an ICMPv6 message only when it is an
-    /// echo request: never about an error, RFC 4443 section 2.4 (e)).
-    fn refuse6(&mut self, ip: &Ip6, p: &[u8], code: Icmpv6DstUnreachable) {
-        let mut out = std::mem::take(&mut self.txbuf);
-        let echo_request = Icmpv6Message::EchoRequest as u8;
-        let n = if ip.proto == PROTO_TCP {
-            packet::emit_rst_for(&mut out, ip, &p[ip.hdr_len..])
-        } else if ip.proto == PROTO_ICMPV6 && p.get(ip.hdr_len) != Some(&echo_request) {
-            None
-        } else {
-            Some(packet::emit_unreachable6(&mut out, ip, p, code))
+    /// An IPv6 fragment from the TUN: reassembled ([`crate::frag`]) under
+    /// the same source and multicast rules as a whole packet, and the
+    /// datagram then taken as if it had come whole.
+    fn fragment6(&mut self, p: &[u8]) {
+        let f = match packet::parse_fragment6(p) {
+            Ok(f) => f,
+            Err(_) => return Counters::inc(&self.c().drop_malformed),
         };
-        if let Some(n) = n {
-            if ip.proto == PROTO_TCP {
-                Counters::inc(&self.c().tcp_rst_sent);
-            } else {
-                Counters::inc(&self.c().icmp_errors_sent);
-            }
-            tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        if f.src != self.cfg.clat_v6 {
+            return Counters::inc(&self.c().drop_bad_source);
         }
-        self.txbuf = out;
+        if f.dst.is_multicast() {
+            return Counters::inc(&self.c().drop_multicast);
+        }
+        match self.reasm6.add(crate::frag::piece6(&f), self.now) {
+            Ok(mut whole) => {
+                self.reassembled6 = true;
+                self.on_packet6(&mut whole);
+                self.reassembled6 = false;
+            }
+            Err(crate::frag::Frag::Pending) => {}
+            Err(crate::frag::Frag::Bad) => Counters::inc(&self.c().drop_fragment),
+        }
     }
 
-    /// Refuses a packet in its family: RST for TCP, else Destination
-    /// Unreachable for `why` ([`Loop::refuse`], [`Loop::refuse6`]).
+    /// [`Loop::refuse`] with the Destination Unreachable for `why` in the
+    /// packet's family.
     fn refuse_ip(&mut self, ip: &IpHdr, p: &[u8], why: Unreachable) {
-        match ip {
-            IpHdr::V4(i) => self.refuse(i, p, why.icmpv4()),
-            IpHdr::V6(i) => self.refuse6(i, p, why.icmpv6()),
-        }
+        self.refuse(ip, p, IcmpError::unreachable(ip, why));
     }
 
     /// The TUN side of the TCP trick for a flow of `dst`'s family: the
@@ -672,29 +815,69 @@ impl Loop {
         }
     }
 
-    /// Answers a packet we will not carry: RST for TCP, else ICMPv4
-    /// Destination Unreachable with `code` (about an ICMP message only when
-    /// it is an echo request: never about an error, RFC 1812 4.3.2.7).
-    fn refuse(&mut self, ip: &Ip4, p: &[u8], code: Icmpv4DstUnreachable) {
+    /// Answers a packet we will not carry, in its family: RST for TCP,
+    /// else the ICMP error `err` ([`Loop::icmp_error`]), counted.
+    fn refuse(&mut self, ip: &IpHdr, p: &[u8], err: IcmpError) {
+        if ip.upper_proto() != PROTO_TCP {
+            return self.icmp_error(ip, p, err);
+        }
         let mut out = std::mem::take(&mut self.txbuf);
-        let echo_request = Icmpv4Message::EchoRequest as u8;
-        let n = if ip.protocol == PROTO_TCP {
-            packet::emit_rst_for(&mut out, ip, &p[ip.ihl..])
-        } else if ip.protocol == PROTO_ICMP && p.get(ip.ihl) != Some(&echo_request) {
-            None
-        } else {
-            let id = self.next_ip_id();
-            Some(packet::emit_unreachable(&mut out, ip, p, code, id))
-        };
-        if let Some(n) = n {
-            if ip.protocol == PROTO_TCP {
-                Counters::inc(&self.c().tcp_rst_sent);
-            } else {
-                Counters::inc(&self.c().icmp_errors_sent);
-            }
+        if let Some(n) = packet::emit_rst_for(&mut out, ip, &p[ip.upper_offset()..]) {
+            Counters::inc(&self.c().tcp_rst_sent);
             tun_write(&self.tun, &self.sh.counters, &out[..n]);
         }
         self.txbuf = out;
+    }
+
+    /// Answers `ip`/`p` with the ICMP error `err` from its destination,
+    /// unless it is an ICMP message other than an echo request (never an
+    /// error about an error: RFC 1812 4.3.2.7, RFC 4443 2.4 (e)), counted.
+    /// An error of the other family than the packet's is a caller's
+    /// mistake: nothing is sent.
+    fn icmp_error(&mut self, ip: &IpHdr, p: &[u8], err: IcmpError) {
+        self.icmp_error_from(ip, p, err, ip.dst_ip());
+    }
+
+    /// [`Loop::icmp_error`] from `from` (of the packet's family) instead of
+    /// the packet's destination: the engine answering as the TUN link's
+    /// router, for a destination that does not exist.
+    fn icmp_error_from(&mut self, ip: &IpHdr, p: &[u8], err: IcmpError, from: IpAddr) {
+        let (icmp, echo_request) = match ip {
+            IpHdr::V4(_) => (PROTO_ICMP, Icmpv4Message::EchoRequest as u8),
+            IpHdr::V6(_) => (PROTO_ICMPV6, Icmpv6Message::EchoRequest as u8),
+        };
+        if ip.upper_proto() == icmp && p.get(ip.upper_offset()) != Some(&echo_request) {
+            return;
+        }
+        if !self.icmp_rate_allows() {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.txbuf);
+        let n = match (ip, err, from) {
+            (IpHdr::V4(i), IcmpError::V4(m, c), IpAddr::V4(from)) => {
+                let id = self.next_ip_id();
+                Some(packet::emit_error_about(&mut out, i, p, (m, c), from, id))
+            }
+            (IpHdr::V6(i), IcmpError::V6(m, c, rest), IpAddr::V6(from)) => Some(
+                packet::emit_error6_about(&mut out, i, p, (m, c, rest), from),
+            ),
+            _ => None,
+        };
+        if let Some(n) = n {
+            Counters::inc(&self.c().icmp_errors_sent);
+            tun_write(&self.tun, &self.sh.counters, &out[..n]);
+        }
+        self.txbuf = out;
+    }
+
+    /// Whether an ICMP error the engine originates may go now
+    /// ([`crate::icmp_rate`]); counts the ones that may not.
+    pub(super) fn icmp_rate_allows(&mut self) -> bool {
+        let ok = self.icmp_rate.allow(self.now);
+        if !ok {
+            Counters::inc(&self.c().drop_icmp_rate_limited);
+        }
+        ok
     }
 
     // ---- sockets -----------------------------------------------------

@@ -8,6 +8,7 @@
 //! sockets' events reported to it.
 
 use super::{tok, tun_write, Loop, Slot};
+use crate::flow_events::FlowProto;
 use crate::ipv4_path::Ipv4Path;
 use crate::nat_tcp;
 use crate::packet::{self, IpHdr, IpView, PROTO_TCP};
@@ -89,7 +90,7 @@ impl Loop {
                     self.final_ack(&seg, ts, dst, dp, sp);
                     // Upstream has sent its FIN and has nothing left from
                     // the app: dropping it closes it in order.
-                    self.close_relay(slot, false, false);
+                    self.close_relay(slot, (false, false), None);
                 } else {
                     self.forward_to_listener(ip, p, np);
                 }
@@ -188,6 +189,41 @@ impl Loop {
                     };
                     let mut out = std::mem::take(&mut self.txbuf);
                     if let Some(n) = packet::emit_tcp(&mut out, nat, clat, &rst) {
+                        tun_write(&self.tun, &self.sh.counters, &out[..n]);
+                    }
+                    self.txbuf = out;
+                }
+                Action::Started {
+                    id,
+                    sp,
+                    dst,
+                    dp,
+                    path,
+                } => {
+                    let dst = SocketAddrV4::new(dst, dp);
+                    self.emit_start(id, FlowProto::Tcp, sp, dst, path);
+                }
+                Action::Ended { tally, how, at } => self.emit_end(&tally, how, at),
+                Action::ResetApp {
+                    dst,
+                    dp,
+                    sp,
+                    seq,
+                    ack,
+                } => {
+                    let (clat, _, _) = self.tun_side(dst);
+                    let rst = TcpRepr {
+                        src_port: dp,
+                        dst_port: sp,
+                        seq,
+                        ack,
+                        flags: TcpFlags::RST | TcpFlags::ACK,
+                        window: 0,
+                        timestamps: None,
+                    };
+                    let mut out = std::mem::take(&mut self.txbuf);
+                    if let Some(n) = packet::emit_tcp(&mut out, dst, clat, &rst) {
+                        Counters::inc(&self.c().tcp_rst_sent);
                         tun_write(&self.tun, &self.sh.counters, &out[..n]);
                     }
                     self.txbuf = out;
@@ -375,15 +411,16 @@ impl Loop {
         }
         let seg = TcpSegment::parse(t).ok().map(|s| SegInfo::from(&s));
         let c = &self.sh.counters;
+        let len = p.len();
+        // A flow of the other family on this NAT port is not this one's.
+        let flow = (np, clat.is_ipv6());
         if let ListenerVerdict::Forward { dst, dp, sp } =
-            self.tcp.on_listener_segment(self.now, np, seg, c)
+            self.tcp.on_listener_segment(self.now, flow, seg, c)
         {
-            // A flow of the other family on this NAT port: not ours.
-            if dst.is_ipv6() != clat.is_ipv6() {
-                return Counters::inc(&c.drop_tcp_no_flow);
-            }
             nat_tcp::rewrite(p, off, dst, dp, clat, sp);
-            tun_write(&self.tun, c, p);
+            if tun_write(&self.tun, c, p) && self.flow_sink.is_some() {
+                self.tcp.delivered(np, len);
+            }
         }
     }
 
@@ -597,16 +634,24 @@ impl Loop {
         Counters::add(&c.up_rx_packets, m.up_reads);
         match out {
             Outcome::Open => {}
-            Outcome::Done => self.close_relay(slot, false, false),
-            Outcome::Reset { app_failed } => {
+            Outcome::Done => self.close_relay(slot, (false, false), None),
+            Outcome::Reset { app_failed, errno } => {
                 Counters::inc(&c.tcp_rst_sent);
-                self.close_relay(slot, !app_failed, app_failed)
+                let up_failed = (!app_failed).then_some(errno);
+                self.close_relay(slot, (!app_failed, app_failed), up_failed)
             }
         }
     }
 
     /// Ends a relay; `rst_app` / `rst_up` make that side's close a RST.
-    pub(super) fn close_relay(&mut self, slot: usize, rst_app: bool, rst_up: bool) {
+    /// `up_failed`: the upstream socket failed, with this errno (the
+    /// flow's end says why: timed out, unreachable, reset).
+    pub(super) fn close_relay(
+        &mut self,
+        slot: usize,
+        (rst_app, rst_up): (bool, bool),
+        up_failed: Option<Option<i32>>,
+    ) {
         if let Slot::Relay(r) = self.kill_slot(slot) {
             if rst_app {
                 set_rst_on_close(&r.app.sock);
@@ -616,10 +661,13 @@ impl Loop {
             }
             let np = r.np;
             drop(r);
-            // Only an orderly close can leave the listener side in TIME_WAIT.
-            let orderly = !rst_app && !rst_up;
-            self.tcp
-                .relay_closed(np, orderly, self.now, &self.sh.counters);
+            let (now, c) = (self.now, &self.sh.counters);
+            match up_failed {
+                Some(errno) => self.tcp.relay_failed(np, errno, now, c),
+                // Only an orderly close can leave the listener side in
+                // TIME_WAIT.
+                None => self.tcp.relay_closed(np, !rst_app && !rst_up, now, c),
+            }
         }
     }
 }
@@ -669,6 +717,11 @@ mod memory {
         let slot = size_of::<Slot>() + size_of::<Relay>();
         let total = nat + key + timer + slot;
         println!("{total} bytes per idle flow: nat entry {nat}, key {key}, timer {timer}, slot and relay {slot}");
+        // With flow events on, a reported flow's counters are on the heap
+        // (docs/flow-events.md, "Cost").
+        let tally = size_of::<crate::flow_events::Tally>();
+        println!("plus {tally} bytes of flow-event counters per reported flow");
+        assert!(tally <= 48, "flow-event counters {tally} bytes");
         assert!(
             total <= IDLE_FLOW_BUDGET,
             "{total} bytes per idle flow: nat entry {nat}, key {key}, timer {timer}, slot and relay {slot}"

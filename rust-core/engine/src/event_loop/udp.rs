@@ -6,6 +6,7 @@
 use super::datagram::{send_fields, Datagram};
 use super::{tun_write, Loop, Slot, MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD6};
 use crate::datagram_mappings::MapKey;
+use crate::flow_events::Tally;
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::{self, Hop, Ip4, IpHdr, IpView};
 use crate::stats::Counters;
@@ -33,6 +34,9 @@ pub(super) struct UdpFlow {
     /// The DF last set as the IPv4 socket's IP_MTU_DISCOVER (native path);
     /// None before the first datagram or after a failed setsockopt.
     pub(super) df: Option<bool>,
+    /// An IPv4 mapping's id and bytes while flow events are on
+    /// ([`crate::flow_events::Tally`]).
+    pub(super) tally: Option<Box<Tally>>,
 }
 
 /// Why a local send failed, for the app's Destination Unreachable.
@@ -80,7 +84,8 @@ impl Loop {
                     return self.dns_query(sp, &p[range]);
                 }
                 Counters::inc(&self.c().drop_internal_dst);
-                return self.refuse(i, p, Icmpv4DstUnreachable::PortUnreachable);
+                let err = super::IcmpError::unreachable4(Icmpv4DstUnreachable::PortUnreachable);
+                return self.refuse(ip, p, err);
             }
             IpHdr::V4(i) if i.ttl == 0 => return self.ttl_zero(i, p),
             IpHdr::V6(i) if i.hop_limit == 0 => return self.hop_limit_zero(i, p),
@@ -94,6 +99,9 @@ impl Loop {
                 None => return,
             },
         };
+        if !v6 {
+            self.tally_datagram(slot, p.len(), 0);
+        }
         let Slot::Udp(f) = &self.slots[slot] else {
             return;
         };
@@ -188,7 +196,9 @@ impl Loop {
                         let ends = (src, SocketAddrV4::new(self.cfg.clat_v4, sp));
                         packet::emit_udp4_hop(&mut out, ends, n, id, hop)
                     };
-                    tun_write(&self.tun, &self.sh.counters, &out[..len]);
+                    if tun_write(&self.tun, &self.sh.counters, &out[..len]) && !v6 {
+                        self.tally_datagram(slot, 0, len);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {

@@ -72,7 +72,10 @@ fn held(p: &[u8]) -> Box<HeldSyn> {
 fn established(f: &mut TcpFlows, t0: Instant, sp: u16, c: &Counters) -> u16 {
     let v = app(f, t0, sp, &seg(sp, 1000, None, "S", b""), false, c);
     assert_eq!(v, AppVerdict::Consumed);
-    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+    // A reported flow's Started comes first.
+    let connect =
+        std::iter::from_fn(|| f.poll_action()).find(|a| !matches!(a, Action::Started { .. }));
+    let Some(Action::Connect { np, .. }) = connect else {
         panic!("no connect")
     };
     f.upstream_opened(np, SLOT);
@@ -381,7 +384,7 @@ fn idle_established_flow_expires_and_packets_either_way_refresh_it() {
                 AppVerdict::Forward(np)
             );
         } else {
-            f.on_listener_segment(s(i), np, None, &c);
+            f.on_listener_segment(s(i), (np, false), None, &c);
         }
         f.handle_timeout(s(i), &c);
         assert_eq!(actions(&mut f), vec![], "at {i} s");
@@ -498,7 +501,7 @@ fn fast_close_and_time_wait_hold() {
         window: 512,
     };
     assert_eq!(
-        f.on_listener_segment(t0, np, Some(fin), &c),
+        f.on_listener_segment(t0, (np, false), Some(fin), &c),
         ListenerVerdict::Forward {
             dst: D.into(),
             dp: 80,
@@ -536,14 +539,14 @@ fn fast_close_and_time_wait_hold() {
         ..fin
     };
     assert_eq!(
-        f.on_listener_segment(t0, np, Some(rst), &c),
+        f.on_listener_segment(t0, (np, false), Some(rst), &c),
         ListenerVerdict::Suppress
     );
     assert_eq!(c.snapshot().tcp_fast_closes, 1);
     // Without fast close, an orderly end after the listener's FIN holds
     // the port for TIME_WAIT.
     let np2 = established(&mut f, t0, 2, &c);
-    f.on_listener_segment(t0, np2, Some(fin), &c);
+    f.on_listener_segment(t0, (np2, false), Some(fin), &c);
     f.relay_closed(np2, true, t0, &c);
     f.handle_timeout(t0 + CLOSE_GRACE, &c);
     assert!(f.get(np).is_none());
@@ -557,11 +560,11 @@ fn fast_close_and_time_wait_hold() {
         "{a:?}"
     );
     assert!(matches!(
-        f.on_listener_segment(t0, np2, None, &c),
+        f.on_listener_segment(t0, (np2, false), None, &c),
         ListenerVerdict::Forward { sp: 2, .. }
     ));
     assert_eq!(
-        f.on_listener_segment(t0, 9999, None, &c),
+        f.on_listener_segment(t0, (9999, false), None, &c),
         ListenerVerdict::NoFlow
     );
 }
@@ -736,14 +739,14 @@ fn zero_window_probes_are_not_keepalives() {
     // The listener acknowledges everything and closes its window.
     let closed = from_listener(1, 1011, 0);
     assert!(matches!(
-        f.on_listener_segment(ms(2), np, Some(closed), &c),
+        f.on_listener_segment(ms(2), (np, false), Some(closed), &c),
         ListenerVerdict::Forward { .. }
     ));
     let probe = seg(1, 1010, Some(1), "", b"");
     for at in [200, 600, 1400, 3000, 6200, 12600, 25400] {
         app(&mut f, ms(at), 1, &probe, false, &c);
         // The listener answers each probe: the window is still closed.
-        f.on_listener_segment(ms(at), np, Some(closed), &c);
+        f.on_listener_segment(ms(at), (np, false), Some(closed), &c);
     }
     assert_eq!(
         actions(&mut f),
@@ -752,7 +755,12 @@ fn zero_window_probes_are_not_keepalives() {
     );
     assert_eq!(c.snapshot().tcp_upstream_keepalives, 0);
     // The window opens; the same segments 30 s apart are keepalives.
-    f.on_listener_segment(ms(26000), np, Some(from_listener(1, 1011, 512)), &c);
+    f.on_listener_segment(
+        ms(26000),
+        (np, false),
+        Some(from_listener(1, 1011, 512)),
+        &c,
+    );
     app(&mut f, ms(100_000), 1, &probe, false, &c);
     app(&mut f, ms(130_000), 1, &probe, false, &c);
     assert_eq!(
@@ -767,7 +775,9 @@ fn zero_window_probes_are_not_keepalives() {
 /// A flow whose SYN went to the listener, not yet accepted: its NAT port.
 fn injected(f: &mut TcpFlows, t0: Instant, sp: u16, c: &Counters) -> u16 {
     app(f, t0, sp, &seg(sp, 1000, None, "S", b""), false, c);
-    let Some(Action::Connect { np, .. }) = f.poll_action() else {
+    let connect =
+        std::iter::from_fn(|| f.poll_action()).find(|a| !matches!(a, Action::Started { .. }));
+    let Some(Action::Connect { np, .. }) = connect else {
         panic!("no connect")
     };
     f.upstream_opened(np, SLOT);
@@ -802,7 +812,7 @@ fn an_app_fin_before_accept_means_the_app_closed_first() {
         payload_len: 0,
         window: 512,
     };
-    f.on_listener_segment(t0, np, Some(fin), &c);
+    f.on_listener_segment(t0, (np, false), Some(fin), &c);
     f.relay_closed(np, true, t0, &c);
     assert_eq!(
         f.poll_timeout(),
@@ -975,7 +985,7 @@ fn random_lives_keep_the_books_and_end_empty() {
                         payload_len: 0,
                         window: rnd(2) as u16,
                     };
-                    f.on_listener_segment(now, np, Some(s), &c);
+                    f.on_listener_segment(now, (np, false), Some(s), &c);
                 }
                 9 => {
                     if f.get(np).is_some_and(|e| e.state == FlowState::Established) {
@@ -1075,6 +1085,72 @@ fn flows_keep_their_path_and_losing_native_ipv4_resets_only_native_ones() {
     assert_eq!((f.live(), c.snapshot().flows_tcp), (1, 1));
     // Setting the same path again resets nothing.
     assert_eq!(f.set_path(Ipv4Path::Nat64), None);
+}
+
+#[test]
+fn a_path_switch_before_accept_resets_an_app_that_has_the_syn_ack() {
+    // Two flows whose SYN went to the listener, not yet accepted, when
+    // their path goes: the one whose app got the listener's SYN-ACK (and
+    // answered it: connect() returned) gets a RST at its RCV.NXT, the
+    // listener's ISN + 1 (RFC 5961 3.2), else it would wait for a server
+    // that is gone; the one still waiting for the SYN-ACK gets nothing and
+    // retransmits its SYN into a new flow.
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    // Native IPv4 is there when they start, and goes.
+    assert_eq!(f.set_path(Ipv4Path::Native), None);
+    let acked = injected(&mut f, t0, 1, &c);
+    let waiting = injected(&mut f, t0, 2, &c);
+    let syn_ack = SegInfo {
+        flags: TcpFlags::SYN | TcpFlags::ACK,
+        seq: TcpSeqNumber(70000),
+        ack: TcpSeqNumber(1001),
+        payload_len: 0,
+        window: 512,
+    };
+    f.on_listener_segment(t0, (acked, false), Some(syn_ack), &c);
+    app(
+        &mut f,
+        t0,
+        1,
+        &seg(1, 1001, Some(70001), "", b""),
+        false,
+        &c,
+    );
+    // A later ACK from the listener does not move the mark.
+    f.on_listener_segment(
+        t0,
+        (acked, false),
+        Some(from_listener(70001, 1001, 512)),
+        &c,
+    );
+    assert_eq!(f.set_path(Ipv4Path::Nat64), Some(Ipv4Path::Native));
+    f.reset_path(Ipv4Path::Native, t0, &c);
+    let a = actions(&mut f);
+    let resets: Vec<&Action> = a
+        .iter()
+        .filter(|x| matches!(x, Action::ResetApp { .. }))
+        .collect();
+    assert_eq!(
+        resets,
+        vec![&Action::ResetApp {
+            dst: D.into(),
+            dp: 80,
+            sp: 1,
+            seq: TcpSeqNumber(70001),
+            ack: TcpSeqNumber(1001),
+        }],
+        "{a:?}"
+    );
+    for np in [acked, waiting] {
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, Action::AbortListener { np: n, .. } if *n == np)),
+            "{a:?}"
+        );
+        assert!(f.get(np).is_none());
+    }
 }
 
 // ---- IPv6 flows (issue 15 item 1): one table with the IPv4 ones ----
@@ -1236,7 +1312,7 @@ fn a_failed_ipv6_connect_is_answered_in_its_family_and_ipv6_flows_survive_a_path
     assert_eq!(f.get(v6).unwrap().state, FlowState::Established);
     // The listener's segments of the IPv6 flow go back to its destination.
     assert_eq!(
-        f.on_listener_segment(t0, v6, None, &c),
+        f.on_listener_segment(t0, (v6, true), None, &c),
         ListenerVerdict::Forward {
             dst: a6(D6).into(),
             dp: 443,
@@ -1270,4 +1346,418 @@ fn an_ipv6_flow_freed_before_accept_aborts_the_ipv6_listener_side() {
             v6: true
         }
     );
+}
+
+/// The report actions among `a` (Started, Ended), in order.
+fn reports(a: &[Action]) -> Vec<Action> {
+    a.iter()
+        .filter(|a| matches!(a, Action::Started { .. } | Action::Ended { .. }))
+        .cloned()
+        .collect()
+}
+
+/// The id of the first Started among `a`.
+fn started_id(a: &[Action]) -> u64 {
+    a.iter()
+        .find_map(|a| match a {
+            Action::Started { id, .. } => Some(*id),
+            _ => None,
+        })
+        .expect("no Started")
+}
+
+fn ended(a: &[Action]) -> Vec<(u64, FlowEndReason, u64, u64)> {
+    a.iter()
+        .filter_map(|a| match a {
+            Action::Ended { tally, how, .. } => Some((tally.id, *how, tally.up, tally.down)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_failed_connect_ends_its_flow_as_its_errno_says() {
+    use FlowEndReason as R;
+    for (errno, how) in [
+        (Some(libc::ECONNREFUSED), R::Refused),
+        (Some(libc::EHOSTUNREACH), R::Unreachable),
+        (Some(libc::ENETUNREACH), R::Unreachable),
+        (Some(libc::EACCES), R::Unreachable),
+        (Some(libc::EPERM), R::Unreachable),
+        (Some(libc::ETIMEDOUT), R::TimedOut),
+        (Some(libc::EMFILE), R::Reset),
+        (None, R::Reset),
+    ] {
+        assert_eq!(connect_failure_end(errno), how, "{errno:?}");
+        let c = Counters::default();
+        let t0 = Instant::now();
+        let mut f = TcpFlows::new(to());
+        f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+        let syn = seg(40000, 1000, None, "S", b"");
+        app(&mut f, t0, 40000, &syn, false, &c);
+        let id = started_id(&actions(&mut f));
+        f.upstream_failed(1024, errno, &c);
+        let syn_len = syn.0.len() as u64;
+        assert_eq!(
+            ended(&actions(&mut f)),
+            vec![(id, how, syn_len, 0)],
+            "{errno:?}"
+        );
+    }
+}
+
+#[test]
+fn reported_flows_start_once_and_end_once_with_their_packet_bytes() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+    // The SYN starts the flow before its connect.
+    let syn = seg(40000, 1000, None, "S", b"");
+    app(&mut f, t0, 40000, &syn, false, &c);
+    let a = actions(&mut f);
+    let id = started_id(&a);
+    assert_eq!(
+        a[0],
+        Action::Started {
+            id,
+            sp: 40000,
+            dst: D,
+            dp: 80,
+            path: Ipv4Path::Nat64
+        }
+    );
+    assert!(matches!(a[1], Action::Connect { np: 1024, .. }));
+    // A retransmitted SYN counts too: the app sent it to the TUN.
+    app(&mut f, t0, 40000, &syn, false, &c);
+    f.upstream_opened(1024, SLOT);
+    f.upstream_connected(1024, t0);
+    f.accepted(1024, t0);
+    let data = seg(40000, 1001, Some(1), "", &[1u8; 300]);
+    app(&mut f, t0, 40000, &data, false, &c);
+    // Down: the listener's packets by the length the Loop reports once
+    // it wrote them to the app; one whose write failed does not count.
+    f.on_listener_segment(t0, (1024, false), Some(from_listener(1, 1301, 512)), &c);
+    f.delivered(1024, 1000);
+    f.on_listener_segment(t0, (1024, false), None, &c);
+    f.delivered(1024, 52);
+    f.on_listener_segment(t0, (1024, false), None, &c);
+    assert_eq!(reports(&actions(&mut f)), vec![]);
+    f.relay_closed(1024, true, t0, &c);
+    // Ended, but the entry still carries what was in flight at the close
+    // (the listener's last bytes, the last ACKs): they count, and the end
+    // is reported when the entry goes, with the time of the close.
+    assert_eq!(reports(&actions(&mut f)), vec![]);
+    let late = seg(40000, 1301, Some(2), "", b"");
+    app(&mut f, t0, 40000, &late, false, &c);
+    f.on_listener_segment(t0, (1024, false), None, &c);
+    f.delivered(1024, 52);
+    let gone = t0 + TIME_WAIT_HOLD + CLOSE_GRACE;
+    f.handle_timeout(gone, &c);
+    assert!(f.get(1024).is_none());
+    let up = 2 * syn.0.len() as u64 + data.0.len() as u64 + late.0.len() as u64;
+    let a = actions(&mut f);
+    assert_eq!(ended(&a), vec![(id, FlowEndReason::Closed, up, 1104)]);
+    assert!(matches!(a[..], [Action::Ended { at: Some(at), .. }] if at == t0));
+    // Nothing ends twice.
+    f.handle_timeout(gone + TIME_WAIT_HOLD, &c);
+    assert_eq!(reports(&actions(&mut f)), vec![]);
+    // The next flow has another id; a reset relay ends as Reset.
+    let np = established(&mut f, gone, 40001, &c);
+    f.relay_closed(np, false, gone, &c);
+    f.handle_timeout(gone + CLOSE_GRACE, &c);
+    let e = ended(&actions(&mut f));
+    assert_eq!(e[0].1, FlowEndReason::Reset);
+    assert!(e[0].0 > id, "{} after {id}", e[0].0);
+}
+
+#[test]
+fn every_way_a_flow_is_dropped_ends_it_with_its_reason() {
+    use FlowEndReason as R;
+    let t0 = Instant::now();
+    let fresh = || {
+        let mut f = TcpFlows::new(to());
+        f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+        f
+    };
+    let how = |f: &mut TcpFlows| -> Vec<R> { ended(&actions(f)).iter().map(|e| e.1).collect() };
+    let c = Counters::default();
+
+    // The app resets while connecting, and after the SYN went in.
+    let mut f = fresh();
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    app(&mut f, t0, 1, &seg(1, 6, None, "R", b""), false, &c);
+    assert_eq!(how(&mut f), vec![R::Reset]);
+    let mut f = fresh();
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    f.upstream_opened(1024, SLOT);
+    f.upstream_connected(1024, t0);
+    app(&mut f, t0, 1, &seg(1, 6, None, "R", b""), false, &c);
+    assert_eq!(how(&mut f), vec![R::Reset]);
+
+    // Idle: an established flow after the established timeout (reported
+    // when its entry goes, after the grace time), a pending one after the
+    // transitory timeout.
+    let mut f = fresh();
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    actions(&mut f);
+    established(&mut f, t0, 2, &c);
+    actions(&mut f);
+    f.handle_timeout(t0 + to().established, &c);
+    assert_eq!(how(&mut f), vec![]);
+    f.handle_timeout(t0 + to().established + CLOSE_GRACE, &c);
+    assert_eq!(how(&mut f), vec![R::TimedOut]);
+    f.handle_timeout(t0 + to().transitory, &c);
+    assert_eq!(how(&mut f), vec![R::TimedOut]);
+
+    // Evicted for a new SYN in a full table: its end comes before the
+    // newcomer's start.
+    let mut f = fresh();
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    let first = started_id(&actions(&mut f));
+    app(&mut f, t0, 2, &seg(2, 5, None, "S", b""), true, &c);
+    let a = reports(&actions(&mut f));
+    assert!(
+        matches!(a[0], Action::Ended { tally, how: R::Evicted, at: None } if tally.id == first)
+    );
+    assert!(matches!(a[1], Action::Started { id, sp: 2, .. } if id > first));
+    // ... and to free a descriptor.
+    f.upstream_opened(1025, SLOT);
+    assert!(f.evict_for_descriptor(None, &c));
+    assert_eq!(how(&mut f), vec![R::Evicted]);
+
+    // A path switch or network change: pending and established alike
+    // (the established one when its entry goes).
+    let mut f = fresh();
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    actions(&mut f);
+    established(&mut f, t0, 2, &c);
+    actions(&mut f);
+    f.reset_path(Ipv4Path::Nat64, t0, &c);
+    assert_eq!(how(&mut f), vec![R::NetworkChanged]);
+    f.handle_timeout(t0 + CLOSE_GRACE, &c);
+    assert_eq!(how(&mut f), vec![R::NetworkChanged]);
+    let t1 = t0 + CLOSE_GRACE;
+    established(&mut f, t1, 3, &c);
+    actions(&mut f);
+    f.reset_all(t1, &c);
+    f.reset_all(t1, &c);
+    assert_eq!(how(&mut f), vec![]);
+    // The engine stops before the entry goes: reported at once.
+    f.report_stop();
+    assert_eq!(how(&mut f), vec![R::NetworkChanged]);
+    f.report_stop();
+    f.handle_timeout(t1 + TIME_WAIT_HOLD, &c);
+    assert_eq!(how(&mut f), vec![], "a flow ends once");
+}
+
+/// The `at` of the flow's Ended, if one was queued.
+fn ended_at(a: &[Action]) -> Option<(FlowEndReason, Option<Instant>)> {
+    a.iter().find_map(|a| match a {
+        Action::Ended { how, at, .. } => Some((*how, *at)),
+        _ => None,
+    })
+}
+
+/// At stop every reported flow still in the table ends, live or
+/// pending ones now as NetworkChanged, and nothing else is queued: the
+/// sockets close as they do with flow events off (no RST of reset_all,
+/// no abort of the listener side).
+#[test]
+fn a_stop_reports_every_flow_and_queues_nothing_else() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+    app(&mut f, t0, 1, &seg(1, 5, None, "S", b""), false, &c);
+    let pending = started_id(&actions(&mut f));
+    let np = established(&mut f, t0, 2, &c);
+    let live = f.get(np).unwrap().tally.as_ref().unwrap().id;
+    let np3 = injected(&mut f, t0, 3, &c);
+    let injected_id = f.get(np3).unwrap().tally.as_ref().unwrap().id;
+    actions(&mut f);
+    f.report_stop();
+    let a = actions(&mut f);
+    assert!(
+        a.iter().all(|a| matches!(
+            a,
+            Action::Ended {
+                how: FlowEndReason::NetworkChanged,
+                at: None,
+                ..
+            }
+        )),
+        "{a:?}"
+    );
+    let mut ids: Vec<u64> = ended(&a).iter().map(|e| e.0).collect();
+    ids.sort_unstable();
+    let mut want = vec![pending, live, injected_id];
+    want.sort_unstable();
+    assert_eq!(ids, want);
+    f.report_stop();
+    assert_eq!(actions(&mut f), vec![], "a flow ends once");
+}
+
+#[test]
+fn a_timed_out_flow_ends_at_its_last_packet_not_when_the_engine_noticed() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let s = Duration::from_secs;
+    let mut f = TcpFlows::new(to());
+    f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+    // Established, its last packet 1 s in; noticed idle 3 s after the
+    // timeout (a busy loop), reported when the entry goes.
+    let np = established(&mut f, t0, 1, &c);
+    let last = t0 + s(1);
+    app(&mut f, last, 1, &seg(1, 1001, Some(1), "", b"x"), false, &c);
+    actions(&mut f);
+    let noticed = last + to().established + s(3);
+    f.handle_timeout(noticed, &c);
+    f.handle_timeout(noticed + CLOSE_GRACE, &c);
+    assert!(f.get(np).is_none());
+    assert_eq!(
+        ended_at(&actions(&mut f)),
+        Some((FlowEndReason::TimedOut, Some(last)))
+    );
+    // A connect that never completed: its last packet is the app's last
+    // SYN (a retransmission 3 s in), not the transitory timeout.
+    let syn = seg(2, 5, None, "S", b"");
+    app(&mut f, t0, 2, &syn, false, &c);
+    let retrans = t0 + s(3);
+    app(&mut f, retrans, 2, &syn, false, &c);
+    actions(&mut f);
+    f.handle_timeout(retrans + to().transitory, &c);
+    assert_eq!(
+        ended_at(&actions(&mut f)),
+        Some((FlowEndReason::TimedOut, Some(retrans)))
+    );
+}
+
+#[test]
+fn a_listener_segment_of_the_other_family_touches_nothing_of_the_flow() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let mut f = TcpFlows::new(to());
+    f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+    let np = established(&mut f, t0, 1, &c);
+    let id = f.get(np).unwrap().tally.as_ref().unwrap().id;
+    // An IPv6 listener segment (a FIN with a closed window) on the IPv4
+    // flow's NAT port, 4 s later: not this flow's.
+    let mut fin = from_listener(1, 1001, 0);
+    fin.flags = TcpFlags::FIN | TcpFlags::ACK;
+    let later = t0 + Duration::from_secs(4);
+    assert_eq!(
+        f.on_listener_segment(later, (np, true), Some(fin), &c),
+        ListenerVerdict::NoFlow
+    );
+    assert_eq!(c.snapshot().drop_tcp_no_flow, 1);
+    let e = f.get(np).unwrap();
+    assert_eq!(e.last, t0, "its idle time");
+    assert_eq!(
+        (e.fin_end, e.engine_fin_first, e.window_closed),
+        (None, false, false)
+    );
+    assert_eq!(e.tally.as_ref().unwrap().down, 0, "its bytes");
+    // Its own family's segment is the flow's.
+    assert!(matches!(
+        f.on_listener_segment(later, (np, false), None, &c),
+        ListenerVerdict::Forward { .. }
+    ));
+    f.delivered(np, 52);
+    f.relay_closed(np, false, later, &c);
+    f.handle_timeout(later + CLOSE_GRACE, &c);
+    let a = actions(&mut f);
+    assert!(
+        matches!(ended(&a)[..], [(i, FlowEndReason::Reset, _, 52)] if i == id),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn an_upstream_failure_ends_an_established_flow_as_its_errno_says() {
+    use FlowEndReason as R;
+    for (errno, how) in [
+        (Some(libc::ETIMEDOUT), R::TimedOut),
+        (Some(libc::EHOSTUNREACH), R::Unreachable),
+        (Some(libc::ENETUNREACH), R::Unreachable),
+        (Some(libc::ECONNRESET), R::Reset),
+        (Some(libc::EPIPE), R::Reset),
+        (None, R::Reset),
+    ] {
+        let c = Counters::default();
+        let t0 = Instant::now();
+        let mut f = TcpFlows::new(to());
+        f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+        let np = established(&mut f, t0, 1, &c);
+        let t1 = t0 + Duration::from_secs(7);
+        f.relay_failed(np, errno, t1, &c);
+        assert_eq!(f.get(np).unwrap().state, FlowState::Closing);
+        assert_eq!(c.snapshot().flows_tcp, 0);
+        // Not an orderly close: the entry goes after the grace time.
+        f.handle_timeout(t1 + CLOSE_GRACE, &c);
+        assert!(f.get(np).is_none(), "{errno:?}");
+        assert_eq!(
+            ended_at(&actions(&mut f)),
+            Some((how, Some(t1))),
+            "{errno:?}"
+        );
+    }
+}
+
+/// A flow's whole life as the Loop drives it (SYN, connect, injection,
+/// accept, data both ways, orderly close, the entry going), with every
+/// action the core queued, unfiltered: its NAT port, the actions, and
+/// whether its entry had a tally right after accept.
+fn whole_life(f: &mut TcpFlows, t0: Instant, sp: u16, c: &Counters) -> (Vec<Action>, bool) {
+    let mut all = Vec::new();
+    app(f, t0, sp, &seg(sp, 1000, None, "S", b""), false, c);
+    all.extend(std::iter::from_fn(|| f.poll_action()));
+    let np = all
+        .iter()
+        .find_map(|a| match a {
+            Action::Connect { np, .. } => Some(*np),
+            _ => None,
+        })
+        .expect("no connect");
+    f.upstream_opened(np, SLOT);
+    f.upstream_connected(np, t0);
+    assert_eq!(f.accepted(np, t0), Some(SLOT));
+    let tallied = f.get(np).unwrap().tally.is_some();
+    app(f, t0, sp, &seg(sp, 1001, Some(1), "", b"data"), false, c);
+    f.on_listener_segment(t0, (np, false), None, c);
+    f.relay_closed(np, true, t0, c);
+    f.handle_timeout(t0 + TIME_WAIT_HOLD + CLOSE_GRACE, c);
+    assert!(f.get(np).is_none());
+    all.extend(std::iter::from_fn(|| f.poll_action()));
+    (all, tallied)
+}
+
+#[test]
+fn flows_to_the_relay_and_ipv6_flows_are_not_reported_nor_anything_when_off() {
+    let c = Counters::default();
+    let t0 = Instant::now();
+    let is_report = |a: &Action| matches!(a, Action::Started { .. } | Action::Ended { .. });
+    // Off (the default): no tally, not a single report action.
+    let mut f = TcpFlows::new(to());
+    let (a, tallied) = whole_life(&mut f, t0, 1, &c);
+    assert!(!tallied, "a tally while off");
+    assert!(!a.iter().any(is_report), "{a:?}");
+    // On: a flow to the relay's address (here D) is not reported.
+    let mut f = TcpFlows::new(to());
+    f.report_flows(D);
+    let (a, tallied) = whole_life(&mut f, t0, 1, &c);
+    assert!(!tallied, "a tally for the relay");
+    assert!(!a.iter().any(is_report), "{a:?}");
+    // The same life to another address is: the check above can fail.
+    let mut f = TcpFlows::new(to());
+    f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+    let (a, tallied) = whole_life(&mut f, t0, 1, &c);
+    assert!(tallied);
+    assert_eq!(a.iter().filter(|a| is_report(a)).count(), 2, "{a:?}");
+    // Nor an IPv6 one.
+    let mut f = TcpFlows::new(to());
+    f.report_flows(Ipv4Addr::new(192, 0, 0, 6));
+    app6(&mut f, t0, 1, &syn6(1, 1000, 0, false, b""), &c);
+    let a = actions(&mut f);
+    assert!(matches!(a[..], [Action::Connect { .. }]), "{a:?}");
 }

@@ -27,6 +27,8 @@ import net.clat.app.logic.ClatController
 import net.clat.app.logic.ClatPort
 import net.clat.app.logic.ControllerView
 import net.clat.app.logic.DnsPolicy
+import net.clat.app.logic.FlowEventDecoder
+import net.clat.app.logic.FlowEventPump
 import net.clat.app.logic.InternalAddressPicker
 import net.clat.app.logic.InternalAddresses
 import net.clat.app.logic.IpAddresses
@@ -47,7 +49,8 @@ import net.clat.core.SocketProtector
  * publishes the status.
  *
  * All state lives on the main thread; only RFC 7050 discovery (blocking DNS) runs on [worker],
- * and each engine has an exit-watch thread that posts its end back to the main thread.
+ * and each engine has an exit-watch thread that posts its end back to the main thread and, while
+ * the IPv4 report records, a flow-event thread that feeds the report ([pumpFlowEvents]).
  */
 class ClatVpnService : VpnService(), ClatPort {
     private val main = Handler(Looper.getMainLooper())
@@ -78,6 +81,7 @@ class ClatVpnService : VpnService(), ClatPort {
 
     private val restrictionsReceiver = object : BroadcastReceiver() {
         override fun onReceive(c: Context, i: Intent) {
+            Ipv4Report.refreshSettings(this@ClatVpnService) // managed ipv4_report, retention
             show(controller.onManagedConfig(ManagedConfigReader.read(this@ClatVpnService)))
         }
     }
@@ -238,6 +242,9 @@ class ClatVpnService : VpnService(), ClatPort {
         } ?: return "VPN permission missing (establish() returned null)"
         internal = addrs
         val settings = controller.resolved().settings
+        // The report off (setting or managed ipv4_report): no queue, the engine builds no event.
+        // Switching it on takes effect at the next engine start (network change, restart).
+        val report = Ipv4Report.settings(this).enabled
         val cfg = NativeConfig(
             prefix = target.enginePrefix,
             dnsServers = target.dnsServers.toTypedArray(),
@@ -251,6 +258,7 @@ class ClatVpnService : VpnService(), ClatPort {
             // Under lockdown IPv6 is routed into the TUN (VpnPlan.carryIpv6) and the engine
             // carries it to its destinations; its ULA is the engine's default clat_v6.
             carryIpv6 = target.plan.carryIpv6,
+            flowEvents = if (report) FLOW_EVENT_QUEUE else 0,
         )
         return try {
             // The core owns the descriptor from here on, whatever happens.
@@ -261,6 +269,7 @@ class ClatVpnService : VpnService(), ClatPort {
             // controller call has returned (it is the caller), and decide again if they differ.
             main.post { learnAlwaysOn()?.let { show(it) } }
             watchExit(e)
+            if (report) pumpFlowEvents(e)
             main.removeCallbacks(tick)
             main.postDelayed(tick, COUNTER_INTERVAL_MS)
             null
@@ -288,6 +297,25 @@ class ClatVpnService : VpnService(), ClatPort {
                 if (engine === e) show(controller.onEngineExit(reason ?: "unknown reason"))
             }
         }, "clat-exit-watch-${e.handle}").apply { isDaemon = true }.start()
+    }
+
+    /**
+     * Feeds the IPv4 report with [e]'s flow events: a thread blocked in
+     * [ClatEngine.awaitFlowEvents] ([FlowEventPump]; no wake-ups of its own), which ends when the
+     * engine ends (its queue closes) and then saves the report. The recorder is loaded on this
+     * thread, not the main one (its file may be megabytes). Nothing about flows is logged.
+     */
+    private fun pumpFlowEvents(e: ClatEngine) {
+        Thread({
+            val recorder = Ipv4Report.get(this) // keeps only the application context
+            val pump = FlowEventPump(e::awaitFlowEvents, recorder, FlowEventDecoder())
+            pump.run()
+            pump.error?.let { Log.w(TAG, "flow events of engine ${e.handle} ended: $it") }
+            if (pump.decoder.malformed + pump.sinkFailures > 0) {
+                Log.w(TAG, "flow events: ${pump.decoder.malformed} malformed, ${pump.sinkFailures} not recorded")
+            }
+            recorder.saveNow(System.currentTimeMillis())
+        }, "clat-flow-events-${e.handle}").apply { isDaemon = true }.start()
     }
 
     override fun stopEngine() {
@@ -522,6 +550,12 @@ class ClatVpnService : VpnService(), ClatPort {
         const val EXTRA_FORCE = "net.clat.app.extra.FORCE"
         private const val COUNTER_INTERVAL_MS = 5_000L
         private const val DISCOVERY_TIMEOUT_MS = 5_000
+
+        /**
+         * Flow events the engine queues for the report's thread (NativeConfig.flowEvents): a few
+         * hundred kilobytes at most; beyond it the engine drops and counts (flow_events_dropped).
+         */
+        private const val FLOW_EVENT_QUEUE = 4096
 
         /** Starts (or re-evaluates) the CLAT; the caller must have obtained consent first. */
         fun start(context: Context) {

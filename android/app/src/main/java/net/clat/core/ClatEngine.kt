@@ -36,6 +36,9 @@ class ClatEngine private constructor(val handle: Long) : AutoCloseable {
     /** Blocks until the loop ends: its reason, or null when [close] ended it ([ClatNative.awaitExit]). */
     fun awaitExit(): String? = ClatNative.awaitExit(handle)
 
+    /** Flow events, waiting up to [timeoutMs]; null: no more will come ([ClatNative.awaitFlowEvents]). */
+    fun awaitFlowEvents(timeoutMs: Int): FlowEventBatch? = ClatNative.awaitFlowEvents(handle, timeoutMs)
+
     /** A new NAT64 prefix, applied live ([ClatNative.setPrefix]). */
     fun setPrefix(prefix: String) = ClatNative.setPrefix(handle, prefix)
 

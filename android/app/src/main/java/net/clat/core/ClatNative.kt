@@ -118,6 +118,22 @@ object ClatNative {
     external fun awaitExit(handle: Long): String?
 
     /**
+     * Waits up to [timeoutMs] (>= 0; 0 = do not wait) for the engine's flow events (issue 17,
+     * docs/flow-events.md) and returns every waiting one, oldest first, in one [FlowEventBatch]
+     * (empty when the time ran out). Returns null when none will ever come: the engine was
+     * started with [NativeConfig.flowEvents] 0, or its loop has ended and every event was taken.
+     * [stop] wakes a waiting call at once (the queue closes when the engine thread ends). The
+     * queue outlives [stop] until drained: the ends the engine emits as it stops (NETWORK_CHANGED)
+     * are still returned after [stop], then null; after that the handle throws
+     * [IllegalStateException] like every stopped handle. Call it until null (the queue's leftover
+     * stays otherwise). One consumer thread per engine: each event is returned once.
+     *
+     * @throws IllegalArgumentException [timeoutMs] negative
+     */
+    @JvmStatic
+    external fun awaitFlowEvents(handle: Long, timeoutMs: Int): FlowEventBatch?
+
+    /**
      * RFC 7050 NAT64 prefix discovery (ipv4only.arpa through [resolvers]), every prefix found,
      * e.g. DiscoveredPrefix("64:ff9b::/96", "rfc7050", 300). Blocks up to
      * [timeoutMs]; call it off the main thread. [protector] protects the query sockets

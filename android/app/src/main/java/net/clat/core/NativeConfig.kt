@@ -50,6 +50,12 @@ class NativeConfig(
      * flag IPv6 from the TUN is dropped and counted.
      */
     @JvmField val carryIpv6: Boolean = false,
+    /**
+     * Capacity of the engine's flow-event queue (issue 17: what [ClatNative.awaitFlowEvents]
+     * returns), in events, 0..1048576; 0 = no flow events (no queue, no event built). When the
+     * queue is full the engine drops the newest event and counts it (`flow_events_dropped`).
+     */
+    @JvmField val flowEvents: Int = 0,
 ) {
     override fun toString(): String =
         "NativeConfig(prefix=$prefix, dnsServers=${dnsServers.contentToString()}, " +
@@ -57,5 +63,6 @@ class NativeConfig(
             "mtu=$mtu, maxFlows=$maxFlows, udpTimeoutSec=$udpTimeoutSec, " +
             "tcpEstablishedTimeoutSec=$tcpEstablishedTimeoutSec, " +
             "tcpTransitoryTimeoutSec=$tcpTransitoryTimeoutSec, icmpTimeoutSec=$icmpTimeoutSec, " +
-            "refuseNonGlobalWkp=$refuseNonGlobalWkp, ipv4Native=$ipv4Native, carryIpv6=$carryIpv6)"
+            "refuseNonGlobalWkp=$refuseNonGlobalWkp, ipv4Native=$ipv4Native, carryIpv6=$carryIpv6, " +
+            "flowEvents=$flowEvents)"
 }

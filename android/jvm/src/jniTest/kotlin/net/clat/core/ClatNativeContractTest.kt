@@ -39,6 +39,8 @@ class ClatNativeContractTest {
             NativeConfig(prefix = JniTestSupport.PREFIX, maxFlows = -1) to "maxFlows",
             NativeConfig(prefix = JniTestSupport.PREFIX, udpTimeoutSec = -5) to "udpTimeoutSec",
             NativeConfig(prefix = JniTestSupport.PREFIX, clatAddress = "300.1.2.3") to "clatAddress",
+            NativeConfig(prefix = JniTestSupport.PREFIX, flowEvents = -1) to "flowEvents -1",
+            NativeConfig(prefix = JniTestSupport.PREFIX, flowEvents = Int.MAX_VALUE) to "flow_events",
         )
         val before = ClatNative.engineCount()
         for ((cfg, want) in cases) {
@@ -80,6 +82,7 @@ class ClatNativeContractTest {
             assertThrows<IllegalStateException> { ClatNative.setIpv4Path(h, true) }
             assertThrows<IllegalStateException> { ClatNative.setIpv4Path(h, false) }
             assertThrows<IllegalStateException> { ClatNative.awaitExit(h) }
+            assertThrows<IllegalStateException> { ClatNative.awaitFlowEvents(h, 0) }
             assertFalse(ClatNative.stop(h))
             assertFalse(ClatNative.stop(h))
         }
@@ -95,6 +98,8 @@ class ClatNativeContractTest {
         val e = assertThrows<IllegalArgumentException> { ClatNative.networkChanged(42L, withNull) }
         assertContains(e.message!!, "dnsServers[0] is null")
         assertThrows<IllegalArgumentException> { ClatNative.setDns(42L, arrayOf("nope")) }
+        val e3 = assertThrows<IllegalArgumentException> { ClatNative.awaitFlowEvents(42L, -1) }
+        assertContains(e3.message!!, "timeoutMs -1")
         val e2 = assertThrows<IllegalArgumentException> { ClatNative.setDns(42L, withNull) }
         assertContains(e2.message!!, "dnsServers[0] is null")
     }

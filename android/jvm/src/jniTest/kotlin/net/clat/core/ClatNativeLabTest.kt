@@ -23,6 +23,13 @@ import net.clat.core.JniTestSupport.interfaceExists
 import net.clat.core.JniTestSupport.labConfig
 import net.clat.core.JniTestSupport.sh
 import net.clat.core.JniTestSupport.statsMap
+import net.clat.app.logic.FlowEnd
+import net.clat.app.logic.FlowEndReason
+import net.clat.app.logic.FlowEventDecoder
+import net.clat.app.logic.FlowEventPump
+import net.clat.app.logic.FlowEventSink
+import net.clat.app.logic.FlowProto
+import net.clat.app.logic.FlowStart
 
 /** The engine's IPv6 address on the TUN (EngineConfig::clat_v6's default). */
 private const val CLAT_V6 = "fd9c:7c5a:e1b6:464::1"
@@ -57,12 +64,12 @@ class ClatNativeLabTest {
      * builder would. The engine owns the descriptor from `start` on, so a failure while
      * configuring stops it and the TUN goes away instead of leaking into the next test.
      */
-    private fun startEngine(protector: SocketProtector): Long {
+    private fun startEngine(protector: SocketProtector, config: NativeConfig = labConfig()): Long {
         check(eventually { !interfaceExists(TUN) }) { "$TUN left over from an earlier test" }
         JniTestSupport.awaitNoOtherClat()
         val fd = ClatNative.openTun(TUN)
         assertTrue(fd >= 0)
-        val h = ClatNative.start(fd, labConfig(), protector)
+        val h = ClatNative.start(fd, config, protector)
         try {
             sh("ip", "addr", "add", "192.0.0.4/29", "dev", TUN)
             sh("ip", "link", "set", TUN, "up")
@@ -313,6 +320,156 @@ class ClatNativeLabTest {
             ClatNative.stop(h)
         }
         watcher.join(5000)
+    }
+
+    /** Flow events as the app's report gets them, from the pump's thread: (event, app address). */
+    private class Recorded : FlowEventSink {
+        val events: MutableList<Pair<Any, String?>> = java.util.Collections.synchronizedList(ArrayList())
+
+        override fun flowStarted(e: FlowStart, appAddress: String) {
+            events.add(e to appAddress)
+        }
+
+        override fun flowEnded(e: FlowEnd) {
+            events.add(e to null)
+        }
+
+        fun starts() = synchronized(events) { events.mapNotNull { it.first as? FlowStart } }
+
+        fun ends() = synchronized(events) { events.mapNotNull { it.first as? FlowEnd } }
+    }
+
+    /**
+     * Issue 17's feed end to end: an engine started with `flowEvents`, the app's consumer
+     * ([FlowEventPump] over [ClatNative.awaitFlowEvents] on a thread of its own, as
+     * ClatVpnService runs it), a real TCP connection and a UDP datagram through the TUN and
+     * Tayga. Each comes out as a decoded FlowStart with its destination, port and the app's own
+     * source port; stop() while the pump waits returns promptly, and the pump gets the ends the
+     * stop reports: the TCP flow's (CLOSED at the time of its close, IPv4 bytes both ways, headers
+     * included), still held for TIME_WAIT, and the UDP mapping's (NETWORK_CHANGED), then ends.
+     */
+    @Test
+    fun `TCP and UDP flows come out of awaitFlowEvents decoded, and stop ends the waiting consumer`() {
+        val h = startEngine(CountingProtector(), labConfig(flowEvents = 256))
+        val sink = Recorded()
+        val pump = FlowEventPump({ t -> ClatNative.awaitFlowEvents(h, t) }, sink, FlowEventDecoder())
+        val consumer = Thread(pump, "flow-events").apply { start() }
+        var stopped = false
+        try {
+            val request = "GET /index.html HTTP/1.0\r\nHost: $SERVER\r\n\r\n".toByteArray()
+            val (tcpPort, page) = Socket().use { s ->
+                s.soTimeout = 5000
+                s.connect(InetSocketAddress(SERVER, 80), 5000)
+                s.getOutputStream().write(request)
+                s.localPort to s.getInputStream().readBytes()
+            }
+            assertContains(page.decodeToString(), "hello from 203.0.113.10")
+            val payload = "jni-flow-events"
+            val udpPort = DatagramSocket().use { s ->
+                assertEquals(payload, udpEcho(s, payload))
+                s.localPort
+            }
+
+            fun tcpStart() = sink.starts().singleOrNull { it.proto == FlowProto.TCP }
+            fun udpStart() = sink.starts().singleOrNull { it.proto == FlowProto.UDP }
+            assertTrue(eventually(10_000) { tcpStart() != null && udpStart() != null }, "${sink.events}")
+            val tcp = tcpStart()!!
+            assertEquals(SERVER, tcp.dst)
+            assertEquals(80, tcp.dstPort)
+            assertEquals(tcpPort, tcp.appPort)
+            assertNull(tcp.name, "a literal, no name")
+            assertFalse(tcp.nativeIpv4)
+            val udp = udpStart()!!
+            assertEquals(SERVER, udp.dst)
+            assertEquals(7, udp.dstPort)
+            assertEquals(udpPort, udp.appPort)
+            assertEquals(setOf("192.0.0.4"), synchronized(sink.events) { sink.events.mapNotNull { it.second }.toSet() })
+            // The server closed first (HTTP/1.0), so the engine's side sent the first FIN: the TCP
+            // end is reported when the TIME_WAIT hold lets the entry go (60 s), or at stop.
+            assertTrue(sink.ends().none { it.id == udp.id }, "the UDP mapping is still open")
+
+            // stop() while the consumer waits: prompt, and the consumer gets what the stop emitted.
+            Thread.sleep(200)
+            assertTrue(consumer.isAlive, "the consumer waits while the engine runs")
+            val t0 = System.nanoTime()
+            val stopAtMs = System.currentTimeMillis()
+            assertTrue(ClatNative.stop(h))
+            stopped = true
+            val stopMs = (System.nanoTime() - t0) / 1_000_000
+            assertTrue(stopMs < 5_000, "stop took $stopMs ms")
+            consumer.join(5_000)
+            assertFalse(consumer.isAlive, "the consumer must end when the engine stops")
+            assertNull(pump.error)
+            val tcpEnd = sink.ends().single { it.id == tcp.id }
+            assertEquals(FlowEndReason.CLOSED, tcpEnd.how, "closed in order before the stop: $tcpEnd")
+            assertTrue(tcpEnd.atMs in tcp.atMs..stopAtMs, "the time of the close: $tcp $tcpEnd")
+            // Whole IPv4 packets: at least the payload and a 40-byte header per packet.
+            assertTrue(tcpEnd.bytesUp >= request.size + 3 * 40, "$tcpEnd")
+            assertTrue(tcpEnd.bytesDown >= page.size + 2 * 40, "$tcpEnd")
+            val udpEnd = sink.ends().single { it.id == udp.id }
+            assertEquals(FlowEndReason.NETWORK_CHANGED, udpEnd.how)
+            assertEquals((20 + 8 + payload.length).toLong(), udpEnd.bytesUp, "one datagram up: $udpEnd")
+            assertEquals((20 + 8 + payload.length).toLong(), udpEnd.bytesDown, "one datagram down: $udpEnd")
+            assertEquals(0, pump.decoder.malformed)
+            assertThrows<IllegalStateException> { ClatNative.awaitFlowEvents(h, 0) }
+        } finally {
+            if (!stopped) ClatNative.stop(h)
+            consumer.join(5_000)
+        }
+        assertTrue(eventually { !interfaceExists(TUN) })
+    }
+
+    /**
+     * The queue outlives stop() until drained: a consumer that was not waiting when the engine
+     * stopped (busy with the previous batch) still gets the ends the engine emitted as it stopped,
+     * then null, and only then does the handle throw like every stopped one.
+     */
+    @Test
+    fun `the ends emitted by stop are returned after stop, then null`() {
+        val h = startEngine(CountingProtector(), labConfig(flowEvents = 16))
+        val decoder = FlowEventDecoder()
+        val sink = Recorded()
+        val udpPort = try {
+            val port = DatagramSocket().use { s ->
+                assertEquals("jni-after-stop", udpEcho(s, "jni-after-stop"))
+                s.localPort
+            }
+            assertTrue(
+                eventually(5_000) {
+                    ClatNative.awaitFlowEvents(h, 500)?.let { decoder.decode(it.records, it.names, sink) }
+                    sink.starts().any { it.appPort == port }
+                },
+                "${sink.events}",
+            )
+            port
+        } finally {
+            assertTrue(ClatNative.stop(h))
+        }
+        val udp = sink.starts().single { it.appPort == udpPort }
+        val batch = ClatNative.awaitFlowEvents(h, 0)
+        assertTrue(batch != null && batch.size >= 1, "the stop's ends after stop: $batch")
+        decoder.decode(batch!!.records, batch.names, sink)
+        assertEquals(FlowEndReason.NETWORK_CHANGED, sink.ends().single { it.id == udp.id }.how)
+        assertNull(ClatNative.awaitFlowEvents(h, 10_000), "drained and closed: null at once")
+        assertThrows<IllegalStateException> { ClatNative.awaitFlowEvents(h, 0) }
+        assertTrue(eventually { !interfaceExists(TUN) })
+    }
+
+    @Test
+    fun `flowEvents 0 yields no events`() {
+        val h = startEngine(CountingProtector())
+        try {
+            assertContains(httpGet(), "hello from 203.0.113.10")
+            assertEquals("jni-no-events", udpEcho("jni-no-events"))
+            assertTrue(statsMap(h).getValue("flows_tcp_total") >= 1)
+            val t0 = System.nanoTime()
+            assertNull(ClatNative.awaitFlowEvents(h, 10_000), "no queue: nothing will come")
+            assertTrue(System.nanoTime() - t0 < 5_000_000_000L, "null at once, not after the timeout")
+            assertEquals(0L, statsMap(h).getValue("flow_events_dropped"))
+        } finally {
+            assertTrue(ClatNative.stop(h))
+        }
+        assertTrue(eventually { !interfaceExists(TUN) })
     }
 
     @Test

@@ -82,7 +82,8 @@ object JniTestSupport {
     fun labConfig(
         prefix: String = PREFIX,
         dns: Array<String> = arrayOf(DNS64),
-    ) = NativeConfig(prefix = prefix, dnsServers = dns, mtu = 1500)
+        flowEvents: Int = 0,
+    ) = NativeConfig(prefix = prefix, dnsServers = dns, mtu = 1500, flowEvents = flowEvents)
 }
 
 /** Counts calls, remembers the descriptors, answers [answer] (or throws when null). */

@@ -5,8 +5,9 @@ package net.clat.app.logic
  * item 1; the same fields are written down in docs/flow-events.md for the engine side). No
  * payload, ever: only what the per-app IPv4 report needs.
  *
- * Nothing emits these yet: the engine step that produces them is separate. [Ipv4Recorder] takes
- * them as they are defined here.
+ * The engine (rust-core/engine/src/flow_events.rs) emits them; ClatNative.awaitFlowEvents hands
+ * them over in batches, [FlowEventDecoder] makes these objects, and the service's [FlowEventPump]
+ * gives them to [Ipv4Recorder].
  */
 
 /** The flow's transport, as the engine classifies it (RFC 7915 translates these three). */
@@ -39,12 +40,16 @@ enum class FlowEndReason {
 /**
  * A flow began.
  *
- * @property id the engine's flow id, unique while the engine runs; [FlowEnd.id] refers to it.
+ * @property id the flow's id: the engine's, unique while it runs, with the engine's tag above bit 40
+ *   ([FlowEventDecoder]) so that it stays unique across the engines of a network change;
+ *   [FlowEnd.id] refers to it.
  * @property atMs wall-clock time of the flow's first packet, milliseconds since the Unix epoch (UTC).
  * @property proto TCP, UDP or ICMP (echo).
  * @property dst the IPv4 destination as a dotted-quad literal ("192.0.2.1").
  * @property dstPort destination port, 0..65535; 0 for ICMP.
- * @property appPort the app-side source port (TCP, UDP) or the ICMP echo identifier, 0..65535.
+ * @property appPort the app-side source port (TCP, UDP) or the ICMP echo identifier, 0..65535: the
+ *   port of the engine's `src` (its address, the CLAT address, comes beside the event:
+ *   [FlowEventSink.flowStarted]).
  * @property name the DNS name the engine's relay resolved to [dst] for this app, if any (absent:
  *   the app used a literal, or resolved the name elsewhere, e.g. over Private DNS).
  * @property nativeIpv4 the flow left through the network's native IPv4 (pass-through, always-on

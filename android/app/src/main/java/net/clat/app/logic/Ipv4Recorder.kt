@@ -3,8 +3,8 @@ package net.clat.app.logic
 /**
  * Takes the engine's flow events into the IPv4 report: attribution when a flow starts
  * ([FlowAttributor]), aggregation ([Ipv4UsageStore]), retention and saving ([Ipv4UsageFile]).
- * The events' entry points for the engine step are [flowStarted] and [flowEnded]; nothing calls
- * them yet.
+ * The events come through [flowStarted] and [flowEnded] ([FlowEventSink]), called by the
+ * service's [FlowEventPump] thread of each running engine.
  *
  * Saving: at most every [saveEveryMs] while events arrive (called on the event thread), and on
  * [saveNow] (service stop, screen closed). Nothing is logged: names and destinations stay in the
@@ -16,7 +16,7 @@ class Ipv4Recorder(
     private val file: Ipv4UsageFile?,
     private val settings: () -> Ipv4ReportSettings,
     private val saveEveryMs: Long = 5 * 60_000L,
-) {
+) : FlowEventSink {
     @Volatile
     private var lastSaveMs = Long.MIN_VALUE / 2
 
@@ -33,13 +33,13 @@ class Ipv4Recorder(
     }
 
     /** @param clatV4 the TUN's IPv4 address in force (the app side of every flow). */
-    fun flowStarted(e: FlowStart, clatV4: String) {
+    override fun flowStarted(e: FlowStart, clatV4: String) {
         if (!settings().enabled) return
         store.flowStarted(e, attributor.owner(e, clatV4))
         saveIfDue(e.atMs)
     }
 
-    fun flowEnded(e: FlowEnd) {
+    override fun flowEnded(e: FlowEnd) {
         if (!settings().enabled) return
         store.flowEnded(e)
         saveIfDue(e.atMs)

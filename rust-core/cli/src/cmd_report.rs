@@ -1,0 +1,66 @@
+//! `clat report`: asks a running `clat run --report` (through its control
+//! socket) which local processes used IPv4 through the CLAT, and prints a
+//! table for people or, with `--json`, the document of
+//! `docs/report-json.md` (issue 17 item 3).
+
+use crate::args::parse_duration;
+use crate::control::ControlAddr;
+use crate::report::ReportDoc;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// TUN name of the instance (selects the default control socket, that
+    /// of the instance in this network namespace).
+    #[arg(long, default_value = "clat0")]
+    pub tun: String,
+    /// Control socket of the instance: `@NAME` (abstract) or a path
+    /// (default @clat/<tun>).
+    #[arg(long, value_name = "@NAME|PATH")]
+    pub control: Option<ControlAddr>,
+    /// Only the processes that used IPv4 in this last period (e.g. 10m,
+    /// 1h, 7d) or have flows open now; their counts still run from the
+    /// start of `clat run`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Print the report as one JSON document (docs/report-json.md,
+    /// `schema_version` 1) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn main(args: Args) -> ExitCode {
+    let addr = args
+        .control
+        .unwrap_or_else(|| ControlAddr::default_for(&args.tun));
+    let request = match args.since {
+        // Whole seconds on the wire; a period under a second is one.
+        Some(d) => format!("report {}", d.as_secs().max(1)),
+        None => "report".to_string(),
+    };
+    let text = match addr.ask(&request, Duration::from_secs(10)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("clat report: cannot reach a running `clat run` at {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(why) = text.strip_prefix("error ") {
+        eprintln!("clat report: {addr} answered: {}", why.trim());
+        return ExitCode::FAILURE;
+    }
+    let doc = match ReportDoc::from_json(text.trim()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("clat report: {addr} answered badly: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.json {
+        println!("{}", text.trim());
+    } else {
+        print!("{}", doc.to_human());
+    }
+    ExitCode::SUCCESS
+}

@@ -12,7 +12,7 @@
 use crate::args::{parse_duration, parse_positive_duration, parse_resolver};
 use crate::auto_mode::{self, Activity, ActivityState};
 use crate::control::{ControlAddr, ControlSocket, Request};
-use crate::firewall::{self, Family, FirewallMode};
+use crate::firewall::{self, Family, FirewallMode, ListenerPath};
 use crate::host_setup::{if_index, raise_fd_limit, Ipv4DefaultRoute, PingGroupRange, TunLink};
 use crate::listener_probe::{self, ProbeOutcome};
 use crate::report::{Limits, Recorder};
@@ -533,13 +533,28 @@ fn check_firewall(
         return Ok(None);
     }
     let shut_families: Vec<Family> = shut.iter().map(|(f, _)| *f).collect();
+    let paths: Vec<ListenerPath> = shut_families
+        .iter()
+        .map(|&family| match family {
+            Family::V4 => ListenerPath {
+                family,
+                nat: cfg.nat_v4.into(),
+                clat: cfg.clat_v4.into(),
+            },
+            Family::V6 => ListenerPath {
+                family,
+                nat: cfg.nat_v6.into(),
+                clat: cfg.clat_v6.into(),
+            },
+        })
+        .collect();
     let blockers = firewall::find_blockers(&shut_families);
     if mode == FirewallMode::Check || blockers.is_empty() {
-        let m = firewall::blocked_message(tun, &verdicts(&shut), &blockers);
+        let m = firewall::blocked_message(tun, &verdicts(&shut), &blockers, &paths);
         return Err(FirewallBlocked(m).into());
     }
-    let openings =
-        firewall::Openings::open(tun, &blockers).map_err(|e| FirewallBlocked(format!("{e:#}")))?;
+    let openings = firewall::Openings::open(tun, &blockers, &paths)
+        .map_err(|e| FirewallBlocked(format!("{e:#}")))?;
     let still = closed(&shut_families)?;
     if still.is_empty() {
         let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
@@ -547,7 +562,7 @@ fn check_firewall(
         return Ok(Some(openings));
     }
     // `openings` is dropped on return: what was opened is closed again.
-    let m = firewall::blocked_message(tun, &verdicts(&still), &[]);
+    let m = firewall::blocked_message(tun, &verdicts(&still), &[], &paths);
     Err(anyhow::Error::new(FirewallBlocked(m)).context(format!(
         "still blocked after opening {}",
         blockers

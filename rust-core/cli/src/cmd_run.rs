@@ -807,7 +807,12 @@ fn run(args: Args) -> Result<()> {
                     Limits::default(),
                     clat_engine::flow_events::now_ms(),
                 )));
-                report_consumer::spawn(events, r.clone())
+                // Sockets bound to the TUN are found only by its index.
+                let ifindex = sys::if_nametoindex(&tun).unwrap_or_else(|e| {
+                    log::warn!("report: no index for {tun} ({e}): sockets bound to it stay unattributed");
+                    0
+                });
+                report_consumer::spawn(events, r.clone(), ifindex)
                     .context("cannot start the report thread")?;
                 Some(r)
             }

@@ -221,8 +221,7 @@ impl UnfoundInodes {
 
     /// A full walk at `now` did not find `inode`.
     pub fn not_found(&mut self, inode: u64, now: Instant) {
-        while self.order.len() >= UNFOUND_CAP
-            || self.order.front().is_some_and(|&(_, t)| now >= t)
+        while self.order.len() >= UNFOUND_CAP || self.order.front().is_some_and(|&(_, t)| now >= t)
         {
             let Some((old, t)) = self.order.pop_front() else {
                 break;
@@ -626,22 +625,92 @@ mod tests {
         let est = 1;
         assert!(answer_is_the_flows(FlowProto::Tcp, src, dst, est, src, dst));
         // A listener on the source port (the kernel's fallback).
-        assert!(!answer_is_the_flows(FlowProto::Tcp, src, dst, TCP_LISTEN, a("0.0.0.0:40000"), a("0.0.0.0:0")));
-        assert!(!answer_is_the_flows(FlowProto::Tcp, src, dst, TCP_LISTEN, src, dst));
+        assert!(!answer_is_the_flows(
+            FlowProto::Tcp,
+            src,
+            dst,
+            TCP_LISTEN,
+            a("0.0.0.0:40000"),
+            a("0.0.0.0:0")
+        ));
+        assert!(!answer_is_the_flows(
+            FlowProto::Tcp,
+            src,
+            dst,
+            TCP_LISTEN,
+            src,
+            dst
+        ));
         // Another connection.
-        assert!(!answer_is_the_flows(FlowProto::Tcp, src, dst, est, src, a("203.0.113.10:81")));
-        assert!(!answer_is_the_flows(FlowProto::Tcp, src, dst, est, a("192.0.0.4:40001"), dst));
+        assert!(!answer_is_the_flows(
+            FlowProto::Tcp,
+            src,
+            dst,
+            est,
+            src,
+            a("203.0.113.10:81")
+        ));
+        assert!(!answer_is_the_flows(
+            FlowProto::Tcp,
+            src,
+            dst,
+            est,
+            a("192.0.0.4:40001"),
+            dst
+        ));
         // UDP: connected to dst, or not connected, on the address or the
         // wildcard; not a socket connected elsewhere, not another port.
         let close = 7;
         assert!(answer_is_the_flows(FlowProto::Udp, src, dst, est, src, dst));
-        assert!(answer_is_the_flows(FlowProto::Udp, src, dst, close, src, a("0.0.0.0:0")));
-        assert!(answer_is_the_flows(FlowProto::Udp, src, dst, close, a("0.0.0.0:40000"), a("0.0.0.0:0")));
-        assert!(!answer_is_the_flows(FlowProto::Udp, src, dst, est, src, a("203.0.113.11:80")));
-        assert!(!answer_is_the_flows(FlowProto::Udp, src, dst, close, a("0.0.0.0:40001"), a("0.0.0.0:0")));
-        assert!(!answer_is_the_flows(FlowProto::Udp, src, dst, close, a("192.0.0.9:40000"), a("0.0.0.0:0")));
+        assert!(answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            close,
+            src,
+            a("0.0.0.0:0")
+        ));
+        assert!(answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            close,
+            a("0.0.0.0:40000"),
+            a("0.0.0.0:0")
+        ));
+        assert!(!answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            est,
+            src,
+            a("203.0.113.11:80")
+        ));
+        assert!(!answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            close,
+            a("0.0.0.0:40001"),
+            a("0.0.0.0:0")
+        ));
+        assert!(!answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            close,
+            a("192.0.0.9:40000"),
+            a("0.0.0.0:0")
+        ));
         // The answer is the peer's socket (swapped tuple).
-        assert!(!answer_is_the_flows(FlowProto::Udp, src, dst, est, dst, src));
+        assert!(!answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            est,
+            dst,
+            src
+        ));
     }
 
     #[test]
@@ -689,8 +758,16 @@ mod tests {
         bind_to(u.as_fd()).unwrap();
         let lo = crate::sys::if_nametoindex("lo").unwrap();
         let flows = [
-            (FlowProto::Tcp, v4(c.local_addr().unwrap()), v4(c.peer_addr().unwrap())),
-            (FlowProto::Udp, v4(u.local_addr().unwrap()), v4(peer.local_addr().unwrap())),
+            (
+                FlowProto::Tcp,
+                v4(c.local_addr().unwrap()),
+                v4(c.peer_addr().unwrap()),
+            ),
+            (
+                FlowProto::Udp,
+                v4(u.local_addr().unwrap()),
+                v4(peer.local_addr().unwrap()),
+            ),
         ];
         let by_index = Attributor::new(lo).sockets(&flows);
         assert_eq!(by_index[0].map(|s| s.inode), Ok(inode_of(&c)));

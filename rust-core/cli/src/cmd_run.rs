@@ -809,7 +809,9 @@ fn run(args: Args) -> Result<()> {
                 )));
                 // Sockets bound to the TUN are found only by its index.
                 let ifindex = sys::if_nametoindex(&tun).unwrap_or_else(|e| {
-                    log::warn!("report: no index for {tun} ({e}): sockets bound to it stay unattributed");
+                    log::warn!(
+                        "report: no index for {tun} ({e}): sockets bound to it stay unattributed"
+                    );
                     0
                 });
                 report_consumer::spawn(events, r.clone(), ifindex)
@@ -827,7 +829,9 @@ fn run(args: Args) -> Result<()> {
                 Some(r) => {
                     let dropped = lock(&engine).stats().flow_events_dropped;
                     let now = clat_engine::flow_events::now_ms();
-                    lock(r).report(now, *since, dropped).to_json() + "\n"
+                    let mut r = lock(r);
+                    r.note_events_dropped(dropped, now);
+                    r.report(now, *since, dropped).to_json() + "\n"
                 }
                 None => "error this clat run records no report: start it with --report\n".into(),
             },

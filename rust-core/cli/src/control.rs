@@ -291,7 +291,10 @@ mod tests {
         assert_eq!(admit(Some(0)), Ok(()));
         assert_eq!(admit(Some(crate::sys::euid())), Ok(()));
         let unknown = admit(None).unwrap_err();
-        assert!(unknown.starts_with("error ") && unknown.contains("SO_PEERCRED"), "{unknown}");
+        assert!(
+            unknown.starts_with("error ") && unknown.contains("SO_PEERCRED"),
+            "{unknown}"
+        );
         if crate::sys::euid() != 0 {
             assert!(admit(Some(crate::sys::euid() + 1)).is_err());
         } else {

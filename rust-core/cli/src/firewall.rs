@@ -227,9 +227,15 @@ impl Blocker {
                     table,
                     chain,
                     ..
-                } => format!("nft insert rule {family} {table} {chain} {}", p.nft_rule(tun)),
+                } => format!(
+                    "nft insert rule {family} {table} {chain} {}",
+                    p.nft_rule(tun)
+                ),
                 Blocker::Iptables { tool, .. } => {
-                    format!("{tool} -I INPUT {} -j ACCEPT", p.iptables_match(tun).join(" "))
+                    format!(
+                        "{tool} -I INPUT {} -j ACCEPT",
+                        p.iptables_match(tun).join(" ")
+                    )
                 }
             })
             .collect();
@@ -484,7 +490,11 @@ impl Openings {
                 });
                 match r {
                     Ok(Some(x)) => {
-                        log::info!("opened {b} for {} TCP from {} on {tun}", p.family.name(), p.nat);
+                        log::info!(
+                            "opened {b} for {} TCP from {} on {tun}",
+                            p.family.name(),
+                            p.nat
+                        );
                         o.opened.push(x);
                     }
                     Ok(None) => {}
@@ -508,13 +518,21 @@ impl Openings {
                 };
                 let rule = path.rich_rule();
                 let zone_arg = format!("--zone={zone}");
-                let q = run(&["firewall-cmd", &zone_arg, &format!("--query-rich-rule={rule}")])?;
+                let q = run(&[
+                    "firewall-cmd",
+                    &zone_arg,
+                    &format!("--query-rich-rule={rule}"),
+                ])?;
                 if q.success && q.stdout.trim() == "yes" {
                     // The user's own: left in place, and not removed at exit.
                     log::info!("firewalld zone {zone} already has `{rule}`");
                     return Ok(None);
                 }
-                run_ok(&["firewall-cmd", &zone_arg, &format!("--add-rich-rule={rule}")])?;
+                run_ok(&[
+                    "firewall-cmd",
+                    &zone_arg,
+                    &format!("--add-rich-rule={rule}"),
+                ])?;
                 Ok(Some(Opened::Firewalld { zone, rule }))
             }
             Blocker::Nft {
@@ -948,10 +966,18 @@ mod tests {
         let ipt = "-P INPUT DROP\n-A INPUT -s 192.0.0.5/32 -d 192.0.0.4/32 -i clat0 -p tcp -m comment --comment \"clat run clat0 pid 41\" -j ACCEPT\n-A INPUT -i clat1 -m comment --comment \"clat run clat1 pid 42\" -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n";
         let words = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
         let mut a41 = words("-s 192.0.0.5/32 -d 192.0.0.4/32 -i clat0 -p tcp -m comment --comment");
-        a41.extend(["clat run clat0 pid 41".to_string(), "-j".into(), "ACCEPT".into()]);
+        a41.extend([
+            "clat run clat0 pid 41".to_string(),
+            "-j".into(),
+            "ACCEPT".into(),
+        ]);
         assert_eq!(tagged_iptables_rules(ipt, "clat0"), vec![(41, a41)]);
         let mut a42 = words("-i clat1 -m comment --comment");
-        a42.extend(["clat run clat1 pid 42".to_string(), "-j".into(), "ACCEPT".into()]);
+        a42.extend([
+            "clat run clat1 pid 42".to_string(),
+            "-j".into(),
+            "ACCEPT".into(),
+        ]);
         assert_eq!(tagged_iptables_rules(ipt, "clat1"), vec![(42, a42)]);
         assert!(tagged_iptables_rules("", "clat0").is_empty());
         assert_eq!(
@@ -1001,7 +1027,9 @@ mod tests {
             "{m}"
         );
         assert!(
-            m.contains("iptables-legacy -I INPUT -i clat0 -s 192.0.0.5 -d 192.0.0.4 -p tcp -j ACCEPT"),
+            m.contains(
+                "iptables-legacy -I INPUT -i clat0 -s 192.0.0.5 -d 192.0.0.4 -p tcp -j ACCEPT"
+            ),
             "{m}"
         );
         assert!(!m.contains("ip6"), "{m}");

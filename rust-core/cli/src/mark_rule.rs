@@ -99,8 +99,10 @@ pub fn check(mark: u32, v4: bool, v6: bool) -> Result<()> {
                  or use --bind-device UPLINK instead"
             );
         };
-        let routes = run_ok(&["ip", "-j", flag, "route", "show", "table", &table, "default"])
-            .unwrap_or_default();
+        let routes = run_ok(&[
+            "ip", "-j", flag, "route", "show", "table", &table, "default",
+        ])
+        .unwrap_or_default();
         let has_default = serde_json::from_str::<Value>(&routes)
             .ok()
             .and_then(|v| v.as_array().map(|a| !a.is_empty()))

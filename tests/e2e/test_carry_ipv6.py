@@ -29,6 +29,9 @@ CONTROL = "@clat-e2e/carry6"
 SERVER6 = "2001:db8:2::10"
 UNREACHABLE6 = "2001:db8:3::1"
 CLAT_V6 = "fd9c:7c5a:e1b6:464::1"
+# The engine's IPv6 NAT source (EngineConfig::nat_v6): the firewall opening
+# accepts TCP from it to CLAT_V6 on the TUN, nothing wider.
+NAT_V6 = "fd9c:7c5a:e1b6:464::2"
 SERVERS = REPO / "tests" / "lab" / "servers.py"
 
 
@@ -311,14 +314,21 @@ def test_ipv6_drop_policy_stalls_ipv6_tcp_without_the_check(ip6_drop_policy):
         clat.stop()
 
 
-def test_ipv6_drop_policy_is_opened_for_the_tun_and_closed_at_exit(ip6_drop_policy):
+@pytest.mark.parametrize("table", ["hostfw6", "filter"])
+def test_ipv6_drop_policy_is_opened_for_the_tun_and_closed_at_exit(ip6_drop_policy, table):
+    """Also for a hand-written `table ip6 filter` with a lowercase `input`
+    chain: not ip6tables-nft's INPUT, so nft opens it."""
+    if table != "hostfw6":
+        ns(PHONE, "nft", "delete", "table", "ip6", "hostfw6")
+        ns(PHONE, "nft", "-f", "-", input=HOSTFW6.replace("hostfw6", table))
     before = nft_ruleset()
     clat = CarryClat().start()
     try:
         during = nft_ruleset()
-        assert re.search(rf'table ip6 hostfw6 {{[^}}]*iifname "{TUN}" accept '
+        assert re.search(rf'table ip6 {table} {{[^}}]*iifname "{TUN}" ip6 saddr {NAT_V6} '
+                         rf'ip6 daddr {CLAT_V6} meta l4proto tcp accept '
                          rf'comment "clat run {TUN} pid \d+"', during), during
-        assert "opened nftables chain ip6 hostfw6 input (policy drop)" in clat.log(), clat.log()
+        assert f"opened nftables chain ip6 {table} input (policy drop)" in clat.log(), clat.log()
         what, _, src = connect6(ip6_drop_policy, 80)
         assert (what, src) == ("connected", CLAT_V6), what
     finally:
@@ -335,7 +345,8 @@ def test_ipv6_drop_policy_check_mode_stops_with_the_command(ip6_drop_policy):
     assert "IPv6: no answer within 1s" in p.stderr, p.stderr
     assert "IPv4:" not in p.stderr, p.stderr
     assert "nftables chain ip6 hostfw6 input (policy drop)" in p.stderr, p.stderr
-    assert f'nft insert rule ip6 hostfw6 input iifname "{TUN}" accept' in p.stderr, p.stderr
+    assert (f'nft insert rule ip6 hostfw6 input iifname "{TUN}" ip6 saddr {NAT_V6} '
+            f'ip6 daddr {CLAT_V6} meta l4proto tcp accept') in p.stderr, p.stderr
     assert nft_ruleset() == before
     assert not link_exists(PHONE, TUN)
 
@@ -352,8 +363,9 @@ def test_ip6tables_drop_policy_is_opened_and_closed(ip6_drop_policy, tool):
     clat = CarryClat().start()
     try:
         during = ns(PHONE, tool, "-S", "INPUT").stdout
-        assert re.search(rf'-A INPUT -i {TUN} -m comment --comment "clat run {TUN} pid \d+" '
-                         r'-j ACCEPT', during.splitlines()[1]), during
+        assert re.search(rf'-A INPUT -s {NAT_V6}/128 -d {CLAT_V6}/128 -i {TUN} -p tcp -m comment '
+                         rf'--comment "clat run {TUN} pid \d+" -j ACCEPT',
+                         during.splitlines()[1]), during
         what, _, _ = connect6(ip6_drop_policy, 80)
         assert what == "connected", what
     finally:

@@ -32,8 +32,8 @@ import time
 
 import pytest
 
-from labutil import (CLAT_V4, INET, LAB_RUN, NAT_V4, PHONE, SERVER, SERVER2, TUN, ClatProcess,
-                     clat_binary, link_exists, ns, ns_popen, ns_python, wait_until)
+from labutil import (CLAT_V4, DNS_V4, INET, LAB_RUN, NAT_V4, PHONE, SERVER, SERVER2, TUN,
+                     ClatProcess, clat_binary, link_exists, ns, ns_popen, ns_python, wait_until)
 from test_udp import WHOAMI
 
 # The nft rule `clat run` inserts (as `nft list ruleset` prints it back).
@@ -251,9 +251,14 @@ def test_the_opening_does_not_let_unsolicited_traffic_in(hostfw, firewall):
     it is a new inbound flow for the host, which its drop policy must still
     drop while clat's opening is in place (the opening accepts only TCP from
     the NAT address to the CLAT's listener).  Replies to the app's own
-    datagrams, and TCP, pass."""
+    datagrams, TCP, echo and the DNS relay pass.
+
+    The drop policy is IPv4's only (an `ip` table, or iptables): an `inet`
+    one would already drop the datagram on the engine's upstream IPv6 socket
+    (a new inbound IPv6 flow), before the TUN, whatever the opening."""
     if firewall == "nft":
-        nft_ufw_like()
+        ns(PHONE, "nft", "-f", "-", input=UFW_LIKE.replace("table inet", "table ip")
+           .replace("    meta l4proto ipv6-icmp accept\n", ""))
     else:
         iptables_drop(firewall)
     port = 40017
@@ -262,6 +267,12 @@ def test_the_opening_does_not_let_unsolicited_traffic_in(hostfw, firewall):
         assert srv.stdout.readline().strip() == "ready"
         clat = hostfw(control=CONTROL)
         assert curl().stdout == "200"
+        # Echo and the DNS relay: replies to the apps' own flows.
+        ping = ns(PHONE, "ping", "-4", "-c", "2", "-i", "0.2", "-W", "2", SERVER, check=False)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        dig = ns(PHONE, "dig", "+time=3", "+tries=2", "+short", f"@{DNS_V4}", "A",
+                 "v4only.lab.example")
+        assert dig.stdout.split() == [SERVER], dig.stdout
         out = ns_python(PHONE, SOLICITED_THEN_UNSOLICITED, str(port), timeout=30).stdout.strip()
         first, second, unsolicited = eval(out)  # noqa: S307 - our own script's tuple
         assert first == (SERVER, port) and second == (SERVER2, port), out

@@ -409,17 +409,41 @@ def test_carry_ipv6_with_mark_needs_a_rule_for_the_mark(own_clat, server6):
     routing rule of the user's: without one, `clat run --carry-ipv6 --mark`
     is refused at start with what to add (its IPv6 sockets would loop into
     the TUN); with `fwmark 100 lookup 100` and the uplink's default route in
-    table 100 it runs and IPv6 is carried."""
-    p = ns(PHONE, str(clat_binary()), "run", "--tun", TUN, "--pref64", "2001:db8:64::/96",
-           "--dns", "2001:db8:1::53", "--control", CONTROL, "--carry-ipv6", "--mark", "100",
-           check=False, timeout=15)
-    assert p.returncode == 1, p.stderr
-    assert "no IPv6 routing rule sends mark 100" in p.stderr, p.stderr
+    table 100 it runs and IPv6 is carried.  A rule that does not take every
+    marked socket to a table with a default route is refused too: wg-quick's
+    negated `not fwmark`, one with another selector (`iif`), one after the
+    rule that looks up main, one whose table has no default route."""
+    def refused(why: str):
+        p = ns(PHONE, str(clat_binary()), "run", "--tun", TUN, "--pref64", "2001:db8:64::/96",
+               "--dns", "2001:db8:1::53", "--control", CONTROL, "--carry-ipv6", "--mark", "100",
+               check=False, timeout=15)
+        assert p.returncode == 1, p.stderr
+        assert why in p.stderr, p.stderr
+        assert not link_exists(PHONE, TUN)
+        return p
+
+    p = refused("no IPv6 routing rule sends mark 100")
     assert "ip -6 rule add fwmark 100 lookup 100" in p.stderr, p.stderr
-    assert not link_exists(PHONE, TUN)
     default = ns(PHONE, "ip", "-6", "route", "show", "default").stdout.split()
     gw = default[default.index("via") + 1]
     ns(PHONE, "ip", "-6", "route", "add", "default", "via", gw, "dev", "ph0", "table", "100")
+    try:
+        for bad in (["not", "fwmark", "100", "lookup", "100", "pref", "100"],
+                    ["fwmark", "100", "iif", "lo", "lookup", "100", "pref", "100"],
+                    ["fwmark", "100", "lookup", "100", "pref", "40000"]):
+            ns(PHONE, "ip", "-6", "rule", "add", *bad)
+            try:
+                refused("no IPv6 routing rule sends mark 100")
+            finally:
+                ns(PHONE, "ip", "-6", "rule", "del", *bad)
+        ns(PHONE, "ip", "-6", "rule", "add", "fwmark", "100", "lookup", "101", "pref", "100")
+        try:
+            refused("looks up table 101, which has no IPv6 default route")
+        finally:
+            ns(PHONE, "ip", "-6", "rule", "del", "pref", "100")
+    except BaseException:
+        ns(PHONE, "ip", "-6", "route", "flush", "table", "100", check=False)
+        raise
     ns(PHONE, "ip", "-6", "rule", "add", "fwmark", "100", "lookup", "100", "pref", "100")
     try:
         clat = CarryClat(protect=("--mark", "100")).start()

@@ -29,6 +29,9 @@ CONTROL = "@clat-e2e/carry6"
 SERVER6 = "2001:db8:2::10"
 UNREACHABLE6 = "2001:db8:3::1"
 CLAT_V6 = "fd9c:7c5a:e1b6:464::1"
+# The engine's IPv6 NAT source (EngineConfig::nat_v6): the firewall opening
+# accepts TCP from it to CLAT_V6 on the TUN, nothing wider.
+NAT_V6 = "fd9c:7c5a:e1b6:464::2"
 SERVERS = REPO / "tests" / "lab" / "servers.py"
 
 
@@ -311,14 +314,21 @@ def test_ipv6_drop_policy_stalls_ipv6_tcp_without_the_check(ip6_drop_policy):
         clat.stop()
 
 
-def test_ipv6_drop_policy_is_opened_for_the_tun_and_closed_at_exit(ip6_drop_policy):
+@pytest.mark.parametrize("table", ["hostfw6", "filter"])
+def test_ipv6_drop_policy_is_opened_for_the_tun_and_closed_at_exit(ip6_drop_policy, table):
+    """Also for a hand-written `table ip6 filter` with a lowercase `input`
+    chain: not ip6tables-nft's INPUT, so nft opens it."""
+    if table != "hostfw6":
+        ns(PHONE, "nft", "delete", "table", "ip6", "hostfw6")
+        ns(PHONE, "nft", "-f", "-", input=HOSTFW6.replace("hostfw6", table))
     before = nft_ruleset()
     clat = CarryClat().start()
     try:
         during = nft_ruleset()
-        assert re.search(rf'table ip6 hostfw6 {{[^}}]*iifname "{TUN}" accept '
+        assert re.search(rf'table ip6 {table} {{[^}}]*iifname "{TUN}" ip6 saddr {NAT_V6} '
+                         rf'ip6 daddr {CLAT_V6} meta l4proto tcp accept '
                          rf'comment "clat run {TUN} pid \d+"', during), during
-        assert "opened nftables chain ip6 hostfw6 input (policy drop)" in clat.log(), clat.log()
+        assert f"opened nftables chain ip6 {table} input (policy drop)" in clat.log(), clat.log()
         what, _, src = connect6(ip6_drop_policy, 80)
         assert (what, src) == ("connected", CLAT_V6), what
     finally:
@@ -335,7 +345,8 @@ def test_ipv6_drop_policy_check_mode_stops_with_the_command(ip6_drop_policy):
     assert "IPv6: no answer within 1s" in p.stderr, p.stderr
     assert "IPv4:" not in p.stderr, p.stderr
     assert "nftables chain ip6 hostfw6 input (policy drop)" in p.stderr, p.stderr
-    assert f'nft insert rule ip6 hostfw6 input iifname "{TUN}" accept' in p.stderr, p.stderr
+    assert (f'nft insert rule ip6 hostfw6 input iifname "{TUN}" ip6 saddr {NAT_V6} '
+            f'ip6 daddr {CLAT_V6} meta l4proto tcp accept') in p.stderr, p.stderr
     assert nft_ruleset() == before
     assert not link_exists(PHONE, TUN)
 
@@ -352,8 +363,9 @@ def test_ip6tables_drop_policy_is_opened_and_closed(ip6_drop_policy, tool):
     clat = CarryClat().start()
     try:
         during = ns(PHONE, tool, "-S", "INPUT").stdout
-        assert re.search(rf'-A INPUT -i {TUN} -m comment --comment "clat run {TUN} pid \d+" '
-                         r'-j ACCEPT', during.splitlines()[1]), during
+        assert re.search(rf'-A INPUT -s {NAT_V6}/128 -d {CLAT_V6}/128 -i {TUN} -p tcp -m comment '
+                         rf'--comment "clat run {TUN} pid \d+" -j ACCEPT',
+                         during.splitlines()[1]), during
         what, _, _ = connect6(ip6_drop_policy, 80)
         assert what == "connected", what
     finally:
@@ -397,17 +409,41 @@ def test_carry_ipv6_with_mark_needs_a_rule_for_the_mark(own_clat, server6):
     routing rule of the user's: without one, `clat run --carry-ipv6 --mark`
     is refused at start with what to add (its IPv6 sockets would loop into
     the TUN); with `fwmark 100 lookup 100` and the uplink's default route in
-    table 100 it runs and IPv6 is carried."""
-    p = ns(PHONE, str(clat_binary()), "run", "--tun", TUN, "--pref64", "2001:db8:64::/96",
-           "--dns", "2001:db8:1::53", "--control", CONTROL, "--carry-ipv6", "--mark", "100",
-           check=False, timeout=15)
-    assert p.returncode == 1, p.stderr
-    assert "no IPv6 routing rule sends mark 100" in p.stderr, p.stderr
+    table 100 it runs and IPv6 is carried.  A rule that does not take every
+    marked socket to a table with a default route is refused too: wg-quick's
+    negated `not fwmark`, one with another selector (`iif`), one after the
+    rule that looks up main, one whose table has no default route."""
+    def refused(why: str):
+        p = ns(PHONE, str(clat_binary()), "run", "--tun", TUN, "--pref64", "2001:db8:64::/96",
+               "--dns", "2001:db8:1::53", "--control", CONTROL, "--carry-ipv6", "--mark", "100",
+               check=False, timeout=15)
+        assert p.returncode == 1, p.stderr
+        assert why in p.stderr, p.stderr
+        assert not link_exists(PHONE, TUN)
+        return p
+
+    p = refused("no IPv6 routing rule sends mark 100")
     assert "ip -6 rule add fwmark 100 lookup 100" in p.stderr, p.stderr
-    assert not link_exists(PHONE, TUN)
     default = ns(PHONE, "ip", "-6", "route", "show", "default").stdout.split()
     gw = default[default.index("via") + 1]
     ns(PHONE, "ip", "-6", "route", "add", "default", "via", gw, "dev", "ph0", "table", "100")
+    try:
+        for bad in (["not", "fwmark", "100", "lookup", "100", "pref", "100"],
+                    ["fwmark", "100", "iif", "lo", "lookup", "100", "pref", "100"],
+                    ["fwmark", "100", "lookup", "100", "pref", "40000"]):
+            ns(PHONE, "ip", "-6", "rule", "add", *bad)
+            try:
+                refused("no IPv6 routing rule sends mark 100")
+            finally:
+                ns(PHONE, "ip", "-6", "rule", "del", *bad)
+        ns(PHONE, "ip", "-6", "rule", "add", "fwmark", "100", "lookup", "101", "pref", "100")
+        try:
+            refused("looks up table 101, which has no IPv6 default route")
+        finally:
+            ns(PHONE, "ip", "-6", "rule", "del", "pref", "100")
+    except BaseException:
+        ns(PHONE, "ip", "-6", "route", "flush", "table", "100", check=False)
+        raise
     ns(PHONE, "ip", "-6", "rule", "add", "fwmark", "100", "lookup", "100", "pref", "100")
     try:
         clat = CarryClat(protect=("--mark", "100")).start()

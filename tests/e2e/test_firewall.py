@@ -9,7 +9,10 @@ to), and iptables with a DROP policy through both back ends (iptables-nft,
 iptables-legacy).  `clat run` either works (the default `--firewall auto`
 opens the TUN alone and removes that at exit, leaving the ruleset as it was)
 or, with `--firewall check`, stops within 10 s naming the firewall and the
-command that opens it.
+command that opens it.  The opening is narrow: TCP from the CLAT's NAT address
+(192.0.0.5) to its own address on the TUN, nothing else; the apps' traffic
+passes as replies to their own connections (conntrack), and a datagram from an
+endpoint an app never talked to stays under the host's drop policy.
 
 firewalld runs in phone too, on a D-Bus system bus of its own (a private
 dbus-daemon whose address `clat run` and `firewall-cmd` get from
@@ -29,8 +32,15 @@ import time
 
 import pytest
 
-from labutil import (LAB_RUN, PHONE, SERVER, TUN, ClatProcess, clat_binary, link_exists, ns,
-                     ns_popen, wait_until)
+from labutil import (CLAT_V4, DNS_V4, INET, LAB_RUN, NAT_V4, PHONE, SERVER, SERVER2, TUN,
+                     ClatProcess, clat_binary, link_exists, ns, ns_popen, ns_python, wait_until)
+from test_udp import WHOAMI
+
+# The nft rule `clat run` inserts (as `nft list ruleset` prints it back).
+NFT_OPENING = (rf'iifname "{TUN}" ip saddr {re.escape(NAT_V4)} ip daddr {re.escape(CLAT_V4)} '
+               rf'meta l4proto tcp accept comment "clat run {TUN} pid \d+"')
+RICH_RULE = (f'rule family="ipv4" source address="{NAT_V4}" destination address="{CLAT_V4}" '
+             f'protocol value="tcp" accept')
 
 CONTROL = "@clat-e2e/firewall"
 
@@ -103,7 +113,8 @@ def test_nftables_drop_policy_is_opened_for_the_tun_and_closed_at_exit(hostfw):
     clat = hostfw(control=CONTROL)
     started = time.monotonic() - t
     during = nft_ruleset()
-    assert re.search(rf'iifname "{TUN}" accept comment "clat run {TUN} pid \d+"', during), during
+    assert re.search(NFT_OPENING, during), during
+    assert during.count(f'iifname "{TUN}"') == 1, during
     assert curl().stdout == "200"
     assert "opened nftables chain inet hostfw input (policy drop)" in clat.log(), clat.log()
     clat.stop()
@@ -122,7 +133,8 @@ def test_nftables_check_mode_stops_with_the_command(hostfw):
     assert p.returncode == 6, p.stderr  # EXIT_FIREWALL_BLOCKED
     assert took < 10, f"{took:.1f}s"
     assert "nftables chain inet hostfw input (policy drop)" in p.stderr, p.stderr
-    assert f'nft insert rule inet hostfw input iifname "{TUN}" accept' in p.stderr, p.stderr
+    assert (f'nft insert rule inet hostfw input iifname "{TUN}" ip saddr {NAT_V4} ip daddr {CLAT_V4} '
+            'meta l4proto tcp accept') in p.stderr, p.stderr
     assert "panicked" not in p.stderr
     assert nft_ruleset() == before
     assert not link_exists(PHONE, TUN)
@@ -190,7 +202,8 @@ def test_iptables_drop_policy_is_opened_and_closed(hostfw, tool):
     before = iptables_s(tool)
     clat = hostfw(control=CONTROL)
     during = iptables_s(tool)
-    assert re.search(rf'-A INPUT -i {TUN} -m comment --comment "clat run {TUN} pid \d+" -j ACCEPT',
+    assert re.search(rf'-A INPUT -s {NAT_V4}/32 -d {CLAT_V4}/32 -i {TUN} -p tcp -m comment '
+                     rf'--comment "clat run {TUN} pid \d+" -j ACCEPT',
                      during.splitlines()[1]), during
     assert curl().stdout == "200"
     clat.stop()
@@ -207,7 +220,67 @@ def test_iptables_check_mode_names_the_back_end(hostfw, tool):
     took = time.monotonic() - t
     assert p.returncode == 6 and took < 10, (took, p.stderr)  # EXIT_FIREWALL_BLOCKED
     assert f"{tool} INPUT (policy DROP)" in p.stderr, p.stderr
-    assert f"{tool} -I INPUT -i {TUN} -j ACCEPT" in p.stderr, p.stderr
+    assert f"{tool} -I INPUT -i {TUN} -s {NAT_V4} -d {CLAT_V4} -p tcp -j ACCEPT" in p.stderr, \
+        p.stderr
+
+
+# In phone: one app socket asks SERVER and SERVER2 (its own flows: their
+# answers are replies), then pokes SERVER so that a third endpoint it never
+# sent to (SERVER2, another port) sends to its mapping; prints what arrived.
+SOLICITED_THEN_UNSOLICITED = """
+import socket, sys
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+def ask(host, msg=b"who"):
+    for _ in range(3):
+        s.sendto(msg, (host, port))
+        try:
+            return s.recvfrom(100)[1]
+        except socket.timeout:
+            pass
+    return None
+print(repr((ask("%s"), ask("%s"), ask("%s", b"poke"))))
+""" % (SERVER, SERVER2, SERVER)
+
+
+@pytest.mark.parametrize("firewall", ["nft", "iptables-nft"])
+def test_the_opening_does_not_let_unsolicited_traffic_in(hostfw, firewall):
+    """The engine filters UDP endpoint-independently (RFC 4787), so a
+    datagram from an endpoint the app never talked to comes out of the TUN;
+    it is a new inbound flow for the host, which its drop policy must still
+    drop while clat's opening is in place (the opening accepts only TCP from
+    the NAT address to the CLAT's listener).  Replies to the app's own
+    datagrams, TCP, echo and the DNS relay pass.
+
+    The drop policy is IPv4's only (an `ip` table, or iptables): an `inet`
+    one would already drop the datagram on the engine's upstream IPv6 socket
+    (a new inbound IPv6 flow), before the TUN, whatever the opening."""
+    if firewall == "nft":
+        ns(PHONE, "nft", "-f", "-", input=UFW_LIKE.replace("table inet", "table ip")
+           .replace("    meta l4proto ipv6-icmp accept\n", ""))
+    else:
+        iptables_drop(firewall)
+    port = 40017
+    srv = ns_popen(INET, "python3", "-c", WHOAMI, str(port), stdout=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().strip() == "ready"
+        clat = hostfw(control=CONTROL)
+        assert curl().stdout == "200"
+        # Echo and the DNS relay: replies to the apps' own flows.
+        ping = ns(PHONE, "ping", "-4", "-c", "2", "-i", "0.2", "-W", "2", SERVER, check=False)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        dig = ns(PHONE, "dig", "+time=3", "+tries=2", "+short", f"@{DNS_V4}", "A",
+                 "v4only.lab.example")
+        assert dig.stdout.split() == [SERVER], dig.stdout
+        out = ns_python(PHONE, SOLICITED_THEN_UNSOLICITED, str(port), timeout=30).stdout.strip()
+        first, second, unsolicited = eval(out)  # noqa: S307 - our own script's tuple
+        assert first == (SERVER, port) and second == (SERVER2, port), out
+        assert unsolicited is None, f"unsolicited datagram let in by the opening: {out}"
+        clat.stop()
+    finally:
+        srv.kill()
+        srv.wait()
 
 
 def test_no_firewall_changes_nothing(hostfw):
@@ -279,22 +352,26 @@ def test_firewalld_check_mode_names_it(firewalld):
     took = time.monotonic() - t
     assert p.returncode == 6 and took < 10, (took, p.stderr)  # EXIT_FIREWALL_BLOCKED
     assert "firewalld" in p.stderr, p.stderr
-    assert f"firewall-cmd --zone=trusted --add-interface={TUN}" in p.stderr, p.stderr
+    assert f"firewall-cmd --add-rich-rule='{RICH_RULE}'" in p.stderr, p.stderr
     print(f"\nfirewalld check mode: refused in {took:.2f}s")
 
 
-def test_firewalld_trusts_the_tun_until_exit(firewalld):
+def test_firewalld_allows_the_listener_path_until_exit(firewalld):
+    """A rich rule in the default zone (the TUN is in none) for TCP from the
+    NAT address to the CLAT address; the TUN joins no zone."""
     t = time.monotonic()
     clat = ClatProcess(control=CONTROL)
     clat.start()
     started = time.monotonic() - t
     try:
-        assert fw_cmd(firewalld, f"--get-zone-of-interface={TUN}") == "trusted"
+        zone = fw_cmd(firewalld, "--get-default-zone")
+        assert fw_cmd(firewalld, f"--zone={zone}", "--list-rich-rules") == RICH_RULE
+        assert fw_cmd(firewalld, f"--get-zone-of-interface={TUN}") != "trusted"
         assert curl().stdout == "200"
     finally:
         t = time.monotonic()
         clat.stop(timeout=10)
         stopped = time.monotonic() - t
     assert clat.proc.returncode == 0, clat.log()
-    assert TUN not in fw_cmd(firewalld, "--zone=trusted", "--list-interfaces")
+    assert fw_cmd(firewalld, f"--zone={zone}", "--list-rich-rules") == ""
     print(f"\nfirewalld: started in {started:.2f}s, stopped in {stopped:.2f}s")

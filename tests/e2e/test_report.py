@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from labutil import (LAB_RUN, PHONE, SERVER, SERVER2, clat_binary, ns, ns_popen,
+from labutil import (LAB_RUN, PHONE, SERVER, SERVER2, TUN, clat_binary, ns, ns_popen,
                      wait_until)
 
 CONTROL = "@clat-e2e/report"
@@ -178,6 +178,39 @@ def test_udp_is_named_and_raw_socket_echo_is_unattributed(own_clat):
     assert [d["address"] for d in un["destinations"]] == [SERVER], un
     assert (un["bytes_up"], un["bytes_down"]) == (ECHO_PACKET, ECHO_PACKET), un
     assert "(unattributed)" in report().stdout
+
+
+BOUND_TO_THE_TUN = """
+import socket, sys
+server, tun = sys.argv[1], sys.argv[2].encode()
+# Both sockets bound to the TUN (SO_BINDTODEVICE), as an app that picks
+# its interface does: the kernel's lookup finds them only by its index.
+t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+t.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, tun)
+t.settimeout(5)
+t.connect((server, 80))
+t.sendall(b"HEAD / HTTP/1.0\\r\\n\\r\\n")
+assert t.recv(100).startswith(b"HTTP/")
+t.close()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, tun)
+u.settimeout(3)
+u.sendto(b"x" * 100, (server, 7))
+assert u.recvfrom(2048)[0] == b"x" * 100
+"""
+
+
+def test_sockets_bound_to_the_tun_are_named(own_clat):
+    """TCP and UDP from sockets bound to the TUN with SO_BINDTODEVICE: the
+    sock_diag request names the TUN's interface index, so they are named by
+    their pid (with index 0 the kernel finds no socket for them)."""
+    own_clat("--report", "--udp-timeout", "2s", control=CONTROL)
+    py = run_in_phone(sys.executable, "-c", BOUND_TO_THE_TUN, SERVER, TUN)
+    doc = wait_until(lambda: (d := report_json()) and py in by_pid(d) and d, timeout=15,
+                     interval=0.5, what="the bound sockets' process in the report")
+    p = by_pid(doc)[py]
+    assert (p["flows"], p["flows_tcp"], p["flows_udp"]) == (2, 1, 1), (p, doc["unattributed"])
+    assert doc["unattributed"] is None, doc["unattributed"]
 
 
 def test_without_report_the_instance_says_so(own_clat):

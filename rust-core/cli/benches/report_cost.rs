@@ -257,7 +257,7 @@ fn attribution() {
     );
     println!("host: {procs} processes");
 
-    let mut a = attribution::Attributor::new();
+    let mut a = attribution::Attributor::new(0);
     let fds = count_dir("/proc/self/fd");
     println!(
         "owner among the recent ones, {fds} descriptors: TCP {:.1} ms, UDP {:.1} ms CPU per 1,000 flows",
@@ -268,7 +268,7 @@ fn attribution() {
     let t = Cpu::start();
     let n = 200;
     for _ in 0..n {
-        let mut fresh = attribution::Attributor::new();
+        let mut fresh = attribution::Attributor::new(0);
         assert!(fresh.owners(&[tcp])[0].is_ok());
     }
     println!(
@@ -299,7 +299,7 @@ fn attribution() {
         let mut done = 0;
         for _ in 0..5 {
             for chunk in flows.chunks(batch) {
-                let mut fresh = attribution::Attributor::new();
+                let mut fresh = attribution::Attributor::new(0);
                 assert!(fresh.owners(chunk).iter().all(|o| o.is_ok()));
                 done += chunk.len();
             }

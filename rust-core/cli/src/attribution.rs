@@ -5,7 +5,12 @@
 //! - TCP and UDP: an exact-tuple `SOCK_DIAG_BY_FAMILY` request
 //!   (sock_diag(7), `inet_diag_req_v2`, AF_INET) answers the socket's uid
 //!   and inode. The request is made on a socket of the caller's network
-//!   namespace, which is the flows' (the TUN is there).
+//!   namespace, which is the flows' (the TUN is there). It names the TUN as
+//!   the interface (`idiag_if`): the kernel's lookup, as for an arriving
+//!   packet, then also finds a socket bound to the TUN (`SO_BINDTODEVICE`),
+//!   and still finds unbound ones. The kernel's TCP lookup falls back to a
+//!   listening socket and UDP's to the best-scoring one, so an answer
+//!   counts only when it is the flow's own socket ([`answer_is_the_flows`]).
 //! - ICMP echo: ping sockets (`SOCK_DGRAM`/`IPPROTO_ICMP`) are not in
 //!   inet_diag; `/proc/net/icmp` (the reader's namespace, too) lists them
 //!   with their local address, the echo identifier as the port, uid and
@@ -21,7 +26,10 @@
 //! The lookups run on the report's consumer thread right after the engine
 //! reports a flow's start, a batch at a time: one `/proc` scan serves every
 //! flow of a batch, and the processes that owned recent flows are looked at
-//! first. A socket that is already closed (a short UDP exchange, a TCP
+//! first. An inode that a full scan did not find is not scanned for again
+//! for [`UNFOUND_TTL`] ([`UnfoundInodes`]): a UDP socket of a process this
+//! user cannot inspect sends to many destinations, each a flow, and would
+//! otherwise cost a walk of every process each time. A socket that is already closed (a short UDP exchange, a TCP
 //! socket in TIME_WAIT, whose inode is 0) cannot be named.
 //!
 //! The parsers are pure and unit-tested; the I/O is in [`Attributor`].
@@ -37,6 +45,7 @@ use netlink_sys::{protocols::NETLINK_SOCK_DIAG, Socket, SocketAddr as NlAddr};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// The process that owned a flow's app-side socket.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -154,8 +163,78 @@ pub fn parse_stat(text: &str) -> Option<(String, u64)> {
     Some((comm, start))
 }
 
+/// Linux's TCP_LISTEN (`include/net/tcp_states.h`).
+const TCP_LISTEN: u8 = 10;
+
+/// Whether a sock_diag answer (`state`, the socket's own local address
+/// `a_local` and remote address `a_remote`) is the app's socket of the flow
+/// from `src` to `dst`:
+/// - TCP: the same four-tuple, and not a listener (the kernel's exact
+///   lookup falls back to a listening socket on the source port: a server
+///   of this host is not the flow's owner);
+/// - UDP: bound to the source port on the source address or the wildcard,
+///   and connected to `dst` or not connected (`0.0.0.0:0`).
+pub fn answer_is_the_flows(
+    proto: FlowProto,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    state: u8,
+    a_local: SocketAddrV4,
+    a_remote: SocketAddrV4,
+) -> bool {
+    match proto {
+        FlowProto::Tcp => state != TCP_LISTEN && a_local == src && a_remote == dst,
+        FlowProto::Udp => {
+            a_local.port() == src.port()
+                && (a_local.ip() == src.ip() || a_local.ip().is_unspecified())
+                && (a_remote == dst || (a_remote.ip().is_unspecified() && a_remote.port() == 0))
+        }
+        FlowProto::Icmp => false,
+    }
+}
+
 /// How many recent owners are looked at before the full `/proc` scan.
 const RECENT_OWNERS: usize = 16;
+
+/// How long an inode that a full `/proc` walk did not find is not walked
+/// for again: long enough that a burst of flows from one socket that
+/// cannot be named costs one walk, short enough that a process that was
+/// unreadable for a moment is named again soon.
+pub const UNFOUND_TTL: Duration = Duration::from_secs(5);
+
+/// Most inodes remembered as unfound (the oldest leave first).
+const UNFOUND_CAP: usize = 4096;
+
+/// The negative cache of full `/proc` walks: inodes a walk did not find,
+/// each until [`UNFOUND_TTL`] after that walk. Sans-I/O: `now` in.
+#[derive(Debug, Default)]
+pub struct UnfoundInodes {
+    until: HashMap<u64, Instant>,
+    order: VecDeque<(u64, Instant)>,
+}
+
+impl UnfoundInodes {
+    /// Whether a full walk for `inode` is worth it at `now`.
+    pub fn worth_a_walk(&self, inode: u64, now: Instant) -> bool {
+        self.until.get(&inode).is_none_or(|&t| now >= t)
+    }
+
+    /// A full walk at `now` did not find `inode`.
+    pub fn not_found(&mut self, inode: u64, now: Instant) {
+        while self.order.len() >= UNFOUND_CAP || self.order.front().is_some_and(|&(_, t)| now >= t)
+        {
+            let Some((old, t)) = self.order.pop_front() else {
+                break;
+            };
+            if self.until.get(&old) == Some(&t) {
+                self.until.remove(&old);
+            }
+        }
+        let t = now + UNFOUND_TTL;
+        self.until.insert(inode, t);
+        self.order.push_back((inode, t));
+    }
+}
 
 /// The I/O side: a sock_diag socket and the `/proc` scans.
 pub struct Attributor {
@@ -166,12 +245,17 @@ pub struct Attributor {
     /// often opens the next.
     recent: VecDeque<u32>,
     proc_root: std::path::PathBuf,
+    /// The TUN's interface index (`idiag_if` of the requests).
+    ifindex: u32,
+    unfound: UnfoundInodes,
 }
 
 impl Attributor {
     /// A sock_diag socket in the caller's network namespace (a failure is
-    /// logged once; TCP and UDP then stay unattributed).
-    pub fn new() -> Attributor {
+    /// logged once; TCP and UDP then stay unattributed), for flows that come
+    /// in on the interface with index `ifindex` (the TUN's; 0 matches only
+    /// sockets bound to no device).
+    pub fn new(ifindex: u32) -> Attributor {
         let diag = Socket::new(NETLINK_SOCK_DIAG).and_then(|mut s| {
             s.bind_auto()?;
             s.connect(&NlAddr::new(0, 0))?;
@@ -194,6 +278,8 @@ impl Attributor {
             seq: std::cell::Cell::new(0),
             recent: VecDeque::new(),
             proc_root: "/proc".into(),
+            ifindex,
+            unfound: UnfoundInodes::default(),
         }
     }
 
@@ -203,27 +289,13 @@ impl Attributor {
         &mut self,
         flows: &[(FlowProto, SocketAddrV4, SocketAddrV4)],
     ) -> Vec<Result<Owner, Unattributed>> {
-        let mut icmp: Option<Vec<PingSocket>> = None;
-        let socks: Vec<Result<SocketInfo, Unattributed>> = flows
-            .iter()
-            .map(|&(proto, src, dst)| match proto {
-                FlowProto::Tcp | FlowProto::Udp => self.diag_lookup(proto, src, dst),
-                FlowProto::Icmp => {
-                    let table = icmp.get_or_insert_with(|| {
-                        std::fs::read_to_string(self.proc_root.join("net/icmp"))
-                            .map(|t| parse_proc_net_icmp(&t))
-                            .unwrap_or_default()
-                    });
-                    find_ping_socket(table, src).ok_or(Unattributed::SocketNotFound)
-                }
-            })
-            .collect();
+        let socks = self.sockets(flows);
         let wanted: HashSet<u64> = socks
             .iter()
             .filter_map(|s| s.ok())
             .map(|s| s.inode)
             .collect();
-        let pids = self.pids_of(&wanted);
+        let pids = self.pids_of(&wanted, Instant::now());
         socks
             .into_iter()
             .map(|s| {
@@ -235,6 +307,29 @@ impl Attributor {
                 self.recent.push_front(pid);
                 self.recent.truncate(RECENT_OWNERS);
                 Ok(owner)
+            })
+            .collect()
+    }
+
+    /// The app-side sockets of a batch of flows (as for [`Self::owners`]),
+    /// in order.
+    pub fn sockets(
+        &self,
+        flows: &[(FlowProto, SocketAddrV4, SocketAddrV4)],
+    ) -> Vec<Result<SocketInfo, Unattributed>> {
+        let mut icmp: Option<Vec<PingSocket>> = None;
+        flows
+            .iter()
+            .map(|&(proto, src, dst)| match proto {
+                FlowProto::Tcp | FlowProto::Udp => self.diag_lookup(proto, src, dst),
+                FlowProto::Icmp => {
+                    let table = icmp.get_or_insert_with(|| {
+                        std::fs::read_to_string(self.proc_root.join("net/icmp"))
+                            .map(|t| parse_proc_net_icmp(&t))
+                            .unwrap_or_default()
+                    });
+                    find_ping_socket(table, src).ok_or(Unattributed::SocketNotFound)
+                }
             })
             .collect()
     }
@@ -272,7 +367,7 @@ impl Attributor {
                     destination_port: remote.port(),
                     source_address: IpAddr::V4(*local.ip()),
                     destination_address: IpAddr::V4(*remote.ip()),
-                    interface_id: 0,
+                    interface_id: self.ifindex,
                     // INET_DIAG_NOCOOKIE: match by the tuple alone.
                     cookie: [0xff; 8],
                 },
@@ -310,6 +405,22 @@ impl Attributor {
             }
             return match m.payload {
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
+                    let id = &r.header.socket_id;
+                    let v4 = |a: IpAddr, port: u16| match a {
+                        IpAddr::V4(a) => SocketAddrV4::new(a, port),
+                        IpAddr::V6(_) => SocketAddrV4::new(Ipv4Addr::BROADCAST, 0),
+                    };
+                    let (a_local, a_remote) = (
+                        v4(id.source_address, id.source_port),
+                        v4(id.destination_address, id.destination_port),
+                    );
+                    if !answer_is_the_flows(proto, src, dst, r.header.state, a_local, a_remote) {
+                        log::debug!(
+                            "report: sock_diag answered another socket ({a_local} -> {a_remote}, state {})",
+                            r.header.state
+                        );
+                        return Err(Unattributed::SocketNotFound);
+                    }
                     match r.header.inode {
                         // A TIME_WAIT or request socket: no file, no owner.
                         0 => Err(Unattributed::SocketNotFound),
@@ -327,8 +438,9 @@ impl Attributor {
     }
 
     /// The pid holding each wanted socket inode: recent owners first, then
-    /// every process, newest first, until all are found.
-    fn pids_of(&self, wanted: &HashSet<u64>) -> HashMap<u64, u32> {
+    /// every process, newest first, until all are found; the full walk only
+    /// when an inode still missing is worth one ([`UnfoundInodes`]).
+    fn pids_of(&mut self, wanted: &HashSet<u64>, now: Instant) -> HashMap<u64, u32> {
         let mut found = HashMap::new();
         if wanted.is_empty() {
             return found;
@@ -341,8 +453,26 @@ impl Attributor {
                 return found;
             }
         }
-        let Ok(dir) = std::fs::read_dir(&self.proc_root) else {
+        if !wanted
+            .iter()
+            .any(|i| !found.contains_key(i) && self.unfound.worth_a_walk(*i, now))
+        {
             return found;
+        }
+        self.walk_all(wanted, &seen, &mut found);
+        for &i in wanted {
+            if !found.contains_key(&i) {
+                self.unfound.not_found(i, now);
+            }
+        }
+        found
+    }
+
+    /// Every process but those in `seen`, newest first, until every wanted
+    /// inode is in `found`.
+    fn walk_all(&self, wanted: &HashSet<u64>, seen: &HashSet<u32>, found: &mut HashMap<u64, u32>) {
+        let Ok(dir) = std::fs::read_dir(&self.proc_root) else {
+            return;
         };
         let mut pids: Vec<u32> = dir
             .flatten()
@@ -354,12 +484,11 @@ impl Attributor {
         // daemons.
         pids.sort_unstable_by(|a, b| b.cmp(a));
         for pid in pids {
-            self.scan_fds(pid, wanted, &mut found);
+            self.scan_fds(pid, wanted, found);
             if found.len() == wanted.len() {
                 break;
             }
         }
-        found
     }
 
     fn scan_fds(&self, pid: u32, wanted: &HashSet<u64>, found: &mut HashMap<u64, u32>) {
@@ -480,6 +609,173 @@ mod tests {
         }
     }
 
+    /// The inode of a socket: stat of its descriptor (`/proc/self/fd/N`
+    /// followed, as fstat(2) would answer).
+    fn inode_of(fd: &impl std::os::fd::AsRawFd) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .unwrap()
+            .ino()
+    }
+
+    #[test]
+    fn an_answer_counts_only_for_the_flows_own_socket() {
+        let a = |s: &str| s.parse::<SocketAddrV4>().unwrap();
+        let (src, dst) = (a("192.0.0.4:40000"), a("203.0.113.10:80"));
+        let est = 1;
+        assert!(answer_is_the_flows(FlowProto::Tcp, src, dst, est, src, dst));
+        // A listener on the source port (the kernel's fallback).
+        assert!(!answer_is_the_flows(
+            FlowProto::Tcp,
+            src,
+            dst,
+            TCP_LISTEN,
+            a("0.0.0.0:40000"),
+            a("0.0.0.0:0")
+        ));
+        assert!(!answer_is_the_flows(
+            FlowProto::Tcp,
+            src,
+            dst,
+            TCP_LISTEN,
+            src,
+            dst
+        ));
+        // Another connection.
+        assert!(!answer_is_the_flows(
+            FlowProto::Tcp,
+            src,
+            dst,
+            est,
+            src,
+            a("203.0.113.10:81")
+        ));
+        assert!(!answer_is_the_flows(
+            FlowProto::Tcp,
+            src,
+            dst,
+            est,
+            a("192.0.0.4:40001"),
+            dst
+        ));
+        // UDP: connected to dst, or not connected, on the address or the
+        // wildcard; not a socket connected elsewhere, not another port.
+        let close = 7;
+        assert!(answer_is_the_flows(FlowProto::Udp, src, dst, est, src, dst));
+        assert!(answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            close,
+            src,
+            a("0.0.0.0:0")
+        ));
+        assert!(answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            close,
+            a("0.0.0.0:40000"),
+            a("0.0.0.0:0")
+        ));
+        assert!(!answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            est,
+            src,
+            a("203.0.113.11:80")
+        ));
+        assert!(!answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            close,
+            a("0.0.0.0:40001"),
+            a("0.0.0.0:0")
+        ));
+        assert!(!answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            close,
+            a("192.0.0.9:40000"),
+            a("0.0.0.0:0")
+        ));
+        // The answer is the peer's socket (swapped tuple).
+        assert!(!answer_is_the_flows(
+            FlowProto::Udp,
+            src,
+            dst,
+            est,
+            dst,
+            src
+        ));
+    }
+
+    #[test]
+    fn an_unfound_inode_is_walked_for_once_per_ttl() {
+        let t0 = Instant::now();
+        let mut u = UnfoundInodes::default();
+        assert!(u.worth_a_walk(7, t0));
+        u.not_found(7, t0);
+        assert!(!u.worth_a_walk(7, t0));
+        assert!(!u.worth_a_walk(7, t0 + UNFOUND_TTL - Duration::from_millis(1)));
+        assert!(u.worth_a_walk(8, t0));
+        assert!(u.worth_a_walk(7, t0 + UNFOUND_TTL));
+        // Expired entries leave as new ones come; the cap holds.
+        u.not_found(9, t0 + UNFOUND_TTL);
+        assert_eq!(u.until.len(), 1);
+        for i in 0..(UNFOUND_CAP as u64 + 10) {
+            u.not_found(1000 + i, t0 + UNFOUND_TTL);
+        }
+        assert_eq!(u.until.len(), UNFOUND_CAP);
+        assert!(u.worth_a_walk(9, t0 + UNFOUND_TTL));
+        // Found again later, walked for again after the TTL.
+        assert!(!u.worth_a_walk(1000 + UNFOUND_CAP as u64, t0 + UNFOUND_TTL));
+    }
+
+    /// A socket bound to a device (SO_BINDTODEVICE, here `lo`) is found
+    /// when the request names that device, as the TUN's index is named for
+    /// flows, and not with index 0. Binding needs CAP_NET_RAW: as another
+    /// user the test says so and checks nothing else.
+    #[test]
+    fn a_socket_bound_to_the_device_is_found_by_its_index() {
+        use std::net::{TcpListener, TcpStream, UdpSocket};
+        use std::os::fd::AsFd;
+        let bind_to = |fd: std::os::fd::BorrowedFd<'_>| crate::sys::bind_to_device(fd, "lo");
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (_s, _) = l.accept().unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.connect(peer.local_addr().unwrap()).unwrap();
+        if let Err(e) = bind_to(c.as_fd()) {
+            assert_ne!(crate::sys::euid(), 0, "root cannot bind to lo");
+            eprintln!("SO_BINDTODEVICE refused ({e}, not root): not checked");
+            return;
+        }
+        bind_to(u.as_fd()).unwrap();
+        let lo = crate::sys::if_nametoindex("lo").unwrap();
+        let flows = [
+            (
+                FlowProto::Tcp,
+                v4(c.local_addr().unwrap()),
+                v4(c.peer_addr().unwrap()),
+            ),
+            (
+                FlowProto::Udp,
+                v4(u.local_addr().unwrap()),
+                v4(peer.local_addr().unwrap()),
+            ),
+        ];
+        let by_index = Attributor::new(lo).sockets(&flows);
+        assert_eq!(by_index[0].map(|s| s.inode), Ok(inode_of(&c)));
+        assert_eq!(by_index[1].map(|s| s.inode), Ok(inode_of(&u)));
+        let unbound_only = Attributor::new(0).sockets(&flows);
+        assert!(unbound_only.iter().all(|r| r.is_err()), "{unbound_only:?}");
+    }
+
     /// Real sockets of this process, found through sock_diag and /proc as
     /// a flow's app side would be: a TCP client, a connected and an
     /// unconnected UDP socket; and a tuple nobody has.
@@ -493,7 +789,7 @@ mod tests {
         let connected = UdpSocket::bind("127.0.0.1:0").unwrap();
         connected.connect(peer.local_addr().unwrap()).unwrap();
         let unconnected = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut a = Attributor::new();
+        let mut a = Attributor::new(0);
         let flows = [
             (
                 FlowProto::Tcp,
@@ -517,6 +813,15 @@ mod tests {
                 "127.0.0.1:2".parse().unwrap(),
             ),
         ];
+        // The very sockets, not their peers: a UDP lookup that found
+        // `peer` would name this process too.
+        let socks = a.sockets(&flows);
+        let expected = [inode_of(&c), inode_of(&connected), inode_of(&unconnected)];
+        for (i, want) in expected.iter().enumerate() {
+            let got = socks[i].unwrap_or_else(|e| panic!("flow {i}: {e:?}"));
+            assert_eq!(got.inode, *want, "flow {i}");
+        }
+        assert_ne!(inode_of(&peer), expected[1]);
         let got = a.owners(&flows);
         let me = std::process::id();
         for (i, g) in got.iter().take(3).enumerate() {

@@ -12,7 +12,7 @@
 use crate::args::{parse_duration, parse_positive_duration, parse_resolver};
 use crate::auto_mode::{self, Activity, ActivityState};
 use crate::control::{ControlAddr, ControlSocket, Request};
-use crate::firewall::{self, Family, FirewallMode};
+use crate::firewall::{self, Family, FirewallMode, ListenerPath};
 use crate::host_setup::{if_index, raise_fd_limit, Ipv4DefaultRoute, PingGroupRange, TunLink};
 use crate::listener_probe::{self, ProbeOutcome};
 use crate::report::{Limits, Recorder};
@@ -533,13 +533,28 @@ fn check_firewall(
         return Ok(None);
     }
     let shut_families: Vec<Family> = shut.iter().map(|(f, _)| *f).collect();
+    let paths: Vec<ListenerPath> = shut_families
+        .iter()
+        .map(|&family| match family {
+            Family::V4 => ListenerPath {
+                family,
+                nat: cfg.nat_v4.into(),
+                clat: cfg.clat_v4.into(),
+            },
+            Family::V6 => ListenerPath {
+                family,
+                nat: cfg.nat_v6.into(),
+                clat: cfg.clat_v6.into(),
+            },
+        })
+        .collect();
     let blockers = firewall::find_blockers(&shut_families);
     if mode == FirewallMode::Check || blockers.is_empty() {
-        let m = firewall::blocked_message(tun, &verdicts(&shut), &blockers);
+        let m = firewall::blocked_message(tun, &verdicts(&shut), &blockers, &paths);
         return Err(FirewallBlocked(m).into());
     }
-    let openings =
-        firewall::Openings::open(tun, &blockers).map_err(|e| FirewallBlocked(format!("{e:#}")))?;
+    let openings = firewall::Openings::open(tun, &blockers, &paths)
+        .map_err(|e| FirewallBlocked(format!("{e:#}")))?;
     let still = closed(&shut_families)?;
     if still.is_empty() {
         let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
@@ -547,7 +562,7 @@ fn check_firewall(
         return Ok(Some(openings));
     }
     // `openings` is dropped on return: what was opened is closed again.
-    let m = firewall::blocked_message(tun, &verdicts(&still), &[]);
+    let m = firewall::blocked_message(tun, &verdicts(&still), &[], &paths);
     Err(anyhow::Error::new(FirewallBlocked(m)).context(format!(
         "still blocked after opening {}",
         blockers
@@ -792,7 +807,14 @@ fn run(args: Args) -> Result<()> {
                     Limits::default(),
                     clat_engine::flow_events::now_ms(),
                 )));
-                report_consumer::spawn(events, r.clone())
+                // Sockets bound to the TUN are found only by its index.
+                let ifindex = sys::if_nametoindex(&tun).unwrap_or_else(|e| {
+                    log::warn!(
+                        "report: no index for {tun} ({e}): sockets bound to it stay unattributed"
+                    );
+                    0
+                });
+                report_consumer::spawn(events, r.clone(), ifindex)
                     .context("cannot start the report thread")?;
                 Some(r)
             }
@@ -807,7 +829,9 @@ fn run(args: Args) -> Result<()> {
                 Some(r) => {
                     let dropped = lock(&engine).stats().flow_events_dropped;
                     let now = clat_engine::flow_events::now_ms();
-                    lock(r).report(now, *since, dropped).to_json() + "\n"
+                    let mut r = lock(r);
+                    r.note_events_dropped(dropped, now);
+                    r.report(now, *since, dropped).to_json() + "\n"
                 }
                 None => "error this clat run records no report: start it with --report\n".into(),
             },

@@ -169,13 +169,10 @@ impl ControlSocket {
                     let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
                     let mut line = String::new();
                     let _ = BufReader::new(&c).take(4096).read_line(&mut line);
-                    let denied = peer_uid(&c).filter(|u| !may_ask(*u));
-                    let reply = match (denied, line.trim().parse::<Request>()) {
-                        (Some(uid), _) => {
-                            format!("error uid {uid} may not ask: run clat as root\n")
-                        }
-                        (None, Ok(req)) => answer(&req),
-                        (None, Err(e)) => format!("error {e}\n"),
+                    let reply = match (admit(peer_uid(&c)), line.trim().parse::<Request>()) {
+                        (Err(refusal), _) => refusal,
+                        (Ok(()), Ok(req)) => answer(&req),
+                        (Ok(()), Err(e)) => format!("error {e}\n"),
                     };
                     let _ = c.write_all(reply.as_bytes());
                 }
@@ -229,6 +226,18 @@ fn may_ask(uid: u32) -> bool {
     uid == 0 || uid == crate::sys::euid()
 }
 
+/// Whether a peer whose credentials (`SO_PEERCRED`) gave `peer` may be
+/// answered; the refusal line otherwise. Fails closed: when the kernel
+/// could not say who asks (`None`), the request is refused, since the
+/// report names every user's executables and destinations.
+fn admit(peer: Option<u32>) -> Result<(), String> {
+    match peer {
+        Some(uid) if may_ask(uid) => Ok(()),
+        Some(uid) => Err(format!("error uid {uid} may not ask: run clat as root\n")),
+        None => Err("error the peer's credentials (SO_PEERCRED) cannot be read: refused\n".into()),
+    }
+}
+
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         if let ControlAddr::Path(p) = &self.addr {
@@ -275,6 +284,23 @@ mod tests {
             .parse::<Request>()
             .unwrap_err()
             .contains("unknown request"));
+    }
+
+    #[test]
+    fn unknown_or_foreign_peers_are_refused() {
+        assert_eq!(admit(Some(0)), Ok(()));
+        assert_eq!(admit(Some(crate::sys::euid())), Ok(()));
+        let unknown = admit(None).unwrap_err();
+        assert!(
+            unknown.starts_with("error ") && unknown.contains("SO_PEERCRED"),
+            "{unknown}"
+        );
+        if crate::sys::euid() != 0 {
+            assert!(admit(Some(crate::sys::euid() + 1)).is_err());
+        } else {
+            let e = admit(Some(65534)).unwrap_err();
+            assert!(e.contains("uid 65534 may not ask"), "{e}");
+        }
     }
 
     #[test]

@@ -2,15 +2,26 @@
 //!
 //! When [`crate::listener_probe`] finds the path from the TUN to the
 //! engine's listener closed, this module finds the rulesets that can drop
-//! it on the INPUT hook and, with `--firewall auto`, inserts one accept rule
-//! for packets that come in on the TUN at the head of each, tagged with a
-//! comment naming this instance; [`Openings`] removes exactly those rules
-//! when `clat run` ends, after checking that each one is still its own (a
-//! firewall reloaded meanwhile may have reused a rule handle):
+//! it on the INPUT hook and, with `--firewall auto`, inserts at the head of
+//! each one accept rule for exactly that path ([`ListenerPath`]: TCP that
+//! comes in on the TUN from the internal NAT source to the CLAT address),
+//! tagged with a comment naming this instance; [`Openings`] removes exactly
+//! those rules when `clat run` ends, after checking that each one is still
+//! its own (a firewall reloaded meanwhile may have reused a rule handle).
 //!
-//! - firewalld, when it runs: the TUN joins the `trusted` zone at run time
-//!   (firewalld rewrites its own nftables table on reload, so its table is
-//!   left to it);
+//! Nothing wider: everything else that comes in on the TUN stays under the
+//! host's own rules. The apps' traffic comes back as replies to their own
+//! connections (conntrack ESTABLISHED/RELATED, which any stateful firewall
+//! accepts), while UDP from an endpoint an app never talked to (the engine
+//! filters endpoint-independently, RFC 4787) is a new inbound flow that the
+//! host's policy may drop, as it would on a native IPv4 path.
+//!
+//! - firewalld, when it runs: a rich rule (source NAT address, destination
+//!   CLAT address, protocol tcp, accept) in the zone of the TUN (the default
+//!   zone when the TUN has none), at run time only (firewalld rewrites its
+//!   own nftables table on reload, so its table is left to it; rich rules
+//!   have no interface match, so the rule names both addresses, which only
+//!   the TUN's own traffic carries);
 //! - nftables: every base chain on the `input` hook of family `ip` or
 //!   `inet` (IPv4; `ip6` or `inet` for IPv6) whose policy is drop or that
 //!   has a drop or reject rule (an accept in one base chain does not spare
@@ -18,7 +29,10 @@
 //! - iptables-nft (`ip filter INPUT` in nftables) and iptables-legacy, and
 //!   for IPv6 ip6tables-nft (`ip6 filter INPUT`) and ip6tables-legacy: a
 //!   rule at the head of INPUT when the policy is DROP or a rule drops or
-//!   rejects.
+//!   rejects. An nftables `ip`/`ip6` table named `filter` is left to
+//!   iptables-nft/ip6tables-nft only for the chain `INPUT`, and only when
+//!   that tool read it; any other chain there (say a hand-written `input`)
+//!   is opened with nft.
 //!
 //! Which families are looked at is the caller's: those whose probe found
 //! the path closed ([`Family`]; IPv6 only with `--carry-ipv6`).
@@ -26,9 +40,70 @@
 //! What cannot be opened is reported with the exact command that opens it.
 
 use crate::host_cmd::{self, run, run_ok};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::Value;
 use std::fmt;
+use std::net::IpAddr;
+
+/// The path the engine's listener needs through the INPUT hook of one
+/// family: TCP from the internal NAT source (`nat`, .5 of the /29 for
+/// IPv4) to the CLAT address (`clat`), any port (the listener's port is
+/// the kernel's choice), coming in on the TUN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerPath {
+    pub family: Family,
+    pub nat: IpAddr,
+    pub clat: IpAddr,
+}
+
+impl ListenerPath {
+    /// nft's address keyword for this family.
+    fn nft_proto(&self) -> &'static str {
+        match self.family {
+            Family::V4 => "ip",
+            Family::V6 => "ip6",
+        }
+    }
+
+    /// The nft rule's match and verdict: `iifname "TUN" ip saddr NAT ip
+    /// daddr CLAT meta l4proto tcp accept`.
+    pub fn nft_rule(&self, tun: &str) -> String {
+        let p = self.nft_proto();
+        format!(
+            "iifname \"{tun}\" {p} saddr {} {p} daddr {} meta l4proto tcp accept",
+            self.nat, self.clat
+        )
+    }
+
+    /// The iptables rule's match (without chain, comment and target).
+    fn iptables_match(&self, tun: &str) -> Vec<String> {
+        [
+            "-i",
+            tun,
+            "-s",
+            &self.nat.to_string(),
+            "-d",
+            &self.clat.to_string(),
+            "-p",
+            "tcp",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    /// firewalld's rich rule.
+    pub fn rich_rule(&self) -> String {
+        let fam = match self.family {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        };
+        format!(
+            "rule family=\"{fam}\" source address=\"{}\" destination address=\"{}\" protocol value=\"tcp\" accept",
+            self.nat, self.clat
+        )
+    }
+}
 
 /// `--firewall`: what `clat run` does about a host firewall.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,21 +202,76 @@ impl fmt::Display for Blocker {
 }
 
 impl Blocker {
-    /// The command that opens it for `tun`, as a user would type it.
-    pub fn fix_command(&self, tun: &str) -> String {
-        match self {
-            Blocker::Firewalld => {
-                format!("firewall-cmd --zone=trusted --add-interface={tun}")
-            }
-            Blocker::Nft {
-                family,
-                table,
-                chain,
-                ..
-            } => format!("nft insert rule {family} {table} {chain} iifname \"{tun}\" accept"),
-            Blocker::Iptables { tool, .. } => format!("{tool} -I INPUT -i {tun} -j ACCEPT"),
-        }
+    /// The paths of `paths` that this ruleset sees.
+    fn paths<'a>(&self, paths: &'a [ListenerPath]) -> Vec<&'a ListenerPath> {
+        paths
+            .iter()
+            .filter(|p| match self {
+                Blocker::Firewalld => true,
+                Blocker::Nft { family, .. } => p.family.nft_families().contains(&family.as_str()),
+                Blocker::Iptables { tool, .. } => p.family == tool_family(tool),
+            })
+            .collect()
     }
+
+    /// The commands that open it for `paths` on `tun`, as a user would
+    /// type them, joined with ` && `.
+    pub fn fix_command(&self, tun: &str, paths: &[ListenerPath]) -> String {
+        let cmds: Vec<String> = self
+            .paths(paths)
+            .into_iter()
+            .map(|p| match self {
+                Blocker::Firewalld => format!("firewall-cmd --add-rich-rule='{}'", p.rich_rule()),
+                Blocker::Nft {
+                    family,
+                    table,
+                    chain,
+                    ..
+                } => format!(
+                    "nft insert rule {family} {table} {chain} {}",
+                    p.nft_rule(tun)
+                ),
+                Blocker::Iptables { tool, .. } => {
+                    format!(
+                        "{tool} -I INPUT {} -j ACCEPT",
+                        p.iptables_match(tun).join(" ")
+                    )
+                }
+            })
+            .collect();
+        cmds.join(" && ")
+    }
+}
+
+/// The family an iptables tool filters.
+fn tool_family(tool: &str) -> Family {
+    if tool.starts_with("ip6") {
+        Family::V6
+    } else {
+        Family::V4
+    }
+}
+
+/// Whether an nftables input chain is iptables-nft's or ip6tables-nft's
+/// own and was read by that tool (`read_v4`: `iptables-nft -S INPUT`
+/// succeeded; `read_v6`: the same for ip6tables-nft), so that it is opened
+/// through the tool rather than with nft. A chain of another name in a
+/// table `filter` (written by hand), or one the tool could not read (not
+/// installed, or a table it calls incompatible), is nft's.
+pub fn left_to_iptables_nft(
+    family: &str,
+    table: &str,
+    chain: &str,
+    read_v4: bool,
+    read_v6: bool,
+) -> bool {
+    table == "filter"
+        && chain == "INPUT"
+        && match family {
+            "ip" => read_v4,
+            "ip6" => read_v6,
+            _ => false,
+        }
 }
 
 /// Finds what may drop packets of `families` that come in on `tun` (see
@@ -152,29 +282,10 @@ pub fn find_blockers(families: &[Family]) -> Vec<Blocker> {
     if firewalld {
         found.push(Blocker::Firewalld);
     }
-    if let Ok(o) = run(&["nft", "-j", "list", "ruleset"]) {
-        if o.success {
-            match nft_blocking_chains(&o.stdout, families) {
-                Ok(chains) => {
-                    for b in chains {
-                        let Blocker::Nft { family, table, .. } = &b else {
-                            continue;
-                        };
-                        // iptables-nft's and ip6tables-nft's own tables:
-                        // opened with those tools below.
-                        if (family == "ip" || family == "ip6") && table == "filter" {
-                            continue;
-                        }
-                        if firewalld && family == "inet" && table == "firewalld" {
-                            continue;
-                        }
-                        found.push(b);
-                    }
-                }
-                Err(e) => log::warn!("cannot read the nftables ruleset: {e:#}"),
-            }
-        }
-    }
+    // The iptables tools first: which of the nft back ends read INPUT
+    // decides which nftables chains are theirs.
+    let mut iptables = Vec::new();
+    let (mut read_v4, mut read_v6) = (false, false);
     for fam in families {
         let (nft_tool, legacy_tool, legacy_names) = fam.iptables();
         // The nft back end: listing its table does not create it. The
@@ -187,11 +298,47 @@ pub fn find_blockers(families: &[Family]) -> Vec<Blocker> {
             let Ok(o) = run(&[tool, "-S", "INPUT"]) else {
                 continue;
             };
-            if let Some(why) = o.success.then(|| iptables_blocks(&o.stdout)).flatten() {
-                found.push(Blocker::Iptables { tool, why });
+            if !o.success {
+                continue;
+            }
+            if tool == "iptables-nft" {
+                read_v4 = true;
+            } else if tool == "ip6tables-nft" {
+                read_v6 = true;
+            }
+            if let Some(why) = iptables_blocks(&o.stdout) {
+                iptables.push(Blocker::Iptables { tool, why });
             }
         }
     }
+    if let Ok(o) = run(&["nft", "-j", "list", "ruleset"]) {
+        if o.success {
+            match nft_blocking_chains(&o.stdout, families) {
+                Ok(chains) => {
+                    for b in chains {
+                        let Blocker::Nft {
+                            family,
+                            table,
+                            chain,
+                            ..
+                        } = &b
+                        else {
+                            continue;
+                        };
+                        if left_to_iptables_nft(family, table, chain, read_v4, read_v6) {
+                            continue;
+                        }
+                        if firewalld && family == "inet" && table == "firewalld" {
+                            continue;
+                        }
+                        found.push(b);
+                    }
+                }
+                Err(e) => log::warn!("cannot read the nftables ruleset: {e:#}"),
+            }
+        }
+    }
+    found.extend(iptables);
     found
 }
 
@@ -293,7 +440,7 @@ pub fn nft_echoed_handle(out: &str) -> Option<u64> {
         .and_then(|h| h.split_whitespace().next()?.parse().ok())
 }
 
-/// One rule (or zone membership) this instance added.
+/// One rule this instance added.
 #[derive(Debug)]
 enum Opened {
     Nft {
@@ -304,8 +451,12 @@ enum Opened {
     },
     Iptables {
         tool: &'static str,
+        path: ListenerPath,
     },
-    Firewalld,
+    Firewalld {
+        zone: String,
+        rule: String,
+    },
 }
 
 /// What this instance opened; removed again on drop.
@@ -317,10 +468,12 @@ pub struct Openings {
 }
 
 impl Openings {
-    /// Opens every blocker for `tun`. On the first failure, what was opened
-    /// so far is removed again and the error names the blocker and the
-    /// command that would open it.
-    pub fn open(tun: &str, blockers: &[Blocker]) -> Result<Openings> {
+    /// Opens every blocker for the `paths` (of the families whose probe
+    /// found the path closed) on `tun`: one rule per blocker and path of a
+    /// family it sees. On the first failure, what was opened so far is
+    /// removed again and the error names the blocker and the command that
+    /// would open it.
+    pub fn open(tun: &str, blockers: &[Blocker], paths: &[ListenerPath]) -> Result<Openings> {
         let pid = std::process::id();
         let mut o = Openings {
             tun: tun.to_string(),
@@ -328,34 +481,59 @@ impl Openings {
             opened: Vec::new(),
         };
         for b in blockers {
-            let r = o
-                .open_one(b)
-                .with_context(|| format!("cannot open {b}; run: {}", b.fix_command(tun)));
-            match r {
-                Ok(x) => {
-                    log::info!("opened {b} for {tun}");
-                    o.opened.push(x);
+            for p in b.paths(paths) {
+                let r = o.open_one(b, p).with_context(|| {
+                    format!(
+                        "cannot open {b}; run: {}",
+                        b.fix_command(tun, std::slice::from_ref(p))
+                    )
+                });
+                match r {
+                    Ok(Some(x)) => {
+                        log::info!(
+                            "opened {b} for {} TCP from {} on {tun}",
+                            p.family.name(),
+                            p.nat
+                        );
+                        o.opened.push(x);
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Err(e),
                 }
-                Err(e) => return Err(e),
             }
         }
         Ok(o)
     }
 
-    fn open_one(&self, b: &Blocker) -> Result<Opened> {
+    fn open_one(&self, b: &Blocker, path: &ListenerPath) -> Result<Option<Opened>> {
         let tun = &self.tun;
         match b {
             Blocker::Firewalld => {
                 let zone = run(&["firewall-cmd", &format!("--get-zone-of-interface={tun}")])?;
-                if zone.success && !zone.stdout.trim().is_empty() {
-                    bail!("{tun} is already in firewalld zone {}", zone.stdout.trim());
+                let zone = match zone.stdout.trim() {
+                    z if zone.success && !z.is_empty() => z.to_string(),
+                    _ => run_ok(&["firewall-cmd", "--get-default-zone"])?
+                        .trim()
+                        .to_string(),
+                };
+                let rule = path.rich_rule();
+                let zone_arg = format!("--zone={zone}");
+                let q = run(&[
+                    "firewall-cmd",
+                    &zone_arg,
+                    &format!("--query-rich-rule={rule}"),
+                ])?;
+                if q.success && q.stdout.trim() == "yes" {
+                    // The user's own: left in place, and not removed at exit.
+                    log::info!("firewalld zone {zone} already has `{rule}`");
+                    return Ok(None);
                 }
                 run_ok(&[
                     "firewall-cmd",
-                    "--zone=trusted",
-                    &format!("--add-interface={tun}"),
+                    &zone_arg,
+                    &format!("--add-rich-rule={rule}"),
                 ])?;
-                Ok(Opened::Firewalld)
+                Ok(Some(Opened::Firewalld { zone, rule }))
             }
             Blocker::Nft {
                 family,
@@ -363,52 +541,48 @@ impl Openings {
                 chain,
                 ..
             } => {
-                let out = run_ok(&[
-                    "nft",
-                    "--echo",
-                    "--handle",
-                    "insert",
-                    "rule",
-                    family,
-                    table,
-                    chain,
-                    "iifname",
-                    &format!("\"{tun}\""),
-                    "accept",
-                    "comment",
-                    &format!("\"{}\"", self.tag),
-                ])?;
+                let mut argv = vec![
+                    "nft".to_string(),
+                    "--echo".into(),
+                    "--handle".into(),
+                    "insert".into(),
+                    "rule".into(),
+                    family.clone(),
+                    table.clone(),
+                    chain.clone(),
+                ];
+                argv.extend(path.nft_rule(tun).split(' ').map(str::to_string));
+                argv.extend(["comment".to_string(), format!("\"{}\"", self.tag)]);
+                let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                let out = run_ok(&argv)?;
                 let handle = nft_echoed_handle(&out)
                     .with_context(|| format!("nft did not say the new rule's handle: {out:?}"))?;
-                Ok(Opened::Nft {
+                Ok(Some(Opened::Nft {
                     family: family.clone(),
                     table: table.clone(),
                     chain: chain.clone(),
                     handle,
-                })
+                }))
             }
             Blocker::Iptables { tool, .. } => {
-                run_ok(&self.iptables_rule(tool, "-I"))?;
-                Ok(Opened::Iptables { tool })
+                let argv = self.iptables_rule(tool, "-I", path);
+                run_ok(&argv.iter().map(String::as_str).collect::<Vec<_>>())?;
+                Ok(Some(Opened::Iptables { tool, path: *path }))
             }
         }
     }
 
-    fn iptables_rule<'a>(&'a self, tool: &'a str, op: &'a str) -> Vec<&'a str> {
-        let mut v = vec![tool, op, "INPUT"];
+    fn iptables_rule(&self, tool: &str, op: &str, path: &ListenerPath) -> Vec<String> {
+        let mut v: Vec<String> = vec![tool.into(), op.into(), "INPUT".into()];
         if op == "-I" {
-            v.push("1");
+            v.push("1".into());
         }
-        v.extend_from_slice(&[
-            "-i",
-            &self.tun,
-            "-m",
-            "comment",
-            "--comment",
-            &self.tag,
-            "-j",
-            "ACCEPT",
-        ]);
+        v.extend(path.iptables_match(&self.tun));
+        v.extend(
+            ["-m", "comment", "--comment", &self.tag, "-j", "ACCEPT"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
         v
     }
 
@@ -440,21 +614,16 @@ impl Openings {
             }
             // Deleting by the full rule, comment with our pid included,
             // removes our rule or nothing.
-            Opened::Iptables { tool } => {
-                run_ok(&self.iptables_rule(tool, "-D"))?;
+            Opened::Iptables { tool, path } => {
+                let argv = self.iptables_rule(tool, "-D", path);
+                run_ok(&argv.iter().map(String::as_str).collect::<Vec<_>>())?;
             }
-            Opened::Firewalld => {
-                let zone = run(&[
+            Opened::Firewalld { zone, rule } => {
+                run_ok(&[
                     "firewall-cmd",
-                    &format!("--get-zone-of-interface={}", self.tun),
+                    &format!("--zone={zone}"),
+                    &format!("--remove-rich-rule={rule}"),
                 ])?;
-                if zone.stdout.trim() == "trusted" {
-                    run_ok(&[
-                        "firewall-cmd",
-                        "--zone=trusted",
-                        &format!("--remove-interface={}", self.tun),
-                    ])?;
-                }
             }
         }
         Ok(())
@@ -521,15 +690,56 @@ pub fn tagged_nft_rules(listing: &str, tun: &str) -> Vec<TaggedNftRule> {
     out
 }
 
-/// The pids in the tags `clat run <tun> pid N` of an `iptables -S INPUT`
-/// listing.
-pub fn tagged_iptables_pids(listing: &str, tun: &str) -> Vec<u32> {
+/// The rules tagged `clat run <tun> pid N` in an `iptables -S INPUT`
+/// listing: each one's pid and its arguments after `-A INPUT` (to delete it
+/// with `-D INPUT` and the same arguments, whatever the rule matched).
+pub fn tagged_iptables_rules(listing: &str, tun: &str) -> Vec<(u32, Vec<String>)> {
     let prefix = format!("--comment \"clat run {tun} pid ");
     listing
         .lines()
-        .filter_map(|l| l.split_once(&prefix))
-        .filter_map(|(_, r)| r.split('"').next()?.parse().ok())
+        .filter_map(|l| {
+            let (_, r) = l.split_once(&prefix)?;
+            let pid = r.split('"').next()?.parse().ok()?;
+            let args = split_iptables_args(l.strip_prefix("-A INPUT ")?)?;
+            Some((pid, args))
+        })
         .collect()
+}
+
+/// Splits an `iptables -S` rule into its arguments: words, with a double
+/// quoted one (iptables quotes comments with spaces, `\"` inside) as one.
+/// `None` for an unterminated quote.
+fn split_iptables_args(line: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let (mut in_word, mut quoted) = (false, false);
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_word = true;
+            }
+            '\\' if quoted => cur.push(chars.next()?),
+            c if c.is_whitespace() && !quoted => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if quoted {
+        return None;
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Some(out)
 }
 
 /// Whether `pid` is a running `clat` (the process that tagged a rule).
@@ -573,24 +783,12 @@ pub fn remove_stale(tun: &str) {
         let Ok(listing) = run_ok(&[tool, "-S", "INPUT"]) else {
             continue;
         };
-        for pid in tagged_iptables_pids(&listing, tun) {
+        for (pid, args) in tagged_iptables_rules(&listing, tun) {
             if clat_alive(pid) {
                 continue;
             }
-            let tag = format!("clat run {tun} pid {pid}");
-            let argv = [
-                tool,
-                "-D",
-                "INPUT",
-                "-i",
-                tun,
-                "-m",
-                "comment",
-                "--comment",
-                &tag,
-                "-j",
-                "ACCEPT",
-            ];
+            let mut argv = vec![tool, "-D", "INPUT"];
+            argv.extend(args.iter().map(String::as_str));
             match run_ok(&argv) {
                 Ok(_) => log::info!("removed the stale opening of pid {pid} from {tool} INPUT"),
                 Err(e) => log::warn!("{e:#}"),
@@ -599,18 +797,31 @@ pub fn remove_stale(tun: &str) {
     }
 }
 
-/// The error of a closed path: what closes it and how to open it.
-pub fn blocked_message(tun: &str, verdict: &str, blockers: &[Blocker]) -> String {
+/// The error of a closed path: what closes it and how to open it for
+/// `paths` (the closed families' paths to the listener).
+pub fn blocked_message(
+    tun: &str,
+    verdict: &str,
+    blockers: &[Blocker],
+    paths: &[ListenerPath],
+) -> String {
     if blockers.is_empty() {
+        let example = Blocker::Nft {
+            family: "inet".into(),
+            table: "filter".into(),
+            chain: "input".into(),
+            why: String::new(),
+        }
+        .fix_command(tun, paths);
         return format!(
             "the host firewall blocks TCP from {tun} to the CLAT's own listener ({verdict}), \
              and no nftables, iptables, ip6tables or firewalld rule that drops it was found \
-             (is the CLAT's /29 on another interface too?); allow input on {tun}, e.g. `nft insert rule inet filter input iifname \"{tun}\" accept`, \
-             or see `nft list ruleset`"
+             (is the CLAT's /29 on another interface too?); allow TCP from the CLAT's NAT \
+             address on {tun}, e.g. `{example}`, or see `nft list ruleset`"
         );
     }
     let list: Vec<String> = blockers.iter().map(|b| b.to_string()).collect();
-    let fixes: Vec<String> = blockers.iter().map(|b| b.fix_command(tun)).collect();
+    let fixes: Vec<String> = blockers.iter().map(|b| b.fix_command(tun, paths)).collect();
     format!(
         "the host firewall blocks TCP from {tun} to the CLAT's own listener ({verdict}): {}; \
          open it with: {} (or run with --firewall auto)",
@@ -750,14 +961,49 @@ mod tests {
             ]
         );
         assert_eq!(tagged_nft_rules(nft, "clat9"), Vec::new());
-        let ipt = "-P INPUT DROP\n-A INPUT -i clat0 -m comment --comment \"clat run clat0 pid 41\" -j ACCEPT\n-A INPUT -i clat1 -m comment --comment \"clat run clat1 pid 42\" -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n";
-        assert_eq!(tagged_iptables_pids(ipt, "clat0"), vec![41]);
-        assert_eq!(tagged_iptables_pids(ipt, "clat1"), vec![42]);
-        assert!(tagged_iptables_pids("", "clat0").is_empty());
+        // As iptables 1.8.9 -S prints them (the narrow rule, and the wide
+        // one of earlier versions, which must go too).
+        let ipt = "-P INPUT DROP\n-A INPUT -s 192.0.0.5/32 -d 192.0.0.4/32 -i clat0 -p tcp -m comment --comment \"clat run clat0 pid 41\" -j ACCEPT\n-A INPUT -i clat1 -m comment --comment \"clat run clat1 pid 42\" -j ACCEPT\n-A INPUT -i lo -j ACCEPT\n";
+        let words = |s: &str| s.split(' ').map(str::to_string).collect::<Vec<_>>();
+        let mut a41 = words("-s 192.0.0.5/32 -d 192.0.0.4/32 -i clat0 -p tcp -m comment --comment");
+        a41.extend([
+            "clat run clat0 pid 41".to_string(),
+            "-j".into(),
+            "ACCEPT".into(),
+        ]);
+        assert_eq!(tagged_iptables_rules(ipt, "clat0"), vec![(41, a41)]);
+        let mut a42 = words("-i clat1 -m comment --comment");
+        a42.extend([
+            "clat run clat1 pid 42".to_string(),
+            "-j".into(),
+            "ACCEPT".into(),
+        ]);
+        assert_eq!(tagged_iptables_rules(ipt, "clat1"), vec![(42, a42)]);
+        assert!(tagged_iptables_rules("", "clat0").is_empty());
+        assert_eq!(
+            split_iptables_args(r#"-m comment --comment "a \"b\" c" -j ACCEPT"#).unwrap(),
+            vec!["-m", "comment", "--comment", "a \"b\" c", "-j", "ACCEPT"]
+        );
+        assert_eq!(split_iptables_args(r#"--comment "open"#), None);
+    }
+
+    fn paths() -> [ListenerPath; 2] {
+        [
+            ListenerPath {
+                family: Family::V4,
+                nat: "192.0.0.5".parse().unwrap(),
+                clat: "192.0.0.4".parse().unwrap(),
+            },
+            ListenerPath {
+                family: Family::V6,
+                nat: "2001:db8:c1a7::5".parse().unwrap(),
+                clat: "2001:db8:c1a7::4".parse().unwrap(),
+            },
+        ]
     }
 
     #[test]
-    fn messages_name_the_firewall_and_the_fix() {
+    fn messages_name_the_firewall_and_the_narrow_fix() {
         let b = [
             Blocker::Nft {
                 family: "inet".into(),
@@ -770,23 +1016,86 @@ mod tests {
                 why: "policy DROP".into(),
             },
         ];
-        let m = blocked_message("clat0", "dropped", &b);
+        let v4 = &paths()[..1];
+        let m = blocked_message("clat0", "dropped", &b, v4);
         assert!(
             m.contains("nftables chain inet filter input (policy drop)"),
             "{m}"
         );
         assert!(
-            m.contains("nft insert rule inet filter input iifname \"clat0\" accept"),
+            m.contains("nft insert rule inet filter input iifname \"clat0\" ip saddr 192.0.0.5 ip daddr 192.0.0.4 meta l4proto tcp accept"),
             "{m}"
         );
         assert!(
-            m.contains("iptables-legacy -I INPUT -i clat0 -j ACCEPT"),
+            m.contains(
+                "iptables-legacy -I INPUT -i clat0 -s 192.0.0.5 -d 192.0.0.4 -p tcp -j ACCEPT"
+            ),
             "{m}"
         );
+        assert!(!m.contains("ip6"), "{m}");
         assert_eq!(
-            Blocker::Firewalld.fix_command("clat1"),
-            "firewall-cmd --zone=trusted --add-interface=clat1"
+            Blocker::Firewalld.fix_command("clat1", v4),
+            "firewall-cmd --add-rich-rule='rule family=\"ipv4\" source address=\"192.0.0.5\" destination address=\"192.0.0.4\" protocol value=\"tcp\" accept'"
         );
-        assert!(blocked_message("clat0", "dropped", &[]).contains("no nftables"));
+        assert!(blocked_message("clat0", "dropped", &[], v4).contains("no nftables"));
+    }
+
+    #[test]
+    fn one_rule_per_family_a_ruleset_sees() {
+        let p = paths();
+        let inet = Blocker::Nft {
+            family: "inet".into(),
+            table: "f".into(),
+            chain: "input".into(),
+            why: String::new(),
+        };
+        assert_eq!(
+            inet.fix_command("clat0", &p),
+            "nft insert rule inet f input iifname \"clat0\" ip saddr 192.0.0.5 ip daddr 192.0.0.4 meta l4proto tcp accept \
+             && nft insert rule inet f input iifname \"clat0\" ip6 saddr 2001:db8:c1a7::5 ip6 daddr 2001:db8:c1a7::4 meta l4proto tcp accept"
+        );
+        let ip6 = Blocker::Nft {
+            family: "ip6".into(),
+            table: "f".into(),
+            chain: "input".into(),
+            why: String::new(),
+        };
+        assert_eq!(
+            ip6.fix_command("clat0", &p),
+            "nft insert rule ip6 f input iifname \"clat0\" ip6 saddr 2001:db8:c1a7::5 ip6 daddr 2001:db8:c1a7::4 meta l4proto tcp accept"
+        );
+        let ip6t = Blocker::Iptables {
+            tool: "ip6tables-nft",
+            why: String::new(),
+        };
+        assert_eq!(
+            ip6t.fix_command("clat0", &p),
+            "ip6tables-nft -I INPUT -i clat0 -s 2001:db8:c1a7::5 -d 2001:db8:c1a7::4 -p tcp -j ACCEPT"
+        );
+    }
+
+    /// `table ip6 filter { chain input { type filter hook input priority 0;
+    /// policy drop; } }` written by hand: not ip6tables-nft's `INPUT`, so
+    /// nft opens it, whether or not ip6tables-nft could read INPUT.
+    #[test]
+    fn a_hand_written_ip6_filter_table_is_opened_with_nft() {
+        let json = r#"{"nftables": [
+ {"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+ {"table": {"family": "ip6", "name": "filter", "handle": 5}},
+ {"chain": {"family": "ip6", "table": "filter", "name": "input", "handle": 1,
+   "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}
+]}"#;
+        let chains = nft_blocking_chains(json, &[Family::V6]).unwrap();
+        assert_eq!(chains.len(), 1);
+        for read in [false, true] {
+            assert!(!left_to_iptables_nft("ip6", "filter", "input", read, read));
+        }
+        // ip6tables-nft's own chain, read by it: opened through the tool.
+        assert!(left_to_iptables_nft("ip6", "filter", "INPUT", false, true));
+        // ... but not when the tool could not read it.
+        assert!(!left_to_iptables_nft("ip6", "filter", "INPUT", true, false));
+        assert!(left_to_iptables_nft("ip", "filter", "INPUT", true, false));
+        assert!(!left_to_iptables_nft("ip", "filter", "INPUT", false, true));
+        assert!(!left_to_iptables_nft("inet", "filter", "INPUT", true, true));
     }
 }

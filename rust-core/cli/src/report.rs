@@ -15,7 +15,9 @@
 //! recently leaves first, its flows counted in `processes_evicted`),
 //! [`Limits::destinations`] destinations and [`Limits::names`] names per
 //! process (more are counted, not kept), [`Limits::open_flows`] flows
-//! waiting for their end (the oldest leaves first). Counts run from the
+//! waiting for their end (the oldest leaves first; once the engine has
+//! dropped events, those older than [`PRESUMED_ENDED_AFTER`] too). Counts
+//! run from the
 //! start of `clat run`; `--since` selects processes by last use.
 
 use crate::attribution::{Owner, Unattributed};
@@ -48,6 +50,16 @@ impl Default for Limits {
         }
     }
 }
+
+/// How long after its start an open flow is presumed ended once the
+/// engine has dropped flow events: the engine's longest idle timeout (TCP
+/// established, 2 h 4 min, RFC 5382 REQ-5; UDP and ICMP are shorter). A
+/// flow the engine still holds after that has been active all along, which
+/// a dropped End cannot tell apart from one that ended unseen; presuming
+/// the latter keeps a lost End from holding its process in every `--since`
+/// and out of eviction until 65,536 newer flows push it out. Without drops
+/// no End was lost, and open flows stay open however old.
+pub const PRESUMED_ENDED_AFTER: Duration = Duration::from_secs(2 * 3600 + 4 * 60);
 
 /// Longest name kept (RFC 1035 section 2.3.4: 255 octets on the wire, 253
 /// characters in presentation form).
@@ -156,6 +168,10 @@ pub struct ReportDoc {
     /// Ends whose start was never seen (dropped by the engine's queue, or
     /// the flow left the open-flow table).
     pub unmatched_ends: u64,
+    /// Open flows presumed ended because the engine dropped flow events
+    /// and they started more than [`PRESUMED_ENDED_AFTER`] ago.
+    #[serde(default)]
+    pub open_flows_presumed_ended: u64,
     /// Events the engine dropped because the report fell behind
     /// (`flow_events_dropped`).
     pub events_dropped: u64,
@@ -275,6 +291,7 @@ struct Open {
     /// `None`: unattributed.
     owner: Option<ProcKey>,
     dst: Ipv4Addr,
+    started_ms: i64,
 }
 
 /// The aggregation: feed it each flow's start with its owner and each end.
@@ -293,6 +310,11 @@ pub struct Recorder {
     evicted: u64,
     evicted_flows: u64,
     unmatched_ends: u64,
+    /// The engine's `flow_events_dropped` as last told
+    /// ([`Recorder::note_events_dropped`]).
+    events_dropped: u64,
+    /// Open flows presumed ended ([`PRESUMED_ENDED_AFTER`]).
+    presumed_ended: u64,
 }
 
 impl Recorder {
@@ -310,6 +332,8 @@ impl Recorder {
             flows: 0,
             evicted: 0,
             evicted_flows: 0,
+            events_dropped: 0,
+            presumed_ended: 0,
             unmatched_ends: 0,
         }
     }
@@ -343,17 +367,12 @@ impl Recorder {
                 None
             }
         };
+        self.presume_lost_ends_ended(s.at_ms);
         if self.open.len() >= self.limits.open_flows {
             // Its end, if it comes, counts as unmatched; its owner no
             // longer waits for it.
             if let Some((_, old)) = self.open.pop_first() {
-                let acc = match old.owner {
-                    Some(k) => self.procs.get_mut(&k).map(|(_, a)| a),
-                    None => Some(&mut self.unattributed),
-                };
-                if let Some(a) = acc {
-                    a.usage.open_flows = a.usage.open_flows.saturating_sub(1);
-                }
+                self.forget_open(&old);
             }
         }
         self.open.insert(
@@ -361,8 +380,47 @@ impl Recorder {
             Open {
                 owner: key,
                 dst: *s.dst.ip(),
+                started_ms: s.at_ms,
             },
         );
+    }
+
+    /// Its owner no longer waits for the flow's end.
+    fn forget_open(&mut self, old: &Open) {
+        let acc = match old.owner {
+            Some(k) => self.procs.get_mut(&k).map(|(_, a)| a),
+            None => Some(&mut self.unattributed),
+        };
+        if let Some(a) = acc {
+            a.usage.open_flows = a.usage.open_flows.saturating_sub(1);
+        }
+    }
+
+    /// The engine's `flow_events_dropped` is now `n` (it only grows); at
+    /// `now_ms`, open flows are presumed ended as [`PRESUMED_ENDED_AFTER`]
+    /// says. Call before [`Recorder::report`].
+    pub fn note_events_dropped(&mut self, n: u64, now_ms: i64) {
+        self.events_dropped = self.events_dropped.max(n);
+        self.presume_lost_ends_ended(now_ms);
+    }
+
+    /// With events dropped, forgets the open flows that started more than
+    /// [`PRESUMED_ENDED_AFTER`] before `now_ms` (ids grow with time, so
+    /// they are the first entries); each is counted in `presumed_ended`,
+    /// and its End, if it still comes, as unmatched.
+    fn presume_lost_ends_ended(&mut self, now_ms: i64) {
+        if self.events_dropped == 0 {
+            return;
+        }
+        let horizon = i64::try_from(PRESUMED_ENDED_AFTER.as_millis()).unwrap_or(i64::MAX);
+        while let Some(e) = self.open.first_entry() {
+            if now_ms.saturating_sub(e.get().started_ms) <= horizon {
+                break;
+            }
+            let old = e.remove();
+            self.forget_open(&old);
+            self.presumed_ended += 1;
+        }
     }
 
     /// A flow ended: its bytes go to its owner.
@@ -452,6 +510,7 @@ impl Recorder {
             processes_evicted: self.evicted,
             flows_of_evicted_processes: self.evicted_flows,
             unmatched_ends: self.unmatched_ends,
+            open_flows_presumed_ended: self.presumed_ended,
             events_dropped,
             processes,
             unattributed,
@@ -569,6 +628,10 @@ impl ReportDoc {
             ),
             ("processes evicted (bound reached)", self.processes_evicted),
             ("ends without a start", self.unmatched_ends),
+            (
+                "open flows presumed ended (events dropped)",
+                self.open_flows_presumed_ended,
+            ),
         ] {
             if n > 0 {
                 let _ = writeln!(out, "{what}: {n}");
@@ -636,6 +699,61 @@ mod tests {
             bytes_down: down,
             how: FlowEndReason::Closed,
         }
+    }
+
+    /// A start whose End the engine's full queue dropped: without drops
+    /// the flow stays open however old; once drops are known it is presumed
+    /// ended PRESUMED_ENDED_AFTER after its start, and its process leaves
+    /// `--since` and eviction's protection; a younger open flow stays.
+    #[test]
+    fn a_lost_end_is_presumed_after_the_longest_timeout_once_events_were_dropped() {
+        let horizon = PRESUMED_ENDED_AFTER.as_millis() as i64;
+        let mut r = Recorder::new(Limits::default(), 0);
+        r.flow_started(
+            &start(1, 1_000, FlowProto::Tcp, "192.0.2.1:80", None),
+            Ok(owner(10, "lost")),
+        );
+        let late = 1_000 + horizon + 60_000;
+        r.flow_started(
+            &start(2, late - 1_000, FlowProto::Udp, "192.0.2.2:53", None),
+            Ok(owner(11, "young")),
+        );
+        let since = Some(Duration::from_secs(1));
+        // No drops: both open, both listed under --since.
+        r.note_events_dropped(0, late);
+        let d = r.report(late, since, 0);
+        let pids: Vec<u32> = d.processes.iter().map(|p| p.pid).collect();
+        assert_eq!(pids, vec![11, 10]);
+        assert_eq!(d.open_flows_presumed_ended, 0);
+        // Drops: the old one is presumed ended, the young one is not.
+        r.note_events_dropped(1, late);
+        let d = r.report(late, since, 1);
+        let pids: Vec<u32> = d.processes.iter().map(|p| p.pid).collect();
+        assert_eq!(pids, vec![11]);
+        assert_eq!(d.open_flows_presumed_ended, 1);
+        let all = r.report(late, None, 1);
+        let lost = all.processes.iter().find(|p| p.pid == 10).unwrap();
+        assert_eq!(lost.usage.open_flows, 0);
+        assert!(all
+            .to_human()
+            .contains("open flows presumed ended (events dropped)"));
+        // Exactly at the horizon it is still open.
+        let mut r = Recorder::new(Limits::default(), 0);
+        r.flow_started(
+            &start(1, 0, FlowProto::Tcp, "192.0.2.1:80", None),
+            Ok(owner(10, "edge")),
+        );
+        r.note_events_dropped(5, horizon);
+        assert_eq!(r.report(horizon, since, 5).processes.len(), 1);
+        // Its End, if it comes after all, counts as unmatched.
+        let mut r = Recorder::new(Limits::default(), 0);
+        r.flow_started(
+            &start(1, 0, FlowProto::Tcp, "192.0.2.1:80", None),
+            Ok(owner(10, "x")),
+        );
+        r.note_events_dropped(1, horizon + 1);
+        r.flow_ended(&end(1, horizon + 2, 10, 10));
+        assert_eq!(r.report(horizon + 3, None, 1).unmatched_ends, 1);
     }
 
     fn doc_human(r: &Recorder) -> String {

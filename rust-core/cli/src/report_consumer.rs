@@ -19,12 +19,17 @@ use std::time::Duration;
 /// (`flow_events_dropped`, the report's `events_dropped`).
 pub const QUEUE: usize = 8192;
 
-/// Starts the thread. Errors: the thread cannot start.
-pub fn spawn(events: FlowEvents, recorder: Arc<Mutex<Recorder>>) -> std::io::Result<()> {
+/// Starts the thread, for flows from the TUN with index `tun_ifindex`.
+/// Errors: the thread cannot start.
+pub fn spawn(
+    events: FlowEvents,
+    recorder: Arc<Mutex<Recorder>>,
+    tun_ifindex: u32,
+) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("clat-report".into())
         .spawn(move || {
-            let mut attributor = Attributor::new();
+            let mut attributor = Attributor::new(tun_ifindex);
             loop {
                 // A long wait: the engine's push wakes it, and so does its
                 // stop (the queue closes).

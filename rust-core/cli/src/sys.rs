@@ -217,3 +217,25 @@ pub fn write_fd(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
         Ok(n as usize)
     }
 }
+
+/// Binds the socket `fd` to the interface `dev` (`SO_BINDTODEVICE`; needs
+/// CAP_NET_RAW). For tests that need a socket bound as an app may bind it.
+#[cfg(test)]
+pub fn bind_to_device(fd: std::os::fd::BorrowedFd<'_>, dev: &str) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `dev` is valid for its length during the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            dev.as_ptr().cast(),
+            dev.len() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

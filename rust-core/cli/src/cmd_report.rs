@@ -39,28 +39,11 @@ pub fn main(args: Args) -> ExitCode {
         Some(d) => format!("report {}", d.as_secs().max(1)),
         None => "report".to_string(),
     };
-    let text = match addr.ask(&request, Duration::from_secs(10)) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("clat report: cannot reach a running `clat run` at {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(why) = text.strip_prefix("error ") {
-        eprintln!("clat report: {addr} answered: {}", why.trim());
-        return ExitCode::FAILURE;
-    }
-    let doc = match ReportDoc::from_json(text.trim()) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("clat report: {addr} answered badly: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if args.json {
-        println!("{}", text.trim());
-    } else {
-        print!("{}", doc.to_human());
-    }
-    ExitCode::SUCCESS
+    addr.ask_and_print(
+        "clat report",
+        (&request, Duration::from_secs(10)),
+        args.json,
+        ReportDoc::from_json,
+        ReportDoc::to_human,
+    )
 }

@@ -27,36 +27,12 @@ pub fn main(args: Args) -> ExitCode {
     let addr = args
         .control
         .unwrap_or_else(|| ControlAddr::default_for(&args.tun));
-    let text = match addr.ask("status", Duration::from_secs(5)) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("clat status: cannot reach a running `clat run` at {addr}: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    // A refusal (e.g. a user other than root and the instance's own) is a
-    // failure on stderr, with or without --json.
-    if let Some(why) = text.strip_prefix("error ") {
-        eprintln!("clat status: {addr} answered: {}", why.trim());
-        return ExitCode::FAILURE;
-    }
-    if text.trim().is_empty() {
-        eprintln!("clat status: empty answer from {addr}");
-        return ExitCode::FAILURE;
-    }
-    // Parsed either way: a broken or foreign answer is an error, not output.
-    let status = match Status::from_json(text.trim()) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("clat status: {addr} answered badly: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if args.json {
-        // The sender's document as it came (fields newer than this reader included).
-        println!("{}", text.trim());
-    } else {
-        print!("{}", status.to_human());
-    }
-    ExitCode::SUCCESS
+    let request = ("status", Duration::from_secs(5));
+    addr.ask_and_print(
+        "clat status",
+        request,
+        args.json,
+        Status::from_json,
+        Status::to_human,
+    )
 }

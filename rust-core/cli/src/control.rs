@@ -65,6 +65,53 @@ impl ControlAddr {
         s.read_to_string(&mut out)?;
         Ok(out)
     }
+
+    /// What `clat status` and `clat report` do with their request: ask,
+    /// and print the answer's document as it came (`json`: fields newer
+    /// than this reader included) or `human(parse(document))`. A refusal
+    /// (`error <why>`, e.g. a user other than root and the instance's own),
+    /// an empty answer and one that does not parse are failures on stderr,
+    /// with or without `json`, prefixed with `who` (`clat status`).
+    pub fn ask_and_print<T>(
+        &self,
+        who: &str,
+        (request, timeout): (&str, Duration),
+        json: bool,
+        parse: impl FnOnce(&str) -> std::result::Result<T, String>,
+        human: impl FnOnce(&T) -> String,
+    ) -> std::process::ExitCode {
+        use std::process::ExitCode;
+        let text = match self.ask(request, timeout) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{who}: cannot reach a running `clat run` at {self}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(why) = text.strip_prefix("error ") {
+            eprintln!("{who}: {self} answered: {}", why.trim());
+            return ExitCode::FAILURE;
+        }
+        let text = text.trim();
+        if text.is_empty() {
+            eprintln!("{who}: empty answer from {self}");
+            return ExitCode::FAILURE;
+        }
+        // Parsed either way: a broken or foreign answer is an error, not output.
+        let doc = match parse(text) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("{who}: {self} answered badly: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if json {
+            println!("{text}");
+        } else {
+            print!("{}", human(&doc));
+        }
+        ExitCode::SUCCESS
+    }
 }
 
 impl FromStr for ControlAddr {

@@ -193,6 +193,23 @@ pub fn answer_is_the_flows(
     }
 }
 
+/// An address of a sock_diag answer as the IPv4 flow's: the kernel answers
+/// an AF_INET request with a dual-stack AF_INET6 socket (Java's, or any
+/// with IPV6_V6ONLY off) in that socket's family, its addresses IPv4-mapped
+/// (`::ffff:a.b.c.d`, RFC 4291 2.5.5.2), or `::` while unbound or
+/// unconnected; any other IPv6 address is no IPv4 flow's (255.255.255.255:0
+/// matches none).
+pub fn answer_v4(a: IpAddr, port: u16) -> SocketAddrV4 {
+    match a {
+        IpAddr::V4(a) => SocketAddrV4::new(a, port),
+        IpAddr::V6(a) if a.is_unspecified() => SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(a) => SocketAddrV4::new(a, port),
+            None => SocketAddrV4::new(Ipv4Addr::BROADCAST, 0),
+        },
+    }
+}
+
 /// How many recent owners are looked at before the full `/proc` scan.
 const RECENT_OWNERS: usize = 16;
 
@@ -406,13 +423,9 @@ impl Attributor {
             return match m.payload {
                 NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
                     let id = &r.header.socket_id;
-                    let v4 = |a: IpAddr, port: u16| match a {
-                        IpAddr::V4(a) => SocketAddrV4::new(a, port),
-                        IpAddr::V6(_) => SocketAddrV4::new(Ipv4Addr::BROADCAST, 0),
-                    };
                     let (a_local, a_remote) = (
-                        v4(id.source_address, id.source_port),
-                        v4(id.destination_address, id.destination_port),
+                        answer_v4(id.source_address, id.source_port),
+                        answer_v4(id.destination_address, id.destination_port),
                     );
                     if !answer_is_the_flows(proto, src, dst, r.header.state, a_local, a_remote) {
                         log::debug!(
@@ -774,6 +787,57 @@ mod tests {
         assert_eq!(by_index[1].map(|s| s.inode), Ok(inode_of(&u)));
         let unbound_only = Attributor::new(0).sockets(&flows);
         assert!(unbound_only.iter().all(|r| r.is_err()), "{unbound_only:?}");
+    }
+
+    #[test]
+    fn dual_stack_answers_are_read_as_ipv4() {
+        let v6 = |s: &str| IpAddr::V6(s.parse().unwrap());
+        assert_eq!(
+            answer_v4(v6("::ffff:192.0.0.4"), 40000),
+            "192.0.0.4:40000".parse().unwrap()
+        );
+        assert_eq!(answer_v4(v6("::"), 53), "0.0.0.0:53".parse().unwrap());
+        assert_eq!(
+            answer_v4(v6("2001:db8::1"), 80),
+            SocketAddrV4::new(Ipv4Addr::BROADCAST, 0)
+        );
+        let v4a = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
+        assert_eq!(answer_v4(v4a, 80), "203.0.113.10:80".parse().unwrap());
+    }
+
+    /// A dual-stack socket (AF_INET6, IPV6_V6ONLY off, as Java's) talking
+    /// IPv4: the kernel answers the AF_INET request in the socket's own
+    /// family, with IPv4-mapped addresses; it is still the flow's.
+    #[test]
+    fn a_dual_stack_socket_is_found() {
+        use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mapped = |a: SocketAddr| match a {
+            SocketAddr::V4(a) => SocketAddr::new(IpAddr::V6(a.ip().to_ipv6_mapped()), a.port()),
+            a => a,
+        };
+        let c = TcpStream::connect(mapped(l.local_addr().unwrap())).unwrap();
+        let (_s, _) = l.accept().unwrap();
+        assert!(c.local_addr().unwrap().is_ipv6(), "a dual-stack socket");
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let u = UdpSocket::bind("[::]:0").unwrap();
+        u.connect(mapped(peer.local_addr().unwrap())).unwrap();
+        let as_v4 = |a: SocketAddr| answer_v4(a.ip(), a.port());
+        let flows = [
+            (
+                FlowProto::Tcp,
+                as_v4(c.local_addr().unwrap()),
+                as_v4(c.peer_addr().unwrap()),
+            ),
+            (
+                FlowProto::Udp,
+                SocketAddrV4::new(Ipv4Addr::LOCALHOST, u.local_addr().unwrap().port()),
+                v4(peer.local_addr().unwrap()),
+            ),
+        ];
+        let found = Attributor::new(0).sockets(&flows);
+        assert_eq!(found[0].map(|s| s.inode), Ok(inode_of(&c)), "{found:?}");
+        assert_eq!(found[1].map(|s| s.inode), Ok(inode_of(&u)), "{found:?}");
     }
 
     /// Real sockets of this process, found through sock_diag and /proc as

@@ -366,7 +366,11 @@ fn write_some(dst: &mut Side, data: &[u8], t: &mut Tally) -> Result<usize, Optio
 /// pointer points just past it; 1 when sent, 0 when `dst` cannot take it
 /// now, `Err` with its errno when the destination failed.
 fn write_urgent(dst: &mut Side, b: u8, t: &mut Tally) -> Result<usize, Option<i32>> {
-    match SockRef::from(&dst.sock).send_out_of_band(&[b]) {
+    // MSG_NOSIGNAL as on every other send of the copy path: socket2's
+    // send_out_of_band sets only MSG_OOB, and an urgent byte into a socket
+    // already reset would raise SIGPIPE (sk_stream_error).
+    let flags = libc::MSG_OOB | libc::MSG_NOSIGNAL;
+    match SockRef::from(&dst.sock).send_with_flags(&[b], flags) {
         Ok(n) => {
             *t.moved += n as u64;
             *t.writes += 1;
@@ -1649,6 +1653,22 @@ mod tests {
             );
             assert!(scratch.spliced() > 0, "the request went by splice");
             assert!(!sys::sigpipe_pending().unwrap(), "a SIGPIPE left pending");
+            // The copy path's urgent byte into the same reset socket: EPIPE,
+            // and no signal raised at all (MSG_NOSIGNAL).
+            let (mut a, mut b, mut c) = (0, 0, 0);
+            let mut t = Tally {
+                moved: &mut a,
+                reads: &mut b,
+                writes: &mut c,
+            };
+            assert_eq!(
+                write_urgent(&mut relay.up, b'!', &mut t),
+                Err(Some(libc::EPIPE))
+            );
+            assert!(
+                !sys::sigpipe_pending().unwrap(),
+                "the urgent byte raised SIGPIPE"
+            );
         });
         relay_thread.join().unwrap();
         println!("sigpipe child: reset, none pending");

@@ -803,8 +803,23 @@ fn run(args: Args) -> Result<()> {
         );
         let recorder = match lock(&engine).flow_events() {
             Some(events) => {
+                // A flow the engine still holds this long after its start
+                // has been active all along (its longest idle timeout).
+                let longest_idle = [
+                    cfg.tcp_established_timeout,
+                    cfg.tcp_transitory_timeout,
+                    cfg.udp_timeout,
+                    cfg.icmp_timeout,
+                ]
+                .into_iter()
+                .max()
+                .unwrap_or(crate::report::PRESUMED_ENDED_AFTER);
+                let limits = Limits {
+                    presume_ended_after: longest_idle,
+                    ..Limits::default()
+                };
                 let r = Arc::new(Mutex::new(Recorder::new(
-                    Limits::default(),
+                    limits,
                     clat_engine::flow_events::now_ms(),
                 )));
                 // Sockets bound to the TUN are found only by its index.
@@ -814,7 +829,9 @@ fn run(args: Args) -> Result<()> {
                     );
                     0
                 });
-                report_consumer::spawn(events, r.clone(), ifindex)
+                let counters = engine.clone();
+                let dropped = move || lock(&counters).stats().flow_events_dropped;
+                report_consumer::spawn(events, r.clone(), ifindex, dropped)
                     .context("cannot start the report thread")?;
                 Some(r)
             }

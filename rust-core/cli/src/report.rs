@@ -38,6 +38,10 @@ pub struct Limits {
     pub destinations: usize,
     pub names: usize,
     pub open_flows: usize,
+    /// How long after its start an open flow is presumed ended once the
+    /// engine has dropped flow events: the engine's longest idle timeout
+    /// as configured (default [`PRESUMED_ENDED_AFTER`]).
+    pub presume_ended_after: Duration,
 }
 
 impl Default for Limits {
@@ -47,18 +51,19 @@ impl Default for Limits {
             destinations: 64,
             names: 64,
             open_flows: 65536,
+            presume_ended_after: PRESUMED_ENDED_AFTER,
         }
     }
 }
 
-/// How long after its start an open flow is presumed ended once the
-/// engine has dropped flow events: the engine's longest idle timeout (TCP
-/// established, 2 h 4 min, RFC 5382 REQ-5; UDP and ICMP are shorter). A
-/// flow the engine still holds after that has been active all along, which
-/// a dropped End cannot tell apart from one that ended unseen; presuming
-/// the latter keeps a lost End from holding its process in every `--since`
-/// and out of eviction until 65,536 newer flows push it out. Without drops
-/// no End was lost, and open flows stay open however old.
+/// The default of [`Limits::presume_ended_after`]: the engine's default
+/// longest idle timeout (TCP established, 2 h 4 min, RFC 5382 REQ-5; UDP
+/// and ICMP are shorter). Once the engine has dropped flow events, an open
+/// flow older than that may be one whose End was lost, or one active all
+/// along: it is presumed ended for the listing (it no longer counts as
+/// open, keeps its process in no `--since` and out of no eviction), but it
+/// stays known, so that its End, if it comes, still credits its bytes.
+/// Without drops no End was lost, and open flows stay open however old.
 pub const PRESUMED_ENDED_AFTER: Duration = Duration::from_secs(2 * 3600 + 4 * 60);
 
 /// Longest name kept (RFC 1035 section 2.3.4: 255 octets on the wire, 253
@@ -169,7 +174,8 @@ pub struct ReportDoc {
     /// the flow left the open-flow table).
     pub unmatched_ends: u64,
     /// Open flows presumed ended because the engine dropped flow events
-    /// and they started more than [`PRESUMED_ENDED_AFTER`] ago.
+    /// and they started longer ago than the engine's longest idle timeout
+    /// ([`Limits::presume_ended_after`]), whose End has not come since.
     #[serde(default)]
     pub open_flows_presumed_ended: u64,
     /// Events the engine dropped because the report fell behind
@@ -242,9 +248,13 @@ impl Acc {
         }
     }
 
-    fn end(&mut self, e: &FlowEnd, dst: Ipv4Addr) {
+    /// `counted_open`: the flow still counts in `open_flows` (not presumed
+    /// ended).
+    fn end(&mut self, e: &FlowEnd, dst: Ipv4Addr, counted_open: bool) {
         let u = &mut self.usage;
-        u.open_flows = u.open_flows.saturating_sub(1);
+        if counted_open {
+            u.open_flows = u.open_flows.saturating_sub(1);
+        }
         u.bytes_up = u.bytes_up.saturating_add(e.bytes_up);
         u.bytes_down = u.bytes_down.saturating_add(e.bytes_down);
         u.last_use_ms = u.last_use_ms.max(e.at_ms);
@@ -292,6 +302,9 @@ struct Open {
     owner: Option<ProcKey>,
     dst: Ipv4Addr,
     started_ms: i64,
+    /// Presumed ended ([`Limits::presume_ended_after`]): no longer counted
+    /// in its owner's `open_flows`.
+    presumed: bool,
 }
 
 /// The aggregation: feed it each flow's start with its owner and each end.
@@ -313,8 +326,11 @@ pub struct Recorder {
     /// The engine's `flow_events_dropped` as last told
     /// ([`Recorder::note_events_dropped`]).
     events_dropped: u64,
-    /// Open flows presumed ended ([`PRESUMED_ENDED_AFTER`]).
+    /// Open flows presumed ended ([`Limits::presume_ended_after`]).
     presumed_ended: u64,
+    /// Every open flow with an id up to this one has been looked at for
+    /// presuming (ids grow with time).
+    presumed_upto: u64,
 }
 
 impl Recorder {
@@ -334,6 +350,7 @@ impl Recorder {
             evicted_flows: 0,
             events_dropped: 0,
             presumed_ended: 0,
+            presumed_upto: 0,
             unmatched_ends: 0,
         }
     }
@@ -372,7 +389,9 @@ impl Recorder {
             // Its end, if it comes, counts as unmatched; its owner no
             // longer waits for it.
             if let Some((_, old)) = self.open.pop_first() {
-                self.forget_open(&old);
+                if !old.presumed {
+                    self.forget_open(&old);
+                }
             }
         }
         self.open.insert(
@@ -381,6 +400,7 @@ impl Recorder {
                 owner: key,
                 dst: *s.dst.ip(),
                 started_ms: s.at_ms,
+                presumed: false,
             },
         );
     }
@@ -397,28 +417,41 @@ impl Recorder {
     }
 
     /// The engine's `flow_events_dropped` is now `n` (it only grows); at
-    /// `now_ms`, open flows are presumed ended as [`PRESUMED_ENDED_AFTER`]
-    /// says. Call before [`Recorder::report`].
+    /// `now_ms`, open flows are presumed ended as
+    /// [`Limits::presume_ended_after`] says. The report thread calls it
+    /// after each batch, and the report before it is made.
     pub fn note_events_dropped(&mut self, n: u64, now_ms: i64) {
         self.events_dropped = self.events_dropped.max(n);
         self.presume_lost_ends_ended(now_ms);
     }
 
-    /// With events dropped, forgets the open flows that started more than
-    /// [`PRESUMED_ENDED_AFTER`] before `now_ms` (ids grow with time, so
-    /// they are the first entries); each is counted in `presumed_ended`,
-    /// and its End, if it still comes, as unmatched.
+    /// With events dropped, presumes ended the open flows that started more
+    /// than the horizon before `now_ms` (ids grow with time, so they are
+    /// the first entries not yet looked at): each leaves its owner's
+    /// `open_flows` and is counted in `presumed_ended`, and stays known so
+    /// that its End, if it comes, still credits its bytes.
     fn presume_lost_ends_ended(&mut self, now_ms: i64) {
         if self.events_dropped == 0 {
             return;
         }
-        let horizon = i64::try_from(PRESUMED_ENDED_AFTER.as_millis()).unwrap_or(i64::MAX);
-        while let Some(e) = self.open.first_entry() {
-            if now_ms.saturating_sub(e.get().started_ms) <= horizon {
+        let horizon =
+            i64::try_from(self.limits.presume_ended_after.as_millis()).unwrap_or(i64::MAX);
+        let mut newly = Vec::new();
+        for (id, o) in self.open.range_mut(self.presumed_upto.saturating_add(1)..) {
+            if now_ms.saturating_sub(o.started_ms) <= horizon {
                 break;
             }
-            let old = e.remove();
-            self.forget_open(&old);
+            o.presumed = true;
+            newly.push(o.owner);
+            self.presumed_upto = *id;
+        }
+        for owner in newly {
+            self.forget_open(&Open {
+                owner,
+                dst: Ipv4Addr::UNSPECIFIED,
+                started_ms: 0,
+                presumed: true,
+            });
             self.presumed_ended += 1;
         }
     }
@@ -429,13 +462,18 @@ impl Recorder {
             self.unmatched_ends += 1;
             return;
         };
+        // A flow presumed ended: its End was not lost after all.
+        let counted_open = !open.presumed;
+        if open.presumed {
+            self.presumed_ended = self.presumed_ended.saturating_sub(1);
+        }
         match open.owner {
             Some(k) => match self.procs.get_mut(&k) {
-                Some((_, acc)) => acc.end(e, open.dst),
+                Some((_, acc)) => acc.end(e, open.dst, counted_open),
                 // The process was evicted meanwhile.
                 None => self.unmatched_ends += 1,
             },
-            None => self.unattributed.end(e, open.dst),
+            None => self.unattributed.end(e, open.dst, counted_open),
         }
     }
 
@@ -745,15 +783,32 @@ mod tests {
         );
         r.note_events_dropped(5, horizon);
         assert_eq!(r.report(horizon, since, 5).processes.len(), 1);
-        // Its End, if it comes after all, counts as unmatched.
+        // Its End, if it comes after all (a flow active all along), still
+        // credits its bytes, and it is no longer presumed.
         let mut r = Recorder::new(Limits::default(), 0);
         r.flow_started(
             &start(1, 0, FlowProto::Tcp, "192.0.2.1:80", None),
             Ok(owner(10, "x")),
         );
         r.note_events_dropped(1, horizon + 1);
-        r.flow_ended(&end(1, horizon + 2, 10, 10));
-        assert_eq!(r.report(horizon + 3, None, 1).unmatched_ends, 1);
+        assert_eq!(r.report(horizon + 1, None, 1).open_flows_presumed_ended, 1);
+        r.flow_ended(&end(1, horizon + 2, 10, 20));
+        let d = r.report(horizon + 3, None, 1);
+        assert_eq!((d.unmatched_ends, d.open_flows_presumed_ended), (0, 0));
+        let u = &d.processes[0].usage;
+        assert_eq!((u.bytes_up, u.bytes_down, u.open_flows), (10, 20, 0));
+        // The horizon is the configured one (a 1-year UDP timeout, say).
+        let long = Limits {
+            presume_ended_after: Duration::from_secs(365 * 24 * 3600),
+            ..Limits::default()
+        };
+        let mut r = Recorder::new(long, 0);
+        r.flow_started(
+            &start(1, 0, FlowProto::Udp, "192.0.2.1:53", None),
+            Ok(owner(10, "y")),
+        );
+        r.note_events_dropped(1, horizon + 1);
+        assert_eq!(r.report(horizon + 1, None, 1).open_flows_presumed_ended, 0);
     }
 
     fn doc_human(r: &Recorder) -> String {
@@ -932,6 +987,7 @@ mod tests {
             destinations: 2,
             names: 1,
             open_flows: 3,
+            presume_ended_after: PRESUMED_ENDED_AFTER,
         };
         let mut r = Recorder::new(l, 0);
         let a = owner(1, "a");

@@ -21,10 +21,14 @@ pub const QUEUE: usize = 8192;
 
 /// Starts the thread, for flows from the TUN with index `tun_ifindex`.
 /// Errors: the thread cannot start.
+/// `events_dropped` reads the engine's `flow_events_dropped`, told to the
+/// recorder after each batch so that lost ends are presumed as they age,
+/// not only when someone asks for a report.
 pub fn spawn(
     events: FlowEvents,
     recorder: Arc<Mutex<Recorder>>,
     tun_ifindex: u32,
+    events_dropped: impl Fn() -> u64 + Send + 'static,
 ) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("clat-report".into())
@@ -41,6 +45,12 @@ pub fn spawn(
                     continue;
                 }
                 apply(&mut attributor, &recorder, batch);
+                let dropped = events_dropped();
+                let now = clat_engine::flow_events::now_ms();
+                recorder
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .note_events_dropped(dropped, now);
             }
         })?;
     Ok(())

@@ -511,6 +511,16 @@ pub fn tcp_recv_state(fd: RawFd) -> io::Result<TcpRecvState> {
             "tcp_info without tcpi_bytes_received",
         ));
     }
+    // A closed socket (reset, or failed) may hold its error in sk_err: the
+    // peek would consume it (sock_error() clears it), and the relay's next
+    // read would then see only the end of the stream and pass on a FIN for
+    // a reset. Leave it to that read.
+    if info[0].to_ne_bytes()[0] == TCP_CLOSE {
+        return Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            "closed: its error is left for the next read",
+        ));
+    }
     let unread = has_unread(fd)?;
     Ok(TcpRecvState {
         bytes_received: info[BYTES_RECEIVED / 8],
@@ -666,7 +676,6 @@ pub fn default_sigpipe_disposition() {
 }
 
 /// `tcpi_state` of a closed socket (TCP_CLOSE in include/net/tcp_states.h).
-#[cfg(test)]
 pub const TCP_CLOSE: u8 = 7;
 
 /// The TCP state of socket `fd` (`tcpi_state`, the first byte of
@@ -1123,5 +1132,29 @@ mod tests {
         assert!(!tcp_recv_state(s.as_raw_fd()).unwrap().unread, "EOF");
         let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         assert!(tcp_recv_state(u.as_raw_fd()).is_err(), "not a TCP socket");
+    }
+
+    /// A reset socket's error stays for the read that follows: asking for
+    /// its receive state must not consume it (a peek would, and the read
+    /// would then see a clean end of stream: a reset passed on as a FIN).
+    #[test]
+    fn tcp_recv_state_leaves_a_reset_for_the_next_read() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        socket2::SockRef::from(&s)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(s);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while tcp_state(c.as_raw_fd()).unwrap() != TCP_CLOSE {
+            assert!(std::time::Instant::now() < deadline, "no reset");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(tcp_recv_state(c.as_raw_fd()).is_err());
+        let e = c
+            .read(&mut [0u8; 8])
+            .expect_err("the reset, not an end of stream");
+        assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET), "{e:?}");
     }
 }

@@ -182,15 +182,17 @@ impl Drop for PingGroupRange {
 }
 
 /// A TCP flow holds two descriptors (the accepted socket and the upstream
-/// one), a datagram flow one: raise the soft RLIMIT_NOFILE (often 1024) so
-/// that `--max-flows` is the limit, not the descriptor table. (Not undone:
-/// it dies with the process.)
+/// one), a datagram flow one, and the relay's splice pipes at most
+/// [`clat_engine::MAX_PIPE_FDS`] more: raise the soft RLIMIT_NOFILE (often
+/// 1024) so that `--max-flows` is the limit, not the descriptor table.
+/// (Not undone: it dies with the process.)
 pub fn raise_fd_limit(max_flows: usize) {
+    let spare = 256 + clat_engine::MAX_PIPE_FDS as libc::rlim_t;
     // rlim_t is 32 bits on 32-bit Android (armv7): saturate there too.
     let want = libc::rlim_t::try_from(max_flows)
         .unwrap_or(libc::rlim_t::MAX)
         .saturating_mul(2)
-        .saturating_add(256);
+        .saturating_add(spare);
     let Some((cur, max)) = crate::sys::nofile_limit() else {
         return;
     };
@@ -204,7 +206,7 @@ pub fn raise_fd_limit(max_flows: usize) {
     if new < want {
         log::warn!(
             "the descriptor limit ({new}) allows about {} TCP flows, fewer than --max-flows {max_flows}",
-            new.saturating_sub(256) / 2
+            new.saturating_sub(spare) / 2
         );
     }
 }

@@ -44,6 +44,7 @@ pub use flow_events::{FlowEnd, FlowEndReason, FlowEvent, FlowEvents, FlowProto, 
 pub use ipv4_path::Ipv4Path;
 pub use stats::Stats;
 pub use sys::open_tun;
+pub use tcp_relay::MAX_PIPE_FDS;
 
 use event_loop::{Command, Loop, Shared, WAKER};
 use ipnet::Ipv6Net;

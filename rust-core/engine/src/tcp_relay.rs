@@ -138,6 +138,11 @@ impl Buf {
 /// as on the copy path), and the shared pipe stays for everyone else.
 pub const PIPE_BUDGET: usize = 16 << 20;
 
+/// The most descriptors the splice pipes of one engine hold at once: two
+/// per pipe, and no pipe smaller than 64 KiB ([`pipe_size_for`]) within
+/// [`PIPE_BUDGET`]. A front end that sizes RLIMIT_NOFILE by flows adds it.
+pub const MAX_PIPE_FDS: usize = 2 * PIPE_BUDGET / (64 << 10);
+
 /// The capacity asked for one pipe: four times the relay buffer, kept
 /// within 64 KiB (the kernel's default, 16 pages) and 1 MiB (the default
 /// /proc/sys/fs/pipe-max-size, above which an unprivileged process is
@@ -586,8 +591,11 @@ fn splice_through(
                 }
             }
             if pipe.len > 0 {
-                // Hand the pipe over only if its replacement fits.
-                if scratch.ledger.load(Ordering::Relaxed) + pipe.size <= scratch.budget {
+                // Hand the pipe over only if its replacement fits: what
+                // Pipe::new will ask for, which may be more than this one
+                // got (a kernel that granted less).
+                let replacement = pipe_size_for(cap);
+                if scratch.ledger.load(Ordering::Relaxed) + replacement <= scratch.budget {
                     buf.pipe = scratch.pipe.take();
                 } else {
                     // Over the pipe budget: the rest goes to the byte

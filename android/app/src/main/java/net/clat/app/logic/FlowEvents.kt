@@ -40,9 +40,8 @@ enum class FlowEndReason {
 /**
  * A flow began.
  *
- * @property id the flow's id: the engine's, unique while it runs, with the engine's tag above bit 40
- *   ([FlowEventDecoder]) so that it stays unique across the engines of a network change;
- *   [FlowEnd.id] refers to it.
+ * @property id the flow's id, the engine's: unique in the process, across the engines of a network
+ *   change and of earlier processes (docs/flow-events.md); [FlowEnd.id] refers to it.
  * @property atMs wall-clock time of the flow's first packet, milliseconds since the Unix epoch (UTC).
  * @property proto TCP, UDP or ICMP (echo).
  * @property dst the IPv4 destination as a dotted-quad literal ("192.0.2.1").

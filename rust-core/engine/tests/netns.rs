@@ -1679,15 +1679,40 @@ fn ipv6_udp_and_ping_are_carried_through_the_tun() {
     let mut buf = vec![0u8; 65536];
     for size in [0usize, 1, 100, 1400] {
         let data: Vec<u8> = (0..size).map(pattern).collect();
-        app.send_to(&data, srv_addr).unwrap();
-        let (n, from) = app.recv_from(&mut buf).expect("the echo");
-        assert_eq!(from, srv_addr);
         let mut want = b"33 184 ".to_vec();
         want.extend_from_slice(&data);
-        assert_eq!(&buf[..n], &want[..], "size {size}");
-        let (n, from) = app.recv_from(&mut buf).expect("the other reply");
-        assert_eq!(&buf[..n], b"from elsewhere");
-        assert_eq!(from.ip().to_string(), SRV2_V6);
+        // UDP: a reply the kernel drops on the way in (its per-CPU backlog
+        // is shared by every namespace, and overflows while other tests
+        // flood: /proc/net/softnet_stat) is asked for again, at most
+        // twice; every reply that does come must be right.
+        let mut got = (false, false);
+        for _ in 0..3 {
+            app.send_to(&data, srv_addr).unwrap();
+            got = (false, false);
+            while let Ok((n, from)) = app.recv_from(&mut buf) {
+                if from == srv_addr {
+                    assert_eq!(&buf[..n], &want[..], "size {size}");
+                    got.0 = true;
+                } else {
+                    assert_eq!(&buf[..n], b"from elsewhere");
+                    assert_eq!(from.ip().to_string(), SRV2_V6);
+                    got.1 = true;
+                }
+                if got == (true, true) {
+                    break;
+                }
+            }
+            if got == (true, true) {
+                break;
+            }
+        }
+        let softnet = std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default();
+        assert_eq!(
+            got,
+            (true, true),
+            "the echo and the other reply, size {size}; {:?}; softnet_stat {softnet}",
+            stats(&l)
+        );
     }
     let s = stats(&l);
     assert_eq!((s.flows_udp, s.flows_ipv6_total), (1, 1), "{s:?}");

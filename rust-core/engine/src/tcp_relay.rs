@@ -1051,20 +1051,33 @@ mod tests {
         }
     }
 
+    /// [`Flow::take_events`] on a flow's parts (for a test that has moved
+    /// one of its sockets out).
+    fn take_events(poll: &mut Poll, events: &mut Events, relay: &mut Relay, t: Duration) -> bool {
+        poll.poll(events, Some(t)).unwrap();
+        let mut any = false;
+        for ev in events.iter() {
+            any = true;
+            if ev.token() == Token(0) {
+                relay.app.on_event(ev);
+            } else {
+                relay.up.on_event(ev);
+            }
+        }
+        any
+    }
+
     impl Flow {
+        /// Takes the events of up to `timeout` into the relay's sides, as
+        /// the engine's loop does; false when nothing was ready.
+        fn take_events(&mut self, timeout: Duration) -> bool {
+            take_events(&mut self.poll, &mut self.events, &mut self.relay, timeout)
+        }
+
         /// Takes the events of up to `timeout` and pumps, as the engine's
         /// loop does; false when nothing was ready.
         fn turn(&mut self, timeout: Duration) -> bool {
-            self.poll.poll(&mut self.events, Some(timeout)).unwrap();
-            let mut any = false;
-            for ev in self.events.iter() {
-                any = true;
-                if ev.token() == Token(0) {
-                    self.relay.app.on_event(ev);
-                } else {
-                    self.relay.up.on_event(ev);
-                }
-            }
+            let any = self.take_events(timeout);
             let mut m = Moved::default();
             let out = self.relay.pump(&mut m, &mut self.scratch, self.cap);
             assert_eq!(out, Outcome::Open);
@@ -1090,16 +1103,8 @@ mod tests {
         let deadline = Instant::now() + WAIT;
         let out = loop {
             assert!(Instant::now() < deadline, "the reset never came");
-            f.poll
-                .poll(&mut f.events, Some(Duration::from_millis(200)))
-                .unwrap();
-            for ev in f.events.iter() {
-                if ev.token() == Token(0) {
-                    f.relay.app.on_event(ev);
-                } else {
-                    f.relay.up.on_event(ev);
-                }
-            }
+            let t = Duration::from_millis(200);
+            take_events(&mut f.poll, &mut f.events, &mut f.relay, t);
             let mut m = Moved::default();
             match f.relay.pump(&mut m, &mut f.scratch, f.cap) {
                 Outcome::Open => continue,
@@ -1316,16 +1321,7 @@ mod tests {
         let deadline = Instant::now() + WAIT;
         loop {
             assert!(Instant::now() < deadline, "stalled: {m:?}");
-            f.poll
-                .poll(&mut f.events, Some(Duration::from_millis(100)))
-                .unwrap();
-            for ev in f.events.iter() {
-                if ev.token() == Token(0) {
-                    f.relay.app.on_event(ev);
-                } else {
-                    f.relay.up.on_event(ev);
-                }
-            }
+            f.take_events(Duration::from_millis(100));
             match f.relay.pump(&mut m, &mut f.scratch, f.cap) {
                 Outcome::Open => {}
                 Outcome::Done => break,
@@ -1382,16 +1378,7 @@ mod tests {
         let deadline = Instant::now() + WAIT;
         loop {
             for f in &mut flows {
-                f.poll
-                    .poll(&mut f.events, Some(Duration::from_millis(5)))
-                    .unwrap();
-                for ev in f.events.iter() {
-                    if ev.token() == Token(0) {
-                        f.relay.app.on_event(ev);
-                    } else {
-                        f.relay.up.on_event(ev);
-                    }
-                }
+                f.take_events(Duration::from_millis(5));
                 let mut m = Moved::default();
                 assert_eq!(f.relay.pump(&mut m, &mut scratch, CAP), Outcome::Open);
                 assert!(scratch.pipe_capacity() <= budget, "over the budget");
@@ -1429,16 +1416,7 @@ mod tests {
                 if done[i] {
                     continue;
                 }
-                f.poll
-                    .poll(&mut f.events, Some(Duration::from_millis(5)))
-                    .unwrap();
-                for ev in f.events.iter() {
-                    if ev.token() == Token(0) {
-                        f.relay.app.on_event(ev);
-                    } else {
-                        f.relay.up.on_event(ev);
-                    }
-                }
+                f.take_events(Duration::from_millis(5));
                 let mut m = Moved::default();
                 f.relay.pump(&mut m, &mut scratch, CAP);
                 assert!(scratch.pipe_capacity() <= budget, "over the budget");

@@ -137,11 +137,16 @@ pub fn check(mark: u32, v4: bool, v6: bool) -> Result<()> {
                 .unwrap_or(false)
         };
         if !tables.iter().any(|t| has_default(t)) {
-            let list = tables.join(", ");
+            let which = match tables.as_slice() {
+                [t] => format!("the {name} rule for mark {mark} looks up table {t}, which has no"),
+                _ => format!(
+                    "the {name} rules for mark {mark} look up tables {}, and none has an",
+                    tables.join(", ")
+                ),
+            };
             bail!(
-                "--mark {mark} with {option}: the {name} rules for mark {mark} look up table(s) \
-                 {list}, none with a {name} default route, so the engine's sockets would fall \
-                 through to the CLAT's routes; add one, e.g. \
+                "--mark {mark} with {option}: {which} {name} default route, so the engine's \
+                 sockets would fall through to the CLAT's routes; add one, e.g. \
                  `ip {flag} route add default via GATEWAY dev UPLINK table {}`",
                 tables[0]
             );

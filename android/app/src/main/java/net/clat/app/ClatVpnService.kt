@@ -35,6 +35,7 @@ import net.clat.app.logic.IpAddresses
 import net.clat.app.logic.MtuNote
 import net.clat.app.logic.NetworkSnapshot
 import net.clat.app.logic.RunTarget
+import net.clat.app.logic.UpstreamSocketBinding
 import net.clat.app.logic.VpnPlan
 import net.clat.app.logic.withInternalAddresses
 import net.clat.core.ClatEngine
@@ -452,17 +453,33 @@ class ClatVpnService : VpnService(), ClatPort {
     }
 
     /**
-     * Protects [fd] from the VPN and binds it to the underlying network, so that upstream and
-     * discovery sockets leave through the network the decision was made for. Called from the
-     * engine's thread; both calls are thread-safe.
+     * Takes [fd] out of the VPN through the network the decision was made for, so that upstream
+     * and discovery sockets leave through it: one call to netd when [n] is known
+     * ([UpstreamSocketBinding] says why binding alone protects). Called from the engine's thread;
+     * both calls are thread-safe.
      */
-    private fun protectAndBind(fd: Int, n: Network? = upstream): Boolean {
-        val protectedOk = runCatching { protect(fd) }.getOrDefault(false)
-        val bound = n != null && runCatching {
-            // fromFd duplicates: binding the duplicate binds the same socket; closing it does not.
-            ParcelFileDescriptor.fromFd(fd).use { n.bindSocket(it.fileDescriptor) }
-        }.isSuccess
-        return protectedOk || bound
+    private fun protectAndBind(fd: Int, n: Network? = upstream): Boolean =
+        UpstreamSocketBinding.apply(
+            fd,
+            n?.let { net -> { s: Int -> bindSocket(net, s) } },
+            { s -> runCatching { protect(s) }.getOrDefault(false) },
+        )
+
+    /**
+     * Binds the raw descriptor [fd] to [n] without duplicating it: `adoptFd` wraps it and
+     * `detachFd` hands it back unclosed (ParcelFileDescriptor's javadoc), two system calls fewer
+     * per flow than `fromFd`'s dup and close.
+     */
+    private fun bindSocket(n: Network, fd: Int): Boolean {
+        val pfd = ParcelFileDescriptor.adoptFd(fd)
+        return try {
+            n.bindSocket(pfd.fileDescriptor)
+            true
+        } catch (x: Exception) {
+            false
+        } finally {
+            pfd.detachFd()
+        }
     }
 
     /** Turns the controller's view into the published status (UI, tile, notification). */

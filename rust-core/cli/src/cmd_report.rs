@@ -4,21 +4,15 @@
 //! `docs/report-json.md` (issue 17 item 3).
 
 use crate::args::parse_duration;
-use crate::control::ControlAddr;
+use crate::control::InstanceArgs;
 use crate::report::ReportDoc;
 use std::process::ExitCode;
 use std::time::Duration;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// TUN name of the instance (selects the default control socket, that
-    /// of the instance in this network namespace).
-    #[arg(long, default_value = "clat0")]
-    pub tun: String,
-    /// Control socket of the instance: `@NAME` (abstract) or a path
-    /// (default @clat/<tun>).
-    #[arg(long, value_name = "@NAME|PATH")]
-    pub control: Option<ControlAddr>,
+    #[command(flatten)]
+    pub instance: InstanceArgs,
     /// Only the processes that used IPv4 in this last period (e.g. 10m,
     /// 1h, 7d) or have flows open now; their counts still run from the
     /// start of `clat run`.
@@ -31,9 +25,7 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> ExitCode {
-    let addr = args
-        .control
-        .unwrap_or_else(|| ControlAddr::default_for(&args.tun));
+    let addr = args.instance.control_addr();
     let request = match args.since {
         // Whole seconds on the wire; a period under a second is one.
         Some(d) => format!("report {}", d.as_secs().max(1)),

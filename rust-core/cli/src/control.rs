@@ -27,6 +27,29 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Which running instance a client command (`clat status`, `clat report`)
+/// talks to: the options both share.
+#[derive(clap::Args, Debug)]
+pub struct InstanceArgs {
+    /// TUN name of the instance (selects the default control socket, that
+    /// of the instance in this network namespace).
+    #[arg(long, default_value = "clat0")]
+    pub tun: String,
+    /// Control socket of the instance: `@NAME` (abstract) or a path
+    /// (default @clat/<tun>).
+    #[arg(long, value_name = "@NAME|PATH")]
+    pub control: Option<ControlAddr>,
+}
+
+impl InstanceArgs {
+    /// The control socket: `--control`, else the TUN's default.
+    pub fn control_addr(&self) -> ControlAddr {
+        self.control
+            .clone()
+            .unwrap_or_else(|| ControlAddr::default_for(&self.tun))
+    }
+}
+
 /// Where an instance's control socket is: `@name` (abstract) or a path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ControlAddr {

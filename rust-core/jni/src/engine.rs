@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::os::fd::{OwnedFd, RawFd};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use clat_discovery::{DiscoveredPrefix, PrefixSource};
 use clat_engine::{Engine, EngineConfig, FlowEvent, FlowEvents};
@@ -36,13 +36,38 @@ pub static ENGINES: LazyLock<Registry<Running>> = LazyLock::new(Registry::new);
 /// `stop`: the ends the engine emits as it stops (`NetworkChanged`) are
 /// queued during `stop`, after the handle left [`ENGINES`], and the consumer
 /// must still get them. [`await_flow_events`] removes the queue once it has
-/// returned its last event; a consumer that never drains it leaves at most
-/// the queue's capacity behind.
-static FLOW_STREAMS: LazyLock<Mutex<HashMap<u64, FlowEvents>>> =
+/// returned its last event. A consumer that never drains it (its thread
+/// died) would leave it behind for good, once per engine started: each
+/// [`start`] therefore drops the queues that have been closed for longer
+/// than [`CLOSED_STREAM_GRACE`] ([`keep_stream`]).
+static FLOW_STREAMS: LazyLock<Mutex<HashMap<u64, Stream>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-fn flow_streams() -> MutexGuard<'static, HashMap<u64, FlowEvents>> {
+/// How long a stopped engine's events wait for their consumer. The app's
+/// pump drains them within milliseconds of `stop`; a minute covers a
+/// stalled one without keeping a dead one's queue.
+const CLOSED_STREAM_GRACE: Duration = Duration::from_secs(60);
+
+/// One engine's queue and when it was first seen closed by [`start`]'s
+/// pruning (the engine does not say when it closed it).
+struct Stream {
+    events: FlowEvents,
+    closed_seen: Option<Instant>,
+}
+
+fn flow_streams() -> MutexGuard<'static, HashMap<u64, Stream>> {
     FLOW_STREAMS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether a queue stays in [`FLOW_STREAMS`] at `now`: open ones do; a
+/// closed one is stamped the first time it is seen closed and dropped once
+/// [`CLOSED_STREAM_GRACE`] has passed since.
+fn keep_stream(closed_seen: &mut Option<Instant>, closed: bool, now: Instant) -> bool {
+    if !closed {
+        return true;
+    }
+    let since = *closed_seen.get_or_insert(now);
+    now.saturating_duration_since(since) < CLOSED_STREAM_GRACE
 }
 
 /// Starts an engine; the TUN descriptor is closed on failure too (ownership
@@ -64,7 +89,17 @@ pub fn start(tun: OwnedFd, config: EngineConfig, protector: JniProtector) -> Bri
         protector,
     });
     if let Some(events) = events {
-        flow_streams().insert(id, events);
+        let now = Instant::now();
+        let mut streams = flow_streams();
+        streams.retain(|_, s| keep_stream(&mut s.closed_seen, s.events.is_closed(), now));
+        let closed_seen = None;
+        streams.insert(
+            id,
+            Stream {
+                events,
+                closed_seen,
+            },
+        );
     }
     log::info!("engine {id} started (prefix {prefix})");
     // Ids are issued from 1 upwards and never reach i64::MAX in practice.
@@ -210,7 +245,7 @@ pub fn await_flow_events(handle: i64, timeout_ms: i32) -> BridgeResult<Option<Ve
         BridgeError::IllegalArgument(format!("timeoutMs {timeout_ms} must not be negative"))
     })?;
     let id = handle_id(handle).ok_or_else(|| BridgeError::IllegalState(stale_message(handle)))?;
-    let stream = flow_streams().get(&id).cloned();
+    let stream = flow_streams().get(&id).map(|s| s.events.clone());
     let Some(events) = stream else {
         // A running engine without a queue, or one whose queue was
         // drained: nothing will come. An unknown handle throws.
@@ -292,6 +327,23 @@ pub fn open_tun(name: &str) -> BridgeResult<RawFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_flow_stream_is_kept_for_the_grace_then_dropped() {
+        let t0 = Instant::now();
+        let mut seen = None;
+        // Open: kept, not stamped.
+        assert!(keep_stream(&mut seen, false, t0));
+        assert_eq!(seen, None);
+        // Closed: stamped at the first look, kept through the grace.
+        assert!(keep_stream(&mut seen, true, t0));
+        assert_eq!(seen, Some(t0));
+        let almost = t0 + CLOSED_STREAM_GRACE - Duration::from_millis(1);
+        assert!(keep_stream(&mut seen, true, almost));
+        assert!(!keep_stream(&mut seen, true, t0 + CLOSED_STREAM_GRACE));
+        // The stamp is the first look, not the latest.
+        assert_eq!(seen, Some(t0));
+    }
 
     #[test]
     fn calls_on_unknown_handles_are_illegal_state() {

@@ -375,3 +375,30 @@ def test_firewalld_allows_the_listener_path_until_exit(firewalld):
     assert clat.proc.returncode == 0, clat.log()
     assert fw_cmd(firewalld, f"--zone={zone}", "--list-rich-rules") == ""
     print(f"\nfirewalld: started in {started:.2f}s, stopped in {stopped:.2f}s")
+
+
+def test_firewalld_rule_left_by_a_killed_instance_is_removed_by_the_next(firewalld):
+    """Rich rules carry no tag: the instance records the rules it adds under
+    /run/clat, and the next one removes those of a dead pid. Without the
+    record the next instance took the rule for the user's own (already
+    there), never removed it, and it stayed until firewalld reloaded."""
+    first = ClatProcess(control=CONTROL)
+    first.start()
+    zone = fw_cmd(firewalld, "--get-default-zone")
+    assert fw_cmd(firewalld, f"--zone={zone}", "--list-rich-rules") == RICH_RULE
+    first.proc.kill()
+    first.proc.wait(5)
+    assert fw_cmd(firewalld, f"--zone={zone}", "--list-rich-rules") == RICH_RULE
+    ns(PHONE, "ip", "link", "del", TUN, check=False)
+    ns(PHONE, "ip", "route", "del", "default", "dev", TUN, check=False)
+    second = ClatProcess(control=CONTROL)
+    second.start()
+    try:
+        assert (f"removed the stale opening of pid {first.proc.pid} from firewalld zone {zone}"
+                in second.log()), second.log()
+        assert fw_cmd(firewalld, f"--zone={zone}", "--list-rich-rules") == RICH_RULE
+        assert curl().stdout == "200"
+    finally:
+        second.stop(timeout=10)
+    assert second.proc.returncode == 0, second.log()
+    assert fw_cmd(firewalld, f"--zone={zone}", "--list-rich-rules") == ""

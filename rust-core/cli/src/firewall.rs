@@ -533,6 +533,14 @@ impl Openings {
                     &zone_arg,
                     &format!("--add-rich-rule={rule}"),
                 ])?;
+                let record = FirewalldRecord {
+                    pid: std::process::id(),
+                    zone: zone.clone(),
+                    rule: rule.clone(),
+                };
+                if let Err(e) = update_firewalld_records(tun, |v| v.push(record)) {
+                    log::warn!("{e:#}: a SIGKILL would leave `{rule}` behind");
+                }
                 Ok(Some(Opened::Firewalld { zone, rule }))
             }
             Blocker::Nft {
@@ -624,6 +632,10 @@ impl Openings {
                     &format!("--zone={zone}"),
                     &format!("--remove-rich-rule={rule}"),
                 ])?;
+                let pid = std::process::id();
+                update_firewalld_records(&self.tun, |v| {
+                    v.retain(|r| !(r.pid == pid && &r.zone == zone && &r.rule == rule))
+                })?;
             }
         }
         Ok(())
@@ -747,10 +759,121 @@ fn clat_alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "clat")
 }
 
+/// A firewalld rich rule an instance added, as recorded in
+/// [`firewalld_records_path`]: rich rules carry no comment to tag them
+/// with, so the record is what tells an earlier instance's rule from the
+/// user's own (which is never recorded, and never removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirewalldRecord {
+    pub pid: u32,
+    pub zone: String,
+    pub rule: String,
+}
+
+impl FirewalldRecord {
+    /// One line: pid, zone and rule separated by tabs (neither a zone name
+    /// nor a rich rule holds a tab or a newline).
+    fn to_line(&self) -> String {
+        format!("{}\t{}\t{}\n", self.pid, self.zone, self.rule)
+    }
+}
+
+/// The records in a record file's text; lines that do not parse are
+/// skipped (a file cut short by a crash loses at most its last line).
+pub fn parse_firewalld_records(text: &str) -> Vec<FirewalldRecord> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, '\t');
+            let pid = f.next()?.parse().ok()?;
+            let zone = f.next().filter(|z| !z.is_empty())?.to_string();
+            let rule = f.next().filter(|r| !r.is_empty())?.to_string();
+            Some(FirewalldRecord { pid, zone, rule })
+        })
+        .collect()
+}
+
+/// Where the rich rules added for `tun` in this network namespace are
+/// recorded: `/run/clat/firewalld-<netns inode>-<tun>`. Under `/run`
+/// (tmpfs), so the records go at reboot with the runtime rules they name.
+fn firewalld_records_path(tun: &str) -> std::path::PathBuf {
+    let netns = std::fs::read_link("/proc/self/ns/net")
+        .ok()
+        .and_then(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("net:[")?
+                .strip_suffix(']')
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "unknown".into());
+    std::path::PathBuf::from(format!("/run/clat/firewalld-{netns}-{tun}"))
+}
+
+/// Reads `tun`'s records, lets `change` edit them and writes them back
+/// (the file is removed when none is left).
+fn update_firewalld_records(
+    tun: &str,
+    change: impl FnOnce(&mut Vec<FirewalldRecord>),
+) -> Result<()> {
+    let path = firewalld_records_path(tun);
+    let mut v = match std::fs::read_to_string(&path) {
+        Ok(t) => parse_firewalld_records(&t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    change(&mut v);
+    let r = if v.is_empty() {
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        }
+    } else {
+        let text: String = v.iter().map(FirewalldRecord::to_line).collect();
+        std::fs::create_dir_all("/run/clat").and_then(|()| std::fs::write(&path, text))
+    };
+    r.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Removes the rich rules recorded for `tun` by instances that no longer
+/// run, and their records.
+fn remove_stale_firewalld(tun: &str) {
+    let path = firewalld_records_path(tun);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return;
+    };
+    let (stale, live): (Vec<_>, Vec<_>) = parse_firewalld_records(&text)
+        .into_iter()
+        .partition(|r| !clat_alive(r.pid));
+    for r in &stale {
+        let argv = [
+            "firewall-cmd",
+            &format!("--zone={}", r.zone),
+            &format!("--remove-rich-rule={}", r.rule),
+        ];
+        // NOT_ENABLED (firewalld reloaded or restarted meanwhile, which
+        // drops runtime rules) is as good as removed.
+        match run(&argv) {
+            Ok(o) if o.success || o.stderr.contains("NOT_ENABLED") => log::info!(
+                "removed the stale opening of pid {} from firewalld zone {}",
+                r.pid,
+                r.zone
+            ),
+            Ok(o) => log::warn!("cannot remove `{}`: {}", r.rule, o.stderr.trim()),
+            Err(e) => log::warn!("{e:#}"),
+        }
+    }
+    if !stale.is_empty() {
+        if let Err(e) = update_firewalld_records(tun, |v| *v = live) {
+            log::warn!("{e:#}");
+        }
+    }
+}
+
 /// Removes what instances for `tun` that no longer run left open (killed
 /// with SIGKILL, their guards never ran): nftables and iptables rules
-/// tagged with `tun` and the pid of a process that is not a running `clat`.
+/// tagged with `tun` and the pid of a process that is not a running `clat`,
+/// and the firewalld rich rules they recorded ([`FirewalldRecord`]).
 pub fn remove_stale(tun: &str) {
+    remove_stale_firewalld(tun);
     if let Ok(listing) = run_ok(&["nft", "-a", "list", "ruleset"]) {
         for r in tagged_nft_rules(&listing, tun) {
             if clat_alive(r.pid) {
@@ -936,6 +1059,27 @@ mod tests {
         // "# handle 3" must not match "# handle 33".
         let l33 = listing.replace("# handle 3\n", "# handle 33\n");
         assert!(!nft_rule_is_ours(&l33, 3, "clat run clat0 pid 7"));
+    }
+
+    #[test]
+    fn firewalld_records_round_trip_and_skip_what_does_not_parse() {
+        let a = FirewalldRecord {
+            pid: 4242,
+            zone: "public".into(),
+            rule: r#"rule family="ipv4" source address="192.0.0.5" destination address="192.0.0.4" protocol value="tcp" accept"#.into(),
+        };
+        let b = FirewalldRecord {
+            pid: 7,
+            zone: "home".into(),
+            rule: "rule family=\"ipv6\" accept".into(),
+        };
+        let text = format!(
+            "{}garbage\nx\tpublic\trule\n9\t\trule\n9\tpublic\t\n{}12\tcut",
+            a.to_line(),
+            b.to_line()
+        );
+        assert_eq!(parse_firewalld_records(&text), vec![a, b]);
+        assert_eq!(parse_firewalld_records(""), vec![]);
     }
 
     #[test]

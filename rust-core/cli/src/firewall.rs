@@ -633,9 +633,14 @@ impl Openings {
                     &format!("--remove-rich-rule={rule}"),
                 ])?;
                 let pid = std::process::id();
-                update_firewalld_records(&self.tun, |v| {
+                let forget = update_firewalld_records(&self.tun, |v| {
                     v.retain(|r| !(r.pid == pid && &r.zone == zone && &r.rule == rule))
-                })?;
+                });
+                // The rule is gone; a record left behind names a dead pid
+                // and only makes the next instance try to remove it again.
+                if let Err(e) = forget {
+                    log::warn!("{e:#}");
+                }
             }
         }
         Ok(())

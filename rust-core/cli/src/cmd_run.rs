@@ -488,7 +488,7 @@ pub fn main(args: Args) -> ExitCode {
 /// to be closed at exit.
 fn check_firewall(
     mode: FirewallMode,
-    (tun_fd, vnet_hdr): (BorrowedFd<'_>, bool),
+    tun_fd: (BorrowedFd<'_>, bool),
     tun: &str,
     cfg: &EngineConfig,
 ) -> Result<Option<firewall::Openings>> {
@@ -512,7 +512,7 @@ fn check_firewall(
                 Family::V6 => (cfg.clat_v6.into(), cfg.nat_v6.into()),
             };
             let verdict =
-                match listener_probe::probe(tun_fd, vnet_hdr, clat, nat, WAIT).with_context(|| {
+                match listener_probe::probe(tun_fd, clat, nat, WAIT).with_context(|| {
                     format!(
                         "cannot probe the {} path from the TUN to the listener",
                         f.name()

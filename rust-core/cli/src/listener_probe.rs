@@ -52,8 +52,7 @@ pub enum ProbeOutcome {
 /// read (an I/O error, not a firewall verdict); `InvalidInput` when the two
 /// addresses are of different families.
 pub fn probe(
-    tun: BorrowedFd<'_>,
-    vnet_hdr: bool,
+    (tun, vnet_hdr): (BorrowedFd<'_>, bool),
     clat: IpAddr,
     peer: IpAddr,
     wait: Duration,

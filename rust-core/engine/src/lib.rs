@@ -45,8 +45,8 @@ pub use flow_events::{FlowEnd, FlowEndReason, FlowEvent, FlowEvents, FlowProto, 
 pub use ipv4_path::Ipv4Path;
 pub use stats::Stats;
 pub use sys::{open_tun, open_tun_offload};
-pub use tun_io::VNET_HDR_LEN;
 pub use tcp_relay::MAX_PIPE_FDS;
+pub use tun_io::VNET_HDR_LEN;
 
 use event_loop::{Command, Loop, Shared, WAKER};
 use ipnet::Ipv6Net;

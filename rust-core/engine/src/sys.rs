@@ -74,7 +74,13 @@ fn enable_offloads(fd: &OwnedFd) -> io::Result<()> {
     // TUNSETOFFLOAD takes the flags as the argument itself, not a pointer.
     let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
     // SAFETY: no memory is passed; the kernel validates the flags.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, offloads as libc::c_ulong) })?;
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            TUNSETOFFLOAD as _,
+            offloads as libc::c_ulong,
+        )
+    })?;
     Ok(())
 }
 

@@ -89,7 +89,7 @@ impl VnetHdr {
     }
 
     /// The header's bytes as the kernel reads them.
-    pub fn to_bytes(&self) -> [u8; VNET_HDR_LEN] {
+    pub fn to_bytes(self) -> [u8; VNET_HDR_LEN] {
         let mut b = [0u8; VNET_HDR_LEN];
         b[0] = self.flags;
         b[1] = self.gso_type;
@@ -151,7 +151,8 @@ pub fn settle(
     }
     let tcp = tcp_at == Some(start)
         && h.csum_offset == TCP_CSUM_OFFSET
-        && p.get(start + TCP_FLAGS_AT).is_some_and(|f| f & TCP_SYN == 0);
+        && p.get(start + TCP_FLAGS_AT)
+            .is_some_and(|f| f & TCP_SYN == 0);
     if tcp {
         return Ok(Some(h));
     }
@@ -208,7 +209,10 @@ impl Tun {
         if !self.vnet_hdr {
             return Ok((None, n));
         }
-        let Some(h) = buf.first_chunk::<VNET_HDR_LEN>().filter(|_| n >= VNET_HDR_LEN) else {
+        let Some(h) = buf
+            .first_chunk::<VNET_HDR_LEN>()
+            .filter(|_| n >= VNET_HDR_LEN)
+        else {
             if n == 0 {
                 return Ok((None, 0));
             }
@@ -356,8 +360,11 @@ mod tests {
     fn other_packets_get_their_checksum_completed() {
         // UDP, a SYN, and a TCP segment the caller did not find at
         // csum_start (a fragment, say): completed in software.
-        for (tcp, syn, tcp_at) in [(false, false, None), (true, true, Some(20)), (true, false, None)]
-        {
+        for (tcp, syn, tcp_at) in [
+            (false, false, None),
+            (true, true, Some(20)),
+            (true, false, None),
+        ] {
             let (mut p, h) = partial4(tcp, syn, 333);
             assert!(!valid_transport_checksum(&p));
             assert_eq!(settle(Some(h), &mut p, tcp_at), Ok(None));

@@ -23,7 +23,7 @@ use clat_discovery::{
     discover_rfc7050, fmt_duration, resolv_conf, DiscoveredPrefix, MonitorConfig, PrefixMonitor,
     PrefixSource,
 };
-use clat_engine::{open_tun, Engine, EngineConfig};
+use clat_engine::{open_tun, open_tun_offload, Engine, EngineConfig};
 use clat_protect::{BindDeviceProtect, MarkProtect, NoProtect, Protector};
 use ipnet::Ipv6Net;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -152,6 +152,16 @@ pub struct Args {
     /// engine's own IPv6 sockets leave through the uplink.
     #[arg(long)]
     pub carry_ipv6: bool,
+    /// Open the TUN as Android's VpnService does: no virtio-net header and
+    /// no offloads. By default `clat run` opens it with IFF_VNET_HDR and
+    /// checksum and TCP segmentation offloads (TUN_F_CSUM, TUN_F_TSO4,
+    /// TUN_F_TSO6), so that TCP crosses the TUN in segments of up to 64
+    /// KiB with checksums left partial; without them every byte is
+    /// checksummed and copied in software (the benchmark's Android rows
+    /// use this). When the kernel refuses the offloads, `clat run` logs it
+    /// once and runs without them.
+    #[arg(long)]
+    pub no_tun_offloads: bool,
     /// Control socket for `clat status`: `@NAME` (abstract, scoped to the
     /// network namespace) or a path (guarded by an flock on PATH.lock).
     /// Default: @clat/<tun>.
@@ -478,7 +488,7 @@ pub fn main(args: Args) -> ExitCode {
 /// to be closed at exit.
 fn check_firewall(
     mode: FirewallMode,
-    tun_fd: BorrowedFd<'_>,
+    tun_fd: (BorrowedFd<'_>, bool),
     tun: &str,
     cfg: &EngineConfig,
 ) -> Result<Option<firewall::Openings>> {
@@ -713,7 +723,7 @@ fn run(args: Args) -> Result<()> {
         _ => Arc::new(NoProtect),
     };
     let seed = resolve_prefix(&args, &resolvers, &protector)?;
-    let cfg = engine_config(&args, seed.first.as_ref(), resolvers);
+    let mut cfg = engine_config(&args, seed.first.as_ref(), resolvers);
     cfg.validate().context("invalid configuration")?;
     let run_state = Arc::new(Mutex::new(RunState {
         current: seed.first,
@@ -740,7 +750,13 @@ fn run(args: Args) -> Result<()> {
     let control = ControlSocket::bind(&control_addr)?;
     let _ping_group = PingGroupRange::ensure();
     raise_fd_limit(cfg.max_flows);
-    let (fd, tun) = open_tun(&args.tun).with_context(|| format!("cannot open TUN {}", args.tun))?;
+    let (fd, tun, offloads) = if args.no_tun_offloads {
+        open_tun(&args.tun).map(|(fd, tun)| (fd, tun, false))
+    } else {
+        open_tun_offload(&args.tun)
+    }
+    .with_context(|| format!("cannot open TUN {}", args.tun))?;
+    cfg.tun_vnet_hdr = offloads;
     let _link = TunLink(tun.clone());
     // An IPv4-only TUN: without IPv6 on it the kernel sends no router
     // solicitations or MLD reports into it (each would wake the engine).
@@ -765,7 +781,7 @@ fn run(args: Args) -> Result<()> {
     let mtu = cfg.mtu.to_string();
     ip(&["link", "set", "dev", &tun, "mtu", &mtu, "up"])?;
     let tun_index = if_index(&tun)?;
-    let _firewall = check_firewall(args.firewall, fd.as_fd(), &tun, &cfg)?;
+    let _firewall = check_firewall(args.firewall, (fd.as_fd(), offloads), &tun, &cfg)?;
     let route = default_route(&args, &tun, tun_index)?;
     let _route6 = if cfg.carry_ipv6 && !args.no_routes {
         let mut r = Ipv4DefaultRoute::split_ipv6(&tun);

@@ -40,8 +40,9 @@ pub enum ProbeOutcome {
 
 /// Connects from `peer` through the TUN `tun` (a TUN without packet
 /// information, up, with `clat` in a subnet that holds `peer`; both of one
-/// family) to a fresh listener on `clat`, waiting up to `wait` for the
-/// answer.
+/// family; with a virtio-net header before each packet when `vnet_hdr`,
+/// as [`clat_engine::open_tun_offload`] opens it) to a fresh listener on
+/// `clat`, waiting up to `wait` for the answer.
 ///
 /// Nothing else may read the TUN meanwhile (call it before the engine
 /// starts). Packets that are not the probe's answer are read and dropped,
@@ -51,7 +52,7 @@ pub enum ProbeOutcome {
 /// read (an I/O error, not a firewall verdict); `InvalidInput` when the two
 /// addresses are of different families.
 pub fn probe(
-    tun: BorrowedFd<'_>,
+    (tun, vnet_hdr): (BorrowedFd<'_>, bool),
     clat: IpAddr,
     peer: IpAddr,
     wait: Duration,
@@ -75,6 +76,14 @@ pub fn probe(
     let listener = TcpListener::bind(SocketAddr::new(clat, 0))?;
     listener.set_nonblocking(true)?;
     let lport = listener.local_addr()?.port();
+    let tun = Tun {
+        fd: tun,
+        hdr: if vnet_hdr {
+            clat_engine::VNET_HDR_LEN
+        } else {
+            0
+        },
+    };
     let pid = std::process::id();
     // A port in the dynamic range, different per process.
     let sport = 49152 + (pid % 16384) as u16;
@@ -91,7 +100,10 @@ pub fn probe(
         let Some(n) = read_packet(tun, &mut buf, left)? else {
             return Ok(ProbeOutcome::Dropped);
         };
-        match classify(&buf[..n], clat, peer, lport, sport) {
+        // Whatever its virtio-net header says (a partial checksum, say):
+        // only addresses, ports and flags are read.
+        let p = buf.get(tun.hdr..n).unwrap_or_default();
+        match classify(p, clat, peer, lport, sport) {
             Answer::Other => continue,
             Answer::Refused(why) => return Ok(ProbeOutcome::Rejected(why)),
             Answer::SynAck(their_seq) => {
@@ -183,19 +195,28 @@ fn accept_until(l: &TcpListener, deadline: Instant) -> bool {
     }
 }
 
-fn write_packet(
-    tun: BorrowedFd<'_>,
-    b: PacketBuilderStep<etherparse::TcpHeader>,
-) -> io::Result<()> {
-    let mut out = Vec::with_capacity(b.size(0));
+/// The TUN the probe uses: its descriptor and the bytes of virtio-net
+/// header before each packet (0 or 10).
+#[derive(Clone, Copy)]
+struct Tun<'a> {
+    fd: BorrowedFd<'a>,
+    hdr: usize,
+}
+
+/// Writes one packet, after a zero virtio-net header (complete checksum,
+/// no GSO) on a TUN that has one.
+fn write_packet(tun: Tun<'_>, b: PacketBuilderStep<etherparse::TcpHeader>) -> io::Result<()> {
+    let mut out = vec![0u8; tun.hdr];
     b.write(&mut out, &[])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-    crate::sys::write_fd(tun, &out)?;
+    crate::sys::write_fd(tun.fd, &out)?;
     Ok(())
 }
 
-/// One packet from the TUN, or `None` when nothing came within `wait`.
-fn read_packet(tun: BorrowedFd<'_>, buf: &mut [u8], wait: Duration) -> io::Result<Option<usize>> {
+/// One packet from the TUN (its length with the header), or `None` when
+/// nothing came within `wait`.
+fn read_packet(tun: Tun<'_>, buf: &mut [u8], wait: Duration) -> io::Result<Option<usize>> {
+    let tun = tun.fd;
     let wait = wait.max(Duration::from_millis(1));
     match crate::sys::poll_readable(tun, Some(wait)) {
         Ok(false) => return Ok(None),

@@ -80,6 +80,13 @@ pub struct EngineConfig {
     /// (at most [`MAX_FLOW_EVENTS`]). Default 0: no events are built and
     /// [`crate::Engine::flow_events`] is `None`.
     pub flow_events: usize,
+    /// The TUN was opened with a virtio-net header and offloads
+    /// ([`crate::open_tun_offload`] returned `true`): every read and write
+    /// carries a `struct virtio_net_hdr`, and TCP crosses the TUN with
+    /// partial checksums and in segments of up to 64 KiB (the engine's
+    /// `tun_io` module). Default false: a plain TUN, as Android's
+    /// VpnService hands over. It must match how the TUN was opened.
+    pub tun_vnet_hdr: bool,
 }
 
 /// The largest flow-event queue `validate` accepts. Each waiting event is
@@ -121,6 +128,7 @@ impl Default for EngineConfig {
             clat_v6: Ipv6Addr::from(u128::from(ULA_V6) | 1),
             nat_v6: Ipv6Addr::from(u128::from(ULA_V6) | 2),
             flow_events: 0,
+            tun_vnet_hdr: false,
         }
     }
 }

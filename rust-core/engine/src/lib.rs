@@ -38,13 +38,15 @@ mod tcp_flows;
 mod tcp_relay;
 mod timers;
 mod too_big_resend;
+mod tun_io;
 
 pub use config::{ConfigError, EngineConfig};
 pub use flow_events::{FlowEnd, FlowEndReason, FlowEvent, FlowEvents, FlowProto, FlowStart};
 pub use ipv4_path::Ipv4Path;
 pub use stats::Stats;
-pub use sys::open_tun;
+pub use sys::{open_tun, open_tun_offload};
 pub use tcp_relay::MAX_PIPE_FDS;
+pub use tun_io::VNET_HDR_LEN;
 
 use event_loop::{Command, Loop, Shared, WAKER};
 use ipnet::Ipv6Net;

@@ -30,6 +30,23 @@ use std::net::IpAddr;
 /// families leaves `p` alone. The caller has checked `p` holds a full TCP
 /// header.
 pub fn rewrite(p: &mut [u8], off: usize, src: IpAddr, sport: u16, dst: IpAddr, dport: u16) {
+    rewrite_with(p, off, (src, sport), (dst, dport), false);
+}
+
+/// [`rewrite`], and when `partial` the TCP checksum field holds a partial
+/// checksum (a packet of a TUN with offloads, VIRTIO_NET_HDR_F_NEEDS_CSUM:
+/// [`crate::tun_io`]): the folded pseudo-header sum, not complemented,
+/// which the kernel completes over the TCP header and payload if it ever
+/// needs to. Only the addresses are in it, so only their change is
+/// applied ([`crate::tun_io::update_partial`]); the new ports are summed
+/// with the header when the checksum is completed.
+pub fn rewrite_with(
+    p: &mut [u8],
+    off: usize,
+    (src, sport): (IpAddr, u16),
+    (dst, dport): (IpAddr, u16),
+    partial: bool,
+) {
     // Where the addresses are and how long both together are.
     let mut new = [0u8; 36];
     let (at, n) = match (src, dst) {
@@ -56,11 +73,12 @@ pub fn rewrite(p: &mut [u8], off: usize, src: IpAddr, sport: u16, dst: IpAddr, d
     }
     p[at..at + n].copy_from_slice(&new[..n]);
     let c = off + 16;
-    let tc = checksum::update(
-        u16::from_be_bytes([p[c], p[c + 1]]),
-        &old[..n + 4],
-        &new[..n + 4],
-    );
+    let field = u16::from_be_bytes([p[c], p[c + 1]]);
+    let tc = if partial {
+        crate::tun_io::update_partial(field, &old[..n], &new[..n])
+    } else {
+        checksum::update(field, &old[..n + 4], &new[..n + 4])
+    };
     p[c..c + 2].copy_from_slice(&tc.to_be_bytes());
     p[off..off + 4].copy_from_slice(&new[n..n + 4]);
 }
@@ -216,6 +234,77 @@ mod tests {
                 rewrite(&mut p, off, d.into(), dp, clat.into(), sp);
                 assert_eq!(check6(&p), (d, dp, clat, sp));
             }
+        }
+    }
+
+    /// The one's complement sum of 16-bit words, folded, written apart
+    /// from the crate's (RFC 1071 section 4.1).
+    fn ones_sum(b: &[u8]) -> u16 {
+        let mut s: u32 = 0;
+        for c in b.chunks(2) {
+            s += u32::from(c[0]) << 8 | u32::from(*c.get(1).unwrap_or(&0));
+        }
+        while s > 0xffff {
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    }
+
+    /// The partial checksum a Linux sender leaves for the device: the
+    /// pseudo-header (addresses, protocol 6, TCP length) summed by hand.
+    fn pseudo(src: &[u8], dst: &[u8], tcp_len: usize) -> u16 {
+        let mut b = src.to_vec();
+        b.extend_from_slice(dst);
+        b.extend_from_slice(&[0, 0, 0, 6]);
+        b.extend_from_slice(&(tcp_len as u32).to_be_bytes());
+        ones_sum(&b)
+    }
+
+    #[test]
+    fn rewrite_of_a_partial_checksum_gives_the_new_pseudo_header_sum() {
+        use crate::tun_io::{settle, VnetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM};
+        let clat = Ipv4Addr::new(192, 0, 0, 4);
+        let nat = Ipv4Addr::new(192, 0, 0, 5);
+        let d = Ipv4Addr::new(203, 0, 113, 10);
+        let mut p = segment((clat, 40000), (d, 80), TcpFlags::ACK, 1400);
+        let tcp_len = p.len() - 20;
+        let field = pseudo(&clat.octets(), &d.octets(), tcp_len);
+        p[36..38].copy_from_slice(&field.to_be_bytes());
+        rewrite_with(&mut p, 20, (nat.into(), 1024), (clat.into(), 33333), true);
+        let want = pseudo(&nat.octets(), &clat.octets(), tcp_len);
+        assert_eq!(u16::from_be_bytes([p[36], p[37]]), want);
+        // Completed as the kernel would, the whole packet checks out
+        // (etherparse), addresses and ports rewritten.
+        let h = VnetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            csum_start: 20,
+            csum_offset: 16,
+            ..Default::default()
+        };
+        // (`tcp_at` None: settle completes the checksum, as the kernel
+        // would, instead of keeping it partial.)
+        assert_eq!(settle(Some(h), &mut p, None), Ok(None));
+        assert_eq!(check(&p), (nat, 1024, clat, 33333));
+
+        let c6: Ipv6Addr = "fd9c:7c5a:e1b6:464::1".parse().unwrap();
+        let n6: Ipv6Addr = "fd9c:7c5a:e1b6:464::2".parse().unwrap();
+        let d6: Ipv6Addr = "2001:db8:2::10".parse().unwrap();
+        for (hbh, off) in [(false, 40), (true, 48)] {
+            let mut p = segment6((c6, 40000), (d6, 80), 999, hbh);
+            let tcp_len = p.len() - off;
+            let field = pseudo(&c6.octets(), &d6.octets(), tcp_len);
+            p[off + 16..off + 18].copy_from_slice(&field.to_be_bytes());
+            rewrite_with(&mut p, off, (n6.into(), 7), (c6.into(), 8), true);
+            let want = pseudo(&n6.octets(), &c6.octets(), tcp_len);
+            assert_eq!(u16::from_be_bytes([p[off + 16], p[off + 17]]), want);
+            let h = VnetHdr {
+                flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                csum_start: off as u16,
+                csum_offset: 16,
+                ..Default::default()
+            };
+            assert_eq!(settle(Some(h), &mut p, None), Ok(None));
+            assert_eq!(check6(&p), (n6, 7, c6, 8));
         }
     }
 }

@@ -29,6 +29,7 @@ use crate::tcp_flows::{Action, FlowTimeouts, TcpFlows, Unreachable};
 use crate::tcp_relay::{set_rst_on_close, Relay};
 use crate::timers::{TimerKey, Timers};
 use crate::too_big_resend::{self, TooBigResends};
+use crate::tun_io::{Tun, VnetHdr, VNET_HDR_LEN};
 use clat_protect::Protector;
 use clat_xlat::wire::{
     Icmpv4DstUnreachable, Icmpv4Message, Icmpv6DstUnreachable, Icmpv6Message, Icmpv6ParamProblem,
@@ -131,7 +132,7 @@ enum Slot {
 
 pub(crate) struct Loop {
     poll: Poll,
-    tun: OwnedFd,
+    tun: Tun,
     listener: TcpListener,
     lport: u16,
     /// The IPv6 listener on `clat_v6` when IPv6 is carried, and its port.
@@ -182,6 +183,10 @@ pub(crate) struct Loop {
     /// Where flow events go, when a consumer asked for them
     /// ([`crate::flow_events`]); `None`: no event is built.
     flow_sink: Option<FlowEventSink>,
+    /// The virtio-net header of the TUN packet being handled, while it is
+    /// a TCP segment kept with its partial checksum for the NAT path
+    /// ([`crate::tun_io::settle`]); `None` otherwise and on a plain TUN.
+    rx_offload: Option<VnetHdr>,
     /// The datagram being handled was reassembled from IPv6 fragments of
     /// the app: sent upstream without DONTFRAG ([`Loop::fragment6`]).
     reassembled6: bool,
@@ -198,21 +203,11 @@ fn tok(slot: usize, side: usize) -> Token {
     Token(slot * 2 + side)
 }
 
-/// Writes one packet to the TUN, counting it (or its drop); whether it
-/// went (a flow's down bytes count only what did).
-fn tun_write(tun: &OwnedFd, c: &Counters, pkt: &[u8]) -> bool {
-    match crate::sys::write_fd(tun, pkt) {
-        Ok(n) if n == pkt.len() => {
-            Counters::inc(&c.tun_tx_packets);
-            Counters::add(&c.tun_tx_bytes, pkt.len() as u64);
-            true
-        }
-        r => {
-            log::debug!("TUN write of {} bytes failed: {r:?}", pkt.len());
-            Counters::inc(&c.drop_tun_write);
-            false
-        }
-    }
+/// Writes one packet the engine made (its checksum complete) to the TUN,
+/// counting it (or its drop); whether it went (a flow's down bytes count
+/// only what did). [`Tun::write`] is the one write.
+fn tun_write(tun: &Tun, c: &Counters, pkt: &[u8]) -> bool {
+    tun.write(c, None, pkt)
 }
 
 impl Loop {
@@ -238,6 +233,7 @@ impl Loop {
             .store(u64::from(cfg.carry_ipv6), Ordering::Relaxed);
         poll.registry()
             .register(&mut SourceFd(&tun.as_raw_fd()), TUN, Interest::READABLE)?;
+        let tun = Tun::new(tun, cfg.tun_vnet_hdr);
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let n = cfg.upstream_dns.len();
@@ -277,7 +273,8 @@ impl Loop {
             timers: Timers::default(),
             reasm: Default::default(),
             reasm6: Default::default(),
-            rxbuf: vec![0u8; 65536],
+            // A TSO segment is at most 64 KiB (the TUN's gso_max_size).
+            rxbuf: vec![0u8; VNET_HDR_LEN + 65536],
             scratch: crate::tcp_relay::Scratch::new(relay_buffer),
             txbuf: vec![0u8; 65536 + 64],
             now: Instant::now(),
@@ -287,6 +284,7 @@ impl Loop {
             spare_fd: open_spare_fd(),
             last_socket_warn: None,
             flow_sink: None,
+            rx_offload: None,
             reassembled6: false,
             icmp_rate: Default::default(),
             names: None,
@@ -601,12 +599,17 @@ impl Loop {
     /// next poll return at once).
     fn on_tun(&mut self) {
         self.tun_more = false;
+        let at = self.tun.hdr_len();
         for _ in 0..TUN_BATCH {
-            let n = match crate::sys::read_fd(&self.tun, &mut self.rxbuf) {
-                Ok(n) => n,
+            let (hdr, n) = match self.tun.read(&mut self.rxbuf) {
+                Ok(r) => r,
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock => return,
                     io::ErrorKind::Interrupted => continue,
+                    io::ErrorKind::InvalidData => {
+                        Counters::inc(&self.c().drop_malformed);
+                        continue;
+                    }
                     _ => {
                         self.set_exit(format!("TUN read failed: {e}"));
                         self.stop = true;
@@ -617,7 +620,7 @@ impl Loop {
             if n == 0 {
                 // An empty packet, or the end of the fd (a TUN never does
                 // this, other packet fds might): tell them apart by hang-up.
-                if crate::sys::hung_up(&self.tun) {
+                if crate::sys::hung_up(self.tun.fd()) {
                     self.set_exit("TUN closed".into());
                     self.stop = true;
                     return;
@@ -628,7 +631,9 @@ impl Loop {
             Counters::inc(&self.c().tun_rx_packets);
             Counters::add(&self.c().tun_rx_bytes, n as u64);
             let mut buf = std::mem::take(&mut self.rxbuf);
-            self.on_packet(&mut buf[..n]);
+            self.rx_offload = hdr;
+            self.on_packet(&mut buf[at..at + n]);
+            self.rx_offload = None;
             self.rxbuf = buf;
         }
         self.tun_more = true;
@@ -653,6 +658,10 @@ impl Loop {
         let subnet = u32::from(self.cfg.clat_v4) & !7;
         if ip.dst.is_broadcast() || u32::from(ip.dst) == subnet | 7 {
             return Counters::inc(&self.c().drop_broadcast);
+        }
+        let tcp_at = (ip.protocol == PROTO_TCP && !ip.is_fragment()).then_some(ip.ihl);
+        if !self.settle_checksum(p, tcp_at) {
+            return;
         }
         if ip.dst == self.cfg.nat_v4 {
             return self.tcp_from_listener(&IpHdr::V4(ip), p);
@@ -725,10 +734,19 @@ impl Loop {
     fn on_packet6(&mut self, p: &mut [u8]) {
         let ip = match packet::parse_ip6(p) {
             Ok(ip) => ip,
-            Err(ParseError::Fragment) => return self.fragment6(p),
+            Err(ParseError::Fragment) => {
+                if self.settle_checksum(p, None) {
+                    self.fragment6(p);
+                }
+                return;
+            }
             Err(_) => return Counters::inc(&self.c().drop_malformed),
         };
         let p = &mut p[..ip.total_len];
+        let tcp_at = (ip.proto == PROTO_TCP).then(|| IpHdr::V6(ip).upper_offset());
+        if !self.settle_checksum(p, tcp_at) {
+            return;
+        }
         if ip.src != self.cfg.clat_v6 {
             return Counters::inc(&self.c().drop_bad_source);
         }
@@ -795,6 +813,25 @@ impl Loop {
             }
             Err(crate::frag::Frag::Pending) => {}
             Err(crate::frag::Frag::Bad) => Counters::inc(&self.c().drop_fragment),
+        }
+    }
+
+    /// Settles the checksum of the TUN packet `p` ([`crate::tun_io::settle`],
+    /// its TCP header at `tcp_at` if it is unfragmented TCP): after this,
+    /// `rx_offload` is the header to write it back with on the NAT path,
+    /// or `None` and the checksum is complete. Whether `p` goes on (a bad
+    /// header is counted as malformed).
+    fn settle_checksum(&mut self, p: &mut [u8], tcp_at: Option<usize>) -> bool {
+        match crate::tun_io::settle(self.rx_offload.take(), p, tcp_at) {
+            Ok(h) => {
+                self.rx_offload = h;
+                true
+            }
+            Err(e) => {
+                log::debug!("TUN packet with a bad virtio-net header: {e:?}");
+                Counters::inc(&self.c().drop_malformed);
+                false
+            }
         }
     }
 

@@ -122,11 +122,15 @@ impl Loop {
         }
     }
 
-    /// The app packet `p` onto the listener as flow `np`.
+    /// The app packet `p` onto the listener as flow `np`, with the
+    /// virtio-net header it came with when it kept a partial checksum
+    /// (`rx_offload`, [`crate::tun_io`]).
     fn forward_to_listener(&mut self, ip: &IpHdr, p: &mut [u8], np: u16) {
         let (clat, nat, lport) = self.tun_side(ip.dst_ip());
-        nat_tcp::rewrite(p, ip.upper_offset(), nat, np, clat, lport);
-        tun_write(&self.tun, &self.sh.counters, p);
+        let hdr = self.rx_offload;
+        let off = ip.upper_offset();
+        nat_tcp::rewrite_with(p, off, (nat, np), (clat, lport), hdr.is_some());
+        self.tun.write(&self.sh.counters, hdr.as_ref(), p);
     }
 
     /// Whether the relay in `slot` can be fast-closed (see nat_tcp's module
@@ -417,8 +421,9 @@ impl Loop {
         if let ListenerVerdict::Forward { dst, dp, sp } =
             self.tcp.on_listener_segment(self.now, flow, seg, c)
         {
-            nat_tcp::rewrite(p, off, dst, dp, clat, sp);
-            if tun_write(&self.tun, c, p) && self.flow_sink.is_some() {
+            let hdr = self.rx_offload;
+            nat_tcp::rewrite_with(p, off, (dst, dp), (clat, sp), hdr.is_some());
+            if self.tun.write(c, hdr.as_ref(), p) && self.flow_sink.is_some() {
                 self.tcp.delivered(np, len);
             }
         }

@@ -621,8 +621,8 @@ pub struct Received {
 }
 
 /// Receive buffers for `recvmmsg(2)`: a number of slots of [`RECV_HEAD`]
-/// + [`RECV_SLOT`] bytes each, allocated once (zeroed memory the kernel
-/// maps on first touch, so small datagrams cost a page per slot).
+/// plus [`RECV_SLOT`] bytes each, allocated once (zeroed memory the
+/// kernel maps on first touch, so small datagrams cost a page per slot).
 pub struct RecvMany {
     buf: Vec<u8>,
     got: Vec<Received>,

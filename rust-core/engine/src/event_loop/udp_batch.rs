@@ -285,20 +285,17 @@ impl Loop {
             return;
         }
         let failed = &groups[ok];
-        match &sent {
-            Err(e) => {
-                log::debug!("sendmmsg on UDP mapping {}: {e}", key.id);
-                if failed.len() > 1 {
-                    self.gso_refused(slot, e, q.items[failed.start].payload.len());
-                }
-                if super::datagram::is_pending_icmp_error(e) {
-                    // An ICMP error about an earlier datagram was reported
-                    // instead (and cleared): it goes to the app first, as
-                    // for a single send.
-                    self.drain_errors(slot, None);
-                }
+        if let Err(e) = &sent {
+            log::debug!("sendmmsg on UDP mapping {}: {e}", key.id);
+            if failed.len() > 1 {
+                self.gso_refused(slot, e, q.items[failed.start].payload.len());
             }
-            Ok(_) => {}
+            if super::datagram::is_pending_icmp_error(e) {
+                // An ICMP error about an earlier datagram was reported
+                // instead (and cleared): it goes to the app first, as for
+                // a single send.
+                self.drain_errors(slot, None);
+            }
         }
         for r in &groups[ok..] {
             for it in &q.items[r.clone()] {

@@ -129,6 +129,15 @@ counters! {
     /// ICMP errors the engine would have originated but did not, over its
     /// rate limit (RFC 4443 section 2.4 (f); `icmp_rate`).
     drop_icmp_rate_limited,
+    /// `sendmmsg` calls on upstream UDP sockets (each sends one TUN
+    /// burst's datagrams of one mapping: `udp_batch`).
+    udp_sendmmsg_calls,
+    /// Messages of those that were one UDP GSO send of several datagrams.
+    udp_gso_sends,
+    /// `recvmmsg` calls on upstream UDP sockets that returned datagrams.
+    udp_recvmmsg_calls,
+    /// Received messages that held several datagrams (UDP GRO).
+    udp_gro_messages,
 }
 
 impl Counters {

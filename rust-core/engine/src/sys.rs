@@ -415,14 +415,40 @@ pub fn send_to(fd: RawFd, buf: &[u8], to: &SocketAddr, f: &SendFields) -> io::Re
         iov_base: buf.as_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
     };
+    let mut ctrl = [0u64; SEND_CTRL_WORDS];
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = name_len;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    fill_send_ctrl(&mut msg, &mut ctrl, to.is_ipv6(), f, None);
+    // SAFETY: msg points at live buffers of the declared sizes.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// 8-byte words of control buffer one datagram's ancillary data needs:
+/// three int items of [`SendFields`] and a u16 UDP_SEGMENT.
+const SEND_CTRL_WORDS: usize = 16;
+
+/// Writes `f` (and `gso`, the segment size of a UDP GSO send, as
+/// SOL_UDP/UDP_SEGMENT) into `ctrl` as ancillary data and points `msg`
+/// at it; no control data when there is nothing to send.
+fn fill_send_ctrl(
+    msg: &mut libc::msghdr,
+    ctrl: &mut [u64; SEND_CTRL_WORDS],
+    v6: bool,
+    f: &SendFields,
+    gso: Option<u16>,
+) {
     let int = std::mem::size_of::<libc::c_int>() as u32;
-    // No allocation per datagram: the given fields, packed at the front.
-    let v6 = to.is_ipv6();
     let (level, ttl, tos) = if v6 {
         (libc::SOL_IPV6, libc::IPV6_HOPLIMIT, libc::IPV6_TCLASS)
     } else {
         (libc::SOL_IP, libc::IP_TTL, libc::IP_TOS)
     };
+    // No allocation per datagram: the given fields, packed at the front.
     let mut all = [(0, 0); 3];
     let mut n = 0;
     for item in [
@@ -437,38 +463,125 @@ pub fn send_to(fd: RawFd, buf: &[u8], to: &SocketAddr, f: &SendFields) -> io::Re
         n += 1;
     }
     let items = &all[..n];
-    let mut ctrl = [0u64; 16];
     // SAFETY: CMSG_SPACE is a pure size computation.
-    let space = unsafe { libc::CMSG_SPACE(int) } as usize;
-    assert!(space * items.len() <= std::mem::size_of_val(&ctrl));
-    // SAFETY: all-zero is a valid msghdr.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
-    msg.msg_namelen = name_len;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if !items.is_empty() {
-        msg.msg_control = ctrl.as_mut_ptr().cast();
-        msg.msg_controllen = (space * items.len()) as _;
+    let (space, seg_space) = unsafe { (libc::CMSG_SPACE(int), libc::CMSG_SPACE(2)) };
+    let len = space as usize * items.len() + if gso.is_some() { seg_space as usize } else { 0 };
+    assert!(len <= SEND_CTRL_WORDS * 8);
+    if len == 0 {
+        msg.msg_control = std::ptr::null_mut();
+        msg.msg_controllen = 0;
+        return;
     }
+    *ctrl = [0; SEND_CTRL_WORDS];
+    msg.msg_control = ctrl.as_mut_ptr().cast();
+    msg.msg_controllen = len as _;
     // SAFETY: the control buffer is 8-byte aligned, zeroed and holds
-    // `items.len()` headers of CMSG_SPACE(int) bytes each (asserted above),
-    // so CMSG_FIRSTHDR/CMSG_NXTHDR stay inside it and never return null
-    // before the last item. IP_TTL and IP_TOS take an int as sendmsg
-    // ancillary data as well (ip_cmsg_send accepts an int for both).
+    // `items.len()` headers of CMSG_SPACE(int) bytes each and the
+    // CMSG_SPACE(u16) of UDP_SEGMENT (asserted above), so CMSG_FIRSTHDR/
+    // CMSG_NXTHDR stay inside it and never return null before the last
+    // item. IP_TTL and IP_TOS take an int as sendmsg ancillary data as
+    // well (ip_cmsg_send accepts an int for both); UDP_SEGMENT a u16
+    // (udp_cmsg_send).
     unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        let mut c = libc::CMSG_FIRSTHDR(msg);
         for &(ty, v) in items {
             (*c).cmsg_level = level;
             (*c).cmsg_type = ty;
             (*c).cmsg_len = libc::CMSG_LEN(int) as _;
             std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut libc::c_int, v);
-            c = libc::CMSG_NXTHDR(&msg, c);
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+        if let Some(seg) = gso {
+            (*c).cmsg_level = libc::SOL_UDP;
+            (*c).cmsg_type = libc::UDP_SEGMENT;
+            (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, seg);
         }
     }
-    // SAFETY: msg points at live buffers of the declared sizes.
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Most messages one [`send_many`] call passes to `sendmmsg`.
+pub const SEND_MANY_MAX: usize = 64;
+
+/// One message of [`send_many`]: the payloads `bufs` (one datagram, or
+/// with `gso` the back-to-back datagrams of a UDP GSO send, all `gso`
+/// bytes long but the last, which may be shorter) to `to` with `fields`.
+#[derive(Debug, Clone, Copy)]
+pub struct OutMsg<'a> {
+    pub bufs: &'a [&'a [u8]],
+    pub to: SocketAddr,
+    pub fields: SendFields,
+    /// The segment size (UDP_SEGMENT, Linux 4.18; udp(7)): the kernel
+    /// cuts the payload into datagrams of this size. None: one datagram.
+    pub gso: Option<u16>,
+}
+
+/// `sendmmsg(2)` of up to [`SEND_MANY_MAX`] messages ([`OutMsg`]) on the
+/// UDP socket `fd`, each with its ancillary data as [`send_to`] sends it,
+/// plus UDP_SEGMENT for a GSO message. Returns how many messages went
+/// (all of them, or fewer when message `n` failed: `sendmmsg` then
+/// reports the messages sent and drops the error, which a resend of
+/// message `n` meets again). Errors: the kernel's for the first message
+/// (EINVAL or EIO for a GSO message the path cannot segment: larger than
+/// the path MTU, or a device without checksum offload).
+pub fn send_many(fd: RawFd, msgs: &[OutMsg<'_>]) -> io::Result<usize> {
+    let n = msgs.len().min(SEND_MANY_MAX);
+    let iov_count: usize = msgs[..n].iter().map(|m| m.bufs.len()).sum();
+    // SAFETY: all-zero is a valid value for these C structs.
+    let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; n];
+    let mut names: Vec<(libc::sockaddr_storage, libc::socklen_t)> =
+        msgs[..n].iter().map(|m| to_storage(&m.to)).collect();
+    let mut ctrls = vec![[0u64; SEND_CTRL_WORDS]; n];
+    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(iov_count);
+    for m in &msgs[..n] {
+        iovs.extend(m.bufs.iter().map(|b| libc::iovec {
+            iov_base: b.as_ptr() as *mut libc::c_void,
+            iov_len: b.len(),
+        }));
+    }
+    let mut at = 0;
+    for (i, m) in msgs[..n].iter().enumerate() {
+        let h = &mut hdrs[i].msg_hdr;
+        h.msg_name = (&mut names[i].0 as *mut libc::sockaddr_storage).cast();
+        h.msg_namelen = names[i].1;
+        // SAFETY: `at + bufs.len()` <= iovs.len() (iovs holds every
+        // message's buffers in order).
+        h.msg_iov = unsafe { iovs.as_mut_ptr().add(at) };
+        h.msg_iovlen = m.bufs.len() as _;
+        at += m.bufs.len();
+        fill_send_ctrl(h, &mut ctrls[i], m.to.is_ipv6(), &m.fields, m.gso);
+    }
+    // SAFETY: every header points at live names, iovecs and control
+    // buffers of the declared sizes, kept until the call returns.
+    let r = unsafe {
+        libc::sendmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            n as libc::c_uint,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    usize::try_from(r).map_err(|_| io::Error::last_os_error())
+}
+
+/// Whether the UDP socket `fd`'s kernel takes UDP_SEGMENT (UDP GSO, Linux
+/// 4.18): the option reads back (0) there, and fails with ENOPROTOOPT
+/// before, where a UDP_SEGMENT control message would be ignored and the
+/// whole buffer sent as one datagram.
+pub fn udp_gso_supported(fd: RawFd) -> bool {
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and len are live and of the declared size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0
 }
 
 /// Sets the hop limit and traffic class that the datagram socket `fd` of
@@ -535,12 +648,22 @@ pub fn recv_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<SocketA
     let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
     let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
     let from = from_storage(&name, msg.msg_namelen as usize);
+    let (f, _) = recv_ctrl(&msg);
+    Ok((n, from, f))
+}
+
+/// The hop limit / traffic class ([`RecvFields`]) and the UDP GRO segment
+/// size (SOL_UDP/UDP_GRO, an int: udp_cmsg_recv, Linux 5.0) of the
+/// control data the kernel filled in `msg`.
+fn recv_ctrl(msg: &libc::msghdr) -> (RecvFields, Option<u16>) {
     let mut f = RecvFields::default();
+    let mut gro = None;
     // SAFETY: standard CMSG iteration over the control buffer the kernel
     // filled. Each IPv6 value is one int (RFC 3542 section 6), IP_TTL an
-    // int, and IP_TOS one byte (ip_cmsg_recv_tos puts a u8).
+    // int, and IP_TOS one byte (ip_cmsg_recv_tos puts a u8); UDP_GRO an
+    // int.
     unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
             let h = &*c;
             let data = libc::CMSG_DATA(c);
@@ -551,12 +674,129 @@ pub fn recv_from(fd: RawFd, buf: &mut [u8]) -> io::Result<(usize, Option<SocketA
                 }
                 (libc::SOL_IPV6, libc::IPV6_TCLASS) => f.tclass = u8::try_from(int()).ok(),
                 (libc::SOL_IP, libc::IP_TOS) => f.tclass = Some(*data),
+                (libc::SOL_UDP, libc::UDP_GRO) => gro = u16::try_from(int()).ok(),
                 _ => {}
             }
-            c = libc::CMSG_NXTHDR(&msg, c);
+            c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    Ok((n, from, f))
+    (f, gro.filter(|&g| g > 0))
+}
+
+/// Room in front of each [`RecvMany`] slot's payload: the app's IPv6 and
+/// UDP headers (48 bytes), written there in place.
+pub const RECV_HEAD: usize = 48;
+/// Payload bytes of one [`RecvMany`] slot: any UDP datagram (at most
+/// 65,527 bytes, IPv6) and any GRO batch (skb_gro_receive keeps one
+/// packet under 64 KiB, headers included) fit whole.
+pub const RECV_SLOT: usize = 65536;
+
+/// What [`RecvMany::recv`] learnt of one received message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Received {
+    /// Payload bytes in the slot (after [`RECV_HEAD`]).
+    pub len: usize,
+    pub from: Option<SocketAddr>,
+    pub fields: RecvFields,
+    /// With UDP GRO: the size of each coalesced datagram (the last may be
+    /// shorter); None: one datagram.
+    pub gro: Option<u16>,
+    /// MSG_TRUNC: the message did not fit its slot.
+    pub truncated: bool,
+}
+
+/// Receive buffers for `recvmmsg(2)`: a number of slots of [`RECV_HEAD`]
+/// plus [`RECV_SLOT`] bytes each, allocated once (zeroed memory the
+/// kernel maps on first touch, so small datagrams cost a page per slot).
+pub struct RecvMany {
+    buf: Vec<u8>,
+    got: Vec<Received>,
+}
+
+impl RecvMany {
+    /// `slots` messages per call.
+    pub fn new(slots: usize) -> RecvMany {
+        RecvMany {
+            buf: vec![0u8; slots * (RECV_HEAD + RECV_SLOT)],
+            got: vec![Received::default(); slots],
+        }
+    }
+
+    /// `recvmmsg(2)` (MSG_DONTWAIT) of up to one message per slot from the
+    /// IPv4 or IPv6 datagram socket `fd`, each with its source, hop
+    /// fields and GRO segment size ([`Received`]). Returns how many
+    /// arrived (fewer than the slots: the queue is empty now). Errors: the
+    /// kernel's (`WouldBlock` when nothing is queued, a pending socket
+    /// error).
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        let slots = self.got.len();
+        // SAFETY: all-zero is a valid value for these C structs.
+        let mut names: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; slots];
+        let mut ctrls = vec![[0u64; 16]; slots];
+        let base = self.buf.as_mut_ptr();
+        let mut iovs: Vec<libc::iovec> = (0..slots)
+            .map(|i| libc::iovec {
+                // SAFETY: inside `buf`, which holds `slots` slots.
+                iov_base: unsafe { base.add(i * (RECV_HEAD + RECV_SLOT) + RECV_HEAD) }.cast(),
+                iov_len: RECV_SLOT,
+            })
+            .collect();
+        // SAFETY: as above.
+        let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; slots];
+        for (i, h) in hdrs.iter_mut().enumerate() {
+            let m = &mut h.msg_hdr;
+            m.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
+            m.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            m.msg_iov = &mut iovs[i];
+            m.msg_iovlen = 1;
+            m.msg_control = ctrls[i].as_mut_ptr().cast();
+            m.msg_controllen = std::mem::size_of_val(&ctrls[i]) as _;
+        }
+        // SAFETY: every header points at live buffers of the declared
+        // sizes, kept until the call returns.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                slots as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        for (i, h) in hdrs[..n].iter().enumerate() {
+            let m = &h.msg_hdr;
+            let (fields, gro) = recv_ctrl(m);
+            self.got[i] = Received {
+                len: (h.msg_len as usize).min(RECV_SLOT),
+                from: from_storage(&names[i], m.msg_namelen as usize),
+                fields,
+                gro,
+                truncated: m.msg_flags & libc::MSG_TRUNC != 0,
+            };
+        }
+        Ok(n)
+    }
+
+    /// What message `i` of the last [`RecvMany::recv`] brought.
+    pub fn got(&self, i: usize) -> Received {
+        self.got[i]
+    }
+
+    /// Slot `i`: [`RECV_HEAD`] bytes of room, then the payload.
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        let at = i * (RECV_HEAD + RECV_SLOT);
+        &mut self.buf[at..at + RECV_HEAD + RECV_SLOT]
+    }
+}
+
+/// Turns UDP GRO on for the UDP socket `fd` (SOL_UDP/UDP_GRO, Linux 5.0;
+/// udp(7)): datagrams of one sender that arrive back to back with equal
+/// sizes and IP headers come up in one read, with their size in a
+/// UDP_GRO control message ([`Received::gro`]). Errors: the kernel's
+/// (ENOPROTOOPT before 5.0).
+pub fn enable_udp_gro(fd: RawFd) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1)
 }
 
 /// The receive side of a TCP socket as the kernel sees it.

@@ -2636,3 +2636,303 @@ fn flow_events_carry_the_name_the_relay_resolved() {
     let s = starts(&all);
     assert_eq!(s[0].name.as_deref(), Some("app.flow.test"), "{all:?}");
 }
+
+// ---- UDP batching (issue 16: udp_batch) ------------------------------
+
+/// setsockopt of an int, asserting it worked.
+fn sockopt(fd: std::os::fd::RawFd, level: libc::c_int, name: libc::c_int, v: libc::c_int) {
+    // SAFETY: valid fd and option buffer of the declared size.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "setsockopt {level}/{name}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A UDP socket on `addr` with a receive buffer large enough for a burst.
+fn burst_socket(addr: &str) -> UdpSocket {
+    use std::os::fd::AsRawFd;
+    let s = UdpSocket::bind(addr).unwrap();
+    sockopt(
+        s.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUFFORCE,
+        16 << 20,
+    );
+    s.set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    s
+}
+
+/// Datagram `seq` of a burst, `size` bytes (at least 4): the sequence
+/// number, then a pattern that depends on both.
+fn burst_datagram(seq: u32, size: usize) -> Vec<u8> {
+    let mut d = seq.to_be_bytes().to_vec();
+    d.extend((4..size).map(|i| pattern(i + seq as usize)));
+    d
+}
+
+/// Everything `s` receives until it has been quiet for its read timeout.
+fn drain_socket(s: &UdpSocket) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok((n, from)) = s.recv_from(&mut buf) {
+        out.push((from, buf[..n].to_vec()));
+    }
+    out
+}
+
+/// A burst of equal datagrams through the engine arrives complete, in
+/// order and intact each way: up, sent in batches (sendmmsg, UDP GSO on
+/// loopback); down, one sender's burst through recvmmsg, and a UDP GSO
+/// send of the server that reaches the engine's socket as one GRO message
+/// (20 datagrams, the last shorter) and leaves as 20 packets to the app.
+#[test]
+fn udp_bursts_arrive_complete_and_in_order_both_ways() {
+    if !in_netns("udp_bursts_arrive_complete_and_in_order_both_ways") {
+        return;
+    }
+    let l = lab();
+    const N: u32 = 200;
+    let srv = burst_socket(&format!("[{SRV_V6}]:0"));
+    let port = srv.local_addr().unwrap().port();
+    let app = burst_socket("0.0.0.0:0");
+    for seq in 0..N {
+        app.send_to(&burst_datagram(seq, 1000), (SRV_V4, port))
+            .unwrap();
+    }
+    let got = drain_socket(&srv);
+    let s = stats(&l);
+    assert_eq!(got.len(), N as usize, "datagrams lost or added: {s:?}");
+    let peer = got[0].0;
+    for (seq, (from, d)) in got.iter().enumerate() {
+        assert_eq!(*from, peer, "one mapping");
+        assert_eq!(
+            *d,
+            burst_datagram(seq as u32, 1000),
+            "datagram {seq} (order or content)"
+        );
+    }
+    assert_eq!(s.up_tx_packets, u64::from(N), "{s:?}");
+    assert!(
+        s.udp_sendmmsg_calls < u64::from(N),
+        "no two datagrams of the burst went in one call: {s:?}"
+    );
+    println!(
+        "up: {N} datagrams in {} sendmmsg calls, {} GSO sends",
+        s.udp_sendmmsg_calls, s.udp_gso_sends
+    );
+
+    // Down: one send per datagram, in bursts of 40 (the engine's socket
+    // has the default receive buffer, about 90 such datagrams).
+    for seq in 0..N {
+        srv.send_to(&burst_datagram(seq, 1000), peer).unwrap();
+        if seq % 40 == 39 {
+            let want = u64::from(seq + 1);
+            wait_for("the burst at the engine", Duration::from_secs(2), || {
+                stats(&l).up_rx_packets >= want
+            });
+        }
+    }
+    let got = drain_socket(&app);
+    assert_eq!(
+        got.len(),
+        N as usize,
+        "datagrams lost or added: {:?}",
+        stats(&l)
+    );
+    for (seq, (from, d)) in got.iter().enumerate() {
+        assert_eq!(*from, SocketAddr::from((SRV_V4, port)));
+        assert_eq!(
+            *d,
+            burst_datagram(seq as u32, 1000),
+            "datagram {seq} (order or content)"
+        );
+    }
+
+    // Down: one GSO send of the server (UDP_SEGMENT as a socket option):
+    // 19 datagrams of 1000 bytes and one of 500, in one skb on loopback.
+    {
+        use std::os::fd::AsRawFd;
+        sockopt(srv.as_raw_fd(), libc::SOL_UDP, libc::UDP_SEGMENT, 1000);
+    }
+    let mut all = Vec::new();
+    for seq in 0..20u32 {
+        all.extend(burst_datagram(seq, if seq == 19 { 500 } else { 1000 }));
+    }
+    let before = stats(&l);
+    srv.send_to(&all, peer).unwrap();
+    let got = drain_socket(&app);
+    let s = stats(&l);
+    assert_eq!(got.len(), 20, "{s:?}");
+    for (seq, (_, d)) in got.iter().enumerate() {
+        let size = if seq == 19 { 500 } else { 1000 };
+        assert_eq!(*d, burst_datagram(seq as u32, size), "segment {seq}");
+    }
+    assert_eq!(
+        s.udp_gro_messages - before.udp_gro_messages,
+        1,
+        "the GSO send came up as one GRO message: {s:?}"
+    );
+    assert_eq!(s.up_rx_packets - before.up_rx_packets, 20, "{s:?}");
+}
+
+/// A burst that mixes two mappings, two destinations and several sizes
+/// keeps the order of each mapping's datagrams to each destination.
+#[test]
+fn udp_burst_mixing_sizes_and_destinations_keeps_order_per_mapping() {
+    if !in_netns("udp_burst_mixing_sizes_and_destinations_keeps_order_per_mapping") {
+        return;
+    }
+    let l = lab();
+    let srvs = [
+        burst_socket(&format!("[{SRV_V6}]:0")),
+        burst_socket(&format!("[{SRV2_V6}]:0")),
+    ];
+    let dsts = [
+        (SRV_V4, srvs[0].local_addr().unwrap().port()),
+        (SRV2_V4, srvs[1].local_addr().unwrap().port()),
+    ];
+    let apps = [burst_socket("0.0.0.0:0"), burst_socket("0.0.0.0:0")];
+    let sizes = [1000usize, 1000, 1000, 64, 1400, 1400, 8, 1000, 300, 300];
+    // Per (app, destination): how many it sent, and the sizes in order.
+    let mut sent = vec![vec![Vec::new(); 2]; 2];
+    for i in 0..400usize {
+        let a = (i / 7) % 2;
+        let d = (i / 3) % 2;
+        let size = sizes[i % sizes.len()];
+        let seq = sent[a][d].len() as u32;
+        apps[a]
+            .send_to(&burst_datagram(seq, size), dsts[d])
+            .unwrap();
+        sent[a][d].push(size);
+    }
+    let app_ports: Vec<u16> = apps
+        .iter()
+        .map(|a| a.local_addr().unwrap().port())
+        .collect();
+    let mut peers: Vec<SocketAddr> = Vec::new();
+    for (d, srv) in srvs.iter().enumerate() {
+        let got = drain_socket(srv);
+        // By upstream mapping (the server sees the engine's socket).
+        let mut by_peer: std::collections::BTreeMap<SocketAddr, Vec<Vec<u8>>> = Default::default();
+        for (from, data) in got {
+            by_peer.entry(from).or_default().push(data);
+        }
+        assert_eq!(by_peer.len(), 2, "two mappings reach server {d}");
+        for (from, list) in by_peer {
+            // Which app: the one whose sizes match (the sequences differ).
+            let a = (0..2)
+                .find(|&a| {
+                    list.len() == sent[a][d].len()
+                        && list.iter().zip(&sent[a][d]).all(|(x, &n)| x.len() == n)
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "server {d}: {} datagrams from {from} match no app's burst in order: {:?}",
+                        list.len(),
+                        stats(&l)
+                    )
+                });
+            for (seq, data) in list.iter().enumerate() {
+                assert_eq!(
+                    *data,
+                    burst_datagram(seq as u32, sent[a][d][seq]),
+                    "app {a} to {d}, {seq}"
+                );
+            }
+            peers.push(from);
+        }
+    }
+    // Each app kept one mapping (one upstream port) for both destinations.
+    let mut ports: Vec<u16> = peers.iter().map(|p| p.port()).collect();
+    ports.sort();
+    ports.dedup();
+    assert_eq!(ports.len(), 2, "{peers:?} for apps {app_ports:?}");
+    let s = stats(&l);
+    assert_eq!(s.up_tx_packets, 400, "{s:?}");
+    assert_eq!(s.flows_udp, 2, "{s:?}");
+}
+
+/// Inside a burst, one datagram with DF over the path MTU (1400 bytes to
+/// 203.0.113.11) gets its Fragmentation Needed, and the datagrams around
+/// it, before and after, arrive in order.
+#[test]
+fn one_datagram_over_the_path_mtu_in_a_batch_gets_fragmentation_needed() {
+    if !in_netns("one_datagram_over_the_path_mtu_in_a_batch_gets_fragmentation_needed") {
+        return;
+    }
+    let l = lab();
+    let host = SRV2_V6;
+    sh(
+        "ip",
+        &[
+            "-6", "route", "del", "local", host, "dev", "lo", "table", "local",
+        ],
+    );
+    sh(
+        "ip",
+        &[
+            "-6", "route", "add", "local", host, "dev", "lo", "table", "local", "mtu", "1400",
+        ],
+    );
+    let srv = burst_socket(&format!("[{SRV2_V6}]:0"));
+    let port = srv.local_addr().unwrap().port();
+    let app = burst_socket("0.0.0.0:0");
+    {
+        use std::os::fd::AsRawFd;
+        // DF on every datagram, and the ICMP errors on the error queue.
+        sockopt(
+            app.as_raw_fd(),
+            libc::SOL_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DO,
+        );
+        sockopt(app.as_raw_fd(), libc::SOL_IP, libc::IP_RECVERR, 1);
+    }
+    // 1000 bytes fit (1048 over IPv6); 1400 do not (1448).
+    let sizes: Vec<usize> = (0..30).map(|i| if i == 12 { 1400 } else { 1000 }).collect();
+    // The app hears of its datagram: Fragmentation Needed, which its
+    // kernel reports as EMSGSIZE on a socket with IP_RECVERR, on the next
+    // send when it comes before the burst is over (that datagram was not
+    // sent: sent again), else on the next receive.
+    let mut told = false;
+    for (seq, &size) in sizes.iter().enumerate() {
+        let d = burst_datagram(seq as u32, size);
+        if let Err(e) = app.send_to(&d, (SRV2_V4, port)) {
+            assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{e:?}");
+            assert!(seq > 12 && !told, "EMSGSIZE at {seq}");
+            told = true;
+            app.send_to(&d, (SRV2_V4, port)).unwrap();
+        }
+    }
+    let got = drain_socket(&srv);
+    let s = stats(&l);
+    let want: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .filter(|&(_, &n)| n == 1000)
+        .map(|(seq, &n)| burst_datagram(seq as u32, n))
+        .collect();
+    let got: Vec<Vec<u8>> = got.into_iter().map(|(_, d)| d).collect();
+    assert_eq!(got.len(), want.len(), "{s:?}");
+    assert!(got == want, "the 29 datagrams that fit, in order: {s:?}");
+    if !told {
+        let e = app.recv(&mut [0u8; 64]).expect_err("Fragmentation Needed");
+        assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{e:?}; {s:?}");
+    }
+    let s = stats(&l);
+    assert_eq!(s.icmp_errors_sent, 1, "{s:?}");
+    assert_eq!(s.drop_upstream_send, 1, "{s:?}");
+    assert_eq!(s.up_tx_packets, 29, "{s:?}");
+}

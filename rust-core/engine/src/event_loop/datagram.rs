@@ -155,6 +155,16 @@ impl Loop {
         let open = |l: &Self| {
             l.upstream_dgram(family, proto, true)
                 .and_then(|s| recv_hop_fields(s.as_raw_fd(), family == Domain::IPV6).map(|()| s))
+                .inspect(|s| {
+                    if proto == Protocol::UDP {
+                        // Many datagrams of one sender per read where the
+                        // kernel has UDP GRO (5.0); without it, recvmmsg
+                        // alone (udp_batch).
+                        if let Err(e) = sys::enable_udp_gro(s.as_raw_fd()) {
+                            log::trace!("UDP_GRO: {e}");
+                        }
+                    }
+                })
         };
         let mut opened = open(self);
         if let Err(e) = &opened {
@@ -204,6 +214,7 @@ impl Loop {
                     sock,
                     path,
                     df: None,
+                    gso_max: u16::MAX,
                     tally,
                 }),
                 &c.flows_udp,
@@ -300,6 +311,14 @@ impl Loop {
         data: &[u8],
         to: &SocketAddr,
     ) -> io::Result<()> {
+        let fields = self.upstream_fields(ip);
+        self.send_upstream_with(slot, p, data, to, fields)
+    }
+
+    /// The fields the app datagram `ip` is sent upstream with
+    /// ([`send_fields`]), without DONTFRAG for an IPv6 datagram the app
+    /// fragmented itself.
+    pub(super) fn upstream_fields(&self, ip: &IpHdr) -> SendFields {
         let mut fields = send_fields(ip);
         if self.reassembled6 && matches!(ip, IpHdr::V6(_)) {
             // The app fragmented this datagram itself (its path MTU is
@@ -309,10 +328,42 @@ impl Loop {
             // socket fragments it as the app did (RFC 8200 section 4.5).
             fields.dont_frag = false;
         }
-        let dont_frag = fields.dont_frag;
-        let v6 = to.is_ipv6();
+        fields
+    }
+
+    /// Sets an IPv4 mapping socket's DF (`v6` false) to `dont_frag` when it
+    /// differs from the last one set. IPv4 has no per-datagram DF
+    /// (sys::SendFields): the socket's IP_MTU_DISCOVER, set when the app's
+    /// DF changes. Without DF the kernel fragments, so no copy is kept for
+    /// a resend.
+    pub(super) fn set_socket_df(&mut self, slot: usize, v6: bool, dont_frag: bool) {
         let (fd, df) = match &mut self.slots[slot] {
             Slot::Udp(f) => (f.sock.as_raw_fd(), &mut f.df),
+            Slot::Icmp(f) => (f.sock.as_raw_fd(), &mut f.df),
+            _ => return,
+        };
+        if !v6 && *df != Some(dont_frag) {
+            *df = sys::set_ipv4_dont_frag(fd, dont_frag)
+                .map_err(|e| log::debug!("IP_MTU_DISCOVER: {e}"))
+                .ok()
+                .map(|()| dont_frag);
+        }
+    }
+
+    /// [`Loop::send_upstream`] with the fields already chosen
+    /// ([`Loop::upstream_fields`]); `p` is the app datagram to quote.
+    pub(super) fn send_upstream_with(
+        &mut self,
+        slot: usize,
+        p: &[u8],
+        data: &[u8],
+        to: &SocketAddr,
+        mut fields: SendFields,
+    ) -> io::Result<()> {
+        let dont_frag = fields.dont_frag;
+        let v6 = to.is_ipv6();
+        let fd = match &mut self.slots[slot] {
+            Slot::Udp(f) => f.sock.as_raw_fd(),
             Slot::Icmp(f) => {
                 // Ping sockets before Linux 5.18 ignore the hop limit and
                 // traffic class as ancillary data (sys::send_to): set as
@@ -328,19 +379,11 @@ impl Loop {
                 }
                 fields.hop_limit = None;
                 fields.tclass = None;
-                (f.sock.as_raw_fd(), &mut f.df)
+                f.sock.as_raw_fd()
             }
             _ => return Ok(()),
         };
-        if !v6 && *df != Some(dont_frag) {
-            // IPv4 has no per-datagram DF (sys::SendFields): the socket's
-            // IP_MTU_DISCOVER, set when the app's DF changes. Without DF
-            // the kernel fragments, so no copy is kept for a resend.
-            *df = sys::set_ipv4_dont_frag(fd, dont_frag)
-                .map_err(|e| log::debug!("IP_MTU_DISCOVER: {e}"))
-                .ok()
-                .map(|()| dont_frag);
-        }
+        self.set_socket_df(slot, v6, dont_frag);
         let mut sent = sys::send_to(fd, data, to, &fields);
         if sent.as_ref().is_err_and(is_pending_icmp_error) {
             // An ICMP error about an earlier datagram (to any destination:
@@ -544,7 +587,7 @@ fn recv_hop_fields(fd: RawFd, v6: bool) -> io::Result<()> {
 /// unreachable, host unknown or isolated, protocol unreachable, source route
 /// failed, prohibited, time exceeded, parameter problem. EMSGSIZE has its
 /// own handling (Fragmentation Needed for the datagram being sent).
-fn is_pending_icmp_error(e: &io::Error) -> bool {
+pub(super) fn is_pending_icmp_error(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(

@@ -12,6 +12,7 @@ mod dns_relay;
 mod icmp_echo;
 mod tcp;
 mod udp;
+mod udp_batch;
 
 use crate::config::EngineConfig;
 use crate::datagram_mappings::{DatagramMappings, MapKey};
@@ -197,6 +198,8 @@ pub(crate) struct Loop {
     names: Option<DnsNames>,
     /// The flow events' times: the wall clock at start plus monotonic time.
     clock: WallClock,
+    /// UDP batching on the upstream sockets ([`udp_batch`]).
+    udp_batch: udp_batch::Batching,
 }
 
 fn tok(slot: usize, side: usize) -> Token {
@@ -289,6 +292,7 @@ impl Loop {
             icmp_rate: Default::default(),
             names: None,
             clock: WallClock::start(),
+            udp_batch: Default::default(),
         })
     }
 
@@ -594,10 +598,17 @@ impl Loop {
 
     // ---- TUN ---------------------------------------------------------
 
+    /// A TUN burst ([`Loop::read_tun`]), then the UDP datagrams it queued
+    /// sent ([`udp_batch`]): none waits past the burst it came in.
+    fn on_tun(&mut self) {
+        self.read_tun();
+        self.flush_udp_up();
+    }
+
     /// Reads TUN packets until EAGAIN, but at most a batch at a time so
     /// that sockets get their turn under load (`tun_more` then makes the
     /// next poll return at once).
-    fn on_tun(&mut self) {
+    fn read_tun(&mut self) {
         self.tun_more = false;
         let at = self.tun.hdr_len();
         for _ in 0..TUN_BATCH {

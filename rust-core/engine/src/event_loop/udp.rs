@@ -4,6 +4,7 @@
 //! DNS address go to the DNS relay instead.
 
 use super::datagram::{send_fields, Datagram};
+use super::udp_batch::{EVENT_BUDGET, RECV_MANY};
 use super::{tun_write, Loop, Slot, MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD6};
 use crate::datagram_mappings::MapKey;
 use crate::flow_events::Tally;
@@ -34,13 +35,17 @@ pub(super) struct UdpFlow {
     /// The DF last set as the IPv4 socket's IP_MTU_DISCOVER (native path);
     /// None before the first datagram or after a failed setsockopt.
     pub(super) df: Option<bool>,
+    /// The largest payload this mapping sends in a UDP GSO send
+    /// ([`super::udp_batch`]): lowered below a segment size the path
+    /// refused (over its MTU).
+    pub(super) gso_max: u16,
     /// An IPv4 mapping's id and bytes while flow events are on
     /// ([`crate::flow_events::Tally`]).
     pub(super) tally: Option<Box<Tally>>,
 }
 
 /// Why a local send failed, for the app's Destination Unreachable.
-fn unreach_reason(e: &io::Error) -> Option<Unreachable> {
+pub(super) fn unreach_reason(e: &io::Error) -> Option<Unreachable> {
     match e.raw_os_error()? {
         libc::ENETUNREACH => Some(Unreachable::Net),
         libc::EHOSTUNREACH | libc::EADDRNOTAVAIL => Some(Unreachable::Host),
@@ -109,27 +114,16 @@ impl Loop {
             IpAddr::V4(d) => f.path.upstream(&self.cfg.prefix, SocketAddrV4::new(d, dp)),
             IpAddr::V6(d) => SocketAddr::V6(SocketAddrV6::new(d, dp, 0, 0)),
         };
-        match self.send_upstream(slot, (ip, p), &p[range.clone()], &to) {
-            // Only IPv4 datagrams over IPv6 need the copy: an IPv4 socket
-            // without DF fragments, and IPv6 datagrams have no DF to honour.
-            Ok(()) => {
-                if let (SocketAddr::V6(to), IpHdr::V4(i)) = (to, ip) {
-                    self.keep_for_too_big(sp, to, &p[range], i)
-                }
-            }
-            // Tell the app, as a router would, instead of silence.
-            Err(e) => {
-                if let Some(why) = unreach_reason(&e) {
-                    self.refuse_ip(ip, p, why);
-                }
-            }
-        }
+        // Sent when the TUN burst ends, with the others of this burst
+        // (udp_batch).
+        let fields = self.upstream_fields(ip);
+        self.queue_udp((slot, key), (ip, p), range, to, fields);
     }
 
     /// Keeps a copy of the datagram without DF just sent on mapping `sp`
     /// when it might meet a narrower link ([`crate::too_big_resend::TooBigResends::on_sent`]),
     /// and arms or disarms the copies' deadlines.
-    fn keep_for_too_big(&mut self, sp: u16, to: SocketAddrV6, payload: &[u8], ip: &Ip4) {
+    pub(super) fn keep_for_too_big(&mut self, sp: u16, to: SocketAddrV6, payload: &[u8], ip: &Ip4) {
         let now = self.now;
         let fields = send_fields(&IpHdr::V4(*ip));
         let replaced = match self.too_big.on_sent(sp, to, payload, fields, now) {
@@ -148,66 +142,120 @@ impl Loop {
         }
     }
 
+    /// Datagrams from the upstream socket of the mapping in `slot` to the
+    /// app: `recvmmsg` until the queue is empty or [`EVENT_BUDGET`] went,
+    /// each datagram (each GRO segment) one packet to the TUN.
     pub(super) fn on_udp(&mut self, slot: usize, ev: &Event) {
         if ev.is_error() {
             self.drain_errors(slot, None);
         }
-        let mut out = std::mem::take(&mut self.txbuf);
-        for _ in 0..1024 {
+        let mut rx = self
+            .udp_batch
+            .rx
+            .take()
+            .unwrap_or_else(|| Box::new(sys::RecvMany::new(RECV_MANY)));
+        let mut done = 0;
+        while done < EVENT_BUDGET {
             let Slot::Udp(f) = &self.slots[slot] else {
                 break;
             };
-            let (fd, sp, path, v6) = (f.sock.as_raw_fd(), f.sp, f.path, f.v6);
-            // Room for the app's IP and UDP headers in front, and one byte
-            // more than the app's family can carry: a datagram that big
-            // shows as longer than the limit instead of arriving cut short.
-            let (hdrs, max) = if v6 {
-                (48, MAX_UDP_PAYLOAD6)
-            } else {
-                (28, MAX_UDP_PAYLOAD)
-            };
-            match sys::recv_from(fd, &mut out[hdrs..hdrs + max + 1]) {
-                Ok((n, from, fields)) => {
-                    self.udp.touch(MapKey { v6, id: sp }, self.now);
-                    let c = &self.sh.counters;
-                    Counters::inc(&c.up_rx_packets);
-                    Counters::add(&c.up_rx_bytes, n as u64);
-                    if n > max {
-                        Counters::inc(&c.drop_udp_too_big);
-                        continue;
+            let fd = f.sock.as_raw_fd();
+            match rx.recv(fd) {
+                Ok(n) => {
+                    Counters::inc(&self.sh.counters.udp_recvmmsg_calls);
+                    for i in 0..n {
+                        done += self.udp_to_app(slot, &mut rx, i);
                     }
-                    let hop = Hop::from_ipv6(fields.hop_limit, fields.tclass);
-                    let len = if v6 {
-                        // Any IPv6 source (endpoint-independent filtering).
-                        let Some(SocketAddr::V6(src)) = from else {
-                            Counters::inc(&c.drop_foreign_source);
-                            continue;
-                        };
-                        let src = SocketAddrV6::new(*src.ip(), src.port(), 0, 0);
-                        let ends = (src, SocketAddrV6::new(self.cfg.clat_v6, sp, 0, 0));
-                        packet::emit_udp6_hop(&mut out, ends, n, hop)
-                    } else {
-                        let src = from.and_then(|a| path.app_addr(&self.cfg.prefix, &a));
-                        let Some(src) = src else {
-                            Counters::inc(&c.drop_foreign_source);
-                            continue;
-                        };
-                        let id = self.next_ip_id();
-                        let ends = (src, SocketAddrV4::new(self.cfg.clat_v4, sp));
-                        packet::emit_udp4_hop(&mut out, ends, n, id, hop)
-                    };
-                    if tun_write(&self.tun, &self.sh.counters, &out[..len]) && !v6 {
-                        self.tally_datagram(slot, 0, len);
+                    if n < RECV_MANY {
+                        // Emptied: a datagram that comes later wakes the
+                        // loop again (edge-triggered, on every arrival).
+                        break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => {
-                    self.txbuf = out;
                     self.drain_errors(slot, None);
-                    out = std::mem::take(&mut self.txbuf);
+                    done += 1;
                 }
             }
         }
-        self.txbuf = out;
+        self.udp_batch.rx = Some(rx);
+    }
+
+    /// Message `i` of `rx`, received on the mapping in `slot`, to the app:
+    /// one packet per datagram (with UDP GRO, per segment: the kernel
+    /// coalesces only datagrams of one source with equal IP headers,
+    /// so the message's hop limit and traffic class are each one's).
+    /// Returns the datagrams it held.
+    fn udp_to_app(&mut self, slot: usize, rx: &mut sys::RecvMany, i: usize) -> usize {
+        let Slot::Udp(f) = &self.slots[slot] else {
+            return 0;
+        };
+        let (sp, path, v6) = (f.sp, f.path, f.v6);
+        let got = rx.got(i);
+        self.udp.touch(MapKey { v6, id: sp }, self.now);
+        let c = &self.sh.counters;
+        if got.truncated {
+            // Larger than any UDP datagram: cannot happen, but never cut.
+            Counters::inc(&c.up_rx_packets);
+            Counters::inc(&c.drop_udp_too_big);
+            return 1;
+        }
+        if got.gro.is_some() {
+            Counters::inc(&c.udp_gro_messages);
+        }
+        // The app's IP and UDP headers go in front of each datagram, in
+        // place: over the end of the one before, already written.
+        let (hdrs, max) = if v6 {
+            (48, MAX_UDP_PAYLOAD6)
+        } else {
+            (28, MAX_UDP_PAYLOAD)
+        };
+        let hop = Hop::from_ipv6(got.fields.hop_limit, got.fields.tclass);
+        // Any source for an IPv6 mapping (endpoint-independent filtering);
+        // an IPv4 one's must map back to an IPv4 address.
+        let src = match (v6, got.from) {
+            (true, Some(SocketAddr::V6(s))) => {
+                Some(SocketAddr::V6(SocketAddrV6::new(*s.ip(), s.port(), 0, 0)))
+            }
+            (true, _) => None,
+            (false, from) => from
+                .and_then(|a| path.app_addr(&self.cfg.prefix, &a))
+                .map(SocketAddr::V4),
+        };
+        let seg = got.gro.map_or(got.len, usize::from).max(1);
+        let count = got.len.div_ceil(seg).max(1);
+        let slot_buf = rx.slot_mut(i);
+        for k in 0..count {
+            let off = k * seg;
+            let n = seg.min(got.len - off);
+            let c = &self.sh.counters;
+            Counters::inc(&c.up_rx_packets);
+            Counters::add(&c.up_rx_bytes, n as u64);
+            if n > max {
+                Counters::inc(&c.drop_udp_too_big);
+                continue;
+            }
+            let buf = &mut slot_buf[sys::RECV_HEAD + off - hdrs..];
+            let len = match src {
+                Some(SocketAddr::V6(src)) => {
+                    let ends = (src, SocketAddrV6::new(self.cfg.clat_v6, sp, 0, 0));
+                    packet::emit_udp6_hop(buf, ends, n, hop)
+                }
+                Some(SocketAddr::V4(src)) => {
+                    let id = self.next_ip_id();
+                    let ends = (src, SocketAddrV4::new(self.cfg.clat_v4, sp));
+                    packet::emit_udp4_hop(buf, ends, n, id, hop)
+                }
+                None => {
+                    Counters::inc(&self.sh.counters.drop_foreign_source);
+                    continue;
+                }
+            };
+            if tun_write(&self.tun, &self.sh.counters, &buf[..len]) && !v6 {
+                self.tally_datagram(slot, 0, len);
+            }
+        }
+        count
     }
 }

@@ -262,7 +262,7 @@ mod tests {
 
     #[test]
     fn rewrite_of_a_partial_checksum_gives_the_new_pseudo_header_sum() {
-        use crate::tun_io::{settle, VnetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM};
+        use crate::tun_io::{settle, Upper, VnetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM};
         let clat = Ipv4Addr::new(192, 0, 0, 4);
         let nat = Ipv4Addr::new(192, 0, 0, 5);
         let d = Ipv4Addr::new(203, 0, 113, 10);
@@ -281,9 +281,9 @@ mod tests {
             csum_offset: 16,
             ..Default::default()
         };
-        // (`tcp_at` None: settle completes the checksum, as the kernel
+        // (`Upper::Other`: settle completes the checksum, as the kernel
         // would, instead of keeping it partial.)
-        assert_eq!(settle(Some(h), &mut p, None), Ok(None));
+        assert_eq!(settle(Some(h), &mut p, Upper::Other), Ok(None));
         assert_eq!(check(&p), (nat, 1024, clat, 33333));
 
         let c6: Ipv6Addr = "fd9c:7c5a:e1b6:464::1".parse().unwrap();
@@ -303,7 +303,7 @@ mod tests {
                 csum_offset: 16,
                 ..Default::default()
             };
-            assert_eq!(settle(Some(h), &mut p, None), Ok(None));
+            assert_eq!(settle(Some(h), &mut p, Upper::Other), Ok(None));
             assert_eq!(check6(&p), (n6, 7, c6, 8));
         }
     }

@@ -23,8 +23,19 @@ fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
 /// VpnService hands an app, without offloads. An empty name lets the
 /// kernel pick one. Returns the fd and the device's actual name.
 pub fn open_tun(name: &str) -> io::Result<(OwnedFd, String)> {
-    tun_set_iff(name, 0)
+    let (fd, n) = tun_set_iff(name, 0)?;
+    // Offloads are the device's, not the descriptor's: a persistent TUN
+    // that an earlier run opened with them would keep them, and the stack
+    // would hand this header-less descriptor partial checksums and 64 KiB
+    // TSO segments. Off, as a new device has them; an error only means
+    // there were none to clear.
+    // SAFETY: no memory is passed (TUNSETOFFLOAD takes the flags by value).
+    let _ = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD as _, 0 as libc::c_ulong) };
+    Ok((fd, n))
 }
+
+/// _IOW('T', 208, unsigned int) (include/uapi/linux/if_tun.h).
+const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
 
 /// [`open_tun`] with a virtio-net header on every read and write
 /// (IFF_VNET_HDR, `struct virtio_net_hdr` of 10 bytes: no `num_buffers`,
@@ -38,39 +49,51 @@ pub fn open_tun(name: &str) -> io::Result<(OwnedFd, String)> {
 /// start the engine with `tun_vnet_hdr` off. Errors: those of
 /// [`open_tun`].
 pub fn open_tun_offload(name: &str) -> io::Result<(OwnedFd, String, bool)> {
-    match tun_set_iff(name, libc::IFF_VNET_HDR as libc::c_short).and_then(|(fd, n)| {
-        enable_offloads(&fd)?;
-        Ok((fd, n))
-    }) {
-        Ok((fd, n)) => Ok((fd, n, true)),
-        Err(e) if name.len() < libc::IFNAMSIZ => {
-            log::warn!("TUN offloads refused by the kernel ({e}); running without them");
+    let (fd, n) = match tun_set_iff(name, libc::IFF_VNET_HDR as libc::c_short) {
+        Ok(r) => r,
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             let (fd, n) = open_tun(name)?;
+            log::warn!("the kernel refused IFF_VNET_HDR ({e}); running without TUN offloads");
+            return Ok((fd, n, false));
+        }
+        Err(e) => return Err(e),
+    };
+    match enable_offloads(&fd) {
+        Ok(()) => Ok((fd, n, true)),
+        Err((step, e)) => {
+            drop(fd);
+            let (fd, n) = open_tun(name)?;
+            log::warn!("the kernel refused {step} ({e}); running without TUN offloads");
             Ok((fd, n, false))
         }
-        Err(e) => Err(e),
     }
 }
 
 /// TUNSETVNETHDRSZ (10: `struct virtio_net_hdr`), TUNSETVNETLE and
 /// TUNSETOFFLOAD on a TUN opened with IFF_VNET_HDR (drivers/net/tun.c,
 /// `__tun_chr_ioctl`; the header code is drivers/net/tun_vnet.h since 6.14).
-fn enable_offloads(fd: &OwnedFd) -> io::Result<()> {
-    // _IOW('T', 216, int), _IOW('T', 220, int), _IOW('T', 208, unsigned
-    // int) (include/uapi/linux/if_tun.h).
+fn enable_offloads(fd: &OwnedFd) -> Result<(), (&'static str, io::Error)> {
+    // _IOW('T', 216, int), _IOW('T', 220, int) (include/uapi/linux/if_tun.h).
     const TUNSETVNETHDRSZ: libc::c_ulong = 0x4004_54d8;
     const TUNSETVNETLE: libc::c_ulong = 0x4004_54dc;
-    const TUNSETOFFLOAD: libc::c_ulong = 0x4004_54d0;
     const TUN_F_CSUM: libc::c_uint = 0x01;
     const TUN_F_TSO4: libc::c_uint = 0x02;
     const TUN_F_TSO6: libc::c_uint = 0x04;
     let size = crate::tun_io::VNET_HDR_LEN as libc::c_int;
     // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer, which
     // outlives the call.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ as _, &size) })?;
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETHDRSZ as _, &size) })
+        .map_err(|e| ("TUNSETVNETHDRSZ", e))?;
     let le: libc::c_int = 1;
     // SAFETY: TUNSETVNETLE reads one int through the pointer, as above.
-    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETLE as _, &le) })?;
+    let r = cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETVNETLE as _, &le) });
+    match r {
+        Ok(_) => {}
+        // A kernel without TUNSETVNETLE (added in Linux 4.1) uses the
+        // host's order, which on a little-endian host is the one wanted.
+        Err(e) if cfg!(target_endian = "little") && e.raw_os_error() == Some(libc::EINVAL) => {}
+        Err(e) => return Err(("TUNSETVNETLE", e)),
+    }
     // TUNSETOFFLOAD takes the flags as the argument itself, not a pointer.
     let offloads = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
     // SAFETY: no memory is passed; the kernel validates the flags.
@@ -80,7 +103,8 @@ fn enable_offloads(fd: &OwnedFd) -> io::Result<()> {
             TUNSETOFFLOAD as _,
             offloads as libc::c_ulong,
         )
-    })?;
+    })
+    .map_err(|e| ("TUNSETOFFLOAD", e))?;
     Ok(())
 }
 

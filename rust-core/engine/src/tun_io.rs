@@ -22,8 +22,9 @@
 //! it rewrites addresses and ports, updates the partial sum for the
 //! addresses (the ports are not in the pseudo-header) and writes the packet
 //! back with the header it came with. Every other packet is settled first
-//! ([`settle`]): its checksum completed in software, so that the UDP, ICMP,
-//! DNS, fragment and translator paths see what a plain TUN gives. A GSO
+//! ([`settle`]): its checksum completed in software, so that the ICMP,
+//! fragment and translator paths see what a plain TUN gives, except UDP's,
+//! whose payload alone goes on. A GSO
 //! packet other than a TCP segment of the NAT path cannot come with these
 //! offloads (only TSO is offered, the kernel never makes a SYN a GSO
 //! packet); one would be dropped and counted, not segmented. Packets the
@@ -120,21 +121,36 @@ pub enum SettleError {
     Gso,
 }
 
+/// What [`settle`] needs to know of a TUN packet's upper layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upper {
+    /// An unfragmented TCP segment whose header starts at this offset.
+    Tcp(usize),
+    /// An unfragmented UDP datagram.
+    Udp,
+    /// Anything else (fragments, ICMP, unknown).
+    Other,
+}
+
 /// Settles the checksum of packet `p` read with header `hdr` (`None`: a
 /// plain TUN, or nothing to settle): returns the header to write the
 /// packet back with when `p` is a TCP segment (not a SYN) whose TCP
-/// header starts at `tcp_at` and whose checksum is partial, kept so for
-/// the NAT path; otherwise completes a partial checksum in place (as
-/// `skb_checksum_help` does: the sum from `csum_start`, the pseudo-header
-/// sum already in the field, complemented, 0 sent as 0xffff) and returns
-/// `None`. `tcp_at` is where an unfragmented TCP packet's TCP header is,
-/// `None` for anything else. SYNs are completed because the TCP core may
-/// hold one and inject it later ([`crate::tcp_flows::HeldSyn`]), with a
-/// zero header.
+/// header starts where the partial checksum does, kept so for the NAT
+/// path. A UDP datagram's partial checksum is left as it is: only its
+/// payload goes on (to a socket, which makes its own), and its header is
+/// read only as the quote of an ICMP error, whose checksum no receiver
+/// checks (Linux matches the quote to a socket by addresses and ports,
+/// net/ipv4/udp.c `__udp4_lib_err`, net/ipv6/udp.c `__udp6_lib_err`): not
+/// summing it saves a pass over every datagram. Anything else with a
+/// partial checksum is completed in place (as `skb_checksum_help` does:
+/// the sum from `csum_start`, the pseudo-header sum already in the field,
+/// complemented, 0 sent as 0xffff) and `None` returned. SYNs are completed:
+/// one is answered or forwarded at once with a zero header, and a refusal
+/// quotes it.
 pub fn settle(
     hdr: Option<VnetHdr>,
     p: &mut [u8],
-    tcp_at: Option<usize>,
+    upper: Upper,
 ) -> Result<Option<VnetHdr>, SettleError> {
     let Some(h) = hdr else { return Ok(None) };
     if !h.needs_csum() {
@@ -149,7 +165,7 @@ pub fn settle(
     if at + 2 > p.len() {
         return Err(SettleError::ChecksumOutside);
     }
-    let tcp = tcp_at == Some(start)
+    let tcp = upper == Upper::Tcp(start)
         && h.csum_offset == TCP_CSUM_OFFSET
         && p.get(start + TCP_FLAGS_AT)
             .is_some_and(|f| f & TCP_SYN == 0);
@@ -158,6 +174,9 @@ pub fn settle(
     }
     if h.is_gso() {
         return Err(SettleError::Gso);
+    }
+    if upper == Upper::Udp {
+        return Ok(None);
     }
     let c = checksum::finish(checksum::sum(&p[start..], 0));
     let c = if c == 0 { 0xffff } else { c };
@@ -346,35 +365,44 @@ mod tests {
         let (mut p, h) = partial4(true, false, 1000);
         let before = p.clone();
         assert!(!valid_transport_checksum(&p));
-        assert_eq!(settle(Some(h), &mut p, Some(20)), Ok(Some(h)));
+        assert_eq!(settle(Some(h), &mut p, Upper::Tcp(20)), Ok(Some(h)));
         assert_eq!(p, before, "left as it came");
         let gso = VnetHdr {
             gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
             gso_size: 500,
             ..h
         };
-        assert_eq!(settle(Some(gso), &mut p, Some(20)), Ok(Some(gso)));
+        assert_eq!(settle(Some(gso), &mut p, Upper::Tcp(20)), Ok(Some(gso)));
     }
 
     #[test]
     fn other_packets_get_their_checksum_completed() {
-        // UDP, a SYN, and a TCP segment the caller did not find at
-        // csum_start (a fragment, say): completed in software.
-        for (tcp, syn, tcp_at) in [
-            (false, false, None),
-            (true, true, Some(20)),
-            (true, false, None),
+        // A SYN, a TCP segment the caller did not find at csum_start (a
+        // fragment, say), and UDP the caller did not call UDP: completed
+        // in software.
+        for (tcp, syn, upper) in [
+            (true, true, Upper::Tcp(20)),
+            (true, false, Upper::Other),
+            (false, false, Upper::Other),
         ] {
             let (mut p, h) = partial4(tcp, syn, 333);
             assert!(!valid_transport_checksum(&p));
-            assert_eq!(settle(Some(h), &mut p, tcp_at), Ok(None));
+            assert_eq!(settle(Some(h), &mut p, upper), Ok(None));
             assert!(valid_transport_checksum(&p), "tcp {tcp} syn {syn}");
         }
+        // UDP: left partial (no consumer of its checksum), nothing kept.
+        let (mut p, h) = partial4(false, false, 333);
+        let before = p.clone();
+        assert_eq!(settle(Some(h), &mut p, Upper::Udp), Ok(None));
+        assert_eq!(p, before);
         // Without NEEDS_CSUM, or without a header: untouched.
         let (mut p, _) = partial4(false, false, 10);
         let before = p.clone();
-        assert_eq!(settle(Some(VnetHdr::default()), &mut p, None), Ok(None));
-        assert_eq!(settle(None, &mut p, None), Ok(None));
+        assert_eq!(
+            settle(Some(VnetHdr::default()), &mut p, Upper::Other),
+            Ok(None)
+        );
+        assert_eq!(settle(None, &mut p, Upper::Other), Ok(None));
         assert_eq!(p, before);
     }
 
@@ -392,7 +420,7 @@ mod tests {
             csum_offset: 6,
             ..Default::default()
         };
-        assert_eq!(settle(Some(h), &mut p, None), Ok(None));
+        assert_eq!(settle(Some(h), &mut p, Upper::Other), Ok(None));
         assert_eq!(&p[6..8], &[0xff, 0xff]);
     }
 
@@ -404,7 +432,7 @@ mod tests {
             ..h
         };
         assert_eq!(
-            settle(Some(outside), &mut p, None),
+            settle(Some(outside), &mut p, Upper::Other),
             Err(SettleError::ChecksumOutside)
         );
         // GSO on UDP, GSO on a TCP SYN, GSO without a partial checksum.
@@ -413,7 +441,7 @@ mod tests {
             gso_size: 100,
             ..h
         };
-        assert_eq!(settle(Some(gso), &mut p, None), Err(SettleError::Gso));
+        assert_eq!(settle(Some(gso), &mut p, Upper::Udp), Err(SettleError::Gso));
         let (mut syn, h) = partial4(true, true, 0);
         let gso_syn = VnetHdr {
             gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
@@ -421,7 +449,7 @@ mod tests {
             ..h
         };
         assert_eq!(
-            settle(Some(gso_syn), &mut syn, Some(20)),
+            settle(Some(gso_syn), &mut syn, Upper::Tcp(20)),
             Err(SettleError::Gso)
         );
         let no_csum = VnetHdr {
@@ -429,7 +457,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            settle(Some(no_csum), &mut p, Some(20)),
+            settle(Some(no_csum), &mut p, Upper::Tcp(20)),
             Err(SettleError::Gso)
         );
     }

@@ -304,8 +304,9 @@ fn ethtool_feature(feature: &str) -> String {
 /// at MTU 1500: 32 MiB each way at once through an echo server arrive
 /// byte-exact, the kernel reports the offloads on, TCP crosses the TUN
 /// in packets larger than the MTU (TSO segments kept whole: the mean
-/// packet the engine reads is above 1500 bytes), and UDP, which the
-/// engine completes checksums for, is echoed intact too.
+/// packet the engine reads is above 1500 bytes), and UDP through the same
+/// TUN (its partial checksum left alone, only its payload goes on) is
+/// echoed intact too.
 #[test]
 fn tcp_with_tun_offloads_is_byte_exact_both_ways() {
     if !in_netns("tcp_with_tun_offloads_is_byte_exact_both_ways") {

@@ -39,6 +39,17 @@ pub(super) struct Upstream {
     pub closing: bool,
     /// An event before accept() reported urgent data (EPOLLPRI).
     pub urgent: bool,
+    /// An event before accept() reported bytes to read (EPOLLIN): the
+    /// relay starts reading this side at once; else it waits for the
+    /// side's next event instead of probing an empty socket.
+    pub readable: bool,
+    /// The upstream is IPv6 (to the NAT64, or a carried IPv6 flow): the
+    /// family [`tcp_relay::mirror_traffic_class`] needs, known here
+    /// without a getsockname.
+    pub v6: bool,
+    /// The TOS byte of the app's SYN, for
+    /// [`tcp_relay::mirror_traffic_class`].
+    pub syn_tos: u8,
 }
 
 /// The reserve descriptor of [`Loop::refuse_backlogged`].
@@ -299,6 +310,9 @@ impl Loop {
             sock,
             closing: false,
             urgent: false,
+            readable: false,
+            v6: target.is_ipv6(),
+            syn_tos: tos,
         }));
         self.tcp.upstream_opened(np, slot);
     }
@@ -342,6 +356,7 @@ impl Loop {
         // relay made at accept() must know it.
         u.closing |= ev.is_read_closed() || ev.is_error();
         u.urgent |= ev.is_priority();
+        u.readable |= ev.is_readable() || u.closing || u.urgent;
         let np = u.np;
         if self.tcp.get(np).map(|f| f.state) != Some(FlowState::Connecting) {
             // Connected, waiting for accept(): the relay reads it then.
@@ -525,10 +540,14 @@ impl Loop {
             r.on_connected();
             r.up.closing = up.closing;
             r.up.urgent = up.urgent;
+            r.up.readable = up.readable;
             // The SYN-ACK's traffic class, latched at connect, becomes the
             // app side's IP_TOS (tcp_relay::mirror_traffic_class; IPv6
             // upstreams only).
-            if let Err(e) = tcp_relay::mirror_traffic_class(&r.up.sock, &r.app.sock) {
+            let families = (up.v6, v6);
+            let mirrored =
+                tcp_relay::mirror_traffic_class(&r.up.sock, &r.app.sock, families, up.syn_tos);
+            if let Err(e) = mirrored {
                 log::debug!("traffic class of nat port {np} not mirrored: {e}");
             }
             let rw = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
@@ -673,9 +692,22 @@ impl Loop {
 }
 
 /// The outcome of a non-blocking connect on `sock` after event `ev`:
-/// `None` while in progress. getpeername, not just "writable": mio warns
-/// of spurious events, and a write before the connect completes fails.
+/// `None` while in progress.
+///
+/// Writable without error or hang-up is a completed connect, with no
+/// system call: `tcp_poll` (net/ipv4/tcp.c) reports neither EPOLLOUT nor
+/// EPOLLIN in SYN_SENT (only EPOLLERR and EPOLLHUP, for a failed connect),
+/// and the loop frees a closed flow's slot only after the batch of events
+/// it was closed in (`Loop::dead`), so no event of an earlier socket
+/// reaches this one (mio's "spurious events" are a portability caveat that
+/// epoll does not produce). A reset right after the handshake is then the
+/// relay's to find, as one a moment later would be. Any other event asks
+/// the socket: SO_ERROR, then getpeername, since a write before the
+/// connect completes fails.
 fn connect_result(sock: &TcpStream, ev: &Event) -> Option<io::Result<()>> {
+    if ev.is_writable() && !ev.is_error() && !ev.is_write_closed() && !ev.is_read_closed() {
+        return Some(Ok(()));
+    }
     match sock.take_error() {
         Ok(Some(e)) | Err(e) => Some(Err(e)),
         Ok(None) => match sock.peer_addr() {

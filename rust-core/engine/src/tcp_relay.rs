@@ -345,6 +345,11 @@ pub struct Relay {
     pub app: Side,
     pub up: Side,
     pub connected: bool,
+    /// Bytes read from the app side so far, mod 2^32 (into the engine or a
+    /// pipe). Equal to the sequence span of the app's data, every byte the
+    /// app sent has arrived and been read: the fast close's check
+    /// (event_loop/tcp.rs, `relay_drained`), without asking the socket.
+    pub app_taken: u32,
     a2u: Buf,
     u2a: Buf,
     pub last: Instant,
@@ -355,6 +360,16 @@ struct Tally<'a> {
     moved: &'a mut u64,
     reads: &'a mut u64,
     writes: &'a mut u64,
+    /// Bytes read from the source, mod 2^32 ([`Relay::app_taken`]).
+    taken: &'a mut u32,
+}
+
+impl Tally<'_> {
+    /// One read of `n` bytes from the source (into the engine or a pipe).
+    fn took(&mut self, n: usize) {
+        *self.reads += 1;
+        *self.taken = self.taken.wrapping_add(n as u32);
+    }
 }
 
 /// Writes `data` to `dst`; `Err` with its errno when the destination failed.
@@ -603,7 +618,7 @@ fn splice_through(
     };
     match pipe_in(src, pipe, cap) {
         Spliced::Data(n) => {
-            *t.reads += 1;
+            t.took(n);
             scratch.spliced += n as u64;
             if dst.writable {
                 if let Err(e) = pipe_out(pipe, dst, t) {
@@ -706,7 +721,7 @@ fn one_way(
                     let bytes = &mut scratch.bytes[..];
                     match read_side(src, bytes, true) {
                         Got::Data(n) => {
-                            *t.reads += 1;
+                            t.took(n);
                             if n >= SPLICE_FROM.min(bytes.len()) {
                                 src.splice = true;
                             }
@@ -720,7 +735,7 @@ fn one_way(
                             }
                         }
                         Got::Urgent => {
-                            *t.reads += 1;
+                            t.took(1);
                             let w = if dst.writable {
                                 write_urgent(dst, bytes[0], t).map_err(|e| (false, e))?
                             } else {
@@ -769,7 +784,7 @@ fn one_way(
                     if p.len < cap {
                         match pipe_in(src, p, cap - p.len) {
                             Spliced::Data(n) => {
-                                *t.reads += 1;
+                                t.took(n);
                                 scratch.spliced += n as u64;
                                 step = true;
                             }
@@ -782,7 +797,7 @@ fn one_way(
                     match read_side(src, buf.space(), false) {
                         Got::Data(n) => {
                             buf.end += n;
-                            *t.reads += 1;
+                            t.took(n);
                             step = true;
                         }
                         Got::Eof | Got::Again => step = true,
@@ -812,6 +827,7 @@ impl Relay {
             app: Side::new(app),
             up: Side::new(up),
             connected: false,
+            app_taken: 0,
             a2u: Buf::default(),
             u2a: Buf::default(),
             last: now,
@@ -837,11 +853,13 @@ impl Relay {
         }
         let mut dummy = 0;
         let mut dummy2 = 0;
+        let mut up_taken = 0;
         loop {
             let mut t = Tally {
                 moved: &mut moved.to_up,
                 reads: &mut dummy,
                 writes: &mut moved.up_writes,
+                taken: &mut self.app_taken,
             };
             let a = match one_way(
                 &mut self.app,
@@ -863,6 +881,7 @@ impl Relay {
                 moved: &mut moved.to_app,
                 reads: &mut moved.up_reads,
                 writes: &mut dummy2,
+                taken: &mut up_taken,
             };
             let b = match one_way(
                 &mut self.up,
@@ -1802,11 +1821,12 @@ mod tests {
             assert!(!sys::sigpipe_pending().unwrap(), "a SIGPIPE left pending");
             // The copy path's urgent byte into the same reset socket: EPIPE,
             // and no signal raised at all (MSG_NOSIGNAL).
-            let (mut a, mut b, mut c) = (0, 0, 0);
+            let (mut a, mut b, mut c, mut d) = (0, 0, 0, 0);
             let mut t = Tally {
                 moved: &mut a,
                 reads: &mut b,
                 writes: &mut c,
+                taken: &mut d,
             };
             assert_eq!(
                 write_urgent(&mut relay.up, b'!', &mut t),

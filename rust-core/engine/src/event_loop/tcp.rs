@@ -13,7 +13,6 @@ use crate::ipv4_path::Ipv4Path;
 use crate::nat_tcp;
 use crate::packet::{self, IpHdr, IpView, PROTO_TCP};
 use crate::stats::Counters;
-use crate::sys;
 use crate::tcp_flows::{
     Action, AppVerdict, FlowState, HeldSyn, ListenerVerdict, SegInfo, SynAnswer, Unreachable,
     HELD_SYN_MAX,
@@ -145,6 +144,12 @@ impl Loop {
     /// upstream, and every one of its `app_bytes` bytes arrived and was
     /// read. If so, its local socket is set to close with a RST (which the
     /// core keeps from the app).
+    ///
+    /// "Arrived and read" is the relay's own count of the bytes it read
+    /// from the app side (`Relay::app_taken`): it cannot have read more
+    /// than arrived, so equal to `app_bytes` means both, with no system
+    /// call (it replaces asking the socket: TCP_INFO's bytes received and
+    /// a peek for unread ones); unequal, some byte is unread or missing.
     fn relay_drained(&self, slot: usize, app_bytes: u32) -> bool {
         let Some(Slot::Relay(r)) = self.slots.get(slot) else {
             return false;
@@ -152,13 +157,11 @@ impl Loop {
         if !r.app.wr_shut || !r.nothing_for_up() {
             return false;
         }
-        match sys::tcp_recv_state(r.app.sock.as_raw_fd()) {
-            Ok(st) if !st.unread && st.bytes_received as u32 == app_bytes => {
-                set_rst_on_close(&r.app.sock);
-                true
-            }
-            _ => false,
+        if r.app_taken != app_bytes {
+            return false;
         }
+        set_rst_on_close(&r.app.sock);
+        true
     }
 
     /// Executes what the TCP flow core decided.

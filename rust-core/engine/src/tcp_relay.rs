@@ -40,9 +40,10 @@
 //! plain path. splice never moves the urgent byte (`tcp_read_sock` stops
 //! at the mark), so the byte and its mark are always the copy path's: a
 //! splice that finds nothing while a byte is left hands the side to it. A
-//! flow without urgent data pays one peek (splice path) or one SIOCATMARK
-//! (copy path) per wakeup, in place of the read that would have returned
-//! EAGAIN.
+//! flow without urgent data pays one peek per wakeup on the splice path, in
+//! place of the read that would have returned EAGAIN, and nothing on the
+//! copy path, where a short read with no urgent data signalled is the end
+//! of the data ([`read_side`]).
 //!
 //! What cannot be carried: several urgent bytes sent before the relay
 //! reads keep only the last mark (Linux keeps one urgent pointer per

@@ -310,6 +310,30 @@ def tayga_clat_down():
 
 # ------------------------------------------------------------ the phases
 
+def cps_syscalls(clat, host, threads, secs):
+    """System calls of the clat process per new connection (load-independent,
+    unlike the rate): `perf stat` counts each call's entry tracepoint while
+    the connection test runs, divided by the connections made. A run of its
+    own, after the rate's, so that the counting does not slow the rate."""
+    sc = subprocess.Popen(["perf", "stat", "-x,", "-e", "syscalls:sys_enter_*", "-p", str(clat.pid),
+                           "--", "sleep", str(secs + 1)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    d = cps(host, threads, secs)
+    _, err = sc.communicate()
+    by_call = {}
+    for line in err.splitlines():
+        f = line.split(",")
+        if len(f) > 2 and f[2].startswith("syscalls:sys_enter_") and f[0].strip().isdigit():
+            if int(f[0]):
+                by_call[f[2][len("syscalls:sys_enter_"):]] = int(f[0])
+    if not by_call:
+        raise RuntimeError("perf stat counted no system calls: %s" % err.strip()[-300:])
+    n = d["ok"] + d["fail"]
+    per = {k: v / n for k, v in sorted(by_call.items(), key=lambda kv: -kv[1])}
+    return {"connections": n, "per_connection": sum(by_call.values()) / n, "by_call": per}
+
+
 def path_suite(path, host, cfg, res, cpu_pid=None, clat=None, conn_only=False):
     """Every per-path measurement; cps last (it leaves closing flows).
     conn_only: round trips and new connections only (the "conn" part)."""
@@ -340,6 +364,10 @@ def path_suite(path, host, cfg, res, cpu_pid=None, clat=None, conn_only=False):
         st = clat.status(check=False)
         r["after_cps"] = {k: st.get(k) for k in ("flows_tcp", "flows_tcp_total",
                                                  "drop_flow_limit", "tcp_rst_sent")}
+        if conn_only:
+            log("(%s) system calls per new connection (perf stat)" % path)
+            r["cps_syscalls"] = measure("%s cps syscalls" % path, cps_syscalls, clat, host,
+                                        cfg["cps_threads"], min(cfg["cps_secs"], 4))
 
 
 def cpu_per_gb(pid, host, nbytes):
@@ -806,6 +834,11 @@ def report(res, cfg, meta):
         L.append("| our CLAT right after the connection test: live TCP flows / created / "
                  "refused (flow cap) | | %s / %s / %s | | | |" % (
                      ac.get("flows_tcp"), ac.get("flows_tcp_total"), ac.get("drop_flow_limit")))
+    sy = get(res, "b", "cps_syscalls")
+    if sy:
+        L.append("| our CLAT: system calls per new connection (%d connections, perf stat) | | "
+                 "%.1f: %s | | | |" % (sy["connections"], sy["per_connection"], ", ".join(
+                     "%s %.1f" % kv for kv in list(sy["by_call"].items())[:10])))
     cap = res.get("cap")
     if cap:
         r1, r2 = cap.get("round1") or {}, cap.get("round2") or {}

@@ -823,60 +823,6 @@ pub fn enable_udp_gro(fd: RawFd) -> io::Result<()> {
     setsockopt_int(fd, libc::SOL_UDP, libc::UDP_GRO, 1)
 }
 
-/// The receive side of a TCP socket as the kernel sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TcpRecvState {
-    /// Bytes the socket has received in sequence since the handshake
-    /// (`tcpi_bytes_received`, Linux 4.1+): its rcv_nxt is the peer's
-    /// ISN + 1 + this, modulo 2^32, until a FIN arrives.
-    pub bytes_received: u64,
-    /// Whether received bytes wait unread (a 1-byte `MSG_PEEK`).
-    pub unread: bool,
-}
-
-/// Reads [`TcpRecvState`] of `fd`. `struct tcp_info` is read as bytes at
-/// the offsets of include/uapi/linux/tcp.h, because the libc crate does
-/// not define it for Android: 8 bytes of u8 fields, 24 u32 fields (up to
-/// tcpi_total_retrans), then u64 pacing_rate, max_pacing_rate,
-/// bytes_acked, bytes_received: bytes_received sits at 128..136.
-pub fn tcp_recv_state(fd: RawFd) -> io::Result<TcpRecvState> {
-    const BYTES_RECEIVED: usize = 128;
-    let mut info = [0u64; 32];
-    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
-    // SAFETY: `info` is writable for `len` bytes; the kernel writes at most
-    // `len` bytes and updates `len`.
-    cvt(unsafe {
-        libc::getsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_INFO,
-            info.as_mut_ptr().cast(),
-            &mut len,
-        )
-    })?;
-    if (len as usize) < BYTES_RECEIVED + 8 {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "tcp_info without tcpi_bytes_received",
-        ));
-    }
-    // A closed socket (reset, or failed) may hold its error in sk_err: the
-    // peek would consume it (sock_error() clears it), and the relay's next
-    // read would then see only the end of the stream and pass on a FIN for
-    // a reset. Leave it to that read.
-    if info[0].to_ne_bytes()[0] == TCP_CLOSE {
-        return Err(io::Error::new(
-            io::ErrorKind::NotConnected,
-            "closed: its error is left for the next read",
-        ));
-    }
-    let unread = has_unread(fd)?;
-    Ok(TcpRecvState {
-        bytes_received: info[BYTES_RECEIVED / 8],
-        unread,
-    })
-}
-
 /// Whether the stream socket `fd` has a byte to read (an urgent byte kept
 /// inline included); false at the peer's FIN with nothing before it and
 /// when nothing is queued. A one-byte `recv(MSG_PEEK)` rather than SIOCINQ
@@ -1025,6 +971,7 @@ pub fn default_sigpipe_disposition() {
 }
 
 /// `tcpi_state` of a closed socket (TCP_CLOSE in include/net/tcp_states.h).
+#[cfg(test)]
 pub const TCP_CLOSE: u8 = 7;
 
 /// The TCP state of socket `fd` (`tcpi_state`, the first byte of
@@ -1201,8 +1148,7 @@ pub fn refuse_ioctl_in_this_thread(cmd: libc::c_ulong, errno: i32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream, UdpSocket};
+    use std::net::UdpSocket;
 
     /// Through the kernel's loopback: what `send_to6` asks for is what the
     /// IPv6 header carries, as the receiver's ancillary data reports it;
@@ -1430,80 +1376,5 @@ mod tests {
         assert_eq!(err.offender, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert_eq!(err.dest, Some(to));
         assert_eq!(&buf[..err.len], b"hello", "the UDP payload as sent");
-    }
-
-    #[test]
-    fn tcp_recv_state_counts_received_and_unread_bytes() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (mut s, _) = l.accept().unwrap();
-        let st = tcp_recv_state(s.as_raw_fd()).unwrap();
-        assert_eq!(
-            st,
-            TcpRecvState {
-                bytes_received: 0,
-                unread: false
-            }
-        );
-        c.write_all(&[7u8; 1000]).unwrap();
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let mut st = tcp_recv_state(s.as_raw_fd()).unwrap();
-        while st.bytes_received < 1000 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            st = tcp_recv_state(s.as_raw_fd()).unwrap();
-        }
-        assert_eq!(
-            st,
-            TcpRecvState {
-                bytes_received: 1000,
-                unread: true
-            }
-        );
-        let mut buf = [0u8; 600];
-        s.read_exact(&mut buf).unwrap();
-        assert_eq!(unread_bytes(s.as_raw_fd()).unwrap(), 400);
-        let st = tcp_recv_state(s.as_raw_fd()).unwrap();
-        assert_eq!(
-            st,
-            TcpRecvState {
-                bytes_received: 1000,
-                unread: true
-            }
-        );
-        s.read_exact(&mut buf[..400]).unwrap();
-        assert!(!tcp_recv_state(s.as_raw_fd()).unwrap().unread, "all read");
-        // The peer's FIN with nothing unread before it: nothing unread.
-        drop(c);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while s.read(&mut buf).unwrap() != 0 {
-            assert!(std::time::Instant::now() < deadline);
-        }
-        assert!(!tcp_recv_state(s.as_raw_fd()).unwrap().unread, "EOF");
-        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        assert!(tcp_recv_state(u.as_raw_fd()).is_err(), "not a TCP socket");
-    }
-
-    /// A reset socket's error stays for the read that follows: asking for
-    /// its receive state must not consume it (a peek would, and the read
-    /// would then see a clean end of stream: a reset passed on as a FIN).
-    #[test]
-    fn tcp_recv_state_leaves_a_reset_for_the_next_read() {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
-        let (s, _) = l.accept().unwrap();
-        socket2::SockRef::from(&s)
-            .set_linger(Some(std::time::Duration::ZERO))
-            .unwrap();
-        drop(s);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while tcp_state(c.as_raw_fd()).unwrap() != TCP_CLOSE {
-            assert!(std::time::Instant::now() < deadline, "no reset");
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
-        assert!(tcp_recv_state(c.as_raw_fd()).is_err());
-        let e = c
-            .read(&mut [0u8; 8])
-            .expect_err("the reset, not an end of stream");
-        assert_eq!(e.raw_os_error(), Some(libc::ECONNRESET), "{e:?}");
     }
 }

@@ -1,7 +1,10 @@
 //! Byte relay between the accepted app-side socket and the upstream IPv6
 //! socket of one TCP flow.
 //!
-//! Bytes go from socket to socket by splice(2) through a pipe the relays
+//! A flow starts on the copy path (read, write), which carries the few
+//! bytes of a short exchange in the fewest system calls; a side whose read
+//! takes [`SPLICE_FROM`] bytes or more goes by splice from then on.
+//! Bulk bytes go from socket to socket by splice(2) through a pipe the relays
 //! share ([`Scratch`]), so they are not copied into the engine; a bounded
 //! backlog per direction only while the destination lags (the pipe it did
 //! not drain, or bytes of the copy path), edge-triggered readiness flags
@@ -37,9 +40,10 @@
 //! plain path. splice never moves the urgent byte (`tcp_read_sock` stops
 //! at the mark), so the byte and its mark are always the copy path's: a
 //! splice that finds nothing while a byte is left hands the side to it. A
-//! flow without urgent data pays one peek (splice path) or one SIOCATMARK
-//! (copy path) per wakeup, in place of the read that would have returned
-//! EAGAIN.
+//! flow without urgent data pays one peek per wakeup on the splice path, in
+//! place of the read that would have returned EAGAIN, and nothing on the
+//! copy path, where a short read with no urgent data signalled is the end
+//! of the data ([`read_side`]).
 //!
 //! What cannot be carried: several urgent bytes sent before the relay
 //! reads keep only the last mark (Linux keeps one urgent pointer per
@@ -273,6 +277,9 @@ pub struct Side {
     /// A poll event reported the peer's FIN or an error: read to the end
     /// (0 or an error) instead of stopping at a short read.
     pub closing: bool,
+    /// Reads of this side go by splice: set once one read of the copy path
+    /// took at least [`SPLICE_FROM`] bytes ([`one_way`]).
+    pub splice: bool,
 }
 
 impl Side {
@@ -285,6 +292,7 @@ impl Side {
             wr_shut: false,
             urgent: false,
             closing: false,
+            splice: false,
         }
     }
 
@@ -338,6 +346,11 @@ pub struct Relay {
     pub app: Side,
     pub up: Side,
     pub connected: bool,
+    /// Bytes read from the app side so far, mod 2^32 (into the engine or a
+    /// pipe). Equal to the sequence span of the app's data, every byte the
+    /// app sent has arrived and been read: the fast close's check
+    /// (event_loop/tcp.rs, `relay_drained`), without asking the socket.
+    pub app_taken: u32,
     a2u: Buf,
     u2a: Buf,
     pub last: Instant,
@@ -348,6 +361,16 @@ struct Tally<'a> {
     moved: &'a mut u64,
     reads: &'a mut u64,
     writes: &'a mut u64,
+    /// Bytes read from the source, mod 2^32 ([`Relay::app_taken`]).
+    taken: &'a mut u32,
+}
+
+impl Tally<'_> {
+    /// One read of `n` bytes from the source (into the engine or a pipe).
+    fn took(&mut self, n: usize) {
+        *self.reads += 1;
+        *self.taken = self.taken.wrapping_add(n as u32);
+    }
 }
 
 /// Writes `data` to `dst`; `Err` with its errno when the destination failed.
@@ -420,11 +443,22 @@ enum Got {
 /// byte, and then no event follows, so a short read is followed by a
 /// SIOCATMARK instead of the read that would have returned EAGAIN: one
 /// system call per wakeup either way, and the ioctl takes no socket lock.
+/// That SIOCATMARK is asked only when urgent data was signalled (the side's
+/// `urgent` flag when the read began): a read can stop at a mark only once
+/// the urgent byte is in (`tcp_recvmsg` stops at `urg_seq` while
+/// `urg_data` is set), and its arrival wakes the socket with EPOLLPRI
+/// (`tcp_urg` calls `sk_data_ready`; `tcp_poll` adds EPOLLPRI while the
+/// byte is unread), which the last poll either reported (the flag) or will
+/// report at the next one (edge-triggered epoll queues every wakeup after
+/// the event it last returned), so an unsignalled short read is the end of
+/// the data, and the urgent byte it may have stopped before comes with its
+/// own event. Flows without urgent data thus pay no SIOCATMARK at all.
 /// A read that filled `into` is followed by a SIOCATMARK before the next
 /// read, since that one might start at an urgent byte arriving meanwhile
 /// (once per buffer-full, e.g. 128 KiB).
 fn read_side(src: &mut Side, into: &mut [u8], urgent_ok: bool) -> Got {
     let fd = src.sock.as_raw_fd();
+    let signalled = src.urgent;
     let at_mark = src.urgent && sys::at_urgent_mark(fd).unwrap_or(false);
     if !at_mark {
         src.urgent = false;
@@ -442,6 +476,10 @@ fn read_side(src: &mut Side, into: &mut [u8], urgent_ok: bool) -> Got {
             // Full: ask before the next read. Short: at the mark, or drained.
             if n == want {
                 src.urgent = true;
+            } else if !signalled {
+                if !src.closing {
+                    src.readable = false;
+                }
             } else {
                 match sys::at_urgent_mark(fd) {
                     Ok(true) => src.urgent = true,
@@ -581,7 +619,7 @@ fn splice_through(
     };
     match pipe_in(src, pipe, cap) {
         Spliced::Data(n) => {
-            *t.reads += 1;
+            t.took(n);
             scratch.spliced += n as u64;
             if dst.writable {
                 if let Err(e) = pipe_out(pipe, dst, t) {
@@ -640,6 +678,22 @@ fn splice_through(
     }
 }
 
+/// The bytes one read of the copy path must take for its side to go by
+/// splice from then on: 16 KiB (or the whole copy buffer, if smaller).
+///
+/// A flow starts on the copy path, where a read and a write (two system
+/// calls) carry what the side had; splice takes two as well (into the
+/// pipe, out of it) plus the peek that says whether the side is drained
+/// ([`splice_through`]), and a splice that finds nothing hands over to
+/// the copy path's read anyway. So for the few bytes of a request or an
+/// answer, copying is the cheaper way (new connections carry little: the
+/// connection benchmark's one byte each way), and splice pays only where
+/// it saves copying many bytes. A read of 16 KiB means the side had that
+/// much queued at once: a bulk transfer (its first windows already exceed
+/// it at any MTU), for which copying would cost two passes over every
+/// byte from then on. Once set, a side stays on splice.
+pub const SPLICE_FROM: usize = 16 << 10;
+
 /// Moves bytes from `src` to `dst`: by splice through the shared pipe of
 /// `scratch` while `dst` keeps up, through a per-flow backlog `buf` (at
 /// most `cap` bytes: the pipe that was not drained, or bytes of the copy
@@ -662,11 +716,16 @@ fn one_way(
         if buf.is_empty() {
             if src.readable && !src.eof {
                 step = true;
-                if splice_through(src, dst, buf, scratch, cap, t)?.is_none() {
+                let spliced =
+                    src.splice && splice_through(src, dst, buf, scratch, cap, t)?.is_some();
+                if !spliced {
                     let bytes = &mut scratch.bytes[..];
                     match read_side(src, bytes, true) {
                         Got::Data(n) => {
-                            *t.reads += 1;
+                            t.took(n);
+                            if n >= SPLICE_FROM.min(bytes.len()) {
+                                src.splice = true;
+                            }
                             let w = if dst.writable {
                                 write_some(dst, &bytes[..n], t).map_err(|e| (false, e))?
                             } else {
@@ -677,7 +736,7 @@ fn one_way(
                             }
                         }
                         Got::Urgent => {
-                            *t.reads += 1;
+                            t.took(1);
                             let w = if dst.writable {
                                 write_urgent(dst, bytes[0], t).map_err(|e| (false, e))?
                             } else {
@@ -726,7 +785,7 @@ fn one_way(
                     if p.len < cap {
                         match pipe_in(src, p, cap - p.len) {
                             Spliced::Data(n) => {
-                                *t.reads += 1;
+                                t.took(n);
                                 scratch.spliced += n as u64;
                                 step = true;
                             }
@@ -739,7 +798,7 @@ fn one_way(
                     match read_side(src, buf.space(), false) {
                         Got::Data(n) => {
                             buf.end += n;
-                            *t.reads += 1;
+                            t.took(n);
                             step = true;
                         }
                         Got::Eof | Got::Again => step = true,
@@ -769,6 +828,7 @@ impl Relay {
             app: Side::new(app),
             up: Side::new(up),
             connected: false,
+            app_taken: 0,
             a2u: Buf::default(),
             u2a: Buf::default(),
             last: now,
@@ -794,11 +854,13 @@ impl Relay {
         }
         let mut dummy = 0;
         let mut dummy2 = 0;
+        let mut up_taken = 0;
         loop {
             let mut t = Tally {
                 moved: &mut moved.to_up,
                 reads: &mut dummy,
                 writes: &mut moved.up_writes,
+                taken: &mut self.app_taken,
             };
             let a = match one_way(
                 &mut self.app,
@@ -820,6 +882,7 @@ impl Relay {
                 moved: &mut moved.to_app,
                 reads: &mut moved.up_reads,
                 writes: &mut dummy2,
+                taken: &mut up_taken,
             };
             let b = match one_way(
                 &mut self.up,
@@ -871,18 +934,24 @@ pub fn set_oob_inline(s: &Socket) -> io::Result<()> {
 /// IPV6_TCLASS on a SOCK_STREAM socket keeps `np->tclass & INET_ECN_MASK`)
 /// and negotiates ECN per leg (net.ipv4.tcp_ecn). With `mirror`, the
 /// socket also latches the traffic class of what it receives, for
-/// [`mirror_traffic_class`] (IPv6 only). Errors: the kernel's.
+/// [`mirror_traffic_class`] (IPv6 only). A DSCP of 0 is not set: a new
+/// socket's traffic class and TOS are 0 (`sk_alloc` zeroes the socket,
+/// and neither `inet_create` nor `inet6_create` sets them). Errors: the
+/// kernel's.
 pub fn prepare_upstream(s: &Socket, to: &SocketAddr, tos: u8, mirror: bool) -> io::Result<()> {
     set_oob_inline(s)?;
     let dscp = u32::from(tos & DSCP_MASK);
     match to {
         SocketAddr::V6(_) => {
-            s.set_tclass_v6(dscp)?;
+            if dscp != 0 {
+                s.set_tclass_v6(dscp)?;
+            }
             if mirror {
                 s.set_recv_tclass_v6(true)?;
             }
         }
-        SocketAddr::V4(_) => s.set_tos_v4(dscp)?,
+        SocketAddr::V4(_) if dscp != 0 => s.set_tos_v4(dscp)?,
+        SocketAddr::V4(_) => {}
     }
     Ok(())
 }
@@ -901,8 +970,23 @@ pub fn prepare_upstream(s: &Socket, to: &SocketAddr, tos: u8, mirror: bool) -> i
 /// opened ones (`tcp_v4_syn_recv_sock`); an actively opened socket reports
 /// 0 whatever the server sent (checked on Linux 6.18). Its DSCP towards the
 /// server is set by [`prepare_upstream`].
-pub fn mirror_traffic_class(up: &TcpStream, app: &TcpStream) -> io::Result<Option<u8>> {
-    if matches!(up.local_addr(), Ok(SocketAddr::V4(_))) {
+///
+/// `(up_v6, app_v6)`: the families of the upstream and the app side (the
+/// caller knows them; no getsockname). `syn_tos`: the TOS byte of the
+/// app's SYN. A DSCP of 0 is not set when the app's SYN had DSCP 0 too,
+/// since the app side has 0 already: an accepted socket starts with the
+/// listener's TOS and traffic class (`sk_clone_lock` copies the whole
+/// socket, net/core/sock.c; `tcp_v6_syn_recv_sock` copies `ipv6_pinfo`),
+/// which the engine leaves at 0, or with the SYN's DSCP where
+/// net.ipv4.tcp_reflect_tos is set (`tcp_v4_syn_recv_sock`,
+/// `tcp_v6_syn_recv_sock`): 0 either way.
+pub fn mirror_traffic_class(
+    up: &TcpStream,
+    app: &TcpStream,
+    (up_v6, app_v6): (bool, bool),
+    syn_tos: u8,
+) -> io::Result<Option<u8>> {
+    if !up_v6 {
         return Ok(None);
     }
     let up = SockRef::from(up);
@@ -910,11 +994,16 @@ pub fn mirror_traffic_class(up: &TcpStream, app: &TcpStream) -> io::Result<Optio
     let _ = up.set_recv_tclass_v6(false);
     let tclass = tclass?;
     if let Some(tc) = tclass {
+        let dscp = u32::from(tc & DSCP_MASK);
+        if dscp == 0 && syn_tos & DSCP_MASK == 0 {
+            return Ok(tclass);
+        }
         let app_ref = SockRef::from(app);
         // The app side is of the app's family: IPv6 for carried IPv6 flows.
-        match app.local_addr() {
-            Ok(SocketAddr::V6(_)) => app_ref.set_tclass_v6(u32::from(tc & DSCP_MASK))?,
-            _ => app_ref.set_tos_v4(u32::from(tc & DSCP_MASK))?,
+        if app_v6 {
+            app_ref.set_tclass_v6(dscp)?;
+        } else {
+            app_ref.set_tos_v4(dscp)?;
         }
     }
     Ok(tclass)
@@ -999,6 +1088,12 @@ mod tests {
     }
 
     fn flow(client_inline: bool, server_inline: bool, cap: usize) -> Flow {
+        flow_by(false, client_inline, server_inline, cap)
+    }
+
+    /// [`flow`], with both sides on splice from the start when `splice`
+    /// (else on the copy path, as the engine starts a flow).
+    fn flow_by(splice: bool, client_inline: bool, server_inline: bool, cap: usize) -> Flow {
         let l = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
         set_oob_inline(&l).unwrap();
         l.bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))
@@ -1032,6 +1127,8 @@ mod tests {
             Instant::now(),
         );
         relay.on_connected();
+        relay.app.splice = splice;
+        relay.up.splice = splice;
         let poll = Poll::new().unwrap();
         let rw = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
         poll.registry()
@@ -1095,29 +1192,31 @@ mod tests {
     /// the flow's end reason.
     #[test]
     fn an_upstream_reset_ends_the_relay_with_its_errno() {
-        let mut f = flow(false, false, 4096);
-        SockRef::from(&f.server)
-            .set_linger(Some(Duration::ZERO))
-            .unwrap();
-        drop(f.server);
-        let deadline = Instant::now() + WAIT;
-        let out = loop {
-            assert!(Instant::now() < deadline, "the reset never came");
-            let t = Duration::from_millis(200);
-            take_events(&mut f.poll, &mut f.events, &mut f.relay, t);
-            let mut m = Moved::default();
-            match f.relay.pump(&mut m, &mut f.scratch, f.cap) {
-                Outcome::Open => continue,
-                o => break o,
-            }
-        };
-        assert_eq!(
-            out,
-            Outcome::Reset {
-                app_failed: false,
-                errno: Some(libc::ECONNRESET)
-            }
-        );
+        for splice in [false, true] {
+            let mut f = flow_by(splice, false, false, 4096);
+            SockRef::from(&f.server)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+            drop(f.server);
+            let deadline = Instant::now() + WAIT;
+            let out = loop {
+                assert!(Instant::now() < deadline, "the reset never came");
+                let t = Duration::from_millis(200);
+                take_events(&mut f.poll, &mut f.events, &mut f.relay, t);
+                let mut m = Moved::default();
+                match f.relay.pump(&mut m, &mut f.scratch, f.cap) {
+                    Outcome::Open => continue,
+                    o => break o,
+                }
+            };
+            assert_eq!(
+                out,
+                Outcome::Reset {
+                    app_failed: false,
+                    errno: Some(libc::ECONNRESET)
+                }
+            );
+        }
     }
 
     /// Waits until `s` has `n` bytes queued to read (urgent byte included
@@ -1141,17 +1240,20 @@ mod tests {
     /// with recv(MSG_OOB), as over a plain path.
     #[test]
     fn urgent_byte_from_app_reaches_server_as_urgent() {
-        let mut f = flow(false, false, 64 * 1024);
-        f.client.write_all(b"abc").unwrap();
-        SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
-        f.client.write_all(b"def").unwrap();
-        queued(&f.relay.app.sock, 7);
-        f.settle();
-        assert_eq!(read_some(&mut f.server), b"abc", "a read stops at the mark");
-        assert!(sys::at_urgent_mark(f.server.as_raw_fd()).unwrap());
-        let oob = sys::recv_urgent(f.server.as_raw_fd()).expect("the byte arrives as urgent data");
-        assert_eq!(oob, b'!');
-        assert_eq!(read_some(&mut f.server), b"def");
+        for splice in [false, true] {
+            let mut f = flow_by(splice, false, false, 64 * 1024);
+            f.client.write_all(b"abc").unwrap();
+            SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+            f.client.write_all(b"def").unwrap();
+            queued(&f.relay.app.sock, 7);
+            f.settle();
+            assert_eq!(read_some(&mut f.server), b"abc", "a read stops at the mark");
+            assert!(sys::at_urgent_mark(f.server.as_raw_fd()).unwrap());
+            let oob =
+                sys::recv_urgent(f.server.as_raw_fd()).expect("the byte arrives as urgent data");
+            assert_eq!(oob, b'!');
+            assert_eq!(read_some(&mut f.server), b"def");
+        }
     }
 
     /// The same with the relay at work between the sends: `abc` before the
@@ -1159,56 +1261,61 @@ mod tests {
     /// after the relay has carried the urgent byte.
     #[test]
     fn urgent_byte_between_relayed_sends() {
-        let mut f = flow(false, false, 64 * 1024);
-        f.client.write_all(b"abc").unwrap();
-        queued(&f.relay.app.sock, 3);
-        f.settle();
-        SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
-        queued(&f.relay.app.sock, 1);
-        f.settle();
-        f.client.write_all(b"def").unwrap();
-        f.settle();
-        assert_eq!(read_some(&mut f.server), b"abc", "a read stops at the mark");
-        let oob = sys::recv_urgent(f.server.as_raw_fd()).expect("the byte arrives as urgent data");
-        assert_eq!(oob, b'!');
-        assert_eq!(read_some(&mut f.server), b"def");
+        for splice in [false, true] {
+            let mut f = flow_by(splice, false, false, 64 * 1024);
+            f.client.write_all(b"abc").unwrap();
+            queued(&f.relay.app.sock, 3);
+            f.settle();
+            SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+            queued(&f.relay.app.sock, 1);
+            f.settle();
+            f.client.write_all(b"def").unwrap();
+            f.settle();
+            assert_eq!(read_some(&mut f.server), b"abc", "a read stops at the mark");
+            let oob =
+                sys::recv_urgent(f.server.as_raw_fd()).expect("the byte arrives as urgent data");
+            assert_eq!(oob, b'!');
+            assert_eq!(read_some(&mut f.server), b"def");
+        }
     }
 
     /// The app's FIN queued behind the urgent byte: the relay stops at the
     /// mark before it sees the end, so `!def` is carried before the FIN.
     #[test]
     fn urgent_byte_then_fin() {
-        for server_inline in [false, true] {
-            let mut f = flow(false, server_inline, 64 * 1024);
-            f.client.write_all(b"abc").unwrap();
-            SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
-            f.client.write_all(b"def").unwrap();
-            f.client.shutdown(Shutdown::Write).unwrap();
-            queued(&f.relay.app.sock, 7);
-            // A pump before any event (sides start readable), so without
-            // the EPOLLPRI hint: the splice path meets the mark itself.
-            let mut m = Moved::default();
-            assert_eq!(f.relay.pump(&mut m, &mut f.scratch, f.cap), Outcome::Open);
-            f.settle();
-            let mut got = Vec::new();
-            let mut oob = None;
-            loop {
-                if oob.is_none()
-                    && !server_inline
-                    && sys::at_urgent_mark(f.server.as_raw_fd()).unwrap()
-                {
-                    oob = sys::recv_urgent(f.server.as_raw_fd()).ok();
+        for splice in [false, true] {
+            for server_inline in [false, true] {
+                let mut f = flow_by(splice, false, server_inline, 64 * 1024);
+                f.client.write_all(b"abc").unwrap();
+                SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+                f.client.write_all(b"def").unwrap();
+                f.client.shutdown(Shutdown::Write).unwrap();
+                queued(&f.relay.app.sock, 7);
+                // A pump before any event (sides start readable), so without
+                // the EPOLLPRI hint: the splice path meets the mark itself.
+                let mut m = Moved::default();
+                assert_eq!(f.relay.pump(&mut m, &mut f.scratch, f.cap), Outcome::Open);
+                f.settle();
+                let mut got = Vec::new();
+                let mut oob = None;
+                loop {
+                    if oob.is_none()
+                        && !server_inline
+                        && sys::at_urgent_mark(f.server.as_raw_fd()).unwrap()
+                    {
+                        oob = sys::recv_urgent(f.server.as_raw_fd()).ok();
+                    }
+                    let mut b = [0u8; 64];
+                    match f.server.read(&mut b).unwrap() {
+                        0 => break,
+                        n => got.extend_from_slice(&b[..n]),
+                    }
                 }
-                let mut b = [0u8; 64];
-                match f.server.read(&mut b).unwrap() {
-                    0 => break,
-                    n => got.extend_from_slice(&b[..n]),
+                if server_inline {
+                    assert_eq!(got, b"abc!def");
+                } else {
+                    assert_eq!((got.as_slice(), oob), (&b"abcdef"[..], Some(b'!')));
                 }
-            }
-            if server_inline {
-                assert_eq!(got, b"abc!def");
-            } else {
-                assert_eq!((got.as_slice(), oob), (&b"abcdef"[..], Some(b'!')));
             }
         }
     }
@@ -1217,15 +1324,17 @@ mod tests {
     /// the mark just before `!`.
     #[test]
     fn urgent_byte_from_server_reaches_app_in_place_with_its_mark() {
-        let mut f = flow(true, false, 64 * 1024);
-        f.server.write_all(b"abc").unwrap();
-        SockRef::from(&f.server).send_out_of_band(b"!").unwrap();
-        f.server.write_all(b"def").unwrap();
-        queued(&f.relay.up.sock, 7);
-        f.settle();
-        assert_eq!(read_some(&mut f.client), b"abc");
-        assert!(sys::at_urgent_mark(f.client.as_raw_fd()).unwrap());
-        assert_eq!(read_some(&mut f.client), b"!def");
+        for splice in [false, true] {
+            let mut f = flow_by(splice, true, false, 64 * 1024);
+            f.server.write_all(b"abc").unwrap();
+            SockRef::from(&f.server).send_out_of_band(b"!").unwrap();
+            f.server.write_all(b"def").unwrap();
+            queued(&f.relay.up.sock, 7);
+            f.settle();
+            assert_eq!(read_some(&mut f.client), b"abc");
+            assert!(sys::at_urgent_mark(f.client.as_raw_fd()).unwrap());
+            assert_eq!(read_some(&mut f.client), b"!def");
+        }
     }
 
     /// The urgent byte behind a backlog: 1 MB before it, through a relay
@@ -1234,47 +1343,49 @@ mod tests {
     /// exactly the 1 MB, and nothing is lost or reordered.
     #[test]
     fn urgent_byte_behind_a_backlog_keeps_its_place() {
-        const N: usize = 1 << 20;
-        let mut f = flow(false, false, 16 * 1024);
-        SockRef::from(&f.relay.up.sock)
-            .set_send_buffer_size(4096)
-            .unwrap();
-        let mut client = f.client.try_clone().unwrap();
-        let sender = std::thread::spawn(move || {
-            client.write_all(&vec![b'x'; N]).unwrap();
-            SockRef::from(&client).send_out_of_band(b"!").unwrap();
-            client.write_all(b"def").unwrap();
-        });
-        f.server.set_nonblocking(true).unwrap();
-        let (mut stream, mut mark_at, mut oob) = (Vec::new(), None, Vec::new());
-        let deadline = Instant::now() + WAIT;
-        let mut b = vec![0u8; 8192];
-        while stream.len() < N + 3 || oob.is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "stalled at {} bytes",
-                stream.len()
-            );
-            f.turn(Duration::from_millis(1));
-            if oob.is_empty() && sys::at_urgent_mark(f.server.as_raw_fd()).unwrap() {
-                if let Ok(o) = sys::recv_urgent(f.server.as_raw_fd()) {
-                    oob.push(o);
-                    mark_at = Some(stream.len());
+        for splice in [false, true] {
+            const N: usize = 1 << 20;
+            let mut f = flow_by(splice, false, false, 16 * 1024);
+            SockRef::from(&f.relay.up.sock)
+                .set_send_buffer_size(4096)
+                .unwrap();
+            let mut client = f.client.try_clone().unwrap();
+            let sender = std::thread::spawn(move || {
+                client.write_all(&vec![b'x'; N]).unwrap();
+                SockRef::from(&client).send_out_of_band(b"!").unwrap();
+                client.write_all(b"def").unwrap();
+            });
+            f.server.set_nonblocking(true).unwrap();
+            let (mut stream, mut mark_at, mut oob) = (Vec::new(), None, Vec::new());
+            let deadline = Instant::now() + WAIT;
+            let mut b = vec![0u8; 8192];
+            while stream.len() < N + 3 || oob.is_empty() {
+                assert!(
+                    Instant::now() < deadline,
+                    "stalled at {} bytes",
+                    stream.len()
+                );
+                f.turn(Duration::from_millis(1));
+                if oob.is_empty() && sys::at_urgent_mark(f.server.as_raw_fd()).unwrap() {
+                    if let Ok(o) = sys::recv_urgent(f.server.as_raw_fd()) {
+                        oob.push(o);
+                        mark_at = Some(stream.len());
+                    }
+                }
+                // One read per turn at most: the server is slow.
+                match f.server.read(&mut b) {
+                    Ok(n) => stream.extend_from_slice(&b[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("{e}"),
                 }
             }
-            // One read per turn at most: the server is slow.
-            match f.server.read(&mut b) {
-                Ok(n) => stream.extend_from_slice(&b[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("{e}"),
-            }
+            sender.join().unwrap();
+            assert_eq!(oob, b"!");
+            assert_eq!(mark_at, Some(N));
+            assert_eq!(stream.len(), N + 3);
+            assert!(stream[..N].iter().all(|&c| c == b'x'));
+            assert_eq!(&stream[N..], b"def");
         }
-        sender.join().unwrap();
-        assert_eq!(oob, b"!");
-        assert_eq!(mark_at, Some(N));
-        assert_eq!(stream.len(), N + 3);
-        assert!(stream[..N].iter().all(|&c| c == b'x'));
-        assert_eq!(&stream[N..], b"def");
     }
 
     /// Bulk data both ways at once goes by splice (through the shared pipe,
@@ -1285,7 +1396,7 @@ mod tests {
     fn bulk_both_ways_by_splice_with_half_close() {
         const N: usize = 4 << 20;
         let pattern = |i: usize| (i % 251) as u8;
-        let mut f = flow(false, false, 128 * 1024);
+        let mut f = flow_by(true, false, false, 128 * 1024);
         SockRef::from(&f.relay.up.sock)
             .set_send_buffer_size(16 * 1024)
             .unwrap();
@@ -1344,6 +1455,55 @@ mod tests {
         assert!(f.relay.nothing_for_up() && f.relay.u2a.is_empty());
     }
 
+    /// A flow starts on the copy path: a short request and its answer go by
+    /// read and write, no splice; a read of SPLICE_FROM bytes or more moves
+    /// that side to splice, the other side staying on the copy path; every
+    /// byte arrives in order.
+    #[test]
+    fn small_exchanges_are_copied_and_bulk_moves_to_splice() {
+        let mut f = flow(false, false, 128 * 1024);
+        f.client.write_all(b"GET").unwrap();
+        queued(&f.relay.app.sock, 3);
+        f.settle();
+        assert_eq!(read_some(&mut f.server), b"GET");
+        f.server.write_all(b"200").unwrap();
+        queued(&f.relay.up.sock, 3);
+        f.settle();
+        assert_eq!(read_some(&mut f.client), b"200");
+        assert_eq!(f.scratch.spliced(), 0, "a few bytes are copied");
+        assert!(!f.relay.app.splice && !f.relay.up.splice);
+
+        const N: usize = 1 << 20;
+        let mut server = f.server.try_clone().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut got = vec![0u8; N];
+            server.read_exact(&mut got).unwrap();
+            got
+        });
+        let data: Vec<u8> = (0..N).map(|i| (i % 249) as u8).collect();
+        // Two writes: the first read takes at least SPLICE_FROM bytes.
+        f.client.write_all(&data[..SPLICE_FROM]).unwrap();
+        queued(&f.relay.app.sock, SPLICE_FROM);
+        f.settle();
+        let mut client = f.client.try_clone().unwrap();
+        let rest = data[SPLICE_FROM..].to_vec();
+        let writer = std::thread::spawn(move || client.write_all(&rest).unwrap());
+        let deadline = Instant::now() + WAIT;
+        while !reader.is_finished() {
+            assert!(Instant::now() < deadline, "stalled");
+            f.turn(Duration::from_millis(5));
+        }
+        writer.join().unwrap();
+        assert!(reader.join().unwrap() == data, "bytes lost or reordered");
+        assert!(f.relay.app.splice, "the bulk side moved to splice");
+        assert!(!f.relay.up.splice, "the other side stays on the copy path");
+        assert!(
+            f.scratch.spliced() >= (N - SPLICE_FROM) as u64 / 2,
+            "spliced {} of {N}",
+            f.scratch.spliced()
+        );
+    }
+
     /// Flows that lag hold backlog pipes only within the pipe budget: with
     /// room for two pipes (the shared one and one backlog), the first
     /// lagging flow keeps its pipe and the others hold their backlog in
@@ -1355,7 +1515,7 @@ mod tests {
         const N: usize = 256 * 1024;
         let budget = 2 * pipe_size_for(CAP);
         let mut scratch = Scratch::with_pipe_budget(CAP, budget);
-        let mut flows: Vec<Flow> = (0..3).map(|_| flow(false, false, CAP)).collect();
+        let mut flows: Vec<Flow> = (0..3).map(|_| flow_by(true, false, false, CAP)).collect();
         let mut senders = Vec::new();
         for f in &mut flows {
             // The servers do not read yet: the upstream send buffer fills.
@@ -1445,28 +1605,30 @@ mod tests {
     /// stream arrives whole and in order (the mark itself cannot be kept).
     #[test]
     fn without_siocatmark_nothing_stays_behind_the_mark() {
-        // A thread of its own: the filter stays with the thread that set it,
-        // and libtest may run later tests on this one (--test-threads=1).
-        let relay_thread = std::thread::spawn(|| {
-            let mut f = flow(true, true, 64 * 1024);
-            sys::refuse_ioctl_in_this_thread(sys::SIOCATMARK, libc::EACCES);
-            assert!(sys::at_urgent_mark(f.relay.app.sock.as_raw_fd()).is_err());
-            f.client.write_all(b"abc").unwrap();
-            SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
-            f.client.write_all(b"def").unwrap();
-            queued(&f.relay.app.sock, 7);
-            f.settle();
-            let mut got = Vec::new();
-            while got.len() < 7 {
-                let mut b = [0u8; 64];
-                match f.server.read(&mut b) {
-                    Ok(n) if n > 0 => got.extend_from_slice(&b[..n]),
-                    r => panic!("after {:?}: {r:?}", String::from_utf8_lossy(&got)),
+        for splice in [false, true] {
+            // A thread of its own: the filter stays with the thread that set it,
+            // and libtest may run later tests on this one (--test-threads=1).
+            let relay_thread = std::thread::spawn(move || {
+                let mut f = flow_by(splice, true, true, 64 * 1024);
+                sys::refuse_ioctl_in_this_thread(sys::SIOCATMARK, libc::EACCES);
+                assert!(sys::at_urgent_mark(f.relay.app.sock.as_raw_fd()).is_err());
+                f.client.write_all(b"abc").unwrap();
+                SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+                f.client.write_all(b"def").unwrap();
+                queued(&f.relay.app.sock, 7);
+                f.settle();
+                let mut got = Vec::new();
+                while got.len() < 7 {
+                    let mut b = [0u8; 64];
+                    match f.server.read(&mut b) {
+                        Ok(n) if n > 0 => got.extend_from_slice(&b[..n]),
+                        r => panic!("after {:?}: {r:?}", String::from_utf8_lossy(&got)),
+                    }
                 }
-            }
-            got
-        });
-        assert_eq!(relay_thread.join().unwrap(), b"abc!def");
+                got
+            });
+            assert_eq!(relay_thread.join().unwrap(), b"abc!def");
+        }
     }
 
     /// With a backlog (the destination full), the relay reads up to the
@@ -1476,29 +1638,31 @@ mod tests {
     /// "full" is the relay's writable flag cleared (sockets are real).
     #[test]
     fn reads_stop_at_the_mark_behind_a_backlog() {
-        let mut f = flow(false, false, 64 * 1024);
-        f.client.write_all(b"abc").unwrap();
-        SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
-        f.client.write_all(b"def").unwrap();
-        queued(&f.relay.app.sock, 7);
-        f.relay.app.urgent = true;
-        f.relay.up.writable = false;
-        let mut m = Moved::default();
-        let out = f.relay.pump(&mut m, &mut f.scratch, f.cap);
-        assert_eq!(out, Outcome::Open);
-        assert_eq!(f.relay.a2u.pending(), b"abc");
-        assert_eq!(
-            sys::unread_bytes(f.relay.app.sock.as_raw_fd()).unwrap(),
-            4,
-            "`!def` stays in the app socket"
-        );
-        f.relay.up.writable = true;
-        let out = f.relay.pump(&mut m, &mut f.scratch, f.cap);
-        assert_eq!(out, Outcome::Open);
-        assert!(f.relay.nothing_for_up());
-        assert_eq!(read_some(&mut f.server), b"abc");
-        assert_eq!(sys::recv_urgent(f.server.as_raw_fd()).unwrap(), b'!');
-        assert_eq!(read_some(&mut f.server), b"def");
+        for splice in [false, true] {
+            let mut f = flow_by(splice, false, false, 64 * 1024);
+            f.client.write_all(b"abc").unwrap();
+            SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+            f.client.write_all(b"def").unwrap();
+            queued(&f.relay.app.sock, 7);
+            f.relay.app.urgent = true;
+            f.relay.up.writable = false;
+            let mut m = Moved::default();
+            let out = f.relay.pump(&mut m, &mut f.scratch, f.cap);
+            assert_eq!(out, Outcome::Open);
+            assert_eq!(f.relay.a2u.pending(), b"abc");
+            assert_eq!(
+                sys::unread_bytes(f.relay.app.sock.as_raw_fd()).unwrap(),
+                4,
+                "`!def` stays in the app socket"
+            );
+            f.relay.up.writable = true;
+            let out = f.relay.pump(&mut m, &mut f.scratch, f.cap);
+            assert_eq!(out, Outcome::Open);
+            assert!(f.relay.nothing_for_up());
+            assert_eq!(read_some(&mut f.server), b"abc");
+            assert_eq!(sys::recv_urgent(f.server.as_raw_fd()).unwrap(), b'!');
+            assert_eq!(read_some(&mut f.server), b"def");
+        }
     }
 
     /// Closes `s` with a RST (SO_LINGER 0) and waits until `other`, its
@@ -1537,35 +1701,52 @@ mod tests {
     #[test]
     fn upstream_reset_after_part_of_a_body_reaches_the_app_as_a_reset() {
         const BODY: usize = 10_000;
-        let Flow {
-            mut client,
-            mut server,
-            mut relay,
-            mut scratch,
-            cap,
-            ..
-        } = flow(false, false, 128 * 1024);
-        server.write_all(&[b'b'; BODY]).unwrap();
-        queued(&relay.up.sock, BODY);
-        reset_and_wait(server, &relay.up.sock);
-        let mut m = Moved::default();
-        let out = relay.pump(&mut m, &mut scratch, cap);
-        assert_eq!(
-            out,
-            Outcome::Reset {
-                app_failed: false,
-                errno: Some(libc::ECONNRESET)
-            },
-            "moved {m:?}"
-        );
-        assert!(scratch.spliced() > 0, "the body went by splice");
-        // What the engine's loop does with that outcome (close_relay).
-        set_rst_on_close(&relay.app.sock);
-        drop(relay);
-        let (got, end) = read_to_end_or_error(&mut client);
-        assert!(got.len() <= BODY && got.iter().all(|&c| c == b'b'));
-        let end = end.unwrap_or_else(|| panic!("a FIN after {} bytes, not a reset", got.len()));
-        assert_eq!(end.kind(), io::ErrorKind::ConnectionReset, "{end}");
+        for splice in [false, true] {
+            let Flow {
+                mut client,
+                mut server,
+                mut relay,
+                mut scratch,
+                cap,
+                mut poll,
+                mut events,
+            } = flow_by(splice, false, false, 128 * 1024);
+            server.write_all(&[b'b'; BODY]).unwrap();
+            queued(&relay.up.sock, BODY);
+            reset_and_wait(server, &relay.up.sock);
+            let mut m = Moved::default();
+            // On the copy path the short read ends the side's reads, and the
+            // reset comes with the next event; splice's peek finds it at once.
+            let deadline = Instant::now() + WAIT;
+            let out = loop {
+                let out = relay.pump(&mut m, &mut scratch, cap);
+                if out != Outcome::Open || splice || Instant::now() > deadline {
+                    break out;
+                }
+                take_events(
+                    &mut poll,
+                    &mut events,
+                    &mut relay,
+                    Duration::from_millis(50),
+                );
+            };
+            assert_eq!(
+                out,
+                Outcome::Reset {
+                    app_failed: false,
+                    errno: Some(libc::ECONNRESET)
+                },
+                "moved {m:?}"
+            );
+            assert_eq!(scratch.spliced() > 0, splice, "the body went by splice");
+            // What the engine's loop does with that outcome (close_relay).
+            set_rst_on_close(&relay.app.sock);
+            drop(relay);
+            let (got, end) = read_to_end_or_error(&mut client);
+            assert!(got.len() <= BODY && got.iter().all(|&c| c == b'b'));
+            let end = end.unwrap_or_else(|| panic!("a FIN after {} bytes, not a reset", got.len()));
+            assert_eq!(end.kind(), io::ErrorKind::ConnectionReset, "{end}");
+        }
     }
 
     /// Where the child of [`splicing_into_a_reset_socket_raises_no_sigpipe`]
@@ -1621,7 +1802,7 @@ mod tests {
                 mut scratch,
                 cap,
                 ..
-            } = flow(false, false, 64 * 1024);
+            } = flow_by(true, false, false, 64 * 1024);
             reset_and_wait(server, &relay.up.sock);
             // The error is taken (as a read or SO_ERROR would): now a send
             // gets EPIPE, not ECONNRESET.
@@ -1641,11 +1822,12 @@ mod tests {
             assert!(!sys::sigpipe_pending().unwrap(), "a SIGPIPE left pending");
             // The copy path's urgent byte into the same reset socket: EPIPE,
             // and no signal raised at all (MSG_NOSIGNAL).
-            let (mut a, mut b, mut c) = (0, 0, 0);
+            let (mut a, mut b, mut c, mut d) = (0, 0, 0, 0);
             let mut t = Tally {
                 moved: &mut a,
                 reads: &mut b,
                 writes: &mut c,
+                taken: &mut d,
             };
             assert_eq!(
                 write_urgent(&mut relay.up, b'!', &mut t),
@@ -1658,6 +1840,46 @@ mod tests {
         });
         relay_thread.join().unwrap();
         println!("sigpipe child: reset, none pending");
+    }
+
+    /// DSCP 0, which prepare_upstream and mirror_traffic_class leave
+    /// unset where the socket has it already: the server reads class 0
+    /// (the app's ECN bits not copied), and the app side keeps TOS 0.
+    /// Where the app side was given the SYN's DSCP (tcp_reflect_tos, set
+    /// by hand here), a server's 0 still replaces it.
+    #[test]
+    fn traffic_class_zero_both_ways() {
+        let sl = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        sl.set_recv_tclass_v6(true).unwrap();
+        sl.bind(&SockAddr::from(SocketAddr::from((
+            std::net::Ipv6Addr::LOCALHOST,
+            0,
+        ))))
+        .unwrap();
+        sl.listen(8).unwrap();
+        let to = sl.local_addr().unwrap().as_socket().unwrap();
+        for syn_tos in [0x01u8, 0x28] {
+            let up = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).unwrap();
+            prepare_upstream(&up, &to, 0x01, true).unwrap();
+            up.connect(&SockAddr::from(to)).unwrap();
+            let (srv, _) = sl.accept().unwrap();
+            assert_eq!(sys::received_tclass(srv.as_raw_fd()).unwrap(), Some(0));
+
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            let _client = StdStream::connect(l.local_addr().unwrap()).unwrap();
+            let (app, _) = l.accept().unwrap();
+            let (up, app) = (TcpStream::from_std(up.into()), TcpStream::from_std(app));
+            SockRef::from(&app)
+                .set_tos_v4(u32::from(syn_tos & 0xfc))
+                .unwrap();
+            let got = mirror_traffic_class(&up, &app, (true, false), syn_tos).unwrap();
+            assert_eq!(got, Some(0));
+            assert_eq!(
+                SockRef::from(&app).tos_v4().unwrap(),
+                0,
+                "syn_tos {syn_tos:#x}"
+            );
+        }
     }
 
     /// The DSCP of the app's SYN marks the upstream SYN and what follows
@@ -1686,7 +1908,10 @@ mod tests {
         let _client = StdStream::connect(l.local_addr().unwrap()).unwrap();
         let (app, _) = l.accept().unwrap();
         let (up, app) = (TcpStream::from_std(up.into()), TcpStream::from_std(app));
-        assert_eq!(mirror_traffic_class(&up, &app).unwrap(), Some(0x28));
+        assert_eq!(
+            mirror_traffic_class(&up, &app, (true, false), 0xb9).unwrap(),
+            Some(0x28)
+        );
         assert_eq!(SockRef::from(&app).tos_v4().unwrap(), 0x28);
         assert!(
             !SockRef::from(&up).recv_tclass_v6().unwrap(),

@@ -13,7 +13,6 @@ use crate::ipv4_path::Ipv4Path;
 use crate::nat_tcp;
 use crate::packet::{self, IpHdr, IpView, PROTO_TCP};
 use crate::stats::Counters;
-use crate::sys;
 use crate::tcp_flows::{
     Action, AppVerdict, FlowState, HeldSyn, ListenerVerdict, SegInfo, SynAnswer, Unreachable,
     HELD_SYN_MAX,
@@ -39,6 +38,17 @@ pub(super) struct Upstream {
     pub closing: bool,
     /// An event before accept() reported urgent data (EPOLLPRI).
     pub urgent: bool,
+    /// An event before accept() reported bytes to read (EPOLLIN): the
+    /// relay starts reading this side at once; else it waits for the
+    /// side's next event instead of probing an empty socket.
+    pub readable: bool,
+    /// The upstream is IPv6 (to the NAT64, or a carried IPv6 flow): the
+    /// family [`tcp_relay::mirror_traffic_class`] needs, known here
+    /// without a getsockname.
+    pub v6: bool,
+    /// The TOS byte of the app's SYN, for
+    /// [`tcp_relay::mirror_traffic_class`].
+    pub syn_tos: u8,
 }
 
 /// The reserve descriptor of [`Loop::refuse_backlogged`].
@@ -138,6 +148,12 @@ impl Loop {
     /// upstream, and every one of its `app_bytes` bytes arrived and was
     /// read. If so, its local socket is set to close with a RST (which the
     /// core keeps from the app).
+    ///
+    /// "Arrived and read" is the relay's own count of the bytes it read
+    /// from the app side (`Relay::app_taken`): it cannot have read more
+    /// than arrived, so equal to `app_bytes` means both, with no system
+    /// call (it replaces asking the socket: TCP_INFO's bytes received and
+    /// a peek for unread ones); unequal, some byte is unread or missing.
     fn relay_drained(&self, slot: usize, app_bytes: u32) -> bool {
         let Some(Slot::Relay(r)) = self.slots.get(slot) else {
             return false;
@@ -145,13 +161,11 @@ impl Loop {
         if !r.app.wr_shut || !r.nothing_for_up() {
             return false;
         }
-        match sys::tcp_recv_state(r.app.sock.as_raw_fd()) {
-            Ok(st) if !st.unread && st.bytes_received as u32 == app_bytes => {
-                set_rst_on_close(&r.app.sock);
-                true
-            }
-            _ => false,
+        if r.app_taken != app_bytes {
+            return false;
         }
+        set_rst_on_close(&r.app.sock);
+        true
     }
 
     /// Executes what the TCP flow core decided.
@@ -303,6 +317,9 @@ impl Loop {
             sock,
             closing: false,
             urgent: false,
+            readable: false,
+            v6: target.is_ipv6(),
+            syn_tos: tos,
         }));
         self.tcp.upstream_opened(np, slot);
     }
@@ -346,6 +363,7 @@ impl Loop {
         // relay made at accept() must know it.
         u.closing |= ev.is_read_closed() || ev.is_error();
         u.urgent |= ev.is_priority();
+        u.readable |= ev.is_readable() || u.closing || u.urgent;
         let np = u.np;
         if self.tcp.get(np).map(|f| f.state) != Some(FlowState::Connecting) {
             // Connected, waiting for accept(): the relay reads it then.
@@ -530,10 +548,14 @@ impl Loop {
             r.on_connected();
             r.up.closing = up.closing;
             r.up.urgent = up.urgent;
+            r.up.readable = up.readable;
             // The SYN-ACK's traffic class, latched at connect, becomes the
             // app side's IP_TOS (tcp_relay::mirror_traffic_class; IPv6
             // upstreams only).
-            if let Err(e) = tcp_relay::mirror_traffic_class(&r.up.sock, &r.app.sock) {
+            let families = (up.v6, v6);
+            let mirrored =
+                tcp_relay::mirror_traffic_class(&r.up.sock, &r.app.sock, families, up.syn_tos);
+            if let Err(e) = mirrored {
                 log::debug!("traffic class of nat port {np} not mirrored: {e}");
             }
             let rw = Interest::READABLE | Interest::WRITABLE | Interest::PRIORITY;
@@ -678,9 +700,22 @@ impl Loop {
 }
 
 /// The outcome of a non-blocking connect on `sock` after event `ev`:
-/// `None` while in progress. getpeername, not just "writable": mio warns
-/// of spurious events, and a write before the connect completes fails.
+/// `None` while in progress.
+///
+/// Writable without error or hang-up is a completed connect, with no
+/// system call: `tcp_poll` (net/ipv4/tcp.c) reports neither EPOLLOUT nor
+/// EPOLLIN in SYN_SENT (only EPOLLERR and EPOLLHUP, for a failed connect),
+/// and the loop frees a closed flow's slot only after the batch of events
+/// it was closed in (`Loop::dead`), so no event of an earlier socket
+/// reaches this one (mio's "spurious events" are a portability caveat that
+/// epoll does not produce). A reset right after the handshake is then the
+/// relay's to find, as one a moment later would be. Any other event asks
+/// the socket: SO_ERROR, then getpeername, since a write before the
+/// connect completes fails.
 fn connect_result(sock: &TcpStream, ev: &Event) -> Option<io::Result<()>> {
+    if ev.is_writable() && !ev.is_error() && !ev.is_write_closed() && !ev.is_read_closed() {
+        return Some(Ok(()));
+    }
     match sock.take_error() {
         Ok(Some(e)) | Err(e) => Some(Err(e)),
         Ok(None) => match sock.peer_addr() {

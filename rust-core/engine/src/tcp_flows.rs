@@ -55,6 +55,7 @@ use crate::flow_events::{FlowEndReason, Tally};
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::checksum;
 use crate::stats::Counters;
+use crate::port_table::PortTable;
 use crate::timers::{TimerKey, Timers};
 use clat_xlat::wire::{
     Icmpv4DstUnreachable, Icmpv6DstUnreachable, TcpFlags, TcpSegment, TcpSeqNumber,
@@ -469,7 +470,9 @@ pub struct FlowTimeouts {
 /// The TCP flow table and its decisions.
 #[derive(Debug)]
 pub struct TcpFlows {
-    by_np: HashMap<u16, Flow>,
+    /// Flows by NAT port, stored densely ([`PortTable`]: a hash table
+    /// would hold every 168-byte entry in 8/7 to 16/7 of its size).
+    by_np: PortTable<Flow>,
     by_key: HashMap<NatKey, u16>,
     /// Next NAT port to try: ports cycle through the whole range so that a
     /// port is reused as late as possible (the listener side's TIME_WAIT).
@@ -491,7 +494,7 @@ pub struct TcpFlows {
 impl TcpFlows {
     pub fn new(to: FlowTimeouts) -> TcpFlows {
         TcpFlows {
-            by_np: HashMap::new(),
+            by_np: PortTable::default(),
             by_key: HashMap::new(),
             cursor: FIRST_PORT,
             incomplete: BTreeSet::new(),
@@ -517,7 +520,7 @@ impl TcpFlows {
     }
 
     pub fn get(&self, np: u16) -> Option<&Flow> {
-        self.by_np.get(&np)
+        self.by_np.get(np)
     }
 
     /// The next action for the Loop.
@@ -547,7 +550,7 @@ impl TcpFlows {
     ) -> AppVerdict {
         let existing = self.by_key.get(&key).copied();
         let Some(np) = existing.filter(|np| {
-            !(seg.is_syn() && self.by_np.get(np).map(|e| e.state) == Some(FlowState::Closing))
+            !(seg.is_syn() && self.by_np.get(*np).map(|e| e.state) == Some(FlowState::Closing))
         }) else {
             if !seg.is_syn() {
                 Counters::inc(&c.drop_tcp_no_flow);
@@ -559,7 +562,7 @@ impl TcpFlows {
             }
             return self.new_flow(now, key, existing, seg, p, hdr_len, thl, full, c);
         };
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(np) else {
             return AppVerdict::Drop;
         };
         e.last = now;
@@ -619,7 +622,7 @@ impl TcpFlows {
                 } else if end > e.app_next {
                     e.app_next = end;
                 }
-                let Some(e) = self.by_np.get_mut(&np) else {
+                let Some(e) = self.by_np.get_mut(np) else {
                     return AppVerdict::Forward(np);
                 };
                 if seg
@@ -740,7 +743,7 @@ impl TcpFlows {
                 let id = crate::flow_events::next_flow_id();
                 let mut tally = Tally::new(id);
                 tally.up = p.len() as u64;
-                if let Some(e) = self.by_np.get_mut(&np) {
+                if let Some(e) = self.by_np.get_mut(np) {
                     e.tally = Some(tally);
                 }
                 self.actions.push_back(Action::Started {
@@ -785,7 +788,7 @@ impl TcpFlows {
             } else {
                 self.cursor + 1
             };
-            if !self.by_np.contains_key(&np) {
+            if !self.by_np.contains_key(np) {
                 return Some(np);
             }
         }
@@ -804,7 +807,7 @@ impl TcpFlows {
             Some(np) != opening
                 && self
                     .by_np
-                    .get(&np)
+                    .get(np)
                     .is_some_and(|e| e.state == FlowState::Connecting && e.slot.is_some())
         });
         let Some(victim) = victim else {
@@ -837,7 +840,7 @@ impl TcpFlows {
     /// when `rst_up`); a live one leaves the flow gauge, and its end is
     /// reported for `how` (a Closing one's was, when it entered Closing).
     fn free(&mut self, np: u16, rst_up: bool, how: FlowEndReason, c: &Counters) {
-        let Some(mut e) = self.by_np.remove(&np) else {
+        let Some(mut e) = self.by_np.remove(np) else {
             return;
         };
         self.report_end(&mut e, how);
@@ -895,7 +898,7 @@ impl TcpFlows {
     }
 
     fn unlink_key(&mut self, np: u16) {
-        if let Some(e) = self.by_np.get(&np) {
+        if let Some(e) = self.by_np.get(np) {
             let k = (e.sp, e.dst, e.dp);
             if self.by_key.get(&k) == Some(&np) {
                 self.by_key.remove(&k);
@@ -904,7 +907,7 @@ impl TcpFlows {
     }
 
     fn on_probe(&mut self, np: u16, now: Instant, c: &Counters) {
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(np) else {
             return;
         };
         let prev = e.probe_at.replace(now);
@@ -927,7 +930,7 @@ impl TcpFlows {
 
     /// The Loop opened flow `np`'s upstream socket under `slot`.
     pub fn upstream_opened(&mut self, np: u16, slot: usize) {
-        if let Some(e) = self.by_np.get_mut(&np) {
+        if let Some(e) = self.by_np.get_mut(np) {
             e.slot = Some(slot);
         }
     }
@@ -935,7 +938,7 @@ impl TcpFlows {
     /// The upstream connect of `np` succeeded: the held SYN goes to the
     /// listener.
     pub fn upstream_connected(&mut self, np: u16, now: Instant) {
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(np) else {
             return;
         };
         if e.state != FlowState::Connecting {
@@ -952,7 +955,7 @@ impl TcpFlows {
     /// the app's SYN is answered as the real path would have answered it,
     /// and the flow is freed at once.
     pub fn upstream_failed(&mut self, np: u16, errno: Option<i32>, c: &Counters) {
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(np) else {
             return;
         };
         if e.state != FlowState::Connecting {
@@ -988,7 +991,7 @@ impl TcpFlows {
     /// connected upstream socket, to pair with it; `None` when the flow is
     /// not waiting for that (reset the accepted socket).
     pub fn accepted(&mut self, np: u16, now: Instant) -> Option<usize> {
-        let e = self.by_np.get_mut(&np)?;
+        let e = self.by_np.get_mut(np)?;
         if e.state != FlowState::SynInjected {
             return None;
         }
@@ -1006,7 +1009,7 @@ impl TcpFlows {
 
     /// Bytes moved on flow `np`'s relay.
     pub fn touch(&mut self, np: u16, now: Instant) {
-        if let Some(e) = self.by_np.get_mut(&np) {
+        if let Some(e) = self.by_np.get_mut(np) {
             e.last = now;
         }
     }
@@ -1015,7 +1018,7 @@ impl TcpFlows {
     /// closed by the caller (orderly), the listener side's RST is not
     /// carried.
     pub fn fast_close(&mut self, np: u16, c: &Counters) {
-        if let Some(e) = self.by_np.get_mut(&np) {
+        if let Some(e) = self.by_np.get_mut(np) {
             e.fast_closed = true;
             Counters::inc(&c.tcp_fast_closes);
         }
@@ -1035,7 +1038,7 @@ impl TcpFlows {
         seg: Option<SegInfo>,
         c: &Counters,
     ) -> ListenerVerdict {
-        let Some(e) = self.by_np.get_mut(&np).filter(|e| e.dst.is_ipv6() == v6) else {
+        let Some(e) = self.by_np.get_mut(np).filter(|e| e.dst.is_ipv6() == v6) else {
             Counters::inc(&c.drop_tcp_no_flow);
             return ListenerVerdict::NoFlow;
         };
@@ -1069,7 +1072,7 @@ impl TcpFlows {
     /// its down bytes, if it is reported. Counted only once written, so
     /// that a failed write to the TUN is not.
     pub fn delivered(&mut self, np: u16, len: usize) {
-        if let Some(e) = self.by_np.get_mut(&np) {
+        if let Some(e) = self.by_np.get_mut(np) {
             Tally::down(&mut e.tally, len);
         }
     }
@@ -1113,7 +1116,7 @@ impl TcpFlows {
         c: &Counters,
     ) {
         let grace = CLOSE_GRACE.min(self.to.transitory);
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(np) else {
             return;
         };
         if e.state == FlowState::Closing {
@@ -1141,7 +1144,7 @@ impl TcpFlows {
     pub fn handle_timeout(&mut self, now: Instant, c: &Counters) {
         while let Some((at, key)) = self.timers.pop_due(now) {
             let TimerKey::Nat(np) = key else { continue };
-            let Some(e) = self.by_np.get_mut(&np) else {
+            let Some(e) = self.by_np.get_mut(np) else {
                 continue;
             };
             if e.timer_at != at {
@@ -1213,9 +1216,9 @@ impl TcpFlows {
     }
 
     fn reset_where(&mut self, pick: impl Fn(&Flow) -> bool, now: Instant, c: &Counters) {
-        let nps: Vec<u16> = self.by_np.keys().copied().collect();
+        let nps: Vec<u16> = self.by_np.ports().collect();
         for np in nps {
-            let Some(e) = self.by_np.get(&np) else {
+            let Some(e) = self.by_np.get(np) else {
                 continue;
             };
             if !pick(e) {

@@ -728,3 +728,16 @@ mod memory {
         );
     }
 }
+#[cfg(test)]
+mod scratch_sizes {
+    #[test]
+    fn print_sizes() {
+        use std::mem::size_of;
+        println!("Flow {} (u16,Flow) {} NatKey {} (NatKey,u16) {} Slot {} Relay {} Side {} UdpFlow {} timer {} HeldSyn {}",
+            size_of::<crate::tcp_flows::Flow>(), size_of::<(u16, crate::tcp_flows::Flow)>(),
+            size_of::<crate::tcp_flows::NatKey>(), size_of::<(crate::tcp_flows::NatKey, u16)>(),
+            size_of::<super::super::Slot>(), size_of::<crate::tcp_relay::Relay>(),
+            size_of::<crate::tcp_relay::Side>(), size_of::<super::super::udp::UdpFlow>(),
+            size_of::<(std::time::Instant, crate::timers::TimerKey)>(), size_of::<crate::tcp_flows::HeldSyn>());
+    }
+}

@@ -355,7 +355,7 @@ fn a_full_table_evicts_the_oldest_incomplete_flow_first() {
     assert_eq!(c.snapshot().flows_evicted, 4);
     // Accept the newest two: nothing incomplete is left.
     for (np, e) in f.by_np.iter_mut() {
-        if *np != np_est {
+        if np != np_est {
             e.state = FlowState::Established;
         }
     }
@@ -884,21 +884,21 @@ fn check_invariants(f: &TcpFlows, c: &Counters, step: usize) {
         "step {step}: incomplete set"
     );
     for &(at, np) in &f.incomplete {
-        assert_eq!(f.by_np[&np].created, at, "step {step}");
+        assert_eq!(f.by_np.get(np).unwrap().created, at, "step {step}");
     }
     assert_eq!(
         f.timers.len(),
         f.by_np.len(),
         "step {step}: one deadline each"
     );
-    for (np, e) in &f.by_np {
+    for (np, e) in f.by_np.iter() {
         assert!(
-            f.timers.contains(e.timer_at, TimerKey::Nat(*np)),
+            f.timers.contains(e.timer_at, TimerKey::Nat(np)),
             "step {step}: flow {np} has no deadline"
         );
     }
     for (k, np) in &f.by_key {
-        let e = &f.by_np[np];
+        let e = f.by_np.get(*np).unwrap();
         assert_eq!((e.sp, e.dst, e.dp), *k, "step {step}: key of {np}");
     }
 }
@@ -929,7 +929,7 @@ fn random_lives_keep_the_books_and_end_empty() {
         for step in 0..3000 {
             now += Duration::from_millis(rnd(400));
             let sp = 1 + rnd(12) as u16;
-            let nps: Vec<u16> = f.by_np.keys().copied().collect();
+            let nps: Vec<u16> = f.by_np.ports().collect();
             let np = if nps.is_empty() {
                 1024
             } else {

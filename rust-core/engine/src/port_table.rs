@@ -1,4 +1,5 @@
-//! A map from a 16-bit port to a value, with the values stored densely.
+//! A map from a 16-bit port to a value, with the values stored densely,
+//! and [`KeyIndex`], a second index of the same values by another key.
 //!
 //! Why not a `HashMap<u16, V>`: a hash table keeps its entries inline in
 //! its buckets, and it holds between 7/16 and 7/8 of them (hashbrown
@@ -7,29 +8,36 @@
 //! entries over every page. For a TCP flow (a 168-byte entry) that was 360
 //! bytes per flow at 1,000 flows, over half of the budget of 512 bytes per
 //! idle flow (issue 16). Here the values sit in a `Vec` with no holes (a
-//! removal moves the last value into the gap), and the hash table maps a
-//! port to its value's index: 8 bytes per bucket.
+//! removal moves the last value into the gap), and a hash table of bare
+//! indexes (hashbrown's `HashTable<u32>`: 5 bytes per bucket with its
+//! control byte) finds a port's value. A `HashMap<K, u16>` by a second key
+//! would again hold each key inline (25 bytes per bucket for the TCP
+//! flows' 22-byte tuple); [`KeyIndex`] holds only the port (3 bytes) and
+//! compares keys through the table.
 //!
 //! Lookups cost one hash probe and one indexed load, as before; a removal
 //! also fixes the index of the value it moved.
 
-use std::collections::HashMap;
+use hashbrown::HashTable;
+use std::hash::{BuildHasher, Hash, RandomState};
 
 /// Values `V` by port, stored densely (see the module doc).
 #[derive(Debug)]
 pub struct PortTable<V> {
     /// The values with their ports, in no particular order, no holes.
     values: Vec<(u16, V)>,
-    /// Port -> index in `values`. u32: the table holds at most 65,536
-    /// ports, u16 would not hold the count itself.
-    index: HashMap<u16, u32>,
+    /// Indexes into `values`, hashed by their port. u32: the table holds
+    /// at most 65,536 ports, a u16 would not hold the count itself.
+    index: HashTable<u32>,
+    hasher: RandomState,
 }
 
 impl<V> Default for PortTable<V> {
     fn default() -> Self {
         PortTable {
             values: Vec::new(),
-            index: HashMap::new(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
         }
     }
 }
@@ -39,38 +47,64 @@ impl<V> PortTable<V> {
         self.values.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// `port`'s index in `values`.
+    fn find(&self, port: u16) -> Option<usize> {
+        let values = &self.values;
+        self.index
+            .find(self.hasher.hash_one(port), |&i| values[i as usize].0 == port)
+            .map(|&i| i as usize)
+    }
+
     pub fn contains_key(&self, port: u16) -> bool {
-        self.index.contains_key(&port)
+        self.find(port).is_some()
     }
 
     pub fn get(&self, port: u16) -> Option<&V> {
-        let i = *self.index.get(&port)?;
-        Some(&self.values[i as usize].1)
+        let i = self.find(port)?;
+        Some(&self.values[i].1)
     }
 
     pub fn get_mut(&mut self, port: u16) -> Option<&mut V> {
-        let i = *self.index.get(&port)?;
-        Some(&mut self.values[i as usize].1)
+        let i = self.find(port)?;
+        Some(&mut self.values[i].1)
     }
 
     /// Files `v` under `port`; the value `port` had before, if any, is
     /// replaced and returned.
     pub fn insert(&mut self, port: u16, v: V) -> Option<V> {
-        if let Some(&i) = self.index.get(&port) {
-            return Some(std::mem::replace(&mut self.values[i as usize].1, v));
+        if let Some(i) = self.find(port) {
+            return Some(std::mem::replace(&mut self.values[i].1, v));
         }
         // At most 65,536 distinct ports: the index always fits a u32.
-        self.index.insert(port, self.values.len() as u32);
+        let i = self.values.len() as u32;
         self.values.push((port, v));
+        let (values, hasher) = (&self.values, &self.hasher);
+        self.index.insert_unique(hasher.hash_one(port), i, |&j| {
+            hasher.hash_one(values[j as usize].0)
+        });
         None
     }
 
     /// Takes `port`'s value out; the last value moves into its place.
     pub fn remove(&mut self, port: u16) -> Option<V> {
-        let i = self.index.remove(&port)? as usize;
+        let values = &self.values;
+        let entry = self
+            .index
+            .find_entry(self.hasher.hash_one(port), |&i| values[i as usize].0 == port)
+            .ok()?;
+        let i = *entry.get() as usize;
+        entry.remove();
         let (_, v) = self.values.swap_remove(i);
         if let Some(&(moved, _)) = self.values.get(i) {
-            self.index.insert(moved, i as u32);
+            // The moved value's index entry still says the old last place.
+            let last = self.values.len() as u32;
+            if let Some(j) = self.index.find_mut(self.hasher.hash_one(moved), |&j| j == last) {
+                *j = i as u32;
+            }
         }
         Some(v)
     }
@@ -93,10 +127,6 @@ impl<V> PortTable<V> {
         self.values.iter().map(|e| &e.1)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
         self.values.iter_mut().map(|e| &mut e.1)
     }
@@ -104,6 +134,92 @@ impl<V> PortTable<V> {
     pub fn clear(&mut self) {
         self.values.clear();
         self.index.clear();
+    }
+}
+
+/// A second index of a [`PortTable`]'s values, by a key `K` each value
+/// has (`key_of`), holding only the port (see the module doc). Not every
+/// value need be in it (a closing TCP flow leaves it so that a new flow
+/// may take its tuple), and the caller keeps it in step with the table:
+/// [`KeyIndex::unlink`] before a value leaves the table.
+#[derive(Debug)]
+pub struct KeyIndex {
+    ports: HashTable<u16>,
+    hasher: RandomState,
+}
+
+impl Default for KeyIndex {
+    fn default() -> Self {
+        KeyIndex {
+            ports: HashTable::new(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl KeyIndex {
+    /// The port whose value in `t` has key `key`, if it is linked.
+    pub fn get<V, K: Hash + Eq>(
+        &self,
+        t: &PortTable<V>,
+        key_of: impl Fn(&V) -> K,
+        key: &K,
+    ) -> Option<u16> {
+        self.ports
+            .find(self.hasher.hash_one(key), |&p| {
+                t.get(p).is_some_and(|v| key_of(v) == *key)
+            })
+            .copied()
+    }
+
+    /// Links `port` (in `t`) under its value's key, in place of any
+    /// other port linked under the same key (as `HashMap::insert` would).
+    pub fn link<V, K: Hash + Eq>(
+        &mut self,
+        t: &PortTable<V>,
+        key_of: impl Fn(&V) -> K,
+        port: u16,
+    ) {
+        let Some(v) = t.get(port) else { return };
+        let key = key_of(v);
+        let hash = self.hasher.hash_one(&key);
+        let same = |&p: &u16| t.get(p).is_some_and(|v| key_of(v) == key);
+        if let Some(p) = self.ports.find_mut(hash, same) {
+            *p = port;
+            return;
+        }
+        let hasher = &self.hasher;
+        let rehash = |&p: &u16| t.get(p).map_or(0, |v| hasher.hash_one(key_of(v)));
+        self.ports.insert_unique(hash, port, rehash);
+    }
+
+    /// Unlinks `port` (in `t`) if it is linked; true when it was.
+    pub fn unlink<V, K: Hash>(&mut self, t: &PortTable<V>, key_of: impl Fn(&V) -> K, port: u16) -> bool {
+        let Some(v) = t.get(port) else { return false };
+        match self.ports.find_entry(self.hasher.hash_one(key_of(v)), |&p| p == port) {
+            Ok(e) => {
+                e.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+
+    /// The linked ports, in no particular order.
+    pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.ports.iter().copied()
+    }
+
+    pub fn clear(&mut self) {
+        self.ports.clear();
     }
 }
 
@@ -160,6 +276,40 @@ mod tests {
         t.clear();
         assert!(t.is_empty());
         assert_eq!((t.len(), t.get(1020), t.ports().count()), (0, None, 0));
+    }
+
+    /// The key index through moves of the table (removals elsewhere move
+    /// linked values), relinking under the same key, unlinking.
+    #[test]
+    fn key_index_follows_the_table() {
+        let key_of = |v: &(char, u8)| v.0;
+        let mut t = PortTable::default();
+        let mut k = KeyIndex::default();
+        for (port, key) in [(10, 'a'), (11, 'b'), (12, 'c'), (13, 'd')] {
+            t.insert(port, (key, 0));
+            k.link(&t, key_of, port);
+        }
+        assert_eq!(k.get(&t, key_of, &'b'), Some(11));
+        // 10 leaves the table: 13 moves into its place, still found.
+        assert!(k.unlink(&t, key_of, 10));
+        t.remove(10);
+        assert_eq!(
+            (k.get(&t, key_of, &'a'), k.get(&t, key_of, &'d')),
+            (None, Some(13))
+        );
+        // A second value with key 'b' takes the key; 11 stays in the table
+        // unlinked (a closing flow whose tuple a new flow took).
+        t.insert(20, ('b', 1));
+        k.link(&t, key_of, 20);
+        assert_eq!((k.get(&t, key_of, &'b'), k.len()), (Some(20), 3));
+        assert!(!k.unlink(&t, key_of, 11));
+        assert!(k.unlink(&t, key_of, 20));
+        assert_eq!(k.get(&t, key_of, &'b'), None);
+        let mut left: Vec<u16> = k.ports().collect();
+        left.sort_unstable();
+        assert_eq!(left, [12, 13]);
+        k.clear();
+        assert!(k.is_empty());
     }
 
     #[test]

@@ -55,7 +55,7 @@ use crate::flow_events::{FlowEndReason, Tally};
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::checksum;
 use crate::stats::Counters;
-use crate::port_table::PortTable;
+use crate::port_table::{KeyIndex, PortTable};
 use crate::timers::{TimerKey, Timers};
 use clat_xlat::wire::{
     Icmpv4DstUnreachable, Icmpv6DstUnreachable, TcpFlags, TcpSegment, TcpSeqNumber,
@@ -241,6 +241,13 @@ pub struct Flow {
     /// when the entry goes ([`Action::Ended`], which takes the tally),
     /// with the time it ended.
     tally: Option<Box<Tally>>,
+}
+
+impl Flow {
+    /// The app-side tuple the flow was opened for (its [`NatKey`]).
+    fn key(&self) -> NatKey {
+        (self.sp, self.dst, self.dp)
+    }
 }
 
 /// How the held SYN is answered when the upstream connect fails.
@@ -473,7 +480,9 @@ pub struct TcpFlows {
     /// Flows by NAT port, stored densely ([`PortTable`]: a hash table
     /// would hold every 168-byte entry in 8/7 to 16/7 of its size).
     by_np: PortTable<Flow>,
-    by_key: HashMap<NatKey, u16>,
+    /// The linked flows' ports by their [`NatKey`]: a closing flow is
+    /// unlinked so that a new SYN on its tuple opens a new flow.
+    by_key: KeyIndex,
     /// Next NAT port to try: ports cycle through the whole range so that a
     /// port is reused as late as possible (the listener side's TIME_WAIT).
     cursor: u16,
@@ -495,7 +504,7 @@ impl TcpFlows {
     pub fn new(to: FlowTimeouts) -> TcpFlows {
         TcpFlows {
             by_np: PortTable::default(),
-            by_key: HashMap::new(),
+            by_key: KeyIndex::default(),
             cursor: FIRST_PORT,
             incomplete: BTreeSet::new(),
             closing: 0,
@@ -548,7 +557,7 @@ impl TcpFlows {
         full: bool,
         c: &Counters,
     ) -> AppVerdict {
-        let existing = self.by_key.get(&key).copied();
+        let existing = self.by_key.get(&self.by_np, Flow::key, &key);
         let Some(np) = existing.filter(|np| {
             !(seg.is_syn() && self.by_np.get(*np).map(|e| e.state) == Some(FlowState::Closing))
         }) else {
@@ -735,7 +744,7 @@ impl TcpFlows {
                 tally: None,
             },
         );
-        self.by_key.insert(key, np);
+        self.by_key.link(&self.by_np, Flow::key, np);
         self.incomplete.insert((now, np));
         self.timers.insert(at, TimerKey::Nat(np));
         if let (Some(relay), IpAddr::V4(dst)) = (self.report, key.1) {
@@ -840,14 +849,11 @@ impl TcpFlows {
     /// when `rst_up`); a live one leaves the flow gauge, and its end is
     /// reported for `how` (a Closing one's was, when it entered Closing).
     fn free(&mut self, np: u16, rst_up: bool, how: FlowEndReason, c: &Counters) {
+        self.by_key.unlink(&self.by_np, Flow::key, np);
         let Some(mut e) = self.by_np.remove(np) else {
             return;
         };
         self.report_end(&mut e, how);
-        let k = (e.sp, e.dst, e.dp);
-        if self.by_key.get(&k) == Some(&np) {
-            self.by_key.remove(&k);
-        }
         self.timers.remove(e.timer_at, TimerKey::Nat(np));
         self.incomplete.remove(&(e.created, np));
         if e.state == FlowState::Closing {
@@ -898,12 +904,7 @@ impl TcpFlows {
     }
 
     fn unlink_key(&mut self, np: u16) {
-        if let Some(e) = self.by_np.get(np) {
-            let k = (e.sp, e.dst, e.dp);
-            if self.by_key.get(&k) == Some(&np) {
-                self.by_key.remove(&k);
-            }
-        }
+        self.by_key.unlink(&self.by_np, Flow::key, np);
     }
 
     fn on_probe(&mut self, np: u16, now: Instant, c: &Counters) {

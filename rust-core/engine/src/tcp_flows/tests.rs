@@ -897,9 +897,15 @@ fn check_invariants(f: &TcpFlows, c: &Counters, step: usize) {
             "step {step}: flow {np} has no deadline"
         );
     }
-    for (k, np) in &f.by_key {
-        let e = f.by_np.get(*np).unwrap();
-        assert_eq!((e.sp, e.dst, e.dp), *k, "step {step}: key of {np}");
+    // Every linked port is a flow, found by its own key (so no two
+    // linked ports share a key).
+    for np in f.by_key.ports() {
+        let e = f.by_np.get(np).unwrap_or_else(|| panic!("step {step}: {np} linked, no flow"));
+        assert_eq!(
+            f.by_key.get(&f.by_np, Flow::key, &e.key()),
+            Some(np),
+            "step {step}: key of {np}"
+        );
     }
 }
 

@@ -47,6 +47,7 @@ impl<V> PortTable<V> {
         self.values.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
@@ -55,7 +56,9 @@ impl<V> PortTable<V> {
     fn find(&self, port: u16) -> Option<usize> {
         let values = &self.values;
         self.index
-            .find(self.hasher.hash_one(port), |&i| values[i as usize].0 == port)
+            .find(self.hasher.hash_one(port), |&i| {
+                values[i as usize].0 == port
+            })
             .map(|&i| i as usize)
     }
 
@@ -94,7 +97,9 @@ impl<V> PortTable<V> {
         let values = &self.values;
         let entry = self
             .index
-            .find_entry(self.hasher.hash_one(port), |&i| values[i as usize].0 == port)
+            .find_entry(self.hasher.hash_one(port), |&i| {
+                values[i as usize].0 == port
+            })
             .ok()?;
         let i = *entry.get() as usize;
         entry.remove();
@@ -102,7 +107,10 @@ impl<V> PortTable<V> {
         if let Some(&(moved, _)) = self.values.get(i) {
             // The moved value's index entry still says the old last place.
             let last = self.values.len() as u32;
-            if let Some(j) = self.index.find_mut(self.hasher.hash_one(moved), |&j| j == last) {
+            if let Some(j) = self
+                .index
+                .find_mut(self.hasher.hash_one(moved), |&j| j == last)
+            {
                 *j = i as u32;
             }
         }
@@ -115,14 +123,17 @@ impl<V> PortTable<V> {
     }
 
     /// The ports and their values, in no particular order.
+    #[cfg(test)]
     pub fn iter(&self) -> impl Iterator<Item = (u16, &V)> {
         self.values.iter().map(|e| (e.0, &e.1))
     }
 
+    #[cfg(test)]
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (u16, &mut V)> {
         self.values.iter_mut().map(|e| (e.0, &mut e.1))
     }
 
+    #[cfg(test)]
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.values.iter().map(|e| &e.1)
     }
@@ -174,12 +185,7 @@ impl KeyIndex {
 
     /// Links `port` (in `t`) under its value's key, in place of any
     /// other port linked under the same key (as `HashMap::insert` would).
-    pub fn link<V, K: Hash + Eq>(
-        &mut self,
-        t: &PortTable<V>,
-        key_of: impl Fn(&V) -> K,
-        port: u16,
-    ) {
+    pub fn link<V, K: Hash + Eq>(&mut self, t: &PortTable<V>, key_of: impl Fn(&V) -> K, port: u16) {
         let Some(v) = t.get(port) else { return };
         let key = key_of(v);
         let hash = self.hasher.hash_one(&key);
@@ -194,9 +200,17 @@ impl KeyIndex {
     }
 
     /// Unlinks `port` (in `t`) if it is linked; true when it was.
-    pub fn unlink<V, K: Hash>(&mut self, t: &PortTable<V>, key_of: impl Fn(&V) -> K, port: u16) -> bool {
+    pub fn unlink<V, K: Hash>(
+        &mut self,
+        t: &PortTable<V>,
+        key_of: impl Fn(&V) -> K,
+        port: u16,
+    ) -> bool {
         let Some(v) = t.get(port) else { return false };
-        match self.ports.find_entry(self.hasher.hash_one(key_of(v)), |&p| p == port) {
+        match self
+            .ports
+            .find_entry(self.hasher.hash_one(key_of(v)), |&p| p == port)
+        {
             Ok(e) => {
                 e.remove();
                 true
@@ -205,15 +219,18 @@ impl KeyIndex {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.ports.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.ports.is_empty()
     }
 
     /// The linked ports, in no particular order.
+    #[cfg(test)]
     pub fn ports(&self) -> impl Iterator<Item = u16> + '_ {
         self.ports.iter().copied()
     }

@@ -54,13 +54,13 @@
 use crate::flow_events::{FlowEndReason, Tally};
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::checksum;
-use crate::stats::Counters;
 use crate::port_table::{KeyIndex, PortTable};
+use crate::stats::Counters;
 use crate::timers::{TimerKey, Timers};
 use clat_xlat::wire::{
     Icmpv4DstUnreachable, Icmpv6DstUnreachable, TcpFlags, TcpSegment, TcpSeqNumber,
 };
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 

@@ -3,6 +3,7 @@
 
 use super::*;
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TcpOptionElement, TransportHeader};
+use std::collections::HashMap;
 
 const D: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const CLAT: Ipv4Addr = Ipv4Addr::new(192, 0, 0, 4);
@@ -900,7 +901,10 @@ fn check_invariants(f: &TcpFlows, c: &Counters, step: usize) {
     // Every linked port is a flow, found by its own key (so no two
     // linked ports share a key).
     for np in f.by_key.ports() {
-        let e = f.by_np.get(np).unwrap_or_else(|| panic!("step {step}: {np} linked, no flow"));
+        let e = f
+            .by_np
+            .get(np)
+            .unwrap_or_else(|| panic!("step {step}: {np} linked, no flow"));
         assert_eq!(
             f.by_key.get(&f.by_np, Flow::key, &e.key()),
             Some(np),

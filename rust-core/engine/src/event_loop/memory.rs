@@ -10,9 +10,8 @@ use super::Slot;
 use crate::datagram_mappings::{DatagramMappings, MapKey};
 use crate::tcp_flows::Flow;
 use crate::tcp_relay::Relay;
-use crate::timers::TimerKey;
+use crate::timers::Timers;
 use std::mem::size_of;
-use std::time::Instant;
 
 /// The project's budget of engine memory per idle flow.
 const IDLE_FLOW_BUDGET: usize = 512;
@@ -32,7 +31,7 @@ fn malloc_chunk(n: usize) -> usize {
 /// A deadline in the timer B-tree: at least half of a leaf's slots are
 /// used (deadlines arrive in order, leaves split 6 / 5), so two slots.
 fn timer() -> usize {
-    2 * size_of::<(Instant, TimerKey)>()
+    2 * Timers::ENTRY_BYTES
 }
 
 /// An idle established TCP flow: its entry in the flow table (stored

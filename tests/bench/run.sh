@@ -18,6 +18,7 @@
 #   --clat PATH    the binary to measure (default: cargo build --release
 #                  -p clat-cli, then $CARGO_TARGET_DIR or target/release/clat)
 #   --only LIST    comma list of paths,mem,wake,android,carry6,cap (default: all;
+#                  "memtcp" / "memudp": the TCP or UDP half of "mem";
 #                  "mtu" is the earlier name of "android"); "conn"
 #                  (round trips and new connections of (a) and (b) only: what
 #                  a change to the handshake path costs, in about 2 minutes);

@@ -123,6 +123,11 @@ impl<H: Copy, K: Copy + Eq + Hash> DatagramMappings<H, K> {
         self.map.len()
     }
 
+    /// Bytes of one mapping's entry in the table's buckets (key and
+    /// entry inline), for the memory budget test (event_loop/memory.rs).
+    #[cfg(test)]
+    pub const ENTRY_BYTES: usize = std::mem::size_of::<(K, Entry<H>)>();
+
     pub fn clear(&mut self) {
         self.map.clear();
     }

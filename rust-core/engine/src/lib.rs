@@ -32,6 +32,7 @@ pub mod ipv4_path;
 mod nat_tcp;
 pub mod packet;
 mod path_error;
+mod port_table;
 mod stats;
 mod sys;
 mod tcp_flows;

@@ -54,13 +54,15 @@
 use crate::flow_events::{FlowEndReason, Tally};
 use crate::ipv4_path::Ipv4Path;
 use crate::packet::checksum;
+use crate::port_table::{KeyIndex, PortTable};
 use crate::stats::Counters;
 use crate::timers::{TimerKey, Timers};
 use clat_xlat::wire::{
     Icmpv4DstUnreachable, Icmpv6DstUnreachable, TcpFlags, TcpSegment, TcpSeqNumber,
 };
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 /// How long a closed TCP flow's NAT entry keeps translating late segments
@@ -229,8 +231,11 @@ pub struct Flow {
     window_closed: bool,
     /// The app's last keepalive probe.
     probe_at: Option<Instant>,
-    /// The upstream keepalive interval set, if any.
-    keepalive: Option<Duration>,
+    /// The upstream keepalive interval set, if any, in milliseconds (it
+    /// is within [`KEEPALIVE_MIN`]..=[`KEEPALIVE_MAX`]): 4 bytes where an
+    /// `Option<Duration>` takes 16, in every flow's entry (the budget of
+    /// 512 bytes per idle flow).
+    keepalive_ms: Option<NonZeroU32>,
     /// A reported flow's id and bytes ([`TcpFlows::report_flows`]): every
     /// IPv4 packet of the flow the app writes to the TUN counts up, every
     /// one of the listener's written to the app counts down
@@ -240,6 +245,13 @@ pub struct Flow {
     /// when the entry goes ([`Action::Ended`], which takes the tally),
     /// with the time it ended.
     tally: Option<Box<Tally>>,
+}
+
+impl Flow {
+    /// The app-side tuple the flow was opened for (its [`NatKey`]).
+    fn key(&self) -> NatKey {
+        (self.sp, self.dst, self.dp)
+    }
 }
 
 /// How the held SYN is answered when the upstream connect fails.
@@ -469,8 +481,12 @@ pub struct FlowTimeouts {
 /// The TCP flow table and its decisions.
 #[derive(Debug)]
 pub struct TcpFlows {
-    by_np: HashMap<u16, Flow>,
-    by_key: HashMap<NatKey, u16>,
+    /// Flows by NAT port, stored densely ([`PortTable`]: a hash table
+    /// would hold every 168-byte entry in 8/7 to 16/7 of its size).
+    by_np: PortTable<Flow>,
+    /// The linked flows' ports by their [`NatKey`]: a closing flow is
+    /// unlinked so that a new SYN on its tuple opens a new flow.
+    by_key: KeyIndex,
     /// Next NAT port to try: ports cycle through the whole range so that a
     /// port is reused as late as possible (the listener side's TIME_WAIT).
     cursor: u16,
@@ -491,8 +507,8 @@ pub struct TcpFlows {
 impl TcpFlows {
     pub fn new(to: FlowTimeouts) -> TcpFlows {
         TcpFlows {
-            by_np: HashMap::new(),
-            by_key: HashMap::new(),
+            by_np: PortTable::default(),
+            by_key: KeyIndex::default(),
             cursor: FIRST_PORT,
             incomplete: BTreeSet::new(),
             closing: 0,
@@ -517,7 +533,7 @@ impl TcpFlows {
     }
 
     pub fn get(&self, np: u16) -> Option<&Flow> {
-        self.by_np.get(&np)
+        self.by_np.get(np)
     }
 
     /// The next action for the Loop.
@@ -545,9 +561,9 @@ impl TcpFlows {
         full: bool,
         c: &Counters,
     ) -> AppVerdict {
-        let existing = self.by_key.get(&key).copied();
+        let existing = self.by_key.get(&self.by_np, Flow::key, &key);
         let Some(np) = existing.filter(|np| {
-            !(seg.is_syn() && self.by_np.get(np).map(|e| e.state) == Some(FlowState::Closing))
+            !(seg.is_syn() && self.by_np.get(*np).map(|e| e.state) == Some(FlowState::Closing))
         }) else {
             if !seg.is_syn() {
                 Counters::inc(&c.drop_tcp_no_flow);
@@ -559,7 +575,7 @@ impl TcpFlows {
             }
             return self.new_flow(now, key, existing, seg, p, hdr_len, thl, full, c);
         };
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(np) else {
             return AppVerdict::Drop;
         };
         e.last = now;
@@ -619,7 +635,7 @@ impl TcpFlows {
                 } else if end > e.app_next {
                     e.app_next = end;
                 }
-                let Some(e) = self.by_np.get_mut(&np) else {
+                let Some(e) = self.by_np.get_mut(np) else {
                     return AppVerdict::Forward(np);
                 };
                 if seg
@@ -728,11 +744,11 @@ impl TcpFlows {
                 fast_closed: false,
                 window_closed: false,
                 probe_at: None,
-                keepalive: None,
+                keepalive_ms: None,
                 tally: None,
             },
         );
-        self.by_key.insert(key, np);
+        self.by_key.link(&self.by_np, Flow::key, np);
         self.incomplete.insert((now, np));
         self.timers.insert(at, TimerKey::Nat(np));
         if let (Some(relay), IpAddr::V4(dst)) = (self.report, key.1) {
@@ -740,7 +756,7 @@ impl TcpFlows {
                 let id = crate::flow_events::next_flow_id();
                 let mut tally = Tally::new(id);
                 tally.up = p.len() as u64;
-                if let Some(e) = self.by_np.get_mut(&np) {
+                if let Some(e) = self.by_np.get_mut(np) {
                     e.tally = Some(tally);
                 }
                 self.actions.push_back(Action::Started {
@@ -785,7 +801,7 @@ impl TcpFlows {
             } else {
                 self.cursor + 1
             };
-            if !self.by_np.contains_key(&np) {
+            if !self.by_np.contains_key(np) {
                 return Some(np);
             }
         }
@@ -804,7 +820,7 @@ impl TcpFlows {
             Some(np) != opening
                 && self
                     .by_np
-                    .get(&np)
+                    .get(np)
                     .is_some_and(|e| e.state == FlowState::Connecting && e.slot.is_some())
         });
         let Some(victim) = victim else {
@@ -837,14 +853,11 @@ impl TcpFlows {
     /// when `rst_up`); a live one leaves the flow gauge, and its end is
     /// reported for `how` (a Closing one's was, when it entered Closing).
     fn free(&mut self, np: u16, rst_up: bool, how: FlowEndReason, c: &Counters) {
-        let Some(mut e) = self.by_np.remove(&np) else {
+        self.by_key.unlink(&self.by_np, Flow::key, np);
+        let Some(mut e) = self.by_np.remove(np) else {
             return;
         };
         self.report_end(&mut e, how);
-        let k = (e.sp, e.dst, e.dp);
-        if self.by_key.get(&k) == Some(&np) {
-            self.by_key.remove(&k);
-        }
         self.timers.remove(e.timer_at, TimerKey::Nat(np));
         self.incomplete.remove(&(e.created, np));
         if e.state == FlowState::Closing {
@@ -895,16 +908,11 @@ impl TcpFlows {
     }
 
     fn unlink_key(&mut self, np: u16) {
-        if let Some(e) = self.by_np.get(&np) {
-            let k = (e.sp, e.dst, e.dp);
-            if self.by_key.get(&k) == Some(&np) {
-                self.by_key.remove(&k);
-            }
-        }
+        self.by_key.unlink(&self.by_np, Flow::key, np);
     }
 
     fn on_probe(&mut self, np: u16, now: Instant, c: &Counters) {
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(np) else {
             return;
         };
         let prev = e.probe_at.replace(now);
@@ -914,12 +922,14 @@ impl TcpFlows {
         let interval = now
             .saturating_duration_since(prev)
             .clamp(KEEPALIVE_MIN, KEEPALIVE_MAX);
-        let set = match e.keepalive {
+        // Within 10 s..=2 h: a nonzero u32 of milliseconds.
+        let ms = NonZeroU32::new(interval.as_millis() as u32);
+        let set = match e.keepalive_ms {
             None => true,
-            Some(cur) => interval < cur * 3 / 4,
+            Some(cur) => interval < Duration::from_millis(u64::from(cur.get())) * 3 / 4,
         };
         if set {
-            e.keepalive = Some(interval);
+            e.keepalive_ms = ms;
             Counters::inc(&c.tcp_upstream_keepalives);
             self.actions.push_back(Action::Keepalive { slot, interval });
         }
@@ -927,7 +937,7 @@ impl TcpFlows {
 
     /// The Loop opened flow `np`'s upstream socket under `slot`.
     pub fn upstream_opened(&mut self, np: u16, slot: usize) {
-        if let Some(e) = self.by_np.get_mut(&np) {
+        if let Some(e) = self.by_np.get_mut(np) {
             e.slot = Some(slot);
         }
     }
@@ -935,7 +945,7 @@ impl TcpFlows {
     /// The upstream connect of `np` succeeded: the held SYN goes to the
     /// listener.
     pub fn upstream_connected(&mut self, np: u16, now: Instant) {
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(np) else {
             return;
         };
         if e.state != FlowState::Connecting {
@@ -952,7 +962,7 @@ impl TcpFlows {
     /// the app's SYN is answered as the real path would have answered it,
     /// and the flow is freed at once.
     pub fn upstream_failed(&mut self, np: u16, errno: Option<i32>, c: &Counters) {
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(np) else {
             return;
         };
         if e.state != FlowState::Connecting {
@@ -988,7 +998,7 @@ impl TcpFlows {
     /// connected upstream socket, to pair with it; `None` when the flow is
     /// not waiting for that (reset the accepted socket).
     pub fn accepted(&mut self, np: u16, now: Instant) -> Option<usize> {
-        let e = self.by_np.get_mut(&np)?;
+        let e = self.by_np.get_mut(np)?;
         if e.state != FlowState::SynInjected {
             return None;
         }
@@ -1006,7 +1016,7 @@ impl TcpFlows {
 
     /// Bytes moved on flow `np`'s relay.
     pub fn touch(&mut self, np: u16, now: Instant) {
-        if let Some(e) = self.by_np.get_mut(&np) {
+        if let Some(e) = self.by_np.get_mut(np) {
             e.last = now;
         }
     }
@@ -1015,7 +1025,7 @@ impl TcpFlows {
     /// closed by the caller (orderly), the listener side's RST is not
     /// carried.
     pub fn fast_close(&mut self, np: u16, c: &Counters) {
-        if let Some(e) = self.by_np.get_mut(&np) {
+        if let Some(e) = self.by_np.get_mut(np) {
             e.fast_closed = true;
             Counters::inc(&c.tcp_fast_closes);
         }
@@ -1035,7 +1045,7 @@ impl TcpFlows {
         seg: Option<SegInfo>,
         c: &Counters,
     ) -> ListenerVerdict {
-        let Some(e) = self.by_np.get_mut(&np).filter(|e| e.dst.is_ipv6() == v6) else {
+        let Some(e) = self.by_np.get_mut(np).filter(|e| e.dst.is_ipv6() == v6) else {
             Counters::inc(&c.drop_tcp_no_flow);
             return ListenerVerdict::NoFlow;
         };
@@ -1069,7 +1079,7 @@ impl TcpFlows {
     /// its down bytes, if it is reported. Counted only once written, so
     /// that a failed write to the TUN is not.
     pub fn delivered(&mut self, np: u16, len: usize) {
-        if let Some(e) = self.by_np.get_mut(&np) {
+        if let Some(e) = self.by_np.get_mut(np) {
             Tally::down(&mut e.tally, len);
         }
     }
@@ -1113,7 +1123,7 @@ impl TcpFlows {
         c: &Counters,
     ) {
         let grace = CLOSE_GRACE.min(self.to.transitory);
-        let Some(e) = self.by_np.get_mut(&np) else {
+        let Some(e) = self.by_np.get_mut(np) else {
             return;
         };
         if e.state == FlowState::Closing {
@@ -1141,7 +1151,7 @@ impl TcpFlows {
     pub fn handle_timeout(&mut self, now: Instant, c: &Counters) {
         while let Some((at, key)) = self.timers.pop_due(now) {
             let TimerKey::Nat(np) = key else { continue };
-            let Some(e) = self.by_np.get_mut(&np) else {
+            let Some(e) = self.by_np.get_mut(np) else {
                 continue;
             };
             if e.timer_at != at {
@@ -1213,9 +1223,9 @@ impl TcpFlows {
     }
 
     fn reset_where(&mut self, pick: impl Fn(&Flow) -> bool, now: Instant, c: &Counters) {
-        let nps: Vec<u16> = self.by_np.keys().copied().collect();
+        let nps: Vec<u16> = self.by_np.ports().collect();
         for np in nps {
-            let Some(e) = self.by_np.get(&np) else {
+            let Some(e) = self.by_np.get(np) else {
                 continue;
             };
             if !pick(e) {

@@ -10,6 +10,8 @@
 mod datagram;
 mod dns_relay;
 mod icmp_echo;
+#[cfg(test)]
+mod memory;
 mod tcp;
 mod udp;
 mod udp_batch;

@@ -3,6 +3,7 @@
 
 use super::*;
 use etherparse::{NetHeaders, PacketBuilder, PacketHeaders, TcpOptionElement, TransportHeader};
+use std::collections::HashMap;
 
 const D: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 10);
 const CLAT: Ipv4Addr = Ipv4Addr::new(192, 0, 0, 4);
@@ -355,7 +356,7 @@ fn a_full_table_evicts_the_oldest_incomplete_flow_first() {
     assert_eq!(c.snapshot().flows_evicted, 4);
     // Accept the newest two: nothing incomplete is left.
     for (np, e) in f.by_np.iter_mut() {
-        if *np != np_est {
+        if np != np_est {
             e.state = FlowState::Established;
         }
     }
@@ -884,22 +885,31 @@ fn check_invariants(f: &TcpFlows, c: &Counters, step: usize) {
         "step {step}: incomplete set"
     );
     for &(at, np) in &f.incomplete {
-        assert_eq!(f.by_np[&np].created, at, "step {step}");
+        assert_eq!(f.by_np.get(np).unwrap().created, at, "step {step}");
     }
     assert_eq!(
         f.timers.len(),
         f.by_np.len(),
         "step {step}: one deadline each"
     );
-    for (np, e) in &f.by_np {
+    for (np, e) in f.by_np.iter() {
         assert!(
-            f.timers.contains(e.timer_at, TimerKey::Nat(*np)),
+            f.timers.contains(e.timer_at, TimerKey::Nat(np)),
             "step {step}: flow {np} has no deadline"
         );
     }
-    for (k, np) in &f.by_key {
-        let e = &f.by_np[np];
-        assert_eq!((e.sp, e.dst, e.dp), *k, "step {step}: key of {np}");
+    // Every linked port is a flow, found by its own key (so no two
+    // linked ports share a key).
+    for np in f.by_key.ports() {
+        let e = f
+            .by_np
+            .get(np)
+            .unwrap_or_else(|| panic!("step {step}: {np} linked, no flow"));
+        assert_eq!(
+            f.by_key.get(&f.by_np, Flow::key, &e.key()),
+            Some(np),
+            "step {step}: key of {np}"
+        );
     }
 }
 
@@ -929,7 +939,7 @@ fn random_lives_keep_the_books_and_end_empty() {
         for step in 0..3000 {
             now += Duration::from_millis(rnd(400));
             let sp = 1 + rnd(12) as u16;
-            let nps: Vec<u16> = f.by_np.keys().copied().collect();
+            let nps: Vec<u16> = f.by_np.ports().collect();
             let np = if nps.is_empty() {
                 1024
             } else {

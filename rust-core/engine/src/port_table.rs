@@ -5,8 +5,8 @@
 //! its buckets, and it holds between 7/16 and 7/8 of them (hashbrown
 //! doubles at 7/8 load), so each entry costs between 8/7 and 16/7 of its
 //! size, and all of the buckets are resident because a hash spreads the
-//! entries over every page. For a TCP flow (a 168-byte entry) that was 360
-//! bytes per flow at 1,000 flows, over half of the budget of 512 bytes per
+//! entries over every page. For a TCP flow (then a 176-byte entry) that was
+//! 360 bytes per flow at 1,000 flows, over half of the budget of 512 bytes per
 //! idle flow (issue 16). Here the values sit in a `Vec` with no holes (a
 //! removal moves the last value into the gap), and a hash table of bare
 //! indexes (hashbrown's `HashTable<u32>`: 5 bytes per bucket with its
@@ -86,7 +86,9 @@ impl<V> PortTable<V> {
     }
 
     /// Files `v` under `port`; the value `port` had before, if any, is
-    /// replaced and returned.
+    /// replaced and returned. A [`KeyIndex`] that holds `port` still files
+    /// it under the old value's key: unlink it first (the TCP flow table
+    /// only inserts free ports).
     pub fn insert(&mut self, port: u16, v: V) -> Option<V> {
         if let Some(i) = self.find(port) {
             return Some(std::mem::replace(&mut self.values[i].1, v));

@@ -482,7 +482,7 @@ pub struct FlowTimeouts {
 #[derive(Debug)]
 pub struct TcpFlows {
     /// Flows by NAT port, stored densely ([`PortTable`]: a hash table
-    /// would hold every 168-byte entry in 8/7 to 16/7 of its size).
+    /// would hold every 160-byte entry in 8/7 to 16/7 of its size).
     by_np: PortTable<Flow>,
     /// The linked flows' ports by their [`NatKey`]: a closing flow is
     /// unlinked so that a new SYN on its tuple opens a new flow.

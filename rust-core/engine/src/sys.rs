@@ -1,9 +1,10 @@
 //! The few raw libc calls the engine needs: TUN creation and its reads and
 //! writes, datagrams with per-datagram IPv6 fields (RFC 3542 ancillary
 //! data), the error queue of IPv6 sockets (ICMPv6 errors via
-//! IPV6_RECVERR), ping sockets, TCP_INFO, the urgent mark (SIOCATMARK)
-//! and a TCP socket's received traffic class. The crate's one module where
-//! `unsafe` is allowed; every block says why it is sound.
+//! IPV6_RECVERR), ping sockets, the urgent mark (SIOCATMARK), the
+//! one-byte peek after a splice and a TCP socket's received traffic class
+//! (and, for tests only, TCP_INFO's state and SIOCINQ). The crate's one
+//! module where `unsafe` is allowed; every block says why it is sound.
 #![allow(unsafe_code)]
 
 use std::io;

@@ -28,8 +28,10 @@
 //! place whatever happens. The relay asks SIOCATMARK before a read when the
 //! next byte may be the urgent one: urgent data was signalled (EPOLLPRI, or
 //! for the app side the URG bit of an app segment, which the engine sees on
-//! the TUN before the kernel has it), or the last read stopped short or
-//! filled its buffer ([`read_side`]). Linux stops a read just before the
+//! the TUN before the kernel has it), or the last read filled its buffer;
+//! a short read asks it only when urgent data was signalled, since the
+//! urgent byte's arrival is itself signalled ([`read_side`]). Linux stops a
+//! read just before the
 //! urgent byte, so the mark's place is exact. The byte is then read alone
 //! and sent alone with MSG_OOB, after every byte before it, so that the
 //! other leg's urgent pointer lands just after it: the BSD convention
@@ -597,8 +599,10 @@ fn peek_after_splice(src: &Side) -> Result<bool, Option<i32>> {
 /// the copy path must read instead: the urgent byte may be next (splice
 /// stops before it: `tcp_read_sock` never moves it), or there is no pipe.
 /// After a read the side counts as drained when a peek finds nothing (the
-/// one call per read that the copy path spends on SIOCATMARK), unless a
-/// FIN or error was reported, when it reads to the end. Errors as
+/// call that stands in for the read that would have returned EAGAIN: a
+/// short splice does not say the socket is empty, since splice moves at
+/// most what the pipe takes), unless a FIN or error was reported, when it
+/// reads to the end. Errors as
 /// [`one_way`]'s.
 fn splice_through(
     src: &mut Side,
@@ -1842,11 +1846,16 @@ mod tests {
         println!("sigpipe child: reset, none pending");
     }
 
-    /// DSCP 0, which prepare_upstream and mirror_traffic_class leave
-    /// unset where the socket has it already: the server reads class 0
-    /// (the app's ECN bits not copied), and the app side keeps TOS 0.
-    /// Where the app side was given the SYN's DSCP (tcp_reflect_tos, set
-    /// by hand here), a server's 0 still replaces it.
+    /// A server's class 0 replaces the DSCP the app side was given from
+    /// the SYN (tcp_reflect_tos, set by hand here): mirror_traffic_class
+    /// must set 0, not skip it as "nothing to set". The upstream half (the
+    /// server reads class 0 for a SYN of TOS 0x01, ECN only) is a sanity
+    /// check that cannot fail: on a stream socket IPV6_TCLASS takes no ECN
+    /// bits (`do_ipv6_setsockopt` keeps TCP's own in their place), and
+    /// setting class 0 is the same as not setting it, so a prepare_upstream
+    /// that copied the ECN bits or wrote 0 would pass it as well. So does
+    /// the app side's check for `syn_tos` 0x01, whose DSCP is 0 already:
+    /// only 0x28 can fail there.
     #[test]
     fn traffic_class_zero_both_ways() {
         let sl = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).unwrap();
@@ -1860,6 +1869,7 @@ mod tests {
         let to = sl.local_addr().unwrap().as_socket().unwrap();
         for syn_tos in [0x01u8, 0x28] {
             let up = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).unwrap();
+            // See the doc: this half cannot fail.
             prepare_upstream(&up, &to, 0x01, true).unwrap();
             up.connect(&SockAddr::from(to)).unwrap();
             let (srv, _) = sl.accept().unwrap();

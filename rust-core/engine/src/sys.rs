@@ -1004,6 +1004,17 @@ pub fn unread_bytes(fd: RawFd) -> io::Result<usize> {
     Ok(unread.max(0) as usize)
 }
 
+/// Bytes written to the TCP socket `fd` and not yet acknowledged by its
+/// peer (SIOCOUTQ = TIOCOUTQ), for tests that account for every byte a
+/// sender wrote.
+#[cfg(test)]
+pub fn unacked_bytes(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) })?;
+    Ok(n.max(0) as usize)
+}
+
 /// SIOCATMARK from include/uapi/asm-generic/sockios.h: the value on every
 /// architecture Android and the lab run on (arm, arm64, x86, x86_64,
 /// riscv64); the libc crate does not define it for Linux.

@@ -844,6 +844,17 @@ impl Relay {
         self.a2u.is_empty()
     }
 
+    /// Whether the app side is done with, as the fast close needs it
+    /// (event_loop/tcp.rs, `relay_drained`): our FIN went to the app
+    /// (`wr_shut`), no byte of the app waits to go upstream, and the relay
+    /// has read exactly `app_bytes` bytes from the app side, the sequence
+    /// span (mod 2^32) of the app's data the core saw on the TUN. The relay
+    /// cannot read more than arrived, so equal means every byte arrived and
+    /// was read; an over-count here would close a flow with bytes unread.
+    pub fn app_drained(&self, app_bytes: u32) -> bool {
+        self.app.wr_shut && self.nothing_for_up() && self.app_taken == app_bytes
+    }
+
     /// Called once the upstream connect has completed.
     pub fn on_connected(&mut self) {
         self.connected = true;
@@ -1844,6 +1855,175 @@ mod tests {
         });
         relay_thread.join().unwrap();
         println!("sigpipe child: reset, none pending");
+    }
+
+    /// The byte the app's `i`th byte is in the taken-count tests: a
+    /// pattern, so that a lost or doubled byte shows in what the server
+    /// reads too.
+    fn pat(i: usize) -> u8 {
+        (i % 251) as u8
+    }
+
+    /// Reads exactly `n` bytes from `s` on a thread of their own, checking
+    /// them against [`pat`] from `from` on.
+    fn read_in_thread(mut s: StdStream, from: usize, n: usize) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut got = 0;
+            let mut b = vec![0u8; 64 << 10];
+            while got < n {
+                let k = s.read(&mut b[..(n - got).min(64 << 10)]).unwrap();
+                assert!(k > 0, "EOF after {got} of {n} bytes");
+                for (j, &x) in b[..k].iter().enumerate() {
+                    assert_eq!(x, pat(from + got + j), "byte {}", from + got + j);
+                }
+                got += k;
+            }
+        })
+    }
+
+    /// Turns the flow until `h` has finished.
+    fn turn_until(f: &mut Flow, h: &std::thread::JoinHandle<()>) {
+        let deadline = Instant::now() + WAIT;
+        while !h.is_finished() {
+            assert!(Instant::now() < deadline, "the bytes never all arrived");
+            f.turn(Duration::from_millis(20));
+        }
+    }
+
+    /// `app_taken` is the bytes the app sent and the relay read, on either
+    /// path: a few bytes (one read), and with an urgent byte in the middle
+    /// (read alone, `abc`, `!`, `def`: 7 bytes). An over-count would let
+    /// the fast close answer an app FIN with bytes unread
+    /// ([`Relay::app_drained`]).
+    #[test]
+    fn app_taken_counts_the_bytes_the_app_sent() {
+        for splice in [false, true] {
+            let mut f = flow_by(splice, false, true, 64 * 1024);
+            let hello: Vec<u8> = (0..5).map(pat).collect();
+            f.client.write_all(&hello).unwrap();
+            queued(&f.relay.app.sock, 5);
+            f.settle();
+            assert_eq!(f.relay.app_taken, 5, "splice {splice}");
+            f.client.write_all(b"abc").unwrap();
+            SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+            f.client.write_all(b"def").unwrap();
+            queued(&f.relay.app.sock, 7);
+            f.settle();
+            assert_eq!(f.relay.app_taken, 12, "splice {splice}");
+            let mut got = vec![0u8; 12];
+            f.server.read_exact(&mut got).unwrap();
+            assert_eq!(&got[..5], &hello[..]);
+            assert_eq!(&got[5..], b"abc!def");
+        }
+    }
+
+    /// Across the copy path's switch to splice: a few bytes by copy, then
+    /// 4 MiB that a read of at least [`SPLICE_FROM`] hands to splice; the
+    /// count goes on from one path to the other.
+    #[test]
+    fn app_taken_across_the_switch_to_splice() {
+        let mut f = flow(false, false, 64 * 1024);
+        let hello: Vec<u8> = (0..5).map(pat).collect();
+        f.client.write_all(&hello).unwrap();
+        queued(&f.relay.app.sock, 5);
+        f.settle();
+        assert!(!f.relay.app.splice, "a few bytes stay on the copy path");
+        assert_eq!(f.relay.app_taken, 5);
+        const BULK: usize = 4 << 20;
+        let mut c = f.client.try_clone().unwrap();
+        let w = std::thread::spawn(move || {
+            let data: Vec<u8> = (5..5 + BULK).map(pat).collect();
+            c.write_all(&data).unwrap();
+        });
+        let r = read_in_thread(f.server.try_clone().unwrap(), 0, 5 + BULK);
+        turn_until(&mut f, &r);
+        r.join().unwrap();
+        w.join().unwrap();
+        assert!(
+            f.relay.app.splice,
+            "a bulk read switched the side to splice"
+        );
+        assert_eq!(f.relay.app_taken as usize, 5 + BULK);
+    }
+
+    /// With a backlog (a server that does not read: the pipe or buffer
+    /// the destination did not take), `app_taken` counts what went into
+    /// it and no more: the bytes sent less those still unread on the app
+    /// side and those still in the client's send queue. Then the server reads everything, and the count is all.
+    #[test]
+    fn app_taken_with_a_backlog() {
+        for splice in [false, true] {
+            let mut f = flow_by(splice, false, false, 64 * 1024);
+            f.client.set_nonblocking(true).unwrap();
+            let chunk: Vec<u8> = (0..251 * 64).map(pat).collect();
+            let mut sent = 0usize;
+            // Write until neither the client nor the relay moves a byte.
+            loop {
+                let before = sent;
+                loop {
+                    let from = sent % 251;
+                    match f.client.write(&chunk[from..from + 251 * 60]) {
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                f.settle();
+                if sent == before {
+                    break;
+                }
+            }
+            assert!(!f.relay.nothing_for_up(), "a backlog, splice {splice}");
+            let unread = sys::unread_bytes(f.relay.app.sock.as_raw_fd()).unwrap();
+            let in_flight = sys::unacked_bytes(f.client.as_raw_fd()).unwrap();
+            assert!(unread > 0, "the relay stopped reading the app side");
+            assert_eq!(
+                f.relay.app_taken as usize,
+                sent - unread - in_flight,
+                "splice {splice}"
+            );
+            assert!(!f.relay.app_drained(sent as u32));
+            let r = read_in_thread(f.server.try_clone().unwrap(), 0, sent);
+            turn_until(&mut f, &r);
+            r.join().unwrap();
+            assert_eq!(f.relay.app_taken as usize, sent, "splice {splice}");
+        }
+    }
+
+    /// The fast close's condition with bytes of the app unread: our FIN
+    /// went to the app and nothing waits to go upstream, but 5 bytes the
+    /// app sent arrived after the relay's last read (their event not yet
+    /// taken), so `app_drained` of what the app sent is false; once the
+    /// relay has read them, it is true.
+    #[test]
+    fn app_drained_false_while_app_bytes_are_unread() {
+        for splice in [false, true] {
+            let mut f = flow_by(splice, false, false, 64 * 1024);
+            f.client.write_all(b"hello").unwrap();
+            queued(&f.relay.app.sock, 5);
+            f.settle();
+            assert!(!f.relay.app.readable, "drained, waiting for an event");
+            f.client.write_all(b"world").unwrap();
+            queued(&f.relay.app.sock, 5);
+            // The server's FIN, carried to the app without taking the
+            // app side's event.
+            f.server.shutdown(Shutdown::Write).unwrap();
+            let deadline = Instant::now() + WAIT;
+            while !f.relay.app.wr_shut {
+                assert!(Instant::now() < deadline, "the FIN never came");
+                f.relay.up.readable = true;
+                f.relay.up.closing = true;
+                let mut m = Moved::default();
+                f.relay.pump(&mut m, &mut f.scratch, f.cap);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(f.relay.nothing_for_up());
+            assert_eq!(f.relay.app_taken, 5);
+            assert!(!f.relay.app_drained(10), "5 bytes unread, splice {splice}");
+            f.settle();
+            assert_eq!(f.relay.app_taken, 10);
+            assert!(f.relay.app_drained(10), "splice {splice}");
+        }
     }
 
     /// A server's class 0 replaces the DSCP the app side was given from

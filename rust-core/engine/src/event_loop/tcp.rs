@@ -158,10 +158,7 @@ impl Loop {
         let Some(Slot::Relay(r)) = self.slots.get(slot) else {
             return false;
         };
-        if !r.app.wr_shut || !r.nothing_for_up() {
-            return false;
-        }
-        if r.app_taken != app_bytes {
+        if !r.app_drained(app_bytes) {
             return false;
         }
         set_rst_on_close(&r.app.sock);

@@ -1,9 +1,10 @@
 //! The few raw libc calls the engine needs: TUN creation and its reads and
 //! writes, datagrams with per-datagram IPv6 fields (RFC 3542 ancillary
 //! data), the error queue of IPv6 sockets (ICMPv6 errors via
-//! IPV6_RECVERR), ping sockets, TCP_INFO, the urgent mark (SIOCATMARK)
-//! and a TCP socket's received traffic class. The crate's one module where
-//! `unsafe` is allowed; every block says why it is sound.
+//! IPV6_RECVERR), ping sockets, the urgent mark (SIOCATMARK), the
+//! one-byte peek after a splice and a TCP socket's received traffic class
+//! (and, for tests only, TCP_INFO's state and SIOCINQ). The crate's one
+//! module where `unsafe` is allowed; every block says why it is sound.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -1001,6 +1002,17 @@ pub fn unread_bytes(fd: RawFd) -> io::Result<usize> {
     // SAFETY: SIOCINQ (= FIONREAD) writes one int.
     cvt(unsafe { libc::ioctl(fd, libc::FIONREAD, &mut unread) })?;
     Ok(unread.max(0) as usize)
+}
+
+/// Bytes written to the TCP socket `fd` and not yet acknowledged by its
+/// peer (SIOCOUTQ = TIOCOUTQ), for tests that account for every byte a
+/// sender wrote.
+#[cfg(test)]
+pub fn unacked_bytes(fd: RawFd) -> io::Result<usize> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int.
+    cvt(unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut n) })?;
+    Ok(n.max(0) as usize)
 }
 
 /// SIOCATMARK from include/uapi/asm-generic/sockios.h: the value on every

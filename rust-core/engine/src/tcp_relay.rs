@@ -28,8 +28,10 @@
 //! place whatever happens. The relay asks SIOCATMARK before a read when the
 //! next byte may be the urgent one: urgent data was signalled (EPOLLPRI, or
 //! for the app side the URG bit of an app segment, which the engine sees on
-//! the TUN before the kernel has it), or the last read stopped short or
-//! filled its buffer ([`read_side`]). Linux stops a read just before the
+//! the TUN before the kernel has it), or the last read filled its buffer;
+//! a short read asks it only when urgent data was signalled, since the
+//! urgent byte's arrival is itself signalled ([`read_side`]). Linux stops a
+//! read just before the
 //! urgent byte, so the mark's place is exact. The byte is then read alone
 //! and sent alone with MSG_OOB, after every byte before it, so that the
 //! other leg's urgent pointer lands just after it: the BSD convention
@@ -597,8 +599,10 @@ fn peek_after_splice(src: &Side) -> Result<bool, Option<i32>> {
 /// the copy path must read instead: the urgent byte may be next (splice
 /// stops before it: `tcp_read_sock` never moves it), or there is no pipe.
 /// After a read the side counts as drained when a peek finds nothing (the
-/// one call per read that the copy path spends on SIOCATMARK), unless a
-/// FIN or error was reported, when it reads to the end. Errors as
+/// call that stands in for the read that would have returned EAGAIN: a
+/// short splice does not say the socket is empty, since splice moves at
+/// most what the pipe takes), unless a FIN or error was reported, when it
+/// reads to the end. Errors as
 /// [`one_way`]'s.
 fn splice_through(
     src: &mut Side,
@@ -838,6 +842,17 @@ impl Relay {
     /// No byte from the app waits to be written upstream.
     pub fn nothing_for_up(&self) -> bool {
         self.a2u.is_empty()
+    }
+
+    /// Whether the app side is done with, as the fast close needs it
+    /// (event_loop/tcp.rs, `relay_drained`): our FIN went to the app
+    /// (`wr_shut`), no byte of the app waits to go upstream, and the relay
+    /// has read exactly `app_bytes` bytes from the app side, the sequence
+    /// span (mod 2^32) of the app's data the core saw on the TUN. The relay
+    /// cannot read more than arrived, so equal means every byte arrived and
+    /// was read; an over-count here would close a flow with bytes unread.
+    pub fn app_drained(&self, app_bytes: u32) -> bool {
+        self.app.wr_shut && self.nothing_for_up() && self.app_taken == app_bytes
     }
 
     /// Called once the upstream connect has completed.
@@ -1842,11 +1857,185 @@ mod tests {
         println!("sigpipe child: reset, none pending");
     }
 
-    /// DSCP 0, which prepare_upstream and mirror_traffic_class leave
-    /// unset where the socket has it already: the server reads class 0
-    /// (the app's ECN bits not copied), and the app side keeps TOS 0.
-    /// Where the app side was given the SYN's DSCP (tcp_reflect_tos, set
-    /// by hand here), a server's 0 still replaces it.
+    /// The byte the app's `i`th byte is in the taken-count tests: a
+    /// pattern, so that a lost or doubled byte shows in what the server
+    /// reads too.
+    fn pat(i: usize) -> u8 {
+        (i % 251) as u8
+    }
+
+    /// Reads exactly `n` bytes from `s` on a thread of their own, checking
+    /// them against [`pat`] from `from` on.
+    fn read_in_thread(mut s: StdStream, from: usize, n: usize) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let mut got = 0;
+            let mut b = vec![0u8; 64 << 10];
+            while got < n {
+                let k = s.read(&mut b[..(n - got).min(64 << 10)]).unwrap();
+                assert!(k > 0, "EOF after {got} of {n} bytes");
+                for (j, &x) in b[..k].iter().enumerate() {
+                    assert_eq!(x, pat(from + got + j), "byte {}", from + got + j);
+                }
+                got += k;
+            }
+        })
+    }
+
+    /// Turns the flow until `h` has finished.
+    fn turn_until(f: &mut Flow, h: &std::thread::JoinHandle<()>) {
+        let deadline = Instant::now() + WAIT;
+        while !h.is_finished() {
+            assert!(Instant::now() < deadline, "the bytes never all arrived");
+            f.turn(Duration::from_millis(20));
+        }
+    }
+
+    /// `app_taken` is the bytes the app sent and the relay read, on either
+    /// path: a few bytes (one read), and with an urgent byte in the middle
+    /// (read alone, `abc`, `!`, `def`: 7 bytes). An over-count would let
+    /// the fast close answer an app FIN with bytes unread
+    /// ([`Relay::app_drained`]).
+    #[test]
+    fn app_taken_counts_the_bytes_the_app_sent() {
+        for splice in [false, true] {
+            let mut f = flow_by(splice, false, true, 64 * 1024);
+            let hello: Vec<u8> = (0..5).map(pat).collect();
+            f.client.write_all(&hello).unwrap();
+            queued(&f.relay.app.sock, 5);
+            f.settle();
+            assert_eq!(f.relay.app_taken, 5, "splice {splice}");
+            f.client.write_all(b"abc").unwrap();
+            SockRef::from(&f.client).send_out_of_band(b"!").unwrap();
+            f.client.write_all(b"def").unwrap();
+            queued(&f.relay.app.sock, 7);
+            f.settle();
+            assert_eq!(f.relay.app_taken, 12, "splice {splice}");
+            let mut got = vec![0u8; 12];
+            f.server.read_exact(&mut got).unwrap();
+            assert_eq!(&got[..5], &hello[..]);
+            assert_eq!(&got[5..], b"abc!def");
+        }
+    }
+
+    /// Across the copy path's switch to splice: a few bytes by copy, then
+    /// 4 MiB that a read of at least [`SPLICE_FROM`] hands to splice; the
+    /// count goes on from one path to the other.
+    #[test]
+    fn app_taken_across_the_switch_to_splice() {
+        let mut f = flow(false, false, 64 * 1024);
+        let hello: Vec<u8> = (0..5).map(pat).collect();
+        f.client.write_all(&hello).unwrap();
+        queued(&f.relay.app.sock, 5);
+        f.settle();
+        assert!(!f.relay.app.splice, "a few bytes stay on the copy path");
+        assert_eq!(f.relay.app_taken, 5);
+        const BULK: usize = 4 << 20;
+        let mut c = f.client.try_clone().unwrap();
+        let w = std::thread::spawn(move || {
+            let data: Vec<u8> = (5..5 + BULK).map(pat).collect();
+            c.write_all(&data).unwrap();
+        });
+        let r = read_in_thread(f.server.try_clone().unwrap(), 0, 5 + BULK);
+        turn_until(&mut f, &r);
+        r.join().unwrap();
+        w.join().unwrap();
+        assert!(
+            f.relay.app.splice,
+            "a bulk read switched the side to splice"
+        );
+        assert_eq!(f.relay.app_taken as usize, 5 + BULK);
+    }
+
+    /// With a backlog (a server that does not read: the pipe or buffer
+    /// the destination did not take), `app_taken` counts what went into
+    /// it and no more: the bytes sent less those still unread on the app
+    /// side and those still in the client's send queue. Then the server reads everything, and the count is all.
+    #[test]
+    fn app_taken_with_a_backlog() {
+        for splice in [false, true] {
+            let mut f = flow_by(splice, false, false, 64 * 1024);
+            f.client.set_nonblocking(true).unwrap();
+            let chunk: Vec<u8> = (0..251 * 64).map(pat).collect();
+            let mut sent = 0usize;
+            // Write until neither the client nor the relay moves a byte.
+            loop {
+                let before = sent;
+                loop {
+                    let from = sent % 251;
+                    match f.client.write(&chunk[from..from + 251 * 60]) {
+                        Ok(n) => sent += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+                f.settle();
+                if sent == before {
+                    break;
+                }
+            }
+            assert!(!f.relay.nothing_for_up(), "a backlog, splice {splice}");
+            let unread = sys::unread_bytes(f.relay.app.sock.as_raw_fd()).unwrap();
+            let in_flight = sys::unacked_bytes(f.client.as_raw_fd()).unwrap();
+            assert!(unread > 0, "the relay stopped reading the app side");
+            assert_eq!(
+                f.relay.app_taken as usize,
+                sent - unread - in_flight,
+                "splice {splice}"
+            );
+            assert!(!f.relay.app_drained(sent as u32));
+            let r = read_in_thread(f.server.try_clone().unwrap(), 0, sent);
+            turn_until(&mut f, &r);
+            r.join().unwrap();
+            assert_eq!(f.relay.app_taken as usize, sent, "splice {splice}");
+        }
+    }
+
+    /// The fast close's condition with bytes of the app unread: our FIN
+    /// went to the app and nothing waits to go upstream, but 5 bytes the
+    /// app sent arrived after the relay's last read (their event not yet
+    /// taken), so `app_drained` of what the app sent is false; once the
+    /// relay has read them, it is true.
+    #[test]
+    fn app_drained_false_while_app_bytes_are_unread() {
+        for splice in [false, true] {
+            let mut f = flow_by(splice, false, false, 64 * 1024);
+            f.client.write_all(b"hello").unwrap();
+            queued(&f.relay.app.sock, 5);
+            f.settle();
+            assert!(!f.relay.app.readable, "drained, waiting for an event");
+            f.client.write_all(b"world").unwrap();
+            queued(&f.relay.app.sock, 5);
+            // The server's FIN, carried to the app without taking the
+            // app side's event.
+            f.server.shutdown(Shutdown::Write).unwrap();
+            let deadline = Instant::now() + WAIT;
+            while !f.relay.app.wr_shut {
+                assert!(Instant::now() < deadline, "the FIN never came");
+                f.relay.up.readable = true;
+                f.relay.up.closing = true;
+                let mut m = Moved::default();
+                f.relay.pump(&mut m, &mut f.scratch, f.cap);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(f.relay.nothing_for_up());
+            assert_eq!(f.relay.app_taken, 5);
+            assert!(!f.relay.app_drained(10), "5 bytes unread, splice {splice}");
+            f.settle();
+            assert_eq!(f.relay.app_taken, 10);
+            assert!(f.relay.app_drained(10), "splice {splice}");
+        }
+    }
+
+    /// A server's class 0 replaces the DSCP the app side was given from
+    /// the SYN (tcp_reflect_tos, set by hand here): mirror_traffic_class
+    /// must set 0, not skip it as "nothing to set". The upstream half (the
+    /// server reads class 0 for a SYN of TOS 0x01, ECN only) is a sanity
+    /// check that cannot fail: on a stream socket IPV6_TCLASS takes no ECN
+    /// bits (`do_ipv6_setsockopt` keeps TCP's own in their place), and
+    /// setting class 0 is the same as not setting it, so a prepare_upstream
+    /// that copied the ECN bits or wrote 0 would pass it as well. So does
+    /// the app side's check for `syn_tos` 0x01, whose DSCP is 0 already:
+    /// only 0x28 can fail there.
     #[test]
     fn traffic_class_zero_both_ways() {
         let sl = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).unwrap();
@@ -1860,6 +2049,7 @@ mod tests {
         let to = sl.local_addr().unwrap().as_socket().unwrap();
         for syn_tos in [0x01u8, 0x28] {
             let up = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)).unwrap();
+            // See the doc: this half cannot fail.
             prepare_upstream(&up, &to, 0x01, true).unwrap();
             up.connect(&SockAddr::from(to)).unwrap();
             let (srv, _) = sl.accept().unwrap();

@@ -408,6 +408,52 @@ fn tcp_half_close_carries_fin_both_ways() {
     assert!(ans.starts_with("got 100000 from "), "{ans}");
 }
 
+/// A server that speaks first (an SSH or SMTP banner right after accept):
+/// its greeting reaches the upstream socket before or while the engine
+/// accepts the app side, and that socket's readiness event is taken before
+/// the relay exists, so the relay must start with the upstream side
+/// readable (event_loop/tcp.rs, `on_upstream`), or the greeting waits for
+/// an event that never comes (edge-triggered) and a client that only reads
+/// hangs. Then a reply each way. Several connections, since the greeting's
+/// arrival races the engine's accept.
+#[test]
+fn tcp_server_speaks_first() {
+    if !in_netns("tcp_server_speaks_first") {
+        return;
+    }
+    let _l = lab();
+    const ROUNDS: usize = 20;
+    let srv = TcpListener::bind(format!("[{SRV_V6}]:0")).unwrap();
+    let port = srv.local_addr().unwrap().port();
+    let h = thread::spawn(move || {
+        for i in 0..ROUNDS {
+            let (mut s, _) = srv.accept().unwrap();
+            s.write_all(format!("220 banner {i}\r\n").as_bytes())
+                .unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut b = [0u8; 64];
+            let n = s.read(&mut b).unwrap();
+            assert_eq!(&b[..n], format!("HELO {i}\r\n").as_bytes());
+            s.write_all(format!("250 ok {i}\r\n").as_bytes()).unwrap();
+        }
+    });
+    for i in 0..ROUNDS {
+        let mut c = TcpStream::connect((SRV_V4, port)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut b = [0u8; 64];
+        let n = c
+            .read(&mut b)
+            .unwrap_or_else(|e| panic!("round {i}: no greeting: {e}: {:?}", stats(&_l)));
+        assert_eq!(&b[..n], format!("220 banner {i}\r\n").as_bytes());
+        c.write_all(format!("HELO {i}\r\n").as_bytes()).unwrap();
+        let n = c
+            .read(&mut b)
+            .unwrap_or_else(|e| panic!("round {i}: no answer: {e}"));
+        assert_eq!(&b[..n], format!("250 ok {i}\r\n").as_bytes());
+    }
+    h.join().unwrap();
+}
+
 #[test]
 fn tcp_refused_port_resets_promptly() {
     if !in_netns("tcp_refused_port_resets_promptly") {

@@ -158,10 +158,7 @@ impl Loop {
         let Some(Slot::Relay(r)) = self.slots.get(slot) else {
             return false;
         };
-        if !r.app.wr_shut || !r.nothing_for_up() {
-            return false;
-        }
-        if r.app_taken != app_bytes {
+        if !r.app_drained(app_bytes) {
             return false;
         }
         set_rst_on_close(&r.app.sock);
@@ -369,7 +366,7 @@ impl Loop {
             // Connected, waiting for accept(): the relay reads it then.
             return;
         }
-        match connect_result(&u.sock, ev) {
+        match connect_result(&u.sock, ConnectEvent::from(ev)) {
             None => return,
             Some(Ok(())) => self.tcp.upstream_connected(np, self.now),
             Some(Err(e)) => {
@@ -699,6 +696,28 @@ impl Loop {
     }
 }
 
+/// What [`connect_result`] takes of a poll event: apart from mio's
+/// `Event`, which only a poll makes, so that the decision can be tested
+/// with events no kernel reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnectEvent {
+    writable: bool,
+    error: bool,
+    write_closed: bool,
+    read_closed: bool,
+}
+
+impl From<&Event> for ConnectEvent {
+    fn from(ev: &Event) -> ConnectEvent {
+        ConnectEvent {
+            writable: ev.is_writable(),
+            error: ev.is_error(),
+            write_closed: ev.is_write_closed(),
+            read_closed: ev.is_read_closed(),
+        }
+    }
+}
+
 /// The outcome of a non-blocking connect on `sock` after event `ev`:
 /// `None` while in progress.
 ///
@@ -712,21 +731,119 @@ impl Loop {
 /// relay's to find, as one a moment later would be. Any other event asks
 /// the socket: SO_ERROR, then getpeername, since a write before the
 /// connect completes fails.
-fn connect_result(sock: &TcpStream, ev: &Event) -> Option<io::Result<()>> {
-    if ev.is_writable() && !ev.is_error() && !ev.is_write_closed() && !ev.is_read_closed() {
+fn connect_result(sock: &TcpStream, ev: ConnectEvent) -> Option<io::Result<()>> {
+    if ev.writable && !ev.error && !ev.write_closed && !ev.read_closed {
         return Some(Ok(()));
     }
     match sock.take_error() {
         Ok(Some(e)) | Err(e) => Some(Err(e)),
         Ok(None) => match sock.peer_addr() {
             Ok(_) => Some(Ok(())),
-            Err(e)
-                if e.kind() == io::ErrorKind::NotConnected
-                    && !(ev.is_error() || ev.is_write_closed()) =>
-            {
+            Err(e) if e.kind() == io::ErrorKind::NotConnected && !(ev.error || ev.write_closed) => {
                 None
             }
             Err(e) => Some(Err(e)),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll, Token};
+    use std::time::{Duration, Instant};
+
+    /// Polls `sock` (registered) until an event comes, as the loop takes
+    /// it; `None` when none came within `t`.
+    fn next_event(poll: &mut Poll, t: Duration) -> Option<ConnectEvent> {
+        let mut events = Events::with_capacity(4);
+        poll.poll(&mut events, Some(t)).unwrap();
+        events.iter().next().map(ConnectEvent::from)
+    }
+
+    fn connecting(to: SocketAddr) -> (Poll, TcpStream) {
+        let poll = Poll::new().unwrap();
+        let mut s = TcpStream::connect(to).unwrap();
+        poll.registry()
+            .register(&mut s, Token(0), Interest::READABLE | Interest::WRITABLE)
+            .unwrap();
+        (poll, s)
+    }
+
+    /// The connect's outcome after the events a real poll reports, until
+    /// it is known.
+    fn outcome(poll: &mut Poll, s: &TcpStream) -> (ConnectEvent, io::Result<()>) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            assert!(Instant::now() < deadline, "the connect never ended");
+            if let Some(ev) = next_event(poll, Duration::from_millis(200)) {
+                if let Some(r) = connect_result(s, ev) {
+                    return (ev, r);
+                }
+            }
+        }
+    }
+
+    /// A connect to a listening port (loopback) completes: writable, no
+    /// error, the fast path's case.
+    #[test]
+    fn a_connect_to_a_listener_is_connected() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (mut poll, s) = connecting(l.local_addr().unwrap());
+        let (ev, r) = outcome(&mut poll, &s);
+        assert!(ev.writable && !ev.error, "{ev:?}");
+        r.unwrap();
+        assert!(l.accept().is_ok());
+    }
+
+    /// A connect to a closed port is refused: the kernel reports it as
+    /// IN|OUT|ERR|HUP|RDHUP, writable among them, and the outcome is
+    /// ECONNREFUSED, not "connected".
+    #[test]
+    fn a_refused_connect_is_an_error_though_writable() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = l.local_addr().unwrap();
+        drop(l);
+        let (mut poll, s) = connecting(to);
+        let (ev, r) = outcome(&mut poll, &s);
+        assert!(ev.writable, "a refused connect reports EPOLLOUT: {ev:?}");
+        assert_eq!(
+            r.expect_err("refused, not connected").raw_os_error(),
+            Some(libc::ECONNREFUSED)
+        );
+    }
+
+    /// A connect left in SYN_SENT (the listener's accept queue is full, so
+    /// its SYNs are dropped: `tcp_conn_request`) reports no event at all,
+    /// the premise of the fast path (tcp_poll gives neither EPOLLOUT nor
+    /// EPOLLIN in SYN_SENT); an event without writable, as a spurious one
+    /// would be, asks the socket and finds the connect in progress.
+    #[test]
+    fn a_connect_in_syn_sent_is_in_progress() {
+        let l = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        l.bind(&SockAddr::from(SocketAddr::from(([127, 0, 0, 1], 0))))
+            .unwrap();
+        // Backlog 0 holds one connection; the next SYN is dropped.
+        l.listen(0).unwrap();
+        let to = l.local_addr().unwrap().as_socket().unwrap();
+        let first = std::net::TcpStream::connect(to).unwrap();
+        let (mut poll, s) = connecting(to);
+        assert_eq!(next_event(&mut poll, Duration::from_millis(300)), None);
+        assert_eq!(sys_state(&s), TCP_SYN_SENT);
+        let spurious = ConnectEvent {
+            writable: false,
+            error: false,
+            write_closed: false,
+            read_closed: false,
+        };
+        assert!(connect_result(&s, spurious).is_none());
+        drop(first);
+    }
+
+    /// TCP_SYN_SENT in include/net/tcp_states.h.
+    const TCP_SYN_SENT: u8 = 2;
+
+    fn sys_state(s: &TcpStream) -> u8 {
+        crate::sys::tcp_state(s.as_raw_fd()).unwrap()
     }
 }

@@ -542,12 +542,13 @@ pub struct OutMsg<'a> {
 
 /// `sendmmsg(2)` of up to [`SEND_MANY_MAX`] messages ([`OutMsg`]) on the
 /// UDP socket `fd`, each with its ancillary data as [`send_to`] sends it,
-/// plus UDP_SEGMENT for a GSO message. Returns how many messages went
-/// (all of them, or fewer when message `n` failed: `sendmmsg` then
-/// reports the messages sent and drops the error, which a resend of
-/// message `n` meets again). Errors: the kernel's for the first message
-/// (EINVAL or EIO for a GSO message the path cannot segment: larger than
-/// the path MTU, or a device without checksum offload).
+/// plus UDP_SEGMENT for a GSO message. Returns how many messages went:
+/// all of them, or `n` < len when message `n` failed; `sendmmsg` then
+/// drops that error (`__sys_sendmmsg`), so the caller learns it only by
+/// calling again from message `n`. Errors: the kernel's for the first
+/// message (EINVAL or EIO for a GSO message the path cannot segment:
+/// larger than the path MTU, or a device without checksum offload;
+/// EMSGSIZE for one datagram over the path MTU with DF).
 pub fn send_many(fd: RawFd, msgs: &[OutMsg<'_>]) -> io::Result<usize> {
     let n = msgs.len().min(SEND_MANY_MAX);
     let iov_count: usize = msgs[..n].iter().map(|m| m.bufs.len()).sum();

@@ -234,8 +234,9 @@ impl Loop {
         g
     }
 
-    /// Sends the groups `groups` of `q` (one mapping, one DF) in one
-    /// `sendmmsg`; from the first message that failed on, one by one.
+    /// Sends the groups `groups` of `q` (one mapping, one DF) in as few
+    /// `sendmmsg` calls as errors allow: a message that fails is handled
+    /// alone ([`Self::send_failed`]) and the calls go on after it.
     fn send_run(&mut self, q: &UpQueue, groups: &[Range<usize>]) {
         let first = &q.items[groups[0].start];
         let (slot, key) = (first.slot, first.key);
@@ -266,45 +267,101 @@ impl Loop {
                 }
             })
             .collect();
-        let sent = sys::send_many(fd, &msgs);
-        let ok = *sent.as_ref().unwrap_or(&0);
         let sh = self.sh.clone();
         let c = &sh.counters;
-        Counters::inc(&c.udp_sendmmsg_calls);
-        for r in &groups[..ok] {
-            if r.len() > 1 {
-                Counters::inc(&c.udp_gso_sends);
-            }
-            for it in &q.items[r.clone()] {
-                Counters::inc(&c.up_tx_packets);
-                Counters::add(&c.up_tx_bytes, it.payload.len() as u64);
-                self.udp_sent(it, &q.bytes, Ok(()));
-            }
-        }
-        if ok == groups.len() {
-            return;
-        }
-        let failed = &groups[ok];
-        if let Err(e) = &sent {
+        // sendmmsg stops at the first message that fails and, when some
+        // went before it, drops that message's error (`__sys_sendmmsg`):
+        // the call is made again from there, so the failing message comes
+        // first and its error is seen; it is then handled alone and the
+        // batch goes on after it. A single datagram's EMSGSIZE is the
+        // exception (dropped_emsgsize).
+        let mut at = 0;
+        while at < msgs.len() {
+            let sent = sys::send_many(fd, &msgs[at..]);
+            Counters::inc(&c.udp_sendmmsg_calls);
+            let e = match sent {
+                Ok(n) if n > 0 => {
+                    for r in &groups[at..at + n] {
+                        if r.len() > 1 {
+                            Counters::inc(&c.udp_gso_sends);
+                        }
+                        for it in &q.items[r.clone()] {
+                            Counters::inc(&c.up_tx_packets);
+                            Counters::add(&c.up_tx_bytes, it.payload.len() as u64);
+                            self.udp_sent(it, &q.bytes, Ok(()));
+                        }
+                    }
+                    at += n;
+                    if at < msgs.len() && groups[at].len() == 1 {
+                        self.dropped_emsgsize(q, slot, groups[at].start, &mut at);
+                    }
+                    continue;
+                }
+                // Nothing sent and no error: cannot happen; the message
+                // goes alone below, so the loop always moves on.
+                Ok(_) => io::Error::from_raw_os_error(libc::EAGAIN),
+                Err(e) => e,
+            };
             log::debug!("sendmmsg on UDP mapping {}: {e}", key.id);
-            if failed.len() > 1 {
-                self.gso_refused(slot, e, q.items[failed.start].payload.len());
-            }
-            if super::datagram::is_pending_icmp_error(e) {
-                // An ICMP error about an earlier datagram was reported
-                // instead (and cleared): it goes to the app first, as for
-                // a single send.
-                self.drain_errors(slot, None);
-            }
+            self.send_failed(q, slot, groups[at].clone(), e);
+            at += 1;
         }
-        for r in &groups[ok..] {
-            for it in &q.items[r.clone()] {
+    }
+
+    /// After a `sendmmsg` that stopped at the single datagram `i` of `q`
+    /// on `slot`: when it failed with EMSGSIZE (over the path MTU with
+    /// DF), the kernel queued a local error for it (IP_RECVERR:
+    /// `ip_local_error`, `ipv6_local_error`) although the call dropped the
+    /// error, and a resend would queue a second. That queued error is its
+    /// answer (Fragmentation Needed or Packet Too Big quoting it): it is
+    /// counted as dropped and `at` moves past it. Any other failure is
+    /// met again by the next call.
+    fn dropped_emsgsize(&mut self, q: &UpQueue, slot: usize, i: usize, at: &mut usize) {
+        let it = &q.items[i];
+        if self.drain_errors(slot, Some(&q.bytes[it.pkt.clone()])) {
+            Counters::inc(&self.sh.counters.drop_upstream_send);
+            self.udp_sent(
+                it,
+                &q.bytes,
+                Err(io::Error::from_raw_os_error(libc::EMSGSIZE)),
+            );
+            *at += 1;
+        }
+    }
+
+    /// Message `r` of `q` on `slot` failed with `e` as the first of a
+    /// `sendmmsg`: exactly one answer per datagram, as a single send
+    /// gives. A pending ICMP error (about an earlier datagram) goes to the
+    /// app first and the message's datagrams are sent one by one; a
+    /// refused GSO send is learned ([`Self::gso_refused`]) and its
+    /// datagrams sent one by one, each meeting its own error; a single
+    /// datagram's own error is its answer (EMSGSIZE: the kernel already
+    /// queued the local error that becomes its Fragmentation Needed or
+    /// Packet Too Big; a resend would queue a second).
+    fn send_failed(&mut self, q: &UpQueue, slot: usize, r: Range<usize>, e: io::Error) {
+        let pending = super::datagram::is_pending_icmp_error(&e);
+        if pending {
+            // Reported instead of this message (and cleared).
+            self.drain_errors(slot, None);
+        } else if r.len() > 1 {
+            Counters::inc(&self.sh.counters.udp_gso_refused);
+            self.gso_refused(slot, &e, q.items[r.start].payload.len());
+        }
+        if pending || r.len() > 1 {
+            for it in &q.items[r] {
                 let p = &q.bytes[it.pkt.clone()];
                 let data = &q.bytes[it.payload.clone()];
                 let res = self.send_upstream_with(slot, p, data, &it.to, it.fields);
                 self.udp_sent(it, &q.bytes, res);
             }
+            return;
         }
+        let it = &q.items[r.start];
+        Counters::inc(&self.sh.counters.drop_upstream_send);
+        if e.raw_os_error() == Some(libc::EMSGSIZE) {
+            self.drain_errors(slot, Some(&q.bytes[it.pkt.clone()]));
+        }
+        self.udp_sent(it, &q.bytes, Err(e));
     }
 
     /// A GSO send of `seg`-byte segments on `slot` failed with `e`: EIO

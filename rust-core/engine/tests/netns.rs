@@ -2832,6 +2832,38 @@ fn udp_bursts_arrive_complete_and_in_order_both_ways() {
     assert_eq!(s.up_rx_packets - before.up_rx_packets, 20, "{s:?}");
 }
 
+/// A mapping whose datagrams outlast its per-event budget is read on
+/// without a new arrival (the loop's epoll is edge-triggered): with a
+/// budget of one datagram, a burst of 100 that the server sends with no
+/// traffic after it all reaches the app.
+#[test]
+fn udp_burst_over_the_event_budget_arrives_without_later_traffic() {
+    if !in_netns("udp_burst_over_the_event_budget_arrives_without_later_traffic") {
+        return;
+    }
+    setup_ns();
+    let l = start_engine(EngineConfig {
+        udp_event_budget: 1,
+        ..base_cfg()
+    });
+    const N: u32 = 100;
+    let srv = burst_socket(&format!("[{SRV_V6}]:0"));
+    let port = srv.local_addr().unwrap().port();
+    let app = burst_socket("0.0.0.0:0");
+    app.send_to(b"hello", (SRV_V4, port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (_, peer) = srv.recv_from(&mut buf).unwrap();
+    for seq in 0..N {
+        srv.send_to(&burst_datagram(seq, 64), peer).unwrap();
+    }
+    let got = drain_socket(&app);
+    let s = stats(&l);
+    assert_eq!(got.len(), N as usize, "datagrams left waiting: {s:?}");
+    for (seq, (_, d)) in got.iter().enumerate() {
+        assert_eq!(*d, burst_datagram(seq as u32, 64), "datagram {seq}");
+    }
+}
+
 /// A burst that mixes two mappings, two destinations and several sizes
 /// keeps the order of each mapping's datagrams to each destination.
 #[test]

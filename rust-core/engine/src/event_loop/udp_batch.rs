@@ -34,10 +34,6 @@ use std::os::fd::AsRawFd;
 /// Messages per `recvmmsg` on an upstream UDP socket: 16 slots of 64 KiB
 /// (1 MiB of buffer, allocated on the first UDP datagram received).
 pub(super) const RECV_MANY: usize = 16;
-/// Datagrams handled per readiness event of one mapping before the other
-/// sockets get their turn (fairness). A `recvmmsg` is not cut short, so
-/// one event can go over by at most one call's worth.
-pub(super) const EVENT_BUDGET: usize = 1024;
 /// Most datagrams in one GSO send (the kernel's UDP_MAX_SEGMENTS, 64
 /// before Linux 6.9).
 const MAX_SEGMENTS: usize = 64;
@@ -134,6 +130,11 @@ pub(super) struct Batching {
     /// Whether UDP GSO may be used: None until probed on the first
     /// socket; off for good after EIO (a device without checksum offload).
     pub gso: Option<bool>,
+    /// Mappings' slots whose last read stopped at the budget
+    /// (`EngineConfig::udp_event_budget`) with datagrams still queued:
+    /// read again in the next loop turn, which then does not wait (no new
+    /// edge would come for them).
+    pub more: Vec<usize>,
 }
 
 impl Loop {

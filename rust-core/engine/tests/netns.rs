@@ -3107,6 +3107,52 @@ fn one_datagram_over_the_path_mtu_first_in_a_batch_gets_one_fragmentation_needed
     );
 }
 
+/// Over the NAT64 path (an IPv6 socket, DF per datagram as
+/// IPV6_DONTFRAG) datagrams with and without DF go in one `sendmmsg`,
+/// each with its own DF: a datagram without DF over the path MTU is
+/// fragmented and arrives, the DF ones that fit arrive, in order.
+#[test]
+fn udp_datagrams_with_and_without_df_share_one_sendmmsg_over_ipv6() {
+    use std::os::fd::AsRawFd;
+    if !in_netns("udp_datagrams_with_and_without_df_share_one_sendmmsg_over_ipv6") {
+        return;
+    }
+    setup_ns();
+    narrow_path_to_srv2();
+    let srv = burst_socket(&format!("[{SRV2_V6}]:0"));
+    let port = srv.local_addr().unwrap().port();
+    let app = burst_socket("0.0.0.0:0");
+    let (fd, cfg) = tun_ready(base_cfg());
+    // DF, no DF, DF, ...: the app toggles IP_MTU_DISCOVER between sends;
+    // the datagrams without DF are 1400 bytes (over the path's 1400 once
+    // in IPv6), those with DF 100.
+    let sizes: Vec<usize> = (0..10)
+        .map(|i| if i % 2 == 0 { 100 } else { 1400 })
+        .collect();
+    for (seq, &size) in sizes.iter().enumerate() {
+        let pmtu = if size == 100 {
+            libc::IP_PMTUDISC_DO
+        } else {
+            libc::IP_PMTUDISC_DONT
+        };
+        sockopt(app.as_raw_fd(), libc::SOL_IP, libc::IP_MTU_DISCOVER, pmtu);
+        app.send_to(&burst_datagram(seq as u32, size), (SRV2_V4, port))
+            .unwrap();
+    }
+    let l = start_on_tun(fd, cfg, Arc::new(clat_protect::NoProtect));
+    let got = drain_socket(&srv);
+    let s = stats(&l);
+    let got: Vec<Vec<u8>> = got.into_iter().map(|(_, d)| d).collect();
+    let want: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(seq, &n)| burst_datagram(seq as u32, n))
+        .collect();
+    assert!(got == want, "all 10 in order: {} arrived; {s:?}", got.len());
+    assert_eq!(s.udp_sendmmsg_calls, 1, "{s:?}");
+    assert_eq!(s.icmp_errors_sent, 0, "{s:?}");
+}
+
 /// A GSO send the path refuses (segments over its MTU) that is not the
 /// first message of its `sendmmsg` (whose error the kernel then drops) is
 /// still learned: the burst [64, 1400, 1400, 1400] with DF, queued in the

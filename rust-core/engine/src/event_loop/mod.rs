@@ -536,6 +536,7 @@ impl Loop {
                     self.reset_dns();
                 }
                 Command::NetworkChanged => {
+                    self.udp_batch_network_changed();
                     self.reset_upstream();
                     self.reset_dns();
                 }

@@ -194,14 +194,16 @@ impl Loop {
         let groups = gso_groups(&dgrams);
         let mut g = 0;
         while g < groups.len() {
-            // One sendmmsg: consecutive groups of one mapping with one DF
-            // (the IPv4 socket's DF is a socket option).
+            // One sendmmsg: consecutive groups of one mapping, with one
+            // DF on an IPv4 socket (a socket option there; an IPv6
+            // socket's is per datagram: IPV6_DONTFRAG).
             let first = &q.items[groups[g].start];
             let mut end = g + 1;
             while end < groups.len()
                 && end - g < sys::SEND_MANY_MAX
                 && q.items[groups[end].start].slot == first.slot
-                && q.items[groups[end].start].fields.dont_frag == first.fields.dont_frag
+                && (first.to.is_ipv6()
+                    || q.items[groups[end].start].fields.dont_frag == first.fields.dont_frag)
             {
                 end += 1;
             }
@@ -214,6 +216,14 @@ impl Loop {
             // Keep the allocations for the next burst.
             self.udp_batch.up = q;
         }
+    }
+
+    /// A new network: GSO is probed again (a refusal with EIO was the old
+    /// device's; the mappings, with their lowered `gso_max`, are closed)
+    /// and no mapping is left to read on.
+    pub(super) fn udp_batch_network_changed(&mut self) {
+        self.udp_batch.gso = None;
+        self.udp_batch.more.clear();
     }
 
     /// Whether GSO may be used, probed once on a socket of `items`.

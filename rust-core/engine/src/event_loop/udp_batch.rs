@@ -127,6 +127,8 @@ pub(super) struct Batching {
     /// Receive slots, made on first use.
     pub rx: Option<Box<sys::RecvMany>>,
     pub up: UpQueue,
+    /// The `sendmmsg` calls' buffers.
+    pub tx: sys::SendMany,
     /// Whether UDP GSO may be used: None until probed on the first
     /// socket; off for good after EIO (a device without checksum offload).
     pub gso: Option<bool>,
@@ -288,7 +290,7 @@ impl Loop {
         // exception (dropped_emsgsize).
         let mut at = 0;
         while at < msgs.len() {
-            let sent = sys::send_many(fd, &msgs[at..]);
+            let sent = self.udp_batch.tx.send(fd, &msgs[at..]);
             Counters::inc(&c.udp_sendmmsg_calls);
             let e = match sent {
                 Ok(n) if n > 0 => {

@@ -9,11 +9,12 @@
 //!   one destination, with equal send fields (hop limit, traffic class,
 //!   DF) and equal sizes (the last may be shorter), as the kernel
 //!   segments them. The sends of one mapping go out in one `sendmmsg`
-//!   (also where GSO is missing). On any error of a batched send, the
-//!   rest of that batch is sent one by one, so each datagram meets its
-//!   own error (EMSGSIZE: Fragmentation Needed or Packet Too Big;
-//!   refused or unreachable: the app's Destination Unreachable). The
-//!   queue keeps the order of the burst, so datagrams of one mapping are
+//!   (also where GSO is missing). A message that fails is handled alone
+//!   and the batch goes on after it: each datagram gets exactly one
+//!   answer (EMSGSIZE: Fragmentation Needed or Packet Too Big; refused
+//!   or unreachable: the app's Destination Unreachable), and a GSO send
+//!   the kernel refuses is learned (GSO off after EIO, the mapping's
+//!   segments kept smaller after EINVAL or EMSGSIZE). The queue keeps the order of the burst, so datagrams of one mapping are
 //!   never reordered.
 //! - **Down** (upstream -> app): `recvmmsg` into [`RECV_MANY`] slots
 //!   ([`sys::RecvMany`]), with UDP GRO turned on for each mapping's
@@ -170,7 +171,8 @@ impl Loop {
 
     /// Sends every queued app datagram ([`UpQueue`]), in order: GSO groups
     /// ([`gso_groups`]), one `sendmmsg` per run of one mapping's sends
-    /// with one DF, one by one after an error.
+    /// (with one DF on an IPv4 socket), a failed message alone
+    /// ([`Self::send_run`]).
     pub(super) fn flush_udp_up(&mut self) {
         if self.udp_batch.up.items.is_empty() {
             return;

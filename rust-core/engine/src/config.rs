@@ -87,6 +87,12 @@ pub struct EngineConfig {
     /// `tun_io` module). Default false: a plain TUN, as Android's
     /// VpnService hands over. It must match how the TUN was opened.
     pub tun_vnet_hdr: bool,
+    /// Datagrams received per readiness event of one UDP mapping before
+    /// the other sockets get their turn (fairness; default 1024, at least
+    /// 1 is used). A mapping that still has datagrams waiting is read
+    /// again in the next loop turn, without waiting for a new arrival
+    /// (the loop's epoll is edge-triggered).
+    pub udp_event_budget: usize,
 }
 
 /// The largest flow-event queue `validate` accepts. Each waiting event is
@@ -129,6 +135,7 @@ impl Default for EngineConfig {
             nat_v6: Ipv6Addr::from(u128::from(ULA_V6) | 2),
             flow_events: 0,
             tun_vnet_hdr: false,
+            udp_event_budget: 1024,
         }
     }
 }

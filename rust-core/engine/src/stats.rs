@@ -134,6 +134,10 @@ counters! {
     udp_sendmmsg_calls,
     /// Messages of those that were one UDP GSO send of several datagrams.
     udp_gso_sends,
+    /// UDP GSO sends the kernel refused (EIO: GSO off; EINVAL or EMSGSIZE:
+    /// the mapping's GSO kept below that segment size); their datagrams
+    /// went one by one.
+    udp_gso_refused,
     /// `recvmmsg` calls on upstream UDP sockets that returned datagrams.
     udp_recvmmsg_calls,
     /// Received messages that held several datagrams (UDP GRO).

@@ -525,10 +525,10 @@ fn fill_send_ctrl(
     }
 }
 
-/// Most messages one [`send_many`] call passes to `sendmmsg`.
+/// Most messages one [`SendMany::send`] call passes to `sendmmsg`.
 pub const SEND_MANY_MAX: usize = 64;
 
-/// One message of [`send_many`]: the payloads `bufs` (one datagram, or
+/// One message of [`SendMany::send`]: the payloads `bufs` (one datagram, or
 /// with `gso` the back-to-back datagrams of a UDP GSO send, all `gso`
 /// bytes long but the last, which may be shorter) to `to` with `fields`.
 #[derive(Debug, Clone, Copy)]
@@ -541,52 +541,76 @@ pub struct OutMsg<'a> {
     pub gso: Option<u16>,
 }
 
-/// `sendmmsg(2)` of up to [`SEND_MANY_MAX`] messages ([`OutMsg`]) on the
-/// UDP socket `fd`, each with its ancillary data as [`send_to`] sends it,
-/// plus UDP_SEGMENT for a GSO message. Returns how many messages went
-/// (all of them, or fewer when message `n` failed: `sendmmsg` then
-/// reports the messages sent and drops the error, which a resend of
-/// message `n` meets again). Errors: the kernel's for the first message
-/// (EINVAL or EIO for a GSO message the path cannot segment: larger than
-/// the path MTU, or a device without checksum offload).
-pub fn send_many(fd: RawFd, msgs: &[OutMsg<'_>]) -> io::Result<usize> {
-    let n = msgs.len().min(SEND_MANY_MAX);
-    let iov_count: usize = msgs[..n].iter().map(|m| m.bufs.len()).sum();
-    // SAFETY: all-zero is a valid value for these C structs.
-    let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; n];
-    let mut names: Vec<(libc::sockaddr_storage, libc::socklen_t)> =
-        msgs[..n].iter().map(|m| to_storage(&m.to)).collect();
-    let mut ctrls = vec![[0u64; SEND_CTRL_WORDS]; n];
-    let mut iovs: Vec<libc::iovec> = Vec::with_capacity(iov_count);
-    for m in &msgs[..n] {
-        iovs.extend(m.bufs.iter().map(|b| libc::iovec {
-            iov_base: b.as_ptr() as *mut libc::c_void,
-            iov_len: b.len(),
-        }));
+/// The headers, names, control buffers and iovecs of `sendmmsg` calls,
+/// kept between calls (no allocation per call once grown).
+#[derive(Default)]
+pub struct SendMany {
+    hdrs: Vec<libc::mmsghdr>,
+    names: Vec<(libc::sockaddr_storage, libc::socklen_t)>,
+    ctrls: Vec<[u64; SEND_CTRL_WORDS]>,
+    iovs: Vec<libc::iovec>,
+}
+
+// SAFETY: the raw pointers in `hdrs` and `iovs` are only used during a
+// call, which sets them all afresh; between calls they are never read.
+unsafe impl Send for SendMany {}
+
+impl SendMany {
+    /// `sendmmsg(2)` of up to [`SEND_MANY_MAX`] messages ([`OutMsg`]) on the
+    /// UDP socket `fd`, each with its ancillary data as [`send_to`] sends it,
+    /// plus UDP_SEGMENT for a GSO message. Returns how many messages went:
+    /// all of them, or `n` < len when message `n` failed; `sendmmsg` then
+    /// drops that error (`__sys_sendmmsg`), so the caller learns it only by
+    /// calling again from message `n`. Errors: the kernel's for the first
+    /// message (EINVAL or EIO for a GSO message the path cannot segment:
+    /// larger than the path MTU, or a device without checksum offload;
+    /// EMSGSIZE for one datagram over the path MTU with DF).
+    pub fn send(&mut self, fd: RawFd, msgs: &[OutMsg<'_>]) -> io::Result<usize> {
+        let n = msgs.len().min(SEND_MANY_MAX);
+        let Self {
+            hdrs,
+            names,
+            ctrls,
+            iovs,
+        } = self;
+        hdrs.clear();
+        // SAFETY: all-zero is a valid value for these C structs.
+        hdrs.resize(n, unsafe { std::mem::zeroed() });
+        names.clear();
+        names.extend(msgs[..n].iter().map(|m| to_storage(&m.to)));
+        ctrls.clear();
+        ctrls.resize(n, [0u64; SEND_CTRL_WORDS]);
+        iovs.clear();
+        for m in &msgs[..n] {
+            iovs.extend(m.bufs.iter().map(|b| libc::iovec {
+                iov_base: b.as_ptr() as *mut libc::c_void,
+                iov_len: b.len(),
+            }));
+        }
+        let mut at = 0;
+        for (i, m) in msgs[..n].iter().enumerate() {
+            let h = &mut hdrs[i].msg_hdr;
+            h.msg_name = (&mut names[i].0 as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = names[i].1;
+            // SAFETY: `at + bufs.len()` <= iovs.len() (iovs holds every
+            // message's buffers in order).
+            h.msg_iov = unsafe { iovs.as_mut_ptr().add(at) };
+            h.msg_iovlen = m.bufs.len() as _;
+            at += m.bufs.len();
+            fill_send_ctrl(h, &mut ctrls[i], m.to.is_ipv6(), &m.fields, m.gso);
+        }
+        // SAFETY: every header points at live names, iovecs and control
+        // buffers of the declared sizes, kept until the call returns.
+        let r = unsafe {
+            libc::sendmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        usize::try_from(r).map_err(|_| io::Error::last_os_error())
     }
-    let mut at = 0;
-    for (i, m) in msgs[..n].iter().enumerate() {
-        let h = &mut hdrs[i].msg_hdr;
-        h.msg_name = (&mut names[i].0 as *mut libc::sockaddr_storage).cast();
-        h.msg_namelen = names[i].1;
-        // SAFETY: `at + bufs.len()` <= iovs.len() (iovs holds every
-        // message's buffers in order).
-        h.msg_iov = unsafe { iovs.as_mut_ptr().add(at) };
-        h.msg_iovlen = m.bufs.len() as _;
-        at += m.bufs.len();
-        fill_send_ctrl(h, &mut ctrls[i], m.to.is_ipv6(), &m.fields, m.gso);
-    }
-    // SAFETY: every header points at live names, iovecs and control
-    // buffers of the declared sizes, kept until the call returns.
-    let r = unsafe {
-        libc::sendmmsg(
-            fd,
-            hdrs.as_mut_ptr(),
-            n as libc::c_uint,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    usize::try_from(r).map_err(|_| io::Error::last_os_error())
 }
 
 /// Whether the UDP socket `fd`'s kernel takes UDP_SEGMENT (UDP GSO, Linux
@@ -732,11 +756,21 @@ pub struct Received {
 
 /// Receive buffers for `recvmmsg(2)`: a number of slots of [`RECV_HEAD`]
 /// plus [`RECV_SLOT`] bytes each, allocated once (zeroed memory the
-/// kernel maps on first touch, so small datagrams cost a page per slot).
+/// kernel maps on first touch, so small datagrams cost a page per slot),
+/// and the call's headers, kept between calls.
 pub struct RecvMany {
     buf: Vec<u8>,
     got: Vec<Received>,
+    names: Vec<libc::sockaddr_storage>,
+    ctrls: Vec<[u64; 16]>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
 }
+
+// SAFETY: the raw pointers in `iovs` and `hdrs` point only into this
+// value's own heap buffers, are set afresh before each `recvmmsg` and are
+// read by nothing else: the value may move to another thread.
+unsafe impl Send for RecvMany {}
 
 impl RecvMany {
     /// `slots` messages per call.
@@ -744,6 +778,12 @@ impl RecvMany {
         RecvMany {
             buf: vec![0u8; slots * (RECV_HEAD + RECV_SLOT)],
             got: vec![Received::default(); slots],
+            // SAFETY: all-zero is a valid value for these C structs.
+            names: vec![unsafe { std::mem::zeroed() }; slots],
+            ctrls: vec![[0u64; 16]; slots],
+            iovs: Vec::with_capacity(slots),
+            // SAFETY: as above.
+            hdrs: vec![unsafe { std::mem::zeroed() }; slots],
         }
     }
 
@@ -755,20 +795,17 @@ impl RecvMany {
     /// error).
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let slots = self.got.len();
-        // SAFETY: all-zero is a valid value for these C structs.
-        let mut names: Vec<libc::sockaddr_storage> = vec![unsafe { std::mem::zeroed() }; slots];
-        let mut ctrls = vec![[0u64; 16]; slots];
         let base = self.buf.as_mut_ptr();
-        let mut iovs: Vec<libc::iovec> = (0..slots)
-            .map(|i| libc::iovec {
-                // SAFETY: inside `buf`, which holds `slots` slots.
-                iov_base: unsafe { base.add(i * (RECV_HEAD + RECV_SLOT) + RECV_HEAD) }.cast(),
-                iov_len: RECV_SLOT,
-            })
-            .collect();
-        // SAFETY: as above.
-        let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; slots];
-        for (i, h) in hdrs.iter_mut().enumerate() {
+        self.iovs.clear();
+        self.iovs.extend((0..slots).map(|i| libc::iovec {
+            // SAFETY: inside `buf`, which holds `slots` slots.
+            iov_base: unsafe { base.add(i * (RECV_HEAD + RECV_SLOT) + RECV_HEAD) }.cast(),
+            iov_len: RECV_SLOT,
+        }));
+        let (names, ctrls, iovs) = (&mut self.names, &mut self.ctrls, &mut self.iovs);
+        for (i, h) in self.hdrs.iter_mut().enumerate() {
+            // The kernel wrote the lengths and flags of the last call.
+            h.msg_len = 0;
             let m = &mut h.msg_hdr;
             m.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
             m.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -776,7 +813,9 @@ impl RecvMany {
             m.msg_iovlen = 1;
             m.msg_control = ctrls[i].as_mut_ptr().cast();
             m.msg_controllen = std::mem::size_of_val(&ctrls[i]) as _;
+            m.msg_flags = 0;
         }
+        let hdrs = &mut self.hdrs;
         // SAFETY: every header points at live buffers of the declared
         // sizes, kept until the call returns.
         let n = unsafe {
@@ -794,7 +833,7 @@ impl RecvMany {
             let (fields, gro) = recv_ctrl(m);
             self.got[i] = Received {
                 len: (h.msg_len as usize).min(RECV_SLOT),
-                from: from_storage(&names[i], m.msg_namelen as usize),
+                from: from_storage(&self.names[i], m.msg_namelen as usize),
                 fields,
                 gro,
                 truncated: m.msg_flags & libc::MSG_TRUNC != 0,

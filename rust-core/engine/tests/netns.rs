@@ -156,6 +156,25 @@ fn offloads_by_default() -> bool {
 }
 
 fn start_engine_protected(cfg: EngineConfig, protector: clat_protect::Protector) -> Lab {
+    let (fd, cfg) = tun_ready(cfg);
+    start_on_tun(fd, cfg, protector)
+}
+
+/// The engine on the TUN `fd` that [`tun_ready`] set up.
+fn start_on_tun(
+    fd: std::os::fd::OwnedFd,
+    cfg: EngineConfig,
+    protector: clat_protect::Protector,
+) -> Lab {
+    let engine = Engine::start(fd, cfg, protector).expect("engine start");
+    wait_addresses();
+    Lab { engine }
+}
+
+/// The TUN opened, addressed, up and the default route, without the
+/// engine: what apps send waits in its queue (txqueuelen 500) until
+/// [`start_on_tun`].
+fn tun_ready(cfg: EngineConfig) -> (std::os::fd::OwnedFd, EngineConfig) {
     let mut cfg = cfg;
     let (fd, name) = if cfg.tun_vnet_hdr || offloads_by_default() {
         let (fd, name, on) = open_tun_offload("clat0").expect("open TUN");
@@ -174,9 +193,7 @@ fn start_engine_protected(cfg: EngineConfig, protector: clat_protect::Protector)
         &["link", "set", &name, "mtu", &cfg.mtu.to_string(), "up"],
     );
     sh("ip", &["route", "add", "default", "dev", &name]);
-    let engine = Engine::start(fd, cfg, protector).expect("engine start");
-    wait_addresses();
-    Lab { engine }
+    (fd, cfg)
 }
 
 fn base_cfg() -> EngineConfig {
@@ -2721,6 +2738,25 @@ fn burst_socket(addr: &str) -> UdpSocket {
     s
 }
 
+/// Whether this kernel has UDP GSO (UDP_SEGMENT reads back, Linux 4.18).
+fn udp_gso_here() -> bool {
+    use std::os::fd::AsRawFd;
+    let s = UdpSocket::bind("[::1]:0").unwrap();
+    let mut v: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: v and len are live and of the declared size.
+    let r = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    r == 0
+}
+
 /// Datagram `seq` of a burst, `size` bytes (at least 4): the sequence
 /// number, then a pattern that depends on both.
 fn burst_datagram(seq: u32, size: usize) -> Vec<u8> {
@@ -2749,15 +2785,19 @@ fn udp_bursts_arrive_complete_and_in_order_both_ways() {
     if !in_netns("udp_bursts_arrive_complete_and_in_order_both_ways") {
         return;
     }
-    let l = lab();
+    setup_ns();
     const N: u32 = 200;
     let srv = burst_socket(&format!("[{SRV_V6}]:0"));
     let port = srv.local_addr().unwrap().port();
     let app = burst_socket("0.0.0.0:0");
+    // Up: queued in the TUN (txqueuelen 500) before the engine starts, so
+    // that its first TUN burst reads all 200.
+    let (fd, cfg) = tun_ready(base_cfg());
     for seq in 0..N {
         app.send_to(&burst_datagram(seq, 1000), (SRV_V4, port))
             .unwrap();
     }
+    let l = start_on_tun(fd, cfg, Arc::new(clat_protect::NoProtect));
     let got = drain_socket(&srv);
     let s = stats(&l);
     assert_eq!(got.len(), N as usize, "datagrams lost or added: {s:?}");
@@ -2771,9 +2811,13 @@ fn udp_bursts_arrive_complete_and_in_order_both_ways() {
         );
     }
     assert_eq!(s.up_tx_packets, u64::from(N), "{s:?}");
-    assert!(
-        s.udp_sendmmsg_calls < u64::from(N),
-        "no two datagrams of the burst went in one call: {s:?}"
+    // One sendmmsg: with UDP GSO, 4 sends of 64 + 64 + 64 + 8 datagrams;
+    // without it, 200 messages in calls of at most 64.
+    let (calls, gso_sends) = if udp_gso_here() { (1, 4) } else { (4, 0) };
+    assert_eq!(
+        (s.udp_sendmmsg_calls, s.udp_gso_sends),
+        (calls, gso_sends),
+        "the burst in as few calls as the batch allows: {s:?}"
     );
     println!(
         "up: {N} datagrams in {} sendmmsg calls, {} GSO sends",
@@ -2832,6 +2876,38 @@ fn udp_bursts_arrive_complete_and_in_order_both_ways() {
         "the GSO send came up as one GRO message: {s:?}"
     );
     assert_eq!(s.up_rx_packets - before.up_rx_packets, 20, "{s:?}");
+}
+
+/// A mapping whose datagrams outlast its per-event budget is read on
+/// without a new arrival (the loop's epoll is edge-triggered): with a
+/// budget of one datagram, a burst of 100 that the server sends with no
+/// traffic after it all reaches the app.
+#[test]
+fn udp_burst_over_the_event_budget_arrives_without_later_traffic() {
+    if !in_netns("udp_burst_over_the_event_budget_arrives_without_later_traffic") {
+        return;
+    }
+    setup_ns();
+    let l = start_engine(EngineConfig {
+        udp_event_budget: 1,
+        ..base_cfg()
+    });
+    const N: u32 = 100;
+    let srv = burst_socket(&format!("[{SRV_V6}]:0"));
+    let port = srv.local_addr().unwrap().port();
+    let app = burst_socket("0.0.0.0:0");
+    app.send_to(b"hello", (SRV_V4, port)).unwrap();
+    let mut buf = [0u8; 64];
+    let (_, peer) = srv.recv_from(&mut buf).unwrap();
+    for seq in 0..N {
+        srv.send_to(&burst_datagram(seq, 64), peer).unwrap();
+    }
+    let got = drain_socket(&app);
+    let s = stats(&l);
+    assert_eq!(got.len(), N as usize, "datagrams left waiting: {s:?}");
+    for (seq, (_, d)) in got.iter().enumerate() {
+        assert_eq!(*d, burst_datagram(seq as u32, 64), "datagram {seq}");
+    }
 }
 
 /// A burst that mixes two mappings, two destinations and several sizes
@@ -2911,15 +2987,9 @@ fn udp_burst_mixing_sizes_and_destinations_keeps_order_per_mapping() {
     assert_eq!(s.flows_udp, 2, "{s:?}");
 }
 
-/// Inside a burst, one datagram with DF over the path MTU (1400 bytes to
-/// 203.0.113.11) gets its Fragmentation Needed, and the datagrams around
-/// it, before and after, arrive in order.
-#[test]
-fn one_datagram_over_the_path_mtu_in_a_batch_gets_fragmentation_needed() {
-    if !in_netns("one_datagram_over_the_path_mtu_in_a_batch_gets_fragmentation_needed") {
-        return;
-    }
-    let l = lab();
+/// The route to 203.0.113.11 (SRV2_V6 on loopback) gets MTU 1400: 1000
+/// bytes fit (1048 over IPv6), 1400 do not (1448).
+fn narrow_path_to_srv2() {
     let host = SRV2_V6;
     sh(
         "ip",
@@ -2933,35 +3003,102 @@ fn one_datagram_over_the_path_mtu_in_a_batch_gets_fragmentation_needed() {
             "-6", "route", "add", "local", host, "dev", "lo", "table", "local", "mtu", "1400",
         ],
     );
+}
+
+/// An app socket with DF on every datagram (`pmtu`: IP_PMTUDISC_DO, or
+/// IP_PMTUDISC_PROBE to keep sending over the learned MTU) and ICMP
+/// errors on its error queue (IP_RECVERR).
+fn df_app_socket(pmtu: libc::c_int) -> UdpSocket {
+    use std::os::fd::AsRawFd;
+    let app = burst_socket("0.0.0.0:0");
+    sockopt(app.as_raw_fd(), libc::SOL_IP, libc::IP_MTU_DISCOVER, pmtu);
+    sockopt(app.as_raw_fd(), libc::SOL_IP, libc::IP_RECVERR, 1);
+    app
+}
+
+/// Sends `d` from the app socket `app` to `to`; an EMSGSIZE reported for
+/// an earlier datagram (the app's kernel returns it on the next send:
+/// this one was not sent) is counted in `told` and the send made again.
+fn send_df(app: &UdpSocket, d: &[u8], to: (Ipv4Addr, u16), told: &mut usize) {
+    if let Err(e) = app.send_to(d, to) {
+        assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{e:?}");
+        *told += 1;
+        app.send_to(d, to).unwrap();
+    }
+}
+
+/// The ICMP errors queued on the IP_RECVERR socket `s` (MSG_ERRQUEUE),
+/// each as (origin, type, code); empties the queue.
+fn error_queue(s: &UdpSocket) -> Vec<(u8, u8, u8)> {
+    use std::os::fd::AsRawFd;
+    let mut out = Vec::new();
+    loop {
+        let mut data = [0u8; 2048];
+        let mut ctrl = [0u64; 64];
+        let mut iov = libc::iovec {
+            iov_base: data.as_mut_ptr().cast(),
+            iov_len: data.len(),
+        };
+        // SAFETY: all-zero is a valid msghdr; the pointers set are live
+        // buffers of the declared sizes.
+        let mut h: libc::msghdr = unsafe { std::mem::zeroed() };
+        h.msg_iov = &mut iov;
+        h.msg_iovlen = 1;
+        h.msg_control = ctrl.as_mut_ptr().cast();
+        h.msg_controllen = std::mem::size_of_val(&ctrl) as _;
+        // SAFETY: h points at live buffers.
+        let r = unsafe {
+            libc::recvmsg(
+                s.as_raw_fd(),
+                &mut h,
+                libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+            )
+        };
+        if r < 0 {
+            return out;
+        }
+        // SAFETY: walking the control messages the kernel wrote in h.
+        unsafe {
+            let mut c = libc::CMSG_FIRSTHDR(&h);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::SOL_IP && (*c).cmsg_type == libc::IP_RECVERR {
+                    let e: libc::sock_extended_err =
+                        std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                    out.push((e.ee_origin, e.ee_type, e.ee_code));
+                }
+                c = libc::CMSG_NXTHDR(&h, c);
+            }
+        }
+    }
+}
+
+/// A burst of 30 datagrams with DF to 203.0.113.11 where one, at `at`, is
+/// over the path MTU: that one gets exactly one Fragmentation Needed (one
+/// EMSGSIZE at the app, one entry on its error queue, one ICMP error sent,
+/// one drop), whether it is grouped into a GSO send or goes alone (first,
+/// last, or where GSO is missing), and the others arrive in order.
+fn one_over_the_path_mtu_at(test: &str, at: usize) {
+    if !in_netns(test) {
+        return;
+    }
+    let l = lab();
+    narrow_path_to_srv2();
     let srv = burst_socket(&format!("[{SRV2_V6}]:0"));
     let port = srv.local_addr().unwrap().port();
-    let app = burst_socket("0.0.0.0:0");
-    {
-        use std::os::fd::AsRawFd;
-        // DF on every datagram, and the ICMP errors on the error queue.
-        sockopt(
-            app.as_raw_fd(),
-            libc::SOL_IP,
-            libc::IP_MTU_DISCOVER,
-            libc::IP_PMTUDISC_DO,
-        );
-        sockopt(app.as_raw_fd(), libc::SOL_IP, libc::IP_RECVERR, 1);
-    }
-    // 1000 bytes fit (1048 over IPv6); 1400 do not (1448).
-    let sizes: Vec<usize> = (0..30).map(|i| if i == 12 { 1400 } else { 1000 }).collect();
+    let app = df_app_socket(libc::IP_PMTUDISC_DO);
+    let sizes: Vec<usize> = (0..30).map(|i| if i == at { 1400 } else { 1000 }).collect();
     // The app hears of its datagram: Fragmentation Needed, which its
     // kernel reports as EMSGSIZE on a socket with IP_RECVERR, on the next
     // send when it comes before the burst is over (that datagram was not
     // sent: sent again), else on the next receive.
-    let mut told = false;
+    let mut told = 0;
     for (seq, &size) in sizes.iter().enumerate() {
-        let d = burst_datagram(seq as u32, size);
-        if let Err(e) = app.send_to(&d, (SRV2_V4, port)) {
-            assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{e:?}");
-            assert!(seq > 12 && !told, "EMSGSIZE at {seq}");
-            told = true;
-            app.send_to(&d, (SRV2_V4, port)).unwrap();
-        }
+        send_df(
+            &app,
+            &burst_datagram(seq as u32, size),
+            (SRV2_V4, port),
+            &mut told,
+        );
     }
     let got = drain_socket(&srv);
     let s = stats(&l);
@@ -2974,12 +3111,156 @@ fn one_datagram_over_the_path_mtu_in_a_batch_gets_fragmentation_needed() {
     let got: Vec<Vec<u8>> = got.into_iter().map(|(_, d)| d).collect();
     assert_eq!(got.len(), want.len(), "{s:?}");
     assert!(got == want, "the 29 datagrams that fit, in order: {s:?}");
-    if !told {
+    if told == 0 {
         let e = app.recv(&mut [0u8; 64]).expect_err("Fragmentation Needed");
         assert_eq!(e.raw_os_error(), Some(libc::EMSGSIZE), "{e:?}; {s:?}");
+    } else {
+        assert_eq!(told, 1, "one EMSGSIZE at the app: {s:?}");
     }
+    let errs = error_queue(&app);
     let s = stats(&l);
+    assert_eq!(
+        errs,
+        vec![(libc::SO_EE_ORIGIN_ICMP, 3, 4)],
+        "one Fragmentation Needed on the app's error queue: {s:?}"
+    );
     assert_eq!(s.icmp_errors_sent, 1, "{s:?}");
     assert_eq!(s.drop_upstream_send, 1, "{s:?}");
     assert_eq!(s.up_tx_packets, 29, "{s:?}");
+}
+
+#[test]
+fn one_datagram_over_the_path_mtu_in_a_batch_gets_fragmentation_needed() {
+    one_over_the_path_mtu_at(
+        "one_datagram_over_the_path_mtu_in_a_batch_gets_fragmentation_needed",
+        12,
+    );
+}
+
+#[test]
+fn one_datagram_over_the_path_mtu_last_in_a_batch_gets_one_fragmentation_needed() {
+    one_over_the_path_mtu_at(
+        "one_datagram_over_the_path_mtu_last_in_a_batch_gets_one_fragmentation_needed",
+        29,
+    );
+}
+
+#[test]
+fn one_datagram_over_the_path_mtu_first_in_a_batch_gets_one_fragmentation_needed() {
+    one_over_the_path_mtu_at(
+        "one_datagram_over_the_path_mtu_first_in_a_batch_gets_one_fragmentation_needed",
+        0,
+    );
+}
+
+/// Over the NAT64 path (an IPv6 socket, DF per datagram as
+/// IPV6_DONTFRAG) datagrams with and without DF go in one `sendmmsg`,
+/// each with its own DF: a datagram without DF over the path MTU is
+/// fragmented and arrives, the DF ones that fit arrive, in order.
+#[test]
+fn udp_datagrams_with_and_without_df_share_one_sendmmsg_over_ipv6() {
+    use std::os::fd::AsRawFd;
+    if !in_netns("udp_datagrams_with_and_without_df_share_one_sendmmsg_over_ipv6") {
+        return;
+    }
+    setup_ns();
+    narrow_path_to_srv2();
+    let srv = burst_socket(&format!("[{SRV2_V6}]:0"));
+    let port = srv.local_addr().unwrap().port();
+    let app = burst_socket("0.0.0.0:0");
+    let (fd, cfg) = tun_ready(base_cfg());
+    // DF, no DF, DF, ...: the app toggles IP_MTU_DISCOVER between sends;
+    // the datagrams without DF are 1400 bytes (over the path's 1400 once
+    // in IPv6), those with DF 100.
+    let sizes: Vec<usize> = (0..10)
+        .map(|i| if i % 2 == 0 { 100 } else { 1400 })
+        .collect();
+    for (seq, &size) in sizes.iter().enumerate() {
+        let pmtu = if size == 100 {
+            libc::IP_PMTUDISC_DO
+        } else {
+            libc::IP_PMTUDISC_DONT
+        };
+        sockopt(app.as_raw_fd(), libc::SOL_IP, libc::IP_MTU_DISCOVER, pmtu);
+        app.send_to(&burst_datagram(seq as u32, size), (SRV2_V4, port))
+            .unwrap();
+    }
+    let l = start_on_tun(fd, cfg, Arc::new(clat_protect::NoProtect));
+    let got = drain_socket(&srv);
+    let s = stats(&l);
+    let got: Vec<Vec<u8>> = got.into_iter().map(|(_, d)| d).collect();
+    let want: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(seq, &n)| burst_datagram(seq as u32, n))
+        .collect();
+    assert!(got == want, "all 10 in order: {} arrived; {s:?}", got.len());
+    assert_eq!(s.udp_sendmmsg_calls, 1, "{s:?}");
+    assert_eq!(s.icmp_errors_sent, 0, "{s:?}");
+}
+
+/// A GSO send the path refuses (segments over its MTU) that is not the
+/// first message of its `sendmmsg` (whose error the kernel then drops) is
+/// still learned: the burst [64, 1400, 1400, 1400] with DF, queued in the
+/// TUN before the engine starts so that it is one TUN burst, has one
+/// refused GSO send and one answer per datagram; the same burst again
+/// does not try that GSO send again.
+#[test]
+fn a_refused_gso_send_after_a_sent_message_is_learned() {
+    if !in_netns("a_refused_gso_send_after_a_sent_message_is_learned") {
+        return;
+    }
+    setup_ns();
+    narrow_path_to_srv2();
+    let srv = burst_socket(&format!("[{SRV2_V6}]:0"));
+    let port = srv.local_addr().unwrap().port();
+    // PROBE: DF on every datagram, but the app's kernel does not refuse
+    // the 1400 bytes itself after the first Fragmentation Needed.
+    let app = df_app_socket(libc::IP_PMTUDISC_PROBE);
+    let sizes = [64usize, 1400, 1400, 1400];
+    let (fd, cfg) = tun_ready(base_cfg());
+    let mut told = 0;
+    for (seq, &size) in sizes.iter().enumerate() {
+        send_df(
+            &app,
+            &burst_datagram(seq as u32, size),
+            (SRV2_V4, port),
+            &mut told,
+        );
+    }
+    let l = start_on_tun(fd, cfg, Arc::new(clat_protect::NoProtect));
+    let got = drain_socket(&srv);
+    let s1 = stats(&l);
+    assert_eq!(got.len(), 1, "{s1:?}");
+    assert_eq!(got[0].1, burst_datagram(0, 64));
+    // Without UDP_SEGMENT here, each went alone.
+    let refused = u64::from(udp_gso_here());
+    assert_eq!(s1.udp_gso_refused, refused, "{s1:?}");
+    assert_eq!(s1.icmp_errors_sent, 3, "one answer per datagram: {s1:?}");
+    assert_eq!(s1.drop_upstream_send, 3, "{s1:?}");
+    let mut errs = error_queue(&app);
+    for (seq, &size) in sizes.iter().enumerate() {
+        send_df(
+            &app,
+            &burst_datagram(seq as u32, size),
+            (SRV2_V4, port),
+            &mut told,
+        );
+    }
+    let got = drain_socket(&srv);
+    let s2 = stats(&l);
+    assert_eq!(got.len(), 1, "{s2:?}");
+    assert_eq!(
+        s2.udp_gso_refused, s1.udp_gso_refused,
+        "the refused GSO send was not tried again: {s2:?}"
+    );
+    assert_eq!(s2.icmp_errors_sent, 6, "one answer per datagram: {s2:?}");
+    assert_eq!(s2.drop_upstream_send, 6, "{s2:?}");
+    assert_eq!(s2.up_tx_packets, 2, "{s2:?}");
+    errs.extend(error_queue(&app));
+    assert_eq!(
+        errs,
+        vec![(libc::SO_EE_ORIGIN_ICMP, 3, 4); 6],
+        "one Fragmentation Needed per datagram on the app's error queue: {s2:?}"
+    );
 }

@@ -417,8 +417,10 @@ impl Loop {
     /// path) or ICMPv4 errors (native path) from the path, and our own
     /// EMSGSIZE for a DF datagram over the path MTU, as Packet Too Big or
     /// Fragmentation Needed with that MTU. `sent` is the app datagram being sent
-    /// when the caller just got EMSGSIZE: quoted as it is.
-    pub(super) fn drain_errors(&mut self, slot: usize, sent: Option<&[u8]>) {
+    /// when the caller just got EMSGSIZE: quoted as it is. Returns whether
+    /// such a local EMSGSIZE error was among them (`udp_batch`: how a
+    /// message's EMSGSIZE that `sendmmsg` dropped is known).
+    pub(super) fn drain_errors(&mut self, slot: usize, sent: Option<&[u8]>) -> bool {
         let (fd, app, app_v6) = match &self.slots[slot] {
             Slot::Udp(f) => (
                 f.sock.as_raw_fd(),
@@ -426,7 +428,7 @@ impl Loop {
                 f.v6,
             ),
             Slot::Icmp(f) => (f.sock.as_raw_fd(), AppDatagram::Echo { id: f.id }, f.v6),
-            _ => return,
+            _ => return false,
         };
         let side6 = AppSide6 {
             clat_v6: self.cfg.clat_v6,
@@ -440,10 +442,11 @@ impl Loop {
         };
         // The ICMPv6 error quotes at most 1232 bytes of payload.
         let mut data = [0u8; 1280];
+        let mut local_too_big = false;
         for _ in 0..64 {
             let err = match sys::recv_err(fd, &mut data) {
                 Ok(Some(e)) => e,
-                _ => return,
+                _ => return local_too_big,
             };
             let Some(dest) = err.dest else { continue };
             let from_path = matches!(err.origin, ErrOrigin::Icmp4 | ErrOrigin::Icmp6);
@@ -461,6 +464,7 @@ impl Loop {
                 }
                 (err.typ, err.code, None)
             } else if err.origin == ErrOrigin::Local && err.errno == libc::EMSGSIZE as u32 {
+                local_too_big = true;
                 let (t, c) = path_error::too_big(&dest);
                 (t, c, sent)
             } else {
@@ -490,6 +494,7 @@ impl Loop {
             }
             self.txbuf = out;
         }
+        local_too_big
     }
 
     /// A Packet Too Big (MTU `mtu`) reached UDP mapping `sp`'s socket `fd`

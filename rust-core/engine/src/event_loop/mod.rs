@@ -377,7 +377,7 @@ impl Loop {
             self.cfg.ipv4_path.name()
         );
         while !self.stop {
-            let timeout = if self.tun_more {
+            let timeout = if self.tun_more || !self.udp_batch.more.is_empty() {
                 Some(Duration::ZERO)
             } else {
                 let next = [
@@ -400,6 +400,7 @@ impl Loop {
             Counters::inc(&self.c().loop_wakeups);
             self.now = Instant::now();
             let mut tun_done = false;
+            let mut udp_more = std::mem::take(&mut self.udp_batch.more);
             for ev in events.iter() {
                 match ev.token() {
                     TUN => {
@@ -415,6 +416,7 @@ impl Loop {
             if self.tun_more && !tun_done {
                 self.on_tun();
             }
+            self.on_udp_more(&mut udp_more);
             self.run_timers();
             for s in self.dead.drain(..) {
                 self.slots[s] = Slot::Free;
@@ -536,6 +538,7 @@ impl Loop {
                     self.reset_dns();
                 }
                 Command::NetworkChanged => {
+                    self.udp_batch_network_changed();
                     self.reset_upstream();
                     self.reset_dns();
                 }

@@ -4,7 +4,7 @@
 //! DNS address go to the DNS relay instead.
 
 use super::datagram::{send_fields, Datagram};
-use super::udp_batch::{EVENT_BUDGET, RECV_MANY};
+use super::udp_batch::RECV_MANY;
 use super::{tun_write, Loop, Slot, MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD6};
 use crate::datagram_mappings::MapKey;
 use crate::flow_events::Tally;
@@ -142,23 +142,43 @@ impl Loop {
         }
     }
 
-    /// Datagrams from the upstream socket of the mapping in `slot` to the
-    /// app: `recvmmsg` until the queue is empty or [`EVENT_BUDGET`] went,
-    /// each datagram (each GRO segment) one packet to the TUN.
+    /// The readiness event `ev` of the mapping in `slot`: its queued
+    /// errors, then its datagrams ([`Self::udp_recv`]).
     pub(super) fn on_udp(&mut self, slot: usize, ev: &Event) {
         if ev.is_error() {
             self.drain_errors(slot, None);
         }
+        self.udp_recv(slot);
+    }
+
+    /// The mappings in `slots` (taken from `udp_batch.more` before this
+    /// turn's events) that stopped at their budget: read on.
+    pub(super) fn on_udp_more(&mut self, slots: &mut Vec<usize>) {
+        for s in slots.drain(..) {
+            self.udp_recv(s);
+        }
+    }
+
+    /// Datagrams from the upstream socket of the mapping in `slot` to the
+    /// app: `recvmmsg` until the queue is empty or `udp_event_budget`
+    /// went (then the slot goes on `udp_batch.more`), each datagram (each
+    /// GRO segment) one packet to the TUN.
+    fn udp_recv(&mut self, slot: usize) {
+        let budget = self.cfg.udp_event_budget.max(1);
         let mut rx = self
             .udp_batch
             .rx
             .take()
             .unwrap_or_else(|| Box::new(sys::RecvMany::new(RECV_MANY)));
         let mut done = 0;
-        while done < EVENT_BUDGET {
-            let Slot::Udp(f) = &self.slots[slot] else {
+        while let Slot::Udp(f) = &self.slots[slot] {
+            if done >= budget {
+                // Maybe more queued: read on in the next turn.
+                if !self.udp_batch.more.contains(&slot) {
+                    self.udp_batch.more.push(slot);
+                }
                 break;
-            };
+            }
             let fd = f.sock.as_raw_fd();
             match rx.recv(fd) {
                 Ok(n) => {

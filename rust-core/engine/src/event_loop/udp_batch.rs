@@ -9,11 +9,12 @@
 //!   one destination, with equal send fields (hop limit, traffic class,
 //!   DF) and equal sizes (the last may be shorter), as the kernel
 //!   segments them. The sends of one mapping go out in one `sendmmsg`
-//!   (also where GSO is missing). On any error of a batched send, the
-//!   rest of that batch is sent one by one, so each datagram meets its
-//!   own error (EMSGSIZE: Fragmentation Needed or Packet Too Big;
-//!   refused or unreachable: the app's Destination Unreachable). The
-//!   queue keeps the order of the burst, so datagrams of one mapping are
+//!   (also where GSO is missing). A message that fails is handled alone
+//!   and the batch goes on after it: each datagram gets exactly one
+//!   answer (EMSGSIZE: Fragmentation Needed or Packet Too Big; refused
+//!   or unreachable: the app's Destination Unreachable), and a GSO send
+//!   the kernel refuses is learned (GSO off after EIO, the mapping's
+//!   segments kept smaller after EINVAL or EMSGSIZE). The queue keeps the order of the burst, so datagrams of one mapping are
 //!   never reordered.
 //! - **Down** (upstream -> app): `recvmmsg` into [`RECV_MANY`] slots
 //!   ([`sys::RecvMany`]), with UDP GRO turned on for each mapping's
@@ -34,10 +35,6 @@ use std::os::fd::AsRawFd;
 /// Messages per `recvmmsg` on an upstream UDP socket: 16 slots of 64 KiB
 /// (1 MiB of buffer, allocated on the first UDP datagram received).
 pub(super) const RECV_MANY: usize = 16;
-/// Datagrams handled per readiness event of one mapping before the other
-/// sockets get their turn (fairness). A `recvmmsg` is not cut short, so
-/// one event can go over by at most one call's worth.
-pub(super) const EVENT_BUDGET: usize = 1024;
 /// Most datagrams in one GSO send (the kernel's UDP_MAX_SEGMENTS, 64
 /// before Linux 6.9).
 const MAX_SEGMENTS: usize = 64;
@@ -131,9 +128,16 @@ pub(super) struct Batching {
     /// Receive slots, made on first use.
     pub rx: Option<Box<sys::RecvMany>>,
     pub up: UpQueue,
+    /// The `sendmmsg` calls' buffers.
+    pub tx: sys::SendMany,
     /// Whether UDP GSO may be used: None until probed on the first
     /// socket; off for good after EIO (a device without checksum offload).
     pub gso: Option<bool>,
+    /// Mappings' slots whose last read stopped at the budget
+    /// (`EngineConfig::udp_event_budget`) with datagrams still queued:
+    /// read again in the next loop turn, which then does not wait (no new
+    /// edge would come for them).
+    pub more: Vec<usize>,
 }
 
 impl Loop {
@@ -167,7 +171,8 @@ impl Loop {
 
     /// Sends every queued app datagram ([`UpQueue`]), in order: GSO groups
     /// ([`gso_groups`]), one `sendmmsg` per run of one mapping's sends
-    /// with one DF, one by one after an error.
+    /// (with one DF on an IPv4 socket), a failed message alone
+    /// ([`Self::send_run`]).
     pub(super) fn flush_udp_up(&mut self) {
         if self.udp_batch.up.items.is_empty() {
             return;
@@ -193,14 +198,16 @@ impl Loop {
         let groups = gso_groups(&dgrams);
         let mut g = 0;
         while g < groups.len() {
-            // One sendmmsg: consecutive groups of one mapping with one DF
-            // (the IPv4 socket's DF is a socket option).
+            // One sendmmsg: consecutive groups of one mapping, with one
+            // DF on an IPv4 socket (a socket option there; an IPv6
+            // socket's is per datagram: IPV6_DONTFRAG).
             let first = &q.items[groups[g].start];
             let mut end = g + 1;
             while end < groups.len()
                 && end - g < sys::SEND_MANY_MAX
                 && q.items[groups[end].start].slot == first.slot
-                && q.items[groups[end].start].fields.dont_frag == first.fields.dont_frag
+                && (first.to.is_ipv6()
+                    || q.items[groups[end].start].fields.dont_frag == first.fields.dont_frag)
             {
                 end += 1;
             }
@@ -213,6 +220,14 @@ impl Loop {
             // Keep the allocations for the next burst.
             self.udp_batch.up = q;
         }
+    }
+
+    /// A new network: GSO is probed again (a refusal with EIO was the old
+    /// device's; the mappings, with their lowered `gso_max`, are closed)
+    /// and no mapping is left to read on.
+    pub(super) fn udp_batch_network_changed(&mut self) {
+        self.udp_batch.gso = None;
+        self.udp_batch.more.clear();
     }
 
     /// Whether GSO may be used, probed once on a socket of `items`.
@@ -234,8 +249,9 @@ impl Loop {
         g
     }
 
-    /// Sends the groups `groups` of `q` (one mapping, one DF) in one
-    /// `sendmmsg`; from the first message that failed on, one by one.
+    /// Sends the groups `groups` of `q` (one mapping, one DF) in as few
+    /// `sendmmsg` calls as errors allow: a message that fails is handled
+    /// alone ([`Self::send_failed`]) and the calls go on after it.
     fn send_run(&mut self, q: &UpQueue, groups: &[Range<usize>]) {
         let first = &q.items[groups[0].start];
         let (slot, key) = (first.slot, first.key);
@@ -266,45 +282,101 @@ impl Loop {
                 }
             })
             .collect();
-        let sent = sys::send_many(fd, &msgs);
-        let ok = *sent.as_ref().unwrap_or(&0);
         let sh = self.sh.clone();
         let c = &sh.counters;
-        Counters::inc(&c.udp_sendmmsg_calls);
-        for r in &groups[..ok] {
-            if r.len() > 1 {
-                Counters::inc(&c.udp_gso_sends);
-            }
-            for it in &q.items[r.clone()] {
-                Counters::inc(&c.up_tx_packets);
-                Counters::add(&c.up_tx_bytes, it.payload.len() as u64);
-                self.udp_sent(it, &q.bytes, Ok(()));
-            }
-        }
-        if ok == groups.len() {
-            return;
-        }
-        let failed = &groups[ok];
-        if let Err(e) = &sent {
+        // sendmmsg stops at the first message that fails and, when some
+        // went before it, drops that message's error (`__sys_sendmmsg`):
+        // the call is made again from there, so the failing message comes
+        // first and its error is seen; it is then handled alone and the
+        // batch goes on after it. A single datagram's EMSGSIZE is the
+        // exception (dropped_emsgsize).
+        let mut at = 0;
+        while at < msgs.len() {
+            let sent = self.udp_batch.tx.send(fd, &msgs[at..]);
+            Counters::inc(&c.udp_sendmmsg_calls);
+            let e = match sent {
+                Ok(n) if n > 0 => {
+                    for r in &groups[at..at + n] {
+                        if r.len() > 1 {
+                            Counters::inc(&c.udp_gso_sends);
+                        }
+                        for it in &q.items[r.clone()] {
+                            Counters::inc(&c.up_tx_packets);
+                            Counters::add(&c.up_tx_bytes, it.payload.len() as u64);
+                            self.udp_sent(it, &q.bytes, Ok(()));
+                        }
+                    }
+                    at += n;
+                    if at < msgs.len() && groups[at].len() == 1 {
+                        self.dropped_emsgsize(q, slot, groups[at].start, &mut at);
+                    }
+                    continue;
+                }
+                // Nothing sent and no error: cannot happen; the message
+                // goes alone below, so the loop always moves on.
+                Ok(_) => io::Error::from_raw_os_error(libc::EAGAIN),
+                Err(e) => e,
+            };
             log::debug!("sendmmsg on UDP mapping {}: {e}", key.id);
-            if failed.len() > 1 {
-                self.gso_refused(slot, e, q.items[failed.start].payload.len());
-            }
-            if super::datagram::is_pending_icmp_error(e) {
-                // An ICMP error about an earlier datagram was reported
-                // instead (and cleared): it goes to the app first, as for
-                // a single send.
-                self.drain_errors(slot, None);
-            }
+            self.send_failed(q, slot, groups[at].clone(), e);
+            at += 1;
         }
-        for r in &groups[ok..] {
-            for it in &q.items[r.clone()] {
+    }
+
+    /// After a `sendmmsg` that stopped at the single datagram `i` of `q`
+    /// on `slot`: when it failed with EMSGSIZE (over the path MTU with
+    /// DF), the kernel queued a local error for it (IP_RECVERR:
+    /// `ip_local_error`, `ipv6_local_error`) although the call dropped the
+    /// error, and a resend would queue a second. That queued error is its
+    /// answer (Fragmentation Needed or Packet Too Big quoting it): it is
+    /// counted as dropped and `at` moves past it. Any other failure is
+    /// met again by the next call.
+    fn dropped_emsgsize(&mut self, q: &UpQueue, slot: usize, i: usize, at: &mut usize) {
+        let it = &q.items[i];
+        if self.drain_errors(slot, Some(&q.bytes[it.pkt.clone()])) {
+            Counters::inc(&self.sh.counters.drop_upstream_send);
+            self.udp_sent(
+                it,
+                &q.bytes,
+                Err(io::Error::from_raw_os_error(libc::EMSGSIZE)),
+            );
+            *at += 1;
+        }
+    }
+
+    /// Message `r` of `q` on `slot` failed with `e` as the first of a
+    /// `sendmmsg`: exactly one answer per datagram, as a single send
+    /// gives. A pending ICMP error (about an earlier datagram) goes to the
+    /// app first and the message's datagrams are sent one by one; a
+    /// refused GSO send is learned ([`Self::gso_refused`]) and its
+    /// datagrams sent one by one, each meeting its own error; a single
+    /// datagram's own error is its answer (EMSGSIZE: the kernel already
+    /// queued the local error that becomes its Fragmentation Needed or
+    /// Packet Too Big; a resend would queue a second).
+    fn send_failed(&mut self, q: &UpQueue, slot: usize, r: Range<usize>, e: io::Error) {
+        let pending = super::datagram::is_pending_icmp_error(&e);
+        if pending {
+            // Reported instead of this message (and cleared).
+            self.drain_errors(slot, None);
+        } else if r.len() > 1 {
+            Counters::inc(&self.sh.counters.udp_gso_refused);
+            self.gso_refused(slot, &e, q.items[r.start].payload.len());
+        }
+        if pending || r.len() > 1 {
+            for it in &q.items[r] {
                 let p = &q.bytes[it.pkt.clone()];
                 let data = &q.bytes[it.payload.clone()];
                 let res = self.send_upstream_with(slot, p, data, &it.to, it.fields);
                 self.udp_sent(it, &q.bytes, res);
             }
+            return;
         }
+        let it = &q.items[r.start];
+        Counters::inc(&self.sh.counters.drop_upstream_send);
+        if e.raw_os_error() == Some(libc::EMSGSIZE) {
+            self.drain_errors(slot, Some(&q.bytes[it.pkt.clone()]));
+        }
+        self.udp_sent(it, &q.bytes, Err(e));
     }
 
     /// A GSO send of `seg`-byte segments on `slot` failed with `e`: EIO

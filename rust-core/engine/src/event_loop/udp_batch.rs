@@ -196,6 +196,13 @@ impl Loop {
             })
             .collect();
         let groups = gso_groups(&dgrams);
+        // Every datagram's payload, once per flush: each run's messages
+        // borrow their slices from here.
+        let bufs: Vec<&[u8]> = q
+            .items
+            .iter()
+            .map(|it| &q.bytes[it.payload.clone()])
+            .collect();
         let mut g = 0;
         while g < groups.len() {
             // One sendmmsg: consecutive groups of one mapping, with one
@@ -211,9 +218,10 @@ impl Loop {
             {
                 end += 1;
             }
-            self.send_run(&q, &groups[g..end]);
+            self.send_run(&q, &bufs, &groups[g..end]);
             g = end;
         }
+        drop(bufs);
         q.items.clear();
         q.bytes.clear();
         if self.udp_batch.up.items.is_empty() {
@@ -249,10 +257,11 @@ impl Loop {
         g
     }
 
-    /// Sends the groups `groups` of `q` (one mapping, one DF) in as few
+    /// Sends the groups `groups` of `q` (one mapping, one DF; `bufs` holds
+    /// every queued payload) in as few
     /// `sendmmsg` calls as errors allow: a message that fails is handled
     /// alone ([`Self::send_failed`]) and the calls go on after it.
-    fn send_run(&mut self, q: &UpQueue, groups: &[Range<usize>]) {
+    fn send_run(&mut self, q: &UpQueue, bufs: &[&[u8]], groups: &[Range<usize>]) {
         let first = &q.items[groups[0].start];
         let (slot, key) = (first.slot, first.key);
         let fd = match &self.slots[slot] {
@@ -265,11 +274,6 @@ impl Loop {
             }
         };
         self.set_socket_df(slot, first.to.is_ipv6(), first.fields.dont_frag);
-        let bufs: Vec<&[u8]> = q
-            .items
-            .iter()
-            .map(|it| &q.bytes[it.payload.clone()])
-            .collect();
         let msgs: Vec<OutMsg<'_>> = groups
             .iter()
             .map(|r| {
